@@ -1,0 +1,18 @@
+"""Data sets for topkd: CIFAR-100/10, ImageNet (ImageFolder), scikit-learn digits.
+
+`build_datasets(name, root, download=False, val_split=0.0, seed=0, **options)` -> `DataBundle`.
+Every item is `(image, target, index)`; see docs/CONTRACTS.md.
+"""
+from . import transforms
+from .bundle import DataBundle
+from .registry import DATASET_BUILDERS, build_datasets, dataset_names, register
+from .transforms import (CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN,
+                         IMAGENET_STD)
+
+# importing the builders fills the registry
+from . import cifar, digits, imagenet  # noqa: E402,F401
+
+__all__ = [
+    "DataBundle", "DATASET_BUILDERS", "build_datasets", "dataset_names", "register", "transforms",
+    "CIFAR100_MEAN", "CIFAR100_STD", "CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN", "IMAGENET_STD",
+]

@@ -1,0 +1,75 @@
+"""CIFAR-100 and CIFAR-10 through torchvision, items `(image, target, index)`."""
+from __future__ import annotations
+
+import os
+
+import torchvision
+
+from . import transforms as tf
+from .bundle import DataBundle
+from .registry import register
+from .splits import hold_out, with_transform
+
+
+class IndexedCIFAR10(torchvision.datasets.CIFAR10):
+    """torchvision's CIFAR-10 whose items are `(image, target, index)`."""
+
+    def __getitem__(self, index: int):
+        image, target = super().__getitem__(index)
+        return image, int(target), int(index)
+
+
+class IndexedCIFAR100(torchvision.datasets.CIFAR100):
+    """torchvision's CIFAR-100 (fine labels) whose items are `(image, target, index)`."""
+
+    def __getitem__(self, index: int):
+        image, target = super().__getitem__(index)
+        return image, int(target), int(index)
+
+
+def _open(cls, label: str, root: str, train: bool, download: bool, transform):
+    """Construct a torchvision CIFAR set, turning its "not found or corrupted" into FileNotFoundError."""
+    folder = os.path.join(root, cls.base_folder)
+    try:
+        return cls(root=root, train=train, transform=transform, download=download)
+    except RuntimeError as err:
+        if "not found or corrupted" not in str(err):
+            raise
+        if os.path.isdir(folder):
+            raise FileNotFoundError(
+                f"{cls.base_folder} files in {folder} are missing or fail torchvision's md5 check; "
+                "delete that folder and rerun with --download, or set the data root to a good copy"
+            ) from None
+        raise FileNotFoundError(
+            f"{label} data not found: expected folder {folder}; "
+            "pass --download to fetch it, or set the data root to the folder that contains it"
+        ) from None
+
+
+def _build(cls, label: str, name: str, num_classes: int, mean, std, root: str, download: bool,
+           val_split: float, seed: int, train_augment: bool) -> DataBundle:
+    """Open both splits of one CIFAR variant and hold out the validation part."""
+    eval_tf = tf.cifar_eval(mean, std)
+    train_tf = tf.cifar_train(mean, std) if train_augment else eval_tf
+    train_full = _open(cls, label, root, True, download, train_tf)
+    test = _open(cls, label, root, False, False, eval_tf)
+    train, val = hold_out(train_full, with_transform(train_full, eval_tf), train_full.targets,
+                          val_split, seed)
+    return DataBundle(train=train, val=val, test=test, num_classes=num_classes, in_channels=3,
+                      image_size=32, name=name, mean=tuple(mean), std=tuple(std))
+
+
+@register("cifar100")
+def build_cifar100(root: str, download: bool, val_split: float, seed: int,
+                   train_augment: bool = True) -> DataBundle:
+    """CIFAR-100: 50,000 train / 10,000 test 32x32 RGB images, 100 fine classes."""
+    return _build(IndexedCIFAR100, "CIFAR-100", "cifar100", 100, tf.CIFAR100_MEAN, tf.CIFAR100_STD, root,
+                  download, val_split, seed, train_augment)
+
+
+@register("cifar10")
+def build_cifar10(root: str, download: bool, val_split: float, seed: int,
+                  train_augment: bool = True) -> DataBundle:
+    """CIFAR-10: 50,000 train / 10,000 test 32x32 RGB images, 10 classes."""
+    return _build(IndexedCIFAR10, "CIFAR-10", "cifar10", 10, tf.CIFAR10_MEAN, tf.CIFAR10_STD, root,
+                  download, val_split, seed, train_augment)

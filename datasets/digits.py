@@ -1,0 +1,89 @@
+"""scikit-learn's bundled handwritten digits (1797 8x8 images, 10 classes) as a tiny CIFAR-like set.
+
+Real data with no download: good for demos and end-to-end tests. Pixel values 0..16 are scaled to
+[0, 1], replicated to 3 channels and resized (bilinear) to `image_size` so CIFAR models run on it.
+The train/test split is fixed (stratified 80/20, random_state 0), whatever the seed.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torch.utils.data import Dataset
+
+from . import transforms as tf
+from .bundle import DataBundle
+from .registry import register
+from .splits import hold_out, with_transform
+
+TEST_SIZE = 0.2
+SPLIT_STATE = 0
+
+
+class TensorImages(Dataset):
+    """Images held in memory as one float tensor `[N, C, H, W]` in [0, 1], labels `[N]`.
+
+    Items are `(transform(image), target, index)`.
+    """
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, transform: Optional[Callable] = None):
+        if images.ndim != 4 or len(images) != len(targets):
+            raise ValueError(f"expected images [N, C, H, W] and N targets, got {tuple(images.shape)} "
+                             f"and {len(targets)}")
+        self.images = images
+        self.targets = [int(t) for t in targets]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        image = self.images[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.targets[index], int(index)
+
+
+def digit_images(image_size: int) -> Tuple[torch.Tensor, np.ndarray]:
+    """All 1797 digits as float32 `[1797, 3, image_size, image_size]` in [0, 1], and labels `[1797]`."""
+    bunch = load_digits()
+    images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)  # [N, 1, 8, 8]
+    if image_size != images.shape[-1]:
+        images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    return images.clamp_(0.0, 1.0).expand(-1, 3, -1, -1).contiguous(), bunch.target.astype(np.int64)
+
+
+def digit_split(targets: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The fixed (train, test) positions: stratified 80/20 with random_state 0."""
+    return train_test_split(np.arange(len(targets)), test_size=TEST_SIZE, stratify=targets,
+                            random_state=SPLIT_STATE)
+
+
+@register("digits")
+def build_digits(root: str, download: bool, val_split: float, seed: int, image_size: int = 32,
+                 train_augment: bool = True) -> DataBundle:
+    """1437 train / 360 test digits, `[3, image_size, image_size]`, normalized by train-split statistics.
+
+    Training augmentation (when `train_augment`): random crop with zero padding of image_size/8
+    pixels, no flip (digits are not mirror-invariant). `root` and `download` are ignored.
+    """
+    image_size = int(image_size)
+    if image_size < 8:
+        raise ValueError(f"image_size for digits must be at least 8 pixels, got {image_size}")
+    images, targets = digit_images(image_size)
+    train_pos, test_pos = digit_split(targets)
+    train_images, test_images = images[train_pos], images[test_pos]
+    mean = tuple(float(m) for m in train_images.mean(dim=(0, 2, 3)))
+    std = tuple(float(s) for s in train_images.std(dim=(0, 2, 3), correction=0))
+    eval_tf = tf.tensor_eval(mean, std)
+    train_tf = tf.tensor_train(mean, std, image_size, padding=image_size // 8) if train_augment else eval_tf
+    train_full = TensorImages(train_images, torch.from_numpy(targets[train_pos]), train_tf)
+    test = TensorImages(test_images, torch.from_numpy(targets[test_pos]), eval_tf)
+    train, val = hold_out(train_full, with_transform(train_full, eval_tf), train_full.targets,
+                          val_split, seed)
+    return DataBundle(train=train, val=val, test=test, num_classes=10, in_channels=3,
+                      image_size=image_size, name="digits", mean=mean, std=std)

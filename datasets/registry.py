@@ -1,0 +1,58 @@
+"""Name -> builder registry and the one entry point, `build_datasets`."""
+from __future__ import annotations
+
+import inspect
+from typing import Callable, Dict, List
+
+from .bundle import DataBundle
+from .splits import check_val_split
+
+# name -> function(root, download, val_split, seed, **options) -> DataBundle
+DATASET_BUILDERS: Dict[str, Callable[..., DataBundle]] = {}
+
+_COMMON = ("root", "download", "val_split", "seed")
+
+
+def register(name: str) -> Callable[[Callable], Callable]:
+    """Function decorator: `@register("cifar100")` makes a builder available by name."""
+
+    def wrap(fn: Callable) -> Callable:
+        if name in DATASET_BUILDERS:
+            raise ValueError(f"data set name {name!r} registered twice")
+        DATASET_BUILDERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def dataset_names() -> List[str]:
+    """The names `build_datasets` accepts, sorted."""
+    return sorted(DATASET_BUILDERS)
+
+
+def _options_of(fn: Callable) -> List[str]:
+    return [p for p in inspect.signature(fn).parameters if p not in _COMMON]
+
+
+def build_datasets(name: str, root: str = "./data", download: bool = False, val_split: float = 0.0,
+                   seed: int = 0, **options) -> DataBundle:
+    """Build the train/(val)/test sets of data set `name` (one of `dataset_names()`).
+
+    root: folder holding the data (CIFAR: the folder containing `cifar-100-python`; ImageNet: the
+    folder with `train/` and `val/`). download: let torchvision fetch CIFAR when absent.
+    val_split: fraction in [0, 1) of the training data held out as `val` (eval transforms);
+    deterministic given `seed`. options: per-data-set keywords (e.g. `train_augment`, `image_size`).
+    """
+    try:
+        builder = DATASET_BUILDERS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown data set {name!r}; choose one of: {', '.join(dataset_names())}") from None
+    val_split = check_val_split(val_split)
+    allowed = _options_of(builder)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for data set {name!r}; "
+            f"valid: {', '.join(allowed) or 'none'}"
+        )
+    return builder(root=str(root), download=bool(download), val_split=val_split, seed=int(seed), **options)

@@ -1,0 +1,68 @@
+"""Normalization constants and the standard train/eval transforms of each data set.
+
+All transforms end in a normalized float tensor `[C, H, W]`.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torchvision.transforms as T
+
+# per-channel RGB statistics of the training images, pixel values scaled to [0, 1]
+CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
+CIFAR100_STD = (0.2675, 0.2565, 0.2761)
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def cifar_train(mean: Sequence[float], std: Sequence[float], size: int = 32, padding: int = 4):
+    """RepDistiller's CIFAR training transform: pad-and-crop, horizontal flip, tensor, normalize."""
+    return T.Compose([
+        T.RandomCrop(size, padding=padding),
+        T.RandomHorizontalFlip(),
+        T.ToTensor(),
+        T.Normalize(mean, std),
+    ])
+
+
+def cifar_eval(mean: Sequence[float], std: Sequence[float]):
+    """CIFAR evaluation transform: tensor, normalize."""
+    return T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+
+
+def imagenet_train(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                   size: int = 224):
+    """ImageNet training transform: random resized crop to `size` pixels, flip, tensor, normalize."""
+    return T.Compose([
+        T.RandomResizedCrop(size),
+        T.RandomHorizontalFlip(),
+        T.ToTensor(),
+        T.Normalize(mean, std),
+    ])
+
+
+def imagenet_eval(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                  size: int = 224):
+    """ImageNet evaluation transform: resize the short side to size*256/224, center crop `size`."""
+    return T.Compose([
+        T.Resize(round(size * 256 / 224)),
+        T.CenterCrop(size),
+        T.ToTensor(),
+        T.Normalize(mean, std),
+    ])
+
+
+def tensor_train(mean: Sequence[float], std: Sequence[float], size: int, padding: int):
+    """For images already held as float tensors in [0, 1]: pad-and-crop (zero padding), normalize.
+
+    No flip: meant for data that is not mirror-invariant (digits).
+    """
+    steps = [T.RandomCrop(size, padding=padding)] if padding > 0 else []
+    return T.Compose(steps + [T.Normalize(mean, std)])
+
+
+def tensor_eval(mean: Sequence[float], std: Sequence[float]):
+    """For images already held as float tensors in [0, 1]: normalize only."""
+    return T.Normalize(mean, std)

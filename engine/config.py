@@ -1,0 +1,212 @@
+"""Command-line arguments shared by the training stages, recipes, and the resolved run configuration.
+
+Precedence for every option: explicit command-line flag > value in ``--config FILE.yaml`` > recipe >
+parser default. Recipes are a name -> dict registry (``RECIPES``); the recipe follows the dataset unless
+``--recipe`` names one. The resolved configuration is an ``argparse.Namespace`` whose
+``lr_decay_epochs`` is a list of ints; `write_config` stores it as YAML in the run folder.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+# Hyper-parameters of the papers' recipes. ``small_arch_lr`` is the learning rate the official code uses
+# when the trained network is a MobileNetV2 or a ShuffleNet (unless --lr is given).
+RECIPES: Dict[str, Dict[str, Any]] = {
+    "cifar": dict(lr=0.05, small_arch_lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=64,
+                  epochs=240, lr_decay_epochs=[150, 180, 210], lr_decay_rate=0.1),
+    "imagenet": dict(lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=256,
+                     epochs=100, lr_decay_epochs=[30, 60, 90], lr_decay_rate=0.1),
+}
+# Dataset -> recipe when --recipe is not given; any other dataset uses "cifar".
+DATASET_RECIPES: Dict[str, str] = {"imagenet": "imagenet"}
+SMALL_LR_ARCH_PREFIXES = ("mobilenet", "shuffle")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def parse_epochs_list(text: Any) -> List[int]:
+    """``"150,180,210"`` (or a list) -> ``[150, 180, 210]``; empty string -> no decay."""
+    if isinstance(text, (list, tuple)):
+        items = list(text)
+    else:
+        items = [t for t in str(text).replace(" ", "").split(",") if t]
+    try:
+        epochs = [int(t) for t in items]
+    except (TypeError, ValueError):
+        raise ValueError(f"--lr_decay_epochs must be comma-separated integers like 150,180,210, got {text!r}") from None
+    if any(e <= 0 for e in epochs) or epochs != sorted(epochs):
+        raise ValueError(f"--lr_decay_epochs must be positive and ascending, got {text!r}")
+    return epochs
+
+
+def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t_models") -> None:
+    """Optimisation, run-folder, resume and device options (recipe-backed ones default to None)."""
+    g = parser.add_argument_group("training")
+    g.add_argument("--config", default=None, help="YAML file with option values (flags take precedence)")
+    g.add_argument("--recipe", default=None, choices=sorted(RECIPES),
+                   help="hyper-parameter recipe (default: follows --dataset)")
+    g.add_argument("--epochs", type=int, default=None)
+    g.add_argument("--batch_size", type=int, default=None,
+                   help="global batch size; under torchrun each process gets batch_size / world_size")
+    g.add_argument("--lr", "--learning_rate", dest="lr", type=float, default=None)
+    g.add_argument("--lr_decay_epochs", type=parse_epochs_list, default=None, help='e.g. "150,180,210"')
+    g.add_argument("--lr_decay_rate", type=float, default=None)
+    g.add_argument("--weight_decay", type=float, default=None)
+    g.add_argument("--momentum", type=float, default=None)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=False,
+                   help="deterministic algorithms (bit-exact reruns on the CPU; slower on GPUs)")
+    g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
+                   help="mixed precision (CUDA only)")
+    g.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=False)
+    g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH|auto",
+                   help="continue from a checkpoint; 'auto' (or no value) = the run folder's last one")
+    g.add_argument("--trial", type=int, default=0, help="trial number (part of the run-folder name)")
+    g.add_argument("--save_dir", default=save_dir, help="parent folder of run folders")
+    g.add_argument("--run_dir", default=None, help="exact run folder (overrides --save_dir naming)")
+    g.add_argument("--device", default="auto", choices=DEVICES)
+    g.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch (0 = torch's default); 1 is fastest on a busy 2-core machine")
+    g.add_argument("--print_freq", type=int, default=100, help="steps between progress-bar updates")
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """Dataset options passed on to ``datasets.build_datasets``."""
+    g = parser.add_argument_group("data")
+    g.add_argument("--dataset", default="cifar100")
+    g.add_argument("--data_root", default="./data")
+    g.add_argument("--download", action=argparse.BooleanOptionalAction, default=False)
+    g.add_argument("--val_split", type=float, default=0.0,
+                   help="fraction of the training set held out for model selection (0 = select on test)")
+    g.add_argument("--num_workers", type=int, default=4)
+    g.add_argument("--image_size", type=int, default=None, help="image side for datasets that allow it (digits)")
+
+
+def _explicit_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> Dict[str, Any]:
+    """The options the user actually typed (parse again with every default suppressed)."""
+    saved = [(a, a.default) for a in parser._actions]
+    try:
+        for action, _ in saved:
+            action.default = argparse.SUPPRESS
+        return vars(parser.parse_args(argv))
+    finally:
+        for action, default in saved:
+            action.default = default
+
+
+def _read_yaml(path: str, parser: argparse.ArgumentParser) -> Dict[str, Any]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path} not found; pass an existing YAML file to --config")
+    with open(path) as f:
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config file {path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping of option: value")
+    actions = {a.dest: a for a in parser._actions}
+    unknown = sorted(k for k in data if k not in actions)
+    if unknown:
+        raise ValueError(f"config file {path} has unknown options {unknown}; valid ones: {sorted(actions)}")
+    out = {}
+    for key, value in data.items():
+        convert = actions[key].type
+        if convert is not None and isinstance(value, str):
+            value = convert(value)
+        if key == "lr_decay_epochs" and value is not None:
+            value = parse_epochs_list(value)
+        out[key] = value
+    return out
+
+
+def recipe_for(dataset: str, name: Optional[str] = None) -> str:
+    name = name or DATASET_RECIPES.get(dataset, "cifar")
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(sorted(RECIPES))}")
+    return name
+
+
+def parse_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None,
+                 arch_key: str = "model") -> argparse.Namespace:
+    """Parse ``argv`` and resolve flags > YAML > recipe > defaults; validate; return the Namespace.
+
+    ``arch_key`` names the option holding the trained architecture (``model`` for teachers,
+    ``model_s`` for students): MobileNetV2/ShuffleNet get the recipe's ``small_arch_lr``.
+    """
+    args = parser.parse_args(argv)
+    explicit = _explicit_args(parser, argv)
+    from_yaml = _read_yaml(args.config, parser) if args.config else {}
+    merged = {**vars(args), **from_yaml, **explicit}
+    dataset = str(merged.get("dataset") or "")
+    merged["recipe"] = recipe_for(dataset, merged.get("recipe"))
+    recipe = RECIPES[merged["recipe"]]
+    arch = str(merged.get(arch_key) or "").lower()
+    for key, value in recipe.items():
+        if key == "small_arch_lr":
+            continue
+        if merged.get(key) is None:
+            if key == "lr" and "small_arch_lr" in recipe and arch.startswith(SMALL_LR_ARCH_PREFIXES):
+                value = recipe["small_arch_lr"]
+            merged[key] = list(value) if isinstance(value, list) else value
+    cfg = argparse.Namespace(**merged)
+    validate_config(cfg)
+    return cfg
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def validate_config(cfg: argparse.Namespace) -> None:
+    """Raise ValueError naming the first bad value and what is allowed."""
+    _require(isinstance(cfg.epochs, int) and cfg.epochs > 0, f"--epochs must be a positive integer, got {cfg.epochs}")
+    _require(isinstance(cfg.batch_size, int) and cfg.batch_size > 0,
+             f"--batch_size must be a positive integer, got {cfg.batch_size}")
+    _require(cfg.lr > 0, f"--lr must be positive, got {cfg.lr}")
+    _require(cfg.weight_decay >= 0, f"--weight_decay must be >= 0, got {cfg.weight_decay}")
+    _require(0 <= cfg.momentum < 1, f"--momentum must be in [0, 1), got {cfg.momentum}")
+    _require(cfg.lr_decay_rate > 0, f"--lr_decay_rate must be positive, got {cfg.lr_decay_rate}")
+    _require(0 <= getattr(cfg, "val_split", 0.0) < 1, f"--val_split must be in [0, 1), got {cfg.val_split}")
+    _require(getattr(cfg, "num_workers", 0) >= 0, f"--num_workers must be >= 0, got {cfg.num_workers}")
+    _require(cfg.print_freq > 0, f"--print_freq must be positive, got {cfg.print_freq}")
+    _require(getattr(cfg, "threads", 0) >= 0, f"--threads must be >= 0, got {getattr(cfg, 'threads', 0)}")
+    _require(cfg.device in DEVICES, f"--device must be one of {DEVICES}, got {cfg.device!r}")
+    cfg.lr_decay_epochs = parse_epochs_list(cfg.lr_decay_epochs)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def config_dict(cfg: argparse.Namespace) -> Dict[str, Any]:
+    """The configuration as plain YAML/pickle-safe types."""
+    return {k: _plain(v) for k, v in sorted(vars(cfg).items())}
+
+
+def write_config(cfg: argparse.Namespace, path: str) -> None:
+    """Write the resolved configuration as YAML (atomically)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        yaml.safe_dump(config_dict(cfg), f, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def format_lr(value: float) -> str:
+    """Run-folder spelling of a float as the official scripts print it (0.05, 0.0005)."""
+    return repr(float(value)) if "e" not in repr(float(value)) else f"{value:.10f}".rstrip("0")
+
+
+def teacher_run_name(arch: str, dataset: str, lr: float, weight_decay: float, trial: int) -> str:
+    """``resnet56_cifar100_lr_0.05_decay_0.0005_trial_0`` (the official folder naming)."""
+    return f"{arch}_{dataset}_lr_{format_lr(lr)}_decay_{format_lr(weight_decay)}_trial_{trial}"
+

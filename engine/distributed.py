@@ -1,0 +1,97 @@
+"""Distributed data parallel helpers. A run is distributed when torchrun set ``WORLD_SIZE`` > 1.
+
+Each process trains on ``batch_size // world_size`` images per step (the global batch stays
+``batch_size``); gradients are averaged by DDP; metrics are summed over processes; only rank 0 logs
+and writes files.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator, List
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    created_group: bool = False  # True when this process group was started by `setup_distributed`
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(use_cuda: bool) -> DistInfo:
+    """Join the process group torchrun describes (nccl on CUDA, gloo on the CPU); no-op otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    created = False
+    if not dist.is_initialized():
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        created = True
+    return DistInfo(rank=rank, world_size=world, local_rank=local_rank, created_group=created)
+
+
+def cleanup_distributed(info: DistInfo) -> None:
+    if info.created_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(values: List[float], device: torch.device, info: DistInfo) -> List[float]:
+    """Sum a list of numbers over processes (float64)."""
+    if not info.enabled:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def any_process(flag: bool, device: torch.device, info: DistInfo) -> bool:
+    """True when ``flag`` is true on at least one process."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+class ShardSampler(Sampler[int]):
+    """Every ``world_size``-th index starting at ``rank``, no padding: evaluation sees each item once."""
+
+    def __init__(self, length: int, rank: int, world_size: int):
+        self.indices = list(range(rank, length, world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def ddp_ignore_names(distiller: torch.nn.Module) -> List[str]:
+    """Parameter/buffer names of the frozen teacher, which DDP must neither reduce nor broadcast."""
+    teacher = getattr(distiller, "teacher", None)
+    if teacher is None:
+        return []
+    names = [f"teacher.{n}" for n, _ in teacher.named_parameters()]
+    names += [f"teacher.{n}" for n, _ in teacher.named_buffers()]
+    return names

@@ -1,0 +1,354 @@
+"""The one training loop, for teachers and students alike: it only knows the Distiller contract.
+
+Batches are the dataset tuples, read by position as ``image, target, index[, pi]`` and passed as
+``distiller(image, target, index=..., pi=...)`` in train mode, which returns ``(logits, {term: loss})``;
+the loss minimised is the sum of the terms and every term is logged. Evaluation calls
+``distiller(image)`` in eval mode (student logits). Optimiser: SGD with momentum over
+``distiller.learnable_parameters()``; MultiStepLR stepped once per epoch (epochs are counted from 1, so
+with milestones 150,180,210 epoch 151 is the first one at the lower rate, as in the official code).
+
+Files in ``run_dir`` (written by rank 0 only): ``config.yaml``, ``<arch>_last.pth`` and ``<arch>_best.pth``
+(atomic, every epoch), TensorBoard events in ``tb/``. The best checkpoint is chosen by validation top-1
+when a validation set is given, else by test top-1 (the papers' convention, which is optimistic).
+
+The stage script fills ``cfg.arch`` (architecture name stored in checkpoints), ``cfg.num_classes`` and
+``cfg.dataset``; the optimisation fields come from `engine.config.parse_config`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint, state_dict_differences
+from .config import config_dict, write_config
+from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, cleanup_distributed,
+                          ddp_ignore_names, setup_distributed)
+from .metrics import RunningSums, topk_correct
+from .seed import get_rng_state, set_rng_state, worker_init_fn
+
+# Position of each field in a dataset item -> the keyword the distiller receives.
+BATCH_FIELDS = ("image", "target", "index", "pi")
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU -> ValueError."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was given but no CUDA device is available; use --device cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def split_batch(batch) -> Dict[str, Any]:
+    """Dataset tuple -> ``{"image": ..., "target": ..., "index": ..., "pi": ...}`` by position."""
+    if not isinstance(batch, (list, tuple)) or not 2 <= len(batch) <= len(BATCH_FIELDS):
+        raise ValueError(f"dataset items must be tuples ({', '.join(BATCH_FIELDS)}) with 2 to "
+                         f"{len(BATCH_FIELDS)} entries")
+    return dict(zip(BATCH_FIELDS, batch))
+
+
+class Trainer:
+    """Train ``distiller`` on ``train_set``, evaluate on ``test_set`` (and ``val_set``) every epoch.
+
+    ``fit()`` -> summary dict: best_acc / best_epoch (test top-1 at the selected epoch), last_acc,
+    last_top5, best_val_acc / last_val_acc (when a val set exists), selected_by, seconds_per_epoch,
+    epochs_run, best_checkpoint, last_checkpoint.
+    """
+
+    def __init__(self, distiller, train_set: Dataset, test_set: Dataset, cfg, run_dir: str,
+                 val_set: Optional[Dataset] = None):
+        self.cfg = cfg
+        self.run_dir = str(run_dir)
+        if getattr(cfg, "threads", 0):
+            torch.set_num_threads(int(cfg.threads))
+        device = pick_device(getattr(cfg, "device", "auto"))
+        self.dist: DistInfo = setup_distributed(device.type == "cuda")
+        if device.type == "cuda":
+            device = torch.device("cuda", self.dist.local_rank)
+        self.device = device
+        self.is_main = self.dist.is_main
+        self.amp = bool(getattr(cfg, "amp", False)) and device.type == "cuda"
+        self.channels_last = bool(getattr(cfg, "channels_last", False))
+
+        self.distiller = distiller.to(device)
+        if self.channels_last:
+            self.distiller.to(memory_format=torch.channels_last)
+        student = distiller.student
+        self.arch = getattr(cfg, "arch", None) or type(student).__name__
+        self.num_classes = getattr(cfg, "num_classes", None)
+
+        if cfg.batch_size % self.dist.world_size:
+            raise ValueError(f"--batch_size {cfg.batch_size} must be divisible by the number of processes "
+                             f"({self.dist.world_size})")
+        self.batch_size = cfg.batch_size // self.dist.world_size
+        params = [p for p in distiller.learnable_parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the distiller has no trainable parameters")
+        self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(cfg.lr_decay_epochs),
+                                                              gamma=cfg.lr_decay_rate)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.train_model = distiller
+        if self.dist.enabled:
+            distiller._ddp_params_and_buffers_to_ignore = ddp_ignore_names(distiller)
+            self.train_model = DistributedDataParallel(
+                distiller, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=bool(getattr(cfg, "find_unused_parameters", False)))
+
+        self.train_sampler = DistributedSampler(train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
+                                                shuffle=True, seed=int(cfg.seed), drop_last=False)
+        per_rank = len(self.train_sampler)
+        self.train_loader = self._loader(train_set, self.train_sampler,
+                                         drop_last=per_rank > 1 and per_rank % self.batch_size == 1)
+        self.test_loader = self._eval_loader(test_set)
+        self.val_loader = self._eval_loader(val_set) if val_set is not None else None
+        self.selected_by = "val" if self.val_loader is not None else "test"
+
+        self.last_path = os.path.join(self.run_dir, f"{self.arch}_last.pth")
+        self.best_path = os.path.join(self.run_dir, f"{self.arch}_best.pth")
+        self.start_epoch = 1
+        self.best = {"score": -math.inf, "acc": 0.0, "epoch": 0, "val_acc": None}
+        self.last: Dict[str, Any] = {}
+        self.global_step = 0
+        self.writer = None
+
+    # ----------------------------------------------------------------- data
+    def _loader(self, dataset: Dataset, sampler, drop_last: bool = False) -> DataLoader:
+        workers = int(getattr(self.cfg, "num_workers", 0))
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=workers,
+                          pin_memory=self.device.type == "cuda", drop_last=drop_last,
+                          persistent_workers=workers > 0, worker_init_fn=worker_init_fn if workers else None)
+
+    def _eval_loader(self, dataset: Dataset) -> DataLoader:
+        return self._loader(dataset, ShardSampler(len(dataset), self.dist.rank, self.dist.world_size))
+
+    def _to_device(self, fields: Dict[str, Any]) -> Dict[str, Any]:
+        out = {}
+        for name, value in fields.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device, non_blocking=True)
+                if name == "image" and self.channels_last and value.ndim == 4:
+                    value = value.contiguous(memory_format=torch.channels_last)
+            out[name] = value
+        return out
+
+    # ----------------------------------------------------------------- checkpoints
+    def _state(self, epoch: int) -> Dict[str, Any]:
+        extras = {k: v for k, v in self.distiller.state_dict().items() if not k.startswith(("teacher.", "student."))}
+        return {
+            "model": self.distiller.student.state_dict(), "arch": self.arch, "num_classes": self.num_classes,
+            "in_channels": getattr(self.cfg, "in_channels", None), "dataset": getattr(self.cfg, "dataset", None),
+            "epoch": epoch, "best_acc": self.best["acc"], "best_epoch": self.best["epoch"],
+            "best_score": self.best["score"], "best_val_acc": self.best["val_acc"], "selected_by": self.selected_by,
+            "last_acc": self.last.get("acc"), "last_top5": self.last.get("top5"),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "rng": get_rng_state(), "config": config_dict(self.cfg),
+            "distiller": extras,
+        }
+
+    def _resume(self) -> None:
+        path = self.last_path if self.cfg.resume == "auto" else str(self.cfg.resume)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without --resume or pass a "
+                                    f"checkpoint path")
+        ckpt = load_checkpoint(path)
+        if ckpt.get("arch") not in (None, self.arch):
+            raise ValueError(f"--resume: checkpoint {path} holds a {ckpt['arch']}, but this run trains {self.arch}")
+        if "optimizer" not in ckpt:
+            raise ValueError(f"--resume: checkpoint {path} has no optimizer state (not a training checkpoint)")
+        student = self.distiller.student
+        diffs = state_dict_differences(student.state_dict(), ckpt["model"])
+        if diffs:
+            raise ValueError(f"--resume: checkpoint {path} does not fit {self.arch} "
+                             f"(another architecture or class count?): {'; '.join(diffs)}")
+        student.load_state_dict(ckpt["model"])
+        missing, unexpected = self.distiller.load_state_dict(ckpt.get("distiller", {}), strict=False)
+        missing = [k for k in missing if not k.startswith(("teacher.", "student."))]
+        if missing or unexpected:
+            raise ValueError(f"--resume: distiller state of {path} does not match this method "
+                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        if self.dist.rank == 0 and ckpt.get("rng"):
+            set_rng_state(ckpt["rng"])  # other ranks keep their own seeds (only rank 0's state is saved)
+        self.start_epoch = int(ckpt["epoch"]) + 1
+        self.best = {"score": float(ckpt.get("best_score", ckpt.get("best_acc", 0.0))),
+                     "acc": float(ckpt.get("best_acc", 0.0)), "epoch": int(ckpt.get("best_epoch", 0)),
+                     "val_acc": ckpt.get("best_val_acc")}
+        self.last = {"acc": ckpt.get("last_acc"), "top5": ckpt.get("last_top5")}
+        self.global_step = (self.start_epoch - 1) * len(self.train_loader)
+        self._log(f"resumed from {path} at epoch {self.start_epoch} (best {self.best['acc']:.2f} "
+                  f"at epoch {self.best['epoch']})")
+
+    # ----------------------------------------------------------------- loop
+    def _log(self, text: str) -> None:
+        if self.is_main:
+            print(text, flush=True)
+
+    def _stop_on_bad_loss(self, epoch: int, step: int, names, values) -> None:
+        bad = [(n, v) for n, v in zip(names, values) if not math.isfinite(v)]
+        term = ", ".join(f"{n} = {v}" for n, v in bad) or "on another process"
+        good = self.last_path if os.path.isfile(self.last_path) else "none saved yet"
+        raise FloatingPointError(
+            f"non-finite loss at epoch {epoch}, step {step} (global step {self.global_step}): {term}; "
+            f"stopped without writing checkpoints; last good checkpoint: {good} (lower --lr or check the data, "
+            f"then --resume)")
+
+    def train_epoch(self, epoch: int) -> Dict[str, float]:
+        """One pass over the training set -> mean of every loss term, ``loss`` and ``top1`` (percent)."""
+        self.distiller.train()
+        self.train_sampler.set_epoch(epoch)
+        sums = RunningSums()
+        show = self.is_main and sys.stderr.isatty()
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch}", leave=False, disable=not show, dynamic_ncols=True)
+        for step, batch in enumerate(bar, 1):
+            fields = self._to_device(split_batch(batch))
+            image, target = fields.pop("image"), fields.pop("target")
+            with torch.autocast(self.device.type, enabled=self.amp):
+                logits, losses = self.train_model(image, target, **fields)
+            if not losses:
+                raise ValueError("the distiller returned no loss terms")
+            total = sum(losses.values())
+            names = list(losses)
+            correct = topk_correct(logits.detach(), target, ks=(1,))[0]
+            values = torch.stack([losses[n].detach().float() for n in names]).tolist()
+            self.global_step += 1
+            if any_process(not all(math.isfinite(v) for v in values), self.device, self.dist):
+                self._stop_on_bad_loss(epoch, step, names, values)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(total).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            record = dict(zip(names, values))
+            record["loss"] = sum(values)
+            record["top1"] = 100.0 * correct / max(len(target), 1)
+            sums.add(record, len(target))
+            if show and step % self.cfg.print_freq == 0:
+                bar.set_postfix(loss=f"{record['loss']:.3f}", top1=f"{record['top1']:.1f}")
+        bar.close()
+        keys = sorted(sums.sums)
+        totals = all_reduce_sum([sums.sums[k] for k in keys] + [sums.count], self.device, self.dist)
+        count = max(totals[-1], 1)
+        return {k: v / count for k, v in zip(keys, totals[:-1])}
+
+    @torch.no_grad()
+    def evaluate(self, loader: DataLoader) -> Dict[str, float]:
+        """Student accuracy over ``loader`` -> ``{"loss", "top1", "top5"}`` (percent), summed over processes."""
+        self.distiller.eval()
+        loss, c1, c5, n = 0.0, 0, 0, 0
+        for batch in loader:
+            fields = self._to_device(split_batch(batch))
+            image, target = fields["image"], fields["target"]
+            with torch.autocast(self.device.type, enabled=self.amp):
+                logits = self.distiller(image)
+            loss += float(F.cross_entropy(logits.float(), target, reduction="sum"))
+            k1, k5 = topk_correct(logits, target, ks=(1, 5))
+            c1, c5, n = c1 + k1, c5 + k5, n + len(target)
+        loss, c1, c5, n = all_reduce_sum([loss, c1, c5, n], self.device, self.dist)
+        n = max(n, 1)
+        return {"loss": loss / n, "top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n}
+
+    def _write_scalars(self, epoch: int, train: Dict[str, float], test: Dict[str, float],
+                       val: Optional[Dict[str, float]], lr: float, seconds: float) -> None:
+        if self.writer is None:
+            return
+        for split, stats in (("train", train), ("test", test), ("val", val or {})):
+            for key, value in stats.items():
+                self.writer.add_scalar(f"{split}/{key}", value, epoch)
+        self.writer.add_scalar("lr", lr, epoch)
+        self.writer.add_scalar("time/epoch_seconds", seconds, epoch)
+        self.writer.flush()
+
+    def fit(self) -> Dict[str, Any]:
+        """Train from epoch 1 (or the resumed one) to ``cfg.epochs``; returns the summary dict."""
+        cfg = self.cfg
+        times, train_times = [], []
+        try:
+            if cfg.resume:
+                self._resume()
+            if self.is_main:
+                os.makedirs(self.run_dir, exist_ok=True)
+                write_config(cfg, os.path.join(self.run_dir, "config.yaml"))
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(os.path.join(self.run_dir, "tb"), purge_step=self.start_epoch)
+            self._log(f"run folder {self.run_dir}; {self.arch} on {self.device}"
+                      f"{f' x{self.dist.world_size} processes' if self.dist.enabled else ''}, "
+                      f"batch {cfg.batch_size}, lr {cfg.lr}, epochs {cfg.epochs}")
+            self._log("model selection: best checkpoint by validation top-1" if self.selected_by == "val" else
+                      "model selection: best checkpoint by test top-1 (no --val_split; the papers' convention)")
+            for epoch in range(self.start_epoch, cfg.epochs + 1):
+                start = time.perf_counter()
+                lr = self.optimizer.param_groups[0]["lr"]
+                train = self.train_epoch(epoch)
+                train_times.append(time.perf_counter() - start)
+                test = self.evaluate(self.test_loader)
+                val = self.evaluate(self.val_loader) if self.val_loader is not None else None
+                self.scheduler.step()
+                score = (val or test)["top1"]
+                improved = score > self.best["score"]
+                if improved:
+                    self.best = {"score": score, "acc": test["top1"], "epoch": epoch,
+                                 "val_acc": val["top1"] if val else None}
+                self.last = {"acc": test["top1"], "top5": test["top5"], "val_acc": val["top1"] if val else None}
+                if self.is_main:
+                    state = self._state(epoch)
+                    save_checkpoint(state, self.last_path)
+                    if improved:
+                        save_checkpoint(state, self.best_path)
+                barrier(self.dist)
+                seconds = time.perf_counter() - start
+                times.append(seconds)
+                self._write_scalars(epoch, train, test, val, lr, seconds)
+                terms = " ".join(f"{k} {v:.4f}" for k, v in train.items() if k not in ("loss", "top1"))
+                val_text = f" | val top1 {val['top1']:.2f}" if val else ""
+                self._log(f"epoch {epoch}/{cfg.epochs} | lr {lr:.4g} | train loss {train['loss']:.4f} ({terms}) "
+                          f"top1 {train['top1']:.2f} | test loss {test['loss']:.4f} top1 {test['top1']:.2f} "
+                          f"top5 {test['top5']:.2f}{val_text} | best {self.best['acc']:.2f} "
+                          f"(epoch {self.best['epoch']}) | {seconds:.1f} s")
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            cleanup_distributed(self.dist)
+        summary = {
+            "best_acc": self.best["acc"], "best_epoch": self.best["epoch"], "best_val_acc": self.best["val_acc"],
+            "last_acc": self.last.get("acc"), "last_top5": self.last.get("top5"),
+            "last_val_acc": self.last.get("val_acc"), "selected_by": self.selected_by,
+            "epochs_run": len(times),
+            "seconds_per_epoch": sum(times) / len(times) if times else None,
+            "train_seconds_per_epoch": sum(train_times) / len(train_times) if train_times else None,
+            "best_checkpoint": self.best_path, "last_checkpoint": self.last_path,
+        }
+        return summary
+
+
+def format_summary(summary: Dict[str, Any]) -> str:
+    """Multi-line human summary: best and last test top-1, timing, checkpoint paths."""
+    def pct(v):
+        return "n/a" if v is None else f"{v:.2f}"
+
+    def sec(v):
+        return "n/a" if v is None else f"{v:.2f} s"
+
+    selected = "validation" if summary["selected_by"] == "val" else "test"
+    lines = [
+        f"best test top-1 {pct(summary['best_acc'])} (epoch {summary['best_epoch']}, selected by {selected} top-1)",
+        f"last test top-1 {pct(summary['last_acc'])}, top-5 {pct(summary['last_top5'])}",
+        f"seconds per epoch {sec(summary['seconds_per_epoch'])} (training only "
+        f"{sec(summary['train_seconds_per_epoch'])}) over {summary['epochs_run']} epochs",
+        f"checkpoints: {summary['best_checkpoint']}, {summary['last_checkpoint']}",
+    ]
+    if summary.get("best_val_acc") is not None:
+        lines.insert(1, f"best validation top-1 {pct(summary['best_val_acc'])}")
+    return "\n".join(lines)

@@ -1,0 +1,41 @@
+"""Every architecture of the TopKD / TGD experiments under its official name.
+
+``model_dict[name](num_classes=K, **options)`` builds a model; ``model(x)`` -> logits ``[B, K]``;
+``model(x, is_feat=True)`` -> ``(feats, logits)`` with ``feats`` a list of stage outputs ending with the
+pooled embedding ``[B, C]`` (the FC input); ``model.feat_dims`` lists each feature's channel width.
+CIFAR nets default to 100 classes, ImageNet nets to 1000.
+"""
+from typing import List
+
+import torch.nn as nn
+
+from . import (  # noqa: F401  (importing registers the architectures)
+    mobile_imagenet,
+    mobilenetv2_cifar,
+    resnet_cifar,
+    resnet_imagenet,
+    resnetv2_cifar,
+    shufflenet_cifar,
+    vgg,
+    wrn,
+)
+from .registry import model_dict, register
+
+__all__ = ["model_dict", "register", "model_names", "build_model"]
+
+
+def model_names() -> List[str]:
+    """Sorted names of every registered architecture."""
+    return sorted(model_dict)
+
+
+def build_model(name: str, num_classes: int = None, **options) -> nn.Module:
+    """Build architecture ``name``; unknown names and unsupported options raise ValueError."""
+    if name not in model_dict:
+        raise ValueError(f"unknown architecture '{name}'; choose one of: {', '.join(model_names())}")
+    try:
+        return model_dict[name](num_classes=num_classes, **options)
+    except TypeError as err:
+        if options and "unexpected keyword argument" in str(err):
+            raise ValueError(f"architecture '{name}' does not accept option(s) {sorted(options)}: {err}") from None
+        raise

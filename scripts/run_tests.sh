@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# README command 2: installs what is missing (.venv, reused while requirements.txt is unchanged) and runs
+# the CPU test suite. Extra arguments go to pytest, e.g. `bash scripts/run_tests.sh -k topology -x`.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/setup_env.sh
+exec .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,33 @@
+"""Shared test fixtures.
+
+`reference_dir` points at the facts from the official TopKD release (``../shared/reference`` beside the
+checkout, or ``$TOPKD_REFERENCE``). A user's clone has no such folder: tests that need it are skipped
+with a message saying where it was looked for.
+"""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+def _reference_path() -> Path:
+    env = os.environ.get("TOPKD_REFERENCE")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "reference"
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    path = _reference_path()
+    if not (path / "official_state_dicts.json").is_file():
+        pytest.skip(f"official reference data not found at {path} (set TOPKD_REFERENCE to its folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT

@@ -1,0 +1,79 @@
+"""Stage 1: train a teacher with plain cross-entropy (the `vanilla` distiller) on one data set.
+
+    python train_teacher.py --model resnet56 --dataset cifar100 --data_root ./data
+
+Run folder (default): <save_dir>/<arch>_<dataset>_lr_<lr>_decay_<wd>_trial_<n>/ holding
+<arch>_best.pth, <arch>_last.pth, config.yaml and tb/. Hyper-parameters follow the recipe of the data
+set (engine.config.RECIPES) unless flags or --config YAML say otherwise. Under torchrun, --batch_size is
+the global batch (each process gets batch_size / world_size).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, Dict, Optional, Sequence
+
+from engine.cli import run_cli
+from engine.config import add_data_args, add_training_args, parse_config, teacher_run_name
+from engine.seed import seed_everything
+from engine.trainer import Trainer, format_summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Train a teacher network with cross-entropy.")
+    parser.add_argument("--model", default="resnet56", help="architecture name (see models.model_dict)")
+    parser.add_argument("--input", default="image", choices=("image", "pi"),
+                        help="train on the images, or on their cached persistence images (TGD's PI teacher)")
+    parser.add_argument("--pi_root", default="./data/image_pi",
+                        help="with --input pi: the cache folder written by generate_image_PI.py")
+    add_data_args(parser)
+    add_training_args(parser, save_dir="./save_t_models")
+    return parser
+
+
+def build_network(arch: str, num_classes: int, in_channels: int):
+    """``models.model_dict[arch]`` for this data set; unknown names -> ValueError listing the valid ones."""
+    from models import build_model
+
+    kwargs = {"in_channels": in_channels} if in_channels != 3 else {}
+    return build_model(arch, num_classes=num_classes, **kwargs)
+
+
+def build_data(cfg):
+    """The DataBundle this teacher trains on: images, or (``--input pi``) their cached PIs."""
+    from datasets import build_datasets
+
+    options = {"image_size": cfg.image_size} if cfg.image_size else {}
+    if cfg.input == "image":
+        return build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, val_split=cfg.val_split,
+                              seed=cfg.seed, **options)
+    from datasets.pi_images import pi_bundle
+
+    # The class count comes from the image data set's registry entry, read without loading images.
+    num_classes = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, **options).num_classes
+    return pi_bundle(cfg.pi_root, cfg.dataset, num_classes, val_split=cfg.val_split, seed=cfg.seed)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    cfg = parse_config(build_parser(), argv, arch_key="model")
+    from distiller import get_distiller
+    from models import model_dict
+
+    if cfg.model not in model_dict:  # fail before touching the data
+        raise ValueError(f"unknown architecture {cfg.model!r}; choose one of: {', '.join(sorted(model_dict))}")
+    seed_everything(cfg.seed, cfg.deterministic)
+    data = build_data(cfg)
+    model = build_network(cfg.model, data.num_classes, data.in_channels)
+    cfg.arch, cfg.num_classes, cfg.in_channels = cfg.model, data.num_classes, data.in_channels
+    dataset_tag = cfg.dataset if cfg.input == "image" else f"{cfg.dataset}_pi"
+    cfg.run_dir = cfg.run_dir or os.path.join(
+        cfg.save_dir, teacher_run_name(cfg.model, dataset_tag, cfg.lr, cfg.weight_decay, cfg.trial))
+    distiller = get_distiller("vanilla")(model)
+    summary = Trainer(distiller, data.train, data.test, cfg, cfg.run_dir, val_set=data.val).fit()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(format_summary(summary), flush=True)
+    return summary
+
+
+if __name__ == "__main__":
+    run_cli(main)
