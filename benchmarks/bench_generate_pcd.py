@@ -1,0 +1,61 @@
+"""Peak memory and speed of stage 2 (generate_PCD_PI.py --pcd, H0) against the official in-RAM layout.
+
+    .venv/bin/python benchmarks/bench_generate_pcd.py [--clouds 20000] [--points 64] [--dim 64]
+
+Writes random clouds ``[clouds, points, dim]`` float32 to a temporary .npy, runs generate_PCD_PI.py in a
+subprocess and reads that child's peak RSS (``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``). The
+official code holds every cloud as float64 plus every diagram in RAM: its bytes are computed
+(clouds x points x dim x 8 + diagram rows x 2 x 8), not measured. Prints both, their ratio and clouds/s.
+Nothing is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clouds", type=int, default=20000)
+    p.add_argument("--points", type=int, default=64)
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--shard_size", type=int, default=None)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "clouds.npy")
+        out = np.lib.format.open_memmap(src, mode="w+", dtype=np.float32,
+                                        shape=(args.clouds, args.points, args.dim))
+        rng = np.random.default_rng(0)
+        for s in range(0, args.clouds, 4096):  # written in pieces: the parent stays small too
+            block = out[s:s + 4096]
+            block[:] = np.abs(rng.normal(size=block.shape)).astype(np.float32)
+        out.flush()
+        del out
+        cmd = [sys.executable, os.path.join(ROOT, "generate_PCD_PI.py"), "--pcd", src, "--dims", "0",
+               "--out_dir", os.path.join(tmp, "out"), "--no_progress"]
+        if args.shard_size:
+            cmd += ["--shard_size", str(args.shard_size)]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, cwd=ROOT)
+        seconds = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
+    official = args.clouds * args.points * args.dim * 8 + args.clouds * args.points * 2 * 8
+    mib = 2 ** 20
+    print(f"clouds: {args.clouds} x {args.points} x {args.dim}")
+    print(f"streamed peak RSS (measured, whole process incl. torch import): {peak / mib:9.1f} MiB")
+    print(f"official in-RAM float64 clouds + diagrams (computed):           {official / mib:9.1f} MiB")
+    print(f"ratio official / streamed: {official / peak:.2f}x")
+    print(f"throughput: {args.clouds / seconds:.0f} clouds/s ({seconds:.1f} s incl. start-up)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Stage 2: point clouds of a teacher's embeddings and their persistence images (TopKD).
+
+    python generate_PCD_PI.py --path_t save_t_models/resnet56_cifar100_lr_0.05_decay_0.0005_trial_0/resnet56_best.pth \
+        --dataset cifar100 --batch_size 64 --passes 256 --layer -1 --dims 0
+
+Each cloud is one shuffled, augmented training batch of ``--batch_size`` images embedded by the frozen
+teacher (eval mode, no normalization; ``--layer -1`` = the FC input, an earlier stage index is
+global-average-pooled); ``--passes`` passes over the training set with drop_last. ``--pcd FILE.npy``
+takes ready clouds ``[num_clouds, N, D]`` instead. Output folder (default
+``ripsnet/data/<dataset>_<teacher>_batch<bs>_layer<l>/``): ``shards/`` (clouds and diagrams),
+``pi_dim<k>.npy`` and ``manifest.yaml``. Rerunning with the same arguments resumes where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, Dict, Optional, Sequence
+
+from engine.cli import run_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Generate teacher point clouds and their persistence images.")
+    src = p.add_argument_group("source")
+    src.add_argument("--path_t", default=None, help="teacher checkpoint (ours or official {'model': ...})")
+    src.add_argument("--model_t", default=None, help="teacher architecture when the checkpoint does not name it")
+    src.add_argument("--pcd", default=None, help="ready point clouds .npy [num_clouds, N, D] (skips the teacher)")
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", default=None, help="data set of the teacher (default cifar100); a label with --pcd")
+    data.add_argument("--data_root", default="./data")
+    data.add_argument("--image_size", type=int, default=None, help="image side for datasets that allow it (digits)")
+    data.add_argument("--workers", type=int, default=4, help="DataLoader worker processes")
+    cl = p.add_argument_group("clouds")
+    cl.add_argument("--layer", type=int, default=-1, help="-1 = FC input; k = stage k, average-pooled")
+    cl.add_argument("--batch_size", type=int, default=64, help="images per batch = points per cloud")
+    cl.add_argument("--passes", type=int, default=256, help="passes over the training set")
+    cl.add_argument("--seed", type=int, default=0)
+    topo = p.add_argument_group("topology")
+    topo.add_argument("--dims", type=int, nargs="+", default=[0], help="homology dims: 0 and/or 1")
+    topo.add_argument("--n_jobs", type=int, default=None, help="processes for gudhi's H1")
+    out = p.add_argument_group("output")
+    out.add_argument("--out_dir", default=None)
+    out.add_argument("--shard_size", type=int, default=None, help="clouds per shard (default: ~32 MiB)")
+    out.add_argument("--max_shards", type=int, default=None, help="debug: stop after this many new shards")
+    out.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    out.add_argument("--no_progress", action="store_true", help="hide the progress bars")
+    return p
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+    return name
+
+
+def teacher_source(args):
+    """Build the teacher source and its config entries from the arguments."""
+    from datasets import build_datasets
+    from engine.checkpoint import load_model
+    from pcd.manifest import file_identity
+    from pcd.sources import TeacherCloudSource
+
+    if not os.path.isfile(args.path_t):
+        raise FileNotFoundError(f"teacher checkpoint {args.path_t} not found; check --path_t")
+    options = {"image_size": args.image_size} if args.image_size else {}
+    args.dataset = args.dataset or "cifar100"
+    data = build_datasets(args.dataset, args.data_root, download=False, val_split=0.0, seed=args.seed,
+                          train_augment=True, **options)
+    model, ckpt = load_model(args.path_t, arch=args.model_t, num_classes=data.num_classes)
+    arch = ckpt.get("arch") if isinstance(ckpt.get("arch"), str) else args.model_t
+    if arch is None:
+        arch = type(model).__name__
+    identity = {"teacher": file_identity(args.path_t), "arch": arch, "num_classes": data.num_classes}
+    source = TeacherCloudSource(model, data.train, batch=args.batch_size, passes=args.passes,
+                                layer=args.layer, seed=args.seed, device=_device(args.device),
+                                workers=args.workers, identity=identity)
+    config = {"source": source.config(), "dataset": args.dataset, "image_size": data.image_size,
+              "layer": args.layer, "batch_size": args.batch_size, "passes": args.passes, "seed": args.seed}
+    return source, config, arch
+
+
+def array_source(args):
+    from pcd.sources import ArrayCloudSource
+
+    source = ArrayCloudSource(args.pcd)
+    return source, {"source": source.config(), "dataset": args.dataset,
+                    "layer": None, "batch_size": source.points, "passes": None, "seed": args.seed}, source.name()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    from pcd.generate import check_dims, generate
+
+    dims = check_dims(args.dims)
+    if (args.pcd is None) == (args.path_t is None):
+        raise ValueError("pass exactly one of --path_t (teacher checkpoint) or --pcd (ready clouds .npy)")
+    source, config, name = array_source(args) if args.pcd else teacher_source(args)
+    out_dir = args.out_dir or os.path.join(
+        "ripsnet", "data", f"{args.dataset or 'pcd'}_{name}_batch{source.points}_layer{args.layer}")
+    manifest = generate(source, out_dir, config, dims=dims, shard_size=args.shard_size,
+                        max_shards=args.max_shards, n_jobs=args.n_jobs, progress=not args.no_progress)
+    if manifest["complete"]:
+        print(f"stage 2 done: {source.num_clouds} clouds of {source.points} x {source.dim} -> {out_dir} "
+              f"(pi_dim{{{','.join(map(str, dims))}}}.npy, manifest.yaml)", flush=True)
+    else:
+        total = -(-source.num_clouds // manifest["config"]["shard_size"])
+        print(f"stopped after {len(manifest['shards'])} of {total} shards; "
+              f"rerun the same command to resume into {out_dir}", flush=True)
+    return manifest
+
+
+if __name__ == "__main__":
+    run_cli(main)

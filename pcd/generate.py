@@ -1,0 +1,212 @@
+"""Stage 2 pipeline: point clouds -> shards on disk -> persistence diagrams -> persistence images.
+
+``generate(source, out_dir, config, dims, shard_size)`` runs three resumable phases:
+
+1. clouds: the source's clouds are cut into shards of ``shard_size``; each shard's clouds (float32
+   ``shards/pcd_<i>.npy``) and diagrams (``shards/pd_dim<k>_<i>.npz``: H0 by the batched MST, H1 by
+   gudhi) are written atomically and the shard is then recorded in the manifest. Recorded shards are
+   never recomputed. Peak memory: one shard (plus its diagrams).
+2. fit: the TopKD persistence-image parameters are fitted per dim from the diagram files, streamed
+   (bandwidth from the first stacked points, ranges from min/max over all diagrams).
+3. images: ``pi_dim<k>.npy`` (float32 ``[num_clouds, R*R]``, cloud order kept) is filled shard by
+   shard with sequential writes and divided by the global maximum over all images.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+from tqdm import tqdm
+
+from topology.persistence import rips_diagrams
+
+from . import store
+from .manifest import check_resumable, new_manifest, write_manifest
+from .pi_stream import StreamingPIFit
+
+SUPPORTED_DIMS = (0, 1)
+# Default shard: about this many bytes of float32 clouds.
+DEFAULT_SHARD_BYTES = 32 * 2**20
+
+
+def check_dims(dims: Sequence[int]) -> List[int]:
+    """Sorted unique homology dims, each in {0, 1}; ValueError otherwise."""
+    dims = sorted({int(d) for d in dims})
+    if not dims or any(d not in SUPPORTED_DIMS for d in dims):
+        raise ValueError(f"--dims must be 0 and/or 1 (got {list(dims)}); e.g. --dims 0 or --dims 0 1")
+    return dims
+
+
+def default_shard_size(points: int, dim: int) -> int:
+    """Clouds per shard so that one shard holds about 32 MiB of float32 clouds."""
+    return max(1, DEFAULT_SHARD_BYTES // (4 * points * dim))
+
+
+def check_clouds(clouds: np.ndarray, shard: int, start: int) -> None:
+    """ValueError naming the shard and cloud when a cloud holds NaN/inf (start: global index of clouds[0])."""
+    bad = np.flatnonzero(~np.isfinite(clouds).reshape(len(clouds), -1).all(axis=1))
+    if bad.size:
+        j = int(bad[0])
+        raise ValueError(f"shard {shard}, cloud {j} (global cloud {start + j}) holds NaN or inf values "
+                         f"({bad.size} such cloud(s) in this shard); check the teacher / the --pcd input")
+
+
+class _Chunker:
+    """Regroups an iterator of ``[k, N, D]`` arrays into arrays of exactly the requested sizes."""
+
+    def __init__(self, chunks: Iterator[np.ndarray]):
+        self.chunks, self.rest = chunks, None
+
+    def take(self, count: int) -> np.ndarray:
+        parts, have = [], 0
+        while have < count:
+            if self.rest is None or len(self.rest) == 0:
+                self.rest = next(self.chunks)
+            part = self.rest[: count - have]
+            self.rest = self.rest[len(part):]
+            parts.append(part)
+            have += len(part)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+class Stage2:
+    """One stage-2 folder being produced (see the module docstring). ``hooks['shard']`` is called with
+    each shard index right after it is computed (tests count or interrupt there)."""
+
+    def __init__(self, source, out_dir: str, config: Dict[str, Any], dims: Sequence[int],
+                 shard_size: Optional[int] = None, n_jobs: Optional[int] = None, progress: bool = True,
+                 hooks: Optional[Dict[str, Callable[[int], None]]] = None):
+        if source.points < 2:
+            raise ValueError(f"point clouds need at least 2 points each, got N={source.points}")
+        if source.num_clouds < 1:
+            raise ValueError("the source holds no point cloud; check --passes/--batch_size or the --pcd file")
+        self.source, self.out_dir = source, out_dir
+        self.dims = check_dims(dims)
+        size = default_shard_size(source.points, source.dim) if not shard_size else int(shard_size)
+        if size < 1:
+            raise ValueError(f"--shard_size must be positive, got {shard_size}")
+        self.shard_size = size
+        self.num_shards = math.ceil(source.num_clouds / size)
+        self.config = dict(config, dims=self.dims, shard_size=size, num_clouds=source.num_clouds,
+                           points_per_cloud=source.points, feature_dim=source.dim)
+        self.n_jobs, self.progress, self.hooks = n_jobs, progress, dict(hooks or {})
+        os.makedirs(out_dir, exist_ok=True)
+        self.manifest = check_resumable(out_dir, self.config) or new_manifest(self.config)
+        write_manifest(out_dir, self.manifest)
+
+    # ------------------------------------------------------------------ phase 1: clouds + diagrams
+    def shard_range(self, i: int) -> Tuple[int, int]:
+        start = i * self.shard_size
+        return start, min(self.source.num_clouds, start + self.shard_size)
+
+    def _shard_files(self, i: int) -> List[str]:
+        return [store.pcd_name(i)] + [store.diagram_name(d, i) for d in self.dims]
+
+    def finished_shards(self) -> Dict[int, Dict[str, Any]]:
+        """Recorded shards whose files are all present (a recorded shard with a lost file is redone)."""
+        done = {}
+        for rec in self.manifest["shards"]:
+            files = [rec["pcd"]] + list(rec["diagrams"].values())
+            if all(os.path.isfile(os.path.join(self.out_dir, f)) for f in files):
+                done[int(rec["index"])] = rec
+        return done
+
+    def _runs(self, todo: List[int]) -> List[List[int]]:
+        runs: List[List[int]] = []
+        for i in todo:
+            if runs and runs[-1][-1] == i - 1:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        return runs
+
+    def compute_shard(self, i: int, clouds: np.ndarray) -> Dict[str, Any]:
+        start, stop = self.shard_range(i)
+        check_clouds(clouds, i, start)
+        diagrams = rips_diagrams(clouds, dims=self.dims, n_jobs=self.n_jobs)
+        out = self.out_dir
+        for d in self.dims:
+            store.atomic_save_npz(os.path.join(out, store.diagram_name(d, i)), **store.stack_diagrams(diagrams[d]))
+        store.atomic_save_npy(os.path.join(out, store.pcd_name(i)), np.ascontiguousarray(clouds, dtype=np.float32))
+        return {"index": i, "start": start, "clouds": stop - start, "pcd": store.pcd_name(i),
+                "diagrams": {d: store.diagram_name(d, i) for d in self.dims}}
+
+    def run_clouds(self, max_shards: Optional[int] = None) -> bool:
+        """Phase 1. Returns True when every shard is finished (False when stopped by ``max_shards``)."""
+        done = self.finished_shards()
+        self.manifest["shards"] = [done[i] for i in sorted(done)]
+        todo = [i for i in range(self.num_shards) if i not in done]
+        if max_shards is not None:
+            todo = todo[: max(0, int(max_shards))]
+        bar = tqdm(total=self.source.num_clouds, initial=sum(r["clouds"] for r in done.values()),
+                   unit="cloud", desc="clouds+diagrams", disable=not self.progress, dynamic_ncols=True)
+        try:
+            for run in self._runs(todo):
+                first, last = self.shard_range(run[0])[0], self.shard_range(run[-1])[1]
+                chunker = _Chunker(iter(self.source.clouds(first, last)))
+                for i in run:
+                    start, stop = self.shard_range(i)
+                    rec = self.compute_shard(i, chunker.take(stop - start))
+                    self.manifest["shards"] = sorted(self.manifest["shards"] + [rec], key=lambda r: r["index"])
+                    write_manifest(self.out_dir, self.manifest)
+                    bar.update(stop - start)
+                    if "shard" in self.hooks:
+                        self.hooks["shard"](i)
+        finally:
+            bar.close()
+        return len(self.finished_shards()) == self.num_shards
+
+    # ------------------------------------------------------------------ phases 2-3: PI fit + images
+    def _diagram_shards(self, dim: int) -> Iterator[List[np.ndarray]]:
+        for rec in self.manifest["shards"]:
+            yield store.load_diagrams(os.path.join(self.out_dir, rec["diagrams"][dim]))
+
+    def run_images(self) -> None:
+        """Fit the PI parameters of each dim over all diagram shards and write ``pi_dim<k>.npy``."""
+        points: Dict[int, int] = {}
+        for d in self.dims:
+            fit = StreamingPIFit(homology_dim=d)
+            for diagrams in self._diagram_shards(d):
+                fit.observe(diagrams)
+            points[d] = fit.points
+            params = fit.params()
+            for diagrams in self._diagram_shards(d):
+                fit.observe_images(diagrams, params)
+            params = fit.normalized(params)
+            path = os.path.join(self.out_dir, store.pi_name(d))
+            writer = store.AtomicNpyWriter(path, (self.source.num_clouds, params.num_pixels), np.float32)
+            try:
+                bar = tqdm(total=self.source.num_clouds, unit="cloud", desc=f"images H{d}",
+                           disable=not self.progress, dynamic_ncols=True)
+                for rec, diagrams in zip(self.manifest["shards"], self._diagram_shards(d)):
+                    writer.write(fit.images(diagrams, params))  # shards are in cloud order
+                    bar.update(rec["clouds"])
+                bar.close()
+                writer.commit()
+            except BaseException:
+                writer.abort()
+                raise
+            self.manifest["pi"][d] = {"file": store.pi_name(d), "params": params.to_dict()}
+        self.manifest["counts"] = {"clouds": self.source.num_clouds, "shards": self.num_shards,
+                                   **{f"finite_points_dim{d}": int(points[d]) for d in self.dims}}
+        self.manifest["complete"] = True
+        write_manifest(self.out_dir, self.manifest)
+
+    def run(self, max_shards: Optional[int] = None) -> Dict[str, Any]:
+        t0 = time.perf_counter()
+        if self.manifest.get("complete") and all(
+                os.path.isfile(os.path.join(self.out_dir, store.pi_name(d))) for d in self.dims):
+            return self.manifest  # nothing left to do
+        if self.run_clouds(max_shards):
+            self.run_images()
+        self.manifest["seconds_last_run"] = round(time.perf_counter() - t0, 3)
+        return self.manifest
+
+
+def generate(source, out_dir: str, config: Dict[str, Any], dims: Sequence[int] = (0,),
+             shard_size: Optional[int] = None, max_shards: Optional[int] = None, **kwargs) -> Dict[str, Any]:
+    """Run (or resume) stage 2 into ``out_dir`` -> the manifest dict (``complete`` False if stopped early)."""
+    return Stage2(source, out_dir, config, dims, shard_size, **kwargs).run(max_shards)

@@ -1,0 +1,109 @@
+"""The YAML manifest of a stage-2 folder: what produced it, its shards, its PI parameters.
+
+``manifest.yaml`` holds ``config`` (everything that determines the data: source identity, data set,
+layer, batch size, passes, dims, shard size, seed ...), ``shards`` (one record per finished shard:
+index, clouds, start, files), ``counts``, ``pi`` (per dim: file and fitted parameters) and
+``versions``. It is rewritten atomically after every finished shard, so a shard is finished exactly
+when it is recorded here.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+from .store import atomic_write_text
+
+MANIFEST = "manifest.yaml"
+FORMAT = "topkd-stage2-v1"
+
+
+def file_sha256(path: str, block: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_identity(path: str, hash_file: bool = True) -> Dict[str, Any]:
+    """Identity of an input file: absolute path, size, and SHA-256 (or modification time when not hashed)."""
+    st = os.stat(path)
+    ident: Dict[str, Any] = {"path": os.path.abspath(path), "size": int(st.st_size)}
+    if hash_file:
+        ident["sha256"] = file_sha256(path)
+    else:
+        ident["mtime"] = float(st.st_mtime)
+    return ident
+
+
+def versions() -> Dict[str, str]:
+    import gudhi
+    import numpy
+    import torch
+
+    return {"python": platform.python_version(), "numpy": str(numpy.__version__), "torch": str(torch.__version__),
+            "gudhi": str(gudhi.__version__)}
+
+
+def manifest_path(folder: str) -> str:
+    return os.path.join(folder, MANIFEST)
+
+
+def read_manifest(folder: str) -> Dict[str, Any]:
+    """Parse ``<folder>/manifest.yaml``; FileNotFoundError / ValueError with a hint when unusable."""
+    path = manifest_path(folder)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found; pass a folder written by generate_PCD_PI.py")
+    with open(path) as f:
+        try:
+            data = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path} is not valid YAML ({str(exc).splitlines()[0]}); regenerate the folder") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a stage-2 manifest (format {FORMAT}); regenerate the folder")
+    return data
+
+
+def write_manifest(folder: str, manifest: Dict[str, Any]) -> None:
+    atomic_write_text(manifest_path(folder), yaml.safe_dump(manifest, sort_keys=False))
+
+
+def new_manifest(config: Dict[str, Any]) -> Dict[str, Any]:
+    return {"format": FORMAT, "config": config, "shards": [], "counts": {}, "pi": {}, "complete": False,
+            "versions": versions()}
+
+
+def config_differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
+    """``key: old -> new`` for every entry (nested dicts flattened with dots) that differs."""
+    out: List[str] = []
+
+    def walk(a: Any, b: Any, prefix: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b), key=str):
+                walk(a.get(key), b.get(key), f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix[:-1]}: {a!r} -> {b!r}")
+
+    walk(old, new, "")
+    return out
+
+
+def check_resumable(folder: str, config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The existing manifest of ``folder`` if its config equals ``config``; None when there is none.
+
+    Raises ValueError naming what differs when the folder was produced by another teacher/config.
+    """
+    if not os.path.isfile(manifest_path(folder)):
+        return None
+    manifest = read_manifest(folder)
+    diffs = config_differences(manifest.get("config", {}), config)
+    if diffs:
+        shown = "; ".join(diffs[:4]) + (f" (+{len(diffs) - 4} more)" if len(diffs) > 4 else "")
+        raise ValueError(f"{folder} holds stage-2 data from another teacher/config ({shown}); "
+                         "pass a new --out_dir (or delete that folder)")
+    return manifest

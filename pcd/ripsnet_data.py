@@ -1,0 +1,75 @@
+"""Training data for RipsNet: the clouds and exact persistence images of a finished stage-2 folder,
+read lazily from the memory-mapped shards and ``pi_dim<k>.npy``."""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Dict, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .manifest import read_manifest
+from .store import ShardedClouds
+
+
+class Stage2Data(Dataset):
+    """Items ``(cloud float32 [N, D], pi float32 [R*R])`` of homology dim ``dim`` of a stage-2 folder."""
+
+    def __init__(self, folder: str, dim: int):
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"stage-2 folder {folder} not found; run generate_PCD_PI.py first "
+                                    "and pass its --out_dir")
+        self.folder, self.dim = folder, int(dim)
+        self.manifest = read_manifest(folder)
+        if not self.manifest.get("complete"):
+            raise ValueError(f"stage-2 folder {folder} is unfinished; rerun generate_PCD_PI.py with the same "
+                             "arguments to complete it")
+        pis = self.manifest.get("pi", {})
+        if self.dim not in pis:
+            raise ValueError(f"{folder} has no persistence images for dim {dim} (it has dims "
+                             f"{sorted(pis)}); pass --dim {sorted(pis)[0] if pis else 0} or regenerate")
+        shards = self.manifest["shards"]
+        self.clouds = ShardedClouds(folder, [r["pcd"] for r in shards], [r["clouds"] for r in shards])
+        pi_path = os.path.join(folder, pis[self.dim]["file"])
+        if not os.path.isfile(pi_path):
+            raise FileNotFoundError(f"{pi_path} is missing; rerun generate_PCD_PI.py on {folder}")
+        self.pis = np.load(pi_path, mmap_mode="r")
+        if len(self.pis) != len(self.clouds):
+            raise ValueError(f"{pi_path} holds {len(self.pis)} images for {len(self.clouds)} clouds; regenerate {folder}")
+        self.pi_params: Dict[str, Any] = pis[self.dim]["params"]
+
+    @property
+    def input_dim(self) -> int:
+        return self.clouds.shape[2]
+
+    @property
+    def pi_size(self) -> int:
+        return int(self.pis.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.clouds)
+
+    def __getitem__(self, i: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(self.clouds[i]), torch.from_numpy(np.array(self.pis[i], dtype=np.float32))
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["pis"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.pis = np.load(os.path.join(self.folder, self.manifest["pi"][self.dim]["file"]), mmap_mode="r")
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Seeded shuffle of ``range(n)`` cut into (train, val); val gets ``ceil(val_fraction * n)`` (>= 1)."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"--val_fraction must lie in (0, 1), got {val_fraction}")
+    if n < 2:
+        raise ValueError(f"need at least 2 clouds to split into train and validation, got {n}")
+    n_val = min(n - 1, max(1, math.ceil(val_fraction * n)))
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])

@@ -1,0 +1,212 @@
+"""Stage 3: fit a RipsNet to the exact persistence images of a stage-2 folder (TopKD recipe).
+
+Adamax (lr 5e-4), MSE, a seeded 75/25 train/validation split, batch 64 (validation 32), early stopping
+on the validation MSE (patience 50 epochs, improvement > ``min_delta``). The best model is written
+atomically to ``<run_dir>/<pooling>_best.pth`` (weights, units, pooling, PI parameters, the stage-2
+manifest), the state for ``--resume`` to ``<run_dir>/<pooling>_last.pth``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from engine.checkpoint import load_checkpoint, save_checkpoint
+from engine.seed import get_rng_state, seed_everything, set_rng_state
+
+from .ripsnet_data import Stage2Data, split_indices
+from .store import atomic_write_text
+
+
+@dataclass
+class RipsNetTrainConfig:
+    data_dir: str
+    dim: int = 0
+    pooling: str = "mean"
+    units: Optional[List[int]] = None
+    lr: float = 5e-4
+    batch_size: int = 64
+    val_batch_size: int = 32
+    val_fraction: float = 0.25
+    epochs: int = 1000
+    patience: int = 50
+    min_delta: float = 0.0
+    seed: int = 0
+    workers: int = 0
+    device: str = "cpu"
+    run_dir: str = ""
+    resume: bool = False
+    progress: bool = True
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+def build_ripsnet(input_dim: int, pooling: str, units: Optional[List[int]], pi_size: int) -> nn.Module:
+    from topology.ripsnet import RipsNet
+
+    resolution = int(round(pi_size ** 0.5))
+    if resolution * resolution != pi_size:
+        raise ValueError(f"persistence images have {pi_size} pixels, not a square R*R; regenerate stage 2")
+    return RipsNet(input_dim, pooling=pooling, units=units, resolution=resolution)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, device: str) -> Dict[str, float]:
+    """Validation MSE and the RipsNet-vs-exact image error on ``loader``'s clouds.
+
+    mse: mean squared error per pixel; mean_abs / max_abs: absolute pixel errors; rel_l2:
+    ||pred - exact||_F / ||exact||_F over all held-out images.
+    """
+    model.eval()
+    sq = ab = ref = 0.0
+    mx, count = 0.0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        diff = (model(x) - y).double()
+        sq += float((diff ** 2).sum())
+        ab += float(diff.abs().sum())
+        mx = max(mx, float(diff.abs().max()))
+        ref += float((y.double() ** 2).sum())
+        count += diff.numel()
+    return {"mse": sq / count, "mean_abs": ab / count, "max_abs": mx,
+            "rel_l2": (sq ** 0.5) / max(ref ** 0.5, 1e-300)}
+
+
+class RipsNetTrainer:
+    """Early-stopped RipsNet fit on one stage-2 folder; ``fit()`` -> summary dict."""
+
+    def __init__(self, cfg: RipsNetTrainConfig):
+        if cfg.pooling not in ("mean", "sum"):
+            raise ValueError(f"--operator must be 'mean' or 'sum', got {cfg.pooling!r}")
+        for name in ("epochs", "patience", "batch_size", "val_batch_size"):
+            if getattr(cfg, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(cfg, name)}")
+        if cfg.min_delta < 0:
+            raise ValueError(f"--min_delta must be >= 0, got {cfg.min_delta}")
+        self.cfg = cfg
+        seed_everything(cfg.seed)
+        self.data = Stage2Data(cfg.data_dir, cfg.dim)
+        train_idx, val_idx = split_indices(len(self.data), cfg.val_fraction, cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        self.train_loader = DataLoader(Subset(self.data, train_idx.tolist()), batch_size=cfg.batch_size,
+                                       shuffle=True, generator=gen, num_workers=cfg.workers)
+        self.val_loader = DataLoader(Subset(self.data, val_idx.tolist()), batch_size=cfg.val_batch_size,
+                                     shuffle=False, num_workers=cfg.workers)
+        self.n_train, self.n_val = len(train_idx), len(val_idx)
+        self.model = build_ripsnet(self.data.input_dim, cfg.pooling, cfg.units, self.data.pi_size).to(cfg.device)
+        self.optimizer = torch.optim.Adamax(self.model.parameters(), lr=cfg.lr)
+        self.loss_fn = nn.MSELoss()
+        self.best_path = os.path.join(cfg.run_dir, f"{cfg.pooling}_best.pth")
+        self.last_path = os.path.join(cfg.run_dir, f"{cfg.pooling}_last.pth")
+        self.state = {"epoch": 0, "best_val_mse": float("inf"), "best_epoch": 0, "bad_epochs": 0,
+                      "history": []}
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_best(self) -> None:
+        from topology.ripsnet import save_ripsnet
+
+        save_ripsnet(self.model, self.best_path, pi_params=self.data.pi_params, manifest=self.data.manifest,
+                     input_dim=self.data.input_dim, resolution=int(round(self.data.pi_size ** 0.5)),
+                     dim=self.cfg.dim, best_val_mse=self.state["best_val_mse"], epoch=self.state["epoch"])
+
+    def _save_last(self) -> None:
+        save_checkpoint({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                         "trainer": dict(self.state, history=list(self.state["history"])),
+                         "loader_rng": self.train_loader.generator.get_state(),
+                         "rng": get_rng_state(), "config": self._config_dict()}, self.last_path)
+
+    def _resume(self) -> None:
+        if not os.path.isfile(self.last_path):
+            raise FileNotFoundError(f"--resume: {self.last_path} not found; start without --resume")
+        ckpt = load_checkpoint(self.last_path)
+        old = ckpt.get("config", {})
+        for key in ("data_dir", "dim", "pooling", "units", "seed", "val_fraction", "batch_size"):
+            if old.get(key) != self._config_dict().get(key):
+                raise ValueError(f"--resume: {self.last_path} was trained with {key}={old.get(key)!r}, "
+                                 f"not {self._config_dict().get(key)!r}; use the same options or a new --run_dir")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.state = dict(ckpt["trainer"])
+        self.train_loader.generator.set_state(ckpt["loader_rng"])
+        set_rng_state(ckpt["rng"])
+
+    def _config_dict(self) -> Dict[str, Any]:
+        d = asdict(self.cfg)
+        d.pop("extra")
+        d.update(self.cfg.extra)
+        return d
+
+    # ------------------------------------------------------------------ loop
+    def train_epoch(self) -> float:
+        self.model.train()
+        total, n = 0.0, 0
+        for x, y in self.train_loader:
+            x, y = x.to(self.cfg.device), y.to(self.cfg.device)
+            loss = self.loss_fn(self.model(x), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item() * len(x)
+            n += len(x)
+        return total / max(n, 1)
+
+    def fit(self) -> Dict[str, Any]:
+        from torch.utils.tensorboard import SummaryWriter
+
+        cfg = self.cfg
+        os.makedirs(cfg.run_dir, exist_ok=True)
+        if cfg.resume:
+            self._resume()
+        atomic_write_text(os.path.join(cfg.run_dir, "config.yaml"),
+                          yaml.safe_dump(self._config_dict(), sort_keys=False))
+        writer = SummaryWriter(os.path.join(cfg.run_dir, "tb"))
+        bar = tqdm(range(self.state["epoch"], cfg.epochs), desc="ripsnet", unit="epoch",
+                   disable=not cfg.progress, dynamic_ncols=True)
+        t0 = time.perf_counter()
+        try:
+            for epoch in bar:
+                if self.state["bad_epochs"] >= cfg.patience:
+                    break
+                train_mse = self.train_epoch()
+                val_mse = evaluate(self.model, self.val_loader, cfg.device)["mse"]
+                self.state["epoch"] = epoch + 1
+                self.state["history"].append([epoch + 1, train_mse, val_mse])
+                writer.add_scalar("loss/train_mse", train_mse, epoch + 1)
+                writer.add_scalar("loss/val_mse", val_mse, epoch + 1)
+                if val_mse < self.state["best_val_mse"] - cfg.min_delta:
+                    self.state.update(best_val_mse=val_mse, best_epoch=epoch + 1, bad_epochs=0)
+                    self._save_best()
+                else:
+                    self.state["bad_epochs"] += 1
+                self._save_last()
+                bar.set_postfix(train=f"{train_mse:.3e}", val=f"{val_mse:.3e}",
+                                best=f"{self.state['best_val_mse']:.3e}")
+        finally:
+            bar.close()
+            writer.close()
+        return self.summary(time.perf_counter() - t0)
+
+    def summary(self, seconds: float) -> Dict[str, Any]:
+        """Reload the best weights and measure them on the held-out clouds."""
+        if not os.path.isfile(self.best_path):
+            raise ValueError(f"no best checkpoint at {self.best_path}; train for at least one epoch")
+        from topology.ripsnet import load_ripsnet
+
+        self.model.load_state_dict(load_ripsnet(self.best_path)[0].state_dict())
+        held_out = evaluate(self.model, self.val_loader, self.cfg.device)
+        out = {"best_val_mse": self.state["best_val_mse"], "best_epoch": self.state["best_epoch"],
+               "epochs_run": self.state["epoch"],
+               "stopped_early": self.state["bad_epochs"] >= self.cfg.patience,
+               "held_out": held_out, "n_train": self.n_train, "n_val": self.n_val,
+               "checkpoint": self.best_path, "seconds": round(seconds, 2),
+               "history": [list(map(float, h)) for h in self.state["history"]]}
+        atomic_write_text(os.path.join(self.cfg.run_dir, "summary.yaml"),
+                          yaml.safe_dump({k: v for k, v in out.items() if k != "history"}, sort_keys=False))
+        return out

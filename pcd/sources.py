@@ -1,0 +1,185 @@
+"""Where point clouds come from: a teacher's embeddings of augmented training batches, or a ``.npy`` file.
+
+A source has ``num_clouds``, ``points`` (N per cloud), ``dim`` (D), ``config()`` (a dict identifying it,
+stored in the manifest) and ``clouds(start, stop)`` yielding consecutive ``[k, N, D]`` arrays for the
+global cloud range ``[start, stop)``. Clouds of a source are a pure function of its configuration, so
+any range can be regenerated on its own (what makes resume exact).
+"""
+from __future__ import annotations
+
+import os
+import random
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .manifest import file_identity
+
+
+class ArrayCloudSource:
+    """Clouds read from a ``.npy`` float array ``[num_clouds, N, D]`` (memory-mapped, used as they are)."""
+
+    kind = "pcd"
+
+    def __init__(self, path: str):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--pcd file {path} not found; pass a .npy array [num_clouds, N, D]")
+        try:
+            self.array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as exc:
+            raise ValueError(f"--pcd file {path} is not a plain .npy array ({exc}); save it with np.save") from None
+        if self.array.ndim != 3 or not np.issubdtype(self.array.dtype, np.floating):
+            raise ValueError(f"--pcd file {path} must hold a float array [num_clouds, N, D], got "
+                             f"{self.array.dtype} {tuple(self.array.shape)}")
+        self.path = path
+        self.num_clouds, self.points, self.dim = (int(s) for s in self.array.shape)
+
+    def config(self) -> Dict[str, Any]:
+        return {"kind": self.kind, "file": file_identity(self.path, hash_file=False),
+                "dtype": str(self.array.dtype)}
+
+    def name(self) -> str:
+        return os.path.splitext(os.path.basename(self.path))[0]
+
+    def clouds(self, start: int, stop: int, chunk: int = 1024) -> Iterator[np.ndarray]:
+        """Copies of ``chunk`` clouds at a time; the file is mapped per chunk and unmapped after it, so
+        pages already read do not pile up in the resident memory of the process."""
+        del self.array  # keep no long-lived mapping
+        for s in range(start, stop, chunk):
+            mapped = np.load(self.path, mmap_mode="r")
+            block = np.array(mapped[s:min(stop, s + chunk)])
+            del mapped
+            yield block
+        self.array = np.load(self.path, mmap_mode="r")
+
+
+# --------------------------------------------------------------------------------------------------
+# teacher embeddings
+# --------------------------------------------------------------------------------------------------
+class _SeededImages(Dataset):
+    """Items ``(index, seed)`` -> the image of ``base[index]`` drawn with every RNG seeded by ``seed``.
+
+    Seeding each sample makes its augmentation independent of worker count and of what came before.
+    """
+
+    def __init__(self, base: Dataset):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, item: Tuple[int, int]) -> torch.Tensor:
+        index, seed = item
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        return self.base[index][0]
+
+
+class PassSchedule:
+    """Which samples (and augmentation seeds) form cloud ``g``: pass ``g // per_pass``, batch ``g % per_pass``.
+
+    Each pass is a seeded permutation of the training set cut into ``per_pass = n // batch`` full
+    batches (drop_last), as a shuffled DataLoader with ``drop_last=True`` would give.
+    """
+
+    def __init__(self, num_samples: int, batch: int, passes: int, seed: int):
+        self.n, self.batch_size, self.passes, self.seed = num_samples, batch, passes, seed
+        self.per_pass = num_samples // batch
+        self._cache: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def num_clouds(self) -> int:
+        return self.per_pass * self.passes
+
+    def _pass(self, p: int) -> Tuple[np.ndarray, np.ndarray]:
+        if p not in self._cache:
+            self._cache = {p: (np.random.default_rng([self.seed, p]).permutation(self.n),
+                               np.random.SeedSequence([self.seed, p, 1]).generate_state(self.n))}
+        return self._cache[p]
+
+    def batch(self, g: int) -> List[Tuple[int, int]]:
+        p, b = divmod(g, self.per_pass)
+        perm, seeds = self._pass(p)
+        sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+        return [(int(i), int(s)) for i, s in zip(perm[sl], seeds[sl])]
+
+
+class _CloudBatches(Sampler):
+    """Batches of ``(index, seed)`` pairs for global clouds ``[start, stop)`` of a pass schedule."""
+
+    def __init__(self, schedule: PassSchedule, start: int, stop: int):
+        self.schedule, self.start, self.stop = schedule, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __iter__(self):
+        for g in range(self.start, self.stop):
+            yield self.schedule.batch(g)
+
+
+def select_layer(feats: List[torch.Tensor], layer: int) -> torch.Tensor:
+    """Entry ``layer`` of a model's ``feats`` as ``[B, C]`` (4-D maps are global-average-pooled)."""
+    f = feats[layer]
+    if f.ndim == 4:
+        return f.mean(dim=(2, 3))
+    return f if f.ndim == 2 else f.flatten(1)
+
+
+def check_layer(layer: int, num_feats: int) -> int:
+    """Validate ``layer`` against a feats list of ``num_feats`` entries -> the non-negative index."""
+    if not -num_feats <= layer < num_feats:
+        raise ValueError(f"--layer {layer} is out of range: this teacher has {num_feats} feature stages, "
+                         f"use -1 (FC input) or an index in [{-num_feats}, {num_feats - 1}]")
+    return layer % num_feats
+
+
+class TeacherCloudSource:
+    """Clouds = a frozen teacher's layer-``layer`` embeddings of shuffled, augmented training batches.
+
+    teacher: ``nn.Module`` with ``forward(x, is_feat=True) -> (feats, logits)``; kept in eval mode.
+    train_set: items ``(image, target, index, ...)`` with training augmentation on.
+    Cloud ``g`` is ``[batch, C]`` float32; the embeddings are not normalized.
+    """
+
+    kind = "teacher"
+
+    def __init__(self, teacher: torch.nn.Module, train_set: Dataset, *, batch: int, passes: int, layer: int,
+                 seed: int, device: str = "cpu", workers: int = 0, identity: Optional[Dict[str, Any]] = None):
+        if batch < 2:
+            raise ValueError(f"--batch_size {batch} gives clouds of fewer than 2 points; use at least 2 (paper: 64)")
+        if passes < 1:
+            raise ValueError(f"--passes must be at least 1, got {passes}")
+        if len(train_set) < batch:
+            raise ValueError(f"the training set has {len(train_set)} images, fewer than --batch_size {batch}")
+        self.teacher = teacher.eval().to(device)
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.device, self.workers = device, int(workers)
+        self.images = _SeededImages(train_set)
+        self.schedule = PassSchedule(len(train_set), batch, passes, seed)
+        self.num_clouds, self.points = self.schedule.num_clouds, batch
+        self.identity = dict(identity or {})
+        self.layer_arg = int(layer)
+        probe = self._forward(self.images[self.schedule.batch(0)[0]].unsqueeze(0).expand(2, -1, -1, -1))
+        self.layer = check_layer(self.layer_arg, len(probe))
+        self.dim = int(select_layer(probe, self.layer).shape[1])
+
+    def _forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        with torch.inference_mode():
+            feats, _ = self.teacher(x.to(self.device, non_blocking=True), is_feat=True)
+        return list(feats)
+
+    def config(self) -> Dict[str, Any]:
+        return {"kind": self.kind, **self.identity, "layer": self.layer_arg, "num_samples": self.schedule.n,
+                "clouds_per_pass": self.schedule.per_pass}
+
+    def clouds(self, start: int, stop: int) -> Iterator[np.ndarray]:
+        """Embeddings of batches ``start..stop-1``, one ``[1, batch, C]`` float32 array per batch."""
+        loader = DataLoader(self.images, batch_sampler=_CloudBatches(self.schedule, start, stop),
+                            num_workers=self.workers, pin_memory=self.device.startswith("cuda"))
+        for x in loader:
+            yield select_layer(self._forward(x), self.layer).float().cpu().numpy()[None]

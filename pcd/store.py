@@ -1,0 +1,196 @@
+"""Atomic file writes and memory-mapped access to the shards of a stage-2 folder.
+
+A stage-2 folder holds ``shards/pcd_<i>.npy`` (float32 ``[S_i, N, D]`` point clouds),
+``shards/pd_dim<k>_<i>.npz`` (``rows`` float64 ``[M, 2]`` finite (birth, death) rows stacked over the
+shard's clouds, ``counts`` int64 ``[S_i]`` rows per cloud) and ``pi_dim<k>.npy`` (float32
+``[num_clouds, R*R]``). Every file is written to a temporary name and renamed, so a file that exists
+is complete.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+SHARD_DIR = "shards"
+
+
+def pcd_name(index: int) -> str:
+    return f"{SHARD_DIR}/pcd_{index:05d}.npy"
+
+
+def diagram_name(dim: int, index: int) -> str:
+    return f"{SHARD_DIR}/pd_dim{dim}_{index:05d}.npz"
+
+
+def pi_name(dim: int) -> str:
+    return f"pi_dim{dim}.npy"
+
+
+def _temp_path(path: str) -> str:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    os.close(fd)
+    return tmp
+
+
+def _commit(tmp: str, path: str) -> None:
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_save_npy(path: str, array: np.ndarray) -> None:
+    """``np.save`` to a temporary file beside ``path``, then rename (a crash leaves no partial file)."""
+    tmp = _temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+        _commit(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def atomic_save_npz(path: str, **arrays: np.ndarray) -> None:
+    """``np.savez`` (uncompressed) of ``arrays`` written atomically."""
+    tmp = _temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        _commit(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    tmp = _temp_path(path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        _commit(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+class AtomicNpyWriter:
+    """A ``.npy`` file of known shape written sequentially in row blocks, renamed to ``path`` on ``commit()``.
+
+    Plain file writes (no memory map), so the written data never stays resident in the process.
+    Usage: ``w = AtomicNpyWriter(path, shape); w.write(block); ...; w.commit()`` (``abort()`` on error).
+    """
+
+    def __init__(self, path: str, shape: Tuple[int, ...], dtype=np.float32):
+        self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)
+        self.tmp = _temp_path(path)
+        self.file = open(self.tmp, "wb")
+        np.lib.format.write_array_header_1_0(
+            self.file, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                        "shape": self.shape})
+        self.rows = 0
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if block.shape[1:] != self.shape[1:] or self.rows + len(block) > self.shape[0]:
+            raise ValueError(f"block {block.shape} does not fit {self.shape} after {self.rows} rows")
+        self.file.write(block.tobytes())
+        self.rows += len(block)
+
+    def commit(self) -> None:
+        if self.rows != self.shape[0]:
+            self.abort()
+            raise ValueError(f"{self.path}: wrote {self.rows} of {self.shape[0]} rows")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.file.close()
+        _remove(self.tmp)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def load_diagrams(path: str) -> List[np.ndarray]:
+    """A shard's diagram file -> list of ``[k_i, 2]`` float64 arrays, one per cloud."""
+    with np.load(path) as data:
+        rows, counts = data["rows"], data["counts"]
+    return np.split(rows, np.cumsum(counts)[:-1]) if len(counts) else []
+
+
+def stack_diagrams(diagrams: Sequence[np.ndarray]) -> Dict[str, np.ndarray]:
+    """List of ``[k_i, 2]`` diagrams -> ``{'rows': [sum k_i, 2] float64, 'counts': [n] int64}``."""
+    counts = np.array([len(d) for d in diagrams], dtype=np.int64)
+    rows = (np.concatenate([np.asarray(d, dtype=np.float64).reshape(-1, 2) for d in diagrams])
+            if len(diagrams) else np.zeros((0, 2)))
+    return {"rows": rows, "counts": counts}
+
+
+class ShardedClouds:
+    """Read-only view of all point-cloud shards of a stage-2 folder as one ``[num_clouds, N, D]`` array.
+
+    Shards are opened as memory maps on first use; ``clouds[i]`` -> float32 ``[N, D]``,
+    ``clouds.take(indices)`` -> ``[len(indices), N, D]`` (copies only those clouds).
+    """
+
+    def __init__(self, folder: str, shard_files: Sequence[str], shard_sizes: Sequence[int]):
+        self.folder = folder
+        self.files = list(shard_files)
+        self.sizes = np.asarray(shard_sizes, dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes)])
+        self._maps: Dict[int, np.ndarray] = {}
+        self.shape = self._shape()
+
+    def _shape(self) -> Tuple[int, int, int]:
+        if not self.files:
+            raise ValueError(f"stage-2 folder {self.folder} lists no point-cloud shards; rerun generate_PCD_PI.py")
+        first = self._map(0)
+        return (int(self.starts[-1]), int(first.shape[1]), int(first.shape[2]))
+
+    def _map(self, shard: int) -> np.ndarray:
+        if shard not in self._maps:
+            path = os.path.join(self.folder, self.files[shard])
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"point-cloud shard {path} is missing; rerun generate_PCD_PI.py "
+                                        "with the same --out_dir to rebuild it")
+            arr = np.load(path, mmap_mode="r")
+            if arr.shape[0] != self.sizes[shard]:
+                raise ValueError(f"shard {path} holds {arr.shape[0]} clouds but the manifest says "
+                                 f"{self.sizes[shard]}; the folder is inconsistent, regenerate it")
+            self._maps[shard] = arr
+        return self._maps[shard]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def locate(self, index: int) -> Tuple[int, int]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"cloud index {index} out of range [0, {len(self)})")
+        shard = int(np.searchsorted(self.starts, index, side="right") - 1)
+        return shard, int(index - self.starts[shard])
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        shard, pos = self.locate(int(index))
+        return np.array(self._map(shard)[pos])  # a writable copy of one cloud
+
+    def take(self, indices: Sequence[int]) -> np.ndarray:
+        out = np.empty((len(indices),) + self.shape[1:], dtype=np.float32)
+        for j, i in enumerate(indices):
+            out[j] = self[i]
+        return out
+
+    def __getstate__(self):  # DataLoader workers reopen the maps themselves
+        state = dict(self.__dict__)
+        state["_maps"] = {}
+        return state

@@ -1,0 +1,227 @@
+"""Stage 2 (generate_PCD_PI.py): files, manifest, images against gudhi and the official reference,
+exact resume, bad inputs. Tiny inputs: a random resnet8 on 16x16 digits, 32-point clouds, one pass."""
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import generate_PCD_PI as stage2
+from engine.checkpoint import save_checkpoint
+
+TEACHER_ARGS = ["--dataset", "digits", "--image_size", "16", "--batch_size", "32", "--passes", "1",
+                "--shard_size", "10", "--dims", "0", "1", "--workers", "0", "--no_progress"]
+NUM_CLOUDS = 1437 // 32  # digits train split, drop_last
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The test machine is shared: one intra-op thread keeps the tiny forward passes fast."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    from models import model_dict
+
+    torch.manual_seed(0)
+    model = model_dict["resnet8"](num_classes=10)
+    path = tmp_path_factory.mktemp("teacher") / "resnet8_best.pth"
+    save_checkpoint({"model": model.state_dict(), "arch": "resnet8", "num_classes": 10}, str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def full_run(teacher, tmp_path_factory):
+    """One uninterrupted stage-2 run -> its folder."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("stage2") / "full"
+    stage2.main(["--path_t", teacher, "--out_dir", str(out)] + TEACHER_ARGS)
+    return out
+
+
+def _manifest(folder):
+    with open(os.path.join(folder, "manifest.yaml")) as f:
+        return yaml.safe_load(f)
+
+
+def _gudhi_images(clouds, dim, params):
+    """Independent reference: gudhi Rips diagrams and gudhi's PersistenceImage."""
+    import gudhi
+    from gudhi.representations import PersistenceImage
+
+    diagrams = []
+    for cloud in clouds:
+        st = gudhi.RipsComplex(points=cloud.astype(np.float64)).create_simplex_tree(max_dimension=dim + 1)
+        st.persistence()
+        dg = np.asarray(st.persistence_intervals_in_dimension(dim), dtype=np.float64).reshape(-1, 2)
+        diagrams.append(dg[np.isfinite(dg).all(axis=1)])
+    x0, x1, y0, y1 = params["im_range"]
+    pi = PersistenceImage(bandwidth=params["bandwidth"], resolution=params["resolution"],
+                          im_range=[x0, x1, y0, y1],
+                          weight=lambda p: 10 * np.tanh(p[1]) + 10 * np.log(100 * p[0] + 1))
+    return pi.fit_transform(diagrams) / params["normalizer"]
+
+
+def test_teacher_run_files_manifest_and_images(full_run, teacher):
+    m = _manifest(full_run)
+    assert m["complete"] and m["counts"]["clouds"] == NUM_CLOUDS
+    cfg = m["config"]
+    assert cfg["source"]["arch"] == "resnet8" and len(cfg["source"]["teacher"]["sha256"]) == 64
+    assert (cfg["dataset"], cfg["layer"], cfg["batch_size"], cfg["passes"], cfg["dims"]) == ("digits", -1, 32, 1, [0, 1])
+    assert cfg["feature_dim"] == 64 and len(m["shards"]) == 5 == -(-NUM_CLOUDS // 10)
+    shard = np.load(full_run / m["shards"][0]["pcd"])
+    assert shard.dtype == np.float32 and shard.shape == (10, 32, 64)
+    assert (shard >= 0).all()  # FC input of a ResNet: post-ReLU average, never normalized
+    clouds = np.concatenate([np.load(full_run / r["pcd"]) for r in m["shards"]])
+    for d in (0, 1):
+        pi = np.load(full_run / f"pi_dim{d}.npy")
+        assert pi.dtype == np.float32 and pi.shape == (NUM_CLOUDS, 400)
+        assert abs(pi.max() - 1.0) < 1e-6
+        pick = [0, 17, NUM_CLOUDS - 1]
+        ref = _gudhi_images(clouds[pick], d, m["pi"][d]["params"])
+        np.testing.assert_allclose(pi[pick], ref, atol=1e-5)
+
+
+def test_clouds_are_teacher_embeddings_of_augmented_batches(full_run, teacher):
+    """Cloud 0 = the teacher's FC input for its batch; augmentation on (differs from eval images)."""
+    from datasets import build_datasets
+    from engine.checkpoint import load_model
+    from pcd.sources import PassSchedule
+
+    data = build_datasets("digits", ".", image_size=16, train_augment=True)
+    model, _ = load_model(teacher)
+    pairs = PassSchedule(len(data.train), 32, 1, 0).batch(0)
+    assert len({i for i, _ in pairs}) == 32
+    stored = np.load(full_run / "shards" / "pcd_00000.npy")[0]
+    plain = build_datasets("digits", ".", image_size=16, train_augment=False).train
+    images = []
+    for i, seed in pairs:  # each sample's augmentation is drawn from its own seed
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        images.append(data.train[i][0])
+    with torch.no_grad():
+        feats, _ = model(torch.stack(images), is_feat=True)
+        eval_feats, _ = model(torch.stack([plain[i][0] for i, _ in pairs]), is_feat=True)
+    np.testing.assert_allclose(stored, feats[-1].numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(stored, eval_feats[-1].numpy(), atol=1e-4)  # augmentation was on
+
+
+def test_resume_skips_finished_shards_and_matches(full_run, teacher, tmp_path, monkeypatch):
+    out = tmp_path / "resumed"
+    args = ["--path_t", teacher, "--out_dir", str(out)] + TEACHER_ARGS
+    stage2.main(args + ["--max_shards", "2"])
+    m = _manifest(out)
+    assert not m["complete"] and [r["index"] for r in m["shards"]] == [0, 1]
+    assert not (out / "pi_dim0.npy").exists()
+    stamps = {f: os.stat(out / "shards" / f).st_mtime_ns for f in os.listdir(out / "shards")}
+
+    # interrupt the second attempt in the middle of shard 3
+    from pcd import generate as gen
+
+    calls = []
+    real = gen.Stage2.compute_shard
+
+    def flaky(self, i, clouds):
+        calls.append(i)
+        if i == 3 and calls.count(3) == 1:
+            raise KeyboardInterrupt
+        return real(self, i, clouds)
+
+    monkeypatch.setattr(gen.Stage2, "compute_shard", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        stage2.main(args)
+    assert [r["index"] for r in _manifest(out)["shards"]] == [0, 1, 2]
+    assert not any(f.endswith(".tmp") for f in os.listdir(out / "shards"))
+    stage2.main(args)
+    assert calls == [2, 3, 3, 4]  # shards 0-1 never recomputed, 2 not redone after the interrupt
+    for f, t in stamps.items():
+        assert os.stat(out / "shards" / f).st_mtime_ns == t
+    for name in ["pi_dim0.npy", "pi_dim1.npy"] + [f"shards/pcd_{i:05d}.npy" for i in range(5)]:
+        np.testing.assert_array_equal(np.load(out / name), np.load(full_run / name), err_msg=name)
+    assert _manifest(out)["pi"] == _manifest(full_run)["pi"]
+
+
+def test_official_reference_images(reference_dir, tmp_path):
+    ref = np.load(reference_dir / "official_pi_reference.npz")
+    np.save(tmp_path / "pcd.npy", ref["pcd"])
+    out = tmp_path / "out"
+    stage2.main(["--pcd", str(tmp_path / "pcd.npy"), "--dims", "0", "1", "--out_dir", str(out),
+                 "--shard_size", "100", "--no_progress"])
+    for d in (0, 1):
+        np.testing.assert_allclose(np.load(out / f"pi_dim{d}.npy"), ref[f"pi_dim{d}"], rtol=0, atol=1e-5)
+    m = _manifest(out)
+    assert [r["clouds"] for r in m["shards"]] == [100, 100, 40]
+    finite0 = ref["pd_dim0"][np.isfinite(ref["pd_dim0"][:, 1])]
+    assert m["counts"]["finite_points_dim0"] == int((finite0[:, 1] > 0).sum())
+    assert m["counts"]["finite_points_dim1"] == int(np.isfinite(ref["pd_dim1"][:, 1]).sum())
+
+
+# ------------------------------------------------------------------------------------------ bad input
+def _clouds(tmp_path, array, name="c.npy"):
+    np.save(tmp_path / name, array)
+    return str(tmp_path / name)
+
+
+def test_nan_cloud_names_shard_and_cloud(tmp_path):
+    x = np.random.default_rng(0).normal(size=(12, 6, 3)).astype(np.float32)
+    x[7, 2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"shard 1, cloud 2 \(global cloud 7\)"):
+        stage2.main(["--pcd", _clouds(tmp_path, x), "--shard_size", "5", "--out_dir", str(tmp_path / "o"),
+                     "--no_progress"])
+
+
+@pytest.mark.parametrize("shape", [(4, 1, 3), (4, 5)])
+def test_too_few_points_or_bad_shape(tmp_path, shape):
+    x = np.ones(shape, dtype=np.float32)
+    with pytest.raises(ValueError, match="at least 2 points|float array"):
+        stage2.main(["--pcd", _clouds(tmp_path, x), "--out_dir", str(tmp_path / "o"), "--no_progress"])
+
+
+def test_bad_dims_and_missing_file(tmp_path):
+    x = np.random.default_rng(0).normal(size=(4, 5, 3))
+    with pytest.raises(ValueError, match="--dims must be 0 and/or 1"):
+        stage2.main(["--pcd", _clouds(tmp_path, x), "--dims", "2", "--out_dir", str(tmp_path / "o")])
+    with pytest.raises(FileNotFoundError, match="--pcd file"):
+        stage2.main(["--pcd", str(tmp_path / "nope.npy"), "--out_dir", str(tmp_path / "o")])
+    with pytest.raises(ValueError, match="exactly one of --path_t"):
+        stage2.main(["--out_dir", str(tmp_path / "o")])
+
+
+def test_resume_into_folder_of_other_config(tmp_path):
+    rng = np.random.default_rng(0)
+    a = _clouds(tmp_path, rng.normal(size=(6, 5, 3)), "a.npy")
+    out = str(tmp_path / "o")
+    stage2.main(["--pcd", a, "--out_dir", out, "--shard_size", "3", "--max_shards", "1", "--no_progress"])
+    with pytest.raises(ValueError, match=r"another teacher/config \(shard_size: 3 -> 2.*new --out_dir"):
+        stage2.main(["--pcd", a, "--out_dir", out, "--shard_size", "2", "--no_progress"])
+    b = _clouds(tmp_path, rng.normal(size=(6, 5, 3)), "b.npy")
+    with pytest.raises(ValueError, match=r"source\.file\.path"):
+        stage2.main(["--pcd", b, "--out_dir", out, "--shard_size", "3", "--no_progress"])
+
+
+def test_teacher_of_another_arch_and_bad_layer(teacher, tmp_path):
+    common = ["--path_t", teacher, "--out_dir", str(tmp_path / "o")] + TEACHER_ARGS
+    with pytest.raises(ValueError, match="resnet8.*resnet20|resnet20.*resnet8"):
+        stage2.main(common + ["--model_t", "resnet20"])
+    with pytest.raises(ValueError, match=r"--layer 7 is out of range.*\[-5, 4\]"):
+        stage2.main(common + ["--layer", "7"])
+    official = tmp_path / "resnet20_best.pth"  # official layout, architecture from the file name
+    save_checkpoint({"model": torch.load(teacher, weights_only=True)["model"]}, str(official))
+    with pytest.raises(ValueError, match="does not fit resnet20"):
+        stage2.main(["--path_t", str(official), "--out_dir", str(tmp_path / "p")] + TEACHER_ARGS)
+
+
+def test_intermediate_layer_is_pooled(teacher, tmp_path):
+    out = tmp_path / "l2"
+    args = ["--path_t", teacher, "--out_dir", str(out), "--layer", "2", "--max_shards", "1"] + TEACHER_ARGS
+    stage2.main(args)
+    m = _manifest(out)
+    assert m["config"]["feature_dim"] == 32 and m["config"]["layer"] == 2
+    assert np.load(out / m["shards"][0]["pcd"]).shape == (10, 32, 32)

@@ -1,0 +1,94 @@
+"""Stage 3 (train_ripsnet.py) on a small stage-2 folder made with --pcd: learning, checkpoint, resume,
+bad inputs."""
+import os
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import generate_PCD_PI as stage2
+import train_ripsnet as stage3
+
+EPOCHS = ["--epochs", "4", "--no_progress", "--seed", "1"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def stage2_dir(tmp_path_factory):
+    """200 clouds of 16 points in 16-d with varied spreads (so their images differ), dims 0 and 1."""
+    rng = np.random.default_rng(0)
+    scale = rng.uniform(0.2, 2.0, size=(200, 1, 1))
+    clouds = (rng.normal(size=(200, 16, 16)) * scale).astype(np.float32)
+    root = tmp_path_factory.mktemp("s3")
+    np.save(root / "clouds.npy", clouds)
+    stage2.main(["--pcd", str(root / "clouds.npy"), "--dims", "0", "1", "--out_dir", str(root / "data"),
+                 "--shard_size", "64", "--no_progress"])
+    return root / "data"
+
+
+def test_trains_and_checkpoint_loads(stage2_dir, tmp_path):
+    from topology.images import PIParams
+    from topology.ripsnet import load_ripsnet
+
+    run = tmp_path / "run"
+    summary = stage3.main(["--data_dir", str(stage2_dir), "--run_dir", str(run), "--operator", "sum"] + EPOCHS)
+    hist = np.array(summary["history"])
+    assert hist.shape == (4, 3) and summary["n_train"] == 150 and summary["n_val"] == 50
+    assert hist[-1, 2] < hist[0, 2]  # validation MSE below the first epoch's
+    assert summary["best_val_mse"] == pytest.approx(hist[:, 2].min())
+    held = summary["held_out"]
+    assert held["mse"] == pytest.approx(summary["best_val_mse"], rel=1e-6)
+    assert 0 < held["mean_abs"] <= held["max_abs"] <= 1 and held["rel_l2"] > 0
+    model, ckpt = load_ripsnet(run / "sum_best.pth")
+    assert model.pooling == "sum" and model.units == [16, 16, 16, 16, 50, 100, 200, 400]
+    assert ckpt["manifest"]["config"]["num_clouds"] == 200 and ckpt["dim"] == 0
+    params = PIParams.from_dict(ckpt["pi_params"])
+    with open(stage2_dir / "manifest.yaml") as f:
+        assert params.to_dict() == yaml.safe_load(f)["pi"][0]["params"]
+    clouds = torch.from_numpy(np.load(stage2_dir / "shards" / "pcd_00000.npy")[:5])
+    with torch.no_grad():
+        assert model(clouds).shape == (5, 400) and model(clouds[0]).shape == (1, 400)
+    for name in ("config.yaml", "summary.yaml", "sum_last.pth"):
+        assert (run / name).is_file()
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(run / "tb"))
+
+
+def test_resume_continues_exactly(stage2_dir, tmp_path):
+    base = ["--data_dir", str(stage2_dir), "--dim", "1", "--no_progress", "--seed", "1"]
+    full = stage3.main(base + ["--run_dir", str(tmp_path / "a"), "--epochs", "3"])
+    stage3.main(base + ["--run_dir", str(tmp_path / "b"), "--epochs", "2"])
+    resumed = stage3.main(base + ["--run_dir", str(tmp_path / "b"), "--epochs", "3", "--resume"])
+    np.testing.assert_allclose(np.array(resumed["history"]), np.array(full["history"]), rtol=1e-6)
+    with pytest.raises(ValueError, match="seed=1.*new --run_dir"):
+        stage3.main(base[:-1] + ["2", "--run_dir", str(tmp_path / "b"), "--epochs", "4", "--resume"])
+
+
+def test_default_run_dir_name(stage2_dir):
+    assert stage3.default_run_dir("ripsnet", str(stage2_dir), 0) == os.path.join(
+        "ripsnet", "pcd_clouds_batch16_None_dim0")
+
+
+def test_bad_inputs(stage2_dir, tmp_path):
+    run = ["--run_dir", str(tmp_path / "r"), "--no_progress"]
+    with pytest.raises(FileNotFoundError, match="generate_PCD_PI"):
+        stage3.main(["--data_dir", str(tmp_path / "missing")] + run)
+    with pytest.raises(ValueError, match="no persistence images for dim 2"):
+        stage3.main(["--data_dir", str(stage2_dir), "--dim", "2"] + run)
+    with pytest.raises(ValueError, match="units"):
+        stage3.main(["--data_dir", str(stage2_dir), "--units", "8,8,8,8,50,100,200,400"] + run)
+    with pytest.raises(FileNotFoundError, match="--resume"):
+        stage3.main(["--data_dir", str(stage2_dir), "--resume"] + run)
+    unfinished = tmp_path / "unfinished"
+    np.save(tmp_path / "c.npy", np.random.default_rng(0).normal(size=(6, 5, 16)))
+    stage2.main(["--pcd", str(tmp_path / "c.npy"), "--out_dir", str(unfinished), "--shard_size", "3",
+                 "--max_shards", "1", "--no_progress"])
+    with pytest.raises(ValueError, match="unfinished"):
+        stage3.main(["--data_dir", str(unfinished)] + run)

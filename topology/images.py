@@ -1,0 +1,328 @@
+"""Persistence images equal to ``gudhi.representations.PersistenceImage``, vectorized over batches.
+
+gudhi's conventions, kept exactly:
+
+* a diagram point ``(birth, death)`` is moved to ``(b, p) = (birth, death - birth)``;
+* each point adds ``w(b, p) * exp(-((b - x)^2 + (p - y)^2) / (2 s^2)) / (2 pi s^2)`` at every grid
+  node, ``s`` the bandwidth (a standard deviation, not a variance);
+* grid: ``x = linspace(x0, x1, resolution[0])`` (birth), ``y = linspace(y0, y1, resolution[1])``
+  (persistence); the image is ``[resolution[1], resolution[0]]``, rows = persistence, columns =
+  birth, flattened in C order to ``R0 * R1`` values.
+
+Points with an infinite or NaN coordinate are ignored (the official pipeline drops the infinite H0
+bar before imaging). The TopKD rule fits :class:`PIParams` once on a set of diagrams
+(:meth:`PIParams.fit`); every image is then divided by ``params.normalizer`` (the set's global max).
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import yaml
+
+Diagrams = Union[Sequence[np.ndarray], np.ndarray]
+
+# --------------------------------------------------------------------------------------------------
+# weights: (births, persistences, array module) -> weights, same shape; numpy and torch alike
+# --------------------------------------------------------------------------------------------------
+WeightFn = Callable[[object, object, object], object]
+WEIGHTS: Dict[str, WeightFn] = {}
+
+
+def register_weight(name: str) -> Callable[[WeightFn], WeightFn]:
+    """Decorator: make a weight function available as ``PIParams(weight=name)``."""
+
+    def wrap(fn: WeightFn) -> WeightFn:
+        if name in WEIGHTS:
+            raise ValueError(f"persistence-image weight {name!r} registered twice")
+        WEIGHTS[name] = fn
+        return fn
+
+    return wrap
+
+
+@register_weight("topkd")
+def _weight_topkd(b, p, xp):
+    """TopKD: ``10 tanh(p) + 10 log(100 b + 1)`` (checked against the official images)."""
+    return 10.0 * xp.tanh(p) + 10.0 * xp.log(100.0 * b + 1.0)
+
+
+@register_weight("linear")
+def _weight_linear(b, p, xp):
+    """Persistence itself (TGD's weight up to a constant factor)."""
+    return p * 1.0
+
+
+@register_weight("tanh")
+def _weight_tanh(b, p, xp):
+    return xp.tanh(p)
+
+
+@register_weight("constant")
+def _weight_constant(b, p, xp):
+    """gudhi's default weight, 1 everywhere."""
+    return xp.ones_like(p)
+
+
+def get_weight(name: str) -> WeightFn:
+    try:
+        return WEIGHTS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown persistence-image weight {name!r}; choose one of: {', '.join(sorted(WEIGHTS))}"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------------
+# parameters
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class PIParams:
+    """Parameters of a persistence image.
+
+    bandwidth: Gaussian standard deviation (diagram units). im_range: ``(x0, x1, y0, y1)`` =
+    birth range then persistence range. resolution: ``(R0, R1)`` = grid nodes along birth, along
+    persistence. weight: a name in ``WEIGHTS``. normalizer: images are divided by it when
+    normalized (TopKD: the max over all images of the fitting set). homology_dim: informative only.
+    """
+
+    bandwidth: float
+    im_range: Tuple[float, float, float, float]
+    resolution: Tuple[int, int] = (20, 20)
+    weight: str = "topkd"
+    normalizer: float = 1.0
+    homology_dim: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        self.bandwidth = float(self.bandwidth)
+        self.im_range = tuple(float(v) for v in self.im_range)
+        self.resolution = tuple(int(v) for v in self.resolution)
+        self.normalizer = float(self.normalizer)
+        if not (math.isfinite(self.bandwidth) and self.bandwidth > 0):
+            raise ValueError(f"bandwidth must be a positive finite number, got {self.bandwidth}")
+        if len(self.im_range) != 4 or not all(math.isfinite(v) for v in self.im_range):
+            raise ValueError(f"im_range must be 4 finite numbers (x0, x1, y0, y1), got {self.im_range}")
+        if len(self.resolution) != 2 or min(self.resolution) < 1:
+            raise ValueError(f"resolution must be two positive ints, got {self.resolution}")
+        if not (math.isfinite(self.normalizer) and self.normalizer > 0):
+            raise ValueError(f"normalizer must be a positive finite number, got {self.normalizer}")
+        get_weight(self.weight)
+
+    @property
+    def num_pixels(self) -> int:
+        return self.resolution[0] * self.resolution[1]
+
+    def grids(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Grid nodes: (births ``[R0]``, persistences ``[R1]``), float64, as gudhi's linspace."""
+        x0, x1, y0, y1 = self.im_range
+        return np.linspace(x0, x1, self.resolution[0]), np.linspace(y0, y1, self.resolution[1])
+
+    # ---------------------------------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        diagrams: Diagrams,
+        resolution: Tuple[int, int] = (20, 20),
+        weight: str = "topkd",
+        quantile: float = 0.2,
+        num_points: int = 200,
+        bandwidth: Optional[float] = None,
+        homology_dim: Optional[int] = None,
+    ) -> "PIParams":
+        """Fit the TopKD parameters on a set of diagrams (list of ``[k, 2]`` birth/death arrays).
+
+        Finite points only. bandwidth: the ``quantile`` of the non-zero pairwise distances among
+        the first ``num_points`` stacked (birth, persistence) points (in the given order), unless
+        given. im_range: min/max birth and min/max persistence over all points. normalizer: the
+        max over the set's images.
+        """
+        bp = _stack_birth_persistence(diagrams)
+        if bp.shape[0] == 0:
+            raise ValueError(
+                "cannot fit persistence-image parameters: the diagrams hold no finite point "
+                "(empty set, or only infinite bars)"
+            )
+        if bandwidth is None:
+            bandwidth = _quantile_bandwidth(bp[:num_points], quantile)
+        im_range = (bp[:, 0].min(), bp[:, 0].max(), bp[:, 1].min(), bp[:, 1].max())
+        params = cls(bandwidth, im_range, resolution, weight, 1.0, homology_dim)
+        peak = float(persistence_images(diagrams, params, normalize=False).max())
+        if not peak > 0:
+            raise ValueError("all persistence images of the set are zero: cannot normalize them; "
+                             "check the diagrams or pass a larger bandwidth")
+        params.normalizer = peak
+        return params
+
+    # ---------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["im_range"] = list(self.im_range)
+        d["resolution"] = list(self.resolution)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PIParams":
+        if not isinstance(d, dict):
+            raise ValueError(f"persistence-image parameters must be a mapping, got {type(d).__name__}")
+        allowed = set(cls.__dataclass_fields__)
+        unknown = set(d) - allowed
+        missing = {"bandwidth", "im_range"} - set(d)
+        if unknown or missing:
+            raise ValueError(
+                f"bad persistence-image parameters: unknown keys {sorted(unknown)}, missing keys "
+                f"{sorted(missing)}; expected keys among {sorted(allowed)}"
+            )
+        return cls(**d)
+
+    def save_yaml(self, path: Union[str, os.PathLike]) -> None:
+        """Write the parameters as YAML (atomically: temporary file then rename)."""
+        path = os.fspath(path)
+        folder = os.path.dirname(path) or "."
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".pi_params.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                yaml.safe_dump(self.to_dict(), f, sort_keys=False)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    @classmethod
+    def load_yaml(cls, path: Union[str, os.PathLike]) -> "PIParams":
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"persistence-image parameter file not found: {path}")
+        with open(path) as f:
+            try:
+                data = yaml.safe_load(f)
+            except yaml.YAMLError as exc:
+                raise ValueError(f"{path} is not valid YAML ({exc.__class__.__name__})") from None
+        return cls.from_dict(data)
+
+
+def _finite_rows(dg: np.ndarray) -> np.ndarray:
+    dg = np.asarray(dg, dtype=np.float64)
+    if dg.size == 0:
+        return dg.reshape(0, 2)
+    if dg.ndim != 2 or dg.shape[1] != 2:
+        raise ValueError(f"a persistence diagram must be a [k, 2] array of (birth, death), got {dg.shape}")
+    return dg[np.isfinite(dg).all(axis=1)]
+
+
+def _stack_birth_persistence(diagrams: Diagrams) -> np.ndarray:
+    """All finite points of all diagrams, stacked in order, as ``[M, 2]`` (birth, persistence)."""
+    rows = [_finite_rows(dg) for dg in diagrams]
+    if not rows:
+        return np.zeros((0, 2))
+    bp = np.concatenate(rows, axis=0)
+    bp[:, 1] -= bp[:, 0]
+    return bp
+
+
+def _quantile_bandwidth(points: np.ndarray, quantile: float) -> float:
+    """``quantile`` of the non-zero pairwise Euclidean distances among ``points`` ``[m, 2]``."""
+    from scipy.spatial.distance import pdist
+
+    dist = pdist(points)
+    dist = dist[dist > 0]
+    if dist.size == 0:
+        raise ValueError("cannot fit a bandwidth: the first diagram points are all identical; "
+                         "pass bandwidth= explicitly")
+    return float(np.quantile(dist, quantile))
+
+
+# --------------------------------------------------------------------------------------------------
+# images
+# --------------------------------------------------------------------------------------------------
+def _pad(diagrams: Diagrams) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """List of diagrams -> padded births, persistences ``[n, K]`` and a 0/1 mask ``[n, K]``."""
+    rows = [_finite_rows(dg) for dg in diagrams]
+    n = len(rows)
+    counts = np.array([r.shape[0] for r in rows], dtype=np.int64)
+    k = int(counts.max()) if n else 0
+    births = np.zeros((n, k))
+    pers = np.zeros((n, k))
+    mask = np.arange(k)[None, :] < counts[:, None]
+    if k:
+        stacked = np.concatenate(rows, axis=0)
+        births[mask] = stacked[:, 0]
+        pers[mask] = stacked[:, 1] - stacked[:, 0]
+    return births, pers, mask.astype(np.float64)
+
+
+def _images(births, pers, mask, params: PIParams, xp, grid_x, grid_y):
+    """Shared numpy/torch kernel. births, pers, mask: ``[n, K]``; returns ``[n, R1 * R0]``.
+
+    The Gaussian is separable: image[y, x] = sum_k w_k g(p_k - y) g(b_k - x) / (2 pi s^2).
+    """
+    s2 = 2.0 * params.bandwidth**2
+    w = get_weight(params.weight)(births, pers, xp) * mask
+    gx = xp.exp(-((births[:, :, None] - grid_x) ** 2) / s2)  # [n, K, R0]
+    gy = xp.exp(-((pers[:, :, None] - grid_y) ** 2) / s2)  # [n, K, R1]
+    wy = (w[:, :, None] * gy).swapaxes(1, 2)  # [n, R1, K]
+    img = xp.matmul(wy, gx) / (math.pi * s2)  # [n, R1, R0]: rows persistence, columns birth
+    return img.reshape(img.shape[0], -1)
+
+
+def persistence_images(
+    diagrams: Diagrams, params: PIParams, normalize: bool = True, chunk: int = 4096
+) -> np.ndarray:
+    """Persistence images of a list of ``[k, 2]`` (birth, death) diagrams -> ``[n, R0 * R1]`` float64.
+
+    Equals ``gudhi.representations.PersistenceImage(bandwidth, weight, resolution, im_range)``
+    to float rounding, divided by ``params.normalizer`` when ``normalize``.
+    """
+    if isinstance(diagrams, np.ndarray) and diagrams.ndim == 2:
+        raise ValueError("persistence_images expects a list of diagrams; wrap a single one: [diagram]")
+    diagrams = list(diagrams)
+    grid_x, grid_y = params.grids()
+    out = np.zeros((len(diagrams), params.num_pixels))
+    for s in range(0, len(diagrams), chunk):
+        births, pers, mask = _pad(diagrams[s : s + chunk])
+        if births.shape[1]:
+            out[s : s + chunk] = _images(births, pers, mask, params, np, grid_x, grid_y)
+    return out / params.normalizer if normalize else out
+
+
+def persistence_images_torch(
+    births: torch.Tensor,
+    pers: torch.Tensor,
+    params: PIParams,
+    mask: Optional[torch.Tensor] = None,
+    normalize: bool = True,
+) -> torch.Tensor:
+    """Differentiable persistence images of padded diagrams, on the inputs' device and dtype.
+
+    births, pers: ``[B, K]`` (persistence = death - birth); mask: ``[B, K]`` (1 = real point,
+    0 = padding; default all real). Returns ``[B, R0 * R1]``.
+    """
+    if births.shape != pers.shape or births.dim() != 2:
+        raise ValueError(f"births and persistences must both be [B, K], got {tuple(births.shape)} "
+                         f"and {tuple(pers.shape)}")
+    if mask is None:
+        mask = torch.ones_like(pers)
+    else:
+        if mask.shape != pers.shape:
+            raise ValueError(f"mask must be [B, K] like the points, got {tuple(mask.shape)}")
+        mask = mask.to(pers.dtype)
+    gx, gy = (torch.as_tensor(g, dtype=pers.dtype, device=pers.device) for g in params.grids())
+    img = _images(births, pers, mask, params, torch, gx, gy)
+    return img / params.normalizer if normalize else img
+
+
+def h0_images_torch(deaths: torch.Tensor, params: PIParams, normalize: bool = True) -> torch.Tensor:
+    """Differentiable H0 persistence images: deaths ``[B, K]`` (births 0) -> ``[B, R0 * R1]``.
+
+    Infinite deaths and zero-length bars are masked out (as gudhi drops them), so the output of
+    ``rips_h0_deaths``/``h0_deaths_torch`` can be passed as is.
+    """
+    keep = torch.isfinite(deaths) & (deaths > 0)
+    pers = torch.where(keep, deaths, torch.zeros_like(deaths))
+    return persistence_images_torch(torch.zeros_like(pers), pers, params, keep, normalize)

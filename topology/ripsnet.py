@@ -1,0 +1,192 @@
+"""RipsNet: a DeepSets network that predicts the persistence image of a point cloud.
+
+phi (per point): three dense layers with bias and ReLU; pooling over the points (sum or mean);
+rho: three dense ReLU layers and a dense sigmoid output, all without bias. Layer names
+``layer1`` ... ``layer7`` (each holding ``.linear``) match the official TopKD checkpoints, which
+load unchanged.
+
+Checkpoints. Official: ``{'model', 'units_list', 'operator', 'best_val_mse', 'epoch'}``. Ours: the
+same keys as a RipsNet state dict under ``model`` plus ``pooling``, ``units``, ``resolution``,
+``pi_params`` (a :class:`topology.images.PIParams` dict, or None) and ``manifest`` (free-form).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+# Widths [input, phi1, phi2, phi3] of the official RipsNets by input dimension; rho is always
+# [50, 100, 200] followed by the R*R output.
+PHI_UNITS: Dict[int, Tuple[int, int, int, int]] = {
+    16: (16, 16, 16, 16),
+    32: (32, 32, 16, 16),
+    64: (64, 64, 32, 32),
+    128: (128, 128, 64, 64),
+    256: (256, 256, 128, 128),
+    512: (512, 512, 256, 256),
+    1024: (1024, 512, 256, 256),
+    2048: (2048, 1024, 512, 256),
+}
+RHO_HIDDEN = (50, 100, 200)
+
+POOLINGS = {
+    "sum": lambda h, dim: h.sum(dim=dim),
+    "mean": lambda h, dim: h.mean(dim=dim),
+}
+
+
+def default_units(input_dim: int, resolution: int = 20) -> List[int]:
+    """The official width list ``[D, phi1, phi2, phi3, 50, 100, 200, R*R]`` for input width D."""
+    if input_dim not in PHI_UNITS:
+        raise ValueError(
+            f"no default RipsNet widths for input dimension {input_dim} (known: "
+            f"{', '.join(map(str, sorted(PHI_UNITS)))}); pass units=[D, a, b, c, 50, 100, 200, R*R]"
+        )
+    return [*PHI_UNITS[input_dim], *RHO_HIDDEN, resolution * resolution]
+
+
+class _Dense(nn.Module):
+    """``linear`` followed by an activation (keeps the official ``layerK.linear.*`` keys)."""
+
+    def __init__(self, n_in: int, n_out: int, bias: bool, activation: nn.Module):
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out, bias=bias)
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.linear(x))
+
+
+class RipsNet(nn.Module):
+    """Point clouds ``[B, N, D]`` -> persistence images ``[B, R*R]``; one cloud ``[N, D]`` -> ``[1, R*R]``.
+
+    input_dim: D. pooling: ``"sum"`` or ``"mean"`` over the points. units: the 8 widths
+    ``[D, phi1, phi2, phi3, rho1, rho2, rho3, R*R]`` (default: the official table for D).
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        pooling: str = "mean",
+        units: Optional[Sequence[int]] = None,
+        resolution: int = 20,
+    ):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown RipsNet pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
+        units = list(units) if units is not None else default_units(int(input_dim), resolution)
+        if len(units) != 8 or min(units) < 1:
+            raise ValueError(f"RipsNet units must be 8 positive widths [D, a, b, c, d, e, f, out], got {units}")
+        if units[0] != input_dim:
+            raise ValueError(f"RipsNet units start with input width {units[0]} but input_dim is {input_dim}")
+        self.input_dim = int(input_dim)
+        self.pooling = pooling
+        self.units = [int(u) for u in units]
+        for k in range(7):
+            phi = k < 3
+            act: nn.Module = nn.ReLU() if k < 6 else nn.Sigmoid()
+            setattr(self, f"layer{k + 1}", _Dense(units[k], units[k + 1], bias=phi, activation=act))
+
+    @property
+    def output_dim(self) -> int:
+        return self.units[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            x = x.unsqueeze(0)
+        if x.dim() != 3:
+            raise ValueError(f"RipsNet expects point clouds [B, N, D] or one cloud [N, D], got shape {tuple(x.shape)}")
+        if x.shape[-1] != self.input_dim:
+            raise ValueError(
+                f"RipsNet expects D={self.input_dim} features, got {x.shape[-1]}: use a RipsNet trained "
+                f"on {x.shape[-1]}-d features or project the features to {self.input_dim} first"
+            )
+        h = self.layer3(self.layer2(self.layer1(x)))  # [B, N, phi3]
+        h = POOLINGS[self.pooling](h, 1)  # [B, phi3]
+        return self.layer7(self.layer6(self.layer5(self.layer4(h))))
+
+    def extra_repr(self) -> str:
+        return f"input_dim={self.input_dim}, pooling={self.pooling!r}, units={self.units}"
+
+
+# --------------------------------------------------------------------------------------------------
+# checkpoints
+# --------------------------------------------------------------------------------------------------
+def save_ripsnet(
+    model: RipsNet,
+    path: Union[str, os.PathLike],
+    pi_params: Any = None,
+    manifest: Optional[dict] = None,
+    **extra: Any,
+) -> None:
+    """Write ``model`` with what is needed to rebuild it (atomically: temporary file + rename).
+
+    pi_params: the PIParams (or its dict) the targets were made with; manifest: free-form
+    provenance; extra: more entries (epoch, best_val_mse, ...).
+    """
+    if pi_params is not None and hasattr(pi_params, "to_dict"):
+        pi_params = pi_params.to_dict()
+    state = {
+        "model": model.state_dict(),
+        "units_list": list(model.units),  # official name, so official tools read it too
+        "operator": model.pooling,
+        "pooling": model.pooling,
+        "units": list(model.units),
+        "pi_params": pi_params,
+        "manifest": dict(manifest or {}),
+        **extra,
+    }
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ripsnet.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_ripsnet(
+    path: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu"
+) -> Tuple[RipsNet, dict]:
+    """Read an official or our RipsNet checkpoint -> (model in eval mode, checkpoint dict).
+
+    The checkpoint dict carries ``pi_params`` (None for official checkpoints).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"RipsNet checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # truncated or foreign file
+        raise ValueError(f"cannot read RipsNet checkpoint {path}: {exc.__class__.__name__}: {exc}") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise ValueError(f"{path} is not a RipsNet checkpoint (expected a dict with a 'model' state dict)")
+    state = ckpt["model"]
+    units = ckpt.get("units") or ckpt.get("units_list")
+    if units is None:  # rebuild the widths from the weight shapes
+        try:
+            units = [state["layer1.linear.weight"].shape[1]]
+            units += [state[f"layer{k}.linear.weight"].shape[0] for k in range(1, 8)]
+        except KeyError as exc:
+            raise ValueError(f"{path}: missing RipsNet weight {exc.args[0]!r}") from None
+    pooling = ckpt.get("pooling") or ckpt.get("operator")
+    if pooling is None:
+        raise ValueError(f"{path}: the checkpoint does not say its pooling ('pooling' or 'operator' key)")
+    model = RipsNet(int(units[0]), pooling=pooling, units=units)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise ValueError(f"{path}: weights do not fit a RipsNet with units {list(units)}: "
+                         f"{' '.join(first[:2])}") from None
+    model.eval()
+    ckpt.setdefault("pi_params", None)
+    return model, ckpt
