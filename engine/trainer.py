@@ -142,8 +142,21 @@ class Trainer:
         return out
 
     # ----------------------------------------------------------------- checkpoints
+    def _skipped_prefixes(self) -> tuple:
+        """State-dict prefixes not stored under ``distiller``: the student (stored as ``model``) and every
+        frozen sub-network (teachers, a frozen RipsNet), which the stage script rebuilds from its own file."""
+        prefixes = ["student."]
+        for name, module in self.distiller.named_modules():
+            if not name or name.startswith(tuple(prefixes)):
+                continue
+            params = list(module.parameters())
+            if params and not any(p.requires_grad for p in params):
+                prefixes.append(f"{name}.")
+        return tuple(prefixes)
+
     def _state(self, epoch: int) -> Dict[str, Any]:
-        extras = {k: v for k, v in self.distiller.state_dict().items() if not k.startswith(("teacher.", "student."))}
+        skip = self._skipped_prefixes()
+        extras = {k: v for k, v in self.distiller.state_dict().items() if not k.startswith(skip)}
         return {
             "model": self.distiller.student.state_dict(), "arch": self.arch, "num_classes": self.num_classes,
             "in_channels": getattr(self.cfg, "in_channels", None), "dataset": getattr(self.cfg, "dataset", None),
@@ -172,7 +185,7 @@ class Trainer:
                              f"(another architecture or class count?): {'; '.join(diffs)}")
         student.load_state_dict(ckpt["model"])
         missing, unexpected = self.distiller.load_state_dict(ckpt.get("distiller", {}), strict=False)
-        missing = [k for k in missing if not k.startswith(("teacher.", "student."))]
+        missing = [k for k in missing if not k.startswith(self._skipped_prefixes())]
         if missing or unexpected:
             raise ValueError(f"--resume: distiller state of {path} does not match this method "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -209,6 +222,8 @@ class Trainer:
         """One pass over the training set -> mean of every loss term, ``loss`` and ``top1`` (percent)."""
         self.distiller.train()
         self.train_sampler.set_epoch(epoch)
+        if hasattr(self.distiller, "set_epoch"):  # methods with epoch-dependent weights (DKD's warm-up)
+            self.distiller.set_epoch(epoch)
         sums = RunningSums()
         show = self.is_main and sys.stderr.isatty()
         bar = tqdm(self.train_loader, desc=f"epoch {epoch}", leave=False, disable=not show, dynamic_ncols=True)

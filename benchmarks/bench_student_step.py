@@ -1,0 +1,112 @@
+"""Time one student training step, resnet56 -> resnet20, batch 64, 32x32, 100 classes.
+
+Variants: KD alone; KD + TopKD through a RipsNet (64-d, mean pooling); KD + TopKD with exact H0
+persistence images. Prints ms/step per device and the ratios TopKD/KD (goal <= 1.05) and exact/TopKD
+(goal <= 1.10). Ratios are printed, never asserted.
+
+    .venv/bin/python benchmarks/bench_student_step.py [--quick] [--device cpu|cuda|all]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from distiller import attach_topology, get_distiller  # noqa: E402
+from models import model_dict  # noqa: E402
+
+
+def pi_params_for(points: torch.Tensor):
+    """PIParams fitted (the TopKD rule) on the exact H0 diagrams of a few 64-point clouds."""
+    from topology.images import PIParams
+    from topology.persistence import rips_h0_deaths
+
+    deaths = np.asarray(rips_h0_deaths(points.double().numpy()))
+    dgms = [np.stack([np.zeros_like(d), d], axis=1) for d in deaths]
+    return PIParams.fit(dgms)
+
+
+def build(variant: str, device: torch.device, pi_params, image_size: int):
+    torch.manual_seed(0)
+    teacher, student = model_dict["resnet56"](num_classes=100), model_dict["resnet20"](num_classes=100)
+    d = get_distiller("kd")(student, teacher, gamma=1.0, alpha=2.0, image_size=image_size)
+    if variant == "topkd":
+        from topology.ripsnet import RipsNet
+
+        attach_topology(d, 5.0, method="topkd", rips=RipsNet(64, pooling="mean"))
+    elif variant == "exact":
+        attach_topology(d, 5.0, method="topkd_exact", pi_params=pi_params)
+    d.to(device).train()
+    opt = torch.optim.SGD(d.learnable_parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    return d, opt
+
+
+def one_step(d, opt, x, y, index) -> float:
+    """Seconds of one full step (forward, backward, SGD update)."""
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    _, losses = d(x, y, index=index)
+    loss = sum(losses.values())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def bench(device: torch.device, steps: int, warmup: int, batch: int, image_size: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, image_size, image_size, generator=g)
+    y = torch.randint(0, 100, (batch,), generator=g)
+    index = torch.arange(batch)
+    with torch.no_grad():
+        feats, _ = model_dict["resnet56"](num_classes=100).eval()(x[:64], is_feat=True)
+    pi_params = pi_params_for(feats[-1][None])  # one 64-point cloud of teacher embeddings
+    x, y, index = x.to(device), y.to(device), index.to(device)
+    variants = {v: build(v, device, pi_params, image_size) for v in ("kd", "topkd", "exact")}
+    times = {v: [] for v in variants}
+    for i in range(warmup + steps):  # round-robin, so background load hits every variant alike
+        for v, (d, opt) in variants.items():
+            t = one_step(d, opt, x, y, index)
+            if i >= warmup:
+                times[v].append(t)
+    result = {v: float(np.median(t)) for v, t in times.items()}
+    for v, t in result.items():
+        print(f"[{device.type}] {v:>6}: {1000 * t:8.2f} ms/step (median of {steps})", flush=True)
+    print(f"[{device.type}] TopKD/KD    = {result['topkd'] / result['kd']:.3f}  (goal <= 1.05)")
+    print(f"[{device.type}] exact/TopKD = {result['exact'] / result['topkd']:.3f}  (goal <= 1.10)", flush=True)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="few steps (a smoke run, noisy ratios)")
+    p.add_argument("--device", default="all", choices=("cpu", "cuda", "all"))
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--image_size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=None)
+    args = p.parse_args(argv)
+    steps = args.steps or (3 if args.quick else 20)
+    warmup = 1 if args.quick else 3
+    devices = []
+    if args.device in ("cpu", "all"):
+        devices.append(torch.device("cpu"))
+    if args.device in ("cuda", "all") and torch.cuda.is_available():
+        devices.append(torch.device("cuda"))
+    elif args.device == "cuda":
+        raise SystemExit("no CUDA device available")
+    print(f"resnet56 -> resnet20, batch {args.batch_size}, {args.image_size}x{args.image_size}, "
+          f"{steps} timed steps after {warmup} warm-up; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for device in devices:
+        bench(device, steps, warmup, args.batch_size, args.image_size)
+
+
+if __name__ == "__main__":
+    main()

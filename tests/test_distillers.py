@@ -1,0 +1,248 @@
+"""Distillers: loss composition, frozen parts, gradient routes, and TopKD against the official RipsNet."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from distiller import attach_topology, distiller_dict, get_distiller
+from distiller.topkd import ExactH0Images, RipsNetImages, TopologyTerm, to_clouds
+
+
+class TinyNet(nn.Module):
+    """Stand-in for a zoo model: feats = [stem, stage1, stage2, pooled]; ``feat_dims`` as in models/."""
+
+    def __init__(self, width=4, num_classes=3, emb=None):
+        super().__init__()
+        emb = emb or 2 * width
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.s1 = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+        self.s2 = nn.Sequential(nn.Conv2d(width, emb, 3, stride=2, padding=1), nn.BatchNorm2d(emb), nn.ReLU())
+        self.fc = nn.Linear(emb, num_classes)
+        self.feat_dims = [width, width, emb, emb]
+
+    def forward(self, x, is_feat=False):
+        f0 = self.stem(x)
+        f1 = self.s1(f0)
+        f2 = self.s2(f1)
+        f3 = f2.mean(dim=(2, 3))
+        out = self.fc(f3)
+        return ([f0, f1, f2, f3], out) if is_feat else out
+
+
+class TinyRips(nn.Module):
+    """Stand-in RipsNet: phi, mean pooling, rho with a sigmoid; ``[K, N, D]`` -> ``[K, 9]``."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.input_dim = d
+        self.phi = nn.Sequential(nn.Linear(d, 5), nn.ReLU())
+        self.rho = nn.Sequential(nn.Linear(5, 9), nn.Sigmoid())
+
+    def forward(self, x):
+        return self.rho(self.phi(x).mean(dim=-2))
+
+
+METHODS = ["kd", "hint", "fitnet", "attention", "at", "similarity", "sp", "rkd", "pkt", "crd", "dkd"]
+
+
+def _make(name, seed=0, **kw):
+    torch.manual_seed(seed)
+    s, t = TinyNet(4), TinyNet(6)
+    kw.setdefault("num_data", 32)
+    kw.setdefault("nce_k", 8)
+    return get_distiller(name)(s, t, image_size=8, **kw)
+
+
+def _batch(b=8, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 3, 8, 8, generator=g), torch.randint(0, 3, (b,), generator=g), torch.arange(b)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_method_trains_student_and_never_teacher(name):
+    d = _make(name, gamma=1.0, alpha=1.0, beta=1.0).train()
+    x, y, idx = _batch()
+    logits, losses = d(x, y, index=idx, epoch=5)
+    assert logits.shape == (8, 3)
+    assert set(losses) >= {"loss_ce", "loss_kd"}
+    if name != "kd":
+        assert len(losses) == 3
+    assert not d.teacher.training
+    sum(losses.values()).backward()
+    assert all(p.grad is None for p in d.teacher.parameters())
+    assert all(not p.requires_grad for p in d.teacher.parameters())
+    assert d.student.fc.weight.grad is not None
+    ids = {id(p) for p in d.learnable_parameters()}
+    assert not ids & {id(p) for p in d.teacher.parameters()}
+    for m in d.extra_modules():
+        for p in m.parameters():
+            assert id(p) in ids
+
+
+def test_loss_weights_scale_terms_and_zero_weight_drops_them():
+    x, y, idx = _batch()
+    base = _make("pkt", gamma=1.0, alpha=1.0, beta=1.0).train()
+    _, l1 = base(x, y, index=idx)
+    scaled = _make("pkt", gamma=2.0, alpha=3.0, beta=5.0).train()
+    _, l2 = scaled(x, y, index=idx)
+    for k, w in [("loss_ce", 2.0), ("loss_kd", 3.0), ("loss_pkt", 5.0)]:
+        assert l2[k].item() == pytest.approx(w * l1[k].item(), rel=1e-5)
+    _, l3 = _make("pkt", alpha=0.0).train()(x, y, index=idx)
+    assert "loss_kd" not in l3 and l3["loss_pkt"].item() == pytest.approx(30000 * l1["loss_pkt"].item(), rel=1e-5)
+
+
+def test_kd_term_equals_formula():
+    d = _make("kd", gamma=1.0, alpha=2.0).train()
+    x, y, idx = _batch()
+    logits, losses = d(x, y, index=idx)
+    with torch.no_grad():
+        lt = d.teacher(x).double().numpy()
+    ls = logits.detach().double().numpy()
+    T = 4.0
+    ps = np.exp(ls / T) / np.exp(ls / T).sum(1, keepdims=True)
+    pt = np.exp(lt / T) / np.exp(lt / T).sum(1, keepdims=True)
+    expected = 2.0 * (pt * np.log(pt / ps)).sum() * T * T / len(ls)
+    assert losses["loss_kd"].item() == pytest.approx(expected, rel=1e-4)
+    assert set(losses) == {"loss_ce", "loss_kd"}
+
+
+def test_dkd_warmup_by_epoch_keyword_and_hook():
+    d = _make("dkd").train()
+    x, y, idx = _batch()
+    _, full = d(x, y, index=idx, epoch=20)
+    _, half = d(x, y, index=idx, epoch=10)
+    assert half["loss_dkd"].item() == pytest.approx(0.5 * full["loss_dkd"].item(), rel=1e-5)
+    d.set_epoch(5)
+    _, quarter = d(x, y, index=idx)
+    assert quarter["loss_dkd"].item() == pytest.approx(0.25 * full["loss_dkd"].item(), rel=1e-5)
+
+
+def test_teacher_stays_eval_and_bad_inputs():
+    d = _make("kd")
+    d.train()
+    assert d.student.training and not d.teacher.training
+    with pytest.raises(ValueError, match="teacher"):
+        get_distiller("kd")(TinyNet(), None)
+    with pytest.raises(ValueError, match="hint_layer"):
+        _make("hint", hint_layer=7)
+    with pytest.raises(ValueError, match="num_data"):
+        _make("crd", num_data=0)
+    with pytest.raises(ValueError, match="unknown distillation method"):
+        get_distiller("nope")
+
+
+def test_dkd_epoch_from_steps_when_no_hook():
+    d = _make("dkd", steps_per_epoch=2).train()
+    x, y, idx = _batch()
+    assert d.epoch == 1
+    d(x, y, index=idx)
+    d(x, y, index=idx)
+    assert d.epoch == 2 and int(d.state_dict()["steps_done"]) == 2
+    d.set_epoch(7)
+    assert d.epoch == 7
+
+
+# ------------------------------------------------------------------------------------------- TopKD
+def test_topkd_gradient_reaches_student_and_projector_only():
+    d = _make("kd", gamma=1.0, alpha=2.0)
+    rips = TinyRips(12)
+    term = attach_topology(d, delta=5.0, rips=rips)
+    assert isinstance(term.proj, nn.Linear) and term.proj.in_features == 8 and term.proj.out_features == 12
+    d.train()
+    assert not rips.training
+    x, y, idx = _batch()
+    _, losses = d(x, y, index=idx)
+    assert set(losses) == {"loss_ce", "loss_kd", "loss_tda"}
+    losses["loss_tda"].backward()
+    assert term.proj.weight.grad is not None and term.proj.weight.grad.abs().sum() > 0
+    assert d.student.s2[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in rips.parameters())
+    assert all(p.grad is None for p in d.teacher.parameters())
+    ids = {id(p) for p in d.learnable_parameters()}
+    assert id(term.proj.weight) in ids and not ids & {id(p) for p in rips.parameters()}
+
+
+def test_topkd_value_matches_manual_and_clouds():
+    d = _make("kd")
+    rips = TinyRips(12)
+    term = attach_topology(d, delta=3.0, rips=rips, tda_layer_t=2, tda_layer_s=2, tda_clouds=2)
+    d.train()
+    x, y, idx = _batch(b=9)
+    _, losses = d(x, y, index=idx)
+    with torch.no_grad():
+        fs, _ = d.student(x, is_feat=True)
+        ft, _ = d.teacher(x, is_feat=True)
+        cs = term.proj(fs[2].mean(dim=(2, 3)))[:8].reshape(2, 4, 12)
+        ct = ft[2].mean(dim=(2, 3))[:8].reshape(2, 4, 12)
+        expected = 3.0 * ((rips(cs) - rips(ct)) ** 2).mean()
+    assert losses["loss_tda"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_topkd_composes_with_dkd():
+    d = _make("dkd")
+    attach_topology(d, delta=1.0, rips=TinyRips(12))
+    _, losses = d.train()(*_batch()[:2], index=torch.arange(8), epoch=20)
+    assert set(losses) == {"loss_ce", "loss_dkd", "loss_tda"}
+
+
+def test_topkd_bad_inputs():
+    with pytest.raises(ValueError, match="12-d"):
+        attach_topology(_make("kd"), 5.0, rips=TinyRips(64))
+    with pytest.raises(ValueError, match="rips_path"):
+        attach_topology(_make("kd"), 5.0, rips=None)
+    with pytest.raises(ValueError, match=r"-4\.\.3"):
+        attach_topology(_make("kd"), 5.0, rips=TinyRips(12), tda_layer_t=4)
+    with pytest.raises(ValueError, match="pi_params"):
+        attach_topology(_make("kd"), 5.0, method="topkd_exact")
+    with pytest.raises(ValueError, match="--method"):
+        attach_topology(_make("kd"), 5.0, method="other", rips=TinyRips(12))
+    assert attach_topology(_make("kd"), 0.0) is None
+    with pytest.raises(ValueError, match="tda_clouds"):
+        to_clouds(torch.randn(8, 3), 5)
+
+
+def test_topkd_official_ripsnet_matches_reference(reference_dir):
+    ripsnet = pytest.importorskip("topology.ripsnet", reason="topology.ripsnet not built yet")
+    ref = np.load(reference_dir / "official_outputs.npz")
+    rips, _ = ripsnet.load_ripsnet(str(reference_dir / "official_ripsnet_resnet56_mean.pth"))
+    clouds = torch.from_numpy(ref["ripsnet_resnet56_mean_in"]).float()  # [3, 64, 64]
+    out = ref["ripsnet_resnet56_mean_out_batched"].astype(np.float64)
+    delta = 5.0
+    term = TopologyTerm(RipsNetImages(rips), delta, layer_s=0, layer_t=0, dim_s=64, dim_t=64)
+    got = term([clouds[1]], [clouds[0]]).item()  # student = cloud 1, teacher = cloud 0
+    expected = delta * np.mean((out[1] - out[0]) ** 2)
+    assert got == pytest.approx(expected, rel=1e-4, abs=1e-9)
+
+
+def test_topkd_exact_matches_gudhi():
+    pytest.importorskip("topology.persistence", reason="topology.persistence not built yet")
+    images_mod = pytest.importorskip("topology.images", reason="topology.images not built yet")
+    gudhi = pytest.importorskip("gudhi")
+    from gudhi.representations import PersistenceImage
+
+    rng = np.random.default_rng(3)
+    ct, cs = rng.normal(size=(16, 5)), rng.normal(size=(16, 5))
+
+    def diagram(points):
+        st = gudhi.RipsComplex(points=points).create_simplex_tree(max_dimension=1)
+        st.compute_persistence()
+        d = st.persistence_intervals_in_dimension(0)
+        return d[np.isfinite(d[:, 1])]
+
+    dgms = [diagram(ct), diagram(cs)]
+    params = images_mod.PIParams.fit(dgms)
+    pi = PersistenceImage(bandwidth=params.bandwidth, im_range=list(params.im_range),
+                          resolution=list(params.resolution),
+                          weight=lambda x: 10 * np.tanh(x[1]) + 10 * np.log(100 * x[0] + 1))
+    ref = pi.fit_transform(dgms) / params.normalizer
+    expected = 2.0 * np.mean((ref[1] - ref[0]) ** 2)
+    term = TopologyTerm(ExactH0Images(params), 2.0, 0, 0, 5, 5)
+    got = term([torch.tensor(cs, dtype=torch.float32)], [torch.tensor(ct, dtype=torch.float32)]).item()
+    assert got == pytest.approx(expected, rel=1e-4)
+    # the exact term also carries gradients into the student's points
+    pts = torch.tensor(cs, dtype=torch.float32, requires_grad=True)
+    term([pts], [torch.tensor(ct, dtype=torch.float32)]).backward()
+    assert pts.grad is not None and pts.grad.abs().sum() > 0
