@@ -1,0 +1,285 @@
+"""Persistence images of images, as in TGD (Jeon et al., "Leveraging Topological Guidance for Improved
+Knowledge Distillation", GRaM 2024).
+
+Each channel of an image `[C, H, W]` with values in [0, 1] is read as a 1-D signal twice: row by row
+(C-order flattening of the channel) and column by column (flattening of its transpose). The H0 diagram of
+the sublevel-set (lower-star) filtration of each signal on the path graph is computed exactly by a
+union-find over the values sorted ascending, run for many signals at once. The diagrams are filtered
+(finite points only, persistence > `min_persistence` and > `min_lifetime`) and turned into 50x50
+persistence images in (birth, persistence) coordinates, equal to `gudhi.representations.PersistenceImage`
+with a Gaussian of std `bandwidth` and the linear weight persistence / (largest persistence of that
+diagram). Every channel of the result is divided by its own maximum (an empty channel stays zero).
+
+Output channel order for a C-channel image: ``[rows of channel 0..C-1, columns of channel 0..C-1]``,
+i.e. `[2C, R, R]` (6 channels for RGB: R-rows, G-rows, B-rows, R-cols, G-cols, B-cols). Inside a channel,
+image row `i` is persistence `linspace(p_min, p_max, R)[i]` and column `j` is birth
+`linspace(b_min, b_max, R)[j]` (gudhi's layout).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, fields
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+__all__ = [
+    "ImagePIParams",
+    "lower_star_h0_batched",
+    "lower_star_h0",
+    "filter_diagram_points",
+    "diagram_images",
+    "image_signals",
+    "image_pis",
+]
+
+
+@dataclass(frozen=True)
+class ImagePIParams:
+    """Parameters of the TGD image persistence images (defaults: the paper's).
+
+    resolution: pixels per side. bandwidth: Gaussian std in filtration units (pixel values in [0, 1]).
+    im_range: (birth min, birth max, persistence min, persistence max) of the grid nodes.
+    min_persistence / min_lifetime: a finite point is kept when its persistence is > both.
+    normalize: divide each output channel by its maximum.
+    """
+
+    resolution: int = 50
+    bandwidth: float = 0.01
+    im_range: Tuple[float, float, float, float] = (0.0, 0.3, 0.0, 0.3)
+    min_persistence: float = 1e-3
+    min_lifetime: float = 0.02
+    normalize: bool = True
+
+    def __post_init__(self):
+        if int(self.resolution) < 1:
+            raise ValueError(f"resolution must be >= 1, got {self.resolution}")
+        if not float(self.bandwidth) > 0:
+            raise ValueError(f"bandwidth must be > 0, got {self.bandwidth}")
+        rng = tuple(float(v) for v in self.im_range)
+        if len(rng) != 4 or not (rng[0] < rng[1] and rng[2] < rng[3]):
+            raise ValueError(f"im_range must be (bmin, bmax, pmin, pmax) with min < max, got {self.im_range}")
+        object.__setattr__(self, "im_range", rng)
+        object.__setattr__(self, "resolution", int(self.resolution))
+        object.__setattr__(self, "bandwidth", float(self.bandwidth))
+        object.__setattr__(self, "min_persistence", float(self.min_persistence))
+        object.__setattr__(self, "min_lifetime", float(self.min_lifetime))
+        object.__setattr__(self, "normalize", bool(self.normalize))
+
+    def to_dict(self) -> Dict:
+        out = asdict(self)
+        out["im_range"] = list(self.im_range)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Dict) -> "ImagePIParams":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown image-PI parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        return cls(**data)
+
+
+# ----------------------------------------------------------------------------------------------------
+# H0 of the lower-star filtration of 1-D signals
+# ----------------------------------------------------------------------------------------------------
+
+def lower_star_h0_batched(signals: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Finite H0 pairs of the lower-star filtration of each row of `signals` `[B, n]` on the path graph.
+
+    Vertices enter in ascending value order (stable: ties by position). Components are intervals, so
+    each interval keeps its birth at both ends. When a vertex joins two components, the younger one
+    (larger birth; elder rule) dies at the vertex's value. Only those merges are recorded; the
+    zero-length pairs of vertices joining one existing component are not.
+
+    Returns `(births, deaths)`, both float64 `[B, n]`: entry `k` belongs to the k-th vertex in sorted
+    order (`deaths` are the sorted values); `births` is NaN where that vertex killed nothing. The
+    essential class (born at the minimum, never dying) is not included.
+    """
+    x = np.asarray(signals, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] < 1:
+        raise ValueError(f"signals must be a 2-D array [B, n] with n >= 1, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("signals contain NaN or infinite values; pass finite filtration values")
+    b, n = x.shape
+    order = np.argsort(x, axis=1, kind="stable")
+    values = np.take_along_axis(x, order, axis=1)
+    # Flat layout, one never-active sentinel slot on each side of every signal. Only slots next to the
+    # entering vertex are read, and such a slot is either inactive or the matching end of an interval:
+    #   left_end_of[j]  (j a right end) -> the interval's left end; inactive j holds j + 1
+    #   right_end_of[j] (j a left end)  -> the interval's right end; inactive j holds j - 1
+    #   birth[j]        (j an end)      -> the interval's birth; inactive j holds +inf
+    # so "no neighbor" needs no branch: it reads the entering slot itself and an infinite birth.
+    width = n + 2
+    size = b * width
+    itype = np.int32 if size + 1 < 2 ** 31 else np.int64  # narrower indices: less memory traffic
+    # column-major over (vertex order, signal): step k reads one contiguous row
+    flat_pos = np.ascontiguousarray((order + 1 + (np.arange(b) * width)[:, None]).T.astype(itype))
+    values_t = np.ascontiguousarray(values.T)
+    left_end_of = np.arange(1, size + 1, dtype=itype)
+    right_end_of = np.arange(-1, size - 1, dtype=itype)
+    birth = np.full(size, np.inf)
+    births = np.empty((n, b))
+    for k in range(n):
+        pos = flat_pos[k]
+        b_left = birth[pos - 1]
+        b_right = birth[pos + 1]
+        left_end = left_end_of[pos - 1]
+        right_end = right_end_of[pos + 1]
+        np.maximum(b_left, b_right, out=births[k])  # finite only when both neighbors are active
+        merged = np.minimum(np.minimum(b_left, b_right), values_t[k])
+        right_end_of[left_end] = right_end
+        left_end_of[right_end] = left_end
+        birth[left_end] = merged
+        birth[right_end] = merged
+    births = births.T.copy()
+    births[np.isinf(births)] = np.nan
+    return births, values
+
+
+def lower_star_h0(signal: np.ndarray, keep_infinite: bool = False) -> np.ndarray:
+    """H0 diagram `[k, 2]` (birth, death) of one 1-D signal `[n]`, zero-length pairs dropped.
+
+    With `keep_infinite`, the essential point `(min, inf)` comes last.
+    """
+    x = np.asarray(signal, dtype=np.float64).reshape(1, -1)
+    births, deaths = lower_star_h0_batched(x)
+    keep = ~np.isnan(births[0]) & (deaths[0] > births[0])
+    diagram = np.stack([births[0][keep], deaths[0][keep]], axis=1)
+    if keep_infinite:
+        diagram = np.concatenate([diagram, [[x.min(), np.inf]]], axis=0)
+    return diagram
+
+
+def filter_diagram_points(births: np.ndarray, deaths: np.ndarray, params: ImagePIParams) -> np.ndarray:
+    """Mask `[B, n]` of the finite points kept by TGD's filter (persistence > both thresholds)."""
+    with np.errstate(invalid="ignore"):
+        pers = deaths - births
+        return (~np.isnan(births)) & (pers > params.min_persistence) & (pers > params.min_lifetime)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Persistence images
+# ----------------------------------------------------------------------------------------------------
+
+def diagram_images(births: np.ndarray, deaths: np.ndarray, keep: np.ndarray, params: ImagePIParams) -> np.ndarray:
+    """Persistence images `[B, R, R]` float64 of B padded diagrams (points where `keep` `[B, m]` is True).
+
+    Pixel (i, j) = sum_k w_k g(p_i - pers_k) g(b_j - birth_k) with g the Gaussian density of std
+    `bandwidth` (the 2-D normalization 1 / (2 pi s^2) as in gudhi), w_k = pers_k / max pers of that
+    diagram, grid nodes `linspace` over `im_range`. No per-channel normalization here.
+    """
+    births = np.asarray(births, dtype=np.float64)
+    pers = np.asarray(deaths, dtype=np.float64) - births
+    keep = np.asarray(keep, dtype=bool)
+    bsz = births.shape[0]
+    res = params.resolution
+    counts = keep.sum(axis=1)
+    m = int(counts.max()) if bsz else 0
+    if m == 0:
+        return np.zeros((bsz, res, res))
+    # move the kept points to the front of each row, then cut the padding to the longest diagram
+    front = np.argsort(~keep, axis=1, kind="stable")[:, :m]
+    valid = np.take_along_axis(keep, front, axis=1)
+    b = np.where(valid, np.take_along_axis(births, front, axis=1), 0.0)
+    p = np.where(valid, np.take_along_axis(pers, front, axis=1), 0.0)
+    top = p.max(axis=1, keepdims=True)
+    w = np.divide(p, top, out=np.zeros_like(p), where=top > 0)
+    s2 = 2.0 * params.bandwidth ** 2
+    bx = np.linspace(params.im_range[0], params.im_range[1], res)
+    py = np.linspace(params.im_range[2], params.im_range[3], res)
+    gx = _gaussian_rows(b, bx, s2)  # [B, m, R] over birth
+    gy = _gaussian_rows(p, py, s2)  # [B, m, R] over persistence
+    gy *= w[:, :, None] / (np.pi * s2)
+    return np.matmul(gy.transpose(0, 2, 1), gx)  # [B, R(pers), R(birth)]
+
+
+def _gaussian_rows(centers: np.ndarray, grid: np.ndarray, s2: float) -> np.ndarray:
+    """exp(-(grid - c)^2 / s2) for every center `[B, m]` -> `[B, m, R]`.
+
+    Pixel values of 8-bit images take at most 256 levels, so the exponentials are computed once per
+    distinct center and gathered (the exp is the costly step; this is 5-10x faster and bit-identical).
+    """
+    levels, inverse = np.unique(centers, return_inverse=True)
+    table = np.exp(-np.square(grid[None, :] - levels[:, None]) / s2)
+    return table[inverse.reshape(centers.shape)]
+
+
+def image_signals(images: np.ndarray) -> np.ndarray:
+    """1-D signals `[N, 2C, H*W]` of images `[N, C, H, W]`: row-major per channel, then column-major."""
+    x = np.asarray(images)
+    n, c, h, w = x.shape
+    rows = x.reshape(n, c, h * w)
+    cols = x.transpose(0, 1, 3, 2).reshape(n, c, h * w)
+    return np.concatenate([rows, cols], axis=1)
+
+
+def _as_images(images) -> np.ndarray:
+    if hasattr(images, "detach"):  # torch tensor
+        images = images.detach().cpu().numpy()
+    x = np.asarray(images, dtype=np.float64)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4:
+        raise ValueError(f"images must be [C, H, W] or [N, C, H, W], got shape {x.shape}")
+    if x.size and (not np.isfinite(x).all() or x.min() < -1e-6 or x.max() > 1 + 1e-6):
+        raise ValueError(
+            "image values must lie in [0, 1]: compute image PIs from un-normalized images (ToTensor only)"
+        )
+    return x
+
+
+_PI_BLOCK = 192  # diagrams per persistence-image block
+
+
+def image_pis(images, params: ImagePIParams = ImagePIParams(), chunk: int = 1536) -> np.ndarray:
+    """TGD persistence images of images `[N, C, H, W]` (or one `[C, H, W]`) with values in [0, 1].
+
+    Returns float32 `[N, 2C, R, R]` (channel order in the module docstring). `chunk` bounds how many
+    1-D signals go through the union-find at once (memory ~ chunk * H*W * 40 bytes).
+    """
+    x = _as_images(images)
+    n, c = x.shape[:2]
+    signals = image_signals(x).reshape(n * 2 * c, -1)
+    with _single_threaded_blas():
+        return _image_pis(signals, n, c, params, chunk)
+
+
+def _single_threaded_blas():
+    """The PI step is many tiny matrix products: BLAS threads only contend (measured 2-13x slower
+    with OpenBLAS threads on a busy 2-core machine). Parallelism comes from worker processes instead."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # a scikit-learn dependency; without it, just run as configured
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _image_pis(signals: np.ndarray, n: int, c: int, params: ImagePIParams, chunk: int) -> np.ndarray:
+    out = np.empty((signals.shape[0], params.resolution, params.resolution), dtype=np.float32)
+    for start in range(0, signals.shape[0], max(1, int(chunk))):
+        part = signals[start:start + chunk]
+        births, deaths = lower_star_h0_batched(part)
+        keep = filter_diagram_points(births, deaths, params)
+        for sub in range(0, len(part), _PI_BLOCK):  # bounds the [block, points, R] Gaussian tables
+            sl = slice(sub, sub + _PI_BLOCK)
+            img = diagram_images(births[sl], deaths[sl], keep[sl], params)
+            if params.normalize:
+                top = img.reshape(img.shape[0], -1).max(axis=1)[:, None, None]
+                img = np.divide(img, top, out=np.zeros_like(img), where=top > 0)
+            out[start + sub:start + sub + len(img)] = img
+    return out.reshape(n, 2 * c, params.resolution, params.resolution)
+
+
+def image_pi(image, params: ImagePIParams = ImagePIParams()) -> np.ndarray:
+    """TGD persistence image `[2C, R, R]` float32 of one image `[C, H, W]` in [0, 1]."""
+    return image_pis(image, params)[0]
+
+
+def diagrams_of_image(image, params: ImagePIParams = ImagePIParams()) -> List[np.ndarray]:
+    """The filtered diagrams (birth, death) `[k, 2]` behind each output channel of `image_pi(image)`."""
+    x = _as_images(image)
+    signals = image_signals(x).reshape(-1, x.shape[2] * x.shape[3])
+    births, deaths = lower_star_h0_batched(signals)
+    keep = filter_diagram_points(births, deaths, params)
+    return [np.stack([births[i][keep[i]], deaths[i][keep[i]]], axis=1) for i in range(len(signals))]
