@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# README command 1: installs what is missing (.venv) and runs every stage on scikit-learn's digits:
+# teacher, point clouds + exact persistence images, RipsNet, students (CE, KD, KD+TopKD, KD+TopKD-exact),
+# then TGD. Ends with a results table (runs/quickstart/results.md) and figures.
+#   bash scripts/quickstart.sh          # about 10 minutes on a 2-core CPU
+#   bash scripts/quickstart.sh --fast   # one-minute smoke version
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/setup_env.sh
+exec .venv/bin/python tools/quickstart.py "$@"

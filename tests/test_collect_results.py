@@ -1,0 +1,182 @@
+"""tools/collect_results.py on synthetic run folders with hand-chosen accuracies, and the
+scripts/reproduce/*.sh commands (DRY_RUN=1) parsed by each stage script's own parser."""
+import csv
+import importlib
+import io
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from engine.config import parse_config
+from tools import collect_results as cr
+
+
+def fake_run(folder, arch, cfg, best, last):
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    torch.save({"arch": arch, "epoch": 3, "best_acc": best, "last_acc": None}, folder / f"{arch}_best.pth")
+    torch.save({"arch": arch, "epoch": 5, "best_acc": best, "last_acc": last}, folder / f"{arch}_last.pth")
+
+
+@pytest.fixture()
+def roots(tmp_path):
+    t_root, s_root = tmp_path / "save_t_models", tmp_path / "save_s_models"
+    teachers = {}
+    for trial, (best, last) in enumerate([(73.0, 72.5), (74.0, 73.5)]):
+        d = t_root / f"resnet56_cifar100_lr_0.05_decay_0.0005_trial_{trial}"
+        fake_run(d, "resnet56", {"model": "resnet56", "dataset": "cifar100", "input": "image", "lr": 0.05,
+                                  "weight_decay": 0.0005, "epochs": 240, "trial": trial}, best, last)
+        teachers[trial] = d / "resnet56_best.pth"
+    base = {"model_s": "resnet20", "model_t": "resnet56", "dataset": "cifar100", "distill": "kd", "gamma": 1.0,
+            "kd_T": 4.0, "lr": 0.05, "epochs": 240, "beta": 0.8, "method": "topkd"}
+    topkd = [(71.0, 70.0), (72.0, 71.0), (73.0, 72.0)]
+    for trial, (best, last) in enumerate(topkd):
+        cfg = dict(base, alpha=2.0, delta=5.0, trial=trial, path_t=str(teachers[0]))
+        fake_run(s_root / f"S-resnet20_T-resnet56_cifar100_kd+topkd_trial_{trial}", "resnet20", cfg, best, last)
+    cfg = dict(base, alpha=1.0, delta=0.0, trial=0, path_t=str(teachers[0]))
+    fake_run(s_root / "S-resnet20_T-resnet56_cifar100_kd_trial_0", "resnet20", cfg, 70.5, 70.25)
+    # an official-style folder without config.yaml: parsed from its name, best only
+    official = s_root / "official" / "T:wrn_40_2_S:shufflev1_cifar100_64_KD:KD_trial_5"
+    official.mkdir(parents=True)
+    torch.save({"model": {}, "best_acc": 76.4, "epoch": 220}, official / "shufflev1_best.pth")
+    # a RipsNet folder is not a training run
+    (s_root / "ripsnet").mkdir()
+    (s_root / "ripsnet" / "config.yaml").write_text(yaml.safe_dump({"data_dir": "x", "pooling": "mean"}))
+    torch.save({"model": {}, "pooling": "mean"}, s_root / "ripsnet" / "mean_best.pth")
+    return t_root, s_root
+
+
+def rows_by(rows):
+    return {(r.teacher, r.student, r.method): r for r in rows}
+
+
+def test_groups_means_and_stds(roots, tmp_path):
+    md_path, csv_path, rows = cr.collect(roots, tmp_path / "out" / "results")
+    got = rows_by(rows)
+    assert set(got) == {("resnet56", "", "ce"), ("resnet56", "resnet20", "kd+topkd"),
+                        ("resnet56", "resnet20", "kd"), ("wrn_40_2", "shufflev1", "kd")}
+    topkd = got[("resnet56", "resnet20", "kd+topkd")]
+    assert topkd.trials == 3
+    assert topkd.best.mean == pytest.approx(72.0) and topkd.best.std == pytest.approx(1.0)
+    assert topkd.last.mean == pytest.approx(71.0) and topkd.last.std == pytest.approx(1.0)
+    # the teacher column uses the teacher the students were trained from (--path_t = trial 0)
+    assert topkd.teacher_acc.mean == pytest.approx(73.0)
+    teacher = got[("resnet56", "", "ce")]
+    assert teacher.best.mean == pytest.approx(73.5)
+    assert teacher.best.std == pytest.approx(statistics.stdev([73.0, 74.0]))
+    assert got[("wrn_40_2", "shufflev1", "kd")].best.mean == pytest.approx(76.4)
+    assert got[("wrn_40_2", "shufflev1", "kd")].last.mean is None
+
+    md = md_path.read_text()
+    line = next(l for l in md.splitlines() if "kd+topkd" in l)
+    assert "72.00 ± 1.00" in line and "71.00 ± 1.00" in line and "| 3 |" in line
+    assert "71.74 / 71.66 (TopKD log)" in line  # published reference, from the official logs
+    kd_line = next(l for l in md.splitlines() if "| kd |" in l and "resnet20" in l)
+    assert "70.50" in kd_line and "70.66 (RepDistiller)" in kd_line
+    teacher_line = next(l for l in md.splitlines() if "| ce |" in l)
+    assert "73.50 ± 0.71" in teacher_line and "72.34 (RepDistiller)" in teacher_line
+    # baselines sit next to each other: CE teacher row, then kd, then kd+topkd for the same pair
+    order = [(r.teacher, r.student, r.method) for r in rows if r.teacher == "resnet56"]
+    assert order == [("resnet56", "", "ce"), ("resnet56", "resnet20", "kd"), ("resnet56", "resnet20", "kd+topkd")]
+
+    table = list(csv.DictReader(io.StringIO(csv_path.read_text())))
+    row = next(r for r in table if r["method"] == "kd+topkd")
+    assert float(row["best_mean"]) == pytest.approx(72.0) and float(row["best_std"]) == pytest.approx(1.0)
+    assert float(row["last_mean"]) == pytest.approx(71.0) and row["trials"] == "3"
+    assert float(row["teacher_mean"]) == pytest.approx(73.0)
+    assert row["config"] == "r 1 a 2 b 0.8 d 5 T 4 lr 0.05 ep 240"
+
+
+def test_cli_and_errors(roots, tmp_path, capsys):
+    md = cr.main([str(r) for r in roots] + ["--out", str(tmp_path / "table")])
+    assert md.name == "table.md" and (tmp_path / "table.csv").is_file()
+    assert "kd+topkd" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="none of the run roots"):
+        cr.collect([tmp_path / "missing"], tmp_path / "x")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no run folder"):
+        cr.collect([tmp_path / "empty"], tmp_path / "x")
+
+
+def test_references_are_published_numbers_only():
+    # every reference names its source; spot-check against the RepDistiller README and the TopKD logs
+    for refs in list(cr.CE_REFERENCES.values()) + list(cr.DISTILL_REFERENCES.values()):
+        assert all(r.source in (cr.TOPKD_LOGS, cr.REPDISTILLER) for r in refs)
+    assert cr.DISTILL_REFERENCES[("cifar100", "wrn_40_2", "shufflev1", "kd+topkd")][0] == \
+        cr.Reference(76.40, 76.06, cr.TOPKD_LOGS)
+    assert cr.DISTILL_REFERENCES[("cifar100", "resnet32x4", "resnet8x4", "kd")][0].best == 73.33
+
+
+# ------------------------------------------------------------------------------------------------
+# scripts/reproduce/*.sh: DRY_RUN=1 prints commands that every stage script's parser accepts
+# ------------------------------------------------------------------------------------------------
+SCRIPT_PAIRS = {
+    "cifar100_homogeneous.sh": {("resnet56", "resnet20"), ("resnet110", "resnet32"), ("resnet32x4", "resnet8x4"),
+                                ("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"), ("vgg13", "vgg8")},
+    "cifar100_heterogeneous.sh": {("vgg13", "mobilenetv2"), ("ResNet50", "mobilenetv2"), ("ResNet50", "vgg8"),
+                                  ("resnet32x4", "shufflev1"), ("resnet32x4", "shufflev2"),
+                                  ("wrn_40_2", "shufflev1")},
+    "imagenet.sh": {("resnet34", "resnet18"), ("resnet50", "MobileNetV1")},
+}
+# stage script -> (module, arch key for parse_config or None = plain parse_args)
+STAGES = {"train_teacher.py": ("train_teacher", "model"), "generate_PCD_PI.py": ("generate_PCD_PI", None),
+          "train_ripsnet.py": ("train_ripsnet", None), "train_student.py": ("train_student", "model_s"),
+          "tools/collect_results.py": ("tools.collect_results", None)}
+
+
+def dry_run(repo_root, script, tmp_path, **env):
+    full_env = dict(os.environ, DRY_RUN="1", PY=sys.executable, T_ROOT=str(tmp_path / "t"),
+                    S_ROOT=str(tmp_path / "s"), PCD_ROOT=str(tmp_path / "pcd"), RIPS_ROOT=str(tmp_path / "rips"),
+                    **env)
+    done = subprocess.run(["bash", str(repo_root / "scripts" / "reproduce" / script), "--device", "cpu"],
+                          env=full_env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [shlex.split(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def parse_command(tokens):
+    at = next(i for i, t in enumerate(tokens) if t.endswith(".py"))
+    script, args = tokens[at], tokens[at + 1:]
+    module, arch_key = STAGES[script]
+    parser = importlib.import_module(module).build_parser()
+    ns = parse_config(parser, args, arch_key=arch_key) if arch_key else parser.parse_args(args)
+    return script, tokens[:at], ns
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPT_PAIRS))
+def test_reproduce_scripts_dry_run_parse(script, repo_root, tmp_path):
+    assert subprocess.run(["bash", "-n", str(repo_root / "scripts" / "reproduce" / script)]).returncode == 0
+    commands = [parse_command(c) for c in dry_run(repo_root, script, tmp_path, TRIALS="2")]
+    students = [ns for s, _, ns in commands if s == "train_student.py"]
+    assert {(ns.model_t, ns.model_s) for ns in students} == SCRIPT_PAIRS[script]
+    assert len(students) == 2 * len(SCRIPT_PAIRS[script]) and {ns.trial for ns in students} == {0, 1}
+    assert all(ns.delta == 5 and ns.method == "topkd" and ns.rips_path and ns.device == "cpu" for ns in students)
+    stages = [s for s, _, _ in commands]
+    for stage in ("train_teacher.py", "generate_PCD_PI.py", "train_ripsnet.py"):
+        assert stages.count(stage) == len(SCRIPT_PAIRS[script])  # once per pair (nothing exists yet)
+    assert stages[-1] == "tools/collect_results.py"
+    launchers = {tuple(prefix[:1]) for s, prefix, _ in commands if s in ("train_teacher.py", "train_student.py")}
+    assert launchers == ({("torchrun",)} if script == "imagenet.sh" else {(sys.executable,)})
+    # stage outputs chain: stage 2 reads the teacher of stage 1, the student the RipsNet of stage 3
+    teacher_dirs = {ns.run_dir for s, _, ns in commands if s == "train_teacher.py"}
+    assert all(os.path.dirname(ns.path_t) in teacher_dirs for s, _, ns in commands if s == "generate_PCD_PI.py")
+    rips_dirs = {ns.run_dir for s, _, ns in commands if s == "train_ripsnet.py"}
+    assert all(os.path.dirname(ns.rips_path) in rips_dirs for ns in students)
+
+
+def test_reproduce_skips_finished_stages(repo_root, tmp_path):
+    teacher = tmp_path / "t" / "resnet56_cifar100_lr_0.05_decay_0.0005_trial_0"
+    teacher.mkdir(parents=True)
+    torch.save({"epoch": 240, "best_acc": 70.0}, teacher / "resnet56_last.pth")
+    pcd = tmp_path / "pcd" / "cifar100_resnet56_batch64_layer-1"
+    pcd.mkdir(parents=True)
+    (pcd / "manifest.yaml").write_text("format: topkd-stage2-v1\ncomplete: true\n")
+    commands = [parse_command(c) for c in dry_run(repo_root, "cifar100_homogeneous.sh", tmp_path,
+                                                  PAIRS_FILTER="resnet56")]
+    assert [s for s, _, _ in commands] == ["train_ripsnet.py", "train_student.py", "tools/collect_results.py"]

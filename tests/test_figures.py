@@ -1,0 +1,119 @@
+"""tools/figures.py: every figure is a non-empty PNG of the documented pixel size (tiny random models)."""
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from engine.checkpoint import save_checkpoint
+from models import model_dict
+from tools import figures
+from topology.images import PIParams
+from topology.persistence import rips_h0_deaths
+from topology.ripsnet import RipsNet, save_ripsnet
+
+IMAGE_SIZE = 16
+
+
+def save_net(path, arch, seed, extras=None):
+    torch.manual_seed(seed)
+    model = model_dict[arch](num_classes=10)
+    save_checkpoint({"model": model.state_dict(), "arch": arch, "num_classes": 10, "dataset": "digits",
+                     "epoch": 1, "best_acc": 10.0, "last_acc": 10.0, "distiller": extras or {},
+                     "config": {"dataset": "digits", "image_size": IMAGE_SIZE}}, str(path))
+    return model.eval()
+
+
+def write_tb(run_dir, offset):
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(run_dir / "tb")) as w:
+        for epoch in range(1, 4):
+            w.add_scalar("test/top1", 10.0 * epoch + offset, epoch)
+            w.add_scalar("train/top1", 12.0 * epoch, epoch)
+            w.add_scalar("train/loss", 3.0 / epoch, epoch)
+            w.add_scalar("train/loss_ce", 2.0 / epoch, epoch)
+            w.add_scalar("train/loss_kd", 1.0 / epoch + offset, epoch)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """A miniature tools/quickstart.py folder: teacher, stage-2 manifest, RipsNet, one student with logs."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("quickstart")
+    teacher = save_net(out / "teacher" / "resnet20_best.pth", "resnet20", 0)
+    save_net(out / "students" / "KD_TopKD" / "resnet8_best.pth", "resnet8", 1)
+    write_tb(out / "teacher", 0.0)
+    write_tb(out / "students" / "KD_TopKD", 1.0)
+    # PI parameters fitted on the teacher's own clouds (as stage 2 does), kept in a stage-2 style manifest
+    with torch.no_grad():
+        feats, _ = teacher(torch.randn(4 * 64, 3, IMAGE_SIZE, IMAGE_SIZE), is_feat=True)
+    deaths = rips_h0_deaths(feats[-1].reshape(4, 64, -1).double().numpy())
+    params = PIParams.fit([np.stack([np.zeros_like(d), d], 1) for d in deaths], homology_dim=0)
+    (out / "pcd").mkdir()
+    (out / "pcd" / "manifest.yaml").write_text(yaml.safe_dump(
+        {"format": "topkd-stage2-v1", "pi": {0: {"file": "pi_dim0.npy", "params": params.to_dict()}}}))
+    torch.manual_seed(2)
+    save_ripsnet(RipsNet(64, pooling="mean"), out / "ripsnet" / "mean_best.pth", pi_params=params)
+    return out
+
+
+def png_shape(path):
+    assert path.is_file() and path.stat().st_size > 1000
+    img = mpimg.imread(str(path))
+    assert img.std() > 0  # not a blank canvas
+    return img.shape[:2]
+
+
+def test_pi_grid(quick, tmp_path):
+    out = figures.pi_grid(quick / "teacher" / "resnet20_best.pth", quick / "students" / "KD_TopKD" / "resnet8_best.pth",
+                          quick / "ripsnet" / "mean_best.pth", tmp_path / "grid.png", rows=2, batch_size=32)
+    assert png_shape(out) == (2 * 250, 4 * 250)  # 2.5-inch panels at 100 dpi
+
+
+def test_embedding(quick, tmp_path):
+    out = figures.embedding(quick / "teacher" / "resnet20_best.pth",
+                            quick / "students" / "KD_TopKD" / "resnet8_best.pth", tmp_path / "emb.png",
+                            max_points=60, method="tsne")
+    assert png_shape(out) == (500, 1000)
+
+
+def test_curves(quick, tmp_path):
+    out = figures.curves([quick / "teacher", quick / "students" / "KD_TopKD"], tmp_path / "curves.png")
+    # panels: test top-1, train/loss, train/loss_ce, train/loss_kd -> 3 columns x 2 rows of 4 x 3 inches
+    assert png_shape(out) == (2 * 300, 3 * 400)
+    scalars = figures.read_scalars(quick / "students" / "KD_TopKD")
+    np.testing.assert_allclose(scalars["test/top1"][1], [11.0, 21.0, 31.0])
+    assert figures.curve_tags(list(scalars)) == ["test/top1", "train/loss", "train/loss_ce", "train/loss_kd"]
+
+
+def test_quickstart_figures_and_skips(quick, tmp_path, capsys):
+    written = figures.quickstart_figures(quick)
+    assert [p.name for p in written] == ["pi_grid.png", "embedding.png", "curves.png"]
+    for p in written:
+        png_shape(p)
+    # a folder without RipsNet and students: only the curves of the teacher, with notes for the rest
+    partial = tmp_path / "partial"
+    (partial / "teacher").mkdir(parents=True)
+    for f in (quick / "teacher").iterdir():
+        if f.is_file():
+            (partial / "teacher" / f.name).write_bytes(f.read_bytes())
+    write_tb(partial / "teacher", 0.0)
+    written = figures.quickstart_figures(partial)
+    assert [p.name for p in written] == ["curves.png"]
+    assert "skipped pi_grid.png" in capsys.readouterr().out
+
+
+def test_student_projector_and_errors(tmp_path):
+    w, b = torch.randn(64, 16), torch.randn(64)
+    proj = figures.student_projector({"distiller": {"terms.loss_tda.proj.weight": w, "terms.loss_tda.proj.bias": b}},
+                                     16, 64)
+    x = torch.randn(5, 16)
+    torch.testing.assert_close(proj(x), x @ w.T + b)
+    assert figures.student_projector({}, 16, 64) is None
+    with pytest.raises(FileNotFoundError, match="TensorBoard"):
+        figures.read_scalars(tmp_path)
+    with pytest.raises(ValueError, match="embedding method"):
+        figures.pick_reducer("pca")
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        figures.load_pi_params(tmp_path / "nowhere")

@@ -1,0 +1,392 @@
+"""Collect finished runs into one results table (Markdown and CSV).
+
+    python tools/collect_results.py [ROOT ...] [--out results]      # default roots: save_t_models save_s_models
+
+A run folder is any folder under a root holding ``<arch>_best.pth`` (and usually ``<arch>_last.pth``,
+``config.yaml``). Runs are grouped by (dataset, teacher, student, method, hyper-parameters) with the
+trial left out; each group gets mean +- std over its trials of the best and the last test top-1, the
+number of trials, the teacher's top-1 (teacher runs found under the roots), and published reference
+numbers when known. Rows of one teacher -> student pair sit together, so baselines read side by side.
+CE-only runs (teachers, vanilla students) have an empty student column.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import os
+import re
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# ------------------------------------------------------------------------------------------------
+# Published numbers (CIFAR-100 test top-1, %). Nothing here is computed by this project.
+# ------------------------------------------------------------------------------------------------
+TOPKD_LOGS = "TopKD log"
+# Source: the official TopKD release (github.com/jekim5418/TopKD), its training logs in
+# save_s_tda_ripsnet_t_logs_final/ (best and last epoch of the logged trial; teacher as printed there).
+REPDISTILLER = "RepDistiller"
+# Source: HobbitLong/RepDistiller README.md, "Benchmark Results on CIFAR-100" (the "Teacher <br> Student"
+# and "KD" rows). The README does not say whether these are best or last epochs: listed as "best".
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One published number: best (and, when published, last) top-1 in percent, and where it comes from."""
+
+    best: Optional[float]
+    last: Optional[float]
+    source: str
+
+    def text(self) -> str:
+        nums = f"{self.best:.2f}" + (f" / {self.last:.2f}" if self.last is not None else "")
+        return f"{nums} ({self.source})"
+
+
+# (dataset, architecture) -> references for a network trained alone with cross-entropy.
+CE_REFERENCES: Dict[Tuple[str, str], List[Reference]] = {}
+# (dataset, teacher, student, method) -> references for a distilled student.
+DISTILL_REFERENCES: Dict[Tuple[str, str, str, str], List[Reference]] = {}
+
+
+def _add_ce(dataset: str, arch: str, best: float, source: str, last: Optional[float] = None) -> None:
+    CE_REFERENCES.setdefault((dataset, arch), []).append(Reference(best, last, source))
+
+
+def _add_distill(dataset: str, teacher: str, student: str, method: str, best: float, source: str,
+                 last: Optional[float] = None) -> None:
+    DISTILL_REFERENCES.setdefault((dataset, teacher, student, method), []).append(Reference(best, last, source))
+
+
+# TopKD official logs: teacher accuracy and the TopKD (KD + topology term) student.
+_add_ce("cifar100", "resnet56", 73.50, TOPKD_LOGS)
+_add_ce("cifar100", "wrn_40_2", 76.64, TOPKD_LOGS)
+_add_distill("cifar100", "resnet56", "resnet20", "kd+topkd", 71.74, TOPKD_LOGS, last=71.66)
+_add_distill("cifar100", "wrn_40_2", "shufflev1", "kd+topkd", 76.40, TOPKD_LOGS, last=76.06)
+
+# RepDistiller README: networks trained alone (its teacher and student rows), with our model names.
+for _arch, _acc in {"wrn_40_2": 75.61, "resnet56": 72.34, "resnet110": 74.31, "resnet32x4": 79.42,
+                    "vgg13": 74.64, "ResNet50": 79.34, "wrn_16_2": 73.26, "wrn_40_1": 71.98,
+                    "resnet20": 69.06, "resnet32": 71.14, "resnet8x4": 72.50, "vgg8": 70.36,
+                    "mobilenetv2": 64.60, "shufflev1": 70.50, "shufflev2": 71.82}.items():
+    _add_ce("cifar100", _arch, _acc, REPDISTILLER)
+# RepDistiller README: KD row, (teacher, student) -> top-1.
+for (_t, _s), _acc in {("wrn_40_2", "wrn_16_2"): 74.92, ("wrn_40_2", "wrn_40_1"): 73.54,
+                       ("resnet56", "resnet20"): 70.66, ("resnet110", "resnet20"): 70.67,
+                       ("resnet110", "resnet32"): 73.08, ("resnet32x4", "resnet8x4"): 73.33,
+                       ("vgg13", "vgg8"): 72.98, ("vgg13", "mobilenetv2"): 67.37,
+                       ("ResNet50", "mobilenetv2"): 67.35, ("ResNet50", "vgg8"): 73.81,
+                       ("resnet32x4", "shufflev1"): 74.07, ("resnet32x4", "shufflev2"): 74.45,
+                       ("wrn_40_2", "shufflev1"): 74.83}.items():
+    _add_distill("cifar100", _t, _s, "kd", _acc, REPDISTILLER)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading runs
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """One finished (or interrupted) training run."""
+
+    path: Path
+    dataset: str
+    arch: str                      # the trained network
+    teacher: str = ""              # empty for CE-only runs
+    method: str = "ce"
+    config: str = ""               # hyper-parameters that define the group (trial excluded)
+    trial: str = "0"
+    best: Optional[float] = None
+    last: Optional[float] = None
+    teacher_path: Optional[str] = None
+
+    @property
+    def is_student(self) -> bool:
+        return bool(self.teacher)
+
+
+def _num(value: Any) -> str:
+    """Compact number text: 1.0 -> '1', 0.0005 -> '0.0005'."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def method_key(cfg: Dict[str, Any]) -> str:
+    """Method name of a student config: ``kd``, ``kd+topkd``, ``ce`` (KD with alpha 0), ``crd`` ..."""
+    distill = str(cfg.get("distill", "kd")).lower()
+    name = "ce" if distill == "kd" and not cfg.get("alpha") and not cfg.get("delta") else distill
+    if cfg.get("delta"):
+        name += "+" + str(cfg.get("method") or "topkd")
+    return name
+
+
+# Hyper-parameters shown in the "config" column (and part of the grouping), by config key.
+STUDENT_CONFIG = (("gamma", "r"), ("alpha", "a"), ("beta", "b"), ("delta", "d"), ("kd_T", "T"),
+                  ("lr", "lr"), ("epochs", "ep"))
+TEACHER_CONFIG = (("input", "input"), ("lr", "lr"), ("weight_decay", "wd"), ("epochs", "ep"))
+
+
+def config_text(cfg: Dict[str, Any], keys: Sequence[Tuple[str, str]]) -> str:
+    return " ".join(f"{short} {_num(cfg[k])}" for k, short in keys if cfg.get(k) is not None)
+
+
+def _read_yaml(path: Path) -> Dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _read_ckpt(path: Path) -> Dict[str, Any]:
+    """Scalar entries of a checkpoint; {} when it cannot be read safely (e.g. official last.pth with a pickled opt)."""
+    from engine.checkpoint import load_checkpoint
+
+    try:
+        ckpt = load_checkpoint(str(path))
+    except (ValueError, FileNotFoundError):
+        return {}
+    return {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler", "scaler", "rng")}
+
+
+def _float(value: Any) -> Optional[float]:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+# Folder-name patterns for runs without config.yaml: name -> regex with arch/teacher/dataset/trial groups.
+FOLDER_PATTERNS: Dict[str, "re.Pattern[str]"] = {
+    "ours_student": re.compile(r"^S-(?P<arch>.+?)_T-(?P<teacher>.+?)_(?P<dataset>cifar100|cifar10|imagenet|digits)_"
+                               r"(?P<rest>.*?)(?:_trial_(?P<trial>\w+))?$"),
+    "official_student": re.compile(r"^T:(?P<teacher>.+?)_S:(?P<arch>.+?)_(?P<dataset>cifar100|cifar10|imagenet)_"
+                                   r"(?P<rest>.*?)(?:_trial_(?P<trial>\w+))?$"),
+    "teacher": re.compile(r"^(?P<arch>.+?)_(?P<dataset>cifar100|cifar10|imagenet|digits)_(?P<rest>.*?)"
+                          r"(?:_trial_(?P<trial>\w+))?$"),
+}
+
+
+def _from_folder_name(path: Path, arch_from_file: str) -> Optional[Dict[str, Any]]:
+    for kind, pattern in FOLDER_PATTERNS.items():
+        m = pattern.match(path.name)
+        if m:
+            info = m.groupdict()
+            out = {"dataset": info["dataset"], "arch": info["arch"] or arch_from_file,
+                   "trial": info.get("trial") or "0", "config": info.get("rest") or ""}
+            if kind != "teacher":
+                out.update(teacher=info["teacher"], method="kd" if "kd" in path.name.lower() else "?")
+            return out
+    return None  # not a training run (e.g. a RipsNet folder with mean_best.pth)
+
+
+def read_run(folder: Path) -> Optional[Run]:
+    """A Run from a folder holding ``<arch>_best.pth`` and a classifier's config.yaml (or an official run
+    folder name); None otherwise (not a training run, e.g. a RipsNet folder)."""
+    best_files = sorted(p for p in folder.glob("*_best.pth") if p.is_file())
+    if not best_files:
+        return None
+    cfg = _read_yaml(folder / "config.yaml")
+    arch_from_file = best_files[0].name[: -len("_best.pth")]
+    arch = cfg.get("model_s") or cfg.get("model") or arch_from_file
+    best_path = folder / f"{arch}_best.pth"
+    if not best_path.is_file():
+        best_path = best_files[0]
+    best_ckpt, last_ckpt = _read_ckpt(best_path), _read_ckpt(folder / f"{arch}_last.pth")
+    if not cfg:
+        cfg = best_ckpt.get("config") if isinstance(best_ckpt.get("config"), dict) else {}
+    if cfg and (cfg.get("model_s") or cfg.get("model")):
+        student = "model_s" in cfg and cfg.get("path_t") is not None
+        info = {"dataset": str(cfg.get("dataset", "?")), "arch": arch, "trial": str(cfg.get("trial", 0))}
+        if student:
+            info.update(teacher=str(cfg.get("model_t") or "?"), method=method_key(cfg),
+                        config=config_text(cfg, STUDENT_CONFIG))
+        else:
+            tag = cfg.get("dataset", "?") + ("_pi" if cfg.get("input") == "pi" else "")
+            info.update(dataset=str(tag), config=config_text(cfg, TEACHER_CONFIG))
+    else:
+        info = _from_folder_name(folder, arch)
+        if info is None:
+            return None
+    best = _float(best_ckpt.get("best_acc"))
+    last = _float(last_ckpt.get("last_acc"))  # blank without <arch>_last.pth (official ones hold no accuracy)
+    return Run(path=folder, best=best, last=last, teacher_path=cfg.get("path_t"), **info)
+
+
+def find_runs(roots: Iterable[os.PathLike]) -> List[Run]:
+    """Every run folder under ``roots`` (searched recursively), sorted by path."""
+    runs = []
+    for root in roots:
+        for dirpath, _, files in os.walk(root):
+            if any(f.endswith("_best.pth") for f in files):
+                run = read_run(Path(dirpath))
+                if run is not None:
+                    runs.append(run)
+    return sorted(runs, key=lambda r: str(r.path))
+
+
+# ------------------------------------------------------------------------------------------------
+# Grouping and the table
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class Stat:
+    mean: Optional[float]
+    std: Optional[float]
+    n: int
+
+    @classmethod
+    def of(cls, values: Iterable[Optional[float]]) -> "Stat":
+        vals = [v for v in values if v is not None]
+        if not vals:
+            return cls(None, None, 0)
+        std = statistics.stdev(vals) if len(vals) > 1 else None  # sample std (ddof 1)
+        return cls(statistics.fmean(vals), std, len(vals))
+
+    def text(self) -> str:
+        if self.mean is None:
+            return ""
+        return f"{self.mean:.2f}" + (f" ± {self.std:.2f}" if self.std is not None else "")
+
+
+@dataclass
+class Row:
+    dataset: str
+    teacher: str
+    student: str
+    method: str
+    config: str
+    best: Stat
+    last: Stat
+    trials: int
+    teacher_acc: Stat
+    references: List[Reference] = field(default_factory=list)
+    runs: List[str] = field(default_factory=list)
+
+
+def _group_key(run: Run) -> Tuple[str, str, str, str, str]:
+    if run.is_student:
+        return (run.dataset, run.teacher, run.arch, run.method, run.config)
+    return (run.dataset, run.arch, "", "ce", run.config)
+
+
+def _teacher_stat(dataset: str, teacher: str, members: List[Run], runs: List[Run]) -> Stat:
+    """Top-1 of the teachers the members used (by --path_t), else of every CE run of that arch and data set."""
+    by_dir = {str(r.path.resolve()): r for r in runs if not r.is_student}
+    used = {str(Path(m.teacher_path).resolve().parent) for m in members if m.teacher_path}
+    picked = [by_dir[d] for d in sorted(used) if d in by_dir]
+    if not picked:
+        picked = [r for r in runs if not r.is_student and r.arch == teacher and r.dataset == dataset]
+    return Stat.of(r.best for r in picked)
+
+
+def build_rows(runs: List[Run]) -> List[Row]:
+    """One row per group, ordered by dataset, teacher, student (CE rows of a teacher first), method."""
+    groups: Dict[Tuple[str, str, str, str, str], List[Run]] = {}
+    for run in runs:
+        groups.setdefault(_group_key(run), []).append(run)
+    rows = []
+    for (dataset, teacher, student, method, config), members in groups.items():
+        if student:
+            refs = DISTILL_REFERENCES.get((dataset, teacher, student, method), [])
+            teacher_acc = _teacher_stat(dataset, teacher, members, runs)
+        else:
+            refs = CE_REFERENCES.get((dataset, teacher), [])
+            teacher_acc = Stat(None, None, 0)
+        rows.append(Row(dataset, teacher, student, method, config, Stat.of(r.best for r in members),
+                        Stat.of(r.last for r in members), len(members), teacher_acc, list(refs),
+                        [str(r.path) for r in members]))
+    rows.sort(key=lambda r: (r.dataset, r.teacher, r.student, r.method != "ce", r.method, r.config))
+    return rows
+
+
+COLUMNS = ("dataset", "teacher", "teacher top-1", "student", "method", "config", "best top-1", "last top-1",
+           "trials", "reference best / last")
+
+
+def _cells(row: Row) -> List[str]:
+    return [row.dataset, row.teacher, row.teacher_acc.text(), row.student or "-", row.method, row.config,
+            row.best.text(), row.last.text(), str(row.trials), "; ".join(r.text() for r in row.references)]
+
+
+def to_markdown(rows: List[Row]) -> str:
+    """Markdown table (mean ± sample std over trials; percent)."""
+    lines = ["| " + " | ".join(COLUMNS) + " |",
+             "| " + " | ".join("---:" if "top-1" in c or c == "trials" else "---" for c in COLUMNS) + " |"]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in _cells(r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+CSV_COLUMNS = ("dataset", "teacher", "teacher_mean", "teacher_std", "student", "method", "config", "best_mean",
+               "best_std", "last_mean", "last_std", "trials", "reference", "runs")
+
+
+def to_csv(rows: List[Row]) -> str:
+    """CSV with separate mean / std columns (empty when unknown) and the run folders joined by ';'."""
+    def num(v: Optional[float]) -> str:
+        return "" if v is None else f"{v:.4f}"
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in rows:
+        writer.writerow([r.dataset, r.teacher, num(r.teacher_acc.mean), num(r.teacher_acc.std), r.student,
+                         r.method, r.config, num(r.best.mean), num(r.best.std), num(r.last.mean),
+                         num(r.last.std), r.trials, "; ".join(x.text() for x in r.references), ";".join(r.runs)])
+    return buf.getvalue()
+
+
+def collect(roots: Sequence[os.PathLike], out: os.PathLike) -> Tuple[Path, Path, List[Row]]:
+    """Find runs under ``roots``; write ``<out>.md`` and ``<out>.csv`` -> (md path, csv path, rows)."""
+    existing = [Path(r) for r in roots if Path(r).is_dir()]
+    if not existing:
+        raise FileNotFoundError(f"none of the run roots exists ({', '.join(map(str, roots))}); pass folders "
+                                f"holding run folders, e.g. save_t_models save_s_models")
+    runs = find_runs(existing)
+    if not runs:
+        raise FileNotFoundError(f"no run folder (with <arch>_best.pth) under {', '.join(map(str, existing))}; "
+                                f"train a teacher or student first")
+    rows = build_rows(runs)
+    out = Path(out)
+    if out.suffix in (".md", ".csv"):
+        out = out.with_suffix("")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    md, csv_path = out.with_suffix(".md"), out.with_suffix(".csv")
+    md.write_text(to_markdown(rows))
+    csv_path.write_text(to_csv(rows))
+    return md, csv_path, rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Collect run folders into a Markdown + CSV results table.")
+    p.add_argument("roots", nargs="*", default=["save_t_models", "save_s_models"],
+                   help="folders searched (recursively) for run folders")
+    p.add_argument("--out", default="results", help="output path without extension (writes .md and .csv)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Path:
+    args = build_parser().parse_args(argv)
+    for root in args.roots:
+        if not Path(root).is_dir():
+            print(f"note: {root} not found, skipped", file=sys.stderr)
+    md, csv_path, rows = collect(args.roots, args.out)
+    print(md.read_text(), end="")
+    print(f"{len(rows)} rows -> {md}, {csv_path}")
+    return md
+
+
+if __name__ == "__main__":
+    from engine.cli import run_cli
+
+    run_cli(main)

@@ -1,0 +1,474 @@
+"""Figures for TopKD runs (matplotlib, Agg backend, PNG).
+
+    python tools/figures.py pi-grid --teacher T.pth --student S.pth --ripsnet R.pth [--pi_params manifest.yaml]
+    python tools/figures.py embedding --teacher T.pth --student S.pth [--max_points 2000]
+    python tools/figures.py curves RUN_DIR [RUN_DIR ...]
+    python tools/figures.py quickstart runs/quickstart
+
+``pi_grid``: exact vs RipsNet persistence images of the same test batches, teacher and student (the TopKD
+paper's visualization). ``embedding``: 2-D map (UMAP when installed, else t-SNE) of the teacher's and the
+student's pooled embeddings coloured by class. ``curves``: test top-1 and every training loss term per
+epoch from the runs' TensorBoard logs. Pixel sizes are fixed: panel inches x ``dpi``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+PathLike = Union[str, os.PathLike]
+DPI = 100
+PI_PANEL_INCHES = 2.5          # each persistence-image panel is 2.5 x 2.5 in
+EMBEDDING_INCHES = (10.0, 5.0)  # two square maps side by side
+CURVE_PANEL_INCHES = (4.0, 3.0)
+CURVE_COLUMNS = 3
+
+
+def _save(fig: Figure, out: PathLike) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png", dpi=fig.dpi)  # no bbox_inches: the pixel size stays figsize x dpi
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# inputs: networks, data, persistence-image parameters
+# ------------------------------------------------------------------------------------------------
+def _ckpt_setting(ckpt: Dict, key: str):
+    """A setting of a training checkpoint (top-level entry, else its saved config)."""
+    if ckpt.get(key) is not None:
+        return ckpt[key]
+    cfg = ckpt.get("config")
+    return cfg.get(key) if isinstance(cfg, dict) else None
+
+
+def load_networks(teacher: PathLike, student: PathLike, dataset: Optional[str] = None,
+                  data_root: str = "./data", image_size: Optional[int] = None):
+    """-> (teacher model, teacher ckpt, student model, student ckpt, test set), models in eval mode.
+
+    dataset / image_size default to what the teacher checkpoint was trained on.
+    """
+    from datasets import build_datasets
+    from engine.checkpoint import load_model
+
+    model_t, ckpt_t = load_model(str(teacher))
+    model_s, ckpt_s = load_model(str(student))
+    dataset = dataset or _ckpt_setting(ckpt_t, "dataset")
+    if not dataset:
+        raise ValueError(f"cannot tell the data set of {teacher}; pass --dataset")
+    image_size = image_size or _ckpt_setting(ckpt_t, "image_size")
+    options = {"image_size": int(image_size)} if image_size and dataset == "digits" else {}
+    data = build_datasets(dataset, data_root, download=False, **options)
+    for name, model in (("teacher", model_t), ("student", model_s)):
+        classes = model(torch.zeros(1, data.in_channels, data.image_size, data.image_size)).shape[1]
+        if classes != data.num_classes:
+            raise ValueError(f"the {name} has {classes} classes but {dataset} has {data.num_classes}; "
+                             f"pass the --dataset it was trained on")
+    return model_t, ckpt_t, model_s, ckpt_s, data
+
+
+@torch.no_grad()
+def embed(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Pooled embedding (``feats[-1]``, the FC input) of a batch ``[B, C, H, W]`` -> ``[B, D]`` float32."""
+    feats, _ = model(images, is_feat=True)
+    return feats[-1].flatten(1).float()
+
+
+def student_projector(ckpt_s: Dict, dim_s: int, dim_t: int) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+    """The TopKD projector ``[*, dim_s] -> [*, dim_t]`` saved with a student (identity when widths agree)."""
+    if dim_s == dim_t:
+        return lambda f: f
+    extras = ckpt_s.get("distiller") or {}
+    for key, weight in extras.items():
+        if key.endswith("proj.weight") and tuple(weight.shape) == (dim_t, dim_s):
+            bias = extras.get(key[: -len("weight")] + "bias")
+            return lambda f, w=weight.float(), b=bias: torch.nn.functional.linear(
+                f, w, None if b is None else b.float())
+    return None
+
+
+def load_pi_params(source=None, ripsnet_ckpt: Optional[Dict] = None, dim: int = 0):
+    """PIParams from a PIParams, a stage-2 folder / ``manifest.yaml``, a PI-parameter YAML, or the RipsNet ckpt."""
+    import yaml
+
+    from topology.images import PIParams
+
+    if isinstance(source, PIParams):
+        return source
+    if source is not None:
+        path = Path(source)
+        if path.is_dir():
+            path = path / "manifest.yaml"
+        if not path.is_file():
+            raise FileNotFoundError(f"persistence-image parameters {path} not found; pass the stage-2 "
+                                    f"manifest.yaml (or its folder)")
+        data = yaml.safe_load(path.read_text())
+        if isinstance(data, dict) and isinstance(data.get("pi"), dict):  # stage-2 manifest
+            entry = data["pi"].get(dim, data["pi"].get(str(dim)))
+            if not entry:
+                raise ValueError(f"{path} holds no persistence images for dim {dim}; regenerate with --dims {dim}")
+            return PIParams.from_dict(entry["params"])
+        return PIParams.from_dict(data)
+    if ripsnet_ckpt and ripsnet_ckpt.get("pi_params"):
+        return PIParams.from_dict(ripsnet_ckpt["pi_params"])
+    raise ValueError("no persistence-image parameters: pass --pi_params (the stage-2 manifest.yaml); "
+                     "this RipsNet checkpoint does not carry them")
+
+
+def exact_pi(cloud: torch.Tensor, params) -> np.ndarray:
+    """Exact H0 persistence image of one cloud ``[N, D]`` -> ``[R0 * R1]`` (normalized like the training data)."""
+    from topology.images import persistence_images
+    from topology.persistence import rips_h0_deaths
+
+    deaths = rips_h0_deaths(cloud.double().numpy()[None])[0]
+    diagram = np.stack([np.zeros_like(deaths), deaths], axis=1)
+    return persistence_images([diagram], params)[0]
+
+
+def _test_batches(test_set, batch_size: int, count: int, seed: int) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """The first ``count`` full shuffled batches of ``test_set`` (fixed seed)."""
+    from torch.utils.data import DataLoader
+
+    gen = torch.Generator().manual_seed(seed)
+    loader = DataLoader(test_set, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen)
+    out = []
+    for batch in loader:
+        out.append((batch[0], batch[1]))
+        if len(out) == count:
+            break
+    if not out:
+        raise ValueError(f"the test set ({len(test_set)} images) holds no full batch of {batch_size}; "
+                         f"lower --batch_size")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# figure 1: exact vs RipsNet persistence images
+# ------------------------------------------------------------------------------------------------
+def _mse(a: Optional[np.ndarray], b: np.ndarray) -> str:
+    return "n/a" if a is None else f"{float(np.mean((a - b) ** 2)):.2e}"
+
+
+def pi_grid(teacher: PathLike, student: PathLike, ripsnet: PathLike, out: PathLike = "pi_grid.png",
+            pi_params=None, dataset: Optional[str] = None, data_root: str = "./data",
+            image_size: Optional[int] = None, rows: int = 3, batch_size: int = 64, seed: int = 0,
+            dpi: int = DPI) -> Path:
+    """Grid of persistence images: rows = test batches (one cloud of ``batch_size`` embeddings each);
+    columns = teacher exact, teacher RipsNet, student exact, student RipsNet. Titles give the MSE of
+    each RipsNet image against the exact one of the same network (student exact: against the teacher's).
+    The student's embedding goes through its saved TopKD projector when its width differs from the teacher's.
+    Writes a ``4 * 2.5 x rows * 2.5`` inch PNG at ``dpi``; returns its path.
+    """
+    from topology.ripsnet import load_ripsnet
+
+    if rows < 1:
+        raise ValueError(f"rows must be >= 1, got {rows}")
+    model_t, _, model_s, ckpt_s, data = load_networks(teacher, student, dataset, data_root, image_size)
+    rips, rips_ckpt = load_ripsnet(ripsnet)
+    params = load_pi_params(pi_params, rips_ckpt)
+    side = params.resolution  # (R0 births, R1 persistences); images are rows = persistence
+    panels = []
+    for images, _ in _test_batches(data.test, batch_size, rows, seed):
+        f_t, f_s = embed(model_t, images), embed(model_s, images)
+        if f_t.shape[1] != rips.input_dim:
+            raise ValueError(f"the RipsNet takes {rips.input_dim}-d points but the teacher's embedding is "
+                             f"{f_t.shape[1]}-d: pass the RipsNet trained on this teacher")
+        proj = student_projector(ckpt_s, f_s.shape[1], f_t.shape[1])
+        with torch.no_grad():
+            t_exact, t_rips = exact_pi(f_t, params), rips(f_t)[0].double().numpy()
+            if proj is not None:
+                g_s = proj(f_s)
+                s_exact, s_rips = exact_pi(g_s, params), rips(g_s)[0].double().numpy()
+            else:  # no projector to the teacher's width: exact image of the raw embedding only
+                s_exact, s_rips = exact_pi(f_s, params), None
+        panels.append([("teacher exact", t_exact), (f"teacher RipsNet\nMSE {_mse(t_rips, t_exact)}", t_rips),
+                       (f"student exact\nMSE vs teacher {_mse(s_exact, t_exact)}", s_exact),
+                       (f"student RipsNet\nMSE {_mse(s_rips, s_exact)}", s_rips)])
+    fig = Figure(figsize=(4 * PI_PANEL_INCHES, len(panels) * PI_PANEL_INCHES), dpi=dpi)
+    axes = fig.subplots(len(panels), 4, squeeze=False)
+    for r, row in enumerate(panels):
+        top = max(float(np.max(img)) for _, img in row if img is not None) or 1.0
+        for c, (title, img) in enumerate(row):
+            ax = axes[r][c]
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(f"batch {r + 1}: {title}" if c == 0 else title, fontsize=8)
+            if img is None:
+                ax.text(0.5, 0.5, "no projector\nto the teacher width", ha="center", va="center", fontsize=8)
+                continue
+            ax.imshow(img.reshape(side[1], side[0]), origin="lower", aspect="auto", vmin=0.0, vmax=top,
+                      cmap="viridis")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+# ------------------------------------------------------------------------------------------------
+# figure 2: 2-D embeddings
+# ------------------------------------------------------------------------------------------------
+def _umap(x: np.ndarray, seed: int) -> np.ndarray:
+    import umap  # optional
+
+    return umap.UMAP(n_components=2, random_state=seed).fit_transform(x)
+
+
+def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3.0)))
+    return TSNE(n_components=2, init="pca", random_state=seed, perplexity=perplexity).fit_transform(x)
+
+
+REDUCERS: Dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"umap": _umap, "tsne": _tsne}
+
+
+def pick_reducer(method: str = "auto") -> str:
+    """``auto`` -> ``umap`` when the package imports, else ``tsne``."""
+    if method == "auto":
+        try:
+            import umap  # noqa: F401
+        except ImportError:
+            return "tsne"
+        return "umap"
+    if method not in REDUCERS:
+        raise ValueError(f"unknown embedding method {method!r}; choose auto, {', '.join(REDUCERS)}")
+    return method
+
+
+@torch.no_grad()
+def _all_embeddings(model_t, model_s, test_set, max_points: int, seed: int, batch_size: int = 256):
+    from torch.utils.data import DataLoader, Subset
+
+    n = len(test_set)
+    keep = np.sort(np.random.default_rng(seed).permutation(n)[: min(max_points, n)])
+    loader = DataLoader(Subset(test_set, keep.tolist()), batch_size=batch_size, shuffle=False)
+    ft, fs, ys = [], [], []
+    for batch in loader:
+        ft.append(embed(model_t, batch[0]))
+        fs.append(embed(model_s, batch[0]))
+        ys.append(torch.as_tensor(batch[1]))
+    return torch.cat(ft).numpy(), torch.cat(fs).numpy(), torch.cat(ys).numpy()
+
+
+def embedding(teacher: PathLike, student: PathLike, out: PathLike = "embedding.png", dataset: Optional[str] = None,
+              data_root: str = "./data", image_size: Optional[int] = None, max_points: int = 2000,
+              method: str = "auto", seed: int = 0, dpi: int = DPI) -> Path:
+    """Teacher and student test-set embeddings (``feats[-1]``) mapped to 2-D, side by side, coloured by class.
+
+    At most ``max_points`` test images (a fixed random subset). method: auto | umap | tsne (PCA init,
+    fixed seed). Writes a 10 x 5 inch PNG at ``dpi``; returns its path.
+    """
+    if max_points < 5:
+        raise ValueError(f"--max_points must be at least 5, got {max_points}")
+    reducer = pick_reducer(method)
+    model_t, ckpt_t, model_s, ckpt_s, data = load_networks(teacher, student, dataset, data_root, image_size)
+    f_t, f_s, labels = _all_embeddings(model_t, model_s, data.test, max_points, seed)
+    fig = Figure(figsize=EMBEDDING_INCHES, dpi=dpi)
+    axes = fig.subplots(1, 2, squeeze=False)[0]
+    cmap = "tab10" if data.num_classes <= 10 else "tab20" if data.num_classes <= 20 else "turbo"
+    for ax, name, feats, ckpt in ((axes[0], "teacher", f_t, ckpt_t), (axes[1], "student", f_s, ckpt_s)):
+        xy = REDUCERS[reducer](feats.astype(np.float64), seed)
+        points = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap=cmap, s=6, vmin=-0.5,
+                            vmax=data.num_classes - 0.5)
+        ax.set_title(f"{name} ({ckpt.get('arch', '?')}), {reducer}, {len(labels)} test images", fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+    if data.num_classes <= 20:
+        handles, _ = points.legend_elements(num=data.num_classes)
+        fig.legend(handles, [str(k) for k in range(len(handles))], loc="center right", fontsize=7, title="class")
+        fig.tight_layout(rect=(0, 0, 0.93, 1))
+    else:
+        fig.tight_layout()
+    return _save(fig, out)
+
+
+# ------------------------------------------------------------------------------------------------
+# figure 3: training curves
+# ------------------------------------------------------------------------------------------------
+def _tb_dir(run_dir: PathLike) -> Path:
+    run_dir = Path(run_dir)
+    for cand in (run_dir / "tb", run_dir):
+        if cand.is_dir() and any(p.name.startswith("events.out.tfevents") for p in cand.iterdir()):
+            return cand
+    raise FileNotFoundError(f"no TensorBoard event files in {run_dir} or {run_dir / 'tb'}; pass a run folder "
+                            f"written by train_teacher.py / train_student.py")
+
+
+def read_scalars(run_dir: PathLike) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """Every scalar of a run's ``tb/`` logs -> ``{tag: (epochs, values)}`` (the last value per epoch wins)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(_tb_dir(run_dir)), size_guidance={"scalars": 0})
+    acc.Reload()
+    out = {}
+    for tag in acc.Tags().get("scalars", []):
+        by_step = {e.step: e.value for e in acc.Scalars(tag)}
+        steps = np.array(sorted(by_step))
+        out[tag] = (steps, np.array([by_step[s] for s in steps], dtype=np.float64))
+    return out
+
+
+def curve_tags(tags: Sequence[str]) -> List[str]:
+    """Panels: test top-1 first, then the total training loss and every loss term (``train/*`` but top-1)."""
+    losses = sorted(t for t in set(tags) if t.startswith("train/") and t != "train/top1")
+    losses.sort(key=lambda t: t != "train/loss")
+    return (["test/top1"] if "test/top1" in tags else []) + losses
+
+
+def curves(run_dirs: Sequence[PathLike], out: PathLike = "curves.png", labels: Optional[Sequence[str]] = None,
+           dpi: int = DPI) -> Path:
+    """Test top-1 and every training loss term per epoch, one line per run, one panel per quantity.
+
+    Panels are 4 x 3 inches, 3 per row. Returns the PNG path.
+    """
+    run_dirs = list(run_dirs)
+    if not run_dirs:
+        raise ValueError("curves needs at least one run folder")
+    labels = list(labels) if labels else [Path(d).name for d in run_dirs]
+    if len(labels) != len(run_dirs):
+        raise ValueError(f"{len(labels)} labels for {len(run_dirs)} run folders; give one label per run")
+    logs = [read_scalars(d) for d in run_dirs]
+    tags = curve_tags([t for log in logs for t in log])
+    if not tags:
+        raise ValueError(f"no test/top1 or train/* scalars in the logs of {', '.join(map(str, run_dirs))}")
+    ncols = min(CURVE_COLUMNS, len(tags))
+    nrows = -(-len(tags) // ncols)
+    fig = Figure(figsize=(ncols * CURVE_PANEL_INCHES[0], nrows * CURVE_PANEL_INCHES[1]), dpi=dpi)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, tag in zip(axes, tags):
+        for label, log in zip(labels, logs):
+            if tag in log:
+                ax.plot(*log[tag], marker="." if len(log[tag][0]) < 30 else None, label=label)
+        ax.set_title("test top-1 (%)" if tag == "test/top1" else tag, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(tags):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+# ------------------------------------------------------------------------------------------------
+# the quickstart's figures
+# ------------------------------------------------------------------------------------------------
+def _first(folder: Path, pattern: str) -> Optional[Path]:
+    hits = sorted(folder.glob(pattern)) if folder.is_dir() else []
+    return hits[0] if hits else None
+
+
+def quickstart_figures(out_dir: PathLike) -> List[Path]:
+    """``pi_grid.png``, ``embedding.png`` and ``curves.png`` for a ``tools/quickstart.py`` folder.
+
+    Reads ``teacher/<arch>_best.pth``, ``pcd/manifest.yaml``, ``ripsnet/<pooling>_best.pth`` and
+    ``students/<name>/<arch>_best.pth`` (the KD_TopKD student when present). A figure whose inputs are
+    missing (or fail) is skipped with a printed note. Returns the PNG paths written.
+    """
+    out = Path(out_dir)
+    teacher = _first(out / "teacher", "*_best.pth")
+    student_dir = out / "students" / "KD_TopKD"
+    student = _first(student_dir, "*_best.pth")
+    if student is None:
+        found = sorted((out / "students").glob("*/*_best.pth")) if (out / "students").is_dir() else []
+        student = found[0] if found else None
+    rips = _first(out / "ripsnet", "*_best.pth")
+    manifest = out / "pcd" / "manifest.yaml"
+    run_dirs = [p.parent for p in [teacher] if p is not None]
+    if (out / "students").is_dir():
+        run_dirs += sorted(d for d in (out / "students").iterdir() if (d / "tb").is_dir())
+    jobs = {
+        "pi_grid.png": ({"teacher": teacher, "student": student, "RipsNet": rips},
+                        lambda path: pi_grid(teacher, student, rips, path,
+                                             pi_params=manifest if manifest.is_file() else None)),
+        "embedding.png": ({"teacher": teacher, "student": student},
+                          lambda path: embedding(teacher, student, path)),
+        "curves.png": ({"run logs": run_dirs or None}, lambda path: curves(run_dirs, path)),
+    }
+    written = []
+    for name, (needs, make) in jobs.items():
+        missing = [k for k, v in needs.items() if v is None]
+        if missing:
+            print(f"note: skipped {name}: no {', '.join(missing)} under {out}", flush=True)
+            continue
+        try:
+            written.append(make(out / name))
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"note: skipped {name}: {exc}", flush=True)
+    return written
+
+
+# ------------------------------------------------------------------------------------------------
+# command line
+# ------------------------------------------------------------------------------------------------
+def _data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default=None, help="data set (default: the teacher checkpoint's)")
+    p.add_argument("--data_root", default="./data")
+    p.add_argument("--image_size", type=int, default=None, help="digits image side (default: the teacher's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dpi", type=int, default=DPI)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Figures for TopKD runs (PNG).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pi-grid", help="exact vs RipsNet persistence images, teacher and student")
+    p.add_argument("--teacher", required=True, help="teacher checkpoint")
+    p.add_argument("--student", required=True, help="student checkpoint")
+    p.add_argument("--ripsnet", required=True, help="RipsNet checkpoint (stage 3)")
+    p.add_argument("--pi_params", default=None, help="stage-2 manifest.yaml or its folder (default: the RipsNet's)")
+    p.add_argument("--rows", type=int, default=3, help="test batches shown")
+    p.add_argument("--batch_size", type=int, default=64, help="points per cloud")
+    p.add_argument("--out", default="pi_grid.png")
+    _data_flags(p)
+    p = sub.add_parser("embedding", help="2-D maps of the teacher and student embeddings")
+    p.add_argument("--teacher", required=True)
+    p.add_argument("--student", required=True)
+    p.add_argument("--max_points", type=int, default=2000)
+    p.add_argument("--method", default="auto", choices=("auto",) + tuple(REDUCERS))
+    p.add_argument("--out", default="embedding.png")
+    _data_flags(p)
+    p = sub.add_parser("curves", help="test top-1 and loss terms per epoch from tb/ logs")
+    p.add_argument("run_dirs", nargs="+", help="run folders (holding tb/)")
+    p.add_argument("--labels", nargs="+", default=None)
+    p.add_argument("--out", default="curves.png")
+    p.add_argument("--dpi", type=int, default=DPI)
+    p = sub.add_parser("quickstart", help="all three figures of a tools/quickstart.py folder")
+    p.add_argument("out_dir")
+    return parser
+
+
+COMMANDS: Dict[str, Callable[[argparse.Namespace], object]] = {
+    "pi-grid": lambda a: pi_grid(a.teacher, a.student, a.ripsnet, a.out, a.pi_params, a.dataset, a.data_root,
+                                 a.image_size, a.rows, a.batch_size, a.seed, a.dpi),
+    "embedding": lambda a: embedding(a.teacher, a.student, a.out, a.dataset, a.data_root, a.image_size,
+                                     a.max_points, a.method, a.seed, a.dpi),
+    "curves": lambda a: curves(a.run_dirs, a.out, a.labels, a.dpi),
+    "quickstart": lambda a: quickstart_figures(a.out_dir),
+}
+
+
+def main(argv: Optional[Sequence[str]] = None):
+    args = build_parser().parse_args(argv)
+    result = COMMANDS[args.command](args)
+    for path in result if isinstance(result, list) else [result]:
+        print(f"wrote {path}")
+    return result
+
+
+if __name__ == "__main__":
+    from engine.cli import run_cli
+
+    run_cli(main)

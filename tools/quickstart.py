@@ -1,0 +1,189 @@
+"""README command 1: the whole TopKD pipeline (and a TGD student) on scikit-learn's digits.
+
+    python tools/quickstart.py [--fast] [--out runs/quickstart]
+
+Stages, each through its own stage script's ``main`` (the same code the shell scripts run):
+  1. train_teacher.py     resnet20 teacher
+  2. generate_PCD_PI.py   teacher embeddings -> point clouds -> exact H0 diagrams and persistence images
+  3. train_ripsnet.py     RipsNet learns cloud -> persistence image
+  4. train_student.py     resnet8 students under the same seed: CE only, KD, KD+TopKD, KD+TopKD-exact
+  5. TGD                  image PIs (generate_image_PI.py), a PI teacher, and a TGD student
+Then a results table (Markdown, printed and saved as ``results.md``) and the figures.
+``--fast`` is the one-minute smoke version the tests run (a few epochs; numbers not meaningful).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Epochs and sizes of one quickstart flavour."""
+
+    teacher_epochs: int
+    student_epochs: int
+    passes: int
+    ripsnet_epochs: int
+    pi_teacher_epochs: int
+    image_size: int = 16
+
+
+FULL = Budget(teacher_epochs=20, student_epochs=15, passes=30, ripsnet_epochs=80, pi_teacher_epochs=8)
+FAST = Budget(teacher_epochs=2, student_epochs=1, passes=2, ripsnet_epochs=3, pi_teacher_epochs=1)
+
+TEACHER, STUDENT, PI_TEACHER = "resnet20", "resnet8", "resnet8"
+# name -> extra train_student.py flags; every student shares seed, epochs and data.
+STUDENTS: Dict[str, List[str]] = {
+    "CE only": ["--distill", "kd", "-r", "1", "-a", "0"],
+    "KD": ["--distill", "kd", "-r", "1", "-a", "1"],
+    "KD+TopKD": ["--distill", "kd", "-r", "1", "-a", "1", "-d", "5", "--method", "topkd"],
+    "KD+TopKD-exact": ["--distill", "kd", "-r", "1", "-a", "1", "-d", "5", "--method", "topkd_exact"],
+}
+
+
+def banner(text: str) -> None:
+    print(f"\n=== {text} ===", flush=True)
+
+
+def timed(fn: Callable[[], Any]) -> Tuple[Any, float]:
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def common_train_args(budget: Budget, epochs: int) -> List[str]:
+    """Flags shared by every classifier run: digits, small images, one thread, a short schedule."""
+    decay = ",".join(str(max(1, round(epochs * f))) for f in (0.6, 0.8)) if epochs >= 5 else ""
+    return ["--dataset", "digits", "--image_size", str(budget.image_size), "--epochs", str(epochs),
+            "--batch_size", "64", "--lr", "0.05", "--lr_decay_epochs", decay, "--num_workers", "0",
+            "--seed", "0", "--threads", str(threads())]
+
+
+def threads() -> int:
+    return int(os.environ.get("TOPKD_THREADS", "0")) or min(2, os.cpu_count() or 1)
+
+
+def run(out: Path, budget: Budget) -> List[Dict[str, Any]]:
+    import generate_image_PI
+    import generate_PCD_PI
+    import train_ripsnet
+    import train_student
+    import train_teacher
+
+    rows: List[Dict[str, Any]] = []
+
+    banner(f"1/5 teacher {TEACHER} on digits ({budget.teacher_epochs} epochs)")
+    teacher_dir = out / "teacher"
+    summary, secs = timed(lambda: train_teacher.main(
+        ["--model", TEACHER, "--run_dir", str(teacher_dir)] + common_train_args(budget, budget.teacher_epochs)))
+    rows.append(dict(model=TEACHER, role="teacher", method="CE", best=summary["best_acc"],
+                     last=summary["last_acc"], seconds=secs))
+    teacher_ckpt = teacher_dir / f"{TEACHER}_best.pth"
+
+    banner(f"2/5 point clouds and exact persistence images ({budget.passes} passes over the training set)")
+    pcd_dir = out / "pcd"
+    _, secs = timed(lambda: generate_PCD_PI.main(
+        ["--path_t", str(teacher_ckpt), "--dataset", "digits", "--image_size", str(budget.image_size),
+         "--batch_size", "64", "--passes", str(budget.passes), "--dims", "0", "--workers", "0",
+         "--out_dir", str(pcd_dir), "--seed", "0"]))
+    print(f"stage 2 took {secs:.1f} s", flush=True)
+
+    banner(f"3/5 RipsNet (at most {budget.ripsnet_epochs} epochs, early stopping)")
+    rips_dir = out / "ripsnet"
+    rips, secs = timed(lambda: train_ripsnet.main(
+        ["--data_dir", str(pcd_dir), "--dim", "0", "--operator", "mean", "--epochs", str(budget.ripsnet_epochs),
+         "--patience", "20", "--run_dir", str(rips_dir), "--seed", "0"]))
+    print(f"stage 3 took {secs:.1f} s", flush=True)
+    rips_ckpt = rips_dir / "mean_best.pth"
+
+    for i, (name, flags) in enumerate(STUDENTS.items(), 1):
+        banner(f"4/5 student {i}/{len(STUDENTS)}: {STUDENT} with {name} ({budget.student_epochs} epochs)")
+        extra = []
+        if "topkd" in flags:
+            extra = ["--rips_path", str(rips_ckpt)]
+        elif "topkd_exact" in flags:
+            extra = ["--pi_params", str(pcd_dir)]
+        run_dir = out / "students" / name.replace("+", "_").replace(" ", "_")
+        summary, secs = timed(lambda: train_student.main(
+            ["--model_s", STUDENT, "--path_t", str(teacher_ckpt), "--run_dir", str(run_dir)] + flags + extra
+            + common_train_args(budget, budget.student_epochs)))
+        rows.append(dict(model=STUDENT, role="student", method=name, best=summary["best_acc"],
+                         last=summary["last_acc"], seconds=secs))
+
+    banner("5/5 TGD: image persistence images, a PI teacher, a TGD student")
+    pi_root = out / "image_pi"
+    _, secs = timed(lambda: generate_image_PI.main(
+        ["--dataset", "digits", "--out", str(pi_root), "--workers", str(threads())]))
+    print(f"image PIs took {secs:.1f} s", flush=True)
+    pi_teacher_dir = out / "pi_teacher"
+    summary, secs = timed(lambda: train_teacher.main(
+        ["--model", PI_TEACHER, "--input", "pi", "--pi_root", str(pi_root), "--run_dir", str(pi_teacher_dir)]
+        + common_train_args(budget, budget.pi_teacher_epochs)))
+    rows.append(dict(model=PI_TEACHER, role="PI teacher", method="CE on image PIs", best=summary["best_acc"],
+                     last=summary["last_acc"], seconds=secs))
+    summary, secs = timed(lambda: train_student.main(
+        ["--model_s", STUDENT, "--path_t", str(teacher_ckpt), "--distill", "tgd",
+         "--path_t2", str(pi_teacher_dir / f"{PI_TEACHER}_best.pth"), "--pi_root", str(pi_root),
+         "--run_dir", str(out / "students" / "TGD")] + common_train_args(budget, budget.student_epochs)))
+    rows.append(dict(model=STUDENT, role="student", method="TGD", best=summary["best_acc"],
+                     last=summary["last_acc"], seconds=secs))
+    return rows
+
+
+def results_table(rows: List[Dict[str, Any]]) -> str:
+    lines = ["| model | role | method | best top-1 (%) | last top-1 (%) | time (s) |",
+             "| --- | --- | --- | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['role']} | {r['method']} | {r['best']:.2f} | {r['last']:.2f} | "
+                     f"{r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fast", action="store_true", help="one-minute smoke version (numbers not meaningful)")
+    parser.add_argument("--out", default=None, help="run folder (default runs/quickstart[_fast]); replaced")
+    args = parser.parse_args(argv)
+    budget = FAST if args.fast else FULL
+    out = Path(args.out or ROOT / "runs" / ("quickstart_fast" if args.fast else "quickstart")).resolve()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    start = time.perf_counter()
+    rows = run(out, budget)
+    total = time.perf_counter() - start
+    table = results_table(rows)
+    figures = make_figures(out)
+    text = (f"# topkd quickstart on digits{' (--fast smoke run)' if args.fast else ''}\n\n{table}\n\n"
+            f"Total time: {total:.0f} s. Figures: {', '.join(f.name for f in figures) or 'none'}.\n")
+    (out / "results.md").write_text(text)
+    banner("results")
+    print(text)
+    print(f"run folder: {out}")
+    return out
+
+
+def make_figures(out: Path) -> List[Path]:
+    """The quickstart's figures (see tools/figures.py); returns the PNG paths written."""
+    try:
+        from tools import figures
+    except ImportError:
+        return []
+    return figures.quickstart_figures(out)
+
+
+if __name__ == "__main__":
+    from engine.cli import run_cli
+
+    run_cli(main)
