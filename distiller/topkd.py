@@ -105,10 +105,12 @@ class TopologyTerm(nn.Module):
 
     def forward(self, feats_s: Sequence[torch.Tensor], feats_t: Sequence[torch.Tensor]) -> torch.Tensor:
         with torch.autocast(device_type=feats_s[self.layer_s].device.type, enabled=False):
-            with torch.no_grad():
-                pi_t = self.images(to_clouds(pooled_feature(feats_t[self.layer_t]).float(), self.clouds))
-            f_s = self.proj(pooled_feature(feats_s[self.layer_s]).float())
-            pi_s = self.images(to_clouds(f_s, self.clouds))
+            clouds_t = to_clouds(pooled_feature(feats_t[self.layer_t]).detach().float(), self.clouds)
+            clouds_s = to_clouds(self.proj(pooled_feature(feats_s[self.layer_s]).float()), self.clouds)
+            # One call for teacher and student clouds (one RipsNet pass, one tree search): small GPU
+            # workloads are launch-bound. The teacher's clouds are detached, so its images get no gradient.
+            images = self.images(torch.cat([clouds_t, clouds_s]))
+            pi_t, pi_s = images[: len(clouds_t)].detach(), images[len(clouds_t):]
             return self.delta * F.mse_loss(pi_s, pi_t)
 
 

@@ -44,6 +44,23 @@ def clouds(kind, rng, b=4, n=20, d=5):
 
 
 @pytest.mark.parametrize("kind", ["gauss", "ties", "duplicates", "offset"])
+def test_small_and_large_batch_routes_agree_with_gudhi(kind):
+    """Few clouds take scipy's MST on the CPU, many the batched Prim: both must give gudhi's deaths."""
+    from topology import persistence
+
+    x = clouds(kind, np.random.default_rng(7), b=persistence._SMALL_BATCH + 3, n=12, d=4)
+    few = rips_h0_deaths(x[:2])
+    many = rips_h0_deaths(x)
+    np.testing.assert_allclose(few, many[:2], rtol=1e-12, atol=0)
+    for ours, cloud in zip(many[:2], x[:2]):
+        gd = gudhi_diagram(cloud, 0)
+        expected = np.sort(gd[np.isfinite(gd[:, 1]), 1])
+        np.testing.assert_allclose(ours[ours > 0], expected, rtol=1e-9)
+    # the differentiable small-batch path gives the same lengths
+    np.testing.assert_allclose(h0_deaths_torch(torch.tensor(x[:2])).numpy(), few, rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("kind", ["gauss", "ties", "duplicates", "offset"])
 @pytest.mark.parametrize("n,d", [(2, 1), (9, 3), (30, 16)])
 def test_h0_matches_gudhi(kind, n, d):
     rng = np.random.default_rng(n * 100 + d)
