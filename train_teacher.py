@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Sequence
 from engine.cli import run_cli
 from engine.config import add_data_args, add_training_args, parse_config, teacher_run_name
 from engine.seed import seed_everything
-from engine.trainer import Trainer, format_summary
+from engine.trainer import fit_and_report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,10 +69,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     cfg.run_dir = cfg.run_dir or os.path.join(
         cfg.save_dir, teacher_run_name(cfg.model, dataset_tag, cfg.lr, cfg.weight_decay, cfg.trial))
     distiller = get_distiller("vanilla")(model)
-    summary = Trainer(distiller, data.train, data.test, cfg, cfg.run_dir, val_set=data.val).fit()
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(format_summary(summary), flush=True)
-    return summary
+    return fit_and_report(distiller, data, cfg)
 
 
 if __name__ == "__main__":

@@ -367,3 +367,12 @@ def format_summary(summary: Dict[str, Any]) -> str:
     if summary.get("best_val_acc") is not None:
         lines.insert(1, f"best validation top-1 {pct(summary['best_val_acc'])}")
     return "\n".join(lines)
+
+
+def fit_and_report(distiller, data, cfg) -> Dict[str, Any]:
+    """Train ``distiller`` on a ``DataBundle`` (train, optional val, test) in ``cfg.run_dir``; rank 0
+    prints the closing summary. The one entry point of the teacher and student stages."""
+    summary = Trainer(distiller, data.train, data.test, cfg, cfg.run_dir, val_set=data.val).fit()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(format_summary(summary), flush=True)
+    return summary

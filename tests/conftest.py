@@ -9,6 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# The suite runs on small CPU machines: one intra-op thread keeps tiny forward passes fast and
+# avoids oversubscription when pytest shares the cores with anything else.
+torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:

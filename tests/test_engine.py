@@ -23,7 +23,6 @@ from engine.config import add_data_args, add_training_args, parse_config, teache
 from engine.seed import get_rng_state, seed_everything, set_rng_state
 from engine.trainer import Trainer
 
-torch.set_num_threads(1)
 
 
 class TinyNet(nn.Module):

@@ -16,15 +16,6 @@ TEACHER_ARGS = ["--dataset", "digits", "--image_size", "16", "--batch_size", "32
 NUM_CLOUDS = 1437 // 32  # digits train split, drop_last
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The test machine is shared: one intra-op thread keeps the tiny forward passes fast."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
     from models import model_dict

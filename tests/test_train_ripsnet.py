@@ -13,14 +13,6 @@ import train_ripsnet as stage3
 EPOCHS = ["--epochs", "4", "--no_progress", "--seed", "1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def stage2_dir(tmp_path_factory):
     """200 clouds of 16 points in 16-d with varied spreads (so their images differ), dims 0 and 1."""

@@ -9,7 +9,6 @@ import train_teacher
 from engine.checkpoint import load_checkpoint, save_checkpoint
 from engine.cli import run_cli
 
-torch.set_num_threads(1)
 
 # digits at 16x16, resnet8 teacher and student; chance is 10 %
 DATA = ["--dataset", "digits", "--image_size", "16", "--batch_size", "64", "--num_workers", "0",

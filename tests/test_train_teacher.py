@@ -13,7 +13,6 @@ from distiller import Distiller, distiller_dict
 from engine.checkpoint import load_checkpoint, load_model, save_checkpoint
 from engine.cli import run_cli
 
-torch.set_num_threads(1)
 
 ARCH = "resnet8"
 RUN_NAME = f"{ARCH}_digits_lr_0.05_decay_0.0005_trial_0"

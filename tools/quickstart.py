@@ -40,7 +40,7 @@ class Budget:
 
 
 FULL = Budget(teacher_epochs=20, student_epochs=15, passes=30, ripsnet_epochs=80, pi_teacher_epochs=8)
-FAST = Budget(teacher_epochs=2, student_epochs=1, passes=2, ripsnet_epochs=3, pi_teacher_epochs=1)
+FAST = Budget(teacher_epochs=4, student_epochs=1, passes=2, ripsnet_epochs=3, pi_teacher_epochs=1)
 
 TEACHER, STUDENT, PI_TEACHER = "resnet20", "resnet8", "resnet8"
 # name -> extra train_student.py flags; every student shares seed, epochs and data.
