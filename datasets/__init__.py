@@ -1,4 +1,4 @@
-"""Data sets for topkd: CIFAR-100/10, ImageNet (ImageFolder), scikit-learn digits.
+"""Data sets for topkd: CIFAR-100/10, ImageNet and CINIC-10 (ImageFolder trees), scikit-learn digits.
 
 `build_datasets(name, root, download=False, val_split=0.0, seed=0, **options)` -> `DataBundle`.
 Every item is `(image, target, index)`; see docs/CONTRACTS.md.
@@ -10,7 +10,7 @@ from .transforms import (CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD,
                          IMAGENET_STD)
 
 # importing the builders fills the registry
-from . import cifar, digits, imagenet  # noqa: E402,F401
+from . import cifar, cinic, digits, imagenet  # noqa: E402,F401
 
 __all__ = [
     "DataBundle", "DATASET_BUILDERS", "build_datasets", "dataset_names", "register", "transforms",

@@ -38,11 +38,11 @@ def _open(cls, label: str, root: str, train: bool, download: bool, transform):
         if os.path.isdir(folder):
             raise FileNotFoundError(
                 f"{cls.base_folder} files in {folder} are missing or fail torchvision's md5 check; "
-                "delete that folder and rerun with --download, or set the data root to a good copy"
+                "delete that folder and rerun with --download, or point --data_root at a good copy"
             ) from None
         raise FileNotFoundError(
             f"{label} data not found: expected folder {folder}; "
-            "pass --download to fetch it, or set the data root to the folder that contains it"
+            "pass --download to fetch it, or point --data_root at the folder that contains it"
         ) from None
 
 

@@ -25,16 +25,23 @@ class IndexedImageFolder(torchvision.datasets.ImageFolder):
         return image, int(target), int(index)
 
 
-def _open(folder: str, transform) -> IndexedImageFolder:
+def open_split(folder: str, transform, what: str = "ImageNet", layout: str = LAYOUT) -> IndexedImageFolder:
     """Open one split folder, raising FileNotFoundError (with the expected layout) when absent or empty."""
     has_classes = os.path.isdir(folder) and any(e.is_dir() for e in os.scandir(folder))
     if not has_classes:
         state = "has no class folders" if os.path.isdir(folder) else "does not exist"
-        raise FileNotFoundError(f"ImageNet folder {folder} {state}; expected the layout {LAYOUT}")
+        raise FileNotFoundError(f"{what} folder {folder} {state}; expected the layout {layout}")
     try:
         return IndexedImageFolder(folder, transform=transform)
     except FileNotFoundError as err:  # a class folder without images
-        raise FileNotFoundError(f"ImageNet folder {folder}: {err}; expected the layout {LAYOUT}") from None
+        raise FileNotFoundError(f"{what} folder {folder}: {err}; expected the layout {layout}") from None
+
+
+def same_classes(train: IndexedImageFolder, test: IndexedImageFolder, what: str) -> None:
+    if test.classes != train.classes:
+        differ = sorted(set(train.classes) ^ set(test.classes))
+        raise ValueError(f"{what} train and test folders hold different class folders (e.g. {differ[:3]}); "
+                         "both must contain the same class names")
 
 
 @register("imagenet")
@@ -52,12 +59,9 @@ def build_imagenet(root: str, download: bool, val_split: float, seed: int, image
         raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
     eval_tf = tf.imagenet_eval(size=image_size)
     train_tf = tf.imagenet_train(size=image_size) if train_augment else eval_tf
-    train_full = _open(os.path.join(root, "train"), train_tf)
-    test = _open(os.path.join(root, "val"), eval_tf)
-    if test.classes != train_full.classes:
-        missing = sorted(set(train_full.classes) ^ set(test.classes))
-        raise ValueError(f"ImageNet train/ and val/ hold different class folders (e.g. {missing[:3]}); "
-                         "both must contain the same class names")
+    train_full = open_split(os.path.join(root, "train"), train_tf)
+    test = open_split(os.path.join(root, "val"), eval_tf)
+    same_classes(train_full, test, "ImageNet")
     train, val = hold_out(train_full, with_transform(train_full, eval_tf), train_full.targets,
                           val_split, seed)
     return DataBundle(train=train, val=val, test=test, num_classes=len(train_full.classes), in_channels=3,

@@ -58,8 +58,9 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> Dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for bad files
-        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
-        raise ValueError(f"checkpoint {path} is corrupted or truncated ({type(exc).__name__}: {reason})") from None
+        reason = " ".join(str(exc).split()).split(". ")[0][:120] or type(exc).__name__
+        raise ValueError(f"checkpoint {path} is corrupted or truncated ({reason}); re-save it or use another "
+                         f"checkpoint (e.g. <arch>_last.pth of the same run)") from None
     if not isinstance(ckpt, dict):
         raise ValueError(f"checkpoint {path} holds a {type(ckpt).__name__}, expected a dict")
     return ckpt

@@ -196,6 +196,23 @@ def _write_tree(root, splits=("train", "val"), classes=("cat", "dog"), per_class
                 Image.fromarray(pixels).save(folder / f"{k}.png")
 
 
+def test_cinic10_tree(tmp_path):
+    from datasets.cinic import CINIC10_MEAN, CINIC10_STD
+
+    _write_tree(tmp_path, splits=("train", "valid", "test"), classes=("airplane", "cat"), size=(32, 32))
+    bundle = datasets.build_datasets("cinic10", root=tmp_path, train_augment=False)
+    assert (len(bundle.train), len(bundle.test), bundle.num_classes, bundle.image_size) == (6, 6, 2, 32)
+    image, target, index = bundle.test[4]
+    assert image.shape == (3, 32, 32) and (target, index) == (1, 4)
+    from PIL import Image
+
+    raw = np.asarray(Image.open(tmp_path / "test" / "cat" / "1.png"), dtype=np.float32) / 255.0
+    expected = (raw[0, 0, 0] - CINIC10_MEAN[0]) / CINIC10_STD[0]  # first pixel, red channel, by hand
+    assert abs(float(image[0, 0, 0]) - expected) < 1e-5
+    with pytest.raises(FileNotFoundError, match="CINIC-10 folder .*test.* does not exist"):
+        datasets.build_datasets("cinic10", root=tmp_path / "train")
+
+
 def test_imagefolder_tree(tmp_path):
     _write_tree(tmp_path)
     bundle = datasets.build_datasets("imagenet", root=tmp_path, image_size=16)
@@ -307,8 +324,8 @@ def test_bad_val_split(bad):
 
 
 def test_unknown_name_and_option():
-    with pytest.raises(ValueError, match="cifar10, cifar100, digits, imagenet"):
+    with pytest.raises(ValueError, match="cifar10, cifar100, cinic10, digits, imagenet"):
         datasets.build_datasets("mnist")
     with pytest.raises(ValueError, match="image_size"):
         datasets.build_datasets("digits", imgsize=32)
-    assert datasets.dataset_names() == ["cifar10", "cifar100", "digits", "imagenet"]
+    assert datasets.dataset_names() == ["cifar10", "cifar100", "cinic10", "digits", "imagenet"]
