@@ -158,6 +158,23 @@ def test_cuda_matches_cpu():
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-12, atol=0)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("b", [2, 40])  # a replayed CUDA graph (few clouds) and the batched Prim (many)
+def test_cuda_differentiable_h0_matches_cpu(b):
+    for trial, kind in enumerate(["gauss", "gauss", "duplicates"]):  # same shape: the graph reads new values
+        x = clouds(kind, np.random.default_rng(trial), b=b, n=24, d=8).astype(np.float32)
+        cpu = torch.tensor(x, requires_grad=True)
+        gpu = torch.tensor(x, device="cuda", requires_grad=True)
+        d_cpu, d_gpu = h0_deaths_torch(cpu), h0_deaths_torch(gpu)
+        torch.testing.assert_close(d_gpu.cpu(), d_cpu, rtol=1e-5, atol=1e-6)
+        # an order-free loss: near-equal float32 deaths may sort differently on the two devices
+        d_cpu.sum().backward()
+        d_gpu.sum().backward()
+        assert torch.isfinite(gpu.grad).all()
+        if kind == "gauss":  # a unique MST: the same gradient (with duplicates, ties may pick other edges)
+            torch.testing.assert_close(gpu.grad.cpu(), cpu.grad, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "points,kwargs,message",
     [
