@@ -42,14 +42,16 @@ def main() -> None:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "clouds.npy")
-        out = np.lib.format.open_memmap(src, mode="w+", dtype=np.float32,
-                                        shape=(args.clouds, args.points, args.dim))
+        # Written in pieces through a plain file, not a memmap: a child inherits its parent's peak RSS at
+        # fork, and mapped pages would count there, so the parent must stay small.
         rng = np.random.default_rng(0)
-        for s in range(0, args.clouds, 4096):  # written in pieces: the parent stays small too
-            block = out[s:s + 4096]
-            block[:] = np.abs(rng.normal(size=block.shape)).astype(np.float32)
-        out.flush()
-        del out
+        with open(src, "wb") as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+                    "shape": (args.clouds, args.points, args.dim)})
+            for s in range(0, args.clouds, 4096):
+                n = min(4096, args.clouds - s)
+                f.write(np.abs(rng.normal(size=(n, args.points, args.dim))).astype(np.float32).tobytes())
         cmd = [sys.executable, os.path.join(ROOT, "generate_PCD_PI.py"), "--pcd", src, "--dims", "0",
                "--out_dir", os.path.join(tmp, "out"), "--no_progress"]
         if args.shard_size:

@@ -5,7 +5,7 @@ PersistenceImage over the set. Ours: batched MST H0 (rips_diagrams) + vectorized
 (persistence_images), and on CUDA rips_h0_deaths + h0_images_torch when a GPU is present.
 Both use the same PIParams (fitted once on our diagrams), so the images must agree.
 
-    .venv/bin/python benchmarks/bench_topology.py            # ~1-2 min on 2 cores
+    .venv/bin/python benchmarks/bench_topology.py            # ~3-4 min on 2 cores
     .venv/bin/python benchmarks/bench_topology.py --quick    # a few seconds
 """
 from __future__ import annotations
@@ -24,10 +24,17 @@ from topology.images import WEIGHTS, PIParams, h0_images_torch, persistence_imag
 from topology.persistence import rips_diagrams, rips_h0_deaths  # noqa: E402
 
 
+REPEATS = 3
+
+
 def timed(fn, *args, **kwargs):
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
+    """(output, median seconds over REPEATS calls): a shared 2-core machine is noisy."""
+    times = []
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        times.append(time.perf_counter() - t0)
+    return out, float(np.median(times))
 
 
 def official_diagrams(x, dim=0):
@@ -98,9 +105,12 @@ def main(argv=None):
     ap.add_argument("--dims", type=int, nargs="+", default=[64, 512, 2048], help="feature widths d")
     ap.add_argument("--h1", action="store_true", help="also time H1 (simplex tree vs RipsPersistence)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3, help="timings are medians over this many calls")
     args = ap.parse_args(argv)
+    global REPEATS
+    REPEATS = max(1, args.repeats)
     clouds = args.clouds or (48 if args.quick else 2000)
-    print(f"{clouds} clouds x {args.points} points per width; torch threads {torch.get_num_threads()}, "
+    print(f"{clouds} clouds x {args.points} points per width, median of {REPEATS} calls; torch threads {torch.get_num_threads()}, "
           f"cpu count {os.cpu_count()}, cuda {torch.cuda.is_available()}")
     rng = np.random.default_rng(args.seed)
     for d in args.dims:

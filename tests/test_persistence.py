@@ -199,3 +199,37 @@ def test_non_finite_cloud_named():
         h0_deaths_torch(torch.from_numpy(x))
     with pytest.raises(ValueError, match="torch.Tensor"):
         h0_deaths_torch(x)
+
+
+def test_chunked_large_batch_float32_matches_gudhi(monkeypatch):
+    """Many clouds through several Prim chunks, each through several Gram sub-chunks of a reused
+    float64 buffer, from float32 input: every cloud's deaths equal gudhi's on the same float32 values."""
+    from topology import persistence
+
+    monkeypatch.setitem(persistence._CHUNK_BYTES, "cpu", 8 * 3 * 10 * 10 * 13)  # 13 clouds per Prim chunk
+    monkeypatch.setitem(persistence._GRAM_BYTES, "cpu", 8 * 10 * 6 * 4)  # 4 clouds per Gram sub-chunk
+    rng = np.random.default_rng(11)
+    x = np.concatenate([clouds(k, rng, b=10, n=10, d=6) for k in ("gauss", "ties", "duplicates", "offset")])
+    x = x.astype(np.float32)
+    deaths = rips_h0_deaths(x)
+    assert deaths.shape == (40, 9) and deaths.dtype == np.float64
+    for ours, cloud in zip(deaths, x):
+        gd = gudhi_diagram(cloud, 0)
+        np.testing.assert_allclose(ours[ours > 0], np.sort(gd[np.isfinite(gd[:, 1]), 1]), rtol=1e-9)
+    torch.testing.assert_close(rips_h0_deaths(torch.from_numpy(x)).numpy(), deaths, rtol=0, atol=0)
+
+
+def test_non_finite_cloud_named_in_large_batches(monkeypatch):
+    """The batched route finds NaN/inf from the squared norms; the message names the global index."""
+    from topology import persistence
+
+    monkeypatch.setitem(persistence._CHUNK_BYTES, "cpu", 8 * 3 * 5 * 5 * 20)  # 20 clouds per Prim chunk
+    x = np.random.default_rng(0).standard_normal((45, 5, 3)).astype(np.float32)
+    x[37, 2, 0] = np.inf
+    for call in (lambda: rips_h0_deaths(x), lambda: rips_diagrams(x),
+                 lambda: rips_diagrams(x, h0_backend="gudhi"), lambda: rips_diagrams(x, dims=(1,))):
+        with pytest.raises(ValueError, match=r"point cloud\(s\) 37 contain NaN or inf"):
+            call()
+    big = np.random.default_rng(1).standard_normal((30, 5, 3)) * 1e200  # finite, but squares overflow
+    with pytest.raises(ValueError, match="too large"):
+        rips_h0_deaths(big)

@@ -272,7 +272,7 @@ def _images(births, pers, mask, params: PIParams, xp, grid_x, grid_y):
 
 
 def persistence_images(
-    diagrams: Diagrams, params: PIParams, normalize: bool = True, chunk: int = 4096
+    diagrams: Diagrams, params: PIParams, normalize: bool = True, chunk: int = 512
 ) -> np.ndarray:
     """Persistence images of a list of ``[k, 2]`` (birth, death) diagrams -> ``[n, R0 * R1]`` float64.
 
@@ -282,12 +282,14 @@ def persistence_images(
     if isinstance(diagrams, np.ndarray) and diagrams.ndim == 2:
         raise ValueError("persistence_images expects a list of diagrams; wrap a single one: [diagram]")
     diagrams = list(diagrams)
-    grid_x, grid_y = params.grids()
+    # The shared kernel runs through torch on the CPU in float64: its exp is vectorized and threaded,
+    # about twice numpy's speed here; the images are the same to ~1e-15 relative.
+    grid_x, grid_y = (torch.from_numpy(g) for g in params.grids())
     out = np.zeros((len(diagrams), params.num_pixels))
     for s in range(0, len(diagrams), chunk):
-        births, pers, mask = _pad(diagrams[s : s + chunk])
+        births, pers, mask = (torch.from_numpy(a) for a in _pad(diagrams[s : s + chunk]))
         if births.shape[1]:
-            out[s : s + chunk] = _images(births, pers, mask, params, np, grid_x, grid_y)
+            out[s : s + chunk] = _images(births, pers, mask, params, torch, grid_x, grid_y).numpy()
     return out / params.normalizer if normalize else out
 
 

@@ -32,13 +32,17 @@ SUPPORTED_DIMS = (0, 1)
 # amortize the per-step cost of Prim's loop; on the CPU, bigger than this starts to spill caches.
 _CHUNK_BYTES = {"cpu": 128 * 2**20, "cuda": 2 * 2**30}
 _DEFAULT_CHUNK_BYTES = 256 * 2**20
+# Bytes of the float64 buffer holding centred points, by device type: the Gram matrices of a Prim
+# chunk are computed a few clouds at a time through one reused buffer, so wide clouds (D = 2048) never
+# shrink the Prim chunk and no chunk-sized float64 copy of the points is made.
+_GRAM_BYTES = {"cpu": 8 * 2**20, "cuda": 512 * 2**20}
 
 
 # --------------------------------------------------------------------------------------------------
 # validation
 # --------------------------------------------------------------------------------------------------
-def _check_points(points: ArrayLike) -> None:
-    """Raise ValueError unless ``points`` is a finite ``[B, N, D]`` batch with N >= 2."""
+def _check_shape(points: ArrayLike) -> None:
+    """Raise ValueError unless ``points`` is a ``[B, N, D]`` batch with N >= 2 and D >= 1."""
     shape = tuple(points.shape)
     if len(shape) != 3:
         raise ValueError(
@@ -49,14 +53,28 @@ def _check_points(points: ArrayLike) -> None:
         raise ValueError(f"each point cloud needs at least 2 points, got N={shape[1]} (shape {shape})")
     if shape[2] < 1:
         raise ValueError(f"points need at least one coordinate, got D={shape[2]} (shape {shape})")
+
+
+def _raise_non_finite(bad_idx: Sequence[int]) -> None:
+    shown = ", ".join(str(i) for i in bad_idx[:5]) + (" ..." if len(bad_idx) > 5 else "")
+    raise ValueError(f"point cloud(s) {shown} contain NaN or inf values; clean or drop them first")
+
+
+def _check_finite(points: ArrayLike, first: int = 0) -> None:
+    """Raise ValueError naming the clouds of ``[B, N, D]`` that hold NaN or inf (indices + ``first``)."""
     if isinstance(points, torch.Tensor):
         bad = (~torch.isfinite(points)).flatten(1).any(dim=1)
         bad_idx = torch.nonzero(bad).flatten().tolist()
     else:
-        bad_idx = np.flatnonzero(~np.isfinite(points).reshape(shape[0], -1).all(axis=1)).tolist()
+        bad_idx = np.flatnonzero(~np.isfinite(points).reshape(points.shape[0], -1).all(axis=1)).tolist()
     if bad_idx:
-        shown = ", ".join(str(i) for i in bad_idx[:5]) + (" ..." if len(bad_idx) > 5 else "")
-        raise ValueError(f"point cloud(s) {shown} contain NaN or inf values; clean or drop them first")
+        _raise_non_finite([first + i for i in bad_idx])
+
+
+def _check_points(points: ArrayLike) -> None:
+    """Raise ValueError unless ``points`` is a finite ``[B, N, D]`` batch with N >= 2."""
+    _check_shape(points)
+    _check_finite(points)
 
 
 def _check_dims(dims: Iterable[int]) -> Tuple[int, ...]:
@@ -77,10 +95,10 @@ def _check_dims(dims: Iterable[int]) -> Tuple[int, ...]:
 _RECOMPUTE_BELOW = 1e-2
 
 
-def _gram_distances(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``[C, N, D]`` centred clouds -> (``[C, N, N]`` squared distances in Gram form, clamped at 0;
-    ``[C, N]`` squared norms)."""
-    gram = torch.bmm(x, x.transpose(1, 2))
+def _gram_distances(x: torch.Tensor, out: torch.Tensor | None = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``[C, N, D]`` centred float64 clouds -> (``[C, N, N]`` squared distances in Gram form, clamped
+    at 0, written into ``out`` when given; ``[C, N]`` squared norms)."""
+    gram = torch.bmm(x, x.transpose(1, 2), out=out)
     sq = torch.diagonal(gram, dim1=1, dim2=2).clone()
     d2 = gram.mul_(-2.0).add_(sq.unsqueeze(2)).add_(sq.unsqueeze(1))
     return d2.clamp_(min=0.0), sq
@@ -119,9 +137,10 @@ def _prim(d2: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return edges, torch.cat(ws, dim=1)
 
 
-def _chunk_size(n: int, d: int, device: torch.device) -> int:
-    """Clouds per chunk so that the float64 scratch of one chunk stays near ``_CHUNK_BYTES``."""
-    per_cloud = 8 * (3 * n * n + 4 * n * d)
+def _chunk_size(n: int, device: torch.device) -> int:
+    """Clouds per Prim chunk: the chunk's ``[C, N, N]`` float64 scratch (distances, candidates,
+    masks) stays near ``_CHUNK_BYTES``; the width D does not matter (see ``_GRAM_BYTES``)."""
+    per_cloud = 8 * 3 * n * n
     return max(1, _CHUNK_BYTES.get(device.type, _DEFAULT_CHUNK_BYTES) // per_cloud)
 
 
@@ -135,23 +154,54 @@ def _as_tensor(points: ArrayLike) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
-def _chunk_tree(chunk: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def _centred64(part: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``part`` ``[C, N, D]`` (any dtype) moved to its centroid, in float64, written into ``out``.
+
+    Centring keeps the Gram form accurate when clouds share a large offset. Any translation leaves
+    the distances unchanged, so the centroid itself is taken in the input's dtype (only conditioning
+    depends on it); the float32 -> float64 cast goes through ``copy_`` into the reused buffer, which
+    is several times faster than a mixed-dtype subtraction or a fresh ``.to(float64)``.
+    """
+    if not part.is_floating_point():
+        part = part.to(torch.float64)
+    mean = part.mean(dim=1, keepdim=True)
+    if part.dtype == torch.float64:
+        return torch.sub(part, mean, out=out)
+    return out.copy_(part).sub_(mean.to(torch.float64))
+
+
+def _chunk_tree(chunk: torch.Tensor, first: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
     """MST of each cloud of a chunk ``[C, N, D]`` (any float dtype), chosen in float64.
 
     Returns (edges ``[C, N-1, 2]`` int64, float64 lengths ``[C, N-1]`` in Prim's order). Short edges
     (where the Gram form cancels) are recomputed from the points; the rest come from the Gram form,
-    accurate to ~1e-13 relative.
+    accurate to ~1e-13 relative. Clouds holding NaN or inf raise ValueError (their index in the
+    chunk + ``first``); the check rides on the squared norms, so it costs nothing extra.
     """
+    c, n, d = chunk.shape
+    dev = chunk.device
+    step = max(1, _GRAM_BYTES.get(dev.type, _DEFAULT_CHUNK_BYTES) // (8 * n * d))
     with torch.no_grad():
-        x = chunk.detach().to(torch.float64)
-        # Centring keeps the Gram form accurate when clouds share a large offset.
-        x = x - x.mean(dim=1, keepdim=True)
-        d2, sq = _gram_distances(x)
+        chunk = chunk.detach()
+        d2 = torch.empty(c, n, n, dtype=torch.float64, device=dev)
+        sq = torch.empty(c, n, dtype=torch.float64, device=dev)
+        buf = torch.empty(min(step, c), n, d, dtype=torch.float64, device=dev)
+        for s in range(0, c, step):
+            part = chunk[s : s + step]
+            xc = _centred64(part, buf[: part.shape[0]])
+            _, sq[s : s + step] = _gram_distances(xc, out=d2[s : s + step])
+        bad = ~torch.isfinite(sq).all(dim=1)
+        if bool(bad.any()):
+            idx = torch.nonzero(bad).flatten()
+            if not bool(torch.isfinite(chunk[idx]).all()):
+                _raise_non_finite([first + i for i in idx.tolist()])
+            raise ValueError(f"point cloud(s) {first + int(idx[0])} ... hold values too large for float64 "
+                             "squared distances (overflow); rescale the points")
         edges, w2 = _prim(d2)
         scale = sq.gather(1, edges[..., 0]) + sq.gather(1, edges[..., 1])
         short = w2 < _RECOMPUTE_BELOW * scale
         if bool(short.any()):
-            exact = _edge_lengths(x, edges) ** 2  # cheap next to the Gram matrix
+            exact = _edge_lengths(chunk, edges, torch.float64) ** 2  # cheap next to the Gram matrix
             w2 = torch.where(short, exact, w2)
         return edges, w2.sqrt()
 
@@ -227,12 +277,14 @@ def _graphed_tree(chunk: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return edges.clone(), lengths.clone()
 
 
-def _tree(chunk: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def _tree(chunk: torch.Tensor, first: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
     """(edges ``[C, N-1, 2]``, float64 lengths ``[C, N-1]``) of each cloud's MST, by the faster route:
-    a few clouds -> a replayed CUDA graph on the GPU, scipy's MST on the CPU; many -> batched Prim."""
+    a few clouds -> a replayed CUDA graph on the GPU, scipy's MST on the CPU; many -> batched Prim.
+    Non-finite points raise ValueError naming the cloud (index in the chunk + ``first``)."""
     if chunk.shape[0] <= _SMALL_BATCH:
+        _check_finite(chunk.detach(), first)
         return _graphed_tree(chunk) if chunk.is_cuda else _scipy_tree(chunk)
-    return _chunk_tree(chunk)
+    return _chunk_tree(chunk, first)
 
 
 def mst_edges(points: ArrayLike) -> torch.Tensor:
@@ -240,14 +292,15 @@ def mst_edges(points: ArrayLike) -> torch.Tensor:
 
     Edges come in Prim's order (not sorted by length). Runs on the input's device; no gradient.
     """
-    _check_points(points)
+    _check_shape(points)
     x = _as_tensor(points)
-    step = _chunk_size(x.shape[1], x.shape[2], x.device)
-    return torch.cat([_chunk_tree(x[s : s + step])[0] for s in range(0, x.shape[0], step)])
+    step = _chunk_size(x.shape[1], x.device)
+    return torch.cat([_chunk_tree(x[s : s + step], s)[0] for s in range(0, x.shape[0], step)])
 
 
-def _edge_lengths(x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
-    """Direct lengths ``||x[u] - x[v]||``: x ``[B, N, D]``, edges ``[B, K, 2]`` -> ``[B, K]``.
+def _edge_lengths(x: torch.Tensor, edges: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Direct lengths ``||x[u] - x[v]||``: x ``[B, N, D]``, edges ``[B, K, 2]`` -> ``[B, K]``, computed in
+    ``dtype`` (default x's; only the edges' endpoints are cast).
 
     Differentiable in x; the gradient at a zero-length edge (duplicate points) is 0, never NaN.
     """
@@ -256,6 +309,8 @@ def _edge_lengths(x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     offset = (torch.arange(b, device=x.device) * n).view(b, 1)
     xu = flat.index_select(0, (edges[..., 0] + offset).flatten()).view(b, -1, d)
     xv = flat.index_select(0, (edges[..., 1] + offset).flatten()).view(b, -1, d)
+    if dtype is not None:
+        xu, xv = xu.to(dtype), xv.to(dtype)
     sq = ((xu - xv) ** 2).sum(dim=-1)
     positive = sq > 0
     safe = torch.where(positive, sq, torch.ones_like(sq))
@@ -263,16 +318,17 @@ def _edge_lengths(x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
 
 
 def _sorted_deaths(x: torch.Tensor, differentiable: bool) -> torch.Tensor:
-    """Sorted MST edge lengths ``[B, N-1]`` of ``x`` ``[B, N, D]``.
+    """Sorted MST edge lengths ``[B, N-1]`` of ``x`` ``[B, N, D]`` (shape already checked; NaN/inf
+    raise ValueError naming the cloud).
 
     ``differentiable``: lengths recomputed from ``x`` in its dtype (gradients flow); otherwise
     float64 lengths without gradient.
     """
-    step = _chunk_size(x.shape[1], x.shape[2], x.device)
+    step = _chunk_size(x.shape[1], x.device)
     out = []
     for s in range(0, x.shape[0], step):
         chunk = x[s : s + step]
-        edges, lengths = _tree(chunk)
+        edges, lengths = _tree(chunk, s)
         if differentiable:
             lengths = _edge_lengths(chunk, edges)
         out.append(torch.sort(lengths, dim=1).values)
@@ -287,7 +343,7 @@ def rips_h0_deaths(points: ArrayLike) -> ArrayLike:
     included; a numpy array for numpy input, a tensor on the input's device for tensor input.
     Short edges are recomputed from the points; all agree with gudhi to ~1e-13 relative or better.
     """
-    _check_points(points)
+    _check_shape(points)
     with torch.no_grad():
         deaths = _sorted_deaths(_as_tensor(points).detach(), differentiable=False)
     return deaths if isinstance(points, torch.Tensor) else deaths.numpy()
@@ -303,7 +359,7 @@ def h0_deaths_torch(points: torch.Tensor) -> torch.Tensor:
     if not isinstance(points, torch.Tensor):
         raise ValueError(f"h0_deaths_torch expects a torch.Tensor, got {type(points).__name__}; "
                          "use rips_h0_deaths for numpy arrays")
-    _check_points(points)
+    _check_shape(points)
     return _sorted_deaths(points, differentiable=True)
 
 
@@ -321,19 +377,26 @@ def _h0_rows(deaths: np.ndarray, keep_infinite: bool, drop_zero: bool) -> np.nda
     return rows
 
 
-def _h0_mst(x: np.ndarray, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
-    deaths = rips_h0_deaths(x)
+def _float64_points(x: torch.Tensor) -> np.ndarray:
+    """CPU tensor ``[B, N, D]`` -> finite float64 numpy array (ValueError naming non-finite clouds)."""
+    _check_finite(x)
+    return x.numpy().astype(np.float64, copy=False)
+
+
+def _h0_mst(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
+    with torch.no_grad():
+        deaths = _sorted_deaths(x, differentiable=False).numpy()
     return [_h0_rows(row, keep_infinite, drop_zero) for row in deaths]
 
 
-def _ripser_diagrams(x: np.ndarray, dim: int, n_jobs) -> List[np.ndarray]:
+def _ripser_diagrams(x: torch.Tensor, dim: int, n_jobs) -> List[np.ndarray]:
     from gudhi.sklearn import RipsPersistence
 
     rp = RipsPersistence(homology_dimensions=dim, n_jobs=n_jobs)
-    return [np.asarray(d, dtype=np.float64).reshape(-1, 2) for d in rp.fit_transform(list(x))]
+    return [np.asarray(d, dtype=np.float64).reshape(-1, 2) for d in rp.fit_transform(list(_float64_points(x)))]
 
 
-def _h0_gudhi(x: np.ndarray, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
+def _h0_gudhi(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
     out = []
     for dg in _ripser_diagrams(x, 0, n_jobs):
         finite = np.sort(dg[np.isfinite(dg[:, 1]), 1])
@@ -347,24 +410,25 @@ def _sort_h1(dg: np.ndarray) -> np.ndarray:
     return dg[np.lexsort((dg[:, 0], dg[:, 1]))]
 
 
-def _h1_ripser(x: np.ndarray, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
+def _h1_ripser(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
     return [_sort_h1(dg) for dg in _ripser_diagrams(x, 1, n_jobs)]
 
 
-def _h1_simplex_tree(x: np.ndarray, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
+def _h1_simplex_tree(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
     import gudhi
 
     out = []
-    for cloud in x:
+    for cloud in _float64_points(x):
         st = gudhi.RipsComplex(points=cloud).create_simplex_tree(max_dimension=2)
         st.persistence()
         out.append(np.asarray(st.persistence_intervals_in_dimension(1), dtype=np.float64).reshape(-1, 2))
     return out
 
 
-DiagramBackend = Callable[[np.ndarray, bool, bool, object], List[np.ndarray]]
+DiagramBackend = Callable[[torch.Tensor, bool, bool, object], List[np.ndarray]]
 
-#: homology dimension -> backend name -> function(points [B,N,D] float64, keep_infinite, drop_zero, n_jobs)
+#: homology dimension -> backend name -> function(points: CPU tensor [B, N, D] of any float dtype, not yet
+#: checked for NaN/inf; keep_infinite, drop_zero, n_jobs)
 DIAGRAM_BACKENDS: Dict[int, Dict[str, DiagramBackend]] = {
     0: {"mst": _h0_mst, "gudhi": _h0_gudhi},
     1: {"ripser": _h1_ripser, "simplex_tree": _h1_simplex_tree},
@@ -391,7 +455,8 @@ def rips_diagrams(
 ) -> Dict[int, List[np.ndarray]]:
     """Rips persistence diagrams of each cloud.
 
-    points: ``[B, N, D]`` (numpy or tensor; cast to float64 on the CPU).
+    points: ``[B, N, D]`` (numpy or tensor, any float dtype; computed on the CPU in float64, without a
+    float64 copy of the whole batch on the MST route).
     Returns ``{dim: [B arrays of shape [k, 2]]}`` (float64 birth, death) for each requested dim.
     ``keep_infinite`` appends H0's ``(0, inf)`` bar; ``drop_zero`` drops zero-length H0 bars as gudhi
     does (see the module docstring). Backends: H0 ``"mst"`` (exact, fast) or ``"gudhi"``
@@ -399,9 +464,9 @@ def rips_diagrams(
     or ``"simplex_tree"`` (RipsComplex + SimplexTree, gudhi's exact row order, slow).
     """
     dims = _check_dims(dims)
-    _check_points(points)
+    _check_shape(points)
     h0 = _backend(0, h0_backend)
     h1 = _backend(1, h1_backend)
-    x = _as_tensor(points).detach().cpu().numpy().astype(np.float64, copy=False)
+    x = _as_tensor(points).detach().cpu()
     funcs = {0: h0, 1: h1}
     return {d: funcs[d](x, keep_infinite, drop_zero, n_jobs) for d in dims}
