@@ -13,6 +13,7 @@ Run folder: <save_dir>/S-<s>_T-<t>_<dataset>_<distill>[+<method>]_r-<g>_a-<a>_b-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 from typing import Any, Dict, Optional, Sequence
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--nce_k", type=int, default=16384, help="CRD negatives per sample")
     g.add_argument("--nce_t", type=float, default=0.07, help="CRD temperature")
     g.add_argument("--nce_m", type=float, default=0.5, help="CRD memory momentum")
+    g.add_argument("--mode", "--crd_mode", dest="crd_mode", default="exact", choices=("exact", "relax"),
+                   help="CRD positive: the sample itself (exact) or a random sample of its class (relax)")
     g.add_argument("--dkd_alpha", type=float, default=1.0, help="DKD target-class weight")
     g.add_argument("--dkd_beta", type=float, default=8.0, help="DKD non-target-class weight")
     g.add_argument("--dkd_warmup", type=int, default=20, help="DKD linear warm-up epochs")
@@ -186,6 +189,7 @@ def build_tgd(cfg, data, student, teacher):
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     cfg = parse_config(build_parser(), argv, arch_key="model_s")
     from datasets import build_datasets
+    from datasets.contrast import ContrastSample
     from distiller import attach_topology, get_distiller
     from engine.checkpoint import load_model
     from train_teacher import build_network
@@ -203,10 +207,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if cfg.distill == "tgd":
         distiller, data = build_tgd(cfg, data, student, teacher)
     else:
-        distiller = get_distiller(cfg.distill)(
+        method = get_distiller(cfg.distill)
+        num_data = len(data.train)
+        if getattr(method, "samples_negatives", False):  # CRD: class-aware negatives from the loader
+            data = dataclasses.replace(data, train=ContrastSample(data.train, cfg.nce_k, cfg.crd_mode))
+            num_data = data.train.index_space
+        distiller = method(
             student, teacher, gamma=cfg.gamma, alpha=cfg.alpha, beta=cfg.beta, kd_T=cfg.kd_T,
             in_channels=data.in_channels, image_size=image_size, steps_per_epoch=max(per_epoch, 1),
-            hint_layer=cfg.hint_layer, num_data=len(data.train), feat_dim=cfg.feat_dim, nce_k=cfg.nce_k,
+            hint_layer=cfg.hint_layer, num_data=num_data, feat_dim=cfg.feat_dim, nce_k=cfg.nce_k,
             nce_t=cfg.nce_t, nce_m=cfg.nce_m, dkd_alpha=cfg.dkd_alpha, dkd_beta=cfg.dkd_beta,
             dkd_warmup=cfg.dkd_warmup)
     if cfg.delta:

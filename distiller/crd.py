@@ -12,11 +12,14 @@ from .teacher_student import TeacherStudent
 class CRD(TeacherStudent):
     """``beta * CRD(f_s[-1], f_t[-1], index)``; beta 0.8, feat_dim 128, nce_k 16384, nce_t 0.07, nce_m 0.5.
 
-    ``num_data``: training-set size (memory-bank rows); the batch must carry ``index`` ``[B]``.
-    Negatives are uniform over the training set unless the batch carries ``contrast_idx`` ``[B, nce_k+1]``.
+    ``num_data``: size of the training set's index space (memory-bank rows); the batch must carry
+    ``index`` ``[B]``. ``train_student.py`` wraps the training set in ``datasets.contrast.ContrastSample``
+    (``samples_negatives``), so batches carry ``contrast_idx`` ``[B, nce_k+1]``: negatives from other
+    classes, as RepDistiller. Without it, negatives are uniform over ``range(num_data)``.
     """
 
     term = "loss_crd"
+    samples_negatives = True  # the stage script should hand it class-aware negatives from the loader
     defaults = dict(gamma=1.0, alpha=0.0, beta=0.8)
 
     def __init__(self, student, teacher=None, num_data: int = 0, feat_dim: int = 128, nce_k: int = 16384,

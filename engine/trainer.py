@@ -49,7 +49,12 @@ def pick_device(name: str) -> torch.device:
 
 
 def split_batch(batch) -> Dict[str, Any]:
-    """Dataset tuple -> ``{"image": ..., "target": ..., "index": ..., "pi": ...}`` by position."""
+    """Dataset tuple -> ``{"image": ..., "target": ..., "index": ..., "pi": ...}`` by position; a dict
+    item (with at least ``image`` and ``target``) passes as it is."""
+    if isinstance(batch, dict):
+        if not {"image", "target"} <= set(batch):
+            raise ValueError(f"dict dataset items need 'image' and 'target' keys, got {sorted(batch)}")
+        return dict(batch)
     if not isinstance(batch, (list, tuple)) or not 2 <= len(batch) <= len(BATCH_FIELDS):
         raise ValueError(f"dataset items must be tuples ({', '.join(BATCH_FIELDS)}) with 2 to "
                          f"{len(BATCH_FIELDS)} entries")

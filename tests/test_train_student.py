@@ -71,6 +71,21 @@ def test_every_method_beats_chance(teacher_path, tmp_path, method):
     assert summary["best_acc"] >= MIN_TOP1, summary
 
 
+def test_crd_takes_class_aware_negatives_from_the_loader(teacher_path, tmp_path, monkeypatch):
+    """CRD under a validation hold-out: the memory bank spans the full index space, and every batch
+    brings its negatives (the uniform fallback inside the memory is never used)."""
+    from distiller.losses.crd import ContrastMemory
+
+    def no_uniform(self, index):
+        raise AssertionError("CRD fell back to uniform negatives: the loader gave no contrast_idx")
+
+    monkeypatch.setattr(ContrastMemory, "sample", no_uniform)
+    summary = run(teacher_path, tmp_path, "--distill", "crd", "--nce_k", "64", "--val_split", "0.2", epochs=1)
+    bank = load_checkpoint(summary["last_checkpoint"])["distiller"]["crd.memory.mem_s"]
+    assert bank.shape[0] == 1437  # digits' training part before the hold-out, not the 1150 items left
+    assert summary["best_val_acc"] > 10.0, summary
+
+
 def test_kd_topkd_run_folder_and_resume(teacher_path, ripsnet_path, tmp_path):
     extra = ["--distill", "kd", "-r", "1", "-a", "2", "-d", "5", "--rips_path", ripsnet_path]
     summary = run(teacher_path, tmp_path, *extra, epochs=1)

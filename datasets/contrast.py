@@ -1,0 +1,72 @@
+"""Class-aware negatives for CRD, drawn in the data-loader workers (RepDistiller's "instance sample").
+
+`ContrastSample(train_set, k, mode)` wraps a training set of `(image, target, index)` items. Each item
+becomes a dict `{"image", "target", "index", "contrast_idx"}`, `contrast_idx` an int64 `[k + 1]`:
+
+* column 0, the positive: the item's own index (`mode="exact"`, the default), or the index of a random
+  training item of the same class (`mode="relax"`);
+* columns 1..k, negatives: indices of training items of *other* classes, uniform without replacement
+  (with replacement only when fewer than k such items exist, e.g. on digits).
+
+Indices live in the index space of the full training set (what the items report), so a held-out
+validation part (`--val_split`) is never drawn; `index_space` is the memory bank's row count.
+The draws use torch's generator, which the DataLoader seeds per worker, so they follow `--seed`.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
+
+CONTRAST_MODES = ("exact", "relax")
+
+
+def index_targets(dataset: Dataset) -> Tuple[np.ndarray, np.ndarray, int]:
+    """(index ``[n]`` int64 of each item, target ``[n]`` int64, size of the index space) of a data set
+    whose base reports `index` = position and has `.targets`; `Subset`s (a validation hold-out) unwrap."""
+    positions = np.arange(len(dataset))
+    while isinstance(dataset, Subset):
+        positions = np.asarray(dataset.indices, dtype=np.int64)[positions]
+        dataset = dataset.dataset
+    targets = getattr(dataset, "targets", None)
+    if targets is None:
+        raise ValueError(f"CRD's class-aware negatives need the training set's labels: "
+                         f"{type(dataset).__name__} has no .targets attribute")
+    targets = np.asarray(targets, dtype=np.int64)
+    return positions.astype(np.int64), targets[positions], len(targets)
+
+
+class ContrastSample(Dataset):
+    """See the module docstring. ``k``: negatives per item (CRD's ``nce_k``, 16384 in the paper)."""
+
+    def __init__(self, base: Dataset, k: int, mode: str = "exact"):
+        if mode not in CONTRAST_MODES:
+            raise ValueError(f"unknown CRD sampling mode {mode!r}; choose one of: {', '.join(CONTRAST_MODES)}")
+        if k < 1:
+            raise ValueError(f"CRD needs at least one negative per sample (--nce_k), got {k}")
+        index, targets, self.index_space = index_targets(base)
+        order = np.argsort(targets, kind="stable")
+        self._by_class = index[order]  # training indices grouped by class
+        classes, starts, counts = np.unique(targets[order], return_index=True, return_counts=True)
+        if len(classes) < 2:
+            raise ValueError("CRD's negatives come from other classes, but the training set has only one class")
+        self._start = {int(c): int(s) for c, s in zip(classes, starts)}
+        self._count = {int(c): int(n) for c, n in zip(classes, counts)}
+        self.base, self.k, self.mode = base, int(k), mode
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        image, target, index = self.base[i][:3]
+        target = int(target)
+        start, count = self._start[target], self._count[target]
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+        others = len(self._by_class) - count
+        pick = rng.choice(others, self.k, replace=others < self.k)
+        negatives = self._by_class[np.where(pick < start, pick, pick + count)]  # skip the own class's block
+        positive = index if self.mode == "exact" else self._by_class[start + rng.integers(count)]
+        contrast = np.concatenate([np.asarray([positive], dtype=np.int64), negatives])
+        return {"image": image, "target": target, "index": index, "contrast_idx": torch.from_numpy(contrast)}
