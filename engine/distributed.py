@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterator, List
+from typing import Any, Iterator, List
 
 import torch
 import torch.distributed as dist
@@ -67,6 +67,15 @@ def any_process(flag: bool, device: torch.device, info: DistInfo) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+def gather_objects(obj: Any, info: DistInfo) -> List[Any]:
+    """Every process's picklable ``obj``, in rank order, on every process (``[obj]`` without DDP)."""
+    if not info.enabled:
+        return [obj]
+    out: List[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def barrier(info: DistInfo) -> None:

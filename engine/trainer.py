@@ -31,7 +31,7 @@ from tqdm import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint, state_dict_differences
 from .config import config_dict, write_config
 from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, cleanup_distributed,
-                          ddp_ignore_names, setup_distributed)
+                          ddp_ignore_names, gather_objects, setup_distributed)
 from .metrics import RunningSums, topk_correct
 from .seed import get_rng_state, set_rng_state, worker_init_fn
 
@@ -159,7 +159,9 @@ class Trainer:
                 prefixes.append(f"{name}.")
         return tuple(prefixes)
 
-    def _state(self, epoch: int) -> Dict[str, Any]:
+    def _state(self, epoch: int, rng_ranks: Optional[list] = None) -> Dict[str, Any]:
+        """The checkpoint dict. ``rng_ranks``: every process's RNG state (rank order) under DDP."""
+        rng_ranks = rng_ranks or [get_rng_state()]
         skip = self._skipped_prefixes()
         extras = {k: v for k, v in self.distiller.state_dict().items() if not k.startswith(skip)}
         return {
@@ -169,8 +171,8 @@ class Trainer:
             "best_score": self.best["score"], "best_val_acc": self.best["val_acc"], "selected_by": self.selected_by,
             "last_acc": self.last.get("acc"), "last_top5": self.last.get("top5"),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(), "rng": get_rng_state(), "config": config_dict(self.cfg),
-            "distiller": extras,
+            "scaler": self.scaler.state_dict(), "rng": rng_ranks[0], "config": config_dict(self.cfg),
+            "distiller": extras, **({"rng_ranks": rng_ranks} if len(rng_ranks) > 1 else {}),
         }
 
     def _resume(self) -> None:
@@ -198,8 +200,11 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
-        if self.dist.rank == 0 and ckpt.get("rng"):
-            set_rng_state(ckpt["rng"])  # other ranks keep their own seeds (only rank 0's state is saved)
+        ranks = ckpt.get("rng_ranks")
+        if ranks and len(ranks) == self.dist.world_size:
+            set_rng_state(ranks[self.dist.rank])  # each process continues its own random stream
+        elif self.dist.rank == 0 and ckpt.get("rng"):
+            set_rng_state(ckpt["rng"])  # another process count: the others keep their fresh seeds
         self.start_epoch = int(ckpt["epoch"]) + 1
         self.best = {"score": float(ckpt.get("best_score", ckpt.get("best_acc", 0.0))),
                      "acc": float(ckpt.get("best_acc", 0.0)), "epoch": int(ckpt.get("best_epoch", 0)),
@@ -322,8 +327,9 @@ class Trainer:
                     self.best = {"score": score, "acc": test["top1"], "epoch": epoch,
                                  "val_acc": val["top1"] if val else None}
                 self.last = {"acc": test["top1"], "top5": test["top5"], "val_acc": val["top1"] if val else None}
+                rng_ranks = gather_objects(get_rng_state(), self.dist)  # a collective: every rank joins
                 if self.is_main:
-                    state = self._state(epoch)
+                    state = self._state(epoch, rng_ranks)
                     save_checkpoint(state, self.last_path)
                     if improved:
                         save_checkpoint(state, self.best_path)

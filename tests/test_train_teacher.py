@@ -245,3 +245,16 @@ def test_ddp_two_processes(repo_root, tmp_path):
     saved = load_checkpoint(run_dir / f"{ARCH}_last.pth")["model"]
     for key in a:
         assert torch.equal(a[key], saved[key]), key
+
+    # Resume under DDP: 1 epoch, then --resume to 2, must equal the straight 2-epoch run bit for bit.
+    # Each process draws its own augmentations, so each must get its own RNG state back.
+    resumed_dir = tmp_path / "resumed"
+    for epochs, extra in (("1", []), ("2", ["--resume"])):
+        argv = BASE + ["--model", ARCH, "--epochs", epochs, "--run_dir", str(resumed_dir)] + extra
+        proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(wrapper)] + argv,
+                              cwd=repo_root, capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = load_checkpoint(resumed_dir / f"{ARCH}_last.pth")
+    assert len(ckpt["rng_ranks"]) == 2 and not torch.equal(ckpt["rng_ranks"][0]["torch"], ckpt["rng_ranks"][1]["torch"])
+    for key in a:
+        assert torch.equal(a[key], ckpt["model"][key]), f"resumed DDP run differs from the straight one at {key}"
