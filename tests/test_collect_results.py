@@ -180,3 +180,32 @@ def test_reproduce_skips_finished_stages(repo_root, tmp_path):
     commands = [parse_command(c) for c in dry_run(repo_root, "cifar100_homogeneous.sh", tmp_path,
                                                   PAIRS_FILTER="resnet56")]
     assert [s for s, _, _ in commands] == ["train_ripsnet.py", "train_student.py", "tools/collect_results.py"]
+
+
+def test_reproduce_baselines(repo_root, tmp_path):
+    """BASELINES adds one student per method and trial with the method's own weights and no topology."""
+    commands = [parse_command(c) for c in dry_run(repo_root, "cifar100_homogeneous.sh", tmp_path,
+                                                  PAIRS_FILTER="resnet56", BASELINES="kd crd at")]
+    students = [ns for s, _, ns in commands if s == "train_student.py"]
+    baselines = {ns.distill: ns for ns in students if not ns.delta}
+    assert sorted(baselines) == ["at", "crd", "kd"] and len(students) == 4
+    for method, ns in baselines.items():
+        assert (ns.gamma, ns.alpha, ns.beta) == (None, None, None)  # the method's defaults apply
+        assert os.path.basename(ns.run_dir) == f"S-resnet20_T-resnet56_cifar100_{method}_trial_0"
+    done = subprocess.run(["bash", str(repo_root / "scripts" / "reproduce" / "cifar100_homogeneous.sh")],
+                          env=dict(os.environ, DRY_RUN="1", BASELINES="kd nope"), capture_output=True, text=True)
+    assert done.returncode == 2 and "unknown method 'nope'" in done.stderr and done.stdout == ""
+
+
+def test_baseline_references_and_aliases(tmp_path):
+    """A CRD run and an AT run (under its alias) get RepDistiller's published rows as references."""
+    s_root = tmp_path / "s"
+    base = {"model_s": "resnet8x4", "model_t": "resnet32x4", "dataset": "cifar100", "gamma": 1.0, "alpha": 0.0,
+            "kd_T": 4.0, "lr": 0.05, "epochs": 240, "delta": 0.0, "trial": 0, "path_t": str(tmp_path / "t.pth")}
+    fake_run(s_root / "crd", "resnet8x4", dict(base, distill="crd", beta=0.8), 75.0, 74.5)
+    fake_run(s_root / "at", "resnet8x4", dict(base, distill="attention", beta=1000.0), 73.0, 72.5)
+    md_path, _, rows = cr.collect([s_root], tmp_path / "out")
+    assert {r.method for r in rows} == {"crd", "at"}
+    md = md_path.read_text()
+    assert "75.51 (RepDistiller)" in next(l for l in md.splitlines() if "| crd |" in l)
+    assert "73.44 (RepDistiller)" in next(l for l in md.splitlines() if "| at |" in l)

@@ -78,15 +78,25 @@ for _arch, _acc in {"wrn_40_2": 75.61, "resnet56": 72.34, "resnet110": 74.31, "r
                     "resnet20": 69.06, "resnet32": 71.14, "resnet8x4": 72.50, "vgg8": 70.36,
                     "mobilenetv2": 64.60, "shufflev1": 70.50, "shufflev2": 71.82}.items():
     _add_ce("cifar100", _arch, _acc, REPDISTILLER)
-# RepDistiller README: KD row, (teacher, student) -> top-1.
-for (_t, _s), _acc in {("wrn_40_2", "wrn_16_2"): 74.92, ("wrn_40_2", "wrn_40_1"): 73.54,
-                       ("resnet56", "resnet20"): 70.66, ("resnet110", "resnet20"): 70.67,
-                       ("resnet110", "resnet32"): 73.08, ("resnet32x4", "resnet8x4"): 73.33,
-                       ("vgg13", "vgg8"): 72.98, ("vgg13", "mobilenetv2"): 67.37,
-                       ("ResNet50", "mobilenetv2"): 67.35, ("ResNet50", "vgg8"): 73.81,
-                       ("resnet32x4", "shufflev1"): 74.07, ("resnet32x4", "shufflev2"): 74.45,
-                       ("wrn_40_2", "shufflev1"): 74.83}.items():
-    _add_distill("cifar100", _t, _s, "kd", _acc, REPDISTILLER)
+# RepDistiller README: the rows of the methods this repository implements, (teacher, student) -> top-1
+# per method, the pairs in the README's column order.
+_REPDISTILLER_PAIRS = [("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"), ("resnet56", "resnet20"),
+                       ("resnet110", "resnet20"), ("resnet110", "resnet32"), ("resnet32x4", "resnet8x4"),
+                       ("vgg13", "vgg8"), ("vgg13", "mobilenetv2"), ("ResNet50", "mobilenetv2"),
+                       ("ResNet50", "vgg8"), ("resnet32x4", "shufflev1"), ("resnet32x4", "shufflev2"),
+                       ("wrn_40_2", "shufflev1")]
+_REPDISTILLER_ROWS = {
+    "kd": [74.92, 73.54, 70.66, 70.67, 73.08, 73.33, 72.98, 67.37, 67.35, 73.81, 74.07, 74.45, 74.83],
+    "fitnet": [73.58, 72.24, 69.21, 68.99, 71.06, 73.50, 71.02, 64.14, 63.16, 70.69, 73.59, 73.54, 73.73],
+    "at": [74.08, 72.77, 70.55, 70.22, 72.31, 73.44, 71.43, 59.40, 58.58, 71.84, 71.73, 72.73, 73.32],
+    "sp": [73.83, 72.43, 69.67, 70.04, 72.69, 72.94, 72.68, 66.30, 68.08, 73.34, 73.48, 74.56, 74.52],
+    "rkd": [73.35, 72.22, 69.61, 69.25, 71.82, 71.90, 71.48, 64.52, 64.43, 71.50, 72.28, 73.21, 72.21],
+    "pkt": [74.54, 73.45, 70.34, 70.25, 72.61, 73.64, 72.88, 67.13, 66.52, 73.01, 74.10, 74.69, 73.89],
+    "crd": [75.48, 74.14, 71.16, 71.46, 73.48, 75.51, 73.94, 69.73, 69.11, 74.30, 75.11, 75.65, 76.05],
+}
+for _method, _row in _REPDISTILLER_ROWS.items():
+    for (_t, _s), _acc in zip(_REPDISTILLER_PAIRS, _row):
+        _add_distill("cifar100", _t, _s, _method, _acc, REPDISTILLER)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -119,9 +129,14 @@ def _num(value: Any) -> str:
     return str(value)
 
 
+# train_student.py's aliases -> the one name a table uses
+METHOD_ALIASES = {"hint": "fitnet", "attention": "at", "similarity": "sp"}
+
+
 def method_key(cfg: Dict[str, Any]) -> str:
     """Method name of a student config: ``kd``, ``kd+topkd``, ``ce`` (KD with alpha 0), ``crd`` ..."""
     distill = str(cfg.get("distill", "kd")).lower()
+    distill = METHOD_ALIASES.get(distill, distill)
     name = "ce" if distill == "kd" and not cfg.get("alpha") and not cfg.get("delta") else distill
     if cfg.get("delta"):
         name += "+" + str(cfg.get("method") or "topkd")

@@ -2,7 +2,7 @@
 # TopKD paper, CIFAR-100 table with teacher and student of different families: all four stages per pair
 # (teacher, point clouds + persistence images, RipsNet, KD+TopKD students over TRIALS), then the table.
 #   bash scripts/reproduce/cifar100_heterogeneous.sh --device cuda
-#   TRIALS=3 BASELINES=kd PAIRS_FILTER=shufflev1 bash scripts/reproduce/cifar100_heterogeneous.sh
+#   TRIALS=3 BASELINES="kd crd" PAIRS_FILTER=shufflev1 bash scripts/reproduce/cifar100_heterogeneous.sh
 #   DRY_RUN=1 bash scripts/reproduce/cifar100_heterogeneous.sh      # print the commands only
 # A stage whose output is finished is skipped; an interrupted one resumes. Arguments go to every stage.
 set -euo pipefail
@@ -18,7 +18,7 @@ RIPS_LR="${RIPS_LR:-5e-4}"; RIPS_EPOCHS="${RIPS_EPOCHS:-1000}"; RIPS_PATIENCE="$
 # --- student loss: gamma*CE + alpha*KD + delta*TDA ---
 KD_T="${KD_T:-4}"; GAMMA="${GAMMA:-1}"; BETA="${BETA:-0.8}"   # -b 0.8 as in the official train_student.sh
 TDA_CLOUDS="${TDA_CLOUDS:-1}"                              # the whole batch is one cloud (official)
-BASELINES="${BASELINES:-}"                                 # "kd": also plain KD students (RepDistiller weights)
+BASELINES="${BASELINES:-}"          # e.g. "kd crd dkd": baseline students with each paper's weights
 RESULTS="${RESULTS:-results/cifar100_heterogeneous}"
 PAIRS_FILTER="${PAIRS_FILTER:-}"                           # run only the pairs whose line contains this text
 

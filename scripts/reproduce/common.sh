@@ -91,17 +91,20 @@ stage_ripsnet() {
 }
 
 # stage_student TEACHER STUDENT LR ALPHA DELTA POOLING TRIAL [DISTILL GAMMA BETA TAG]
+# ALPHA "-": no -r/-a/-b flags, so the method's own weights apply (its paper's; see distiller/).
 stage_student() {
   local t="$1" s="$2" lr="$3" alpha="$4" delta="$5" pooling="$6" trial="$7"
-  local distill="${8:-kd}" gamma="${9:-$GAMMA}" beta="${10:-$BETA}" tag="${11:-kd+topkd}" dir topo=()
+  local distill="${8:-kd}" gamma="${9:-$GAMMA}" beta="${10:-$BETA}" tag="${11:-kd+topkd}" dir topo=() weights
+  weights=(-r "$gamma" -a "$alpha" -b "$beta")
+  if [[ "$alpha" == - ]]; then weights=(); fi
   dir="$S_ROOT/S-${s}_T-${t}_${DATASET}_${tag}_trial_${trial}"
   if ckpt_done "$dir/${s}_last.pth" "$S_EPOCHS"; then note "skip student $s <- $t ($tag, trial $trial): finished"; return; fi
   if [[ "$delta" != 0 ]]; then topo=(-d "$delta" --method topkd --rips_path "$RIPS_CKPT" --operator "$pooling"
     --tda_layer_t -1 --tda_layer_s -1 --tda_clouds "$TDA_CLOUDS" --dim 0); fi
   # shellcheck disable=SC2046
   run "${LAUNCH[@]}" train_student.py --path_t "$TEACHER_CKPT" --model_t "$t" --model_s "$s" \
-    --dataset "$DATASET" --data_root "$DATA_ROOT" --distill "$distill" --kd_T "$KD_T" -r "$gamma" -a "$alpha" \
-    -b "$beta" "${topo[@]}" --epochs "$S_EPOCHS" --batch_size "$BATCH_SIZE" --lr "$lr" \
+    --dataset "$DATASET" --data_root "$DATA_ROOT" --distill "$distill" --kd_T "$KD_T" "${weights[@]}" \
+    "${topo[@]}" --epochs "$S_EPOCHS" --batch_size "$BATCH_SIZE" --lr "$lr" \
     --lr_decay_epochs "$DECAY_EPOCHS" --lr_decay_rate 0.1 --weight_decay "$WD" --trial "$trial" \
     --seed "$((SEED + trial))" --run_dir "$dir" $(resume_flag "$dir/${s}_last.pth") \
     "${STUDENT_EXTRA[@]}" "${PASS[@]}"
@@ -116,11 +119,24 @@ run_pair() {
   stage_ripsnet "$t" "$pooling"
   for (( trial = 0; trial < TRIALS; trial++ )); do
     stage_student "$t" "$s" "$lr" "$alpha" "$delta" "$pooling" "$trial"
-    if [[ " $BASELINES " == *" kd "* ]]; then  # RepDistiller's KD command: -r 0.1 -a 0.9 -b 0
-      stage_student "$t" "$s" "$lr" 0.9 0 "$pooling" "$trial" kd 0.1 0 kd
+    local method
+    for method in $BASELINES; do  # RepDistiller's commands: each method with its paper's weights, no topology
+      stage_student "$t" "$s" "$lr" - 0 "$pooling" "$trial" "$method" - - "$method"
+    done
+  done
+}
+
+# check_baselines: every BASELINES word must be a method of train_student.py (fail before any training).
+check_baselines() {
+  local method known=" kd fitnet hint at attention sp similarity rkd pkt crd dkd "
+  for method in $BASELINES; do
+    if [[ "$known" != *" $method "* ]]; then
+      echo "BASELINES: unknown method '$method'; choose from:$known" >&2
+      exit 2
     fi
   done
 }
+check_baselines
 
 collect_results() {
   run "$PY" tools/collect_results.py "$T_ROOT" "$S_ROOT" --out "$RESULTS"

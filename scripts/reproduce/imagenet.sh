@@ -20,7 +20,7 @@ RIPS_LR="${RIPS_LR:-5e-4}"; RIPS_EPOCHS="${RIPS_EPOCHS:-1000}"; RIPS_PATIENCE="$
 # --- student loss: gamma*CE + alpha*KD + delta*TDA ---
 KD_T="${KD_T:-4}"; GAMMA="${GAMMA:-1}"; BETA="${BETA:-0.8}"
 TDA_CLOUDS="${TDA_CLOUDS:-1}"
-BASELINES="${BASELINES:-}"
+BASELINES="${BASELINES:-}"          # e.g. "kd crd": baseline students with each paper's weights (CRD's memory bank is per process under DDP)
 RESULTS="${RESULTS:-results/imagenet}"
 PAIRS_FILTER="${PAIRS_FILTER:-}"
 
