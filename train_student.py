@@ -92,48 +92,23 @@ def resolve_rips_path(path: str, operator: Optional[str]) -> str:
     return path
 
 
-def read_pi_params(path: str, dim: int):
-    """PIParams from a stage-2 folder or its ``manifest.yaml`` (the images of dimension ``dim``), or from a
-    YAML file holding the parameters alone."""
-    import yaml
-
-    from topology.images import PIParams
-
-    if os.path.isdir(path):
-        path = os.path.join(path, "manifest.yaml")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--pi_params {path} not found; pass the stage-2 folder or its manifest.yaml")
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
-    if isinstance(data, dict) and "pi" in data:  # a stage-2 manifest
-        entry = (data["pi"] or {}).get(dim) or (data["pi"] or {}).get(str(dim))
-        if not entry:
-            raise ValueError(f"--pi_params {path} holds no persistence images of dimension {dim} "
-                             f"(has {sorted(data['pi'])}); rerun generate_PCD_PI.py with --dims {dim}")
-        data = entry["params"]
-    return PIParams.from_dict(data)
-
-
 def load_topology_inputs(cfg):
     """-> ``(ripsnet or None, PIParams or None)`` for the topology term as the flags ask."""
+    from pcd.manifest import read_pi_params
     from topology.images import PIParams
 
     rips, params = None, None
     if cfg.rips_path:
         from topology.ripsnet import load_ripsnet
 
-        loaded = load_ripsnet(resolve_rips_path(cfg.rips_path, cfg.operator))
-        rips = loaded[0] if isinstance(loaded, tuple) else loaded
-        params = getattr(rips, "pi_params", None)
-        if isinstance(loaded, tuple) and len(loaded) > 1 and isinstance(loaded[1], dict):
-            params = params or loaded[1].get("pi_params")
-        pooling = getattr(rips, "pooling", None)
-        if cfg.operator and pooling and pooling != cfg.operator:
-            raise ValueError(f"--operator {cfg.operator} but the RipsNet at {cfg.rips_path} pools by {pooling}; "
+        rips, ckpt = load_ripsnet(resolve_rips_path(cfg.rips_path, cfg.operator))
+        params = ckpt["pi_params"]  # None in official checkpoints
+        if cfg.operator and rips.pooling != cfg.operator:
+            raise ValueError(f"--operator {cfg.operator} but the RipsNet at {cfg.rips_path} pools by {rips.pooling}; "
                              f"drop --operator or pass the matching checkpoint")
     if cfg.pi_params:
         params = read_pi_params(cfg.pi_params, cfg.dim)
-    elif isinstance(params, dict):
+    elif params is not None:
         params = PIParams.from_dict(params)
     return rips, params
 

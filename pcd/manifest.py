@@ -54,19 +54,43 @@ def manifest_path(folder: str) -> str:
     return os.path.join(folder, MANIFEST)
 
 
+def _load_yaml(path: str) -> Any:
+    with open(path) as f:
+        try:
+            return yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path} is not valid YAML ({str(exc).splitlines()[0]}); regenerate it") from None
+
+
 def read_manifest(folder: str) -> Dict[str, Any]:
     """Parse ``<folder>/manifest.yaml``; FileNotFoundError / ValueError with a hint when unusable."""
     path = manifest_path(folder)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found; pass a folder written by generate_PCD_PI.py")
-    with open(path) as f:
-        try:
-            data = yaml.safe_load(f)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path} is not valid YAML ({str(exc).splitlines()[0]}); regenerate the folder") from None
+    data = _load_yaml(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path} is not a stage-2 manifest (format {FORMAT}); regenerate the folder")
     return data
+
+
+def read_pi_params(path: str, dim: int = 0):
+    """``PIParams`` of the dimension-``dim`` images from a stage-2 folder or its ``manifest.yaml``, or from
+    a YAML file holding the parameters alone (``PIParams.save_yaml``)."""
+    from topology.images import PIParams
+
+    if os.path.isdir(path):
+        path = manifest_path(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"persistence-image parameters {path} not found; pass the stage-2 folder or "
+                                f"its manifest.yaml (--pi_params)")
+    data = _load_yaml(path) or {}
+    if isinstance(data, dict) and isinstance(data.get("pi"), dict):  # a stage-2 manifest
+        entry = data["pi"].get(dim) or data["pi"].get(str(dim))
+        if not entry:
+            raise ValueError(f"{path} holds no persistence images of dimension {dim} (has {sorted(data['pi'])}); "
+                             f"rerun generate_PCD_PI.py with --dims {dim}")
+        data = entry["params"]
+    return PIParams.from_dict(data)
 
 
 def write_manifest(folder: str, manifest: Dict[str, Any]) -> None:

@@ -36,3 +36,20 @@ def reference_dir() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture()
+def run_stage(capsys):
+    """``run_stage(main, argv)`` runs a stage's ``main`` as its script would (through ``run_cli``) ->
+    ``(exit code, stdout, stderr)``."""
+    from engine.cli import run_cli
+
+    def call(main, argv):
+        try:
+            code = run_cli(main, argv)
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call

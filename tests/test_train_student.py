@@ -7,7 +7,6 @@ import torch
 import train_student
 import train_teacher
 from engine.checkpoint import load_checkpoint, save_checkpoint
-from engine.cli import run_cli
 
 
 # digits at 16x16, resnet8 teacher and student; chance is 10 %
@@ -40,15 +39,6 @@ def run(teacher, tmp_path, *extra, epochs=2):
     argv = DATA + ["--path_t", teacher, "--model_s", "resnet8", "--epochs", str(epochs),
                    "--save_dir", str(tmp_path), "--seed", "1", *extra]
     return train_student.main(argv)
-
-
-def cli(argv, capsys):
-    try:
-        code = run_cli(train_student.main, argv)
-    except SystemExit as exc:
-        code = exc.code
-    _, err = capsys.readouterr()
-    return code, err
 
 
 # Chance is 10 %; every run must beat it by at least 10 points. Measured after 2 epochs (seed 1, teacher
@@ -123,28 +113,28 @@ def test_dkd_with_exact_topology(teacher_path, tmp_path):
     (["--distill", "hint", "--hint_layer", "9"], ["--hint_layer", "-5..4"]),
     (["--distill", "kd", "--model_t", "resnet20"], ["resnet20"]),
 ])
-def test_bad_inputs_are_one_line_errors(teacher_path, tmp_path, capsys, extra, words):
+def test_bad_inputs_are_one_line_errors(teacher_path, tmp_path, run_stage, extra, words):
     argv = DATA + ["--path_t", teacher_path, "--model_s", "resnet8", "--epochs", "1",
                    "--save_dir", str(tmp_path), *extra]
-    code, err = cli(argv, capsys)
+    code, _, err = run_stage(train_student.main, argv)
     assert code == 2, err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     for w in words:
         assert w in err, err
 
 
-def test_bad_topology_inputs(teacher_path, ripsnet_path, tmp_path, capsys):
+def test_bad_topology_inputs(teacher_path, ripsnet_path, tmp_path, run_stage):
     base = DATA + ["--path_t", teacher_path, "--model_s", "resnet8", "--epochs", "1", "--save_dir", str(tmp_path),
                    "--distill", "kd", "-d", "5", "--rips_path", ripsnet_path]
-    code, err = cli(base + ["--tda_layer_t", "5"], capsys)
+    code, _, err = run_stage(train_student.main, base + ["--tda_layer_t", "5"])
     assert code == 2 and "-5..4" in err, err
-    code, err = cli(base + ["--tda_layer_t", "2"], capsys)  # 32-d stage, 64-d RipsNet
+    code, _, err = run_stage(train_student.main, base + ["--tda_layer_t", "2"])  # 32-d stage, 64-d RipsNet
     assert code == 2 and "64-d" in err and "32-d" in err, err
-    code, err = cli(base[:-1] + [str(tmp_path / "missing.pth")], capsys)
+    code, _, err = run_stage(train_student.main, base[:-1] + [str(tmp_path / "missing.pth")])
     assert code == 2 and "missing.pth" in err, err
 
 
-def test_teacher_class_count_mismatch(tmp_path, capsys):
+def test_teacher_class_count_mismatch(tmp_path, run_stage):
     from models import model_dict
 
     path = tmp_path / "t" / "resnet8_best.pth"
@@ -152,5 +142,5 @@ def test_teacher_class_count_mismatch(tmp_path, capsys):
     save_checkpoint({"model": model_dict["resnet8"](num_classes=7).state_dict(), "arch": "resnet8",
                      "num_classes": 7}, str(path))
     argv = DATA + ["--path_t", str(path), "--model_s", "resnet8", "--epochs", "1", "--save_dir", str(tmp_path)]
-    code, err = cli(argv, capsys)
+    code, _, err = run_stage(train_student.main, argv)
     assert code == 2 and "7" in err and "10" in err, err

@@ -11,7 +11,6 @@ import torch
 import train_teacher
 from distiller import Distiller, distiller_dict
 from engine.checkpoint import load_checkpoint, load_model, save_checkpoint
-from engine.cli import run_cli
 
 
 ARCH = "resnet8"
@@ -19,16 +18,6 @@ RUN_NAME = f"{ARCH}_digits_lr_0.05_decay_0.0005_trial_0"
 # digits at their native 8x8 keep resnet8 fast; the recipe's lr 0.05 / wd 5e-4 are kept
 BASE = ["--dataset", "digits", "--image_size", "8", "--batch_size", "64", "--num_workers", "0",
         "--device", "cpu", "--deterministic", "--print_freq", "1000"]
-
-
-def cli(argv, capsys):
-    """Run train_teacher.main through run_cli -> (exit code, stdout, stderr)."""
-    try:
-        code = run_cli(train_teacher.main, argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_user_error(code, err, *words):
@@ -135,28 +124,28 @@ def test_unknown_arch_subprocess(repo_root, tmp_path):
     (["--lr", "-0.1"], ["--lr must be positive"]),
     (["--lr_decay_epochs", "5,x"], []),  # argparse error (exit 2 with usage) is checked separately
 ])
-def test_bad_values(extra, words, tmp_path, capsys):
-    code, _, err = cli(BASE + ["--model", ARCH, "--run_dir", str(tmp_path)] + extra, capsys)
+def test_bad_values(extra, words, tmp_path, run_stage):
+    code, _, err = run_stage(train_teacher.main, BASE + ["--model", ARCH, "--run_dir", str(tmp_path)] + extra)
     if words:
         assert_user_error(code, err, *words)
     else:
         assert code == 2 and "Traceback" not in err
 
 
-def test_missing_data_folder(tmp_path, capsys):
-    code, _, err = cli(["--model", ARCH, "--dataset", "cifar100", "--data_root", str(tmp_path / "empty"),
-                        "--device", "cpu", "--save_dir", str(tmp_path)], capsys)
+def test_missing_data_folder(tmp_path, run_stage):
+    code, _, err = run_stage(train_teacher.main, ["--model", ARCH, "--dataset", "cifar100", "--device", "cpu",
+                                                  "--data_root", str(tmp_path / "empty"), "--save_dir", str(tmp_path)])
     assert_user_error(code, err, str(tmp_path / "empty"))
 
 
-def test_resume_errors(teacher_run, tmp_path, capsys):
+def test_resume_errors(teacher_run, tmp_path, run_stage):
     run_dir, _ = teacher_run
     common = BASE + ["--epochs", "1", "--run_dir", str(tmp_path / "run")]
-    code, _, err = cli(common + ["--model", ARCH, "--resume"], capsys)
+    code, _, err = run_stage(train_teacher.main, common + ["--model", ARCH, "--resume"])
     assert_user_error(code, err, "--resume: no checkpoint at", f"{ARCH}_last.pth")
     good = run_dir / f"{ARCH}_last.pth"
     # checkpoint of another architecture
-    code, _, err = cli(common + ["--model", "resnet20", "--resume", str(good)], capsys)
+    code, _, err = run_stage(train_teacher.main, common + ["--model", "resnet20", "--resume", str(good)])
     assert_user_error(code, err, "holds a resnet8", "trains resnet20")
     # same architecture, other class count (an official-style checkpoint without 'arch')
     ckpt = load_checkpoint(good)
@@ -165,12 +154,12 @@ def test_resume_errors(teacher_run, tmp_path, capsys):
     ckpt["model"]["fc.bias"] = ckpt["model"]["fc.bias"][:5]
     other = tmp_path / "five_classes.pth"
     save_checkpoint(ckpt, other)
-    code, _, err = cli(common + ["--model", ARCH, "--resume", str(other)], capsys)
+    code, _, err = run_stage(train_teacher.main, common + ["--model", ARCH, "--resume", str(other)])
     assert_user_error(code, err, "fc.weight (5, 64) vs (10, 64)")
     # truncated file
     cut = tmp_path / "cut.pth"
     cut.write_bytes(good.read_bytes()[:1000])
-    code, _, err = cli(common + ["--model", ARCH, "--resume", str(cut)], capsys)
+    code, _, err = run_stage(train_teacher.main, common + ["--model", ARCH, "--resume", str(cut)])
     assert_user_error(code, err, "corrupted or truncated", str(cut))
 
 
@@ -188,11 +177,10 @@ class NaNAfter(Distiller):
         return logits, {"loss_ce": loss * float("nan") if self.calls == 30 else loss}
 
 
-def test_nan_loss_exit(tmp_path, capsys, monkeypatch):
+def test_nan_loss_exit(tmp_path, run_stage, monkeypatch):
     monkeypatch.setitem(distiller_dict, "vanilla", NaNAfter)
     run_dir = tmp_path / "run"
-    code, out, err = cli(BASE + ["--model", ARCH, "--epochs", "3", "--run_dir", str(run_dir)],
-                         capsys)
+    code, out, err = run_stage(train_teacher.main, BASE + ["--model", ARCH, "--epochs", "3", "--run_dir", str(run_dir)])
     last = run_dir / f"{ARCH}_last.pth"
     assert_user_error(code, err, "non-finite loss at epoch 2, step 7", "loss_ce = nan", str(last))
     assert load_checkpoint(last)["epoch"] == 1

@@ -103,26 +103,13 @@ def student_projector(ckpt_s: Dict, dim_s: int, dim_t: int) -> Optional[Callable
 
 def load_pi_params(source=None, ripsnet_ckpt: Optional[Dict] = None, dim: int = 0):
     """PIParams from a PIParams, a stage-2 folder / ``manifest.yaml``, a PI-parameter YAML, or the RipsNet ckpt."""
-    import yaml
-
+    from pcd.manifest import read_pi_params
     from topology.images import PIParams
 
     if isinstance(source, PIParams):
         return source
     if source is not None:
-        path = Path(source)
-        if path.is_dir():
-            path = path / "manifest.yaml"
-        if not path.is_file():
-            raise FileNotFoundError(f"persistence-image parameters {path} not found; pass the stage-2 "
-                                    f"manifest.yaml (or its folder)")
-        data = yaml.safe_load(path.read_text())
-        if isinstance(data, dict) and isinstance(data.get("pi"), dict):  # stage-2 manifest
-            entry = data["pi"].get(dim, data["pi"].get(str(dim)))
-            if not entry:
-                raise ValueError(f"{path} holds no persistence images for dim {dim}; regenerate with --dims {dim}")
-            return PIParams.from_dict(entry["params"])
-        return PIParams.from_dict(data)
+        return read_pi_params(os.fspath(source), dim)
     if ripsnet_ckpt and ripsnet_ckpt.get("pi_params"):
         return PIParams.from_dict(ripsnet_ckpt["pi_params"])
     raise ValueError("no persistence-image parameters: pass --pi_params (the stage-2 manifest.yaml); "

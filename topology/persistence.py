@@ -71,12 +71,6 @@ def _check_finite(points: ArrayLike, first: int = 0) -> None:
         _raise_non_finite([first + i for i in bad_idx])
 
 
-def _check_points(points: ArrayLike) -> None:
-    """Raise ValueError unless ``points`` is a finite ``[B, N, D]`` batch with N >= 2."""
-    _check_shape(points)
-    _check_finite(points)
-
-
 def _check_dims(dims: Iterable[int]) -> Tuple[int, ...]:
     dims = tuple(int(d) for d in dims)
     if not dims:
