@@ -17,6 +17,8 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import torch
 from torch import nn
 
+from .serialization import UnsafeCheckpointError, safe_load
+
 # Entries of a state dict that hold the classifier, most specific first (the class count is its rows).
 CLASSIFIER_KEYS = ("fc.weight", "linear.weight", "classifier.weight", "classifier.1.weight",
                    "classifier.0.weight")
@@ -56,7 +58,9 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> Dict[str, Any]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} not found; check the path")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = safe_load(path, map_location=map_location)
+    except UnsafeCheckpointError:
+        raise
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for bad files
         reason = " ".join(str(exc).split()).split(". ")[0][:120] or type(exc).__name__
         raise ValueError(f"checkpoint {path} is corrupted or truncated ({reason}); re-save it or use another "

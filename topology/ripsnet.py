@@ -163,8 +163,12 @@ def load_ripsnet(
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"RipsNet checkpoint not found: {path}")
+    from engine.serialization import UnsafeCheckpointError, safe_load  # the project's one allowlisted loader
+
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        ckpt = safe_load(path, map_location=map_location)
+    except UnsafeCheckpointError:
+        raise
     except Exception as exc:  # truncated or foreign file
         raise ValueError(f"cannot read RipsNet checkpoint {path}: {exc.__class__.__name__}: {exc}") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt:
