@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # TGD stage 3: WRN-16-1 student from the image teacher (PATH_T) and the PI teacher (PATH_T2).
-# Loss: 0.1 CE + 0.9 T^2 [a KL(S||T1) + (1-a) KL(S||T2)] + 1000 sum_3 stages MSE of normalized Gram
+# Loss: 0.1 CE + 0.9 T^2 [a KL(S||T1) + (1-a) KL(S||T2)] + 1000 sum_3 stages MSE(n(G_s), n(a G_t1 + (1-a) G_t2)),
+# G raw Gram
 # matrices; T = 4, a = 0.99 (the TGD README also mentions 0.95). Same SGD recipe as the teachers.
 #   PATH_T=save_t_models/<img run>/wrn_16_3_best.pth PATH_T2=save_t_models/<pi run>/wrn_16_3_best.pth \
 #     bash scripts/tgd/train_student.sh
