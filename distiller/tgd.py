@@ -64,6 +64,27 @@ def mixed_teacher_gram(f1: torch.Tensor, f2: torch.Tensor, alpha: float) -> torc
     return F.normalize(alpha * gram(f1) + (1 - alpha) * gram(f2), p=2, dim=1)
 
 
+def input_channels(model: nn.Module) -> Optional[int]:
+    """Channels the network takes: ``in_channels`` of its first convolution (None when it has none)."""
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return None if first is None else int(first.in_channels)
+
+
+def check_teacher_inputs(student: nn.Module, teacher: nn.Module, teacher2: nn.Module) -> None:
+    """ValueError (one line) unless the image teacher takes the student's C input channels and the PI
+    teacher takes the 2C channels of the persistence images (rows and columns of every channel)."""
+    c_s, c_t, c_t2 = input_channels(student), input_channels(teacher), input_channels(teacher2)
+    if None in (c_s, c_t, c_t2):
+        return
+    if c_t != c_s:
+        raise ValueError(f"the image teacher (--path_t) takes {c_t}-channel inputs but the images have {c_s}; "
+                         f"pass the teacher trained on images (a PI teacher given as --path_t?)")
+    if c_t2 != 2 * c_s:
+        raise ValueError(f"the PI teacher (--path_t2) takes {c_t2}-channel inputs but the persistence images have "
+                         f"{2 * c_s} (rows and columns of {c_s} channels); pass a teacher trained with "
+                         f"train_teacher.py --input pi (an image teacher given as --path_t2?)")
+
+
 @register("tgd")
 class TGD(Distiller):
     """Student distilled from an image teacher and a persistence-image teacher (module docstring).
@@ -89,6 +110,7 @@ class TGD(Distiller):
         stages = tuple(int(s) for s in stages)
         if not stages:
             raise ValueError("tgd needs at least one feature stage for the similarity loss")
+        check_teacher_inputs(student, teacher, teacher2)
         super().__init__(student, teacher)
         self.teacher2 = teacher2
         for p in teacher2.parameters():

@@ -223,3 +223,12 @@ def test_golden_official_formula_on_fixed_tensors(a):
         old = sum(np.mean((np_gram(s) - np_rownorm(a * np_gram(t1) + (1 - a) * np_gram(t2))) ** 2)
                   for s, t1, t2 in zip(fs, f1, f2))
         assert abs(1000.0 * old - losses["loss_sim"].item()) > 1e-3 * losses["loss_sim"].item()
+
+
+def test_teacher_inputs_are_checked_at_construction():
+    s, t, t2 = TinyNet(), TinyNet(width=5), TinyNet(in_channels=6)
+    with pytest.raises(ValueError, match=r"PI teacher \(--path_t2\) takes 3-channel .* have 6"):
+        distiller_dict["tgd"](s, t, teacher2=TinyNet(width=4))  # an image teacher as the PI teacher
+    with pytest.raises(ValueError, match=r"image teacher \(--path_t\) takes 6-channel"):
+        distiller_dict["tgd"](s, t2, teacher2=t2)
+    distiller_dict["tgd"](s, t, teacher2=t2)
