@@ -208,11 +208,14 @@ def diagram_images(births: np.ndarray, deaths: np.ndarray, keep: np.ndarray, par
     m = int(counts.max()) if bsz else 0
     if m == 0:
         return np.zeros((bsz, res, res))
-    # move the kept points to the front of each row, then cut the padding to the longest diagram
-    front = np.argsort(~keep, axis=1, kind="stable")[:, :m]
-    valid = np.take_along_axis(keep, front, axis=1)
-    b = np.where(valid, np.take_along_axis(births, front, axis=1), 0.0)
-    p = np.where(valid, np.take_along_axis(pers, front, axis=1), 0.0)
+    # move the kept points to the front of each row (in order; no sort: each kept point's slot is the
+    # count of kept points before it), padding the rows to the longest diagram with zeros
+    rows, cols = np.nonzero(keep)
+    slots = np.cumsum(keep, axis=1)[rows, cols] - 1
+    b = np.zeros((bsz, m))
+    p = np.zeros((bsz, m))
+    b[rows, slots] = births[rows, cols]
+    p[rows, slots] = pers[rows, cols]
     top = p.max(axis=1, keepdims=True)
     w = np.divide(p, top, out=np.zeros_like(p), where=top > 0)  # padding: weight 0
     gx, gy = PI_LAYOUTS[params.layout](b, p, params)  # [B, m, R] over birth, [B, m, R] over image rows
