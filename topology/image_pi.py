@@ -280,7 +280,7 @@ def to_uint8(pis: np.ndarray) -> np.ndarray:
     """PIs in [0, 1] -> uint8 ``floor(255 * x)``, the notebook's ``(img * 255).astype('uint8')``.
 
     Values within 1e-4 / 255 of a level k / 255 map to k: PIs made with ``quantize="uint8"`` (already
-    k / 255, possibly rounded to float32 or float16) come back exactly.
+    k / 255, possibly rounded to float32) come back exactly.
     """
     x = np.asarray(pis, dtype=np.float64) * 255.0
     level = np.rint(x)
