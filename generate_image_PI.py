@@ -5,8 +5,9 @@
         --splits train valid test
 
 Writes `<out>/<name>_<split>/` (pi.npy `[N, 2C, 50, 50]`, targets.npy, done.npy, manifest.yaml; see
-`datasets.pi_images`). PIs come from the un-normalized, un-augmented images (ToTensor only). Rerun
-the same command to resume an interrupted run; `--overwrite` recomputes.
+`datasets.pi_images`). PIs come from the un-normalized, un-augmented images (ToTensor only) and by
+default equal the official ones (persim layout, 8-bit levels stored as uint8). Rerun the same command
+to resume an interrupted run; `--overwrite` recomputes.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from engine.cli import run_cli
 
 def build_parser() -> argparse.ArgumentParser:
     from datasets.pi_images import DTYPES, RAW_SOURCES
+    from topology.image_pi import PI_LAYOUTS, QUANTIZATIONS
 
     p = argparse.ArgumentParser(description="Compute TGD image persistence images for a data set.")
     p.add_argument("--dataset", required=True, choices=sorted(RAW_SOURCES),
@@ -30,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="./data/image_pi", help="cache root; each split goes to <out>/<name>_<split>")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
     p.add_argument("--chunk_size", type=int, default=512, help="images per chunk (unit of work and of resume)")
-    p.add_argument("--dtype", default="float16", choices=DTYPES, help="storage type of the PIs")
+    p.add_argument("--dtype", default=None, choices=DTYPES,
+                   help="storage type of the PIs (default: uint8 for 8-bit PIs, as the official PNGs; else float16)")
     p.add_argument("--overwrite", action="store_true", help="replace a cache made with other settings")
     g = p.add_argument_group("persistence image (defaults: the TGD paper)")
     g.add_argument("--resolution", type=int, default=50)
@@ -39,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar=("BMIN", "BMAX", "PMIN", "PMAX"), help="birth and persistence range of the grid")
     g.add_argument("--min_persistence", type=float, default=1e-3, help="drop points with persistence <= this")
     g.add_argument("--min_lifetime", type=float, default=0.02, help="keep points with persistence > this")
+    g.add_argument("--layout", default="persim", choices=sorted(PI_LAYOUTS),
+                   help="persim: the official images (pixel-integrated Gaussian, persistence upward); "
+                        "gudhi: this package's earlier point-sampled layout")
+    g.add_argument("--quantize", default="uint8", choices=QUANTIZATIONS,
+                   help="uint8: 8-bit levels as the official PNG files; none: float images")
     return p
 
 
@@ -50,7 +58,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from topology.image_pi import ImagePIParams
 
     params = ImagePIParams(resolution=args.resolution, bandwidth=args.bandwidth, im_range=tuple(args.pi_range),
-                           min_persistence=args.min_persistence, min_lifetime=args.min_lifetime)
+                           min_persistence=args.min_persistence, min_lifetime=args.min_lifetime,
+                           layout=args.layout, quantize=args.quantize)
+    dtype = args.dtype or ("uint8" if params.quantize == "uint8" else "float16")
     name = args.name or args.dataset
     for split in args.splits:
         source = raw_images(args.dataset, args.data_root, split)
@@ -63,7 +73,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 bar.refresh()
 
             build_pi_cache(source, folder, name, split, params=params, workers=args.workers,
-                           chunk_size=args.chunk_size, dtype=args.dtype, overwrite=args.overwrite,
+                           chunk_size=args.chunk_size, dtype=dtype, overwrite=args.overwrite,
                            progress=progress)
         print(f"{name} {split}: {len(source)} images -> {folder} ({time.time() - start:.1f} s)")
 

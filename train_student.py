@@ -19,7 +19,7 @@ import os
 from typing import Any, Dict, Optional, Sequence
 
 from engine.cli import run_cli
-from engine.config import add_data_args, add_training_args, parse_config
+from engine.config import add_data_args, add_training_args, data_options, parse_config
 from engine.seed import seed_everything
 from engine.trainer import fit_and_report
 
@@ -167,17 +167,17 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     from datasets.contrast import ContrastSample
     from distiller import attach_topology, get_distiller
     from engine.checkpoint import load_model
+    from models.warm_start import init_from_checkpoint
     from train_teacher import build_network
 
     check_flags(cfg, method_names())
     seed_everything(cfg.seed, cfg.deterministic)
-    options = {"image_size": cfg.image_size} if cfg.image_size else {}
     data = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, val_split=cfg.val_split,
-                          seed=cfg.seed, **options)
+                          seed=cfg.seed, **data_options(cfg))
     image_size = int(data.image_size)
     teacher, ckpt_t = load_model(cfg.path_t, arch=cfg.model_t, num_classes=data.num_classes)
     cfg.model_t = cfg.model_t or ckpt_t.get("arch") or type(teacher).__name__
-    student = build_network(cfg.model_s, data.num_classes, data.in_channels)
+    student = init_from_checkpoint(build_network(cfg.model_s, data.num_classes, data.in_channels), cfg.init_s)
     per_epoch = len(data.train) // cfg.batch_size + (len(data.train) % cfg.batch_size > 1)
     if cfg.distill == "tgd":
         distiller, data = build_tgd(cfg, data, student, teacher)

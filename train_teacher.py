@@ -4,7 +4,8 @@
 
 Run folder (default): <save_dir>/<arch>_<dataset>_lr_<lr>_decay_<wd>_trial_<n>/ holding
 <arch>_best.pth, <arch>_last.pth, config.yaml and tb/. Hyper-parameters follow the recipe of the data
-set (engine.config.RECIPES) unless flags or --config YAML say otherwise. Under torchrun, --batch_size is
+set (engine.config.RECIPES; TGD's for ``--input pi``: SGD 0.1, wd 1e-4, batch 128, 200 epochs, x0.2 at
+40/80/120/160, no augmentation) unless flags or --config YAML say otherwise. Under torchrun, --batch_size is
 the global batch (each process gets batch_size / world_size).
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 from typing import Any, Dict, Optional, Sequence
 
 from engine.cli import run_cli
-from engine.config import add_data_args, add_training_args, parse_config, teacher_run_name
+from engine.config import add_data_args, add_training_args, data_options, parse_config, teacher_run_name
 from engine.seed import seed_everything
 from engine.trainer import fit_and_report
 
@@ -43,7 +44,7 @@ def build_data(cfg):
     """The DataBundle this teacher trains on: images, or (``--input pi``) their cached PIs."""
     from datasets import build_datasets
 
-    options = {"image_size": cfg.image_size} if cfg.image_size else {}
+    options = data_options(cfg)
     if cfg.input == "image":
         return build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, val_split=cfg.val_split,
                               seed=cfg.seed, **options)
@@ -58,12 +59,13 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     cfg = parse_config(build_parser(), argv, arch_key="model")
     from distiller import get_distiller
     from models import model_dict
+    from models.warm_start import init_from_checkpoint
 
     if cfg.model not in model_dict:  # fail before touching the data
         raise ValueError(f"unknown architecture {cfg.model!r}; choose one of: {', '.join(sorted(model_dict))}")
     seed_everything(cfg.seed, cfg.deterministic)
     data = build_data(cfg)
-    model = build_network(cfg.model, data.num_classes, data.in_channels)
+    model = init_from_checkpoint(build_network(cfg.model, data.num_classes, data.in_channels), cfg.init_s)
     cfg.arch, cfg.num_classes, cfg.in_channels = cfg.model, data.num_classes, data.in_channels
     dataset_tag = cfg.dataset if cfg.input == "image" else f"{cfg.dataset}_pi"
     cfg.run_dir = cfg.run_dir or os.path.join(

@@ -2,11 +2,14 @@
 
 Cache folder layout (one per data set and split, `<cache_root>/<dataset>_<split>/`):
 
-- `pi.npy`       `[N, 2C, R, R]` float16 or float32 (`np.load(..., mmap_mode="r")`), row i = item i;
+- `pi.npy`       `[N, 2C, R, R]` uint8 (levels k of k / 255: the official PNG values, for PIs quantised
+                 to 8 bits, the default), float16 or float32 (`np.load(..., mmap_mode="r")`), row i = item i;
 - `targets.npy`  `[N]` int64, the class of item i (so the PI teacher needs no image data);
 - `done.npy`     `[num_chunks]` bool, which chunks are written (resume);
-- `manifest.yaml` format version, dataset, split, count, channels, dtype, chunk size, the
-  `ImagePIParams`, and `complete`.
+- `manifest.yaml` format version, dataset, split, count, channels, dtype, chunk size, the image
+  `layout` ("persim", the official one, or the old "gudhi"), the `ImagePIParams`, and `complete`.
+
+A cache holds one layout; reading it for another layout (or resuming it with another) is refused.
 
 PIs are computed from the un-normalized image in [0, 1] (ToTensor only, no augmentation), by
 `topology.image_pi.image_pis`, in parallel over chunks, and a rerun of the same command resumes.
@@ -24,14 +27,14 @@ import torchvision.transforms.functional as TF
 import yaml
 from torch.utils.data import Dataset
 
-from topology.image_pi import ImagePIParams, image_pis
+from topology.image_pi import ImagePIParams, image_pis, to_uint8
 
 from .bundle import DataBundle
 from .registry import build_datasets
 from .splits import hold_out, with_transform
 
 CACHE_VERSION = 1
-DTYPES = ("float16", "float32")
+DTYPES = ("uint8", "float16", "float32")
 MAKE_HINT = "python generate_image_PI.py --dataset {dataset} --split {split} --data_root DATA --out {root}"
 
 
@@ -132,6 +135,12 @@ def _read_manifest(folder: Path) -> Optional[Dict]:
     return data
 
 
+def _manifest_layout(manifest: Dict) -> str:
+    """The layout a manifest records (manifests written before layouts existed hold the old "gudhi")."""
+    params = manifest.get("params") or {}
+    return str(manifest.get("layout") or params.get("layout") or "gudhi")
+
+
 def _load_chunk(source: Dataset, start: int, stop: int) -> Tuple[np.ndarray, np.ndarray]:
     items = [source[i] for i in range(start, stop)]
     images = np.stack([np.asarray(to_unit_tensor(it[0]), dtype=np.float32) for it in items])
@@ -141,7 +150,7 @@ def _load_chunk(source: Dataset, start: int, stop: int) -> Tuple[np.ndarray, np.
 
 def build_pi_cache(source: Dataset, folder, dataset: str, split: str,
                    params: ImagePIParams = ImagePIParams(), workers: int = 1, chunk_size: int = 512,
-                   dtype: str = "float16", overwrite: bool = False,
+                   dtype: str = "uint8", overwrite: bool = False,
                    progress: Optional[Callable[[int, int], None]] = None) -> Path:
     """Compute the PIs of every item of `source` (items `(image [C, H, W] in [0, 1], target, ...)`).
 
@@ -151,6 +160,8 @@ def build_pi_cache(source: Dataset, folder, dataset: str, split: str,
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype == "uint8" and params.quantize != "uint8":
+        raise ValueError("dtype uint8 stores 8-bit PIs only: use quantize 'uint8' or dtype float16/float32")
     chunk_size, workers = int(chunk_size), int(workers)
     if chunk_size < 1 or workers < 1:
         raise ValueError(f"chunk_size and workers must be >= 1, got {chunk_size} and {workers}")
@@ -165,12 +176,17 @@ def build_pi_cache(source: Dataset, folder, dataset: str, split: str,
         "version": CACHE_VERSION, "kind": "tgd_image_pi", "dataset": dataset, "split": split,
         "count": count, "image_shape": [channels, height, width], "pi_shape": [2 * channels, res, res],
         "channel_order": "rows of channels 0..C-1, then columns of channels 0..C-1",
-        "dtype": dtype, "chunk_size": chunk_size, "params": params.to_dict(), "complete": False,
+        "dtype": dtype, "chunk_size": chunk_size, "layout": params.layout, "params": params.to_dict(),
+        "complete": False,
     }
     num_chunks = -(-count // chunk_size)
     old = _read_manifest(folder)
     resume = False
     if old is not None and not overwrite:
+        old_layout = _manifest_layout(old)
+        if old_layout != params.layout:
+            raise ValueError(f"{folder} holds image PIs of layout {old_layout!r}, this run makes {params.layout!r}; "
+                             "layouts never mix in one cache: pass --overwrite to replace it or choose another --out")
         same = {k: v for k, v in old.items() if k != "complete"} == {k: v for k, v in manifest.items() if k != "complete"}
         if not same:
             raise ValueError(f"{folder} already holds an image-PI cache made with other settings; "
@@ -201,7 +217,7 @@ def build_pi_cache(source: Dataset, folder, dataset: str, split: str,
 
     def record(c: int, result: np.ndarray) -> None:
         start = c * chunk_size
-        pis[start:start + len(result)] = result.astype(dtype)
+        pis[start:start + len(result)] = to_uint8(result) if dtype == "uint8" else result.astype(dtype)
         pis.flush()
         targets.flush()
         done[c] = True
@@ -259,10 +275,14 @@ class PICache:
         return self._pis
 
     def pi(self, index: int) -> torch.Tensor:
+        """float32 `[2C, R, R]` in [0, 1] (uint8 caches: level / 255, what TGD's loader reads)."""
         if not 0 <= index < self.count:
             raise ValueError(f"index {index} outside the image-PI cache {self.folder} of {self.count} items; "
                              "the cache was made for another data set or split")
-        return torch.from_numpy(np.array(self.pis[index], dtype=np.float32))  # a writable copy
+        pi = np.array(self.pis[index], dtype=np.float32)  # a writable copy
+        if self.pis.dtype == np.uint8:
+            pi /= 255.0
+        return torch.from_numpy(pi)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -287,6 +307,9 @@ def load_pi_cache(folder, params: Optional[ImagePIParams] = ImagePIParams(), cou
         raise ValueError(f"image-PI cache at {folder} is incomplete; rerun the same command to resume: {hint}")
     if params is not None:
         stored = ImagePIParams.from_dict(manifest["params"])
+        if _manifest_layout(manifest) != params.layout:
+            raise ValueError(f"image-PI cache at {folder} holds layout {_manifest_layout(manifest)!r} but layout "
+                             f"{params.layout!r} is asked (layouts never mix); regenerate it with: {hint} --overwrite")
         if stored != params:
             diff = [f"{k}: {a} in cache vs {b} asked" for (k, a), b in
                     zip(stored.to_dict().items(), params.to_dict().values()) if a != b]
@@ -349,6 +372,9 @@ def _pi_cache_pair(cache_root, dataset: str, params: ImagePIParams, counts: Tupl
                    test_split: str = "test") -> Tuple[PICache, PICache]:
     train = load_pi_cache(cache_folder(cache_root, dataset, "train"), params, counts[0], dataset, "train")
     test = load_pi_cache(cache_folder(cache_root, dataset, test_split), params, counts[1], dataset, test_split)
+    if _manifest_layout(train.manifest) != _manifest_layout(test.manifest):
+        raise ValueError(f"image-PI caches of {dataset!r} mix layouts ({_manifest_layout(train.manifest)!r} for train, "
+                         f"{_manifest_layout(test.manifest)!r} for {test_split}); regenerate one with the other's layout")
     return train, test
 
 

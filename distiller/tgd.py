@@ -7,11 +7,14 @@ keyword `pi`, `[B, 2C, R, R]`, see `datasets.pi_images`). With a = `alpha`, T = 
     loss_ce     = ce_weight * CE(s, y)
     loss_kd_img = kd_weight * T^2 * a       * KL(p_t1 || p_s)
     loss_kd_pi  = kd_weight * T^2 * (1 - a) * KL(p_t2 || p_s)
-    loss_sim    = sim_weight * sum over `stages` of mean((G_s - n(a G_t1 + (1 - a) G_t2))^2)
+    loss_sim    = sim_weight * sum over `stages` of mean((n(G_s) - n(a G_t1 + (1 - a) G_t2))^2)
 
-p = softmax(logits / T); G = n(F F^T), the `[B, B]` Gram matrix of a stage's flattened features with
-L2-normalized rows (n); the teachers' mixture is normalized again. Defaults are the paper's:
-0.1 / 0.9 / 1000, T = 4, a = 0.99.
+p = softmax(logits / T); G = F F^T, the raw `[B, B]` Gram matrix of a stage's flattened features
+`F` `[B, D]`; n = L2 normalisation of each row. As in the official code, the two teachers' RAW Gram
+matrices are mixed and the mixture is normalised once: the PI teacher's effective share therefore
+grows with the magnitude of its Gram matrix relative to the image teacher's (it is not pinned at
+1 - a). Defaults are the paper's: 0.1 / 0.9 / 1000, T = 4, a = 0.99 (the official code writes the
+similarity weight as 3000 / 3 over the three block outputs).
 
 KL scale: `kl_reduction="mean"` (default) divides the summed KL by batch x classes, the element-wise mean
 the official code uses (a K-times smaller KD term than the textbook scale); `"batchmean"` divides by
@@ -44,10 +47,42 @@ def kl_teacher_student(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     return total / denom
 
 
-def normalized_gram(features: torch.Tensor) -> torch.Tensor:
-    """`[B, ...]` stage features -> `[B, B]` Gram matrix F F^T (F flattened per item), rows L2-normalized."""
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """`[B, ...]` stage features -> raw `[B, B]` Gram matrix F F^T (F: features flattened per item)."""
     flat = features.reshape(features.shape[0], -1)
-    return F.normalize(flat @ flat.t(), p=2, dim=1)
+    return flat @ flat.t()
+
+
+def normalized_gram(features: torch.Tensor) -> torch.Tensor:
+    """`[B, ...]` stage features -> `[B, B]` Gram matrix F F^T with L2-normalized rows."""
+    return F.normalize(gram(features), p=2, dim=1)
+
+
+def mixed_teacher_gram(f1: torch.Tensor, f2: torch.Tensor, alpha: float) -> torch.Tensor:
+    """TGD's target similarity map `[B, B]`: n(a * G(f1) + (1 - a) * G(f2)), raw Gram matrices mixed
+    first, rows L2-normalized after (the official order)."""
+    return F.normalize(alpha * gram(f1) + (1 - alpha) * gram(f2), p=2, dim=1)
+
+
+def input_channels(model: nn.Module) -> Optional[int]:
+    """Channels the network takes: ``in_channels`` of its first convolution (None when it has none)."""
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return None if first is None else int(first.in_channels)
+
+
+def check_teacher_inputs(student: nn.Module, teacher: nn.Module, teacher2: nn.Module) -> None:
+    """ValueError (one line) unless the image teacher takes the student's C input channels and the PI
+    teacher takes the 2C channels of the persistence images (rows and columns of every channel)."""
+    c_s, c_t, c_t2 = input_channels(student), input_channels(teacher), input_channels(teacher2)
+    if None in (c_s, c_t, c_t2):
+        return
+    if c_t != c_s:
+        raise ValueError(f"the image teacher (--path_t) takes {c_t}-channel inputs but the images have {c_s}; "
+                         f"pass the teacher trained on images (a PI teacher given as --path_t?)")
+    if c_t2 != 2 * c_s:
+        raise ValueError(f"the PI teacher (--path_t2) takes {c_t2}-channel inputs but the persistence images have "
+                         f"{2 * c_s} (rows and columns of {c_s} channels); pass a teacher trained with "
+                         f"train_teacher.py --input pi (an image teacher given as --path_t2?)")
 
 
 @register("tgd")
@@ -75,6 +110,7 @@ class TGD(Distiller):
         stages = tuple(int(s) for s in stages)
         if not stages:
             raise ValueError("tgd needs at least one feature stage for the similarity loss")
+        check_teacher_inputs(student, teacher, teacher2)
         super().__init__(student, teacher)
         self.teacher2 = teacher2
         for p in teacher2.parameters():
@@ -113,7 +149,7 @@ class TGD(Distiller):
         for fs, f1, f2 in zip(self._stage_feats(feats_s, "student"), self._stage_feats(feats_t1, "teacher"),
                               self._stage_feats(feats_t2, "teacher2")):
             with torch.no_grad():
-                target_gram = F.normalize(a * normalized_gram(f1) + (1 - a) * normalized_gram(f2), p=2, dim=1)
+                target_gram = mixed_teacher_gram(f1, f2, a)
             sim = sim + F.mse_loss(normalized_gram(fs), target_gram)
         losses = {
             "loss_ce": self.ce_weight * F.cross_entropy(logits_s, target),

@@ -1,28 +1,36 @@
 """Command-line arguments shared by the training stages, recipes, and the resolved run configuration.
 
 Precedence for every option: explicit command-line flag > value in ``--config FILE.yaml`` > recipe >
-parser default. Recipes are a name -> dict registry (``RECIPES``); the recipe follows the dataset unless
-``--recipe`` names one. The resolved configuration is an ``argparse.Namespace`` whose
+parser default. Recipes are a name -> dict registry (``RECIPES``). Unless ``--recipe`` names one, the
+recipe follows the method or input (``OPTION_RECIPES``: ``--distill tgd`` and ``--input pi`` take TGD's),
+else the dataset (``DATASET_RECIPES``), else ``cifar``. The resolved configuration is an ``argparse.Namespace`` whose
 ``lr_decay_epochs`` is a list of ints; `write_config` stores it as YAML in the run folder.
 """
 from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
 # Hyper-parameters of the papers' recipes. ``small_arch_lr`` is the learning rate the official code uses
-# when the trained network is a MobileNetV2 or a ShuffleNet (unless --lr is given).
+# when the trained network is a MobileNetV2 or a ShuffleNet (unless --lr is given). ``augment`` is the
+# training-data augmentation (``AUGMENTS``): TGD's official code trains without any.
 RECIPES: Dict[str, Dict[str, Any]] = {
     "cifar": dict(lr=0.05, small_arch_lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=64,
-                  epochs=240, lr_decay_epochs=[150, 180, 210], lr_decay_rate=0.1),
+                  epochs=240, lr_decay_epochs=[150, 180, 210], lr_decay_rate=0.1, augment="standard"),
     "imagenet": dict(lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=256,
-                     epochs=100, lr_decay_epochs=[30, 60, 90], lr_decay_rate=0.1),
+                     epochs=100, lr_decay_epochs=[30, 60, 90], lr_decay_rate=0.1, augment="standard"),
+    "tgd": dict(lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=128, epochs=200,
+                lr_decay_epochs=[40, 80, 120, 160], lr_decay_rate=0.2, augment="none"),
 }
-# Dataset -> recipe when --recipe is not given; any other dataset uses "cifar".
+# (option, value) -> recipe when --recipe is not given; looked up before the dataset's recipe.
+OPTION_RECIPES: Dict[Tuple[str, str], str] = {("distill", "tgd"): "tgd", ("input", "pi"): "tgd"}
+# Dataset -> recipe when --recipe is not given and no option rule applies; others use "cifar".
 DATASET_RECIPES: Dict[str, str] = {"imagenet": "imagenet"}
+# --augment: "standard" = the data set's usual training transform (crop/flip), "none" = eval transform
+AUGMENTS = ("none", "standard")
 SMALL_LR_ARCH_PREFIXES = ("mobilenet", "shuffle")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -64,6 +72,10 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
     g.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=False)
     g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH|auto",
                    help="continue from a checkpoint; 'auto' (or no value) = the run folder's last one")
+    g.add_argument("--init_s", default=None, metavar="PATH",
+                   help="start the trained network (the student in train_student.py) from this checkpoint's "
+                        "weights: ours, official {'model': ...}, or TGD's released {'model_state_dict': ...}; "
+                        "optimizer and schedule start fresh (see models.warm_start)")
     g.add_argument("--trial", type=int, default=0, help="trial number (part of the run-folder name)")
     g.add_argument("--save_dir", default=save_dir, help="parent folder of run folders")
     g.add_argument("--run_dir", default=None, help="exact run folder (overrides --save_dir naming)")
@@ -83,6 +95,18 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                    help="fraction of the training set held out for model selection (0 = select on test)")
     g.add_argument("--num_workers", type=int, default=4)
     g.add_argument("--image_size", type=int, default=None, help="image side for datasets that allow it (digits)")
+    g.add_argument("--augment", default=None, choices=AUGMENTS,
+                   help="training augmentation: 'standard' (the data set's crop/flip) or 'none' (as TGD's "
+                        "official code); default: the recipe's (none for TGD, standard otherwise)")
+
+
+def data_options(cfg: argparse.Namespace) -> Dict[str, Any]:
+    """Keyword options for ``datasets.build_datasets`` from the resolved data flags
+    (``train_augment`` from ``--augment``, ``image_size`` when given)."""
+    options: Dict[str, Any] = {"train_augment": getattr(cfg, "augment", "standard") != "none"}
+    if getattr(cfg, "image_size", None):
+        options["image_size"] = cfg.image_size
+    return options
 
 
 def _explicit_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> Dict[str, Any]:
@@ -122,8 +146,12 @@ def _read_yaml(path: str, parser: argparse.ArgumentParser) -> Dict[str, Any]:
     return out
 
 
-def recipe_for(dataset: str, name: Optional[str] = None) -> str:
-    name = name or DATASET_RECIPES.get(dataset, "cifar")
+def recipe_for(dataset: str, name: Optional[str] = None, options: Optional[Dict[str, Any]] = None) -> str:
+    """The recipe's name: ``name`` if given, else the first ``OPTION_RECIPES`` rule matched by
+    ``options`` (the merged option values), else the dataset's, else ``cifar``."""
+    if not name:
+        matched = [r for (key, value), r in OPTION_RECIPES.items() if (options or {}).get(key) == value]
+        name = matched[0] if matched else DATASET_RECIPES.get(dataset, "cifar")
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(sorted(RECIPES))}")
     return name
@@ -141,7 +169,7 @@ def parse_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] 
     from_yaml = _read_yaml(args.config, parser) if args.config else {}
     merged = {**vars(args), **from_yaml, **explicit}
     dataset = str(merged.get("dataset") or "")
-    merged["recipe"] = recipe_for(dataset, merged.get("recipe"))
+    merged["recipe"] = recipe_for(dataset, merged.get("recipe"), merged)
     recipe = RECIPES[merged["recipe"]]
     arch = str(merged.get(arch_key) or "").lower()
     for key, value in recipe.items():
@@ -175,6 +203,10 @@ def validate_config(cfg: argparse.Namespace) -> None:
     _require(cfg.print_freq > 0, f"--print_freq must be positive, got {cfg.print_freq}")
     _require(getattr(cfg, "threads", 0) >= 0, f"--threads must be >= 0, got {getattr(cfg, 'threads', 0)}")
     _require(cfg.device in DEVICES, f"--device must be one of {DEVICES}, got {cfg.device!r}")
+    _require(getattr(cfg, "augment", "standard") in AUGMENTS,
+             f"--augment must be one of {', '.join(AUGMENTS)}, got {getattr(cfg, 'augment', None)!r}")
+    if getattr(cfg, "init_s", None) and not os.path.isfile(cfg.init_s):
+        raise FileNotFoundError(f"--init_s {cfg.init_s} not found; pass an existing checkpoint file")
     cfg.lr_decay_epochs = parse_epochs_list(cfg.lr_decay_epochs)
 
 

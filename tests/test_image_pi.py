@@ -1,4 +1,6 @@
-"""TGD image persistence images: lower-star H0 vs gudhi, PIs vs gudhi's PersistenceImage, the disk cache."""
+"""TGD image persistence images: lower-star H0 vs gudhi; the default (official, persim) layout vs the
+official reference PIs and a transcription of persim 0.3's PersImage; the old layout vs gudhi's
+PersistenceImage; the disk cache and its layout checks."""
 import gudhi
 import numpy as np
 import pytest
@@ -10,9 +12,11 @@ from torch.utils.data import Dataset
 from datasets.pi_images import (PIImages, WithImagePI, build_pi_cache, cache_folder, load_pi_cache,
                                 pi_bundle)
 from topology.image_pi import (ImagePIParams, diagram_images, diagrams_of_image, filter_diagram_points,
-                               image_pi, image_pis, lower_star_h0, lower_star_h0_batched)
+                               image_pi, image_pis, lower_star_h0, lower_star_h0_batched, to_uint8)
 
 P = ImagePIParams()
+P_OLD = ImagePIParams(layout="gudhi", quantize="none")  # the earlier layout, equal to gudhi's images
+P_FLOAT = ImagePIParams(quantize="none")  # the official layout, before the 8-bit cast
 
 
 def gudhi_lower_star_h0(signal):
@@ -30,7 +34,7 @@ def as_sorted(diagram):
     return sorted(map(tuple, np.asarray(diagram).reshape(-1, 2).tolist()))
 
 
-def gudhi_tgd_image(diagram, params=P):
+def gudhi_tgd_image(diagram, params=P_OLD):
     """The TGD PI of one filtered diagram by gudhi: linear weight p / max p, then max-normalized."""
     d = np.asarray(diagram, dtype=np.float64).reshape(-1, 2)
     r = params.resolution
@@ -79,7 +83,7 @@ def test_hand_made_signal_has_the_known_diagram():
 def test_pi_of_hand_made_signal_equals_gudhi_and_the_formula():
     x = np.array([0.05, 0.2, 0.0, 0.11, 0.1, 0.25, 0.12, 0.1205, 0.1202])
     image = x.reshape(1, 3, 3)
-    pis = image_pi(image)
+    pis = image_pi(image, P_OLD)
     assert pis.shape == (2, 50, 50) and pis.dtype == np.float32
     known = np.array([[0.05, 0.2], [0.12, 0.25]])
     np.testing.assert_allclose(pis[0], gudhi_tgd_image(known), rtol=1e-6, atol=1e-7)
@@ -100,7 +104,7 @@ def test_pi_of_hand_made_signal_equals_gudhi_and_the_formula():
 
 def test_unnormalized_images_equal_gudhi_persistence_image():
     rng = np.random.default_rng(2)
-    params = ImagePIParams(normalize=False)
+    params = ImagePIParams(normalize=False, layout="gudhi", quantize="none")
     births = np.full((3, 6), np.nan)
     deaths = np.zeros((3, 6))
     births[0, :4], deaths[0, :4] = [0.0, 0.1, 0.2, 0.05], [0.1, 0.15, 0.5, 0.3]
@@ -116,7 +120,7 @@ def test_unnormalized_images_equal_gudhi_persistence_image():
 def test_rgb_images_match_the_gudhi_pipeline_and_channel_order():
     rng = np.random.default_rng(3)
     images = np.round(rng.random((2, 3, 6, 5)) * 255) / 255  # 8-bit levels, non-square
-    pis = image_pis(images)
+    pis = image_pis(images, P_OLD)
     assert pis.shape == (2, 6, 50, 50)
     for n in range(2):
         signals = [images[n, c].reshape(-1) for c in range(3)] + [images[n, c].T.reshape(-1) for c in range(3)]
@@ -172,8 +176,13 @@ def test_cache_round_trip_and_datasets(tmp_path):
     assert index == 7 and target == data.targets[7] and torch.equal(pi, torch.from_numpy(direct[7]))
     pi, target, index = PIImages(cache)[3]
     assert pi.shape == (6, 50, 50) and target == data.targets[3] and index == 3
-    # float16 cache in parallel workers gives the same values to half precision
-    half = build_pi_cache(data, tmp_path / "half", "tiny", "train", chunk_size=3, workers=2)
+    # the default uint8 cache (parallel workers) holds the 8-bit levels and serves exactly level / 255
+    small = load_pi_cache(build_pi_cache(data, tmp_path / "u8", "tiny", "train", chunk_size=3, workers=2))
+    assert small.pis.dtype == np.uint8 and small.manifest["layout"] == "persim"
+    np.testing.assert_array_equal(np.asarray(small.pis), np.floor(direct.astype(np.float64) * 255 + 1e-3))
+    np.testing.assert_array_equal(np.stack([small.pi(i).numpy() for i in range(10)]), direct)
+    # float16 gives the same values to half precision
+    half = build_pi_cache(data, tmp_path / "half", "tiny", "train", chunk_size=3, dtype="float16")
     np.testing.assert_allclose(np.asarray(load_pi_cache(half).pis, dtype=np.float32), direct, atol=1e-3)
     # the PI-teacher bundle over train/test caches
     build_pi_cache(TinyImages(4, seed=1), cache_folder(tmp_path, "tiny", "test"), "tiny", "test", chunk_size=4)
@@ -227,9 +236,107 @@ def test_agrees_with_the_shared_persistence_image_module():
     images_mod = pytest.importorskip("topology.images")
     rng = np.random.default_rng(4)
     image = np.round(rng.random((3, 8, 8)) * 255) / 255
-    ours = image_pi(image)
+    ours = image_pi(image, P_OLD)
     shared = images_mod.PIParams(bandwidth=0.01, im_range=(0.0, 0.3, 0.0, 0.3), resolution=(50, 50),
                                  weight="linear")
     for ch, d in enumerate(diagrams_of_image(image)):
         img = images_mod.persistence_images([d], shared, normalize=False)[0].reshape(50, 50)
         np.testing.assert_allclose(ours[ch], img / img.max() if d.size else img, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- official layout
+
+def test_default_pis_equal_the_official_reference(reference_dir):
+    ref = np.load(reference_dir / "official_image_pi_reference.npz")
+    images = ref["images_hwc_uint8"].transpose(0, 3, 1, 2).astype(np.float64) / 255.0
+    floats = image_pis(images, P_FLOAT)
+    err = np.abs(floats - ref["pi_float"]).max()
+    loader = to_uint8(image_pis(images))  # the default: official layout, 8-bit levels
+    agree = (loader == ref["pi_loader_uint8"]).mean()
+    print(f"official image PIs: max |float - pi_float| = {err:.2e}; uint8 agreement {agree:.6%}")
+    assert floats.shape == ref["pi_float"].shape and err < 1e-5
+    assert agree >= 0.999
+    # the notebook's own cast of our float PIs agrees as well (a few pixels may sit on a rounding edge)
+    assert (to_uint8(floats) == ref["pi_loader_uint8"]).mean() >= 0.999
+    # the old layout is far from it (what the issue measured): it is an option, not the default
+    assert np.abs(image_pis(images, P_OLD) - ref["pi_float"]).max() > 0.5
+
+
+def persim_style_image(diagram, pixels=50, spread=0.01, max_bd=0.3):
+    """persim 0.3 `PersImage(pixels, spread, specs={minBD: 0, maxBD})` of one (birth, death) diagram,
+    transcribed point by point: (birth, persistence) coordinates, weight persistence / max persistence,
+    normal-CDF differences over each pixel's edges (lower edges linspace(0, maxBD, n), width maxBD / n),
+    then `img.T[::-1]`."""
+    from scipy.stats import norm
+
+    d = np.asarray(diagram, dtype=np.float64).reshape(-1, 2)
+    lower = np.linspace(0.0, max_bd, pixels)
+    upper = lower + max_bd / pixels
+    img = np.zeros((pixels, pixels))
+    if len(d) == 0:
+        return img
+    pers = d[:, 1] - d[:, 0]
+    for birth, p in zip(d[:, 0], pers):
+        x = norm.cdf(upper, birth, spread) - norm.cdf(lower, birth, spread)
+        y = norm.cdf(upper, p, spread) - norm.cdf(lower, p, spread)
+        img += np.outer(x, y) * (p / pers.max())
+    return img.T[::-1]
+
+
+def test_persim_layout_equals_a_transcription_of_persim():
+    params = ImagePIParams(normalize=False, quantize="none")
+    births = np.full((3, 5), np.nan)
+    deaths = np.zeros((3, 5))
+    births[0, :4], deaths[0, :4] = [0.0, 0.1, 0.2, 0.05], [0.1, 0.15, 0.5, 0.3]  # one point beyond the range
+    births[1, :1], deaths[1, :1] = [0.12], [0.25]
+    keep = filter_diagram_points(births, deaths, params)
+    ours = diagram_images(births, deaths, keep, params)
+    for row in range(3):
+        d = np.stack([births[row][keep[row]], deaths[row][keep[row]]], 1)
+        np.testing.assert_allclose(ours[row], persim_style_image(d), rtol=1e-9, atol=1e-12)
+    assert not ours[2].any()
+    # orientation: the single point (birth 0.12, persistence 0.13) lies in birth pixel 19 (lower edge
+    # 19 * 0.3 / 49 = 0.1163, width 0.006) and persistence pixel 21 ([0.1286, 0.1346]); persim stores
+    # birth along columns and persistence pixel 21 in row 49 - 21 = 28 (persistence grows upward)
+    r, c = np.unravel_index(np.argmax(ours[1]), ours[1].shape)
+    assert (r, c) == (49 - 21, 19)
+
+
+def test_layout_and_quantize_options():
+    assert P.layout == "persim" and P.quantize == "uint8"
+    legacy = {k: v for k, v in P_OLD.to_dict().items() if k not in ("layout", "quantize")}
+    assert ImagePIParams.from_dict(legacy) == P_OLD  # manifests written before layouts: the old layout
+    assert ImagePIParams.from_dict(P.to_dict()) == P
+    with pytest.raises(ValueError, match="layout"):
+        ImagePIParams(layout="ripser")
+    with pytest.raises(ValueError, match="quantize"):
+        ImagePIParams(quantize="uint4")
+    rng = np.random.default_rng(6)
+    images = np.round(rng.random((2, 3, 8, 8)) * 255) / 255
+    q = image_pis(images)
+    np.testing.assert_array_equal(q * 255, np.round(q * 255))  # 8-bit levels ...
+    f = image_pis(images, P_FLOAT)
+    np.testing.assert_array_equal(to_uint8(q), to_uint8(f))  # ... the notebook's cast of the float image
+
+
+def test_cache_refuses_to_mix_layouts(tmp_path):
+    data = TinyImages()
+    old = build_pi_cache(data, cache_folder(tmp_path, "tiny", "train"), "tiny", "train", chunk_size=5,
+                         params=P_OLD, dtype="float32")
+    assert yaml.safe_load((old / "manifest.yaml").read_text())["layout"] == "gudhi"
+    with pytest.raises(ValueError, match="layout 'gudhi' but layout 'persim'"):
+        load_pi_cache(old)
+    assert load_pi_cache(old, params=P_OLD).params == P_OLD
+    with pytest.raises(ValueError, match="layouts never mix"):
+        build_pi_cache(data, old, "tiny", "train", chunk_size=5)  # resuming with the other layout
+    with pytest.raises(ValueError, match="uint8"):
+        build_pi_cache(data, tmp_path / "x", "tiny", "train", params=P_OLD, dtype="uint8")
+    build_pi_cache(TinyImages(4, seed=1), cache_folder(tmp_path, "tiny", "test"), "tiny", "test", chunk_size=4)
+    with pytest.raises(ValueError, match="mix layouts"):
+        pi_bundle(tmp_path, "tiny", num_classes=3, params=None)
+    # a manifest written before layouts existed reads as the old layout and is refused by default
+    manifest = yaml.safe_load((old / "manifest.yaml").read_text())
+    del manifest["layout"], manifest["params"]["layout"], manifest["params"]["quantize"]
+    (old / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    with pytest.raises(ValueError, match="layout 'gudhi'"):
+        load_pi_cache(old)

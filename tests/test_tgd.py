@@ -54,10 +54,17 @@ def np_kl(s, t, temp, per):
     return total / (s.size if per == "mean" else s.shape[0])
 
 
-def np_gram(f):
+def np_raw_gram(f):
     f = f.reshape(f.shape[0], -1)
-    g = f @ f.T
+    return f @ f.T
+
+
+def np_rownorm(g):
     return g / np.linalg.norm(g, axis=1, keepdims=True)
+
+
+def np_gram(f):
+    return np_rownorm(np_raw_gram(f))
 
 
 def reference_losses(fs, f1, f2, ls, l1, l2, y, temp=4.0, a=0.99, per="mean"):
@@ -65,8 +72,7 @@ def reference_losses(fs, f1, f2, ls, l1, l2, y, temp=4.0, a=0.99, per="mean"):
     ce = -np.mean(np.log(p[np.arange(len(y)), y]))
     sim = 0.0
     for k in (1, 2, 3):
-        mix = a * np_gram(f1[k]) + (1 - a) * np_gram(f2[k])
-        mix = mix / np.linalg.norm(mix, axis=1, keepdims=True)
+        mix = np_rownorm(a * np_raw_gram(f1[k]) + (1 - a) * np_raw_gram(f2[k]))  # raw Grams mixed, then n
         sim += np.mean((np_gram(fs[k]) - mix) ** 2)
     return {"loss_ce": 0.1 * ce,
             "loss_kd_img": 0.9 * temp ** 2 * a * np_kl(ls, l1, temp, per),
@@ -144,3 +150,85 @@ def test_with_the_paper_networks():
     assert logits.shape == (4, 10) and all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     assert all(p.grad is None for p in list(t1.parameters()) + list(t2.parameters()))
+
+
+# ---- golden test on fixed tensors: the official formula, transcribed ----------------------------------
+
+class FixedOutputs(nn.Module):
+    """A 'network' returning fixed block outputs and logits whatever the input (feats[1:4] = blocks)."""
+
+    def __init__(self, blocks, logits):
+        super().__init__()
+        self.blocks = [torch.as_tensor(b, dtype=torch.float64) for b in blocks]
+        self.logits = torch.as_tensor(logits, dtype=torch.float64)
+        self.anchor = nn.Parameter(torch.zeros((), dtype=torch.float64))  # so the student has a parameter
+
+    def forward(self, x, is_feat=False):
+        feats = [None] + [b + self.anchor for b in self.blocks] + [None]
+        logits = self.logits + self.anchor
+        return (feats, logits) if is_feat else logits
+
+
+def fixed_tensors(b=5, classes=4):
+    """Deterministic block outputs `[b, c, h, w]` of three blocks for the student and the two teachers;
+    the PI teacher's blocks are ~20x larger than the image teacher's (so the mixing order matters)."""
+    rng = np.random.default_rng(2024)
+    shapes = [(b, 2, 4, 4), (b, 3, 2, 2), (b, 4, 1, 1)]
+    student = [rng.standard_normal(s) for s in shapes]
+    t1 = [np.abs(rng.standard_normal(s)) for s in shapes]
+    t2 = [20.0 * np.abs(rng.standard_normal(s)) for s in shapes]
+    logits = [rng.standard_normal((b, classes)) * 3 for _ in range(3)]
+    target = rng.integers(0, classes, size=b)
+    return student, t1, t2, logits, target
+
+
+def official_total_loss(fs, f1, f2, ls, l1, l2, y, a, T=4.0, lam=0.9):
+    """The official `main_train.py` total, written out in numpy float64: (1 - lam) CE + lam T^2 [a KL1 +
+    (1 - a) KL2] + sp / 3 * 3000, KL = KLDivLoss() (element-wise mean of p_t (log p_t - log p_s)),
+    sp = sum over blocks of MSE(rownorm(Gs), rownorm(a G1 + (1 - a) G2)), G = F F^T (F flattened)."""
+    def log_softmax(z):
+        z = z - z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+    ce = -np.mean(log_softmax(ls)[np.arange(len(y)), y])
+
+    def kldiv(s, t):
+        log_ps, log_pt = log_softmax(s / T), log_softmax(t / T)
+        return np.mean(np.exp(log_pt) * (log_pt - log_ps))
+
+    sp = 0.0
+    for s_, t1_, t2_ in zip(fs, f1, f2):
+        g = lambda f: f.reshape(len(f), -1) @ f.reshape(len(f), -1).T  # noqa: E731
+        tmap = a * g(t1_) + (1 - a) * g(t2_)
+        tmap = tmap / np.maximum(np.linalg.norm(tmap, axis=1, keepdims=True), 1e-12)
+        smap = g(s_) / np.maximum(np.linalg.norm(g(s_), axis=1, keepdims=True), 1e-12)
+        sp += np.mean((smap - tmap) ** 2)
+    kd = a * kldiv(ls, l1) + (1 - a) * kldiv(ls, l2)
+    return (1 - lam) * ce + lam * T * T * kd + sp / 3.0 * 3000.0, sp
+
+
+@pytest.mark.parametrize("a", [0.0, 1.0, 0.99])
+def test_golden_official_formula_on_fixed_tensors(a):
+    fs, f1, f2, (ls, l1, l2), y = fixed_tensors()
+    tgd = distiller_dict["tgd"](FixedOutputs(fs, ls), FixedOutputs(f1, l1), teacher2=FixedOutputs(f2, l2), alpha=a)
+    tgd.train()
+    dummy = torch.zeros(len(y), 3, 2, 2, dtype=torch.float64)
+    _, losses = tgd(dummy, torch.as_tensor(y), pi=dummy)
+    total = sum(v.item() for v in losses.values())
+    want, want_sp = official_total_loss(fs, f1, f2, ls, l1, l2, y, a)
+    print(f"a={a}: TGD total loss on the golden tensors {total:.6f} (official formula {want:.6f})")
+    assert total == pytest.approx(want, rel=1e-10)
+    assert losses["loss_sim"].item() == pytest.approx(1000.0 * want_sp, rel=1e-10)
+    if 0 < a < 1:  # the old order (normalise each teacher's Gram, mix, normalise) gives another value
+        old = sum(np.mean((np_gram(s) - np_rownorm(a * np_gram(t1) + (1 - a) * np_gram(t2))) ** 2)
+                  for s, t1, t2 in zip(fs, f1, f2))
+        assert abs(1000.0 * old - losses["loss_sim"].item()) > 1e-3 * losses["loss_sim"].item()
+
+
+def test_teacher_inputs_are_checked_at_construction():
+    s, t, t2 = TinyNet(), TinyNet(width=5), TinyNet(in_channels=6)
+    with pytest.raises(ValueError, match=r"PI teacher \(--path_t2\) takes 3-channel .* have 6"):
+        distiller_dict["tgd"](s, t, teacher2=TinyNet(width=4))  # an image teacher as the PI teacher
+    with pytest.raises(ValueError, match=r"image teacher \(--path_t\) takes 6-channel"):
+        distiller_dict["tgd"](s, t2, teacher2=t2)
+    distiller_dict["tgd"](s, t, teacher2=t2)

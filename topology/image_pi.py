@@ -1,19 +1,36 @@
 """Persistence images of images, as in TGD (Jeon et al., "Leveraging Topological Guidance for Improved
-Knowledge Distillation", GRaM 2024).
+Knowledge Distillation", GRaM 2024), equal by default to what TGD's official data loader feeds its PI teacher.
 
 Each channel of an image `[C, H, W]` with values in [0, 1] is read as a 1-D signal twice: row by row
 (C-order flattening of the channel) and column by column (flattening of its transpose). The H0 diagram of
 the sublevel-set (lower-star) filtration of each signal on the path graph is computed exactly by a
 union-find over the values sorted ascending, run for many signals at once. The diagrams are filtered
-(finite points only, persistence > `min_persistence` and > `min_lifetime`) and turned into 50x50
-persistence images in (birth, persistence) coordinates, equal to `gudhi.representations.PersistenceImage`
-with a Gaussian of std `bandwidth` and the linear weight persistence / (largest persistence of that
-diagram). Every channel of the result is divided by its own maximum (an empty channel stays zero).
+(finite points only, persistence > `min_persistence` and > `min_lifetime`) and turned into R x R
+persistence images in (birth, persistence) coordinates with the linear weight persistence / (largest
+persistence of that diagram). Every channel is then divided by its own maximum (an empty channel stays
+zero) and, by default, quantised to 8 bits as the official PNG files are.
+
+Layouts (`ImagePIParams.layout`, registry `PI_LAYOUTS`):
+
+- ``"persim"`` (default; the official notebook's persim 0.3 ``PersImage``): the Gaussian (std
+  `bandwidth`) is integrated over each pixel, i.e. a difference of normal CDFs at the pixel's edges on
+  each axis. Pixel lower edges are ``linspace(lo, hi, R)`` per axis and pixels are ``(hi - lo) / R`` wide
+  (persim's grid when ``lo = 0``; its pixels overlap slightly). Row ``r`` holds persistence pixel
+  ``R - 1 - r`` (persistence grows upward, persim's ``img.T[::-1]``), column ``c`` birth pixel ``c``.
+- ``"gudhi"`` (this package's earlier layout, kept as an option only): the Gaussian density sampled at
+  grid nodes ``linspace(lo, hi, R)``, equal to ``gudhi.representations.PersistenceImage``; row ``i`` is
+  persistence node ``i`` (persistence grows downward), column ``j`` birth node ``j``.
+
+With the persim layout the 1-D signals are first rounded to float32, as the official route's ripser
+stores filtration values (this decides a few pixels on 8-bit rounding edges).
+
+Quantisation (`ImagePIParams.quantize`): ``"uint8"`` (default) stores ``floor(255 * x) / 255``, the value
+TGD's loader reads back from the notebook's uint8 PNG (its ``(img * 255).astype('uint8')``); ``"none"``
+keeps the float image.
 
 Output channel order for a C-channel image: ``[rows of channel 0..C-1, columns of channel 0..C-1]``,
-i.e. `[2C, R, R]` (6 channels for RGB: R-rows, G-rows, B-rows, R-cols, G-cols, B-cols). Inside a channel,
-image row `i` is persistence `linspace(p_min, p_max, R)[i]` and column `j` is birth
-`linspace(b_min, b_max, R)[j]` (gudhi's layout).
+i.e. `[2C, R, R]` (6 channels for RGB: R-rows, G-rows, B-rows, R-cols, G-cols, B-cols), the order the
+official loader sees (its cv2 writes and PIL reads cancel their channel swaps).
 """
 from __future__ import annotations
 
@@ -22,9 +39,13 @@ from dataclasses import asdict, dataclass, fields
 from typing import Dict, List, Tuple
 
 import numpy as np
+from scipy.special import ndtr
 
 __all__ = [
     "ImagePIParams",
+    "PI_LAYOUTS",
+    "QUANTIZATIONS",
+    "to_uint8",
     "lower_star_h0_batched",
     "lower_star_h0",
     "filter_diagram_points",
@@ -39,9 +60,11 @@ class ImagePIParams:
     """Parameters of the TGD image persistence images (defaults: the paper's).
 
     resolution: pixels per side. bandwidth: Gaussian std in filtration units (pixel values in [0, 1]).
-    im_range: (birth min, birth max, persistence min, persistence max) of the grid nodes.
+    im_range: (birth min, birth max, persistence min, persistence max) of the grid (module docstring).
     min_persistence / min_lifetime: a finite point is kept when its persistence is > both.
     normalize: divide each output channel by its maximum.
+    layout: one of `PI_LAYOUTS` ("persim", the official one, or "gudhi", the old one).
+    quantize: one of `QUANTIZATIONS` ("uint8", as the official PNGs, or "none").
     """
 
     resolution: int = 50
@@ -50,8 +73,14 @@ class ImagePIParams:
     min_persistence: float = 1e-3
     min_lifetime: float = 0.02
     normalize: bool = True
+    layout: str = "persim"
+    quantize: str = "uint8"
 
     def __post_init__(self):
+        if self.layout not in PI_LAYOUTS:
+            raise ValueError(f"unknown image-PI layout {self.layout!r}; choose one of: {', '.join(PI_LAYOUTS)}")
+        if self.quantize not in QUANTIZATIONS:
+            raise ValueError(f"unknown image-PI quantize {self.quantize!r}; choose one of: {', '.join(QUANTIZATIONS)}")
         if int(self.resolution) < 1:
             raise ValueError(f"resolution must be >= 1, got {self.resolution}")
         if not float(self.bandwidth) > 0:
@@ -73,10 +102,13 @@ class ImagePIParams:
 
     @classmethod
     def from_dict(cls, data: Dict) -> "ImagePIParams":
+        """Inverse of `to_dict`. A dict without `layout` / `quantize` (written before they existed)
+        describes the old layout: it reads as ``layout="gudhi", quantize="none"``."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown image-PI parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        data = {"layout": "gudhi", "quantize": "none", **data}
         return cls(**data)
 
 
@@ -163,11 +195,9 @@ def filter_diagram_points(births: np.ndarray, deaths: np.ndarray, params: ImageP
 # ----------------------------------------------------------------------------------------------------
 
 def diagram_images(births: np.ndarray, deaths: np.ndarray, keep: np.ndarray, params: ImagePIParams) -> np.ndarray:
-    """Persistence images `[B, R, R]` float64 of B padded diagrams (points where `keep` `[B, m]` is True).
-
-    Pixel (i, j) = sum_k w_k g(p_i - pers_k) g(b_j - birth_k) with g the Gaussian density of std
-    `bandwidth` (the 2-D normalization 1 / (2 pi s^2) as in gudhi), w_k = pers_k / max pers of that
-    diagram, grid nodes `linspace` over `im_range`. No per-channel normalization here.
+    """Persistence images `[B, R, R]` float64 of B padded diagrams (points where `keep` `[B, m]` is True),
+    in `params.layout` (module docstring), weight w_k = pers_k / max pers of that diagram. No per-channel
+    normalization or quantisation here.
     """
     births = np.asarray(births, dtype=np.float64)
     pers = np.asarray(deaths, dtype=np.float64) - births
@@ -178,31 +208,83 @@ def diagram_images(births: np.ndarray, deaths: np.ndarray, keep: np.ndarray, par
     m = int(counts.max()) if bsz else 0
     if m == 0:
         return np.zeros((bsz, res, res))
-    # move the kept points to the front of each row, then cut the padding to the longest diagram
-    front = np.argsort(~keep, axis=1, kind="stable")[:, :m]
-    valid = np.take_along_axis(keep, front, axis=1)
-    b = np.where(valid, np.take_along_axis(births, front, axis=1), 0.0)
-    p = np.where(valid, np.take_along_axis(pers, front, axis=1), 0.0)
+    # move the kept points to the front of each row (in order; no sort: each kept point's slot is the
+    # count of kept points before it), padding the rows to the longest diagram with zeros
+    rows, cols = np.nonzero(keep)
+    slots = np.cumsum(keep, axis=1)[rows, cols] - 1
+    b = np.zeros((bsz, m))
+    p = np.zeros((bsz, m))
+    b[rows, slots] = births[rows, cols]
+    p[rows, slots] = pers[rows, cols]
     top = p.max(axis=1, keepdims=True)
-    w = np.divide(p, top, out=np.zeros_like(p), where=top > 0)
+    w = np.divide(p, top, out=np.zeros_like(p), where=top > 0)  # padding: weight 0
+    gx, gy = PI_LAYOUTS[params.layout](b, p, params)  # [B, m, R] over birth, [B, m, R] over image rows
+    gy *= w[:, :, None]
+    return np.matmul(gy.transpose(0, 2, 1), gx)  # [B, R(rows), R(birth)]
+
+
+def _persim_factors(b: np.ndarray, p: np.ndarray, params: ImagePIParams) -> Tuple[np.ndarray, np.ndarray]:
+    """Pixel-integrated Gaussian factors: birth `[B, m, R]` (column c = pixel c) and persistence
+    `[B, m, R]` (row r = pixel R - 1 - r)."""
+    res, s = params.resolution, params.bandwidth
+    b_lo, b_hi, p_lo, p_hi = params.im_range
+    bx = np.linspace(b_lo, b_hi, res)
+    py = np.linspace(p_lo, p_hi, res)[::-1]  # persistence grows upward
+    gx = _cdf_differences(b, bx, (b_hi - b_lo) / res, s)
+    gy = _cdf_differences(p, py, (p_hi - p_lo) / res, s)
+    return gx, gy
+
+
+def _gudhi_factors(b: np.ndarray, p: np.ndarray, params: ImagePIParams) -> Tuple[np.ndarray, np.ndarray]:
+    """Gaussian density at grid nodes (2-D normalisation 1 / (2 pi s^2), as gudhi): birth `[B, m, R]`,
+    persistence `[B, m, R]` (row i = node i)."""
+    res = params.resolution
     s2 = 2.0 * params.bandwidth ** 2
     bx = np.linspace(params.im_range[0], params.im_range[1], res)
     py = np.linspace(params.im_range[2], params.im_range[3], res)
-    gx = _gaussian_rows(b, bx, s2)  # [B, m, R] over birth
-    gy = _gaussian_rows(p, py, s2)  # [B, m, R] over persistence
-    gy *= w[:, :, None] / (np.pi * s2)
-    return np.matmul(gy.transpose(0, 2, 1), gx)  # [B, R(pers), R(birth)]
+    gx = _table_lookup(b, lambda lv: np.exp(-np.square(bx[None, :] - lv[:, None]) / s2))
+    gy = _table_lookup(p, lambda lv: np.exp(-np.square(py[None, :] - lv[:, None]) / s2))
+    gy *= 1.0 / (np.pi * s2)
+    return gx, gy
 
 
-def _gaussian_rows(centers: np.ndarray, grid: np.ndarray, s2: float) -> np.ndarray:
-    """exp(-(grid - c)^2 / s2) for every center `[B, m]` -> `[B, m, R]`.
+#: layout name -> function(births [B, m], persistences [B, m], params) -> (birth factor [B, m, R],
+#: row factor [B, m, R]); the image is sum_k w_k row[k, r] birth[k, c].
+PI_LAYOUTS = {"persim": _persim_factors, "gudhi": _gudhi_factors}
+QUANTIZATIONS = ("uint8", "none")
 
-    Pixel values of 8-bit images take at most 256 levels, so the exponentials are computed once per
-    distinct center and gathered (the exp is the costly step; this is 5-10x faster and bit-identical).
+
+def _cdf_differences(centers: np.ndarray, lower: np.ndarray, width: float, s: float) -> np.ndarray:
+    """Phi((lower + width - c) / s) - Phi((lower - c) / s) for every center `[B, m]` -> `[B, m, R]`."""
+    edges = np.concatenate([lower + width, lower])
+    n = len(lower)
+
+    def table(levels):
+        cdf = ndtr((edges[None, :] - levels[:, None]) / s)
+        return cdf[:, :n] - cdf[:, n:]
+
+    return _table_lookup(centers, table)
+
+
+def _table_lookup(centers: np.ndarray, table_of) -> np.ndarray:
+    """`table_of(levels [L]) -> [L, R]` evaluated once per distinct center and gathered -> `[B, m, R]`.
+
+    Pixel values of 8-bit images take at most 256 levels (births) and few distinct differences
+    (persistences), so the costly special functions run on a small table (5-10x faster, bit-identical).
     """
     levels, inverse = np.unique(centers, return_inverse=True)
-    table = np.exp(-np.square(grid[None, :] - levels[:, None]) / s2)
-    return table[inverse.reshape(centers.shape)]
+    return table_of(levels)[inverse.reshape(centers.shape)]
+
+
+def to_uint8(pis: np.ndarray) -> np.ndarray:
+    """PIs in [0, 1] -> uint8 ``floor(255 * x)``, the notebook's ``(img * 255).astype('uint8')``.
+
+    Values within 1e-4 / 255 of a level k / 255 map to k: PIs made with ``quantize="uint8"`` (already
+    k / 255, possibly rounded to float32) come back exactly.
+    """
+    x = np.asarray(pis, dtype=np.float64) * 255.0
+    level = np.rint(x)
+    return np.where(np.abs(x - level) < 1e-4, level, np.floor(x)).clip(0, 255).astype(np.uint8)
 
 
 def image_signals(images: np.ndarray) -> np.ndarray:
@@ -241,6 +323,8 @@ def image_pis(images, params: ImagePIParams = ImagePIParams(), chunk: int = 1536
     x = _as_images(images)
     n, c = x.shape[:2]
     signals = image_signals(x).reshape(n * 2 * c, -1)
+    if params.layout == "persim":  # the official route's ripser holds filtration values as float32
+        signals = signals.astype(np.float32).astype(np.float64)
     with _single_threaded_blas():
         return _image_pis(signals, n, c, params, chunk)
 
@@ -267,6 +351,8 @@ def _image_pis(signals: np.ndarray, n: int, c: int, params: ImagePIParams, chunk
             if params.normalize:
                 top = img.reshape(img.shape[0], -1).max(axis=1)[:, None, None]
                 img = np.divide(img, top, out=np.zeros_like(img), where=top > 0)
+            if params.quantize == "uint8":
+                img = np.floor(img * 255.0) / 255.0
             out[start + sub:start + sub + len(img)] = img
     return out.reshape(n, 2 * c, params.resolution, params.resolution)
 
@@ -280,6 +366,8 @@ def diagrams_of_image(image, params: ImagePIParams = ImagePIParams()) -> List[np
     """The filtered diagrams (birth, death) `[k, 2]` behind each output channel of `image_pi(image)`."""
     x = _as_images(image)
     signals = image_signals(x).reshape(-1, x.shape[2] * x.shape[3])
+    if params.layout == "persim":
+        signals = signals.astype(np.float32).astype(np.float64)
     births, deaths = lower_star_h0_batched(signals)
     keep = filter_diagram_points(births, deaths, params)
     return [np.stack([births[i][keep[i]], deaths[i][keep[i]]], axis=1) for i in range(len(signals))]

@@ -19,6 +19,7 @@ Conventions (those of gudhi's ``SimplexTree.persistence_intervals_in_dimension``
 """
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Dict, Iterable, List, Sequence, Tuple, Union
 
 import numpy as np
@@ -383,7 +384,7 @@ def _h0_mst(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> Li
     return [_h0_rows(row, keep_infinite, drop_zero) for row in deaths]
 
 
-def _ripser_diagrams(x: torch.Tensor, dim: int, n_jobs) -> List[np.ndarray]:
+def _gudhi_rips_diagrams(x: torch.Tensor, dim: int, n_jobs) -> List[np.ndarray]:
     from gudhi.sklearn import RipsPersistence
 
     rp = RipsPersistence(homology_dimensions=dim, n_jobs=n_jobs)
@@ -392,7 +393,7 @@ def _ripser_diagrams(x: torch.Tensor, dim: int, n_jobs) -> List[np.ndarray]:
 
 def _h0_gudhi(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
     out = []
-    for dg in _ripser_diagrams(x, 0, n_jobs):
+    for dg in _gudhi_rips_diagrams(x, 0, n_jobs):
         finite = np.sort(dg[np.isfinite(dg[:, 1]), 1])
         if not drop_zero:  # gudhi dropped the (0, 0) bars: put them back
             finite = np.concatenate([np.zeros(x.shape[1] - 1 - finite.shape[0]), finite])
@@ -404,8 +405,8 @@ def _sort_h1(dg: np.ndarray) -> np.ndarray:
     return dg[np.lexsort((dg[:, 0], dg[:, 1]))]
 
 
-def _h1_ripser(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
-    return [_sort_h1(dg) for dg in _ripser_diagrams(x, 1, n_jobs)]
+def _h1_gudhi(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
+    return [_sort_h1(dg) for dg in _gudhi_rips_diagrams(x, 1, n_jobs)]
 
 
 def _h1_simplex_tree(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
@@ -425,11 +426,18 @@ DiagramBackend = Callable[[torch.Tensor, bool, bool, object], List[np.ndarray]]
 #: checked for NaN/inf; keep_infinite, drop_zero, n_jobs)
 DIAGRAM_BACKENDS: Dict[int, Dict[str, DiagramBackend]] = {
     0: {"mst": _h0_mst, "gudhi": _h0_gudhi},
-    1: {"ripser": _h1_ripser, "simplex_tree": _h1_simplex_tree},
+    1: {"gudhi": _h1_gudhi, "simplex_tree": _h1_simplex_tree},
 }
+#: old backend names -> current ones (still accepted, with a warning saying what they call)
+RENAMED_BACKENDS: Dict[str, str] = {"ripser": "gudhi"}
 
 
 def _backend(dim: int, name: str) -> DiagramBackend:
+    if name in RENAMED_BACKENDS and name not in DIAGRAM_BACKENDS[dim]:
+        new = RENAMED_BACKENDS[name]
+        warnings.warn(f"H{dim} backend {name!r} is now called {new!r}: it runs gudhi.sklearn.RipsPersistence "
+                      f"(gudhi), not the ripser package; pass {new!r}", FutureWarning, stacklevel=3)
+        name = new
     try:
         return DIAGRAM_BACKENDS[dim][name]
     except KeyError:
@@ -444,7 +452,7 @@ def rips_diagrams(
     keep_infinite: bool = False,
     drop_zero: bool = True,
     h0_backend: str = "mst",
-    h1_backend: str = "ripser",
+    h1_backend: str = "gudhi",
     n_jobs: int | None = None,
 ) -> Dict[int, List[np.ndarray]]:
     """Rips persistence diagrams of each cloud.
@@ -454,7 +462,8 @@ def rips_diagrams(
     Returns ``{dim: [B arrays of shape [k, 2]]}`` (float64 birth, death) for each requested dim.
     ``keep_infinite`` appends H0's ``(0, inf)`` bar; ``drop_zero`` drops zero-length H0 bars as gudhi
     does (see the module docstring). Backends: H0 ``"mst"`` (exact, fast) or ``"gudhi"``
-    (``gudhi.sklearn.RipsPersistence``); H1 ``"ripser"`` (RipsPersistence, parallel with ``n_jobs``)
+    (``gudhi.sklearn.RipsPersistence``); H1 ``"gudhi"`` (the same, parallel with ``n_jobs``; ``"ripser"``,
+    its old name, is still accepted with a warning)
     or ``"simplex_tree"`` (RipsComplex + SimplexTree, gudhi's exact row order, slow).
     """
     dims = _check_dims(dims)

@@ -12,14 +12,16 @@ DATA_ROOT="${DATA_ROOT:-./data}"
 SPLITS="${SPLITS:-train test}"
 OUT="${OUT:-./data/image_pi}"
 WORKERS="${WORKERS:-$(nproc)}"
-DTYPE="${DTYPE:-float16}"
+DTYPE="${DTYPE:-uint8}"            # 8-bit levels, the values of the official PNG files
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
 
-# paper settings: 50x50 images, Gaussian std 0.01, range [0, 0.3] x [0, 0.3], lifetimes > 0.02
+# official settings: persim layout (Gaussian integrated over each pixel, persistence upward), 50x50,
+# std 0.01, range [0, 0.3] x [0, 0.3], lifetimes > 0.02, each channel / its max, 8-bit levels
 # shellcheck disable=SC2086
 "$PY" generate_image_PI.py --dataset "$DATASET" --name "$NAME" --data_root "$DATA_ROOT" --splits $SPLITS \
   --out "$OUT" --workers "$WORKERS" --dtype "$DTYPE" \
-  --resolution 50 --bandwidth 0.01 --pi_range 0 0.3 0 0.3 --min_persistence 1e-3 --min_lifetime 0.02 "$@"
+  --resolution 50 --bandwidth 0.01 --pi_range 0 0.3 0 0.3 --min_persistence 1e-3 --min_lifetime 0.02 \
+  --layout persim --quantize uint8 "$@"

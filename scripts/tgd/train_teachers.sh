@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # TGD stage 2: the two WRN-16-3 teachers, one on images, one on the cached persistence images
-# (6 input channels). Paper recipe: SGD 0.1 (momentum 0.9), wd 1e-4, batch 128, 200 epochs,
-# lr x0.2 at 40/80/120/160. Needs scripts/tgd/generate_image_PI.sh first.
+# (6 input channels). Official recipe (engine.config RECIPES["tgd"]): SGD 0.1 (momentum 0.9), wd 1e-4,
+# batch 128, 200 epochs, lr x0.2 at 40/80/120/160, no augmentation. Needs scripts/tgd/generate_image_PI.sh first.
 #   bash scripts/tgd/train_teachers.sh                 # CIFAR-10
 #   DATASET=cinic10 DATA_ROOT=./data/cinic10 bash scripts/tgd/train_teachers.sh
 # Extra arguments go to both train_teacher.py calls (e.g. --device cuda --amp).
@@ -17,15 +17,17 @@ LR="${LR:-0.1}"
 DECAY_EPOCHS="${DECAY_EPOCHS:-40,80,120,160}"
 DECAY_RATE="${DECAY_RATE:-0.2}"
 WD="${WD:-1e-4}"
+AUGMENT="${AUGMENT:-none}"         # the official code trains without augmentation
+SEED="${SEED:-1234}"
 TRIAL="${TRIAL:-0}"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
 
-common=(--model "$MODEL" --dataset "$DATASET" --data_root "$DATA_ROOT" --epochs "$EPOCHS"
+common=(--model "$MODEL" --dataset "$DATASET" --data_root "$DATA_ROOT" --recipe tgd --epochs "$EPOCHS"
         --batch_size "$BATCH_SIZE" --lr "$LR" --lr_decay_epochs "$DECAY_EPOCHS"
-        --lr_decay_rate "$DECAY_RATE" --weight_decay "$WD" --trial "$TRIAL")
+        --lr_decay_rate "$DECAY_RATE" --weight_decay "$WD" --augment "$AUGMENT" --seed "$SEED" --trial "$TRIAL")
 
 # teacher 1: images
 "$PY" train_teacher.py "${common[@]}" "$@"
