@@ -57,10 +57,9 @@ def build_data(cfg):
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     cfg = parse_config(build_parser(), argv, arch_key="model")
     from distiller import get_distiller
-    from models import model_dict
+    from models import resolve_arch
 
-    if cfg.model not in model_dict:  # fail before touching the data
-        raise ValueError(f"unknown architecture {cfg.model!r}; choose one of: {', '.join(sorted(model_dict))}")
+    cfg.model = resolve_arch(cfg.model, "--model")  # official aliases too; fails before touching the data
     seed_everything(cfg.seed, cfg.deterministic)
     data = build_data(cfg)
     model = build_network(cfg.model, data.num_classes, data.in_channels)
