@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
@@ -28,18 +29,26 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 def parse_epochs_list(text: Any) -> List[int]:
-    """``"150,180,210"`` (or a list) -> ``[150, 180, 210]``; empty string -> no decay."""
+    """``"150,180,210"``, ``"150 180 210"`` (or a list of either) -> ``[150, 180, 210]``; empty -> no decay."""
     if isinstance(text, (list, tuple)):
-        items = list(text)
+        items = [t for part in text for t in re.split(r"[,\s]+", str(part)) if t]
     else:
-        items = [t for t in str(text).replace(" ", "").split(",") if t]
+        items = [t for t in re.split(r"[,\s]+", str(text)) if t]
     try:
         epochs = [int(t) for t in items]
     except (TypeError, ValueError):
-        raise ValueError(f"--lr_decay_epochs must be comma-separated integers like 150,180,210, got {text!r}") from None
+        raise ValueError(f"--lr_decay_epochs must be integers like 150,180,210 or 150 180 210, got {text!r}") from None
     if any(e <= 0 for e in epochs) or epochs != sorted(epochs):
         raise ValueError(f"--lr_decay_epochs must be positive and ascending, got {text!r}")
     return epochs
+
+
+class EpochsAction(argparse.Action):
+    """``--lr_decay_epochs 150 180 210`` (official TopKD) or ``--lr_decay_epochs 150,180,210`` (RepDistiller)
+    -> ``[150, 180, 210]``; bad values are a ValueError naming the flag."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, parse_epochs_list(values))
 
 
 def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t_models") -> None:
@@ -52,7 +61,8 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
     g.add_argument("--batch_size", type=int, default=None,
                    help="global batch size; under torchrun each process gets batch_size / world_size")
     g.add_argument("--lr", "--learning_rate", dest="lr", type=float, default=None)
-    g.add_argument("--lr_decay_epochs", type=parse_epochs_list, default=None, help='e.g. "150,180,210"')
+    g.add_argument("--lr_decay_epochs", nargs="+", action=EpochsAction, default=None, metavar="EPOCH",
+                   help="lr milestones: 150 180 210 (the official form) or 150,180,210")
     g.add_argument("--lr_decay_rate", type=float, default=None)
     g.add_argument("--weight_decay", type=float, default=None)
     g.add_argument("--momentum", type=float, default=None)
