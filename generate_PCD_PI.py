@@ -4,8 +4,12 @@
         --dataset cifar100 --batch_size 64 --passes 256 --layer -1 --dims 0
 
 Each cloud is one shuffled, augmented training batch of ``--batch_size`` images embedded by the frozen
-teacher (eval mode, no normalization; ``--layer -1`` = the FC input, an earlier stage index is
-global-average-pooled); ``--passes`` passes over the training set with drop_last. ``--pcd FILE.npy``
+teacher (no normalization; ``--layer -1`` = the FC input, an earlier stage index is global-average-pooled);
+``--passes`` passes over the training set with drop_last. ``--teacher_bn batch`` (default, the official
+stage 2) lets the teacher's BatchNorm use each batch's statistics, leaving its stored running statistics
+untouched; ``--teacher_bn eval`` uses the stored statistics. It matters because the RipsNet learned from
+these clouds is later applied to eval-mode teacher features in train_student.py: ``batch`` reproduces the
+paper's RipsNet, ``eval`` trains it on the distribution it will see. ``--pcd FILE.npy``
 takes ready clouds ``[num_clouds, N, D]`` instead. Output folder (default
 ``ripsnet/data/<dataset>_<teacher>_batch<bs>_layer<l>/``): ``shards/`` (clouds and diagrams),
 ``pi_dim<k>.npy`` and ``manifest.yaml``. Rerunning with the same arguments resumes where it stopped.
@@ -33,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     cl = p.add_argument_group("clouds")
     cl.add_argument("--layer", type=int, default=-1, help="-1 = FC input; k = stage k, average-pooled")
     cl.add_argument("--batch_size", type=int, default=64, help="images per batch = points per cloud")
+    cl.add_argument("--teacher_bn", default="batch", choices=("batch", "eval"),
+                    help="teacher BatchNorm while embedding: 'batch' = each batch's statistics, the stored "
+                         "running statistics untouched (the official stage 2; default); 'eval' = the stored "
+                         "running statistics (how train_student.py applies the RipsNet to the teacher)")
     cl.add_argument("--passes", type=int, default=256, help="passes over the training set")
     cl.add_argument("--seed", type=int, default=0)
     topo = p.add_argument_group("topology")
@@ -77,9 +85,10 @@ def teacher_source(args):
     identity = {"teacher": file_identity(args.path_t), "arch": arch, "num_classes": data.num_classes}
     source = TeacherCloudSource(model, data.train, batch=args.batch_size, passes=args.passes,
                                 layer=args.layer, seed=args.seed, device=_device(args.device),
-                                workers=args.workers, identity=identity)
+                                workers=args.workers, identity=identity, teacher_bn=args.teacher_bn)
     config = {"source": source.config(), "dataset": args.dataset, "image_size": data.image_size,
-              "layer": args.layer, "batch_size": args.batch_size, "passes": args.passes, "seed": args.seed}
+              "layer": args.layer, "batch_size": args.batch_size, "passes": args.passes, "seed": args.seed,
+              "teacher_bn": args.teacher_bn}
     return source, config, arch
 
 
