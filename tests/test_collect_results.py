@@ -42,7 +42,8 @@ def roots(tmp_path):
     cfg = dict(base, alpha=1.0, delta=0.0, trial=0, path_t=str(teachers[0]))
     fake_run(s_root / "S-resnet20_T-resnet56_cifar100_kd_trial_0", "resnet20", cfg, 70.5, 70.25)
     # an official-style folder without config.yaml: parsed from its name, best only
-    official = s_root / "official" / "T:wrn_40_2_S:shufflev1_cifar100_64_KD:KD_trial_5"
+    official = s_root / "official" / ("T:wrn_40_2_S:shufflev1_cifar100_64_KD:KD_T:4.0_epochs_240_lr_0.01_decay_0.0005_"
+                                      "r:1.0_a:4.0_b:0.8_d:5.0_tda_layer_t:-1_tda_layer_s:-1_dim_0_sum_trial_5")
     official.mkdir(parents=True)
     torch.save({"model": {}, "best_acc": 76.4, "epoch": 220}, official / "shufflev1_best.pth")
     # a RipsNet folder is not a training run
@@ -60,7 +61,7 @@ def test_groups_means_and_stds(roots, tmp_path):
     md_path, csv_path, rows = cr.collect(roots, tmp_path / "out" / "results")
     got = rows_by(rows)
     assert set(got) == {("resnet56", "", "ce"), ("resnet56", "resnet20", "kd+topkd"),
-                        ("resnet56", "resnet20", "kd"), ("wrn_40_2", "shufflev1", "kd")}
+                        ("resnet56", "resnet20", "kd"), ("wrn_40_2", "shufflev1", "kd+topkd")}
     topkd = got[("resnet56", "resnet20", "kd+topkd")]
     assert topkd.trials == 3
     assert topkd.best.mean == pytest.approx(72.0) and topkd.best.std == pytest.approx(1.0)
@@ -70,8 +71,8 @@ def test_groups_means_and_stds(roots, tmp_path):
     teacher = got[("resnet56", "", "ce")]
     assert teacher.best.mean == pytest.approx(73.5)
     assert teacher.best.std == pytest.approx(statistics.stdev([73.0, 74.0]))
-    assert got[("wrn_40_2", "shufflev1", "kd")].best.mean == pytest.approx(76.4)
-    assert got[("wrn_40_2", "shufflev1", "kd")].last.mean is None
+    assert got[("wrn_40_2", "shufflev1", "kd+topkd")].best.mean == pytest.approx(76.4)
+    assert got[("wrn_40_2", "shufflev1", "kd+topkd")].last.mean is None
 
     md = md_path.read_text()
     line = next(l for l in md.splitlines() if "kd+topkd" in l)

@@ -25,6 +25,8 @@ LAUNCH=("$PY")          # table scripts may replace it, e.g. (torchrun --nproc_p
 # shellcheck disable=SC2206  # intended word splitting of the *_ARGS lists
 TEACHER_EXTRA=(${TEACHER_ARGS:-}); PCD_EXTRA=(${PCD_ARGS:-}); RIPS_EXTRA=(${RIPS_ARGS:-}); STUDENT_EXTRA=(${STUDENT_ARGS:-})
 
+METHOD_EXTRA=()         # per-pair flags of the baseline method being run (see baseline_flags)
+
 note() { echo "[reproduce] $*" >&2; }
 
 # run CMD...: execute, or print it shell-quoted under DRY_RUN=1.
@@ -74,7 +76,7 @@ stage_pcd() {
   fi
   run "$PY" generate_PCD_PI.py --path_t "$TEACHER_CKPT" --model_t "$arch" --dataset "$DATASET" \
     --data_root "$DATA_ROOT" --batch_size "$CLOUD_BATCH" --passes "$PASSES" --layer -1 --dims 0 \
-    --seed "$SEED" --out_dir "$PCD_DIR" "${PCD_EXTRA[@]}" "${PASS[@]}"
+    --teacher_bn batch --seed "$SEED" --out_dir "$PCD_DIR" "${PCD_EXTRA[@]}" "${PASS[@]}"
 }
 
 # stage_ripsnet ARCH POOLING -> RipsNet on the stage-2 folder (or skip); sets RIPS_CKPT.
@@ -104,10 +106,27 @@ stage_student() {
   # shellcheck disable=SC2046
   run "${LAUNCH[@]}" train_student.py --path_t "$TEACHER_CKPT" --model_t "$t" --model_s "$s" \
     --dataset "$DATASET" --data_root "$DATA_ROOT" --distill "$distill" --kd_T "$KD_T" "${weights[@]}" \
-    "${topo[@]}" --epochs "$S_EPOCHS" --batch_size "$BATCH_SIZE" --lr "$lr" \
+    "${topo[@]}" "${METHOD_EXTRA[@]}" --epochs "$S_EPOCHS" --batch_size "$BATCH_SIZE" --lr "$lr" \
     --lr_decay_epochs "$DECAY_EPOCHS" --lr_decay_rate 0.1 --weight_decay "$WD" --trial "$trial" \
     --seed "$((SEED + trial))" --run_dir "$dir" $(resume_flag "$dir/${s}_last.pth") \
     "${STUDENT_EXTRA[@]}" "${PASS[@]}"
+}
+
+# baseline_flags METHOD TEACHER STUDENT -> the method's own per-pair settings (flags), if it has any.
+# DKD: beta (weight of the non-target-class term) per pair from mdistiller's configs/cifar100/dkd/*.yaml
+# (megvii-research/mdistiller): res56_res20 and res110_res32 BETA 2.0; vgg13_vgg8, wrn40_2_wrn_16_2,
+# wrn40_2_wrn_40_1 and vgg13_mv2 BETA 6.0; every other pair (res32x4_res8x4, res32x4_shuv1/2, res50_mv2,
+# wrn40_2_shuv1, and pairs without a config) the default of mdistiller/engine/cfg.py, CFG.DKD.BETA 8.0.
+# Its other DKD values (CE_WEIGHT 1, ALPHA 1, T 4, WARMUP 20) are the same for every pair: our defaults.
+baseline_flags() {
+  local method="$1" pair="$2 $3"
+  if [[ "$method" == dkd ]]; then
+    case "$pair" in
+      "resnet56 resnet20"|"resnet110 resnet32") echo "--dkd_beta 2" ;;
+      "vgg13 vgg8"|"wrn_40_2 wrn_16_2"|"wrn_40_2 wrn_40_1"|"vgg13 mobilenetv2") echo "--dkd_beta 6" ;;
+      *) echo "--dkd_beta 8" ;;
+    esac
+  fi
 }
 
 # run_pair "TEACHER STUDENT LR ALPHA DELTA POOLING": all four stages, students over TRIALS, baselines too.
@@ -121,7 +140,10 @@ run_pair() {
     stage_student "$t" "$s" "$lr" "$alpha" "$delta" "$pooling" "$trial"
     local method
     for method in $BASELINES; do  # RepDistiller's commands: each method with its paper's weights, no topology
+      # shellcheck disable=SC2207  # intended word splitting of the flag list
+      METHOD_EXTRA=($(baseline_flags "$method" "$t" "$s"))
       stage_student "$t" "$s" "$lr" - 0 "$pooling" "$trial" "$method" - - "$method"
+      METHOD_EXTRA=()
     done
   done
 }
