@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_argument_group("source")
     src.add_argument("--path_t", default=None, help="teacher checkpoint (ours or official {'model': ...})")
     src.add_argument("--model_t", default=None, help="teacher architecture when the checkpoint does not name it")
+    src.add_argument("--teacher_weights", default=None, choices=("torchvision",),
+                     help="instead of --path_t: torchvision's pretrained --model_t (ImageNet; from torch's hub "
+                          "cache, downloaded when missing)")
     src.add_argument("--pcd", default=None, help="ready point clouds .npy [num_clouds, N, D] (skips the teacher)")
     data = p.add_argument_group("data")
     data.add_argument("--dataset", default=None, help="data set of the teacher (default cifar100); a label with --pcd")
@@ -72,6 +75,9 @@ def teacher_source(args):
     from pcd.manifest import file_identity
     from pcd.sources import TeacherCloudSource
 
+    from models.pretrained import resolve_teacher_path
+
+    args.path_t = resolve_teacher_path(args.path_t, args.model_t, args.teacher_weights)
     if not os.path.isfile(args.path_t):
         raise FileNotFoundError(f"teacher checkpoint {args.path_t} not found; check --path_t")
     options = {"image_size": args.image_size} if args.image_size else {}
@@ -105,8 +111,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     from pcd.generate import check_dims, generate
 
     dims = check_dims(args.dims)
-    if (args.pcd is None) == (args.path_t is None):
-        raise ValueError("pass exactly one of --path_t (teacher checkpoint) or --pcd (ready clouds .npy)")
+    if (args.pcd is None) == (args.path_t is None and args.teacher_weights is None):
+        raise ValueError("pass exactly one of --path_t (teacher checkpoint; or --teacher_weights) or --pcd "
+                         "(ready clouds .npy)")
     source, config, name = array_source(args) if args.pcd else teacher_source(args)
     out_dir = args.out_dir or os.path.join(
         "ripsnet", "data", f"{args.dataset or 'pcd'}_{name}_batch{source.points}_layer{args.layer}")

@@ -92,7 +92,8 @@ def infer_num_classes(state_dict: Dict[str, torch.Tensor]) -> int:
 
 
 def arch_candidates(path: str) -> List[str]:
-    """Architecture names suggested by a checkpoint's file and folder names, most specific first."""
+    """Architecture names suggested by a checkpoint's file and folder names, most specific first (run
+    folders, ``<arch>_best.pth``, torchvision's ``resnet34-b627a593.pth``)."""
     from .run_names import parse_checkpoint_path
 
     stem = os.path.splitext(os.path.basename(path))[0]
@@ -101,6 +102,9 @@ def arch_candidates(path: str) -> List[str]:
     match = _FILE_NAME.match(stem)
     if match and match.group("arch") not in out:
         out.append(match.group("arch"))
+    from models.pretrained import arch_from_torchvision_file  # torchvision's <name>-<hash>.pth weight files
+
+    out += [a for a in [arch_from_torchvision_file(path)] if a and a not in out]
     return out
 
 

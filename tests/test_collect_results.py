@@ -159,14 +159,22 @@ def test_reproduce_scripts_dry_run_parse(script, repo_root, tmp_path):
     assert len(students) == 2 * len(SCRIPT_PAIRS[script]) and {ns.trial for ns in students} == {0, 1}
     assert all(ns.delta == 5 and ns.method == "topkd" and ns.rips_path and ns.device == "cpu" for ns in students)
     stages = [s for s, _, _ in commands]
+    pretrained = script == "imagenet.sh"  # its default teachers: torchvision's pretrained weights, not trained
     for stage in ("train_teacher.py", "generate_PCD_PI.py", "train_ripsnet.py"):
-        assert stages.count(stage) == len(SCRIPT_PAIRS[script])  # once per pair (nothing exists yet)
+        expected = 0 if pretrained and stage == "train_teacher.py" else len(SCRIPT_PAIRS[script])
+        assert stages.count(stage) == expected  # once per pair (nothing exists yet)
     assert stages[-1] == "tools/collect_results.py"
     launchers = {tuple(prefix[:1]) for s, prefix, _ in commands if s in ("train_teacher.py", "train_student.py")}
     assert launchers == ({("torchrun",)} if script == "imagenet.sh" else {(sys.executable,)})
     # stage outputs chain: stage 2 reads the teacher of stage 1, the student the RipsNet of stage 3
     teacher_dirs = {ns.run_dir for s, _, ns in commands if s == "train_teacher.py"}
-    assert all(os.path.dirname(ns.path_t) in teacher_dirs for s, _, ns in commands if s == "generate_PCD_PI.py")
+    if pretrained:
+        from models.pretrained import arch_from_torchvision_file
+
+        assert all(arch_from_torchvision_file(ns.path_t) == ns.model_t for s, _, ns in commands
+                   if s in ("generate_PCD_PI.py", "train_student.py"))
+    else:
+        assert all(os.path.dirname(ns.path_t) in teacher_dirs for s, _, ns in commands if s == "generate_PCD_PI.py")
     rips_dirs = {ns.run_dir for s, _, ns in commands if s == "train_ripsnet.py"}
     assert all(os.path.dirname(ns.rips_path) in rips_dirs for ns in students)
 

@@ -93,3 +93,11 @@ def test_reproduce_dkd_uses_per_pair_beta(script, repo_root, tmp_path):
     assert len(dkd) == 6
     # the stage-2 commands use the official teacher BatchNorm mode
     assert all(ns.teacher_bn == "batch" for s, _, ns in commands if s == "generate_PCD_PI.py")
+
+
+def test_imagenet_teachers_trained_only_on_request(repo_root, tmp_path):
+    """imagenet.sh uses torchvision's pretrained teachers by default; TEACHER_WEIGHTS= trains them instead."""
+    commands = [parse_command(c) for c in dry_run(repo_root, "imagenet.sh", tmp_path, TEACHER_WEIGHTS="")]
+    teachers = [ns for s, _, ns in commands if s == "train_teacher.py"]
+    assert sorted(ns.model for ns in teachers) == ["resnet34", "resnet50"]
+    assert all(ns.path_t.endswith(f"{ns.model_t}_best.pth") for s, _, ns in commands if s == "train_student.py")

@@ -2,7 +2,8 @@
 # hyper-parameters, then calls run_pair for every pair and collect_results at the end.
 #
 # Environment: DRY_RUN=1 prints every command (shell-quoted, one per line on stdout) instead of running
-# it; notes go to stderr. TRIALS (student trials), TEACHER_TRIAL, SEED, PY, and the output roots
+# it; notes go to stderr. TRIALS (student trials), TEACHER_TRIAL, SEED, PY, TEACHER_WEIGHTS (torchvision =
+# torchvision's pretrained teachers instead of training them; ImageNet only), and the output roots
 # T_ROOT, PCD_ROOT, RIPS_ROOT, S_ROOT, RESULTS. Per-stage extra flags: TEACHER_ARGS, PCD_ARGS, RIPS_ARGS,
 # STUDENT_ARGS (split on spaces). The script's own arguments ("$@") go to every stage, so pass only flags
 # that all four stage scripts accept (e.g. --device cuda).
@@ -58,6 +59,14 @@ stage_teacher() {
   TEACHER_CKPT="$dir/${arch}_best.pth"
   if [[ -n "${TEACHER_CKPT_DIR:-}" ]]; then  # ready teachers (e.g. converted torchvision weights)
     TEACHER_CKPT="$TEACHER_CKPT_DIR/${arch}_best.pth"; note "teacher $arch: using $TEACHER_CKPT"; return
+  fi
+  if [[ "${TEACHER_WEIGHTS:-}" == torchvision ]]; then  # torchvision's pretrained weights (hub cache; fetched if missing)
+    if [[ "$DRY_RUN" == 1 ]]; then
+      TEACHER_CKPT="$("$PY" -m models.pretrained "$arch" --no-download)"
+    else
+      TEACHER_CKPT="$("$PY" -m models.pretrained "$arch")" || exit 2
+    fi
+    note "teacher $arch: torchvision's pretrained weights $TEACHER_CKPT"; return
   fi
   if ckpt_done "$dir/${arch}_last.pth" "$T_EPOCHS"; then note "skip teacher $arch: $dir is finished"; return; fi
   # shellcheck disable=SC2046
