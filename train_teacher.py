@@ -21,7 +21,9 @@ from engine.trainer import fit_and_report
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Train a teacher network with cross-entropy.")
-    parser.add_argument("--model", default="resnet56", help="architecture name (see models.model_dict)")
+    parser.add_argument("--model", default="resnet56",
+                        help="architecture name (see models.model_dict; RepDistiller's MobileNetV2/ShuffleV1/"
+                             "ShuffleV2 accepted). Default resnet56 (official TopKD: resnet8, RepDistiller: resnet110)")
     parser.add_argument("--input", default="image", choices=("image", "pi"),
                         help="train on the images, or on their cached persistence images (TGD's PI teacher)")
     parser.add_argument("--pi_root", default="./data/image_pi",

@@ -74,7 +74,7 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
     g.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=False)
     g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH|auto",
                    help="continue from a checkpoint; 'auto' (or no value) = the run folder's last one")
-    g.add_argument("--trial", type=int, default=0, help="trial number (part of the run-folder name)")
+    g.add_argument("--trial", "-t", type=int, default=0, help="trial number (part of the run-folder name)")
     g.add_argument("--save_dir", default=save_dir, help="parent folder of run folders")
     g.add_argument("--run_dir", default=None, help="exact run folder (overrides --save_dir naming)")
     g.add_argument("--device", default="auto", choices=DEVICES)
@@ -91,7 +91,8 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--download", action=argparse.BooleanOptionalAction, default=False)
     g.add_argument("--val_split", type=float, default=0.0,
                    help="fraction of the training set held out for model selection (0 = select on test)")
-    g.add_argument("--num_workers", type=int, default=4)
+    g.add_argument("--num_workers", type=int, default=4,
+                   help="DataLoader workers (default 4; the official TopKD code's default is 1, RepDistiller's 8)")
     g.add_argument("--image_size", type=int, default=None, help="image side for datasets that allow it (digits)")
 
 

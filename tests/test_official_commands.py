@@ -62,3 +62,24 @@ def test_official_teacher_line_runs(reference_dir, fake_tree, run_stage, index):
     assert "epoch 1/240" in out and f"stopping after 1 steps ({MAX_STEPS_ENV}=1)" in out
     model, ckpt = load_model(str(run_dir / f"{arch}_best.pth"))  # architecture read back from the run folder
     assert ckpt["arch"] == arch and ckpt["num_classes"] == 100 and ckpt["epoch"] == 1
+
+
+def test_teacher_flags_official_forms(tmp_path, run_stage):
+    from engine.config import parse_config
+
+    parser = train_teacher.build_parser()
+    for milestones in (["150", "180", "210"], ["150,180,210"]):  # TopKD's nargs form, RepDistiller's string
+        cfg = parse_config(parser, ["--lr_decay_epochs", *milestones, "-t", "3", "--model", "ShuffleV1"])
+        assert cfg.lr_decay_epochs == [150, 180, 210] and cfg.trial == 3
+        assert cfg.lr == 0.01  # the small-network learning rate follows RepDistiller's names too
+    yml = tmp_path / "c.yaml"
+    yml.write_text("lr_decay_epochs: [30, 60]\n")
+    assert parse_config(parser, ["--config", str(yml)]).lr_decay_epochs == [30, 60]
+    with pytest.raises(ValueError, match="--lr_decay_epochs must be integers"):
+        parse_config(parser, ["--lr_decay_epochs", "150", "x"])
+    # architecture names are checked before any data loads: an alias passes, a near miss does not
+    empty = ["--dataset", "cifar100", "--data_root", str(tmp_path / "none"), "--device", "cpu"]
+    code, _, err = run_stage(train_teacher.main, ["--model", "MobileNetV2"] + empty)
+    assert code == 2 and "cifar-100-python" in err
+    code, _, err = run_stage(train_teacher.main, ["--model", "mobilenetV2"] + empty)
+    assert code == 2 and "unknown architecture 'mobilenetV2' (--model)" in err and "cifar-100" not in err

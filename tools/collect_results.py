@@ -3,7 +3,9 @@
     python tools/collect_results.py [ROOT ...] [--out results]      # default roots: save_t_models save_s_models
 
 A run folder is any folder under a root holding ``<arch>_best.pth`` (and usually ``<arch>_last.pth``,
-``config.yaml``). Runs are grouped by (dataset, teacher, student, method, hyper-parameters) with the
+``config.yaml``); official TopKD and RepDistiller run folders, which have no config.yaml, are read from
+their names (``engine.run_names``) and their last accuracy from their last ``ckpt_epoch_<N>.pth``. Every
+checkpoint is read with the safe loader; a cell that cannot be filled says why (``n/a: ...``). Runs are grouped by (dataset, teacher, student, method, hyper-parameters) with the
 trial left out; each group gets mean +- std over its trials of the best and the last test top-1, the
 number of trials, the teacher's top-1 (teacher runs found under the roots), and published reference
 numbers when known. Rows of one teacher -> student pair sit together, so baselines read side by side.
