@@ -44,8 +44,9 @@ run() {
 # ckpt_done FILE EPOCHS: true when the checkpoint exists and has finished EPOCHS epochs.
 ckpt_done() {
   [[ -f "$1" ]] || return 1
-  "$PY" -c 'import sys, torch
-c = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
+  "$PY" -c 'import sys
+from engine.serialization import safe_load
+c = safe_load(sys.argv[1])
 sys.exit(0 if int(c.get("epoch", 0)) >= int(sys.argv[2]) else 1)' "$1" "$2" 2>/dev/null
 }
 
