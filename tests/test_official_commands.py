@@ -2,36 +2,26 @@
 run verbatim on a tiny fake CIFAR-100 in torchvision's on-disk format, one optimisation step each
 (``TOPKD_MAX_STEPS=1``, a test-only cap)."""
 import os
-import shlex
 
 import pytest
+import torch
 import yaml
 
 import train_teacher
 from engine.checkpoint import load_model
+from engine.run_names import parse_checkpoint_path
 from engine.trainer import MAX_STEPS_ENV
+from models import build_model, resolve_arch
+from official_tree import TEACHERS, fake_md5, flag_values, official_lines, write_official_tree
+from pcd.ripsnet_paths import find_ripsnet
 from test_datasets import _write_cifar100  # torchvision's pickle layout, written by hand
-
-
-def official_lines(reference_dir, script):
-    """Every non-comment line of official_commands.txt that runs ``script`` -> its argument list."""
-    lines = (reference_dir / "official_commands.txt").read_text().splitlines()
-    out = []
-    for line in lines:
-        tokens = shlex.split(line, comments=True)
-        at = next((i for i, t in enumerate(tokens) if os.path.basename(t) == script), None)
-        if at is not None:
-            out.append(tokens[at + 1:])
-    return out
+from topology.ripsnet import load_ripsnet
 
 
 @pytest.fixture()
 def fake_tree(tmp_path, monkeypatch):
     """A working directory holding ./data/cifar-100-python (one training image per class, 8 test images)."""
-    import torchvision.datasets.cifar as tv_cifar
-
-    # torchvision compares every file's md5 with the official archive; only that check is replaced
-    monkeypatch.setattr(tv_cifar, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath))
+    fake_md5(monkeypatch)
     _write_cifar100(tmp_path / "data", n_train=100, n_test=8)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(MAX_STEPS_ENV, "1")
@@ -83,3 +73,39 @@ def test_teacher_flags_official_forms(tmp_path, run_stage):
     assert code == 2 and "cifar-100-python" in err
     code, _, err = run_stage(train_teacher.main, ["--model", "mobilenetV2"] + empty)
     assert code == 2 and "unknown architecture 'mobilenetV2' (--model)" in err and "cifar-100" not in err
+
+
+@pytest.fixture(scope="module")
+def official_tree(tmp_path_factory, reference_dir):
+    if not (reference_dir / "official_released" / "topkd").is_dir():
+        pytest.skip("official released files not found")
+    return write_official_tree(tmp_path_factory.mktemp("official"), reference_dir)
+
+
+def test_student_lines_find_their_teacher_and_ripsnet(reference_dir, official_tree, monkeypatch):
+    """Each train_student.py line's files, found as the official code finds them: the teacher checkpoint saved
+    the official way (architecture from its folder), the student name, and with --TDA True the released
+    RipsNet by the official naming rule, loaded with the line's --operator / --units_list."""
+    monkeypatch.chdir(official_tree)
+    lines = official_lines(reference_dir, "train_student.py")
+    assert len(lines) == 11  # 2 TopKD lines, 9 RepDistiller lines
+    found_ripsnets = set()
+    for args in lines:
+        path_t = flag_values(args, "--path_t")[0]
+        teacher, ckpt = load_model(path_t)
+        arch = TEACHERS[os.path.normpath(path_t)]
+        assert parse_checkpoint_path(path_t).arch == arch and type(teacher) is type(build_model(arch, 100))
+        resolve_arch(flag_values(args, "--model_s")[0], "--model_s")  # RepDistiller's names too
+        if flag_values(args, "--TDA") != ["True"]:
+            continue
+        path = find_ripsnet(None, flag_values(args, "--dataset")[0], arch, int(flag_values(args, "--batch_size")[0]),
+                            int(flag_values(args, "--tda_layer_t")[0]), flag_values(args, "--dim")[0],
+                            flag_values(args, "--operator")[0])
+        rips, _ = load_ripsnet(path, operator=flag_values(args, "--operator")[0],
+                               units_list=[int(u) for u in flag_values(args, "--units_list")])
+        with torch.no_grad():
+            feats, _ = teacher(torch.randn(4, 3, 32, 32), is_feat=True)
+            assert rips(feats[-1]).shape == (1, 400)  # the RipsNet takes this teacher's FC input
+        found_ripsnets.add(os.path.relpath(path, "ripsnet/result"))
+    assert found_ripsnets == {"cifar100_resnet56_batch64_FCinput_PCD_dim0/mean_best.pth",
+                              "cifar100_wrn_40_2_batch64_FCinput_PCD_dim0/sum_best.pth"}
