@@ -252,7 +252,7 @@ def read_run(folder: Path) -> Optional[Run]:
         if cfg is None:
             return None
         official = True
-    student = "model_s" in cfg and ("path_t" in cfg or cfg.get("model_t"))
+    student = "model_s" in cfg and (cfg.get("path_t") is not None or (official and bool(cfg.get("model_t"))))
     arch = _canonical_arch(str(cfg.get("model_s") or cfg.get("model") or arch))
     info = {"dataset": str(cfg.get("dataset", "?")), "arch": arch, "trial": str(cfg.get("trial", 0))}
     if student:
