@@ -4,8 +4,12 @@
         --dataset cifar100 --batch_size 64 --passes 256 --layer -1 --dims 0
 
 Each cloud is one shuffled, augmented training batch of ``--batch_size`` images embedded by the frozen
-teacher (eval mode, no normalization; ``--layer -1`` = the FC input, an earlier stage index is
-global-average-pooled); ``--passes`` passes over the training set with drop_last. ``--pcd FILE.npy``
+teacher (no normalization; ``--layer -1`` = the FC input, an earlier stage index is global-average-pooled);
+``--passes`` passes over the training set with drop_last. ``--teacher_bn batch`` (default, the official
+stage 2) lets the teacher's BatchNorm use each batch's statistics, leaving its stored running statistics
+untouched; ``--teacher_bn eval`` uses the stored statistics. It matters because the RipsNet learned from
+these clouds is later applied to eval-mode teacher features in train_student.py: ``batch`` reproduces the
+paper's RipsNet, ``eval`` trains it on the distribution it will see. ``--pcd FILE.npy``
 takes ready clouds ``[num_clouds, N, D]`` instead. Output folder (default
 ``ripsnet/data/<dataset>_<teacher>_batch<bs>_layer<l>/``): ``shards/`` (clouds and diagrams),
 ``pi_dim<k>.npy`` and ``manifest.yaml``. Rerunning with the same arguments resumes where it stopped.
@@ -24,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_argument_group("source")
     src.add_argument("--path_t", default=None, help="teacher checkpoint (ours or official {'model': ...})")
     src.add_argument("--model_t", default=None, help="teacher architecture when the checkpoint does not name it")
+    src.add_argument("--teacher_weights", default=None, choices=("torchvision",),
+                     help="instead of --path_t: torchvision's pretrained --model_t (ImageNet; from torch's hub "
+                          "cache, downloaded when missing)")
     src.add_argument("--pcd", default=None, help="ready point clouds .npy [num_clouds, N, D] (skips the teacher)")
     data = p.add_argument_group("data")
     data.add_argument("--dataset", default=None, help="data set of the teacher (default cifar100); a label with --pcd")
@@ -33,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     cl = p.add_argument_group("clouds")
     cl.add_argument("--layer", type=int, default=-1, help="-1 = FC input; k = stage k, average-pooled")
     cl.add_argument("--batch_size", type=int, default=64, help="images per batch = points per cloud")
+    cl.add_argument("--teacher_bn", default="batch", choices=("batch", "eval"),
+                    help="teacher BatchNorm while embedding: 'batch' = each batch's statistics, the stored "
+                         "running statistics untouched (the official stage 2; default); 'eval' = the stored "
+                         "running statistics (how train_student.py applies the RipsNet to the teacher)")
     cl.add_argument("--passes", type=int, default=256, help="passes over the training set")
     cl.add_argument("--seed", type=int, default=0)
     topo = p.add_argument_group("topology")
@@ -64,6 +75,9 @@ def teacher_source(args):
     from pcd.manifest import file_identity
     from pcd.sources import TeacherCloudSource
 
+    from models.pretrained import resolve_teacher_path
+
+    args.path_t = resolve_teacher_path(args.path_t, args.model_t, args.teacher_weights)
     if not os.path.isfile(args.path_t):
         raise FileNotFoundError(f"teacher checkpoint {args.path_t} not found; check --path_t")
     options = {"image_size": args.image_size} if args.image_size else {}
@@ -77,9 +91,10 @@ def teacher_source(args):
     identity = {"teacher": file_identity(args.path_t), "arch": arch, "num_classes": data.num_classes}
     source = TeacherCloudSource(model, data.train, batch=args.batch_size, passes=args.passes,
                                 layer=args.layer, seed=args.seed, device=_device(args.device),
-                                workers=args.workers, identity=identity)
+                                workers=args.workers, identity=identity, teacher_bn=args.teacher_bn)
     config = {"source": source.config(), "dataset": args.dataset, "image_size": data.image_size,
-              "layer": args.layer, "batch_size": args.batch_size, "passes": args.passes, "seed": args.seed}
+              "layer": args.layer, "batch_size": args.batch_size, "passes": args.passes, "seed": args.seed,
+              "teacher_bn": args.teacher_bn}
     return source, config, arch
 
 
@@ -96,8 +111,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     from pcd.generate import check_dims, generate
 
     dims = check_dims(args.dims)
-    if (args.pcd is None) == (args.path_t is None):
-        raise ValueError("pass exactly one of --path_t (teacher checkpoint) or --pcd (ready clouds .npy)")
+    if (args.pcd is None) == (args.path_t is None and args.teacher_weights is None):
+        raise ValueError("pass exactly one of --path_t (teacher checkpoint; or --teacher_weights) or --pcd "
+                         "(ready clouds .npy)")
     source, config, name = array_source(args) if args.pcd else teacher_source(args)
     out_dir = args.out_dir or os.path.join(
         "ripsnet", "data", f"{args.dataset or 'pcd'}_{name}_batch{source.points}_layer{args.layer}")

@@ -58,7 +58,9 @@ def default_run_dir(save_dir: str, data_dir: str, dim: int) -> str:
     src = cfg.get("source", {})
     teacher = src.get("arch") or os.path.splitext(os.path.basename(src.get("file", {}).get("path", "pcd")))[0]
     dataset = cfg.get("dataset") or "pcd"
-    return os.path.join(save_dir, f"{dataset}_{teacher}_batch{cfg.get('batch_size')}_{cfg.get('layer')}_dim{dim}")
+    from pcd.ripsnet_paths import stage3_run_name
+
+    return os.path.join(save_dir, stage3_run_name(dataset, teacher, cfg.get("batch_size"), cfg.get("layer"), dim))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:

@@ -22,7 +22,9 @@ from engine.trainer import fit_and_report
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Train a teacher network with cross-entropy.")
-    parser.add_argument("--model", default="resnet56", help="architecture name (see models.model_dict)")
+    parser.add_argument("--model", default="resnet56",
+                        help="architecture name (see models.model_dict; RepDistiller's MobileNetV2/ShuffleV1/"
+                             "ShuffleV2 accepted). Default resnet56 (official TopKD: resnet8, RepDistiller: resnet110)")
     parser.add_argument("--input", default="image", choices=("image", "pi"),
                         help="train on the images, or on their cached persistence images (TGD's PI teacher)")
     parser.add_argument("--pi_root", default="./data/image_pi",
@@ -58,11 +60,10 @@ def build_data(cfg):
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     cfg = parse_config(build_parser(), argv, arch_key="model")
     from distiller import get_distiller
-    from models import model_dict
+    from models import resolve_arch
     from models.warm_start import init_from_checkpoint
 
-    if cfg.model not in model_dict:  # fail before touching the data
-        raise ValueError(f"unknown architecture {cfg.model!r}; choose one of: {', '.join(sorted(model_dict))}")
+    cfg.model = resolve_arch(cfg.model, "--model")  # official aliases too; fails before touching the data
     seed_everything(cfg.seed, cfg.deterministic)
     data = build_data(cfg)
     model = init_from_checkpoint(build_network(cfg.model, data.num_classes, data.in_channels), cfg.init_s)

@@ -22,9 +22,7 @@ from .serialization import UnsafeCheckpointError, safe_load
 # Entries of a state dict that hold the classifier, most specific first (the class count is its rows).
 CLASSIFIER_KEYS = ("fc.weight", "linear.weight", "classifier.weight", "classifier.1.weight",
                    "classifier.0.weight")
-# Official run folders: <arch>_<dataset>_lr_<lr>_decay_<wd>_trial_<n>; RepDistiller: <arch>_vanilla.
-_RUN_FOLDER = re.compile(r"^(?P<arch>.+)_(?P<dataset>[A-Za-z0-9]+)_lr_[^_]+_decay_[^_]+_trial_\w+$")
-_VANILLA_FOLDER = re.compile(r"^(?P<arch>.+)_vanilla$")
+# Checkpoint file names <arch>_best.pth / <arch>_last.pth (run folders: engine.run_names).
 _FILE_NAME = re.compile(r"^(?P<arch>.+)_(best|last)$")
 
 
@@ -94,14 +92,19 @@ def infer_num_classes(state_dict: Dict[str, torch.Tensor]) -> int:
 
 
 def arch_candidates(path: str) -> List[str]:
-    """Architecture names suggested by a checkpoint's file and folder names, most specific first."""
+    """Architecture names suggested by a checkpoint's file and folder names, most specific first (run
+    folders, ``<arch>_best.pth``, torchvision's ``resnet34-b627a593.pth``)."""
+    from .run_names import parse_checkpoint_path
+
     stem = os.path.splitext(os.path.basename(path))[0]
-    folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
-    out = []
-    for pattern, text in ((_RUN_FOLDER, folder), (_VANILLA_FOLDER, folder), (_FILE_NAME, stem)):
-        match = pattern.match(text)
-        if match:
-            out.append(match.group("arch"))
+    run = parse_checkpoint_path(path)  # official TopKD / RepDistiller / our run-folder layouts
+    out = [run.arch] if run is not None else []
+    match = _FILE_NAME.match(stem)
+    if match and match.group("arch") not in out:
+        out.append(match.group("arch"))
+    from models.pretrained import arch_from_torchvision_file  # torchvision's <name>-<hash>.pth weight files
+
+    out += [a for a in [arch_from_torchvision_file(path)] if a and a not in out]
     return out
 
 
@@ -130,8 +133,9 @@ def _resolve_arch(path: str, ckpt: Dict[str, Any], arch: Optional[str], names: I
     names = list(names)
     stored = ckpt.get("arch") if isinstance(ckpt.get("arch"), str) else None
     if arch is not None:
-        if arch not in names:
-            raise ValueError(f"unknown architecture {arch!r}; choose one of: {', '.join(sorted(names))}")
+        from models import resolve_arch
+
+        arch = resolve_arch(arch)  # official aliases (MobileNetV2, ShuffleV1, ...) -> registry name
         if stored is not None and stored != arch:
             raise ValueError(f"checkpoint {path} holds a {stored}, but arch {arch} was requested")
         return arch
@@ -139,9 +143,11 @@ def _resolve_arch(path: str, ckpt: Dict[str, Any], arch: Optional[str], names: I
         if stored not in names:
             raise ValueError(f"checkpoint {path} names an unknown architecture {stored!r}")
         return stored
+    from models import ARCH_ALIASES
+
     for name in arch_candidates(path):
-        if name in names:
-            return name
+        if name in names or name in ARCH_ALIASES:
+            return ARCH_ALIASES.get(name, name)
     raise ValueError(f"cannot tell the architecture of {path} (no 'arch' entry, folder name not "
                      f"<arch>_<dataset>_lr_..._trial_N); pass the architecture explicitly (e.g. --model_t)")
 

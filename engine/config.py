@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
@@ -36,18 +37,26 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 def parse_epochs_list(text: Any) -> List[int]:
-    """``"150,180,210"`` (or a list) -> ``[150, 180, 210]``; empty string -> no decay."""
+    """``"150,180,210"``, ``"150 180 210"`` (or a list of either) -> ``[150, 180, 210]``; empty -> no decay."""
     if isinstance(text, (list, tuple)):
-        items = list(text)
+        items = [t for part in text for t in re.split(r"[,\s]+", str(part)) if t]
     else:
-        items = [t for t in str(text).replace(" ", "").split(",") if t]
+        items = [t for t in re.split(r"[,\s]+", str(text)) if t]
     try:
         epochs = [int(t) for t in items]
     except (TypeError, ValueError):
-        raise ValueError(f"--lr_decay_epochs must be comma-separated integers like 150,180,210, got {text!r}") from None
+        raise ValueError(f"--lr_decay_epochs must be integers like 150,180,210 or 150 180 210, got {text!r}") from None
     if any(e <= 0 for e in epochs) or epochs != sorted(epochs):
         raise ValueError(f"--lr_decay_epochs must be positive and ascending, got {text!r}")
     return epochs
+
+
+class EpochsAction(argparse.Action):
+    """``--lr_decay_epochs 150 180 210`` (official TopKD) or ``--lr_decay_epochs 150,180,210`` (RepDistiller)
+    -> ``[150, 180, 210]``; bad values are a ValueError naming the flag."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, parse_epochs_list(values))
 
 
 def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t_models") -> None:
@@ -60,7 +69,8 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
     g.add_argument("--batch_size", type=int, default=None,
                    help="global batch size; under torchrun each process gets batch_size / world_size")
     g.add_argument("--lr", "--learning_rate", dest="lr", type=float, default=None)
-    g.add_argument("--lr_decay_epochs", type=parse_epochs_list, default=None, help='e.g. "150,180,210"')
+    g.add_argument("--lr_decay_epochs", nargs="+", action=EpochsAction, default=None, metavar="EPOCH",
+                   help="lr milestones: 150 180 210 (the official form) or 150,180,210")
     g.add_argument("--lr_decay_rate", type=float, default=None)
     g.add_argument("--weight_decay", type=float, default=None)
     g.add_argument("--momentum", type=float, default=None)
@@ -76,7 +86,7 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
                    help="start the trained network (the student in train_student.py) from this checkpoint's "
                         "weights: ours, official {'model': ...}, or TGD's released {'model_state_dict': ...}; "
                         "optimizer and schedule start fresh (see models.warm_start)")
-    g.add_argument("--trial", type=int, default=0, help="trial number (part of the run-folder name)")
+    g.add_argument("--trial", "-t", type=int, default=0, help="trial number (part of the run-folder name)")
     g.add_argument("--save_dir", default=save_dir, help="parent folder of run folders")
     g.add_argument("--run_dir", default=None, help="exact run folder (overrides --save_dir naming)")
     g.add_argument("--device", default="auto", choices=DEVICES)
@@ -93,7 +103,8 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--download", action=argparse.BooleanOptionalAction, default=False)
     g.add_argument("--val_split", type=float, default=0.0,
                    help="fraction of the training set held out for model selection (0 = select on test)")
-    g.add_argument("--num_workers", type=int, default=4)
+    g.add_argument("--num_workers", type=int, default=4,
+                   help="DataLoader workers (default 4; the official TopKD code's default is 1, RepDistiller's 8)")
     g.add_argument("--image_size", type=int, default=None, help="image side for datasets that allow it (digits)")
     g.add_argument("--augment", default=None, choices=AUGMENTS,
                    help="training augmentation: 'standard' (the data set's crop/flip) or 'none' (as TGD's "

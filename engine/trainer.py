@@ -35,6 +35,8 @@ from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, b
 from .metrics import RunningSums, topk_correct
 from .seed import get_rng_state, set_rng_state, worker_init_fn
 
+MAX_STEPS_ENV = "TOPKD_MAX_STEPS"  # testing only: stop the run after this many optimisation steps
+
 # Position of each field in a dataset item -> the keyword the distiller receives.
 BATCH_FIELDS = ("image", "target", "index", "pi")
 
@@ -124,6 +126,8 @@ class Trainer:
         self.best = {"score": -math.inf, "acc": 0.0, "epoch": 0, "val_acc": None}
         self.last: Dict[str, Any] = {}
         self.global_step = 0
+        # Test-only cap on optimisation steps (whole run): lets a test run a full-size official command line.
+        self.max_steps = int(os.environ.get(MAX_STEPS_ENV, "0") or 0)
         self.writer = None
 
     # ----------------------------------------------------------------- data
@@ -261,6 +265,8 @@ class Trainer:
             sums.add(record, len(target))
             if show and step % self.cfg.print_freq == 0:
                 bar.set_postfix(loss=f"{record['loss']:.3f}", top1=f"{record['top1']:.1f}")
+            if self.max_steps and self.global_step >= self.max_steps:
+                break
         bar.close()
         keys = sorted(sums.sums)
         totals = all_reduce_sum([sums.sums[k] for k in keys] + [sums.count], self.device, self.dist)
@@ -343,6 +349,9 @@ class Trainer:
                           f"top1 {train['top1']:.2f} | test loss {test['loss']:.4f} top1 {test['top1']:.2f} "
                           f"top5 {test['top5']:.2f}{val_text} | best {self.best['acc']:.2f} "
                           f"(epoch {self.best['epoch']}) | {seconds:.1f} s")
+                if self.max_steps and self.global_step >= self.max_steps:
+                    self._log(f"stopping after {self.global_step} steps ({MAX_STEPS_ENV}={self.max_steps})")
+                    break
         finally:
             if self.writer is not None:
                 self.writer.close()

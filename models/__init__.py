@@ -19,9 +19,9 @@ from . import (  # noqa: F401  (importing registers the architectures)
     vgg,
     wrn,
 )
-from .registry import model_dict, register
+from .registry import ARCH_ALIASES, model_dict, register, resolve_arch
 
-__all__ = ["model_dict", "register", "model_names", "build_model"]
+__all__ = ["model_dict", "register", "model_names", "build_model", "resolve_arch", "ARCH_ALIASES"]
 
 
 def model_names() -> List[str]:
@@ -30,9 +30,11 @@ def model_names() -> List[str]:
 
 
 def build_model(name: str, num_classes: int = None, **options) -> nn.Module:
-    """Build architecture ``name``; unknown names and unsupported options raise ValueError."""
-    if name not in model_dict:
+    """Build architecture ``name`` (or an official alias of it, see ``ARCH_ALIASES``); unknown names and
+    unsupported options raise ValueError."""
+    if name not in model_dict and name not in ARCH_ALIASES:
         raise ValueError(f"unknown architecture '{name}'; choose one of: {', '.join(model_names())}")
+    name = resolve_arch(name)
     try:
         return model_dict[name](num_classes=num_classes, **options)
     except TypeError as err:

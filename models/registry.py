@@ -33,3 +33,22 @@ def register_variants(variants: Dict[str, dict], factory: Callable[..., nn.Modul
         build.__name__ = name
         build.__doc__ = f"{name}: {factory.__name__}(**{fixed})"
         register(name)(build)
+
+
+# Other spellings of our architectures in the official code bases -> our registry name. RepDistiller (and
+# mdistiller) call the CIFAR students MobileNetV2 (width 0.5), ShuffleV1 and ShuffleV2; TopKD's own code
+# uses the lower-case names we register. Exact spellings only: 'ResNet50' (CIFAR) and 'resnet50'
+# (ImageNet) are different networks, so names are never matched case-insensitively.
+ARCH_ALIASES: Dict[str, str] = {"MobileNetV2": "mobilenetv2", "ShuffleV1": "shufflev1", "ShuffleV2": "shufflev2"}
+
+
+def resolve_arch(name: str, option: str = "architecture") -> str:
+    """Registry name of ``name`` (itself, or the target of an official alias); the early check a stage
+    calls before loading any data. Unknown names -> ValueError naming ``option`` and the valid names."""
+    if name in model_dict:
+        return name
+    if name in ARCH_ALIASES:
+        return ARCH_ALIASES[name]
+    aliases = ", ".join(f"{a} (= {t})" for a, t in ARCH_ALIASES.items())
+    raise ValueError(f"unknown architecture {name!r} ({option}); choose one of: {', '.join(sorted(model_dict))} "
+                     f"(also accepted: {aliases})")

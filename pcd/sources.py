@@ -137,10 +137,32 @@ def check_layer(layer: int, num_feats: int) -> int:
     return layer % num_feats
 
 
+# How the teacher's BatchNorm layers normalise while clouds are made (--teacher_bn).
+TEACHER_BN_MODES = ("batch", "eval")
+
+
+def set_teacher_bn(teacher: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """Put ``teacher`` in eval mode, then with ``mode="batch"`` switch its BatchNorm layers to each batch's own
+    statistics (the official stage 2, which never calls ``eval()``) without updating the stored running
+    statistics (``track_running_stats=False``: the buffers are neither used nor written). ``"eval"``: the
+    stored running statistics, as the student stage later sees the teacher."""
+    if mode not in TEACHER_BN_MODES:
+        raise ValueError(f"--teacher_bn must be one of {', '.join(TEACHER_BN_MODES)}, got {mode!r}")
+    teacher.eval()
+    if mode == "batch":
+        for module in teacher.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.train()
+                module.track_running_stats = False
+    return teacher
+
+
 class TeacherCloudSource:
     """Clouds = a frozen teacher's layer-``layer`` embeddings of shuffled, augmented training batches.
 
-    teacher: ``nn.Module`` with ``forward(x, is_feat=True) -> (feats, logits)``; kept in eval mode.
+    teacher: ``nn.Module`` with ``forward(x, is_feat=True) -> (feats, logits)``; its weights and stored
+    statistics are never changed. teacher_bn: ``"batch"`` (official: BatchNorm normalises with each
+    cloud's batch statistics) or ``"eval"`` (stored running statistics); see :func:`set_teacher_bn`.
     train_set: items ``(image, target, index, ...)`` with training augmentation on.
     Cloud ``g`` is ``[batch, C]`` float32; the embeddings are not normalized.
     """
@@ -148,14 +170,16 @@ class TeacherCloudSource:
     kind = "teacher"
 
     def __init__(self, teacher: torch.nn.Module, train_set: Dataset, *, batch: int, passes: int, layer: int,
-                 seed: int, device: str = "cpu", workers: int = 0, identity: Optional[Dict[str, Any]] = None):
+                 seed: int, device: str = "cpu", workers: int = 0, identity: Optional[Dict[str, Any]] = None,
+                 teacher_bn: str = "batch"):
         if batch < 2:
             raise ValueError(f"--batch_size {batch} gives clouds of fewer than 2 points; use at least 2 (paper: 64)")
         if passes < 1:
             raise ValueError(f"--passes must be at least 1, got {passes}")
         if len(train_set) < batch:
             raise ValueError(f"the training set has {len(train_set)} images, fewer than --batch_size {batch}")
-        self.teacher = teacher.eval().to(device)
+        self.teacher_bn = teacher_bn
+        self.teacher = set_teacher_bn(teacher, teacher_bn).to(device)
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.device, self.workers = device, int(workers)
@@ -174,7 +198,8 @@ class TeacherCloudSource:
         return list(feats)
 
     def config(self) -> Dict[str, Any]:
-        return {"kind": self.kind, **self.identity, "layer": self.layer_arg, "num_samples": self.schedule.n,
+        return {"kind": self.kind, **self.identity, "layer": self.layer_arg, "teacher_bn": self.teacher_bn,
+                "num_samples": self.schedule.n,
                 "clouds_per_pass": self.schedule.per_pass}
 
     def clouds(self, start: int, stop: int) -> Iterator[np.ndarray]:

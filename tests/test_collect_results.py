@@ -42,7 +42,8 @@ def roots(tmp_path):
     cfg = dict(base, alpha=1.0, delta=0.0, trial=0, path_t=str(teachers[0]))
     fake_run(s_root / "S-resnet20_T-resnet56_cifar100_kd_trial_0", "resnet20", cfg, 70.5, 70.25)
     # an official-style folder without config.yaml: parsed from its name, best only
-    official = s_root / "official" / "T:wrn_40_2_S:shufflev1_cifar100_64_KD:KD_trial_5"
+    official = s_root / "official" / ("T:wrn_40_2_S:shufflev1_cifar100_64_KD:KD_T:4.0_epochs_240_lr_0.01_decay_0.0005_"
+                                      "r:1.0_a:4.0_b:0.8_d:5.0_tda_layer_t:-1_tda_layer_s:-1_dim_0_sum_trial_5")
     official.mkdir(parents=True)
     torch.save({"model": {}, "best_acc": 76.4, "epoch": 220}, official / "shufflev1_best.pth")
     # a RipsNet folder is not a training run
@@ -60,7 +61,7 @@ def test_groups_means_and_stds(roots, tmp_path):
     md_path, csv_path, rows = cr.collect(roots, tmp_path / "out" / "results")
     got = rows_by(rows)
     assert set(got) == {("resnet56", "", "ce"), ("resnet56", "resnet20", "kd+topkd"),
-                        ("resnet56", "resnet20", "kd"), ("wrn_40_2", "shufflev1", "kd")}
+                        ("resnet56", "resnet20", "kd"), ("wrn_40_2", "shufflev1", "kd+topkd")}
     topkd = got[("resnet56", "resnet20", "kd+topkd")]
     assert topkd.trials == 3
     assert topkd.best.mean == pytest.approx(72.0) and topkd.best.std == pytest.approx(1.0)
@@ -70,8 +71,8 @@ def test_groups_means_and_stds(roots, tmp_path):
     teacher = got[("resnet56", "", "ce")]
     assert teacher.best.mean == pytest.approx(73.5)
     assert teacher.best.std == pytest.approx(statistics.stdev([73.0, 74.0]))
-    assert got[("wrn_40_2", "shufflev1", "kd")].best.mean == pytest.approx(76.4)
-    assert got[("wrn_40_2", "shufflev1", "kd")].last.mean is None
+    assert got[("wrn_40_2", "shufflev1", "kd+topkd")].best.mean == pytest.approx(76.4)
+    assert got[("wrn_40_2", "shufflev1", "kd+topkd")].last.mean is None
 
     md = md_path.read_text()
     line = next(l for l in md.splitlines() if "kd+topkd" in l)
@@ -158,14 +159,22 @@ def test_reproduce_scripts_dry_run_parse(script, repo_root, tmp_path):
     assert len(students) == 2 * len(SCRIPT_PAIRS[script]) and {ns.trial for ns in students} == {0, 1}
     assert all(ns.delta == 5 and ns.method == "topkd" and ns.rips_path and ns.device == "cpu" for ns in students)
     stages = [s for s, _, _ in commands]
+    pretrained = script == "imagenet.sh"  # its default teachers: torchvision's pretrained weights, not trained
     for stage in ("train_teacher.py", "generate_PCD_PI.py", "train_ripsnet.py"):
-        assert stages.count(stage) == len(SCRIPT_PAIRS[script])  # once per pair (nothing exists yet)
+        expected = 0 if pretrained and stage == "train_teacher.py" else len(SCRIPT_PAIRS[script])
+        assert stages.count(stage) == expected  # once per pair (nothing exists yet)
     assert stages[-1] == "tools/collect_results.py"
     launchers = {tuple(prefix[:1]) for s, prefix, _ in commands if s in ("train_teacher.py", "train_student.py")}
     assert launchers == ({("torchrun",)} if script == "imagenet.sh" else {(sys.executable,)})
     # stage outputs chain: stage 2 reads the teacher of stage 1, the student the RipsNet of stage 3
     teacher_dirs = {ns.run_dir for s, _, ns in commands if s == "train_teacher.py"}
-    assert all(os.path.dirname(ns.path_t) in teacher_dirs for s, _, ns in commands if s == "generate_PCD_PI.py")
+    if pretrained:
+        from models.pretrained import arch_from_torchvision_file
+
+        assert all(arch_from_torchvision_file(ns.path_t) == ns.model_t for s, _, ns in commands
+                   if s in ("generate_PCD_PI.py", "train_student.py"))
+    else:
+        assert all(os.path.dirname(ns.path_t) in teacher_dirs for s, _, ns in commands if s == "generate_PCD_PI.py")
     rips_dirs = {ns.run_dir for s, _, ns in commands if s == "train_ripsnet.py"}
     assert all(os.path.dirname(ns.rips_path) in rips_dirs for ns in students)
 

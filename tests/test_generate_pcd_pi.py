@@ -65,6 +65,7 @@ def test_teacher_run_files_manifest_and_images(full_run, teacher):
     cfg = m["config"]
     assert cfg["source"]["arch"] == "resnet8" and len(cfg["source"]["teacher"]["sha256"]) == 64
     assert (cfg["dataset"], cfg["layer"], cfg["batch_size"], cfg["passes"], cfg["dims"]) == ("digits", -1, 32, 1, [0, 1])
+    assert cfg["teacher_bn"] == "batch" == cfg["source"]["teacher_bn"]  # the official default, recorded
     assert cfg["feature_dim"] == 64 and len(m["shards"]) == 5 == -(-NUM_CLOUDS // 10)
     shard = np.load(full_run / m["shards"][0]["pcd"])
     assert shard.dtype == np.float32 and shard.shape == (10, 32, 64)
@@ -80,13 +81,15 @@ def test_teacher_run_files_manifest_and_images(full_run, teacher):
 
 
 def test_clouds_are_teacher_embeddings_of_augmented_batches(full_run, teacher):
-    """Cloud 0 = the teacher's FC input for its batch; augmentation on (differs from eval images)."""
+    """Cloud 0 = the teacher's FC input for its batch, BatchNorm on the batch's statistics (the default
+    --teacher_bn batch: torch's train-mode BatchNorm is the reference); augmentation on."""
     from datasets import build_datasets
     from engine.checkpoint import load_model
     from pcd.sources import PassSchedule
 
     data = build_datasets("digits", ".", image_size=16, train_augment=True)
     model, _ = load_model(teacher)
+    model.train()  # batch statistics (this copy's running statistics are not used afterwards)
     pairs = PassSchedule(len(data.train), 32, 1, 0).batch(0)
     assert len({i for i, _ in pairs}) == 32
     stored = np.load(full_run / "shards" / "pcd_00000.npy")[0]
@@ -216,3 +219,36 @@ def test_intermediate_layer_is_pooled(teacher, tmp_path):
     m = _manifest(out)
     assert m["config"]["feature_dim"] == 32 and m["config"]["layer"] == 2
     assert np.load(out / m["shards"][0]["pcd"]).shape == (10, 32, 32)
+
+
+def test_teacher_bn_modes(teacher):
+    """--teacher_bn batch: batch statistics, stored running statistics untouched; eval: stored statistics."""
+    from datasets import build_datasets
+    from engine.checkpoint import load_model
+    from pcd.sources import TeacherCloudSource
+
+    data = build_datasets("digits", ".", image_size=16, train_augment=True)
+    clouds = {}
+    for mode in ("batch", "eval"):
+        model, _ = load_model(teacher)
+        for m in model.modules():  # non-trivial stored statistics, so the two modes must differ
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        source = TeacherCloudSource(model, data.train, batch=32, passes=1, layer=-1, seed=0, teacher_bn=mode)
+        clouds[mode] = np.concatenate(list(source.clouds(0, 2)))
+        after = model.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before), mode  # weights and buffers unchanged
+        assert source.config()["teacher_bn"] == mode
+        # independent reference: the same images through torch's own eval / train-mode BatchNorm
+        images = torch.stack([source.images[p] for p in source.schedule.batch(1)])
+        ref_model, _ = load_model(teacher)
+        ref_model.load_state_dict(before)
+        ref_model.train(mode == "batch")
+        with torch.no_grad():
+            ref = ref_model(images, is_feat=True)[0][-1].numpy()
+        np.testing.assert_allclose(clouds[mode][1], ref, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(clouds["batch"], clouds["eval"], atol=1e-3)
+    with pytest.raises(ValueError, match="--teacher_bn must be one of batch, eval"):
+        TeacherCloudSource(load_model(teacher)[0], data.train, batch=32, passes=1, layer=-1, seed=0, teacher_bn="x")

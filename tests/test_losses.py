@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
 import torch.nn.functional as F
 
 from distiller.losses import (AttentionLoss, CRDLoss, DistillKL, DKDLoss, HintLoss, PKTLoss, Regressor,
@@ -44,11 +45,26 @@ def test_kd_numpy_temperature():
         DistillKL(0.0)
 
 
+@pytest.mark.parametrize("s_hw, t_hw, kind, kernel, params", [
+    # RepDistiller's ConvReg, Cs 16 -> Ct 32; parameters counted by hand: conv weights + 32 biases + BN 2 x 32
+    ((8, 8), (8, 8), nn.Conv2d, (1, 1), 16 * 32 * 1 + 32 + 64),              # same size: 1x1 conv (608)
+    ((8, 8), (4, 4), nn.Conv2d, (3, 3), 16 * 32 * 9 + 32 + 64),              # twice: 3x3 stride 2 (4704)
+    ((4, 4), (8, 8), nn.ConvTranspose2d, (4, 4), 16 * 32 * 16 + 32 + 64),    # half: 4x4 transposed (8288)
+    ((8, 8), (6, 6), nn.Conv2d, (3, 3), 16 * 32 * 9 + 32 + 64),              # larger: (1 + 8 - 6) conv
+])
+def test_hint_regressor_is_convreg(s_hw, t_hw, kind, kernel, params):
+    reg = Regressor((2, 16, *s_hw), (2, 32, *t_hw))
+    assert type(reg.conv) is kind and tuple(reg.conv.kernel_size) == kernel
+    assert sum(p.numel() for p in reg.parameters()) == params
+    assert sorted(reg.state_dict()) == ["bn.bias", "bn.num_batches_tracked", "bn.running_mean", "bn.running_var",
+                                        "bn.weight", "conv.bias", "conv.weight"]  # RepDistiller's names
+    out = reg(torch.randn(2, 16, *s_hw))
+    assert out.shape == (2, 32, *t_hw) and (out >= 0).all()  # BN then ReLU
+    with pytest.raises(ValueError, match="student map of 4x4 to a teacher map of 6x6"):
+        Regressor((2, 16, 4, 4), (2, 32, 6, 6))
+
+
 def test_hint_regressor_shapes_and_mse():
-    reg = Regressor((2, 4, 8, 8), (2, 6, 4, 4))
-    assert reg(torch.randn(2, 4, 8, 8)).shape == (2, 6, 4, 4)
-    reg = Regressor((2, 4, 4, 4), (2, 6, 8, 8))
-    assert reg(torch.randn(2, 4, 4, 4)).shape == (2, 6, 8, 8)
     assert Regressor((2, 3), (2, 5))(torch.randn(2, 3)).shape == (2, 5)
     with pytest.raises(ValueError):
         Regressor((2, 3), (2, 5, 4, 4))

@@ -3,7 +3,9 @@
     python tools/collect_results.py [ROOT ...] [--out results]      # default roots: save_t_models save_s_models
 
 A run folder is any folder under a root holding ``<arch>_best.pth`` (and usually ``<arch>_last.pth``,
-``config.yaml``). Runs are grouped by (dataset, teacher, student, method, hyper-parameters) with the
+``config.yaml``); official TopKD and RepDistiller run folders, which have no config.yaml, are read from
+their names (``engine.run_names``) and their last accuracy from their last ``ckpt_epoch_<N>.pth``. Every
+checkpoint is read with the safe loader; a cell that cannot be filled says why (``n/a: ...``). Runs are grouped by (dataset, teacher, student, method, hyper-parameters) with the
 trial left out; each group gets mean +- std over its trials of the best and the last test top-1, the
 number of trials, the teacher's top-1 (teacher runs found under the roots), and published reference
 numbers when known. Rows of one teacher -> student pair sit together, so baselines read side by side.
@@ -116,6 +118,8 @@ class Run:
     best: Optional[float] = None
     last: Optional[float] = None
     teacher_path: Optional[str] = None
+    best_note: str = ""            # why ``best`` is None (shown in the table instead of a blank cell)
+    last_note: str = ""
 
     @property
     def is_student(self) -> bool:
@@ -163,15 +167,37 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _read_ckpt(path: Path) -> Dict[str, Any]:
-    """Scalar entries of a checkpoint; {} when it cannot be read safely (e.g. official last.pth with a pickled opt)."""
+def _read_ckpt(path: Path) -> Tuple[Dict[str, Any], str]:
+    """-> (scalar entries of a checkpoint, "") or ({}, why it could not be read). Read with the safe loader:
+    an official ``*_last.pth`` pickles an ``argparse.Namespace`` and is refused, with that as the reason."""
     from engine.checkpoint import load_checkpoint
 
+    if not path.is_file():
+        return {}, f"no {path.name}"
     try:
         ckpt = load_checkpoint(str(path))
-    except (ValueError, FileNotFoundError):
-        return {}
-    return {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler", "scaler", "rng")}
+    except (ValueError, FileNotFoundError) as exc:
+        reason = str(exc).split(";")[0].replace(str(path), path.name)
+        return {}, f"checkpoint unreadable: {reason}"
+    return {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler", "scaler", "rng")}, ""
+
+
+def _last_epoch_ckpt(folder: Path) -> Optional[Path]:
+    """The official codes' last per-epoch checkpoint ``ckpt_epoch_<N>.pth`` (largest N), if any."""
+    found = []
+    for p in folder.glob("ckpt_epoch_*.pth"):
+        m = re.fullmatch(r"ckpt_epoch_(\d+)\.pth", p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return max(found)[1] if found else None
+
+
+def _accuracy(ckpt: Dict[str, Any], key: str, note: str, path: Path) -> Tuple[Optional[float], str]:
+    """``ckpt[key]`` as a float, or None and why (``n/a: ...``)."""
+    if note:
+        return None, f"n/a: {note}"
+    value = _float(ckpt.get(key))
+    return (value, "") if value is not None else (None, f"n/a: {path.name} holds no {key}")
 
 
 def _float(value: Any) -> Optional[float]:
@@ -182,33 +208,32 @@ def _float(value: Any) -> Optional[float]:
     return out if math.isfinite(out) else None
 
 
-# Folder-name patterns for runs without config.yaml: name -> regex with arch/teacher/dataset/trial groups.
-FOLDER_PATTERNS: Dict[str, "re.Pattern[str]"] = {
-    "ours_student": re.compile(r"^S-(?P<arch>.+?)_T-(?P<teacher>.+?)_(?P<dataset>cifar100|cifar10|imagenet|digits)_"
-                               r"(?P<rest>.*?)(?:_trial_(?P<trial>\w+))?$"),
-    "official_student": re.compile(r"^T:(?P<teacher>.+?)_S:(?P<arch>.+?)_(?P<dataset>cifar100|cifar10|imagenet)_"
-                                   r"(?P<rest>.*?)(?:_trial_(?P<trial>\w+))?$"),
-    "teacher": re.compile(r"^(?P<arch>.+?)_(?P<dataset>cifar100|cifar10|imagenet|digits)_(?P<rest>.*?)"
-                          r"(?:_trial_(?P<trial>\w+))?$"),
-}
+def _from_folder_name(path: Path) -> Optional[Dict[str, Any]]:
+    """Settings of a run without config.yaml from its folder name (official TopKD / RepDistiller layouts, ours),
+    as config.yaml keys; None when the name follows no layout (e.g. a RipsNet folder)."""
+    from engine.run_names import parse_run_name
+
+    run = parse_run_name(path.name)
+    if run is None:
+        return None
+    cfg = run.as_config()
+    if run.is_student:
+        cfg["path_t"] = None  # not known from the name
+        if run.layout == "ours_student":  # our name keeps only the method tag
+            cfg["distill"] = str(run.settings.get("rest", "")).split("_")[0] or "?"
+    return cfg
 
 
-def _from_folder_name(path: Path, arch_from_file: str) -> Optional[Dict[str, Any]]:
-    for kind, pattern in FOLDER_PATTERNS.items():
-        m = pattern.match(path.name)
-        if m:
-            info = m.groupdict()
-            out = {"dataset": info["dataset"], "arch": info["arch"] or arch_from_file,
-                   "trial": info.get("trial") or "0", "config": info.get("rest") or ""}
-            if kind != "teacher":
-                out.update(teacher=info["teacher"], method="kd" if "kd" in path.name.lower() else "?")
-            return out
-    return None  # not a training run (e.g. a RipsNet folder with mean_best.pth)
+def _canonical_arch(name: str) -> str:
+    from models import ARCH_ALIASES
+
+    return ARCH_ALIASES.get(name, name)
 
 
 def read_run(folder: Path) -> Optional[Run]:
     """A Run from a folder holding ``<arch>_best.pth`` and a classifier's config.yaml (or an official run
-    folder name); None otherwise (not a training run, e.g. a RipsNet folder)."""
+    folder name); None otherwise (not a training run, e.g. a RipsNet folder). Accuracies it cannot read
+    carry a note saying why."""
     best_files = sorted(p for p in folder.glob("*_best.pth") if p.is_file())
     if not best_files:
         return None
@@ -218,25 +243,37 @@ def read_run(folder: Path) -> Optional[Run]:
     best_path = folder / f"{arch}_best.pth"
     if not best_path.is_file():
         best_path = best_files[0]
-    best_ckpt, last_ckpt = _read_ckpt(best_path), _read_ckpt(folder / f"{arch}_last.pth")
+    (best_ckpt, best_err) = _read_ckpt(best_path)
+    official = False
     if not cfg:
         cfg = best_ckpt.get("config") if isinstance(best_ckpt.get("config"), dict) else {}
-    if cfg and (cfg.get("model_s") or cfg.get("model")):
-        student = "model_s" in cfg and cfg.get("path_t") is not None
-        info = {"dataset": str(cfg.get("dataset", "?")), "arch": arch, "trial": str(cfg.get("trial", 0))}
-        if student:
-            info.update(teacher=str(cfg.get("model_t") or "?"), method=method_key(cfg),
-                        config=config_text(cfg, STUDENT_CONFIG))
-        else:
-            tag = cfg.get("dataset", "?") + ("_pi" if cfg.get("input") == "pi" else "")
-            info.update(dataset=str(tag), config=config_text(cfg, TEACHER_CONFIG))
-    else:
-        info = _from_folder_name(folder, arch)
-        if info is None:
+    if not (cfg and (cfg.get("model_s") or cfg.get("model"))):
+        cfg = _from_folder_name(folder)
+        if cfg is None:
             return None
-    best = _float(best_ckpt.get("best_acc"))
-    last = _float(last_ckpt.get("last_acc"))  # blank without <arch>_last.pth (official ones hold no accuracy)
-    return Run(path=folder, best=best, last=last, teacher_path=cfg.get("path_t"), **info)
+        official = True
+    student = "model_s" in cfg and (cfg.get("path_t") is not None or (official and bool(cfg.get("model_t"))))
+    arch = _canonical_arch(str(cfg.get("model_s") or cfg.get("model") or arch))
+    info = {"dataset": str(cfg.get("dataset", "?")), "arch": arch, "trial": str(cfg.get("trial", 0))}
+    if student:
+        info.update(teacher=_canonical_arch(str(cfg.get("model_t") or "?")), method=method_key(cfg),
+                    config=config_text(cfg, STUDENT_CONFIG))
+    else:
+        tag = str(cfg.get("dataset", "?")) + ("_pi" if cfg.get("input") == "pi" else "")
+        info.update(dataset=tag, config=config_text(cfg, TEACHER_CONFIG))
+    best, best_note = _accuracy(best_ckpt, "best_acc", best_err, best_path)
+    # last top-1: our <arch>_last.pth ('last_acc'); the official codes' last per-epoch checkpoint ('accuracy')
+    # (their <arch>_last.pth pickles the options object and holds no accuracy)
+    last_path = folder / f"{arch_from_file}_last.pth"
+    epoch_ckpt = _last_epoch_ckpt(folder)
+    if official and epoch_ckpt is not None:
+        last_ckpt, last_err = _read_ckpt(epoch_ckpt)
+        last, last_note = _accuracy(last_ckpt, "accuracy", last_err, epoch_ckpt)
+    else:
+        last_ckpt, last_err = _read_ckpt(last_path)
+        last, last_note = _accuracy(last_ckpt, "last_acc", last_err, last_path)
+    return Run(path=folder, best=best, last=last, teacher_path=cfg.get("path_t"), best_note=best_note,
+               last_note=last_note, **info)
 
 
 def find_runs(roots: Iterable[os.PathLike]) -> List[Run]:
@@ -259,19 +296,27 @@ class Stat:
     mean: Optional[float]
     std: Optional[float]
     n: int
+    missing: int = 0               # members without a value
+    note: str = ""                 # why (the first member's note)
 
     @classmethod
-    def of(cls, values: Iterable[Optional[float]]) -> "Stat":
+    def of(cls, values: Iterable[Optional[float]], notes: Iterable[str] = ()) -> "Stat":
+        values = list(values)
+        notes = [n for v, n in zip(values, list(notes) or [""] * len(values)) if v is None and n]
         vals = [v for v in values if v is not None]
+        missing, note = len(values) - len(vals), (notes[0] if notes else "")
         if not vals:
-            return cls(None, None, 0)
+            return cls(None, None, 0, missing, note)
         std = statistics.stdev(vals) if len(vals) > 1 else None  # sample std (ddof 1)
-        return cls(statistics.fmean(vals), std, len(vals))
+        return cls(statistics.fmean(vals), std, len(vals), missing, note)
 
     def text(self) -> str:
         if self.mean is None:
-            return ""
-        return f"{self.mean:.2f}" + (f" ± {self.std:.2f}" if self.std is not None else "")
+            return self.note
+        out = f"{self.mean:.2f}" + (f" ± {self.std:.2f}" if self.std is not None else "")
+        if self.missing and self.note:
+            out += f" ({self.missing} of {self.n + self.missing} {self.note})"
+        return out
 
 
 @dataclass
@@ -318,8 +363,10 @@ def build_rows(runs: List[Run]) -> List[Row]:
         else:
             refs = CE_REFERENCES.get((dataset, teacher), [])
             teacher_acc = Stat(None, None, 0)
-        rows.append(Row(dataset, teacher, student, method, config, Stat.of(r.best for r in members),
-                        Stat.of(r.last for r in members), len(members), teacher_acc, list(refs),
+        rows.append(Row(dataset, teacher, student, method, config,
+                        Stat.of([r.best for r in members], [r.best_note for r in members]),
+                        Stat.of([r.last for r in members], [r.last_note for r in members]),
+                        len(members), teacher_acc, list(refs),
                         [str(r.path) for r in members]))
     rows.sort(key=lambda r: (r.dataset, r.teacher, r.student, r.method != "ce", r.method, r.config))
     return rows
@@ -343,7 +390,7 @@ def to_markdown(rows: List[Row]) -> str:
 
 
 CSV_COLUMNS = ("dataset", "teacher", "teacher_mean", "teacher_std", "student", "method", "config", "best_mean",
-               "best_std", "last_mean", "last_std", "trials", "reference", "runs")
+               "best_std", "last_mean", "last_std", "trials", "reference", "runs", "notes")
 
 
 def to_csv(rows: List[Row]) -> str:
@@ -357,7 +404,8 @@ def to_csv(rows: List[Row]) -> str:
     for r in rows:
         writer.writerow([r.dataset, r.teacher, num(r.teacher_acc.mean), num(r.teacher_acc.std), r.student,
                          r.method, r.config, num(r.best.mean), num(r.best.std), num(r.last.mean),
-                         num(r.last.std), r.trials, "; ".join(x.text() for x in r.references), ";".join(r.runs)])
+                         num(r.last.std), r.trials, "; ".join(x.text() for x in r.references), ";".join(r.runs),
+                         "; ".join(f"{k}: {st.note}" for k, st in (("best", r.best), ("last", r.last)) if st.note)])
     return buf.getvalue()
 
 

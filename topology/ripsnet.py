@@ -153,12 +153,47 @@ def save_ripsnet(
         raise
 
 
+def weight_units(state: Dict[str, torch.Tensor]) -> List[int]:
+    """The 8 widths ``[D, phi1, phi2, phi3, rho1, rho2, rho3, R*R]`` read off a RipsNet state dict's shapes."""
+    try:
+        units = [int(state["layer1.linear.weight"].shape[1])]
+        return units + [int(state[f"layer{k}.linear.weight"].shape[0]) for k in range(1, 8)]
+    except KeyError as exc:
+        raise ValueError(f"missing RipsNet weight {exc.args[0]!r}") from None
+    except (AttributeError, IndexError):
+        raise ValueError("RipsNet weights are not 2-D tensors") from None
+
+
+def pooling_from_file_name(path: Union[str, os.PathLike]) -> Optional[str]:
+    """``mean`` / ``sum`` from a checkpoint named ``<pooling>_best.pth`` or ``<pooling>_last.pth`` (the official
+    and our stage-3 naming), else None."""
+    stem = os.path.splitext(os.path.basename(os.fspath(path)))[0]
+    head, _, tail = stem.rpartition("_")
+    return head if head in POOLINGS and tail in ("best", "last") else None
+
+
+def _table_units(found: List[int]) -> Optional[List[int]]:
+    """The official width table's list for the weights' input width and output size, or None."""
+    side = int(round(found[-1] ** 0.5))
+    if found[0] not in PHI_UNITS or side * side != found[-1]:
+        return None
+    return default_units(found[0], side)
+
+
 def load_ripsnet(
-    path: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu"
+    path: Union[str, os.PathLike],
+    map_location: Union[str, torch.device] = "cpu",
+    operator: Optional[str] = None,
+    units_list: Optional[Sequence[int]] = None,
 ) -> Tuple[RipsNet, dict]:
     """Read an official or our RipsNet checkpoint -> (model in eval mode, checkpoint dict).
 
-    The checkpoint dict carries ``pi_params`` (None for official checkpoints).
+    operator: pooling (``mean``/``sum``, the official ``--operator``); units_list: the 8 widths (the
+    official ``--units_list``). Pooling comes from ``operator``, else the checkpoint, else the file name
+    (``<pooling>_best.pth``). Widths come from ``units_list`` (checked against the weights: a mismatch is
+    a ValueError naming both), else the checkpoint, else the official width table for the weights' input
+    width, else the weight shapes. The returned dict carries ``pi_params`` (None for official
+    checkpoints) and ``resolved`` (where pooling and widths came from).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -171,19 +206,38 @@ def load_ripsnet(
         raise
     except Exception as exc:  # truncated or foreign file
         raise ValueError(f"cannot read RipsNet checkpoint {path}: {exc.__class__.__name__}: {exc}") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
         raise ValueError(f"{path} is not a RipsNet checkpoint (expected a dict with a 'model' state dict)")
     state = ckpt["model"]
-    units = ckpt.get("units") or ckpt.get("units_list")
-    if units is None:  # rebuild the widths from the weight shapes
-        try:
-            units = [state["layer1.linear.weight"].shape[1]]
-            units += [state[f"layer{k}.linear.weight"].shape[0] for k in range(1, 8)]
-        except KeyError as exc:
-            raise ValueError(f"{path}: missing RipsNet weight {exc.args[0]!r}") from None
-    pooling = ckpt.get("pooling") or ckpt.get("operator")
-    if pooling is None:
-        raise ValueError(f"{path}: the checkpoint does not say its pooling ('pooling' or 'operator' key)")
+    try:
+        found = weight_units(state)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    stored_units = ckpt.get("units") or ckpt.get("units_list")
+    if units_list is not None:
+        units, units_from = [int(u) for u in units_list], "argument"
+        if units != found:
+            raise ValueError(f"--units_list {units} does not match the RipsNet {path}, whose weights have "
+                             f"widths {found}; pass --units_list {' '.join(map(str, found))} or another RipsNet")
+    elif stored_units is not None:
+        units, units_from = [int(u) for u in stored_units], "checkpoint"
+    elif _table_units(found) == found:
+        units, units_from = found, "official width table"
+    else:
+        units, units_from = found, "weight shapes"
+    stored_pooling = ckpt.get("pooling") or ckpt.get("operator")
+    if operator is not None:
+        if stored_pooling is not None and stored_pooling != operator:
+            raise ValueError(f"--operator {operator} does not match the RipsNet {path}, which was trained with "
+                             f"{stored_pooling} pooling; pass --operator {stored_pooling} or another RipsNet")
+        pooling, pooling_from = operator, "argument"
+    elif stored_pooling is not None:
+        pooling, pooling_from = stored_pooling, "checkpoint"
+    elif pooling_from_file_name(path) is not None:
+        pooling, pooling_from = pooling_from_file_name(path), "file name"
+    else:
+        raise ValueError(f"{path}: the checkpoint does not say its pooling (no 'pooling'/'operator' entry, file "
+                         f"name not <mean|sum>_best.pth); pass the pooling (--operator mean or sum)")
     model = RipsNet(int(units[0]), pooling=pooling, units=units)
     try:
         model.load_state_dict(state, strict=True)
@@ -193,4 +247,6 @@ def load_ripsnet(
                          f"{' '.join(first[:2])}") from None
     model.eval()
     ckpt.setdefault("pi_params", None)
+    ckpt["resolved"] = {"pooling": pooling, "pooling_from": pooling_from, "units": list(units),
+                        "units_from": units_from}
     return model, ckpt

@@ -9,11 +9,19 @@ from torch import nn
 
 
 class Regressor(nn.Module):
-    """Maps a student feature to the teacher feature's shape.
+    """FitNet's regressor: maps a student feature to the teacher feature's shape (RepDistiller's ``ConvReg``).
 
-    Maps ``[B, Cs, Hs, Ws]`` -> ``[B, Ct, Ht, Wt]`` with a 3x3 conv + BN + ReLU (RepDistiller's ConvReg),
-    resizing spatially by adaptive average pooling (shrink) or bilinear interpolation (grow). Vectors
-    ``[B, Cs]`` -> ``[B, Ct]`` through a linear layer.
+    Maps ``[B, Cs, Hs, Ws]`` -> ``[B, Ct, Ht, Wt]`` by one convolution chosen from the spatial sizes, then
+    BatchNorm and ReLU:
+
+    * ``Hs == 2 * Ht``: 3x3 conv, stride 2, padding 1;
+    * ``2 * Hs == Ht``: 4x4 transposed conv, stride 2, padding 1;
+    * otherwise ``Hs >= Ht``: a ``(1 + Hs - Ht) x (1 + Ws - Wt)`` conv without padding, i.e. 1x1 when the
+      maps have the same size (the common case);
+    * a student map smaller than the teacher's but not half of it: ValueError (as in RepDistiller).
+
+    Parameter names ``conv.*`` / ``bn.*`` are RepDistiller's. Vectors ``[B, Cs]`` -> ``[B, Ct]`` (hints
+    on pooled embeddings, which ConvReg does not cover) go through a linear layer (``linear.*``).
     """
 
     def __init__(self, s_shape: Sequence[int], t_shape: Sequence[int]):
@@ -23,24 +31,26 @@ class Regressor(nn.Module):
                 f"hint layers must both be vectors [B, C] or both maps [B, C, H, W]; got student "
                 f"{tuple(s_shape)} and teacher {tuple(t_shape)}: pick matching --hint_layer"
             )
-        self.out_hw = tuple(t_shape[2:])
         if len(s_shape) == 2:
-            self.body = nn.Linear(s_shape[1], t_shape[1])
+            self.linear = nn.Linear(s_shape[1], t_shape[1])
+            return
+        (_, s_c, s_h, s_w), (_, t_c, t_h, t_w) = s_shape, t_shape
+        if s_h == 2 * t_h:
+            self.conv: nn.Module = nn.Conv2d(s_c, t_c, kernel_size=3, stride=2, padding=1)
+        elif 2 * s_h == t_h:
+            self.conv = nn.ConvTranspose2d(s_c, t_c, kernel_size=4, stride=2, padding=1)
+        elif s_h >= t_h and s_w >= t_w:
+            self.conv = nn.Conv2d(s_c, t_c, kernel_size=(1 + s_h - t_h, 1 + s_w - t_w))
         else:
-            self.body = nn.Sequential(
-                nn.Conv2d(s_shape[1], t_shape[1], kernel_size=3, padding=1),
-                nn.BatchNorm2d(t_shape[1]),
-                nn.ReLU(inplace=True),
-            )
+            raise ValueError(f"FitNet cannot map a student map of {s_h}x{s_w} to a teacher map of {t_h}x{t_w} "
+                             f"(the student's must be at least as large, or half); pick another --hint_layer")
+        self.bn = nn.BatchNorm2d(t_c)
+        self.relu = nn.ReLU(inplace=True)
 
     def forward(self, f_s: torch.Tensor) -> torch.Tensor:
-        out = self.body(f_s)
-        if out.dim() == 4 and tuple(out.shape[2:]) != self.out_hw:
-            if out.shape[2] >= self.out_hw[0] and out.shape[3] >= self.out_hw[1]:
-                out = F.adaptive_avg_pool2d(out, self.out_hw)
-            else:
-                out = F.interpolate(out, size=self.out_hw, mode="bilinear", align_corners=False)
-        return out
+        if hasattr(self, "linear"):
+            return self.linear(f_s)
+        return self.relu(self.bn(self.conv(f_s)))
 
 
 class HintLoss(nn.Module):

@@ -2,7 +2,8 @@
 # hyper-parameters, then calls run_pair for every pair and collect_results at the end.
 #
 # Environment: DRY_RUN=1 prints every command (shell-quoted, one per line on stdout) instead of running
-# it; notes go to stderr. TRIALS (student trials), TEACHER_TRIAL, SEED, PY, and the output roots
+# it; notes go to stderr. TRIALS (student trials), TEACHER_TRIAL, SEED, PY, TEACHER_WEIGHTS (torchvision =
+# torchvision's pretrained teachers instead of training them; ImageNet only), and the output roots
 # T_ROOT, PCD_ROOT, RIPS_ROOT, S_ROOT, RESULTS. Per-stage extra flags: TEACHER_ARGS, PCD_ARGS, RIPS_ARGS,
 # STUDENT_ARGS (split on spaces). The script's own arguments ("$@") go to every stage, so pass only flags
 # that all four stage scripts accept (e.g. --device cuda).
@@ -25,6 +26,8 @@ LAUNCH=("$PY")          # table scripts may replace it, e.g. (torchrun --nproc_p
 # shellcheck disable=SC2206  # intended word splitting of the *_ARGS lists
 TEACHER_EXTRA=(${TEACHER_ARGS:-}); PCD_EXTRA=(${PCD_ARGS:-}); RIPS_EXTRA=(${RIPS_ARGS:-}); STUDENT_EXTRA=(${STUDENT_ARGS:-})
 
+METHOD_EXTRA=()         # per-pair flags of the baseline method being run (see baseline_flags)
+
 note() { echo "[reproduce] $*" >&2; }
 
 # run CMD...: execute, or print it shell-quoted under DRY_RUN=1.
@@ -41,8 +44,9 @@ run() {
 # ckpt_done FILE EPOCHS: true when the checkpoint exists and has finished EPOCHS epochs.
 ckpt_done() {
   [[ -f "$1" ]] || return 1
-  "$PY" -c 'import sys, torch
-c = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
+  "$PY" -c 'import sys
+from engine.serialization import safe_load
+c = safe_load(sys.argv[1])
 sys.exit(0 if int(c.get("epoch", 0)) >= int(sys.argv[2]) else 1)' "$1" "$2" 2>/dev/null
 }
 
@@ -56,6 +60,14 @@ stage_teacher() {
   TEACHER_CKPT="$dir/${arch}_best.pth"
   if [[ -n "${TEACHER_CKPT_DIR:-}" ]]; then  # ready teachers (e.g. converted torchvision weights)
     TEACHER_CKPT="$TEACHER_CKPT_DIR/${arch}_best.pth"; note "teacher $arch: using $TEACHER_CKPT"; return
+  fi
+  if [[ "${TEACHER_WEIGHTS:-}" == torchvision ]]; then  # torchvision's pretrained weights (hub cache; fetched if missing)
+    if [[ "$DRY_RUN" == 1 ]]; then
+      TEACHER_CKPT="$("$PY" -m models.pretrained "$arch" --no-download)"
+    else
+      TEACHER_CKPT="$("$PY" -m models.pretrained "$arch")" || exit 2
+    fi
+    note "teacher $arch: torchvision's pretrained weights $TEACHER_CKPT"; return
   fi
   if ckpt_done "$dir/${arch}_last.pth" "$T_EPOCHS"; then note "skip teacher $arch: $dir is finished"; return; fi
   # shellcheck disable=SC2046
@@ -74,7 +86,7 @@ stage_pcd() {
   fi
   run "$PY" generate_PCD_PI.py --path_t "$TEACHER_CKPT" --model_t "$arch" --dataset "$DATASET" \
     --data_root "$DATA_ROOT" --batch_size "$CLOUD_BATCH" --passes "$PASSES" --layer -1 --dims 0 \
-    --seed "$SEED" --out_dir "$PCD_DIR" "${PCD_EXTRA[@]}" "${PASS[@]}"
+    --teacher_bn batch --seed "$SEED" --out_dir "$PCD_DIR" "${PCD_EXTRA[@]}" "${PASS[@]}"
 }
 
 # stage_ripsnet ARCH POOLING -> RipsNet on the stage-2 folder (or skip); sets RIPS_CKPT.
@@ -104,10 +116,27 @@ stage_student() {
   # shellcheck disable=SC2046
   run "${LAUNCH[@]}" train_student.py --path_t "$TEACHER_CKPT" --model_t "$t" --model_s "$s" \
     --dataset "$DATASET" --data_root "$DATA_ROOT" --distill "$distill" --kd_T "$KD_T" "${weights[@]}" \
-    "${topo[@]}" --epochs "$S_EPOCHS" --batch_size "$BATCH_SIZE" --lr "$lr" \
+    "${topo[@]}" "${METHOD_EXTRA[@]}" --epochs "$S_EPOCHS" --batch_size "$BATCH_SIZE" --lr "$lr" \
     --lr_decay_epochs "$DECAY_EPOCHS" --lr_decay_rate 0.1 --weight_decay "$WD" --trial "$trial" \
     --seed "$((SEED + trial))" --run_dir "$dir" $(resume_flag "$dir/${s}_last.pth") \
     "${STUDENT_EXTRA[@]}" "${PASS[@]}"
+}
+
+# baseline_flags METHOD TEACHER STUDENT -> the method's own per-pair settings (flags), if it has any.
+# DKD: beta (weight of the non-target-class term) per pair from mdistiller's configs/cifar100/dkd/*.yaml
+# (megvii-research/mdistiller): res56_res20 and res110_res32 BETA 2.0; vgg13_vgg8, wrn40_2_wrn_16_2,
+# wrn40_2_wrn_40_1 and vgg13_mv2 BETA 6.0; every other pair (res32x4_res8x4, res32x4_shuv1/2, res50_mv2,
+# wrn40_2_shuv1, and pairs without a config) the default of mdistiller/engine/cfg.py, CFG.DKD.BETA 8.0.
+# Its other DKD values (CE_WEIGHT 1, ALPHA 1, T 4, WARMUP 20) are the same for every pair: our defaults.
+baseline_flags() {
+  local method="$1" pair="$2 $3"
+  if [[ "$method" == dkd ]]; then
+    case "$pair" in
+      "resnet56 resnet20"|"resnet110 resnet32") echo "--dkd_beta 2" ;;
+      "vgg13 vgg8"|"wrn_40_2 wrn_16_2"|"wrn_40_2 wrn_40_1"|"vgg13 mobilenetv2") echo "--dkd_beta 6" ;;
+      *) echo "--dkd_beta 8" ;;
+    esac
+  fi
 }
 
 # run_pair "TEACHER STUDENT LR ALPHA DELTA POOLING": all four stages, students over TRIALS, baselines too.
@@ -121,7 +150,10 @@ run_pair() {
     stage_student "$t" "$s" "$lr" "$alpha" "$delta" "$pooling" "$trial"
     local method
     for method in $BASELINES; do  # RepDistiller's commands: each method with its paper's weights, no topology
+      # shellcheck disable=SC2207  # intended word splitting of the flag list
+      METHOD_EXTRA=($(baseline_flags "$method" "$t" "$s"))
       stage_student "$t" "$s" "$lr" - 0 "$pooling" "$trial" "$method" - - "$method"
+      METHOD_EXTRA=()
     done
   done
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # TopKD paper, ImageNet table: resnet34 -> resnet18 and resnet50 -> MobileNetV1, all four stages per pair
-# (teacher, point clouds + persistence images, RipsNet, KD+TopKD students over TRIALS), then the table.
+# (teacher = torchvision's pretrained weights by default, point clouds + persistence images, RipsNet, KD+TopKD students over TRIALS), then the table.
 # Training stages run under torchrun on NGPUS GPUs; BATCH_SIZE is the global batch.
 #   DATA_ROOT=/data/imagenet NGPUS=8 bash scripts/reproduce/imagenet.sh --device cuda
 #   TEACHER_CKPT_DIR=pretrained/ bash scripts/reproduce/imagenet.sh   # use <dir>/<arch>_best.pth teachers
+#   TEACHER_WEIGHTS= bash scripts/reproduce/imagenet.sh                # train the teachers from scratch instead
 #   DRY_RUN=1 bash scripts/reproduce/imagenet.sh                       # print the commands only
 # A stage whose output is finished is skipped; an interrupted one resumes. Arguments go to every stage.
 set -euo pipefail
@@ -14,6 +15,10 @@ NGPUS="${NGPUS:-8}"
 T_EPOCHS="${T_EPOCHS:-100}"; S_EPOCHS="${S_EPOCHS:-100}"
 BATCH_SIZE="${BATCH_SIZE:-256}"; DECAY_EPOCHS="${DECAY_EPOCHS:-30,60,90}"; WD="${WD:-0.0001}"
 T_LR="${T_LR:-0.1}"
+# Teachers: torchvision's pretrained ResNet-34 / ResNet-50 (IMAGENET1K_V1, 73.31 / 76.13 top-1), the teachers of
+# the KD literature's ImageNet tables; the files live in torch's hub cache ($TORCH_HOME/hub/checkpoints/) and are
+# fetched there when missing (offline: the error says which file to put where).
+TEACHER_WEIGHTS="${TEACHER_WEIGHTS-torchvision}"
 # --- stage 2 and 3: clouds as large as one process's batch, so the RipsNet sees the student-time cloud size ---
 CLOUD_BATCH="${CLOUD_BATCH:-$(( BATCH_SIZE / NGPUS ))}"; PASSES="${PASSES:-1}"   # 1 pass: ImageNet is large
 RIPS_LR="${RIPS_LR:-5e-4}"; RIPS_EPOCHS="${RIPS_EPOCHS:-1000}"; RIPS_PATIENCE="${RIPS_PATIENCE:-50}"

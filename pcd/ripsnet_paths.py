@@ -1,0 +1,98 @@
+"""Where a teacher's RipsNet lives: the official TopKD naming rule and our stage-3 layout.
+
+Official (``train_student.py`` of jekim5418/TopKD, ``--rips_path`` default ``ripsnet/result``)::
+
+    <root>/<dataset>_<teacher>_batch<bs>_<tag>_PCD_dim<k>/<operator>_best.pth
+
+with ``<tag>`` from ``--tda_layer_t``: ``FCinput`` for -1, ``output`` for 0, ``layer<t + 6>input`` for
+-5, -4, -3 (``layer1input`` ... ``layer3input``). Ours (``train_ripsnet.py``'s default run folder)::
+
+    <root>/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>/<pooling>_best.pth      (root default ``ripsnet``)
+
+with ``<layer>`` the stage-2 ``--layer`` value as typed (``-1``).
+"""
+from __future__ import annotations
+
+import os
+from typing import List, Optional, Union
+
+OFFICIAL_ROOT = os.path.join("ripsnet", "result")
+OURS_ROOT = "ripsnet"
+# --tda_layer_t -> the official folder tag (its train_student.py); -1 is the FC input (the paper's setting).
+OFFICIAL_LAYER_TAGS = {-1: "FCinput", 0: "output", -5: "layer1input", -4: "layer2input", -3: "layer3input"}
+
+Layer = Union[int, str]
+
+
+def official_layer_tag(layer: Layer) -> str:
+    """``-1`` -> ``FCinput`` (see OFFICIAL_LAYER_TAGS); a tag given as text (``FCinput``) is kept."""
+    if isinstance(layer, str) and not layer.lstrip("-").isdigit():
+        if layer not in OFFICIAL_LAYER_TAGS.values():
+            raise ValueError(f"unknown official RipsNet layer tag {layer!r}; one of "
+                             f"{', '.join(OFFICIAL_LAYER_TAGS.values())}")
+        return layer
+    if int(layer) not in OFFICIAL_LAYER_TAGS:
+        raise ValueError(f"the official RipsNet naming has no tag for --tda_layer_t {layer}; use one of "
+                         f"{', '.join(map(str, sorted(OFFICIAL_LAYER_TAGS)))} or pass the RipsNet file to --rips_path")
+    return OFFICIAL_LAYER_TAGS[int(layer)]
+
+
+def official_ripsnet_path(dataset: str, teacher: str, batch_size: int, layer: Layer = -1, dim: Union[int, str] = 0,
+                          operator: str = "mean", root: str = OFFICIAL_ROOT) -> str:
+    """``<root>/<dataset>_<teacher>_batch<bs>_<FCinput|...>_PCD_dim<k>/<operator>_best.pth`` (the official rule)."""
+    folder = f"{dataset}_{teacher}_batch{int(batch_size)}_{official_layer_tag(layer)}_PCD_dim{dim}"
+    return os.path.join(root, folder, f"{operator}_best.pth")
+
+
+def stage3_run_name(dataset: str, teacher: str, batch_size: Union[int, str], layer: Layer, dim: Union[int, str]) -> str:
+    """Our stage-3 run folder name ``<dataset>_<teacher>_batch<bs>_<layer>_dim<k>``."""
+    return f"{dataset}_{teacher}_batch{batch_size}_{layer}_dim{dim}"
+
+
+def stage3_ripsnet_path(dataset: str, teacher: str, batch_size: int, layer: Layer = -1, dim: Union[int, str] = 0,
+                        pooling: str = "mean", root: str = OURS_ROOT) -> str:
+    """``<root>/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>/<pooling>_best.pth`` (our train_ripsnet.py layout)."""
+    return os.path.join(root, stage3_run_name(dataset, teacher, batch_size, layer, dim), f"{pooling}_best.pth")
+
+
+def ripsnet_candidates(root: str, dataset: str, teacher: str, batch_size: int, layer: Layer = -1,
+                       dim: Union[int, str] = 0, operator: str = "mean") -> List[str]:
+    """Paths a RipsNet for these settings may have under ``root``, in the order they are tried: the official
+    rule, then our layout; for a root named ``result`` (the official ``ripsnet/result``) also our layout
+    under its parent (``ripsnet``)."""
+    out = []
+    try:
+        out.append(official_ripsnet_path(dataset, teacher, batch_size, layer, dim, operator, root))
+    except ValueError:
+        pass  # a layer the official naming has no tag for: only our layout applies
+    out.append(stage3_ripsnet_path(dataset, teacher, batch_size, layer, dim, operator, root))
+    if os.path.basename(os.path.normpath(root)) == "result":
+        out.append(stage3_ripsnet_path(dataset, teacher, batch_size, layer, dim, operator,
+                                       os.path.dirname(os.path.normpath(root)) or "."))
+    return out
+
+
+def find_ripsnet(rips_path: Optional[str], dataset: str, teacher: str, batch_size: int, layer: Layer = -1,
+                 dim: Union[int, str] = 0, operator: str = "mean") -> str:
+    """The RipsNet checkpoint for ``--rips_path`` -> an existing file path.
+
+    rips_path: a checkpoint file (returned as is), a run folder holding ``<operator>_best.pth``, or a root
+    searched with :func:`ripsnet_candidates` (None = the official default ``ripsnet/result``).
+    FileNotFoundError lists every path tried.
+    """
+    root = OFFICIAL_ROOT if rips_path is None else os.fspath(rips_path)
+    if os.path.isfile(root):
+        return root
+    tried = []
+    if os.path.isdir(root):
+        direct = os.path.join(root, f"{operator}_best.pth")
+        if os.path.isfile(direct):
+            return direct
+        tried.append(direct)
+    for path in ripsnet_candidates(root, dataset, teacher, batch_size, layer, dim, operator):
+        if os.path.isfile(path):
+            return path
+        tried.append(path)
+    raise FileNotFoundError(f"no RipsNet for teacher {teacher} on {dataset} (batch {batch_size}, layer {layer}, "
+                            f"dim {dim}, {operator} pooling); tried {', '.join(tried)}; train one with "
+                            f"train_ripsnet.py or pass the checkpoint to --rips_path")
