@@ -148,10 +148,9 @@ def build_tgd(cfg, data, student, teacher):
     """TGD's distiller and the data carrying each image's cached PI: ``(distiller, data)``."""
     from datasets.pi_images import attach_image_pis
     from distiller.tgd import TGD
-    from engine.checkpoint import load_model
+    from models import load_model
 
-    teacher2, ckpt_t2 = load_model(cfg.path_t2, arch=cfg.model_t2, num_classes=data.num_classes)
-    cfg.model_t2 = cfg.model_t2 or ckpt_t2.get("arch") or type(teacher2).__name__
+    teacher2, cfg.model_t2, _ = load_model(cfg.path_t2, arch=cfg.model_t2, num_classes=data.num_classes)
     data = attach_image_pis(data, cfg.pi_root)
     gamma = 0.1 if cfg.gamma is None else cfg.gamma
     alpha = 0.9 if cfg.alpha is None else cfg.alpha
@@ -166,7 +165,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     from datasets import build_datasets
     from datasets.contrast import ContrastSample
     from distiller import attach_topology, get_distiller
-    from engine.checkpoint import load_model
+    from models import load_model
     from train_teacher import build_network
 
     check_flags(cfg, method_names())
@@ -175,8 +174,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     data = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, val_split=cfg.val_split,
                           seed=cfg.seed, **options)
     image_size = int(data.image_size)
-    teacher, ckpt_t = load_model(cfg.path_t, arch=cfg.model_t, num_classes=data.num_classes)
-    cfg.model_t = cfg.model_t or ckpt_t.get("arch") or type(teacher).__name__
+    teacher, cfg.model_t, _ = load_model(cfg.path_t, arch=cfg.model_t, num_classes=data.num_classes)
     student = build_network(cfg.model_s, data.num_classes, data.in_channels)
     per_epoch = len(data.train) // cfg.batch_size + (len(data.train) % cfg.batch_size > 1)
     if cfg.distill == "tgd":

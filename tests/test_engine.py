@@ -16,8 +16,8 @@ from torch import nn
 from datasets import build_datasets
 from distiller import Distiller, get_distiller
 from engine import checkpoint as ckpt_mod
-from engine.checkpoint import (arch_candidates, infer_num_classes, load_checkpoint, save_checkpoint,
-                               state_dict_differences)
+from engine.checkpoint import load_checkpoint, save_checkpoint, state_dict_differences
+from models.loading import arch_candidates, infer_num_classes
 from engine.cli import run_cli
 from engine.config import add_data_args, add_training_args, parse_config, teacher_run_name
 from engine.seed import get_rng_state, seed_everything, set_rng_state

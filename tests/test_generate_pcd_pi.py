@@ -82,11 +82,11 @@ def test_teacher_run_files_manifest_and_images(full_run, teacher):
 def test_clouds_are_teacher_embeddings_of_augmented_batches(full_run, teacher):
     """Cloud 0 = the teacher's FC input for its batch; augmentation on (differs from eval images)."""
     from datasets import build_datasets
-    from engine.checkpoint import load_model
+    from models import load_model
     from pcd.sources import PassSchedule
 
     data = build_datasets("digits", ".", image_size=16, train_augment=True)
-    model, _ = load_model(teacher)
+    model, _, _ = load_model(teacher)
     pairs = PassSchedule(len(data.train), 32, 1, 0).batch(0)
     assert len({i for i, _ in pairs}) == 32
     stored = np.load(full_run / "shards" / "pcd_00000.npy")[0]

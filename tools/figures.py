@@ -63,10 +63,10 @@ def load_networks(teacher: PathLike, student: PathLike, dataset: Optional[str] =
     dataset / image_size default to what the teacher checkpoint was trained on.
     """
     from datasets import build_datasets
-    from engine.checkpoint import load_model
+    from models import load_model
 
-    model_t, ckpt_t = load_model(str(teacher))
-    model_s, ckpt_s = load_model(str(student))
+    model_t, _, ckpt_t = load_model(str(teacher))
+    model_s, _, ckpt_s = load_model(str(student))
     dataset = dataset or _ckpt_setting(ckpt_t, "dataset")
     if not dataset:
         raise ValueError(f"cannot tell the data set of {teacher}; pass --dataset")
