@@ -8,7 +8,7 @@ import yaml
 from engine.checkpoint import save_checkpoint
 from models import model_dict
 from tools import figures
-from topology.images import PIParams
+from topology.point_cloud_pi import PIParams
 from topology.persistence import rips_h0_deaths
 from topology.ripsnet import RipsNet, save_ripsnet
 

@@ -104,7 +104,7 @@ def student_projector(ckpt_s: Dict, dim_s: int, dim_t: int) -> Optional[Callable
 def load_pi_params(source=None, ripsnet_ckpt: Optional[Dict] = None, dim: int = 0):
     """PIParams from a PIParams, a stage-2 folder / ``manifest.yaml``, a PI-parameter YAML, or the RipsNet ckpt."""
     from pcd.manifest import read_pi_params
-    from topology.images import PIParams
+    from topology.point_cloud_pi import PIParams
 
     if isinstance(source, PIParams):
         return source
@@ -118,7 +118,7 @@ def load_pi_params(source=None, ripsnet_ckpt: Optional[Dict] = None, dim: int = 
 
 def exact_pi(cloud: torch.Tensor, params) -> np.ndarray:
     """Exact H0 persistence image of one cloud ``[N, D]`` -> ``[R0 * R1]`` (normalized like the training data)."""
-    from topology.images import persistence_images
+    from topology.point_cloud_pi import persistence_images
     from topology.persistence import rips_h0_deaths
 
     deaths = rips_h0_deaths(cloud.double().numpy()[None])[0]

@@ -383,7 +383,7 @@ def _h0_mst(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> Li
     return [_h0_rows(row, keep_infinite, drop_zero) for row in deaths]
 
 
-def _ripser_diagrams(x: torch.Tensor, dim: int, n_jobs) -> List[np.ndarray]:
+def _gudhi_rips_diagrams(x: torch.Tensor, dim: int, n_jobs) -> List[np.ndarray]:
     from gudhi.sklearn import RipsPersistence
 
     rp = RipsPersistence(homology_dimensions=dim, n_jobs=n_jobs)
@@ -392,7 +392,7 @@ def _ripser_diagrams(x: torch.Tensor, dim: int, n_jobs) -> List[np.ndarray]:
 
 def _h0_gudhi(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
     out = []
-    for dg in _ripser_diagrams(x, 0, n_jobs):
+    for dg in _gudhi_rips_diagrams(x, 0, n_jobs):
         finite = np.sort(dg[np.isfinite(dg[:, 1]), 1])
         if not drop_zero:  # gudhi dropped the (0, 0) bars: put them back
             finite = np.concatenate([np.zeros(x.shape[1] - 1 - finite.shape[0]), finite])
@@ -404,8 +404,8 @@ def _sort_h1(dg: np.ndarray) -> np.ndarray:
     return dg[np.lexsort((dg[:, 0], dg[:, 1]))]
 
 
-def _h1_ripser(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
-    return [_sort_h1(dg) for dg in _ripser_diagrams(x, 1, n_jobs)]
+def _h1_gudhi(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
+    return [_sort_h1(dg) for dg in _gudhi_rips_diagrams(x, 1, n_jobs)]
 
 
 def _h1_simplex_tree(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
@@ -425,7 +425,7 @@ DiagramBackend = Callable[[torch.Tensor, bool, bool, object], List[np.ndarray]]
 #: checked for NaN/inf; keep_infinite, drop_zero, n_jobs)
 DIAGRAM_BACKENDS: Dict[int, Dict[str, DiagramBackend]] = {
     0: {"mst": _h0_mst, "gudhi": _h0_gudhi},
-    1: {"ripser": _h1_ripser, "simplex_tree": _h1_simplex_tree},
+    1: {"gudhi": _h1_gudhi, "simplex_tree": _h1_simplex_tree},
 }
 
 
@@ -444,7 +444,7 @@ def rips_diagrams(
     keep_infinite: bool = False,
     drop_zero: bool = True,
     h0_backend: str = "mst",
-    h1_backend: str = "ripser",
+    h1_backend: str = "gudhi",
     n_jobs: int | None = None,
 ) -> Dict[int, List[np.ndarray]]:
     """Rips persistence diagrams of each cloud.
@@ -454,7 +454,7 @@ def rips_diagrams(
     Returns ``{dim: [B arrays of shape [k, 2]]}`` (float64 birth, death) for each requested dim.
     ``keep_infinite`` appends H0's ``(0, inf)`` bar; ``drop_zero`` drops zero-length H0 bars as gudhi
     does (see the module docstring). Backends: H0 ``"mst"`` (exact, fast) or ``"gudhi"``
-    (``gudhi.sklearn.RipsPersistence``); H1 ``"ripser"`` (RipsPersistence, parallel with ``n_jobs``)
+    (``gudhi.sklearn.RipsPersistence``); H1 ``"gudhi"`` (``gudhi.sklearn.RipsPersistence``, parallel with ``n_jobs``)
     or ``"simplex_tree"`` (RipsComplex + SimplexTree, gudhi's exact row order, slow).
     """
     dims = _check_dims(dims)
