@@ -26,9 +26,10 @@ from engine.trainer import fit_and_report
 
 def student_methods() -> Dict[str, type]:
     """Registered name -> class of every method that builds itself from the command line."""
-    from distiller import distiller_dict, method_names
+    from distiller import get_distiller, method_names
 
-    return {n: distiller_dict[n] for n in method_names() if hasattr(distiller_dict[n], "from_config")}
+    classes = {n: get_distiller(n) for n in method_names()}
+    return {n: cls for n, cls in classes.items() if hasattr(cls, "from_config")}
 
 
 def option_owners() -> List[Tuple[str, Any]]:

@@ -140,5 +140,5 @@ def check_undeclared(cfg: argparse.Namespace, table: Dict[str, Tuple[Option, lis
     for name, (opt, owners) in table.items():
         if name not in allowed and getattr(cfg, name, None) is not None:
             others = ", ".join(sorted({o for o, _ in owners}))
-            raise ValueError(f"{opt.spellings()[-1]} is not an option of --distill {method} (it belongs to: "
+            raise ValueError(f"{'/'.join(opt.spellings())} is not an option of --distill {method} (it belongs to: "
                              f"{others}); drop it or pick a method that takes it")

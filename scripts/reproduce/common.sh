@@ -127,8 +127,12 @@ run_pair() {
 }
 
 # check_baselines: every BASELINES word must be a method of train_student.py (fail before any training).
+# The names come from the method registry (every spelling train_student.py accepts, aliases included).
 check_baselines() {
-  local method known=" kd fitnet hint at attention sp similarity rkd pkt crd dkd "
+  [[ -n "${BASELINES// /}" ]] || return 0
+  local method known
+  known=" $("$PY" -c 'import train_student as t; from distiller.registry import aliases_of
+print(" ".join(s for n in t.student_methods() for s in [n, *aliases_of(n)]))') "
   for method in $BASELINES; do
     if [[ "$known" != *" $method "* ]]; then
       echo "BASELINES: unknown method '$method'; choose from:$known" >&2
