@@ -208,6 +208,7 @@ def pi_grid(teacher: PathLike, student: PathLike, ripsnet: PathLike, out: PathLi
             ax.set_xlabel("birth", fontsize=7)
             ax.set_ylabel("persistence", fontsize=7)
             ax.tick_params(labelsize=6)
+            ax.xaxis.set_major_locator(MaxNLocator(3))
         if shown is not None:
             bar = fig.colorbar(shown, ax=list(axes[r]), shrink=0.9, pad=0.01)
             bar.ax.tick_params(labelsize=6)
