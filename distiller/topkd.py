@@ -44,7 +44,7 @@ def ripsnet_input_dim(ripsnet: nn.Module) -> int:
     raise ValueError("cannot tell the RipsNet's input width: it has no input_dim and no linear layer")
 
 
-class RipsNetImages(nn.Module):
+class RipsNetPI(nn.Module):
     """``[K, N, D]`` clouds -> ``[K, R*R]`` approximate persistence images by a frozen RipsNet."""
 
     def __init__(self, ripsnet: nn.Module):
@@ -63,7 +63,7 @@ class RipsNetImages(nn.Module):
         return self.ripsnet(clouds)
 
 
-class ExactH0Images(nn.Module):
+class ExactH0PI(nn.Module):
     """``[K, N, D]`` clouds -> ``[K, R*R]`` exact H0 persistence images (differentiable in the points).
 
     ``params``: a ``topology.point_cloud_pi.PIParams`` (the stage-2 manifest's or the RipsNet checkpoint's).
@@ -113,22 +113,22 @@ class TopologyTerm(nn.Module):
             return self.delta * F.mse_loss(pi_s, pi_t)
 
 
-def _ripsnet_images(rips=None, **_) -> nn.Module:
+def _ripsnet_pi(rips=None, **_) -> nn.Module:
     if rips is None:
         raise ValueError("TopKD with a RipsNet needs --rips_path (the stage-3 RipsNet checkpoint), "
                          "or use --method topkd_exact, or set --delta 0")
-    return RipsNetImages(rips)
+    return RipsNetPI(rips)
 
 
-def _exact_images(pi_params=None, **_) -> nn.Module:
+def _exact_pi(pi_params=None, **_) -> nn.Module:
     if pi_params is None:
         raise ValueError("--method topkd_exact needs persistence-image parameters: pass --pi_params "
                          "(the stage-2 folder or its manifest.yaml) or a --rips_path checkpoint that carries them")
-    return ExactH0Images(pi_params)
+    return ExactH0PI(pi_params)
 
 
-# --method name -> builder of the image module
-IMAGE_METHODS: Dict[str, Callable[..., nn.Module]] = {"topkd": _ripsnet_images, "topkd_exact": _exact_images}
+# --method name -> builder of the persistence-image module
+PI_METHODS: Dict[str, Callable[..., nn.Module]] = {"topkd": _ripsnet_pi, "topkd_exact": _exact_pi}
 
 
 def attach_topology(distiller: TeacherStudent, delta: float, method: str = "topkd", rips: Optional[nn.Module] = None,
@@ -147,14 +147,14 @@ def attach_topology(distiller: TeacherStudent, delta: float, method: str = "topk
     if not isinstance(distiller, TeacherStudent):
         raise ValueError(f"the topology term needs a teacher -> student method, not {type(distiller).__name__}; "
                          f"use e.g. --distill kd")
-    if method not in IMAGE_METHODS:
-        raise ValueError(f"unknown --method {method!r}; choose one of: {', '.join(IMAGE_METHODS)}")
+    if method not in PI_METHODS:
+        raise ValueError(f"unknown --method {method!r}; choose one of: {', '.join(PI_METHODS)}")
     tda_layer_s = tda_layer_t if tda_layer_s is None else tda_layer_s
     layer_t = check_layer(tda_layer_t, len(distiller.feat_shapes_t), "--tda_layer_t", "teacher")
     layer_s = check_layer(tda_layer_s, len(distiller.feat_shapes_s), "--tda_layer_s", "student")
     dim_t = distiller.feat_shapes_t[layer_t][1]
     dim_s = distiller.feat_shapes_s[layer_s][1]
-    images = IMAGE_METHODS[method](rips=rips, pi_params=pi_params)
+    images = PI_METHODS[method](rips=rips, pi_params=pi_params)
     if images.input_dim is not None and images.input_dim != dim_t:
         raise ValueError(f"the RipsNet takes {images.input_dim}-d points but the teacher's feature at "
                          f"--tda_layer_t {tda_layer_t} is {dim_t}-d: use the RipsNet trained on this teacher/layer")
@@ -211,7 +211,7 @@ class TopologyAddOn:
     options = (
         Option("delta", 0.0, "weight of the topology term (0 = off)", flags=("-d", "--delta"), source="TopKD"),
         Option("method", "topkd", "persistence images by the frozen RipsNet (topkd) or exactly (topkd_exact)",
-               choices=tuple(IMAGE_METHODS)),
+               choices=tuple(PI_METHODS)),
         Option("tda_layer_t", -1, "teacher feature index (-1 = FC input)", source="TopKD"),
         Option("tda_layer_s", None, "student feature index (default: --tda_layer_t)", type=int),
         Option("tda_clouds", 1, "point clouds per batch (1 = the whole batch)", source="TopKD"),

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distiller import attach_topology, distiller_dict, get_distiller
-from distiller.topkd import ExactH0Images, RipsNetImages, TopologyTerm, to_clouds
+from distiller.topkd import ExactH0PI, RipsNetPI, TopologyTerm, to_clouds
 from helpers import TinyNet, TinyRips
 
 
@@ -180,7 +180,7 @@ def test_topkd_official_ripsnet_matches_reference(reference_dir):
     clouds = torch.from_numpy(ref["ripsnet_resnet56_mean_in"]).float()  # [3, 64, 64]
     out = ref["ripsnet_resnet56_mean_out_batched"].astype(np.float64)
     delta = 5.0
-    term = TopologyTerm(RipsNetImages(rips), delta, layer_s=0, layer_t=0, dim_s=64, dim_t=64)
+    term = TopologyTerm(RipsNetPI(rips), delta, layer_s=0, layer_t=0, dim_s=64, dim_t=64)
     got = term([clouds[1]], [clouds[0]]).item()  # student = cloud 1, teacher = cloud 0
     expected = delta * np.mean((out[1] - out[0]) ** 2)
     assert got == pytest.approx(expected, rel=1e-4, abs=1e-9)
@@ -207,7 +207,7 @@ def test_topkd_exact_matches_gudhi():
                           weight=lambda x: 10 * np.tanh(x[1]) + 10 * np.log(100 * x[0] + 1))
     ref = pi.fit_transform(dgms) / params.normalizer
     expected = 2.0 * np.mean((ref[1] - ref[0]) ** 2)
-    term = TopologyTerm(ExactH0Images(params), 2.0, 0, 0, 5, 5)
+    term = TopologyTerm(ExactH0PI(params), 2.0, 0, 0, 5, 5)
     got = term([torch.tensor(cs, dtype=torch.float32)], [torch.tensor(ct, dtype=torch.float32)]).item()
     assert got == pytest.approx(expected, rel=1e-4)
     # the exact term also carries gradients into the student's points
