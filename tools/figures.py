@@ -67,8 +67,9 @@ def load_networks(teacher: PathLike, student: PathLike, dataset: Optional[str] =
     from datasets import build_datasets
     from models import load_model
 
-    model_t, _, ckpt_t = load_model(str(teacher))
-    model_s, _, ckpt_s = load_model(str(student))
+    model_t, arch_t, ckpt_t = load_model(str(teacher))
+    model_s, arch_s, ckpt_s = load_model(str(student))
+    ckpt_t, ckpt_s = dict(ckpt_t, arch=arch_t), dict(ckpt_s, arch=arch_s)  # official files name no arch
     dataset = dataset or _ckpt_setting(ckpt_t, "dataset")
     if not dataset:
         raise ValueError(f"cannot tell the data set of {teacher}; pass --dataset")
