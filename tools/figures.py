@@ -221,9 +221,17 @@ def pi_grid(teacher: PathLike, student: PathLike, ripsnet: PathLike, out: PathLi
 # figure 2: 2-D embeddings
 # ------------------------------------------------------------------------------------------------
 def _umap(x: np.ndarray, seed: int) -> np.ndarray:
-    import umap  # optional
+    import warnings
 
-    return umap.UMAP(n_components=2, random_state=seed).fit_transform(x)
+    import umap
+
+    threads = torch.get_num_threads()  # numba's OpenMP layer resets the shared thread count; put it back
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            return umap.UMAP(n_components=2, random_state=seed).fit_transform(x)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
