@@ -71,7 +71,7 @@ def _device(name: str) -> str:
 def teacher_source(args):
     """Build the teacher source and its config entries from the arguments."""
     from datasets import build_datasets
-    from engine.checkpoint import load_model
+    from models import load_model
     from pcd.manifest import file_identity
     from pcd.sources import TeacherCloudSource
 
@@ -84,10 +84,7 @@ def teacher_source(args):
     args.dataset = args.dataset or "cifar100"
     data = build_datasets(args.dataset, args.data_root, download=False, val_split=0.0, seed=args.seed,
                           train_augment=True, **options)
-    model, ckpt = load_model(args.path_t, arch=args.model_t, num_classes=data.num_classes)
-    arch = ckpt.get("arch") if isinstance(ckpt.get("arch"), str) else args.model_t
-    if arch is None:
-        arch = type(model).__name__
+    model, arch, _ = load_model(args.path_t, arch=args.model_t, num_classes=data.num_classes)
     identity = {"teacher": file_identity(args.path_t), "arch": arch, "num_classes": data.num_classes}
     source = TeacherCloudSource(model, data.train, batch=args.batch_size, passes=args.passes,
                                 layer=args.layer, seed=args.seed, device=_device(args.device),

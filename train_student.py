@@ -4,19 +4,19 @@
         --model_s resnet20 --distill kd -r 1 -a 2 -d 5 --rips_path ripsnet/<run>/mean_best.pth
 
 Loss: ``gamma * CE + alpha * KD + beta * <method term> + delta * TDA`` (each term logged separately).
-``-r/-a/-b`` left out take the method's defaults (see ``distiller``); ``-d 0`` (default) = no topology
-term. ``--method topkd`` uses the frozen RipsNet of ``--rips_path`` (a checkpoint file, or a folder holding
-``<operator>_best.pth``); ``--method topkd_exact`` the exact differentiable H0 persistence images with the
-parameters of ``--pi_params`` (the stage-2 folder or its ``manifest.yaml``) or of the RipsNet checkpoint.
-Run folder: <save_dir>/S-<s>_T-<t>_<dataset>_<distill>[+<method>]_r-<g>_a-<a>_b-<b>_d-<d>_trial_<n>/.
+The method options are not written here: the parser is built from the registry (`distiller.registry`),
+each method and add-on declaring its own options, defaults, data needs and run tag (`distiller.options`).
+``-r/-a/-b`` left out take the method's defaults; an option the chosen method does not declare is an
+error. ``-d 0`` (default) = no topology term; ``--method topkd`` uses the frozen RipsNet of ``--rips_path``,
+``--method topkd_exact`` the exact differentiable H0 persistence images.
+Run folder: <save_dir>/S-<s>_T-<t>_<dataset>_<distill>[+<method>]_r-<g>_a-<a>_b-<b>_d-<d>_trial_<n>/
+(the part after <dataset> is the method's and the add-ons' run tag).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import math
 import os
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from engine.cli import run_cli
 from engine.config import add_data_args, add_training_args, data_options, parse_config
@@ -24,182 +24,100 @@ from engine.seed import seed_everything
 from engine.trainer import fit_and_report
 
 
+def student_methods() -> Dict[str, type]:
+    """Registered name -> class of every method that builds itself from the command line."""
+    from distiller import get_distiller, method_names
+
+    classes = {n: get_distiller(n) for n in method_names()}
+    return {n: cls for n, cls in classes.items() if hasattr(cls, "from_config")}
+
+
+def option_owners() -> List[Tuple[str, Any]]:
+    """``(name, class or add-on)`` for every student method and add-on, in registration order."""
+    from distiller import addon_dict
+
+    return list(student_methods().items()) + list(addon_dict.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from distiller import aliases_of
+    from distiller.options import collect, default_text
+
     parser = argparse.ArgumentParser(description="Distil a teacher into a student (KD, FitNet, ..., TopKD).")
     g = parser.add_argument_group("networks")
     g.add_argument("--model_s", default="resnet8", help="student architecture (models.model_dict)")
     g.add_argument("--path_t", default=None, help="teacher checkpoint (ours or official {'model': ...})")
     g.add_argument("--model_t", default=None, help="teacher architecture when the checkpoint does not name it")
+    names = [n + (f" ({'/'.join(aliases_of(n))})" if aliases_of(n) else "") for n in student_methods()]
     g = parser.add_argument_group("distillation")
-    g.add_argument("--distill", default="kd", help="method: kd, hint/fitnet, attention/at, similarity/sp, rkd, "
-                                                   "pkt, crd, dkd, tgd")
-    g.add_argument("--kd_T", type=float, default=4.0, help="temperature of KD (and DKD)")
-    g.add_argument("-r", "--gamma", type=float, default=None, help="weight of cross-entropy (default: method's)")
-    g.add_argument("-a", "--alpha", type=float, default=None, help="weight of KD (default: method's)")
-    g.add_argument("-b", "--beta", type=float, default=None, help="weight of the method's own term (default: method's)")
-    g.add_argument("--hint_layer", type=int, default=2, help="FitNet: feature index of the hint")
-    g.add_argument("--feat_dim", type=int, default=128, help="CRD embedding width")
-    g.add_argument("--nce_k", type=int, default=16384, help="CRD negatives per sample")
-    g.add_argument("--nce_t", type=float, default=0.07, help="CRD temperature")
-    g.add_argument("--nce_m", type=float, default=0.5, help="CRD memory momentum")
-    g.add_argument("--mode", "--crd_mode", dest="crd_mode", default="exact", choices=("exact", "relax"),
-                   help="CRD positive: the sample itself (exact) or a random sample of its class (relax)")
-    g.add_argument("--dkd_alpha", type=float, default=1.0, help="DKD target-class weight")
-    g.add_argument("--dkd_beta", type=float, default=8.0, help="DKD non-target-class weight")
-    g.add_argument("--dkd_warmup", type=int, default=20, help="DKD linear warm-up epochs")
-    g = parser.add_argument_group("topology (TopKD)")
-    g.add_argument("-d", "--delta", type=float, default=0.0, help="weight of the topology term (0 = off)")
-    g.add_argument("--method", default="topkd", choices=("topkd", "topkd_exact"),
-                   help="persistence images by the frozen RipsNet (topkd) or exactly (topkd_exact)")
-    g.add_argument("--tda_layer_t", type=int, default=-1, help="teacher feature index (-1 = FC input)")
-    g.add_argument("--tda_layer_s", type=int, default=None, help="student feature index (default: --tda_layer_t)")
-    g.add_argument("--tda_clouds", type=int, default=1, help="point clouds per batch (1 = the whole batch)")
-    g.add_argument("--dim", type=int, default=0, help="homology dimension matched (only 0 is supported)")
-    g.add_argument("--operator", default=None, choices=("mean", "sum"),
-                   help="RipsNet pooling; picks <operator>_best.pth when --rips_path is a folder")
-    g.add_argument("--rips_path", default=None, help="RipsNet checkpoint file or folder (stage 3)")
-    g.add_argument("--pi_params", default=None, help="stage-2 folder (or its manifest.yaml) whose PI parameters topkd_exact uses")
-    g = parser.add_argument_group("TGD (--distill tgd): two teachers, images and their persistence images")
-    g.add_argument("--path_t2", default=None, help="persistence-image teacher checkpoint (train_teacher.py --input pi)")
-    g.add_argument("--model_t2", default=None, help="its architecture when the checkpoint does not name it")
-    g.add_argument("--pi_root", default="./data/image_pi", help="image-PI cache written by generate_image_PI.py")
-    g.add_argument("--tgd_alpha", type=float, default=0.99, help="weight a of the image teacher (1-a: PI teacher)")
-    g.add_argument("--tgd_sim_weight", type=float, default=1000.0, help="weight of the Gram-similarity term")
-    g.add_argument("--tgd_kl", default="mean", choices=("mean", "batchmean"),
-                   help="KL scale: 'mean' divides by batch x classes (TGD's code), 'batchmean' by batch")
+    g.add_argument("--distill", default="kd", help=f"method, any case: {', '.join(names)}")
+    owners = option_owners()
+    groups: Dict[str, Any] = {}
+    for name, (opt, declared_by) in collect(owners).items():
+        who = [o for o, _ in declared_by]
+        title = "every method" if len(who) >= len(student_methods()) else f"--distill {who[0]}" \
+            if who[0] in student_methods() else f"{who[0]} add-on (composes with the teacher -> student methods)"
+        if title not in groups:
+            groups[title] = parser.add_argument_group(title)
+        opt.add_to(groups[title], default_text(declared_by))
     add_data_args(parser)
     add_training_args(parser, save_dir="./save_s_models")
     return parser
 
 
-def student_run_name(cfg, distiller) -> str:
-    topo = f"+{cfg.method}" if cfg.delta else ""
-    return (f"S-{cfg.model_s}_T-{cfg.model_t}_{cfg.dataset}_{cfg.distill}{topo}_r-{distiller.gamma}_"
-            f"a-{distiller.alpha}_b-{distiller.beta}_d-{float(cfg.delta)}_trial_{cfg.trial}")
+def configure_method(cfg: argparse.Namespace):
+    """Pick the method and its add-ons, reject options they do not declare, and fill in their defaults.
+
+    -> ``(method class, [add-ons])``; ``cfg.distill`` becomes the registered name, options of other
+    methods are removed from ``cfg``.
+    """
+    from distiller import addon_dict, canonical_name
+    from distiller.options import check_undeclared, collect, declared, resolve
+
+    methods = student_methods()
+    name = canonical_name(cfg.distill)
+    if name not in methods:
+        raise ValueError(f"unknown --distill {cfg.distill!r}; choose one of: {', '.join(methods)}")
+    cfg.distill, method = name, methods[name]
+    addons = [a for a in addon_dict.values() if a.applies_to(method)]
+    allowed = {o.name for owner in (method, *addons) for o in declared(owner)}
+    table = collect(option_owners())
+    check_undeclared(cfg, table, allowed, name)
+    for key in set(table) - allowed:
+        delattr(cfg, key)
+    for owner in (method, *addons):
+        vars(cfg).update(resolve(owner, cfg))
+    return method, addons
 
 
-def resolve_rips_path(path: str, operator: Optional[str]) -> str:
-    """A checkpoint file, or a folder holding ``<operator>_best.pth`` -> the file path."""
-    if os.path.isdir(path):
-        names = [f"{operator}_best.pth"] if operator else ["mean_best.pth", "sum_best.pth"]
-        found = [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
-        if len(found) != 1:
-            raise FileNotFoundError(f"--rips_path folder {path} holds {'no' if not found else 'several'} of "
-                                    f"{names}; pass the checkpoint file or --operator")
-        return found[0]
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--rips_path {path} does not exist; pass the stage-3 RipsNet checkpoint")
-    return path
-
-
-def load_topology_inputs(cfg):
-    """-> ``(ripsnet or None, PIParams or None)`` for the topology term as the flags ask."""
-    from pcd.manifest import read_pi_params
-    from topology.images import PIParams
-
-    rips, params = None, None
-    if cfg.rips_path:
-        from topology.ripsnet import load_ripsnet
-
-        rips, ckpt = load_ripsnet(resolve_rips_path(cfg.rips_path, cfg.operator))
-        params = ckpt["pi_params"]  # None in official checkpoints
-        if cfg.operator and rips.pooling != cfg.operator:
-            raise ValueError(f"--operator {cfg.operator} but the RipsNet at {cfg.rips_path} pools by {rips.pooling}; "
-                             f"drop --operator or pass the matching checkpoint")
-    if cfg.pi_params:
-        params = read_pi_params(cfg.pi_params, cfg.dim)
-    elif params is not None:
-        params = PIParams.from_dict(params)
-    return rips, params
-
-
-def check_flags(cfg, names) -> None:
-    if cfg.path_t is None:
-        raise ValueError("--path_t is required: the teacher checkpoint from train_teacher.py")
-    if cfg.distill == "tgd":
-        if cfg.path_t2 is None:
-            raise ValueError("--distill tgd needs --path_t2, the persistence-image teacher "
-                             "(train_teacher.py --input pi)")
-        if cfg.delta:
-            raise ValueError("--delta (TopKD's term) does not combine with --distill tgd")
-        return
-    if cfg.distill not in names:
-        raise ValueError(f"unknown --distill {cfg.distill!r}; choose one of: {', '.join(sorted(names))}")
-    if cfg.dim != 0:
-        raise ValueError(f"--dim {cfg.dim}: only H0 (--dim 0) is supported, as in the paper's RipsNets")
-    if cfg.delta < 0:
-        raise ValueError(f"--delta must be >= 0, got {cfg.delta}")
-    if cfg.delta and cfg.method == "topkd" and not cfg.rips_path:
-        raise ValueError("--delta > 0 with --method topkd needs --rips_path (the stage-3 RipsNet checkpoint); "
-                         "or use --method topkd_exact with --pi_params")
-    if cfg.delta and cfg.method == "topkd_exact" and not (cfg.pi_params or cfg.rips_path):
-        raise ValueError("--method topkd_exact needs --pi_params (the stage-2 folder or its manifest.yaml) or a --rips_path "
-                         "checkpoint that carries them")
-
-
-def method_names():
-    from distiller import distiller_dict
-    from distiller.teacher_student import TeacherStudent
-
-    return {n for n, cls in distiller_dict.items() if issubclass(cls, TeacherStudent)}
-
-
-def build_tgd(cfg, data, student, teacher):
-    """TGD's distiller and the data carrying each image's cached PI: ``(distiller, data)``."""
-    from datasets.pi_images import attach_image_pis
-    from distiller.tgd import TGD
-    from engine.checkpoint import load_model
-
-    teacher2, ckpt_t2 = load_model(cfg.path_t2, arch=cfg.model_t2, num_classes=data.num_classes)
-    cfg.model_t2 = cfg.model_t2 or ckpt_t2.get("arch") or type(teacher2).__name__
-    data = attach_image_pis(data, cfg.pi_root)
-    gamma = 0.1 if cfg.gamma is None else cfg.gamma
-    alpha = 0.9 if cfg.alpha is None else cfg.alpha
-    distiller = TGD(student, teacher, teacher2=teacher2, temperature=cfg.kd_T, alpha=cfg.tgd_alpha,
-                    ce_weight=gamma, kd_weight=alpha, sim_weight=cfg.tgd_sim_weight, kl_reduction=cfg.tgd_kl)
-    distiller.gamma, distiller.alpha, distiller.beta = gamma, alpha, cfg.tgd_sim_weight
-    return distiller, data
+def run_name(cfg: argparse.Namespace, method, addons) -> str:
+    label, params = method.run_tag(cfg)
+    for addon in addons:
+        more_label, more_params = addon.run_tag(cfg)
+        label, params = label + more_label, "_".join(p for p in (params, more_params) if p)
+    return f"S-{cfg.model_s}_T-{cfg.model_t}_{cfg.dataset}_{label}_{params}_trial_{cfg.trial}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     cfg = parse_config(build_parser(), argv, arch_key="model_s")
     from datasets import build_datasets
-    from datasets.contrast import ContrastSample
-    from distiller import attach_topology, get_distiller
-    from engine.checkpoint import load_model
+    from models import load_model
     from models.warm_start import init_from_checkpoint
     from train_teacher import build_network
 
-    check_flags(cfg, method_names())
+    if cfg.path_t is None:
+        raise ValueError("--path_t is required: the teacher checkpoint from train_teacher.py")
+    method, addons = configure_method(cfg)
     seed_everything(cfg.seed, cfg.deterministic)
     data = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, val_split=cfg.val_split,
                           seed=cfg.seed, **data_options(cfg))
-    image_size = int(data.image_size)
-    teacher, ckpt_t = load_model(cfg.path_t, arch=cfg.model_t, num_classes=data.num_classes)
-    cfg.model_t = cfg.model_t or ckpt_t.get("arch") or type(teacher).__name__
+    teacher, cfg.model_t, _ = load_model(cfg.path_t, arch=cfg.model_t, num_classes=data.num_classes)
     student = init_from_checkpoint(build_network(cfg.model_s, data.num_classes, data.in_channels), cfg.init_s)
-    per_epoch = len(data.train) // cfg.batch_size + (len(data.train) % cfg.batch_size > 1)
-    if cfg.distill == "tgd":
-        distiller, data = build_tgd(cfg, data, student, teacher)
-    else:
-        method = get_distiller(cfg.distill)
-        num_data = len(data.train)
-        if getattr(method, "samples_negatives", False):  # CRD: class-aware negatives from the loader
-            data = dataclasses.replace(data, train=ContrastSample(data.train, cfg.nce_k, cfg.crd_mode))
-            num_data = data.train.index_space
-        distiller = method(
-            student, teacher, gamma=cfg.gamma, alpha=cfg.alpha, beta=cfg.beta, kd_T=cfg.kd_T,
-            in_channels=data.in_channels, image_size=image_size, steps_per_epoch=max(per_epoch, 1),
-            hint_layer=cfg.hint_layer, num_data=num_data, feat_dim=cfg.feat_dim, nce_k=cfg.nce_k,
-            nce_t=cfg.nce_t, nce_m=cfg.nce_m, dkd_alpha=cfg.dkd_alpha, dkd_beta=cfg.dkd_beta,
-            dkd_warmup=cfg.dkd_warmup)
-    if cfg.delta:
-        rips, params = load_topology_inputs(cfg)
-        attach_topology(distiller, cfg.delta, method=cfg.method, rips=rips, pi_params=params,
-                        tda_layer_t=cfg.tda_layer_t, tda_layer_s=cfg.tda_layer_s, tda_clouds=cfg.tda_clouds)
-    cfg.gamma, cfg.alpha, cfg.beta = distiller.gamma, distiller.alpha, distiller.beta
+    distiller, data = method.from_config(cfg, student, teacher, data)
+    for addon in addons:
+        addon.attach(cfg, distiller)
     cfg.arch, cfg.num_classes, cfg.in_channels = cfg.model_s, data.num_classes, data.in_channels
-    cfg.run_dir = cfg.run_dir or os.path.join(cfg.save_dir, student_run_name(cfg, distiller))
+    cfg.run_dir = cfg.run_dir or os.path.join(cfg.save_dir, run_name(cfg, method, addons))
     return fit_and_report(distiller, data, cfg)
 
 

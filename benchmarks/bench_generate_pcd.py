@@ -23,7 +23,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-BASELINE = ("import resource, torch, gudhi, scipy, yaml, tqdm, topology.persistence, topology.images; "
+BASELINE = ("import resource, torch, gudhi, scipy, yaml, tqdm, topology.persistence, topology.point_cloud_pi; "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
 
 

@@ -24,7 +24,7 @@ from models import model_dict  # noqa: E402
 
 def pi_params_for(points: torch.Tensor):
     """PIParams fitted (the TopKD rule) on the exact H0 diagrams of a few 64-point clouds."""
-    from topology.images import PIParams
+    from topology.point_cloud_pi import PIParams
     from topology.persistence import rips_h0_deaths
 
     deaths = np.asarray(rips_h0_deaths(points.double().numpy()))

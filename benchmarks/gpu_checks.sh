@@ -12,7 +12,7 @@ step() { echo; echo "### $*"; }
 step "environment"
 "$PY" -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0))"
 step "CUDA tests (topology, distillers)"
-"$PY" -m pytest -q -p no:cacheprovider tests/test_persistence.py tests/test_images.py tests/test_ripsnet.py \
+"$PY" -m pytest -q -p no:cacheprovider tests/test_persistence.py tests/test_point_cloud_pi.py tests/test_ripsnet.py \
   tests/test_distillers.py 2>&1 | tail -3
 step "topology benchmark (2000 clouds per width)"
 "$PY" benchmarks/bench_topology.py

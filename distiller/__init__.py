@@ -1,14 +1,18 @@
 """Distillation methods behind one contract (see `distiller.base.Distiller`) and one registry.
 
-Each method module registers itself with ``@register(name)``; importing this package imports them all.
+Each method module registers itself with ``@register(name, *aliases)`` and declares its command-line
+options, defaults, data needs (`prepare` / `from_config`) and run tag on its class (`distiller.options`,
+`docs/ADDING.md`); importing this package imports them all: one import line below per method module.
 """
 from .base import Distiller, Losses
-from .registry import distiller_dict, get_distiller, register
+from .registry import (addon_dict, aliases_of, canonical_name, distiller_dict, get_distiller, method_names,
+                       register, register_addon)
 from . import vanilla  # noqa: F401  (registers "vanilla")
 from . import tgd  # noqa: F401
 from . import logit_methods  # noqa: F401  (kd, dkd)
-from . import feature_methods  # noqa: F401  (hint/fitnet, attention/at, similarity/sp, rkd, pkt)
+from . import feature_methods  # noqa: F401  (fitnet/hint, at/attention, sp/similarity, rkd, pkt)
 from . import crd  # noqa: F401  (crd)
-from .topkd import attach_topology
+from .topkd import attach_topology  # also registers the "topology" add-on (-d, --method, --rips_path, ...)
 
-__all__ = ["Distiller", "Losses", "distiller_dict", "get_distiller", "register", "attach_topology"]
+__all__ = ["Distiller", "Losses", "distiller_dict", "get_distiller", "register", "register_addon", "addon_dict",
+           "canonical_name", "method_names", "attach_topology"]

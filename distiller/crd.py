@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import math
 
+import dataclasses
+
 from .losses import CRDLoss
+from .options import Option
 from .registry import register
 from .teacher_student import TeacherStudent
 
@@ -13,18 +16,35 @@ class CRD(TeacherStudent):
     """``beta * CRD(f_s[-1], f_t[-1], index)``; beta 0.8, feat_dim 128, nce_k 16384, nce_t 0.07, nce_m 0.5.
 
     ``num_data``: size of the training set's index space (memory-bank rows); the batch must carry
-    ``index`` ``[B]``. ``train_student.py`` wraps the training set in ``datasets.contrast.ContrastSample``
-    (``samples_negatives``), so batches carry ``contrast_idx`` ``[B, nce_k+1]``: negatives from other
-    classes, as RepDistiller. Without it, negatives are uniform over ``range(num_data)``.
+    ``index`` ``[B]``. Built from the command line (`prepare`), the training set is wrapped in
+    ``datasets.contrast.ContrastSample``, so batches carry ``contrast_idx`` ``[B, nce_k+1]``: negatives
+    from other classes, as RepDistiller. Without it, negatives are uniform over ``range(num_data)``.
     """
 
     term = "loss_crd"
-    samples_negatives = True  # the stage script should hand it class-aware negatives from the loader
+    options = (
+        Option("feat_dim", 128, "CRD embedding width", source="CRD paper; RepDistiller"),
+        Option("nce_k", 16384, "CRD negatives per sample", source="CRD paper; RepDistiller"),
+        Option("nce_t", 0.07, "CRD temperature", source="CRD paper; RepDistiller"),
+        Option("nce_m", 0.5, "CRD memory momentum", source="CRD paper; RepDistiller"),
+        Option("crd_mode", "exact", "CRD positive: the sample itself (exact) or a random sample of its class "
+               "(relax)", flags=("--mode", "--crd_mode"), choices=("exact", "relax"), source="RepDistiller"),
+    )
     defaults = dict(gamma=1.0, alpha=0.0, beta=0.8)
 
+    @classmethod
+    def prepare(cls, cfg, data):
+        """Class-aware negatives drawn by the loader; the memory bank spans the training index space."""
+        from datasets.contrast import ContrastSample
+
+        data, keywords = super().prepare(cfg, data)
+        data = dataclasses.replace(data, train=ContrastSample(data.train, cfg.nce_k, cfg.crd_mode))
+        return data, dict(keywords, num_data=data.train.index_space)
+
     def __init__(self, student, teacher=None, num_data: int = 0, feat_dim: int = 128, nce_k: int = 16384,
-                 nce_t: float = 0.07, nce_m: float = 0.5, **kwargs):
+                 nce_t: float = 0.07, nce_m: float = 0.5, crd_mode: str = "exact", **kwargs):
         super().__init__(student, teacher, **kwargs)
+        self.crd_mode = crd_mode  # used by `prepare` on the data side; kept for the record
         if num_data <= 0:
             raise ValueError("crd needs num_data = the training-set size (the memory bank has one row per image)")
         s_dim = math.prod(self.feat_shapes_s[-1][1:])

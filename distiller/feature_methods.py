@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 from .losses import AttentionLoss, HintLoss, PKTLoss, Regressor, RKDLoss, SimilarityLoss
+from .options import Option
 from .registry import register
-from .teacher_student import TeacherStudent, check_layer
+from models.features import check_layer
+
+from .teacher_student import TeacherStudent
 
 
-@register("fitnet")
-@register("hint")
+@register("fitnet", "hint")
 class FitNet(TeacherStudent):
     """``beta * MSE(regressor(f_s[hint_layer]), f_t[hint_layer])``; beta 100, hint_layer 2.
     (RepDistiller's optional regressor pre-training stage is not done: the regressor trains jointly.)"""
 
     term = "loss_hint"
+    options = (Option("hint_layer", 2, "FitNet: feature index of the hint (both networks)", source="RepDistiller"),)
     defaults = dict(gamma=1.0, alpha=0.0, beta=100.0)
 
     def __init__(self, student, teacher=None, hint_layer: int = 2, **kwargs):
@@ -29,8 +32,7 @@ class FitNet(TeacherStudent):
         return self.hint(self.regressor(feats_s[self.hint_layer_s]), feats_t[self.hint_layer_t])
 
 
-@register("at")
-@register("attention")
+@register("at", "attention")
 class AT(TeacherStudent):
     """``beta * sum_stages AT(f_s, f_t)`` over the stage maps ``feats[1:-1]``; beta 1000, p 2."""
 
@@ -59,8 +61,7 @@ class _LastFeatures(TeacherStudent):
         return self.loss(feats_s[self.layer], feats_t[self.layer])
 
 
-@register("sp")
-@register("similarity")
+@register("sp", "similarity")
 class SP(_LastFeatures):
     """``beta * SP(f_s[-2], f_t[-2])`` (last stage map); beta 3000."""
 
@@ -78,6 +79,10 @@ class RKD(_LastFeatures):
     """``beta * (25 * RKD-D + 50 * RKD-A)`` on the embeddings; beta 1."""
 
     term = "loss_rkd"
+    options = (
+        Option("rkd_w_dist", 25.0, "RKD distance-term weight", source="RKD paper; RepDistiller"),
+        Option("rkd_w_angle", 50.0, "RKD angle-term weight", source="RKD paper; RepDistiller"),
+    )
     defaults = dict(gamma=1.0, alpha=0.0, beta=1.0)
 
     def __init__(self, student, teacher=None, rkd_w_dist: float = 25.0, rkd_w_angle: float = 50.0, **kwargs):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .losses import DKDLoss
+from .options import Option
 from .registry import register
 from .teacher_student import TeacherStudent
 
@@ -12,6 +13,7 @@ class KD(TeacherStudent):
     TopKD's resnet56 -> resnet20 setting uses gamma 1, alpha 2 (pass them)."""
 
     defaults = dict(gamma=0.1, alpha=0.9, beta=0.0)
+    defaults_source = "Hinton et al.; RepDistiller's kd command"
 
 
 @register("dkd")
@@ -23,7 +25,13 @@ class DKD(TeacherStudent):
     """
 
     term = "loss_dkd"
+    options = (
+        Option("dkd_alpha", 1.0, "DKD target-class weight", source="DKD paper, CIFAR"),
+        Option("dkd_beta", 8.0, "DKD non-target-class weight", source="DKD paper, CIFAR"),
+        Option("dkd_warmup", 20, "DKD linear warm-up epochs", source="DKD paper"),
+    )
     defaults = dict(gamma=1.0, alpha=0.0, beta=1.0)
+    defaults_source = "DKD paper (CIFAR)"
 
     def __init__(self, student, teacher=None, kd_T: float = 4.0, dkd_alpha: float = 1.0, dkd_beta: float = 8.0,
                  dkd_warmup: int = 20, **kwargs):

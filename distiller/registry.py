@@ -1,27 +1,60 @@
-"""Name -> Distiller class registry (``--distill NAME`` on the command line)."""
+"""Name -> method registry (``--distill NAME``) and the add-ons that compose with methods (TopKD's term).
+
+``@register("fitnet", "hint")`` registers a class under its name and its aliases (``distiller_dict``
+holds every spelling); `canonical_name` maps any spelling, in any case, to the first one.
+``register_addon(obj)`` adds an object with ``name``, ``options``, ``applies_to(method_cls)``,
+``attach(cfg, distiller)`` and ``run_tag(cfg) -> (label suffix, params suffix)``.
+"""
 from __future__ import annotations
 
-from typing import Callable, Dict, Type
+from typing import Any, Callable, Dict, List, Type
 
 distiller_dict: Dict[str, Type] = {}
+_canonical: Dict[str, str] = {}  # lower-case spelling -> registered name
+addon_dict: Dict[str, Any] = {}
 
 
-def register(name: str) -> Callable[[Type], Type]:
+def register(name: str, *aliases: str) -> Callable[[Type], Type]:
     """Class decorator: ``@register("kd")`` makes the class available as ``distiller_dict["kd"]``."""
 
     def wrap(cls: Type) -> Type:
-        if name in distiller_dict:
-            raise ValueError(f"distiller name {name!r} registered twice")
-        distiller_dict[name] = cls
+        for spelling in (name, *aliases):
+            if spelling.lower() in _canonical:
+                raise ValueError(f"distiller name {spelling!r} registered twice")
+            distiller_dict[spelling] = cls
+            _canonical[spelling.lower()] = name
         return cls
 
     return wrap
 
 
+def register_addon(addon: Any) -> Any:
+    """Add ``addon`` (see the module docstring) under ``addon.name``."""
+    if addon.name in addon_dict:
+        raise ValueError(f"add-on {addon.name!r} registered twice")
+    addon_dict[addon.name] = addon
+    return addon
+
+
+def canonical_name(name: str) -> str:
+    """Any registered spelling (any case) -> the method's registered name; unknown names unchanged."""
+    return _canonical.get(str(name).lower(), str(name))
+
+
+def method_names() -> List[str]:
+    """Registered names (aliases left out), in registration order."""
+    return list(dict.fromkeys(_canonical.values()))
+
+
+def aliases_of(name: str) -> List[str]:
+    return [s for s, c in _canonical.items() if c == name and s != name.lower()]
+
+
 def get_distiller(name: str) -> Type:
-    try:
-        return distiller_dict[name]
-    except KeyError:
+    """The class registered under ``name`` (any case, aliases included); ValueError naming the choices."""
+    key = _canonical.get(str(name).lower())
+    if key is None:
         raise ValueError(
-            f"unknown distillation method {name!r}; choose one of: {', '.join(sorted(distiller_dict))}"
+            f"unknown distillation method {name!r}; choose one of: {', '.join(sorted(method_names()))}"
         ) from None
+    return distiller_dict[key]

@@ -5,7 +5,8 @@ each returned separately, already weighted. A term whose weight is 0 is neither 
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+import argparse
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,7 @@ from torch import nn
 
 from .base import Distiller, Losses
 from .losses import DistillKL
+from .options import LOSS_WEIGHTS, Option, resolve
 
 
 @torch.no_grad()
@@ -30,30 +32,27 @@ def probe_feature_shapes(model: nn.Module, in_channels: int = 3, image_size: int
     return [tuple(f.shape) for f in feats]
 
 
-def check_layer(index: int, n: int, flag: str, who: str) -> int:
-    """Validate a (possibly negative) feature index into a list of ``n`` features; return it normalized."""
-    if not -n <= index < n:
-        raise ValueError(f"{flag} {index} is out of range for the {who}, which has {n} features: "
-                         f"use {-n}..{n - 1} (-1 = the FC input)")
-    return index % n
-
-
 class TeacherStudent(Distiller):
     """Base of every method with a teacher.
 
-    Subclasses set ``term`` (loss-dict key of the method's own term) and ``defaults`` (loss weights when
-    the caller passes None), and implement :meth:`method_loss`. ``feat_shapes_s`` / ``feat_shapes_t``
+    Subclasses set ``term`` (loss-dict key of the method's own term), declare their own ``options``
+    (`distiller.options`; ``gamma``/``alpha``/``beta``/``kd_T`` are declared here), override option
+    defaults in ``defaults`` (loss weights when the caller passes None), and implement :meth:`method_loss`.
+    `from_config` builds the method from the parsed options (constructor keywords = option names, plus
+    what `prepare` derives from the data); `run_tag` names the run. ``feat_shapes_s`` / ``feat_shapes_t``
     (probed at construction with ``in_channels`` x ``image_size`` inputs) let them size their modules.
     Epoch-dependent methods read ``self.epoch`` (counted from 1): the last ``set_epoch(e)`` or ``epoch=``
     batch keyword, else derived from the steps taken when ``steps_per_epoch`` is given, else None.
     """
 
     term: Optional[str] = None
-    defaults: Dict[str, float] = dict(gamma=1.0, alpha=0.0, beta=0.0)
+    options: Tuple[Option, ...] = LOSS_WEIGHTS
+    defaults: Dict[str, Any] = dict(gamma=1.0, alpha=0.0, beta=0.0)
+    defaults_source: str = "RepDistiller"
 
     def __init__(self, student: nn.Module, teacher: Optional[nn.Module] = None, gamma: Optional[float] = None,
                  alpha: Optional[float] = None, beta: Optional[float] = None, kd_T: float = 4.0,
-                 in_channels: int = 3, image_size: int = 32, steps_per_epoch: Optional[int] = None, **_):
+                 in_channels: int = 3, image_size: int = 32, steps_per_epoch: Optional[int] = None):
         if teacher is None:
             raise ValueError(f"method {type(self).__name__} needs a teacher: pass --path_t")
         super().__init__(student, teacher)
@@ -68,6 +67,27 @@ class TeacherStudent(Distiller):
         self.feat_shapes_s = probe_feature_shapes(student, in_channels, image_size)
         self.feat_shapes_t = probe_feature_shapes(teacher, in_channels, image_size)
         self.extra_terms = nn.ModuleDict()  # name -> module(feats_s, feats_t) returning a weighted scalar
+
+    # -- building from the command line ---------------------------------------------------------
+    @classmethod
+    def prepare(cls, cfg: argparse.Namespace, data) -> Tuple[Any, Dict[str, Any]]:
+        """-> ``(data, keywords)``: the data the method trains on (possibly wrapped) and the constructor
+        keywords it needs beyond its options. ``data``: a `datasets.DataBundle`; ``cfg``: resolved options."""
+        n, b = len(data.train), int(cfg.batch_size)
+        steps = n // b + (n % b > 1)  # the trainer's batches per epoch (a last batch of 1 is dropped)
+        return data, dict(in_channels=data.in_channels, image_size=int(data.image_size),
+                          steps_per_epoch=max(steps, 1))
+
+    @classmethod
+    def from_config(cls, cfg: argparse.Namespace, student: nn.Module, teacher: nn.Module, data):
+        """-> ``(distiller, data)`` from the resolved options in ``cfg`` (see `distiller.options.resolve`)."""
+        data, keywords = cls.prepare(cfg, data)
+        return cls(student, teacher, **resolve(cls, cfg), **keywords), data
+
+    @classmethod
+    def run_tag(cls, cfg: argparse.Namespace) -> Tuple[str, str]:
+        """-> ``(label, parameters)`` of the run-folder name, e.g. ``("kd", "r-0.1_a-0.9_b-0.0")``."""
+        return cfg.distill, f"r-{float(cfg.gamma)}_a-{float(cfg.alpha)}_b-{float(cfg.beta)}"
 
     # -- hooks -------------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:

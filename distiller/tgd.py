@@ -22,13 +22,15 @@ the batch only (the usual KD scale; then reduce `kd_weight` or expect a differen
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import argparse
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import Distiller
+from .options import ALPHA, BETA, GAMMA, KD_T, Option
 from .registry import register
 
 KL_REDUCTIONS = ("mean", "batchmean")
@@ -92,12 +94,47 @@ class TGD(Distiller):
     student, teacher: models with `forward(x, is_feat=True)` -> `(feats, logits)`; teacher2: the same
     for PI inputs (e.g. WRN-16-3 with `in_channels=6`). stages: positions in `feats` of the three
     block-group outputs (`feats[1:4]` for the WRNs).
+
+    On the command line ``-r``/``-a``/``-b`` keep their RepDistiller meaning (CE, KD, the method's own
+    term = the Gram similarity) and the teacher mixing weight ``a`` is ``--tgd_alpha``.
     """
+
+    options = (
+        GAMMA, ALPHA, BETA, KD_T,
+        Option("path_t2", None, "persistence-image teacher checkpoint (train_teacher.py --input pi); required"),
+        Option("model_t2", None, "its architecture when the checkpoint does not name it"),
+        Option("pi_root", "./data/image_pi", "image-PI cache written by generate_image_PI.py"),
+        Option("tgd_alpha", 0.99, "weight a of the image teacher (1-a: the PI teacher)", source="TGD paper"),
+        Option("tgd_kl", "mean", "KL scale: 'mean' divides by batch x classes (TGD's code), 'batchmean' by batch",
+               choices=KL_REDUCTIONS, source="TGD's code"),
+    )
+    defaults = dict(gamma=0.1, alpha=0.9, beta=1000.0)
+    defaults_source = "TGD paper"
+
+    @classmethod
+    def from_config(cls, cfg: argparse.Namespace, student: nn.Module, teacher: nn.Module, data):
+        """-> ``(distiller, data)``: loads the PI teacher (``cfg.model_t2`` becomes its resolved
+        architecture) and attaches each image's cached PI to the data (batch keyword ``pi``)."""
+        from datasets.pi_images import attach_image_pis
+        from models import load_model
+
+        if cfg.path_t2 is None:
+            raise ValueError("--distill tgd needs --path_t2, the persistence-image teacher "
+                             "(train_teacher.py --input pi)")
+        teacher2, cfg.model_t2, _ = load_model(cfg.path_t2, arch=cfg.model_t2, num_classes=data.num_classes)
+        data = attach_image_pis(data, cfg.pi_root)
+        distiller = cls(student, teacher, teacher2=teacher2, temperature=cfg.kd_T, alpha=cfg.tgd_alpha,
+                        ce_weight=cfg.gamma, kd_weight=cfg.alpha, sim_weight=cfg.beta, kl_reduction=cfg.tgd_kl)
+        return distiller, data
+
+    @classmethod
+    def run_tag(cls, cfg: argparse.Namespace) -> Tuple[str, str]:
+        return cfg.distill, f"r-{float(cfg.gamma)}_a-{float(cfg.alpha)}_b-{float(cfg.beta)}_ta-{float(cfg.tgd_alpha)}"
 
     def __init__(self, student: nn.Module, teacher: nn.Module, teacher2: Optional[nn.Module] = None,
                  temperature: float = 4.0, alpha: float = 0.99, ce_weight: float = 0.1,
                  kd_weight: float = 0.9, sim_weight: float = 1000.0, stages: Sequence[int] = (1, 2, 3),
-                 kl_reduction: str = "mean", **_):
+                 kl_reduction: str = "mean"):
         if teacher is None or teacher2 is None:
             raise ValueError("tgd needs two teachers: the image teacher (--path_t) and the "
                              "persistence-image teacher (--path_t2)")

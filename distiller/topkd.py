@@ -9,20 +9,19 @@ through the frozen RipsNet into the projector and the student; the teacher side 
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Sequence
+import argparse
+import os
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .teacher_student import TeacherStudent, check_layer
+from models.features import check_layer, layer_embedding
 
-
-def pooled_feature(f: torch.Tensor) -> torch.Tensor:
-    """``[B, C, H, W]`` -> ``[B, C]`` by the spatial mean; ``[B, C, 1, 1]`` / ``[B, C]`` -> ``[B, C]``."""
-    if f.dim() == 4:
-        return f.mean(dim=(2, 3))
-    return f.flatten(1)
+from .options import Option
+from .registry import register_addon
+from .teacher_student import TeacherStudent
 
 
 def to_clouds(f: torch.Tensor, clouds: int) -> torch.Tensor:
@@ -45,7 +44,7 @@ def ripsnet_input_dim(ripsnet: nn.Module) -> int:
     raise ValueError("cannot tell the RipsNet's input width: it has no input_dim and no linear layer")
 
 
-class RipsNetImages(nn.Module):
+class RipsNetPI(nn.Module):
     """``[K, N, D]`` clouds -> ``[K, R*R]`` approximate persistence images by a frozen RipsNet."""
 
     def __init__(self, ripsnet: nn.Module):
@@ -64,16 +63,16 @@ class RipsNetImages(nn.Module):
         return self.ripsnet(clouds)
 
 
-class ExactH0Images(nn.Module):
+class ExactH0PI(nn.Module):
     """``[K, N, D]`` clouds -> ``[K, R*R]`` exact H0 persistence images (differentiable in the points).
 
-    ``params``: a ``topology.images.PIParams`` (the stage-2 manifest's or the RipsNet checkpoint's).
+    ``params``: a ``topology.point_cloud_pi.PIParams`` (the stage-2 manifest's or the RipsNet checkpoint's).
     """
 
     def __init__(self, params):
         super().__init__()
         from topology.persistence import h0_deaths_torch
-        from topology.images import h0_images_torch
+        from topology.point_cloud_pi import h0_images_torch
 
         self.params = params
         self._deaths, self._images = h0_deaths_torch, h0_images_torch
@@ -105,8 +104,8 @@ class TopologyTerm(nn.Module):
 
     def forward(self, feats_s: Sequence[torch.Tensor], feats_t: Sequence[torch.Tensor]) -> torch.Tensor:
         with torch.autocast(device_type=feats_s[self.layer_s].device.type, enabled=False):
-            clouds_t = to_clouds(pooled_feature(feats_t[self.layer_t]).detach().float(), self.clouds)
-            clouds_s = to_clouds(self.proj(pooled_feature(feats_s[self.layer_s]).float()), self.clouds)
+            clouds_t = to_clouds(layer_embedding(feats_t, self.layer_t).detach().float(), self.clouds)
+            clouds_s = to_clouds(self.proj(layer_embedding(feats_s, self.layer_s).float()), self.clouds)
             # One call for teacher and student clouds (one RipsNet pass, one tree search): small GPU
             # workloads are launch-bound. The teacher's clouds are detached, so its images get no gradient.
             images = self.images(torch.cat([clouds_t, clouds_s]))
@@ -114,22 +113,22 @@ class TopologyTerm(nn.Module):
             return self.delta * F.mse_loss(pi_s, pi_t)
 
 
-def _ripsnet_images(rips=None, **_) -> nn.Module:
+def _ripsnet_pi(rips=None, **_) -> nn.Module:
     if rips is None:
         raise ValueError("TopKD with a RipsNet needs --rips_path (the stage-3 RipsNet checkpoint), "
                          "or use --method topkd_exact, or set --delta 0")
-    return RipsNetImages(rips)
+    return RipsNetPI(rips)
 
 
-def _exact_images(pi_params=None, **_) -> nn.Module:
+def _exact_pi(pi_params=None, **_) -> nn.Module:
     if pi_params is None:
         raise ValueError("--method topkd_exact needs persistence-image parameters: pass --pi_params "
                          "(the stage-2 folder or its manifest.yaml) or a --rips_path checkpoint that carries them")
-    return ExactH0Images(pi_params)
+    return ExactH0PI(pi_params)
 
 
-# --method name -> builder of the image module
-IMAGE_METHODS: Dict[str, Callable[..., nn.Module]] = {"topkd": _ripsnet_images, "topkd_exact": _exact_images}
+# --method name -> builder of the persistence-image module
+PI_METHODS: Dict[str, Callable[..., nn.Module]] = {"topkd": _ripsnet_pi, "topkd_exact": _exact_pi}
 
 
 def attach_topology(distiller: TeacherStudent, delta: float, method: str = "topkd", rips: Optional[nn.Module] = None,
@@ -148,14 +147,14 @@ def attach_topology(distiller: TeacherStudent, delta: float, method: str = "topk
     if not isinstance(distiller, TeacherStudent):
         raise ValueError(f"the topology term needs a teacher -> student method, not {type(distiller).__name__}; "
                          f"use e.g. --distill kd")
-    if method not in IMAGE_METHODS:
-        raise ValueError(f"unknown --method {method!r}; choose one of: {', '.join(IMAGE_METHODS)}")
+    if method not in PI_METHODS:
+        raise ValueError(f"unknown --method {method!r}; choose one of: {', '.join(PI_METHODS)}")
     tda_layer_s = tda_layer_t if tda_layer_s is None else tda_layer_s
     layer_t = check_layer(tda_layer_t, len(distiller.feat_shapes_t), "--tda_layer_t", "teacher")
     layer_s = check_layer(tda_layer_s, len(distiller.feat_shapes_s), "--tda_layer_s", "student")
     dim_t = distiller.feat_shapes_t[layer_t][1]
     dim_s = distiller.feat_shapes_s[layer_s][1]
-    images = IMAGE_METHODS[method](rips=rips, pi_params=pi_params)
+    images = PI_METHODS[method](rips=rips, pi_params=pi_params)
     if images.input_dim is not None and images.input_dim != dim_t:
         raise ValueError(f"the RipsNet takes {images.input_dim}-d points but the teacher's feature at "
                          f"--tda_layer_t {tda_layer_t} is {dim_t}-d: use the RipsNet trained on this teacher/layer")
@@ -165,3 +164,88 @@ def attach_topology(distiller: TeacherStudent, delta: float, method: str = "topk
         term.to(p.device)
     distiller.add_term("loss_tda", term)
     return term
+
+
+# --------------------------------------------------------------------------------------------------
+# the command-line add-on: options declared once, composing with every teacher -> student method
+# --------------------------------------------------------------------------------------------------
+def resolve_rips_path(path: str, operator: Optional[str]) -> str:
+    """A checkpoint file, or a folder holding ``<operator>_best.pth`` -> the file path."""
+    if os.path.isdir(path):
+        names = [f"{operator}_best.pth"] if operator else ["mean_best.pth", "sum_best.pth"]
+        found = [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
+        if len(found) != 1:
+            raise FileNotFoundError(f"--rips_path folder {path} holds {'no' if not found else 'several'} of "
+                                    f"{names}; pass the checkpoint file or --operator")
+        return found[0]
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--rips_path {path} does not exist; pass the stage-3 RipsNet checkpoint")
+    return path
+
+
+def load_topology_inputs(cfg: argparse.Namespace):
+    """-> ``(ripsnet or None, PIParams or None)`` as ``--rips_path`` / ``--operator`` / ``--pi_params`` ask."""
+    from pcd.manifest import read_pi_params
+    from topology.point_cloud_pi import PIParams
+
+    rips, params = None, None
+    if cfg.rips_path:
+        from topology.ripsnet import load_ripsnet
+
+        rips, ckpt = load_ripsnet(resolve_rips_path(cfg.rips_path, cfg.operator))
+        params = ckpt["pi_params"]  # None in official checkpoints
+        if cfg.operator and rips.pooling != cfg.operator:
+            raise ValueError(f"--operator {cfg.operator} but the RipsNet at {cfg.rips_path} pools by {rips.pooling}; "
+                             f"drop --operator or pass the matching checkpoint")
+    if cfg.pi_params:
+        params = read_pi_params(cfg.pi_params, cfg.dim)
+    elif params is not None:
+        params = PIParams.from_dict(params)
+    return rips, params
+
+
+class TopologyAddOn:
+    """TopKD's ``loss_tda`` as a command-line add-on: ``-d > 0`` attaches it to any `TeacherStudent`."""
+
+    name = "topology"
+    options = (
+        Option("delta", 0.0, "weight of the topology term (0 = off)", flags=("-d", "--delta"), source="TopKD"),
+        Option("method", "topkd", "persistence images by the frozen RipsNet (topkd) or exactly (topkd_exact)",
+               choices=tuple(PI_METHODS)),
+        Option("tda_layer_t", -1, "teacher feature index (-1 = FC input)", source="TopKD"),
+        Option("tda_layer_s", None, "student feature index (default: --tda_layer_t)", type=int),
+        Option("tda_clouds", 1, "point clouds per batch (1 = the whole batch)", source="TopKD"),
+        Option("dim", 0, "homology dimension matched (only 0 is supported)", source="TopKD"),
+        Option("operator", None, "RipsNet pooling; picks <operator>_best.pth when --rips_path is a folder",
+               choices=("mean", "sum")),
+        Option("rips_path", None, "RipsNet checkpoint file or folder (stage 3)"),
+        Option("pi_params", None, "stage-2 folder (or its manifest.yaml) whose PI parameters topkd_exact uses"),
+    )
+
+    def applies_to(self, method_cls) -> bool:
+        return issubclass(method_cls, TeacherStudent)
+
+    def attach(self, cfg: argparse.Namespace, distiller: TeacherStudent) -> None:
+        """Check the options and add the term when ``cfg.delta > 0``."""
+        if cfg.dim != 0:
+            raise ValueError(f"--dim {cfg.dim}: only H0 (--dim 0) is supported, as in the paper's RipsNets")
+        if cfg.delta < 0:
+            raise ValueError(f"--delta must be >= 0, got {cfg.delta}")
+        if not cfg.delta:
+            return
+        if cfg.method == "topkd" and not cfg.rips_path:
+            raise ValueError("--delta > 0 with --method topkd needs --rips_path (the stage-3 RipsNet checkpoint); "
+                             "or use --method topkd_exact with --pi_params")
+        if cfg.method == "topkd_exact" and not (cfg.pi_params or cfg.rips_path):
+            raise ValueError("--method topkd_exact needs --pi_params (the stage-2 folder or its manifest.yaml) or a "
+                             "--rips_path checkpoint that carries them")
+        rips, params = load_topology_inputs(cfg)
+        attach_topology(distiller, cfg.delta, method=cfg.method, rips=rips, pi_params=params,
+                        tda_layer_t=cfg.tda_layer_t, tda_layer_s=cfg.tda_layer_s, tda_clouds=cfg.tda_clouds)
+
+    def run_tag(self, cfg: argparse.Namespace) -> Tuple[str, str]:
+        """``("+topkd", "d-5.0")`` when the term is on, ``("", "d-0.0")`` when off."""
+        return (f"+{cfg.method}" if cfg.delta else ""), f"d-{float(cfg.delta)}"
+
+
+register_addon(TopologyAddOn())

@@ -11,7 +11,7 @@ from .registry import register
 class Vanilla(Distiller):
     """``loss_ce = gamma * CE(student(image), target)``; no teacher."""
 
-    def __init__(self, student, teacher=None, gamma: float = 1.0, **_):
+    def __init__(self, student, teacher=None, gamma: float = 1.0):
         super().__init__(student, None)
         self.gamma = gamma
 

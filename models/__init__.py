@@ -1,6 +1,7 @@
 """Every architecture of the TopKD / TGD experiments under its official name.
 
 ``model_dict[name](num_classes=K, **options)`` builds a model; ``model(x)`` -> logits ``[B, K]``;
+``load_model(path)`` rebuilds a trained network from ours or an official checkpoint (`models.loading`).
 ``model(x, is_feat=True)`` -> ``(feats, logits)`` with ``feats`` a list of stage outputs ending with the
 pooled embedding ``[B, C]`` (the FC input); ``model.feat_dims`` lists each feature's channel width.
 CIFAR nets default to 100 classes, ImageNet nets to 1000.
@@ -19,9 +20,11 @@ from . import (  # noqa: F401  (importing registers the architectures)
     vgg,
     wrn,
 )
+from .loading import LoadedModel, load_model
 from .registry import ARCH_ALIASES, model_dict, register, resolve_arch
 
-__all__ = ["model_dict", "register", "model_names", "build_model", "resolve_arch", "ARCH_ALIASES"]
+__all__ = ["model_dict", "register", "model_names", "build_model", "load_model", "LoadedModel", "resolve_arch",
+           "ARCH_ALIASES"]
 
 
 def model_names() -> List[str]:

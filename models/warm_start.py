@@ -20,7 +20,8 @@ __all__ = ["checkpoint_weights", "init_from_checkpoint"]
 
 def checkpoint_weights(path: str) -> Dict[str, torch.Tensor]:
     """The network state dict stored in checkpoint ``path`` (any layout above), under our key names."""
-    from engine.checkpoint import load_checkpoint, model_state
+    from engine.checkpoint import load_checkpoint
+    from models.loading import model_state
 
     ckpt = load_checkpoint(path)
     if isinstance(ckpt.get("model_state_dict"), dict):

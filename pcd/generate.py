@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -73,12 +73,10 @@ class _Chunker:
 
 
 class Stage2:
-    """One stage-2 folder being produced (see the module docstring). ``hooks['shard']`` is called with
-    each shard index right after it is computed (tests count or interrupt there)."""
+    """One stage-2 folder being produced (see the module docstring)."""
 
     def __init__(self, source, out_dir: str, config: Dict[str, Any], dims: Sequence[int],
-                 shard_size: Optional[int] = None, n_jobs: Optional[int] = None, progress: bool = True,
-                 hooks: Optional[Dict[str, Callable[[int], None]]] = None):
+                 shard_size: Optional[int] = None, n_jobs: Optional[int] = None, progress: bool = True):
         if source.points < 2:
             raise ValueError(f"point clouds need at least 2 points each, got N={source.points}")
         if source.num_clouds < 1:
@@ -92,7 +90,7 @@ class Stage2:
         self.num_shards = math.ceil(source.num_clouds / size)
         self.config = dict(config, dims=self.dims, shard_size=size, num_clouds=source.num_clouds,
                            points_per_cloud=source.points, feature_dim=source.dim)
-        self.n_jobs, self.progress, self.hooks = n_jobs, progress, dict(hooks or {})
+        self.n_jobs, self.progress = n_jobs, progress
         os.makedirs(out_dir, exist_ok=True)
         self.manifest = check_resumable(out_dir, self.config) or new_manifest(self.config)
         write_manifest(out_dir, self.manifest)
@@ -101,9 +99,6 @@ class Stage2:
     def shard_range(self, i: int) -> Tuple[int, int]:
         start = i * self.shard_size
         return start, min(self.source.num_clouds, start + self.shard_size)
-
-    def _shard_files(self, i: int) -> List[str]:
-        return [store.pcd_name(i)] + [store.diagram_name(d, i) for d in self.dims]
 
     def finished_shards(self) -> Dict[int, Dict[str, Any]]:
         """Recorded shards whose files are all present (a recorded shard with a lost file is redone)."""
@@ -153,8 +148,6 @@ class Stage2:
                     self.manifest["shards"] = sorted(self.manifest["shards"] + [rec], key=lambda r: r["index"])
                     write_manifest(self.out_dir, self.manifest)
                     bar.update(stop - start)
-                    if "shard" in self.hooks:
-                        self.hooks["shard"](i)
         finally:
             bar.close()
         return len(self.finished_shards()) == self.num_shards

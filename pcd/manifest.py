@@ -76,7 +76,7 @@ def read_manifest(folder: str) -> Dict[str, Any]:
 def read_pi_params(path: str, dim: int = 0):
     """``PIParams`` of the dimension-``dim`` images from a stage-2 folder or its ``manifest.yaml``, or from
     a YAML file holding the parameters alone (``PIParams.save_yaml``)."""
-    from topology.images import PIParams
+    from topology.point_cloud_pi import PIParams
 
     if os.path.isdir(path):
         path = manifest_path(path)

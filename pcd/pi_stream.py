@@ -1,6 +1,6 @@
 """The TopKD persistence-image parameters fitted on diagrams that arrive shard by shard.
 
-``topology.images.PIParams.fit`` wants every diagram at once. Its rule splits into parts that stream:
+``topology.point_cloud_pi.PIParams.fit`` wants every diagram at once. Its rule splits into parts that stream:
 the bandwidth reads only the first ``num_points`` stacked points (so ``PIParams.fit`` on the first
 diagrams gives it exactly), the image range is a running min/max of births and persistences, and the
 normalizer is a running max of the unnormalized images. The result equals ``PIParams.fit`` on the
@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from topology.images import PIParams, persistence_images
+from topology.point_cloud_pi import PIParams, persistence_images
 
 NUM_POINTS = 200
 

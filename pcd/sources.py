@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from models.features import check_layer, layer_embedding
+
 from .manifest import file_identity
 
 
@@ -121,22 +123,6 @@ class _CloudBatches(Sampler):
             yield self.schedule.batch(g)
 
 
-def select_layer(feats: List[torch.Tensor], layer: int) -> torch.Tensor:
-    """Entry ``layer`` of a model's ``feats`` as ``[B, C]`` (4-D maps are global-average-pooled)."""
-    f = feats[layer]
-    if f.ndim == 4:
-        return f.mean(dim=(2, 3))
-    return f if f.ndim == 2 else f.flatten(1)
-
-
-def check_layer(layer: int, num_feats: int) -> int:
-    """Validate ``layer`` against a feats list of ``num_feats`` entries -> the non-negative index."""
-    if not -num_feats <= layer < num_feats:
-        raise ValueError(f"--layer {layer} is out of range: this teacher has {num_feats} feature stages, "
-                         f"use -1 (FC input) or an index in [{-num_feats}, {num_feats - 1}]")
-    return layer % num_feats
-
-
 # How the teacher's BatchNorm layers normalise while clouds are made (--teacher_bn).
 TEACHER_BN_MODES = ("batch", "eval")
 
@@ -164,7 +150,8 @@ class TeacherCloudSource:
     statistics are never changed. teacher_bn: ``"batch"`` (official: BatchNorm normalises with each
     cloud's batch statistics) or ``"eval"`` (stored running statistics); see :func:`set_teacher_bn`.
     train_set: items ``(image, target, index, ...)`` with training augmentation on.
-    Cloud ``g`` is ``[batch, C]`` float32; the embeddings are not normalized.
+    Cloud ``g`` is ``[batch, C]`` float32 = ``models.features.layer_embedding`` of the teacher's feats (the
+    same function stage 4 uses); the embeddings are not normalized.
     """
 
     kind = "teacher"
@@ -189,8 +176,8 @@ class TeacherCloudSource:
         self.identity = dict(identity or {})
         self.layer_arg = int(layer)
         probe = self._forward(self.images[self.schedule.batch(0)[0]].unsqueeze(0).expand(2, -1, -1, -1))
-        self.layer = check_layer(self.layer_arg, len(probe))
-        self.dim = int(select_layer(probe, self.layer).shape[1])
+        self.layer = check_layer(self.layer_arg, len(probe), "--layer", "teacher")
+        self.dim = int(layer_embedding(probe, self.layer).shape[1])
 
     def _forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         with torch.inference_mode():
@@ -207,4 +194,4 @@ class TeacherCloudSource:
         loader = DataLoader(self.images, batch_sampler=_CloudBatches(self.schedule, start, stop),
                             num_workers=self.workers, pin_memory=self.device.startswith("cuda"))
         for x in loader:
-            yield select_layer(self._forward(x), self.layer).float().cpu().numpy()[None]
+            yield layer_embedding(self._forward(x), self.layer).float().cpu().numpy()[None]

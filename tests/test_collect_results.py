@@ -202,7 +202,7 @@ def test_reproduce_baselines(repo_root, tmp_path):
         assert (ns.gamma, ns.alpha, ns.beta) == (None, None, None)  # the method's defaults apply
         assert os.path.basename(ns.run_dir) == f"S-resnet20_T-resnet56_cifar100_{method}_trial_0"
     done = subprocess.run(["bash", str(repo_root / "scripts" / "reproduce" / "cifar100_homogeneous.sh")],
-                          env=dict(os.environ, DRY_RUN="1", BASELINES="kd nope"), capture_output=True, text=True)
+                          env=dict(os.environ, DRY_RUN="1", PY=sys.executable, BASELINES="kd nope"), capture_output=True, text=True)
     assert done.returncode == 2 and "unknown method 'nope'" in done.stderr and done.stdout == ""
 
 

@@ -16,31 +16,14 @@ from torch import nn
 from datasets import build_datasets
 from distiller import Distiller, get_distiller
 from engine import checkpoint as ckpt_mod
-from engine.checkpoint import (arch_candidates, infer_num_classes, load_checkpoint, save_checkpoint,
-                               state_dict_differences)
+from engine.checkpoint import load_checkpoint, save_checkpoint, state_dict_differences
 from engine.cli import run_cli
 from engine.config import add_data_args, add_training_args, parse_config, teacher_run_name
 from engine.seed import get_rng_state, seed_everything, set_rng_state
 from engine.trainer import Trainer
+from models.loading import arch_candidates, infer_num_classes
+from helpers import DigitsNet
 
-
-
-class TinyNet(nn.Module):
-    """Three conv-bn-relu blocks, global pool, linear: enough to learn digits in a few epochs."""
-
-    def __init__(self, num_classes=10, width=16):
-        super().__init__()
-        w2 = 2 * width
-        self.features = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, w2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w2), nn.ReLU(),
-            nn.Conv2d(w2, w2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w2), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(w2, num_classes)
-
-    def forward(self, x, is_feat=False):
-        f = self.features(x)
-        return ([f], self.fc(f)) if is_feat else self.fc(f)
 
 
 def make_parser():
@@ -67,7 +50,7 @@ def digits():
 
 def train(cfg, data, distiller_cls=None):
     seed_everything(cfg.seed, cfg.deterministic)
-    model = TinyNet()
+    model = DigitsNet()
     distiller = (distiller_cls or get_distiller("vanilla"))(model)
     trainer = Trainer(distiller, data.train, data.test, cfg, cfg.run_dir, val_set=data.val)
     return trainer.fit(), model
@@ -161,7 +144,7 @@ def test_load_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         load_checkpoint(tmp_path / "none.pth")
     good = tmp_path / "good.pth"
-    save_checkpoint({"model": TinyNet().state_dict()}, good)
+    save_checkpoint({"model": DigitsNet().state_dict()}, good)
     bad = tmp_path / "bad.pth"
     bad.write_bytes(good.read_bytes()[:200])
     with pytest.raises(ValueError, match="corrupted or truncated"):
@@ -169,9 +152,9 @@ def test_load_checkpoint_errors(tmp_path):
 
 
 def test_state_dict_helpers():
-    sd = TinyNet(num_classes=7).state_dict()
+    sd = DigitsNet(num_classes=7).state_dict()
     assert infer_num_classes(sd) == 7
-    diffs = state_dict_differences(TinyNet(num_classes=10).state_dict(), sd)
+    diffs = state_dict_differences(DigitsNet(num_classes=10).state_dict(), sd)
     assert len(diffs) == 1 and "fc.weight (7, 32) vs (10, 32)" in diffs[0]
     path = "/x/save_t_models/wrn_40_2_cifar100_lr_0.05_decay_0.0005_trial_0/ckpt_epoch_240.pth"
     assert arch_candidates(path) == ["wrn_40_2"]
@@ -271,5 +254,5 @@ def test_batch_fields_reach_the_distiller(tmp_path):
             return torch.rand(3, 8, 8), i % 10, i, torch.rand(6, 5)
 
     cfg = make_cfg(tmp_path / "run", "--epochs", "1", "--batch_size", "4")
-    Trainer(Spy(TinyNet()), WithPI(), WithPI(), cfg, cfg.run_dir).fit()
+    Trainer(Spy(DigitsNet()), WithPI(), WithPI(), cfg, cfg.run_dir).fit()
     assert seen == {"index": (4,), "pi": (4, 6, 5)}

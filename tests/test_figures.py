@@ -8,19 +8,19 @@ import yaml
 from engine.checkpoint import save_checkpoint
 from models import model_dict
 from tools import figures
-from topology.images import PIParams
+from topology.point_cloud_pi import PIParams
 from topology.persistence import rips_h0_deaths
 from topology.ripsnet import RipsNet, save_ripsnet
 
 IMAGE_SIZE = 16
 
 
-def save_net(path, arch, seed, extras=None):
+def save_net(path, arch, seed, extras=None, config=None):
     torch.manual_seed(seed)
     model = model_dict[arch](num_classes=10)
     save_checkpoint({"model": model.state_dict(), "arch": arch, "num_classes": 10, "dataset": "digits",
                      "epoch": 1, "best_acc": 10.0, "last_acc": 10.0, "distiller": extras or {},
-                     "config": {"dataset": "digits", "image_size": IMAGE_SIZE}}, str(path))
+                     "config": {"dataset": "digits", "image_size": IMAGE_SIZE, **(config or {})}}, str(path))
     return model.eval()
 
 
@@ -42,7 +42,8 @@ def quick(tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("quickstart")
     teacher = save_net(out / "teacher" / "resnet20_best.pth", "resnet20", 0)
-    save_net(out / "students" / "KD_TopKD" / "resnet8_best.pth", "resnet8", 1)
+    save_net(out / "students" / "KD_TopKD" / "resnet8_best.pth", "resnet8", 1,
+             config={"distill": "kd", "alpha": 2.0, "delta": 5.0, "method": "topkd", "path_t": "t.pth"})
     write_tb(out / "teacher", 0.0)
     write_tb(out / "students" / "KD_TopKD", 1.0)
     # PI parameters fitted on the teacher's own clouds (as stage 2 does), kept in a stage-2 style manifest
@@ -65,30 +66,61 @@ def png_shape(path):
     return img.shape[:2]
 
 
-def test_pi_grid(quick, tmp_path):
+@pytest.fixture()
+def saved_figures(monkeypatch):
+    """The matplotlib Figures the figure functions save (they are still written)."""
+    seen = []
+    real = figures._save
+
+    def keep(fig, out):
+        seen.append(fig)
+        return real(fig, out)
+
+    monkeypatch.setattr(figures, "_save", keep)
+    return seen
+
+
+def test_pi_grid(quick, tmp_path, saved_figures):
     out = figures.pi_grid(quick / "teacher" / "resnet20_best.pth", quick / "students" / "KD_TopKD" / "resnet8_best.pth",
                           quick / "ripsnet" / "mean_best.pth", tmp_path / "grid.png", rows=2, batch_size=32)
     assert png_shape(out) == (2 * 250, 4 * 250)  # 2.5-inch panels at 100 dpi
+    axes = saved_figures[-1].axes
+    images = [ax for ax in axes if ax.images]
+    bars = [ax for ax in axes if not ax.images and ax.get_ylabel() == "PI value"]
+    assert len(images) == 2 * 4 and len(bars) == 2  # one colour bar per row
+    assert all(ax.get_xlabel() == "birth" and ax.get_ylabel() == "persistence" for ax in images)
 
 
-def test_embedding(quick, tmp_path):
+def test_embedding(quick, tmp_path, saved_figures):
     out = figures.embedding(quick / "teacher" / "resnet20_best.pth",
                             quick / "students" / "KD_TopKD" / "resnet8_best.pth", tmp_path / "emb.png",
                             max_points=60, method="tsne")
     assert png_shape(out) == (500, 1000)
+    titles = [ax.get_title() for ax in saved_figures[-1].axes[:2]]
+    assert titles[0].startswith("teacher (resnet20, CE), t-SNE")
+    assert titles[1].startswith("student (resnet8, kd+topkd), t-SNE")
 
 
-def test_curves(quick, tmp_path):
+def test_curves(quick, tmp_path, saved_figures):
     out = figures.curves([quick / "teacher", quick / "students" / "KD_TopKD"], tmp_path / "curves.png")
     # panels: test top-1, train/loss, train/loss_ce, train/loss_kd -> 3 columns x 2 rows of 4 x 3 inches
     assert png_shape(out) == (2 * 300, 3 * 400)
+    panels = [ax for ax in saved_figures[-1].axes if ax.get_visible()]
+    assert len(panels) == 4
+    colours = {}
+    for ax in panels:
+        legend = ax.get_legend()
+        assert legend is not None and [t.get_text() for t in legend.get_texts()] == ["teacher", "KD_TopKD"]
+        for line in ax.get_lines():
+            colours.setdefault(line.get_label(), set()).add(line.get_color())
+    assert all(len(c) == 1 for c in colours.values()) and len(set.union(*colours.values())) == 2
     scalars = figures.read_scalars(quick / "students" / "KD_TopKD")
     np.testing.assert_allclose(scalars["test/top1"][1], [11.0, 21.0, 31.0])
     assert figures.curve_tags(list(scalars)) == ["test/top1", "train/loss", "train/loss_ce", "train/loss_kd"]
 
 
 def test_quickstart_figures_and_skips(quick, tmp_path, capsys):
-    written = figures.quickstart_figures(quick)
+    written = figures.quickstart_figures(quick, embedding_method="tsne")  # UMAP's JIT costs a minute
     assert [p.name for p in written] == ["pi_grid.png", "embedding.png", "curves.png"]
     for p in written:
         png_shape(p)
@@ -99,7 +131,7 @@ def test_quickstart_figures_and_skips(quick, tmp_path, capsys):
         if f.is_file():
             (partial / "teacher" / f.name).write_bytes(f.read_bytes())
     write_tb(partial / "teacher", 0.0)
-    written = figures.quickstart_figures(partial)
+    written = figures.quickstart_figures(partial, embedding_method="tsne")
     assert [p.name for p in written] == ["curves.png"]
     assert "skipped pi_grid.png" in capsys.readouterr().out
 

@@ -84,11 +84,11 @@ def test_clouds_are_teacher_embeddings_of_augmented_batches(full_run, teacher):
     """Cloud 0 = the teacher's FC input for its batch, BatchNorm on the batch's statistics (the default
     --teacher_bn batch: torch's train-mode BatchNorm is the reference); augmentation on."""
     from datasets import build_datasets
-    from engine.checkpoint import load_model
+    from models import load_model
     from pcd.sources import PassSchedule
 
     data = build_datasets("digits", ".", image_size=16, train_augment=True)
-    model, _ = load_model(teacher)
+    model, _, _ = load_model(teacher)
     model.train()  # batch statistics (this copy's running statistics are not used afterwards)
     pairs = PassSchedule(len(data.train), 32, 1, 0).batch(0)
     assert len({i for i, _ in pairs}) == 32
@@ -224,13 +224,13 @@ def test_intermediate_layer_is_pooled(teacher, tmp_path):
 def test_teacher_bn_modes(teacher):
     """--teacher_bn batch: batch statistics, stored running statistics untouched; eval: stored statistics."""
     from datasets import build_datasets
-    from engine.checkpoint import load_model
+    from models import load_model
     from pcd.sources import TeacherCloudSource
 
     data = build_datasets("digits", ".", image_size=16, train_augment=True)
     clouds = {}
     for mode in ("batch", "eval"):
-        model, _ = load_model(teacher)
+        model, _, _ = load_model(teacher)
         for m in model.modules():  # non-trivial stored statistics, so the two modes must differ
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.5, 0.5)
@@ -243,7 +243,7 @@ def test_teacher_bn_modes(teacher):
         assert source.config()["teacher_bn"] == mode
         # independent reference: the same images through torch's own eval / train-mode BatchNorm
         images = torch.stack([source.images[p] for p in source.schedule.batch(1)])
-        ref_model, _ = load_model(teacher)
+        ref_model, _, _ = load_model(teacher)
         ref_model.load_state_dict(before)
         ref_model.train(mode == "batch")
         with torch.no_grad():

@@ -8,7 +8,7 @@ import torch
 import yaml
 
 import train_teacher
-from engine.checkpoint import load_model
+from models import load_model
 from engine.run_names import parse_checkpoint_path
 from engine.trainer import MAX_STEPS_ENV
 from models import build_model, resolve_arch
@@ -50,7 +50,7 @@ def test_official_teacher_line_runs(reference_dir, fake_tree, run_stage, index):
     if "--num_workers=1" in args:
         assert cfg["num_workers"] == 1
     assert "epoch 1/240" in out and f"stopping after 1 steps ({MAX_STEPS_ENV}=1)" in out
-    model, ckpt = load_model(str(run_dir / f"{arch}_best.pth"))  # architecture read back from the run folder
+    model, _, ckpt = load_model(str(run_dir / f"{arch}_best.pth"))  # architecture read back from the run folder
     assert ckpt["arch"] == arch and ckpt["num_classes"] == 100 and ckpt["epoch"] == 1
 
 
@@ -92,7 +92,7 @@ def test_student_lines_find_their_teacher_and_ripsnet(reference_dir, official_tr
     found_ripsnets = set()
     for args in lines:
         path_t = flag_values(args, "--path_t")[0]
-        teacher, ckpt = load_model(path_t)
+        teacher, _, ckpt = load_model(path_t)
         arch = TEACHERS[os.path.normpath(path_t)]
         assert parse_checkpoint_path(path_t).arch == arch and type(teacher) is type(build_model(arch, 100))
         resolve_arch(flag_values(args, "--model_s")[0], "--model_s")  # RepDistiller's names too

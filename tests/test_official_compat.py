@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoint import arch_candidates, load_model
+from models import load_model
+from models.loading import arch_candidates
 from engine.run_names import parse_checkpoint_path, parse_run_name
 from engine.serialization import UnsafeCheckpointError, safe_load
 from models import ARCH_ALIASES, build_model, model_dict, resolve_arch
@@ -51,7 +52,7 @@ def test_released_files_are_the_released_bytes(released, relpath):
 
 def test_released_student_reproduces_official_outputs(released, reference_dir):
     path = released / "save_s_tda_ripsnet_t_models_final" / STUDENT_RUN / "resnet20_best.pth"
-    model, ckpt = load_model(str(path))  # the architecture is read from the official folder name
+    model, _, ckpt = load_model(str(path))  # the architecture is read from the official folder name
     assert type(model) is type(model_dict["resnet20"]()) and ckpt["epoch"] == 220
     assert float(ckpt["best_acc"]) == pytest.approx(71.74)
     ref = np.load(reference_dir / "official_outputs.npz")
@@ -182,7 +183,7 @@ def test_repdistiller_architecture_aliases(tmp_path):
     folder.mkdir()
     torch.save({"model": model_dict["shufflev1"](num_classes=100).state_dict(), "best_acc": np.float64(70.0)},
                folder / "ShuffleV1_best.pth")
-    model, ckpt = load_model(str(folder / "ShuffleV1_best.pth"))
+    model, _, ckpt = load_model(str(folder / "ShuffleV1_best.pth"))
     assert type(model).__name__ == type(model_dict["shufflev1"]()).__name__ and ckpt["best_acc"] == 70.0
     assert load_model(str(folder / "ShuffleV1_best.pth"), arch="ShuffleV1")[0] is not None
 

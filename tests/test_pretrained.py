@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from engine.checkpoint import load_model
+from models import load_model
 from models.pretrained import (arch_from_torchvision_file, main, resolve_teacher_path, torchvision_weights_file,
                                torchvision_weights_path)
 
@@ -48,7 +48,7 @@ def test_torchvision_file_loads_as_teacher(tv_resnet18):
     with torch.no_grad():
         expected = net(x)
     for kwargs in ({}, {"arch": "resnet18", "num_classes": 1000}):  # arch from the file name, or given
-        model, ckpt = load_model(str(path), **kwargs)
+        model, _, ckpt = load_model(str(path), **kwargs)
         with torch.no_grad():
             torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="does not fit resnet34"):

@@ -12,8 +12,13 @@ def test_quickstart_fast_end_to_end(tmp_path, monkeypatch):
 
     from tools import quickstart
 
+    import torch
+
     monkeypatch.setenv("TOPKD_THREADS", "1")
+    threads = torch.get_num_threads()
     out = quickstart.main(["--fast", "--out", str(tmp_path / "qs")])
+    # the embedding's UMAP (numba's OpenMP layer) must not leave torch with another thread count
+    assert torch.get_num_threads() == threads
 
     table = (out / "results.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from topology.images import PIParams
+from topology.point_cloud_pi import PIParams
 from topology.ripsnet import RipsNet, default_units, load_ripsnet, save_ripsnet
 
 TAGS = ["resnet56_mean", "wrn_40_2_sum"]

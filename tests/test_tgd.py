@@ -2,35 +2,19 @@
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from distiller import distiller_dict
+from helpers import TinyNet
 
 
-class TinyNet(nn.Module):
-    """feats = [stem, stage1, stage2, stage3, pooled], like the WRNs of the zoo."""
-
-    def __init__(self, in_channels=3, width=4, num_classes=5):
-        super().__init__()
-        self.stem = nn.Conv2d(in_channels, width, 3, padding=1)
-        self.stages = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(width, width, 3, stride=2 if i else 1, padding=1), nn.BatchNorm2d(width), nn.ReLU())
-            for i in range(3))
-        self.fc = nn.Linear(width, num_classes)
-
-    def forward(self, x, is_feat=False):
-        feats = [self.stem(x)]
-        for stage in self.stages:
-            feats.append(stage(feats[-1]))
-        pooled = feats[-1].mean(dim=(2, 3))
-        feats.append(pooled)
-        logits = self.fc(pooled)
-        return (feats, logits) if is_feat else logits
+def wrn_like(width=4, in_channels=3):
+    """feats = [stem, stage1, stage2, stage3, pooled], like the WRNs of the zoo; 5 classes."""
+    return TinyNet((width,) * 4, num_classes=5, in_channels=in_channels)
 
 
 def make(seed=0, **kw):
     torch.manual_seed(seed)
-    student, t1, t2 = TinyNet(width=3), TinyNet(width=5), TinyNet(in_channels=6, width=4)
+    student, t1, t2 = wrn_like(3), wrn_like(5), wrn_like(4, in_channels=6)
     return distiller_dict["tgd"](student, t1, teacher2=t2, **kw), student, t1, t2
 
 
@@ -123,14 +107,14 @@ def test_gradients_reach_only_the_student_and_teachers_stay_in_eval():
 
 
 def test_bad_configuration_is_rejected():
-    s, t = TinyNet(), TinyNet()
+    s, t = wrn_like(), wrn_like()
     with pytest.raises(ValueError, match="two teachers"):
         distiller_dict["tgd"](s, t)
     with pytest.raises(ValueError, match="kl_reduction"):
-        distiller_dict["tgd"](s, t, teacher2=TinyNet(6), kl_reduction="sum")
+        distiller_dict["tgd"](s, t, teacher2=wrn_like(in_channels=6), kl_reduction="sum")
     with pytest.raises(ValueError, match="alpha"):
-        distiller_dict["tgd"](s, t, teacher2=TinyNet(6), alpha=1.5)
-    tgd = distiller_dict["tgd"](s, t, teacher2=TinyNet(6), stages=(1, 2, 7)).train()
+        distiller_dict["tgd"](s, t, teacher2=wrn_like(in_channels=6), alpha=1.5)
+    tgd = distiller_dict["tgd"](s, t, teacher2=wrn_like(in_channels=6), stages=(1, 2, 7)).train()
     x, y, pi = batch()
     with pytest.raises(ValueError, match="stages"):
         tgd(x, y, pi=pi)
@@ -139,7 +123,8 @@ def test_bad_configuration_is_rejected():
 
 
 def test_with_the_paper_networks():
-    models = pytest.importorskip("models")
+    import models
+
     torch.manual_seed(0)
     student = models.model_dict["wrn_16_1"](num_classes=10)
     t1 = models.model_dict["wrn_16_3"](num_classes=10)

@@ -27,7 +27,7 @@ def stage2_dir(tmp_path_factory):
 
 
 def test_trains_and_checkpoint_loads(stage2_dir, tmp_path):
-    from topology.images import PIParams
+    from topology.point_cloud_pi import PIParams
     from topology.ripsnet import load_ripsnet
 
     run = tmp_path / "run"

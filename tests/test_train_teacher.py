@@ -10,7 +10,8 @@ import torch
 
 import train_teacher
 from distiller import Distiller, distiller_dict
-from engine.checkpoint import load_checkpoint, load_model, save_checkpoint
+from engine.checkpoint import load_checkpoint, save_checkpoint
+from models import load_model
 
 
 ARCH = "resnet8"
@@ -51,18 +52,19 @@ def test_teacher_learns_digits(teacher_run):
 
 def test_checkpoint_loads_back(teacher_run, tmp_path):
     run_dir, summary = teacher_run
-    model, ckpt = load_model(run_dir / f"{ARCH}_best.pth")
-    assert ckpt["arch"] == ARCH and ckpt["num_classes"] == 10 and ckpt["best_acc"] == summary["best_acc"]
+    model, arch, ckpt = load_model(run_dir / f"{ARCH}_best.pth")
+    assert arch == ARCH and ckpt["arch"] == ARCH and ckpt["num_classes"] == 10 and ckpt["best_acc"] == summary["best_acc"]
     assert not model.training
     # an official-style checkpoint: {'model': sd} only, architecture read from the run-folder name
     official = tmp_path / RUN_NAME / "ckpt_epoch_240.pth"
     save_checkpoint({"model": ckpt["model"], "best_acc": 1.0, "epoch": 240}, official)
-    model2, _ = load_model(official)
+    model2, arch2, _ = load_model(official)
+    assert arch2 == ARCH  # read from the official run-folder name, not the class name
     for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
         assert torch.equal(a, b)
     bare = tmp_path / "bare.pth"
     save_checkpoint(dict(ckpt["model"]), bare)
-    assert load_model(bare, arch=ARCH, num_classes=10)[0] is not None
+    assert load_model(bare, arch=ARCH, num_classes=10).arch == ARCH
     with pytest.raises(ValueError, match="cannot tell the architecture"):
         load_model(bare)
 

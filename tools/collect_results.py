@@ -133,14 +133,14 @@ def _num(value: Any) -> str:
     return str(value)
 
 
-# train_student.py's aliases -> the one name a table uses
-METHOD_ALIASES = {"hint": "fitnet", "attention": "at", "similarity": "sp"}
-
-
 def method_key(cfg: Dict[str, Any]) -> str:
-    """Method name of a student config: ``kd``, ``kd+topkd``, ``ce`` (KD with alpha 0), ``crd`` ..."""
-    distill = str(cfg.get("distill", "kd")).lower()
-    distill = METHOD_ALIASES.get(distill, distill)
+    """Method name of a student config: ``kd``, ``kd+topkd``, ``ce`` (KD with alpha 0), ``crd`` ...
+
+    Any spelling train_student.py accepts (aliases, any case) maps to the method's registered name.
+    """
+    from distiller.registry import canonical_name
+
+    distill = canonical_name(str(cfg.get("distill", "kd")))
     name = "ce" if distill == "kd" and not cfg.get("alpha") and not cfg.get("delta") else distill
     if cfg.get("delta"):
         name += "+" + str(cfg.get("method") or "topkd")

@@ -6,9 +6,11 @@
     python tools/figures.py quickstart runs/quickstart
 
 ``pi_grid``: exact vs RipsNet persistence images of the same test batches, teacher and student (the TopKD
-paper's visualization). ``embedding``: 2-D map (UMAP when installed, else t-SNE) of the teacher's and the
-student's pooled embeddings coloured by class. ``curves``: test top-1 and every training loss term per
-epoch from the runs' TensorBoard logs. Pixel sizes are fixed: panel inches x ``dpi``.
+paper's visualization), on birth x persistence axes with one colour bar per row. ``embedding``: 2-D map
+(UMAP as in the paper, ``--method tsne`` for t-SNE) of the teacher's and the student's pooled embeddings
+coloured by class, titled with each network's architecture and training method. ``curves``: test top-1 and
+every training loss term per epoch from the runs' TensorBoard logs, one colour per run in every panel, a
+legend in every panel. Pixel sizes are fixed: panel inches x ``dpi``.
 """
 from __future__ import annotations
 
@@ -63,10 +65,11 @@ def load_networks(teacher: PathLike, student: PathLike, dataset: Optional[str] =
     dataset / image_size default to what the teacher checkpoint was trained on.
     """
     from datasets import build_datasets
-    from engine.checkpoint import load_model
+    from models import load_model
 
-    model_t, ckpt_t = load_model(str(teacher))
-    model_s, ckpt_s = load_model(str(student))
+    model_t, arch_t, ckpt_t = load_model(str(teacher))
+    model_s, arch_s, ckpt_s = load_model(str(student))
+    ckpt_t, ckpt_s = dict(ckpt_t, arch=arch_t), dict(ckpt_s, arch=arch_s)  # official files name no arch
     dataset = dataset or _ckpt_setting(ckpt_t, "dataset")
     if not dataset:
         raise ValueError(f"cannot tell the data set of {teacher}; pass --dataset")
@@ -104,7 +107,7 @@ def student_projector(ckpt_s: Dict, dim_s: int, dim_t: int) -> Optional[Callable
 def load_pi_params(source=None, ripsnet_ckpt: Optional[Dict] = None, dim: int = 0):
     """PIParams from a PIParams, a stage-2 folder / ``manifest.yaml``, a PI-parameter YAML, or the RipsNet ckpt."""
     from pcd.manifest import read_pi_params
-    from topology.images import PIParams
+    from topology.point_cloud_pi import PIParams
 
     if isinstance(source, PIParams):
         return source
@@ -118,7 +121,7 @@ def load_pi_params(source=None, ripsnet_ckpt: Optional[Dict] = None, dim: int = 
 
 def exact_pi(cloud: torch.Tensor, params) -> np.ndarray:
     """Exact H0 persistence image of one cloud ``[N, D]`` -> ``[R0 * R1]`` (normalized like the training data)."""
-    from topology.images import persistence_images
+    from topology.point_cloud_pi import persistence_images
     from topology.persistence import rips_h0_deaths
 
     deaths = rips_h0_deaths(cloud.double().numpy()[None])[0]
@@ -158,7 +161,8 @@ def pi_grid(teacher: PathLike, student: PathLike, ripsnet: PathLike, out: PathLi
     columns = teacher exact, teacher RipsNet, student exact, student RipsNet. Titles give the MSE of
     each RipsNet image against the exact one of the same network (student exact: against the teacher's).
     The student's embedding goes through its saved TopKD projector when its width differs from the teacher's.
-    Writes a ``4 * 2.5 x rows * 2.5`` inch PNG at ``dpi``; returns its path.
+    Axes are the images' birth (x) and persistence (y) ranges; each row shares one colour scale, shown by
+    its colour bar. Writes a ``4 * 2.5 x rows * 2.5`` inch PNG at ``dpi``; returns its path.
     """
     from topology.ripsnet import load_ripsnet
 
@@ -185,20 +189,31 @@ def pi_grid(teacher: PathLike, student: PathLike, ripsnet: PathLike, out: PathLi
         panels.append([("teacher exact", t_exact), (f"teacher RipsNet\nMSE {_mse(t_rips, t_exact)}", t_rips),
                        (f"student exact\nMSE vs teacher {_mse(s_exact, t_exact)}", s_exact),
                        (f"student RipsNet\nMSE {_mse(s_rips, s_exact)}", s_rips)])
-    fig = Figure(figsize=(4 * PI_PANEL_INCHES, len(panels) * PI_PANEL_INCHES), dpi=dpi)
+    fig = Figure(figsize=(4 * PI_PANEL_INCHES, len(panels) * PI_PANEL_INCHES), dpi=dpi, layout="constrained")
     axes = fig.subplots(len(panels), 4, squeeze=False)
+    x0, x1, y0, y1 = params.im_range
+    if x1 <= x0:  # H0: every birth is 0, the birth range is a point; show one bandwidth either side
+        x0, x1 = x0 - params.bandwidth, x1 + params.bandwidth
     for r, row in enumerate(panels):
         top = max(float(np.max(img)) for _, img in row if img is not None) or 1.0
+        shown = None
         for c, (title, img) in enumerate(row):
             ax = axes[r][c]
-            ax.set_xticks([]), ax.set_yticks([])
-            ax.set_title(f"batch {r + 1}: {title}" if c == 0 else title, fontsize=8)
+            ax.set_title(f"batch {r + 1}: {title}" if c == 0 else title, fontsize=7)
             if img is None:
+                ax.set_xticks([]), ax.set_yticks([])
                 ax.text(0.5, 0.5, "no projector\nto the teacher width", ha="center", va="center", fontsize=8)
                 continue
-            ax.imshow(img.reshape(side[1], side[0]), origin="lower", aspect="auto", vmin=0.0, vmax=top,
-                      cmap="viridis")
-    fig.tight_layout()
+            shown = ax.imshow(img.reshape(side[1], side[0]), origin="lower", aspect="auto", vmin=0.0, vmax=top,
+                              cmap="viridis", extent=(x0, x1, y0, y1))
+            ax.set_xlabel("birth", fontsize=7)
+            ax.set_ylabel("persistence", fontsize=7)
+            ax.tick_params(labelsize=6)
+            ax.xaxis.set_major_locator(MaxNLocator(3))
+        if shown is not None:
+            bar = fig.colorbar(shown, ax=list(axes[r]), shrink=0.9, pad=0.01)
+            bar.ax.tick_params(labelsize=6)
+            bar.set_label("PI value", fontsize=7)
     return _save(fig, out)
 
 
@@ -206,9 +221,17 @@ def pi_grid(teacher: PathLike, student: PathLike, ripsnet: PathLike, out: PathLi
 # figure 2: 2-D embeddings
 # ------------------------------------------------------------------------------------------------
 def _umap(x: np.ndarray, seed: int) -> np.ndarray:
-    import umap  # optional
+    import warnings
 
-    return umap.UMAP(n_components=2, random_state=seed).fit_transform(x)
+    import umap
+
+    threads = torch.get_num_threads()  # numba's OpenMP layer resets the shared thread count; put it back
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            return umap.UMAP(n_components=2, random_state=seed).fit_transform(x)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
@@ -221,17 +244,28 @@ def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
 REDUCERS: Dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"umap": _umap, "tsne": _tsne}
 
 
-def pick_reducer(method: str = "auto") -> str:
-    """``auto`` -> ``umap`` when the package imports, else ``tsne``."""
-    if method == "auto":
+def pick_reducer(method: str = "umap") -> str:
+    """Check ``method`` (``umap``, the paper's, or ``tsne``); ValueError when unknown or UMAP is missing."""
+    if method not in REDUCERS:
+        raise ValueError(f"unknown embedding method {method!r}; choose one of: {', '.join(REDUCERS)}")
+    if method == "umap":
         try:
             import umap  # noqa: F401
         except ImportError:
-            return "tsne"
-        return "umap"
-    if method not in REDUCERS:
-        raise ValueError(f"unknown embedding method {method!r}; choose auto, {', '.join(REDUCERS)}")
+            raise ValueError("--method umap needs the umap-learn package (in requirements.txt: "
+                             "pip install umap-learn), or pass --method tsne") from None
     return method
+
+
+def training_method(ckpt: Dict) -> Optional[str]:
+    """How a checkpoint's network was trained, from its saved config: ``kd+topkd``, ``crd``, ``tgd``, ... for
+    students (the collector's method names), ``CE`` for teachers; None when the checkpoint does not say."""
+    cfg = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+    if cfg.get("distill"):
+        from tools.collect_results import method_key
+
+        return method_key(cfg)
+    return "CE" if cfg and "path_t" not in cfg else None  # train_teacher.py: plain cross-entropy
 
 
 @torch.no_grad()
@@ -251,11 +285,12 @@ def _all_embeddings(model_t, model_s, test_set, max_points: int, seed: int, batc
 
 def embedding(teacher: PathLike, student: PathLike, out: PathLike = "embedding.png", dataset: Optional[str] = None,
               data_root: str = "./data", image_size: Optional[int] = None, max_points: int = 2000,
-              method: str = "auto", seed: int = 0, dpi: int = DPI) -> Path:
+              method: str = "umap", seed: int = 0, dpi: int = DPI) -> Path:
     """Teacher and student test-set embeddings (``feats[-1]``) mapped to 2-D, side by side, coloured by class.
 
-    At most ``max_points`` test images (a fixed random subset). method: auto | umap | tsne (PCA init,
-    fixed seed). Writes a 10 x 5 inch PNG at ``dpi``; returns its path.
+    At most ``max_points`` test images (a fixed random subset). method: umap (the paper's) | tsne (PCA init),
+    fixed seed. Titles name each network's architecture and training method (`training_method`).
+    Writes a 10 x 5 inch PNG at ``dpi``; returns its path.
     """
     if max_points < 5:
         raise ValueError(f"--max_points must be at least 5, got {max_points}")
@@ -269,7 +304,9 @@ def embedding(teacher: PathLike, student: PathLike, out: PathLike = "embedding.p
         xy = REDUCERS[reducer](feats.astype(np.float64), seed)
         points = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap=cmap, s=6, vmin=-0.5,
                             vmax=data.num_classes - 0.5)
-        ax.set_title(f"{name} ({ckpt.get('arch', '?')}), {reducer}, {len(labels)} test images", fontsize=9)
+        how = ", ".join(t for t in (ckpt.get("arch") or "?", training_method(ckpt)) if t)
+        ax.set_title(f"{name} ({how}), {reducer.upper() if reducer == 'umap' else 't-SNE'}, "
+                     f"{len(labels)} test images", fontsize=9)
         ax.set_xticks([]), ax.set_yticks([])
     if data.num_classes <= 20:
         handles, _ = points.legend_elements(num=data.num_classes)
@@ -317,7 +354,8 @@ def curves(run_dirs: Sequence[PathLike], out: PathLike = "curves.png", labels: O
            dpi: int = DPI) -> Path:
     """Test top-1 and every training loss term per epoch, one line per run, one panel per quantity.
 
-    Panels are 4 x 3 inches, 3 per row. Returns the PNG path.
+    Each run keeps one colour (``C0``, ``C1``, ... in run order) in every panel; every panel has a legend of
+    the runs it shows. Panels are 4 x 3 inches, 3 per row. Returns the PNG path.
     """
     run_dirs = list(run_dirs)
     if not run_dirs:
@@ -333,10 +371,12 @@ def curves(run_dirs: Sequence[PathLike], out: PathLike = "curves.png", labels: O
     nrows = -(-len(tags) // ncols)
     fig = Figure(figsize=(ncols * CURVE_PANEL_INCHES[0], nrows * CURVE_PANEL_INCHES[1]), dpi=dpi)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    colours = [f"C{i % 10}" for i in range(len(run_dirs))]
     for ax, tag in zip(axes, tags):
-        for label, log in zip(labels, logs):
+        for label, log, colour in zip(labels, logs, colours):
             if tag in log:
-                ax.plot(*log[tag], marker="." if len(log[tag][0]) < 30 else None, label=label)
+                ax.plot(*log[tag], marker="." if len(log[tag][0]) < 30 else None, label=label, color=colour)
+        ax.legend(fontsize=6)
         ax.set_title("test top-1 (%)" if tag == "test/top1" else tag, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -344,7 +384,6 @@ def curves(run_dirs: Sequence[PathLike], out: PathLike = "curves.png", labels: O
         ax.grid(alpha=0.3)
     for ax in axes[len(tags):]:
         ax.set_visible(False)
-    axes[0].legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, out)
 
@@ -357,7 +396,7 @@ def _first(folder: Path, pattern: str) -> Optional[Path]:
     return hits[0] if hits else None
 
 
-def quickstart_figures(out_dir: PathLike) -> List[Path]:
+def quickstart_figures(out_dir: PathLike, embedding_method: str = "umap") -> List[Path]:
     """``pi_grid.png``, ``embedding.png`` and ``curves.png`` for a ``tools/quickstart.py`` folder.
 
     Reads ``teacher/<arch>_best.pth``, ``pcd/manifest.yaml``, ``ripsnet/<pooling>_best.pth`` and
@@ -381,7 +420,7 @@ def quickstart_figures(out_dir: PathLike) -> List[Path]:
                         lambda path: pi_grid(teacher, student, rips, path,
                                              pi_params=manifest if manifest.is_file() else None)),
         "embedding.png": ({"teacher": teacher, "student": student},
-                          lambda path: embedding(teacher, student, path)),
+                          lambda path: embedding(teacher, student, path, method=embedding_method)),
         "curves.png": ({"run logs": run_dirs or None}, lambda path: curves(run_dirs, path)),
     }
     written = []
@@ -424,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", required=True)
     p.add_argument("--student", required=True)
     p.add_argument("--max_points", type=int, default=2000)
-    p.add_argument("--method", default="auto", choices=("auto",) + tuple(REDUCERS))
+    p.add_argument("--method", default="umap", choices=tuple(REDUCERS),
+                   help="UMAP (the paper's) or t-SNE (default: umap)")
     p.add_argument("--out", default="embedding.png")
     _data_flags(p)
     p = sub.add_parser("curves", help="test top-1 and loss terms per epoch from tb/ logs")

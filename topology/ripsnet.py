@@ -7,7 +7,7 @@ load unchanged.
 
 Checkpoints. Official: ``{'model', 'units_list', 'operator', 'best_val_mse', 'epoch'}``. Ours: the
 same keys as a RipsNet state dict under ``model`` plus ``pooling``, ``units``, ``resolution``,
-``pi_params`` (a :class:`topology.images.PIParams` dict, or None) and ``manifest`` (free-form).
+``pi_params`` (a :class:`topology.point_cloud_pi.PIParams` dict, or None) and ``manifest`` (free-form).
 """
 from __future__ import annotations
 

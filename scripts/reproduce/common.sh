@@ -159,8 +159,15 @@ run_pair() {
 }
 
 # check_baselines: every BASELINES word must be a method of train_student.py (fail before any training).
+# The names come from the method registry (every spelling train_student.py accepts, aliases included).
 check_baselines() {
-  local method known=" kd fitnet hint at attention sp similarity rkd pkt crd dkd "
+  [[ -n "${BASELINES// /}" ]] || return 0
+  local method known
+  known=" $("$PY" -c 'import train_student as t; from distiller.registry import aliases_of
+print(" ".join(s for n in t.student_methods() for s in [n, *aliases_of(n)]))') " || {
+    echo "BASELINES: $PY cannot import train_student.py to list the methods; set PY to the project's python" >&2
+    exit 2
+  }
   for method in $BASELINES; do
     if [[ "$known" != *" $method "* ]]; then
       echo "BASELINES: unknown method '$method'; choose from:$known" >&2

@@ -4,7 +4,7 @@ import pytest
 import torch
 from gudhi.representations import PersistenceImage
 
-from topology.images import (
+from topology.point_cloud_pi import (
     WEIGHTS,
     PIParams,
     h0_images_torch,

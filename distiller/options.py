@@ -1,0 +1,144 @@
+"""Command-line options declared by the distillation methods and add-ons that own them.
+
+A method class lists its options in the class attribute ``options`` (a tuple of `Option`; those of its
+base classes are inherited) and may override the default of any of them for itself in ``defaults``
+(``{"beta": 3000.0}``), naming where its values come from in ``defaults_source``. ``train_student.py``
+walks the registry (`distiller.registry`) and adds every option once to its parser, so:
+
+- an option declared by several methods must be the *same* `Option` object (e.g. `GAMMA`, `KD_T`);
+- every option is parsed with default None, so "not given" can be told apart: the method's default is
+  filled in by `resolve`, and a given option that the chosen method (or an active add-on) does not
+  declare is an error (`check_undeclared`).
+
+An option's ``flags`` are all its command-line spellings (official aliases included, e.g.
+``("--mode", "--crd_mode")``); ``type`` parses one command-line word (a ``str2bool`` for
+``True|False`` flags), ``nargs`` / ``choices`` are passed to argparse as they are.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option: ``name`` is the config key and the value's keyword for the method."""
+
+    name: str
+    default: Any
+    help: str
+    type: Optional[Callable[[str], Any]] = None  # parses one word; default: type(default) for numbers/str
+    flags: Tuple[str, ...] = ()  # spellings; default ("--<name>",)
+    source: str = ""  # where the default comes from (paper, official code)
+    choices: Optional[Tuple[Any, ...]] = None
+    nargs: Any = None
+    metavar: Optional[str] = None
+
+    def spellings(self) -> Tuple[str, ...]:
+        return tuple(self.flags) or (f"--{self.name}",)
+
+    def parser_type(self) -> Optional[Callable[[str], Any]]:
+        if self.type is not None:
+            return self.type
+        if isinstance(self.default, bool):
+            raise TypeError(f"option {self.name}: a bool default needs an explicit type (e.g. str2bool)")
+        if isinstance(self.default, (int, float)):
+            return type(self.default)
+        return None
+
+    def add_to(self, group, default_text: str) -> None:
+        note = "; ".join(t for t in ((f"default: {default_text}" if default_text != "None" else ""), self.source) if t)
+        kwargs = dict(dest=self.name, default=None, type=self.parser_type(),
+                      help=(f"{self.help} ({note})" if note else self.help).replace("%", "%%"))
+        for key in ("choices", "nargs", "metavar"):
+            if getattr(self, key) is not None:
+                kwargs[key] = getattr(self, key)
+        group.add_argument(*self.spellings(), **kwargs)
+
+
+def str2bool(text: str) -> bool:
+    """``True/true/1/yes`` -> True, ``False/false/0/no`` -> False (for official ``--FLAG True`` options)."""
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+# Loss weights with RepDistiller's meaning, shared by every teacher -> student method:
+# loss = gamma * CE + alpha * KD + beta * <the method's own term>.
+GAMMA = Option("gamma", 1.0, "weight of the cross-entropy term", flags=("-r", "--gamma"),
+               source="RepDistiller")
+ALPHA = Option("alpha", 0.0, "weight of the KD term", flags=("-a", "--alpha"), source="RepDistiller")
+BETA = Option("beta", 0.0, "weight of the method's own term", flags=("-b", "--beta"), source="RepDistiller")
+KD_T = Option("kd_T", 4.0, "softmax temperature of the KD terms", source="Hinton et al.; RepDistiller")
+LOSS_WEIGHTS = (GAMMA, ALPHA, BETA, KD_T)
+
+
+def declared(owner) -> Tuple[Option, ...]:
+    """Options of a class (its own ``options`` after its bases', base first) or of an add-on object."""
+    if not isinstance(owner, type):
+        return tuple(getattr(owner, "options", ()))
+    out: Dict[str, Option] = {}
+    for klass in reversed(owner.__mro__):
+        for opt in vars(klass).get("options", ()):
+            out[opt.name] = opt
+    return tuple(out.values())
+
+
+def default_of(owner, opt: Option) -> Any:
+    """The default of ``opt`` for ``owner``: its ``defaults`` entry, else the option's own default."""
+    return dict(getattr(owner, "defaults", None) or {}).get(opt.name, opt.default)
+
+
+def resolve(owner, cfg: argparse.Namespace) -> Dict[str, Any]:
+    """``{option name: value}`` for every option ``owner`` declares: given value, else its default."""
+    out = {}
+    for opt in declared(owner):
+        value = getattr(cfg, opt.name, None)
+        out[opt.name] = default_of(owner, opt) if value is None else value
+    return out
+
+
+def collect(owners: Iterable[Tuple[str, Any]]) -> Dict[str, Tuple[Option, List[Tuple[str, Any]]]]:
+    """``name -> (option, [(owner name, its default), ...])`` over ``(name, class or add-on)`` pairs.
+
+    Raises ValueError when two owners declare different options under one name or one flag.
+    """
+    table: Dict[str, Tuple[Option, List[Tuple[str, Any]]]] = {}
+    flag_owner: Dict[str, str] = {}
+    for owner_name, owner in owners:
+        for opt in declared(owner):
+            if opt.name in table and table[opt.name][0] != opt:
+                raise ValueError(f"option {opt.name!r} is declared differently by {owner_name} and "
+                                 f"{table[opt.name][1][0][0]}; share one Option object")
+            for flag in opt.spellings():
+                if flag_owner.setdefault(flag, opt.name) != opt.name:
+                    raise ValueError(f"flag {flag} of {owner_name}'s option {opt.name!r} is already taken by "
+                                     f"option {flag_owner[flag]!r}")
+            entry = table.setdefault(opt.name, (opt, []))
+            entry[1].append((owner_name, default_of(owner, opt)))
+    return table
+
+
+def default_text(owners: Sequence[Tuple[str, Any]]) -> str:
+    """``"0.9"`` when every owner agrees, else ``"kd 0.9, dkd 0.0, ..."`` (owners grouped by value)."""
+    groups: Dict[str, List[str]] = {}
+    for name, value in owners:
+        groups.setdefault(repr(value) if not isinstance(value, str) else value, []).append(name)
+    if len(groups) == 1:
+        return next(iter(groups))
+    return ", ".join(f"{'/'.join(names)} {value}" for value, names in groups.items())
+
+
+def check_undeclared(cfg: argparse.Namespace, table: Dict[str, Tuple[Option, list]], allowed: Iterable[str],
+                     method: str) -> None:
+    """ValueError when ``cfg`` sets an option of ``table`` that is not in ``allowed``."""
+    allowed = set(allowed)
+    for name, (opt, owners) in table.items():
+        if name not in allowed and getattr(cfg, name, None) is not None:
+            others = ", ".join(sorted({o for o, _ in owners}))
+            raise ValueError(f"{'/'.join(opt.spellings())} is not an option of --distill {method} (it belongs to: "
+                             f"{others}); drop it or pick a method that takes it")

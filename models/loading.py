@@ -1,0 +1,120 @@
+"""Rebuilding a trained network from a checkpoint: ours (``{'model', 'arch', 'num_classes', ...}``) or the
+official TopKD / RepDistiller ones (``{'model': state_dict, ...}`` or a bare state dict), whose architecture
+comes from the caller or from the run-folder name.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional
+
+import torch
+from torch import nn
+
+from engine.checkpoint import load_checkpoint, state_dict_differences
+
+from .registry import ARCH_ALIASES, model_dict, resolve_arch
+
+# Entries of a state dict that hold the classifier, most specific first (the class count is its rows).
+CLASSIFIER_KEYS = ("fc.weight", "linear.weight", "classifier.weight", "classifier.1.weight",
+                   "classifier.0.weight")
+# Checkpoint file names <arch>_best.pth / <arch>_last.pth (run folders: engine.run_names).
+_FILE_NAME = re.compile(r"^(?P<arch>.+)_(best|last)$")
+
+
+class LoadedModel(NamedTuple):
+    """What `load_model` returns; unpacks as ``model, arch, ckpt = load_model(...)``."""
+
+    model: nn.Module  # the network in eval mode
+    arch: str  # the resolved architecture name (a key of ``models.model_dict``)
+    ckpt: Dict[str, Any]  # the checkpoint dict as read
+
+
+def model_state(ckpt: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    """The network's state dict inside a checkpoint (ours, official, or bare), ``module.`` prefixes removed."""
+    sd = ckpt.get("model", ckpt) if isinstance(ckpt.get("model", None), dict) else ckpt
+    if not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ValueError("checkpoint has no model state dict (expected {'model': state_dict} or a state dict)")
+    if all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def infer_num_classes(state_dict: Dict[str, torch.Tensor]) -> int:
+    """Rows of the classifier weight (by name, else the last 2-D weight)."""
+    for suffix in CLASSIFIER_KEYS:
+        hits = [k for k in state_dict if k == suffix or k.endswith("." + suffix)]
+        if hits:
+            return int(state_dict[hits[-1]].shape[0])
+    matrices = [v for k, v in state_dict.items() if k.endswith("weight") and v.ndim == 2]
+    if not matrices:
+        raise ValueError("cannot infer the number of classes: no classifier weight in the checkpoint; "
+                         "pass num_classes")
+    return int(matrices[-1].shape[0])
+
+
+def arch_candidates(path: str) -> List[str]:
+    """Architecture names suggested by a checkpoint's file and folder names, most specific first (run
+    folders, ``<arch>_best.pth``, torchvision's ``resnet34-b627a593.pth``)."""
+    from engine.run_names import parse_checkpoint_path
+
+    from .pretrained import arch_from_torchvision_file  # torchvision's <name>-<hash>.pth weight files
+
+    stem = os.path.splitext(os.path.basename(path))[0]
+    run = parse_checkpoint_path(path)  # official TopKD / RepDistiller / our run-folder layouts
+    out = [run.arch] if run is not None else []
+    match = _FILE_NAME.match(stem)
+    if match and match.group("arch") not in out:
+        out.append(match.group("arch"))
+    out += [a for a in [arch_from_torchvision_file(path)] if a and a not in out]
+    return out
+
+
+def _resolve_arch(path: str, ckpt: Dict[str, Any], arch: Optional[str], names: Iterable[str]) -> str:
+    names = list(names)
+    stored = ckpt.get("arch") if isinstance(ckpt.get("arch"), str) else None
+    if arch is not None:
+        arch = resolve_arch(arch)  # official aliases (MobileNetV2, ShuffleV1, ...) -> registry name
+        if stored is not None and stored != arch:
+            raise ValueError(f"checkpoint {path} holds a {stored}, but arch {arch} was requested")
+        return arch
+    if stored is not None:
+        if stored not in names:
+            raise ValueError(f"checkpoint {path} names an unknown architecture {stored!r}")
+        return stored
+    for name in arch_candidates(path):
+        if name in names or name in ARCH_ALIASES:
+            return ARCH_ALIASES.get(name, name)
+    raise ValueError(f"cannot tell the architecture of {path} (no 'arch' entry, folder name not "
+                     f"<arch>_<dataset>_lr_..._trial_N); pass the architecture explicitly (e.g. --model_t)")
+
+
+def load_model(path: str, arch: Optional[str] = None, num_classes: Optional[int] = None,
+               map_location: Any = "cpu") -> LoadedModel:
+    """Rebuild a trained network from ours or an official checkpoint -> ``LoadedModel(model, arch, ckpt)``.
+
+    ``model`` is in eval mode; ``arch`` is the architecture it was built as (given, stored in the checkpoint,
+    or read from the official run-folder / file name); ``ckpt`` the checkpoint dict.
+
+    arch: architecture name of ``models.model_dict`` (needed for official checkpoints whose folder name
+    does not tell). num_classes: expected class count (inferred from the classifier when None).
+    Raises ValueError when the architecture or the class count does not match, naming which.
+    """
+    ckpt = load_checkpoint(path, map_location=map_location)
+    sd = model_state(ckpt)
+    arch = _resolve_arch(path, ckpt, arch, model_dict)
+    found_classes = int(ckpt["num_classes"]) if isinstance(ckpt.get("num_classes"), int) else infer_num_classes(sd)
+    if num_classes is not None and int(num_classes) != found_classes:
+        raise ValueError(f"checkpoint {path} has {found_classes} classes but {num_classes} were requested "
+                         f"(different data set?)")
+    kwargs = {"num_classes": found_classes}
+    if isinstance(ckpt.get("in_channels"), int) and ckpt["in_channels"] != 3:
+        kwargs["in_channels"] = ckpt["in_channels"]
+    model = model_dict[arch](**kwargs)
+    diffs = state_dict_differences(model.state_dict(), sd)
+    if diffs:
+        raise ValueError(f"checkpoint {path} does not fit {arch} with {found_classes} classes "
+                         f"(another architecture?): {'; '.join(diffs)}")
+    model.load_state_dict(sd, strict=True)
+    model.eval()
+    return LoadedModel(model, arch, ckpt)

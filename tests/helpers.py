@@ -1,0 +1,63 @@
+"""Tiny networks shared by the tests (import as ``from helpers import TinyNet``; pytest puts tests/ on
+the path). They follow the zoo's contract: ``model(x)`` -> logits ``[B, K]``; ``model(x, is_feat=True)``
+-> ``(feats, logits)`` with ``feats`` ending in the pooled embedding ``[B, C]``; ``feat_dims``."""
+from typing import Sequence
+
+from torch import nn
+
+
+class TinyNet(nn.Module):
+    """feats = [stem, stage 1, ..., stage S, pooled]: a 3x3 stem conv to ``widths[0]`` channels, then one
+    conv-BN-ReLU stage per further width (the first keeps the resolution, the others halve it).
+
+    ``widths=(w, w, e)`` is a stem + two stages (the distiller tests); ``(w, w, w, w)`` three stages like
+    the WRNs (the TGD tests)."""
+
+    def __init__(self, widths: Sequence[int] = (4, 4, 8), num_classes: int = 3, in_channels: int = 3):
+        super().__init__()
+        widths = list(widths)
+        self.stem = nn.Conv2d(in_channels, widths[0], 3, padding=1)
+        self.stages = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(a, b, 3, stride=2 if i else 1, padding=1), nn.BatchNorm2d(b), nn.ReLU())
+            for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])))
+        self.fc = nn.Linear(widths[-1], num_classes)
+        self.feat_dims = widths + [widths[-1]]
+
+    def forward(self, x, is_feat=False):
+        feats = [self.stem(x)]
+        for stage in self.stages:
+            feats.append(stage(feats[-1]))
+        feats.append(feats[-1].mean(dim=(2, 3)))
+        logits = self.fc(feats[-1])
+        return (feats, logits) if is_feat else logits
+
+
+class DigitsNet(nn.Module):
+    """Three conv-BN-ReLU blocks, global pool, linear: enough to learn digits in a few epochs; feats = [pooled]."""
+
+    def __init__(self, num_classes=10, width=16):
+        super().__init__()
+        w2 = 2 * width
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, w2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w2), nn.ReLU(),
+            nn.Conv2d(w2, w2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w2), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(w2, num_classes)
+
+    def forward(self, x, is_feat=False):
+        f = self.features(x)
+        return ([f], self.fc(f)) if is_feat else self.fc(f)
+
+
+class TinyRips(nn.Module):
+    """Stand-in RipsNet: phi, mean pooling, rho with a sigmoid; ``[K, N, D]`` -> ``[K, 9]``."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.input_dim = d
+        self.phi = nn.Sequential(nn.Linear(d, 5), nn.ReLU())
+        self.rho = nn.Sequential(nn.Linear(5, 9), nn.Sigmoid())
+
+    def forward(self, x):
+        return self.rho(self.phi(x).mean(dim=-2))
