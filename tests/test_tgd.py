@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from distiller import distiller_dict
 from helpers import TinyNet
@@ -211,9 +212,9 @@ def test_golden_official_formula_on_fixed_tensors(a):
 
 
 def test_teacher_inputs_are_checked_at_construction():
-    s, t, t2 = TinyNet(), TinyNet(width=5), TinyNet(in_channels=6)
+    s, t, t2 = wrn_like(3), wrn_like(5), wrn_like(4, in_channels=6)
     with pytest.raises(ValueError, match=r"PI teacher \(--path_t2\) takes 3-channel .* have 6"):
-        distiller_dict["tgd"](s, t, teacher2=TinyNet(width=4))  # an image teacher as the PI teacher
+        distiller_dict["tgd"](s, t, teacher2=wrn_like(4))  # an image teacher as the PI teacher
     with pytest.raises(ValueError, match=r"image teacher \(--path_t\) takes 6-channel"):
         distiller_dict["tgd"](s, t2, teacher2=t2)
     distiller_dict["tgd"](s, t, teacher2=t2)
