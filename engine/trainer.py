@@ -33,7 +33,7 @@ from .config import config_dict, write_config
 from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, cleanup_distributed,
                           ddp_ignore_names, gather_objects, setup_distributed)
 from .metrics import RunningSums, topk_correct
-from .seed import get_rng_state, set_rng_state, worker_init_fn
+from .seed import KeyedItems, KeyedSampler, get_rng_state, set_rng_state, worker_init_fn
 
 # Position of each field in a dataset item -> the keyword the distiller receives.
 BATCH_FIELDS = ("image", "target", "index", "pi")
@@ -109,10 +109,12 @@ class Trainer:
                 distiller, device_ids=[device.index] if device.type == "cuda" else None,
                 find_unused_parameters=bool(getattr(cfg, "find_unused_parameters", False)))
 
-        self.train_sampler = DistributedSampler(train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
-                                                shuffle=True, seed=int(cfg.seed), drop_last=False)
+        # Items are keyed by (epoch, index): augmentation does not depend on --num_workers or on resuming.
+        self.train_sampler = KeyedSampler(DistributedSampler(
+            train_set, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=int(cfg.seed),
+            drop_last=False))
         per_rank = len(self.train_sampler)
-        self.train_loader = self._loader(train_set, self.train_sampler,
+        self.train_loader = self._loader(KeyedItems(train_set, int(cfg.seed)), self.train_sampler,
                                          drop_last=per_rank > 1 and per_rank % self.batch_size == 1)
         self.test_loader = self._eval_loader(test_set)
         self.val_loader = self._eval_loader(val_set) if val_set is not None else None
@@ -129,8 +131,11 @@ class Trainer:
     # ----------------------------------------------------------------- data
     def _loader(self, dataset: Dataset, sampler, drop_last: bool = False) -> DataLoader:
         workers = int(getattr(self.cfg, "num_workers", 0))
+        # The loader's own generator draws the worker base seeds, so the global stream (dropout, ...) is
+        # consumed the same way for any worker count.
+        generator = torch.Generator().manual_seed(int(getattr(self.cfg, "seed", 0)))
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=workers,
-                          pin_memory=self.device.type == "cuda", drop_last=drop_last,
+                          pin_memory=self.device.type == "cuda", drop_last=drop_last, generator=generator,
                           persistent_workers=workers > 0, worker_init_fn=worker_init_fn if workers else None)
 
     def _eval_loader(self, dataset: Dataset) -> DataLoader:
