@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run_dir", default=None)
     p.add_argument("--save_dir", default="ripsnet", help="parent of the default run folder")
     p.add_argument("--resume", action="store_true", help="continue from <run_dir>/<pooling>_last.pth")
+    p.add_argument("--resume_override", action="store_true",
+                   help="with --resume: apply changed options (lr, batch, seed, data, ...) instead of refusing them")
     p.add_argument("--no_progress", action="store_true")
     return p
 
@@ -79,7 +81,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                              lr=args.lr, batch_size=args.batch_size, val_batch_size=args.val_batch_size,
                              val_fraction=args.val_fraction, epochs=args.epochs, patience=args.patience,
                              min_delta=args.min_delta, seed=args.seed, workers=args.workers, device=device,
-                             run_dir=run_dir, resume=args.resume, progress=not args.no_progress)
+                             run_dir=run_dir, resume=args.resume,
+                             resume_override=args.resume_override, progress=not args.no_progress)
     summary = RipsNetTrainer(cfg).fit()
     h = summary["held_out"]
     print(f"best validation MSE {summary['best_val_mse']:.4e} (epoch {summary['best_epoch']} of "

@@ -64,6 +64,9 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
     g.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=False)
     g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH|auto",
                    help="continue from a checkpoint; 'auto' (or no value) = the run folder's last one")
+    g.add_argument("--resume_override", action="store_true",
+                   help="with --resume: apply changed optimisation options (lr, schedule, method, ...) from the "
+                        "resumed epoch on instead of refusing them")
     g.add_argument("--trial", type=int, default=0, help="trial number (part of the run-folder name)")
     g.add_argument("--save_dir", default=save_dir, help="parent folder of run folders")
     g.add_argument("--run_dir", default=None, help="exact run folder (overrides --save_dir naming)")

@@ -16,8 +16,10 @@ The stage script fills ``cfg.arch`` (architecture name stored in checkpoints), `
 """
 from __future__ import annotations
 
+import bisect
 import math
 import os
+from collections import Counter
 import sys
 import time
 from typing import Any, Dict, Optional
@@ -33,6 +35,7 @@ from .config import config_dict, write_config
 from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, cleanup_distributed,
                           ddp_ignore_names, gather_objects, setup_distributed)
 from .metrics import RunningSums, topk_correct
+from .resume import check_epochs, check_resume, config_changes, format_changes
 from .seed import KeyedItems, KeyedSampler, get_rng_state, set_rng_state, worker_init_fn
 
 # Position of each field in a dataset item -> the keyword the distiller receives.
@@ -203,6 +206,7 @@ class Trainer:
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        self._check_resume_config(path, ckpt)
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         ranks = ckpt.get("rng_ranks")
@@ -218,6 +222,37 @@ class Trainer:
         self.global_step = (self.start_epoch - 1) * len(self.train_loader)
         self._log(f"resumed from {path} at epoch {self.start_epoch} (best {self.best['acc']:.2f} "
                   f"at epoch {self.best['epoch']})")
+
+    def _check_resume_config(self, path: str, ckpt: Dict[str, Any]) -> None:
+        """The new command line against the stored configuration (`engine.resume`); with
+        ``--resume_override`` the new optimisation values replace the restored optimizer/scheduler ones."""
+        stored = ckpt.get("config") or {}
+        done = int(ckpt["epoch"])
+        note = check_epochs(path, done, stored.get("epochs"), int(self.cfg.epochs))
+        changes = config_changes(stored, config_dict(self.cfg))
+        entry = check_resume(path, changes, bool(getattr(self.cfg, "resume_override", False)), done + 1)
+        if note:
+            self._log(note)
+        history = list(stored.get("resume_history") or [])
+        if entry is not None:
+            self._apply_optimisation()
+            history.append(entry)
+            self._log(f"--resume_override: from epoch {done + 1}: {format_changes(changes)}")
+        self.cfg.resume_history = history
+
+    def _apply_optimisation(self) -> None:
+        """Put lr / momentum / weight decay / schedule of ``cfg`` into the restored optimizer and scheduler
+        (the learning rate already decayed by the milestones passed)."""
+        cfg = self.cfg
+        milestones = sorted(int(m) for m in cfg.lr_decay_epochs)
+        self.scheduler.milestones = Counter(milestones)
+        self.scheduler.gamma = float(cfg.lr_decay_rate)
+        self.scheduler.base_lrs = [float(cfg.lr)] * len(self.optimizer.param_groups)
+        lr = float(cfg.lr) * float(cfg.lr_decay_rate) ** bisect.bisect_right(milestones, self.scheduler.last_epoch)
+        for group in self.optimizer.param_groups:
+            group.update(lr=lr, initial_lr=float(cfg.lr), momentum=float(cfg.momentum),
+                         weight_decay=float(cfg.weight_decay))
+        self.scheduler._last_lr = [lr] * len(self.optimizer.param_groups)
 
     # ----------------------------------------------------------------- loop
     def _log(self, text: str) -> None:

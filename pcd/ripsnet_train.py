@@ -26,6 +26,12 @@ from .ripsnet_data import Stage2Data, split_indices
 from .store import atomic_write_text
 
 
+# On --resume: options fixed by the network's shape, and the optimisation options refused when changed
+# unless --resume_override (engine.resume states the rule).
+RESUME_FIXED = ("dim", "pooling", "units")
+RESUME_COMPARED = ("data_dir", "seed", "val_fraction", "batch_size", "lr", "patience", "min_delta")
+
+
 @dataclass
 class RipsNetTrainConfig:
     data_dir: str
@@ -44,6 +50,7 @@ class RipsNetTrainConfig:
     device: str = "cpu"
     run_dir: str = ""
     resume: bool = False
+    resume_override: bool = False
     progress: bool = True
     extra: Dict[str, Any] = field(default_factory=dict)
 
@@ -123,19 +130,35 @@ class RipsNetTrainer:
                          "rng": get_rng_state(), "config": self._config_dict()}, self.last_path)
 
     def _resume(self) -> None:
+        from engine.resume import check_epochs, check_resume, config_changes, format_changes
+
         if not os.path.isfile(self.last_path):
             raise FileNotFoundError(f"--resume: {self.last_path} not found; start without --resume")
         ckpt = load_checkpoint(self.last_path)
-        old = ckpt.get("config", {})
-        for key in ("data_dir", "dim", "pooling", "units", "seed", "val_fraction", "batch_size"):
-            if old.get(key) != self._config_dict().get(key):
-                raise ValueError(f"--resume: {self.last_path} was trained with {key}={old.get(key)!r}, "
-                                 f"not {self._config_dict().get(key)!r}; use the same options or a new --run_dir")
+        old, new = ckpt.get("config", {}), self._config_dict()
+        fixed = config_changes(old, new, only=RESUME_FIXED)
+        if fixed:
+            raise ValueError(f"--resume: {self.last_path} holds a RipsNet with other {format_changes(fixed)}; "
+                             f"use the same options or a new --run_dir")
+        done = int(ckpt["trainer"]["epoch"])
+        note = check_epochs(self.last_path, done, old.get("epochs"), self.cfg.epochs)
+        changes = config_changes(old, new, only=RESUME_COMPARED)
+        entry = check_resume(self.last_path, changes, self.cfg.resume_override, done + 1)
+        if note:
+            print(note, flush=True)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.state = dict(ckpt["trainer"])
-        self.train_loader.generator.set_state(ckpt["loader_rng"])
-        set_rng_state(ckpt["rng"])
+        history = list(old.get("resume_history") or [])
+        if entry is not None:  # --resume_override: the new values run from here on
+            for group in self.optimizer.param_groups:
+                group["lr"] = float(self.cfg.lr)
+            history.append(entry)
+            print(f"--resume_override: from epoch {done + 1}: {format_changes(changes)}", flush=True)
+        self.cfg.extra["resume_history"] = history
+        if entry is None or "seed" not in entry["changes"]:
+            self.train_loader.generator.set_state(ckpt["loader_rng"])
+            set_rng_state(ckpt["rng"])
 
     def _config_dict(self) -> Dict[str, Any]:
         d = asdict(self.cfg)
