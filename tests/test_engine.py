@@ -101,7 +101,7 @@ def test_bad_values_are_value_errors(argv, words):
 def test_bad_yaml(tmp_path):
     yml = tmp_path / "c.yaml"
     yml.write_text("learning_rat: 0.1\n")
-    with pytest.raises(ValueError, match="unknown options"):
+    with pytest.raises(ValueError, match=r"c.yaml has unknown option\(s\) learning_rat"):
         parse_config(make_parser(), ["--config", str(yml)])
     with pytest.raises(FileNotFoundError):
         parse_config(make_parser(), ["--config", str(tmp_path / "none.yaml")])
