@@ -115,7 +115,7 @@ class KeyedItems(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getattr__(self, name: str):  # targets, index_space, ... of the wrapped set
-        if name in ("dataset", "seed"):
+        if name in ("dataset", "seed") or name.startswith("__"):  # no __getitems__ etc. of the wrapped set
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
