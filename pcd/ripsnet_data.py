@@ -38,6 +38,10 @@ class Stage2Data(Dataset):
         self.pis = np.load(pi_path, mmap_mode="r")
         if len(self.pis) != len(self.clouds):
             raise ValueError(f"{pi_path} holds {len(self.pis)} images for {len(self.clouds)} clouds; regenerate {folder}")
+        bad = np.flatnonzero(~np.isfinite(self.pis).all(axis=1))
+        if len(bad):
+            raise ValueError(f"{pi_path} has non-finite values in {len(bad)} persistence image(s) (first: cloud "
+                             f"{bad[0]}); rerun generate_PCD_PI.py on {folder} to rebuild it")
         self.pi_params: Dict[str, Any] = pis[self.dim]["params"]
 
     @property

@@ -167,12 +167,25 @@ class RipsNetTrainer:
         return d
 
     # ------------------------------------------------------------------ loop
-    def train_epoch(self) -> float:
+    def _stop(self, epoch: int, step: int, what: str) -> None:
+        good = self.last_path if os.path.isfile(self.last_path) else "none saved yet"
+        raise FloatingPointError(f"stage 3 stopped at epoch {epoch}, step {step}: {what}; nothing was saved for "
+                                 f"this epoch; last good checkpoint: {good}")
+
+    def train_epoch(self, epoch: int = 0) -> float:
+        """One pass over the training clouds -> mean MSE. Non-finite clouds, images or loss ->
+        FloatingPointError naming the epoch and the step (checkpoints of earlier epochs are kept)."""
         self.model.train()
         total, n = 0.0, 0
-        for x, y in self.train_loader:
+        for step, (x, y) in enumerate(self.train_loader, 1):
             x, y = x.to(self.cfg.device), y.to(self.cfg.device)
+            for name, t in (("point clouds", x), ("target persistence images", y)):
+                if not bool(torch.isfinite(t).all()):
+                    self._stop(epoch, step, f"non-finite values in the {name} of {self.cfg.data_dir} "
+                                            f"(regenerate that stage-2 folder)")
             loss = self.loss_fn(self.model(x), y)
+            if not bool(torch.isfinite(loss)):
+                self._stop(epoch, step, f"non-finite loss term mse = {loss.item()} (lower --lr)")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -197,8 +210,11 @@ class RipsNetTrainer:
             for epoch in bar:
                 if self.state["bad_epochs"] >= cfg.patience:
                     break
-                train_mse = self.train_epoch()
+                train_mse = self.train_epoch(epoch + 1)
                 val_mse = evaluate(self.model, self.val_loader, cfg.device)["mse"]
+                if not np.isfinite(val_mse):
+                    self._stop(epoch + 1, len(self.train_loader), f"non-finite validation mse = {val_mse} "
+                               f"(non-finite held-out clouds or images in {cfg.data_dir}?)")
                 self.state["epoch"] = epoch + 1
                 self.state["history"].append([epoch + 1, train_mse, val_mse])
                 writer.add_scalar("loss/train_mse", train_mse, epoch + 1)
