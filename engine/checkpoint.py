@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .serialization import UnsafeCheckpointError, safe_load
+from .serialization import UnsafeCheckpointError, read_error_reason, safe_load
 
 # Entries of a state dict that hold the classifier, most specific first (the class count is its rows).
 CLASSIFIER_KEYS = ("fc.weight", "linear.weight", "classifier.weight", "classifier.1.weight",
@@ -62,9 +62,8 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> Dict[str, Any]:
     except UnsafeCheckpointError:
         raise
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for bad files
-        reason = " ".join(str(exc).split()).split(". ")[0][:120] or type(exc).__name__
-        raise ValueError(f"checkpoint {path} is corrupted or truncated ({reason}); re-save it or use another "
-                         f"checkpoint (e.g. <arch>_last.pth of the same run)") from None
+        raise ValueError(f"checkpoint {path} cannot be read ({read_error_reason(exc)}); re-save it or use "
+                         f"another checkpoint (e.g. <arch>_last.pth of the same run)") from None
     if not isinstance(ckpt, dict):
         raise ValueError(f"checkpoint {path} holds a {type(ckpt).__name__}, expected a dict")
     return ckpt

@@ -160,7 +160,7 @@ def test_resume_errors(teacher_run, tmp_path, run_stage):
     cut = tmp_path / "cut.pth"
     cut.write_bytes(good.read_bytes()[:1000])
     code, _, err = run_stage(train_teacher.main, common + ["--model", ARCH, "--resume", str(cut)])
-    assert_user_error(code, err, "corrupted or truncated", str(cut))
+    assert_user_error(code, err, "truncated or damaged", str(cut))
 
 
 class NaNAfter(Distiller):

@@ -163,14 +163,15 @@ def load_ripsnet(
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"RipsNet checkpoint not found: {path}")
-    from engine.serialization import UnsafeCheckpointError, safe_load  # the project's one allowlisted loader
+    from engine.serialization import UnsafeCheckpointError, read_error_reason, safe_load  # the project's one allowlisted loader
 
     try:
         ckpt = safe_load(path, map_location=map_location)
     except UnsafeCheckpointError:
         raise
     except Exception as exc:  # truncated or foreign file
-        raise ValueError(f"cannot read RipsNet checkpoint {path}: {exc.__class__.__name__}: {exc}") from None
+        raise ValueError(f"cannot read RipsNet checkpoint {path}: {read_error_reason(exc)}; pass the "
+                         f"<pooling>_best.pth written by train_ripsnet.py") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ValueError(f"{path} is not a RipsNet checkpoint (expected a dict with a 'model' state dict)")
     state = ckpt["model"]
