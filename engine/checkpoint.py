@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from torch import nn
 
+from .files import temp_beside
 from .serialization import UnsafeCheckpointError, read_error_reason, safe_load
 
 # Entries of a state dict that hold the classifier, most specific first (the class count is its rows).
@@ -31,20 +31,22 @@ _FILE_NAME = re.compile(r"^(?P<arch>.+)_(best|last)$")
 def save_checkpoint(state: Dict[str, Any], path: str) -> None:
     """Write ``state`` to ``path`` atomically: a temporary file in the same folder, then os.replace.
 
-    A failure while writing leaves any previous file at ``path`` untouched.
+    A failure while writing leaves any previous file at ``path`` untouched; an OSError (full disk, ...)
+    is raised again naming ``path``. The file gets the umask's mode (0644 by default); temporaries
+    left by an earlier killed write of ``path`` are removed first (`engine.files.temp_beside`).
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno:
+            raise OSError(exc.errno, f"cannot write checkpoint ({exc.strerror})", path) from None
         raise
 
 

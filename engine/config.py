@@ -258,10 +258,17 @@ def config_dict(cfg: argparse.Namespace) -> Dict[str, Any]:
 
 def write_config(cfg: argparse.Namespace, path: str) -> None:
     """Write the resolved configuration as YAML (atomically)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        yaml.safe_dump(config_dict(cfg), f, sort_keys=True)
-    os.replace(tmp, path)
+    from .files import temp_beside
+
+    fd, tmp = temp_beside(path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(config_dict(cfg), f, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def format_lr(value: float) -> str:

@@ -12,7 +12,6 @@ same keys as a RipsNet state dict under ``model`` plus ``pooling``, ``units``, `
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -140,9 +139,9 @@ def save_ripsnet(
         **extra,
     }
     path = os.fspath(path)
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ripsnet.", suffix=".tmp")
+    from engine.files import temp_beside
+
+    fd, tmp = temp_beside(path)
     os.close(fd)
     try:
         torch.save(state, tmp)
