@@ -51,6 +51,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     params = ImagePIParams(resolution=args.resolution, bandwidth=args.bandwidth, im_range=tuple(args.pi_range),
                            min_persistence=args.min_persistence, min_lifetime=args.min_lifetime)
+    from engine.files import check_output_dir
+
+    check_output_dir(args.out, "--out")
     name = args.name or args.dataset
     for split in args.splits:
         source = raw_images(args.dataset, args.data_root, split)

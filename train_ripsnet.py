@@ -76,7 +76,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+    from engine.files import check_output_dir
+
+    if not args.run_dir:
+        check_output_dir(args.save_dir, "--save_dir")
     run_dir = args.run_dir or default_run_dir(args.save_dir, args.data_dir, args.dim)
+    check_output_dir(run_dir, "--run_dir")
     cfg = RipsNetTrainConfig(data_dir=args.data_dir, dim=args.dim, pooling=args.pooling, units=args.units,
                              lr=args.lr, batch_size=args.batch_size, val_batch_size=args.val_batch_size,
                              val_fraction=args.val_fraction, epochs=args.epochs, patience=args.patience,

@@ -84,8 +84,8 @@ def resolve_rips_path(path: str, operator: Optional[str]) -> str:
         names = [f"{operator}_best.pth"] if operator else ["mean_best.pth", "sum_best.pth"]
         found = [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
         if len(found) != 1:
-            raise FileNotFoundError(f"--rips_path folder {path} holds {'no' if not found else 'several'} of "
-                                    f"{names}; pass the checkpoint file or --operator")
+            raise FileNotFoundError(f"--rips_path folder {path} holds {'none' if not found else 'several'} of "
+                                    f"{', '.join(names)}; pass the checkpoint file or --operator")
         return found[0]
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--rips_path {path} does not exist; pass the stage-3 RipsNet checkpoint")
@@ -124,7 +124,7 @@ def check_flags(cfg, names) -> None:
             raise ValueError("--delta (TopKD's term) does not combine with --distill tgd")
         return
     if cfg.distill not in names:
-        raise ValueError(f"unknown --distill {cfg.distill!r}; choose one of: {', '.join(sorted(names))}")
+        raise ValueError(f"unknown --distill {cfg.distill!r}; choose one of: {', '.join(sorted(set(names) | {'tgd'}))}")
     if cfg.dim != 0:
         raise ValueError(f"--dim {cfg.dim}: only H0 (--dim 0) is supported, as in the paper's RipsNets")
     if cfg.delta < 0:

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint, state_dict_differences
 from .config import config_dict, write_config
+from .files import check_output_dir
 from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, cleanup_distributed,
                           ddp_ignore_names, gather_objects, setup_distributed)
 from .metrics import RunningSums, topk_correct
@@ -340,6 +341,11 @@ class Trainer:
         cfg = self.cfg
         times, train_times = [], []
         try:
+            if self.is_main:  # output folders first: a file or a read-only path -> one line naming the flag
+                save_dir = getattr(cfg, "save_dir", None)
+                if save_dir and os.path.dirname(os.path.abspath(self.run_dir)) == os.path.abspath(save_dir):
+                    check_output_dir(save_dir, "--save_dir")
+                check_output_dir(self.run_dir, "--run_dir")
             if cfg.resume:
                 self._resume()
             if self.is_main:

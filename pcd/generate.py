@@ -81,6 +81,10 @@ class Stage2:
     def __init__(self, source, out_dir: str, config: Dict[str, Any], dims: Sequence[int],
                  shard_size: Optional[int] = None, n_jobs: Optional[int] = None, progress: bool = True,
                  hooks: Optional[Dict[str, Callable[[int], None]]] = None):
+        if source.dim < 1:
+            raise ValueError(f"point clouds need at least one coordinate per point, got D={source.dim} "
+                             f"(clouds of shape [{source.num_clouds}, {source.points}, {source.dim}]); check the "
+                             f"--pcd array or --layer")
         if source.points < 2:
             raise ValueError(f"point clouds need at least 2 points each, got N={source.points}")
         if source.num_clouds < 1:

@@ -61,6 +61,10 @@ def build_ripsnet(input_dim: int, pooling: str, units: Optional[List[int]], pi_s
     resolution = int(round(pi_size ** 0.5))
     if resolution * resolution != pi_size:
         raise ValueError(f"persistence images have {pi_size} pixels, not a square R*R; regenerate stage 2")
+    if units is not None and (len(units) != 8 or units[0] != input_dim or units[-1] != pi_size):
+        raise ValueError(f"--units {','.join(map(str, units))} does not fit this stage-2 folder: it needs 8 widths "
+                         f"starting with the point dimension {input_dim} and ending with the image size "
+                         f"{pi_size} ({resolution}x{resolution} pixels), e.g. --units {input_dim},...,{pi_size}")
     return RipsNet(input_dim, pooling=pooling, units=units, resolution=resolution)
 
 

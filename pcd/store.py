@@ -132,6 +132,16 @@ def _remove(path: str) -> None:
         pass
 
 
+def load_npy(path: str, what: str) -> np.ndarray:
+    """Memory-map a ``.npy`` file of a stage-2 folder; an unreadable one -> ValueError naming it."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        folder = os.path.dirname(os.path.dirname(os.path.abspath(path))) if SHARD_DIR in path else os.path.dirname(path)
+        raise ValueError(f"{what} {path} cannot be read ({' '.join(str(exc).split())[:80]}: truncated or "
+                         f"damaged); rerun generate_PCD_PI.py on {folder} to rebuild it") from None
+
+
 def load_diagrams(path: str) -> List[np.ndarray]:
     """A shard's diagram file -> list of ``[k_i, 2]`` float64 arrays, one per cloud."""
     with np.load(path) as data:
@@ -174,7 +184,7 @@ class ShardedClouds:
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"point-cloud shard {path} is missing; rerun generate_PCD_PI.py "
                                         "with the same --out_dir to rebuild it")
-            arr = np.load(path, mmap_mode="r")
+            arr = load_npy(path, "point-cloud shard")
             if arr.shape[0] != self.sizes[shard]:
                 raise ValueError(f"shard {path} holds {arr.shape[0]} clouds but the manifest says "
                                  f"{self.sizes[shard]}; the folder is inconsistent, regenerate it")

@@ -392,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> Path:
     args = build_parser().parse_args(argv)
+    from engine.files import check_output_file
+
+    for suffix in (".md", ".csv"):
+        check_output_file(str(args.out) + suffix, "--out")
     for root in args.roots:
         if not Path(root).is_dir():
             print(f"note: {root} not found, skipped", file=sys.stderr)

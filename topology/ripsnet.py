@@ -42,7 +42,8 @@ def default_units(input_dim: int, resolution: int = 20) -> List[int]:
     if input_dim not in PHI_UNITS:
         raise ValueError(
             f"no default RipsNet widths for input dimension {input_dim} (known: "
-            f"{', '.join(map(str, sorted(PHI_UNITS)))}); pass units=[D, a, b, c, 50, 100, 200, R*R]"
+            f"{', '.join(map(str, sorted(PHI_UNITS)))}); give the 8 widths yourself "
+            f"(train_ripsnet.py --units {input_dim},a,b,c,50,100,200,{resolution * resolution})"
         )
     return [*PHI_UNITS[input_dim], *RHO_HIDDEN, resolution * resolution]
 
