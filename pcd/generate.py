@@ -151,11 +151,11 @@ class Stage2:
         return done
 
     def image_problems(self) -> List[str]:
+        """Problems of the recorded image files (dims not recorded yet are simply to do)."""
         out = []
         for d in self.dims:
             entry = self.manifest["pi"].get(d)
-            name = entry["file"] if entry else store.pi_name(d)
-            problem = self._file_problem(name, entry)
+            problem = self._file_problem(entry["file"], entry) if entry else None
             if problem:
                 out.append(problem)
         return out
@@ -247,7 +247,8 @@ class Stage2:
         t0 = time.perf_counter()
         done = self.finished_shards()
         images = self.image_problems()
-        if self.manifest.get("complete") and len(done) == self.num_shards and not images:
+        if (self.manifest.get("complete") and len(done) == self.num_shards and not images
+                and all(d in self.manifest["pi"] for d in self.dims)):
             return self.manifest  # nothing left to do
         self.problems.update(images)
         if self.problems:

@@ -166,9 +166,13 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
 def _read_ckpt(path: Path) -> Dict[str, Any]:
     """Scalar entries of a checkpoint; {} when it cannot be read safely (e.g. official last.pth with a pickled opt)."""
     from engine.checkpoint import load_checkpoint
+    from engine.serialization import UnsafeCheckpointError
 
     try:
         ckpt = load_checkpoint(str(path))
+    except UnsafeCheckpointError as exc:  # never unpickled; say so instead of a silent blank row
+        print(f"note: skipped {path}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return {}
     except (ValueError, FileNotFoundError):
         return {}
     return {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler", "scaler", "rng")}
