@@ -54,8 +54,8 @@ def weights_hash(path) -> str:
 # ----------------------------------------------------------------------------- exact resume
 def test_kill9_resume_is_bit_exact_with_two_workers(tmp_path, repo_root):
     """kill -9 in epoch 2 of 2 with 2 persistent workers, resume with 2 workers: the weights equal a
-    straight 2-worker run's and a straight 0-worker run's, bit for bit (items are keyed by
-    (seed, epoch, index), so neither the worker count nor the restart changes any draw)."""
+    straight run's with 0 workers, bit for bit (items are keyed by (seed, epoch, index), so neither the
+    worker count nor the restart changes any draw)."""
     part = tmp_path / "part"
     argv = BASE + ["--epochs", "2", "--num_workers", "2", "--run_dir", str(part)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -74,12 +74,11 @@ def test_kill9_resume_is_bit_exact_with_two_workers(tmp_path, repo_root):
     assert load_checkpoint(part / f"{ARCH}_last.pth")["epoch"] == 1  # killed before epoch 2 was saved
     resumed = train_teacher.main(argv + ["--resume"])
     assert resumed["epochs_run"] == 1
-    straight2 = train_teacher.main(BASE + ["--epochs", "2", "--num_workers", "2", "--run_dir", str(tmp_path / "s2")])
-    straight0 = train_teacher.main(BASE + ["--epochs", "2", "--num_workers", "0", "--run_dir", str(tmp_path / "s0")])
-    hashes = {name: weights_hash(tmp_path / name / f"{ARCH}_last.pth") for name in ("part", "s2", "s0")}
+    straight = train_teacher.main(BASE + ["--epochs", "2", "--num_workers", "0", "--run_dir", str(tmp_path / "s0")])
+    hashes = {name: weights_hash(tmp_path / name / f"{ARCH}_last.pth") for name in ("part", "s0")}
     print(f"\n[resume] weights sha256 (first 16): {hashes}")
-    assert len(set(hashes.values())) == 1, hashes
-    assert resumed["last_acc"] == straight2["last_acc"] == straight0["last_acc"]
+    assert hashes["part"] == hashes["s0"], hashes
+    assert resumed["last_acc"] == straight["last_acc"]
 
 
 def test_keyed_items_do_not_disturb_the_training_stream():
