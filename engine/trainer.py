@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint, state_dict_differences
 from .config import config_dict, write_config
-from .files import check_output_dir
+from .files import check_output_dir, remove_stale_temps
 from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, cleanup_distributed,
                           ddp_ignore_names, gather_objects, setup_distributed)
 from .metrics import RunningSums, topk_correct
@@ -346,6 +346,8 @@ class Trainer:
                 if save_dir and os.path.dirname(os.path.abspath(self.run_dir)) == os.path.abspath(save_dir):
                     check_output_dir(save_dir, "--save_dir")
                 check_output_dir(self.run_dir, "--run_dir")
+                for path in (self.last_path, self.best_path, os.path.join(self.run_dir, "config.yaml")):
+                    remove_stale_temps(path)  # left by a run killed while writing
             if cfg.resume:
                 self._resume()
             if self.is_main:

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from engine.checkpoint import load_checkpoint, save_checkpoint
+from engine.files import remove_stale_temps
 from engine.seed import get_rng_state, seed_everything, set_rng_state
 
 from .ripsnet_data import Stage2Data, split_indices
@@ -202,6 +203,8 @@ class RipsNetTrainer:
 
         cfg = self.cfg
         os.makedirs(cfg.run_dir, exist_ok=True)
+        for name in (self.best_path, self.last_path, "config.yaml", "summary.yaml"):
+            remove_stale_temps(os.path.join(cfg.run_dir, name))  # left by a run killed while writing
         if cfg.resume:
             self._resume()
         atomic_write_text(os.path.join(cfg.run_dir, "config.yaml"),

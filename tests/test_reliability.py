@@ -279,9 +279,26 @@ def test_stage3_stops_on_non_finite_data(pcd_folder, tmp_path, run_stage):
     one_line(code, err, "pi_dim0.npy", "non-finite values in 1 persistence image", "cloud 5")
 
 
+def test_stage3_resume_rule(pcd_folder, tmp_path, run_stage, capsys):
+    folder, _ = pcd_folder
+    run = tmp_path / "rips"
+    common = ["--data_dir", str(folder), "--run_dir", str(run), "--no_progress", "--units", "3,8,8,8,50,100,200,400"]
+    stage3.main(common + ["--epochs", "1"])
+    (run / "mean_last.pth.abc123.tmp").write_bytes(b"half")  # a kill during a write
+    code, _, err = run_stage(stage3.main, common + ["--epochs", "2", "--lr", "0.01", "--resume"])
+    one_line(code, err, "lr 0.0005 -> 0.01", "--resume_override")
+    stage3.main(common + ["--epochs", "2", "--lr", "0.01", "--resume", "--resume_override"])
+    assert "from epoch 2: lr 0.0005 -> 0.01" in capsys.readouterr().out
+    ckpt = load_checkpoint(run / "mean_last.pth")
+    assert ckpt["optimizer"]["param_groups"][0]["lr"] == 0.01 and ckpt["trainer"]["epoch"] == 2
+    assert ckpt["config"]["resume_history"] == [{"epoch": 2, "changes": {"lr": [0.0005, 0.01]}}]
+    assert not (run / "mean_last.pth.abc123.tmp").exists()
+
+
 # ----------------------------------------------------------------------------- the former tracebacks
 def test_former_tracebacks_are_one_line(tmp_path, run_stage, pcd_folder):
-    from tools import collect_results
+    import generate_image_PI
+    from tools import collect_results, figures
 
     afile = tmp_path / "afile"
     afile.write_text("x")
@@ -298,6 +315,10 @@ def test_former_tracebacks_are_one_line(tmp_path, run_stage, pcd_folder):
         (stage3.main, ["--data_dir", str(folder), "--run_dir", str(tmp_path / "u"), "--units", "3,8,8,8,50,100,200,100"],
          ["--units", "ending with the image size 400"]),
         (stage3.main, ["--data_dir", str(folder), "--run_dir", str(afile)], ["--run_dir", "is a file"]),
+        (stage2.main, ["--pcd", str(tmp_path / "clouds.npy"), "--out_dir", str(tmp_path / "o2"), "--shard_size", "0"],
+         ["--shard_size", "positive"]),
+        (figures.main, ["curves", str(tmp_path), "--out", str(afile / "c.png")], ["--out", "is a file"]),
+        (generate_image_PI.main, ["--dataset", "digits", "--out", str(afile)], ["--out", str(afile), "is a file"]),
     ]
     if sys.platform.startswith("linux") and os.path.isdir("/sys"):  # sysfs refuses new folders, even to root
         cases.append((train_teacher.main, teacher + ["--save_dir", "/sys/topkd_probe"],
