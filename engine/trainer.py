@@ -11,6 +11,10 @@ Files in ``run_dir`` (written by rank 0 only): ``config.yaml``, ``<arch>_last.pt
 (atomic, every epoch), TensorBoard events in ``tb/``. The best checkpoint is chosen by validation top-1
 when a validation set is given, else by test top-1 (the papers' convention, which is optimistic).
 
+Training items are drawn through `engine.seed.KeyedItems` / `KeyedSampler`: their randomness is keyed by
+(seed, epoch, index), so results do not depend on ``num_workers`` and ``--resume`` is bit-exact. On
+resume the command line is compared with the stored configuration (`engine.resume`).
+
 The stage script fills ``cfg.arch`` (architecture name stored in checkpoints), ``cfg.num_classes`` and
 ``cfg.dataset``; the optimisation fields come from `engine.config.parse_config`.
 """
@@ -19,9 +23,9 @@ from __future__ import annotations
 import bisect
 import math
 import os
-from collections import Counter
 import sys
 import time
+from collections import Counter
 from typing import Any, Dict, Optional
 
 import torch
@@ -32,9 +36,9 @@ from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint, state_dict_differences
 from .config import config_dict, write_config
-from .files import check_output_dir, remove_stale_temps
 from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, cleanup_distributed,
                           ddp_ignore_names, gather_objects, setup_distributed)
+from .files import check_output_dir, remove_stale_temps
 from .metrics import RunningSums, topk_correct
 from .resume import check_epochs, check_resume, config_changes, format_changes
 from .seed import KeyedItems, KeyedSampler, get_rng_state, set_rng_state, worker_init_fn
