@@ -167,6 +167,7 @@ def yaml_value(path: str, key: str, value: Any, action: argparse.Action) -> Any:
     if isinstance(value, list):
         if action.nargs in ("+", "*") or (isinstance(action.nargs, int) and action.nargs > 1):
             out = [_scalar(path, key, v, action) for v in value]
+            out = [v for x in out for v in (x if isinstance(x, list) else [x])]  # a parser may return lists
         elif action.type is not None and action.type not in (int, float, str):  # a parser that reads lists
             try:
                 out = action.type(value)
