@@ -114,6 +114,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     source, config, name = array_source(args) if args.pcd else teacher_source(args)
     out_dir = args.out_dir or os.path.join(
         "ripsnet", "data", f"{args.dataset or 'pcd'}_{name}_batch{source.points}_layer{args.layer}")
+    from engine.files import check_output_dir
+
+    check_output_dir(out_dir, "--out_dir")
     manifest = generate(source, out_dir, config, dims=dims, shard_size=args.shard_size,
                         max_shards=args.max_shards, n_jobs=args.n_jobs, progress=not args.no_progress)
     if manifest["complete"]:

@@ -61,6 +61,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                            min_persistence=args.min_persistence, min_lifetime=args.min_lifetime,
                            layout=args.layout, quantize=args.quantize)
     dtype = args.dtype or ("uint8" if params.quantize == "uint8" else "float16")
+    from engine.files import check_output_dir
+
+    check_output_dir(args.out, "--out")
     name = args.name or args.dataset
     for split in args.splits:
         source = raw_images(args.dataset, args.data_root, split)

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run_dir", default=None)
     p.add_argument("--save_dir", default="ripsnet", help="parent of the default run folder")
     p.add_argument("--resume", action="store_true", help="continue from <run_dir>/<pooling>_last.pth")
+    p.add_argument("--resume_override", action="store_true",
+                   help="with --resume: apply changed options (lr, batch, seed, data, ...) instead of refusing them")
     p.add_argument("--no_progress", action="store_true")
     return p
 
@@ -76,12 +78,18 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+    from engine.files import check_output_dir
+
+    if not args.run_dir:
+        check_output_dir(args.save_dir, "--save_dir")
     run_dir = args.run_dir or default_run_dir(args.save_dir, args.data_dir, args.dim)
+    check_output_dir(run_dir, "--run_dir")
     cfg = RipsNetTrainConfig(data_dir=args.data_dir, dim=args.dim, pooling=args.pooling, units=args.units,
                              lr=args.lr, batch_size=args.batch_size, val_batch_size=args.val_batch_size,
                              val_fraction=args.val_fraction, epochs=args.epochs, patience=args.patience,
                              min_delta=args.min_delta, seed=args.seed, workers=args.workers, device=device,
-                             run_dir=run_dir, resume=args.resume, progress=not args.no_progress)
+                             run_dir=run_dir, resume=args.resume,
+                             resume_override=args.resume_override, progress=not args.no_progress)
     summary = RipsNetTrainer(cfg).fit()
     h = summary["held_out"]
     print(f"best validation MSE {summary['best_val_mse']:.4e} (epoch {summary['best_epoch']} of "

@@ -10,7 +10,9 @@ becomes a dict `{"image", "target", "index", "contrast_idx"}`, `contrast_idx` an
 
 Indices live in the index space of the full training set (what the items report), so a held-out
 validation part (`--val_split`) is never drawn; `index_space` is the memory bank's row count.
-The draws use torch's generator, which the DataLoader seeds per worker, so they follow `--seed`.
+The draws use torch's global generator; the trainer wraps the training set in `engine.seed.KeyedItems`,
+which seeds it from (seed, epoch, item index) for each item, so the negatives follow `--seed` and do not
+depend on the number of data-loader workers or on resuming.
 """
 from __future__ import annotations
 

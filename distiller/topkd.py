@@ -175,8 +175,8 @@ def resolve_rips_path(path: str, operator: Optional[str]) -> str:
         names = [f"{operator}_best.pth"] if operator else ["mean_best.pth", "sum_best.pth"]
         found = [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
         if len(found) != 1:
-            raise FileNotFoundError(f"--rips_path folder {path} holds {'no' if not found else 'several'} of "
-                                    f"{names}; pass the checkpoint file or --operator")
+            raise FileNotFoundError(f"--rips_path folder {path} holds {'none' if not found else 'several'} of "
+                                    f"{', '.join(names)}; pass the checkpoint file or --operator")
         return found[0]
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--rips_path {path} does not exist; pass the stage-3 RipsNet checkpoint")

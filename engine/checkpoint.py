@@ -10,31 +10,33 @@ or a bare state dict.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Dict, List
 
 import torch
 
-from .serialization import UnsafeCheckpointError, safe_load
+from .files import temp_beside
+from .serialization import UnsafeCheckpointError, read_error_reason, safe_load
 
 
 def save_checkpoint(state: Dict[str, Any], path: str) -> None:
     """Write ``state`` to ``path`` atomically: a temporary file in the same folder, then os.replace.
 
-    A failure while writing leaves any previous file at ``path`` untouched.
+    A failure while writing leaves any previous file at ``path`` untouched; an OSError (full disk, ...)
+    is raised again naming ``path``. The file gets the umask's mode (0644 by default); temporaries
+    left by an earlier killed write of ``path`` are removed first (`engine.files.temp_beside`).
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno:
+            raise OSError(exc.errno, f"cannot write checkpoint ({exc.strerror})", path) from None
         raise
 
 
@@ -52,9 +54,8 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> Dict[str, Any]:
     except UnsafeCheckpointError:
         raise
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for bad files
-        reason = " ".join(str(exc).split()).split(". ")[0][:120] or type(exc).__name__
-        raise ValueError(f"checkpoint {path} is corrupted or truncated ({reason}); re-save it or use another "
-                         f"checkpoint (e.g. <arch>_last.pth of the same run)") from None
+        raise ValueError(f"checkpoint {path} cannot be read ({read_error_reason(exc)}); re-save it or use "
+                         f"another checkpoint (e.g. <arch>_last.pth of the same run)") from None
     if not isinstance(ckpt, dict):
         raise ValueError(f"checkpoint {path} holds a {type(ckpt).__name__}, expected a dict")
     return ckpt

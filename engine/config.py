@@ -86,6 +86,9 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
                    help="start the trained network (the student in train_student.py) from this checkpoint's "
                         "weights: ours, official {'model': ...}, or TGD's released {'model_state_dict': ...}; "
                         "optimizer and schedule start fresh (see models.warm_start)")
+    g.add_argument("--resume_override", action="store_true",
+                   help="with --resume: apply changed optimisation options (lr, schedule, method, ...) from the "
+                        "resumed epoch on instead of refusing them")
     g.add_argument("--trial", "-t", type=int, default=0, help="trial number (part of the run-folder name)")
     g.add_argument("--save_dir", default=save_dir, help="parent folder of run folders")
     g.add_argument("--run_dir", default=None, help="exact run folder (overrides --save_dir naming)")
@@ -139,21 +142,82 @@ def _read_yaml(path: str, parser: argparse.ArgumentParser) -> Dict[str, Any]:
         try:
             data = yaml.safe_load(f) or {}
         except yaml.YAMLError as exc:
-            raise ValueError(f"config file {path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ValueError(f"config file {path} is not valid YAML{where} ({problem}); write one "
+                             f"'option: value' per line") from None
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a mapping of option: value")
-    actions = {a.dest: a for a in parser._actions}
+    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
     unknown = sorted(k for k in data if k not in actions)
     if unknown:
-        raise ValueError(f"config file {path} has unknown options {unknown}; valid ones: {sorted(actions)}")
-    out = {}
-    for key, value in data.items():
-        convert = actions[key].type
-        if convert is not None and isinstance(value, str):
-            value = convert(value)
-        if key == "lr_decay_epochs" and value is not None:
-            value = parse_epochs_list(value)
-        out[key] = value
+        raise ValueError(f"config file {path} has unknown option(s) {', '.join(map(str, unknown))}; "
+                         f"valid ones: {', '.join(sorted(actions))}")
+    return {key: yaml_value(path, key, value, actions[key]) for key, value in data.items()}
+
+
+def _is_switch(action: argparse.Action) -> bool:
+    """Options that take no value on the command line (store_true, --x/--no-x)."""
+    return action.nargs == 0 and isinstance(action.const, bool) or isinstance(action, argparse.BooleanOptionalAction)
+
+
+def _scalar(path: str, key: str, value: Any, action: argparse.Action) -> Any:
+    convert = action.type
+    kind = {int: "an integer", float: "a number", None: "text"}.get(convert, f"a value like --{key} takes")
+    if isinstance(value, bool):
+        raise ValueError(f"config file {path}: option {key} must be {kind}, not the boolean {value!r}")
+    if isinstance(value, (dict, list)):
+        raise ValueError(f"config file {path}: option {key} must be a single value, got {value!r}")
+    if convert is None:
+        if not isinstance(value, str):
+            raise ValueError(f"config file {path}: option {key} must be text, got {value!r}; quote it")
+        return value
+    if convert is int and isinstance(value, float):
+        raise ValueError(f"config file {path}: option {key} must be an integer, got {value!r}")
+    if convert in (int, float) and isinstance(value, (int, float)):
+        return convert(value)
+    try:
+        return convert(value if isinstance(value, str) else str(value))
+    except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+        reason = f"must be {kind}" if convert in (int, float) else " ".join(str(exc).split())
+        raise ValueError(f"config file {path}: option {key} {reason}, got {value!r}") from None
+
+
+def yaml_value(path: str, key: str, value: Any, action: argparse.Action) -> Any:
+    """A ``--config`` YAML value checked and converted as the flag's own parser would do it.
+
+    Switches accept YAML booleans (true/false) only; ``null`` is allowed where the flag's default is None;
+    lists are allowed for options taking several values (or whose parser reads lists); choices are enforced.
+    Raises ValueError naming the file and the key.
+    """
+    if _is_switch(action):
+        if not isinstance(value, bool):
+            raise ValueError(f"config file {path}: option {key} must be true or false, got {value!r}")
+        return value
+    if value is None:
+        if action.default is not None:
+            raise ValueError(f"config file {path}: option {key} needs a value (null is not allowed)")
+        return None
+    if isinstance(value, list):
+        if action.nargs in ("+", "*") or (isinstance(action.nargs, int) and action.nargs > 1):
+            out = [_scalar(path, key, v, action) for v in value]
+            out = [v for x in out for v in (x if isinstance(x, list) else [x])]  # a parser may return lists
+        elif action.type is not None and action.type not in (int, float, str):  # a parser that reads lists
+            try:
+                out = action.type(value)
+            except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+                raise ValueError(f"config file {path}: option {key}: {' '.join(str(exc).split())}") from None
+        else:
+            raise ValueError(f"config file {path}: option {key} must be a single value, got {value!r}")
+    else:
+        out = _scalar(path, key, value, action)
+        if action.nargs in ("+", "*") and not isinstance(out, list):
+            out = [out]
+    items = out if isinstance(out, list) and action.nargs in ("+", "*") else [out]
+    if action.choices is not None and any(v not in action.choices for v in items):
+        raise ValueError(f"config file {path}: option {key} must be one of {', '.join(map(str, action.choices))}, "
+                         f"got {value!r}")
     return out
 
 
@@ -238,10 +302,17 @@ def config_dict(cfg: argparse.Namespace) -> Dict[str, Any]:
 
 def write_config(cfg: argparse.Namespace, path: str) -> None:
     """Write the resolved configuration as YAML (atomically)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        yaml.safe_dump(config_dict(cfg), f, sort_keys=True)
-    os.replace(tmp, path)
+    from .files import temp_beside
+
+    fd, tmp = temp_beside(path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(config_dict(cfg), f, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def format_lr(value: float) -> str:

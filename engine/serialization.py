@@ -65,3 +65,17 @@ def safe_load(path: Any, map_location: Any = "cpu") -> Any:
                     f"refusing to unpickle it (it could run code). Re-save the weights with "
                     f"torch.save({{'model': model.state_dict()}}, path)") from None
             raise
+
+
+def read_error_reason(exc: BaseException) -> str:
+    """Plain words for why ``torch.load`` could not read a file (the raw errors say things like ``101``)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, EOFError) or "Ran out of input" in text:
+        return "the file is empty or cut short"
+    if isinstance(exc, (KeyError, pickle.UnpicklingError, UnicodeDecodeError)) or "invalid load key" in text:
+        return "it is not a file written by torch.save"
+    if "PytorchStreamReader" in text or "zip archive" in text or "central directory" in text:
+        return "its archive is truncated or damaged"
+    if isinstance(exc, OSError):
+        return f"the file could not be read ({exc.strerror or type(exc).__name__})"
+    return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__

@@ -11,15 +11,21 @@ Files in ``run_dir`` (written by rank 0 only): ``config.yaml``, ``<arch>_last.pt
 (atomic, every epoch), TensorBoard events in ``tb/``. The best checkpoint is chosen by validation top-1
 when a validation set is given, else by test top-1 (the papers' convention, which is optimistic).
 
+Training items are drawn through `engine.seed.KeyedItems` / `KeyedSampler`: their randomness is keyed by
+(seed, epoch, index), so results do not depend on ``num_workers`` and ``--resume`` is bit-exact. On
+resume the command line is compared with the stored configuration (`engine.resume`).
+
 The stage script fills ``cfg.arch`` (architecture name stored in checkpoints), ``cfg.num_classes`` and
 ``cfg.dataset``; the optimisation fields come from `engine.config.parse_config`.
 """
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import sys
 import time
+from collections import Counter
 from typing import Any, Dict, Optional
 
 import torch
@@ -32,8 +38,10 @@ from .checkpoint import load_checkpoint, save_checkpoint, state_dict_differences
 from .config import config_dict, write_config
 from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, cleanup_distributed,
                           ddp_ignore_names, gather_objects, setup_distributed)
+from .files import check_output_dir, remove_stale_temps
 from .metrics import RunningSums, topk_correct
-from .seed import get_rng_state, set_rng_state, worker_init_fn
+from .resume import check_epochs, check_resume, config_changes, format_changes
+from .seed import KeyedItems, KeyedSampler, get_rng_state, set_rng_state, worker_init_fn
 
 MAX_STEPS_ENV = "TOPKD_MAX_STEPS"  # testing only: stop the run after this many optimisation steps
 
@@ -111,10 +119,12 @@ class Trainer:
                 distiller, device_ids=[device.index] if device.type == "cuda" else None,
                 find_unused_parameters=bool(getattr(cfg, "find_unused_parameters", False)))
 
-        self.train_sampler = DistributedSampler(train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
-                                                shuffle=True, seed=int(cfg.seed), drop_last=False)
+        # Items are keyed by (epoch, index): augmentation does not depend on --num_workers or on resuming.
+        self.train_sampler = KeyedSampler(DistributedSampler(
+            train_set, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=int(cfg.seed),
+            drop_last=False))
         per_rank = len(self.train_sampler)
-        self.train_loader = self._loader(train_set, self.train_sampler,
+        self.train_loader = self._loader(KeyedItems(train_set, int(cfg.seed)), self.train_sampler,
                                          drop_last=per_rank > 1 and per_rank % self.batch_size == 1)
         self.test_loader = self._eval_loader(test_set)
         self.val_loader = self._eval_loader(val_set) if val_set is not None else None
@@ -133,8 +143,11 @@ class Trainer:
     # ----------------------------------------------------------------- data
     def _loader(self, dataset: Dataset, sampler, drop_last: bool = False) -> DataLoader:
         workers = int(getattr(self.cfg, "num_workers", 0))
+        # The loader's own generator draws the worker base seeds, so the global stream (dropout, ...) is
+        # consumed the same way for any worker count.
+        generator = torch.Generator().manual_seed(int(getattr(self.cfg, "seed", 0)))
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=workers,
-                          pin_memory=self.device.type == "cuda", drop_last=drop_last,
+                          pin_memory=self.device.type == "cuda", drop_last=drop_last, generator=generator,
                           persistent_workers=workers > 0, worker_init_fn=worker_init_fn if workers else None)
 
     def _eval_loader(self, dataset: Dataset) -> DataLoader:
@@ -202,6 +215,7 @@ class Trainer:
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        self._check_resume_config(path, ckpt)
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         ranks = ckpt.get("rng_ranks")
@@ -217,6 +231,37 @@ class Trainer:
         self.global_step = (self.start_epoch - 1) * len(self.train_loader)
         self._log(f"resumed from {path} at epoch {self.start_epoch} (best {self.best['acc']:.2f} "
                   f"at epoch {self.best['epoch']})")
+
+    def _check_resume_config(self, path: str, ckpt: Dict[str, Any]) -> None:
+        """The new command line against the stored configuration (`engine.resume`); with
+        ``--resume_override`` the new optimisation values replace the restored optimizer/scheduler ones."""
+        stored = ckpt.get("config") or {}
+        done = int(ckpt["epoch"])
+        note = check_epochs(path, done, stored.get("epochs"), int(self.cfg.epochs))
+        changes = config_changes(stored, config_dict(self.cfg))
+        entry = check_resume(path, changes, bool(getattr(self.cfg, "resume_override", False)), done + 1)
+        if note:
+            self._log(note)
+        history = list(stored.get("resume_history") or [])
+        if entry is not None:
+            self._apply_optimisation()
+            history.append(entry)
+            self._log(f"--resume_override: from epoch {done + 1}: {format_changes(changes)}")
+        self.cfg.resume_history = history
+
+    def _apply_optimisation(self) -> None:
+        """Put lr / momentum / weight decay / schedule of ``cfg`` into the restored optimizer and scheduler
+        (the learning rate already decayed by the milestones passed)."""
+        cfg = self.cfg
+        milestones = sorted(int(m) for m in cfg.lr_decay_epochs)
+        self.scheduler.milestones = Counter(milestones)
+        self.scheduler.gamma = float(cfg.lr_decay_rate)
+        self.scheduler.base_lrs = [float(cfg.lr)] * len(self.optimizer.param_groups)
+        lr = float(cfg.lr) * float(cfg.lr_decay_rate) ** bisect.bisect_right(milestones, self.scheduler.last_epoch)
+        for group in self.optimizer.param_groups:
+            group.update(lr=lr, initial_lr=float(cfg.lr), momentum=float(cfg.momentum),
+                         weight_decay=float(cfg.weight_decay))
+        self.scheduler._last_lr = [lr] * len(self.optimizer.param_groups)
 
     # ----------------------------------------------------------------- loop
     def _log(self, text: str) -> None:
@@ -306,6 +351,13 @@ class Trainer:
         cfg = self.cfg
         times, train_times = [], []
         try:
+            if self.is_main:  # output folders first: a file or a read-only path -> one line naming the flag
+                save_dir = getattr(cfg, "save_dir", None)
+                if save_dir and os.path.dirname(os.path.abspath(self.run_dir)) == os.path.abspath(save_dir):
+                    check_output_dir(save_dir, "--save_dir")
+                check_output_dir(self.run_dir, "--run_dir")
+                for path in (self.last_path, self.best_path, os.path.join(self.run_dir, "config.yaml")):
+                    remove_stale_temps(path)  # left by a run killed while writing
             if cfg.resume:
                 self._resume()
             if self.is_main:

@@ -4,8 +4,10 @@
 
 1. clouds: the source's clouds are cut into shards of ``shard_size``; each shard's clouds (float32
    ``shards/pcd_<i>.npy``) and diagrams (``shards/pd_dim<k>_<i>.npz``: H0 by the batched MST, H1 by
-   gudhi) are written atomically and the shard is then recorded in the manifest. Recorded shards are
-   never recomputed. Peak memory: one shard (plus its diagrams).
+   gudhi) are written atomically and the shard is then recorded in the manifest with each file's size
+   and SHA-256. Every run checks every recorded file (present, size, checksum), also in a folder that
+   says it is complete, and rebuilds the shards (and then the images) whose files are missing or
+   damaged; intact shards are never recomputed. Peak memory: one shard (plus its diagrams).
 2. fit: the TopKD persistence-image parameters are fitted per dim from the diagram files, streamed
    (bandwidth from the first stacked points, ranges from min/max over all diagrams).
 3. images: ``pi_dim<k>.npy`` (float32 ``[num_clouds, R*R]``, cloud order kept) is filled shard by
@@ -24,7 +26,7 @@ from tqdm import tqdm
 from topology.persistence import rips_diagrams
 
 from . import store
-from .manifest import check_resumable, new_manifest, write_manifest
+from .manifest import check_resumable, file_sha256, new_manifest, write_manifest
 from .pi_stream import StreamingPIFit
 
 SUPPORTED_DIMS = (0, 1)
@@ -77,13 +79,17 @@ class Stage2:
 
     def __init__(self, source, out_dir: str, config: Dict[str, Any], dims: Sequence[int],
                  shard_size: Optional[int] = None, n_jobs: Optional[int] = None, progress: bool = True):
+        if source.dim < 1:
+            raise ValueError(f"point clouds need at least one coordinate per point, got D={source.dim} "
+                             f"(clouds of shape [{source.num_clouds}, {source.points}, {source.dim}]); check the "
+                             f"--pcd array or --layer")
         if source.points < 2:
             raise ValueError(f"point clouds need at least 2 points each, got N={source.points}")
         if source.num_clouds < 1:
             raise ValueError("the source holds no point cloud; check --passes/--batch_size or the --pcd file")
         self.source, self.out_dir = source, out_dir
         self.dims = check_dims(dims)
-        size = default_shard_size(source.points, source.dim) if not shard_size else int(shard_size)
+        size = default_shard_size(source.points, source.dim) if shard_size is None else int(shard_size)
         if size < 1:
             raise ValueError(f"--shard_size must be positive, got {shard_size}")
         self.shard_size = size
@@ -91,6 +97,8 @@ class Stage2:
         self.config = dict(config, dims=self.dims, shard_size=size, num_clouds=source.num_clouds,
                            points_per_cloud=source.points, feature_dim=source.dim)
         self.n_jobs, self.progress = n_jobs, progress
+        self._verified: Dict[Tuple[str, int, int], Optional[str]] = {}  # (path, size, mtime) -> problem
+        self.problems: set = set()
         os.makedirs(out_dir, exist_ok=True)
         self.manifest = check_resumable(out_dir, self.config) or new_manifest(self.config)
         write_manifest(out_dir, self.manifest)
@@ -100,14 +108,52 @@ class Stage2:
         start = i * self.shard_size
         return start, min(self.source.num_clouds, start + self.shard_size)
 
+    def _file_problem(self, name: str, ident: Optional[Dict[str, Any]]) -> Optional[str]:
+        """Why the recorded file ``name`` (relative to the folder) is unusable, or None when it is intact.
+
+        ``ident``: its recorded ``size`` and ``sha256`` (folders written before checksums: existence only).
+        """
+        path = os.path.join(self.out_dir, name)
+        if not os.path.isfile(path):
+            return f"{name} is missing"
+        if not ident:
+            return None
+        st = os.stat(path)
+        key = (path, st.st_size, st.st_mtime_ns)
+        if key not in self._verified:
+            if "size" in ident and st.st_size != int(ident["size"]):
+                self._verified[key] = f"{name} has {st.st_size} bytes, the manifest says {ident['size']}"
+            elif "sha256" in ident and file_sha256(path) != ident["sha256"]:
+                self._verified[key] = f"{name} does not match its recorded SHA-256"
+            else:
+                self._verified[key] = None
+        return self._verified[key]
+
+    def shard_problems(self, rec: Dict[str, Any]) -> List[str]:
+        names = [rec["pcd"]] + list(rec["diagrams"].values())
+        files = rec.get("files") or {}
+        return [p for p in (self._file_problem(n, files.get(n)) for n in names) if p]
+
     def finished_shards(self) -> Dict[int, Dict[str, Any]]:
-        """Recorded shards whose files are all present (a recorded shard with a lost file is redone)."""
+        """Recorded shards whose files are all present and intact (the others are redone)."""
         done = {}
         for rec in self.manifest["shards"]:
-            files = [rec["pcd"]] + list(rec["diagrams"].values())
-            if all(os.path.isfile(os.path.join(self.out_dir, f)) for f in files):
+            problems = self.shard_problems(rec)
+            if problems:
+                self.problems.update(problems)
+            else:
                 done[int(rec["index"])] = rec
         return done
+
+    def image_problems(self) -> List[str]:
+        """Problems of the recorded image files (dims not recorded yet are simply to do)."""
+        out = []
+        for d in self.dims:
+            entry = self.manifest["pi"].get(d)
+            problem = self._file_problem(entry["file"], entry) if entry else None
+            if problem:
+                out.append(problem)
+        return out
 
     def _runs(self, todo: List[int]) -> List[List[int]]:
         runs: List[List[int]] = []
@@ -126,8 +172,10 @@ class Stage2:
         for d in self.dims:
             store.atomic_save_npz(os.path.join(out, store.diagram_name(d, i)), **store.stack_diagrams(diagrams[d]))
         store.atomic_save_npy(os.path.join(out, store.pcd_name(i)), np.ascontiguousarray(clouds, dtype=np.float32))
+        names = [store.pcd_name(i)] + [store.diagram_name(d, i) for d in self.dims]
         return {"index": i, "start": start, "clouds": stop - start, "pcd": store.pcd_name(i),
-                "diagrams": {d: store.diagram_name(d, i) for d in self.dims}}
+                "diagrams": {d: store.diagram_name(d, i) for d in self.dims},
+                "files": {n: _identity(os.path.join(out, n)) for n in names}}
 
     def run_clouds(self, max_shards: Optional[int] = None) -> bool:
         """Phase 1. Returns True when every shard is finished (False when stopped by ``max_shards``)."""
@@ -182,7 +230,7 @@ class Stage2:
             except BaseException:
                 writer.abort()
                 raise
-            self.manifest["pi"][d] = {"file": store.pi_name(d), "params": params.to_dict()}
+            self.manifest["pi"][d] = {"file": store.pi_name(d), "params": params.to_dict(), **_identity(path)}
         self.manifest["counts"] = {"clouds": self.source.num_clouds, "shards": self.num_shards,
                                    **{f"finite_points_dim{d}": int(points[d]) for d in self.dims}}
         self.manifest["complete"] = True
@@ -190,13 +238,28 @@ class Stage2:
 
     def run(self, max_shards: Optional[int] = None) -> Dict[str, Any]:
         t0 = time.perf_counter()
-        if self.manifest.get("complete") and all(
-                os.path.isfile(os.path.join(self.out_dir, store.pi_name(d))) for d in self.dims):
+        done = self.finished_shards()
+        images = self.image_problems()
+        if (self.manifest.get("complete") and len(done) == self.num_shards and not images
+                and all(d in self.manifest["pi"] for d in self.dims)):
             return self.manifest  # nothing left to do
+        self.problems.update(images)
+        if self.problems:
+            shown = "; ".join(sorted(self.problems)[:3]) + (f" (+{len(self.problems) - 3} more)"
+                                                            if len(self.problems) > 3 else "")
+            print(f"stage 2: rebuilding in {self.out_dir}: {shown}", flush=True)
+        if self.manifest.get("complete"):
+            self.manifest["complete"] = False
+            write_manifest(self.out_dir, self.manifest)
         if self.run_clouds(max_shards):
             self.run_images()
         self.manifest["seconds_last_run"] = round(time.perf_counter() - t0, 3)
         return self.manifest
+
+
+def _identity(path: str) -> Dict[str, Any]:
+    """``{"size": bytes, "sha256": hex}`` of a file just written (what the next run checks)."""
+    return {"size": int(os.path.getsize(path)), "sha256": file_sha256(path)}
 
 
 def generate(source, out_dir: str, config: Dict[str, Any], dims: Sequence[int] = (0,),

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .manifest import read_manifest
-from .store import ShardedClouds
+from .store import ShardedClouds, load_npy
 
 
 class Stage2Data(Dataset):
@@ -35,9 +35,13 @@ class Stage2Data(Dataset):
         pi_path = os.path.join(folder, pis[self.dim]["file"])
         if not os.path.isfile(pi_path):
             raise FileNotFoundError(f"{pi_path} is missing; rerun generate_PCD_PI.py on {folder}")
-        self.pis = np.load(pi_path, mmap_mode="r")
+        self.pis = load_npy(pi_path, "persistence-image file")
         if len(self.pis) != len(self.clouds):
             raise ValueError(f"{pi_path} holds {len(self.pis)} images for {len(self.clouds)} clouds; regenerate {folder}")
+        bad = np.flatnonzero(~np.isfinite(self.pis).all(axis=1))
+        if len(bad):
+            raise ValueError(f"{pi_path} has non-finite values in {len(bad)} persistence image(s) (first: cloud "
+                             f"{bad[0]}); rerun generate_PCD_PI.py on {folder} to rebuild it")
         self.pi_params: Dict[str, Any] = pis[self.dim]["params"]
 
     @property

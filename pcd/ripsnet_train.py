@@ -20,10 +20,17 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from engine.checkpoint import load_checkpoint, save_checkpoint
+from engine.files import remove_stale_temps
 from engine.seed import get_rng_state, seed_everything, set_rng_state
 
 from .ripsnet_data import Stage2Data, split_indices
 from .store import atomic_write_text
+
+
+# On --resume: options fixed by the network's shape, and the optimisation options refused when changed
+# unless --resume_override (engine.resume states the rule).
+RESUME_FIXED = ("dim", "pooling", "units")
+RESUME_COMPARED = ("data_dir", "seed", "val_fraction", "batch_size", "lr", "patience", "min_delta")
 
 
 @dataclass
@@ -44,6 +51,7 @@ class RipsNetTrainConfig:
     device: str = "cpu"
     run_dir: str = ""
     resume: bool = False
+    resume_override: bool = False
     progress: bool = True
     extra: Dict[str, Any] = field(default_factory=dict)
 
@@ -54,6 +62,10 @@ def build_ripsnet(input_dim: int, pooling: str, units: Optional[List[int]], pi_s
     resolution = int(round(pi_size ** 0.5))
     if resolution * resolution != pi_size:
         raise ValueError(f"persistence images have {pi_size} pixels, not a square R*R; regenerate stage 2")
+    if units is not None and (len(units) != 8 or units[0] != input_dim or units[-1] != pi_size):
+        raise ValueError(f"--units {','.join(map(str, units))} does not fit this stage-2 folder: it needs 8 widths "
+                         f"starting with the point dimension {input_dim} and ending with the image size "
+                         f"{pi_size} ({resolution}x{resolution} pixels), e.g. --units {input_dim},...,{pi_size}")
     return RipsNet(input_dim, pooling=pooling, units=units, resolution=resolution)
 
 
@@ -123,19 +135,35 @@ class RipsNetTrainer:
                          "rng": get_rng_state(), "config": self._config_dict()}, self.last_path)
 
     def _resume(self) -> None:
+        from engine.resume import check_epochs, check_resume, config_changes, format_changes
+
         if not os.path.isfile(self.last_path):
             raise FileNotFoundError(f"--resume: {self.last_path} not found; start without --resume")
         ckpt = load_checkpoint(self.last_path)
-        old = ckpt.get("config", {})
-        for key in ("data_dir", "dim", "pooling", "units", "seed", "val_fraction", "batch_size"):
-            if old.get(key) != self._config_dict().get(key):
-                raise ValueError(f"--resume: {self.last_path} was trained with {key}={old.get(key)!r}, "
-                                 f"not {self._config_dict().get(key)!r}; use the same options or a new --run_dir")
+        old, new = ckpt.get("config", {}), self._config_dict()
+        fixed = config_changes(old, new, only=RESUME_FIXED)
+        if fixed:
+            raise ValueError(f"--resume: {self.last_path} holds a RipsNet with other {format_changes(fixed)}; "
+                             f"use the same options or a new --run_dir")
+        done = int(ckpt["trainer"]["epoch"])
+        note = check_epochs(self.last_path, done, old.get("epochs"), self.cfg.epochs)
+        changes = config_changes(old, new, only=RESUME_COMPARED)
+        entry = check_resume(self.last_path, changes, self.cfg.resume_override, done + 1)
+        if note:
+            print(note, flush=True)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.state = dict(ckpt["trainer"])
-        self.train_loader.generator.set_state(ckpt["loader_rng"])
-        set_rng_state(ckpt["rng"])
+        history = list(old.get("resume_history") or [])
+        if entry is not None:  # --resume_override: the new values run from here on
+            for group in self.optimizer.param_groups:
+                group["lr"] = float(self.cfg.lr)
+            history.append(entry)
+            print(f"--resume_override: from epoch {done + 1}: {format_changes(changes)}", flush=True)
+        self.cfg.extra["resume_history"] = history
+        if entry is None or "seed" not in entry["changes"]:
+            self.train_loader.generator.set_state(ckpt["loader_rng"])
+            set_rng_state(ckpt["rng"])
 
     def _config_dict(self) -> Dict[str, Any]:
         d = asdict(self.cfg)
@@ -144,12 +172,25 @@ class RipsNetTrainer:
         return d
 
     # ------------------------------------------------------------------ loop
-    def train_epoch(self) -> float:
+    def _stop(self, epoch: int, step: int, what: str) -> None:
+        good = self.last_path if os.path.isfile(self.last_path) else "none saved yet"
+        raise FloatingPointError(f"stage 3 stopped at epoch {epoch}, step {step}: {what}; nothing was saved for "
+                                 f"this epoch; last good checkpoint: {good}")
+
+    def train_epoch(self, epoch: int = 0) -> float:
+        """One pass over the training clouds -> mean MSE. Non-finite clouds, images or loss ->
+        FloatingPointError naming the epoch and the step (checkpoints of earlier epochs are kept)."""
         self.model.train()
         total, n = 0.0, 0
-        for x, y in self.train_loader:
+        for step, (x, y) in enumerate(self.train_loader, 1):
             x, y = x.to(self.cfg.device), y.to(self.cfg.device)
+            for name, t in (("point clouds", x), ("target persistence images", y)):
+                if not bool(torch.isfinite(t).all()):
+                    self._stop(epoch, step, f"non-finite values in the {name} of {self.cfg.data_dir} "
+                                            f"(regenerate that stage-2 folder)")
             loss = self.loss_fn(self.model(x), y)
+            if not bool(torch.isfinite(loss)):
+                self._stop(epoch, step, f"non-finite loss term mse = {loss.item()} (lower --lr)")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -162,6 +203,8 @@ class RipsNetTrainer:
 
         cfg = self.cfg
         os.makedirs(cfg.run_dir, exist_ok=True)
+        for name in (self.best_path, self.last_path, "config.yaml", "summary.yaml"):
+            remove_stale_temps(os.path.join(cfg.run_dir, name))  # left by a run killed while writing
         if cfg.resume:
             self._resume()
         atomic_write_text(os.path.join(cfg.run_dir, "config.yaml"),
@@ -174,8 +217,11 @@ class RipsNetTrainer:
             for epoch in bar:
                 if self.state["bad_epochs"] >= cfg.patience:
                     break
-                train_mse = self.train_epoch()
+                train_mse = self.train_epoch(epoch + 1)
                 val_mse = evaluate(self.model, self.val_loader, cfg.device)["mse"]
+                if not np.isfinite(val_mse):
+                    self._stop(epoch + 1, len(self.train_loader), f"non-finite validation mse = {val_mse} "
+                               f"(non-finite held-out clouds or images in {cfg.data_dir}?)")
                 self.state["epoch"] = epoch + 1
                 self.state["history"].append([epoch + 1, train_mse, val_mse])
                 writer.add_scalar("loss/train_mse", train_mse, epoch + 1)

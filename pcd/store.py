@@ -9,10 +9,11 @@ is complete.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
+
+from engine.files import temp_beside
 
 SHARD_DIR = "shards"
 
@@ -30,11 +31,17 @@ def pi_name(dim: int) -> str:
 
 
 def _temp_path(path: str) -> str:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    """A fresh temporary file beside ``path`` (stale ones of ``path`` removed; mode from the umask)."""
+    fd, tmp = temp_beside(path)
     os.close(fd)
     return tmp
+
+
+def _named(exc: BaseException, path: str) -> BaseException:
+    """An OSError without a file name (a write to an open file) -> the same error naming ``path``."""
+    if isinstance(exc, OSError) and exc.filename is None and exc.errno:
+        return OSError(exc.errno, f"cannot write {os.path.basename(path)} ({exc.strerror})", path)
+    return exc
 
 
 def _commit(tmp: str, path: str) -> None:
@@ -50,9 +57,9 @@ def atomic_save_npy(path: str, array: np.ndarray) -> None:
         with open(tmp, "wb") as f:
             np.save(f, array, allow_pickle=False)
         _commit(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
-        raise
+        raise _named(exc, path) from None
 
 
 def atomic_save_npz(path: str, **arrays: np.ndarray) -> None:
@@ -62,9 +69,9 @@ def atomic_save_npz(path: str, **arrays: np.ndarray) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
         _commit(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
-        raise
+        raise _named(exc, path) from None
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -73,9 +80,9 @@ def atomic_write_text(path: str, text: str) -> None:
         with open(tmp, "w") as f:
             f.write(text)
         _commit(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
-        raise
+        raise _named(exc, path) from None
 
 
 class AtomicNpyWriter:
@@ -98,7 +105,10 @@ class AtomicNpyWriter:
         block = np.ascontiguousarray(block, dtype=self.dtype)
         if block.shape[1:] != self.shape[1:] or self.rows + len(block) > self.shape[0]:
             raise ValueError(f"block {block.shape} does not fit {self.shape} after {self.rows} rows")
-        self.file.write(block.tobytes())
+        try:
+            self.file.write(block.tobytes())
+        except OSError as exc:
+            raise _named(exc, self.path) from None
         self.rows += len(block)
 
     def commit(self) -> None:
@@ -120,6 +130,16 @@ def _remove(path: str) -> None:
         os.remove(path)
     except FileNotFoundError:
         pass
+
+
+def load_npy(path: str, what: str) -> np.ndarray:
+    """Memory-map a ``.npy`` file of a stage-2 folder; an unreadable one -> ValueError naming it."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        folder = os.path.dirname(os.path.dirname(os.path.abspath(path))) if SHARD_DIR in path else os.path.dirname(path)
+        raise ValueError(f"{what} {path} cannot be read ({' '.join(str(exc).split())[:80]}: truncated or "
+                         f"damaged); rerun generate_PCD_PI.py on {folder} to rebuild it") from None
 
 
 def load_diagrams(path: str) -> List[np.ndarray]:
@@ -164,7 +184,7 @@ class ShardedClouds:
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"point-cloud shard {path} is missing; rerun generate_PCD_PI.py "
                                         "with the same --out_dir to rebuild it")
-            arr = np.load(path, mmap_mode="r")
+            arr = load_npy(path, "point-cloud shard")
             if arr.shape[0] != self.sizes[shard]:
                 raise ValueError(f"shard {path} holds {arr.shape[0]} clouds but the manifest says "
                                  f"{self.sizes[shard]}; the folder is inconsistent, regenerate it")

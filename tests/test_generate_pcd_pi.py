@@ -10,6 +10,7 @@ import yaml
 
 import generate_PCD_PI as stage2
 from engine.checkpoint import save_checkpoint
+from engine.serialization import safe_load
 
 TEACHER_ARGS = ["--dataset", "digits", "--image_size", "16", "--batch_size", "32", "--passes", "1",
                 "--shard_size", "10", "--dims", "0", "1", "--workers", "0", "--no_progress"]
@@ -207,7 +208,7 @@ def test_teacher_of_another_arch_and_bad_layer(teacher, tmp_path):
     with pytest.raises(ValueError, match=r"--layer 7 is out of range.*\[-5, 4\]"):
         stage2.main(common + ["--layer", "7"])
     official = tmp_path / "resnet20_best.pth"  # official layout, architecture from the file name
-    save_checkpoint({"model": torch.load(teacher, weights_only=True)["model"]}, str(official))
+    save_checkpoint({"model": safe_load(teacher)["model"]}, str(official))
     with pytest.raises(ValueError, match="does not fit resnet20"):
         stage2.main(["--path_t", str(official), "--out_dir", str(tmp_path / "p")] + TEACHER_ARGS)
 

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from engine.serialization import safe_load
 import torchvision
 
 from models import build_model, model_dict, model_names
@@ -124,7 +125,7 @@ def test_mobilenetv1_size():
 
 
 def test_official_resnet20_checkpoint_reproduces_outputs(reference_dir):
-    ckpt = torch.load(reference_dir / "official_resnet20_topkd_cifar100.pth", map_location="cpu", weights_only=True)
+    ckpt = safe_load(reference_dir / "official_resnet20_topkd_cifar100.pth")
     model = model_dict["resnet20"](num_classes=100)
     model.load_state_dict(ckpt["model"], strict=True)
     model.eval()

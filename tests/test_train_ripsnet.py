@@ -59,7 +59,7 @@ def test_resume_continues_exactly(stage2_dir, tmp_path):
     stage3.main(base + ["--run_dir", str(tmp_path / "b"), "--epochs", "2"])
     resumed = stage3.main(base + ["--run_dir", str(tmp_path / "b"), "--epochs", "3", "--resume"])
     np.testing.assert_allclose(np.array(resumed["history"]), np.array(full["history"]), rtol=1e-6)
-    with pytest.raises(ValueError, match="seed=1.*new --run_dir"):
+    with pytest.raises(ValueError, match="seed 1 -> 2.*--resume_override"):
         stage3.main(base[:-1] + ["2", "--run_dir", str(tmp_path / "b"), "--epochs", "4", "--resume"])
 
 

@@ -11,6 +11,7 @@ import torch
 import train_teacher
 from distiller import Distiller, distiller_dict
 from engine.checkpoint import load_checkpoint, save_checkpoint
+from engine.serialization import safe_load
 from models import load_model
 
 
@@ -162,7 +163,7 @@ def test_resume_errors(teacher_run, tmp_path, run_stage):
     cut = tmp_path / "cut.pth"
     cut.write_bytes(good.read_bytes()[:1000])
     code, _, err = run_stage(train_teacher.main, common + ["--model", ARCH, "--resume", str(cut)])
-    assert_user_error(code, err, "corrupted or truncated", str(cut))
+    assert_user_error(code, err, "truncated or damaged", str(cut))
 
 
 class NaNAfter(Distiller):
@@ -227,7 +228,7 @@ def test_ddp_two_processes(repo_root, tmp_path):
                           cwd=repo_root, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "x2 processes" in proc.stdout and proc.stdout.count("epoch 2/2") == 1  # rank 0 logs alone
-    a, b = torch.load(dump / "rank0.pt"), torch.load(dump / "rank1.pt")
+    a, b = safe_load(dump / "rank0.pt"), safe_load(dump / "rank1.pt")
     for key in a:  # parameters agree; BN running statistics are per process between broadcasts
         assert torch.equal(a[key], b[key]), key
     assert sorted(os.listdir(run_dir)) == sorted([f"{ARCH}_best.pth", f"{ARCH}_last.pth", "config.yaml", "tb"])

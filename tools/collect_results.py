@@ -171,12 +171,15 @@ def _read_ckpt(path: Path) -> Tuple[Dict[str, Any], str]:
     """-> (scalar entries of a checkpoint, "") or ({}, why it could not be read). Read with the safe loader:
     an official ``*_last.pth`` pickles an ``argparse.Namespace`` and is refused, with that as the reason."""
     from engine.checkpoint import load_checkpoint
+    from engine.serialization import UnsafeCheckpointError
 
     if not path.is_file():
         return {}, f"no {path.name}"
     try:
         ckpt = load_checkpoint(str(path))
     except (ValueError, FileNotFoundError) as exc:
+        if isinstance(exc, UnsafeCheckpointError):  # never unpickled; say so on stderr too
+            print(f"note: skipped {path}: {' '.join(str(exc).split())}", file=sys.stderr)
         reason = str(exc).split(";")[0].replace(str(path), path.name)
         return {}, f"checkpoint unreadable: {reason}"
     return {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler", "scaler", "rng")}, ""
@@ -440,6 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> Path:
     args = build_parser().parse_args(argv)
+    from engine.files import check_output_file
+
+    for suffix in (".md", ".csv"):
+        check_output_file(str(args.out) + suffix, "--out")
     for root in args.roots:
         if not Path(root).is_dir():
             print(f"note: {root} not found, skipped", file=sys.stderr)

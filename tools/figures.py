@@ -489,6 +489,10 @@ COMMANDS: Dict[str, Callable[[argparse.Namespace], object]] = {
 
 def main(argv: Optional[Sequence[str]] = None):
     args = build_parser().parse_args(argv)
+    if getattr(args, "out", None):
+        from engine.files import check_output_file
+
+        check_output_file(args.out, "--out")
     result = COMMANDS[args.command](args)
     for path in result if isinstance(result, list) else [result]:
         print(f"wrote {path}")

@@ -157,6 +157,8 @@ def main(argv: Optional[List[str]] = None) -> Path:
     args = parser.parse_args(argv)
     budget = FAST if args.fast else FULL
     out = Path(args.out or ROOT / "runs" / ("quickstart_fast" if args.fast else "quickstart")).resolve()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; pass a folder path")
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)

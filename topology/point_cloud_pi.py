@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
@@ -182,9 +181,9 @@ class PIParams:
     def save_yaml(self, path: Union[str, os.PathLike]) -> None:
         """Write the parameters as YAML (atomically: temporary file then rename)."""
         path = os.fspath(path)
-        folder = os.path.dirname(path) or "."
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".pi_params.", suffix=".tmp")
+        from engine.files import temp_beside
+
+        fd, tmp = temp_beside(path)
         try:
             with os.fdopen(fd, "w") as f:
                 yaml.safe_dump(self.to_dict(), f, sort_keys=False)

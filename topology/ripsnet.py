@@ -12,7 +12,6 @@ same keys as a RipsNet state dict under ``model`` plus ``pooling``, ``units``, `
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -43,7 +42,8 @@ def default_units(input_dim: int, resolution: int = 20) -> List[int]:
     if input_dim not in PHI_UNITS:
         raise ValueError(
             f"no default RipsNet widths for input dimension {input_dim} (known: "
-            f"{', '.join(map(str, sorted(PHI_UNITS)))}); pass units=[D, a, b, c, 50, 100, 200, R*R]"
+            f"{', '.join(map(str, sorted(PHI_UNITS)))}); give the 8 widths yourself "
+            f"(train_ripsnet.py --units {input_dim},a,b,c,50,100,200,{resolution * resolution})"
         )
     return [*PHI_UNITS[input_dim], *RHO_HIDDEN, resolution * resolution]
 
@@ -140,9 +140,9 @@ def save_ripsnet(
         **extra,
     }
     path = os.fspath(path)
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ripsnet.", suffix=".tmp")
+    from engine.files import temp_beside
+
+    fd, tmp = temp_beside(path)
     os.close(fd)
     try:
         torch.save(state, tmp)
@@ -198,14 +198,15 @@ def load_ripsnet(
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"RipsNet checkpoint not found: {path}")
-    from engine.serialization import UnsafeCheckpointError, safe_load  # the project's one allowlisted loader
+    from engine.serialization import UnsafeCheckpointError, read_error_reason, safe_load  # the project's one allowlisted loader
 
     try:
         ckpt = safe_load(path, map_location=map_location)
     except UnsafeCheckpointError:
         raise
     except Exception as exc:  # truncated or foreign file
-        raise ValueError(f"cannot read RipsNet checkpoint {path}: {exc.__class__.__name__}: {exc}") from None
+        raise ValueError(f"cannot read RipsNet checkpoint {path}: {read_error_reason(exc)}; pass the "
+                         f"<pooling>_best.pth written by train_ripsnet.py") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
         raise ValueError(f"{path} is not a RipsNet checkpoint (expected a dict with a 'model' state dict)")
     state = ckpt["model"]
