@@ -101,12 +101,15 @@ def run_name(cfg: argparse.Namespace, method, addons) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     cfg = parse_config(build_parser(), argv, arch_key="model_s")
     from datasets import build_datasets
-    from models import load_model
+    from models import load_model, resolve_arch
     from models.warm_start import init_from_checkpoint
     from train_teacher import build_network
 
     if cfg.path_t is None:
         raise ValueError("--path_t is required: the teacher checkpoint from train_teacher.py")
+    cfg.model_s = resolve_arch(cfg.model_s, "--model_s")  # official aliases too; fails before any data loads
+    if cfg.model_t is not None:
+        cfg.model_t = resolve_arch(cfg.model_t, "--model_t")
     method, addons = configure_method(cfg)
     seed_everything(cfg.seed, cfg.deterministic)
     data = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, val_split=cfg.val_split,
@@ -117,6 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     for addon in addons:
         addon.attach(cfg, distiller)
     cfg.arch, cfg.num_classes, cfg.in_channels = cfg.model_s, data.num_classes, data.in_channels
+    cfg.loss = distiller.loss_summary()  # the resolved weights, in the run header and config.yaml
     cfg.run_dir = cfg.run_dir or os.path.join(cfg.save_dir, run_name(cfg, method, addons))
     return fit_and_report(distiller, data, cfg)
 

@@ -12,6 +12,7 @@ from . import tgd  # noqa: F401
 from . import logit_methods  # noqa: F401  (kd, dkd)
 from . import feature_methods  # noqa: F401  (fitnet/hint, at/attention, sp/similarity, rkd, pkt)
 from . import crd  # noqa: F401  (crd)
+from . import topkd_hints  # noqa: F401  (hint_l2, hint_kd: the official TopKD's --distill hint_L2 / hint_KD)
 from .topkd import attach_topology  # also registers the "topology" add-on (-d, --method, --rips_path, ...)
 
 __all__ = ["Distiller", "Losses", "distiller_dict", "get_distiller", "register", "register_addon", "addon_dict",

@@ -47,6 +47,10 @@ class Distiller(nn.Module):
     def forward_train(self, image: torch.Tensor, target: torch.Tensor, **batch) -> Tuple[torch.Tensor, Losses]:
         raise NotImplementedError
 
+    def loss_summary(self) -> str:
+        """The loss as it will be computed, weights resolved (printed in the run header, kept in config.yaml)."""
+        return "1.0*CE"
+
     def forward_test(self, image: torch.Tensor) -> torch.Tensor:
         return self.student(image)
 

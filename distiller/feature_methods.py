@@ -9,13 +9,18 @@ from models.features import check_layer
 from .teacher_student import TeacherStudent
 
 
+# One option object for every method that reads a hint layer (FitNet here, TopKD's hint_L2/hint_KD).
+HINT_LAYER = Option("hint_layer", 2, "feature index of the hint (both networks)",
+                    source="RepDistiller; the official TopKD parser has no default")
+
+
 @register("fitnet", "hint")
 class FitNet(TeacherStudent):
     """``beta * MSE(regressor(f_s[hint_layer]), f_t[hint_layer])``; beta 100, hint_layer 2.
     (RepDistiller's optional regressor pre-training stage is not done: the regressor trains jointly.)"""
 
     term = "loss_hint"
-    options = (Option("hint_layer", 2, "FitNet: feature index of the hint (both networks)", source="RepDistiller"),)
+    options = (HINT_LAYER,)
     defaults = dict(gamma=1.0, alpha=0.0, beta=100.0)
 
     def __init__(self, student, teacher=None, hint_layer: int = 2, **kwargs):

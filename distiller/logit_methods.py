@@ -9,11 +9,12 @@ from .teacher_student import TeacherStudent
 
 @register("kd")
 class KD(TeacherStudent):
-    """``gamma * CE + alpha * KL(p_t || p_s) T^2``; defaults gamma 0.1, alpha 0.9 (Hinton / RepDistiller).
-    TopKD's resnet56 -> resnet20 setting uses gamma 1, alpha 2 (pass them)."""
+    """``gamma * CE + alpha * KL(p_t || p_s) T^2``; defaults gamma 1 (``-r``'s default in the official TopKD
+    and RepDistiller parsers), alpha 0.9 (RepDistiller's kd command; its parser has no default). RepDistiller's
+    KD table passes ``-r 0.1 -a 0.9``; TopKD's resnet56 -> resnet20 setting ``-r 1 -a 2``."""
 
-    defaults = dict(gamma=0.1, alpha=0.9, beta=0.0)
-    defaults_source = "Hinton et al.; RepDistiller's kd command"
+    defaults = dict(gamma=1.0, alpha=0.9, beta=0.0)
+    defaults_source = "gamma: -r default of the official TopKD/RepDistiller parsers; alpha: RepDistiller's kd command"
 
 
 @register("dkd")

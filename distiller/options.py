@@ -70,9 +70,11 @@ def str2bool(text: str) -> bool:
 # Loss weights with RepDistiller's meaning, shared by every teacher -> student method:
 # loss = gamma * CE + alpha * KD + beta * <the method's own term>.
 GAMMA = Option("gamma", 1.0, "weight of the cross-entropy term", flags=("-r", "--gamma"),
-               source="RepDistiller")
-ALPHA = Option("alpha", 0.0, "weight of the KD term", flags=("-a", "--alpha"), source="RepDistiller")
-BETA = Option("beta", 0.0, "weight of the method's own term", flags=("-b", "--beta"), source="RepDistiller")
+               source="official TopKD and RepDistiller default: 1")
+ALPHA = Option("alpha", 0.0, "weight of the KD term", flags=("-a", "--alpha"),
+               source="official parsers: no default, every script passes it")
+BETA = Option("beta", 0.0, "weight of the method's own term", flags=("-b", "--beta"),
+              source="official parsers: no default, every script passes it")
 KD_T = Option("kd_T", 4.0, "softmax temperature of the KD terms", source="Hinton et al.; RepDistiller")
 LOSS_WEIGHTS = (GAMMA, ALPHA, BETA, KD_T)
 

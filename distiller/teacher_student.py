@@ -107,6 +107,18 @@ class TeacherStudent(Distiller):
             raise ValueError(f"loss term {name!r} is already defined")
         self.extra_terms[name] = module
 
+    def loss_summary(self) -> str:
+        """e.g. ``1.0*CE + 2.0*KD(T=4.0) + 5.0*tda``: the terms that are computed, with their weights."""
+        parts = [f"{self.gamma}*CE"]
+        if self.alpha:
+            parts.append(f"{self.alpha}*KD(T={self.kd.T})")
+        if self.beta and self.term is not None:
+            parts.append(f"{self.beta}*{self.term[len('loss_'):]}")
+        for name, module in self.extra_terms.items():
+            weight = getattr(module, "delta", None)
+            parts.append(f"{weight}*{name[len('loss_'):]}" if weight is not None else name[len("loss_"):])
+        return " + ".join(parts)
+
     def method_modules(self) -> Iterable[nn.Module]:
         """Trainable modules of the method itself (regressors, embeddings)."""
         return ()

@@ -161,6 +161,11 @@ class TGD(Distiller):
         self.stages = stages
         self.kl_reduction = kl_reduction
 
+    def loss_summary(self) -> str:
+        a, t = self.alpha, self.temperature
+        return (f"{self.ce_weight}*CE + {self.kd_weight}*T^2*({a}*KL_img + {1 - a:.6g}*KL_pi)(T={t}, KL {self.kl_reduction}) "
+                f"+ {self.sim_weight}*sim(n({a}*G_img + {1 - a:.6g}*G_pi))")
+
     def train(self, mode: bool = True):
         super().train(mode)
         self.teacher2.eval()

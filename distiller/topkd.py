@@ -19,7 +19,7 @@ from torch import nn
 
 from models.features import check_layer, layer_embedding
 
-from .options import Option
+from .options import Option, str2bool
 from .registry import register_addon
 from .teacher_student import TeacherStudent
 
@@ -169,34 +169,52 @@ def attach_topology(distiller: TeacherStudent, delta: float, method: str = "topk
 # --------------------------------------------------------------------------------------------------
 # the command-line add-on: options declared once, composing with every teacher -> student method
 # --------------------------------------------------------------------------------------------------
-def resolve_rips_path(path: str, operator: Optional[str]) -> str:
-    """A checkpoint file, or a folder holding ``<operator>_best.pth`` -> the file path."""
-    if os.path.isdir(path):
-        names = [f"{operator}_best.pth"] if operator else ["mean_best.pth", "sum_best.pth"]
-        found = [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
-        if len(found) != 1:
-            raise FileNotFoundError(f"--rips_path folder {path} holds {'none' if not found else 'several'} of "
-                                    f"{', '.join(names)}; pass the checkpoint file or --operator")
-        return found[0]
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--rips_path {path} does not exist; pass the stage-3 RipsNet checkpoint")
-    return path
+POOLINGS = ("mean", "sum")
+
+
+def locate_ripsnet(cfg: argparse.Namespace) -> str:
+    """The RipsNet checkpoint the flags name -> an existing file (`pcd.ripsnet_paths.find_ripsnet`).
+
+    ``--rips_path`` may be a file, a folder holding ``<operator>_best.pth``, or a root searched by the official
+    rule ``<root>/<dataset>_<teacher>_batch<bs>_FCinput_PCD_dim<k>/<operator>_best.pth`` and then our stage-3
+    layout; left out, the root is the official ``ripsnet/result``. Without ``--operator`` both poolings are
+    tried and exactly one must exist.
+    """
+    from pcd.ripsnet_paths import find_ripsnet
+
+    if cfg.rips_path and os.path.isfile(cfg.rips_path):
+        return cfg.rips_path
+    found, missing = [], []
+    for op in ([cfg.operator] if cfg.operator else POOLINGS):
+        try:
+            found.append(find_ripsnet(cfg.rips_path, cfg.dataset, cfg.model_t, cfg.batch_size, cfg.tda_layer_t,
+                                      cfg.dim, op))
+        except FileNotFoundError as exc:
+            missing.append(str(exc))
+    if len(found) > 1:
+        raise FileNotFoundError(f"--rips_path: found {' and '.join(found)}; pass --operator mean or sum to pick one")
+    if not found:
+        raise FileNotFoundError(missing[0] if len(missing) == 1 else
+                                missing[0] + " (and the same with sum pooling); or pass --operator")
+    return found[0]
 
 
 def load_topology_inputs(cfg: argparse.Namespace):
-    """-> ``(ripsnet or None, PIParams or None)`` as ``--rips_path`` / ``--operator`` / ``--pi_params`` ask."""
+    """-> ``(ripsnet or None, PIParams or None)`` as ``--rips_path`` / ``--operator`` / ``--units_list`` /
+    ``--pi_params`` ask (``topkd_exact`` without ``--rips_path`` reads only ``--pi_params``)."""
     from pcd.manifest import read_pi_params
     from topology.point_cloud_pi import PIParams
 
     rips, params = None, None
-    if cfg.rips_path:
+    if cfg.method == "topkd" or cfg.rips_path:
         from topology.ripsnet import load_ripsnet
 
-        rips, ckpt = load_ripsnet(resolve_rips_path(cfg.rips_path, cfg.operator))
+        path = locate_ripsnet(cfg)
+        rips, ckpt = load_ripsnet(path, operator=cfg.operator, units_list=cfg.units_list)
         params = ckpt["pi_params"]  # None in official checkpoints
-        if cfg.operator and rips.pooling != cfg.operator:
-            raise ValueError(f"--operator {cfg.operator} but the RipsNet at {cfg.rips_path} pools by {rips.pooling}; "
-                             f"drop --operator or pass the matching checkpoint")
+        how = ckpt.get("resolved") or {}
+        print(f"topology term: RipsNet {path} ({rips.pooling} pooling from {how.get('pooling_from', 'checkpoint')}, "
+              f"widths {rips.units} from {how.get('units_from', 'checkpoint')})", flush=True)
     if cfg.pi_params:
         params = read_pi_params(cfg.pi_params, cfg.dim)
     elif params is not None:
@@ -216,9 +234,18 @@ class TopologyAddOn:
         Option("tda_layer_s", None, "student feature index (default: --tda_layer_t)", type=int),
         Option("tda_clouds", 1, "point clouds per batch (1 = the whole batch)", source="TopKD"),
         Option("dim", 0, "homology dimension matched (only 0 is supported)", source="TopKD"),
-        Option("operator", None, "RipsNet pooling; picks <operator>_best.pth when --rips_path is a folder",
-               choices=("mean", "sum")),
-        Option("rips_path", None, "RipsNet checkpoint file or folder (stage 3)"),
+        Option("operator", None, "RipsNet pooling; picks <operator>_best.pth (default: whichever one exists)",
+               choices=POOLINGS, source="official TopKD default: sum"),
+        Option("rips_path", None, "RipsNet checkpoint file, run folder or root (default: ripsnet/result, searched by "
+               "the official rule <dataset>_<teacher>_batch<bs>_FCinput_PCD_dim<k>/<operator>_best.pth, then by our "
+               "stage-3 layout ripsnet/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>/)",
+               source="official TopKD default: ripsnet/result"),
+        Option("units_list", None, "RipsNet widths [input, phi x3, rho x4]; checked against the loaded RipsNet "
+               "(default: stored, else the official width table)", type=int, nargs="+",
+               source="official TopKD default 64 30 20 10 50 100 200 400, which fits none of its released RipsNets"),
+        Option("TDA", None, "official switch of the topology term: True = on (needs -d > 0), False = off "
+               "whatever -d says (default: on exactly when -d > 0)", type=str2bool, flags=("--TDA",),
+               metavar="True|False", source="official TopKD default: True"),
         Option("pi_params", None, "stage-2 folder (or its manifest.yaml) whose PI parameters topkd_exact uses"),
     )
 
@@ -226,16 +253,19 @@ class TopologyAddOn:
         return issubclass(method_cls, TeacherStudent)
 
     def attach(self, cfg: argparse.Namespace, distiller: TeacherStudent) -> None:
-        """Check the options and add the term when ``cfg.delta > 0``."""
+        """Check the options and add the term when ``cfg.delta > 0`` (``--TDA False`` sets delta to 0)."""
+        if cfg.TDA is False and cfg.delta:
+            print(f"note: --TDA False: the topology term is off (-d {cfg.delta} ignored, as in the official code)",
+                  flush=True)
+            cfg.delta = 0.0
+        if cfg.TDA is True and not cfg.delta:
+            raise ValueError("--TDA True needs the weight of the topology term: pass -d/--delta > 0 (e.g. -d 5)")
         if cfg.dim != 0:
             raise ValueError(f"--dim {cfg.dim}: only H0 (--dim 0) is supported, as in the paper's RipsNets")
         if cfg.delta < 0:
             raise ValueError(f"--delta must be >= 0, got {cfg.delta}")
         if not cfg.delta:
             return
-        if cfg.method == "topkd" and not cfg.rips_path:
-            raise ValueError("--delta > 0 with --method topkd needs --rips_path (the stage-3 RipsNet checkpoint); "
-                             "or use --method topkd_exact with --pi_params")
         if cfg.method == "topkd_exact" and not (cfg.pi_params or cfg.rips_path):
             raise ValueError("--method topkd_exact needs --pi_params (the stage-2 folder or its manifest.yaml) or a "
                              "--rips_path checkpoint that carries them")

@@ -199,6 +199,13 @@ def yaml_value(path: str, key: str, value: Any, action: argparse.Action) -> Any:
         if action.default is not None:
             raise ValueError(f"config file {path}: option {key} needs a value (null is not allowed)")
         return None
+    if isinstance(action, EpochsAction):  # [150, 180, 210], "150,180,210" or "150 180 210"
+        if isinstance(value, bool) or not isinstance(value, (int, str, list)):
+            raise ValueError(f"config file {path}: option {key} must be a list of epochs, got {value!r}")
+        try:
+            return parse_epochs_list(value)
+        except ValueError as exc:
+            raise ValueError(f"config file {path}: option {key}: {exc}") from None
     if isinstance(value, list):
         if action.nargs in ("+", "*") or (isinstance(action.nargs, int) and action.nargs > 1):
             out = [_scalar(path, key, v, action) for v in value]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from struct import error as struct_error
 from typing import Any, List
 
 import numpy as np
@@ -76,6 +77,8 @@ def read_error_reason(exc: BaseException) -> str:
         return "it is not a file written by torch.save"
     if "PytorchStreamReader" in text or "zip archive" in text or "central directory" in text:
         return "its archive is truncated or damaged"
+    if isinstance(exc, (IndexError, struct_error)):  # the unpickler ran off the end of a cut pickle
+        return "its contents are damaged or cut short"
     if isinstance(exc, OSError):
         return f"the file could not be read ({exc.strerror or type(exc).__name__})"
     return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__

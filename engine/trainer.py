@@ -369,6 +369,9 @@ class Trainer:
             self._log(f"run folder {self.run_dir}; {self.arch} on {self.device}"
                       f"{f' x{self.dist.world_size} processes' if self.dist.enabled else ''}, "
                       f"batch {cfg.batch_size}, lr {cfg.lr}, epochs {cfg.epochs}")
+            self._log(f"recipe {getattr(cfg, 'recipe', None) or 'custom'}: SGD lr {cfg.lr} momentum {cfg.momentum} "
+                      f"wd {cfg.weight_decay}, batch {cfg.batch_size}, {cfg.epochs} epochs, lr x{cfg.lr_decay_rate} at "
+                      f"{list(cfg.lr_decay_epochs)}; loss = {self.distiller.loss_summary()}")
             self._log("model selection: best checkpoint by validation top-1" if self.selected_by == "val" else
                       "model selection: best checkpoint by test top-1 (no --val_split; the papers' convention)")
             for epoch in range(self.start_epoch, cfg.epochs + 1):

@@ -199,7 +199,9 @@ def test_reproduce_baselines(repo_root, tmp_path):
     baselines = {ns.distill: ns for ns in students if not ns.delta}
     assert sorted(baselines) == ["at", "crd", "kd"] and len(students) == 4
     for method, ns in baselines.items():
-        assert (ns.gamma, ns.alpha, ns.beta) == (None, None, None)  # the method's defaults apply
+        # the method's defaults apply, except KD: RepDistiller's script passes -r 0.1 -a 0.9 (its -r default is 1)
+        want = (0.1, 0.9, None) if method == "kd" else (None, None, None)
+        assert (ns.gamma, ns.alpha, ns.beta) == want
         assert os.path.basename(ns.run_dir) == f"S-resnet20_T-resnet56_cifar100_{method}_trial_0"
     done = subprocess.run(["bash", str(repo_root / "scripts" / "reproduce" / "cifar100_homogeneous.sh")],
                           env=dict(os.environ, DRY_RUN="1", PY=sys.executable, BASELINES="kd nope"), capture_output=True, text=True)

@@ -109,3 +109,83 @@ def test_student_lines_find_their_teacher_and_ripsnet(reference_dir, official_tr
         found_ripsnets.add(os.path.relpath(path, "ripsnet/result"))
     assert found_ripsnets == {"cifar100_resnet56_batch64_FCinput_PCD_dim0/mean_best.pth",
                               "cifar100_wrn_40_2_batch64_FCinput_PCD_dim0/sum_best.pth"}
+
+
+def _student_line_id(args):
+    return f"{flag_values(args, '--distill')[0]}-{flag_values(args, '--model_s')[0]}" + \
+        ("-TDA" if flag_values(args, "--TDA") == ["True"] else "") + f"-a{(flag_values(args, '-a', '--alpha') or ['-'])[0]}"
+
+
+@pytest.fixture()
+def in_official_tree(official_tree, monkeypatch):
+    fake_md5(monkeypatch)
+    monkeypatch.chdir(official_tree)
+    monkeypatch.setenv(MAX_STEPS_ENV, "1")
+    return official_tree
+
+
+# every train_student.py line of official_commands.txt, verbatim (TopKD's 2, RepDistiller's 9)
+@pytest.mark.parametrize("index", range(11))
+def test_official_student_line_runs(reference_dir, in_official_tree, run_stage, index):
+    import train_student
+    from distiller import canonical_name
+
+    args = official_lines(reference_dir, "train_student.py")[index]
+    code, out, err = run_stage(train_student.main, args)
+    assert code == 0, err
+    print(f"[official line {index} {_student_line_id(args)}] " + next(l for l in out.splitlines() if l.startswith("epoch 1/")))
+    assert "epoch 1/" in out and f"stopping after 1 steps ({MAX_STEPS_ENV}=1)" in out
+    cfgs = [yaml.safe_load(p.read_text()) for p in (in_official_tree / "save_s_models").glob("*/config.yaml")]
+    cfg = next(c for c in cfgs if c["trial"] == int(flag_values(args, "--trial")[0]) and
+               c["model_s"] == resolve_arch(flag_values(args, "--model_s")[0]) and
+               c["distill"] == canonical_name(flag_values(args, "--distill")[0]) and
+               c["alpha"] == float(flag_values(args, "-a", "--alpha")[0]))
+    # the flags mean what they mean in the official code
+    want = {"gamma": float((flag_values(args, "-r", "--gamma") or ["1"])[0]),  # -r defaults to 1 there
+            "alpha": float(flag_values(args, "-a", "--alpha")[0]), "beta": float(flag_values(args, "-b", "--beta")[0])}
+    assert {k: cfg[k] for k in want} == want
+    assert cfg["epochs"] == int((flag_values(args, "--epochs") or ["240"])[0])
+    assert cfg["lr_decay_epochs"] == [150, 180, 210]
+    header = next(l for l in out.splitlines() if l.startswith("recipe "))
+    assert f"{want['gamma']}*CE" in header and cfg["loss"] in header
+    if flag_values(args, "--TDA") == ["True"]:
+        delta = float(flag_values(args, "-d", "--delta")[0])
+        assert cfg["delta"] == delta and f"{delta}*tda" in cfg["loss"] and "loss_tda" in out
+        op = flag_values(args, "--operator")[0]
+        # the released RipsNet, found by the official naming rule, with the line's pooling and widths
+        assert cfg["operator"] == op and cfg["units_list"] == [int(u) for u in flag_values(args, "--units_list")]
+        assert f"ripsnet/result/cifar100_" in out and f"/{op}_best.pth" in out
+    else:
+        assert cfg["delta"] == 0.0 and "loss_tda" not in out
+
+
+def test_official_student_flag_forms(reference_dir, in_official_tree, run_stage):
+    """--TDA False turns the term off whatever -d says; --units_list that does not fit the RipsNet is one line;
+    hint_L2 / hint_KD (official TopKD) and method names in any case parse."""
+    import train_student
+
+    base = official_lines(reference_dir, "train_student.py")[0]
+
+    def with_(args, flag, *values):
+        i = args.index(flag)
+        j = i + 1
+        while j < len(args) and not args[j].startswith("--"):
+            j += 1
+        return args[:i + 1] + list(values) + args[j:]
+
+    code, out, err = run_stage(train_student.main, with_(base, "--TDA", "False") + ["--run_dir", "r_off"])
+    assert code == 0, err
+    assert "--TDA False: the topology term is off" in out and "loss_tda" not in out
+    assert yaml.safe_load((in_official_tree / "r_off" / "config.yaml").read_text())["delta"] == 0.0
+    code, _, err = run_stage(train_student.main, with_(base, "--units_list", "64", "30", "20", "10", "50", "100",
+                                                       "200", "400") + ["--run_dir", "r_units"])
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--units_list [64, 30, 20, 10, 50, 100, 200, 400] does not match" in err and "[64, 64, 32, 32" in err
+    assert not (in_official_tree / "r_units").exists()
+    code, _, err = run_stage(train_student.main, with_(base, "--TDA", "maybe"))
+    assert code == 2 and "expected True or False" in err
+    for name in ("hint_L2", "hint_KD", "Hint_l2"):
+        code, out, err = run_stage(train_student.main, with_(base, "--distill", name) +
+                                   ["--hint_layer", "-1", "--run_dir", f"r_{name}"])
+        assert code == 0, err
+        assert "loss_hint" in out, out

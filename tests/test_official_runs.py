@@ -62,7 +62,7 @@ def test_collector_reads_official_run_folders(official_roots, tmp_path):
     assert (rep.best.mean, rep.last.mean, rep.config) == (67.5, 67.25, "r 0.1 a 0.9 b 0")
     assert got[("ResNet50", "", "ce")].best.mean == 79.5
     assert got[("wrn_40_2", "wrn_16_2", "fitnet")].last.text().startswith(
-        "n/a: checkpoint unreadable: checkpoint wrn_16_2_last.pth is corrupted or truncated")
+        "n/a: checkpoint unreadable: checkpoint wrn_16_2_last.pth cannot be read (its contents are damaged or cut short)")
     md = md_path.read_text()
     line = next(l for l in md.splitlines() if "kd+topkd" in l)
     assert "71.74 / 71.66 (TopKD log)" in line and "n/a: checkpoint unreadable" in line

@@ -128,8 +128,10 @@ stage_student() {
 # wrn40_2_wrn_40_1 and vgg13_mv2 BETA 6.0; every other pair (res32x4_res8x4, res32x4_shuv1/2, res50_mv2,
 # wrn40_2_shuv1, and pairs without a config) the default of mdistiller/engine/cfg.py, CFG.DKD.BETA 8.0.
 # Its other DKD values (CE_WEIGHT 1, ALPHA 1, T 4, WARMUP 20) are the same for every pair: our defaults.
+# KD: RepDistiller's run_cifar_distill.sh passes -r 0.1 -a 0.9 (the parsers' own -r default is 1).
 baseline_flags() {
   local method="$1" pair="$2 $3"
+  if [[ "$method" == kd ]]; then echo "-r 0.1 -a 0.9"; fi
   if [[ "$method" == dkd ]]; then
     case "$pair" in
       "resnet56 resnet20"|"resnet110 resnet32") echo "--dkd_beta 2" ;;
