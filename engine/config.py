@@ -86,6 +86,9 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                    help="fraction of the training set held out for model selection (0 = select on test)")
     g.add_argument("--num_workers", type=int, default=4)
     g.add_argument("--image_size", type=int, default=None, help="image side for datasets that allow it (digits)")
+    g.add_argument("--data_on_device", action=argparse.BooleanOptionalAction, default=False,
+                   help="hold the whole data set on the training device and crop/flip/normalise batches there "
+                        "(cifar10, cifar100, digits, TGD's PI caches); same keyed random draws as the CPU path")
 
 
 def _explicit_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> Dict[str, Any]:

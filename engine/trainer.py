@@ -133,6 +133,10 @@ class Trainer:
 
     # ----------------------------------------------------------------- data
     def _loader(self, dataset: Dataset, sampler, drop_last: bool = False) -> DataLoader:
+        if getattr(self.cfg, "data_on_device", False):  # the whole set on the device, same keyed draws
+            from datasets.device_data import DeviceLoader
+
+            return DeviceLoader(dataset, sampler, self.batch_size, self.device, drop_last=drop_last)
         workers = int(getattr(self.cfg, "num_workers", 0))
         # The loader's own generator draws the worker base seeds, so the global stream (dropout, ...) is
         # consumed the same way for any worker count.
