@@ -124,7 +124,7 @@ def _fit(tmp_path, seed, *extra):
     from engine.seed import seed_everything
 
     data = build_datasets("digits", "unused", image_size=8)
-    cfg = make_cfg(tmp_path / f"run{seed}{''.join(extra)}", "--epochs", "2", "--seed", str(seed), *extra)
+    cfg = make_cfg(tmp_path / f"run{seed}{''.join(extra)}", "--epochs", "1", "--seed", str(seed), *extra)
     seed_everything(cfg.seed, cfg.deterministic)
     model = TinyNet()
     return Trainer(get_distiller("vanilla")(model), data.train, data.test, cfg, cfg.run_dir).fit(), model
