@@ -37,8 +37,8 @@ def kl_teacher_student(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     B ("batchmean"). Logits `[B, K]`; no T^2 factor."""
     if reduction not in KL_REDUCTIONS:
         raise ValueError(f"kl_reduction must be one of {', '.join(KL_REDUCTIONS)}, got {reduction!r}")
-    log_ps = F.log_softmax(student_logits / temperature, dim=1)
-    log_pt = F.log_softmax(teacher_logits / temperature, dim=1)
+    log_ps = F.log_softmax(student_logits.float() / temperature, dim=1)  # float32 under autocast too
+    log_pt = F.log_softmax(teacher_logits.float() / temperature, dim=1)
     total = (log_pt.exp() * (log_pt - log_ps)).sum()
     denom = student_logits.numel() if reduction == "mean" else student_logits.shape[0]
     return total / denom

@@ -61,7 +61,15 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
                    help="deterministic algorithms (bit-exact reruns on the CPU; slower on GPUs)")
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
                    help="mixed precision (CUDA only)")
+    g.add_argument("--amp_dtype", default="bfloat16", choices=("bfloat16", "float16"),
+                   help="with --amp: autocast precision (float16 adds loss scaling)")
     g.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=False)
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                   help="CUDA: torch.compile the networks (CUDA graphs with the default mode), static "
+                        "training batches (drop_last), fused SGD; ignored on the CPU")
+    g.add_argument("--compile_mode", default="reduce-overhead",
+                   choices=("reduce-overhead", "default", "max-autotune", "max-autotune-no-cudagraphs"),
+                   help="torch.compile mode for --compile")
     g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH|auto",
                    help="continue from a checkpoint; 'auto' (or no value) = the run folder's last one")
     g.add_argument("--resume_override", action="store_true",

@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from .compile import compile_active, compile_networks, make_sgd
 from .checkpoint import load_checkpoint, save_checkpoint, state_dict_differences
 from .config import config_dict, write_config
 from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, cleanup_distributed,
@@ -85,11 +86,16 @@ class Trainer:
         self.device = device
         self.is_main = self.dist.is_main
         self.amp = bool(getattr(cfg, "amp", False)) and device.type == "cuda"
+        # bf16 by default (no loss scaling needed); the KD and topology terms compute in float32
+        self.amp_dtype = torch.float16 if getattr(cfg, "amp_dtype", "bfloat16") == "float16" else torch.bfloat16
         self.channels_last = bool(getattr(cfg, "channels_last", False))
+        self.compiled = compile_active(cfg, device, self._log)  # CUDA only; one line on the CPU
 
         self.distiller = distiller.to(device)
         if self.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
+        if self.compiled:
+            compile_networks(self.distiller, getattr(cfg, "compile_mode", "reduce-overhead"))
         student = distiller.student
         self.arch = getattr(cfg, "arch", None) or type(student).__name__
         self.num_classes = getattr(cfg, "num_classes", None)
@@ -101,10 +107,10 @@ class Trainer:
         params = [p for p in distiller.learnable_parameters() if p.requires_grad]
         if not params:
             raise ValueError("the distiller has no trainable parameters")
-        self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.optimizer = make_sgd(params, cfg, fused=self.compiled)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(cfg.lr_decay_epochs),
                                                               gamma=cfg.lr_decay_rate)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
         self.train_model = distiller
         if self.dist.enabled:
             distiller._ddp_params_and_buffers_to_ignore = ddp_ignore_names(distiller)
@@ -117,8 +123,9 @@ class Trainer:
             train_set, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=int(cfg.seed),
             drop_last=False))
         per_rank = len(self.train_sampler)
+        static = self.compiled and per_rank >= self.batch_size  # compiled steps: one batch shape
         self.train_loader = self._loader(KeyedItems(train_set, int(cfg.seed)), self.train_sampler,
-                                         drop_last=per_rank > 1 and per_rank % self.batch_size == 1)
+                                         drop_last=static or (per_rank > 1 and per_rank % self.batch_size == 1))
         self.test_loader = self._eval_loader(test_set)
         self.val_loader = self._eval_loader(val_set) if val_set is not None else None
         self.selected_by = "val" if self.val_loader is not None else "test"
@@ -284,7 +291,7 @@ class Trainer:
         for step, batch in enumerate(bar, 1):
             fields = self._to_device(split_batch(batch))
             image, target = fields.pop("image"), fields.pop("target")
-            with torch.autocast(self.device.type, enabled=self.amp):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 logits, losses = self.train_model(image, target, **fields)
             if not losses:
                 raise ValueError("the distiller returned no loss terms")
@@ -319,7 +326,7 @@ class Trainer:
         for batch in loader:
             fields = self._to_device(split_batch(batch))
             image, target = fields["image"], fields["target"]
-            with torch.autocast(self.device.type, enabled=self.amp):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 logits = self.distiller(image)
             loss += float(F.cross_entropy(logits.float(), target, reduction="sum"))
             k1, k5 = topk_correct(logits, target, ks=(1, 5))

@@ -11,6 +11,7 @@ def kd_loss(logit_s: torch.Tensor, logit_t: torch.Tensor, T: float = 4.0) -> tor
 
     logit_s, logit_t: ``[B, K]``. Returns a scalar.
     """
+    logit_s, logit_t = logit_s.float(), logit_t.float()  # float32 under autocast too
     log_p_s = F.log_softmax(logit_s / T, dim=1)
     p_t = F.softmax(logit_t / T, dim=1)
     return F.kl_div(log_p_s, p_t, reduction="sum") * (T * T) / logit_s.shape[0]
