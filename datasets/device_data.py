@@ -232,7 +232,7 @@ def _tensor_base(ds) -> Base:
 
 def _pi_base(ds) -> Base:
     aug = read_transform(ds.transform)
-    pis = torch.from_numpy(np.ascontiguousarray(ds.cache.pis))  # stored dtype; made float32 per batch
+    pis = torch.from_numpy(np.array(ds.cache.pis))  # stored dtype; made float32 per batch
     targets = torch.as_tensor(ds.targets, dtype=torch.int64)
     if ds.indices is not None:  # PIImages over a subset of the cache: positions map into it
         pis, targets = pis[torch.as_tensor(ds.indices)], targets[torch.as_tensor(ds.indices)]
@@ -338,7 +338,7 @@ class DeviceView:
             if len(bad):
                 raise ValueError(f"item {int(self.reported[bad[0]])}: the image-PI cache {self.pi_cache.folder} "
                                  f"holds another target; the cache was made from other data")
-            self.pis = torch.from_numpy(np.ascontiguousarray(self.pi_cache.pis)).to(self.device)
+            self.pis = torch.from_numpy(np.array(self.pi_cache.pis)).to(self.device)  # read the memory map once
 
     def __len__(self) -> int:
         return len(self.base_rows)

@@ -139,3 +139,25 @@ def test_training_on_device_equals_plain_path(tmp_path, capsys):
         assert fast["last_acc"] == plain["last_acc"] and fast["best_acc"] == plain["best_acc"]
         for (name, a), b in zip(m_plain.state_dict().items(), m_fast.state_dict().values()):
             torch.testing.assert_close(b, a, rtol=0, atol=1e-6, msg=name)
+
+
+def test_tgd_pi_caches_equal_cpu_path(tmp_path, skip_md5):  # noqa: F811
+    from datasets.pi_images import attach_image_pis, build_pi_cache, cache_folder, pi_bundle, raw_images
+
+    _write_cifar100(tmp_path, n_train=30, n_test=10)
+    for split in ("train", "test"):
+        build_pi_cache(raw_images("cifar100", str(tmp_path), split), cache_folder(tmp_path / "pi", "cifar100", split),
+                       "cifar100", split, chunk_size=16)
+    data = attach_image_pis(build_datasets("cifar100", str(tmp_path), val_split=0.2), tmp_path / "pi")
+    dev = torch.device("cpu")
+    keyed = KeyedItems(data.train, 1)
+    sampler = _train_keys(len(data.train), 2, 1)
+    _assert_same(_cpu_batches(keyed, sampler, 8), list(DeviceLoader(keyed, sampler, 8, dev)))
+    for split in (data.val, data.test):
+        order = list(range(len(split)))
+        _assert_same(_cpu_batches(split, order, 4), list(DeviceLoader(split, order, 4, dev)))
+    # the PI teacher's own data (PIImages, a held-out part as Subset)
+    pis = pi_bundle(tmp_path / "pi", "cifar100", num_classes=100, val_split=0.2)
+    for split in (pis.train, pis.val, pis.test):
+        order = list(range(len(split)))
+        _assert_same(_cpu_batches(split, order, 5), list(DeviceLoader(split, order, 5, dev)))
