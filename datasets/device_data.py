@@ -289,6 +289,11 @@ def _wrappers() -> Dict[type, Callable[[Any, Chain], Any]]:
             WithImagePI: _unwrap_pi}
 
 
+def _lookup(registry: Dict[type, Callable], ds) -> Optional[Callable]:
+    """The entry of the nearest registered class in ``type(ds)``'s MRO (subclasses inherit it), or None."""
+    return next((registry[c] for c in type(ds).__mro__ if c in registry), None)
+
+
 def _not_on_device(ds) -> ValueError:
     name = type(ds).__name__
     hint = (" (CINIC-10 and ImageNet are read from image files)" if "Folder" in name or "ImageNet" in name
@@ -306,12 +311,12 @@ class DeviceView:
     def __init__(self, dataset, device: torch.device):
         bases, wrappers = _bases(), _wrappers()
         chain, ds = Chain(), dataset
-        while type(ds) not in bases:
-            unwrap = wrappers.get(type(ds))
+        while _lookup(bases, ds) is None:
+            unwrap = _lookup(wrappers, ds)
             if unwrap is None:
                 raise _not_on_device(ds)
             ds = unwrap(ds, chain)
-        base = bases[type(ds)](ds)
+        base = _lookup(bases, ds)(ds)
         position_map = np.arange(len(dataset), dtype=np.int64)
         for m in chain.maps:  # outermost first: p -> maps[0][p] -> maps[1][maps[0][p]] ...
             position_map = m[position_map]
