@@ -12,7 +12,8 @@ Randomness: the CPU path draws item ``position`` of epoch ``e`` with torch's gen
 ``engine.seed.item_seed(seed, e, position)``; torchvision's ``RandomCrop`` draws the row offset then the
 column offset (``torch.randint``), ``RandomHorizontalFlip`` one ``torch.rand(1)``, and CRD one
 ``torch.randint(0, 2**62, ())`` after them. Here a ``torch.Generator`` seeded with the same value makes the
-same draws in the same order (on the CPU, a few microseconds per item), and the pixel work is batched on
+same draws in the same order; `mt19937_outputs` computes them for a whole epoch at once (checked against
+torch.Generator at start-up, per-item generators otherwise and for CRD). The pixel work is batched on
 the device: gather ``[B, H, W, C]`` uint8 -> float/255 -> zero pad -> one gather for crop and flip ->
 ``(x - mean) / std``. Images equal the CPU path's to float32 rounding.
 
@@ -77,6 +78,38 @@ def item_seeds(seed: int, epoch: int, positions: Sequence[int]) -> List[int]:
         state.append(value ^ (value >> np.uint64(16)))
     out = ((state[0] << np.uint64(32)) | state[1]) & np.uint64(2**63 - 1)
     return [int(v) for v in out]
+
+
+# ----------------------------------------------------------------------------- torch's CPU generator, vectorised
+# torch.Generator (CPU) is a 32-bit Mersenne Twister seeded from the low 32 bits of the seed (the standard
+# MT19937 initialisation); a randint over a small range (measured: below 2**28 in torch 2.14; crops need
+# < 2**24, enforced) takes one output modulo the range, a float32 uniform one output's low 24 bits / 2**24. `mt19937_outputs` gives the first outputs for many seeds
+# at once; `DeviceView` checks it against torch.Generator at start-up and falls back to per-item generators
+# if they ever disagree.
+_MT_N, _MT_M = 624, 397
+
+
+def mt19937_outputs(seeds: Sequence[int], count: int) -> np.ndarray:
+    """uint32 ``[len(seeds), count]``: the first ``count`` (<= 227) outputs of torch's CPU generator after
+    ``manual_seed(seed)``, for each seed."""
+    if not 1 <= count <= _MT_N - _MT_M:
+        raise ValueError(f"count must be in 1..{_MT_N - _MT_M}, got {count}")
+    m32 = np.uint64(0xFFFFFFFF)
+    state = [np.asarray([int(s) & 0xFFFFFFFF for s in seeds], dtype=np.uint64)]
+    for j in range(1, _MT_M + count + 1):
+        prev = state[-1]
+        state.append((np.uint64(1812433253) * (prev ^ (prev >> np.uint64(30))) + np.uint64(j)) & m32)
+    out = np.empty((len(state[0]), count), dtype=np.uint64)
+    for i in range(count):
+        y = (state[i] & np.uint64(0x80000000)) | (state[i + 1] & np.uint64(0x7FFFFFFF))
+        y = state[i + _MT_M] ^ (y >> np.uint64(1)) ^ np.where(state[i + 1] & np.uint64(1), np.uint64(0x9908B0DF),
+                                                             np.uint64(0))
+        y ^= y >> np.uint64(11)
+        y ^= (y << np.uint64(7)) & np.uint64(0x9D2C5680)
+        y ^= (y << np.uint64(15)) & np.uint64(0xEFC60000)
+        y ^= y >> np.uint64(18)
+        out[:, i] = y & m32
+    return out.astype(np.uint32)
 
 
 # ----------------------------------------------------------------------------- transforms
@@ -174,6 +207,32 @@ def draw_params(aug: Augment, generator: torch.Generator, height: int, width: in
             left = int(torch.randint(0, pw - tw + 1, size=(1,), generator=generator).item())
     if aug.flip_p > 0:
         flip = bool(torch.rand(1, generator=generator).item() < aug.flip_p)
+    return top, left, flip
+
+
+def draw_params_many(aug: Augment, seeds: Sequence[int], height: int, width: int):
+    """`draw_params` for a generator freshly seeded with each of ``seeds``, vectorised:
+    -> (top int64 ``[n]``, left int64 ``[n]``, flip bool ``[n]``)."""
+    n = len(seeds)
+    top, left, flip = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
+    crop_draws = False
+    if aug.crop is not None:
+        th, tw = aug.crop
+        ph, pw = height + aug.padding[1] + aug.padding[3], width + aug.padding[0] + aug.padding[2]
+        if ph < th or pw < tw:
+            raise ValueError(f"crop {aug.crop} larger than the padded image {(ph, pw)}")
+        crop_draws = (ph, pw) != (th, tw)
+        if crop_draws and max(ph - th, pw - tw) >= 2**24:
+            raise ValueError("crop ranges of 2**24 or more draw differently; use per-item generators")
+    count = 2 * crop_draws + (aug.flip_p > 0)
+    if count == 0 or n == 0:
+        return top, left, flip
+    words = mt19937_outputs(seeds, count).astype(np.int64)
+    if crop_draws:
+        top, left = words[:, 0] % (ph - th + 1), words[:, 1] % (pw - tw + 1)
+    if aug.flip_p > 0:
+        unit = (words[:, -1] & 0xFFFFFF).astype(np.float32) * np.float32(2.0 ** -24)
+        flip = unit < np.float32(aug.flip_p)
     return top, left, flip
 
 
@@ -333,6 +392,7 @@ class DeviceView:
         self.targets = base.targets.to(self.device)
         self.targets_cpu = base.targets.numpy()
         self.height, self.width = (base.images.shape[1:3] if self.hwc else base.images.shape[2:4])
+        self.vector_draws = not self.augment.random or self._vector_draws_agree()
         self.pis = None
         if self.pi_cache is not None:
             cache_targets = np.asarray(self.pi_cache.targets, dtype=np.int64)
@@ -348,9 +408,23 @@ class DeviceView:
     def __len__(self) -> int:
         return len(self.base_rows)
 
+    def _vector_draws_agree(self) -> bool:
+        """`draw_params_many` against per-item torch.Generator draws on a few keys."""
+        seeds = item_seeds(12345, 6, np.arange(32))
+        try:
+            fast = draw_params_many(self.augment, seeds, self.height, self.width)
+        except ValueError:
+            return False
+        g = torch.Generator()
+        slow = [draw_params(self.augment, g.manual_seed(s), self.height, self.width) for s in seeds]
+        return all(np.array_equal(a, np.asarray(b)) for a, b in zip(fast, zip(*slow)))
+
     def _draws(self, epoch: int, positions: np.ndarray, reported: np.ndarray, targets: Optional[np.ndarray]):
         """(top, left, flip, contrast rows) of each item from its keyed generator."""
         n = len(positions)
+        if self.contrast is None and self.vector_draws and self.seed is not None:
+            return (*draw_params_many(self.augment, item_seeds(self.seed, epoch, positions), self.height,
+                                      self.width), [])
         top, left, flip = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
         contrast = []
         seeds = item_seeds(self.seed, epoch, positions) if self.seed is not None else [None] * n
@@ -365,20 +439,31 @@ class DeviceView:
                 contrast.append(self.contrast.contrast_indices(int(reported[k]), int(targets[k]), key))
         return top, left, flip, contrast
 
-    def batch(self, keys: Sequence) -> Any:
-        """Collated batch of the items at ``keys`` (see the class docstring), on the device."""
-        if keys and isinstance(keys[0], tuple):
+    @staticmethod
+    def split_keys(keys: Sequence) -> Tuple[int, np.ndarray]:
+        """Sampler keys -> (epoch, positions int64 ``[n]``); plain ints are epoch 0."""
+        if len(keys) and isinstance(keys[0], tuple):
             epochs = {int(e) for e, _ in keys}
             if len(epochs) != 1:
                 raise ValueError("one batch mixes epochs")
-            epoch, positions = epochs.pop(), np.asarray([int(p) for _, p in keys], dtype=np.int64)
-        else:
-            epoch, positions = 0, np.asarray([int(p) for p in keys], dtype=np.int64)
+            return epochs.pop(), np.asarray([int(p) for _, p in keys], dtype=np.int64)
+        return 0, np.asarray([int(p) for p in keys], dtype=np.int64)
+
+    def draws(self, keys: Sequence):
+        """The random draws of the items at ``keys``: (top, left, flip, contrast rows)."""
+        epoch, positions = self.split_keys(keys)
+        rows = self.base_rows[positions]
+        targets_cpu = self.targets_cpu[rows] if self.contrast is not None else None
+        return self._draws(epoch, positions, self.reported[positions], targets_cpu)
+
+    def batch(self, keys: Sequence, draws=None) -> Any:
+        """Collated batch of the items at ``keys`` (see the class docstring), on the device. ``draws``:
+        `draws(keys)` computed beforehand (e.g. for a whole epoch at once), else computed here."""
+        epoch, positions = self.split_keys(keys)
         rows, reported = self.base_rows[positions], self.reported[positions]
         rows_dev = torch.from_numpy(rows).to(self.device, non_blocking=True)
         target = self.targets[rows_dev]
-        targets_cpu = self.targets_cpu[rows] if self.contrast is not None else None
-        top, left, flip, contrast = self._draws(epoch, positions, reported, targets_cpu)
+        top, left, flip, contrast = draws if draws is not None else self.draws(keys)
         x = self.images[rows_dev]
         x = x.permute(0, 3, 1, 2).float().div(255) if self.hwc else (
             x.float().div(255) if self.augment.to_unit else x.float())
@@ -407,11 +492,12 @@ class DeviceLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
-        keys: list = []
-        for key in self.sampler:
-            keys.append(key)
-            if len(keys) == self.batch_size:
-                yield self.view.batch(keys)
-                keys = []
-        if keys and not self.drop_last:
-            yield self.view.batch(keys)
+        keys = list(self.sampler)
+        stop = len(self) * self.batch_size if self.drop_last else len(keys)
+        view = self.view
+        # draws of the whole epoch in one vectorised pass, unless CRD's per-item negatives are needed
+        epoch_draws = view.draws(keys[:stop]) if view.contrast is None and view.vector_draws else None
+        for start in range(0, stop, self.batch_size):
+            end = min(start + self.batch_size, stop)
+            draws = None if epoch_draws is None else tuple(d[start:end] for d in epoch_draws[:3]) + ([],)
+            yield view.batch(keys[start:end], draws)

@@ -84,7 +84,9 @@ def test_cifar100_crops_flips_and_eval_equal_cpu_path(tmp_path, skip_md5, device
         order = list(range(len(split)))
         _assert_same(_cpu_batches(split, order, 7), list(DeviceLoader(split, order, 7, dev)))
     # random uint8 pixels: equal images mean equal crops and flips; both flip outcomes and many offsets occur
-    top, left, flip, _ = DeviceView(keyed, dev)._draws(1, np.arange(48), np.arange(48), None)
+    view = DeviceView(keyed, dev)
+    assert view.vector_draws  # the whole-epoch vectorised draws were the ones compared above
+    top, left, flip, _ = view._draws(1, np.arange(48), np.arange(48), None)
     assert flip.any() and not flip.all() and len(set(zip(top.tolist(), left.tolist()))) > 10
 
 
@@ -161,3 +163,25 @@ def test_tgd_pi_caches_equal_cpu_path(tmp_path, skip_md5):  # noqa: F811
     for split in (pis.train, pis.val, pis.test):
         order = list(range(len(split)))
         _assert_same(_cpu_batches(split, order, 5), list(DeviceLoader(split, order, 5, dev)))
+
+
+def test_vectorised_generator_equals_torch_generator():
+    from datasets.device_data import Augment, draw_params, draw_params_many, mt19937_outputs
+
+    rng = np.random.default_rng(0)
+    seeds = [0, 1, 2**32 - 1, 2**32, 2**63 - 1] + [int(v) for v in rng.integers(0, 2**63, 300)]
+    words = mt19937_outputs(seeds, 3)
+    g = torch.Generator()
+    for s, row in zip(seeds, words):
+        for r in (9, 2**16):  # a small int range takes one 32-bit output modulo the range
+            g.manual_seed(s)
+            assert [int(torch.randint(0, r, (1,), generator=g)) for _ in range(3)] == [int(w) % r for w in row]
+        g.manual_seed(s)  # a float32 uniform: the low 24 bits / 2**24
+        assert torch.rand(3, generator=g).tolist() == [(int(w) & 0xFFFFFF) / 2**24 for w in row]
+    for aug in (Augment(crop=(32, 32), padding=(4, 4, 4, 4), flip_p=0.5), Augment(crop=(16, 16), padding=(2,) * 4),
+                Augment(flip_p=0.3), Augment(crop=(32, 32), padding=(1, 0, 3, 2), flip_p=0.5)):
+        fast = draw_params_many(aug, seeds, 32 if aug.crop != (16, 16) else 16, 32 if aug.crop != (16, 16) else 16)
+        size = 16 if aug.crop == (16, 16) else 32
+        slow = np.asarray([draw_params(aug, g.manual_seed(s), size, size) for s in seeds])
+        for k in range(3):
+            assert np.array_equal(fast[k], slow[:, k].astype(fast[k].dtype)), (aug, k)
