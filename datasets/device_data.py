@@ -3,8 +3,9 @@ cut, augmented and normalised there, with the same random draws as the CPU DataL
 
 The trainer's data sets are chains of wrappers around an in-memory base set, e.g.
 ``KeyedItems(ContrastSample(Subset(IndexedCIFAR100)))``. `DeviceView` unwraps such a chain through two
-registries: ``BASES`` (type -> raw images, labels, transform of the base set) and ``WRAPPERS`` (type ->
-what the wrapper adds: a position map, CRD's negatives, TGD's cached PIs, the item key). The base set's
+registries (built lazily by `_bases` and `_wrappers`, to avoid import cycles; subclasses inherit entries):
+base type -> raw images, labels, transform of the base set; wrapper type -> what the wrapper adds (a
+position map, CRD's negatives, TGD's cached PIs, the item key). The base set's
 torchvision transform is read op by op (``RandomCrop`` with constant zero padding, ``RandomHorizontalFlip``,
 ``ToTensor``, ``Normalize``; anything else is refused), so the device path does what the CPU path does.
 

@@ -104,3 +104,15 @@ def test_compiled_fast_path_trains_on_cuda(tmp_path):
     fast, _ = _fit(tmp_path, "cuda_fast", "--no-deterministic", "--compile", "--data_on_device", "--amp",
                    "--channels_last", device="cuda", distill="kd")
     assert fast["last_acc"] > 20 and abs(fast["last_acc"] - plain["last_acc"]) < 25
+
+
+def test_tgd_terms_are_float32_under_bf16_autocast():
+    from distiller.tgd import normalized_gram
+
+    f = torch.randn(4, 3, 5, 5).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gram = normalized_gram(f)
+    flat = f.double().reshape(4, -1).numpy()  # numpy reference from the same bf16 values
+    g = flat @ flat.T
+    ref = g / np.linalg.norm(g, axis=1, keepdims=True)
+    assert gram.dtype == torch.float32 and np.abs(gram.numpy() - ref).max() < 1e-6
