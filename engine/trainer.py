@@ -30,8 +30,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from .compile import compile_active, compile_networks, make_sgd
 from .checkpoint import load_checkpoint, save_checkpoint, state_dict_differences
+from .compile import compile_active, compile_networks, make_sgd
 from .config import config_dict, write_config
 from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, cleanup_distributed,
                           ddp_ignore_names, gather_objects, setup_distributed)
