@@ -366,9 +366,11 @@ class DeviceView:
     """A trainer data set (any registered chain) held on ``device``; ``batch(keys)`` -> the collated batch.
 
     keys: positions (ints) for un-keyed sets, or ``(epoch, position)`` pairs from `engine.seed.KeyedSampler`.
+    ``seeded=True``: a set with random transforms but no item key, read with `images_seeded` (explicit
+    per-item torch seeds, as stage 2's pass schedule gives them).
     """
 
-    def __init__(self, dataset, device: torch.device):
+    def __init__(self, dataset, device: torch.device, seeded: bool = False):
         bases, wrappers = _bases(), _wrappers()
         chain, ds = Chain(), dataset
         while _lookup(bases, ds) is None:
@@ -383,7 +385,7 @@ class DeviceView:
         self.device = torch.device(device)
         self.augment, self.hwc = base.augment, base.hwc
         self.seed, self.contrast, self.pi_cache = chain.seed, chain.contrast, chain.pi_cache
-        if self.augment.random and self.seed is None:
+        if self.augment.random and self.seed is None and not seeded:
             raise ValueError("--data_on_device: this set has random transforms but its items are not keyed by "
                              "(seed, epoch, index) (wrap it in engine.seed.KeyedItems)")
         self.base_rows = position_map  # position -> base row (= the reported index)
@@ -408,6 +410,29 @@ class DeviceView:
 
     def __len__(self) -> int:
         return len(self.base_rows)
+
+    def images_seeded(self, positions: Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
+        """Images ``[B, C, H, W]`` of the items at ``positions``, each drawn as the CPU path draws it with
+        torch's generator seeded by the matching entry of ``seeds`` (``torch.manual_seed(seed)``)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        seeds = [int(s) for s in seeds]
+        if self.augment.random and self.vector_draws:
+            top, left, flip = draw_params_many(self.augment, seeds, self.height, self.width)
+        else:
+            g = torch.Generator()
+            draws = [draw_params(self.augment, g.manual_seed(s), self.height, self.width) for s in seeds]
+            top, left, flip = (np.asarray(d) for d in zip(*draws)) if draws else (np.zeros(0, np.int64),) * 3
+        return self._pixels(self.base_rows[positions], top, left, flip)
+
+    def _pixels(self, rows: np.ndarray, top, left, flip) -> torch.Tensor:
+        """Gather base ``rows`` on the device and apply the transform with the given draws."""
+        dev = self.device
+        x = self.images[torch.from_numpy(rows).to(dev, non_blocking=True)]
+        x = x.permute(0, 3, 1, 2).float().div(255) if self.hwc else (
+            x.float().div(255) if self.augment.to_unit else x.float())
+        as_tensor = lambda a, dtype: torch.from_numpy(np.asarray(a, dtype=dtype)).to(dev)  # noqa: E731
+        return apply_augment(self.augment, x, as_tensor(top, np.int64), as_tensor(left, np.int64),
+                             as_tensor(flip, bool))
 
     def _vector_draws_agree(self) -> bool:
         """`draw_params_many` against per-item torch.Generator draws on a few keys."""
@@ -465,12 +490,8 @@ class DeviceView:
         rows_dev = torch.from_numpy(rows).to(self.device, non_blocking=True)
         target = self.targets[rows_dev]
         top, left, flip, contrast = draws if draws is not None else self.draws(keys)
-        x = self.images[rows_dev]
-        x = x.permute(0, 3, 1, 2).float().div(255) if self.hwc else (
-            x.float().div(255) if self.augment.to_unit else x.float())
+        x = self._pixels(rows, top, left, flip)
         dev = self.device
-        x = apply_augment(self.augment, x, torch.from_numpy(top).to(dev), torch.from_numpy(left).to(dev),
-                          torch.from_numpy(flip).to(dev))
         index = torch.from_numpy(reported).to(dev)
         if self.contrast is not None:
             return {"image": x, "target": target, "index": index,

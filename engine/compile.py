@@ -48,6 +48,13 @@ def compile_networks(distiller: nn.Module, mode: str = "reduce-overhead") -> Lis
     return done
 
 
+def step_begin(active: bool) -> None:
+    """Mark a new training/evaluation step for CUDA graph trees (outputs of the previous step's replays may
+    be overwritten from here on); nothing when ``--compile`` is off."""
+    if active:
+        torch.compiler.cudagraph_mark_step_begin()
+
+
 def make_sgd(params: Iterable[nn.Parameter], cfg, fused: bool) -> torch.optim.SGD:
     """SGD with momentum and weight decay from ``cfg``; ``fused`` (CUDA only) runs the update as one kernel."""
     kwargs = {"fused": True} if fused else {}

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint, state_dict_differences
-from .compile import compile_active, compile_networks, make_sgd
+from .compile import compile_active, compile_networks, make_sgd, step_begin
 from .config import config_dict, write_config
 from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, cleanup_distributed,
                           ddp_ignore_names, gather_objects, setup_distributed)
@@ -289,6 +289,7 @@ class Trainer:
         show = self.is_main and sys.stderr.isatty()
         bar = tqdm(self.train_loader, desc=f"epoch {epoch}", leave=False, disable=not show, dynamic_ncols=True)
         for step, batch in enumerate(bar, 1):
+            step_begin(self.compiled)
             fields = self._to_device(split_batch(batch))
             image, target = fields.pop("image"), fields.pop("target")
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
@@ -324,6 +325,7 @@ class Trainer:
         self.distiller.eval()
         loss, c1, c5, n = 0.0, 0, 0, 0
         for batch in loader:
+            step_begin(self.compiled)
             fields = self._to_device(split_batch(batch))
             image, target = fields["image"], fields["target"]
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):

@@ -216,3 +216,14 @@ def test_intermediate_layer_is_pooled(teacher, tmp_path):
     m = _manifest(out)
     assert m["config"]["feature_dim"] == 32 and m["config"]["layer"] == 2
     assert np.load(out / m["shards"][0]["pcd"]).shape == (10, 32, 32)
+
+
+def test_data_on_device_gives_the_same_clouds(full_run, teacher, tmp_path):
+    """--data_on_device: the batches augmented on the device (here the CPU) with the schedule's seeds give
+    the clouds of the DataLoader route."""
+    out = tmp_path / "dev"
+    args = [a for i, a in enumerate(TEACHER_ARGS) if not (TEACHER_ARGS[i - 1] == "0" and a == "1")]  # H0 only
+    stage2.main(["--path_t", teacher, "--out_dir", str(out), "--data_on_device", "--max_shards", "2"] + args)
+    for k in range(2):
+        np.testing.assert_allclose(np.load(out / "shards" / f"pcd_{k:05d}.npy"),
+                                   np.load(full_run / "shards" / f"pcd_{k:05d}.npy"), rtol=1e-5, atol=1e-6)
