@@ -29,5 +29,21 @@ step "student KD resnet20 -> resnet8, fast path, then resume one epoch further"
   --epochs 3 --run_dir "$out/s_fast" "${common[@]}" "${fast[@]}" 2>&1 | grep -E "epoch 3/3|best test|seconds|error"
 "$PY" train_student.py --model_s resnet8 --path_t "$out/t_fast/resnet20_best.pth" --distill kd -r 1 -a 1 \
   --epochs 4 --resume --run_dir "$out/s_fast" "${common[@]}" "${fast[@]}" 2>&1 | grep -E "resumed|epoch 4/4|error"
+step "stage 2 teacher passes: DataLoader route vs --data_on_device (digits 32x32, 40 passes, H0)"
+for route in "" "--data_on_device"; do
+  TIMEFORMAT="route '${route:-DataLoader}': %R s wall (incl. start-up and PIs)"
+  # shellcheck disable=SC2086
+  time "$PY" generate_PCD_PI.py --path_t "$out/t_fast/resnet20_best.pth" --dataset digits --image_size 32 \
+    --passes 40 --dims 0 --workers 4 --device cuda --no_progress --out_dir "$out/pcd_${route:-plain}" $route \
+    > "$out/pcd_${route:-plain}.log" 2>&1
+  tail -1 "$out/pcd_${route:-plain}.log"
+done
+"$PY" - "$out" <<'PYEOF'
+import sys, numpy as np, glob
+out = sys.argv[1]
+a, b = (sorted(glob.glob(f"{out}/{d}/shards/pcd_*.npy")) for d in ("pcd_plain", "pcd_--data_on_device"))
+diff = max(float(np.abs(np.load(x) - np.load(y)).max()) for x, y in zip(a, b))
+print(f"{len(a)} shards, max |cloud difference| plain vs device route: {diff:.2e}")
+PYEOF
 step "epoch benchmark (CIFAR-100-shaped synthetic data)"
 "$PY" benchmarks/bench_epoch.py --device cuda "$@"
