@@ -265,12 +265,14 @@ def apply_augment(aug: Augment, x: torch.Tensor, top: torch.Tensor, left: torch.
 @dataclass
 class Base:
     """An in-memory base set: ``images`` (uint8 ``[N, H, W, C]`` with ``hwc=True``, else float ``[N, C, H, W]``),
-    ``targets`` int64 ``[N]``, its transform read as `Augment`."""
+    ``targets`` int64 ``[N]``, its transform read as `Augment`; ``reported``: the index item ``row`` reports
+    (None = ``row``)."""
 
     images: torch.Tensor
     targets: torch.Tensor
     augment: Augment
     hwc: bool
+    reported: Optional[np.ndarray] = None
 
 
 def _cifar_base(ds) -> Base:
@@ -294,9 +296,10 @@ def _pi_base(ds) -> Base:
     aug = read_transform(ds.transform)
     pis = torch.from_numpy(np.array(ds.cache.pis))  # stored dtype; made float32 per batch
     targets = torch.as_tensor(ds.targets, dtype=torch.int64)
-    if ds.indices is not None:  # PIImages over a subset of the cache: positions map into it
-        pis, targets = pis[torch.as_tensor(ds.indices)], targets[torch.as_tensor(ds.indices)]
-    return Base(pis, targets, aug, hwc=False)
+    if ds.indices is None:
+        return Base(pis, targets, aug, hwc=False)
+    rows = np.asarray(ds.indices, dtype=np.int64)  # PIImages over a subset of the cache: items report rows
+    return Base(pis[torch.from_numpy(rows)], targets[torch.from_numpy(rows)], aug, hwc=False, reported=rows)
 
 
 def _bases() -> Dict[type, Callable[[Any], Base]]:
@@ -389,8 +392,7 @@ class DeviceView:
             raise ValueError("--data_on_device: this set has random transforms but its items are not keyed by "
                              "(seed, epoch, index) (wrap it in engine.seed.KeyedItems)")
         self.base_rows = position_map  # position -> base row (= the reported index)
-        self.reported = (np.asarray(ds.indices, dtype=np.int64)[position_map]
-                         if getattr(ds, "indices", None) is not None else position_map)
+        self.reported = position_map if base.reported is None else base.reported[position_map]
         self.images = base.images.to(self.device)
         self.targets = base.targets.to(self.device)
         self.targets_cpu = base.targets.numpy()
