@@ -139,6 +139,10 @@ def check_layer(layer: int, num_feats: int) -> int:
     return layer % num_feats
 
 
+# --data_on_device: clouds whose images go through the teacher in one forward (batch 16 x points)
+DEVICE_CLOUDS_PER_FORWARD = 16
+
+
 class TeacherCloudSource:
     """Clouds = a frozen teacher's layer-``layer`` embeddings of shuffled, augmented training batches.
 
@@ -188,11 +192,15 @@ class TeacherCloudSource:
 
     def clouds(self, start: int, stop: int) -> Iterator[np.ndarray]:
         """Embeddings of batches ``start..stop-1``, one ``[1, batch, C]`` float32 array per batch."""
-        if self.view is not None:
-            for g in range(start, stop):
-                index, seeds = zip(*self.schedule.batch(g))
-                x = self.view.images_seeded(index, seeds)
-                yield select_layer(self._forward(x), self.layer).float().cpu().numpy()[None]
+        if self.view is not None:  # several clouds' batches per teacher forward (eval mode: per-image results)
+            n = self.points
+            for g0 in range(start, stop, DEVICE_CLOUDS_PER_FORWARD):
+                groups = range(g0, min(stop, g0 + DEVICE_CLOUDS_PER_FORWARD))
+                index, seeds = zip(*[pair for g in groups for pair in self.schedule.batch(g)])
+                feats = select_layer(self._forward(self.view.images_seeded(index, seeds)), self.layer)
+                feats = feats.float().cpu().numpy()
+                for k in range(len(groups)):
+                    yield feats[k * n:(k + 1) * n][None]
             return
         loader = DataLoader(self.images, batch_sampler=_CloudBatches(self.schedule, start, stop),
                             num_workers=self.workers, pin_memory=self.device.startswith("cuda"))
