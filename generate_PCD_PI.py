@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data_root", default="./data")
     data.add_argument("--image_size", type=int, default=None, help="image side for datasets that allow it (digits)")
     data.add_argument("--workers", type=int, default=4, help="DataLoader worker processes")
+    data.add_argument("--data_on_device", action="store_true",
+                      help="hold the training set on --device and augment batches there (same draws)")
     cl = p.add_argument_group("clouds")
     cl.add_argument("--layer", type=int, default=-1, help="-1 = FC input; k = stage k, average-pooled")
     cl.add_argument("--batch_size", type=int, default=64, help="images per batch = points per cloud")
@@ -88,7 +90,8 @@ def teacher_source(args):
     identity = {"teacher": file_identity(args.path_t), "arch": arch, "num_classes": data.num_classes}
     source = TeacherCloudSource(model, data.train, batch=args.batch_size, passes=args.passes,
                                 layer=args.layer, seed=args.seed, device=_device(args.device),
-                                workers=args.workers, identity=identity, teacher_bn=args.teacher_bn)
+                                workers=args.workers, identity=identity, teacher_bn=args.teacher_bn,
+                                data_on_device=args.data_on_device)
     config = {"source": source.config(), "dataset": args.dataset, "image_size": data.image_size,
               "layer": args.layer, "batch_size": args.batch_size, "passes": args.passes, "seed": args.seed,
               "teacher_bn": args.teacher_bn}

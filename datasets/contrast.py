@@ -61,14 +61,20 @@ class ContrastSample(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, i: int):
-        image, target, index = self.base[i][:3]
-        target = int(target)
-        start, count = self._start[target], self._count[target]
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+    def contrast_indices(self, index: int, target: int, key: int) -> torch.Tensor:
+        """``contrast_idx`` (int64 ``[k + 1]``) of the item with training index ``index`` and class ``target``,
+        drawn by a numpy generator seeded with ``key`` (one draw of ``torch.randint(0, 2**62, ())``)."""
+        start, count = self._start[int(target)], self._count[int(target)]
+        rng = np.random.default_rng(int(key))
         others = len(self._by_class) - count
         pick = rng.choice(others, self.k, replace=others < self.k)
         negatives = self._by_class[np.where(pick < start, pick, pick + count)]  # skip the own class's block
         positive = index if self.mode == "exact" else self._by_class[start + rng.integers(count)]
-        contrast = np.concatenate([np.asarray([positive], dtype=np.int64), negatives])
-        return {"image": image, "target": target, "index": index, "contrast_idx": torch.from_numpy(contrast)}
+        return torch.from_numpy(np.concatenate([np.asarray([positive], dtype=np.int64), negatives]))
+
+    def __getitem__(self, i: int):
+        image, target, index = self.base[i][:3]
+        target = int(target)
+        # the base item's augmentation draws first, then one torch draw keys the negatives
+        contrast = self.contrast_indices(index, target, int(torch.randint(0, 2**62, ())))
+        return {"image": image, "target": target, "index": index, "contrast_idx": contrast}

@@ -42,6 +42,9 @@ def kl_teacher_student(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     B ("batchmean"). Logits `[B, K]`; no T^2 factor."""
     if reduction not in KL_REDUCTIONS:
         raise ValueError(f"kl_reduction must be one of {', '.join(KL_REDUCTIONS)}, got {reduction!r}")
+    # at least float32 (half/bfloat16 logits under autocast are upcast; float64 stays)
+    student_logits, teacher_logits = (x.to(torch.promote_types(x.dtype, torch.float32))
+                                      for x in (student_logits, teacher_logits))
     log_ps = F.log_softmax(student_logits / temperature, dim=1)
     log_pt = F.log_softmax(teacher_logits / temperature, dim=1)
     total = (log_pt.exp() * (log_pt - log_ps)).sum()
@@ -52,7 +55,9 @@ def kl_teacher_student(student_logits: torch.Tensor, teacher_logits: torch.Tenso
 def gram(features: torch.Tensor) -> torch.Tensor:
     """`[B, ...]` stage features -> raw `[B, B]` Gram matrix F F^T (F: features flattened per item)."""
     flat = features.reshape(features.shape[0], -1)
-    return flat @ flat.t()
+    flat = flat.to(torch.promote_types(flat.dtype, torch.float32))
+    with torch.autocast(flat.device.type, enabled=False):  # float32 under AMP (the term is weighted 1000)
+        return flat @ flat.t()
 
 
 def normalized_gram(features: torch.Tensor) -> torch.Tensor:

@@ -79,7 +79,15 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
                    help="deterministic algorithms (bit-exact reruns on the CPU; slower on GPUs)")
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
                    help="mixed precision (CUDA only)")
+    g.add_argument("--amp_dtype", default="bfloat16", choices=("bfloat16", "float16"),
+                   help="with --amp: autocast precision (float16 adds loss scaling)")
     g.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=False)
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                   help="CUDA: torch.compile the networks (CUDA graphs with the default mode), static "
+                        "training batches (drop_last), fused SGD; ignored on the CPU")
+    g.add_argument("--compile_mode", default="reduce-overhead",
+                   choices=("reduce-overhead", "default", "max-autotune", "max-autotune-no-cudagraphs"),
+                   help="torch.compile mode for --compile")
     g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH|auto",
                    help="continue from a checkpoint; 'auto' (or no value) = the run folder's last one")
     g.add_argument("--init_s", default=None, metavar="PATH",
@@ -113,6 +121,9 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                    help="training augmentation: 'standard' (the data set's crop/flip) or 'none' (as TGD's "
                         "official code); default: the recipe's (none for TGD, standard otherwise)")
 
+    g.add_argument("--data_on_device", action=argparse.BooleanOptionalAction, default=False,
+                   help="hold the whole data set on the training device and crop/flip/normalise batches there "
+                        "(cifar10, cifar100, digits, TGD's PI caches); same keyed random draws as the CPU path")
 
 def data_options(cfg: argparse.Namespace) -> Dict[str, Any]:
     """Keyword options for ``datasets.build_datasets`` from the resolved data flags

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint, state_dict_differences
+from .compile import compile_active, compile_networks, make_sgd, step_begin
 from .config import config_dict, write_config
 from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, cleanup_distributed,
                           ddp_ignore_names, gather_objects, setup_distributed)
@@ -92,11 +93,16 @@ class Trainer:
         self.device = device
         self.is_main = self.dist.is_main
         self.amp = bool(getattr(cfg, "amp", False)) and device.type == "cuda"
+        # bf16 by default (no loss scaling needed); the KD and topology terms compute in float32
+        self.amp_dtype = torch.float16 if getattr(cfg, "amp_dtype", "bfloat16") == "float16" else torch.bfloat16
         self.channels_last = bool(getattr(cfg, "channels_last", False))
+        self.compiled = compile_active(cfg, device, self._log)  # CUDA only; one line on the CPU
 
         self.distiller = distiller.to(device)
         if self.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
+        if self.compiled:
+            compile_networks(self.distiller, getattr(cfg, "compile_mode", "reduce-overhead"))
         student = distiller.student
         self.arch = getattr(cfg, "arch", None) or type(student).__name__
         self.num_classes = getattr(cfg, "num_classes", None)
@@ -108,10 +114,10 @@ class Trainer:
         params = [p for p in distiller.learnable_parameters() if p.requires_grad]
         if not params:
             raise ValueError("the distiller has no trainable parameters")
-        self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.optimizer = make_sgd(params, cfg, fused=self.compiled)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(cfg.lr_decay_epochs),
                                                               gamma=cfg.lr_decay_rate)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
         self.train_model = distiller
         if self.dist.enabled:
             distiller._ddp_params_and_buffers_to_ignore = ddp_ignore_names(distiller)
@@ -124,8 +130,9 @@ class Trainer:
             train_set, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=int(cfg.seed),
             drop_last=False))
         per_rank = len(self.train_sampler)
+        static = self.compiled and per_rank >= self.batch_size  # compiled steps: one batch shape
         self.train_loader = self._loader(KeyedItems(train_set, int(cfg.seed)), self.train_sampler,
-                                         drop_last=per_rank > 1 and per_rank % self.batch_size == 1)
+                                         drop_last=static or (per_rank > 1 and per_rank % self.batch_size == 1))
         self.test_loader = self._eval_loader(test_set)
         self.val_loader = self._eval_loader(val_set) if val_set is not None else None
         self.selected_by = "val" if self.val_loader is not None else "test"
@@ -142,6 +149,10 @@ class Trainer:
 
     # ----------------------------------------------------------------- data
     def _loader(self, dataset: Dataset, sampler, drop_last: bool = False) -> DataLoader:
+        if getattr(self.cfg, "data_on_device", False):  # the whole set on the device, same keyed draws
+            from datasets.device_data import DeviceLoader
+
+            return DeviceLoader(dataset, sampler, self.batch_size, self.device, drop_last=drop_last)
         workers = int(getattr(self.cfg, "num_workers", 0))
         # The loader's own generator draws the worker base seeds, so the global stream (dropout, ...) is
         # consumed the same way for any worker count.
@@ -287,9 +298,10 @@ class Trainer:
         show = self.is_main and sys.stderr.isatty()
         bar = tqdm(self.train_loader, desc=f"epoch {epoch}", leave=False, disable=not show, dynamic_ncols=True)
         for step, batch in enumerate(bar, 1):
+            step_begin(self.compiled)
             fields = self._to_device(split_batch(batch))
             image, target = fields.pop("image"), fields.pop("target")
-            with torch.autocast(self.device.type, enabled=self.amp):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 logits, losses = self.train_model(image, target, **fields)
             if not losses:
                 raise ValueError("the distiller returned no loss terms")
@@ -324,9 +336,10 @@ class Trainer:
         self.distiller.eval()
         loss, c1, c5, n = 0.0, 0, 0, 0
         for batch in loader:
+            step_begin(self.compiled)
             fields = self._to_device(split_batch(batch))
             image, target = fields["image"], fields["target"]
-            with torch.autocast(self.device.type, enabled=self.amp):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 logits = self.distiller(image)
             loss += float(F.cross_entropy(logits.float(), target, reduction="sum"))
             k1, k5 = topk_correct(logits, target, ks=(1, 5))

@@ -4,10 +4,11 @@
 
 1. clouds: the source's clouds are cut into shards of ``shard_size``; each shard's clouds (float32
    ``shards/pcd_<i>.npy``) and diagrams (``shards/pd_dim<k>_<i>.npz``: H0 by the batched MST, H1 by
-   gudhi) are written atomically and the shard is then recorded in the manifest with each file's size
-   and SHA-256. Every run checks every recorded file (present, size, checksum), also in a folder that
-   says it is complete, and rebuilds the shards (and then the images) whose files are missing or
-   damaged; intact shards are never recomputed. Peak memory: one shard (plus its diagrams).
+   gudhi) are written atomically by a background thread (while the next shard's clouds are drawn, e.g.
+   teacher passes on the GPU) and the shard is then recorded in the manifest, in order, with each file's
+   size and SHA-256. Every run checks every recorded file (present, size, checksum), also in a folder
+   that says it is complete, and rebuilds the shards (and then the images) whose files are missing or
+   damaged; intact shards are never recomputed. Peak memory: two shards (plus one shard's diagrams).
 2. fit: the TopKD persistence-image parameters are fitted per dim from the diagram files, streamed
    (bandwidth from the first stacked points, ranges from min/max over all diagrams).
 3. images: ``pi_dim<k>.npy`` (float32 ``[num_clouds, R*R]``, cloud order kept) is filled shard by
@@ -18,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -75,7 +77,8 @@ class _Chunker:
 
 
 class Stage2:
-    """One stage-2 folder being produced (see the module docstring)."""
+    """One stage-2 folder being produced (see the module docstring). Shards are computed and written by
+    one background thread while the next shard's clouds are drawn."""
 
     def __init__(self, source, out_dir: str, config: Dict[str, Any], dims: Sequence[int],
                  shard_size: Optional[int] = None, n_jobs: Optional[int] = None, progress: bool = True):
@@ -186,16 +189,29 @@ class Stage2:
             todo = todo[: max(0, int(max_shards))]
         bar = tqdm(total=self.source.num_clouds, initial=sum(r["clouds"] for r in done.values()),
                    unit="cloud", desc="clouds+diagrams", disable=not self.progress, dynamic_ncols=True)
+        # One background thread computes and writes shard i (diagrams, files) while this thread draws the
+        # clouds of shard i + 1 (teacher passes); shards are recorded in order, each after its files exist.
+        pending = None
+
+        def record(i: int, count: int, future) -> None:
+            rec = future.result()
+            self.manifest["shards"] = sorted(self.manifest["shards"] + [rec], key=lambda r: r["index"])
+            write_manifest(self.out_dir, self.manifest)
+            bar.update(count)
+
         try:
-            for run in self._runs(todo):
-                first, last = self.shard_range(run[0])[0], self.shard_range(run[-1])[1]
-                chunker = _Chunker(iter(self.source.clouds(first, last)))
-                for i in run:
-                    start, stop = self.shard_range(i)
-                    rec = self.compute_shard(i, chunker.take(stop - start))
-                    self.manifest["shards"] = sorted(self.manifest["shards"] + [rec], key=lambda r: r["index"])
-                    write_manifest(self.out_dir, self.manifest)
-                    bar.update(stop - start)
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage2-shard") as writer:
+                for run in self._runs(todo):
+                    first, last = self.shard_range(run[0])[0], self.shard_range(run[-1])[1]
+                    chunker = _Chunker(iter(self.source.clouds(first, last)))
+                    for i in run:
+                        start, stop = self.shard_range(i)
+                        clouds = chunker.take(stop - start)
+                        if pending is not None:
+                            record(*pending)
+                        pending = (i, stop - start, writer.submit(self.compute_shard, i, clouds))
+                if pending is not None:
+                    record(*pending)
         finally:
             bar.close()
         return len(self.finished_shards()) == self.num_shards

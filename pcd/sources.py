@@ -76,7 +76,9 @@ class _SeededImages(Dataset):
         index, seed = item
         random.seed(seed)
         np.random.seed(seed)
-        torch.manual_seed(seed)
+        # the CPU generator only: torch.manual_seed would also queue a CUDA reseed with a stack capture
+        # (~0.5 ms per image); the draws are the same
+        torch.default_generator.manual_seed(seed)
         return self.base[index][0]
 
 
@@ -143,6 +145,10 @@ def set_teacher_bn(teacher: torch.nn.Module, mode: str) -> torch.nn.Module:
     return teacher
 
 
+# --data_on_device with --teacher_bn eval: clouds whose images go through the teacher in one forward
+DEVICE_CLOUDS_PER_FORWARD = 16
+
+
 class TeacherCloudSource:
     """Clouds = a frozen teacher's layer-``layer`` embeddings of shuffled, augmented training batches.
 
@@ -158,7 +164,7 @@ class TeacherCloudSource:
 
     def __init__(self, teacher: torch.nn.Module, train_set: Dataset, *, batch: int, passes: int, layer: int,
                  seed: int, device: str = "cpu", workers: int = 0, identity: Optional[Dict[str, Any]] = None,
-                 teacher_bn: str = "batch"):
+                 teacher_bn: str = "batch", data_on_device: bool = False):
         if batch < 2:
             raise ValueError(f"--batch_size {batch} gives clouds of fewer than 2 points; use at least 2 (paper: 64)")
         if passes < 1:
@@ -171,6 +177,12 @@ class TeacherCloudSource:
             p.requires_grad_(False)
         self.device, self.workers = device, int(workers)
         self.images = _SeededImages(train_set)
+        # --data_on_device: the set on the device, batches cut and augmented there with the same draws
+        self.view = None
+        if data_on_device:
+            from datasets.device_data import DeviceView
+
+            self.view = DeviceView(train_set, torch.device(device), seeded=True)
         self.schedule = PassSchedule(len(train_set), batch, passes, seed)
         self.num_clouds, self.points = self.schedule.num_clouds, batch
         self.identity = dict(identity or {})
@@ -191,6 +203,18 @@ class TeacherCloudSource:
 
     def clouds(self, start: int, stop: int) -> Iterator[np.ndarray]:
         """Embeddings of batches ``start..stop-1``, one ``[1, batch, C]`` float32 array per batch."""
+        if self.view is not None:
+            # Several clouds per teacher forward only with --teacher_bn eval (per-image results); with batch
+            # statistics each cloud's 64 images must be normalised on their own, one forward per cloud.
+            n, per_forward = self.points, DEVICE_CLOUDS_PER_FORWARD if self.teacher_bn == "eval" else 1
+            for g0 in range(start, stop, per_forward):
+                groups = range(g0, min(stop, g0 + per_forward))
+                index, seeds = zip(*[pair for g in groups for pair in self.schedule.batch(g)])
+                feats = layer_embedding(self._forward(self.view.images_seeded(index, seeds)), self.layer)
+                feats = feats.float().cpu().numpy()
+                for k in range(len(groups)):
+                    yield feats[k * n:(k + 1) * n][None]
+            return
         loader = DataLoader(self.images, batch_sampler=_CloudBatches(self.schedule, start, stop),
                             num_workers=self.workers, pin_memory=self.device.startswith("cuda"))
         for x in loader:

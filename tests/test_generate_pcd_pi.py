@@ -253,3 +253,14 @@ def test_teacher_bn_modes(teacher):
     assert not np.allclose(clouds["batch"], clouds["eval"], atol=1e-3)
     with pytest.raises(ValueError, match="--teacher_bn must be one of batch, eval"):
         TeacherCloudSource(load_model(teacher)[0], data.train, batch=32, passes=1, layer=-1, seed=0, teacher_bn="x")
+
+
+def test_data_on_device_gives_the_same_clouds(full_run, teacher, tmp_path):
+    """--data_on_device: the batches augmented on the device (here the CPU) with the schedule's seeds give
+    the clouds of the DataLoader route."""
+    out = tmp_path / "dev"
+    args = [a for i, a in enumerate(TEACHER_ARGS) if not (TEACHER_ARGS[i - 1] == "0" and a == "1")]  # H0 only
+    stage2.main(["--path_t", teacher, "--out_dir", str(out), "--data_on_device", "--max_shards", "2"] + args)
+    for k in range(2):
+        np.testing.assert_allclose(np.load(out / "shards" / f"pcd_{k:05d}.npy"),
+                                   np.load(full_run / "shards" / f"pcd_{k:05d}.npy"), rtol=1e-5, atol=1e-6)

@@ -11,6 +11,8 @@ def kd_loss(logit_s: torch.Tensor, logit_t: torch.Tensor, T: float = 4.0) -> tor
 
     logit_s, logit_t: ``[B, K]``. Returns a scalar.
     """
+    # at least float32 (half/bfloat16 logits under autocast are upcast; float64 stays)
+    logit_s, logit_t = (x.to(torch.promote_types(x.dtype, torch.float32)) for x in (logit_s, logit_t))
     log_p_s = F.log_softmax(logit_s / T, dim=1)
     p_t = F.softmax(logit_t / T, dim=1)
     return F.kl_div(log_p_s, p_t, reduction="sum") * (T * T) / logit_s.shape[0]

@@ -1,0 +1,527 @@
+"""Device-resident data path (``--data_on_device``): the whole data set on the training device, batches
+cut, augmented and normalised there, with the same random draws as the CPU DataLoader path.
+
+The trainer's data sets are chains of wrappers around an in-memory base set, e.g.
+``KeyedItems(ContrastSample(Subset(IndexedCIFAR100)))``. `DeviceView` unwraps such a chain through two
+registries (built lazily by `_bases` and `_wrappers`, to avoid import cycles; subclasses inherit entries):
+base type -> raw images, labels, transform of the base set; wrapper type -> what the wrapper adds (a
+position map, CRD's negatives, TGD's cached PIs, the item key). The base set's
+torchvision transform is read op by op (``RandomCrop`` with constant zero padding, ``RandomHorizontalFlip``,
+``ToTensor``, ``Normalize``; anything else is refused), so the device path does what the CPU path does.
+
+Randomness: the CPU path draws item ``position`` of epoch ``e`` with torch's generator seeded by
+``engine.seed.item_seed(seed, e, position)``; torchvision's ``RandomCrop`` draws the row offset then the
+column offset (``torch.randint``), ``RandomHorizontalFlip`` one ``torch.rand(1)``, and CRD one
+``torch.randint(0, 2**62, ())`` after them. Here a ``torch.Generator`` seeded with the same value makes the
+same draws in the same order; `mt19937_outputs` computes them for a whole epoch at once (checked against
+torch.Generator at start-up, per-item generators otherwise and for CRD). The pixel work is batched on
+the device: gather ``[B, H, W, C]`` uint8 -> float/255 -> zero pad -> one gather for crop and flip ->
+``(x - mean) / std``. Images equal the CPU path's to float32 rounding.
+
+Shuffling and DDP sharding stay with the trainer's index samplers (`engine.seed.KeyedSampler` over
+``DistributedSampler``; ``ShardSampler`` for evaluation): `DeviceLoader` only cuts their keys into batches.
+Batches have the CPU path's collated form: ``(image, target, index[, pi])`` tuples of tensors, or a dict
+with ``contrast_idx`` for CRD; all on the device.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms as T
+from torch.utils.data import Subset
+
+ON_DEVICE_SETS = "cifar10, cifar100, digits and TGD's PI caches"
+
+
+# ----------------------------------------------------------------------------- keyed seeds, vectorised
+# numpy's SeedSequence hash (the one engine.seed.item_seed uses), computed for many keys at once. Valid
+# when every entropy word fits in 32 bits (seed, epoch, index < 2**32); other keys take the scalar path.
+_INIT_A, _MULT_A, _INIT_B, _MULT_B = 0x43B0D7E5, 0x931E8875, 0x8B51F9DD, 0x58F38DED
+_MIX_L, _MIX_R, _M32 = 0xCA01F9DD, 0x4973F715, 0xFFFFFFFF
+
+
+def item_seeds(seed: int, epoch: int, positions: Sequence[int]) -> List[int]:
+    """``[item_seed(seed, epoch, p) for p in positions]`` (see `engine.seed.item_seed`), vectorised."""
+    from engine.seed import item_seed
+
+    pos = np.asarray(positions, dtype=np.int64).reshape(-1)
+    seed, epoch = int(seed) % 2**63, int(epoch) % 2**63
+    if seed >= 2**32 or epoch >= 2**32 or (pos.size and (pos.min() < 0 or pos.max() >= 2**32)):
+        return [item_seed(seed, epoch, int(p)) for p in pos]
+    words = [np.full(pos.shape, seed, np.uint64), np.full(pos.shape, epoch, np.uint64), pos.astype(np.uint64)]
+    hconst = [_INIT_A]
+
+    def hashmix(value):
+        value = (value ^ np.uint64(hconst[0])) & np.uint64(_M32)
+        hconst[0] = (hconst[0] * _MULT_A) & _M32
+        value = (value * np.uint64(hconst[0])) & np.uint64(_M32)
+        return value ^ (value >> np.uint64(16))
+
+    def mix(x, y):
+        out = (np.uint64(_MIX_L) * x - np.uint64(_MIX_R) * y) & np.uint64(_M32)
+        return out ^ (out >> np.uint64(16))
+
+    pool = [hashmix(w) for w in words] + [hashmix(np.zeros(pos.shape, np.uint64))]
+    for src in range(4):
+        for dst in range(4):
+            if src != dst:
+                pool[dst] = mix(pool[dst], hashmix(pool[src]))
+    hb = _INIT_B
+    state = []
+    for word in pool[:2]:  # generate_state(2)
+        value = (word ^ np.uint64(hb)) & np.uint64(_M32)
+        hb = (hb * _MULT_B) & _M32
+        value = (value * np.uint64(hb)) & np.uint64(_M32)
+        state.append(value ^ (value >> np.uint64(16)))
+    out = ((state[0] << np.uint64(32)) | state[1]) & np.uint64(2**63 - 1)
+    return [int(v) for v in out]
+
+
+# ----------------------------------------------------------------------------- torch's CPU generator, vectorised
+# torch.Generator (CPU) is a 32-bit Mersenne Twister seeded from the low 32 bits of the seed (the standard
+# MT19937 initialisation); a randint over a small range (measured: below 2**28 in torch 2.14; crops need
+# < 2**24, enforced) takes one output modulo the range, a float32 uniform one output's low 24 bits / 2**24. `mt19937_outputs` gives the first outputs for many seeds
+# at once; `DeviceView` checks it against torch.Generator at start-up and falls back to per-item generators
+# if they ever disagree.
+_MT_N, _MT_M = 624, 397
+
+
+def mt19937_outputs(seeds: Sequence[int], count: int) -> np.ndarray:
+    """uint32 ``[len(seeds), count]``: the first ``count`` (<= 227) outputs of torch's CPU generator after
+    ``manual_seed(seed)``, for each seed."""
+    if not 1 <= count <= _MT_N - _MT_M:
+        raise ValueError(f"count must be in 1..{_MT_N - _MT_M}, got {count}")
+    m32 = np.uint64(0xFFFFFFFF)
+    state = [np.asarray([int(s) & 0xFFFFFFFF for s in seeds], dtype=np.uint64)]
+    for j in range(1, _MT_M + count + 1):
+        prev = state[-1]
+        state.append((np.uint64(1812433253) * (prev ^ (prev >> np.uint64(30))) + np.uint64(j)) & m32)
+    out = np.empty((len(state[0]), count), dtype=np.uint64)
+    for i in range(count):
+        y = (state[i] & np.uint64(0x80000000)) | (state[i + 1] & np.uint64(0x7FFFFFFF))
+        y = state[i + _MT_M] ^ (y >> np.uint64(1)) ^ np.where(state[i + 1] & np.uint64(1), np.uint64(0x9908B0DF),
+                                                             np.uint64(0))
+        y ^= y >> np.uint64(11)
+        y ^= (y << np.uint64(7)) & np.uint64(0x9D2C5680)
+        y ^= (y << np.uint64(15)) & np.uint64(0xEFC60000)
+        y ^= y >> np.uint64(18)
+        out[:, i] = y & m32
+    return out.astype(np.uint32)
+
+
+# ----------------------------------------------------------------------------- transforms
+@dataclass
+class Augment:
+    """A CPU transform read as batched device steps. ``crop``: output ``(h, w)`` or None; ``padding``:
+    (left, top, right, bottom) pixels of zeros; ``flip_p``: flip probability (0 = no flip op);
+    ``to_unit``: ToTensor (uint8 ``HWC`` -> float ``CHW`` / 255); ``mean``/``std``: per channel or None."""
+
+    crop: Optional[Tuple[int, int]] = None
+    padding: Tuple[int, int, int, int] = (0, 0, 0, 0)
+    flip_p: float = 0.0
+    to_unit: bool = False
+    mean: Optional[Tuple[float, ...]] = None
+    std: Optional[Tuple[float, ...]] = None
+    order: List[str] = field(default_factory=list)  # op names as read, for the draw order
+
+    @property
+    def random(self) -> bool:
+        return self.crop is not None or self.flip_p > 0
+
+
+def _padding4(padding) -> Tuple[int, int, int, int]:
+    if isinstance(padding, int):
+        return (padding,) * 4
+    padding = [int(p) for p in padding]
+    if len(padding) == 1:
+        return (padding[0],) * 4
+    if len(padding) == 2:
+        return (padding[0], padding[1], padding[0], padding[1])
+    return tuple(padding)  # type: ignore[return-value]
+
+
+def _read_crop(aug: Augment, op) -> None:
+    if aug.order:
+        raise ValueError("--data_on_device: RandomCrop must be the first transform")
+    if op.pad_if_needed or op.padding_mode != "constant" or op.fill not in (0, 0.0):
+        raise ValueError("--data_on_device supports RandomCrop with constant zero padding only; drop --data_on_device")
+    aug.crop = tuple(int(s) for s in op.size)  # type: ignore[assignment]
+    aug.padding = _padding4(op.padding) if op.padding is not None else (0, 0, 0, 0)
+
+
+def _read_flip(aug: Augment, op) -> None:
+    if aug.order not in ([], ["crop"]):
+        raise ValueError("--data_on_device: RandomHorizontalFlip must come before ToTensor/Normalize")
+    aug.flip_p = float(op.p)
+
+
+def _read_to_tensor(aug: Augment, op) -> None:
+    aug.to_unit = True
+
+
+def _read_normalize(aug: Augment, op) -> None:
+    if aug.mean is not None:
+        raise ValueError("--data_on_device: the transform normalises twice")
+    aug.mean, aug.std = tuple(float(m) for m in op.mean), tuple(float(s) for s in op.std)
+
+
+# transform type -> reader (name recorded in Augment.order)
+TRANSFORM_STEPS: Dict[type, Tuple[str, Callable]] = {
+    T.RandomCrop: ("crop", _read_crop),
+    T.RandomHorizontalFlip: ("flip", _read_flip),
+    T.ToTensor: ("to_tensor", _read_to_tensor),
+    T.Normalize: ("normalize", _read_normalize),
+}
+
+
+def read_transform(transform) -> Augment:
+    """A torchvision ``Compose`` (or single op, or None) -> `Augment`; unsupported ops -> ValueError."""
+    ops = [] if transform is None else list(transform.transforms) if isinstance(transform, T.Compose) else [transform]
+    aug = Augment()
+    for op in ops:
+        entry = TRANSFORM_STEPS.get(type(op))
+        if entry is None:
+            raise ValueError(f"--data_on_device cannot run the transform {type(op).__name__} on the device; "
+                             f"drop --data_on_device")
+        name, reader = entry
+        reader(aug, op)
+        aug.order.append(name)
+    return aug
+
+
+def draw_params(aug: Augment, generator: torch.Generator, height: int, width: int) -> Tuple[int, int, bool]:
+    """The draws torchvision makes for one item, in its order: RandomCrop's row then column offset
+    (``torch.randint``), RandomHorizontalFlip's ``torch.rand(1) < p``. -> (top, left, flip)."""
+    top = left = 0
+    flip = False
+    if aug.crop is not None:
+        th, tw = aug.crop
+        ph, pw = height + aug.padding[1] + aug.padding[3], width + aug.padding[0] + aug.padding[2]
+        if ph < th or pw < tw:
+            raise ValueError(f"crop {aug.crop} larger than the padded image {(ph, pw)}")
+        if (ph, pw) != (th, tw):  # torchvision returns without drawing when the sizes already match
+            top = int(torch.randint(0, ph - th + 1, size=(1,), generator=generator).item())
+            left = int(torch.randint(0, pw - tw + 1, size=(1,), generator=generator).item())
+    if aug.flip_p > 0:
+        flip = bool(torch.rand(1, generator=generator).item() < aug.flip_p)
+    return top, left, flip
+
+
+def draw_params_many(aug: Augment, seeds: Sequence[int], height: int, width: int):
+    """`draw_params` for a generator freshly seeded with each of ``seeds``, vectorised:
+    -> (top int64 ``[n]``, left int64 ``[n]``, flip bool ``[n]``)."""
+    n = len(seeds)
+    top, left, flip = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
+    crop_draws = False
+    if aug.crop is not None:
+        th, tw = aug.crop
+        ph, pw = height + aug.padding[1] + aug.padding[3], width + aug.padding[0] + aug.padding[2]
+        if ph < th or pw < tw:
+            raise ValueError(f"crop {aug.crop} larger than the padded image {(ph, pw)}")
+        crop_draws = (ph, pw) != (th, tw)
+        if crop_draws and max(ph - th, pw - tw) >= 2**24:
+            raise ValueError("crop ranges of 2**24 or more draw differently; use per-item generators")
+    count = 2 * crop_draws + (aug.flip_p > 0)
+    if count == 0 or n == 0:
+        return top, left, flip
+    words = mt19937_outputs(seeds, count).astype(np.int64)
+    if crop_draws:
+        top, left = words[:, 0] % (ph - th + 1), words[:, 1] % (pw - tw + 1)
+    if aug.flip_p > 0:
+        unit = (words[:, -1] & 0xFFFFFF).astype(np.float32) * np.float32(2.0 ** -24)
+        flip = unit < np.float32(aug.flip_p)
+    return top, left, flip
+
+
+def apply_augment(aug: Augment, x: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
+                  flip: torch.Tensor) -> torch.Tensor:
+    """Batched transform on ``x`` (float ``[B, C, H, W]``, already in [0, 1] when ToTensor applies):
+    zero pad, crop at (``top``, ``left``) (int64 ``[B]``), mirror where ``flip`` (bool ``[B]``), normalise."""
+    if aug.crop is not None:
+        left_pad, top_pad, right_pad, bottom_pad = aug.padding
+        if any(aug.padding):
+            x = F.pad(x, (left_pad, right_pad, top_pad, bottom_pad))
+        th, tw = aug.crop
+        rows = top[:, None] + torch.arange(th, device=x.device)  # [B, th]
+        ar = torch.arange(tw, device=x.device)
+        cols = left[:, None] + torch.where(flip[:, None], tw - 1 - ar, ar)  # [B, tw], mirrored where flip
+        b = torch.arange(x.shape[0], device=x.device)[:, None, None]
+        x = x.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # [B, C, th, tw]
+    elif aug.flip_p > 0:
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    x = x.contiguous()
+    if aug.mean is not None:
+        mean = torch.as_tensor(aug.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        std = torch.as_tensor(aug.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        x = x.sub(mean).div(std)
+    return x
+
+
+# ----------------------------------------------------------------------------- base sets and wrappers
+@dataclass
+class Base:
+    """An in-memory base set: ``images`` (uint8 ``[N, H, W, C]`` with ``hwc=True``, else float ``[N, C, H, W]``),
+    ``targets`` int64 ``[N]``, its transform read as `Augment`; ``reported``: the index item ``row`` reports
+    (None = ``row``)."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    augment: Augment
+    hwc: bool
+    reported: Optional[np.ndarray] = None
+
+
+def _cifar_base(ds) -> Base:
+    if ds.target_transform is not None:
+        raise ValueError("--data_on_device does not run target transforms; drop --data_on_device")
+    aug = read_transform(ds.transform)
+    if not aug.to_unit:
+        raise ValueError("--data_on_device: a CIFAR transform must contain ToTensor")
+    return Base(torch.from_numpy(np.ascontiguousarray(ds.data)), torch.as_tensor(ds.targets, dtype=torch.int64),
+                aug, hwc=True)
+
+
+def _tensor_base(ds) -> Base:
+    aug = read_transform(ds.transform)
+    if aug.to_unit:
+        raise ValueError("--data_on_device: ToTensor on images that are already tensors")
+    return Base(ds.images, torch.as_tensor(ds.targets, dtype=torch.int64), aug, hwc=False)
+
+
+def _pi_base(ds) -> Base:
+    aug = read_transform(ds.transform)
+    pis = torch.from_numpy(np.array(ds.cache.pis))  # stored dtype; made float32 per batch
+    targets = torch.as_tensor(ds.targets, dtype=torch.int64)
+    if ds.indices is None:
+        return Base(pis, targets, aug, hwc=False)
+    rows = np.asarray(ds.indices, dtype=np.int64)  # PIImages over a subset of the cache: items report rows
+    return Base(pis[torch.from_numpy(rows)], targets[torch.from_numpy(rows)], aug, hwc=False, reported=rows)
+
+
+def _bases() -> Dict[type, Callable[[Any], Base]]:
+    from .cifar import IndexedCIFAR10, IndexedCIFAR100
+    from .digits import TensorImages
+    from .pi_images import PIImages
+
+    return {IndexedCIFAR10: _cifar_base, IndexedCIFAR100: _cifar_base, TensorImages: _tensor_base,
+            PIImages: _pi_base}
+
+
+@dataclass
+class Chain:
+    """A data set chain, unwrapped: the Subset ``maps`` (position -> base row), the key ``seed`` (None when
+    items are not keyed), CRD's ``contrast`` sampler, TGD's ``pi_cache``."""
+
+    maps: List[np.ndarray] = field(default_factory=list)  # Subset index lists, outermost first
+    seed: Optional[int] = None
+    contrast: Any = None
+    pi_cache: Any = None
+
+
+def _unwrap_subset(ds, chain: Chain):
+    chain.maps.append(np.asarray(ds.indices, dtype=np.int64))
+    return ds.dataset
+
+
+def _unwrap_keyed(ds, chain: Chain):
+    chain.seed = int(ds.seed)
+    return ds.dataset
+
+
+def _unwrap_contrast(ds, chain: Chain):
+    chain.contrast = ds
+    return ds.base
+
+
+def _unwrap_pi(ds, chain: Chain):
+    chain.pi_cache = ds.cache
+    return ds.base
+
+
+def _wrappers() -> Dict[type, Callable[[Any, Chain], Any]]:
+    from engine.seed import KeyedItems
+
+    from .contrast import ContrastSample
+    from .pi_images import WithImagePI
+
+    return {Subset: _unwrap_subset, KeyedItems: _unwrap_keyed, ContrastSample: _unwrap_contrast,
+            WithImagePI: _unwrap_pi}
+
+
+def _lookup(registry: Dict[type, Callable], ds) -> Optional[Callable]:
+    """The entry of the nearest registered class in ``type(ds)``'s MRO (subclasses inherit it), or None."""
+    return next((registry[c] for c in type(ds).__mro__ if c in registry), None)
+
+
+def _not_on_device(ds) -> ValueError:
+    name = type(ds).__name__
+    hint = (" (CINIC-10 and ImageNet are read from image files)" if "Folder" in name or "ImageNet" in name
+            else "")
+    return ValueError(f"--data_on_device works for in-memory data sets ({ON_DEVICE_SETS}), not "
+                      f"{name}{hint}; drop --data_on_device")
+
+
+class DeviceView:
+    """A trainer data set (any registered chain) held on ``device``; ``batch(keys)`` -> the collated batch.
+
+    keys: positions (ints) for un-keyed sets, or ``(epoch, position)`` pairs from `engine.seed.KeyedSampler`.
+    ``seeded=True``: a set with random transforms but no item key, read with `images_seeded` (explicit
+    per-item torch seeds, as stage 2's pass schedule gives them).
+    """
+
+    def __init__(self, dataset, device: torch.device, seeded: bool = False):
+        bases, wrappers = _bases(), _wrappers()
+        chain, ds = Chain(), dataset
+        while _lookup(bases, ds) is None:
+            unwrap = _lookup(wrappers, ds)
+            if unwrap is None:
+                raise _not_on_device(ds)
+            ds = unwrap(ds, chain)
+        base = _lookup(bases, ds)(ds)
+        position_map = np.arange(len(dataset), dtype=np.int64)
+        for m in chain.maps:  # outermost first: p -> maps[0][p] -> maps[1][maps[0][p]] ...
+            position_map = m[position_map]
+        self.device = torch.device(device)
+        self.augment, self.hwc = base.augment, base.hwc
+        self.seed, self.contrast, self.pi_cache = chain.seed, chain.contrast, chain.pi_cache
+        if self.augment.random and self.seed is None and not seeded:
+            raise ValueError("--data_on_device: this set has random transforms but its items are not keyed by "
+                             "(seed, epoch, index) (wrap it in engine.seed.KeyedItems)")
+        self.base_rows = position_map  # position -> base row (= the reported index)
+        self.reported = position_map if base.reported is None else base.reported[position_map]
+        self.images = base.images.to(self.device)
+        self.targets = base.targets.to(self.device)
+        self.targets_cpu = base.targets.numpy()
+        self.height, self.width = (base.images.shape[1:3] if self.hwc else base.images.shape[2:4])
+        self.vector_draws = not self.augment.random or self._vector_draws_agree()
+        self.pis = None
+        if self.pi_cache is not None:
+            cache_targets = np.asarray(self.pi_cache.targets, dtype=np.int64)
+            if len(cache_targets) <= int(self.reported.max(initial=0)):
+                raise ValueError(f"the image-PI cache {self.pi_cache.folder} has {len(cache_targets)} items, fewer "
+                                 f"than the data set; it was made for another data set or split")
+            bad = np.nonzero(cache_targets[self.reported] != base.targets.numpy()[self.base_rows])[0]
+            if len(bad):
+                raise ValueError(f"item {int(self.reported[bad[0]])}: the image-PI cache {self.pi_cache.folder} "
+                                 f"holds another target; the cache was made from other data")
+            self.pis = torch.from_numpy(np.array(self.pi_cache.pis)).to(self.device)  # read the memory map once
+
+    def __len__(self) -> int:
+        return len(self.base_rows)
+
+    def images_seeded(self, positions: Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
+        """Images ``[B, C, H, W]`` of the items at ``positions``, each drawn as the CPU path draws it with
+        torch's generator seeded by the matching entry of ``seeds`` (``torch.manual_seed(seed)``)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        seeds = [int(s) for s in seeds]
+        if self.augment.random and self.vector_draws:
+            top, left, flip = draw_params_many(self.augment, seeds, self.height, self.width)
+        else:
+            g = torch.Generator()
+            draws = [draw_params(self.augment, g.manual_seed(s), self.height, self.width) for s in seeds]
+            top, left, flip = (np.asarray(d) for d in zip(*draws)) if draws else (np.zeros(0, np.int64),) * 3
+        return self._pixels(self.base_rows[positions], top, left, flip)
+
+    def _pixels(self, rows: np.ndarray, top, left, flip) -> torch.Tensor:
+        """Gather base ``rows`` on the device and apply the transform with the given draws."""
+        dev = self.device
+        x = self.images[torch.from_numpy(rows).to(dev, non_blocking=True)]
+        x = x.permute(0, 3, 1, 2).float().div(255) if self.hwc else (
+            x.float().div(255) if self.augment.to_unit else x.float())
+        as_tensor = lambda a, dtype: torch.from_numpy(np.asarray(a, dtype=dtype)).to(dev)  # noqa: E731
+        return apply_augment(self.augment, x, as_tensor(top, np.int64), as_tensor(left, np.int64),
+                             as_tensor(flip, bool))
+
+    def _vector_draws_agree(self) -> bool:
+        """`draw_params_many` against per-item torch.Generator draws on a few keys."""
+        seeds = item_seeds(12345, 6, np.arange(32))
+        try:
+            fast = draw_params_many(self.augment, seeds, self.height, self.width)
+        except ValueError:
+            return False
+        g = torch.Generator()
+        slow = [draw_params(self.augment, g.manual_seed(s), self.height, self.width) for s in seeds]
+        return all(np.array_equal(a, np.asarray(b)) for a, b in zip(fast, zip(*slow)))
+
+    def _draws(self, epoch: int, positions: np.ndarray, reported: np.ndarray, targets: Optional[np.ndarray]):
+        """(top, left, flip, contrast rows) of each item from its keyed generator."""
+        n = len(positions)
+        if self.contrast is None and self.vector_draws and self.seed is not None:
+            return (*draw_params_many(self.augment, item_seeds(self.seed, epoch, positions), self.height,
+                                      self.width), [])
+        top, left, flip = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
+        contrast = []
+        seeds = item_seeds(self.seed, epoch, positions) if self.seed is not None else [None] * n
+        g = torch.Generator()
+        for k, s in enumerate(seeds):
+            if s is not None:
+                g.manual_seed(s)
+            if self.augment.random:
+                top[k], left[k], flip[k] = draw_params(self.augment, g, self.height, self.width)
+            if self.contrast is not None:
+                key = int(torch.randint(0, 2**62, (), generator=g))
+                contrast.append(self.contrast.contrast_indices(int(reported[k]), int(targets[k]), key))
+        return top, left, flip, contrast
+
+    @staticmethod
+    def split_keys(keys: Sequence) -> Tuple[int, np.ndarray]:
+        """Sampler keys -> (epoch, positions int64 ``[n]``); plain ints are epoch 0."""
+        if len(keys) and isinstance(keys[0], tuple):
+            epochs = {int(e) for e, _ in keys}
+            if len(epochs) != 1:
+                raise ValueError("one batch mixes epochs")
+            return epochs.pop(), np.asarray([int(p) for _, p in keys], dtype=np.int64)
+        return 0, np.asarray([int(p) for p in keys], dtype=np.int64)
+
+    def draws(self, keys: Sequence):
+        """The random draws of the items at ``keys``: (top, left, flip, contrast rows)."""
+        epoch, positions = self.split_keys(keys)
+        rows = self.base_rows[positions]
+        targets_cpu = self.targets_cpu[rows] if self.contrast is not None else None
+        return self._draws(epoch, positions, self.reported[positions], targets_cpu)
+
+    def batch(self, keys: Sequence, draws=None) -> Any:
+        """Collated batch of the items at ``keys`` (see the class docstring), on the device. ``draws``:
+        `draws(keys)` computed beforehand (e.g. for a whole epoch at once), else computed here."""
+        epoch, positions = self.split_keys(keys)
+        rows, reported = self.base_rows[positions], self.reported[positions]
+        rows_dev = torch.from_numpy(rows).to(self.device, non_blocking=True)
+        target = self.targets[rows_dev]
+        top, left, flip, contrast = draws if draws is not None else self.draws(keys)
+        x = self._pixels(rows, top, left, flip)
+        dev = self.device
+        index = torch.from_numpy(reported).to(dev)
+        if self.contrast is not None:
+            return {"image": x, "target": target, "index": index,
+                    "contrast_idx": torch.stack(contrast).to(dev)}
+        if self.pis is not None:
+            return x, target, index, self.pis[index].float()
+        return x, target, index
+
+
+class DeviceLoader:
+    """Cuts the keys of ``sampler`` into batches of ``batch_size`` and yields ``view.batch(keys)``.
+    ``len()`` and ``drop_last`` as torch's DataLoader."""
+
+    def __init__(self, dataset, sampler, batch_size: int, device: torch.device, drop_last: bool = False):
+        self.view = dataset if isinstance(dataset, DeviceView) else DeviceView(dataset, device)
+        self.sampler, self.batch_size, self.drop_last = sampler, int(batch_size), bool(drop_last)
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        keys = list(self.sampler)
+        stop = len(self) * self.batch_size if self.drop_last else len(keys)
+        view = self.view
+        # draws of the whole epoch in one vectorised pass, unless CRD's per-item negatives are needed
+        epoch_draws = view.draws(keys[:stop]) if view.contrast is None and view.vector_draws else None
+        for start in range(0, stop, self.batch_size):
+            end = min(start + self.batch_size, stop)
+            draws = None if epoch_draws is None else tuple(d[start:end] for d in epoch_draws[:3]) + ([],)
+            yield view.batch(keys[start:end], draws)
