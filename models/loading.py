@@ -101,7 +101,16 @@ def load_model(path: str, arch: Optional[str] = None, num_classes: Optional[int]
     Raises ValueError when the architecture or the class count does not match, naming which.
     """
     ckpt = load_checkpoint(path, map_location=map_location)
-    sd = model_state(ckpt)
+    if isinstance(ckpt.get("model_state_dict"), dict):  # TGD's releases: its own WideResNet key names
+        from .tgd_released import is_tgd_state_dict, tgd_to_wrn_state_dict, tgd_wrn_arch
+
+        sd = model_state(ckpt["model_state_dict"])
+        if is_tgd_state_dict(sd):
+            tgd_arch, options = tgd_wrn_arch(sd)
+            ckpt = dict(ckpt, arch=tgd_arch, in_channels=options.get("in_channels", 3))
+            sd = tgd_to_wrn_state_dict(sd)
+    else:
+        sd = model_state(ckpt)
     arch = _resolve_arch(path, ckpt, arch, model_dict)
     found_classes = int(ckpt["num_classes"]) if isinstance(ckpt.get("num_classes"), int) else infer_num_classes(sd)
     if num_classes is not None and int(num_classes) != found_classes:

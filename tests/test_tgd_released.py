@@ -38,6 +38,20 @@ def test_released_students_reproduce_the_official_outputs(reference_dir, tag):
         assert value.shape == want.shape and err < 1e-5, (tag, key, err)
 
 
+@pytest.mark.parametrize("tag", ["tgd_student", "kd_student"])
+def test_released_files_load_as_teachers(reference_dir, tag):
+    """load_model (--path_t / --path_t2) reads TGD's {'model_state_dict': ...} files as released."""
+    from models import load_model
+
+    ref = np.load(reference_dir / "official_tgd_outputs.npz")
+    model, arch, _ = load_model(str(released(reference_dir, RELEASED[tag])), num_classes=10)
+    assert arch == "wrn_16_1" and not model.training
+    with torch.no_grad():
+        logits = model(torch.from_numpy(ref["x"])).numpy()
+    want = ref[f"{tag}_logits"]
+    assert np.abs(logits - want).max() < 1e-5 * np.abs(want).max()
+
+
 def test_warm_start_from_the_released_student(reference_dir, tmp_path):
     path = released(reference_dir, "wrn161_Student")
     ref = np.load(reference_dir / "official_tgd_outputs.npz")
