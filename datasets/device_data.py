@@ -292,6 +292,12 @@ def _tensor_base(ds) -> Base:
     return Base(ds.images, torch.as_tensor(ds.targets, dtype=torch.int64), aug, hwc=False)
 
 
+def pi_values(x: torch.Tensor) -> torch.Tensor:
+    """float32 values of stored PIs: uint8 caches hold levels k for k / 255 (as `datasets.pi_images`
+    reads them); float caches are taken as they are (other float images pass through unchanged)."""
+    return x.float().div(255) if x.dtype == torch.uint8 else x.float()
+
+
 def _pi_base(ds) -> Base:
     aug = read_transform(ds.transform)
     pis = torch.from_numpy(np.array(ds.cache.pis))  # stored dtype; made float32 per batch
@@ -431,7 +437,7 @@ class DeviceView:
         dev = self.device
         x = self.images[torch.from_numpy(rows).to(dev, non_blocking=True)]
         x = x.permute(0, 3, 1, 2).float().div(255) if self.hwc else (
-            x.float().div(255) if self.augment.to_unit else x.float())
+            x.float().div(255) if self.augment.to_unit else pi_values(x))
         as_tensor = lambda a, dtype: torch.from_numpy(np.asarray(a, dtype=dtype)).to(dev)  # noqa: E731
         return apply_augment(self.augment, x, as_tensor(top, np.int64), as_tensor(left, np.int64),
                              as_tensor(flip, bool))
@@ -499,7 +505,7 @@ class DeviceView:
             return {"image": x, "target": target, "index": index,
                     "contrast_idx": torch.stack(contrast).to(dev)}
         if self.pis is not None:
-            return x, target, index, self.pis[index].float()
+            return x, target, index, pi_values(self.pis[index])
         return x, target, index
 
 

@@ -14,7 +14,8 @@ from distiller.tgd import TGD
 from engine.seed import seed_everything
 from engine.trainer import Trainer
 
-from test_engine import TinyNet, make_cfg
+from helpers import DigitsNet as TinyNet
+from test_engine import make_cfg
 
 
 def _fit(tmp_path, name, *extra, device="cpu", distill="vanilla"):
@@ -73,13 +74,17 @@ def test_teacher_runs_once_per_step_without_grad():
     class A(_Counting):
         calls = 0
 
-    class B(_Counting):
+    class B(_Counting):  # the PI teacher takes the 6 channels of the persistence images
         calls = 0
+
+        def __init__(self):
+            super().__init__()
+            self.features[0] = torch.nn.Conv2d(6, 16, 3, padding=1, bias=False)
 
     tgd = TGD(TinyNet(), A(), teacher2=B(), stages=(0,))
     tgd.train()
     A.calls = B.calls = 0
-    tgd(x, y, pi=torch.randn(6, 3, 8, 8))
+    tgd(x, y, pi=torch.randn(6, 6, 8, 8))
     assert A.calls == 1 and B.calls == 1 and not A.grad_enabled and not B.grad_enabled
 
 

@@ -16,7 +16,8 @@ from datasets.device_data import DeviceLoader, DeviceView, item_seeds
 from engine.seed import KeyedItems, KeyedSampler, item_seed
 
 from test_datasets import _write_cifar100, skip_md5  # noqa: F401  (fixture)
-from test_engine import TinyNet, make_cfg
+from helpers import DigitsNet as TinyNet
+from test_engine import make_cfg
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
