@@ -193,16 +193,21 @@ def read_transform(transform) -> Augment:
     return aug
 
 
+def _padded_size(aug: Augment, height: int, width: int) -> Tuple[int, int]:
+    """(rows, columns) of an item after RandomCrop's padding; ValueError when the crop does not fit."""
+    ph, pw = height + aug.padding[1] + aug.padding[3], width + aug.padding[0] + aug.padding[2]
+    if ph < aug.crop[0] or pw < aug.crop[1]:
+        raise ValueError(f"crop {aug.crop} larger than the padded image {(ph, pw)}")
+    return ph, pw
+
+
 def draw_params(aug: Augment, generator: torch.Generator, height: int, width: int) -> Tuple[int, int, bool]:
     """The draws torchvision makes for one item, in its order: RandomCrop's row then column offset
     (``torch.randint``), RandomHorizontalFlip's ``torch.rand(1) < p``. -> (top, left, flip)."""
     top = left = 0
     flip = False
     if aug.crop is not None:
-        th, tw = aug.crop
-        ph, pw = height + aug.padding[1] + aug.padding[3], width + aug.padding[0] + aug.padding[2]
-        if ph < th or pw < tw:
-            raise ValueError(f"crop {aug.crop} larger than the padded image {(ph, pw)}")
+        (th, tw), (ph, pw) = aug.crop, _padded_size(aug, height, width)
         if (ph, pw) != (th, tw):  # torchvision returns without drawing when the sizes already match
             top = int(torch.randint(0, ph - th + 1, size=(1,), generator=generator).item())
             left = int(torch.randint(0, pw - tw + 1, size=(1,), generator=generator).item())
@@ -218,10 +223,7 @@ def draw_params_many(aug: Augment, seeds: Sequence[int], height: int, width: int
     top, left, flip = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
     crop_draws = False
     if aug.crop is not None:
-        th, tw = aug.crop
-        ph, pw = height + aug.padding[1] + aug.padding[3], width + aug.padding[0] + aug.padding[2]
-        if ph < th or pw < tw:
-            raise ValueError(f"crop {aug.crop} larger than the padded image {(ph, pw)}")
+        (th, tw), (ph, pw) = aug.crop, _padded_size(aug, height, width)
         crop_draws = (ph, pw) != (th, tw)
         if crop_draws and max(ph - th, pw - tw) >= 2**24:
             raise ValueError("crop ranges of 2**24 or more draw differently; use per-item generators")
