@@ -42,6 +42,7 @@ def test_official_teacher_line_runs(reference_dir, fake_tree, run_stage, index):
     code, out, err = run_stage(train_teacher.main, args)
     assert code == 0, err
     arch = args[args.index("--model") + 1]
+    print(f"[official teacher line {index} {arch}] " + next(l for l in out.splitlines() if l.startswith("epoch 1/")))
     trial = args[args.index("--trial") + 1] if "--trial" in args else "0"
     run_dir = fake_tree / "save_t_models" / f"{arch}_cifar100_lr_0.05_decay_0.0005_trial_{trial}"
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
