@@ -6,7 +6,7 @@ each returned separately, already weighted. A term whose weight is 0 is neither 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F

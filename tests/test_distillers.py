@@ -1,13 +1,11 @@
 """Distillers: loss composition, frozen parts, gradient routes, and TopKD against the official RipsNet."""
-import math
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from distiller import attach_topology, distiller_dict, get_distiller
+from distiller import attach_topology, get_distiller
 from distiller.topkd import ExactH0PI, RipsNetPI, TopologyTerm, to_clouds
 from helpers import TinyNet, TinyRips
 
