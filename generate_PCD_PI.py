@@ -20,7 +20,7 @@ import argparse
 import os
 from typing import Any, Dict, Optional, Sequence
 
-from engine.cli import run_cli
+from topkd_io import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +74,7 @@ def teacher_source(args):
     """Build the teacher source and its config entries from the arguments."""
     from datasets import build_datasets
     from models import load_model
-    from pcd.manifest import file_identity
+    from topkd_io import file_identity
     from pcd.sources import TeacherCloudSource
 
     from models.pretrained import resolve_teacher_path
@@ -117,7 +117,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     source, config, name = array_source(args) if args.pcd else teacher_source(args)
     out_dir = args.out_dir or os.path.join(
         "ripsnet", "data", f"{args.dataset or 'pcd'}_{name}_batch{source.points}_layer{args.layer}")
-    from engine.files import check_output_dir
+    from topkd_io import check_output_dir
 
     check_output_dir(out_dir, "--out_dir")
     manifest = generate(source, out_dir, config, dims=dims, shard_size=args.shard_size,

@@ -16,7 +16,7 @@ import os
 import time
 from typing import Optional, Sequence
 
-from engine.cli import run_cli
+from topkd_io import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +61,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                            min_persistence=args.min_persistence, min_lifetime=args.min_lifetime,
                            layout=args.layout, quantize=args.quantize)
     dtype = args.dtype or ("uint8" if params.quantize == "uint8" else "float16")
-    from engine.files import check_output_dir
+    from topkd_io import check_output_dir
 
     check_output_dir(args.out, "--out")
     name = args.name or args.dataset

@@ -13,7 +13,7 @@ import argparse
 import os
 from typing import Any, Dict, Optional, Sequence
 
-from engine.cli import run_cli
+from topkd_io import run_cli
 
 
 def _units(text: str):
@@ -78,7 +78,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
-    from engine.files import check_output_dir
+    from topkd_io import check_output_dir
 
     if not args.run_dir:
         check_output_dir(args.save_dir, "--save_dir")

@@ -18,7 +18,7 @@ import argparse
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from engine.cli import run_cli
+from topkd_io import run_cli
 from engine.config import add_data_args, add_training_args, data_options, parse_config
 from engine.seed import seed_everything
 from engine.trainer import fit_and_report

@@ -16,7 +16,6 @@ PIs are computed from the un-normalized image in [0, 1] (ToTensor only, no augme
 """
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
@@ -24,9 +23,9 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
-import yaml
 from torch.utils.data import Dataset
 
+from topkd_io import read_yaml, save_npy, write_yaml
 from topology.image_pi import ImagePIParams, image_pis, to_uint8
 
 from .bundle import DataBundle
@@ -111,25 +110,11 @@ def _compute_chunk(args: Tuple[int, np.ndarray, Dict]) -> Tuple[int, np.ndarray]
     return chunk_id, image_pis(images, ImagePIParams.from_dict(params))
 
 
-def _write_yaml_atomic(path: Path, data: Dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as fh:
-        yaml.safe_dump(data, fh, sort_keys=False)
-    os.replace(tmp, path)
-
-
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
-
-
 def _read_manifest(folder: Path) -> Optional[Dict]:
     path = folder / "manifest.yaml"
     if not path.is_file():
         return None
-    with open(path) as fh:
-        data = yaml.safe_load(fh)
+    data = read_yaml(path, "image-PI manifest", f"delete {folder} and regenerate it")
     if not isinstance(data, dict):
         raise ValueError(f"{path} is not a valid image-PI manifest; delete {folder} and regenerate")
     return data
@@ -200,12 +185,12 @@ def build_pi_cache(source: Dataset, folder, dataset: str, split: str,
         if pis.shape != (count, 2 * channels, res, res) or len(done) != num_chunks:
             raise ValueError(f"{folder} holds a damaged image-PI cache; pass --overwrite to rebuild it")
     else:
-        _write_yaml_atomic(folder / "manifest.yaml", manifest)
+        write_yaml(folder / "manifest.yaml", manifest)
         pis = np.lib.format.open_memmap(folder / "pi.npy", mode="w+", dtype=dtype,
                                         shape=(count, 2 * channels, res, res))
         targets = np.lib.format.open_memmap(folder / "targets.npy", mode="w+", dtype=np.int64, shape=(count,))
         done = np.zeros(num_chunks, dtype=bool)
-        _save_npy_atomic(folder / "done.npy", done)
+        save_npy(folder / "done.npy", done)
     todo = [c for c in range(num_chunks) if not done[c]]
 
     def jobs():
@@ -221,7 +206,7 @@ def build_pi_cache(source: Dataset, folder, dataset: str, split: str,
         pis.flush()
         targets.flush()
         done[c] = True
-        _save_npy_atomic(folder / "done.npy", done)
+        save_npy(folder / "done.npy", done)
         if progress is not None:
             progress(int(done.sum()), num_chunks)
 
@@ -242,7 +227,7 @@ def build_pi_cache(source: Dataset, folder, dataset: str, split: str,
                 record(*handle.get())
     del pis, targets
     manifest["complete"] = True
-    _write_yaml_atomic(folder / "manifest.yaml", manifest)
+    write_yaml(folder / "manifest.yaml", manifest)
     return folder
 
 

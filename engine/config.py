@@ -13,7 +13,7 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import yaml
+from topkd_io import read_yaml, write_yaml
 
 # Hyper-parameters of the papers' recipes. ``small_arch_lr`` is the learning rate the official code uses
 # when the trained network is a MobileNetV2 or a ShuffleNet (unless --lr is given). ``augment`` is the
@@ -149,15 +149,8 @@ def _explicit_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]
 def _read_yaml(path: str, parser: argparse.ArgumentParser) -> Dict[str, Any]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file {path} not found; pass an existing YAML file to --config")
-    with open(path) as f:
-        try:
-            data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ValueError(f"config file {path} is not valid YAML{where} ({problem}); write one "
-                             f"'option: value' per line") from None
+    data = read_yaml(path, "config file", "write one 'option: value' per line")
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a mapping of option: value")
     actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
@@ -320,17 +313,7 @@ def config_dict(cfg: argparse.Namespace) -> Dict[str, Any]:
 
 def write_config(cfg: argparse.Namespace, path: str) -> None:
     """Write the resolved configuration as YAML (atomically)."""
-    from .files import temp_beside
-
-    fd, tmp = temp_beside(path)
-    try:
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump(config_dict(cfg), f, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_yaml(path, config_dict(cfg), sort_keys=True)
 
 
 def format_lr(value: float) -> str:

@@ -34,12 +34,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint, state_dict_differences
+from models.loading import state_dict_differences
+from topkd_io import check_output_dir, load_checkpoint, remove_stale_temps, save_torch
+
 from .compile import compile_active, compile_networks, make_sgd, step_begin
 from .config import config_dict, write_config
 from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, cleanup_distributed,
                           ddp_ignore_names, gather_objects, setup_distributed)
-from .files import check_output_dir, remove_stale_temps
 from .metrics import RunningSums, topk_correct
 from .resume import check_epochs, check_resume, config_changes, format_changes
 from .seed import KeyedItems, KeyedSampler, get_rng_state, set_rng_state, worker_init_fn
@@ -404,9 +405,9 @@ class Trainer:
                 rng_ranks = gather_objects(get_rng_state(), self.dist)  # a collective: every rank joins
                 if self.is_main:
                     state = self._state(epoch, rng_ranks)
-                    save_checkpoint(state, self.last_path)
+                    save_torch(state, self.last_path)
                     if improved:
-                        save_checkpoint(state, self.best_path)
+                        save_torch(state, self.best_path)
                 barrier(self.dist)
                 seconds = time.perf_counter() - start
                 times.append(seconds)

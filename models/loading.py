@@ -11,14 +11,16 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Optional
 import torch
 from torch import nn
 
-from engine.checkpoint import load_checkpoint, state_dict_differences
+from topkd_io import load_checkpoint
 
+from .pretrained import arch_from_torchvision_file  # torchvision's <name>-<hash>.pth weight files
 from .registry import ARCH_ALIASES, model_dict, resolve_arch
+from .run_names import parse_checkpoint_path
 
 # Entries of a state dict that hold the classifier, most specific first (the class count is its rows).
 CLASSIFIER_KEYS = ("fc.weight", "linear.weight", "classifier.weight", "classifier.1.weight",
                    "classifier.0.weight")
-# Checkpoint file names <arch>_best.pth / <arch>_last.pth (run folders: engine.run_names).
+# Checkpoint file names <arch>_best.pth / <arch>_last.pth (run folders: models.run_names).
 _FILE_NAME = re.compile(r"^(?P<arch>.+)_(best|last)$")
 
 
@@ -40,6 +42,21 @@ def model_state(ckpt: Dict[str, Any]) -> Dict[str, torch.Tensor]:
     return sd
 
 
+def state_dict_differences(expected: Dict[str, torch.Tensor], found: Dict[str, torch.Tensor],
+                           limit: int = 3) -> List[str]:
+    """Human-readable differences of keys and shapes (the first ``limit`` of each kind)."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    shapes = [f"{k} {tuple(found[k].shape)} vs {tuple(expected[k].shape)}"
+              for k in expected if k in found and tuple(found[k].shape) != tuple(expected[k].shape)]
+    out = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape (checkpoint vs model)", shapes)):
+        if items:
+            more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+            out.append(f"{label}: {', '.join(items[:limit])}{more}")
+    return out
+
+
 def infer_num_classes(state_dict: Dict[str, torch.Tensor]) -> int:
     """Rows of the classifier weight (by name, else the last 2-D weight)."""
     for suffix in CLASSIFIER_KEYS:
@@ -56,10 +73,6 @@ def infer_num_classes(state_dict: Dict[str, torch.Tensor]) -> int:
 def arch_candidates(path: str) -> List[str]:
     """Architecture names suggested by a checkpoint's file and folder names, most specific first (run
     folders, ``<arch>_best.pth``, torchvision's ``resnet34-b627a593.pth``)."""
-    from engine.run_names import parse_checkpoint_path
-
-    from .pretrained import arch_from_torchvision_file  # torchvision's <name>-<hash>.pth weight files
-
     stem = os.path.splitext(os.path.basename(path))[0]
     run = parse_checkpoint_path(path)  # official TopKD / RepDistiller / our run-folder layouts
     out = [run.arch] if run is not None else []

@@ -116,6 +116,6 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from engine.cli import run_cli
+    from topkd_io import run_cli
 
     run_cli(main)

@@ -13,6 +13,9 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
+from topkd_io import load_checkpoint
+
+from .loading import model_state, state_dict_differences
 from .tgd_released import is_tgd_state_dict, tgd_to_wrn_state_dict
 
 __all__ = ["checkpoint_weights", "init_from_checkpoint"]
@@ -20,9 +23,6 @@ __all__ = ["checkpoint_weights", "init_from_checkpoint"]
 
 def checkpoint_weights(path: str) -> Dict[str, torch.Tensor]:
     """The network state dict stored in checkpoint ``path`` (any layout above), under our key names."""
-    from engine.checkpoint import load_checkpoint
-    from models.loading import model_state
-
     ckpt = load_checkpoint(path)
     if isinstance(ckpt.get("model_state_dict"), dict):
         ckpt = ckpt["model_state_dict"]
@@ -39,8 +39,6 @@ def init_from_checkpoint(model: nn.Module, path: Optional[str]) -> nn.Module:
     ``path`` None or empty does nothing. Raises FileNotFoundError / ValueError with a one-line reason."""
     if not path:
         return model
-    from engine.checkpoint import state_dict_differences
-
     sd = checkpoint_weights(str(path))
     diffs = state_dict_differences(model.state_dict(), sd)
     if diffs:

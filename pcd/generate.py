@@ -25,10 +25,12 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
+from topkd_io import file_sha256, save_npy, save_npz
+from topkd_io.checksums import file_record
 from topology.persistence import rips_diagrams
 
 from . import store
-from .manifest import check_resumable, file_sha256, new_manifest, write_manifest
+from .manifest import check_resumable, new_manifest, write_manifest
 from .pi_stream import StreamingPIFit
 
 SUPPORTED_DIMS = (0, 1)
@@ -173,12 +175,12 @@ class Stage2:
         diagrams = rips_diagrams(clouds, dims=self.dims, n_jobs=self.n_jobs)
         out = self.out_dir
         for d in self.dims:
-            store.atomic_save_npz(os.path.join(out, store.diagram_name(d, i)), **store.stack_diagrams(diagrams[d]))
-        store.atomic_save_npy(os.path.join(out, store.pcd_name(i)), np.ascontiguousarray(clouds, dtype=np.float32))
+            save_npz(os.path.join(out, store.diagram_name(d, i)), **store.stack_diagrams(diagrams[d]))
+        save_npy(os.path.join(out, store.pcd_name(i)), np.ascontiguousarray(clouds, dtype=np.float32))
         names = [store.pcd_name(i)] + [store.diagram_name(d, i) for d in self.dims]
         return {"index": i, "start": start, "clouds": stop - start, "pcd": store.pcd_name(i),
                 "diagrams": {d: store.diagram_name(d, i) for d in self.dims},
-                "files": {n: _identity(os.path.join(out, n)) for n in names}}
+                "files": {n: file_record(os.path.join(out, n)) for n in names}}
 
     def run_clouds(self, max_shards: Optional[int] = None) -> bool:
         """Phase 1. Returns True when every shard is finished (False when stopped by ``max_shards``)."""
@@ -246,7 +248,7 @@ class Stage2:
             except BaseException:
                 writer.abort()
                 raise
-            self.manifest["pi"][d] = {"file": store.pi_name(d), "params": params.to_dict(), **_identity(path)}
+            self.manifest["pi"][d] = {"file": store.pi_name(d), "params": params.to_dict(), **file_record(path)}
         self.manifest["counts"] = {"clouds": self.source.num_clouds, "shards": self.num_shards,
                                    **{f"finite_points_dim{d}": int(points[d]) for d in self.dims}}
         self.manifest["complete"] = True
@@ -271,11 +273,6 @@ class Stage2:
             self.run_images()
         self.manifest["seconds_last_run"] = round(time.perf_counter() - t0, 3)
         return self.manifest
-
-
-def _identity(path: str) -> Dict[str, Any]:
-    """``{"size": bytes, "sha256": hex}`` of a file just written (what the next run checks)."""
-    return {"size": int(os.path.getsize(path)), "sha256": file_sha256(path)}
 
 
 def generate(source, out_dir: str, config: Dict[str, Any], dims: Sequence[int] = (0,),

@@ -8,37 +8,14 @@ when it is recorded here.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 from typing import Any, Dict, List, Optional
 
-import yaml
-
-from .store import atomic_write_text
+from topkd_io import read_yaml, write_yaml
 
 MANIFEST = "manifest.yaml"
 FORMAT = "topkd-stage2-v1"
-
-
-def file_sha256(path: str, block: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(block), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_identity(path: str, hash_file: bool = True) -> Dict[str, Any]:
-    """Identity of an input file: absolute path, size, and SHA-256 (or modification time when not hashed)."""
-    st = os.stat(path)
-    ident: Dict[str, Any] = {"path": os.path.abspath(path), "size": int(st.st_size)}
-    if hash_file:
-        ident["sha256"] = file_sha256(path)
-    else:
-        ident["mtime"] = float(st.st_mtime)
-    return ident
 
 
 def versions() -> Dict[str, str]:
@@ -55,11 +32,7 @@ def manifest_path(folder: str) -> str:
 
 
 def _load_yaml(path: str) -> Any:
-    with open(path) as f:
-        try:
-            return yaml.safe_load(f)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path} is not valid YAML ({str(exc).splitlines()[0]}); regenerate it") from None
+    return read_yaml(path, "stage-2 file", "rerun generate_PCD_PI.py to regenerate it")
 
 
 def read_manifest(folder: str) -> Dict[str, Any]:
@@ -94,7 +67,7 @@ def read_pi_params(path: str, dim: int = 0):
 
 
 def write_manifest(folder: str, manifest: Dict[str, Any]) -> None:
-    atomic_write_text(manifest_path(folder), yaml.safe_dump(manifest, sort_keys=False))
+    write_yaml(manifest_path(folder), manifest)
 
 
 def new_manifest(config: Dict[str, Any]) -> Dict[str, Any]:

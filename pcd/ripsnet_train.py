@@ -14,17 +14,14 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from engine.checkpoint import load_checkpoint, save_checkpoint
-from engine.files import remove_stale_temps
+from topkd_io import load_checkpoint, remove_stale_temps, save_torch, write_yaml
 from engine.seed import get_rng_state, seed_everything, set_rng_state
 
 from .ripsnet_data import Stage2Data, split_indices
-from .store import atomic_write_text
 
 
 # On --resume: options fixed by the network's shape, and the optimisation options refused when changed
@@ -129,7 +126,7 @@ class RipsNetTrainer:
                      dim=self.cfg.dim, best_val_mse=self.state["best_val_mse"], epoch=self.state["epoch"])
 
     def _save_last(self) -> None:
-        save_checkpoint({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        save_torch({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                          "trainer": dict(self.state, history=list(self.state["history"])),
                          "loader_rng": self.train_loader.generator.get_state(),
                          "rng": get_rng_state(), "config": self._config_dict()}, self.last_path)
@@ -207,8 +204,7 @@ class RipsNetTrainer:
             remove_stale_temps(os.path.join(cfg.run_dir, name))  # left by a run killed while writing
         if cfg.resume:
             self._resume()
-        atomic_write_text(os.path.join(cfg.run_dir, "config.yaml"),
-                          yaml.safe_dump(self._config_dict(), sort_keys=False))
+        write_yaml(os.path.join(cfg.run_dir, "config.yaml"), self._config_dict())
         writer = SummaryWriter(os.path.join(cfg.run_dir, "tb"))
         bar = tqdm(range(self.state["epoch"], cfg.epochs), desc="ripsnet", unit="epoch",
                    disable=not cfg.progress, dynamic_ncols=True)
@@ -253,6 +249,5 @@ class RipsNetTrainer:
                "held_out": held_out, "n_train": self.n_train, "n_val": self.n_val,
                "checkpoint": self.best_path, "seconds": round(seconds, 2),
                "history": [list(map(float, h)) for h in self.state["history"]]}
-        atomic_write_text(os.path.join(self.cfg.run_dir, "summary.yaml"),
-                          yaml.safe_dump({k: v for k, v in out.items() if k != "history"}, sort_keys=False))
+        write_yaml(os.path.join(self.cfg.run_dir, "summary.yaml"), {k: v for k, v in out.items() if k != "history"})
         return out

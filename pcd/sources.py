@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from models.features import check_layer, layer_embedding
 
-from .manifest import file_identity
+from topkd_io import file_identity
 
 
 class ArrayCloudSource:

@@ -1,10 +1,10 @@
-"""Atomic file writes and memory-mapped access to the shards of a stage-2 folder.
+"""Names, streamed writes and memory-mapped access to the shards of a stage-2 folder.
 
 A stage-2 folder holds ``shards/pcd_<i>.npy`` (float32 ``[S_i, N, D]`` point clouds),
 ``shards/pd_dim<k>_<i>.npz`` (``rows`` float64 ``[M, 2]`` finite (birth, death) rows stacked over the
 shard's clouds, ``counts`` int64 ``[S_i]`` rows per cloud) and ``pi_dim<k>.npy`` (float32
-``[num_clouds, R*R]``). Every file is written to a temporary name and renamed, so a file that exists
-is complete.
+``[num_clouds, R*R]``). Every file is written through `topkd_io.atomic_write` (a temporary name, then a
+rename), so a file that exists is complete.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from engine.files import temp_beside
+from topkd_io import atomic_write
 
 SHARD_DIR = "shards"
 
@@ -30,75 +30,25 @@ def pi_name(dim: int) -> str:
     return f"pi_dim{dim}.npy"
 
 
-def _temp_path(path: str) -> str:
-    """A fresh temporary file beside ``path`` (stale ones of ``path`` removed; mode from the umask)."""
-    fd, tmp = temp_beside(path)
-    os.close(fd)
-    return tmp
-
-
-def _named(exc: BaseException, path: str) -> BaseException:
-    """An OSError without a file name (a write to an open file) -> the same error naming ``path``."""
-    if isinstance(exc, OSError) and exc.filename is None and exc.errno:
-        return OSError(exc.errno, f"cannot write {os.path.basename(path)} ({exc.strerror})", path)
-    return exc
-
-
-def _commit(tmp: str, path: str) -> None:
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_save_npy(path: str, array: np.ndarray) -> None:
-    """``np.save`` to a temporary file beside ``path``, then rename (a crash leaves no partial file)."""
-    tmp = _temp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        _commit(tmp, path)
-    except BaseException as exc:
-        _remove(tmp)
-        raise _named(exc, path) from None
-
-
-def atomic_save_npz(path: str, **arrays: np.ndarray) -> None:
-    """``np.savez`` (uncompressed) of ``arrays`` written atomically."""
-    tmp = _temp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        _commit(tmp, path)
-    except BaseException as exc:
-        _remove(tmp)
-        raise _named(exc, path) from None
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    tmp = _temp_path(path)
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        _commit(tmp, path)
-    except BaseException as exc:
-        _remove(tmp)
-        raise _named(exc, path) from None
-
-
 class AtomicNpyWriter:
     """A ``.npy`` file of known shape written sequentially in row blocks, renamed to ``path`` on ``commit()``.
 
-    Plain file writes (no memory map), so the written data never stays resident in the process.
-    Usage: ``w = AtomicNpyWriter(path, shape); w.write(block); ...; w.commit()`` (``abort()`` on error).
+    Plain file writes through `topkd_io.atomic_write` (no memory map), so the written data never stays
+    resident in the process. Usage: ``w = AtomicNpyWriter(path, shape); w.write(block); ...; w.commit()``
+    (``abort()`` on error).
     """
 
     def __init__(self, path: str, shape: Tuple[int, ...], dtype=np.float32):
         self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)
-        self.tmp = _temp_path(path)
-        self.file = open(self.tmp, "wb")
-        np.lib.format.write_array_header_1_0(
-            self.file, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
-                        "shape": self.shape})
+        self._out = atomic_write(path)
+        self.file = self._out.file
+        try:
+            np.lib.format.write_array_header_1_0(
+                self.file, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                            "shape": self.shape})
+        except BaseException:
+            self._out.abort()
+            raise
         self.rows = 0
 
     def write(self, block: np.ndarray) -> None:
@@ -108,28 +58,19 @@ class AtomicNpyWriter:
         try:
             self.file.write(block.tobytes())
         except OSError as exc:
-            raise _named(exc, self.path) from None
+            self.abort()
+            raise OSError(exc.errno, f"cannot write {os.path.basename(self.path)} ({exc.strerror})",
+                          self.path) from None
         self.rows += len(block)
 
     def commit(self) -> None:
         if self.rows != self.shape[0]:
             self.abort()
             raise ValueError(f"{self.path}: wrote {self.rows} of {self.shape[0]} rows")
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self.tmp, self.path)
+        self._out.commit()
 
     def abort(self) -> None:
-        self.file.close()
-        _remove(self.tmp)
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
+        self._out.abort()
 
 
 def load_npy(path: str, what: str) -> np.ndarray:

@@ -42,7 +42,7 @@ def repo_root() -> Path:
 def run_stage(capsys):
     """``run_stage(main, argv)`` runs a stage's ``main`` as its script would (through ``run_cli``) ->
     ``(exit code, stdout, stderr)``."""
-    from engine.cli import run_cli
+    from topkd_io import run_cli
 
     def call(main, argv):
         try:

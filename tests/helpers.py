@@ -61,3 +61,19 @@ class TinyRips(nn.Module):
 
     def forward(self, x):
         return self.rho(self.phi(x).mean(dim=-2))
+
+
+def dead_writer_temp(path) -> str:
+    """The name of a temporary of ``path`` as left by a writer on this host that has since died (a process
+    that ran and exited, so its PID is free), e.g. for testing stale-temporary cleanup."""
+    import os
+    import subprocess
+    import sys
+
+    from topkd_io.atomic import host_tag, pid_alive
+
+    while True:
+        proc = subprocess.Popen([sys.executable, "-c", "pass"])
+        proc.wait()
+        if not pid_alive(proc.pid):
+            return f"{os.fspath(path)}.{host_tag()}.{proc.pid}.k1l2m3.tmp"

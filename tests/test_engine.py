@@ -15,9 +15,9 @@ from torch import nn
 
 from datasets import build_datasets
 from distiller import Distiller, get_distiller
-from engine import checkpoint as ckpt_mod
-from engine.checkpoint import load_checkpoint, save_checkpoint, state_dict_differences
-from engine.cli import run_cli
+from models.loading import state_dict_differences
+from topkd_io import load_checkpoint, save_torch
+from topkd_io import run_cli
 from engine.config import add_data_args, add_training_args, parse_config, teacher_run_name
 from engine.seed import get_rng_state, seed_everything, set_rng_state
 from engine.trainer import Trainer
@@ -113,7 +113,7 @@ def test_run_cli_exit_codes(capsys, monkeypatch):
 def test_rng_state_round_trip(tmp_path):
     seed_everything(5)
     state = get_rng_state()
-    save_checkpoint({"rng": state}, tmp_path / "r.pth")
+    save_torch({"rng": state}, tmp_path / "r.pth")
     first = (random.random(), float(np.random.rand()), torch.rand(3))
     set_rng_state(load_checkpoint(tmp_path / "r.pth")["rng"])
     second = (random.random(), float(np.random.rand()), torch.rand(3))
@@ -123,7 +123,7 @@ def test_rng_state_round_trip(tmp_path):
 # ---------------------------------------------------------------- checkpoints
 def test_atomic_save_keeps_previous_file(tmp_path, monkeypatch):
     path = tmp_path / "m.pth"
-    save_checkpoint({"epoch": 1, "w": torch.arange(5)}, path)
+    save_torch({"epoch": 1, "w": torch.arange(5)}, path)
     before = path.read_bytes()
     real_save = torch.save
 
@@ -131,10 +131,10 @@ def test_atomic_save_keeps_previous_file(tmp_path, monkeypatch):
         f.write(b"partial bytes")  # something reaches the disk, then the write dies
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt_mod.torch, "save", failing_save)
+    monkeypatch.setattr(torch, "save", failing_save)
     with pytest.raises(OSError):
-        save_checkpoint({"epoch": 2}, path)
-    monkeypatch.setattr(ckpt_mod.torch, "save", real_save)
+        save_torch({"epoch": 2}, path)
+    monkeypatch.setattr(torch, "save", real_save)
     assert path.read_bytes() == before
     assert load_checkpoint(path)["epoch"] == 1
     assert os.listdir(tmp_path) == ["m.pth"]  # no temporary file left behind
@@ -144,7 +144,7 @@ def test_load_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         load_checkpoint(tmp_path / "none.pth")
     good = tmp_path / "good.pth"
-    save_checkpoint({"model": DigitsNet().state_dict()}, good)
+    save_torch({"model": DigitsNet().state_dict()}, good)
     bad = tmp_path / "bad.pth"
     bad.write_bytes(good.read_bytes()[:200])
     with pytest.raises(ValueError, match="cannot be read .its archive is truncated or damaged"):

@@ -5,7 +5,7 @@ import pytest
 import torch
 import yaml
 
-from engine.checkpoint import save_checkpoint
+from topkd_io import save_torch
 from models import model_dict
 from tools import figures
 from topology.point_cloud_pi import PIParams
@@ -18,7 +18,7 @@ IMAGE_SIZE = 16
 def save_net(path, arch, seed, extras=None, config=None):
     torch.manual_seed(seed)
     model = model_dict[arch](num_classes=10)
-    save_checkpoint({"model": model.state_dict(), "arch": arch, "num_classes": 10, "dataset": "digits",
+    save_torch({"model": model.state_dict(), "arch": arch, "num_classes": 10, "dataset": "digits",
                      "epoch": 1, "best_acc": 10.0, "last_acc": 10.0, "distiller": extras or {},
                      "config": {"dataset": "digits", "image_size": IMAGE_SIZE, **(config or {})}}, str(path))
     return model.eval()

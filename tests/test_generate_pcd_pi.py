@@ -9,8 +9,8 @@ import torch
 import yaml
 
 import generate_PCD_PI as stage2
-from engine.checkpoint import save_checkpoint
-from engine.serialization import safe_load
+from topkd_io import save_torch
+from topkd_io import safe_load
 
 TEACHER_ARGS = ["--dataset", "digits", "--image_size", "16", "--batch_size", "32", "--passes", "1",
                 "--shard_size", "10", "--dims", "0", "1", "--workers", "0", "--no_progress"]
@@ -24,7 +24,7 @@ def teacher(tmp_path_factory):
     torch.manual_seed(0)
     model = model_dict["resnet8"](num_classes=10)
     path = tmp_path_factory.mktemp("teacher") / "resnet8_best.pth"
-    save_checkpoint({"model": model.state_dict(), "arch": "resnet8", "num_classes": 10}, str(path))
+    save_torch({"model": model.state_dict(), "arch": "resnet8", "num_classes": 10}, str(path))
     return str(path)
 
 
@@ -208,7 +208,7 @@ def test_teacher_of_another_arch_and_bad_layer(teacher, tmp_path):
     with pytest.raises(ValueError, match=r"--layer 7 is out of range.*\[-5, 4\]"):
         stage2.main(common + ["--layer", "7"])
     official = tmp_path / "resnet20_best.pth"  # official layout, architecture from the file name
-    save_checkpoint({"model": safe_load(teacher)["model"]}, str(official))
+    save_torch({"model": safe_load(teacher)["model"]}, str(official))
     with pytest.raises(ValueError, match="does not fit resnet20"):
         stage2.main(["--path_t", str(official), "--out_dir", str(tmp_path / "p")] + TEACHER_ARGS)
 

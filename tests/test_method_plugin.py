@@ -9,7 +9,7 @@ import yaml
 
 import train_student
 from distiller import registry
-from engine.checkpoint import load_checkpoint, save_checkpoint
+from topkd_io import load_checkpoint, save_torch
 from models import model_dict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -33,7 +33,7 @@ def teacher(tmp_path_factory):
     """An untrained resnet8 checkpoint for digits (the plumbing is under test, not accuracy)."""
     path = tmp_path_factory.mktemp("t") / "resnet8_best.pth"
     torch.manual_seed(0)
-    save_checkpoint({"model": model_dict["resnet8"](num_classes=10).state_dict(), "arch": "resnet8",
+    save_torch({"model": model_dict["resnet8"](num_classes=10).state_dict(), "arch": "resnet8",
                      "num_classes": 10}, str(path))
     return str(path)
 

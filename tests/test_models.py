@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from engine.serialization import safe_load
+from topkd_io import safe_load
 import torchvision
 
 from models import build_model, model_dict, model_names

@@ -9,7 +9,7 @@ import yaml
 
 import train_teacher
 from models import load_model
-from engine.run_names import parse_checkpoint_path
+from models.run_names import parse_checkpoint_path
 from engine.trainer import MAX_STEPS_ENV
 from models import build_model, resolve_arch
 from official_tree import TEACHERS, fake_md5, flag_values, official_lines, write_official_tree

@@ -12,8 +12,8 @@ import torch
 
 from models import load_model
 from models.loading import arch_candidates
-from engine.run_names import parse_checkpoint_path, parse_run_name
-from engine.serialization import UnsafeCheckpointError, safe_load
+from models.run_names import parse_checkpoint_path, parse_run_name
+from topkd_io import UnsafeCheckpointError, safe_load
 from models import ARCH_ALIASES, build_model, model_dict, resolve_arch
 from pcd.ripsnet_paths import (find_ripsnet, official_layer_tag, official_ripsnet_path, ripsnet_candidates,
                                stage3_ripsnet_path)
@@ -201,7 +201,7 @@ class _Payload:
 
 @pytest.mark.parametrize("loader", ["teacher", "ripsnet", "checkpoint"])
 def test_crafted_pickle_is_refused(tmp_path, loader):
-    from engine.checkpoint import load_checkpoint
+    from topkd_io import load_checkpoint
 
     marker = tmp_path / "ran.txt"
     path = tmp_path / "mean_best.pth"

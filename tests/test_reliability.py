@@ -14,6 +14,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -24,8 +25,9 @@ import generate_PCD_PI as stage2
 import train_ripsnet as stage3
 import train_student
 import train_teacher
-from engine.checkpoint import load_checkpoint, save_checkpoint
+from topkd_io import load_checkpoint, save_torch
 from engine.config import parse_config
+from helpers import dead_writer_temp
 
 ARCH = "resnet8"
 BASE = ["--dataset", "digits", "--image_size", "8", "--batch_size", "64", "--device", "cpu", "--deterministic",
@@ -125,7 +127,7 @@ def hostile(tmp_path):
     evil.parent.mkdir()
     torch.save({"model": {"fc.weight": Evil(marker)}, "arch": ARCH}, evil)
     good = tmp_path / "good" / f"{ARCH}_best.pth"
-    save_checkpoint({"model": build_model(ARCH, num_classes=10).state_dict(), "arch": ARCH, "num_classes": 10},
+    save_torch({"model": build_model(ARCH, num_classes=10).state_dict(), "arch": ARCH, "num_classes": 10},
                     str(good))
     return evil, marker, good
 
@@ -284,7 +286,8 @@ def test_stage3_resume_rule(pcd_folder, tmp_path, run_stage, capsys):
     run = tmp_path / "rips"
     common = ["--data_dir", str(folder), "--run_dir", str(run), "--no_progress", "--units", "3,8,8,8,50,100,200,400"]
     stage3.main(common + ["--epochs", "1"])
-    (run / "mean_last.pth.abc123.tmp").write_bytes(b"half")  # a kill during a write
+    stale = dead_writer_temp(run / "mean_last.pth")
+    open(stale, "wb").write(b"half")  # a kill during a write
     code, _, err = run_stage(stage3.main, common + ["--epochs", "2", "--lr", "0.01", "--resume"])
     one_line(code, err, "lr 0.0005 -> 0.01", "--resume_override")
     stage3.main(common + ["--epochs", "2", "--lr", "0.01", "--resume", "--resume_override"])
@@ -292,7 +295,7 @@ def test_stage3_resume_rule(pcd_folder, tmp_path, run_stage, capsys):
     ckpt = load_checkpoint(run / "mean_last.pth")
     assert ckpt["optimizer"]["param_groups"][0]["lr"] == 0.01 and ckpt["trainer"]["epoch"] == 2
     assert ckpt["config"]["resume_history"] == [{"epoch": 2, "changes": {"lr": [0.0005, 0.01]}}]
-    assert not (run / "mean_last.pth.abc123.tmp").exists()
+    assert not os.path.exists(stale)
 
 
 # ----------------------------------------------------------------------------- the former tracebacks
@@ -345,19 +348,25 @@ def test_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
     the file; no temporary left behind."""
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this system")
-    import engine.checkpoint as checkpoint
-    import pcd.store as store
-    from engine.cli import run_cli
+    import topkd_io.atomic as atomic
+    from pcd.store import AtomicNpyWriter
+    from topkd_io import run_cli, save_npy, save_torch
 
     def full_disk(path):  # the temporary file is a link to /dev/full: every write fails with ENOSPC
         tmp = str(path) + ".full.tmp"
         os.symlink("/dev/full", tmp)
         return os.open(tmp, os.O_WRONLY), tmp
 
-    monkeypatch.setattr(checkpoint, "temp_beside", full_disk)
-    monkeypatch.setattr(store, "temp_beside", full_disk)
-    writes = {tmp_path / "resnet8_last.pth": lambda p: checkpoint.save_checkpoint({"w": torch.zeros(4096)}, str(p)),
-              tmp_path / "pcd_00000.npy": lambda p: store.atomic_save_npy(str(p), np.zeros((64, 64), np.float32))}
+    def streamed(p):
+        writer = AtomicNpyWriter(str(p), (64, 4096))
+        for _ in range(64):
+            writer.write(np.zeros((1, 4096), np.float32))
+        writer.commit()
+
+    monkeypatch.setattr(atomic, "open_temp", full_disk)
+    writes = {tmp_path / "resnet8_last.pth": lambda p: save_torch({"w": torch.zeros(4096)}, str(p)),
+              tmp_path / "pcd_00000.npy": lambda p: save_npy(str(p), np.zeros((64, 64), np.float32)),
+              tmp_path / "pi_dim0.npy": streamed}
     for path, write in writes.items():
         with pytest.raises(SystemExit) as info:
             run_cli(write, path)
@@ -366,7 +375,7 @@ def test_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_a_genuine_bug_keeps_its_traceback():
-    from engine.cli import run_cli
+    from topkd_io import run_cli
 
     def buggy():
         return [][1]
@@ -385,21 +394,28 @@ def test_a_genuine_bug_keeps_its_traceback():
 # ----------------------------------------------------------------------------- files
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640)])
 def test_written_files_follow_the_umask_and_stale_temps_go(tmp_path, mask, mode):
-    from pcd.store import atomic_save_npy
+    from topkd_io import save_npy as atomic_save_npy
+    from topkd_io.atomic import host_tag
     from topology.ripsnet import RipsNet, save_ripsnet
 
-    stale = [tmp_path / "a.pth.k1l2m3.tmp", tmp_path / "b.npy.x9y8.tmp", tmp_path / "mean_best.pth.q1.tmp"]
-    for path in stale:
-        path.write_bytes(b"half a file")
-    other = tmp_path / "c.pth.zz.tmp"  # another writer's temporary: left alone
-    other.write_bytes(b"x")
+    stale = [dead_writer_temp(tmp_path / name) for name in ("a.pth", "b.npy", "mean_best.pth")]
+    abandoned = tmp_path / "a.pth.q1w2.tmp"  # an older version's temporary (no owner in its name), long abandoned
+    for path in stale + [abandoned]:
+        open(path, "wb").write(b"half a file")
+    os.utime(abandoned, (time.time() - 3600, time.time() - 3600))
+    live = tmp_path / f"a.pth.{host_tag()}.{os.getpid()}.zz.tmp"  # a live writer's temporary: left alone
+    young = tmp_path / "b.npy.zz.tmp"  # no owner named, but recent: it may still be written, left alone
+    other = tmp_path / "c.pth.zz.tmp"  # another file's temporary: left alone
+    for path in (live, young, other):
+        path.write_bytes(b"x")
     old = os.umask(mask)
     try:
-        save_checkpoint({"x": torch.zeros(2)}, str(tmp_path / "a.pth"))
+        save_torch({"x": torch.zeros(2)}, str(tmp_path / "a.pth"))
         atomic_save_npy(str(tmp_path / "b.npy"), np.zeros(3))
         save_ripsnet(RipsNet(16, pooling="mean"), str(tmp_path / "mean_best.pth"))
     finally:
         os.umask(old)
     for name in ("a.pth", "b.npy", "mean_best.pth"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == mode, name
-    assert not any(p.exists() for p in stale) and other.exists()
+    assert not any(os.path.exists(p) for p in stale) and not abandoned.exists()
+    assert live.exists() and young.exists() and other.exists()

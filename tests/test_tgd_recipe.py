@@ -9,7 +9,7 @@ import yaml
 
 import train_student
 import train_teacher
-from engine.checkpoint import load_checkpoint, save_checkpoint
+from topkd_io import load_checkpoint, save_torch
 from engine.config import data_options, parse_config
 
 TGD_RECIPE = dict(lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=128, epochs=200,
@@ -84,7 +84,7 @@ def tgd_inputs(tmp_path_factory):
         model = model_dict[arch](num_classes=10, **({"in_channels": channels} if channels != 3 else {}))
         path = root / name / f"{arch}_best.pth"
         path.parent.mkdir()
-        save_checkpoint({"model": model.state_dict(), "arch": arch, "num_classes": 10, "in_channels": channels},
+        save_torch({"model": model.state_dict(), "arch": arch, "num_classes": 10, "in_channels": channels},
                         str(path))
         paths[name] = str(path)
     paths["pi_root"] = str(root / "image_pi")

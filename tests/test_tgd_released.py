@@ -22,7 +22,7 @@ def released(reference_dir, name):
 
 @pytest.mark.parametrize("tag", sorted(RELEASED))
 def test_released_students_reproduce_the_official_outputs(reference_dir, tag):
-    from engine.serialization import safe_load
+    from topkd_io import safe_load
 
     ref = np.load(reference_dir / "official_tgd_outputs.npz")
     sd = safe_load(released(reference_dir, RELEASED[tag]))["model_state_dict"]

@@ -6,7 +6,7 @@ import torch
 
 import train_student
 import train_teacher
-from engine.checkpoint import load_checkpoint, save_checkpoint
+from topkd_io import load_checkpoint, save_torch
 
 
 # digits at 16x16, resnet8 teacher and student; chance is 10 %
@@ -141,7 +141,7 @@ def test_teacher_class_count_mismatch(tmp_path, run_stage):
 
     path = tmp_path / "t" / "resnet8_best.pth"
     path.parent.mkdir()
-    save_checkpoint({"model": model_dict["resnet8"](num_classes=7).state_dict(), "arch": "resnet8",
+    save_torch({"model": model_dict["resnet8"](num_classes=7).state_dict(), "arch": "resnet8",
                      "num_classes": 7}, str(path))
     argv = DATA + ["--path_t", str(path), "--model_s", "resnet8", "--epochs", "1", "--save_dir", str(tmp_path)]
     code, _, err = run_stage(train_student.main, argv)

@@ -10,8 +10,8 @@ import torch
 
 import train_teacher
 from distiller import Distiller, distiller_dict
-from engine.checkpoint import load_checkpoint, save_checkpoint
-from engine.serialization import safe_load
+from topkd_io import load_checkpoint, save_torch
+from topkd_io import safe_load
 from models import load_model
 
 
@@ -58,13 +58,13 @@ def test_checkpoint_loads_back(teacher_run, tmp_path):
     assert not model.training
     # an official-style checkpoint: {'model': sd} only, architecture read from the run-folder name
     official = tmp_path / RUN_NAME / "ckpt_epoch_240.pth"
-    save_checkpoint({"model": ckpt["model"], "best_acc": 1.0, "epoch": 240}, official)
+    save_torch({"model": ckpt["model"], "best_acc": 1.0, "epoch": 240}, official)
     model2, arch2, _ = load_model(official)
     assert arch2 == ARCH  # read from the official run-folder name, not the class name
     for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
         assert torch.equal(a, b)
     bare = tmp_path / "bare.pth"
-    save_checkpoint(dict(ckpt["model"]), bare)
+    save_torch(dict(ckpt["model"]), bare)
     assert load_model(bare, arch=ARCH, num_classes=10).arch == ARCH
     with pytest.raises(ValueError, match="cannot tell the architecture"):
         load_model(bare)
@@ -79,7 +79,7 @@ def test_load_model_mismatches(teacher_run, tmp_path):
         load_model(path, num_classes=100)
     sd = load_checkpoint(path)["model"]
     other = tmp_path / "resnet20_digits_lr_0.05_decay_0.0005_trial_0" / "ckpt.pth"
-    save_checkpoint({"model": sd}, other)  # resnet8 weights in a folder that says resnet20
+    save_torch({"model": sd}, other)  # resnet8 weights in a folder that says resnet20
     with pytest.raises(ValueError, match="does not fit resnet20 with 10 classes.*(missing|unexpected)"):
         load_model(other)
     with pytest.raises(ValueError, match="unknown architecture 'nope'"):
@@ -156,7 +156,7 @@ def test_resume_errors(teacher_run, tmp_path, run_stage):
     ckpt["model"]["fc.weight"] = ckpt["model"]["fc.weight"][:5]
     ckpt["model"]["fc.bias"] = ckpt["model"]["fc.bias"][:5]
     other = tmp_path / "five_classes.pth"
-    save_checkpoint(ckpt, other)
+    save_torch(ckpt, other)
     code, _, err = run_stage(train_teacher.main, common + ["--model", ARCH, "--resume", str(other)])
     assert_user_error(code, err, "fc.weight (5, 64) vs (10, 64)")
     # truncated file
@@ -207,7 +207,7 @@ DDP_WRAPPER = textwrap.dedent("""
 
     trainer.Trainer.fit = fit
     import train_teacher
-    from engine.cli import run_cli
+    from topkd_io import run_cli
     run_cli(train_teacher.main, sys.argv[1:])
 """)
 

@@ -4,7 +4,7 @@
 
 A run folder is any folder under a root holding ``<arch>_best.pth`` (and usually ``<arch>_last.pth``,
 ``config.yaml``); official TopKD and RepDistiller run folders, which have no config.yaml, are read from
-their names (``engine.run_names``) and their last accuracy from their last ``ckpt_epoch_<N>.pth``. Every
+their names (``models.run_names``) and their last accuracy from their last ``ckpt_epoch_<N>.pth``. Every
 checkpoint is read with the safe loader; a cell that cannot be filled says why (``n/a: ...``). Runs are grouped by (dataset, teacher, student, method, hyper-parameters) with the
 trial left out; each group gets mean +- std over its trials of the best and the last test top-1, the
 number of trials, the teacher's top-1 (teacher runs found under the roots), and published reference
@@ -158,11 +158,11 @@ def config_text(cfg: Dict[str, Any], keys: Sequence[Tuple[str, str]]) -> str:
 
 
 def _read_yaml(path: Path) -> Dict[str, Any]:
-    import yaml
+    from topkd_io import read_yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        data = read_yaml(path)
+    except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -170,8 +170,7 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
 def _read_ckpt(path: Path) -> Tuple[Dict[str, Any], str]:
     """-> (scalar entries of a checkpoint, "") or ({}, why it could not be read). Read with the safe loader:
     an official ``*_last.pth`` pickles an ``argparse.Namespace`` and is refused, with that as the reason."""
-    from engine.checkpoint import load_checkpoint
-    from engine.serialization import UnsafeCheckpointError
+    from topkd_io import UnsafeCheckpointError, load_checkpoint
 
     if not path.is_file():
         return {}, f"no {path.name}"
@@ -214,7 +213,7 @@ def _float(value: Any) -> Optional[float]:
 def _from_folder_name(path: Path) -> Optional[Dict[str, Any]]:
     """Settings of a run without config.yaml from its folder name (official TopKD / RepDistiller layouts, ours),
     as config.yaml keys; None when the name follows no layout (e.g. a RipsNet folder)."""
-    from engine.run_names import parse_run_name
+    from models.run_names import parse_run_name
 
     run = parse_run_name(path.name)
     if run is None:
@@ -443,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> Path:
     args = build_parser().parse_args(argv)
-    from engine.files import check_output_file
+    from topkd_io import check_output_file
 
     for suffix in (".md", ".csv"):
         check_output_file(str(args.out) + suffix, "--out")
@@ -457,6 +456,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
 
 
 if __name__ == "__main__":
-    from engine.cli import run_cli
+    from topkd_io import run_cli
 
     run_cli(main)

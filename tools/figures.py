@@ -490,7 +490,7 @@ COMMANDS: Dict[str, Callable[[argparse.Namespace], object]] = {
 def main(argv: Optional[Sequence[str]] = None):
     args = build_parser().parse_args(argv)
     if getattr(args, "out", None):
-        from engine.files import check_output_file
+        from topkd_io import check_output_file
 
         check_output_file(args.out, "--out")
     result = COMMANDS[args.command](args)
@@ -500,6 +500,6 @@ def main(argv: Optional[Sequence[str]] = None):
 
 
 if __name__ == "__main__":
-    from engine.cli import run_cli
+    from topkd_io import run_cli
 
     run_cli(main)

@@ -186,6 +186,6 @@ def make_figures(out: Path) -> List[Path]:
 
 
 if __name__ == "__main__":
-    from engine.cli import run_cli
+    from topkd_io import run_cli
 
     run_cli(main)

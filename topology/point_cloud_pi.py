@@ -22,7 +22,8 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import yaml
+
+from topkd_io import read_yaml, write_yaml
 
 Diagrams = Union[Sequence[np.ndarray], np.ndarray]
 
@@ -180,29 +181,14 @@ class PIParams:
 
     def save_yaml(self, path: Union[str, os.PathLike]) -> None:
         """Write the parameters as YAML (atomically: temporary file then rename)."""
-        path = os.fspath(path)
-        from engine.files import temp_beside
-
-        fd, tmp = temp_beside(path)
-        try:
-            with os.fdopen(fd, "w") as f:
-                yaml.safe_dump(self.to_dict(), f, sort_keys=False)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        write_yaml(path, self.to_dict())
 
     @classmethod
     def load_yaml(cls, path: Union[str, os.PathLike]) -> "PIParams":
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"persistence-image parameter file not found: {path}")
-        with open(path) as f:
-            try:
-                data = yaml.safe_load(f)
-            except yaml.YAMLError as exc:
-                raise ValueError(f"{path} is not valid YAML ({exc.__class__.__name__})") from None
+        data = read_yaml(path, "persistence-image parameter file")
         return cls.from_dict(data)
 
 

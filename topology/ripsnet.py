@@ -17,6 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from topkd_io import UnsafeCheckpointError, read_error_reason, safe_load, save_torch
+
 # Widths [input, phi1, phi2, phi3] of the official RipsNets by input dimension; rho is always
 # [50, 100, 200] followed by the R*R output.
 PHI_UNITS: Dict[int, Tuple[int, int, int, int]] = {
@@ -139,18 +141,7 @@ def save_ripsnet(
         "manifest": dict(manifest or {}),
         **extra,
     }
-    path = os.fspath(path)
-    from engine.files import temp_beside
-
-    fd, tmp = temp_beside(path)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    save_torch(state, path)
 
 
 def weight_units(state: Dict[str, torch.Tensor]) -> List[int]:
@@ -198,8 +189,6 @@ def load_ripsnet(
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"RipsNet checkpoint not found: {path}")
-    from engine.serialization import UnsafeCheckpointError, read_error_reason, safe_load  # the project's one allowlisted loader
-
     try:
         ckpt = safe_load(path, map_location=map_location)
     except UnsafeCheckpointError:

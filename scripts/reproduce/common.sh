@@ -45,7 +45,7 @@ run() {
 ckpt_done() {
   [[ -f "$1" ]] || return 1
   "$PY" -c 'import sys
-from engine.serialization import safe_load
+from topkd_io import safe_load
 c = safe_load(sys.argv[1])
 sys.exit(0 if int(c.get("epoch", 0)) >= int(sys.argv[2]) else 1)' "$1" "$2" 2>/dev/null
 }

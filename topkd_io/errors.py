@@ -1,4 +1,10 @@
-"""Entry-point wrapper for the stage scripts: user errors become one `error:` line and exit status 2."""
+"""One-line errors: the exception types a user can act on, and the wrapper that prints them.
+
+Bad user input raises a built-in exception with a one-line message saying what was wrong and how to fix
+it (``ValueError``, ``FileNotFoundError``, ``FloatingPointError``, ``OSError``) or `TopKDError`.
+`run_cli(main)` prints those as ``error: <message>`` and exits with status 2; any other exception is a bug
+and keeps its traceback.
+"""
 from __future__ import annotations
 
 import errno
@@ -10,6 +16,10 @@ from typing import Callable, Optional, Sequence
 
 class TopKDError(Exception):
     """A failure the user can fix (bad input, a damaged file, ...): printed as one line, no traceback."""
+
+
+class DamagedFileError(TopKDError, ValueError):
+    """A file that fails the check of what its writer recorded (size, SHA-256, a field's checksum)."""
 
 
 USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError, OSError, TopKDError)
@@ -30,21 +40,27 @@ _OS_HINTS = {
 
 def describe_os_error(exc: OSError) -> str:
     """One line for an OSError: the file(s) involved, the system's reason and a hint."""
-    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    names = [os.fsdecode(n) if isinstance(n, bytes) else str(n) for n in (exc.filename, exc.filename2)
+             if n is not None]
     reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
     hint = _OS_HINTS.get(exc.errno or -1)
     where = f" ({' -> '.join(names)})" if names else ""
     return f"{reason}{where}" + (f": {hint}" if hint else "")
 
 
+def one_line(exc: BaseException) -> str:
+    """The message of a user error on one line."""
+    message = describe_os_error(exc) if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return " ".join(message.split()) or type(exc).__name__
+
+
 def run_cli(main: Callable[..., object], argv: Optional[Sequence[str]] = None) -> int:
     """Call ``main(argv)`` (or ``main()`` when argv is None) and turn known failures into exit codes.
 
-    ValueError / FileNotFoundError / FloatingPointError / OSError / `TopKDError` -> ``error: <message>``
-    on stderr, status 2 (full traceback too when the environment sets ``TOPKD_DEBUG=1``); any other
-    exception is a bug and keeps its traceback. Ctrl-C -> status 130 with a hint that ``--resume``
-    continues from the last checkpoint. Failures raise ``SystemExit(code)``; success returns 0, so both
-    ``run_cli(main)`` and ``sys.exit(run_cli(main))`` work in a script.
+    `USER_ERRORS` -> ``error: <message>`` on stderr, status 2 (full traceback too when the environment sets
+    ``TOPKD_DEBUG=1``); any other exception is a bug and keeps its traceback. Ctrl-C -> status 130 with a
+    hint that ``--resume`` continues from the last checkpoint. Failures raise ``SystemExit(code)``; success
+    returns 0, so both ``run_cli(main)`` and ``sys.exit(run_cli(main))`` work in a script.
     """
     debug = os.environ.get("TOPKD_DEBUG", "") not in ("", "0")
     try:
@@ -55,10 +71,7 @@ def run_cli(main: Callable[..., object], argv: Optional[Sequence[str]] = None) -
     except USER_ERRORS as exc:
         if debug:
             traceback.print_exc()
-        # an OSError raised by the system carries errno/strerror; ours carry a full message
-        message = describe_os_error(exc) if isinstance(exc, OSError) and exc.strerror else str(exc)
-        message = " ".join(message.split()) or type(exc).__name__
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         print("\ninterrupted: continue from the last checkpoint with --resume (or --resume auto)",

@@ -1,0 +1,200 @@
+"""The file floor (`topkd_io`): one atomic writer under every file the stages write, safe YAML, checksums,
+folder locks. Each writer of the project is driven through a simulated crash."""
+import errno
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import topkd_io.atomic as atomic
+from helpers import dead_writer_temp
+from topkd_io import (DamagedFileError, FolderLock, TopKDError, atomic_write, read_yaml, run_cli, save_torch,
+                      verify_file)
+from topkd_io.checksums import file_record
+
+
+def _writers(tmp_path):
+    """name -> (target path, function writing it): every atomic writer of the project."""
+    import argparse
+
+    from datasets.pi_images import build_pi_cache
+    from engine.config import write_config
+    from pcd.manifest import write_manifest
+    from pcd.store import AtomicNpyWriter
+    from topkd_io import save_npy, save_npz
+    from topology.image_pi import ImagePIParams
+    from topology.point_cloud_pi import PIParams
+    from topology.ripsnet import RipsNet, save_ripsnet
+
+    def streamed(path):
+        writer = AtomicNpyWriter(str(path), (4, 3))
+        writer.write(np.ones((4, 3)))
+        writer.commit()
+
+    def pi_cache(path):
+        images = [(torch.rand(1, 8, 8), k % 2) for k in range(3)]
+        build_pi_cache(images, path.parent, "tiny", "train", ImagePIParams(), chunk_size=8)
+
+    params = PIParams(bandwidth=0.1, im_range=(0.0, 1.0, 0.0, 1.0))
+    return {
+        "checkpoint": (tmp_path / "ckpt" / "m_last.pth", lambda p: save_torch({"w": torch.ones(3)}, p)),
+        "ripsnet": (tmp_path / "rips" / "mean_best.pth", lambda p: save_ripsnet(RipsNet(16), p)),
+        "config": (tmp_path / "run" / "config.yaml", lambda p: write_config(argparse.Namespace(lr=0.1), p)),
+        "pi_params": (tmp_path / "pi" / "params.yaml", lambda p: params.save_yaml(p)),
+        "stage2_manifest": (tmp_path / "s2" / "manifest.yaml", lambda p: write_manifest(str(p.parent), {"a": 1})),
+        "stage2_shard": (tmp_path / "s2" / "pcd_00000.npy", lambda p: save_npy(p, np.ones((2, 3)))),
+        "stage2_diagrams": (tmp_path / "s2" / "pd_dim0_00000.npz", lambda p: save_npz(p, rows=np.ones((2, 2)))),
+        "stage2_images": (tmp_path / "s2" / "pi_dim0.npy", streamed),
+        "image_pi_manifest": (tmp_path / "tiny_train" / "manifest.yaml", pi_cache),
+    }
+
+
+WRITERS = ["checkpoint", "ripsnet", "config", "pi_params", "stage2_manifest", "stage2_shard", "stage2_diagrams",
+           "stage2_images", "image_pi_manifest"]
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_every_writer_goes_through_the_floor(tmp_path, monkeypatch, name):
+    """Each writer: the data is fsynced before the rename; a crash before the rename leaves the previous
+    file as it was and no temporary; a temporary of a killed writer is removed by the next write."""
+    path, write = _writers(tmp_path)[name]
+    write(path)
+
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    stale = dead_writer_temp(path)
+    open(stale, "wb").write(b"half")
+    write(path)
+    assert any(p.startswith(str(path) + ".") and p.endswith(".tmp") for p in synced), synced
+    assert not os.path.exists(stale)
+    before = path.read_bytes()
+
+    def crash(src, dst):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(atomic.os, "replace", crash)
+    with pytest.raises(OSError) as info:
+        write(path)
+    assert str(path) in str(info.value.filename or "") or str(path) in str(info.value)
+    assert path.read_bytes() == before
+    assert not [f for f in os.listdir(path.parent) if f.endswith(".tmp")]
+
+
+def test_torch_zip_writer_failure_is_an_oserror_naming_the_file(tmp_path, monkeypatch, capsys):
+    """torch.save's zip writer reports a full disk as RuntimeError('[enforce fail at inline_container.cc...]'):
+    it becomes the usual one-line error and the previous checkpoint is kept."""
+    path = tmp_path / "resnet8_last.pth"
+    save_torch({"epoch": 1}, path)
+
+    def full(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 partial")
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing "
+                               "file data/0: file write failed") from None
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(SystemExit) as info:
+        run_cli(lambda: save_torch({"epoch": 2}, path))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1, err
+    assert "No space left on device" in err[0] and str(path) in err[0] and "disk is full" in err[0]
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert os.listdir(tmp_path) == ["resnet8_last.pth"]
+
+
+def test_atomic_write_text_and_manual_commit(tmp_path):
+    with atomic_write(tmp_path / "a.txt", "w") as f:
+        f.write("hello")
+    assert (tmp_path / "a.txt").read_text() == "hello"
+    w = atomic_write(tmp_path / "b.bin")
+    w.file.write(b"x")
+    w.abort()
+    assert not (tmp_path / "b.bin").exists() and os.listdir(tmp_path) == ["a.txt"]
+
+
+# ----------------------------------------------------------------------------- YAML
+@pytest.mark.parametrize("text, words", [
+    ("lr: 0.1\nepochs: 3\nlr: 0.2\n", ["line 3", "'lr' appears twice"]),
+    ("a: &x [1, 2]\nb: *x\n", ["alias *x", "not accepted"]),
+    ('a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
+     'c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n', ["alias *a"]),
+    ("a: [1, 2\n", ["not valid YAML"]),
+])
+def test_read_yaml_refuses_duplicates_aliases_and_bad_text(tmp_path, text, words):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as info:
+        read_yaml(path, "config file")
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 400 and str(path) in message
+    for word in words:
+        assert word in message, message
+
+
+def test_read_yaml_non_utf8_names_the_file(tmp_path):
+    path = tmp_path / "model.pth"
+    path.write_bytes(b"\x80\x02}q\x00\xff\xfe binary")
+    with pytest.raises(ValueError, match=r"model.pth is not UTF-8 text \(byte 0x80 at offset 0\)"):
+        read_yaml(path, "config file")
+
+
+# ----------------------------------------------------------------------------- checksums
+def test_verify_file_names_file_and_rebuild_command(tmp_path):
+    path = tmp_path / "pcd_00000.npy"
+    path.write_bytes(b"0123456789")
+    record = file_record(path)
+    verify_file(path, record)
+    path.write_bytes(b"0123456788")  # same size, other bytes
+    with pytest.raises(DamagedFileError, match=r"pcd_00000.npy does not match the SHA-256.*rebuild it with: make"):
+        verify_file(path, record, rebuild="make")
+    path.write_bytes(b"01234")
+    with pytest.raises(DamagedFileError, match="has 5 bytes, its manifest records 10"):
+        verify_file(path, record)
+    path.unlink()
+    with pytest.raises(DamagedFileError, match="is missing"):
+        verify_file(path, record)
+
+
+# ----------------------------------------------------------------------------- folder locks
+HOLDER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {repo!r})
+    from topkd_io import FolderLock
+    with FolderLock({folder!r}):
+        print("held", flush=True)
+        time.sleep(60)
+""")
+
+
+def test_folder_lock_refuses_a_second_process_and_takes_over_a_dead_ones(tmp_path, repo_root):
+    folder = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER.format(repo=str(repo_root), folder=str(folder)),
+                             "--marker"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(TopKDError) as info:
+            FolderLock(folder, flag="--run_dir", what="run folder").acquire()
+        message = str(info.value)
+        assert f"PID {proc.pid}" in message and "--marker" in message and "--run_dir" in message, message
+    finally:
+        proc.kill()
+        proc.wait()
+    # the holder was killed (-9): its lock is stale and taken over
+    with FolderLock(folder) as lock:
+        with FolderLock(folder):  # the same process may nest
+            pass
+        assert os.path.isfile(lock.path)
+    assert not os.path.exists(lock.path)

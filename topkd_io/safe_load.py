@@ -1,0 +1,181 @@
+"""Reading files without trusting them: ``.pth`` files that cannot run code, YAML that cannot explode.
+
+`safe_load` is the one way this project reads a ``.pth`` file: ``torch.load(weights_only=True)`` plus a
+fixed allowlist. Official TopKD and RepDistiller checkpoints were saved with numpy floats in their
+optimizer state (and ``best_acc`` as a numpy scalar), which the plain ``weights_only=True`` unpickler
+refuses. The allowlist admits exactly the numpy pieces such a value is rebuilt from (the scalar
+reconstructor, ``dtype`` and the concrete dtype classes, ``ndarray`` reconstruction); nothing that can call
+arbitrary code. Any other global makes the load fail with `UnsafeCheckpointError` naming the file and the
+global.
+
+`read_yaml` is the one way this project reads a YAML file: UTF-8 only, duplicate keys refused (the second
+value would silently win), anchors and aliases refused (a few hundred bytes of nested aliases expand to
+gigabytes), and a size cap; every failure is a ValueError naming the file and the line.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from struct import error as struct_error
+from typing import Any, Dict, List
+
+import numpy as np
+import torch
+import yaml
+
+
+class UnsafeCheckpointError(ValueError):
+    """A file asked the unpickler for something outside the allowlist (it may try to run code)."""
+
+
+def _numpy_safe_globals() -> List[Any]:
+    """numpy's scalar/array reconstructors and every concrete dtype class of this numpy version."""
+    out: List[Any] = [np.dtype, np.ndarray]
+    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
+    multiarray = core.multiarray
+    out += [multiarray.scalar, multiarray._reconstruct]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        out += [getattr(dtypes, name) for name in dir(dtypes) if name.endswith("DType")
+                and isinstance(getattr(dtypes, name), type)]
+    # Files written under numpy 1.x name the reconstructors numpy.core.multiarray.*; under numpy 2,
+    # numpy._core.multiarray.*. Register both spellings so either kind of file loads.
+    aliases = []
+    for fn in (multiarray.scalar, multiarray._reconstruct):
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            aliases.append((fn, f"{module}.{fn.__name__}"))
+    return out + aliases
+
+
+SAFE_GLOBALS = _numpy_safe_globals()
+
+
+def safe_load(path: Any, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with the numpy allowlist -> the stored object.
+
+    Raises FileNotFoundError for a missing path, UnsafeCheckpointError when the file needs a global
+    outside the allowlist (a crafted or foreign pickle: nothing of it runs), and lets other read errors
+    through for the caller to word (`read_error_reason`).
+    """
+    path = os.fspath(path) if not hasattr(path, "read") else path
+    if isinstance(path, str) and not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found; check the path")
+    with torch.serialization.safe_globals(SAFE_GLOBALS):
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            text = " ".join(str(exc).split())
+            if "Unsupported global" in text or "not an allowed global" in text or "GLOBAL" in text:
+                name = path if isinstance(path, str) else "the file"
+                glob = text.split("GLOBAL ")[-1].split(" ")[0] if "GLOBAL " in text else "an unknown global"
+                raise UnsafeCheckpointError(
+                    f"{name} needs {glob}, which is not a tensor, a plain container or a numpy value; "
+                    f"refusing to unpickle it (it could run code). Re-save the weights with "
+                    f"torch.save({{'model': model.state_dict()}}, path)") from None
+            raise
+
+
+def read_error_reason(exc: BaseException) -> str:
+    """Plain words for why ``torch.load`` could not read a file (the raw errors say things like ``101``)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, EOFError) or "Ran out of input" in text:
+        return "the file is empty or cut short"
+    if isinstance(exc, (KeyError, pickle.UnpicklingError, UnicodeDecodeError)) or "invalid load key" in text:
+        return "it is not a file written by torch.save"
+    if "PytorchStreamReader" in text or "zip archive" in text or "central directory" in text:
+        return "its archive is truncated or damaged"
+    if isinstance(exc, (IndexError, struct_error)):  # the unpickler ran off the end of a cut pickle
+        return "its contents are damaged or cut short"
+    if isinstance(exc, OSError):
+        return f"the file could not be read ({exc.strerror or type(exc).__name__})"
+    return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
+
+
+def load_checkpoint(path: Any, map_location: Any = "cpu") -> Dict[str, Any]:
+    """Read a checkpoint (tensors and plain containers only) -> dict.
+
+    FileNotFoundError when ``path`` is missing; ValueError when the file cannot be read as a checkpoint
+    (`UnsafeCheckpointError` when it would run code). A bare state dict is returned as is.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path} not found; check the path")
+    try:
+        ckpt = safe_load(path, map_location=map_location)
+    except UnsafeCheckpointError:
+        raise
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for bad files
+        raise ValueError(f"checkpoint {path} cannot be read ({read_error_reason(exc)}); re-save it or use "
+                         f"another checkpoint (e.g. <arch>_last.pth of the same run)") from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"checkpoint {path} holds a {type(ckpt).__name__}, expected a dict")
+    return ckpt
+
+
+# ----------------------------------------------------------------------------- YAML
+
+MAX_YAML_BYTES = 64 << 20
+
+
+class _Refused(yaml.constructor.ConstructorError):
+    """Valid YAML that this project does not accept (a duplicate key, an alias)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases and duplicate mapping keys."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _Refused(
+                None, None, f"alias *{event.anchor} (anchors and aliases are not accepted; write values out)",
+                event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key; the base class words that error
+                break
+            if duplicate:
+                raise _Refused(
+                    None, None, f"key {key!r} appears twice (the second value would silently win; keep one)",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Any, what: str = "YAML file", hint: str = "") -> Any:
+    """Parse the YAML file ``path`` strictly -> its data (None for an empty file).
+
+    FileNotFoundError when missing; ValueError naming ``what`` and ``path`` (plus ``hint``) for text that
+    is not UTF-8, larger than 64 MiB, not valid YAML, or uses duplicate keys or aliases.
+    """
+    path = os.fspath(path)
+    tail = f"; {hint}" if hint else ""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} {path} not found{tail}")
+    size = os.path.getsize(path)
+    if size > MAX_YAML_BYTES:
+        raise ValueError(f"{what} {path} is {size} bytes, more than YAML files here may be "
+                         f"({MAX_YAML_BYTES >> 20} MiB){tail}")
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what} {path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                         f"is it the right file?{tail}") from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = " ".join(str(problem).split())[:200]
+        if isinstance(exc, _Refused):
+            raise ValueError(f"{what} {path}{where.replace(' at', ',')}: {problem}{tail}") from None
+        raise ValueError(f"{what} {path} is not valid YAML{where} ({problem}){tail}") from None
