@@ -9,8 +9,10 @@ each method and add-on declaring its own options, defaults, data needs and run t
 ``-r/-a/-b`` left out take the method's defaults; an option the chosen method does not declare is an
 error. ``-d 0`` (default) = no topology term; ``--method topkd`` uses the frozen RipsNet of ``--rips_path``,
 ``--method topkd_exact`` the exact differentiable H0 persistence images.
-Run folder: <save_dir>/S-<s>_T-<t>_<dataset>_<distill>[+<method>]_r-<g>_a-<a>_b-<b>_d-<d>_trial_<n>/
-(the part after <dataset> is the method's and the add-ons' run tag).
+Run folder: <save_dir>/S-<s>_T-<t>_<dataset>_<distill>[+<method>]_r-<g>_a-<a>[_b-<b>]_d-<d>_trial_<n>-<hash>/
+(the part after <dataset> is the method's and the add-ons' run tag; <hash> is the run's identity,
+`engine.identity`: every option that changes the result and the SHA-256 of every input file). The seed is
+the trial number unless --seed is given.
 """
 from __future__ import annotations
 
@@ -46,8 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Distil a teacher into a student (KD, FitNet, ..., TopKD).")
     g = parser.add_argument_group("networks")
     g.add_argument("--model_s", default="resnet8", help="student architecture (models.model_dict)")
-    g.add_argument("--path_t", default=None, help="teacher checkpoint (ours or official {'model': ...})")
+    g.add_argument("--path_t", default=None,
+                   help="teacher checkpoint (ours or official {'model': ...}), its run folder, or a folder of run "
+                        "folders to search (default: the one finished teacher of --model_t / --teacher_trial "
+                        "under save_t_models; see models.teacher_lookup)")
     g.add_argument("--model_t", default=None, help="teacher architecture when the checkpoint does not name it")
+    g.add_argument("--teacher_trial", type=int, default=None,
+                   help="without an exact --path_t: take the teacher of this trial")
     names = [n + (f" ({'/'.join(aliases_of(n))})" if aliases_of(n) else "") for n in student_methods()]
     g = parser.add_argument_group("distillation")
     g.add_argument("--distill", default="kd", help=f"method, any case: {', '.join(names)}")
@@ -98,30 +105,88 @@ def run_name(cfg: argparse.Namespace, method, addons) -> str:
     return f"S-{cfg.model_s}_T-{cfg.model_t}_{cfg.dataset}_{label}_{params}_trial_{cfg.trial}"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    cfg = parse_config(build_parser(), argv, arch_key="model_s")
-    from datasets import build_datasets
-    from models import load_model, resolve_arch
-    from models.warm_start import init_from_checkpoint
-    from train_teacher import build_network
+def unused_options(cfg: argparse.Namespace, method, addons) -> List[str]:
+    """Options no term of the chosen method uses (``-b`` with ``--distill kd``; the topology options with
+    ``-d 0``): left out of the run name and identity; a given non-zero loss weight among them is warned about."""
+    from distiller.options import collect
 
-    if cfg.path_t is None:
-        raise ValueError("--path_t is required: the teacher checkpoint from train_teacher.py")
+    unused: List[str] = []
+    for owner in (method, *addons):
+        if hasattr(owner, "unused_options"):
+            unused += [n for n in owner.unused_options(cfg) if n not in unused]
+    table = collect(option_owners())
+    for name in unused:
+        value = getattr(cfg, name, None)
+        if name in ("gamma", "alpha", "beta") and isinstance(value, (int, float)) and value:
+            flags = "/".join(table[name][0].spellings()) if name in table else f"--{name}"
+            print(f"note: {flags} {value} is not used by --distill {cfg.distill} (no term of it takes that weight); "
+                  f"left out of the run name and identity", flush=True)
+    return unused
+
+
+def prepare(argv: Optional[Sequence[str]] = None):
+    """Parse and resolve the options and find the input files -> ``(cfg, method, addons, identity, inputs)``
+    with ``cfg.run_dir`` set; loads no data. Under ``--plan`` a missing input file is left unresolved (its
+    hash is then ``pending``)."""
+    from engine.identity import Identity, input_sha256, with_hash
+    from models import resolve_arch
+    from models.loading import checkpoint_arch
+    from models.teacher_lookup import resolve_teacher
+
+    cfg = parse_config(build_parser(), argv, arch_key="model_s")
     cfg.model_s = resolve_arch(cfg.model_s, "--model_s")  # official aliases too; fails before any data loads
     if cfg.model_t is not None:
         cfg.model_t = resolve_arch(cfg.model_t, "--model_t")
     method, addons = configure_method(cfg)
+    try:
+        cfg.path_t = resolve_teacher(cfg.path_t, cfg.model_t, cfg.dataset, cfg.teacher_trial)
+    except (FileNotFoundError, ValueError):
+        if not (cfg.plan and cfg.path_t and cfg.model_t):
+            raise
+    if os.path.isfile(cfg.path_t):
+        cfg.model_t = checkpoint_arch(cfg.path_t, cfg.model_t)
+    inputs: Dict[str, Optional[str]] = {"path_t": cfg.path_t, "init_s": cfg.init_s}
+    for owner in (method, *addons):
+        if hasattr(owner, "input_files"):
+            inputs.update(owner.input_files(cfg, must_exist=not cfg.plan))
+    inputs = {k: v for k, v in inputs.items() if v}
+    cfg.unused_options = unused_options(cfg, method, addons)
+    identity = Identity.of(vars(cfg), {k: input_sha256(v) for k, v in inputs.items()}, unused=cfg.unused_options)
+    cfg.run_dir = cfg.run_dir or os.path.join(cfg.save_dir, with_hash(run_name(cfg, method, addons), identity))
+    return cfg, method, addons, identity, inputs
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    from engine.run_folder import run_training
+
+    cfg, method, addons, identity, inputs = prepare(argv)
+    return run_training(cfg, identity, inputs, cfg.model_s, lambda: train(cfg, method, addons, inputs))
+
+
+def train(cfg: argparse.Namespace, method, addons, inputs) -> Dict[str, Any]:
+    from datasets import build_datasets
+    from engine.provenance import header_line, provenance, recorded_accuracy, say
+    from engine.trainer import pick_device
+    from models import load_model
+    from models.warm_start import init_from_checkpoint
+    from train_teacher import build_network
+
     seed_everything(cfg.seed, cfg.deterministic)
     data = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, val_split=cfg.val_split,
                           seed=cfg.seed, **data_options(cfg))
-    teacher, cfg.model_t, _ = load_model(cfg.path_t, arch=cfg.model_t, num_classes=data.num_classes)
+    teacher, cfg.model_t, teacher_ckpt = load_model(cfg.path_t, arch=cfg.model_t, num_classes=data.num_classes)
+    teacher_top1 = recorded_accuracy(teacher_ckpt)
+    cfg.provenance = provenance(inputs, pick_device(cfg.device), teacher_top1=teacher_top1)
+    say(header_line(cfg.provenance) + f"; seed {cfg.seed} (from {cfg.seed_from})")
+    sha = cfg.provenance["inputs"]["path_t"]["sha256"]
+    say(f"teacher: {cfg.path_t} ({cfg.model_t}, sha256 {sha[:8]}, test top-1 "
+        f"{'not recorded' if teacher_top1 is None else f'{teacher_top1:.2f}'} in its checkpoint)")
     student = init_from_checkpoint(build_network(cfg.model_s, data.num_classes, data.in_channels), cfg.init_s)
     distiller, data = method.from_config(cfg, student, teacher, data)
     for addon in addons:
         addon.attach(cfg, distiller)
     cfg.arch, cfg.num_classes, cfg.in_channels = cfg.model_s, data.num_classes, data.in_channels
     cfg.loss = distiller.loss_summary()  # the resolved weights, in the run header and config.yaml
-    cfg.run_dir = cfg.run_dir or os.path.join(cfg.save_dir, run_name(cfg, method, addons))
     return fit_and_report(distiller, data, cfg)
 
 

@@ -2,8 +2,10 @@
 
     python train_teacher.py --model resnet56 --dataset cifar100 --data_root ./data
 
-Run folder (default): <save_dir>/<arch>_<dataset>_lr_<lr>_decay_<wd>_trial_<n>/ holding
-<arch>_best.pth, <arch>_last.pth, config.yaml and tb/. Hyper-parameters follow the recipe of the data
+Run folder (default): <save_dir>/<arch>_<dataset>_epoch_<E>_bs_<B>_lr_<lr>_decay_<wd>_trial_<n>-<hash>/ (the
+official TopKD naming plus the run's identity hash, `engine.identity`) holding <arch>_best.pth,
+<arch>_last.pth, config.yaml (with the identity and provenance) and tb/. A folder holding another run is
+refused (`engine.run_folder`); the seed is the trial number unless --seed is given. Hyper-parameters follow the recipe of the data
 set (engine.config.RECIPES; TGD's for ``--input pi``: SGD 0.1, wd 1e-4, batch 128, 200 epochs, x0.2 at
 40/80/120/160, no augmentation) unless flags or --config YAML say otherwise. Under torchrun, --batch_size is
 the global batch (each process gets batch_size / world_size).
@@ -57,20 +59,40 @@ def build_data(cfg):
     return pi_bundle(cfg.pi_root, cfg.dataset, num_classes, val_split=cfg.val_split, seed=cfg.seed)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    cfg = parse_config(build_parser(), argv, arch_key="model")
-    from distiller import get_distiller
+def prepare(argv: Optional[Sequence[str]] = None):
+    """Parse and resolve the options -> ``(cfg, identity, inputs)`` with ``cfg.run_dir`` set; loads no data."""
+    from engine.identity import Identity, input_sha256, with_hash
     from models import resolve_arch
+
+    cfg = parse_config(build_parser(), argv, arch_key="model")
+    cfg.model = resolve_arch(cfg.model, "--model")  # official aliases too; fails before touching the data
+    inputs = {"init_s": cfg.init_s}
+    identity = Identity.of(vars(cfg), {k: input_sha256(v) for k, v in inputs.items() if v})
+    dataset_tag = cfg.dataset if cfg.input == "image" else f"{cfg.dataset}_pi"
+    cfg.run_dir = cfg.run_dir or os.path.join(cfg.save_dir, with_hash(teacher_run_name(
+        cfg.model, dataset_tag, cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.trial), identity))
+    return cfg, identity, inputs
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    from engine.run_folder import run_training
+
+    cfg, identity, inputs = prepare(argv)
+    return run_training(cfg, identity, inputs, cfg.model, lambda: train(cfg, inputs))
+
+
+def train(cfg, inputs) -> Dict[str, Any]:
+    from distiller import get_distiller
+    from engine.provenance import header_line, provenance, say
+    from engine.trainer import pick_device
     from models.warm_start import init_from_checkpoint
 
-    cfg.model = resolve_arch(cfg.model, "--model")  # official aliases too; fails before touching the data
+    cfg.provenance = provenance(inputs, pick_device(cfg.device))
+    say(header_line(cfg.provenance) + f"; seed {cfg.seed} (from {cfg.seed_from})")
     seed_everything(cfg.seed, cfg.deterministic)
     data = build_data(cfg)
     model = init_from_checkpoint(build_network(cfg.model, data.num_classes, data.in_channels), cfg.init_s)
     cfg.arch, cfg.num_classes, cfg.in_channels = cfg.model, data.num_classes, data.in_channels
-    dataset_tag = cfg.dataset if cfg.input == "image" else f"{cfg.dataset}_pi"
-    cfg.run_dir = cfg.run_dir or os.path.join(
-        cfg.save_dir, teacher_run_name(cfg.model, dataset_tag, cfg.lr, cfg.weight_decay, cfg.trial))
     distiller = get_distiller("vanilla")(model)
     return fit_and_report(distiller, data, cfg)
 

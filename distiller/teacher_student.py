@@ -86,8 +86,18 @@ class TeacherStudent(Distiller):
 
     @classmethod
     def run_tag(cls, cfg: argparse.Namespace) -> Tuple[str, str]:
-        """-> ``(label, parameters)`` of the run-folder name, e.g. ``("kd", "r-0.1_a-0.9_b-0.0")``."""
-        return cfg.distill, f"r-{float(cfg.gamma)}_a-{float(cfg.alpha)}_b-{float(cfg.beta)}"
+        """-> ``(label, parameters)`` of the run-folder name, e.g. ``("crd", "r-1.0_a-0.0_b-0.8")``; a weight the
+        method does not use (`unused_options`: ``-b`` of KD) is left out (``("kd", "r-0.1_a-0.9")``)."""
+        unused = cls.unused_options(cfg)
+        parts = [f"{short}-{float(getattr(cfg, name))}" for name, short in (("gamma", "r"), ("alpha", "a"), ("beta", "b"))
+                 if name not in unused]
+        return cfg.distill, "_".join(parts)
+
+    @classmethod
+    def unused_options(cls, cfg: argparse.Namespace) -> Tuple[str, ...]:
+        """Loss weights that no term of this method uses: ``beta`` when the method has no term of its own (KD).
+        They are left out of the run name and identity (`train_student.py` warns when one is set)."""
+        return ("beta",) if cls.term is None else ()
 
     # -- hooks -------------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:

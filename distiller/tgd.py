@@ -23,7 +23,7 @@ the batch only (the usual KD scale; then reduce `kd_weight` or expect a differen
 from __future__ import annotations
 
 import argparse
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -131,6 +131,11 @@ class TGD(Distiller):
         distiller = cls(student, teacher, teacher2=teacher2, temperature=cfg.kd_T, alpha=cfg.tgd_alpha,
                         ce_weight=cfg.gamma, kd_weight=cfg.alpha, sim_weight=cfg.beta, kl_reduction=cfg.tgd_kl)
         return distiller, data
+
+    @classmethod
+    def input_files(cls, cfg: argparse.Namespace, must_exist: bool = True) -> Dict[str, Optional[str]]:
+        """The second teacher is an input file of the run (its SHA-256 is part of the run's identity)."""
+        return {"path_t2": cfg.path_t2} if cfg.path_t2 else {}
 
     @classmethod
     def run_tag(cls, cfg: argparse.Namespace) -> Tuple[str, str]:

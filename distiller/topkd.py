@@ -209,7 +209,7 @@ def load_topology_inputs(cfg: argparse.Namespace):
     if cfg.method == "topkd" or cfg.rips_path:
         from topology.ripsnet import load_ripsnet
 
-        path = locate_ripsnet(cfg)
+        path = getattr(cfg, "rips_file", None) or locate_ripsnet(cfg)
         rips, ckpt = load_ripsnet(path, operator=cfg.operator, units_list=cfg.units_list)
         params = ckpt["pi_params"]  # None in official checkpoints
         how = ckpt.get("resolved") or {}
@@ -252,8 +252,30 @@ class TopologyAddOn:
     def applies_to(self, method_cls) -> bool:
         return issubclass(method_cls, TeacherStudent)
 
-    def attach(self, cfg: argparse.Namespace, distiller: TeacherStudent) -> None:
-        """Check the options and add the term when ``cfg.delta > 0`` (``--TDA False`` sets delta to 0)."""
+    def input_files(self, cfg: argparse.Namespace, must_exist: bool = True) -> Dict[str, Optional[str]]:
+        """Check the options (``--TDA False`` sets delta to 0) and find the term's input files ->
+        ``{"rips_path": resolved RipsNet, "pi_params": ...}`` (only those the term reads; none when it is off).
+
+        The RipsNet found (also by the official naming rule) is kept in ``cfg.rips_file``. ``must_exist=False``
+        (``--plan``): a RipsNet that cannot be found yet is returned as the path asked for."""
+        self.check_options(cfg)
+        if not cfg.delta:
+            return {}
+        out: Dict[str, Optional[str]] = {}
+        if cfg.method == "topkd" or cfg.rips_path:
+            try:
+                cfg.rips_file = locate_ripsnet(cfg)
+            except FileNotFoundError:
+                if must_exist:
+                    raise
+                cfg.rips_file = None
+            out["rips_path"] = cfg.rips_file or cfg.rips_path or "ripsnet/result (not found)"
+        if cfg.pi_params:
+            out["pi_params"] = cfg.pi_params
+        return out
+
+    def check_options(self, cfg: argparse.Namespace) -> None:
+        """The term's option rules (idempotent: a second call changes nothing and prints nothing)."""
         if cfg.TDA is False and cfg.delta:
             print(f"note: --TDA False: the topology term is off (-d {cfg.delta} ignored, as in the official code)",
                   flush=True)
@@ -264,14 +286,22 @@ class TopologyAddOn:
             raise ValueError(f"--dim {cfg.dim}: only H0 (--dim 0) is supported, as in the paper's RipsNets")
         if cfg.delta < 0:
             raise ValueError(f"--delta must be >= 0, got {cfg.delta}")
-        if not cfg.delta:
-            return
-        if cfg.method == "topkd_exact" and not (cfg.pi_params or cfg.rips_path):
+        if cfg.delta and cfg.method == "topkd_exact" and not (cfg.pi_params or cfg.rips_path):
             raise ValueError("--method topkd_exact needs --pi_params (the stage-2 folder or its manifest.yaml) or a "
                              "--rips_path checkpoint that carries them")
+
+    def attach(self, cfg: argparse.Namespace, distiller: TeacherStudent) -> None:
+        """Check the options and add the term when ``cfg.delta > 0`` (``--TDA False`` sets delta to 0)."""
+        self.check_options(cfg)
+        if not cfg.delta:
+            return
         rips, params = load_topology_inputs(cfg)
         attach_topology(distiller, cfg.delta, method=cfg.method, rips=rips, pi_params=params,
                         tda_layer_t=cfg.tda_layer_t, tda_layer_s=cfg.tda_layer_s, tda_clouds=cfg.tda_clouds)
+
+    def unused_options(self, cfg: argparse.Namespace) -> Tuple[str, ...]:
+        """With the term off (``-d 0``) none of its other options changes the result."""
+        return () if cfg.delta else tuple(o.name for o in self.options if o.name != "delta")
 
     def run_tag(self, cfg: argparse.Namespace) -> Tuple[str, str]:
         """``("+topkd", "d-5.0")`` when the term is on, ``("", "d-0.0")`` when off."""

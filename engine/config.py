@@ -74,7 +74,9 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
     g.add_argument("--lr_decay_rate", type=float, default=None)
     g.add_argument("--weight_decay", type=float, default=None)
     g.add_argument("--momentum", type=float, default=None)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=None,
+                   help="random seed (default: the trial number, --trial 3 -> seed 3, so trials differ; "
+                        "config.yaml records the seed used)")
     g.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=False,
                    help="deterministic algorithms (bit-exact reruns on the CPU; slower on GPUs)")
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
@@ -97,13 +99,29 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
     g.add_argument("--resume_override", action="store_true",
                    help="with --resume: apply changed optimisation options (lr, schedule, method, ...) from the "
                         "resumed epoch on instead of refusing them")
-    g.add_argument("--trial", "-t", type=int, default=0, help="trial number (part of the run-folder name)")
+    g.add_argument("--trial", "-t", type=int, default=0,
+                   help="trial number: part of the run-folder name, and the seed unless --seed is given")
     g.add_argument("--save_dir", default=save_dir, help="parent folder of run folders")
-    g.add_argument("--run_dir", default=None, help="exact run folder (overrides --save_dir naming)")
+    g.add_argument("--run_dir", default=None,
+                   help="exact run folder (default: <save_dir>/<readable name>-<identity hash>)")
+    add_folder_args(g)
     g.add_argument("--device", default="auto", choices=DEVICES)
     g.add_argument("--threads", type=int, default=0,
                    help="CPU threads for torch (0 = torch's default); 1 is fastest on a busy 2-core machine")
     g.add_argument("--print_freq", type=int, default=100, help="steps between progress-bar updates")
+
+
+def add_folder_args(group) -> None:
+    """``--plan``, ``--skip_finished``, ``--overwrite``: how a stage treats its run folder (`engine.run_folder`)."""
+    group.add_argument("--plan", action="store_true",
+                       help="print '<status> <run folder> <why>' (status new, finished, partial, conflict or "
+                            "pending) and exit without writing anything")
+    group.add_argument("--skip_finished", action="store_true",
+                       help="when the run folder holds a finished run of these settings, say so and exit; an "
+                            "unfinished one is resumed (what the shell scripts pass)")
+    group.add_argument("--overwrite", action="store_true",
+                       help="delete what the run folder holds from an earlier run (the files are named) and start "
+                            "afresh")
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -265,9 +283,21 @@ def parse_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] 
             if key == "lr" and "small_arch_lr" in recipe and arch.startswith(SMALL_LR_ARCH_PREFIXES):
                 value = recipe["small_arch_lr"]
             merged[key] = list(value) if isinstance(value, list) else value
+    seed_from_trial(merged)
     cfg = argparse.Namespace(**merged)
     validate_config(cfg)
     return cfg
+
+
+def seed_from_trial(values: Dict[str, Any]) -> None:
+    """The seed rule: unless ``--seed`` (or a ``seed:`` in the YAML config) is given, the seed is the trial
+    number (``--trial 3`` -> seed 3), so every trial is a distinct, reproducible run. Sets ``seed`` and
+    ``seed_from`` (``"--seed"`` or ``"--trial"``) in ``values``."""
+    if values.get("seed") is None:
+        values["seed"] = int(values.get("trial") or 0)
+        values["seed_from"] = "--trial"
+    else:
+        values["seed_from"] = "--seed"
 
 
 def _require(ok: bool, message: str) -> None:
@@ -321,7 +351,10 @@ def format_lr(value: float) -> str:
     return repr(float(value)) if "e" not in repr(float(value)) else f"{value:.10f}".rstrip("0")
 
 
-def teacher_run_name(arch: str, dataset: str, lr: float, weight_decay: float, trial: int) -> str:
-    """``resnet56_cifar100_lr_0.05_decay_0.0005_trial_0`` (the official folder naming)."""
-    return f"{arch}_{dataset}_lr_{format_lr(lr)}_decay_{format_lr(weight_decay)}_trial_{trial}"
+def teacher_run_name(arch: str, dataset: str, epochs: int, batch_size: int, lr: float, weight_decay: float,
+                     trial: int) -> str:
+    """``resnet56_cifar100_epoch_240_bs_64_lr_0.05_decay_0.0005_trial_1``: the official TopKD folder naming (its
+    student command lines name their teachers so); the run folder appends the identity hash."""
+    return (f"{arch}_{dataset}_epoch_{int(epochs)}_bs_{int(batch_size)}_lr_{format_lr(lr)}_"
+            f"decay_{format_lr(weight_decay)}_trial_{trial}")
 

@@ -19,6 +19,10 @@ FREE_FIELDS = frozenset({
     "deterministic", "path_t", "path_t2", "rips_path", "pi_params", "epochs",
     "data_on_device", "compile", "compile_mode", "amp_dtype",  # speed options (--compile on CUDA also
     # drops a last partial training batch)
+    # bookkeeping, not options: how the run folder is treated, and what the run records about itself
+    # (input files are checked by their SHA-256, engine.run_folder.check_resume_inputs)
+    "plan", "overwrite", "skip_finished", "teacher_trial", "seed_from", "provenance", "identity",
+    "unused_options", "rips_file",
 })
 
 Change = Tuple[str, Any, Any]

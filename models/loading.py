@@ -102,17 +102,8 @@ def _resolve_arch(path: str, ckpt: Dict[str, Any], arch: Optional[str], names: I
                      f"<arch>_<dataset>_lr_..._trial_N); pass the architecture explicitly (e.g. --model_t)")
 
 
-def load_model(path: str, arch: Optional[str] = None, num_classes: Optional[int] = None,
-               map_location: Any = "cpu") -> LoadedModel:
-    """Rebuild a trained network from ours or an official checkpoint -> ``LoadedModel(model, arch, ckpt)``.
-
-    ``model`` is in eval mode; ``arch`` is the architecture it was built as (given, stored in the checkpoint,
-    or read from the official run-folder / file name); ``ckpt`` the checkpoint dict.
-
-    arch: architecture name of ``models.model_dict`` (needed for official checkpoints whose folder name
-    does not tell). num_classes: expected class count (inferred from the classifier when None).
-    Raises ValueError when the architecture or the class count does not match, naming which.
-    """
+def _read(path: str, map_location: Any = "cpu"):
+    """-> ``(checkpoint dict, state dict in our key names)``; TGD's released files get ``arch``/``in_channels``."""
     ckpt = load_checkpoint(path, map_location=map_location)
     if isinstance(ckpt.get("model_state_dict"), dict):  # TGD's releases: its own WideResNet key names
         from .tgd_released import is_tgd_state_dict, tgd_to_wrn_state_dict, tgd_wrn_arch
@@ -124,6 +115,28 @@ def load_model(path: str, arch: Optional[str] = None, num_classes: Optional[int]
             sd = tgd_to_wrn_state_dict(sd)
     else:
         sd = model_state(ckpt)
+    return ckpt, sd
+
+
+def checkpoint_arch(path: str, arch: Optional[str] = None) -> str:
+    """The architecture `load_model` would build for ``path`` (given, stored, or from the file / folder name),
+    without building it; ValueError as `load_model`."""
+    ckpt, _ = _read(path)
+    return _resolve_arch(path, ckpt, arch, model_dict)
+
+
+def load_model(path: str, arch: Optional[str] = None, num_classes: Optional[int] = None,
+               map_location: Any = "cpu") -> LoadedModel:
+    """Rebuild a trained network from ours or an official checkpoint -> ``LoadedModel(model, arch, ckpt)``.
+
+    ``model`` is in eval mode; ``arch`` is the architecture it was built as (given, stored in the checkpoint,
+    or read from the official run-folder / file name); ``ckpt`` the checkpoint dict.
+
+    arch: architecture name of ``models.model_dict`` (needed for official checkpoints whose folder name
+    does not tell). num_classes: expected class count (inferred from the classifier when None).
+    Raises ValueError when the architecture or the class count does not match, naming which.
+    """
+    ckpt, sd = _read(path, map_location)
     arch = _resolve_arch(path, ckpt, arch, model_dict)
     found_classes = int(ckpt["num_classes"]) if isinstance(ckpt.get("num_classes"), int) else infer_num_classes(sd)
     if num_classes is not None and int(num_classes) != found_classes:

@@ -12,6 +12,9 @@ The official codes keep a run's settings only in its folder name (their ``*_last
 * RepDistiller and our teacher: ``<arch>_<dataset>_lr_<lr>_decay_<wd>_trial_<n>``; RepDistiller's
   released teachers: ``<arch>_vanilla``
 * our student: ``S-<s>_T-<t>_<dataset>_<anything>_trial_<n>``
+
+Our run folders append the run's identity hash (``-<8 hex>``, `engine.identity`) to these names; it is read
+into ``RunName.identity_hash``.
 """
 from __future__ import annotations
 
@@ -42,6 +45,8 @@ _LAYOUTS: Dict[str, "re.Pattern[str]"] = {
     "teacher": re.compile(rf"^(?P<arch>.+?)_{_DS}_lr_(?P<lr>{_V})_decay_(?P<weight_decay>{_V})_trial_(?P<trial>\w+)$"),
     "repdistiller_vanilla": re.compile(r"^(?P<arch>.+)_vanilla$"),
 }
+# "-<8 hex>" (or "-pending" for a planned run) at the end of one of our folder names
+_IDENTITY_SUFFIX = re.compile(r"^(?P<name>.+)-(?P<hash>[0-9a-f]{8}|pending)$")
 _FLOATS = ("kd_T", "lr", "weight_decay", "gamma", "alpha", "beta", "delta")
 _INTS = ("epochs", "batch_size", "tda_layer_t", "tda_layer_s")
 
@@ -68,6 +73,7 @@ class RunName:
     teacher: Optional[str] = None
     trial: Optional[str] = None
     settings: Dict[str, Any] = field(default_factory=dict)
+    identity_hash: Optional[str] = None
 
     @property
     def is_student(self) -> bool:
@@ -92,6 +98,12 @@ class RunName:
 
 def parse_run_name(name: str) -> Optional[RunName]:
     """A run folder's base name -> RunName, or None when it follows none of the layouts."""
+    suffix = _IDENTITY_SUFFIX.match(name)
+    ident = suffix.group("hash") if suffix else None
+    if suffix and not name.startswith(("T:", "S:")):  # the official names never carry one
+        name = suffix.group("name")
+    else:
+        ident = None
     for layout, pattern in _LAYOUTS.items():
         match = pattern.match(name)
         if match:
@@ -101,7 +113,7 @@ def parse_run_name(name: str) -> Optional[RunName]:
             settings = {k: _value(k, v) for k, v in fields.items() if k != "rest"}
             if fields.get("rest"):
                 settings["rest"] = fields["rest"]
-            return RunName(layout, arch, dataset, teacher, trial, settings)
+            return RunName(layout, arch, dataset, teacher, trial, settings, ident)
     return None
 
 

@@ -1,0 +1,137 @@
+"""Finding a teacher checkpoint when no exact path is typed (the official README runs its stages so).
+
+`resolve_teacher(path_t, model_t, dataset, trial, root)` -> an existing checkpoint file:
+
+1. ``--path_t`` names an existing file: that file.
+2. ``--path_t`` names a run folder: its ``<arch>_best.pth``; a folder of run folders is searched as in 4.
+3. ``--path_t`` names a missing file whose folder name is a run name without our identity hash (the official
+   TopKD student lines name ``save_t_models/<arch>_<dataset>_epoch_..._trial_<n>/<arch>_best.pth``): the
+   same file in the one folder ``<that name>-<hash>`` beside it.
+4. No ``--path_t``: the finished teachers under ``root`` (default ``save_t_models``) of ``--model_t``,
+   ``--dataset`` and ``--teacher_trial`` when given (image teachers only; official folders without a
+   ``config.yaml`` count as finished).
+
+The choice is printed in one line; several candidates are an error that lists them.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from typing import List, Optional
+
+from topkd_io import load_checkpoint, read_yaml
+
+from .run_names import parse_run_name
+
+DEFAULT_ROOT = "save_t_models"
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _listing(paths: List[str], limit: int = 6) -> str:
+    more = f" (+{len(paths) - limit} more)" if len(paths) > limit else ""
+    return ", ".join(paths[:limit]) + more
+
+
+def teacher_record(folder: str) -> Optional[dict]:
+    """``{"arch", "dataset", "trial", "input", "finished", "checkpoint"}`` of a teacher run folder, or None
+    when the folder holds no teacher (no ``<arch>_best.pth``, a student, or a name of no known layout)."""
+    best = sorted(glob.glob(os.path.join(glob.escape(folder), "*_best.pth")))
+    if not best:
+        return None
+    config = os.path.join(folder, "config.yaml")
+    cfg = {}
+    if os.path.isfile(config):
+        try:
+            cfg = read_yaml(config, "run configuration") or {}
+        except ValueError:
+            cfg = {}
+    if cfg.get("model_s") or cfg.get("path_t"):
+        return None  # a student
+    if cfg.get("model"):
+        arch, checkpoint = str(cfg["model"]), os.path.join(folder, f"{cfg['model']}_best.pth")
+        last = os.path.join(folder, f"{arch}_last.pth")
+        finished = False
+        if os.path.isfile(last):
+            try:
+                finished = int(load_checkpoint(last).get("epoch") or 0) >= int(cfg.get("epochs") or 0)
+            except (ValueError, OSError):
+                finished = False
+        return {"arch": arch, "dataset": str(cfg.get("dataset")), "trial": str(cfg.get("trial", 0)),
+                "input": str(cfg.get("input", "image")), "finished": finished, "checkpoint": checkpoint}
+    run = parse_run_name(os.path.basename(os.path.normpath(folder)))
+    if run is None or run.is_student:
+        return None
+    checkpoint = os.path.join(folder, f"{run.arch}_best.pth")
+    if not os.path.isfile(checkpoint):
+        checkpoint = best[0]
+    dataset = run.dataset or ""
+    return {"arch": run.arch, "dataset": dataset[:-3] if dataset.endswith("_pi") else dataset,
+            "trial": str(run.trial), "input": "pi" if dataset.endswith("_pi") else "image", "finished": True,
+            "checkpoint": checkpoint}
+
+
+def find_teachers(root: str, arch: Optional[str] = None, dataset: Optional[str] = None,
+                  trial: Optional[int] = None, finished_only: bool = True) -> List[str]:
+    """Checkpoints of the teacher run folders directly under ``root`` that match (see the module docstring)."""
+    from .registry import ARCH_ALIASES
+
+    if not os.path.isdir(root):
+        return []
+    out = []
+    for name in sorted(os.listdir(root)):
+        rec = teacher_record(os.path.join(root, name))
+        if rec is None or rec["input"] != "image" or (finished_only and not rec["finished"]):
+            continue
+        if arch is not None and ARCH_ALIASES.get(rec["arch"], rec["arch"]) != ARCH_ALIASES.get(arch, arch):
+            continue
+        if dataset is not None and rec["dataset"] != dataset:
+            continue
+        if trial is not None and rec["trial"] != str(trial):
+            continue
+        out.append(rec["checkpoint"])
+    return out
+
+
+def resolve_teacher(path_t: Optional[str], model_t: Optional[str] = None, dataset: Optional[str] = None,
+                    trial: Optional[int] = None, root: str = DEFAULT_ROOT, flag: str = "--path_t") -> str:
+    """The teacher checkpoint to use -> an existing file path (module docstring); FileNotFoundError /
+    ValueError (one line) when there is none or several."""
+    if path_t and os.path.isfile(path_t):
+        return path_t
+    if path_t and os.path.isdir(path_t):
+        direct = sorted(glob.glob(os.path.join(glob.escape(path_t), f"{model_t or '*'}_best.pth")))
+        if len(direct) == 1:
+            return direct[0]
+        return _pick(find_teachers(path_t, model_t, dataset, trial), path_t, model_t, dataset, trial, flag)
+    if path_t:
+        folder, base = os.path.split(os.path.normpath(path_t))
+        parent = os.path.dirname(folder)
+        siblings = sorted(glob.glob(os.path.join(glob.escape(parent or "."), glob.escape(os.path.basename(folder))
+                                                 + "-*", glob.escape(base))))
+        siblings = [p for p in siblings if parse_run_name(os.path.basename(os.path.dirname(p))) is not None
+                    and parse_run_name(os.path.basename(os.path.dirname(p))).identity_hash]
+        if len(siblings) == 1:
+            _say(f"teacher: {flag} {path_t} not found; took {siblings[0]} (the run folder of that name with its "
+                 f"identity hash)")
+            return siblings[0]
+        if len(siblings) > 1:
+            raise ValueError(f"{flag} {path_t} not found, and several run folders of that name hold one: "
+                             f"{_listing(siblings)}; pass one of them")
+        raise FileNotFoundError(f"teacher checkpoint {path_t} not found; check {flag}")
+    return _pick(find_teachers(root, model_t, dataset, trial), root, model_t, dataset, trial, flag)
+
+
+def _pick(found: List[str], root: str, arch, dataset, trial, flag: str) -> str:
+    what = " ".join(p for p in (f"{arch}" if arch else "", f"on {dataset}" if dataset else "",
+                                f"trial {trial}" if trial is not None else "") if p) or "of any kind"
+    if len(found) == 1:
+        _say(f"teacher: {flag} not given; took {found[0]} (the one finished teacher {what} under {root})")
+        return found[0]
+    if not found:
+        raise FileNotFoundError(f"no finished teacher {what} under {root}; train one with train_teacher.py, or pass "
+                                f"{flag} (a checkpoint, a run folder or a folder of run folders)")
+    raise ValueError(f"several finished teachers {what} under {root}: {_listing(found)}; pass {flag} (or "
+                     f"--model_t / --teacher_trial to choose)")
