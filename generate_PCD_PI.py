@@ -26,8 +26,13 @@ from topkd_io import run_cli
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Generate teacher point clouds and their persistence images.")
     src = p.add_argument_group("source")
-    src.add_argument("--path_t", default=None, help="teacher checkpoint (ours or official {'model': ...})")
+    src.add_argument("--path_t", default=None,
+                     help="teacher checkpoint (ours or official {'model': ...}), its run folder, or a folder of run "
+                          "folders (default: the one finished teacher of --model_t / --dataset / --teacher_trial "
+                          "under save_t_models, as the official script takes its teacher without arguments)")
     src.add_argument("--model_t", default=None, help="teacher architecture when the checkpoint does not name it")
+    src.add_argument("--teacher_trial", type=int, default=None,
+                     help="without an exact --path_t: take the teacher of this trial")
     src.add_argument("--teacher_weights", default=None, choices=("torchvision",),
                      help="instead of --path_t: torchvision's pretrained --model_t (ImageNet; from torch's hub "
                           "cache, downloaded when missing)")
@@ -52,7 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     topo.add_argument("--dims", type=int, nargs="+", default=[0], help="homology dims: 0 and/or 1")
     topo.add_argument("--n_jobs", type=int, default=None, help="processes for gudhi's H1")
     out = p.add_argument_group("output")
-    out.add_argument("--out_dir", default=None)
+    out.add_argument("--out_dir", default=None,
+                     help="output folder (default: ripsnet/data/<dataset>_<teacher>_batch<bs>_layer<l>-<identity hash>)")
+    out.add_argument("--plan", action="store_true",
+                     help="print '<status> <folder> <why>' (new, finished, partial, conflict, pending) and exit")
+    out.add_argument("--overwrite", action="store_true",
+                     help="delete the stage-2 files of an earlier run in --out_dir (named) and start afresh")
     out.add_argument("--shard_size", type=int, default=None, help="clouds per shard (default: ~32 MiB)")
     out.add_argument("--max_shards", type=int, default=None, help="debug: stop after this many new shards")
     out.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -70,23 +80,19 @@ def _device(name: str) -> str:
     return name
 
 
-def teacher_source(args):
-    """Build the teacher source and its config entries from the arguments."""
+def teacher_source(args, arch: str):
+    """Build the teacher source and its config entries from the arguments (the teacher file is resolved)."""
     from datasets import build_datasets
     from models import load_model
     from topkd_io import file_identity
     from pcd.sources import TeacherCloudSource
 
-    from models.pretrained import resolve_teacher_path
-
-    args.path_t = resolve_teacher_path(args.path_t, args.model_t, args.teacher_weights)
     if not os.path.isfile(args.path_t):
         raise FileNotFoundError(f"teacher checkpoint {args.path_t} not found; check --path_t")
     options = {"image_size": args.image_size} if args.image_size else {}
-    args.dataset = args.dataset or "cifar100"
     data = build_datasets(args.dataset, args.data_root, download=False, val_split=0.0, seed=args.seed,
                           train_augment=True, **options)
-    model, arch, _ = load_model(args.path_t, arch=args.model_t, num_classes=data.num_classes)
+    model, arch, _ = load_model(args.path_t, arch=arch, num_classes=data.num_classes)
     identity = {"teacher": file_identity(args.path_t), "arch": arch, "num_classes": data.num_classes}
     source = TeacherCloudSource(model, data.train, batch=args.batch_size, passes=args.passes,
                                 layer=args.layer, seed=args.seed, device=_device(args.device),
@@ -95,7 +101,7 @@ def teacher_source(args):
     config = {"source": source.config(), "dataset": args.dataset, "image_size": data.image_size,
               "layer": args.layer, "batch_size": args.batch_size, "passes": args.passes, "seed": args.seed,
               "teacher_bn": args.teacher_bn}
-    return source, config, arch
+    return source, config
 
 
 def array_source(args):
@@ -103,32 +109,95 @@ def array_source(args):
 
     source = ArrayCloudSource(args.pcd)
     return source, {"source": source.config(), "dataset": args.dataset,
-                    "layer": None, "batch_size": source.points, "passes": None, "seed": args.seed}, source.name()
+                    "layer": None, "batch_size": source.points, "passes": None, "seed": args.seed}
+
+
+def _cloud_points(path: str) -> Any:
+    """Points per cloud of a ``--pcd`` array (read from its header), ``?`` when it cannot be read (the
+    source reports why when it is built)."""
+    import numpy as np
+
+    try:
+        return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[1])
+    except (OSError, ValueError, IndexError):
+        return "?"
+
+
+# options of this stage that never change its output (engine.identity.NOT_RESULT lists the shared ones)
+STAGE2_NOT_RESULT = ("model_t",)  # the resolved architecture is recorded instead
+STAGE2_FILES = ("manifest.yaml", "shards", "pi_dim*.npy")
+
+
+def prepare(argv: Optional[Sequence[str]] = None):
+    """Parse, find the teacher (or the --pcd file) and name the output folder -> ``(args, identity, inputs,
+    name)``; loads no data. Under ``--plan`` a teacher that does not exist yet leaves the identity pending."""
+    from engine.identity import Identity, input_sha256, with_hash
+    from models.loading import checkpoint_arch
+    from models.pretrained import resolve_teacher_path
+    from models.teacher_lookup import resolve_teacher
+    from pcd.generate import check_dims
+
+    args = build_parser().parse_args(argv)
+    args.dims = check_dims(args.dims)
+    if args.pcd is not None and (args.path_t is not None or args.teacher_weights is not None):
+        raise ValueError("pass either a teacher (--path_t / --teacher_weights) or --pcd (ready clouds .npy), "
+                         "not both")
+    if args.pcd is not None:
+        inputs = {"pcd": args.pcd}
+        name = os.path.splitext(os.path.basename(args.pcd))[0]
+        points = _cloud_points(args.pcd)
+    else:
+        args.dataset = args.dataset or "cifar100"
+        if args.teacher_weights:
+            args.path_t = resolve_teacher_path(args.path_t, args.model_t, args.teacher_weights)
+        try:
+            args.path_t = resolve_teacher(args.path_t, args.model_t, args.dataset, args.teacher_trial)
+        except (FileNotFoundError, ValueError):
+            if not (args.plan and args.path_t and args.model_t):
+                raise
+        if os.path.isfile(args.path_t):
+            args.model_t = checkpoint_arch(args.path_t, args.model_t)
+        inputs = {"path_t": args.path_t}
+        name, points = args.model_t, args.batch_size
+    values = {k: v for k, v in vars(args).items() if k not in ("pcd", "teacher_weights")}
+    identity = Identity.of(values, {k: input_sha256(v) for k, v in inputs.items()}, not_result=STAGE2_NOT_RESULT)
+    args.out_dir = args.out_dir or os.path.join(
+        "ripsnet", "data", with_hash(f"{args.dataset or 'pcd'}_{name}_batch{points}_layer{args.layer}", identity))
+    return args, identity, inputs
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    args = build_parser().parse_args(argv)
-    from pcd.generate import check_dims, generate
-
-    dims = check_dims(args.dims)
-    if (args.pcd is None) == (args.path_t is None and args.teacher_weights is None):
-        raise ValueError("pass exactly one of --path_t (teacher checkpoint; or --teacher_weights) or --pcd "
-                         "(ready clouds .npy)")
-    source, config, name = array_source(args) if args.pcd else teacher_source(args)
-    out_dir = args.out_dir or os.path.join(
-        "ripsnet", "data", f"{args.dataset or 'pcd'}_{name}_batch{source.points}_layer{args.layer}")
+    from engine.provenance import provenance
+    from engine.run_folder import claim
+    from pcd.generate import generate
+    from pcd.manifest import stage2_state
     from topkd_io import check_output_dir
 
-    check_output_dir(out_dir, "--out_dir")
-    manifest = generate(source, out_dir, config, dims=dims, shard_size=args.shard_size,
-                        max_shards=args.max_shards, n_jobs=args.n_jobs, progress=not args.no_progress)
+    args, identity, inputs = prepare(argv)
+
+    def state_of():
+        return stage2_state(args.out_dir, identity)
+
+    if args.plan:
+        state = state_of()
+        print(state.line(), flush=True)
+        return {"plan": state.status, "out_dir": args.out_dir, "detail": state.detail}
+    check_output_dir(args.out_dir, "--out_dir")
+    with claim(args.out_dir, state_of, inputs, flag="--out_dir", what="stage-2", files=STAGE2_FILES,
+               overwrite=args.overwrite, self_resuming=True):
+        source, config = array_source(args) if args.pcd else teacher_source(args, args.model_t)
+        record = {"identity": identity.to_dict(), "provenance": provenance(inputs, _device(args.device))}
+        manifest = generate(source, args.out_dir, config, dims=args.dims, shard_size=args.shard_size,
+                            max_shards=args.max_shards, n_jobs=args.n_jobs, progress=not args.no_progress,
+                            record=record)
+    dims = args.dims
     if manifest["complete"]:
-        print(f"stage 2 done: {source.num_clouds} clouds of {source.points} x {source.dim} -> {out_dir} "
+        print(f"stage 2 done: {source.num_clouds} clouds of {source.points} x {source.dim} -> {args.out_dir} "
               f"(pi_dim{{{','.join(map(str, dims))}}}.npy, manifest.yaml)", flush=True)
     else:
         total = -(-source.num_clouds // manifest["config"]["shard_size"])
         print(f"stopped after {len(manifest['shards'])} of {total} shards; "
-              f"rerun the same command to resume into {out_dir}", flush=True)
+              f"rerun the same command to resume into {args.out_dir}", flush=True)
     return manifest
 
 

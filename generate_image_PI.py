@@ -61,7 +61,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                            min_persistence=args.min_persistence, min_lifetime=args.min_lifetime,
                            layout=args.layout, quantize=args.quantize)
     dtype = args.dtype or ("uint8" if params.quantize == "uint8" else "float16")
-    from topkd_io import check_output_dir
+    from topkd_io import FolderLock, check_output_dir
 
     check_output_dir(args.out, "--out")
     name = args.name or args.dataset
@@ -69,7 +69,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         source = raw_images(args.dataset, args.data_root, split)
         folder = cache_folder(args.out, name, split)
         start = time.time()
-        with tqdm(desc=f"{name} {split}", unit="chunk") as bar:
+        with FolderLock(folder, flag="--out", what="image-PI cache"), \
+                tqdm(desc=f"{name} {split}", unit="chunk") as bar:
             def progress(done: int, total: int) -> None:
                 bar.total = total
                 bar.n = done

@@ -1,8 +1,9 @@
 """Stage 3: train a RipsNet to predict the persistence images of a stage-2 folder (TopKD).
 
-    python train_ripsnet.py --data_dir ripsnet/data/cifar100_resnet56_batch64_layer-1 --dim 0 --operator mean
+    python train_ripsnet.py --data_dir ripsnet/data/cifar100_resnet56_batch64_layer-1-<hash> --dim 0 --operator mean
+    python train_ripsnet.py            # the official README: the one complete stage-2 folder under ripsnet/data
 
-Writes ``ripsnet/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>/`` (or ``--run_dir``): ``<pooling>_best.pth``
+Writes ``ripsnet/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>_<pooling>-<identity hash>/`` (or ``--run_dir``): ``<pooling>_best.pth``
 (for train_student.py; read by ``topology.ripsnet.load_ripsnet``), ``<pooling>_last.pth`` (``--resume``),
 ``config.yaml``, ``summary.yaml`` and ``tb/``. Prints the validation MSE and the error of the
 RipsNet images against the exact ones on the held-out clouds.
@@ -28,7 +29,11 @@ def _units(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train a RipsNet on stage-2 point clouds and persistence images.")
-    p.add_argument("--data_dir", required=True, help="folder written by generate_PCD_PI.py")
+    p.add_argument("--data_dir", default=None,
+                   help="folder written by generate_PCD_PI.py (default: the one complete stage-2 folder under "
+                        "ripsnet/data, of --model_t / --dataset when given)")
+    p.add_argument("--model_t", default=None, help="without --data_dir: take the stage-2 folder of this teacher")
+    p.add_argument("--dataset", default=None, help="without --data_dir: take the stage-2 folder of this data set")
     p.add_argument("--dim", type=int, default=0, help="homology dim of the images to learn (0 or 1)")
     p.add_argument("--operator", "--pooling", dest="pooling", default="mean", choices=("mean", "sum"))
     p.add_argument("--units", type=_units, default=None,
@@ -49,48 +54,112 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume_override", action="store_true",
                    help="with --resume: apply changed options (lr, batch, seed, data, ...) instead of refusing them")
     p.add_argument("--no_progress", action="store_true")
+    from engine.config import add_folder_args
+
+    add_folder_args(p)
     return p
 
 
-def default_run_dir(save_dir: str, data_dir: str, dim: int) -> str:
-    """``<save_dir>/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>`` from the stage-2 manifest."""
+def default_run_name(data_dir: str, dim: int, pooling: str) -> str:
+    """``<dataset>_<teacher>_batch<bs>_<layer>_dim<k>_<pooling>`` from the stage-2 manifest (the run folder adds
+    the identity hash); for a stage-2 folder not made yet, ``<its name>_dim<k>_<pooling>``."""
     from pcd.manifest import read_manifest
+    from pcd.ripsnet_paths import stage3_run_name
 
+    if not os.path.isfile(os.path.join(data_dir, "manifest.yaml")):
+        return f"{os.path.basename(os.path.normpath(data_dir))}_dim{dim}_{pooling}"
     cfg = read_manifest(data_dir)["config"]
     src = cfg.get("source", {})
     teacher = src.get("arch") or os.path.splitext(os.path.basename(src.get("file", {}).get("path", "pcd")))[0]
     dataset = cfg.get("dataset") or "pcd"
-    from pcd.ripsnet_paths import stage3_run_name
+    return stage3_run_name(dataset, teacher, cfg.get("batch_size"), cfg.get("layer"), dim) + f"_{pooling}"
 
-    return os.path.join(save_dir, stage3_run_name(dataset, teacher, cfg.get("batch_size"), cfg.get("layer"), dim))
+
+def data_identity(data_dir: str, dim: int):
+    """The stage-2 data this run reads, as one SHA-256: the stage-2 identity hash and the recorded SHA-256 of
+    ``pi_dim<k>.npy`` (None while the folder is not complete: a planned run)."""
+    import hashlib
+
+    from pcd.manifest import read_manifest
+
+    try:
+        manifest = read_manifest(data_dir)
+    except (OSError, ValueError):
+        return None
+    entry = (manifest.get("pi") or {}).get(dim) or (manifest.get("pi") or {}).get(str(dim)) or {}
+    if not manifest.get("complete") or not entry.get("sha256"):
+        return None
+    stage2 = (manifest.get("identity") or {}).get("hash", "")
+    return hashlib.sha256(f"{stage2}:{entry['sha256']}".encode()).hexdigest()
+
+
+RIPSNET_NOT_RESULT = ("model_t", "dataset")  # only choose the stage-2 folder
+
+
+def prepare(argv: Optional[Sequence[str]] = None):
+    """Parse, find the stage-2 folder and name the run folder -> ``(args, identity, inputs)``; trains nothing."""
+    from engine.identity import Identity, with_hash
+    from pcd.manifest import find_stage2
+
+    args = build_parser().parse_args(argv)
+    if args.data_dir is None:
+        args.data_dir = find_stage2(arch=args.model_t, dataset=args.dataset)
+    elif not os.path.isdir(args.data_dir) and not args.plan:
+        raise FileNotFoundError(f"--data_dir {args.data_dir} not found; run generate_PCD_PI.py first")
+    inputs = {"data_dir": args.data_dir}
+    identity = Identity.of(vars(args), {"data_dir": data_identity(args.data_dir, args.dim)},
+                           not_result=RIPSNET_NOT_RESULT)
+    if not args.run_dir:
+        from topkd_io import check_output_dir
+
+        if not args.plan:
+            check_output_dir(args.save_dir, "--save_dir")
+        args.run_dir = os.path.join(args.save_dir, with_hash(default_run_name(args.data_dir, args.dim, args.pooling),
+                                                             identity))
+    return args, identity, inputs
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    args = build_parser().parse_args(argv)
     import torch
 
-    from pcd.ripsnet_train import RipsNetTrainConfig, RipsNetTrainer
+    from engine.run_folder import check_resume_inputs, claim, read_stored_identity
+    from pcd.ripsnet_train import RipsNetTrainConfig, RipsNetTrainer, ripsnet_state, ripsnet_files
+    from topkd_io import check_output_dir
 
-    if not os.path.isdir(args.data_dir):
-        raise FileNotFoundError(f"--data_dir {args.data_dir} not found; run generate_PCD_PI.py first")
+    args, identity, inputs = prepare(argv)
+    run_dir = args.run_dir
+
+    def state_of():
+        return ripsnet_state(run_dir, identity, args.pooling)
+
+    if args.plan:
+        state = state_of()
+        print(state.line(), flush=True)
+        return {"plan": state.status, "run_dir": run_dir, "detail": state.detail}
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
-    from topkd_io import check_output_dir
-
-    if not args.run_dir:
-        check_output_dir(args.save_dir, "--save_dir")
-    run_dir = args.run_dir or default_run_dir(args.save_dir, args.data_dir, args.dim)
     check_output_dir(run_dir, "--run_dir")
-    cfg = RipsNetTrainConfig(data_dir=args.data_dir, dim=args.dim, pooling=args.pooling, units=args.units,
-                             lr=args.lr, batch_size=args.batch_size, val_batch_size=args.val_batch_size,
-                             val_fraction=args.val_fraction, epochs=args.epochs, patience=args.patience,
-                             min_delta=args.min_delta, seed=args.seed, workers=args.workers, device=device,
-                             run_dir=run_dir, resume=args.resume,
-                             resume_override=args.resume_override, progress=not args.no_progress)
-    summary = RipsNetTrainer(cfg).fit()
+    with claim(run_dir, state_of, {}, flag="--run_dir", what="RipsNet run", files=ripsnet_files(args.pooling),
+               resume=args.resume, overwrite=args.overwrite, skip_finished=args.skip_finished) as outcome:
+        if outcome.skip:
+            return {"skipped": True, "run_dir": run_dir, "checkpoint": os.path.join(run_dir, f"{args.pooling}_best.pth")}
+        resume = args.resume or outcome.resume
+        if resume:
+            check_resume_inputs(read_stored_identity(os.path.join(run_dir, "config.yaml")), identity, run_dir)
+        from engine.provenance import provenance
+
+        extra = {"identity": identity.to_dict(),
+                 "provenance": provenance({"data_dir": os.path.join(args.data_dir, "manifest.yaml")}, device)}
+        cfg = RipsNetTrainConfig(data_dir=args.data_dir, dim=args.dim, pooling=args.pooling, units=args.units,
+                                 lr=args.lr, batch_size=args.batch_size, val_batch_size=args.val_batch_size,
+                                 val_fraction=args.val_fraction, epochs=args.epochs, patience=args.patience,
+                                 min_delta=args.min_delta, seed=args.seed, workers=args.workers, device=device,
+                                 run_dir=run_dir, resume=resume, resume_override=args.resume_override,
+                                 progress=not args.no_progress, extra=extra)
+        summary = RipsNetTrainer(cfg).fit()
     h = summary["held_out"]
     print(f"best validation MSE {summary['best_val_mse']:.4e} (epoch {summary['best_epoch']} of "
           f"{summary['epochs_run']}); held-out images ({summary['n_val']} clouds) vs exact: mean abs "

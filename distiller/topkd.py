@@ -181,14 +181,16 @@ def locate_ripsnet(cfg: argparse.Namespace) -> str:
     tried and exactly one must exist.
     """
     from pcd.ripsnet_paths import find_ripsnet
+    from topkd_io import file_sha256
 
     if cfg.rips_path and os.path.isfile(cfg.rips_path):
         return cfg.rips_path
+    teacher_sha = file_sha256(cfg.path_t) if cfg.path_t and os.path.isfile(cfg.path_t) else None
     found, missing = [], []
     for op in ([cfg.operator] if cfg.operator else POOLINGS):
         try:
             found.append(find_ripsnet(cfg.rips_path, cfg.dataset, cfg.model_t, cfg.batch_size, cfg.tda_layer_t,
-                                      cfg.dim, op))
+                                      cfg.dim, op, teacher_sha=teacher_sha))
         except FileNotFoundError as exc:
             missing.append(str(exc))
     if len(found) > 1:

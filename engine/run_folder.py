@@ -174,12 +174,13 @@ class Claim:
 @contextlib.contextmanager
 def claim(folder: str, state_of: Callable[[], FolderState], inputs: Mapping[str, Optional[str]], *,
           flag: str, what: str, files: Sequence[str], resume: bool = False, overwrite: bool = False,
-          skip_finished: bool = False, needs_resume: bool = True) -> Iterator[Claim]:
+          skip_finished: bool = False, self_resuming: bool = False) -> Iterator[Claim]:
     """Hold ``folder`` for one run while the ``with`` block writes it (see the module docstring).
 
     ``state_of()``: the folder's `FolderState` for this run (read after the lock is taken); ``inputs``:
     flag -> path of the run's input files; ``files``: glob patterns of what the stage writes (removed by
-    ``--overwrite``); ``needs_resume``: False for a stage that continues a partial run by itself (stage 2).
+    ``--overwrite``); ``self_resuming``: the stage continues a partial run and re-checks a finished one by
+    itself (stage 2), so both proceed.
     Raises ValueError (one line) for a refused folder. Under torchrun the other ranks take the same
     decision from the same (read-only) state, without locking, printing or deleting.
     """
@@ -188,7 +189,7 @@ def claim(folder: str, state_of: Callable[[], FolderState], inputs: Mapping[str,
     check_not_input_folder(folder, inputs, flag)
     if not is_rank0():
         state = FolderState(folder, "new") if overwrite else state_of()
-        yield decide(state, flag, resume, overwrite, skip_finished, needs_resume, quiet=True)
+        yield decide(state, flag, resume, overwrite, skip_finished, self_resuming, quiet=True)
         return
     os.makedirs(folder, exist_ok=True)
     with FolderLock(folder, flag=flag, what=f"{what} folder"):
@@ -197,11 +198,11 @@ def claim(folder: str, state_of: Callable[[], FolderState], inputs: Mapping[str,
             removed = remove_files(folder, files)
             print(f"--overwrite: {folder}: " + (f"removed {', '.join(removed)} ({state.detail})" if removed
                                                   else "nothing to replace"), flush=True)
-        yield decide(state, flag, resume, overwrite, skip_finished, needs_resume)
+        yield decide(state, flag, resume, overwrite, skip_finished, self_resuming)
 
 
 def decide(state: FolderState, flag: str, resume: bool, overwrite: bool, skip_finished: bool,
-           needs_resume: bool = True, quiet: bool = False) -> Claim:
+           self_resuming: bool = False, quiet: bool = False) -> Claim:
     """What a run does with a folder in ``state`` (the rule of the module docstring) -> `Claim`; ValueError
     (one line) when it must not write there."""
     outcome = Claim(state)
@@ -213,6 +214,8 @@ def decide(state: FolderState, flag: str, resume: bool, overwrite: bool, skip_fi
     if state.status == "conflict" and not resume:
         raise ValueError(f"{flag} {folder} {state.detail}; pass --overwrite to replace it, or choose another "
                          f"{flag} (or leave it out: the run folder is named after the settings)")
+    if self_resuming and state.status in ("finished", "partial"):
+        return outcome
     if state.status == "finished" and not resume:
         if not skip_finished:
             raise ValueError(f"{flag} {folder} {state.detail}{_acc(state)}; nothing to do: pass --skip_finished "
@@ -221,7 +224,7 @@ def decide(state: FolderState, flag: str, resume: bool, overwrite: bool, skip_fi
         if not quiet:
             print(f"skip: {folder} {state.detail}{_acc(state)}", flush=True)
         outcome.skip = True
-    elif state.status == "partial" and not resume and needs_resume:
+    elif state.status == "partial" and not resume:
         if not skip_finished:
             raise ValueError(f"{flag} {folder} {state.detail}; pass --resume to continue it or --overwrite to start "
                              f"afresh")

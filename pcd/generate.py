@@ -83,7 +83,8 @@ class Stage2:
     one background thread while the next shard's clouds are drawn."""
 
     def __init__(self, source, out_dir: str, config: Dict[str, Any], dims: Sequence[int],
-                 shard_size: Optional[int] = None, n_jobs: Optional[int] = None, progress: bool = True):
+                 shard_size: Optional[int] = None, n_jobs: Optional[int] = None, progress: bool = True,
+                 record: Optional[Dict[str, Any]] = None):
         if source.dim < 1:
             raise ValueError(f"point clouds need at least one coordinate per point, got D={source.dim} "
                              f"(clouds of shape [{source.num_clouds}, {source.points}, {source.dim}]); check the "
@@ -106,6 +107,7 @@ class Stage2:
         self.problems: set = set()
         os.makedirs(out_dir, exist_ok=True)
         self.manifest = check_resumable(out_dir, self.config) or new_manifest(self.config)
+        self.manifest.update(record or {})  # the run's identity and provenance (generate_PCD_PI.py)
         write_manifest(out_dir, self.manifest)
 
     # ------------------------------------------------------------------ phase 1: clouds + diagrams
@@ -277,5 +279,7 @@ class Stage2:
 
 def generate(source, out_dir: str, config: Dict[str, Any], dims: Sequence[int] = (0,),
              shard_size: Optional[int] = None, max_shards: Optional[int] = None, **kwargs) -> Dict[str, Any]:
-    """Run (or resume) stage 2 into ``out_dir`` -> the manifest dict (``complete`` False if stopped early)."""
+    """Run (or resume) stage 2 into ``out_dir`` -> the manifest dict (``complete`` False if stopped early).
+
+    ``record`` (keyword): top-level manifest entries written with it (the run's ``identity`` and ``provenance``)."""
     return Stage2(source, out_dir, config, dims, shard_size, **kwargs).run(max_shards)

@@ -90,6 +90,63 @@ def config_differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
     return out
 
 
+def stage2_state(folder: str, identity):
+    """`engine.run_folder.FolderState` of a stage-2 folder for a run of ``identity``: finished when its manifest
+    is complete with the same recorded identity. A manifest without a recorded identity (an older folder) is
+    left to `check_resumable`, which compares its configuration when the run starts."""
+    from engine.run_folder import FolderState, compare, stored_identity
+
+    path = manifest_path(folder)
+    if not os.path.isfile(path):
+        return compare(folder, None, identity, started=False, done=False)
+    try:
+        manifest = read_manifest(folder)
+    except ValueError as exc:
+        return FolderState(folder, "conflict", f"holds an unreadable manifest ({' '.join(str(exc).split())})")
+    stored = stored_identity(manifest)
+    if stored is None:
+        return FolderState(folder, "partial", "holds stage-2 data without a recorded identity (checked against its "
+                           "manifest's configuration)")
+    return compare(folder, stored, identity, started=True, done=bool(manifest.get("complete")),
+                   what="stage-2 run")
+
+
+DEFAULT_ROOT = os.path.join("ripsnet", "data")
+
+
+def find_stage2(root: str = DEFAULT_ROOT, arch: Optional[str] = None, dataset: Optional[str] = None) -> str:
+    """The one complete stage-2 folder under ``root`` (of teacher ``arch`` on ``dataset`` when given), as
+    ``train_ripsnet.py`` takes it without ``--data_dir``; printed in one line. None or several -> an error
+    naming what was found."""
+    found = []
+    if os.path.isdir(root):
+        for name in sorted(os.listdir(root)):
+            folder = os.path.join(root, name)
+            try:
+                manifest = read_manifest(folder)
+            except (OSError, ValueError):
+                continue
+            cfg = manifest.get("config") or {}
+            if not manifest.get("complete"):
+                continue
+            if arch is not None and (cfg.get("source") or {}).get("arch") != arch:
+                continue
+            if dataset is not None and cfg.get("dataset") != dataset:
+                continue
+            found.append(folder)
+    what = " ".join(p for p in (f"of teacher {arch}" if arch else "", f"on {dataset}" if dataset else "") if p)
+    if len(found) == 1:
+        print(f"stage 2: --data_dir not given; took {found[0]} (the one complete stage-2 folder {what} under "
+              f"{root})".replace("  ", " "), flush=True)
+        return found[0]
+    if not found:
+        raise FileNotFoundError(f"no complete stage-2 folder {what} under {root}; run generate_PCD_PI.py first, or pass "
+                                f"--data_dir".replace("  ", " "))
+    shown = ", ".join(found[:6]) + (f" (+{len(found) - 6} more)" if len(found) > 6 else "")
+    raise ValueError(f"several complete stage-2 folders {what} under {root}: {shown}; pass --data_dir (or --model_t "
+                     f"/ --dataset to choose)".replace("  ", " "))
+
+
 def check_resumable(folder: str, config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """The existing manifest of ``folder`` if its config equals ``config``; None when there is none.
 
@@ -102,5 +159,5 @@ def check_resumable(folder: str, config: Dict[str, Any]) -> Optional[Dict[str, A
     if diffs:
         shown = "; ".join(diffs[:4]) + (f" (+{len(diffs) - 4} more)" if len(diffs) > 4 else "")
         raise ValueError(f"{folder} holds stage-2 data from another teacher/config ({shown}); "
-                         "pass a new --out_dir (or delete that folder)")
+                         "pass a new --out_dir, or --overwrite to replace it")
     return manifest

@@ -9,12 +9,23 @@ with ``<tag>`` from ``--tda_layer_t``: ``FCinput`` for -1, ``output`` for 0, ``l
 
     <root>/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>/<pooling>_best.pth      (root default ``ripsnet``)
 
-with ``<layer>`` the stage-2 ``--layer`` value as typed (``-1``).
+with ``<layer>`` the stage-2 ``--layer`` value as typed (``-1``); train_ripsnet.py's run folders now add the
+pooling and the run's identity hash (``..._dim<k>_<pooling>-<hash>``). Among several of those, the one trained
+on this teacher's stage-2 data (the teacher SHA-256 its manifest records) is taken.
 """
 from __future__ import annotations
 
+import glob
 import os
+import re
 from typing import List, Optional, Union
+
+_HASHED = re.compile(r".*-[0-9a-f]{8}$")
+
+
+def _is_hashed(path: str) -> bool:
+    return bool(_HASHED.match(os.path.basename(os.path.dirname(path))))
+
 
 OFFICIAL_ROOT = os.path.join("ripsnet", "result")
 OURS_ROOT = "ripsnet"
@@ -55,6 +66,25 @@ def stage3_ripsnet_path(dataset: str, teacher: str, batch_size: int, layer: Laye
     return os.path.join(root, stage3_run_name(dataset, teacher, batch_size, layer, dim), f"{pooling}_best.pth")
 
 
+def hashed_ripsnets(root: str, dataset: str, teacher: str, batch_size: int, layer: Layer = -1,
+                    dim: Union[int, str] = 0, pooling: str = "mean") -> List[str]:
+    """``<root>/<stage-3 name>_<pooling>-<hash>/<pooling>_best.pth`` files (train_ripsnet.py's run folders)."""
+    name = stage3_run_name(dataset, teacher, batch_size, layer, dim) + f"_{pooling}-"
+    return sorted(glob.glob(os.path.join(glob.escape(root), glob.escape(name) + "*", f"{pooling}_best.pth")))
+
+
+def recorded_teacher_sha(path: str) -> Optional[str]:
+    """The teacher SHA-256 recorded in a RipsNet checkpoint's stage-2 manifest, or None."""
+    from topkd_io import load_checkpoint
+
+    try:
+        manifest = load_checkpoint(path).get("manifest") or {}
+    except (ValueError, OSError):
+        return None
+    teacher = ((manifest.get("config") or {}).get("source") or {}).get("teacher") or {}
+    return teacher.get("sha256") if isinstance(teacher, dict) else None
+
+
 def ripsnet_candidates(root: str, dataset: str, teacher: str, batch_size: int, layer: Layer = -1,
                        dim: Union[int, str] = 0, operator: str = "mean") -> List[str]:
     """Paths a RipsNet for these settings may have under ``root``, in the order they are tried: the official
@@ -65,19 +95,23 @@ def ripsnet_candidates(root: str, dataset: str, teacher: str, batch_size: int, l
         out.append(official_ripsnet_path(dataset, teacher, batch_size, layer, dim, operator, root))
     except ValueError:
         pass  # a layer the official naming has no tag for: only our layout applies
-    out.append(stage3_ripsnet_path(dataset, teacher, batch_size, layer, dim, operator, root))
+    roots = [root]
     if os.path.basename(os.path.normpath(root)) == "result":
-        out.append(stage3_ripsnet_path(dataset, teacher, batch_size, layer, dim, operator,
-                                       os.path.dirname(os.path.normpath(root)) or "."))
+        roots.append(os.path.dirname(os.path.normpath(root)) or ".")
+    for r in roots:
+        out.append(stage3_ripsnet_path(dataset, teacher, batch_size, layer, dim, operator, r))
+        out.extend(hashed_ripsnets(r, dataset, teacher, batch_size, layer, dim, operator))
     return out
 
 
 def find_ripsnet(rips_path: Optional[str], dataset: str, teacher: str, batch_size: int, layer: Layer = -1,
-                 dim: Union[int, str] = 0, operator: str = "mean") -> str:
+                 dim: Union[int, str] = 0, operator: str = "mean", teacher_sha: Optional[str] = None) -> str:
     """The RipsNet checkpoint for ``--rips_path`` -> an existing file path.
 
     rips_path: a checkpoint file (returned as is), a run folder holding ``<operator>_best.pth``, or a root
-    searched with :func:`ripsnet_candidates` (None = the official default ``ripsnet/result``).
+    searched with :func:`ripsnet_candidates` (None = the official default ``ripsnet/result``); the first
+    candidate that exists is taken, except that of several identity-hashed run folders only those whose
+    stage-2 manifest records ``teacher_sha`` (when given) count, and more than one is an error listing them.
     FileNotFoundError lists every path tried.
     """
     root = OFFICIAL_ROOT if rips_path is None else os.fspath(rips_path)
@@ -89,10 +123,19 @@ def find_ripsnet(rips_path: Optional[str], dataset: str, teacher: str, batch_siz
         if os.path.isfile(direct):
             return direct
         tried.append(direct)
-    for path in ripsnet_candidates(root, dataset, teacher, batch_size, layer, dim, operator):
-        if os.path.isfile(path):
+    candidates = ripsnet_candidates(root, dataset, teacher, batch_size, layer, dim, operator)
+    hashed = [p for p in candidates if os.path.isfile(p) and _is_hashed(p)]
+    if teacher_sha:
+        hashed = [p for p in hashed if recorded_teacher_sha(p) in (None, teacher_sha)]
+    for path in candidates:
+        if os.path.isfile(path) and not _is_hashed(path):
             return path
         tried.append(path)
+    if len(hashed) == 1:
+        return hashed[0]
+    if len(hashed) > 1:
+        raise ValueError(f"several RipsNets for teacher {teacher} on {dataset} ({operator} pooling): "
+                         f"{', '.join(hashed)}; pass the one you mean to --rips_path")
     raise FileNotFoundError(f"no RipsNet for teacher {teacher} on {dataset} (batch {batch_size}, layer {layer}, "
                             f"dim {dim}, {operator} pooling); tried {', '.join(tried)}; train one with "
                             f"train_ripsnet.py or pass the checkpoint to --rips_path")

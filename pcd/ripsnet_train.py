@@ -53,6 +53,22 @@ class RipsNetTrainConfig:
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
+def ripsnet_files(pooling: str) -> tuple:
+    """What a stage-3 run writes in its folder (removed by ``--overwrite``)."""
+    return ("config.yaml", "summary.yaml", "tb", f"{pooling}_best.pth", f"{pooling}_last.pth")
+
+
+def ripsnet_state(folder: str, identity, pooling: str):
+    """`engine.run_folder.FolderState` of a stage-3 folder: started when ``<pooling>_last.pth`` exists,
+    finished when ``summary.yaml`` (written when the run ends: early stop or the last epoch) exists too."""
+    from engine.run_folder import compare, read_stored_identity
+
+    started = os.path.isfile(os.path.join(folder, f"{pooling}_last.pth"))
+    done = started and os.path.isfile(os.path.join(folder, "summary.yaml"))
+    return compare(folder, read_stored_identity(os.path.join(folder, "config.yaml")), identity,
+                   started=started, done=done, what="RipsNet run")
+
+
 def build_ripsnet(input_dim: int, pooling: str, units: Optional[List[int]], pi_size: int) -> nn.Module:
     from topology.ripsnet import RipsNet
 
@@ -123,7 +139,8 @@ class RipsNetTrainer:
 
         save_ripsnet(self.model, self.best_path, pi_params=self.data.pi_params, manifest=self.data.manifest,
                      input_dim=self.data.input_dim, resolution=int(round(self.data.pi_size ** 0.5)),
-                     dim=self.cfg.dim, best_val_mse=self.state["best_val_mse"], epoch=self.state["epoch"])
+                     dim=self.cfg.dim, best_val_mse=self.state["best_val_mse"], epoch=self.state["epoch"],
+                     **{k: self.cfg.extra[k] for k in ("identity", "provenance") if k in self.cfg.extra})
 
     def _save_last(self) -> None:
         save_torch({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),

@@ -153,21 +153,62 @@ def results_table(rows: List[Dict[str, Any]]) -> str:
 def main(argv: Optional[List[str]] = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="one-minute smoke version (numbers not meaningful)")
-    parser.add_argument("--out", default=None, help="run folder (default runs/quickstart[_fast]); replaced")
+    parser.add_argument("--out", default=None,
+                        help="run folder (default runs/quickstart[_fast]): a new or empty folder, or one an earlier "
+                             "quickstart made (then replaced); any other folder is refused")
     args = parser.parse_args(argv)
     budget = FAST if args.fast else FULL
     out = Path(args.out or ROOT / "runs" / ("quickstart_fast" if args.fast else "quickstart")).resolve()
+    check_out_folder(out)
+    from topkd_io import FolderLock
+
+    with FolderLock(out, flag="--out", what="quickstart folder"):
+        return _main(out, budget, args.fast)
+
+
+# Written into every folder the quickstart makes: only such a folder is ever emptied by a later quickstart.
+MARKER = ".topkd-quickstart"
+
+
+def check_out_folder(out: Path) -> None:
+    """ValueError (one line) unless ``out`` is absent, empty, or a folder an earlier quickstart made."""
+    from topkd_io.lock import LOCK_NAME
+
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder; pass a folder path")
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    if not out.is_dir() or (out / MARKER).is_file():
+        return
+    foreign = sorted(e.name for e in out.iterdir() if e.name != LOCK_NAME)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" (+{len(foreign) - 3} more)" if len(foreign) > 3 else "")
+        raise ValueError(f"--out {out} holds files the quickstart did not write ({shown}); pass a new or empty "
+                         f"folder (the quickstart only replaces a folder it made itself)")
+
+
+def _replace_contents(out: Path) -> None:
+    """Empty a folder the quickstart made (its marker is there), keeping the lock file."""
+    from topkd_io.lock import LOCK_NAME
+
+    if (out / MARKER).is_file():
+        for entry in out.iterdir():
+            if entry.name == LOCK_NAME:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    (out / MARKER).write_text("made by tools/quickstart.py; a later quickstart with this --out replaces the folder\n")
+
+
+def _main(out: Path, budget: Budget, fast: bool) -> Path:
+    check_out_folder(out)  # again, under the lock
+    _replace_contents(out)
     start = time.perf_counter()
     rows = run(out, budget)
     total = time.perf_counter() - start
     table = results_table(rows)
     figures = make_figures(out)
-    text = (f"# topkd quickstart on digits{' (--fast smoke run)' if args.fast else ''}\n\n{table}\n\n"
+    text = (f"# topkd quickstart on digits{' (--fast smoke run)' if fast else ''}\n\n{table}\n\n"
             f"Total time: {total:.0f} s. Figures: {', '.join(f.name for f in figures) or 'none'}.\n")
     (out / "results.md").write_text(text)
     banner("results")
