@@ -143,6 +143,8 @@ def prepare(argv: Optional[Sequence[str]] = None):
         raise ValueError("pass either a teacher (--path_t / --teacher_weights) or --pcd (ready clouds .npy), "
                          "not both")
     if args.pcd is not None:
+        if not os.path.isfile(args.pcd) and not args.plan:
+            raise FileNotFoundError(f"--pcd file {args.pcd} not found; pass a .npy array [num_clouds, N, D]")
         inputs = {"pcd": args.pcd}
         name = os.path.splitext(os.path.basename(args.pcd))[0]
         points = _cloud_points(args.pcd)

@@ -77,7 +77,8 @@ def default_run_name(data_dir: str, dim: int, pooling: str) -> str:
 
 def data_identity(data_dir: str, dim: int):
     """The stage-2 data this run reads, as one SHA-256: the stage-2 identity hash and the recorded SHA-256 of
-    ``pi_dim<k>.npy`` (None while the folder is not complete: a planned run)."""
+    ``pi_dim<k>.npy`` (None while the folder does not exist: a planned run; a folder that is unfinished or
+    lacks that dim gets a value, and the stage's own reader says what is wrong with it)."""
     import hashlib
 
     from pcd.manifest import read_manifest
@@ -87,10 +88,9 @@ def data_identity(data_dir: str, dim: int):
     except (OSError, ValueError):
         return None
     entry = (manifest.get("pi") or {}).get(dim) or (manifest.get("pi") or {}).get(str(dim)) or {}
-    if not manifest.get("complete") or not entry.get("sha256"):
-        return None
     stage2 = (manifest.get("identity") or {}).get("hash", "")
-    return hashlib.sha256(f"{stage2}:{entry['sha256']}".encode()).hexdigest()
+    images = entry.get("sha256") if manifest.get("complete") else "unfinished"
+    return hashlib.sha256(f"{stage2}:{images}".encode()).hexdigest()
 
 
 RIPSNET_NOT_RESULT = ("model_t", "dataset")  # only choose the stage-2 folder

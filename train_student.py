@@ -160,10 +160,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     from engine.run_folder import run_training
 
     cfg, method, addons, identity, inputs = prepare(argv)
-    return run_training(cfg, identity, inputs, cfg.model_s, lambda: train(cfg, method, addons, inputs))
+    return run_training(cfg, identity, inputs, cfg.model_s, lambda: build(cfg, method, addons, inputs),
+                        lambda built: fit_and_report(*built, cfg))
 
 
-def train(cfg: argparse.Namespace, method, addons, inputs) -> Dict[str, Any]:
+def build(cfg: argparse.Namespace, method, addons, inputs):
+    """-> ``(distiller, data)``: data, teacher(s), student, method and add-ons (no file written)."""
     from datasets import build_datasets
     from engine.provenance import header_line, provenance, recorded_accuracy, say
     from engine.trainer import pick_device
@@ -187,7 +189,7 @@ def train(cfg: argparse.Namespace, method, addons, inputs) -> Dict[str, Any]:
         addon.attach(cfg, distiller)
     cfg.arch, cfg.num_classes, cfg.in_channels = cfg.model_s, data.num_classes, data.in_channels
     cfg.loss = distiller.loss_summary()  # the resolved weights, in the run header and config.yaml
-    return fit_and_report(distiller, data, cfg)
+    return distiller, data
 
 
 if __name__ == "__main__":

@@ -78,10 +78,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     from engine.run_folder import run_training
 
     cfg, identity, inputs = prepare(argv)
-    return run_training(cfg, identity, inputs, cfg.model, lambda: train(cfg, inputs))
+    return run_training(cfg, identity, inputs, cfg.model, lambda: build(cfg, inputs),
+                        lambda built: fit_and_report(*built, cfg))
 
 
-def train(cfg, inputs) -> Dict[str, Any]:
+def build(cfg, inputs):
+    """-> ``(distiller, data)``: the data set and the network (no file written)."""
     from distiller import get_distiller
     from engine.provenance import header_line, provenance, say
     from engine.trainer import pick_device
@@ -93,8 +95,7 @@ def train(cfg, inputs) -> Dict[str, Any]:
     data = build_data(cfg)
     model = init_from_checkpoint(build_network(cfg.model, data.num_classes, data.in_channels), cfg.init_s)
     cfg.arch, cfg.num_classes, cfg.in_channels = cfg.model, data.num_classes, data.in_channels
-    distiller = get_distiller("vanilla")(model)
-    return fit_and_report(distiller, data, cfg)
+    return get_distiller("vanilla")(model), data
 
 
 if __name__ == "__main__":

@@ -201,8 +201,8 @@ def claim(folder: str, state_of: Callable[[], FolderState], inputs: Mapping[str,
         yield decide(state, flag, resume, overwrite, skip_finished, self_resuming)
 
 
-def decide(state: FolderState, flag: str, resume: bool, overwrite: bool, skip_finished: bool,
-           self_resuming: bool = False, quiet: bool = False) -> Claim:
+def decide(state: FolderState, flag: str, resume: bool = False, overwrite: bool = False,
+           skip_finished: bool = False, self_resuming: bool = False, quiet: bool = False) -> Claim:
     """What a run does with a folder in ``state`` (the rule of the module docstring) -> `Claim`; ValueError
     (one line) when it must not write there."""
     outcome = Claim(state)
@@ -264,13 +264,17 @@ def read_stored_identity(config_path: str) -> Optional[Identity]:
 
 
 def run_training(cfg: Any, identity: Identity, inputs: Mapping[str, Optional[str]], arch: str,
-                 train: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
-    """Stages 1 and 4: ``--plan``, or claim ``cfg.run_dir`` for this run and call ``train()`` inside the claim.
+                 build: Callable[[], Any], fit: Callable[[Any], Dict[str, Any]]) -> Dict[str, Any]:
+    """Stages 1 and 4: ``--plan``, or claim ``cfg.run_dir`` for this run and train in it.
 
-    -> the training summary; ``{"plan": status, ...}`` for ``--plan``; ``{"skipped": True, ...}`` (with the
-    stored accuracies) when ``--skip_finished`` finds the run done. Sets ``cfg.identity`` (recorded in
-    config.yaml and every checkpoint) and, when an unfinished run of these settings is resumed,
-    ``cfg.resume``."""
+    The folder's state is checked first without writing (a refused folder costs nothing); then ``build()``
+    loads the data and networks (its errors leave no folder behind); then the folder is claimed (locked and
+    checked again) and ``fit(built)`` trains inside the claim. -> the training summary;
+    ``{"plan": status, ...}`` for ``--plan``; ``{"skipped": True, ...}`` (with the stored accuracies) when
+    ``--skip_finished`` finds the run done. Sets ``cfg.identity`` (recorded in config.yaml and every
+    checkpoint) and, when an unfinished run of these settings is resumed, ``cfg.resume``."""
+    from topkd_io import check_output_dir
+
     folder = cfg.run_dir
 
     def state_of() -> FolderState:
@@ -280,9 +284,20 @@ def run_training(cfg: Any, identity: Identity, inputs: Mapping[str, Optional[str
         state = state_of()
         print(state.line(), flush=True)
         return {"plan": state.status, "run_dir": folder, "detail": state.detail}
-    with claim(folder, state_of, inputs, flag="--run_dir", what="run", files=TRAINING_FILES,
-               resume=bool(cfg.resume), overwrite=bool(getattr(cfg, "overwrite", False)),
-               skip_finished=bool(getattr(cfg, "skip_finished", False))) as outcome:
+    options = dict(resume=bool(cfg.resume), overwrite=bool(getattr(cfg, "overwrite", False)),
+                   skip_finished=bool(getattr(cfg, "skip_finished", False)))
+    check_not_input_folder(folder, inputs, "--run_dir")
+    early = decide(state_of(), "--run_dir", quiet=True, **options)
+    if early.skip:
+        print(f"skip: {folder} {early.state.detail}{_acc(early.state)}", flush=True)
+        return {"skipped": True, "run_dir": folder, **early.state.summary}
+    built = build()
+    save_dir = getattr(cfg, "save_dir", None)
+    if is_rank0():  # a file or a read-only path -> one line naming the flag
+        if save_dir and os.path.dirname(os.path.abspath(folder)) == os.path.abspath(save_dir):
+            check_output_dir(save_dir, "--save_dir")
+        check_output_dir(folder, "--run_dir")
+    with claim(folder, state_of, inputs, flag="--run_dir", what="run", files=TRAINING_FILES, **options) as outcome:
         if outcome.skip:
             return {"skipped": True, "run_dir": folder, **outcome.state.summary}
         if outcome.resume:
@@ -290,4 +305,4 @@ def run_training(cfg: Any, identity: Identity, inputs: Mapping[str, Optional[str
         if cfg.resume:
             check_resume_inputs(read_stored_identity(os.path.join(folder, "config.yaml")), identity, folder)
         cfg.identity = identity.to_dict()
-        return train()
+        return fit(built)

@@ -70,7 +70,8 @@ def test_recipe_defaults_and_precedence(tmp_path):
     yml.write_text("lr: 0.2\nepochs: 7\nlr_decay_epochs: '3,5'\nseed: 4\n")
     cfg = parse_config(p, ["--config", str(yml), "--epochs", "9", "--learning_rate", "0.3"])
     assert (cfg.lr, cfg.epochs, cfg.lr_decay_epochs, cfg.seed, cfg.batch_size) == (0.3, 9, [3, 5], 4, 64)
-    assert teacher_run_name("resnet56", "cifar100", 0.05, 5e-4, 0) == "resnet56_cifar100_lr_0.05_decay_0.0005_trial_0"
+    assert teacher_run_name("resnet56", "cifar100", 240, 64, 0.05, 5e-4, 5) == \
+        "resnet56_cifar100_epoch_240_bs_64_lr_0.05_decay_0.0005_trial_5"  # the official TopKD naming
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -179,13 +179,17 @@ def test_too_few_points_or_bad_shape(tmp_path, shape):
         stage2.main(["--pcd", _clouds(tmp_path, x), "--out_dir", str(tmp_path / "o"), "--no_progress"])
 
 
-def test_bad_dims_and_missing_file(tmp_path):
+def test_bad_dims_and_missing_file(tmp_path, monkeypatch):
     x = np.random.default_rng(0).normal(size=(4, 5, 3))
     with pytest.raises(ValueError, match="--dims must be 0 and/or 1"):
         stage2.main(["--pcd", _clouds(tmp_path, x), "--dims", "2", "--out_dir", str(tmp_path / "o")])
     with pytest.raises(FileNotFoundError, match="--pcd file"):
         stage2.main(["--pcd", str(tmp_path / "nope.npy"), "--out_dir", str(tmp_path / "o")])
-    with pytest.raises(ValueError, match="exactly one of --path_t"):
+    with pytest.raises(ValueError, match="either a teacher"):
+        stage2.main(["--pcd", str(tmp_path / "nope.npy"), "--path_t", "t.pth", "--out_dir", str(tmp_path / "o")])
+    # no source at all: the official way, a teacher is looked for under save_t_models (here none)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no finished teacher on cifar100 under save_t_models"):
         stage2.main(["--out_dir", str(tmp_path / "o")])
 
 
@@ -194,10 +198,10 @@ def test_resume_into_folder_of_other_config(tmp_path):
     a = _clouds(tmp_path, rng.normal(size=(6, 5, 3)), "a.npy")
     out = str(tmp_path / "o")
     stage2.main(["--pcd", a, "--out_dir", out, "--shard_size", "3", "--max_shards", "1", "--no_progress"])
-    with pytest.raises(ValueError, match=r"another teacher/config \(shard_size: 3 -> 2.*new --out_dir"):
+    with pytest.raises(ValueError, match=r"holds a stage-2 run with other settings: shard_size 3 -> 2; pass --overwrite"):
         stage2.main(["--pcd", a, "--out_dir", out, "--shard_size", "2", "--no_progress"])
     b = _clouds(tmp_path, rng.normal(size=(6, 5, 3)), "b.npy")
-    with pytest.raises(ValueError, match=r"source\.file\.path"):
+    with pytest.raises(ValueError, match=r"other settings: input pcd \(sha256\)"):
         stage2.main(["--pcd", b, "--out_dir", out, "--shard_size", "3", "--no_progress"])
 
 

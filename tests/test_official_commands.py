@@ -44,7 +44,8 @@ def test_official_teacher_line_runs(reference_dir, fake_tree, run_stage, index):
     arch = args[args.index("--model") + 1]
     print(f"[official teacher line {index} {arch}] " + next(l for l in out.splitlines() if l.startswith("epoch 1/")))
     trial = args[args.index("--trial") + 1] if "--trial" in args else "0"
-    run_dir = fake_tree / "save_t_models" / f"{arch}_cifar100_lr_0.05_decay_0.0005_trial_{trial}"
+    # the official TopKD folder naming (the official student lines name their teachers so), plus the identity hash
+    (run_dir,) = (fake_tree / "save_t_models").glob(f"{arch}_cifar100_epoch_240_bs_64_lr_0.05_decay_0.0005_trial_{trial}-*")
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     # the official defaults and flags as typed: 240 epochs, batch 64, milestones 150 180 210
     assert (cfg["epochs"], cfg["batch_size"], cfg["lr"], cfg["lr_decay_epochs"]) == (240, 64, 0.05, [150, 180, 210])

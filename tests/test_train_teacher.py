@@ -37,7 +37,12 @@ def teacher_run(tmp_path_factory):
     save_dir = tmp_path_factory.mktemp("teachers")
     argv = BASE + ["--model", ARCH, "--epochs", "3", "--lr_decay_epochs", "2", "--save_dir", str(save_dir)]
     summary = train_teacher.main(argv)
-    return save_dir / RUN_NAME, summary
+    from pathlib import Path
+
+    run_dir = Path(summary["best_checkpoint"]).parent
+    # the official TopKD naming plus the identity hash
+    assert run_dir.parent == save_dir and run_dir.name.startswith(f"{ARCH}_digits_epoch_3_bs_64_lr_0.05_decay_0.0005_trial_0-")
+    return run_dir, summary
 
 
 def test_teacher_learns_digits(teacher_run):
