@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     topo.add_argument("--n_jobs", type=int, default=None, help="processes for gudhi's H1")
     out = p.add_argument_group("output")
     out.add_argument("--out_dir", default=None,
-                     help="output folder (default: ripsnet/data/<dataset>_<teacher>_batch<bs>_layer<l>-<identity hash>)")
+                     help="output folder (default: <save_dir>/<dataset>_<teacher>_batch<bs>_layer<l>-<identity hash>)")
+    out.add_argument("--save_dir", default=os.path.join("ripsnet", "data"), help="parent of the default --out_dir")
     out.add_argument("--plan", action="store_true",
                      help="print '<status> <folder> <why>' (new, finished, partial, conflict, pending) and exit")
     out.add_argument("--overwrite", action="store_true",
@@ -164,7 +165,7 @@ def prepare(argv: Optional[Sequence[str]] = None):
     values = {k: v for k, v in vars(args).items() if k not in ("pcd", "teacher_weights")}
     identity = Identity.of(values, {k: input_sha256(v) for k, v in inputs.items()}, not_result=STAGE2_NOT_RESULT)
     args.out_dir = args.out_dir or os.path.join(
-        "ripsnet", "data", with_hash(f"{args.dataset or 'pcd'}_{name}_batch{points}_layer{args.layer}", identity))
+        args.save_dir, with_hash(f"{args.dataset or 'pcd'}_{name}_batch{points}_layer{args.layer}", identity))
     return args, identity, inputs
 
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi  # run by sh: this script needs bash
 # README command 1: installs what is missing (.venv) and runs every stage on scikit-learn's digits:
 # teacher, point clouds + exact persistence images, RipsNet, students (CE, KD, KD+TopKD, KD+TopKD-exact),
 # then TGD. Ends with a results table (runs/quickstart/results.md) and figures.

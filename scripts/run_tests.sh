@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi  # run by sh: this script needs bash
 # README command 2: installs what is missing (.venv, reused while requirements.txt is unchanged) and runs
 # the CPU test suite. Extra arguments go to pytest, e.g. `bash scripts/run_tests.sh -k topology -x`.
 set -euo pipefail

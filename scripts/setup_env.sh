@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi  # run by sh: this script needs bash
 # Creates (or reuses) the project's virtual environment in .venv and installs requirements.txt.
 # Idempotent: reinstalls only when requirements.txt changed since the last successful install.
 # Override the interpreter with PYTHON=/path/to/python3.11; the folder with TOPKD_VENV=path.

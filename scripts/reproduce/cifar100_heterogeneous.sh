@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi  # run by sh: this script needs bash
 # TopKD paper, CIFAR-100 table with teacher and student of different families: all four stages per pair
 # (teacher, point clouds + persistence images, RipsNet, KD+TopKD students over TRIALS), then the table.
 #   bash scripts/reproduce/cifar100_heterogeneous.sh --device cuda
 #   TRIALS=3 BASELINES="kd crd" PAIRS_FILTER=shufflev1 bash scripts/reproduce/cifar100_heterogeneous.sh
 #   DRY_RUN=1 bash scripts/reproduce/cifar100_heterogeneous.sh      # print the commands only
-# A stage whose output is finished is skipped; an interrupted one resumes. Arguments go to every stage.
+# Each stage is asked first (common.sh): a finished run of the same settings is skipped, an interrupted one
+# resumes, changed settings get their own run. Arguments go to every stage. S_LR / ALPHA / DELTA / POOLING
+# override the per-pair values below; BASELINES="ce kd crd" adds the student alone and baseline methods.
 set -euo pipefail
 
 DATASET=cifar100
@@ -16,7 +19,8 @@ T_LR="${T_LR:-0.05}"
 CLOUD_BATCH="${CLOUD_BATCH:-64}"; PASSES="${PASSES:-256}"
 RIPS_LR="${RIPS_LR:-5e-4}"; RIPS_EPOCHS="${RIPS_EPOCHS:-1000}"; RIPS_PATIENCE="${RIPS_PATIENCE:-50}"
 # --- student loss: gamma*CE + alpha*KD + delta*TDA ---
-KD_T="${KD_T:-4}"; GAMMA="${GAMMA:-1}"; BETA="${BETA:-0.8}"   # -b 0.8 as in the official train_student.sh
+KD_T="${KD_T:-4}"; GAMMA="${GAMMA:-1}"
+BETA="${BETA:-}"   # the official train_student.sh passes -b 0.8, a weight no term of KD uses: not passed here
 TDA_CLOUDS="${TDA_CLOUDS:-1}"                              # the whole batch is one cloud (official)
 BASELINES="${BASELINES:-}"          # e.g. "kd crd dkd": baseline students with each paper's weights
 RESULTS="${RESULTS:-results/cifar100_heterogeneous}"

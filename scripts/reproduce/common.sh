@@ -1,12 +1,21 @@
 # Shared by the scripts of scripts/reproduce/ (sourced, not run). Each table script sets its pairs and
 # hyper-parameters, then calls run_pair for every pair and collect_results at the end.
 #
-# Environment: DRY_RUN=1 prints every command (shell-quoted, one per line on stdout) instead of running
-# it; notes go to stderr. TRIALS (student trials), TEACHER_TRIAL, SEED, PY, TEACHER_WEIGHTS (torchvision =
-# torchvision's pretrained teachers instead of training them; ImageNet only), and the output roots
-# T_ROOT, PCD_ROOT, RIPS_ROOT, S_ROOT, RESULTS. Per-stage extra flags: TEACHER_ARGS, PCD_ARGS, RIPS_ARGS,
-# STUDENT_ARGS (split on spaces). The script's own arguments ("$@") go to every stage, so pass only flags
-# that all four stage scripts accept (e.g. --device cuda).
+# Skipping is decided by the stages themselves: before each stage the script asks it (its --plan, through
+# one long-lived `python -m tools.plan` coprocess) which run folder these settings own and what is in it:
+# finished -> skipped; partial -> resumed; new -> run (in its own folder, named after the settings);
+# conflict -> stop with the stage's one-line reason. So a changed PASSES, -d, --kd_T ... gives a new run,
+# never the old result.
+#
+# Environment: DRY_RUN=1 prints every command (shell-quoted, one per line on stdout) instead of running it;
+# notes go to stderr (in a dry run, a stage whose input is not made yet plans a folder named "...-pending").
+# TRIALS (student trials), TEACHER_TRIAL, SEED (default: unset, so each trial's seed is its trial number),
+# PY, TEACHER_WEIGHTS (torchvision = torchvision's pretrained teachers instead of training them; ImageNet
+# only), the output roots T_ROOT, PCD_ROOT, RIPS_ROOT, S_ROOT, RESULTS, and S_LR / ALPHA / DELTA / POOLING,
+# which override the per-pair values of the PAIRS table. Per-stage extra flags: TEACHER_ARGS, PCD_ARGS,
+# RIPS_ARGS, STUDENT_ARGS (split on spaces). The script's own arguments ("$@") go to every stage, so pass
+# only flags that all four stage scripts accept (e.g. --device cuda). BASELINES: student-side baselines per
+# pair and trial: "ce" (the student alone, trained by train_teacher.py) and any --distill method.
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -16,7 +25,7 @@ fi
 DRY_RUN="${DRY_RUN:-0}"
 TRIALS="${TRIALS:-1}"
 TEACHER_TRIAL="${TEACHER_TRIAL:-0}"
-SEED="${SEED:-0}"
+SEED="${SEED:-}"
 DATA_ROOT="${DATA_ROOT:-./data}"
 T_ROOT="${T_ROOT:-./save_t_models}"
 PCD_ROOT="${PCD_ROOT:-./ripsnet/data}"
@@ -41,23 +50,45 @@ run() {
   fi
 }
 
-# ckpt_done FILE EPOCHS: true when the checkpoint exists and has finished EPOCHS epochs.
-ckpt_done() {
-  [[ -f "$1" ]] || return 1
-  "$PY" -c 'import sys
-from topkd_io import safe_load
-c = safe_load(sys.argv[1])
-sys.exit(0 if int(c.get("epoch", 0)) >= int(sys.argv[2]) else 1)' "$1" "$2" 2>/dev/null
+# The planner: one python process answering every "what would this stage do" question (tools/plan.py).
+coproc PLANNER { exec "$PY" -m tools.plan; }
+
+# plan SCRIPT ARGS...: ask the stage -> PLAN_STATUS (new finished partial conflict pending busy), PLAN_DIR
+# (the run folder these settings own), PLAN_DETAIL (why, in words).
+plan() {
+  local request
+  request="$(printf '%q ' "$@")"
+  printf '%s\n' "$request" >&"${PLANNER[1]}"
+  if ! IFS=$'\x1f' read -r PLAN_STATUS PLAN_DIR PLAN_DETAIL <&"${PLANNER[0]}"; then
+    echo "[reproduce] the planner ($PY -m tools.plan) stopped; run it by hand to see why" >&2
+    exit 2
+  fi
+  if [[ "$PLAN_STATUS" == error ]]; then
+    echo "[reproduce] $1: $PLAN_DETAIL" >&2
+    exit 2
+  fi
 }
 
-# resume_flag FILE: "--resume auto" words when a started run left FILE behind.
-resume_flag() { if [[ -f "$1" ]]; then echo "--resume auto"; fi; }
+# act WHAT RESUME_FLAG CMD...: run CMD as the last plan says: skip a finished run, add RESUME_FLAG to
+# continue a partial one (empty: the stage resumes by itself), stop on a folder held by another run.
+act() {
+  local what="$1" resume="$2"
+  shift 2
+  case "$PLAN_STATUS" in
+    finished) note "skip $what: $PLAN_DIR $PLAN_DETAIL" ;;
+    partial) if [[ -n "$resume" ]]; then run "$@" "$resume"; else run "$@"; fi ;;
+    new|pending) run "$@" ;;
+    *) echo "[reproduce] $what: $PLAN_DIR $PLAN_DETAIL" >&2; exit 2 ;;
+  esac
+}
+
+# seed_flags [TRIAL]: "--seed SEED+TRIAL" only when SEED is set (else the stage uses the trial number, or
+# its own default seed for stages 2 and 3).
+seed_flags() { if [[ -n "$SEED" ]]; then echo "--seed $((SEED + ${1:-0}))"; fi; }
 
 # stage_teacher ARCH -> trains (or skips) the teacher; sets TEACHER_CKPT.
 stage_teacher() {
-  local arch="$1" dir
-  dir="$T_ROOT/${arch}_${DATASET}_lr_${T_LR}_decay_${WD}_trial_${TEACHER_TRIAL}"
-  TEACHER_CKPT="$dir/${arch}_best.pth"
+  local arch="$1" args
   if [[ -n "${TEACHER_CKPT_DIR:-}" ]]; then  # ready teachers (e.g. converted torchvision weights)
     TEACHER_CKPT="$TEACHER_CKPT_DIR/${arch}_best.pth"; note "teacher $arch: using $TEACHER_CKPT"; return
   fi
@@ -69,57 +100,73 @@ stage_teacher() {
     fi
     note "teacher $arch: torchvision's pretrained weights $TEACHER_CKPT"; return
   fi
-  if ckpt_done "$dir/${arch}_last.pth" "$T_EPOCHS"; then note "skip teacher $arch: $dir is finished"; return; fi
-  # shellcheck disable=SC2046
-  run "${LAUNCH[@]}" train_teacher.py --model "$arch" --dataset "$DATASET" --data_root "$DATA_ROOT" \
-    --epochs "$T_EPOCHS" --batch_size "$BATCH_SIZE" --lr "$T_LR" --lr_decay_epochs "$DECAY_EPOCHS" \
-    --lr_decay_rate 0.1 --weight_decay "$WD" --trial "$TEACHER_TRIAL" --seed "$SEED" --run_dir "$dir" \
-    $(resume_flag "$dir/${arch}_last.pth") "${TEACHER_EXTRA[@]}" "${PASS[@]}"
+  # shellcheck disable=SC2207,SC2046
+  args=(train_teacher.py --model "$arch" --dataset "$DATASET" --data_root "$DATA_ROOT"
+        --epochs "$T_EPOCHS" --batch_size "$BATCH_SIZE" --lr "$T_LR" --lr_decay_epochs "$DECAY_EPOCHS"
+        --lr_decay_rate 0.1 --weight_decay "$WD" --trial "$TEACHER_TRIAL" $(seed_flags "$TEACHER_TRIAL")
+        --save_dir "$T_ROOT" "${TEACHER_EXTRA[@]}" "${PASS[@]}")
+  plan "${args[@]}"
+  TEACHER_CKPT="$PLAN_DIR/${arch}_best.pth"
+  act "teacher $arch" --resume "${LAUNCH[@]}" "${args[@]}" --run_dir "$PLAN_DIR"
 }
 
 # stage_pcd ARCH -> point clouds + persistence images of the teacher (or skip); sets PCD_DIR.
 stage_pcd() {
-  local arch="$1"
-  PCD_DIR="$PCD_ROOT/${DATASET}_${arch}_batch${CLOUD_BATCH}_layer-1"
-  if [[ -f "$PCD_DIR/manifest.yaml" ]] && grep -q '^complete: true' "$PCD_DIR/manifest.yaml"; then
-    note "skip stage 2 for $arch: $PCD_DIR/manifest.yaml is complete"; return
-  fi
-  run "$PY" generate_PCD_PI.py --path_t "$TEACHER_CKPT" --model_t "$arch" --dataset "$DATASET" \
-    --data_root "$DATA_ROOT" --batch_size "$CLOUD_BATCH" --passes "$PASSES" --layer -1 --dims 0 \
-    --teacher_bn batch --seed "$SEED" --out_dir "$PCD_DIR" "${PCD_EXTRA[@]}" "${PASS[@]}"
+  local arch="$1" args
+  # shellcheck disable=SC2046
+  args=(generate_PCD_PI.py --path_t "$TEACHER_CKPT" --model_t "$arch" --dataset "$DATASET"
+        --data_root "$DATA_ROOT" --batch_size "$CLOUD_BATCH" --passes "$PASSES" --layer -1 --dims 0
+        --teacher_bn batch $(seed_flags) --save_dir "$PCD_ROOT"
+        "${PCD_EXTRA[@]}" "${PASS[@]}")
+  plan "${args[@]}"
+  PCD_DIR="$PLAN_DIR"
+  act "stage 2 for $arch" "" "$PY" "${args[@]}" --out_dir "$PCD_DIR"
 }
 
 # stage_ripsnet ARCH POOLING -> RipsNet on the stage-2 folder (or skip); sets RIPS_CKPT.
 stage_ripsnet() {
-  local arch="$1" pooling="$2" dir
-  dir="$RIPS_ROOT/${DATASET}_${arch}_batch${CLOUD_BATCH}_-1_dim0_${pooling}"
-  RIPS_CKPT="$dir/${pooling}_best.pth"
-  if [[ -f "$RIPS_CKPT" && -f "$dir/summary.yaml" ]]; then note "skip RipsNet $arch/$pooling: $dir is finished"; return; fi
+  local arch="$1" pooling="$2" args
   # shellcheck disable=SC2046
-  run "$PY" train_ripsnet.py --data_dir "$PCD_DIR" --dim 0 --operator "$pooling" --lr "$RIPS_LR" \
-    --batch_size 64 --val_batch_size 32 --val_fraction 0.25 --epochs "$RIPS_EPOCHS" --patience "$RIPS_PATIENCE" \
-    --seed "$SEED" --run_dir "$dir" $([[ -f "$dir/${pooling}_last.pth" ]] && echo --resume) \
-    "${RIPS_EXTRA[@]}" "${PASS[@]}"
+  args=(train_ripsnet.py --data_dir "$PCD_DIR" --dim 0 --operator "$pooling" --lr "$RIPS_LR"
+        --batch_size 64 --val_batch_size 32 --val_fraction 0.25 --epochs "$RIPS_EPOCHS" --patience "$RIPS_PATIENCE"
+        $(seed_flags) --save_dir "$RIPS_ROOT" "${RIPS_EXTRA[@]}" "${PASS[@]}")
+  plan "${args[@]}"
+  RIPS_CKPT="$PLAN_DIR/${pooling}_best.pth"
+  act "RipsNet $arch/$pooling" --resume "$PY" "${args[@]}" --run_dir "$PLAN_DIR"
 }
 
-# stage_student TEACHER STUDENT LR ALPHA DELTA POOLING TRIAL [DISTILL GAMMA BETA TAG]
+# stage_student TEACHER STUDENT LR ALPHA DELTA POOLING TRIAL [DISTILL GAMMA BETA]
 # ALPHA "-": no -r/-a/-b flags, so the method's own weights apply (its paper's; see distiller/).
 stage_student() {
   local t="$1" s="$2" lr="$3" alpha="$4" delta="$5" pooling="$6" trial="$7"
-  local distill="${8:-kd}" gamma="${9:-$GAMMA}" beta="${10:-$BETA}" tag="${11:-kd+topkd}" dir topo=() weights
-  weights=(-r "$gamma" -a "$alpha" -b "$beta")
-  if [[ "$alpha" == - ]]; then weights=(); fi
-  dir="$S_ROOT/S-${s}_T-${t}_${DATASET}_${tag}_trial_${trial}"
-  if ckpt_done "$dir/${s}_last.pth" "$S_EPOCHS"; then note "skip student $s <- $t ($tag, trial $trial): finished"; return; fi
+  local distill="${8:-kd}" gamma="${9:-$GAMMA}" beta="${10:-$BETA}" topo=() weights=() args
+  if [[ "$alpha" != - ]]; then
+    weights=(-r "$gamma" -a "$alpha")
+    if [[ -n "$beta" ]]; then weights+=(-b "$beta"); fi
+  fi
   if [[ "$delta" != 0 ]]; then topo=(-d "$delta" --method topkd --rips_path "$RIPS_CKPT" --operator "$pooling"
     --tda_layer_t -1 --tda_layer_s -1 --tda_clouds "$TDA_CLOUDS" --dim 0); fi
   # shellcheck disable=SC2046
-  run "${LAUNCH[@]}" train_student.py --path_t "$TEACHER_CKPT" --model_t "$t" --model_s "$s" \
-    --dataset "$DATASET" --data_root "$DATA_ROOT" --distill "$distill" --kd_T "$KD_T" "${weights[@]}" \
-    "${topo[@]}" "${METHOD_EXTRA[@]}" --epochs "$S_EPOCHS" --batch_size "$BATCH_SIZE" --lr "$lr" \
-    --lr_decay_epochs "$DECAY_EPOCHS" --lr_decay_rate 0.1 --weight_decay "$WD" --trial "$trial" \
-    --seed "$((SEED + trial))" --run_dir "$dir" $(resume_flag "$dir/${s}_last.pth") \
-    "${STUDENT_EXTRA[@]}" "${PASS[@]}"
+  args=(train_student.py --path_t "$TEACHER_CKPT" --model_t "$t" --model_s "$s"
+        --dataset "$DATASET" --data_root "$DATA_ROOT" --distill "$distill" --kd_T "$KD_T" "${weights[@]}"
+        "${topo[@]}" "${METHOD_EXTRA[@]}" --epochs "$S_EPOCHS" --batch_size "$BATCH_SIZE" --lr "$lr"
+        --lr_decay_epochs "$DECAY_EPOCHS" --lr_decay_rate 0.1 --weight_decay "$WD" --trial "$trial"
+        $(seed_flags "$trial") --save_dir "$S_ROOT" "${STUDENT_EXTRA[@]}" "${PASS[@]}")
+  plan "${args[@]}"
+  act "student $s <- $t ($distill, trial $trial)" --resume "${LAUNCH[@]}" "${args[@]}" --run_dir "$PLAN_DIR"
+}
+
+# stage_ce STUDENT LR TRIAL: the "ce" baseline, the student alone (cross-entropy, train_teacher.py) with the
+# students' schedule, in S_ROOT.
+stage_ce() {
+  local s="$1" lr="$2" trial="$3" args
+  # shellcheck disable=SC2046
+  args=(train_teacher.py --model "$s" --dataset "$DATASET" --data_root "$DATA_ROOT" --epochs "$S_EPOCHS"
+        --batch_size "$BATCH_SIZE" --lr "$lr" --lr_decay_epochs "$DECAY_EPOCHS" --lr_decay_rate 0.1
+        --weight_decay "$WD" --trial "$trial" $(seed_flags "$trial") --save_dir "$S_ROOT"
+        "${STUDENT_EXTRA[@]}" "${PASS[@]}")
+  plan "${args[@]}"
+  act "ce baseline $s (trial $trial)" --resume "${LAUNCH[@]}" "${args[@]}" --run_dir "$PLAN_DIR"
 }
 
 # baseline_flags METHOD TEACHER STUDENT -> the method's own per-pair settings (flags), if it has any.
@@ -142,9 +189,11 @@ baseline_flags() {
 }
 
 # run_pair "TEACHER STUDENT LR ALPHA DELTA POOLING": all four stages, students over TRIALS, baselines too.
+# S_LR, ALPHA, DELTA and POOLING set in the environment override the pair's values.
 run_pair() {
   local t s lr alpha delta pooling trial
   read -r t s lr alpha delta pooling <<<"$1"
+  lr="${S_LR:-$lr}"; alpha="${ALPHA:-$alpha}"; delta="${DELTA:-$delta}"; pooling="${POOLING:-$pooling}"
   stage_teacher "$t"
   stage_pcd "$t"
   stage_ripsnet "$t" "$pooling"
@@ -152,24 +201,26 @@ run_pair() {
     stage_student "$t" "$s" "$lr" "$alpha" "$delta" "$pooling" "$trial"
     local method
     for method in $BASELINES; do  # RepDistiller's commands: each method with its paper's weights, no topology
+      if [[ "$method" == ce ]]; then stage_ce "$s" "$lr" "$trial"; continue; fi
       # shellcheck disable=SC2207  # intended word splitting of the flag list
       METHOD_EXTRA=($(baseline_flags "$method" "$t" "$s"))
-      stage_student "$t" "$s" "$lr" - 0 "$pooling" "$trial" "$method" - - "$method"
+      stage_student "$t" "$s" "$lr" - 0 "$pooling" "$trial" "$method" - -
       METHOD_EXTRA=()
     done
   done
 }
 
-# check_baselines: every BASELINES word must be a method of train_student.py (fail before any training).
-# The names come from the method registry (every spelling train_student.py accepts, aliases included).
+# check_baselines: every BASELINES word must be "ce" or a method of train_student.py (fail before any
+# training). The names come from the method registry, through the planner.
 check_baselines() {
   [[ -n "${BASELINES// /}" ]] || return 0
   local method known
-  known=" $("$PY" -c 'import train_student as t; from distiller.registry import aliases_of
-print(" ".join(s for n in t.student_methods() for s in [n, *aliases_of(n)]))') " || {
+  printf 'methods\n' >&"${PLANNER[1]}"
+  if ! IFS=$'\x1f' read -r _ _ known <&"${PLANNER[0]}"; then
     echo "BASELINES: $PY cannot import train_student.py to list the methods; set PY to the project's python" >&2
     exit 2
-  }
+  fi
+  known=" ce $known "
   for method in $BASELINES; do
     if [[ "$known" != *" $method "* ]]; then
       echo "BASELINES: unknown method '$method'; choose from:$known" >&2

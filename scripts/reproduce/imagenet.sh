@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi  # run by sh: this script needs bash
 # TopKD paper, ImageNet table: resnet34 -> resnet18 and resnet50 -> MobileNetV1, all four stages per pair
 # (teacher = torchvision's pretrained weights by default, point clouds + persistence images, RipsNet, KD+TopKD students over TRIALS), then the table.
 # Training stages run under torchrun on NGPUS GPUs; BATCH_SIZE is the global batch.
@@ -6,7 +7,9 @@
 #   TEACHER_CKPT_DIR=pretrained/ bash scripts/reproduce/imagenet.sh   # use <dir>/<arch>_best.pth teachers
 #   TEACHER_WEIGHTS= bash scripts/reproduce/imagenet.sh                # train the teachers from scratch instead
 #   DRY_RUN=1 bash scripts/reproduce/imagenet.sh                       # print the commands only
-# A stage whose output is finished is skipped; an interrupted one resumes. Arguments go to every stage.
+# Each stage is asked first (common.sh): a finished run of the same settings is skipped, an interrupted one
+# resumes, changed settings get their own run. Arguments go to every stage. S_LR / ALPHA / DELTA / POOLING
+# override the per-pair values below; BASELINES="ce kd crd" adds the student alone and baseline methods.
 set -euo pipefail
 
 DATASET=imagenet
@@ -23,7 +26,8 @@ TEACHER_WEIGHTS="${TEACHER_WEIGHTS-torchvision}"
 CLOUD_BATCH="${CLOUD_BATCH:-$(( BATCH_SIZE / NGPUS ))}"; PASSES="${PASSES:-1}"   # 1 pass: ImageNet is large
 RIPS_LR="${RIPS_LR:-5e-4}"; RIPS_EPOCHS="${RIPS_EPOCHS:-1000}"; RIPS_PATIENCE="${RIPS_PATIENCE:-50}"
 # --- student loss: gamma*CE + alpha*KD + delta*TDA ---
-KD_T="${KD_T:-4}"; GAMMA="${GAMMA:-1}"; BETA="${BETA:-0.8}"
+KD_T="${KD_T:-4}"; GAMMA="${GAMMA:-1}"
+BETA="${BETA:-}"   # the official train_student.sh passes -b 0.8, a weight no term of KD uses: not passed here
 TDA_CLOUDS="${TDA_CLOUDS:-1}"
 BASELINES="${BASELINES:-}"          # e.g. "kd crd": baseline students with each paper's weights (CRD's memory bank is per process under DDP)
 RESULTS="${RESULTS:-results/imagenet}"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi  # run by sh: this script needs bash
 # TGD stage 1: persistence images of every image (train and test), cached under $OUT/<name>_<split>/.
 #   bash scripts/tgd/generate_image_PI.sh                       # CIFAR-10
 #   DATASET=imagefolder NAME=cinic10 DATA_ROOT=./data/cinic10 SPLITS="train valid test" \

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi  # run by sh: this script needs bash
 # TGD stage 2: the two WRN-16-3 teachers, one on images, one on the cached persistence images
 # (6 input channels). Official recipe (engine.config RECIPES["tgd"]): SGD 0.1 (momentum 0.9), wd 1e-4,
 # batch 128, 200 epochs, lr x0.2 at 40/80/120/160, no augmentation. Needs scripts/tgd/generate_image_PI.sh first.
@@ -27,7 +28,7 @@ if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
 
 common=(--model "$MODEL" --dataset "$DATASET" --data_root "$DATA_ROOT" --recipe tgd --epochs "$EPOCHS"
         --batch_size "$BATCH_SIZE" --lr "$LR" --lr_decay_epochs "$DECAY_EPOCHS"
-        --lr_decay_rate "$DECAY_RATE" --weight_decay "$WD" --augment "$AUGMENT" --seed "$SEED" --trial "$TRIAL")
+        --lr_decay_rate "$DECAY_RATE" --weight_decay "$WD" --augment "$AUGMENT" --seed "$SEED" --trial "$TRIAL" --skip_finished)
 
 # teacher 1: images
 "$PY" train_teacher.py "${common[@]}" "$@"
