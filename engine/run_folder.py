@@ -28,7 +28,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
-from topkd_io import FolderLock, load_checkpoint, read_yaml
+from topkd_io import FolderLock, TopKDError, load_checkpoint, read_yaml
 from topkd_io.lock import LOCK_NAME, lock_holder
 
 from .identity import CONTINUATION, Identity
@@ -77,7 +77,8 @@ def compare(folder: str, stored: Optional[Identity], identity: Identity, *, star
     ``done``: they are complete for the requested settings; ``stored``: its recorded identity."""
     holder = lock_holder(folder) if os.path.isdir(folder) else None
     if holder is not None and holder.get("pid") != os.getpid():
-        return FolderState(folder, "busy", f"in use by PID {holder.get('pid', '?')} ({holder.get('command', '?')})")
+        return FolderState(folder, "busy", f"in use by PID {holder.get('pid', '?')} ({holder.get('command', '?')}) "
+                           f"since {holder.get('started', '?')}")
     if identity.pending:
         missing = ", ".join(k for k, v in identity.inputs.items() if v is None)
         return FolderState(folder, "pending", f"input not there yet: {missing}")
@@ -207,6 +208,8 @@ def decide(state: FolderState, flag: str, resume: bool = False, overwrite: bool 
     (one line) when it must not write there."""
     outcome = Claim(state)
     folder = state.folder
+    if state.status == "busy":
+        raise TopKDError(f"{flag} {folder} is {state.detail}; wait for it to finish or choose another {flag}")
     if overwrite:
         return outcome
     if state.status == "pending":

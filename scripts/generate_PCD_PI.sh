@@ -18,14 +18,16 @@ PASSES="${PASSES:-256}"           # passes over the training set
 LAYER="${LAYER:--1}"              # -1 = FC input
 DIMS="${DIMS:-0}"                 # homology dims, e.g. "0 1"
 
+# Runs in the current folder (outputs and ./data are relative to it, as with the official scripts).
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
+if [[ -z "${PY:-}" ]]; then
+  if [[ -x "$root/.venv/bin/python" ]]; then PY="$root/.venv/bin/python"; else PY=python3; fi
+fi
 src=(--teacher_trial "$TEACHER_TRIAL")
 if [[ -n "${PATH_T:-${TEACHER:-}}" ]]; then src=(--path_t "${PATH_T:-$TEACHER}"); fi
 seed=()
 if [[ -n "${SEED:-}" ]]; then seed=(--seed "$SEED"); fi
 
 # shellcheck disable=SC2086  # DIMS is a list of words
-"$PY" generate_PCD_PI.py "${src[@]}" --model_t "$MODEL_T" --dataset "$DATASET" --data_root "$DATA_ROOT" \
+"$PY" "$root/generate_PCD_PI.py" "${src[@]}" --model_t "$MODEL_T" --dataset "$DATASET" --data_root "$DATA_ROOT" \
   --batch_size "$BATCH_SIZE" --passes "$PASSES" --layer "$LAYER" --dims $DIMS "${seed[@]}" "$@"

@@ -18,13 +18,15 @@ RIPS_EPOCHS="${RIPS_EPOCHS:-1000}"  # maximum; early stopping usually ends soone
 PATIENCE="${PATIENCE:-50}"
 LR="${LR:-5e-4}"
 
+# Runs in the current folder (outputs and ./data are relative to it, as with the official scripts).
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
+if [[ -z "${PY:-}" ]]; then
+  if [[ -x "$root/.venv/bin/python" ]]; then PY="$root/.venv/bin/python"; else PY=python3; fi
+fi
 src=(--model_t "$MODEL_T" --dataset "$DATASET")
 if [[ -n "${DATA_DIR:-}" ]]; then src=(--data_dir "$DATA_DIR"); fi
 seed=()
 if [[ -n "${SEED:-}" ]]; then seed=(--seed "$SEED"); fi
 
-"$PY" train_ripsnet.py "${src[@]}" --dim "$DIM" --operator "$OPERATOR" --epochs "$RIPS_EPOCHS" \
+"$PY" "$root/train_ripsnet.py" "${src[@]}" --dim "$DIM" --operator "$OPERATOR" --epochs "$RIPS_EPOCHS" \
   --patience "$PATIENCE" --lr "$LR" "${seed[@]}" --skip_finished "$@"

@@ -30,9 +30,11 @@ TRIAL="${TRIAL:-0}"
 TRIALS="${TRIALS:-1}"
 TEACHER_TRIAL="${TEACHER_TRIAL:-$TRIAL}"
 
+# Runs in the current folder (outputs and ./data are relative to it, as with the official scripts).
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
+if [[ -z "${PY:-}" ]]; then
+  if [[ -x "$root/.venv/bin/python" ]]; then PY="$root/.venv/bin/python"; else PY=python3; fi
+fi
 
 opts=()
 add() { if [[ -n "$2" ]]; then opts+=("$1" "$2"); fi; }  # a flag only for a variable that is set
@@ -43,7 +45,7 @@ if [[ -z "${PATH_T:-}" ]]; then opts+=(--teacher_trial "$TEACHER_TRIAL"); fi
 for (( trial = TRIAL; trial < TRIAL + TRIALS; trial++ )); do
   seed=()
   if [[ -n "${SEED:-}" ]]; then seed=(--seed "$((SEED + trial))"); fi
-  "$PY" train_student.py --model_t "$MODEL_T" --model_s "$MODEL_S" --dataset "$DATASET" --data_root "$DATA_ROOT" \
+  "$PY" "$root/train_student.py" --model_t "$MODEL_T" --model_s "$MODEL_S" --dataset "$DATASET" --data_root "$DATA_ROOT" \
     --distill "$DISTILL" --kd_T "$KD_T" -r "$GAMMA" -a "$ALPHA" -d "$DELTA" --tda_layer_t -1 --tda_layer_s -1 \
     --dim 0 --operator "$OPERATOR" --lr "$LR" "${opts[@]}" --trial "$trial" "${seed[@]}" --skip_finished "$@"
 done

@@ -18,9 +18,11 @@ DATA_ROOT="${DATA_ROOT:-./data}"
 TRIAL="${TRIAL:-0}"
 TRIALS="${TRIALS:-1}"
 
+# Runs in the current folder (outputs and ./data are relative to it, as with the official scripts).
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
+if [[ -z "${PY:-}" ]]; then
+  if [[ -x "$root/.venv/bin/python" ]]; then PY="$root/.venv/bin/python"; else PY=python3; fi
+fi
 
 opts=()
 add() { if [[ -n "$2" ]]; then opts+=("$1" "$2"); fi; }  # a flag only for a variable that is set
@@ -30,6 +32,6 @@ add --lr_decay_epochs "${DECAY_EPOCHS:-}"; add --lr_decay_rate "${DECAY_RATE:-}"
 for (( trial = TRIAL; trial < TRIAL + TRIALS; trial++ )); do
   seed=()
   if [[ -n "${SEED:-}" ]]; then seed=(--seed "$((SEED + trial))"); fi
-  "$PY" train_teacher.py --model "$MODEL_T" --dataset "$DATASET" --data_root "$DATA_ROOT" "${opts[@]}" \
+  "$PY" "$root/train_teacher.py" --model "$MODEL_T" --dataset "$DATASET" --data_root "$DATA_ROOT" "${opts[@]}" \
     --trial "$trial" "${seed[@]}" --skip_finished "$@"
 done

@@ -3,7 +3,9 @@ scripts/reproduce/*.sh commands (DRY_RUN=1) parsed by each stage script's own pa
 import csv
 import importlib
 import io
+import json
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -60,7 +62,8 @@ def rows_by(rows):
 def test_groups_means_and_stds(roots, tmp_path):
     md_path, csv_path, rows = cr.collect(roots, tmp_path / "out" / "results")
     got = rows_by(rows)
-    assert set(got) == {("resnet56", "", "ce"), ("resnet56", "resnet20", "kd+topkd"),
+    # a network trained alone is a "ce" row with no teacher
+    assert set(got) == {("", "resnet56", "ce"), ("resnet56", "resnet20", "kd+topkd"),
                         ("resnet56", "resnet20", "kd"), ("wrn_40_2", "shufflev1", "kd+topkd")}
     topkd = got[("resnet56", "resnet20", "kd+topkd")]
     assert topkd.trials == 3
@@ -68,7 +71,7 @@ def test_groups_means_and_stds(roots, tmp_path):
     assert topkd.last.mean == pytest.approx(71.0) and topkd.last.std == pytest.approx(1.0)
     # the teacher column uses the teacher the students were trained from (--path_t = trial 0)
     assert topkd.teacher_acc.mean == pytest.approx(73.0)
-    teacher = got[("resnet56", "", "ce")]
+    teacher = got[("", "resnet56", "ce")]
     assert teacher.best.mean == pytest.approx(73.5)
     assert teacher.best.std == pytest.approx(statistics.stdev([73.0, 74.0]))
     assert got[("wrn_40_2", "shufflev1", "kd+topkd")].best.mean == pytest.approx(76.4)
@@ -77,14 +80,19 @@ def test_groups_means_and_stds(roots, tmp_path):
     md = md_path.read_text()
     line = next(l for l in md.splitlines() if "kd+topkd" in l)
     assert "72.00 ± 1.00" in line and "71.00 ± 1.00" in line and "| 3 |" in line
-    assert "71.74 / 71.66 (TopKD log)" in line  # published reference, from the official logs
+    assert "71.74 best / 71.66 last (TopKD log)" in line  # published reference, from the official logs
+    assert "-0.66 (last, TopKD log)" in line  # Δ: our last mean 71.00 minus the log's last 71.66
+
     kd_line = next(l for l in md.splitlines() if "| kd |" in l and "resnet20" in l)
-    assert "70.50" in kd_line and "70.66 (RepDistiller)" in kd_line
+    # RepDistiller's README numbers are last-epoch ones (its train_student.py says so)
+    assert "70.50" in kd_line and "70.66 last (RepDistiller)" in kd_line and "-0.41 (last, RepDistiller)" in kd_line
     teacher_line = next(l for l in md.splitlines() if "| ce |" in l)
-    assert "73.50 ± 0.71" in teacher_line and "72.34 (RepDistiller)" in teacher_line
-    # baselines sit next to each other: CE teacher row, then kd, then kd+topkd for the same pair
-    order = [(r.teacher, r.student, r.method) for r in rows if r.teacher == "resnet56"]
-    assert order == [("resnet56", "", "ce"), ("resnet56", "resnet20", "kd"), ("resnet56", "resnet20", "kd+topkd")]
+    assert "73.50 ± 0.71" in teacher_line and "72.34 last (RepDistiller)" in teacher_line
+    # baselines of one student sit next to each other: kd, then kd+topkd
+    order = [(r.teacher, r.student, r.method) for r in rows if r.student == "resnet20"]
+    assert order == [("resnet56", "resnet20", "kd"), ("resnet56", "resnet20", "kd+topkd")]
+    ce = next(r for r in json.loads(md_path.with_suffix(".json").read_text()) if r["method"] == "ce")
+    assert ce["student"] == "resnet56" and ce["stats"]["best"]["mean"] == pytest.approx(73.5)
 
     table = list(csv.DictReader(io.StringIO(csv_path.read_text())))
     row = next(r for r in table if r["method"] == "kd+topkd")
@@ -111,7 +119,10 @@ def test_references_are_published_numbers_only():
         assert all(r.source in (cr.TOPKD_LOGS, cr.REPDISTILLER) for r in refs)
     assert cr.DISTILL_REFERENCES[("cifar100", "wrn_40_2", "shufflev1", "kd+topkd")][0] == \
         cr.Reference(76.40, 76.06, cr.TOPKD_LOGS)
-    assert cr.DISTILL_REFERENCES[("cifar100", "resnet32x4", "resnet8x4", "kd")][0].best == 73.33
+    # RepDistiller's numbers are its last epoch (its train_student.py: "reported ... from the last epoch")
+    kd = cr.DISTILL_REFERENCES[("cifar100", "resnet32x4", "resnet8x4", "kd")][0]
+    assert (kd.best, kd.last) == (None, 73.33)
+    assert all(r.best is None for refs in cr.DISTILL_REFERENCES.values() for r in refs if r.source == cr.REPDISTILLER)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -179,16 +190,38 @@ def test_reproduce_scripts_dry_run_parse(script, repo_root, tmp_path):
     assert all(os.path.dirname(ns.rips_path) in rips_dirs for ns in students)
 
 
-def test_reproduce_skips_finished_stages(repo_root, tmp_path):
-    teacher = tmp_path / "t" / "resnet56_cifar100_lr_0.05_decay_0.0005_trial_0"
-    teacher.mkdir(parents=True)
-    torch.save({"epoch": 240, "best_acc": 70.0}, teacher / "resnet56_last.pth")
-    pcd = tmp_path / "pcd" / "cifar100_resnet56_batch64_layer-1"
-    pcd.mkdir(parents=True)
-    (pcd / "manifest.yaml").write_text("format: topkd-stage2-v1\ncomplete: true\n")
-    commands = [parse_command(c) for c in dry_run(repo_root, "cifar100_homogeneous.sh", tmp_path,
-                                                  PAIRS_FILTER="resnet56")]
-    assert [s for s, _, _ in commands] == ["train_ripsnet.py", "train_student.py", "tools/collect_results.py"]
+def test_reproduce_skips_only_runs_of_the_same_settings(repo_root, tmp_path, monkeypatch):
+    """Skip means "done with these settings": the stages themselves say whether their folder holds a
+    finished run of exactly these settings. After a real (tiny) teacher and PASSES=2 stage 2 on a fake
+    CIFAR-100, a dry run with PASSES=2 skips both, and one with PASSES=8 plans stage 2 again, in its own folder
+    (it used to print "skip stage 2 ... manifest.yaml is complete")."""
+    import generate_PCD_PI
+    import train_teacher
+    from official_tree import fake_md5
+    from test_datasets import _write_cifar100
+
+    fake_md5(monkeypatch)
+    _write_cifar100(tmp_path / "data", n_train=100, n_test=8)
+    env = dict(PAIRS_FILTER="resnet56", T_EPOCHS="1", S_EPOCHS="1", DATA_ROOT=str(tmp_path / "data"))
+    first = dry_run(repo_root, "cifar100_homogeneous.sh", tmp_path, PASSES="2", **env)
+    scripts = [next(t for t in c if t.endswith(".py")) for c in first]
+    assert scripts == ["train_teacher.py", "generate_PCD_PI.py", "train_ripsnet.py", "train_student.py",
+                       "tools/collect_results.py"]
+    teacher_args, pcd_args = (c[c.index(s) + 1:] for c, s in zip(first[:2], scripts[:2]))
+    train_teacher.main(teacher_args + ["--num_workers", "0", "--threads", "1"])
+    # stage 2's folder is named after the teacher's SHA-256: the dry run could only plan it as "...-pending"
+    assert pcd_args[pcd_args.index("--out_dir") + 1].endswith("-pending")
+    pcd_args = pcd_args[:pcd_args.index("--out_dir")] + pcd_args[pcd_args.index("--out_dir") + 2:]
+    generate_PCD_PI.main(pcd_args + ["--workers", "0", "--no_progress"])
+    (made,) = (tmp_path / "pcd").iterdir()
+
+    same = [parse_command(c) for c in dry_run(repo_root, "cifar100_homogeneous.sh", tmp_path, PASSES="2", **env)]
+    assert [s for s, _, _ in same] == ["train_ripsnet.py", "train_student.py", "tools/collect_results.py"]
+    assert same[0][2].data_dir == str(made)  # stage 3 reads the finished stage-2 folder
+    changed = [parse_command(c) for c in dry_run(repo_root, "cifar100_homogeneous.sh", tmp_path, PASSES="8", **env)]
+    assert [s for s, _, _ in changed] == ["generate_PCD_PI.py", "train_ripsnet.py", "train_student.py",
+                                          "tools/collect_results.py"]
+    assert changed[0][2].passes == 8 and changed[0][2].out_dir != str(made)
 
 
 def test_reproduce_baselines(repo_root, tmp_path):
@@ -202,7 +235,8 @@ def test_reproduce_baselines(repo_root, tmp_path):
         # the method's defaults apply, except KD: RepDistiller's script passes -r 0.1 -a 0.9 (its -r default is 1)
         want = (0.1, 0.9, None) if method == "kd" else (None, None, None)
         assert (ns.gamma, ns.alpha, ns.beta) == want
-        assert os.path.basename(ns.run_dir) == f"S-resnet20_T-resnet56_cifar100_{method}_trial_0"
+        # the stage's own folder name; its identity hash is pending until the teacher exists (a dry run)
+        assert re.fullmatch(rf"S-resnet20_T-resnet56_cifar100_{method}_r-.*_trial_0-pending", os.path.basename(ns.run_dir))
     done = subprocess.run(["bash", str(repo_root / "scripts" / "reproduce" / "cifar100_homogeneous.sh")],
                           env=dict(os.environ, DRY_RUN="1", PY=sys.executable, BASELINES="kd nope"), capture_output=True, text=True)
     assert done.returncode == 2 and "unknown method 'nope'" in done.stderr and done.stdout == ""
@@ -218,5 +252,5 @@ def test_baseline_references_and_aliases(tmp_path):
     md_path, _, rows = cr.collect([s_root], tmp_path / "out")
     assert {r.method for r in rows} == {"crd", "at"}
     md = md_path.read_text()
-    assert "75.51 (RepDistiller)" in next(l for l in md.splitlines() if "| crd |" in l)
-    assert "73.44 (RepDistiller)" in next(l for l in md.splitlines() if "| at |" in l)
+    assert "75.51 last (RepDistiller)" in next(l for l in md.splitlines() if "| crd |" in l)
+    assert "73.44 last (RepDistiller)" in next(l for l in md.splitlines() if "| at |" in l)

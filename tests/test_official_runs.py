@@ -53,22 +53,22 @@ def test_collector_reads_official_run_folders(official_roots, tmp_path):
     md_path, csv_path, rows = cr.collect(official_roots, tmp_path / "table")
     got = {(r.teacher, r.student, r.method): r for r in rows}
     assert set(got) == {("resnet56", "resnet20", "kd+topkd"), ("ResNet50", "mobilenetv2", "kd"),
-                        ("wrn_40_2", "wrn_16_2", "fitnet"), ("ResNet50", "", "ce")}
+                        ("wrn_40_2", "wrn_16_2", "fitnet"), ("", "ResNet50", "ce")}
     topkd = got[("resnet56", "resnet20", "kd+topkd")]
     assert topkd.best.mean == pytest.approx(71.74, abs=1e-4) and topkd.config == "r 1 a 2 b 0.8 d 5 T 4 lr 0.05 ep 240"
     assert topkd.last.mean is None
     assert topkd.last.text().startswith("n/a: checkpoint unreadable: resnet20_last.pth needs argparse.Namespace")
     rep = got[("ResNet50", "mobilenetv2", "kd")]
     assert (rep.best.mean, rep.last.mean, rep.config) == (67.5, 67.25, "r 0.1 a 0.9 b 0")
-    assert got[("ResNet50", "", "ce")].best.mean == 79.5
+    assert got[("", "ResNet50", "ce")].best.mean == 79.5
     assert got[("wrn_40_2", "wrn_16_2", "fitnet")].last.text().startswith(
         "n/a: checkpoint unreadable: checkpoint wrn_16_2_last.pth cannot be read (its contents are damaged or cut short)")
     md = md_path.read_text()
     line = next(l for l in md.splitlines() if "kd+topkd" in l)
-    assert "71.74 / 71.66 (TopKD log)" in line and "n/a: checkpoint unreadable" in line
+    assert "71.74 best / 71.66 last (TopKD log)" in line and "n/a: checkpoint unreadable" in line
     # published references follow the canonical names: RepDistiller's MobileNetV2 row, ResNet50 -> MobileNetV2
-    assert "67.35 (RepDistiller)" in next(l for l in md.splitlines() if "| mobilenetv2 | kd |" in l)
-    assert "73.58 (RepDistiller)" in next(l for l in md.splitlines() if "| fitnet |" in l)
+    assert "67.35 last (RepDistiller)" in next(l for l in md.splitlines() if "| mobilenetv2 | kd |" in l)
+    assert "73.58 last (RepDistiller)" in next(l for l in md.splitlines() if "| fitnet |" in l)
     for l in md.splitlines()[2:]:  # no silent blank accuracy cell
         cells = [c.strip() for c in l.strip("|").split("|")]
         assert cells[6] and cells[7], l

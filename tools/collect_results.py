@@ -1,21 +1,33 @@
-"""Collect finished runs into one results table (Markdown and CSV).
+"""Collect finished runs into one results table (Markdown, CSV and JSON).
 
     python tools/collect_results.py [ROOT ...] [--out results]      # default roots: save_t_models save_s_models
+    python tools/collect_results.py ROOT --evaluate --data_root ./data   # evaluate.py for runs without accuracies
 
 A run folder is any folder under a root holding ``<arch>_best.pth`` (and usually ``<arch>_last.pth``,
 ``config.yaml``); official TopKD and RepDistiller run folders, which have no config.yaml, are read from
 their names (``models.run_names``) and their last accuracy from their last ``ckpt_epoch_<N>.pth``. Every
-checkpoint is read with the safe loader; a cell that cannot be filled says why (``n/a: ...``). Runs are grouped by (dataset, teacher, student, method, hyper-parameters) with the
-trial left out; each group gets mean +- std over its trials of the best and the last test top-1, the
-number of trials, the teacher's top-1 (teacher runs found under the roots), and published reference
-numbers when known. Rows of one teacher -> student pair sit together, so baselines read side by side.
-CE-only runs (teachers, vanilla students) have an empty student column.
+checkpoint is read with the safe loader; a cell that cannot be filled says why (``n/a: ...``); a run whose
+checkpoint records no accuracy takes it from an ``evaluate.py`` result of that checkpoint beside it (or,
+with ``--evaluate``, runs the evaluation).
+
+Rows: runs grouped by (dataset, student, teacher *checkpoint*, method, hyper-parameters), the trial left
+out. The teacher is the checkpoint each student was trained from, identified by the SHA-256 its run
+recorded (`engine.provenance`); its top-1 is that teacher run's, else the one the student recorded from the
+teacher's checkpoint; never an average over teachers of the same architecture. Each row gets mean +- std
+over its trials of every numeric column (`STAT_COLUMNS`: best and last test top-1; add a `StatColumn` for
+more), the number of trials, published numbers with their epoch label (best / last) and the difference of
+ours from the published one (``Δ``). Networks trained alone with cross-entropy (teachers, and the ``ce``
+baseline of a student) are rows of method ``ce`` with no teacher; they sit before the distilled rows of
+the same student. When all trials of a row end with identical weights, the row says so instead of
+printing a zero std.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
+import json
 import math
 import os
 import re
@@ -23,7 +35,7 @@ import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -34,23 +46,25 @@ if str(ROOT) not in sys.path:
 # ------------------------------------------------------------------------------------------------
 TOPKD_LOGS = "TopKD log"
 # Source: the official TopKD release (github.com/jekim5418/TopKD), its training logs in
-# save_s_tda_ripsnet_t_logs_final/ (best and last epoch of the logged trial; teacher as printed there).
+# save_s_tda_ripsnet_t_logs_final/ (best and last epoch of the logged trial; teacher as printed there: the
+# accuracy of the teacher's best checkpoint).
 REPDISTILLER = "RepDistiller"
 # Source: HobbitLong/RepDistiller README.md, "Benchmark Results on CIFAR-100" (the "Teacher <br> Student"
-# and "KD" rows). The README does not say whether these are best or last epochs: listed as "best".
+# and "KD" rows). These are last-epoch numbers: its train_student.py (lines 333-334 at b84f547) and
+# train_teacher.py (lines 161-162) say "The results reported in the paper/README is from the last epoch".
 
 
 @dataclass(frozen=True)
 class Reference:
-    """One published number: best (and, when published, last) top-1 in percent, and where it comes from."""
+    """One published number: best and/or last top-1 in percent (whichever the source publishes), and its source."""
 
     best: Optional[float]
     last: Optional[float]
     source: str
 
     def text(self) -> str:
-        nums = f"{self.best:.2f}" + (f" / {self.last:.2f}" if self.last is not None else "")
-        return f"{nums} ({self.source})"
+        parts = [f"{v:.2f} {label}" for v, label in ((self.best, "best"), (self.last, "last")) if v is not None]
+        return f"{' / '.join(parts)} ({self.source})"
 
 
 # (dataset, architecture) -> references for a network trained alone with cross-entropy.
@@ -59,27 +73,27 @@ CE_REFERENCES: Dict[Tuple[str, str], List[Reference]] = {}
 DISTILL_REFERENCES: Dict[Tuple[str, str, str, str], List[Reference]] = {}
 
 
-def _add_ce(dataset: str, arch: str, best: float, source: str, last: Optional[float] = None) -> None:
+def _add_ce(dataset: str, arch: str, source: str, best: Optional[float] = None, last: Optional[float] = None) -> None:
     CE_REFERENCES.setdefault((dataset, arch), []).append(Reference(best, last, source))
 
 
-def _add_distill(dataset: str, teacher: str, student: str, method: str, best: float, source: str,
+def _add_distill(dataset: str, teacher: str, student: str, method: str, source: str, best: Optional[float] = None,
                  last: Optional[float] = None) -> None:
     DISTILL_REFERENCES.setdefault((dataset, teacher, student, method), []).append(Reference(best, last, source))
 
 
-# TopKD official logs: teacher accuracy and the TopKD (KD + topology term) student.
-_add_ce("cifar100", "resnet56", 73.50, TOPKD_LOGS)
-_add_ce("cifar100", "wrn_40_2", 76.64, TOPKD_LOGS)
-_add_distill("cifar100", "resnet56", "resnet20", "kd+topkd", 71.74, TOPKD_LOGS, last=71.66)
-_add_distill("cifar100", "wrn_40_2", "shufflev1", "kd+topkd", 76.40, TOPKD_LOGS, last=76.06)
+# TopKD official logs: teacher accuracy (its best checkpoint) and the TopKD (KD + topology term) student.
+_add_ce("cifar100", "resnet56", TOPKD_LOGS, best=73.50)
+_add_ce("cifar100", "wrn_40_2", TOPKD_LOGS, best=76.64)
+_add_distill("cifar100", "resnet56", "resnet20", "kd+topkd", TOPKD_LOGS, best=71.74, last=71.66)
+_add_distill("cifar100", "wrn_40_2", "shufflev1", "kd+topkd", TOPKD_LOGS, best=76.40, last=76.06)
 
 # RepDistiller README: networks trained alone (its teacher and student rows), with our model names.
 for _arch, _acc in {"wrn_40_2": 75.61, "resnet56": 72.34, "resnet110": 74.31, "resnet32x4": 79.42,
                     "vgg13": 74.64, "ResNet50": 79.34, "wrn_16_2": 73.26, "wrn_40_1": 71.98,
                     "resnet20": 69.06, "resnet32": 71.14, "resnet8x4": 72.50, "vgg8": 70.36,
                     "mobilenetv2": 64.60, "shufflev1": 70.50, "shufflev2": 71.82}.items():
-    _add_ce("cifar100", _arch, _acc, REPDISTILLER)
+    _add_ce("cifar100", _arch, REPDISTILLER, last=_acc)
 # RepDistiller README: the rows of the methods this repository implements, (teacher, student) -> top-1
 # per method, the pairs in the README's column order.
 _REPDISTILLER_PAIRS = [("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"), ("resnet56", "resnet20"),
@@ -98,7 +112,7 @@ _REPDISTILLER_ROWS = {
 }
 for _method, _row in _REPDISTILLER_ROWS.items():
     for (_t, _s), _acc in zip(_REPDISTILLER_PAIRS, _row):
-        _add_distill("cifar100", _t, _s, _method, _acc, REPDISTILLER)
+        _add_distill("cifar100", _t, _s, _method, REPDISTILLER, last=_acc)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -111,15 +125,21 @@ class Run:
     path: Path
     dataset: str
     arch: str                      # the trained network
-    teacher: str = ""              # empty for CE-only runs
+    teacher: str = ""              # the teacher's architecture; empty for CE-only runs
     method: str = "ce"
     config: str = ""               # hyper-parameters that define the group (trial excluded)
     trial: str = "0"
     best: Optional[float] = None
     last: Optional[float] = None
     teacher_path: Optional[str] = None
+    teacher_sha: Optional[str] = None     # SHA-256 of the teacher checkpoint the run was trained from
+    teacher_top1: Optional[float] = None  # the teacher's test top-1 as its checkpoint recorded it
     best_note: str = ""            # why ``best`` is None (shown in the table instead of a blank cell)
     last_note: str = ""
+    weights: Optional[str] = None  # SHA-256 of the final weights (the last checkpoint's model)
+    best_file: Optional[Path] = None
+    extra: Dict[str, Optional[float]] = field(default_factory=dict)  # more numeric columns (RUN_READERS)
+    extra_notes: Dict[str, str] = field(default_factory=dict)
 
     @property
     def is_student(self) -> bool:
@@ -154,7 +174,10 @@ TEACHER_CONFIG = (("input", "input"), ("lr", "lr"), ("weight_decay", "wd"), ("ep
 
 
 def config_text(cfg: Dict[str, Any], keys: Sequence[Tuple[str, str]]) -> str:
-    return " ".join(f"{short} {_num(cfg[k])}" for k, short in keys if cfg.get(k) is not None)
+    """``r 1 a 2 d 5 T 4 lr 0.05 ep 240``: the values set, without the options the run did not use
+    (``unused_options`` of its config.yaml, e.g. ``-b`` with KD)."""
+    unused = set(cfg.get("unused_options") or ())
+    return " ".join(f"{short} {_num(cfg[k])}" for k, short in keys if cfg.get(k) is not None and k not in unused)
 
 
 def _read_yaml(path: Path) -> Dict[str, Any]:
@@ -167,9 +190,23 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def weights_sha(state: Any) -> Optional[str]:
+    """SHA-256 over a state dict's names and tensor bytes (None when it is not a state dict)."""
+    import torch
+
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return None
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _read_ckpt(path: Path) -> Tuple[Dict[str, Any], str]:
-    """-> (scalar entries of a checkpoint, "") or ({}, why it could not be read). Read with the safe loader:
-    an official ``*_last.pth`` pickles an ``argparse.Namespace`` and is refused, with that as the reason."""
+    """-> (scalar entries of a checkpoint plus ``weights``: the SHA-256 of its model, "") or ({}, why it could
+    not be read). Read with the safe loader: an official ``*_last.pth`` pickles an ``argparse.Namespace`` and
+    is refused, with that as the reason."""
     from topkd_io import UnsafeCheckpointError, load_checkpoint
 
     if not path.is_file():
@@ -181,7 +218,9 @@ def _read_ckpt(path: Path) -> Tuple[Dict[str, Any], str]:
             print(f"note: skipped {path}: {' '.join(str(exc).split())}", file=sys.stderr)
         reason = str(exc).split(";")[0].replace(str(path), path.name)
         return {}, f"checkpoint unreadable: {reason}"
-    return {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler", "scaler", "rng")}, ""
+    out = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler", "scaler", "rng")}
+    out["weights"] = weights_sha(ckpt.get("model"))
+    return out, ""
 
 
 def _last_epoch_ckpt(folder: Path) -> Optional[Path]:
@@ -232,10 +271,23 @@ def _canonical_arch(name: str) -> str:
     return ARCH_ALIASES.get(name, name)
 
 
+def _teacher_record(cfg: Dict[str, Any]) -> Tuple[Optional[str], Optional[float]]:
+    """(SHA-256 of the teacher file, its recorded top-1) from a student's provenance, when recorded."""
+    prov = cfg.get("provenance") if isinstance(cfg.get("provenance"), dict) else {}
+    inputs = prov.get("inputs") if isinstance(prov.get("inputs"), dict) else {}
+    teacher = inputs.get("path_t") if isinstance(inputs.get("path_t"), dict) else {}
+    return teacher.get("sha256"), _float(prov.get("teacher_top1"))
+
+
+# Functions ``reader(run, folder, cfg, last_ckpt)`` that add numeric values to ``run.extra`` (and notes to
+# ``run.extra_notes``) for extra StatColumns; e.g. topology metrics read from a run's summary or checkpoint.
+RUN_READERS: List[Callable[[Run, Path, Dict[str, Any], Dict[str, Any]], None]] = []
+
+
 def read_run(folder: Path) -> Optional[Run]:
     """A Run from a folder holding ``<arch>_best.pth`` and a classifier's config.yaml (or an official run
     folder name); None otherwise (not a training run, e.g. a RipsNet folder). Accuracies it cannot read
-    carry a note saying why."""
+    carry a note saying why; a checkpoint without one takes it from an evaluate.py result beside it."""
     best_files = sorted(p for p in folder.glob("*_best.pth") if p.is_file())
     if not best_files:
         return None
@@ -256,14 +308,17 @@ def read_run(folder: Path) -> Optional[Run]:
         official = True
     student = "model_s" in cfg and (cfg.get("path_t") is not None or (official and bool(cfg.get("model_t"))))
     arch = _canonical_arch(str(cfg.get("model_s") or cfg.get("model") or arch))
-    info = {"dataset": str(cfg.get("dataset", "?")), "arch": arch, "trial": str(cfg.get("trial", 0))}
+    info: Dict[str, Any] = {"dataset": str(cfg.get("dataset", "?")), "arch": arch, "trial": str(cfg.get("trial", 0))}
     if student:
+        sha, top1 = _teacher_record(cfg)
         info.update(teacher=_canonical_arch(str(cfg.get("model_t") or "?")), method=method_key(cfg),
-                    config=config_text(cfg, STUDENT_CONFIG))
+                    config=config_text(cfg, STUDENT_CONFIG), teacher_sha=sha, teacher_top1=top1)
     else:
         tag = str(cfg.get("dataset", "?")) + ("_pi" if cfg.get("input") == "pi" else "")
         info.update(dataset=tag, config=config_text(cfg, TEACHER_CONFIG))
     best, best_note = _accuracy(best_ckpt, "best_acc", best_err, best_path)
+    if best is None and not best_err:
+        best, best_note = _evaluated(best_path, best_note)
     # last top-1: our <arch>_last.pth ('last_acc'); the official codes' last per-epoch checkpoint ('accuracy')
     # (their <arch>_last.pth pickles the options object and holds no accuracy)
     last_path = folder / f"{arch_from_file}_last.pth"
@@ -274,8 +329,48 @@ def read_run(folder: Path) -> Optional[Run]:
     else:
         last_ckpt, last_err = _read_ckpt(last_path)
         last, last_note = _accuracy(last_ckpt, "last_acc", last_err, last_path)
-    return Run(path=folder, best=best, last=last, teacher_path=cfg.get("path_t"), best_note=best_note,
-               last_note=last_note, **info)
+    run = Run(path=folder, best=best, last=last, teacher_path=cfg.get("path_t"), best_note=best_note,
+              last_note=last_note, weights=last_ckpt.get("weights"), best_file=best_path, **info)
+    for reader in RUN_READERS:
+        reader(run, folder, cfg, last_ckpt)
+    return run
+
+
+def _evaluated(checkpoint: Path, note: str) -> Tuple[Optional[float], str]:
+    """The test top-1 an evaluate.py result beside ``checkpoint`` records for its current contents."""
+    from engine.evaluate import find_results
+
+    results = find_results(str(checkpoint))
+    if results:
+        return float(results[0]["top1"]), ""
+    return None, note + "; run evaluate.py on it (or pass --evaluate)"
+
+
+def evaluate_missing(runs: List[Run], data_root: str) -> int:
+    """``--evaluate``: run evaluate.py's evaluation for the runs whose best top-1 is unknown -> how many."""
+    from engine.evaluate import evaluate_checkpoint, write_result
+
+    done = 0
+    for run in runs:
+        if run.best is not None or run.best_file is None or run.best_note.startswith("n/a: checkpoint unreadable"):
+            continue
+        dataset = run.dataset[:-3] if run.dataset.endswith("_pi") else run.dataset
+        options = argparse.Namespace(checkpoint=str(run.best_file), model=run.arch, dataset=dataset,
+                                     data_root=data_root, split="test", val_split=None, seed=None, image_size=None,
+                                     input="pi" if run.dataset.endswith("_pi") else None, pi_root=None,
+                                     batch_size=None, num_workers=0, device="auto", path_t=None, model_t=None)
+        try:
+            result = evaluate_checkpoint(options)
+        except (ValueError, OSError) as exc:
+            run.best_note = f"n/a: evaluation failed: {' '.join(str(exc).split())}"
+            continue
+        try:
+            write_result(result)
+        except (ValueError, OSError):
+            pass  # a read-only folder: the number is still used
+        run.best, run.best_note = float(result["top1"]), ""
+        done += 1
+    return done
 
 
 def find_runs(roots: Iterable[os.PathLike]) -> List[Run]:
@@ -300,9 +395,10 @@ class Stat:
     n: int
     missing: int = 0               # members without a value
     note: str = ""                 # why (the first member's note)
+    identical: bool = False        # every trial ended with the same weights (the std is 0 by construction)
 
     @classmethod
-    def of(cls, values: Iterable[Optional[float]], notes: Iterable[str] = ()) -> "Stat":
+    def of(cls, values: Iterable[Optional[float]], notes: Iterable[str] = (), identical: bool = False) -> "Stat":
         values = list(values)
         notes = [n for v, n in zip(values, list(notes) or [""] * len(values)) if v is None and n]
         vals = [v for v in values if v is not None]
@@ -310,15 +406,40 @@ class Stat:
         if not vals:
             return cls(None, None, 0, missing, note)
         std = statistics.stdev(vals) if len(vals) > 1 else None  # sample std (ddof 1)
-        return cls(statistics.fmean(vals), std, len(vals), missing, note)
+        return cls(statistics.fmean(vals), std, len(vals), missing, note, identical and len(vals) > 1)
 
     def text(self) -> str:
         if self.mean is None:
             return self.note
-        out = f"{self.mean:.2f}" + (f" ± {self.std:.2f}" if self.std is not None else "")
+        if self.identical:
+            out = f"{self.mean:.2f} (identical weights in all {self.n} trials)"
+        else:
+            out = f"{self.mean:.2f}" + (f" ± {self.std:.2f}" if self.std is not None else "")
         if self.missing and self.note:
             out += f" ({self.missing} of {self.n + self.missing} {self.note})"
         return out
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"mean": self.mean, "std": self.std, "n": self.n, "missing": self.missing, "note": self.note,
+                "identical_weights": self.identical}
+
+
+@dataclass(frozen=True)
+class StatColumn:
+    """A numeric column: ``value(run) -> (number or None, why not)``, shown as mean ± std over a row's trials."""
+
+    key: str
+    title: str
+    value: Callable[[Run], Tuple[Optional[float], str]]
+
+
+# The numeric columns of every row, in order; append a StatColumn to add one (e.g. a topology metric read
+# into ``Run.extra`` by a RUN_READERS function: StatColumn("bottleneck", "bottleneck H0",
+# lambda r: (r.extra.get("bottleneck"), r.extra_notes.get("bottleneck", "")))).
+STAT_COLUMNS: List[StatColumn] = [
+    StatColumn("best", "best top-1", lambda r: (r.best, r.best_note)),
+    StatColumn("last", "last top-1", lambda r: (r.last, r.last_note)),
+]
 
 
 @dataclass
@@ -328,91 +449,204 @@ class Row:
     student: str
     method: str
     config: str
-    best: Stat
-    last: Stat
+    stats: Dict[str, Stat]
     trials: int
     teacher_acc: Stat
+    teacher_sha: Optional[str] = None
     references: List[Reference] = field(default_factory=list)
     runs: List[str] = field(default_factory=list)
 
+    @property
+    def best(self) -> Stat:
+        return self.stats["best"]
 
-def _group_key(run: Run) -> Tuple[str, str, str, str, str]:
+    @property
+    def last(self) -> Stat:
+        return self.stats["last"]
+
+    def delta(self) -> Tuple[Optional[float], str]:
+        """Our mean minus the first published number: last epoch against last when both exist, else best
+        against best -> (difference, label)."""
+        for ref in self.references:
+            for label in ("last", "best"):
+                ours, theirs = getattr(self, label).mean, getattr(ref, label)
+                if ours is not None and theirs is not None:
+                    return ours - theirs, f"{label}, {ref.source}"
+        return None, ""
+
+
+def _teacher_key(run: Run) -> str:
+    if run.teacher_sha:
+        return run.teacher_sha
+    if run.teacher_path:
+        return str(Path(run.teacher_path).resolve())
+    return ""
+
+
+def _group_key(run: Run) -> Tuple[str, ...]:
     if run.is_student:
-        return (run.dataset, run.teacher, run.arch, run.method, run.config)
-    return (run.dataset, run.arch, "", "ce", run.config)
+        return (run.dataset, run.arch, run.teacher, _teacher_key(run), run.method, run.config)
+    return (run.dataset, run.arch, "", "", "ce", run.config)
 
 
-def _teacher_stat(dataset: str, teacher: str, members: List[Run], runs: List[Run]) -> Stat:
-    """Top-1 of the teachers the members used (by --path_t), else of every CE run of that arch and data set."""
-    by_dir = {str(r.path.resolve()): r for r in runs if not r.is_student}
-    used = {str(Path(m.teacher_path).resolve().parent) for m in members if m.teacher_path}
-    picked = [by_dir[d] for d in sorted(used) if d in by_dir]
-    if not picked:
-        picked = [r for r in runs if not r.is_student and r.arch == teacher and r.dataset == dataset]
-    return Stat.of(r.best for r in picked)
+class TeacherIndex:
+    """The top-1 of a student's teacher: the teacher run whose best checkpoint has the SHA-256 the student
+    recorded (else the top-1 the student recorded from that checkpoint), or the run at the student's
+    ``--path_t`` when no SHA-256 was recorded (older runs); never looked up by architecture."""
+
+    def __init__(self, runs: List[Run]):
+        self.ce_runs = [r for r in runs if not r.is_student]
+        self._by_sha: Optional[Dict[str, Run]] = None
+        self.by_dir = {str(r.path.resolve()): r for r in self.ce_runs}
+
+    def by_sha(self) -> Dict[str, Run]:
+        if self._by_sha is None:
+            from engine.identity import input_sha256
+
+            self._by_sha = {}
+            for r in self.ce_runs:
+                sha = input_sha256(str(r.best_file)) if r.best_file is not None else None
+                if sha:
+                    self._by_sha.setdefault(sha, r)
+        return self._by_sha
+
+    def top1(self, student: Run) -> Tuple[Optional[float], str]:
+        if student.teacher_sha:
+            found = self.by_sha().get(student.teacher_sha)
+            if found is not None and found.best is not None:
+                return found.best, ""
+            if student.teacher_top1 is not None:
+                return student.teacher_top1, ""
+            return None, f"n/a: teacher {student.teacher_sha[:8]} not among the runs and its checkpoint records no top-1"
+        if student.teacher_path:
+            found = self.by_dir.get(str(Path(student.teacher_path).resolve().parent))
+            if found is not None:
+                return found.best, found.best_note
+            return None, "n/a: its teacher checkpoint is not among the runs"
+        return None, "n/a: the run does not record its teacher checkpoint"
 
 
 def build_rows(runs: List[Run]) -> List[Row]:
-    """One row per group, ordered by dataset, teacher, student (CE rows of a teacher first), method."""
-    groups: Dict[Tuple[str, str, str, str, str], List[Run]] = {}
+    """One row per group, ordered by dataset, student (its ce row first), teacher, method."""
+    groups: Dict[Tuple[str, ...], List[Run]] = {}
     for run in runs:
         groups.setdefault(_group_key(run), []).append(run)
+    teachers = TeacherIndex(runs)
     rows = []
-    for (dataset, teacher, student, method, config), members in groups.items():
-        if student:
-            refs = DISTILL_REFERENCES.get((dataset, teacher, student, method), [])
-            teacher_acc = _teacher_stat(dataset, teacher, members, runs)
+    for key, members in groups.items():
+        dataset, arch, teacher, method, config = key[0], key[1], key[2], key[4], key[5]
+        if teacher:
+            refs = DISTILL_REFERENCES.get((dataset, teacher, arch, method), [])
+            values = [teachers.top1(m) for m in members]
+            teacher_acc = Stat.of([v for v, _ in values], [n for _, n in values])
         else:
-            refs = CE_REFERENCES.get((dataset, teacher), [])
+            refs = CE_REFERENCES.get((dataset, arch), [])
             teacher_acc = Stat(None, None, 0)
-        rows.append(Row(dataset, teacher, student, method, config,
-                        Stat.of([r.best for r in members], [r.best_note for r in members]),
-                        Stat.of([r.last for r in members], [r.last_note for r in members]),
-                        len(members), teacher_acc, list(refs),
-                        [str(r.path) for r in members]))
-    rows.sort(key=lambda r: (r.dataset, r.teacher, r.student, r.method != "ce", r.method, r.config))
+        weights = {m.weights for m in members}
+        identical = len(members) > 1 and len(weights) == 1 and None not in weights
+        stats = {}
+        for col in STAT_COLUMNS:
+            values = [col.value(m) for m in members]
+            stats[col.key] = Stat.of([v for v, _ in values], [n for _, n in values], identical=identical)
+        rows.append(Row(dataset, teacher, arch, method, config, stats, len(members), teacher_acc,
+                        members[0].teacher_sha if teacher else None, list(refs), [str(r.path) for r in members]))
+    rows.sort(key=lambda r: (r.dataset, r.student, r.method != "ce", r.teacher, r.teacher_sha or "", r.method,
+                             r.config))
     return rows
 
 
-COLUMNS = ("dataset", "teacher", "teacher top-1", "student", "method", "config", "best top-1", "last top-1",
-           "trials", "reference best / last")
+def _teacher_text(row: Row) -> str:
+    if not row.teacher:
+        return "-"
+    return row.teacher + (f" ({row.teacher_sha[:8]})" if row.teacher_sha else "")
 
 
-def _cells(row: Row) -> List[str]:
-    return [row.dataset, row.teacher, row.teacher_acc.text(), row.student or "-", row.method, row.config,
-            row.best.text(), row.last.text(), str(row.trials), "; ".join(r.text() for r in row.references)]
+def _delta_text(row: Row) -> str:
+    value, label = row.delta()
+    return "" if value is None else f"{value:+.2f} ({label})"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: Markdown title and cell, CSV field names and values, JSON key and value."""
+
+    title: str
+    cell: Callable[[Row], str]
+    csv: Tuple[str, ...]
+    csv_values: Callable[[Row], Tuple[Any, ...]]
+    numeric: bool = False
+
+
+def _num4(v: Optional[float]) -> str:
+    return "" if v is None else f"{v:.4f}"
+
+
+def stat_columns() -> List[Column]:
+    return [Column(col.title, (lambda r, k=col.key: r.stats[k].text()), (f"{col.key}_mean", f"{col.key}_std"),
+                   (lambda r, k=col.key: (_num4(r.stats[k].mean), _num4(r.stats[k].std))), numeric=True)
+            for col in STAT_COLUMNS]
+
+
+def columns() -> List[Column]:
+    """The table's columns, in order (STAT_COLUMNS inserted after the config)."""
+    return [
+        Column("dataset", lambda r: r.dataset, ("dataset",), lambda r: (r.dataset,)),
+        Column("teacher", _teacher_text, ("teacher", "teacher_sha256"), lambda r: (r.teacher, r.teacher_sha or "")),
+        Column("teacher top-1", lambda r: r.teacher_acc.text(), ("teacher_mean", "teacher_std"),
+               lambda r: (_num4(r.teacher_acc.mean), _num4(r.teacher_acc.std)), numeric=True),
+        Column("student", lambda r: r.student, ("student",), lambda r: (r.student,)),
+        Column("method", lambda r: r.method, ("method",), lambda r: (r.method,)),
+        Column("config", lambda r: r.config, ("config",), lambda r: (r.config,)),
+        *stat_columns(),
+        Column("trials", lambda r: str(r.trials), ("trials",), lambda r: (r.trials,), numeric=True),
+        Column("Δ vs published", _delta_text, ("delta", "delta_of"),
+               lambda r: (_num4(r.delta()[0]), r.delta()[1]), numeric=True),
+        Column("published", lambda r: "; ".join(x.text() for x in r.references), ("reference",),
+               lambda r: ("; ".join(x.text() for x in r.references),)),
+    ]
 
 
 def to_markdown(rows: List[Row]) -> str:
     """Markdown table (mean ± sample std over trials; percent)."""
-    lines = ["| " + " | ".join(COLUMNS) + " |",
-             "| " + " | ".join("---:" if "top-1" in c or c == "trials" else "---" for c in COLUMNS) + " |"]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in _cells(r)) + " |" for r in rows]
+    cols = columns()
+    lines = ["| " + " | ".join(c.title for c in cols) + " |",
+             "| " + " | ".join("---:" if c.numeric else "---" for c in cols) + " |"]
+    lines += ["| " + " | ".join(c.cell(r).replace("|", "/") for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
-CSV_COLUMNS = ("dataset", "teacher", "teacher_mean", "teacher_std", "student", "method", "config", "best_mean",
-               "best_std", "last_mean", "last_std", "trials", "reference", "runs", "notes")
-
-
 def to_csv(rows: List[Row]) -> str:
-    """CSV with separate mean / std columns (empty when unknown) and the run folders joined by ';'."""
-    def num(v: Optional[float]) -> str:
-        return "" if v is None else f"{v:.4f}"
-
+    """CSV with separate mean / std columns (empty when unknown), the run folders joined by ';' and the notes."""
+    cols = columns()
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow([name for c in cols for name in c.csv] + ["identical_weights", "runs", "notes"])
     for r in rows:
-        writer.writerow([r.dataset, r.teacher, num(r.teacher_acc.mean), num(r.teacher_acc.std), r.student,
-                         r.method, r.config, num(r.best.mean), num(r.best.std), num(r.last.mean),
-                         num(r.last.std), r.trials, "; ".join(x.text() for x in r.references), ";".join(r.runs),
-                         "; ".join(f"{k}: {st.note}" for k, st in (("best", r.best), ("last", r.last)) if st.note)])
+        notes = "; ".join(f"{k}: {st.note}" for k, st in r.stats.items() if st.note)
+        writer.writerow([v for c in cols for v in c.csv_values(r)] + [str(r.best.identical).lower(),
+                                                                      ";".join(r.runs), notes])
     return buf.getvalue()
 
 
-def collect(roots: Sequence[os.PathLike], out: os.PathLike) -> Tuple[Path, Path, List[Row]]:
-    """Find runs under ``roots``; write ``<out>.md`` and ``<out>.csv`` -> (md path, csv path, rows)."""
+def to_json(rows: List[Row]) -> str:
+    """Every row with its statistics, teacher, references and run folders (for programs)."""
+    out = []
+    for r in rows:
+        delta, delta_of = r.delta()
+        out.append({"dataset": r.dataset, "teacher": r.teacher or None, "teacher_sha256": r.teacher_sha,
+                    "teacher_top1": r.teacher_acc.to_dict(), "student": r.student, "method": r.method,
+                    "config": r.config, "trials": r.trials, "stats": {k: v.to_dict() for k, v in r.stats.items()},
+                    "delta_vs_published": delta, "delta_of": delta_of or None,
+                    "references": [{"best": x.best, "last": x.last, "source": x.source} for x in r.references],
+                    "runs": r.runs})
+    return json.dumps(out, indent=1, ensure_ascii=False) + "\n"
+
+
+def collect(roots: Sequence[os.PathLike], out: os.PathLike, evaluate: bool = False,
+            data_root: str = "./data") -> Tuple[Path, Path, List[Row]]:
+    """Find runs under ``roots``; write ``<out>.md``, ``<out>.csv`` and ``<out>.json`` -> (md path, csv path, rows)."""
+    from topkd_io import write_text
+
     existing = [Path(r) for r in roots if Path(r).is_dir()]
     if not existing:
         raise FileNotFoundError(f"none of the run roots exists ({', '.join(map(str, roots))}); pass folders "
@@ -421,22 +655,28 @@ def collect(roots: Sequence[os.PathLike], out: os.PathLike) -> Tuple[Path, Path,
     if not runs:
         raise FileNotFoundError(f"no run folder (with <arch>_best.pth) under {', '.join(map(str, existing))}; "
                                 f"train a teacher or student first")
+    if evaluate:
+        evaluate_missing(runs, data_root)
     rows = build_rows(runs)
     out = Path(out)
-    if out.suffix in (".md", ".csv"):
+    if out.suffix in (".md", ".csv", ".json"):
         out = out.with_suffix("")
     out.parent.mkdir(parents=True, exist_ok=True)
-    md, csv_path = out.with_suffix(".md"), out.with_suffix(".csv")
-    md.write_text(to_markdown(rows))
-    csv_path.write_text(to_csv(rows))
+    md, csv_path, json_path = out.with_suffix(".md"), out.with_suffix(".csv"), out.with_suffix(".json")
+    write_text(md, to_markdown(rows))
+    write_text(csv_path, to_csv(rows))
+    write_text(json_path, to_json(rows))
     return md, csv_path, rows
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Collect run folders into a Markdown + CSV results table.")
+    p = argparse.ArgumentParser(description="Collect run folders into a Markdown + CSV + JSON results table.")
     p.add_argument("roots", nargs="*", default=["save_t_models", "save_s_models"],
                    help="folders searched (recursively) for run folders")
-    p.add_argument("--out", default="results", help="output path without extension (writes .md and .csv)")
+    p.add_argument("--out", default="results", help="output path without extension (writes .md, .csv and .json)")
+    p.add_argument("--evaluate", action="store_true",
+                   help="evaluate (evaluate.py) the best checkpoints that record no accuracy, on --data_root")
+    p.add_argument("--data_root", default="./data", help="with --evaluate: where the data sets are")
     return p
 
 
@@ -444,14 +684,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     args = build_parser().parse_args(argv)
     from topkd_io import check_output_file
 
-    for suffix in (".md", ".csv"):
+    for suffix in (".md", ".csv", ".json"):
         check_output_file(str(args.out) + suffix, "--out")
     for root in args.roots:
         if not Path(root).is_dir():
             print(f"note: {root} not found, skipped", file=sys.stderr)
-    md, csv_path, rows = collect(args.roots, args.out)
+    md, csv_path, rows = collect(args.roots, args.out, evaluate=args.evaluate, data_root=args.data_root)
     print(md.read_text(), end="")
-    print(f"{len(rows)} rows -> {md}, {csv_path}")
+    print(f"{len(rows)} rows -> {md}, {csv_path}, {md.with_suffix('.json')}")
     return md
 
 

@@ -3,12 +3,15 @@
     python -m tools.plan          # reads requests on stdin, one per line; answers one line each on stdout
 
 A request is a stage script and its arguments, shell-quoted (as bash's ``printf '%q '`` writes them), e.g.
-``train_teacher.py --model resnet56 --trial 0``. The answer is the stage's own ``--plan`` line,
-``<status>\\t<folder>\\t<detail>`` (status: new, finished, partial, conflict, pending, busy; see
-`engine.run_folder`), or ``error\\t\\t<message>`` when the stage refuses the arguments. The request
-``methods`` answers ``methods\\t\\t<every --distill name and alias>``. Everything the stages print besides
-their plan line goes to stderr. `scripts/reproduce/common.sh` runs this as a bash coprocess, so planning a
-whole table costs one interpreter start.
+``train_teacher.py --model resnet56 --trial 0``. The answer is the stage's own ``--plan`` answer, three
+fields separated by the ASCII unit separator ``\x1f`` (a tab-separated line would lose empty fields in
+bash's ``read``): ``<status>``, ``<folder>``, ``<detail>`` (status: new, finished, partial, conflict,
+pending, busy; see `engine.run_folder`), or ``error``, ``""``, ``<message>`` when the stage refuses the
+arguments. Two more requests: ``methods`` answers ``methods``, ``""``, ``<every --distill name and alias>``;
+``pretrained <arch> [--no-download]`` answers ``pretrained``, ``<path of torchvision's weight file>``, ``""``
+(what ``python -m models.pretrained`` prints). Everything the stages print besides their plan line goes to
+stderr. `scripts/reproduce/common.sh` runs this as a bash coprocess, so planning a whole table costs one
+interpreter start.
 """
 from __future__ import annotations
 
@@ -38,6 +41,19 @@ def methods() -> str:
 SEP = "\x1f"
 
 
+def pretrained(words: List[str]) -> str:
+    from models.pretrained import torchvision_weights_file, torchvision_weights_path
+    from topkd_io.errors import USER_ERRORS, one_line
+
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            path = (torchvision_weights_file(words[0]) if "--no-download" in words
+                    else torchvision_weights_path(words[0]))
+    except (*USER_ERRORS, IndexError) as exc:
+        return f"error\t\t{one_line(exc)}"
+    return f"pretrained\t{path}\t"
+
+
 def answer(request: str) -> str:
     """One request line -> one answer line (no newline)."""
     return SEP.join(_answer(request).split("\t", 2))
@@ -51,6 +67,8 @@ def _answer(request: str) -> str:
         return "error\t\tempty request"
     if words == ["methods"]:
         return f"methods\t\t{methods()}"
+    if words[0] == "pretrained":
+        return pretrained(words[1:])
     script, args = words[0], words[1:]
     if script not in STAGES:
         return f"error\t\tunknown stage {script!r}; one of {', '.join(STAGES)}"

@@ -93,11 +93,8 @@ stage_teacher() {
     TEACHER_CKPT="$TEACHER_CKPT_DIR/${arch}_best.pth"; note "teacher $arch: using $TEACHER_CKPT"; return
   fi
   if [[ "${TEACHER_WEIGHTS:-}" == torchvision ]]; then  # torchvision's pretrained weights (hub cache; fetched if missing)
-    if [[ "$DRY_RUN" == 1 ]]; then
-      TEACHER_CKPT="$("$PY" -m models.pretrained "$arch" --no-download)"
-    else
-      TEACHER_CKPT="$("$PY" -m models.pretrained "$arch")" || exit 2
-    fi
+    if [[ "$DRY_RUN" == 1 ]]; then plan pretrained "$arch" --no-download; else plan pretrained "$arch"; fi
+    TEACHER_CKPT="$PLAN_DIR"
     note "teacher $arch: torchvision's pretrained weights $TEACHER_CKPT"; return
   fi
   # shellcheck disable=SC2207,SC2046

@@ -1,0 +1,204 @@
+"""Evaluate any classifier checkpoint on a data set's test or validation split (the logic of ``evaluate.py``).
+
+Checkpoints: ours, the official TopKD / RepDistiller ones, TGD's released files and torchvision weight
+files, all rebuilt by `models.load_model` (the architecture from the checkpoint, its file or folder name,
+or ``--model``). The data set, image size, validation split and seed default to what the checkpoint's run
+recorded (its ``config``), so ``--split val`` is the same held-out part of the training set the run selected
+on. Results: top-1, top-5 (percent), the mean cross-entropy, and the top-1 of every class.
+
+`evaluate_checkpoint(options)` -> the result dict; `write_result` stores it as a small YAML beside the
+checkpoint, named by the checkpoint's file, its SHA-256 prefix, the data set and the split
+(``eval_<stem>-<sha8>_<dataset>_<split>.yaml``), so no result is ever written over another one.
+
+Topology metrics of a teacher/student pair (``--path_t``) come from ``engine.topo_eval`` when that module
+exists (`TOPOLOGY_HOOK`: ``evaluate_pair(teacher, student, loader, device) -> {name: value}``); they are
+added to the result under ``topology``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+from typing import Any, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from topkd_io import file_sha256, read_yaml, write_yaml
+
+from .metrics import topk_correct
+
+SPLITS = ("test", "val")
+# module and function that compute topology metrics of a (teacher, student) pair for --path_t
+TOPOLOGY_HOOK = ("engine.topo_eval", "evaluate_pair")
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Logits ``[N, K]`` of ``model`` (eval mode) for inputs ``x`` ``[N, C, H, W]``, on x's device."""
+    model.eval()
+    return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]) if len(x) else x
+
+
+@torch.no_grad()
+def evaluate_model(model: torch.nn.Module, loader: DataLoader, num_classes: int,
+                   device: torch.device) -> Dict[str, Any]:
+    """-> ``{"n", "top1", "top5", "loss", "per_class"}`` over ``loader``'s items ``(image, target, ...)``;
+    accuracies in percent; ``per_class``: the top-1 of each class (None for a class with no image)."""
+    model.eval().to(device)
+    c1 = c5 = n = 0
+    loss = 0.0
+    hits = torch.zeros(num_classes, dtype=torch.long)
+    seen = torch.zeros(num_classes, dtype=torch.long)
+    for batch in loader:
+        image, target = (batch["image"], batch["target"]) if isinstance(batch, dict) else batch[:2]
+        image, target = image.to(device), target.to(device)
+        logits = model(image).float()
+        loss += float(F.cross_entropy(logits, target, reduction="sum"))
+        k1, k5 = topk_correct(logits, target, ks=(1, 5))
+        c1, c5, n = c1 + k1, c5 + k5, n + len(target)
+        right = (logits.argmax(1) == target).cpu()
+        t = target.cpu()
+        seen += torch.bincount(t, minlength=num_classes)
+        hits += torch.bincount(t[right], minlength=num_classes)
+    n_ = max(n, 1)
+    per_class = [None if int(s) == 0 else round(100.0 * int(h) / int(s), 4) for h, s in zip(hits, seen)]
+    return {"n": n, "top1": 100.0 * c1 / n_, "top5": 100.0 * c5 / n_, "loss": loss / n_, "per_class": per_class}
+
+
+def _run_config(ckpt: Dict[str, Any]) -> Dict[str, Any]:
+    cfg = ckpt.get("config")
+    return dict(cfg) if isinstance(cfg, dict) else {}
+
+
+def eval_data(options: argparse.Namespace, cfg: Dict[str, Any], num_classes: int):
+    """The split to evaluate on (a Dataset) from the options, defaulting to the run's recorded ones."""
+    from datasets import build_datasets
+
+    from .config import data_options
+
+    dataset = options.dataset or cfg.get("dataset") or "cifar100"
+    image_size = options.image_size or cfg.get("image_size")
+    val_split = options.val_split if options.val_split is not None else float(cfg.get("val_split") or 0.0)
+    seed = options.seed if options.seed is not None else int(cfg.get("seed") or 0)
+    if options.split == "val" and not val_split:
+        raise ValueError("--split val needs a validation part of the training set: the run recorded none; pass "
+                         "--val_split (and --seed) as the run was trained, or use --split test")
+    if (cfg.get("input") or options.input) == "pi":
+        from datasets.pi_images import pi_bundle
+
+        root = options.pi_root or cfg.get("pi_root") or "./data/image_pi"
+        data = pi_bundle(root, dataset, num_classes, val_split=val_split, seed=seed)
+    else:
+        # the run's own data options (its normalisation, ...); only the image size may be overridden
+        extra = data_options(argparse.Namespace(**{**cfg, "image_size": image_size}))
+        data = build_datasets(dataset, options.data_root, download=False, val_split=val_split, seed=seed, **extra)
+    split = data.val if options.split == "val" else data.test
+    return dataset, split, data.num_classes
+
+
+def evaluate_checkpoint(options: argparse.Namespace) -> Dict[str, Any]:
+    """Evaluate ``options.checkpoint`` as asked (see `build_parser` in ``evaluate.py``) -> the result dict."""
+    from models import load_model
+
+    from .trainer import pick_device
+
+    path = options.checkpoint
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path} not found; pass a .pth file")
+    model, arch, ckpt = load_model(path, arch=options.model)
+    cfg = _run_config(ckpt)
+    num_classes = int(ckpt.get("num_classes") or model_classes(model))
+    dataset, split, data_classes = eval_data(options, cfg, num_classes)
+    if data_classes != num_classes:
+        raise ValueError(f"checkpoint {path} has {num_classes} classes but {dataset} has {data_classes}; pass the "
+                         f"data set it was trained on (--dataset)")
+    device = pick_device(options.device)
+    batch = int(options.batch_size or cfg.get("batch_size") or 256)
+    loader = DataLoader(split, batch_size=batch, shuffle=False, num_workers=int(options.num_workers))
+    result: Dict[str, Any] = {"checkpoint": os.path.abspath(path), "sha256": file_sha256(path), "arch": arch,
+                              "dataset": dataset, "split": options.split, **evaluate_model(model, loader, num_classes,
+                                                                                           device)}
+    for key in ("best_acc", "last_acc", "accuracy", "epoch"):
+        if isinstance(ckpt.get(key), (int, float)) or hasattr(ckpt.get(key), "item"):
+            result[f"recorded_{key}"] = float(ckpt[key])
+    if options.path_t:
+        result["topology"] = topology_metrics(options, model, loader, num_classes, device)
+    return result
+
+
+def model_classes(model: torch.nn.Module) -> int:
+    from models.loading import infer_num_classes
+
+    return infer_num_classes(model.state_dict())
+
+
+def topology_metrics(options, student, loader, num_classes: int, device) -> Dict[str, float]:
+    """Topology metrics of (``--path_t`` teacher, this checkpoint) through `TOPOLOGY_HOOK`."""
+    module_name, function = TOPOLOGY_HOOK
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise ValueError(f"--path_t: topology metrics need {module_name}, which this version does not have yet; "
+                         f"leave out --path_t for accuracies") from None
+    from models import load_model
+
+    teacher, _, _ = load_model(options.path_t, arch=options.model_t, num_classes=num_classes)
+    return dict(getattr(module, function)(teacher, student, loader, device))
+
+
+def result_path(result: Dict[str, Any]) -> str:
+    """``<checkpoint folder>/eval_<stem>-<sha8>_<dataset>_<split>.yaml``."""
+    folder, name = os.path.split(result["checkpoint"])
+    stem = os.path.splitext(name)[0]
+    return os.path.join(folder, f"eval_{stem}-{result['sha256'][:8]}_{result['dataset']}_{result['split']}.yaml")
+
+
+def write_result(result: Dict[str, Any], out: Optional[str] = None) -> str:
+    """Write ``result`` as YAML (default: `result_path`) -> the path. An existing file is replaced only when
+    it holds the result of the same checkpoint, data set and split (ValueError otherwise)."""
+    from .provenance import git_state, versions
+
+    path = out or result_path(result)
+    if os.path.isfile(path):
+        try:
+            old = read_yaml(path, "evaluation result") or {}
+        except ValueError:
+            old = {}
+        if not isinstance(old, dict) or any(old.get(k) != result[k] for k in ("sha256", "dataset", "split")):
+            raise ValueError(f"{path} holds another evaluation (other checkpoint, data set or split); pass another "
+                             f"--out")
+    write_yaml(path, {**result, "code": {**git_state(), "versions": versions()}})
+    return path
+
+
+def find_results(checkpoint: str, dataset: Optional[str] = None, split: str = "test") -> List[Dict[str, Any]]:
+    """The stored evaluations of ``checkpoint`` (its current contents: matched by SHA-256) beside it."""
+    import glob
+
+    folder, name = os.path.split(os.path.abspath(checkpoint))
+    stem = os.path.splitext(name)[0]
+    try:
+        sha = file_sha256(checkpoint)
+    except OSError:
+        return []
+    pattern = os.path.join(glob.escape(folder), f"eval_{glob.escape(stem)}-{sha[:8]}_*_{split}.yaml")
+    out = []
+    for path in sorted(glob.glob(pattern)):
+        try:
+            data = read_yaml(path, "evaluation result")
+        except ValueError:
+            continue
+        if isinstance(data, dict) and data.get("sha256") == sha and (dataset is None or data.get("dataset") == dataset):
+            out.append(data)
+    return out
+
+
+def summary_line(result: Dict[str, Any], path: Optional[str]) -> str:
+    text = (f"{os.path.basename(result['checkpoint'])} ({result['arch']}, sha256 {result['sha256'][:8]}) on "
+            f"{result['dataset']} {result['split']} ({result['n']} images): top-1 {result['top1']:.2f}, top-5 "
+            f"{result['top5']:.2f}, loss {result['loss']:.4f}")
+    if "recorded_best_acc" in result:
+        text += f" (its checkpoint records best top-1 {result['recorded_best_acc']:.2f})"
+    return text + (f" -> {path}" if path else "")

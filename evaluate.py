@@ -1,0 +1,60 @@
+"""Test top-1 / top-5 and per-class accuracy of any checkpoint, without training.
+
+    python evaluate.py save_s_models/<run>/resnet20_best.pth                      # its run's data set, test split
+    python evaluate.py resnet20_best.pth --dataset cifar100 --data_root ./data    # an official TopKD file
+    python evaluate.py T163_S161_TGD.pth.tar --dataset cifar10                    # a TGD release
+    python evaluate.py resnet34-b627a593.pth --dataset imagenet --data_root /data/imagenet
+    python evaluate.py <run>/resnet8_best.pth --split val                          # the run's held-out part
+
+Prints one line and writes a small YAML beside the checkpoint (``eval_<stem>-<sha8>_<dataset>_<split>.yaml``;
+``--out`` elsewhere, ``--no_save`` not at all); `tools/collect_results.py` reads these for run folders whose
+checkpoints record no accuracy. The logic is in `engine.evaluate`.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any, Dict, Optional, Sequence
+
+from topkd_io import run_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from engine.evaluate import SPLITS
+
+    p = argparse.ArgumentParser(description="Evaluate a checkpoint: test/validation top-1, top-5, per class.")
+    p.add_argument("checkpoint", help="a .pth file: ours, official TopKD / RepDistiller, TGD's, torchvision's")
+    p.add_argument("--model", default=None, help="architecture when the checkpoint and its file name do not say")
+    p.add_argument("--dataset", default=None, help="data set (default: the one its run recorded, else cifar100)")
+    p.add_argument("--data_root", default="./data")
+    p.add_argument("--split", default="test", choices=SPLITS,
+                   help="test: the data set's test split (ImageNet: its validation set); val: the held-out part "
+                        "of the training set (--val_split / --seed, default: the run's)")
+    p.add_argument("--val_split", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None, help="seed of the held-out split (default: the run's)")
+    p.add_argument("--image_size", type=int, default=None, help="image side (default: the run's)")
+    p.add_argument("--input", default=None, choices=("image", "pi"), help="pi: a PI teacher, on the image-PI cache")
+    p.add_argument("--pi_root", default=None, help="with --input pi: the cache folder (default: the run's)")
+    p.add_argument("--batch_size", type=int, default=None, help="default: the run's batch size, else 256")
+    p.add_argument("--num_workers", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--out", default=None, help="result YAML (default: beside the checkpoint)")
+    p.add_argument("--no_save", action="store_true", help="print only")
+    p.add_argument("--path_t", default=None,
+                   help="a teacher checkpoint: add topology metrics of (teacher, this checkpoint) "
+                        "(needs engine.topo_eval)")
+    p.add_argument("--model_t", default=None, help="the teacher's architecture when its checkpoint does not say")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    from engine.evaluate import evaluate_checkpoint, summary_line, write_result
+
+    options = build_parser().parse_args(argv)
+    result = evaluate_checkpoint(options)
+    path = None if options.no_save else write_result(result, options.out)
+    print(summary_line(result, path), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    run_cli(main)
