@@ -537,7 +537,10 @@ def build_rows(runs: List[Run]) -> List[Row]:
         dataset, arch, teacher, method, config = key[0], key[1], key[2], key[4], key[5]
         if teacher:
             refs = DISTILL_REFERENCES.get((dataset, teacher, arch, method), [])
-            values = [teachers.top1(m) for m in members]
+            per_teacher = {}  # one value per teacher file (every member of a row shares it)
+            for m in members:
+                per_teacher.setdefault(_teacher_key(m), teachers.top1(m))
+            values = list(per_teacher.values())
             teacher_acc = Stat.of([v for v, _ in values], [n for _, n in values])
         else:
             refs = CE_REFERENCES.get((dataset, arch), [])
