@@ -419,3 +419,65 @@ def test_written_files_follow_the_umask_and_stale_temps_go(tmp_path, mask, mode)
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == mode, name
     assert not any(os.path.exists(p) for p in stale) and not abandoned.exists()
     assert live.exists() and young.exists() and other.exists()
+
+
+# ----------------------------------------------------------------------------- a run folder belongs to one run
+def test_a_second_run_into_a_busy_folder_is_refused(tmp_path, repo_root, run_stage):
+    """Two train_teacher.py runs into one --run_dir, 0.5 s apart, both exited 0 naming the same checkpoint
+    (the first run's result was lost). Now the second is refused with one line naming the first's PID."""
+    run_dir = tmp_path / "shared"
+    argv = BASE + ["--epochs", "1000", "--num_workers", "0", "--run_dir", str(run_dir)]
+    proc = subprocess.Popen([sys.executable, "train_teacher.py"] + argv, cwd=repo_root,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        lock = run_dir / ".topkd.lock"
+        deadline = time.time() + 240
+        while not (lock.is_file() and f'"pid": {proc.pid}' in lock.read_text()):
+            assert proc.poll() is None and time.time() < deadline, "the first run never took its folder"
+            time.sleep(0.2)
+        code, _, err = run_stage(train_teacher.main, argv)
+        line = one_line(code, err, str(run_dir), f"PID {proc.pid}", "train_teacher.py")
+        assert "in use by" in line
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert not (run_dir / "tb").is_dir() or len(os.listdir(run_dir / "tb")) == 1  # only the first run's events
+
+
+def test_no_stage_writes_into_its_inputs_folder_or_over_a_finished_run(tmp_path, run_stage):
+    """`train_student.py --path_t R/x/resnet8_best.pth --run_dir R/x` overwrote its own teacher with the student,
+    and a fresh run in a finished folder overwrote it."""
+    summary = train_teacher.main(BASE + ["--epochs", "1", "--num_workers", "0", "--save_dir", str(tmp_path)])
+    teacher = summary["best_checkpoint"]
+    folder = os.path.dirname(teacher)
+    before = {name: hashlib.sha256(open(os.path.join(folder, name), "rb").read()).hexdigest()
+              for name in os.listdir(folder) if name.endswith(".pth")}
+    student = ["--dataset", "digits", "--image_size", "8", "--device", "cpu", "--num_workers", "0", "--epochs", "1",
+               "--model_s", "resnet8", "--path_t", teacher, "--run_dir", folder]
+    one_line(*run_stage(train_student.main, student)[::2], "--run_dir", "own input --path_t", "never writes")
+    one_line(*run_stage(stage2.main, ["--path_t", teacher, "--out_dir", folder, "--dataset", "digits"])[::2],
+             "--out_dir", "own input --path_t")
+    # the teacher's own command again, into its finished folder
+    one_line(*run_stage(train_teacher.main, BASE + ["--epochs", "1", "--num_workers", "0", "--run_dir", folder])[::2],
+             "holds a finished run of these settings", "--overwrite")
+    after = {name: hashlib.sha256(open(os.path.join(folder, name), "rb").read()).hexdigest()
+             for name in os.listdir(folder) if name.endswith(".pth")}
+    assert after == before
+
+
+def test_quickstart_refuses_a_foreign_folder(tmp_path, run_stage):
+    """`tools/quickstart.py --out DIR` deleted unrelated files already in DIR."""
+    from tools import quickstart
+
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    one_line(*run_stage(quickstart.main, ["--fast", "--out", str(foreign)])[::2], "--out", "notes.txt",
+             "did not write")
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    made = tmp_path / "made"  # a folder an earlier quickstart made may be replaced
+    made.mkdir()
+    (made / quickstart.MARKER).write_text("")
+    (made / "results.md").write_text("old")
+    quickstart.check_out_folder(made)
