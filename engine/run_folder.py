@@ -266,6 +266,19 @@ def read_stored_identity(config_path: str) -> Optional[Identity]:
         return None
 
 
+def _point_to_other_epochs(folder: str, identity: Identity) -> None:
+    """``--resume`` into an empty folder whose name changed with ``--epochs`` (the official teacher naming
+    holds the epochs): FileNotFoundError naming the folder of the same settings, if there is one."""
+    if identity.pending:
+        return
+    parent = os.path.dirname(os.path.abspath(folder))
+    others = [p for p in glob.glob(os.path.join(glob.escape(parent), f"*-{identity.hash}"))
+              if os.path.abspath(p) != os.path.abspath(folder)]
+    if len(others) == 1:
+        raise FileNotFoundError(f"--resume: {folder} holds no run; the run of these settings with another --epochs "
+                                f"is {others[0]}: pass --run_dir {others[0]} to train it further")
+
+
 def run_training(cfg: Any, identity: Identity, inputs: Mapping[str, Optional[str]], arch: str,
                  build: Callable[[], Any], fit: Callable[[Any], Dict[str, Any]]) -> Dict[str, Any]:
     """Stages 1 and 4: ``--plan``, or claim ``cfg.run_dir`` for this run and train in it.
@@ -290,7 +303,10 @@ def run_training(cfg: Any, identity: Identity, inputs: Mapping[str, Optional[str
     options = dict(resume=bool(cfg.resume), overwrite=bool(getattr(cfg, "overwrite", False)),
                    skip_finished=bool(getattr(cfg, "skip_finished", False)))
     check_not_input_folder(folder, inputs, "--run_dir")
-    early = decide(state_of(), "--run_dir", quiet=True, **options)
+    first = state_of()
+    if cfg.resume == "auto" and first.status == "new":
+        _point_to_other_epochs(folder, identity)
+    early = decide(first, "--run_dir", quiet=True, **options)
     if early.skip:
         print(f"skip: {folder} {early.state.detail}{_acc(early.state)}", flush=True)
         return {"skipped": True, "run_dir": folder, **early.state.summary}
