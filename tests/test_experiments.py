@@ -302,3 +302,16 @@ def test_official_teacher_and_student_lines_chain(reference_dir, fake_cifar, run
                      r"resnet56_best.pth not found; took save_t_models/resnet56_cifar100_epoch_240_bs_64_lr_0.05_"
                      r"decay_0.0005_trial_5-[0-9a-f]{8}/resnet56_best.pth", out)
     assert "ripsnet/result/cifar100_resnet56_batch64_FCinput_PCD_dim0/mean_best.pth" in out
+
+
+def test_the_environment_wins_over_the_settings_defaults(repo_root, tmp_path):
+    """`DELTA=10 ALPHA=1 bash scripts/train_student.sh` ran with 2.0*KD + 5.0*tda (the per-setting `case` block
+    overwrote the environment), and `sh scripts/*.sh` failed on `set -o pipefail`."""
+    env = dict(os.environ, PY=sys.executable, DELTA="10", ALPHA="1", EPOCHS="3", TRIALS="2",
+               PATH_T=str(tmp_path / "t" / "resnet56_best.pth"))  # --plan: inputs need not exist yet
+    done = subprocess.run(["sh", str(repo_root / "scripts" / "train_student.sh"), "--plan"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    plans = [line.split("\t") for line in done.stdout.splitlines() if line.startswith("pending\t")]
+    assert [os.path.basename(p[1]) for p in plans] == [
+        f"S-resnet20_T-resnet56_cifar100_kd+topkd_r-1.0_a-1.0_d-10.0_trial_{t}-pending" for t in (0, 1)]
