@@ -302,8 +302,12 @@ class TopologyAddOn:
                         tda_layer_t=cfg.tda_layer_t, tda_layer_s=cfg.tda_layer_s, tda_clouds=cfg.tda_clouds)
 
     def unused_options(self, cfg: argparse.Namespace) -> Tuple[str, ...]:
-        """With the term off (``-d 0``) none of its other options changes the result."""
-        return () if cfg.delta else tuple(o.name for o in self.options if o.name != "delta")
+        """Options that do not change the result: ``--TDA`` (folded into ``-d``) and ``--units_list`` (only
+        checked against the RipsNet, whose SHA-256 is in the identity); with the term off (``-d 0``) every
+        option but ``-d``."""
+        if not cfg.delta:
+            return tuple(o.name for o in self.options if o.name != "delta")
+        return ("TDA", "units_list")
 
     def run_tag(self, cfg: argparse.Namespace) -> Tuple[str, str]:
         """``("+topkd", "d-5.0")`` when the term is on, ``("", "d-0.0")`` when off."""

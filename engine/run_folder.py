@@ -75,7 +75,8 @@ def compare(folder: str, stored: Optional[Identity], identity: Identity, *, star
             what: str = "run") -> FolderState:
     """The state of ``folder`` given what it records. ``started``: it holds results (a checkpoint, shards);
     ``done``: they are complete for the requested settings; ``stored``: its recorded identity."""
-    holder = lock_holder(folder) if os.path.isdir(folder) else None
+    # under torchrun the lock is rank 0's: the other ranks of the same job must not see it as someone else's
+    holder = lock_holder(folder) if os.path.isdir(folder) and is_rank0() else None
     if holder is not None and holder.get("pid") != os.getpid():
         return FolderState(folder, "busy", f"in use by PID {holder.get('pid', '?')} ({holder.get('command', '?')}) "
                            f"since {holder.get('started', '?')}")
