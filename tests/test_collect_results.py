@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+from pathlib import Path
 import statistics
 import subprocess
 import sys
@@ -152,6 +153,20 @@ def dry_run(repo_root, script, tmp_path, **env):
     return [shlex.split(line) for line in done.stdout.splitlines() if line.strip()]
 
 
+_SHARED = {}
+
+
+def shared_dry_run(repo_root, script):
+    """``dry_run`` with TRIALS=2 BASELINES="dkd kd" into fixed empty roots, once per script and test session
+    (each dry run starts one planner process, the costly part): read by several tests."""
+    if script not in _SHARED:
+        import tempfile
+
+        _SHARED[script] = dry_run(repo_root, script, Path(tempfile.mkdtemp(prefix="dry_run_")), TRIALS="2",
+                                  BASELINES="dkd kd")
+    return _SHARED[script]
+
+
 def parse_command(tokens):
     at = next(i for i, t in enumerate(tokens) if t.endswith(".py"))
     script, args = tokens[at], tokens[at + 1:]
@@ -164,8 +179,8 @@ def parse_command(tokens):
 @pytest.mark.parametrize("script", sorted(SCRIPT_PAIRS))
 def test_reproduce_scripts_dry_run_parse(script, repo_root, tmp_path):
     assert subprocess.run(["bash", "-n", str(repo_root / "scripts" / "reproduce" / script)]).returncode == 0
-    commands = [parse_command(c) for c in dry_run(repo_root, script, tmp_path, TRIALS="2")]
-    students = [ns for s, _, ns in commands if s == "train_student.py"]
+    commands = [parse_command(c) for c in shared_dry_run(repo_root, script)]
+    students = [ns for s, _, ns in commands if s == "train_student.py" and ns.delta]  # not the baselines
     assert {(ns.model_t, ns.model_s) for ns in students} == SCRIPT_PAIRS[script]
     assert len(students) == 2 * len(SCRIPT_PAIRS[script]) and {ns.trial for ns in students} == {0, 1}
     assert all(ns.delta == 5 and ns.method == "topkd" and ns.rips_path and ns.device == "cpu" for ns in students)
@@ -225,9 +240,13 @@ def test_reproduce_skips_only_runs_of_the_same_settings(repo_root, tmp_path, mon
 
 
 def test_reproduce_baselines(repo_root, tmp_path):
-    """BASELINES adds one student per method and trial with the method's own weights and no topology."""
+    """BASELINES adds one student per method and trial with the method's own weights and no topology; "ce"
+    (once refused) is the student alone, trained with cross-entropy by train_teacher.py with the students'
+    schedule."""
     commands = [parse_command(c) for c in dry_run(repo_root, "cifar100_homogeneous.sh", tmp_path,
-                                                  PAIRS_FILTER="resnet56", BASELINES="kd crd at")]
+                                                  PAIRS_FILTER="resnet56", BASELINES="ce kd crd at")]
+    (ce,) = [ns for s, _, ns in commands if s == "train_teacher.py" and ns.model == "resnet20"]
+    assert ce.save_dir == str(tmp_path / "s") and ce.trial == 0 and ce.lr == 0.05 and ce.epochs == 240
     students = [ns for s, _, ns in commands if s == "train_student.py"]
     baselines = {ns.distill: ns for ns in students if not ns.delta}
     assert sorted(baselines) == ["at", "crd", "kd"] and len(students) == 4

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_collect_results import dry_run, parse_command
+from test_collect_results import dry_run, parse_command, shared_dry_run
 from tools import collect_results as cr
 
 TOPKD_RUN = ("T:resnet56_S:resnet20_cifar100_64_KD:KD_T:4.0_epochs_240_lr_0.05_decay_0.0005_r:1.0_a:2.0_b:0.8_"
@@ -86,7 +86,7 @@ DKD_BETA = {("resnet56", "resnet20"): 2.0, ("resnet110", "resnet32"): 2.0, ("res
 
 @pytest.mark.parametrize("script", ["cifar100_homogeneous.sh", "cifar100_heterogeneous.sh"])
 def test_reproduce_dkd_uses_per_pair_beta(script, repo_root, tmp_path):
-    commands = [parse_command(c) for c in dry_run(repo_root, script, tmp_path, BASELINES="dkd kd")]
+    commands = [parse_command(c) for c in shared_dry_run(repo_root, script)]  # BASELINES="dkd kd"
     students = [ns for s, _, ns in commands if s == "train_student.py"]
     dkd = {(ns.model_t, ns.model_s): ns.dkd_beta for ns in students if ns.distill == "dkd"}
     assert dkd and dkd == {pair: DKD_BETA[pair] for pair in dkd}
