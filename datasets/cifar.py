@@ -71,7 +71,7 @@ def build_cifar100(root: str, download: bool, val_split: float, seed: int,
 
 @register("cifar10")
 def build_cifar10(root: str, download: bool, val_split: float, seed: int,
-                  train_augment: bool = True) -> DataBundle:
+                  train_augment: bool = True, normalize: str = "dataset") -> DataBundle:
     """CIFAR-10: 50,000 train / 10,000 test 32x32 RGB images, 10 classes."""
     return _build(IndexedCIFAR10, "CIFAR-10", "cifar10", 10, tf.CIFAR10_MEAN, tf.CIFAR10_STD, root,
                   download, val_split, seed, train_augment, normalize)

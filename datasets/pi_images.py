@@ -42,7 +42,7 @@ import torchvision.transforms.functional as TF
 from torch.utils.data import Dataset
 
 from topkd_io import AtomicNpyWriter, DamagedFileError, read_yaml, save_npz, write_yaml
-from topkd_io.checksums import check_seal, file_record, seal, verify_file_once
+from topkd_io.checksums import check_seal, file_record, pinned_command, seal, verify_file_once
 from topkd_io.safe_load import load_npy as read_npy
 from topology.image_pi import ImagePIParams, image_pis, to_uint8
 
@@ -154,9 +154,9 @@ def _manifest_layout(manifest: Dict) -> str:
 def rebuild_command(folder, manifest: Optional[Dict] = None) -> str:
     """The command that (re)builds the cache ``folder``: the recorded one, else the generic line."""
     command = (manifest or {}).get("command")
-    if isinstance(command, str) and command.strip():
-        return command
     folder = Path(folder)
+    if isinstance(command, str) and command.strip():
+        return pinned_command(command, "--out", folder.parent)
     ds, _, sp = folder.name.rpartition("_")
     return MAKE_HINT.format(dataset=(manifest or {}).get("dataset") or ds or "NAME",
                             split=(manifest or {}).get("split") or sp or "SPLIT", root=folder.parent)

@@ -253,6 +253,9 @@ class Trainer:
         """The new command line against the stored configuration (`engine.resume`): refused changes raise
         here, before any state is loaded -> ``(entry or None, changes, history)`` for `_apply_resume_changes`."""
         stored = ckpt.get("config") or {}
+        if stored and not getattr(self.cfg, "resume_override", False) and \
+                self._method_of(stored) != self._method_of(self.cfg):
+            raise ValueError(self._state_mismatch(path, ckpt, [], []))
         done = int(ckpt["epoch"])
         note = check_epochs(path, done, stored.get("epochs"), int(self.cfg.epochs))
         changes = config_changes(stored, config_dict(self.cfg))
@@ -271,13 +274,15 @@ class Trainer:
             self._log(f"--resume_override: from epoch {done + 1}: {format_changes(changes)}")
         self.cfg.resume_history = history
 
+    @staticmethod
+    def _method_of(cfg) -> str:
+        """``--distill <name>`` of a configuration (dict or Namespace), or the teacher stage's description."""
+        name = cfg.get("distill") if isinstance(cfg, dict) else getattr(cfg, "distill", None)
+        return f"--distill {name}" if name else "a teacher run (train_teacher.py)"
+
     def _state_mismatch(self, path: str, ckpt: Dict[str, Any], missing, unexpected) -> str:
         """One line for a checkpoint whose method state does not fit this run: which method wrote it."""
-        def method(cfg) -> str:
-            name = cfg.get("distill") if isinstance(cfg, dict) else getattr(cfg, "distill", None)
-            return f"--distill {name}" if name else "a teacher run (train_teacher.py)"
-
-        stored, here = method(ckpt.get("config") or {}), method(self.cfg)
+        stored, here = self._method_of(ckpt.get("config") or {}), self._method_of(self.cfg)
         if stored != here:
             return (f"--resume: {path} was written by {stored}, not by {here} as this run is; resume it with the "
                     f"command that wrote it, or start a new --run_dir")

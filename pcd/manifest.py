@@ -20,7 +20,7 @@ import shlex
 from typing import Any, Dict, Iterable, List, Optional
 
 from topkd_io import DamagedFileError, read_yaml, write_yaml
-from topkd_io.checksums import check_seal, seal, verify_file_once
+from topkd_io.checksums import check_seal, pinned_command, seal, verify_file_once
 
 MANIFEST = "manifest.yaml"
 FORMAT = "topkd-stage2-v1"
@@ -40,11 +40,11 @@ def manifest_path(folder: str) -> str:
 
 
 def rebuild_command(folder: str, manifest: Optional[Dict[str, Any]] = None) -> str:
-    """The command that rebuilds ``folder``: the recorded one (with ``--out_dir`` pointing at the folder),
-    else a generic hint."""
+    """The command that rebuilds ``folder``: the recorded one with ``--out_dir`` naming the folder where it
+    is now, else a generic hint."""
     command = (manifest or {}).get("command") if isinstance(manifest, dict) else None
     if isinstance(command, str) and command.strip():
-        return command
+        return pinned_command(command, "--out_dir", folder)
     return f"python generate_PCD_PI.py <the same arguments> --out_dir {shlex.quote(str(folder))}"
 
 

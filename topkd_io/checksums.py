@@ -124,3 +124,26 @@ def verify_file_once(path: Any, record: Mapping[str, Any], rebuild: Optional[str
         _VERIFIED.add(key)
         return True
     return False
+
+
+def pinned_command(command: str, flag: str, value: Any) -> str:
+    """A recorded command line with ``flag``'s value replaced by ``value`` (added when missing): the
+    rebuild command of a folder that was moved or copied since it was written names where it is now."""
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    out, skip = [], False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        if word == flag:
+            skip = True
+            continue
+        if word.startswith(flag + "="):
+            continue
+        out.append(word)
+    return shlex.join(out + [flag, os.fspath(value)])
