@@ -152,10 +152,11 @@ def open_verified(folder: str, dims: Optional[Iterable[int]] = None, verify: boo
     return manifest
 
 
-def read_pi_params(path: str, dim: int = 0, verify: bool = True):
+def read_pi_params(path: str, dim: int = 0, verify: bool = True, files: bool = True):
     """``PIParams`` of the dimension-``dim`` images from a stage-2 folder or its ``manifest.yaml`` (checked:
-    the manifest's checksum and, unless ``verify`` is False, its files' SHA-256), or from a YAML file
-    holding the parameters alone (``PIParams.save_yaml``)."""
+    the manifest's checksum and, with ``files``, its files' sizes and, unless ``verify`` is False, SHA-256;
+    ``files=False`` for readers that use the parameters alone, e.g. figures), or from a YAML file holding
+    the parameters alone (``PIParams.save_yaml``)."""
     from topology.point_cloud_pi import PIParams
 
     if os.path.isdir(path):
@@ -166,7 +167,7 @@ def read_pi_params(path: str, dim: int = 0, verify: bool = True):
     data = _load_yaml(path) or {}
     if isinstance(data, dict) and data.get("format") == FORMAT:  # a stage-2 manifest
         folder = os.path.dirname(os.path.abspath(path))
-        data = open_verified(folder, dims=[dim], verify=verify)
+        data = open_verified(folder, dims=[dim], verify=verify) if files else read_manifest(folder)
         entry = pi_entry(data, dim)
         if not entry:
             have = sorted(int(d) for d in (data.get("pi") or {}))
