@@ -138,7 +138,12 @@ def prepare(argv: Optional[Sequence[str]] = None):
     from models.teacher_lookup import resolve_teacher
     from pcd.generate import check_dims
 
-    args = build_parser().parse_args(argv)
+    from engine.config import check_seed, check_text_options
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_text_options(args, parser)
+    check_seed(args.seed)
     args.dims = check_dims(args.dims)
     if args.pcd is not None and (args.path_t is not None or args.teacher_weights is not None):
         raise ValueError("pass either a teacher (--path_t / --teacher_weights) or --pcd (ready clouds .npy), "
@@ -169,6 +174,27 @@ def prepare(argv: Optional[Sequence[str]] = None):
     return args, identity, inputs
 
 
+def rebuild_line(argv: Optional[Sequence[str]], out_dir: str) -> str:
+    """This command line, as recorded in the manifest (what a reader prints to rebuild the folder):
+    ``--max_shards`` dropped, ``--out_dir`` pinned to the folder written."""
+    import shlex
+    import sys
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    kept, skip = [], False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        if word in ("--max_shards", "--out_dir"):
+            skip = True
+            continue
+        if word.startswith(("--max_shards=", "--out_dir=")):
+            continue
+        kept.append(word)
+    return shlex.join(["python", "generate_PCD_PI.py", *kept, "--out_dir", str(out_dir)])
+
+
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     from engine.provenance import provenance
     from engine.run_folder import claim
@@ -192,7 +218,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         record = {"identity": identity.to_dict(), "provenance": provenance(inputs, _device(args.device))}
         manifest = generate(source, args.out_dir, config, dims=args.dims, shard_size=args.shard_size,
                             max_shards=args.max_shards, n_jobs=args.n_jobs, progress=not args.no_progress,
-                            record=record)
+                            command=rebuild_line(argv, args.out_dir), record=record)
     dims = args.dims
     if manifest["complete"]:
         print(f"stage 2 done: {source.num_clouds} clouds of {source.points} x {source.dim} -> {args.out_dir} "

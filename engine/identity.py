@@ -32,7 +32,7 @@ NOT_RESULT = frozenset({
     # how fast and how verbosely
     "num_workers", "workers", "threads", "device", "print_freq", "no_progress", "progress", "n_jobs",
     "data_on_device", "channels_last", "deterministic",  # same draws / same numbers (tested), only faster
-    "max_shards",
+    "max_shards", "no_verify",  # (--no_verify skips a check, never changes a number)
     # bookkeeping of this project
     "resume", "resume_override", "resume_history", "plan", "overwrite", "skip_finished", "seed_from",
     "provenance", "identity", "unused_options", "recipe", "loss", "arch", "in_channels", "num_classes",

@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 FREE_FIELDS = frozenset({
     "resume", "resume_override", "resume_history", "num_workers", "print_freq", "device", "threads",
     "save_dir", "run_dir", "config", "data_root", "pi_root", "download", "trial", "amp", "channels_last",
-    "deterministic", "path_t", "path_t2", "rips_path", "pi_params", "epochs",
+    "deterministic", "path_t", "path_t2", "rips_path", "pi_params", "pi_cache", "no_verify", "epochs",
     "data_on_device", "compile", "compile_mode", "amp_dtype",  # speed options (--compile on CUDA also
     # drops a last partial training batch)
     # bookkeeping, not options: how the run folder is treated, and what the run records about itself
