@@ -86,10 +86,14 @@ def data_identity(data_dir: str, dim: int):
 
     from pcd.manifest import read_manifest
 
+    from engine.identity import input_sha256
+
+    if not os.path.isfile(os.path.join(data_dir, "manifest.yaml")):
+        return None
     try:
         manifest = read_manifest(data_dir)
-    except (OSError, ValueError):
-        return None
+    except (OSError, ValueError):  # damaged or edited: the stage's reader says so (with the rebuild command)
+        return input_sha256(os.path.join(data_dir, "manifest.yaml"))
     entry = (manifest.get("pi") or {}).get(dim) or (manifest.get("pi") or {}).get(str(dim)) or {}
     stage2 = (manifest.get("identity") or {}).get("hash", "")
     images = entry.get("sha256") if manifest.get("complete") else "unfinished"

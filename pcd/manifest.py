@@ -206,8 +206,8 @@ def stage2_state(folder: str, identity):
         return compare(folder, None, identity, started=False, done=False)
     try:
         manifest = read_manifest(folder)
-    except ValueError as exc:
-        return FolderState(folder, "conflict", f"holds an unreadable manifest ({' '.join(str(exc).split())})")
+    except ValueError as exc:  # check_resumable decides (a manifest failing its own checksum: start afresh)
+        return FolderState(folder, "partial", f"holds a manifest that cannot be trusted ({' '.join(str(exc).split())})")
     stored = stored_identity(manifest)
     if stored is None:
         return FolderState(folder, "partial", "holds stage-2 data without a recorded identity (checked against its "
