@@ -111,7 +111,7 @@ def test_dkd_with_exact_topology(teacher_path, tmp_path):
 @pytest.mark.parametrize("extra, words", [
     (["--distill", "kd", "-d", "5"], ["--rips_path"]),
     (["--distill", "nope"], ["--distill", "kd"]),
-    (["--distill", "kd", "--dim", "1"], ["--dim"]),
+    (["--distill", "kd", "--dim", "2"], ["--dim"]),
     (["--distill", "hint", "--hint_layer", "9"], ["--hint_layer", "[-5, 4]"]),
     (["--distill", "kd", "--model_t", "resnet20"], ["resnet20"]),
 ])

@@ -336,3 +336,10 @@ def h0_images_torch(deaths: torch.Tensor, params: PIParams, normalize: bool = Tr
     gx, gy = (torch.as_tensor(g, dtype=pers.dtype, device=pers.device) for g in params.grids())
     img = _images(torch.zeros_like(pers), pers, keep.to(pers.dtype), params, torch, gx, gy, zero_births=True)
     return img / params.normalizer if normalize else img
+
+
+def h1_images_torch(births: torch.Tensor, deaths: torch.Tensor, mask: torch.Tensor, params: PIParams,
+                    normalize: bool = True) -> torch.Tensor:
+    """Differentiable H1 persistence images of padded diagrams (``topology.persistence.h1_diagrams_torch``):
+    births, deaths, mask ``[B, K]`` -> ``[B, R0 * R1]``."""
+    return persistence_images_torch(births, deaths - births, params, mask=mask, normalize=normalize)
