@@ -82,3 +82,27 @@ def test_gradient_of_h1_image_loss_matches_finite_differences():
     assert torch.autograd.gradcheck(loss, (x,), eps=1e-6, atol=1e-6, rtol=1e-4)
     grad, = torch.autograd.grad(loss(x), x)
     assert grad.abs().sum() > 0
+
+
+def test_topology_term_with_both_dimensions_is_the_mean_of_the_two_mses():
+    from distiller.topkd import ExactH0PI, ExactH1PI, TopologyTerm, check_dims
+    from distiller.topkd import _exact_pi
+    from topology.persistence import rips_diagrams
+
+    rng = np.random.default_rng(2)
+    ct, cs = rng.standard_normal((16, 5)), rng.standard_normal((16, 5))
+    dgs = rips_diagrams(np.stack([ct, cs]), dims=(0, 1))
+    params = {0: PIParams.fit(dgs[0], homology_dim=0), 1: PIParams.fit(dgs[1], homology_dim=1)}
+    both = TopologyTerm(_exact_pi(params, dims=(0, 1)), 1.0, 0, 0, 5, 5)
+    single = [TopologyTerm(ExactH0PI(params[0]), 1.0, 0, 0, 5, 5), TopologyTerm(ExactH1PI(params[1]), 1.0, 0, 0, 5, 5)]
+    t, s = torch.tensor(ct), torch.tensor(cs, requires_grad=True)
+    got = both([s], [t])
+    want = sum(term([s], [t]) for term in single) / 2
+    assert got.item() == pytest.approx(want.item(), rel=1e-12) and got.item() > 0
+    got.backward()
+    assert s.grad.abs().sum() > 0
+    assert check_dims([0, 1]) == (0, 1) and check_dims(1) == (1,)
+    with pytest.raises(ValueError, match="--dim"):
+        check_dims([0, 0])
+    with pytest.raises(ValueError, match="one persistence-image parameters per dimension|homology dimension 1"):
+        _exact_pi({0: params[0]}, dims=(0, 1))
