@@ -117,6 +117,9 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--num_workers", type=int, default=4,
                    help="DataLoader workers (default 4; the official TopKD code's default is 1, RepDistiller's 8)")
     g.add_argument("--image_size", type=int, default=None, help="image side for datasets that allow it (digits)")
+    g.add_argument("--train_fraction", type=float, default=None,
+                   help="digits: train on a fixed stratified fraction of the training split (the same images for "
+                        "every seed; default: all of it)")
     g.add_argument("--augment", default=None, choices=AUGMENTS,
                    help="training augmentation: 'standard' (the data set's crop/flip) or 'none' (as TGD's "
                         "official code); default: the recipe's (none for TGD, standard otherwise)")
@@ -131,6 +134,8 @@ def data_options(cfg: argparse.Namespace) -> Dict[str, Any]:
     options: Dict[str, Any] = {"train_augment": getattr(cfg, "augment", "standard") != "none"}
     if getattr(cfg, "image_size", None):
         options["image_size"] = cfg.image_size
+    if getattr(cfg, "train_fraction", None) is not None:
+        options["train_fraction"] = cfg.train_fraction
     return options
 
 

@@ -201,6 +201,9 @@ def _chunk_tree(chunk: torch.Tensor, first: int = 0) -> Tuple[torch.Tensor, torc
         return edges, w2.sqrt()
 
 
+# Fewest clouds per pool worker in the batched Prim (below, the vectorised steps are too small to hand off).
+_MIN_POOLED_CLOUDS = 64
+
 # Up to this many clouds per call (a training step's clouds), the batched Prim's N-1 sequential steps
 # cost more than they save: on the CPU the tree is chosen per cloud by scipy's compiled MST (float64
 # pdist, exact; about 3x faster), on CUDA the Prim loop is replayed as one captured CUDA graph.
@@ -319,15 +322,21 @@ def _sorted_deaths(x: torch.Tensor, differentiable: bool) -> torch.Tensor:
     ``differentiable``: lengths recomputed from ``x`` in its dtype (gradients flow); otherwise
     float64 lengths without gradient.
     """
+    from .parallel import run_parts, split, worker_count
+
     step = _chunk_size(x.shape[1], x.device)
-    out = []
-    for s in range(0, x.shape[0], step):
-        chunk = x[s : s + step]
+
+    def part(s: int, e: int) -> torch.Tensor:
+        chunk = x[s:e]
         edges, lengths = _tree(chunk, s)
         if differentiable:
             lengths = _edge_lengths(chunk, edges)
-        out.append(torch.sort(lengths, dim=1).values)
-    return torch.cat(out, dim=0)
+        return torch.sort(lengths, dim=1).values
+
+    # CPU, no gradient: independent parts on our own single-threaded workers (`topology.parallel`)
+    pooled = x.device.type == "cpu" and not (differentiable and x.requires_grad)
+    workers = worker_count(x.shape[0], _MIN_POOLED_CLOUDS) if pooled else 1
+    return torch.cat(run_parts(part, split(x.shape[0], workers, step), workers), dim=0)
 
 
 def rips_h0_deaths(points: ArrayLike) -> ArrayLike:
