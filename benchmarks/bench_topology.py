@@ -110,8 +110,12 @@ def load_text():
         return "load average n/a"
 
 
-def bench(d, clouds, points, rng, h1, x=None):
-    """One width: prints a line, returns the ratio gudhi / ours over diagrams + images (x: the clouds to use)."""
+def bench(d, clouds, points, rng, h1, x=None, pool=True):
+    """One width: prints a line, returns the ratio gudhi / ours over diagrams + images (x: the clouds to use;
+    pool=False: our kernels on torch's intra-op threads instead of topology.parallel's own workers)."""
+    from topology import parallel
+
+    parallel.POOL_ENABLED = pool
     if x is None:
         x = np.maximum(rng.standard_normal((clouds, points, d)), 0) + 0.01 * rng.random((clouds, points, d))
     params = PIParams.fit(rips_diagrams(x)[0])  # also warms up both pipelines
@@ -121,7 +125,7 @@ def bench(d, clouds, points, rng, h1, x=None):
     ref_dg, t_rdg = timed(official_diagrams, x)
     ref_pi, t_rpi = timed(official_images, ref_dg, params)
     rate = lambda t: clouds / t  # noqa: E731
-    print(f"d={d:5d} H0  diagrams: gudhi {rate(t_rdg):9.0f}/s  ours {rate(t_dg):9.0f}/s  x{t_rdg / t_dg:5.1f}"
+    print(f"d={d:5d}{'' if pool else ' (intra-op)'} H0  diagrams: gudhi {rate(t_rdg):9.0f}/s  ours {rate(t_dg):9.0f}/s  x{t_rdg / t_dg:5.1f}"
           f" | images: gudhi {rate(t_rpi):8.0f}/s  ours {rate(t_pi):9.0f}/s  x{t_rpi / t_pi:5.1f}"
           f" | total x{(t_rdg + t_rpi) / (t_dg + t_pi):5.1f}  max|PI diff| {np.abs(ours_pi - ref_pi).max():.1e}",
           flush=True)
@@ -152,6 +156,9 @@ def main(argv=None):
                     help="also measure beside N competing 2-thread torch processes (started and ended here)")
     ap.add_argument("--threads", type=int, nargs="+", default=None,
                     help="torch thread counts to measure (default: torch's current count)")
+    ap.add_argument("--intraop", action="store_true",
+                    help="with more than one thread, also time our kernels on torch's intra-op threads (the route "
+                         "before topology.parallel) in the same conditions")
     args = ap.parse_args(argv)
     global REPEATS
     REPEATS = max(1, args.repeats)
@@ -172,15 +179,18 @@ def main(argv=None):
                 print(f"--- {state}, torch threads {n}; {load_text()}", flush=True)
                 for d in args.dims:
                     ratios[state, n, d] = bench(d, clouds, args.points, rng, args.h1, x=data[d])
+                    if args.intraop and n > 1:
+                        ratios[state, -n, d] = bench(d, clouds, args.points, rng, False, x=data[d], pool=False)
         finally:
             stop_contenders(procs)
     if args.contend:
         print(f"\ndiagrams + images, gudhi time / ours (xN = ours N times faster); {args.contend} competing "
               f"2-thread torch processes on {os.cpu_count()} cores")
         print(f"{'d':>6} {'threads':>8} {'idle':>8} {states[1]:>12}")
-        for n in thread_counts:
+        for n in thread_counts + [-n for n in thread_counts if args.intraop and n > 1]:
             for d in args.dims:
-                print(f"{d:6d} {n:8d} {ratios['idle', n, d]:7.1f}x {ratios[states[1], n, d]:11.1f}x")
+                label = f"{n}" if n > 0 else f"{-n} intra"
+                print(f"{d:6d} {label:>8} {ratios['idle', n, d]:7.1f}x {ratios[states[1], n, d]:11.1f}x")
 
 
 if __name__ == "__main__":

@@ -458,7 +458,7 @@ def curves(run_dirs: Sequence[PathLike], out: PathLike = "curves.png", labels: O
 # figure 4: teacher vs student persistence diagrams
 # ------------------------------------------------------------------------------------------------
 DIAGRAM_PANEL_INCHES = 3.5
-DIAGRAM_COLUMNS = 4
+DIAGRAM_COLUMNS = 5
 _DIM_MARKERS = {0: "o", 1: "^"}
 
 
@@ -477,7 +477,7 @@ def diagrams(teacher: PathLike, students: Sequence[PathLike], out: PathLike = "d
     networks in eval mode, embeddings at ``feats[-1]``; each cloud is divided by its diameter so diagrams of
     different widths share the axes; H0 points are circles, H1 triangles. Titles give the bottleneck and
     1-Wasserstein distances of the normalised diagrams per dimension (`topology.metrics`). Panels are 3.5 x 3.5
-    inches, 4 per row. Returns the PNG path.
+    inches, 5 per row. Returns the PNG path.
     """
     from engine.topo_eval import embed as embed_layer, probe_indices
     from models import load_model
