@@ -48,7 +48,7 @@ class Budget:
     image_size: int = 16
 
 
-FULL = Budget(teacher_epochs=20, student_epochs=30, passes=30, ripsnet_epochs=80, pi_teacher_epochs=8)
+FULL = Budget(teacher_epochs=20, student_epochs=40, passes=30, ripsnet_epochs=80, pi_teacher_epochs=8)
 FAST = Budget(teacher_epochs=4, student_epochs=1, passes=2, ripsnet_epochs=3, pi_teacher_epochs=1, seeds=(0, 1))
 
 TEACHER, STUDENT, PI_TEACHER = "resnet20", "resnet8", "resnet8"
