@@ -160,6 +160,9 @@ def main(argv=None):
                     help="with more than one thread, also time our kernels on torch's intra-op threads (the route "
                          "before topology.parallel) in the same conditions")
     args = ap.parse_args(argv)
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a `timeout` still ends the contenders (finally)
     global REPEATS
     REPEATS = max(1, args.repeats)
     clouds = args.clouds or (48 if args.quick else 2000)
