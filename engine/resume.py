@@ -17,6 +17,7 @@ FREE_FIELDS = frozenset({
     "resume", "resume_override", "resume_history", "num_workers", "print_freq", "device", "threads",
     "save_dir", "run_dir", "config", "data_root", "pi_root", "download", "trial", "amp", "channels_last",
     "deterministic", "path_t", "path_t2", "rips_path", "pi_params", "pi_cache", "no_verify", "epochs",
+    "topo_eval_every", "topo_eval_batches", "topo_eval_batch_size", "topo_eval_dims", "topo_eval_normalize",
     "data_on_device", "compile", "compile_mode", "amp_dtype",  # speed options (--compile on CUDA also
     # drops a last partial training batch)
 })
