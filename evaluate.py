@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="result YAML (default: beside the checkpoint)")
     p.add_argument("--no_save", action="store_true", help="print only")
     p.add_argument("--path_t", default=None,
-                   help="a teacher checkpoint: add topology metrics of (teacher, this checkpoint) "
-                        "(needs engine.topo_eval)")
+                   help="a teacher checkpoint: add the topology metrics of (teacher, this checkpoint) on the "
+                        "student probe's fixed test batches (engine.topo_eval)")
     p.add_argument("--model_t", default=None, help="the teacher's architecture when its checkpoint does not say")
     return p
 

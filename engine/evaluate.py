@@ -10,14 +10,13 @@ on. Results: top-1, top-5 (percent), the mean cross-entropy, and the top-1 of ev
 checkpoint, named by the checkpoint's file, its SHA-256 prefix, the data set and the split
 (``eval_<stem>-<sha8>_<dataset>_<split>.yaml``), so no result is ever written over another one.
 
-Topology metrics of a teacher/student pair (``--path_t``) come from ``engine.topo_eval`` when that module
-exists (`TOPOLOGY_HOOK`: ``evaluate_pair(teacher, student, loader, device) -> {name: value}``); they are
-added to the result under ``topology``.
+Topology metrics of a teacher/student pair (``--path_t``): `engine.topo_eval.measure_checkpoints` (the
+probe every student run applies: fixed test batches of the same data set) of (``--path_t``, this checkpoint),
+added to the result under ``topology`` (``metrics`` and ``settings``).
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 from typing import Any, Dict, List, Optional
 
@@ -30,8 +29,6 @@ from topkd_io import file_sha256, read_yaml, write_yaml
 from .metrics import topk_correct
 
 SPLITS = ("test", "val")
-# module and function that compute topology metrics of a (teacher, student) pair for --path_t
-TOPOLOGY_HOOK = ("engine.topo_eval", "evaluate_pair")
 
 
 @torch.no_grad()
@@ -124,7 +121,7 @@ def evaluate_checkpoint(options: argparse.Namespace) -> Dict[str, Any]:
         if isinstance(ckpt.get(key), (int, float)) or hasattr(ckpt.get(key), "item"):
             result[f"recorded_{key}"] = float(ckpt[key])
     if options.path_t:
-        result["topology"] = topology_metrics(options, model, loader, num_classes, device)
+        result["topology"] = topology_metrics(options, path, arch, dataset, cfg, device)
     return result
 
 
@@ -134,18 +131,17 @@ def model_classes(model: torch.nn.Module) -> int:
     return infer_num_classes(model.state_dict())
 
 
-def topology_metrics(options, student, loader, num_classes: int, device) -> Dict[str, float]:
-    """Topology metrics of (``--path_t`` teacher, this checkpoint) through `TOPOLOGY_HOOK`."""
-    module_name, function = TOPOLOGY_HOOK
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        raise ValueError(f"--path_t: topology metrics need {module_name}, which this version does not have yet; "
-                         f"leave out --path_t for accuracies") from None
-    from models import load_model
+def topology_metrics(options, path: str, arch: str, dataset: str, cfg: Dict[str, Any], device) -> Dict[str, Any]:
+    """Topology metrics of (``--path_t`` teacher, this checkpoint) on the student probe's fixed test batches
+    (`engine.topo_eval.measure_checkpoints`), at the layers the run's topology term used (else the embedding)."""
+    from .topo_eval import measure_checkpoints
 
-    teacher, _, _ = load_model(options.path_t, arch=options.model_t, num_classes=num_classes)
-    return dict(getattr(module, function)(teacher, student, loader, device))
+    layer_t = cfg.get("tda_layer_t")
+    out = measure_checkpoints(options.path_t, path, dataset=dataset, data_root=options.data_root,
+                              image_size=options.image_size or cfg.get("image_size"),
+                              layer_t=-1 if layer_t is None else int(layer_t), layer_s=cfg.get("tda_layer_s"),
+                              device=str(device), model_t=options.model_t, model_s=arch)
+    return {"metrics": out["metrics"], "settings": out["settings"]}
 
 
 def result_path(result: Dict[str, Any]) -> str:

@@ -33,10 +33,12 @@ NOT_RESULT = frozenset({
     "num_workers", "workers", "threads", "device", "print_freq", "no_progress", "progress", "n_jobs",
     "data_on_device", "channels_last", "deterministic",  # same draws / same numbers (tested), only faster
     "max_shards", "no_verify",  # (--no_verify skips a check, never changes a number)
+    # what the topology probe measures after evaluation (never the trained weights: eval mode, fixed items)
+    "topo_eval_every", "topo_eval_batches", "topo_eval_batch_size", "topo_eval_dims", "topo_eval_normalize",
     # bookkeeping of this project
     "resume", "resume_override", "resume_history", "plan", "overwrite", "skip_finished", "seed_from",
     "provenance", "identity", "unused_options", "recipe", "loss", "arch", "in_channels", "num_classes",
-    "rips_file", "extra",
+    "rips_file", "rips_files", "extra",
 })
 # In the identity, but not in the folder hash: a resumed run may change them (engine.resume's rule).
 CONTINUATION = frozenset({"epochs", "amp", "amp_dtype", "compile", "compile_mode"})

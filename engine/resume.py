@@ -17,12 +17,13 @@ FREE_FIELDS = frozenset({
     "resume", "resume_override", "resume_history", "num_workers", "print_freq", "device", "threads",
     "save_dir", "run_dir", "config", "data_root", "pi_root", "download", "trial", "amp", "channels_last",
     "deterministic", "path_t", "path_t2", "rips_path", "pi_params", "pi_cache", "no_verify", "epochs",
+    "topo_eval_every", "topo_eval_batches", "topo_eval_batch_size", "topo_eval_dims", "topo_eval_normalize",
     "data_on_device", "compile", "compile_mode", "amp_dtype",  # speed options (--compile on CUDA also
     # drops a last partial training batch)
     # bookkeeping, not options: how the run folder is treated, and what the run records about itself
     # (input files are checked by their SHA-256, engine.run_folder.check_resume_inputs)
     "plan", "overwrite", "skip_finished", "teacher_trial", "seed_from", "provenance", "identity",
-    "unused_options", "rips_file",
+    "unused_options", "rips_file", "rips_files",
 })
 
 Change = Tuple[str, Any, Any]

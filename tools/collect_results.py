@@ -386,6 +386,44 @@ def find_runs(roots: Iterable[os.PathLike]) -> List[Run]:
 
 
 # ------------------------------------------------------------------------------------------------
+# Topology columns (issue 18): the student-time topology probe's values, mean ± std over trials.
+# Self-contained: `topology_values` reads one run, `TOPO_COLUMNS` names the columns shown.
+# ------------------------------------------------------------------------------------------------
+TOPO_PROBE = "topo"  # the probe's name in summary.yaml / the checkpoints (engine.topo_eval)
+# (key written by the probe, column title); the CSV gets <key>_mean / <key>_std for each
+TOPO_COLUMNS = (("bottleneck_h0_norm_diam", "bottleneck H0 (/diam)"),
+                ("wasserstein1_h0_norm_diam", "W1 H0 (/diam)"),
+                ("pi_mse_h0", "PI MSE H0"),
+                ("cka_linear", "linear CKA"))
+
+
+def topology_values(folder: Path, last_ckpt: Optional[Dict[str, Any]] = None) -> Dict[str, float]:
+    """The topology probe's latest values of a run: ``summary.yaml``'s ``probes.topo``, else the last
+    checkpoint's ``ckpt["probes"]["topo"]`` (an interrupted run); ``{}`` when the run has none."""
+    summary = _read_yaml(folder / "summary.yaml")
+    values = (summary.get("probes") or {}).get(TOPO_PROBE) if isinstance(summary.get("probes"), dict) else None
+    if not isinstance(values, dict) and last_ckpt:
+        values = (last_ckpt.get("probes") or {}).get(TOPO_PROBE)
+    if not isinstance(values, dict):
+        return {}
+    return {k: v for k, v in ((k, _float(v)) for k, v in values.items() if k != "epoch") if v is not None}
+
+
+def _topology_reader(run: "Run", folder: Path, cfg: Dict[str, Any], last_ckpt: Dict[str, Any]) -> None:
+    """RUN_READERS entry: the topology probe's values into ``run.extra`` (shown by the TOPO_COLUMNS)."""
+    run.extra.update(topology_values(folder, last_ckpt))
+
+
+RUN_READERS.append(_topology_reader)
+
+
+def _topo_text(st: "Stat") -> str:
+    if st is None or st.mean is None:
+        return "-"
+    return f"{st.mean:.4g}" + (f" ± {st.std:.2g}" if st.std is not None else "")
+
+
+# ------------------------------------------------------------------------------------------------
 # Grouping and the table
 # ------------------------------------------------------------------------------------------------
 @dataclass
@@ -426,11 +464,15 @@ class Stat:
 
 @dataclass(frozen=True)
 class StatColumn:
-    """A numeric column: ``value(run) -> (number or None, why not)``, shown as mean ± std over a row's trials."""
+    """A numeric column: ``value(run) -> (number or None, why not)``, shown as mean ± std over a row's trials
+    (``text(stat)``: the cell; default `Stat.text`). An ``optional`` column is shown only when some row has a
+    value in it."""
 
     key: str
     title: str
     value: Callable[[Run], Tuple[Optional[float], str]]
+    optional: bool = False
+    text: Optional[Callable[[Stat], str]] = None
 
 
 # The numeric columns of every row, in order; append a StatColumn to add one (e.g. a topology metric read
@@ -439,6 +481,9 @@ class StatColumn:
 STAT_COLUMNS: List[StatColumn] = [
     StatColumn("best", "best top-1", lambda r: (r.best, r.best_note)),
     StatColumn("last", "last top-1", lambda r: (r.last, r.last_note)),
+    # the topology probe's values (issue 18), when any run has them
+    *(StatColumn(key, title, (lambda r, k=key: (r.extra.get(k), "")), optional=True, text=_topo_text)
+      for key, title in TOPO_COLUMNS),
 ]
 
 
@@ -581,16 +626,22 @@ class Column:
 
 
 def _num4(v: Optional[float]) -> str:
-    return "" if v is None else f"{v:.4f}"
+    return "" if v is None else f"{v:.6g}"
 
 
-def stat_columns() -> List[Column]:
-    return [Column(col.title, (lambda r, k=col.key: r.stats[k].text()), (f"{col.key}_mean", f"{col.key}_std"),
-                   (lambda r, k=col.key: (_num4(r.stats[k].mean), _num4(r.stats[k].std))), numeric=True)
-            for col in STAT_COLUMNS]
+def stat_columns(rows: Sequence[Row] = ()) -> List[Column]:
+    """A Column per STAT_COLUMNS entry (an optional one only when some of ``rows`` has a value in it)."""
+    out = []
+    for col in STAT_COLUMNS:
+        if col.optional and not any(r.stats[col.key].mean is not None for r in rows):
+            continue
+        text = col.text or Stat.text
+        out.append(Column(col.title, (lambda r, k=col.key, t=text: t(r.stats[k])), (f"{col.key}_mean", f"{col.key}_std"),
+                          (lambda r, k=col.key: (_num4(r.stats[k].mean), _num4(r.stats[k].std))), numeric=True))
+    return out
 
 
-def columns() -> List[Column]:
+def columns(rows: Sequence[Row] = ()) -> List[Column]:
     """The table's columns, in order (STAT_COLUMNS inserted after the config)."""
     return [
         Column("dataset", lambda r: r.dataset, ("dataset",), lambda r: (r.dataset,)),
@@ -600,7 +651,7 @@ def columns() -> List[Column]:
         Column("student", lambda r: r.student, ("student",), lambda r: (r.student,)),
         Column("method", lambda r: r.method, ("method",), lambda r: (r.method,)),
         Column("config", lambda r: r.config, ("config",), lambda r: (r.config,)),
-        *stat_columns(),
+        *stat_columns(rows),
         Column("trials", lambda r: str(r.trials), ("trials",), lambda r: (r.trials,), numeric=True),
         Column("Δ vs published", _delta_text, ("delta", "delta_of"),
                lambda r: (_num4(r.delta()[0]), r.delta()[1]), numeric=True),
@@ -610,8 +661,8 @@ def columns() -> List[Column]:
 
 
 def to_markdown(rows: List[Row]) -> str:
-    """Markdown table (mean ± sample std over trials; percent)."""
-    cols = columns()
+    """Markdown table (mean ± sample std over trials; percent); the topology columns only when a run has them."""
+    cols = columns(rows)
     lines = ["| " + " | ".join(c.title for c in cols) + " |",
              "| " + " | ".join("---:" if c.numeric else "---" for c in cols) + " |"]
     lines += ["| " + " | ".join(c.cell(r).replace("|", "/") for c in cols) + " |" for r in rows]
@@ -620,7 +671,7 @@ def to_markdown(rows: List[Row]) -> str:
 
 def to_csv(rows: List[Row]) -> str:
     """CSV with separate mean / std columns (empty when unknown), the run folders joined by ';' and the notes."""
-    cols = columns()
+    cols = columns(rows)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([name for c in cols for name in c.csv] + ["identical_weights", "runs", "notes"])
