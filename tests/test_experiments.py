@@ -90,7 +90,7 @@ def test_runs_differing_in_kd_T_get_their_own_folders(teacher, tmp_path, run_sta
     # --overwrite starts afresh and says what it deletes
     code, out, err = run_stage(train_student.main, student(teacher, tmp_path, "--kd_T", "6", "--overwrite"))
     assert code == 0, err
-    assert f"--overwrite: {dir_b}: removed config.yaml, resnet8_best.pth, resnet8_last.pth, tb" in out
+    assert f"--overwrite: {dir_b}: removed config.yaml, resnet8_best.pth, resnet8_last.pth, summary.yaml, tb" in out
 
 
 def test_unused_weight_is_warned_and_left_out(teacher, tmp_path, run_stage):
