@@ -63,7 +63,7 @@ def digit_split(targets: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
                             random_state=SPLIT_STATE)
 
 
-@register("digits")
+@register("digits", recipe="cifar", on_device=True)
 def build_digits(root: str, download: bool, val_split: float, seed: int, image_size: int = 32,
                  train_augment: bool = True) -> DataBundle:
     """1437 train / 360 test digits, `[3, image_size, image_size]`, normalized by train-split statistics.

@@ -33,6 +33,8 @@ from .registry import build_datasets
 from .splits import hold_out, with_transform
 
 CACHE_VERSION = 1
+# The recipe the PI teacher trains with (train_teacher.py --input pi): TGD's.
+PI_RECIPE = "tgd"
 DTYPES = ("uint8", "float16", "float32")
 MAKE_HINT = "python generate_image_PI.py --dataset {dataset} --split {split} --data_root DATA --out {root}"
 
@@ -374,7 +376,7 @@ def attach_image_pis(bundle: DataBundle, cache_root, params: ImagePIParams = Ima
     train_c, test_c = _pi_cache_pair(cache_root, dataset, params, (train_n, len(bundle.test)), test_split)
     return replace(bundle, train=WithImagePI(bundle.train, train_c),
                    val=None if bundle.val is None else WithImagePI(bundle.val, train_c),
-                   test=WithImagePI(bundle.test, test_c))
+                   test=WithImagePI(bundle.test, test_c), fields=tuple(bundle.fields[:3]) + ("pi",))
 
 
 def pi_bundle(cache_root, dataset: str, num_classes: int, params: ImagePIParams = ImagePIParams(),
