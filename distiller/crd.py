@@ -22,6 +22,7 @@ class CRD(TeacherStudent):
     """
 
     term = "loss_crd"
+    batch_fields = ("index",)  # memory-bank rows; contrast_idx too when the data carries it
     options = (
         Option("feat_dim", 128, "CRD embedding width", source="CRD paper; RepDistiller"),
         Option("nce_k", 16384, "CRD negatives per sample", source="CRD paper; RepDistiller"),
@@ -38,7 +39,8 @@ class CRD(TeacherStudent):
         from datasets.contrast import ContrastSample
 
         data, keywords = super().prepare(cfg, data)
-        data = dataclasses.replace(data, train=ContrastSample(data.train, cfg.nce_k, cfg.crd_mode))
+        data = dataclasses.replace(data, train=ContrastSample(data.train, cfg.nce_k, cfg.crd_mode),
+                                   fields=ContrastSample.fields)
         return data, dict(keywords, num_data=data.train.index_space)
 
     def __init__(self, student, teacher=None, num_data: int = 0, feat_dim: int = 128, nce_k: int = 16384,

@@ -34,6 +34,7 @@ class Option:
     choices: Optional[Tuple[Any, ...]] = None
     nargs: Any = None
     metavar: Optional[str] = None
+    free: bool = False  # a path of an input a resumed run may change (not compared with the checkpoint's)
 
     def spellings(self) -> Tuple[str, ...]:
         return tuple(self.flags) or (f"--{self.name}",)
@@ -77,6 +78,11 @@ BETA = Option("beta", 0.0, "weight of the method's own term", flags=("-b", "--be
               source="official parsers: no default, every script passes it")
 KD_T = Option("kd_T", 4.0, "softmax temperature of the KD terms", source="Hinton et al.; RepDistiller")
 LOSS_WEIGHTS = (GAMMA, ALPHA, BETA, KD_T)
+# The divisor of the KD terms (`distiller.losses.kd_loss`), for the methods that declare it (TGD; its old
+# spelling --tgd_kl kept): "batchmean" = the batch (Hinton's scale), "mean" = batch x classes (TGD's code).
+KD_REDUCTION = Option("kd_reduction", "batchmean", "KD divisor: 'batchmean' divides the summed KL by the batch, "
+                      "'mean' by batch x classes", flags=("--kd_reduction", "--tgd_kl"),
+                      choices=("batchmean", "mean"))
 
 
 def declared(owner) -> Tuple[Option, ...]:
