@@ -19,8 +19,8 @@ import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from topkd_io import run_cli
-from engine.config import add_data_args, add_training_args, data_options, parse_config
-from engine.seed import seed_everything
+from engine.config import StageParser, add_data_args, add_training_args, data_options, parse_config
+from engine.stage import setup_stage
 from engine.trainer import fit_and_report
 
 
@@ -39,11 +39,20 @@ def option_owners() -> List[Tuple[str, Any]]:
     return list(student_methods().items()) + list(addon_dict.items())
 
 
+def method_recipe(options: Dict[str, Any]) -> Optional[str]:
+    """The recipe the ``--distill`` method declares (``recipe = "tgd"``), None for the data set's."""
+    from distiller import canonical_name
+
+    method = student_methods().get(canonical_name(options.get("distill") or ""))
+    return getattr(method, "recipe", None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from distiller import aliases_of
     from distiller.options import collect, default_text
 
-    parser = argparse.ArgumentParser(description="Distil a teacher into a student (KD, FitNet, ..., TopKD).")
+    parser = StageParser(description="Distil a teacher into a student (KD, FitNet, ..., TopKD).",
+                         recipe_rules=[method_recipe])
     g = parser.add_argument_group("networks")
     g.add_argument("--model_s", default="resnet8", help="student architecture (models.model_dict)")
     g.add_argument("--path_t", default=None, help="teacher checkpoint (ours or official {'model': ...})")
@@ -101,9 +110,9 @@ def run_name(cfg: argparse.Namespace, method, addons) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     cfg = parse_config(build_parser(), argv, arch_key="model_s")
     from datasets import build_datasets
-    from models import load_model, resolve_arch
+    from distiller.options import declared
+    from models import build_model, load_model, resolve_arch
     from models.warm_start import init_from_checkpoint
-    from train_teacher import build_network
 
     if cfg.path_t is None:
         raise ValueError("--path_t is required: the teacher checkpoint from train_teacher.py")
@@ -111,18 +120,19 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if cfg.model_t is not None:
         cfg.model_t = resolve_arch(cfg.model_t, "--model_t")
     method, addons = configure_method(cfg)
-    seed_everything(cfg.seed, cfg.deterministic)
+    setup_stage(cfg, training=True)
     data = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, val_split=cfg.val_split,
                           seed=cfg.seed, **data_options(cfg))
     teacher, cfg.model_t, _ = load_model(cfg.path_t, arch=cfg.model_t, num_classes=data.num_classes)
-    student = init_from_checkpoint(build_network(cfg.model_s, data.num_classes, data.in_channels), cfg.init_s)
+    student = init_from_checkpoint(build_model(cfg.model_s, data.num_classes, data.in_channels), cfg.init_s)
     distiller, data = method.from_config(cfg, student, teacher, data)
     for addon in addons:
         addon.attach(cfg, distiller)
     cfg.arch, cfg.num_classes, cfg.in_channels = cfg.model_s, data.num_classes, data.in_channels
     cfg.loss = distiller.loss_summary()  # the resolved weights, in the run header and config.yaml
     cfg.run_dir = cfg.run_dir or os.path.join(cfg.save_dir, run_name(cfg, method, addons))
-    return fit_and_report(distiller, data, cfg)
+    free = ["path_t"] + [o.name for owner in (method, *addons) for o in declared(owner) if o.free]
+    return fit_and_report(distiller, data, cfg, free_fields=free)
 
 
 if __name__ == "__main__":
