@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from topkd_io import read_yaml, save_npy, write_yaml
 from topology.image_pi import ImagePIParams, image_pis, to_uint8
 
 from .bundle import DataBundle
-from .registry import build_datasets
+from .registry import build_datasets, dataset_names
 from .splits import hold_out, with_transform
 
 CACHE_VERSION = 1
@@ -55,7 +55,8 @@ def to_unit_tensor(image) -> torch.Tensor:
     return TF.to_tensor(image)
 
 
-# name -> function(data_root, split) -> Dataset of (image [C, H, W] in [0, 1], target, ...)
+# name -> function(data_root, split) -> Dataset of (image [C, H, W] in [0, 1], target, ...), for sources that
+# are not registered data sets; a registered data set (`datasets.dataset_names()`) is its own source.
 RAW_SOURCES: Dict[str, Callable[[str, str], Dataset]] = {}
 
 
@@ -77,10 +78,6 @@ def _bundle_split(name: str, data_root: str, split: str) -> Dataset:
     return with_transform(full, to_unit_tensor)
 
 
-for _name in ("cifar10", "cifar100", "digits"):
-    raw_source(_name)(lambda root, split, _n=_name: _bundle_split(_n, root, split))
-
-
 @raw_source("imagefolder")
 def _imagefolder_split(data_root: str, split: str) -> Dataset:
     """An ImageFolder tree `<data_root>/<split>/<class>/<image>` (CINIC-10: train / valid / test)."""
@@ -92,14 +89,19 @@ def _imagefolder_split(data_root: str, split: str) -> Dataset:
     return ImageFolder(str(folder), transform=to_unit_tensor)
 
 
+def raw_source_names() -> List[str]:
+    """What `raw_images` reads: every registered data set and the `RAW_SOURCES`, sorted."""
+    return sorted(set(RAW_SOURCES) | set(dataset_names()))
+
+
 def raw_images(dataset: str, data_root: str, split: str) -> Dataset:
-    """The split's images in [0, 1] (ToTensor only), in data-set order; items `(image, target, ...)`."""
-    try:
-        source = RAW_SOURCES[dataset]
-    except KeyError:
-        raise ValueError(f"unknown data set {dataset!r} for image PIs; choose one of: "
-                         f"{', '.join(sorted(RAW_SOURCES))}") from None
-    return source(data_root, split)
+    """The split's images in [0, 1] (ToTensor only), in data-set order; items `(image, target, ...)`.
+    ``dataset``: a registered data set (split ``train`` or ``test``) or a `RAW_SOURCES` entry."""
+    if dataset in RAW_SOURCES:
+        return RAW_SOURCES[dataset](data_root, split)
+    if dataset in dataset_names():
+        return _bundle_split(dataset, data_root, split)
+    raise ValueError(f"unknown data set {dataset!r} for image PIs; choose one of: {', '.join(raw_source_names())}")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 # Stage 2: point clouds of the teacher's FC-input embeddings and their persistence images (TopKD values).
 # Edit the variables below; extra arguments go to generate_PCD_PI.py, e.g.
 #   TEACHER=save_t_models/resnet56_cifar100_lr_0.05_decay_0.0005_trial_0/resnet56_best.pth bash scripts/generate_PCD_PI.sh
-#   bash scripts/generate_PCD_PI.sh --device cuda --workers 8
+#   bash scripts/generate_PCD_PI.sh --device cuda --num_workers 8
 # Rerunning the same command resumes an interrupted run.
 set -euo pipefail
 
