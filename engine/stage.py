@@ -9,6 +9,7 @@ for the training stages (1 and 4), the torchrun process group and the seeds. Lib
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -51,10 +52,16 @@ class _Stdout(logging.StreamHandler):
 
 
 class _OursOnly(logging.Filter):
-    """Records of this project's modules only (other libraries keep their own logging)."""
+    """Records of this project's loggers only, ``logging.getLogger(__name__)`` of a module whose top-level
+    package or script lies in the checkout (other libraries keep their own logging)."""
+
+    @staticmethod
+    @functools.lru_cache(maxsize=None)
+    def ours(top: str) -> bool:
+        return os.path.isfile(os.path.join(_REPO, top, "__init__.py")) or os.path.isfile(os.path.join(_REPO, f"{top}.py"))
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return os.path.abspath(record.pathname).startswith(_REPO + os.sep)
+        return self.ours(record.name.split(".")[0])
 
 
 def setup_logging(rank: int = 0) -> None:
