@@ -10,9 +10,10 @@ becomes a dict `{"image", "target", "index", "contrast_idx"}`, `contrast_idx` an
 
 Indices live in the index space of the full training set (what the items report), so a held-out
 validation part (`--val_split`) is never drawn; `index_space` is the memory bank's row count.
-The draws use torch's global generator; the trainer wraps the training set in `engine.seed.KeyedItems`,
-which seeds it from (seed, epoch, item index) for each item, so the negatives follow `--seed` and do not
-depend on the number of data-loader workers or on resuming.
+The draws come from a numpy generator seeded with the item's keyed word of stream ``STREAM_CONTRAST``
+(`datasets.keyed`): the trainer reads the training set through `datasets.keyed.KeyedItems`, so the
+negatives follow (`--seed`, epoch, item index) and do not depend on the number of data-loader workers or
+on resuming (outside a keyed item the seed is one draw of torch's global generator).
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from typing import Tuple
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
+
+from .keyed import STREAM_CONTRAST, item_word
 
 CONTRAST_MODES = ("exact", "relax")
 
@@ -65,7 +68,7 @@ class ContrastSample(Dataset):
 
     def contrast_indices(self, index: int, target: int, key: int) -> torch.Tensor:
         """``contrast_idx`` (int64 ``[k + 1]``) of the item with training index ``index`` and class ``target``,
-        drawn by a numpy generator seeded with ``key`` (one draw of ``torch.randint(0, 2**62, ())``)."""
+        drawn by ``numpy.random.default_rng(key)`` (``key``: the item's keyed word of ``STREAM_CONTRAST``)."""
         start, count = self._start[int(target)], self._count[int(target)]
         rng = np.random.default_rng(int(key))
         others = len(self._by_class) - count
@@ -77,6 +80,5 @@ class ContrastSample(Dataset):
     def __getitem__(self, i: int):
         image, target, index = self.base[i][:3]
         target = int(target)
-        # the base item's augmentation draws first, then one torch draw keys the negatives
-        contrast = self.contrast_indices(index, target, int(torch.randint(0, 2**62, ())))
+        contrast = self.contrast_indices(index, target, item_word(STREAM_CONTRAST))
         return {"image": image, "target": target, "index": index, "contrast_idx": contrast}

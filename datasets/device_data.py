@@ -5,20 +5,21 @@ The trainer's data sets are chains of wrappers around an in-memory base set, e.g
 ``KeyedItems(ContrastSample(Subset(IndexedCIFAR100)))``. `DeviceView` unwraps such a chain through two
 registries (built lazily by `_bases` and `_wrappers`, to avoid import cycles; subclasses inherit entries):
 base type -> raw images, labels, transform of the base set; wrapper type -> what the wrapper adds (a
-position map, CRD's negatives, TGD's cached PIs, the item key). The base set's
-torchvision transform is read op by op (``RandomCrop`` with constant zero padding, ``RandomHorizontalFlip``,
-``ToTensor``, ``Normalize``; anything else is refused), so the device path does what the CPU path does.
+position map, CRD's negatives, TGD's cached PIs, the item key). The base set's transform is read op by op
+(``KeyedRandomCrop`` with constant zero padding, ``KeyedHorizontalFlip``, ``ToTensor``, ``Normalize``;
+anything else is refused), so the device path does what the CPU path does.
 
-Randomness: the CPU path draws item ``position`` of epoch ``e`` with torch's generator seeded by
-``engine.seed.item_seed(seed, e, position)``; torchvision's ``RandomCrop`` draws the row offset then the
-column offset (``torch.randint``), ``RandomHorizontalFlip`` one ``torch.rand(1)``, and CRD one
-``torch.randint(0, 2**62, ())`` after them. Here a ``torch.Generator`` seeded with the same value makes the
-same draws in the same order; `mt19937_outputs` computes them for a whole epoch at once (checked against
-torch.Generator at start-up, per-item generators otherwise and for CRD). The pixel work is batched on
-the device: gather ``[B, H, W, C]`` uint8 -> float/255 -> zero pad -> one gather for crop and flip ->
-``(x - mean) / std``. Images equal the CPU path's to float32 rounding.
+Randomness: every per-item draw is the counter rule of `datasets.keyed`, a fixed function of
+``(seed, epoch, position, stream)``. The CPU path's `datasets.transforms.KeyedRandomCrop` /
+``KeyedHorizontalFlip`` and CRD's `datasets.contrast.ContrastSample` read it for the item `KeyedItems` is
+drawing; here `draw_params` evaluates the same rule with numpy for a whole epoch of keys at once (CRD's
+negatives: the same keyed seed per item, then CRD's own per-item numpy draw). Both paths therefore agree by
+construction. Plain torchvision ``RandomCrop``/``RandomHorizontalFlip`` (draws from torch's generator) and
+other random ops are refused. The pixel work is batched on the device: gather ``[B, H, W, C]`` uint8 ->
+float/255 -> zero pad -> one gather for crop and flip -> ``(x - mean) / std``. Images equal the CPU
+path's to float32 rounding.
 
-Shuffling and DDP sharding stay with the trainer's index samplers (`engine.seed.KeyedSampler` over
+Shuffling and DDP sharding stay with the trainer's index samplers (`datasets.keyed.KeyedSampler` over
 ``DistributedSampler``; ``ShardSampler`` for evaluation): `DeviceLoader` only cuts their keys into batches.
 Batches have the CPU path's collated form: ``(image, target, index[, pi])`` tuples of tensors, or a dict
 with ``contrast_idx`` for CRD; all on the device.
@@ -34,83 +35,11 @@ import torch.nn.functional as F
 import torchvision.transforms as T
 from torch.utils.data import Subset
 
+from . import keyed
+from .keyed import KeyedItems
+from .transforms import KeyedHorizontalFlip, KeyedRandomCrop
+
 ON_DEVICE_SETS = "cifar10, cifar100, digits and TGD's PI caches"
-
-
-# ----------------------------------------------------------------------------- keyed seeds, vectorised
-# numpy's SeedSequence hash (the one engine.seed.item_seed uses), computed for many keys at once. Valid
-# when every entropy word fits in 32 bits (seed, epoch, index < 2**32); other keys take the scalar path.
-_INIT_A, _MULT_A, _INIT_B, _MULT_B = 0x43B0D7E5, 0x931E8875, 0x8B51F9DD, 0x58F38DED
-_MIX_L, _MIX_R, _M32 = 0xCA01F9DD, 0x4973F715, 0xFFFFFFFF
-
-
-def item_seeds(seed: int, epoch: int, positions: Sequence[int]) -> List[int]:
-    """``[item_seed(seed, epoch, p) for p in positions]`` (see `engine.seed.item_seed`), vectorised."""
-    from engine.seed import item_seed
-
-    pos = np.asarray(positions, dtype=np.int64).reshape(-1)
-    seed, epoch = int(seed) % 2**63, int(epoch) % 2**63
-    if seed >= 2**32 or epoch >= 2**32 or (pos.size and (pos.min() < 0 or pos.max() >= 2**32)):
-        return [item_seed(seed, epoch, int(p)) for p in pos]
-    words = [np.full(pos.shape, seed, np.uint64), np.full(pos.shape, epoch, np.uint64), pos.astype(np.uint64)]
-    hconst = [_INIT_A]
-
-    def hashmix(value):
-        value = (value ^ np.uint64(hconst[0])) & np.uint64(_M32)
-        hconst[0] = (hconst[0] * _MULT_A) & _M32
-        value = (value * np.uint64(hconst[0])) & np.uint64(_M32)
-        return value ^ (value >> np.uint64(16))
-
-    def mix(x, y):
-        out = (np.uint64(_MIX_L) * x - np.uint64(_MIX_R) * y) & np.uint64(_M32)
-        return out ^ (out >> np.uint64(16))
-
-    pool = [hashmix(w) for w in words] + [hashmix(np.zeros(pos.shape, np.uint64))]
-    for src in range(4):
-        for dst in range(4):
-            if src != dst:
-                pool[dst] = mix(pool[dst], hashmix(pool[src]))
-    hb = _INIT_B
-    state = []
-    for word in pool[:2]:  # generate_state(2)
-        value = (word ^ np.uint64(hb)) & np.uint64(_M32)
-        hb = (hb * _MULT_B) & _M32
-        value = (value * np.uint64(hb)) & np.uint64(_M32)
-        state.append(value ^ (value >> np.uint64(16)))
-    out = ((state[0] << np.uint64(32)) | state[1]) & np.uint64(2**63 - 1)
-    return [int(v) for v in out]
-
-
-# ----------------------------------------------------------------------------- torch's CPU generator, vectorised
-# torch.Generator (CPU) is a 32-bit Mersenne Twister seeded from the low 32 bits of the seed (the standard
-# MT19937 initialisation); a randint over a small range (measured: below 2**28 in torch 2.14; crops need
-# < 2**24, enforced) takes one output modulo the range, a float32 uniform one output's low 24 bits / 2**24. `mt19937_outputs` gives the first outputs for many seeds
-# at once; `DeviceView` checks it against torch.Generator at start-up and falls back to per-item generators
-# if they ever disagree.
-_MT_N, _MT_M = 624, 397
-
-
-def mt19937_outputs(seeds: Sequence[int], count: int) -> np.ndarray:
-    """uint32 ``[len(seeds), count]``: the first ``count`` (<= 227) outputs of torch's CPU generator after
-    ``manual_seed(seed)``, for each seed."""
-    if not 1 <= count <= _MT_N - _MT_M:
-        raise ValueError(f"count must be in 1..{_MT_N - _MT_M}, got {count}")
-    m32 = np.uint64(0xFFFFFFFF)
-    state = [np.asarray([int(s) & 0xFFFFFFFF for s in seeds], dtype=np.uint64)]
-    for j in range(1, _MT_M + count + 1):
-        prev = state[-1]
-        state.append((np.uint64(1812433253) * (prev ^ (prev >> np.uint64(30))) + np.uint64(j)) & m32)
-    out = np.empty((len(state[0]), count), dtype=np.uint64)
-    for i in range(count):
-        y = (state[i] & np.uint64(0x80000000)) | (state[i + 1] & np.uint64(0x7FFFFFFF))
-        y = state[i + _MT_M] ^ (y >> np.uint64(1)) ^ np.where(state[i + 1] & np.uint64(1), np.uint64(0x9908B0DF),
-                                                             np.uint64(0))
-        y ^= y >> np.uint64(11)
-        y ^= (y << np.uint64(7)) & np.uint64(0x9D2C5680)
-        y ^= (y << np.uint64(15)) & np.uint64(0xEFC60000)
-        y ^= y >> np.uint64(18)
-        out[:, i] = y & m32
-    return out.astype(np.uint32)
 
 
 # ----------------------------------------------------------------------------- transforms
@@ -126,7 +55,7 @@ class Augment:
     to_unit: bool = False
     mean: Optional[Tuple[float, ...]] = None
     std: Optional[Tuple[float, ...]] = None
-    order: List[str] = field(default_factory=list)  # op names as read, for the draw order
+    order: List[str] = field(default_factory=list)  # op names as read, for the order checks
 
     @property
     def random(self) -> bool:
@@ -169,13 +98,16 @@ def _read_normalize(aug: Augment, op) -> None:
     aug.mean, aug.std = tuple(float(m) for m in op.mean), tuple(float(s) for s in op.std)
 
 
-# transform type -> reader (name recorded in Augment.order)
+# transform type -> reader (name recorded in Augment.order); the random ops must be the keyed ones
 TRANSFORM_STEPS: Dict[type, Tuple[str, Callable]] = {
-    T.RandomCrop: ("crop", _read_crop),
-    T.RandomHorizontalFlip: ("flip", _read_flip),
+    KeyedRandomCrop: ("crop", _read_crop),
+    KeyedHorizontalFlip: ("flip", _read_flip),
     T.ToTensor: ("to_tensor", _read_to_tensor),
     T.Normalize: ("normalize", _read_normalize),
 }
+
+
+_UNKEYED = {T.RandomCrop: "KeyedRandomCrop", T.RandomHorizontalFlip: "KeyedHorizontalFlip"}
 
 
 def read_transform(transform) -> Augment:
@@ -184,6 +116,9 @@ def read_transform(transform) -> Augment:
     aug = Augment()
     for op in ops:
         entry = TRANSFORM_STEPS.get(type(op))
+        if entry is None and type(op) in _UNKEYED:
+            raise ValueError(f"--data_on_device draws crops and flips by the item key: use "
+                             f"datasets.transforms.{_UNKEYED[type(op)]} instead of torchvision's {type(op).__name__}")
         if entry is None:
             raise ValueError(f"--data_on_device cannot run the transform {type(op).__name__} on the device; "
                              f"drop --data_on_device")
@@ -201,41 +136,21 @@ def _padded_size(aug: Augment, height: int, width: int) -> Tuple[int, int]:
     return ph, pw
 
 
-def draw_params(aug: Augment, generator: torch.Generator, height: int, width: int) -> Tuple[int, int, bool]:
-    """The draws torchvision makes for one item, in its order: RandomCrop's row then column offset
-    (``torch.randint``), RandomHorizontalFlip's ``torch.rand(1) < p``. -> (top, left, flip)."""
-    top = left = 0
-    flip = False
-    if aug.crop is not None:
-        (th, tw), (ph, pw) = aug.crop, _padded_size(aug, height, width)
-        if (ph, pw) != (th, tw):  # torchvision returns without drawing when the sizes already match
-            top = int(torch.randint(0, ph - th + 1, size=(1,), generator=generator).item())
-            left = int(torch.randint(0, pw - tw + 1, size=(1,), generator=generator).item())
-    if aug.flip_p > 0:
-        flip = bool(torch.rand(1, generator=generator).item() < aug.flip_p)
-    return top, left, flip
-
-
-def draw_params_many(aug: Augment, seeds: Sequence[int], height: int, width: int):
-    """`draw_params` for a generator freshly seeded with each of ``seeds``, vectorised:
-    -> (top int64 ``[n]``, left int64 ``[n]``, flip bool ``[n]``)."""
-    n = len(seeds)
+def draw_params(aug: Augment, seed: int, epochs, positions: np.ndarray, height: int, width: int):
+    """The keyed draws of `KeyedRandomCrop` and `KeyedHorizontalFlip` (see `datasets.keyed`) for the items
+    at ``positions`` (int64 ``[n]``) of ``epochs`` (one int or ``[n]``), images ``height x width`` before
+    padding: -> (top int64 ``[n]``, left int64 ``[n]``, flip bool ``[n]``)."""
+    n = len(positions)
     top, left, flip = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
-    crop_draws = False
+    if n == 0:
+        return top, left, flip
     if aug.crop is not None:
         (th, tw), (ph, pw) = aug.crop, _padded_size(aug, height, width)
-        crop_draws = (ph, pw) != (th, tw)
-        if crop_draws and max(ph - th, pw - tw) >= 2**24:
-            raise ValueError("crop ranges of 2**24 or more draw differently; use per-item generators")
-    count = 2 * crop_draws + (aug.flip_p > 0)
-    if count == 0 or n == 0:
-        return top, left, flip
-    words = mt19937_outputs(seeds, count).astype(np.int64)
-    if crop_draws:
-        top, left = words[:, 0] % (ph - th + 1), words[:, 1] % (pw - tw + 1)
+        if (ph, pw) != (th, tw):  # no draw when the sizes already match
+            top = keyed.integers(seed, epochs, positions, keyed.STREAM_CROP_ROW, ph - th + 1)
+            left = keyed.integers(seed, epochs, positions, keyed.STREAM_CROP_COL, pw - tw + 1)
     if aug.flip_p > 0:
-        unit = (words[:, -1] & 0xFFFFFF).astype(np.float32) * np.float32(2.0 ** -24)
-        flip = unit < np.float32(aug.flip_p)
+        flip = keyed.units(seed, epochs, positions, keyed.STREAM_FLIP) < aug.flip_p
     return top, left, flip
 
 
@@ -351,8 +266,6 @@ def _unwrap_pi(ds, chain: Chain):
 
 
 def _wrappers() -> Dict[type, Callable[[Any, Chain], Any]]:
-    from engine.seed import KeyedItems
-
     from .contrast import ContrastSample
     from .pi_images import WithImagePI
 
@@ -376,12 +289,11 @@ def _not_on_device(ds) -> ValueError:
 class DeviceView:
     """A trainer data set (any registered chain) held on ``device``; ``batch(keys)`` -> the collated batch.
 
-    keys: positions (ints) for un-keyed sets, or ``(epoch, position)`` pairs from `engine.seed.KeyedSampler`.
-    ``seeded=True``: a set with random transforms but no item key, read with `images_seeded` (explicit
-    per-item torch seeds, as stage 2's pass schedule gives them).
+    keys: positions (ints) for un-keyed sets, or ``(epoch, position)`` pairs from
+    `datasets.keyed.KeyedSampler` (a batch may mix epochs: stage 2's passes).
     """
 
-    def __init__(self, dataset, device: torch.device, seeded: bool = False):
+    def __init__(self, dataset, device: torch.device):
         bases, wrappers = _bases(), _wrappers()
         chain, ds = Chain(), dataset
         while _lookup(bases, ds) is None:
@@ -396,16 +308,15 @@ class DeviceView:
         self.device = torch.device(device)
         self.augment, self.hwc = base.augment, base.hwc
         self.seed, self.contrast, self.pi_cache = chain.seed, chain.contrast, chain.pi_cache
-        if self.augment.random and self.seed is None and not seeded:
-            raise ValueError("--data_on_device: this set has random transforms but its items are not keyed by "
-                             "(seed, epoch, index) (wrap it in engine.seed.KeyedItems)")
+        if (self.augment.random or self.contrast is not None) and self.seed is None:
+            raise ValueError("--data_on_device: this set has random draws but its items are not keyed by "
+                             "(seed, epoch, index) (wrap it in datasets.keyed.KeyedItems)")
         self.base_rows = position_map  # position -> base row (= the reported index)
         self.reported = position_map if base.reported is None else base.reported[position_map]
         self.images = base.images.to(self.device)
         self.targets = base.targets.to(self.device)
         self.targets_cpu = base.targets.numpy()
         self.height, self.width = (base.images.shape[1:3] if self.hwc else base.images.shape[2:4])
-        self.vector_draws = not self.augment.random or self._vector_draws_agree()
         self.pis = None
         if self.pi_cache is not None:
             cache_targets = np.asarray(self.pi_cache.targets, dtype=np.int64)
@@ -421,19 +332,6 @@ class DeviceView:
     def __len__(self) -> int:
         return len(self.base_rows)
 
-    def images_seeded(self, positions: Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
-        """Images ``[B, C, H, W]`` of the items at ``positions``, each drawn as the CPU path draws it with
-        torch's generator seeded by the matching entry of ``seeds`` (``torch.manual_seed(seed)``)."""
-        positions = np.asarray(positions, dtype=np.int64)
-        seeds = [int(s) for s in seeds]
-        if self.augment.random and self.vector_draws:
-            top, left, flip = draw_params_many(self.augment, seeds, self.height, self.width)
-        else:
-            g = torch.Generator()
-            draws = [draw_params(self.augment, g.manual_seed(s), self.height, self.width) for s in seeds]
-            top, left, flip = (np.asarray(d) for d in zip(*draws)) if draws else (np.zeros(0, np.int64),) * 3
-        return self._pixels(self.base_rows[positions], top, left, flip)
-
     def _pixels(self, rows: np.ndarray, top, left, flip) -> torch.Tensor:
         """Gather base ``rows`` on the device and apply the transform with the given draws."""
         dev = self.device
@@ -444,68 +342,46 @@ class DeviceView:
         return apply_augment(self.augment, x, as_tensor(top, np.int64), as_tensor(left, np.int64),
                              as_tensor(flip, bool))
 
-    def _vector_draws_agree(self) -> bool:
-        """`draw_params_many` against per-item torch.Generator draws on a few keys."""
-        seeds = item_seeds(12345, 6, np.arange(32))
-        try:
-            fast = draw_params_many(self.augment, seeds, self.height, self.width)
-        except ValueError:
-            return False
-        g = torch.Generator()
-        slow = [draw_params(self.augment, g.manual_seed(s), self.height, self.width) for s in seeds]
-        return all(np.array_equal(a, np.asarray(b)) for a, b in zip(fast, zip(*slow)))
-
-    def _draws(self, epoch: int, positions: np.ndarray, reported: np.ndarray, targets: Optional[np.ndarray]):
-        """(top, left, flip, contrast rows) of each item from its keyed generator."""
-        n = len(positions)
-        if self.contrast is None and self.vector_draws and self.seed is not None:
-            return (*draw_params_many(self.augment, item_seeds(self.seed, epoch, positions), self.height,
-                                      self.width), [])
-        top, left, flip = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
-        contrast = []
-        seeds = item_seeds(self.seed, epoch, positions) if self.seed is not None else [None] * n
-        g = torch.Generator()
-        for k, s in enumerate(seeds):
-            if s is not None:
-                g.manual_seed(s)
-            if self.augment.random:
-                top[k], left[k], flip[k] = draw_params(self.augment, g, self.height, self.width)
-            if self.contrast is not None:
-                key = int(torch.randint(0, 2**62, (), generator=g))
-                contrast.append(self.contrast.contrast_indices(int(reported[k]), int(targets[k]), key))
-        return top, left, flip, contrast
-
     @staticmethod
-    def split_keys(keys: Sequence) -> Tuple[int, np.ndarray]:
-        """Sampler keys -> (epoch, positions int64 ``[n]``); plain ints are epoch 0."""
+    def split_keys(keys: Sequence) -> Tuple[np.ndarray, np.ndarray]:
+        """Sampler keys -> (epochs int64 ``[n]``, positions int64 ``[n]``); plain ints are epoch 0."""
         if len(keys) and isinstance(keys[0], tuple):
-            epochs = {int(e) for e, _ in keys}
-            if len(epochs) != 1:
-                raise ValueError("one batch mixes epochs")
-            return epochs.pop(), np.asarray([int(p) for _, p in keys], dtype=np.int64)
-        return 0, np.asarray([int(p) for p in keys], dtype=np.int64)
+            pairs = np.asarray(keys, dtype=np.int64).reshape(-1, 2)
+            return pairs[:, 0].copy(), pairs[:, 1].copy()
+        positions = np.asarray(keys, dtype=np.int64).reshape(-1)
+        return np.zeros_like(positions), positions
 
-    def draws(self, keys: Sequence):
-        """The random draws of the items at ``keys``: (top, left, flip, contrast rows)."""
-        epoch, positions = self.split_keys(keys)
+    def draws(self, keys: Sequence) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(top, left, flip) of the items at ``keys``, all keys in one vectorised pass."""
+        epochs, positions = self.split_keys(keys)
+        if not self.augment.random:
+            n = len(positions)
+            return np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
+        return draw_params(self.augment, self.seed, epochs, positions, self.height, self.width)
+
+    def contrast_rows(self, keys: Sequence) -> torch.Tensor:
+        """CRD's ``contrast_idx`` (int64 ``[n, k + 1]``) of the items at ``keys``: each item's keyed seed
+        (``STREAM_CONTRAST``) vectorised, then CRD's own numpy draw per item, as on the CPU path."""
+        epochs, positions = self.split_keys(keys)
         rows = self.base_rows[positions]
-        targets_cpu = self.targets_cpu[rows] if self.contrast is not None else None
-        return self._draws(epoch, positions, self.reported[positions], targets_cpu)
+        seeds = keyed.words(self.seed, epochs, positions, keyed.STREAM_CONTRAST)
+        return torch.stack([self.contrast.contrast_indices(int(i), int(t), int(s)) for i, t, s in
+                            zip(self.reported[positions], self.targets_cpu[rows], seeds)])
 
     def batch(self, keys: Sequence, draws=None) -> Any:
         """Collated batch of the items at ``keys`` (see the class docstring), on the device. ``draws``:
         `draws(keys)` computed beforehand (e.g. for a whole epoch at once), else computed here."""
-        epoch, positions = self.split_keys(keys)
+        _, positions = self.split_keys(keys)
         rows, reported = self.base_rows[positions], self.reported[positions]
         rows_dev = torch.from_numpy(rows).to(self.device, non_blocking=True)
         target = self.targets[rows_dev]
-        top, left, flip, contrast = draws if draws is not None else self.draws(keys)
+        top, left, flip = draws if draws is not None else self.draws(keys)
         x = self._pixels(rows, top, left, flip)
         dev = self.device
         index = torch.from_numpy(reported).to(dev)
         if self.contrast is not None:
             return {"image": x, "target": target, "index": index,
-                    "contrast_idx": torch.stack(contrast).to(dev)}
+                    "contrast_idx": self.contrast_rows(keys).to(dev)}
         if self.pis is not None:
             return x, target, index, pi_values(self.pis[index])
         return x, target, index
@@ -527,9 +403,7 @@ class DeviceLoader:
         keys = list(self.sampler)
         stop = len(self) * self.batch_size if self.drop_last else len(keys)
         view = self.view
-        # draws of the whole epoch in one vectorised pass, unless CRD's per-item negatives are needed
-        epoch_draws = view.draws(keys[:stop]) if view.contrast is None and view.vector_draws else None
+        epoch_draws = view.draws(keys[:stop])  # crops and flips of the whole epoch in one vectorised pass
         for start in range(0, stop, self.batch_size):
             end = min(start + self.batch_size, stop)
-            draws = None if epoch_draws is None else tuple(d[start:end] for d in epoch_draws[:3]) + ([],)
-            yield view.batch(keys[start:end], draws)
+            yield view.batch(keys[start:end], tuple(d[start:end] for d in epoch_draws))

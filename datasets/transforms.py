@@ -1,12 +1,18 @@
 """Normalization constants and the standard train/eval transforms of each data set.
 
-All transforms end in a normalized float tensor `[C, H, W]`.
+All transforms end in a normalized float tensor `[C, H, W]`. The random crop and flip of the CIFAR-style
+and tensor transforms are `KeyedRandomCrop` and `KeyedHorizontalFlip`: torchvision's ops with their draws
+taken from the item's key (`datasets.keyed`), so the device path (`datasets.device_data`) makes the same
+draws for a whole batch at once.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import torchvision.transforms as T
+import torchvision.transforms.functional as F
+
+from .keyed import STREAM_CROP_COL, STREAM_CROP_ROW, STREAM_FLIP, item_integer, item_unit
 
 # per-channel RGB statistics of the training images, pixel values scaled to [0, 1]
 CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
@@ -17,11 +23,35 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+class KeyedRandomCrop(T.RandomCrop):
+    """torchvision's ``RandomCrop`` (same arguments and pixel work) whose offsets are the item's keyed draws:
+    row ``word(.., STREAM_CROP_ROW) mod (H - h + 1)``, column ``word(.., STREAM_CROP_COL) mod (W - w + 1)``
+    of the padded ``H x W`` image (no draw when the sizes already match)."""
+
+    @staticmethod
+    def get_params(img, output_size: Tuple[int, int]) -> Tuple[int, int, int, int]:
+        _, h, w = F.get_dimensions(img)
+        th, tw = output_size
+        if h < th or w < tw:
+            raise ValueError(f"Required crop size {(th, tw)} is larger than input image size {(h, w)}")
+        if w == tw and h == th:
+            return 0, 0, h, w
+        return item_integer(STREAM_CROP_ROW, h - th + 1), item_integer(STREAM_CROP_COL, w - tw + 1), th, tw
+
+
+class KeyedHorizontalFlip(T.RandomHorizontalFlip):
+    """torchvision's ``RandomHorizontalFlip`` that mirrors when the item's keyed real of ``STREAM_FLIP`` is
+    below ``p``."""
+
+    def forward(self, img):
+        return F.hflip(img) if item_unit(STREAM_FLIP) < self.p else img
+
+
 def cifar_train(mean: Sequence[float], std: Sequence[float], size: int = 32, padding: int = 4):
     """RepDistiller's CIFAR training transform: pad-and-crop, horizontal flip, tensor, normalize."""
     return T.Compose([
-        T.RandomCrop(size, padding=padding),
-        T.RandomHorizontalFlip(),
+        KeyedRandomCrop(size, padding=padding),
+        KeyedHorizontalFlip(),
         T.ToTensor(),
         T.Normalize(mean, std),
     ])
@@ -34,10 +64,11 @@ def cifar_eval(mean: Sequence[float], std: Sequence[float]):
 
 def imagenet_train(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                    size: int = 224):
-    """ImageNet training transform: random resized crop to `size` pixels, flip, tensor, normalize."""
+    """ImageNet training transform: random resized crop to `size` pixels, flip, tensor, normalize (CPU
+    path only: the device path does not run RandomResizedCrop)."""
     return T.Compose([
-        T.RandomResizedCrop(size),
-        T.RandomHorizontalFlip(),
+        T.RandomResizedCrop(size),  # draws from torch's generator, which KeyedItems seeds by the key
+        KeyedHorizontalFlip(),
         T.ToTensor(),
         T.Normalize(mean, std),
     ])
@@ -59,7 +90,7 @@ def tensor_train(mean: Sequence[float], std: Sequence[float], size: int, padding
 
     No flip: meant for data that is not mirror-invariant (digits).
     """
-    steps = [T.RandomCrop(size, padding=padding)] if padding > 0 else []
+    steps = [KeyedRandomCrop(size, padding=padding)] if padding > 0 else []
     return T.Compose(steps + [T.Normalize(mean, std)])
 
 

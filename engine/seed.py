@@ -1,4 +1,6 @@
-"""Seeding, determinism, and capture/restore of every random number generator (for exact resume)."""
+"""Seeding, determinism, and capture/restore of every random number generator (for exact resume).
+
+The per-item randomness of training data (keyed by seed, epoch and index) is `datasets.keyed`."""
 from __future__ import annotations
 
 import os
@@ -66,71 +68,3 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         states = state["cuda"]
         if len(states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(states)
-
-
-# ----------------------------------------------------------------------------- keyed item randomness
-# Augmentation (and CRD's negatives) must not depend on which process draws an item, nor on how many
-# data-loader workers there are, nor on where a run was resumed. So every training item is drawn with
-# all generators seeded from (run seed, epoch, item index) and the caller's generator states restored
-# afterwards. The epoch travels inside the sampler's keys, so persistent workers see it too.
-
-def item_seed(seed: int, epoch: int, index: int) -> int:
-    """A 63-bit seed that is a fixed function of ``(seed, epoch, index)`` (numpy's SeedSequence mixing)."""
-    words = np.random.SeedSequence([int(seed) % 2**63, int(epoch) % 2**63, int(index) % 2**63]).generate_state(2)
-    return int((int(words[0]) << 32 | int(words[1])) & (2**63 - 1))
-
-
-class KeyedSampler(torch.utils.data.Sampler):
-    """Wraps an index sampler; yields ``(epoch, index)`` keys for `KeyedItems`. ``set_epoch`` is passed on."""
-
-    def __init__(self, sampler):
-        self.sampler = sampler
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
-
-    def __iter__(self):
-        epoch = self.epoch
-        return ((epoch, int(i)) for i in self.sampler)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-
-class KeyedItems(torch.utils.data.Dataset):
-    """``dataset[index]`` drawn with torch's, numpy's and python's global generators seeded by
-    `item_seed(seed, epoch, index)`; the key is an ``(epoch, index)`` pair (a plain int means epoch 0).
-
-    The surrounding generator states are saved and restored, so drawing an item in the main process
-    (``--num_workers 0``) leaves the training stream untouched.
-    """
-
-    def __init__(self, dataset, seed: int):
-        self.dataset, self.seed = dataset, int(seed)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getattr__(self, name: str):  # targets, index_space, ... of the wrapped set
-        if name in ("dataset", "seed") or name.startswith("__"):  # no __getitems__ etc. of the wrapped set
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
-
-    def __getitem__(self, key):
-        epoch, index = key if isinstance(key, tuple) else (0, key)
-        s = item_seed(self.seed, epoch, index)
-        py_state, np_state = random.getstate(), np.random.get_state()
-        with torch.random.fork_rng(devices=[]):
-            # the CPU generator only: torch.manual_seed would also queue a CUDA reseed (with a stack capture,
-            # ~0.5 ms per item) that fork_rng(devices=[]) does not undo
-            torch.default_generator.manual_seed(s)
-            random.seed(s)
-            np.random.seed(s % 2**32)
-            try:
-                return self.dataset[index]
-            finally:
-                random.setstate(py_state)
-                np.random.set_state(np_state)

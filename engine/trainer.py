@@ -12,7 +12,7 @@ Files in ``run_dir`` (written by rank 0 only): ``config.yaml``, ``<arch>_last.pt
 (atomic, every epoch), TensorBoard events in ``tb/``. The best checkpoint is chosen by validation top-1
 when a validation set is given, else by test top-1 (the papers' convention, which is optimistic).
 
-Training items are drawn through `engine.seed.KeyedItems` / `KeyedSampler`: their randomness is keyed by
+Training items are drawn through `datasets.keyed.KeyedItems` / `KeyedSampler`: their randomness is keyed by
 (seed, epoch, index), so results do not depend on ``num_workers`` and ``--resume`` is bit-exact. On
 resume the command line is compared with the stored configuration (`engine.resume`).
 
@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from datasets.bundle import ITEM_FIELDS
+from datasets.keyed import KeyedItems, KeyedSampler
 from models.loading import state_dict_differences
 from topkd_io import check_output_dir, load_checkpoint, remove_stale_temps, save_torch
 
@@ -48,7 +49,7 @@ from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, b
                           ddp_ignore_names, gather_objects, pick_device)
 from .metrics import RunningSums, topk_correct
 from .resume import FREE_FIELDS, check_epochs, check_resume, config_changes, format_changes
-from .seed import KeyedItems, KeyedSampler, get_rng_state, set_rng_state, worker_init_fn
+from .seed import get_rng_state, set_rng_state, worker_init_fn
 
 log = logging.getLogger(__name__)
 

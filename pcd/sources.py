@@ -8,13 +8,14 @@ any range can be regenerated on its own (what makes resume exact).
 from __future__ import annotations
 
 import os
-import random
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from datasets.keyed import RULE as KEYED_RULE
+from datasets.keyed import KeyedItems
 from models.features import check_layer, layer_embedding
 
 from topkd_io import file_identity
@@ -60,59 +61,38 @@ class ArrayCloudSource:
 # --------------------------------------------------------------------------------------------------
 # teacher embeddings
 # --------------------------------------------------------------------------------------------------
-class _SeededImages(Dataset):
-    """Items ``(index, seed)`` -> the image of ``base[index]`` drawn with every RNG seeded by ``seed``.
-
-    Seeding each sample makes its augmentation independent of worker count and of what came before.
-    """
-
-    def __init__(self, base: Dataset):
-        self.base = base
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, item: Tuple[int, int]) -> torch.Tensor:
-        index, seed = item
-        random.seed(seed)
-        np.random.seed(seed)
-        # the CPU generator only: torch.manual_seed would also queue a CUDA reseed with a stack capture
-        # (~0.5 ms per image); the draws are the same
-        torch.default_generator.manual_seed(seed)
-        return self.base[index][0]
-
-
 class PassSchedule:
-    """Which samples (and augmentation seeds) form cloud ``g``: pass ``g // per_pass``, batch ``g % per_pass``.
+    """Which samples form cloud ``g``: pass ``p = g // per_pass``, batch ``g % per_pass``.
 
     Each pass is a seeded permutation of the training set cut into ``per_pass = n // batch`` full
-    batches (drop_last), as a shuffled DataLoader with ``drop_last=True`` would give.
+    batches (drop_last), as a shuffled DataLoader with ``drop_last=True`` would give. ``batch(g)`` gives
+    the item keys ``(p, index)``: read through ``KeyedItems(train_set, seed)``, sample ``index`` of pass
+    ``p`` is augmented by the keyed rule of `datasets.keyed` with key ``(seed, p, index)``, whatever the
+    worker count or the route (DataLoader or ``--data_on_device``).
     """
 
     def __init__(self, num_samples: int, batch: int, passes: int, seed: int):
         self.n, self.batch_size, self.passes, self.seed = num_samples, batch, passes, seed
         self.per_pass = num_samples // batch
-        self._cache: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+        self._cache: Dict[int, np.ndarray] = {}
 
     @property
     def num_clouds(self) -> int:
         return self.per_pass * self.passes
 
-    def _pass(self, p: int) -> Tuple[np.ndarray, np.ndarray]:
+    def _pass(self, p: int) -> np.ndarray:
         if p not in self._cache:
-            self._cache = {p: (np.random.default_rng([self.seed, p]).permutation(self.n),
-                               np.random.SeedSequence([self.seed, p, 1]).generate_state(self.n))}
+            self._cache = {p: np.random.default_rng([self.seed, p]).permutation(self.n)}
         return self._cache[p]
 
     def batch(self, g: int) -> List[Tuple[int, int]]:
+        """Keys ``(pass, index)`` of the ``batch`` samples of cloud ``g``."""
         p, b = divmod(g, self.per_pass)
-        perm, seeds = self._pass(p)
-        sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
-        return [(int(i), int(s)) for i, s in zip(perm[sl], seeds[sl])]
+        return [(p, int(i)) for i in self._pass(p)[b * self.batch_size:(b + 1) * self.batch_size]]
 
 
 class _CloudBatches(Sampler):
-    """Batches of ``(index, seed)`` pairs for global clouds ``[start, stop)`` of a pass schedule."""
+    """Batches of ``(pass, index)`` keys for global clouds ``[start, stop)`` of a pass schedule."""
 
     def __init__(self, schedule: PassSchedule, start: int, stop: int):
         self.schedule, self.start, self.stop = schedule, start, stop
@@ -176,18 +156,18 @@ class TeacherCloudSource:
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.device, self.workers = device, int(workers)
-        self.images = _SeededImages(train_set)
-        # --data_on_device: the set on the device, batches cut and augmented there with the same draws
+        self.images = KeyedItems(train_set, seed)  # item (pass, index) -> (image, target, index, ...)
+        # --data_on_device: the set on the device, batches cut and augmented there with the same keyed draws
         self.view = None
         if data_on_device:
             from datasets.device_data import DeviceView
 
-            self.view = DeviceView(train_set, torch.device(device), seeded=True)
+            self.view = DeviceView(self.images, torch.device(device))
         self.schedule = PassSchedule(len(train_set), batch, passes, seed)
         self.num_clouds, self.points = self.schedule.num_clouds, batch
         self.identity = dict(identity or {})
         self.layer_arg = int(layer)
-        probe = self._forward(self.images[self.schedule.batch(0)[0]].unsqueeze(0).expand(2, -1, -1, -1))
+        probe = self._forward(self.images[self.schedule.batch(0)[0]][0].unsqueeze(0).expand(2, -1, -1, -1))
         self.layer = check_layer(self.layer_arg, len(probe), "--layer", "teacher")
         self.dim = int(layer_embedding(probe, self.layer).shape[1])
 
@@ -198,7 +178,7 @@ class TeacherCloudSource:
 
     def config(self) -> Dict[str, Any]:
         return {"kind": self.kind, **self.identity, "layer": self.layer_arg, "teacher_bn": self.teacher_bn,
-                "num_samples": self.schedule.n,
+                "num_samples": self.schedule.n, "item_draws": KEYED_RULE,
                 "clouds_per_pass": self.schedule.per_pass}
 
     def clouds(self, start: int, stop: int) -> Iterator[np.ndarray]:
@@ -209,13 +189,13 @@ class TeacherCloudSource:
             n, per_forward = self.points, DEVICE_CLOUDS_PER_FORWARD if self.teacher_bn == "eval" else 1
             for g0 in range(start, stop, per_forward):
                 groups = range(g0, min(stop, g0 + per_forward))
-                index, seeds = zip(*[pair for g in groups for pair in self.schedule.batch(g)])
-                feats = layer_embedding(self._forward(self.view.images_seeded(index, seeds)), self.layer)
+                keys = [key for g in groups for key in self.schedule.batch(g)]
+                feats = layer_embedding(self._forward(self.view.batch(keys)[0]), self.layer)
                 feats = feats.float().cpu().numpy()
                 for k in range(len(groups)):
                     yield feats[k * n:(k + 1) * n][None]
             return
         loader = DataLoader(self.images, batch_sampler=_CloudBatches(self.schedule, start, stop),
                             num_workers=self.workers, pin_memory=self.device.startswith("cuda"))
-        for x in loader:
+        for x, *_ in loader:
             yield layer_embedding(self._forward(x), self.layer).float().cpu().numpy()[None]

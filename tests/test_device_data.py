@@ -1,8 +1,9 @@
 """--data_on_device (datasets.device_data): the device path's batches against the CPU DataLoader path's.
 
-The reference is the CPU path itself as the trainer builds it (torchvision's RandomCrop/RandomHorizontalFlip/
-ToTensor/Normalize under engine.seed.KeyedItems) and numpy's SeedSequence; the device path reimplements both
-and must give the same images (so the same crops and flips), targets, indices and CRD negatives.
+The reference is the CPU path itself as the trainer builds it (datasets.transforms' KeyedRandomCrop/
+KeyedHorizontalFlip and torchvision's ToTensor/Normalize, one item at a time under datasets.keyed.KeyedItems);
+the device path evaluates the same keyed rule for whole batches and must give the same images (so the same
+crops and flips), targets, indices and CRD negatives. The rule itself is tested in test_keyed.py.
 Here the device is the CPU; benchmarks/gpu_checks_issue14.sh runs the CUDA variant.
 """
 import numpy as np
@@ -12,23 +13,14 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from datasets import build_datasets
 from datasets.contrast import ContrastSample
-from datasets.device_data import DeviceLoader, DeviceView, item_seeds
-from engine.seed import KeyedItems, KeyedSampler, item_seed
+from datasets.device_data import DeviceLoader, DeviceView
+from datasets.keyed import KeyedItems, KeyedSampler
 
 from test_datasets import _write_cifar100, skip_md5  # noqa: F401  (fixture)
 from helpers import DigitsNet as TinyNet
 from test_engine import make_cfg
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-def test_item_seeds_equal_seedsequence_keys():
-    rng = np.random.default_rng(3)
-    positions = np.concatenate([[0, 1, 2**32 - 1], rng.integers(0, 2**31, 200)])
-    for seed, epoch in ((0, 0), (7, 3), (2**32 - 1, 240), (123456789, 1)):
-        assert item_seeds(seed, epoch, positions) == [item_seed(seed, epoch, int(p)) for p in positions]
-    big = [2**40 + 5, 3]  # beyond 32-bit words: the scalar path
-    assert item_seeds(2**33, 1, big) == [item_seed(2**33, 1, p) for p in big]
 
 
 def _train_keys(n, epoch, seed, world=1, rank=0):
@@ -67,7 +59,7 @@ def test_digits_train_batches_equal_cpu_path(device):
         _assert_same(cpu, dev)
     # the draws are not trivial: several crop offsets occur (digits: no flip op)
     view = DeviceView(keyed, torch.device(device))
-    top, left, flip, _ = view._draws(1, np.arange(200), np.arange(200), None)
+    top, left, flip = view.draws([(1, p) for p in range(200)])
     assert len(set(top.tolist())) == 5 and len(set(left.tolist())) == 5 and not flip.any()
 
 
@@ -86,8 +78,7 @@ def test_cifar100_crops_flips_and_eval_equal_cpu_path(tmp_path, skip_md5, device
         _assert_same(_cpu_batches(split, order, 7), list(DeviceLoader(split, order, 7, dev)))
     # random uint8 pixels: equal images mean equal crops and flips; both flip outcomes and many offsets occur
     view = DeviceView(keyed, dev)
-    assert view.vector_draws  # the whole-epoch vectorised draws were the ones compared above
-    top, left, flip, _ = view._draws(1, np.arange(48), np.arange(48), None)
+    top, left, flip = view.draws([(1, p) for p in range(48)])
     assert flip.any() and not flip.all() and len(set(zip(top.tolist(), left.tolist()))) > 10
 
 
@@ -119,6 +110,11 @@ def test_files_on_disk_and_unknown_transforms_are_refused(tmp_path):
         DeviceView(digits.test, torch.device("cpu"))
     with pytest.raises(ValueError, match="not keyed"):
         DeviceView(digits.train, torch.device("cpu"))  # random crops need the (seed, epoch, index) key
+    unkeyed = ((T.RandomCrop(8, padding=1), "KeyedRandomCrop"), (T.RandomHorizontalFlip(), "KeyedHorizontalFlip"))
+    for op, keyed_name in unkeyed:
+        digits.test.transform = T.Compose([op, T.Normalize((0.5,), (0.5,))])  # draws from torch's generator
+        with pytest.raises(ValueError, match=f"datasets.transforms.{keyed_name} instead of torchvision's"):
+            DeviceView(digits.test, torch.device("cpu"))
 
 
 def _fit(tmp_path, seed, *extra):
@@ -169,23 +165,12 @@ def test_tgd_pi_caches_equal_cpu_path(tmp_path, skip_md5):  # noqa: F811
         _assert_same(_cpu_batches(split, order, 5), list(DeviceLoader(split, order, 5, dev)))
 
 
-def test_vectorised_generator_equals_torch_generator():
-    from datasets.device_data import Augment, draw_params, draw_params_many, mt19937_outputs
-
-    rng = np.random.default_rng(0)
-    seeds = [0, 1, 2**32 - 1, 2**32, 2**63 - 1] + [int(v) for v in rng.integers(0, 2**63, 300)]
-    words = mt19937_outputs(seeds, 3)
-    g = torch.Generator()
-    for s, row in zip(seeds, words):
-        for r in (9, 2**16):  # a small int range takes one 32-bit output modulo the range
-            g.manual_seed(s)
-            assert [int(torch.randint(0, r, (1,), generator=g)) for _ in range(3)] == [int(w) % r for w in row]
-        g.manual_seed(s)  # a float32 uniform: the low 24 bits / 2**24
-        assert torch.rand(3, generator=g).tolist() == [(int(w) & 0xFFFFFF) / 2**24 for w in row]
-    for aug in (Augment(crop=(32, 32), padding=(4, 4, 4, 4), flip_p=0.5), Augment(crop=(16, 16), padding=(2,) * 4),
-                Augment(flip_p=0.3), Augment(crop=(32, 32), padding=(1, 0, 3, 2), flip_p=0.5)):
-        fast = draw_params_many(aug, seeds, 32 if aug.crop != (16, 16) else 16, 32 if aug.crop != (16, 16) else 16)
-        size = 16 if aug.crop == (16, 16) else 32
-        slow = np.asarray([draw_params(aug, g.manual_seed(s), size, size) for s in seeds])
-        for k in range(3):
-            assert np.array_equal(fast[k], slow[:, k].astype(fast[k].dtype)), (aug, k)
+def test_batches_may_mix_epochs():
+    """Stage 2 cuts several clouds into one batch across a pass boundary: per-key epochs, as item by item."""
+    data = build_datasets("digits", "unused", image_size=8)
+    keyed = KeyedItems(data.train, 4)
+    keys = [(3, 10), (4, 10), (3, 11), (9, 0)]
+    dev = DeviceView(keyed, torch.device("cpu")).batch(keys)
+    cpu = torch.utils.data.default_collate([keyed[k] for k in keys])
+    _assert_same([cpu], [dev])
+    assert not torch.equal(dev[0][0], dev[0][1])  # the same image in two epochs, two crops

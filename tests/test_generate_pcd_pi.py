@@ -1,7 +1,6 @@
 """Stage 2 (generate_PCD_PI.py): files, manifest, images against gudhi and the official reference,
 exact resume, bad inputs. Tiny inputs: a random resnet8 on 16x16 digits, 32-point clouds, one pass."""
 import os
-import random
 
 import numpy as np
 import pytest
@@ -67,6 +66,7 @@ def test_teacher_run_files_manifest_and_images(full_run, teacher):
     assert cfg["source"]["arch"] == "resnet8" and len(cfg["source"]["teacher"]["sha256"]) == 64
     assert (cfg["dataset"], cfg["layer"], cfg["batch_size"], cfg["passes"], cfg["dims"]) == ("digits", -1, 32, 1, [0, 1])
     assert cfg["teacher_bn"] == "batch" == cfg["source"]["teacher_bn"]  # the official default, recorded
+    assert cfg["source"]["item_draws"] == "splitmix64-keyed/1"  # the keyed augmentation rule, recorded
     assert cfg["feature_dim"] == 64 and len(m["shards"]) == 5 == -(-NUM_CLOUDS // 10)
     shard = np.load(full_run / m["shards"][0]["pcd"])
     assert shard.dtype == np.float32 and shard.shape == (10, 32, 64)
@@ -85,25 +85,22 @@ def test_clouds_are_teacher_embeddings_of_augmented_batches(full_run, teacher):
     """Cloud 0 = the teacher's FC input for its batch, BatchNorm on the batch's statistics (the default
     --teacher_bn batch: torch's train-mode BatchNorm is the reference); augmentation on."""
     from datasets import build_datasets
+    from datasets.keyed import KeyedItems
     from models import load_model
     from pcd.sources import PassSchedule
 
     data = build_datasets("digits", ".", image_size=16, train_augment=True)
     model, _, _ = load_model(teacher)
     model.train()  # batch statistics (this copy's running statistics are not used afterwards)
-    pairs = PassSchedule(len(data.train), 32, 1, 0).batch(0)
-    assert len({i for i, _ in pairs}) == 32
+    keys = PassSchedule(len(data.train), 32, 1, 0).batch(0)
+    assert len({i for _, i in keys}) == 32 and {p for p, _ in keys} == {0}
     stored = np.load(full_run / "shards" / "pcd_00000.npy")[0]
     plain = build_datasets("digits", ".", image_size=16, train_augment=False).train
-    images = []
-    for i, seed in pairs:  # each sample's augmentation is drawn from its own seed
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        images.append(data.train[i][0])
+    # each sample's augmentation is keyed by (--seed, pass, index); read one item at a time
+    images = [KeyedItems(data.train, 0)[key][0] for key in keys]
     with torch.no_grad():
         feats, _ = model(torch.stack(images), is_feat=True)
-        eval_feats, _ = model(torch.stack([plain[i][0] for i, _ in pairs]), is_feat=True)
+        eval_feats, _ = model(torch.stack([plain[i][0] for _, i in keys]), is_feat=True)
     np.testing.assert_allclose(stored, feats[-1].numpy(), rtol=1e-5, atol=1e-6)
     assert not np.allclose(stored, eval_feats[-1].numpy(), atol=1e-4)  # augmentation was on
 
@@ -243,7 +240,7 @@ def test_teacher_bn_modes(teacher):
         assert all(torch.equal(before[k], after[k]) for k in before), mode  # weights and buffers unchanged
         assert source.config()["teacher_bn"] == mode
         # independent reference: the same images through torch's own eval / train-mode BatchNorm
-        images = torch.stack([source.images[p] for p in source.schedule.batch(1)])
+        images = torch.stack([source.images[key][0] for key in source.schedule.batch(1)])
         ref_model, _, _ = load_model(teacher)
         ref_model.load_state_dict(before)
         ref_model.train(mode == "batch")
@@ -253,6 +250,18 @@ def test_teacher_bn_modes(teacher):
     assert not np.allclose(clouds["batch"], clouds["eval"], atol=1e-3)
     with pytest.raises(ValueError, match="--teacher_bn must be one of batch, eval"):
         TeacherCloudSource(load_model(teacher)[0], data.train, batch=32, passes=1, layer=-1, seed=0, teacher_bn="x")
+
+
+def test_clouds_do_not_depend_on_the_worker_count(full_run, teacher):
+    """Each image is keyed by (--seed, pass, index): a DataLoader worker draws the clouds of the main process."""
+    from datasets import build_datasets
+    from models import load_model
+    from pcd.sources import TeacherCloudSource
+
+    data = build_datasets("digits", ".", image_size=16, train_augment=True)
+    source = TeacherCloudSource(load_model(teacher)[0], data.train, batch=32, passes=1, layer=-1, seed=0, workers=1)
+    np.testing.assert_allclose(np.concatenate(list(source.clouds(3, 5))),
+                               np.load(full_run / "shards" / "pcd_00000.npy")[3:5], rtol=1e-5, atol=1e-6)
 
 
 def test_data_on_device_gives_the_same_clouds(full_run, teacher, tmp_path):

@@ -52,7 +52,7 @@ def test_stage2_clouds_equal_stage4_teacher_clouds(layer):
     source = TeacherCloudSource(teacher, data, batch=8, passes=1, layer=layer, seed=3)
     stage2 = next(iter(source.clouds(0, 1)))[0]  # cloud 0: [8, C]
     # stage 4 on the same batch: the images of cloud 0 through the topology term's teacher side
-    x = torch.stack([source.images[item] for item in source.schedule.batch(0)])
+    x = torch.stack([source.images[key][0] for key in source.schedule.batch(0)])
     spy = Spy()
     n = len(teacher(x[:2], is_feat=True)[0])
     dim = stage2.shape[1]

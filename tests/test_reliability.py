@@ -88,7 +88,7 @@ def test_keyed_items_do_not_disturb_the_training_stream():
     where they were, and the same key always gives the same augmentation."""
     import random
 
-    from engine.seed import KeyedItems
+    from datasets.keyed import KeyedItems
 
     class Draw(torch.utils.data.Dataset):
         def __len__(self):

@@ -16,10 +16,10 @@ DATA = ["--dataset", "digits", "--image_size", "16", "--batch_size", "64", "--nu
 
 @pytest.fixture(scope="module")
 def teacher_path(tmp_path_factory):
-    """A resnet8 teacher trained 3 epochs on digits (about 55-60 % test top-1)."""
+    """A resnet8 teacher trained 3 epochs on digits (seed 1: 80.6 % test top-1)."""
     save_dir = tmp_path_factory.mktemp("teacher")
     summary = train_teacher.main(DATA + ["--model", "resnet8", "--epochs", "3", "--save_dir", str(save_dir),
-                                         "--seed", "0"])
+                                         "--seed", "1"])
     assert summary["best_acc"] > 30.0
     return summary["best_checkpoint"]
 
@@ -38,12 +38,14 @@ def ripsnet_path(tmp_path_factory):
 
 def run(teacher, tmp_path, *extra, epochs=2):
     argv = DATA + ["--path_t", teacher, "--model_s", "resnet8", "--epochs", str(epochs),
-                   "--save_dir", str(tmp_path), "--seed", "1", *extra]
+                   "--save_dir", str(tmp_path), "--seed", "3", *extra]
     return train_student.main(argv)
 
 
-# Chance is 10 %; every run must beat it by at least 10 points. Measured after 2 epochs (seed 1, teacher
-# at 59 %): kd (-r 1 -a 2) / dkd about 26-28 %, hint / at 44-54 %, sp / rkd / pkt / crd 72-76 %.
+# Chance is 10 %; every run must beat it by at least 10 points. Measured after 2 epochs (student seed 3,
+# teacher seed 1, datasets.keyed draws): at 30 %, dkd 53 % (50 % with topkd_exact), sp 53 %, hint / crd /
+# pkt / kd 61-67 %, rkd 77 %. Two epochs on digits are noisy: over student seeds 1-5 kd spans 20-40 % with
+# the seed-0 teacher (70 %) and 41-71 % with another teacher of 75 %, so the seeds matter more than the method.
 MIN_TOP1 = 20.0
 
 
