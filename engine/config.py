@@ -17,7 +17,8 @@ import os
 import re
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
-from datasets import dataset_info, dataset_names
+from datasets import dataset_info
+from datasets.device_data import on_device_sets
 from models import info_of
 from topkd_io import read_yaml, write_yaml
 
@@ -141,10 +142,9 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                    help="training augmentation: 'standard' (the data set's crop/flip) or 'none' (as TGD's "
                         "official code); default: the recipe's (none for TGD, standard otherwise)")
 
-    in_memory = ", ".join(n for n in dataset_names() if dataset_info(n).on_device)
     g.add_argument("--data_on_device", action=argparse.BooleanOptionalAction, default=False,
                    help="hold the whole data set on the training device and crop/flip/normalise batches there "
-                        f"({in_memory}, TGD's PI caches); same keyed random draws as the CPU path")
+                        f"({on_device_sets()}); same keyed random draws as the CPU path")
 
 
 def data_options(cfg: argparse.Namespace) -> Dict[str, Any]:

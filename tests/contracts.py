@@ -60,6 +60,14 @@ def check_bundle_contract(bundle, name: str, recipes) -> None:
     assert images.shape[1:] == (bundle.in_channels, bundle.image_size, bundle.image_size)
     assert targets.dtype == torch.int64 and indices.dtype == torch.int64
     assert len(set(indices.tolist())) == len(indices)  # each item reports its own index
+    if info.on_device:  # --data_on_device can hold it: the device view serves the same batch shapes
+        from datasets.device_data import DeviceView
+        from datasets.keyed import KeyedItems
+
+        view = DeviceView(KeyedItems(bundle.train, 0), torch.device("cpu"))
+        images, targets, indices = view.batch([(1, 0), (1, 1)])[:3]
+        assert images.shape[1:] == (bundle.in_channels, bundle.image_size, bundle.image_size)
+        assert targets.tolist() == [bundle.train[i][1] for i in (0, 1)]
     if bundle.val is not None:  # held out from the training items: disjoint indices
         train_idx = {bundle.train[i][2] for i in range(len(bundle.train))}
         val_idx = {bundle.val[i][2] for i in range(len(bundle.val))}
