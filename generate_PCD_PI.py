@@ -107,10 +107,36 @@ def array_source(args):
                     "layer": None, "batch_size": source.points, "passes": None, "seed": args.seed}, source.name()
 
 
+def rebuild_line(argv: Optional[Sequence[str]], out_dir: str) -> str:
+    """This command line, as recorded in the manifest (what a reader prints to rebuild the folder):
+    ``--max_shards`` dropped, ``--out_dir`` pinned to the folder written."""
+    import shlex
+    import sys
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    kept, skip = [], False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        if word in ("--max_shards", "--out_dir"):
+            skip = True
+            continue
+        if word.startswith(("--max_shards=", "--out_dir=")):
+            continue
+        kept.append(word)
+    return shlex.join(["python", "generate_PCD_PI.py", *kept, "--out_dir", str(out_dir)])
+
+
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     setup_stage(args)
+    from engine.config import check_seed, check_text_options
     from pcd.generate import check_dims, generate
+
+    check_text_options(args, parser)
+    check_seed(args.seed)
 
     dims = check_dims(args.dims)
     if (args.pcd is None) == (args.path_t is None and args.teacher_weights is None):
@@ -123,7 +149,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     check_output_dir(out_dir, "--out_dir")
     manifest = generate(source, out_dir, config, dims=dims, shard_size=args.shard_size,
-                        max_shards=args.max_shards, n_jobs=args.n_jobs, progress=not args.no_progress)
+                        max_shards=args.max_shards, n_jobs=args.n_jobs, progress=not args.no_progress,
+                        command=rebuild_line(argv, out_dir))
     if manifest["complete"]:
         print(f"stage 2 done: {source.num_clouds} clouds of {source.points} x {source.dim} -> {out_dir} "
               f"(pi_dim{{{','.join(map(str, dims))}}}.npy, manifest.yaml)", flush=True)

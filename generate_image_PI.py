@@ -4,10 +4,11 @@
     python generate_image_PI.py --dataset imagefolder --data_root ./data/cinic10 --name cinic10 \
         --splits train valid test
 
-Writes `<out>/<name>_<split>/` (pi.npy `[N, 2C, 50, 50]`, targets.npy, done.npy, manifest.yaml; see
-`datasets.pi_images`). PIs come from the un-normalized, un-augmented images (ToTensor only) and by
-default equal the official ones (persim layout, 8-bit levels stored as uint8). Rerun the same command
-to resume an interrupted run; `--overwrite` recomputes.
+Writes `<out>/<name>_<split>/` (pi.npy `[N, 2C, 50, 50]`, targets.npy, manifest.yaml with the size and
+SHA-256 of both; `parts/` while it runs; see `datasets.pi_images`). PIs come from the un-normalized,
+un-augmented images (ToTensor only) and by default equal the official ones (persim layout, 8-bit levels
+stored as uint8). Rerun the same command to resume an interrupted run (finished chunks are verified and
+kept) or to repair a damaged cache; `--overwrite` recomputes.
 """
 from __future__ import annotations
 
@@ -54,7 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     setup_stage(args)
+    import shlex
+    import sys
+
     from tqdm import tqdm
+
+    from topkd_io import check_number
+
+    check_number(args.bandwidth, "--bandwidth", low=0, low_open=True)
+    for value in args.pi_range:
+        check_number(value, "--pi_range")
+    check_number(args.min_persistence, "--min_persistence", low=0)
+    check_number(args.min_lifetime, "--min_lifetime", low=0)
+    command = shlex.join(["python", "generate_image_PI.py", *(sys.argv[1:] if argv is None else argv)])
 
     from datasets.pi_images import build_pi_cache, cache_folder, raw_images
     from topology.image_pi import ImagePIParams
@@ -79,7 +92,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
             build_pi_cache(source, folder, name, split, params=params, workers=args.num_workers,
                            chunk_size=args.chunk_size, dtype=dtype, overwrite=args.overwrite,
-                           progress=progress)
+                           progress=progress, command=command.replace(" --overwrite", ""))
         print(f"{name} {split}: {len(source)} images -> {folder} ({time.time() - start:.1f} s)")
 
 

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume_override", action="store_true",
                    help="with --resume: apply changed options (lr, batch, seed, data, ...) instead of refusing them")
     p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--no_verify", action="store_true",
+                   help="skip the SHA-256 check of the stage-2 files (sizes and the manifest's own checksum are "
+                        "still checked; logged)")
     return p
 
 
@@ -67,9 +70,19 @@ def default_run_dir(save_dir: str, data_dir: str, dim: int) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     setup_stage(args)
     import torch
+
+    from engine.config import check_seed, check_text_options
+    from topkd_io import check_number
+
+    check_text_options(args, parser)
+    check_seed(args.seed)
+    check_number(args.lr, "--lr", low=0, low_open=True)
+    check_number(args.min_delta, "--min_delta", low=0)
+    check_number(args.val_fraction, "--val_fraction", low=0, low_open=True, high=1, high_open=True)
 
     from pcd.ripsnet_train import RipsNetTrainConfig, RipsNetTrainer
 
@@ -91,7 +104,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                              val_fraction=args.val_fraction, epochs=args.epochs, patience=args.patience,
                              min_delta=args.min_delta, seed=args.seed, workers=args.num_workers, device=device,
                              run_dir=run_dir, resume=args.resume,
-                             resume_override=args.resume_override, progress=not args.no_progress)
+                             resume_override=args.resume_override, progress=not args.no_progress,
+                             verify=not args.no_verify)
     summary = RipsNetTrainer(cfg).fit()
     h = summary["held_out"]
     print(f"best validation MSE {summary['best_val_mse']:.4e} (epoch {summary['best_epoch']} of "

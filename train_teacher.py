@@ -35,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", default="image", choices=("image", "pi"),
                         help="train on the images, or on their cached persistence images (TGD's PI teacher)")
     parser.add_argument("--pi_root", default="./data/image_pi",
-                        help="with --input pi: the cache folder written by generate_image_PI.py")
+                        help="with --input pi: the cache root written by generate_image_PI.py (caches "
+                             "<pi_root>/<dataset>_<split> made with the default parameters)")
+    parser.add_argument("--pi_cache", default=None,
+                        help="with --input pi: an image-PI cache taken as it is, with the parameters and layout its "
+                             "manifest records (a split folder <out>/<name>_train, the test split beside it, or a "
+                             "root holding <dataset>_train/_test); replaces --pi_root")
     add_data_args(parser)
     add_training_args(parser, save_dir="./save_t_models")
     return parser
@@ -53,7 +58,8 @@ def build_data(cfg):
 
     # The class count comes from the image data set's registry entry, read without loading images.
     num_classes = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, **options).num_classes
-    return pi_bundle(cfg.pi_root, cfg.dataset, num_classes, val_split=cfg.val_split, seed=cfg.seed)
+    return pi_bundle(cfg.pi_root, cfg.dataset, num_classes, val_split=cfg.val_split, seed=cfg.seed,
+                     pi_cache=cfg.pi_cache, verify=not cfg.no_verify, input_norm=cfg.input_norm)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:

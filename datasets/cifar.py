@@ -47,8 +47,10 @@ def _open(cls, label: str, root: str, train: bool, download: bool, transform):
 
 
 def _build(cls, label: str, name: str, num_classes: int, mean, std, root: str, download: bool,
-           val_split: float, seed: int, train_augment: bool) -> DataBundle:
-    """Open both splits of one CIFAR variant and hold out the validation part."""
+           val_split: float, seed: int, train_augment: bool, normalize: str = "dataset") -> DataBundle:
+    """Open both splits of one CIFAR variant and hold out the validation part. ``normalize``: ``dataset``
+    (its own statistics) or ``tgd`` (TGD's loader constants, `transforms.TGD_IMAGE_MEAN`)."""
+    mean, std = tf.image_statistics(mean, std, normalize)
     eval_tf = tf.cifar_eval(mean, std)
     train_tf = tf.cifar_train(mean, std) if train_augment else eval_tf
     train_full = _open(cls, label, root, True, download, train_tf)
@@ -61,15 +63,15 @@ def _build(cls, label: str, name: str, num_classes: int, mean, std, root: str, d
 
 @register("cifar100", recipe="cifar", on_device=True)
 def build_cifar100(root: str, download: bool, val_split: float, seed: int,
-                   train_augment: bool = True) -> DataBundle:
+                   train_augment: bool = True, normalize: str = "dataset") -> DataBundle:
     """CIFAR-100: 50,000 train / 10,000 test 32x32 RGB images, 100 fine classes."""
     return _build(IndexedCIFAR100, "CIFAR-100", "cifar100", 100, tf.CIFAR100_MEAN, tf.CIFAR100_STD, root,
-                  download, val_split, seed, train_augment)
+                  download, val_split, seed, train_augment, normalize)
 
 
 @register("cifar10", recipe="cifar", on_device=True)
 def build_cifar10(root: str, download: bool, val_split: float, seed: int,
-                  train_augment: bool = True) -> DataBundle:
+                  train_augment: bool = True, normalize: str = "dataset") -> DataBundle:
     """CIFAR-10: 50,000 train / 10,000 test 32x32 RGB images, 10 classes."""
     return _build(IndexedCIFAR10, "CIFAR-10", "cifar10", 10, tf.CIFAR10_MEAN, tf.CIFAR10_STD, root,
-                  download, val_split, seed, train_augment)
+                  download, val_split, seed, train_augment, normalize)

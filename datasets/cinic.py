@@ -20,15 +20,17 @@ LAYOUT = "<root>/train/<class>/<image> and <root>/test/<class>/<image> (CINIC-10
 
 
 @register("cinic10", recipe="cifar")
-def build_cinic10(root: str, download: bool, val_split: float, seed: int, train_augment: bool = True) -> DataBundle:
-    """CINIC-10 train/test trees, CIFAR-style transforms, 10 classes."""
+def build_cinic10(root: str, download: bool, val_split: float, seed: int, train_augment: bool = True,
+                  normalize: str = "dataset") -> DataBundle:
+    """CINIC-10 train/test trees, CIFAR-style transforms, 10 classes (``normalize``: see `datasets.cifar`)."""
     if download:
         raise ValueError("CINIC-10 is not downloaded automatically; drop --download and unpack it as " + LAYOUT)
-    eval_tf = tf.cifar_eval(CINIC10_MEAN, CINIC10_STD)
-    train_tf = tf.cifar_train(CINIC10_MEAN, CINIC10_STD) if train_augment else eval_tf
+    mean, std = tf.image_statistics(CINIC10_MEAN, CINIC10_STD, normalize)
+    eval_tf = tf.cifar_eval(mean, std)
+    train_tf = tf.cifar_train(mean, std) if train_augment else eval_tf
     train_full = open_split(os.path.join(root, "train"), train_tf, "CINIC-10", LAYOUT)
     test = open_split(os.path.join(root, "test"), eval_tf, "CINIC-10", LAYOUT)
     same_classes(train_full, test, "CINIC-10")
     train, val = hold_out(train_full, with_transform(train_full, eval_tf), train_full.targets, val_split, seed)
     return DataBundle(train=train, val=val, test=test, num_classes=len(train_full.classes), in_channels=3,
-                      image_size=32, name="cinic10", mean=CINIC10_MEAN, std=CINIC10_STD)
+                      image_size=32, name="cinic10", mean=tuple(mean), std=tuple(std))

@@ -220,6 +220,10 @@ def pi_values(x: torch.Tensor) -> torch.Tensor:
 
 def _pi_base(ds) -> Base:
     aug = read_transform(ds.transform)
+    if ds.cache.normalize is not None:  # --input_norm tgd: the cache view's PI normalisation, as on the CPU path
+        if aug.mean is not None:
+            raise ValueError("--data_on_device: the PI transform normalises twice")
+        aug.mean, aug.std = ds.cache.normalize
     pis = torch.from_numpy(np.array(ds.cache.pis))  # stored dtype; made float32 per batch
     targets = torch.as_tensor(ds.targets, dtype=torch.int64)
     if ds.indices is None:
@@ -383,7 +387,7 @@ class DeviceView:
             return {"image": x, "target": target, "index": index,
                     "contrast_idx": self.contrast_rows(keys).to(dev)}
         if self.pis is not None:
-            return x, target, index, pi_values(self.pis[index])
+            return x, target, index, self.pi_cache.as_input(pi_values(self.pis[index]))
         return x, target, index
 
 

@@ -64,6 +64,12 @@ def _options_of(fn: Callable) -> List[str]:
     return [p for p in inspect.signature(fn).parameters if p not in _COMMON]
 
 
+def builder_options(name: str) -> List[str]:
+    """The per-data-set keyword options the builder of ``name`` takes ([] for an unknown name)."""
+    builder = DATASET_BUILDERS.get(name) if isinstance(name, str) else None
+    return _options_of(builder) if builder is not None else []
+
+
 def build_datasets(name: str, root: str = "./data", download: bool = False, val_split: float = 0.0,
                    seed: int = 0, **options) -> DataBundle:
     """Build the train/(val)/test sets of data set `name` (one of `dataset_names()`).

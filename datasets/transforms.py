@@ -22,6 +22,27 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# TGD's official loader (github.com/jeunsom/TGD, data_loader_custom.py, get_cifar): what its networks were
+# trained on. Line 104: the images (CIFAR-10 in its code) are normalised with CIFAR-100's statistics, rounded
+# to three digits (`normalizeS`); line 102: the 6 PI channels (rows then columns of R, G, B, read from the
+# uint8 PNGs as level / 255) with fixed per-channel constants (`normalizeT`, the three RGB values repeated).
+# Its main_train.py (lines 132-147) feeds the former to the student and the image teacher, the latter to
+# the PI teacher.
+TGD_IMAGE_MEAN = (0.507, 0.487, 0.441)
+TGD_IMAGE_STD = (0.267, 0.256, 0.276)
+TGD_PI_MEAN = (0.05165074, 0.05487815, 0.06697452) * 2
+TGD_PI_STD = (0.12468914, 0.12733056, 0.13768335) * 2
+# --input_norm: "tgd" = TGD's loader constants above (images of the RGB sets that take a `normalize`
+# option, and every 6-channel PI cache); "dataset" = each data set's own statistics and raw PIs in [0, 1]
+INPUT_NORMS = ("tgd", "dataset")
+
+
+def image_statistics(mean: Sequence[float], std: Sequence[float], normalize: str = "dataset"):
+    """``(mean, std)`` the images are normalised with: the data set's own, or TGD's loader constants."""
+    if normalize not in INPUT_NORMS:
+        raise ValueError(f"--input_norm must be one of {', '.join(INPUT_NORMS)}, got {normalize!r}")
+    return (TGD_IMAGE_MEAN, TGD_IMAGE_STD) if normalize == "tgd" else (tuple(mean), tuple(std))
+
 
 class KeyedRandomCrop(T.RandomCrop):
     """torchvision's ``RandomCrop`` (same arguments and pixel work) whose offsets are the item's keyed draws:

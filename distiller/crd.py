@@ -24,10 +24,11 @@ class CRD(TeacherStudent):
     term = "loss_crd"
     batch_fields = ("index",)  # memory-bank rows; contrast_idx too when the data carries it
     options = (
-        Option("feat_dim", 128, "CRD embedding width", source="CRD paper; RepDistiller"),
-        Option("nce_k", 16384, "CRD negatives per sample", source="CRD paper; RepDistiller"),
-        Option("nce_t", 0.07, "CRD temperature", source="CRD paper; RepDistiller"),
-        Option("nce_m", 0.5, "CRD memory momentum", source="CRD paper; RepDistiller"),
+        Option("feat_dim", 128, "CRD embedding width", source="CRD paper; RepDistiller", low=1),
+        Option("nce_k", 16384, "CRD negatives per sample (more than the training set holds: clipped to its size, "
+               "with a warning)", source="CRD paper; RepDistiller", low=1),
+        Option("nce_t", 0.07, "CRD temperature", source="CRD paper; RepDistiller", low=0.0, low_open=True),
+        Option("nce_m", 0.5, "CRD memory momentum", source="CRD paper; RepDistiller", low=0.0, high=1.0),
         Option("crd_mode", "exact", "CRD positive: the sample itself (exact) or a random sample of its class "
                "(relax)", flags=("--mode", "--crd_mode"), choices=("exact", "relax"), source="RepDistiller"),
     )
@@ -36,9 +37,14 @@ class CRD(TeacherStudent):
     @classmethod
     def prepare(cls, cfg, data):
         """Class-aware negatives drawn by the loader; the memory bank spans the training index space."""
-        from datasets.contrast import ContrastSample
+        from datasets.contrast import ContrastSample, index_targets
 
         data, keywords = super().prepare(cfg, data)
+        space = index_targets(data.train)[2]
+        if cfg.nce_k > space:  # more negatives than images: each would repeat, at a cost growing with k
+            print(f"warning: --nce_k {cfg.nce_k} is more than the {space} training images (the memory bank's rows); "
+                  f"clipped to --nce_k {space} (recorded in config.yaml)", flush=True)
+            cfg.nce_k = space
         data = dataclasses.replace(data, train=ContrastSample(data.train, cfg.nce_k, cfg.crd_mode),
                                    fields=ContrastSample.fields)
         return data, dict(keywords, num_data=data.train.index_space)

@@ -85,8 +85,8 @@ class RKD(_LastFeatures):
 
     term = "loss_rkd"
     options = (
-        Option("rkd_w_dist", 25.0, "RKD distance-term weight", source="RKD paper; RepDistiller"),
-        Option("rkd_w_angle", 50.0, "RKD angle-term weight", source="RKD paper; RepDistiller"),
+        Option("rkd_w_dist", 25.0, "RKD distance-term weight", source="RKD paper; RepDistiller", low=0.0),
+        Option("rkd_w_angle", 50.0, "RKD angle-term weight", source="RKD paper; RepDistiller", low=0.0),
     )
     defaults = dict(gamma=1.0, alpha=0.0, beta=1.0)
 

@@ -27,9 +27,9 @@ class DKD(TeacherStudent):
 
     term = "loss_dkd"
     options = (
-        Option("dkd_alpha", 1.0, "DKD target-class weight", source="DKD paper, CIFAR"),
-        Option("dkd_beta", 8.0, "DKD non-target-class weight", source="DKD paper, CIFAR"),
-        Option("dkd_warmup", 20, "DKD linear warm-up epochs", source="DKD paper"),
+        Option("dkd_alpha", 1.0, "DKD target-class weight", source="DKD paper, CIFAR", low=0.0),
+        Option("dkd_beta", 8.0, "DKD non-target-class weight", source="DKD paper, CIFAR", low=0.0),
+        Option("dkd_warmup", 20, "DKD linear warm-up epochs", source="DKD paper", low=0),
     )
     defaults = dict(gamma=1.0, alpha=0.0, beta=1.0)
     defaults_source = "DKD paper (CIFAR)"

@@ -34,10 +34,25 @@ class Option:
     choices: Optional[Tuple[Any, ...]] = None
     nargs: Any = None
     metavar: Optional[str] = None
+    # Allowed range of a numeric value, checked for every method by `resolve` (NaN and infinities are always
+    # refused): ``low``/``high`` bounds, ``low_open``/``high_open`` exclude the bound itself.
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False
+    high_open: bool = False
     free: bool = False  # a path of an input a resumed run may change (not compared with the checkpoint's)
 
     def spellings(self) -> Tuple[str, ...]:
         return tuple(self.flags) or (f"--{self.name}",)
+
+    def check(self, value: Any) -> None:
+        """ValueError naming the option's flags unless every number in ``value`` is finite and in range."""
+        from topkd_io import check_number
+
+        flag = "/".join(self.spellings())
+        for item in (value if isinstance(value, (list, tuple)) else [value]):
+            if isinstance(item, (int, float)) and not isinstance(item, bool):
+                check_number(item, flag, self.low, self.low_open, self.high, self.high_open)
 
     def parser_type(self) -> Optional[Callable[[str], Any]]:
         if self.type is not None:
@@ -71,12 +86,13 @@ def str2bool(text: str) -> bool:
 # Loss weights with RepDistiller's meaning, shared by every teacher -> student method:
 # loss = gamma * CE + alpha * KD + beta * <the method's own term>.
 GAMMA = Option("gamma", 1.0, "weight of the cross-entropy term", flags=("-r", "--gamma"),
-               source="official TopKD and RepDistiller default: 1")
+               source="official TopKD and RepDistiller default: 1", low=0.0)
 ALPHA = Option("alpha", 0.0, "weight of the KD term", flags=("-a", "--alpha"),
-               source="official parsers: no default, every script passes it")
+               source="official parsers: no default, every script passes it", low=0.0)
 BETA = Option("beta", 0.0, "weight of the method's own term", flags=("-b", "--beta"),
-              source="official parsers: no default, every script passes it")
-KD_T = Option("kd_T", 4.0, "softmax temperature of the KD terms", source="Hinton et al.; RepDistiller")
+              source="official parsers: no default, every script passes it", low=0.0)
+KD_T = Option("kd_T", 4.0, "softmax temperature of the KD terms", source="Hinton et al.; RepDistiller", low=0.0,
+              low_open=True)
 LOSS_WEIGHTS = (GAMMA, ALPHA, BETA, KD_T)
 # The divisor of the KD terms (`distiller.losses.kd_loss`), for the methods that declare it (TGD; its old
 # spelling --tgd_kl kept): "batchmean" = the batch (Hinton's scale), "mean" = batch x classes (TGD's code).
@@ -102,11 +118,13 @@ def default_of(owner, opt: Option) -> Any:
 
 
 def resolve(owner, cfg: argparse.Namespace) -> Dict[str, Any]:
-    """``{option name: value}`` for every option ``owner`` declares: given value, else its default."""
+    """``{option name: value}`` for every option ``owner`` declares: given value, else its default; every
+    numeric value checked against its `Option`'s range (ValueError naming the flag)."""
     out = {}
     for opt in declared(owner):
         value = getattr(cfg, opt.name, None)
         out[opt.name] = default_of(owner, opt) if value is None else value
+        opt.check(out[opt.name])  # finite and in the option's declared range, whichever method declares it
     return out
 
 

@@ -106,8 +106,13 @@ class TGD(TeacherStudent):
         Option("path_t2", None, "persistence-image teacher checkpoint (train_teacher.py --input pi); required",
                free=True),
         Option("model_t2", None, "its architecture when the checkpoint does not name it"),
-        Option("pi_root", "./data/image_pi", "image-PI cache written by generate_image_PI.py", free=True),
-        Option("tgd_alpha", 0.99, "weight a of the image teacher (1-a: the PI teacher)", source="TGD paper"),
+        Option("pi_root", "./data/image_pi", "image-PI cache root written by generate_image_PI.py (caches "
+               "<pi_root>/<dataset>_<split> with the default parameters)", free=True),
+        Option("pi_cache", None, "an image-PI cache to take as it is, with the parameters and layout its manifest "
+               "records: a split folder <out>/<name>_train (the test split beside it) or a root holding "
+               "<dataset>_train/_test; replaces --pi_root", free=True),
+        Option("tgd_alpha", 0.99, "weight a of the image teacher (1-a: the PI teacher)", source="TGD paper",
+               low=0.0, high=1.0),
         KD_REDUCTION,
     )
     defaults = dict(gamma=0.1, alpha=0.9, beta=1000.0, kd_reduction="mean")
@@ -120,8 +125,14 @@ class TGD(TeacherStudent):
         if cfg.path_t2 is None:
             raise ValueError("--distill tgd needs --path_t2, the persistence-image teacher "
                              "(train_teacher.py --input pi)")
-        teacher2, cfg.model_t2, _ = load_model(cfg.path_t2, arch=cfg.model_t2, num_classes=data.num_classes)
-        data = attach_image_pis(data, cfg.pi_root)
+        teacher2, cfg.model_t2, ckpt2 = load_model(cfg.path_t2, arch=cfg.model_t2, num_classes=data.num_classes)
+        norm = getattr(cfg, "input_norm", None) or "tgd"
+        data = attach_image_pis(data, cfg.pi_root, pi_cache=cfg.pi_cache, verify=not getattr(cfg, "no_verify", False),
+                                input_norm=norm)
+        stored = (ckpt2.get("config") or {}).get("input_norm")
+        if stored is not None and stored != norm:
+            print(f"warning: the PI teacher {cfg.path_t2} was trained with --input_norm {stored}, this run feeds it "
+                  f"--input_norm {norm} inputs", flush=True)
         distiller = cls(student, teacher, teacher2=teacher2, temperature=cfg.kd_T, alpha=cfg.tgd_alpha,
                         ce_weight=cfg.gamma, kd_weight=cfg.alpha, sim_weight=cfg.beta,
                         kl_reduction=cfg.kd_reduction)

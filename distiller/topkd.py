@@ -202,7 +202,8 @@ def locate_ripsnet(cfg: argparse.Namespace) -> str:
 def load_topology_inputs(cfg: argparse.Namespace):
     """-> ``(ripsnet or None, PIParams or None)`` as ``--rips_path`` / ``--operator`` / ``--units_list`` /
     ``--pi_params`` ask (``topkd_exact`` without ``--rips_path`` reads only ``--pi_params``)."""
-    from pcd.manifest import read_pi_params
+    from models.loading import check_finite_weights
+    from pcd.manifest import check_ripsnet_pi, read_pi_params
     from topology.point_cloud_pi import PIParams
 
     rips, params = None, None
@@ -211,12 +212,14 @@ def load_topology_inputs(cfg: argparse.Namespace):
 
         path = locate_ripsnet(cfg)
         rips, ckpt = load_ripsnet(path, operator=cfg.operator, units_list=cfg.units_list)
+        check_ripsnet_pi(ckpt, path)  # its PI parameters agree with its output and its recorded manifest
+        check_finite_weights(rips.state_dict(), path, "--rips_path")
         params = ckpt["pi_params"]  # None in official checkpoints
         how = ckpt.get("resolved") or {}
         print(f"topology term: RipsNet {path} ({rips.pooling} pooling from {how.get('pooling_from', 'checkpoint')}, "
               f"widths {rips.units} from {how.get('units_from', 'checkpoint')})", flush=True)
     if cfg.pi_params:
-        params = read_pi_params(cfg.pi_params, cfg.dim)
+        params = read_pi_params(cfg.pi_params, cfg.dim, verify=not getattr(cfg, "no_verify", False))
     elif params is not None:
         params = PIParams.from_dict(params)
     return rips, params
@@ -227,12 +230,13 @@ class TopologyAddOn:
 
     name = "topology"
     options = (
-        Option("delta", 0.0, "weight of the topology term (0 = off)", flags=("-d", "--delta"), source="TopKD"),
+        Option("delta", 0.0, "weight of the topology term (0 = off)", flags=("-d", "--delta"), source="TopKD",
+               low=0.0),
         Option("method", "topkd", "persistence images by the frozen RipsNet (topkd) or exactly (topkd_exact)",
                choices=tuple(PI_METHODS)),
         Option("tda_layer_t", -1, "teacher feature index (-1 = FC input)", source="TopKD"),
         Option("tda_layer_s", None, "student feature index (default: --tda_layer_t)", type=int),
-        Option("tda_clouds", 1, "point clouds per batch (1 = the whole batch)", source="TopKD"),
+        Option("tda_clouds", 1, "point clouds per batch (1 = the whole batch)", source="TopKD", low=1),
         Option("dim", 0, "homology dimension matched (only 0 is supported)", source="TopKD"),
         Option("operator", None, "RipsNet pooling; picks <operator>_best.pth (default: whichever one exists)",
                choices=POOLINGS, source="official TopKD default: sum"),

@@ -19,21 +19,25 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from datasets import dataset_info
 from datasets.device_data import on_device_sets
+from datasets.transforms import INPUT_NORMS  # "tgd" (TGD's official loader constants) or "dataset"
 from models import info_of
-from topkd_io import read_yaml, write_yaml
+from topkd_io import check_number, read_yaml, write_yaml
 
 from .stage import add_stage_args
 
 # Hyper-parameters of the papers' recipes. ``small_arch_lr`` is the learning rate the official code uses
 # when the trained network declares ``small_lr`` (MobileNetV2, ShuffleNet; unless --lr is given). ``augment``
-# is the training-data augmentation (``AUGMENTS``): TGD's official code trains without any.
+# is the training-data augmentation (``AUGMENTS``): TGD's official code trains without any. ``input_norm``
+# (``INPUT_NORMS``): what the inputs are normalised with; TGD's recipe takes its official loader's constants.
 RECIPES: Dict[str, Dict[str, Any]] = {
     "cifar": dict(lr=0.05, small_arch_lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=64,
-                  epochs=240, lr_decay_epochs=[150, 180, 210], lr_decay_rate=0.1, augment="standard"),
+                  epochs=240, lr_decay_epochs=[150, 180, 210], lr_decay_rate=0.1, augment="standard",
+                  input_norm="dataset"),
     "imagenet": dict(lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=256,
-                     epochs=100, lr_decay_epochs=[30, 60, 90], lr_decay_rate=0.1, augment="standard"),
+                     epochs=100, lr_decay_epochs=[30, 60, 90], lr_decay_rate=0.1, augment="standard",
+                     input_norm="dataset"),
     "tgd": dict(lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=128, epochs=200,
-                lr_decay_epochs=[40, 80, 120, 160], lr_decay_rate=0.2, augment="none"),
+                lr_decay_epochs=[40, 80, 120, 160], lr_decay_rate=0.2, augment="none", input_norm="tgd"),
 }
 # The recipe of a parser without a --dataset option.
 DEFAULT_RECIPE = "cifar"
@@ -142,6 +146,14 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                    help="training augmentation: 'standard' (the data set's crop/flip) or 'none' (as TGD's "
                         "official code); default: the recipe's (none for TGD, standard otherwise)")
 
+    g.add_argument("--input_norm", default=None, choices=INPUT_NORMS,
+                   help="input normalisation: 'tgd' = TGD's official loader (CIFAR-10/100 and CINIC-10 images with "
+                        "its CIFAR-100 statistics 0.507/0.487/0.441, 0.267/0.256/0.276; image PIs with its per-channel "
+                        "constants), 'dataset' = each data set's own statistics and raw PIs in [0, 1]; default: the "
+                        "recipe's (tgd under --distill tgd, --input pi and --recipe tgd, dataset otherwise)")
+    g.add_argument("--no_verify", action="store_true",
+                   help="skip the SHA-256 check of the files a run reads from earlier stages (stage-2 folders, "
+                        "image-PI caches); sizes and the manifests' own checksums are still checked (logged)")
     g.add_argument("--data_on_device", action=argparse.BooleanOptionalAction, default=False,
                    help="hold the whole data set on the training device and crop/flip/normalise batches there "
                         f"({on_device_sets()}); same keyed random draws as the CPU path")
@@ -149,10 +161,16 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 def data_options(cfg: argparse.Namespace) -> Dict[str, Any]:
     """Keyword options for ``datasets.build_datasets`` from the resolved data flags
-    (``train_augment`` from ``--augment``, ``image_size`` when given)."""
+    (``train_augment`` from ``--augment``, ``image_size`` when given, ``normalize`` from ``--input_norm`` for
+    the data sets that take it)."""
+    from datasets.registry import builder_options
+
     options: Dict[str, Any] = {"train_augment": getattr(cfg, "augment", "standard") != "none"}
     if getattr(cfg, "image_size", None):
         options["image_size"] = cfg.image_size
+    norm = getattr(cfg, "input_norm", None) or "dataset"
+    if norm != "dataset" and "normalize" in builder_options(getattr(cfg, "dataset", None)):
+        options["normalize"] = norm  # data sets without the option (digits, ImageNet) keep their statistics
     return options
 
 
@@ -295,6 +313,7 @@ def parse_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] 
                 value = recipe["small_arch_lr"]
             merged[key] = list(value) if isinstance(value, list) else value
     cfg = argparse.Namespace(**merged)
+    check_text_options(cfg, parser)
     validate_config(cfg)
     return cfg
 
@@ -304,15 +323,44 @@ def _require(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
+SEED_LIMIT = 2**63  # seeds are keyed modulo 2**63 (engine.seed.item_seed): larger ones would repeat smaller ones
+
+
+def check_seed(value: Any, flag: str = "--seed") -> int:
+    """``value`` as a seed: an integer in [0, 2**63 - 1] (it fits 64 bits, and every such seed gives its own
+    draws); ValueError naming ``flag`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"{flag} must be an integer from 0 to 2**63-1 = {SEED_LIMIT - 1}, got {value}")
+    return value
+
+
+def check_text_options(cfg: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = None) -> None:
+    """Every text value (paths above all) must be valid UTF-8, so that it can be written into config.yaml
+    and manifests; ValueError naming the flag otherwise (`topkd_io.check_utf8`)."""
+    from topkd_io import check_utf8
+
+    flags = {}
+    for action in (parser._actions if parser is not None else ()):
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if longs:
+            flags[action.dest] = longs[0]
+    for key, value in vars(cfg).items():
+        for item in (value if isinstance(value, (list, tuple)) else [value]):
+            check_utf8(item, flags.get(key, f"--{key}"))
+
+
 def validate_config(cfg: argparse.Namespace) -> None:
     """Raise ValueError naming the first bad value and what is allowed."""
     _require(isinstance(cfg.epochs, int) and cfg.epochs > 0, f"--epochs must be a positive integer, got {cfg.epochs}")
     _require(isinstance(cfg.batch_size, int) and cfg.batch_size > 0,
              f"--batch_size must be a positive integer, got {cfg.batch_size}")
-    _require(cfg.lr > 0, f"--lr must be positive, got {cfg.lr}")
-    _require(cfg.weight_decay >= 0, f"--weight_decay must be >= 0, got {cfg.weight_decay}")
-    _require(0 <= cfg.momentum < 1, f"--momentum must be in [0, 1), got {cfg.momentum}")
-    _require(cfg.lr_decay_rate > 0, f"--lr_decay_rate must be positive, got {cfg.lr_decay_rate}")
+    check_number(cfg.lr, "--lr", low=0, low_open=True)
+    check_number(cfg.weight_decay, "--weight_decay", low=0)
+    check_number(cfg.momentum, "--momentum", low=0, high=1, high_open=True)
+    check_number(cfg.lr_decay_rate, "--lr_decay_rate", low=0, low_open=True)
+    check_seed(getattr(cfg, "seed", 0))
+    _require(getattr(cfg, "input_norm", "dataset") in INPUT_NORMS,
+             f"--input_norm must be one of {', '.join(INPUT_NORMS)}, got {getattr(cfg, 'input_norm', None)!r}")
     _require(0 <= getattr(cfg, "val_split", 0.0) < 1, f"--val_split must be in [0, 1), got {cfg.val_split}")
     _require(getattr(cfg, "num_workers", 0) >= 0, f"--num_workers must be >= 0, got {cfg.num_workers}")
     _require(cfg.print_freq > 0, f"--print_freq must be positive, got {cfg.print_freq}")

@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 FREE_FIELDS = frozenset({
     "resume", "resume_override", "resume_history", "num_workers", "print_freq", "device", "threads",
     "save_dir", "run_dir", "config", "data_root", "download", "trial", "amp", "channels_last",
-    "deterministic", "epochs", "max_steps",
+    "deterministic", "epochs", "max_steps", "no_verify",
     "data_on_device", "compile", "compile_mode", "amp_dtype",  # speed options (--compile on CUDA also
     # drops a last partial training batch)
 })

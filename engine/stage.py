@@ -50,6 +50,11 @@ class _Stdout(logging.StreamHandler):
     def stream(self, value):  # StreamHandler sets it; the property always answers sys.stdout
         pass
 
+    def handleError(self, record):
+        """A failed write to stdout (a full disk, a closed pipe) fails the stage as a print would, instead of
+        logging's traceback on stderr."""
+        raise  # noqa: PLE0704  (re-raises the exception emit() is handling)
+
 
 class _OursOnly(logging.Filter):
     """Records of this project's loggers only, ``logging.getLogger(__name__)`` of a module whose top-level

@@ -100,10 +100,15 @@ class Trainer:
         self.device = device
         self.is_main = self.dist.is_main
         self.amp = bool(getattr(cfg, "amp", False)) and device.type == "cuda"
+        if getattr(cfg, "amp", False) and not self.amp:  # as --compile: one line, and the record says what ran
+            self._log(f"--amp is ignored on {device.type} (CUDA only): training runs in float32")
+            cfg.amp = False
         # bf16 by default (no loss scaling needed); the KD and topology terms compute in float32
         self.amp_dtype = torch.float16 if getattr(cfg, "amp_dtype", "bfloat16") == "float16" else torch.bfloat16
         self.channels_last = bool(getattr(cfg, "channels_last", False))
         self.compiled = compile_active(cfg, device, self._log)  # CUDA only; one line on the CPU
+        if getattr(cfg, "compile", False) and not self.compiled:
+            cfg.compile = False  # config.yaml records what ran
 
         self.distiller = distiller.to(device)
         if self.channels_last:
@@ -224,15 +229,15 @@ class Trainer:
         if diffs:
             raise ValueError(f"--resume: checkpoint {path} does not fit {self.arch} "
                              f"(another architecture or class count?): {'; '.join(diffs)}")
+        entry = self._resume_changes(path, ckpt)  # a changed method or setting is named before any state loads
         student.load_state_dict(ckpt["model"])
         missing, unexpected = self.distiller.load_state_dict(ckpt.get("distiller", {}), strict=False)
         missing = [k for k in missing if not k.startswith(self._skipped_prefixes())]
         if missing or unexpected:
-            raise ValueError(f"--resume: distiller state of {path} does not match this method "
-                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+            raise ValueError(self._state_mismatch(path, ckpt, missing, unexpected))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self._check_resume_config(path, ckpt)
+        self._apply_resume_changes(entry)
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         ranks = ckpt.get("rng_ranks")
@@ -249,22 +254,46 @@ class Trainer:
         self._log(f"resumed from {path} at epoch {self.start_epoch} (best {self.best['acc']:.2f} "
                   f"at epoch {self.best['epoch']})")
 
-    def _check_resume_config(self, path: str, ckpt: Dict[str, Any]) -> None:
-        """The new command line against the stored configuration (`engine.resume`); with
-        ``--resume_override`` the new optimisation values replace the restored optimizer/scheduler ones."""
+    def _resume_changes(self, path: str, ckpt: Dict[str, Any]):
+        """The new command line against the stored configuration (`engine.resume`): refused changes raise
+        here, before any state is loaded -> ``(entry or None, changes, history)`` for `_apply_resume_changes`."""
         stored = ckpt.get("config") or {}
+        if stored and not getattr(self.cfg, "resume_override", False) and \
+                self._method_of(stored) != self._method_of(self.cfg):
+            raise ValueError(self._state_mismatch(path, ckpt, [], []))
         done = int(ckpt["epoch"])
         note = check_epochs(path, done, stored.get("epochs"), int(self.cfg.epochs))
         changes = config_changes(stored, config_dict(self.cfg), free=self.free_fields)
         entry = check_resume(path, changes, bool(getattr(self.cfg, "resume_override", False)), done + 1)
         if note:
             self._log(note)
-        history = list(stored.get("resume_history") or [])
+        return entry, changes, list(stored.get("resume_history") or []), done
+
+    def _apply_resume_changes(self, resume) -> None:
+        """With ``--resume_override`` the new optimisation values replace the restored optimizer/scheduler
+        ones; the history is recorded in the configuration."""
+        entry, changes, history, done = resume
         if entry is not None:
             self._apply_optimisation()
             history.append(entry)
             self._log(f"--resume_override: from epoch {done + 1}: {format_changes(changes)}")
         self.cfg.resume_history = history
+
+    @staticmethod
+    def _method_of(cfg) -> str:
+        """``--distill <name>`` of a configuration (dict or Namespace), or the teacher stage's description."""
+        name = cfg.get("distill") if isinstance(cfg, dict) else getattr(cfg, "distill", None)
+        return f"--distill {name}" if name else "a teacher run (train_teacher.py)"
+
+    def _state_mismatch(self, path: str, ckpt: Dict[str, Any], missing, unexpected) -> str:
+        """One line for a checkpoint whose method state does not fit this run: which method wrote it."""
+        stored, here = self._method_of(ckpt.get("config") or {}), self._method_of(self.cfg)
+        if stored != here:
+            return (f"--resume: {path} was written by {stored}, not by {here} as this run is; resume it with the "
+                    f"command that wrote it, or start a new --run_dir")
+        return (f"--resume: {path} holds the state of {stored} with other parts than this run builds (stored but "
+                f"not built: {unexpected[:3]}; built but not stored: {missing[:3]}): resume with the options that "
+                f"wrote it (e.g. the same -d / --method), or start a new --run_dir")
 
     def _apply_optimisation(self) -> None:
         """Put lr / momentum / weight decay / schedule of ``cfg`` into the restored optimizer and scheduler

@@ -57,6 +57,19 @@ def state_dict_differences(expected: Dict[str, torch.Tensor], found: Dict[str, t
     return out
 
 
+def check_finite_weights(state_dict: Dict[str, torch.Tensor], path: str, flag: str = "") -> None:
+    """ValueError naming ``path`` (and ``flag``) when a floating-point tensor of the state dict holds NaN or
+    infinity: such a network cannot be trained from or distilled from (every loss would be NaN at step 1)."""
+    bad = [k for k, v in state_dict.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        who = f"{flag} " if flag else ""
+        raise ValueError(f"{who}checkpoint {path} holds NaN or infinite values in {', '.join(bad[:3])}{more}; "
+                         f"it comes from a diverged or damaged run: use another checkpoint (e.g. an earlier "
+                         f"<arch>_best.pth)")
+
+
 def infer_num_classes(state_dict: Dict[str, torch.Tensor]) -> int:
     """Rows of the classifier weight (by name, else the last 2-D weight)."""
     for suffix in CLASSIFIER_KEYS:
@@ -124,6 +137,7 @@ def load_model(path: str, arch: Optional[str] = None, num_classes: Optional[int]
             sd = tgd_to_wrn_state_dict(sd)
     else:
         sd = model_state(ckpt)
+    check_finite_weights(sd, path)
     arch = _resolve_arch(path, ckpt, arch, model_dict)
     found_classes = int(ckpt["num_classes"]) if isinstance(ckpt.get("num_classes"), int) else infer_num_classes(sd)
     if num_classes is not None and int(num_classes) != found_classes:

@@ -15,7 +15,7 @@ from torch import nn
 
 from topkd_io import load_checkpoint
 
-from .loading import model_state, state_dict_differences
+from .loading import check_finite_weights, model_state, state_dict_differences
 from .tgd_released import is_tgd_state_dict, tgd_to_wrn_state_dict
 
 __all__ = ["checkpoint_weights", "init_from_checkpoint"]
@@ -31,6 +31,7 @@ def checkpoint_weights(path: str) -> Dict[str, torch.Tensor]:
     except ValueError:
         raise ValueError(f"checkpoint {path} holds no network weights (expected {{'model': ...}}, "
                          f"{{'model_state_dict': ...}} or a state dict)") from None
+    check_finite_weights(sd, path, "--init_s")
     return tgd_to_wrn_state_dict(sd) if is_tgd_state_dict(sd) else sd
 
 

@@ -51,13 +51,22 @@ def default_shard_size(points: int, dim: int) -> int:
     return max(1, DEFAULT_SHARD_BYTES // (4 * points * dim))
 
 
-def check_clouds(clouds: np.ndarray, shard: int, start: int) -> None:
-    """ValueError naming the shard and cloud when a cloud holds NaN/inf (start: global index of clouds[0])."""
-    bad = np.flatnonzero(~np.isfinite(clouds).reshape(len(clouds), -1).all(axis=1))
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_clouds(clouds: np.ndarray, shard: int, start: int, where: str = "the teacher / the --pcd input") -> None:
+    """ValueError naming the shard and cloud when a cloud holds NaN/inf, or values beyond float32's range
+    (the shards store float32: 1e300 would become inf there). start: global index of clouds[0]."""
+    flat = np.asarray(clouds).reshape(len(clouds), -1)
+    bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
+    what = "NaN or inf values"
+    if not bad.size:
+        bad = np.flatnonzero((np.abs(flat) > FLOAT32_MAX).any(axis=1))
+        what = f"values beyond float32's range (up to {float(np.abs(flat).max()):.3g}; shards store float32)"
     if bad.size:
         j = int(bad[0])
-        raise ValueError(f"shard {shard}, cloud {j} (global cloud {start + j}) holds NaN or inf values "
-                         f"({bad.size} such cloud(s) in this shard); check the teacher / the --pcd input")
+        raise ValueError(f"shard {shard}, cloud {j} (global cloud {start + j}) holds {what} ({bad.size} such "
+                         f"cloud(s) in this shard); check {where}")
 
 
 class _Chunker:
@@ -83,7 +92,8 @@ class Stage2:
     one background thread while the next shard's clouds are drawn."""
 
     def __init__(self, source, out_dir: str, config: Dict[str, Any], dims: Sequence[int],
-                 shard_size: Optional[int] = None, n_jobs: Optional[int] = None, progress: bool = True):
+                 shard_size: Optional[int] = None, n_jobs: Optional[int] = None, progress: bool = True,
+                 command: Optional[str] = None):
         if source.dim < 1:
             raise ValueError(f"point clouds need at least one coordinate per point, got D={source.dim} "
                              f"(clouds of shape [{source.num_clouds}, {source.points}, {source.dim}]); check the "
@@ -105,7 +115,7 @@ class Stage2:
         self._verified: Dict[Tuple[str, int, int], Optional[str]] = {}  # (path, size, mtime) -> problem
         self.problems: set = set()
         os.makedirs(out_dir, exist_ok=True)
-        self.manifest = check_resumable(out_dir, self.config) or new_manifest(self.config)
+        self.manifest = check_resumable(out_dir, self.config) or new_manifest(self.config, command)
         write_manifest(out_dir, self.manifest)
 
     # ------------------------------------------------------------------ phase 1: clouds + diagrams
@@ -171,7 +181,8 @@ class Stage2:
 
     def compute_shard(self, i: int, clouds: np.ndarray) -> Dict[str, Any]:
         start, stop = self.shard_range(i)
-        check_clouds(clouds, i, start)
+        path = getattr(self.source, "path", None)
+        check_clouds(clouds, i, start, f"the --pcd file {path}" if path else "the teacher's embeddings (--path_t)")
         diagrams = rips_diagrams(clouds, dims=self.dims, n_jobs=self.n_jobs)
         out = self.out_dir
         for d in self.dims:

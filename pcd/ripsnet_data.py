@@ -10,31 +10,40 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .manifest import read_manifest
+from .manifest import open_verified, pi_entry, read_manifest, rebuild_command
 from .store import ShardedClouds, load_npy
 
 
 class Stage2Data(Dataset):
-    """Items ``(cloud float32 [N, D], pi float32 [R*R])`` of homology dim ``dim`` of a stage-2 folder."""
+    """Items ``(cloud float32 [N, D], pi float32 [R*R])`` of homology dim ``dim`` of a stage-2 folder.
 
-    def __init__(self, folder: str, dim: int):
+    Opening checks the manifest's own checksum and, once per process, every recorded file's size and
+    SHA-256 (``verify=False``: sizes only), so a damaged, replaced or cut shard is refused before training,
+    naming the file and the command that rebuilds the folder.
+    """
+
+    def __init__(self, folder: str, dim: int, verify: bool = True, log=print):
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"stage-2 folder {folder} not found; run generate_PCD_PI.py first "
                                     "and pass its --out_dir")
         self.folder, self.dim = folder, int(dim)
-        self.manifest = read_manifest(folder)
-        if not self.manifest.get("complete"):
-            raise ValueError(f"stage-2 folder {folder} is unfinished; rerun generate_PCD_PI.py with the same "
-                             "arguments to complete it")
-        pis = self.manifest.get("pi", {})
-        if self.dim not in pis:
-            raise ValueError(f"{folder} has no persistence images for dim {dim} (it has dims "
-                             f"{sorted(pis)}); pass --dim {sorted(pis)[0] if pis else 0} or regenerate")
+        manifest = read_manifest(folder)
+        rebuild = rebuild_command(folder, manifest)
+        pis = manifest.get("pi") or {}
+        if not manifest.get("complete") or not pis or not manifest.get("shards"):
+            state = "is unfinished" if not manifest.get("complete") else "is marked complete but holds no " \
+                f"{'persistence images' if not pis else 'point clouds'}"
+            raise ValueError(f"stage-2 folder {folder} {state}; rerun generate_PCD_PI.py to complete it: {rebuild}")
+        entry = pi_entry(manifest, self.dim)
+        if entry is None:
+            have = sorted(int(d) for d in pis)
+            raise ValueError(f"{folder} has no persistence images for dim {dim} (it has dims {have}); pass "
+                             f"--dim {have[0]}, or regenerate it with --dims {dim}")
+        self.manifest = open_verified(folder, dims=[self.dim], verify=verify, log=log)
         shards = self.manifest["shards"]
         self.clouds = ShardedClouds(folder, [r["pcd"] for r in shards], [r["clouds"] for r in shards])
-        pi_path = os.path.join(folder, pis[self.dim]["file"])
-        if not os.path.isfile(pi_path):
-            raise FileNotFoundError(f"{pi_path} is missing; rerun generate_PCD_PI.py on {folder}")
+        self.pi_file = entry["file"]
+        pi_path = os.path.join(folder, self.pi_file)
         self.pis = load_npy(pi_path, "persistence-image file")
         if len(self.pis) != len(self.clouds):
             raise ValueError(f"{pi_path} holds {len(self.pis)} images for {len(self.clouds)} clouds; regenerate {folder}")
@@ -42,7 +51,7 @@ class Stage2Data(Dataset):
         if len(bad):
             raise ValueError(f"{pi_path} has non-finite values in {len(bad)} persistence image(s) (first: cloud "
                              f"{bad[0]}); rerun generate_PCD_PI.py on {folder} to rebuild it")
-        self.pi_params: Dict[str, Any] = pis[self.dim]["params"]
+        self.pi_params: Dict[str, Any] = entry["params"]
 
     @property
     def input_dim(self) -> int:
@@ -65,7 +74,7 @@ class Stage2Data(Dataset):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.pis = np.load(os.path.join(self.folder, self.manifest["pi"][self.dim]["file"]), mmap_mode="r")
+        self.pis = load_npy(os.path.join(self.folder, self.pi_file), "persistence-image file")
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:

@@ -50,6 +50,7 @@ class RipsNetTrainConfig:
     resume: bool = False
     resume_override: bool = False
     progress: bool = True
+    verify: bool = True  # check the stage-2 files' SHA-256 (False: sizes and the manifest's checksum only)
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -101,7 +102,7 @@ class RipsNetTrainer:
             raise ValueError(f"--min_delta must be >= 0, got {cfg.min_delta}")
         self.cfg = cfg
         seed_everything(cfg.seed)
-        self.data = Stage2Data(cfg.data_dir, cfg.dim)
+        self.data = Stage2Data(cfg.data_dir, cfg.dim, verify=cfg.verify)
         train_idx, val_idx = split_indices(len(self.data), cfg.val_fraction, cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
         self.train_loader = DataLoader(Subset(self.data, train_idx.tolist()), batch_size=cfg.batch_size,
@@ -121,9 +122,14 @@ class RipsNetTrainer:
     def _save_best(self) -> None:
         from topology.ripsnet import save_ripsnet
 
-        save_ripsnet(self.model, self.best_path, pi_params=self.data.pi_params, manifest=self.data.manifest,
-                     input_dim=self.data.input_dim, resolution=int(round(self.data.pi_size ** 0.5)),
-                     dim=self.cfg.dim, best_val_mse=self.state["best_val_mse"], epoch=self.state["epoch"])
+        from .manifest import check_ripsnet_pi
+
+        record = dict(pi_params=self.data.pi_params, manifest=self.data.manifest, input_dim=self.data.input_dim,
+                      resolution=int(round(self.data.pi_size ** 0.5)), dim=self.cfg.dim, units=self.model.units)
+        check_ripsnet_pi(record, self.best_path)  # what the checkpoint will say must agree with itself
+        record.pop("units")
+        save_ripsnet(self.model, self.best_path, **record, best_val_mse=self.state["best_val_mse"],
+                     epoch=self.state["epoch"])
 
     def _save_last(self) -> None:
         save_torch({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),

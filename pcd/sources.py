@@ -18,7 +18,7 @@ from datasets.keyed import RULE as KEYED_RULE
 from datasets.keyed import KeyedItems
 from models.features import check_layer, layer_embedding
 
-from topkd_io import file_identity
+from topkd_io import file_identity, load_npy
 
 
 class ArrayCloudSource:
@@ -29,10 +29,7 @@ class ArrayCloudSource:
     def __init__(self, path: str):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--pcd file {path} not found; pass a .npy array [num_clouds, N, D]")
-        try:
-            self.array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            raise ValueError(f"--pcd file {path} is not a plain .npy array ({exc}); save it with np.save") from None
+        self.array = load_npy(path, "--pcd file", rebuild="np.save(path, clouds) of a float array [num_clouds, N, D]")
         if self.array.ndim != 3 or not np.issubdtype(self.array.dtype, np.floating):
             raise ValueError(f"--pcd file {path} must hold a float array [num_clouds, N, D], got "
                              f"{self.array.dtype} {tuple(self.array.shape)}")

@@ -13,7 +13,9 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from topkd_io import atomic_write
+from topkd_io import atomic_write  # noqa: F401 - re-exported for stage-2 writers
+from topkd_io.atomic import AtomicNpyWriter  # noqa: F401 - the streamed .npy writer (pi_dim<k>.npy)
+from topkd_io.safe_load import load_npy as read_npy
 
 SHARD_DIR = "shards"
 
@@ -30,57 +32,10 @@ def pi_name(dim: int) -> str:
     return f"pi_dim{dim}.npy"
 
 
-class AtomicNpyWriter:
-    """A ``.npy`` file of known shape written sequentially in row blocks, renamed to ``path`` on ``commit()``.
-
-    Plain file writes through `topkd_io.atomic_write` (no memory map), so the written data never stays
-    resident in the process. Usage: ``w = AtomicNpyWriter(path, shape); w.write(block); ...; w.commit()``
-    (``abort()`` on error).
-    """
-
-    def __init__(self, path: str, shape: Tuple[int, ...], dtype=np.float32):
-        self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)
-        self._out = atomic_write(path)
-        self.file = self._out.file
-        try:
-            np.lib.format.write_array_header_1_0(
-                self.file, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
-                            "shape": self.shape})
-        except BaseException:
-            self._out.abort()
-            raise
-        self.rows = 0
-
-    def write(self, block: np.ndarray) -> None:
-        block = np.ascontiguousarray(block, dtype=self.dtype)
-        if block.shape[1:] != self.shape[1:] or self.rows + len(block) > self.shape[0]:
-            raise ValueError(f"block {block.shape} does not fit {self.shape} after {self.rows} rows")
-        try:
-            self.file.write(block.tobytes())
-        except OSError as exc:
-            self.abort()
-            raise OSError(exc.errno, f"cannot write {os.path.basename(self.path)} ({exc.strerror})",
-                          self.path) from None
-        self.rows += len(block)
-
-    def commit(self) -> None:
-        if self.rows != self.shape[0]:
-            self.abort()
-            raise ValueError(f"{self.path}: wrote {self.rows} of {self.shape[0]} rows")
-        self._out.commit()
-
-    def abort(self) -> None:
-        self._out.abort()
-
-
 def load_npy(path: str, what: str) -> np.ndarray:
-    """Memory-map a ``.npy`` file of a stage-2 folder; an unreadable one -> ValueError naming it."""
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        folder = os.path.dirname(os.path.dirname(os.path.abspath(path))) if SHARD_DIR in path else os.path.dirname(path)
-        raise ValueError(f"{what} {path} cannot be read ({' '.join(str(exc).split())[:80]}: truncated or "
-                         f"damaged); rerun generate_PCD_PI.py on {folder} to rebuild it") from None
+    """Memory-map a ``.npy`` file of a stage-2 folder read-only; an unreadable one -> ValueError naming it."""
+    folder = os.path.dirname(os.path.dirname(os.path.abspath(path))) if SHARD_DIR in path else os.path.dirname(path)
+    return read_npy(path, what, rebuild=f"generate_PCD_PI.py with the same arguments on {folder}")
 
 
 def load_diagrams(path: str) -> List[np.ndarray]:

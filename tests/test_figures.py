@@ -3,7 +3,6 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from topkd_io import save_torch
 from models import model_dict
@@ -52,8 +51,10 @@ def quick(tmp_path_factory):
     deaths = rips_h0_deaths(feats[-1].reshape(4, 64, -1).double().numpy())
     params = PIParams.fit([np.stack([np.zeros_like(d), d], 1) for d in deaths], homology_dim=0)
     (out / "pcd").mkdir()
-    (out / "pcd" / "manifest.yaml").write_text(yaml.safe_dump(
-        {"format": "topkd-stage2-v1", "pi": {0: {"file": "pi_dim0.npy", "params": params.to_dict()}}}))
+    from pcd.manifest import write_manifest  # sealed, as stage 2 writes it
+
+    write_manifest(str(out / "pcd"), {"format": "topkd-stage2-v1",
+                                      "pi": {0: {"file": "pi_dim0.npy", "params": params.to_dict()}}})
     torch.manual_seed(2)
     save_ripsnet(RipsNet(64, pooling="mean"), out / "ripsnet" / "mean_best.pth", pi_params=params)
     return out

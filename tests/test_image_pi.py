@@ -190,26 +190,33 @@ def test_cache_round_trip_and_datasets(tmp_path):
     assert bundle.in_channels == 6 and bundle.image_size == 50 and len(bundle.val) == 2 and len(bundle.test) == 4
 
 
+class StopAt(TinyImages):
+    """TinyImages whose item ``stop`` raises (a run interrupted while reading that chunk)."""
+
+    def __init__(self, stop, **kw):
+        super().__init__(**kw)
+        self.stop = stop
+
+    def __getitem__(self, i):
+        if i == self.stop:
+            raise KeyboardInterrupt
+        return super().__getitem__(i)
+
+
 def test_cache_resumes_only_missing_chunks(tmp_path):
     data = TinyImages()
-    folder = build_pi_cache(data, tmp_path / "c", "tiny", "train", chunk_size=4, dtype="float32")
-    # simulate a run stopped before chunk 1 (items 4..7) was written
-    pis = np.load(folder / "pi.npy", mmap_mode="r+")
-    pis[4:8] = 0
-    pis.flush()
-    del pis
-    done = np.load(folder / "done.npy")
-    done[1] = False
-    np.save(folder / "done.npy", done)
+    folder = tmp_path / "c"
+    with pytest.raises(KeyboardInterrupt):  # stopped while reading chunk 2 (items 8, 9)
+        build_pi_cache(StopAt(8), folder, "tiny", "train", chunk_size=4, dtype="float32")
     manifest = yaml.safe_load((folder / "manifest.yaml").read_text())
-    manifest["complete"] = False
-    (folder / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    assert sorted(manifest["chunks"]) == [0, 1] and not manifest["complete"] and not (folder / "pi.npy").exists()
     with pytest.raises(ValueError, match="incomplete"):
         load_pi_cache(folder)
     again = TinyImages()
     build_pi_cache(again, folder, "tiny", "train", chunk_size=4, dtype="float32")
-    assert again.read == {0, 4, 5, 6, 7}  # item 0 for the shape, then only the missing chunk
+    assert again.read == {0, 8, 9}  # item 0 for the shape, then only the missing chunk
     np.testing.assert_array_equal(np.asarray(load_pi_cache(folder).pis), image_pis(data.images.numpy()))
+    assert not (folder / "parts").exists()  # merged into pi.npy / targets.npy
 
 
 def test_cache_errors(tmp_path):
@@ -335,9 +342,15 @@ def test_cache_refuses_to_mix_layouts(tmp_path):
     build_pi_cache(TinyImages(4, seed=1), cache_folder(tmp_path, "tiny", "test"), "tiny", "test", chunk_size=4)
     with pytest.raises(ValueError, match="mix layouts"):
         pi_bundle(tmp_path, "tiny", num_classes=3, params=None)
-    # a manifest written before layouts existed reads as the old layout and is refused by default
+    # a manifest without layout fields reads as the old layout and is refused by default (re-sealed: an
+    # edit alone is refused by the manifest's checksum)
+    from topkd_io import seal
+
     manifest = yaml.safe_load((old / "manifest.yaml").read_text())
     del manifest["layout"], manifest["params"]["layout"], manifest["params"]["quantize"]
     (old / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    with pytest.raises(ValueError, match="does not match its own checksum"):
+        load_pi_cache(old)
+    (old / "manifest.yaml").write_text(yaml.safe_dump(seal(manifest)))
     with pytest.raises(ValueError, match="layout 'gudhi'"):
         load_pi_cache(old)

@@ -37,7 +37,7 @@ def _writers(tmp_path):
 
     def pi_cache(path):
         images = [(torch.rand(1, 8, 8), k % 2) for k in range(3)]
-        build_pi_cache(images, path.parent, "tiny", "train", ImagePIParams(), chunk_size=8)
+        build_pi_cache(images, path.parent, "tiny", "train", ImagePIParams(), chunk_size=8, overwrite=True)
 
     params = PIParams(bandwidth=0.1, im_range=(0.0, 1.0, 0.0, 1.0))
     return {

@@ -124,7 +124,7 @@ def test_unknown_arch_subprocess(repo_root, tmp_path):
 @pytest.mark.parametrize("extra, words", [
     (["--epochs", "0"], ["--epochs must be a positive integer"]),
     (["--batch_size", "-1"], ["--batch_size must be a positive integer"]),
-    (["--lr", "-0.1"], ["--lr must be positive"]),
+    (["--lr", "-0.1"], ["--lr must be a finite number > 0"]),
     (["--lr_decay_epochs", "5,x"], []),  # argparse error (exit 2 with usage) is checked separately
 ])
 def test_bad_values(extra, words, tmp_path, run_stage):

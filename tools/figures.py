@@ -112,7 +112,7 @@ def load_pi_params(source=None, ripsnet_ckpt: Optional[Dict] = None, dim: int = 
     if isinstance(source, PIParams):
         return source
     if source is not None:
-        return read_pi_params(os.fspath(source), dim)
+        return read_pi_params(os.fspath(source), dim, files=False)  # the parameters alone (the manifest's seal)
     if ripsnet_ckpt and ripsnet_ckpt.get("pi_params"):
         return PIParams.from_dict(ripsnet_ckpt["pi_params"])
     raise ValueError("no persistence-image parameters: pass --pi_params (the stage-2 manifest.yaml); "

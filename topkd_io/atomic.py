@@ -21,7 +21,7 @@ import os
 import socket
 import tempfile
 import time
-from typing import IO, Any
+from typing import IO, Any, Tuple
 
 import numpy as np
 import torch
@@ -109,6 +109,15 @@ def _fsync_folder(folder: str) -> None:
         os.close(fd)
 
 
+def _disk_state_errno(path: str) -> int:
+    """ENOSPC when the file system of ``path``'s folder has (almost) no free blocks left, else EIO."""
+    with contextlib.suppress(OSError):
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+        if st.f_bavail * st.f_frsize < 1 << 20:
+            return errno.ENOSPC
+    return errno.EIO
+
+
 def _named(exc: BaseException, path: str) -> BaseException:
     """An error raised while writing ``path`` -> an OSError naming ``path`` when the original names no file.
 
@@ -119,17 +128,18 @@ def _named(exc: BaseException, path: str) -> BaseException:
     if isinstance(exc, OSError):
         if exc.filename is None and exc.errno:
             return OSError(exc.errno, f"cannot write {os.path.basename(path)} ({exc.strerror})", path)
+        if exc.filename is None and not exc.errno:
+            # numpy's short write ("20480 requested and 992 written") carries no errno: say what the disk
+            # state suggests, naming the file
+            code = _disk_state_errno(path)
+            return OSError(code, f"cannot write {os.path.basename(path)} ({os.strerror(code)}: only part of the "
+                                 f"data was written)", path)
         return exc
     text = " ".join(str(exc).split())
     if isinstance(exc, RuntimeError) and ("PytorchStreamWriter" in text or "inline_container" in text
                                           or "file write failed" in text):
         cause = exc.__context__  # the file object's own OSError, when torch wrote through one
-        code = cause.errno if isinstance(cause, OSError) and cause.errno else errno.EIO
-        if code == errno.EIO:
-            with contextlib.suppress(OSError):
-                st = os.statvfs(os.path.dirname(os.path.abspath(path)))
-                if st.f_bavail * st.f_frsize < 1 << 20:
-                    code = errno.ENOSPC
+        code = cause.errno if isinstance(cause, OSError) and cause.errno else _disk_state_errno(path)
         reason = os.strerror(code)
         return OSError(code, f"cannot write {os.path.basename(path)} ({reason}: the writer stopped half-way)", path)
     return exc
@@ -249,11 +259,68 @@ def save_torch(obj: Any, path: Any) -> None:
         torch.save(obj, f)
 
 
+class AtomicNpyWriter:
+    """A ``.npy`` file of known shape written sequentially in row blocks, renamed to ``path`` on ``commit()``.
+
+    Plain file writes through `topkd_io.atomic_write` (no memory map), so the written data never stays
+    resident in the process. Usage: ``w = AtomicNpyWriter(path, shape); w.write(block); ...; w.commit()``
+    (``abort()`` on error).
+    """
+
+    def __init__(self, path: str, shape: Tuple[int, ...], dtype=np.float32):
+        self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)
+        self._out = atomic_write(path)
+        self.file = self._out.file
+        try:
+            np.lib.format.write_array_header_1_0(
+                self.file, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                            "shape": self.shape})
+        except BaseException:
+            self._out.abort()
+            raise
+        self.rows = 0
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if block.shape[1:] != self.shape[1:] or self.rows + len(block) > self.shape[0]:
+            raise ValueError(f"block {block.shape} does not fit {self.shape} after {self.rows} rows")
+        try:
+            self.file.write(block.tobytes())
+        except OSError as exc:
+            self.abort()
+            raise _named(exc, self.path) from None
+        self.rows += len(block)
+
+    def commit(self) -> None:
+        if self.rows != self.shape[0]:
+            self.abort()
+            raise ValueError(f"{self.path}: wrote {self.rows} of {self.shape[0]} rows")
+        self._out.commit()
+
+    def abort(self) -> None:
+        self._out.abort()
+
+
 # ----------------------------------------------------------------------------- output paths, checked first
+
+def check_utf8(value: Any, flag: str) -> None:
+    """ValueError naming ``flag`` when the text (a path from the command line) is not valid UTF-8: Python
+    keeps such bytes as surrogates, which cannot be written into config.yaml or a manifest."""
+    if not isinstance(value, str):
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raw = os.fsencode(value)
+        bad = os.fsencode(value[exc.start:exc.end])[:1]
+        raise ValueError(f"{flag} {raw!r} is not valid UTF-8 text (byte 0x{bad[0]:02x}); use a name in UTF-8 "
+                         f"(rename the folder or file)") from None
+
 
 def check_output_dir(path: Any, flag: str) -> str:
     """Make sure ``path`` is (or can become) a writable folder; ValueError naming ``flag`` otherwise."""
     path = os.fspath(path)
+    check_utf8(path, flag)
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"{flag} {path} is a file, not a folder; pass a folder path")
     try:

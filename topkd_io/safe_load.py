@@ -179,3 +179,42 @@ def read_yaml(path: Any, what: str = "YAML file", hint: str = "") -> Any:
         if isinstance(exc, _Refused):
             raise ValueError(f"{what} {path}{where.replace(' at', ',')}: {problem}{tail}") from None
         raise ValueError(f"{what} {path} is not valid YAML{where} ({problem}){tail}") from None
+
+
+# ----------------------------------------------------------------------------- .npy arrays
+def _npy_reason(exc: BaseException) -> str:
+    """Plain words for why numpy could not open a ``.npy`` file."""
+    text = " ".join(str(exc).split())
+    if "mmap length is greater than file size" in text or "cannot reshape array" in text \
+            or "size" in text and "does not match" in text:
+        return "the file is shorter than its header says: cut short"
+    if isinstance(exc, EOFError) or "No data left" in text or "empty" in text:
+        return "the file is empty or cut short"
+    if "magic string" in text or "header" in text.lower():
+        return "it is not a .npy file, or its header is damaged"
+    if "pickle" in text.lower():
+        return "it holds Python objects (a pickle), which are not loaded"
+    if isinstance(exc, OSError):
+        return f"it could not be read ({exc.strerror or type(exc).__name__})"
+    return f"{type(exc).__name__}: {text[:80]}"
+
+
+def load_npy(path: Any, what: str = "array file", rebuild: str = "", mmap: bool = True) -> np.ndarray:
+    """A ``.npy`` file, memory-mapped read-only (``mmap=False``: read into memory); never a pickle.
+
+    A file shorter than its header says (which would make the memory map fail, or SIGBUS later) or
+    otherwise unreadable -> ValueError naming ``what``, the file and, when given, the ``rebuild`` command.
+    """
+    path = os.fspath(path)
+    hint = f"; rebuild it with: {rebuild}" if rebuild else ""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} {path} not found{hint}")
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        if mmap:  # np.load maps what the header announces; a shorter file must not be mapped past its end
+            expected = arr.offset + arr.nbytes if isinstance(arr, np.memmap) else None
+            if expected is not None and os.path.getsize(path) < expected:
+                raise ValueError("mmap length is greater than file size")
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{what} {path} cannot be read ({_npy_reason(exc)}){hint}") from None
+    return arr
