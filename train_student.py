@@ -11,6 +11,10 @@ error. ``-d 0`` (default) = no topology term; ``--method topkd`` uses the frozen
 ``--method topkd_exact`` the exact differentiable H0 persistence images.
 Run folder: <save_dir>/S-<s>_T-<t>_<dataset>_<distill>[+<method>]_r-<g>_a-<a>_b-<b>_d-<d>_trial_<n>/
 (the part after <dataset> is the method's and the add-ons' run tag).
+
+Every run, whatever the method, also measures how close the student's latent topology is to the teacher's
+(`engine.topo_eval.TopologyProbe`: diagram distances, persistence-image MSE and linear CKA on fixed test
+batches) at the last epoch, or every ``--topo_eval_every`` epochs; ``--topo_eval_batches 0`` turns it off.
 """
 from __future__ import annotations
 
@@ -71,7 +75,54 @@ def build_parser() -> argparse.ArgumentParser:
         opt.add_to(groups[title], default_text(declared_by))
     add_data_args(parser)
     add_training_args(parser, save_dir="./save_s_models")
+    add_topo_eval_args(parser)
     return parser
+
+
+def add_topo_eval_args(parser: argparse.ArgumentParser) -> None:
+    """The topology measurement of every student run (`engine.topo_eval`)."""
+    from engine.topo_eval import DEFAULT_BATCH_SIZE, DEFAULT_BATCHES
+    from topology.metrics import NORMALIZATIONS
+
+    g = parser.add_argument_group("topology measurement (every method)")
+    g.add_argument("--topo_eval_every", type=int, default=0, metavar="N",
+                   help="measure the student's topology against the teacher's every N epochs and at the last one "
+                        "(default 0: the last epoch only)")
+    g.add_argument("--topo_eval_batches", type=int, default=DEFAULT_BATCHES, metavar="K",
+                   help=f"fixed test batches measured, the same images for every method and seed "
+                        f"(default {DEFAULT_BATCHES}; 0 = no measurement)")
+    g.add_argument("--topo_eval_batch_size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"points per measured cloud (default {DEFAULT_BATCH_SIZE}, the official cloud size)")
+    g.add_argument("--topo_eval_dims", type=int, nargs="+", default=[0], choices=(0, 1),
+                   help="homology dimensions measured (default 0)")
+    g.add_argument("--topo_eval_normalize", default="diam", choices=NORMALIZATIONS,
+                   help="normalised distances divide each cloud by its diameter (diam, default) or mean pairwise "
+                        "distance (mean)")
+
+
+def topology_probe(cfg: argparse.Namespace, teacher, data):
+    """The run's `TopologyProbe` (None with ``--topo_eval_batches 0``); layers: the topology term's
+    (``--tda_layer_t`` / ``--tda_layer_s``) where the method has them, else the embedding (-1)."""
+    from engine.topo_eval import TopologyProbe
+
+    if cfg.topo_eval_batches < 0 or cfg.topo_eval_every < 0:
+        raise ValueError(f"--topo_eval_batches and --topo_eval_every must be >= 0, got {cfg.topo_eval_batches} "
+                         f"and {cfg.topo_eval_every}")
+    if not cfg.topo_eval_batches:
+        return None
+    if cfg.topo_eval_batch_size < 2:
+        raise ValueError(f"--topo_eval_batch_size must be >= 2 (points per cloud), got {cfg.topo_eval_batch_size}")
+    layer_t = getattr(cfg, "tda_layer_t", None)
+    layer_t = -1 if layer_t is None else layer_t
+    layer_s = getattr(cfg, "tda_layer_s", None)
+    probe = TopologyProbe(teacher, data.test, layer_t=layer_t, layer_s=layer_s, batches=cfg.topo_eval_batches,
+                          batch_size=cfg.topo_eval_batch_size, dims=cfg.topo_eval_dims,
+                          normalize=cfg.topo_eval_normalize, every=cfg.topo_eval_every or None)
+    got = (len(probe.indices), len(probe.indices[0]))
+    if got != probe.requested:
+        print(f"note: the test set holds {len(data.test)} items: topology measured on {got[0]} batch(es) of {got[1]} "
+              f"instead of {probe.requested[0]} x {probe.requested[1]}", flush=True)
+    return probe
 
 
 def configure_method(cfg: argparse.Namespace):
@@ -131,8 +182,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     cfg.arch, cfg.num_classes, cfg.in_channels = cfg.model_s, data.num_classes, data.in_channels
     cfg.loss = distiller.loss_summary()  # the resolved weights, in the run header and config.yaml
     cfg.run_dir = cfg.run_dir or os.path.join(cfg.save_dir, run_name(cfg, method, addons))
-    free = ["path_t"] + [o.name for owner in (method, *addons) for o in declared(owner) if o.free]
-    return fit_and_report(distiller, data, cfg, free_fields=free)
+    probe = topology_probe(cfg, teacher, data)
+    # free on resume: the teacher's path, the measurement options, and the inputs' paths methods declare free
+    free = ["path_t", *(k for k in vars(cfg) if k.startswith("topo_eval_"))]
+    free += [o.name for owner in (method, *addons) for o in declared(owner) if o.free]
+    return fit_and_report(distiller, data, cfg, probes=[probe] if probe else [], free_fields=free)
 
 
 if __name__ == "__main__":

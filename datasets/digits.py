@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from . import transforms as tf
 from .bundle import DataBundle
 from .registry import register
-from .splits import hold_out, with_transform
+from .splits import hold_out, split_indices, with_transform
 
 TEST_SIZE = 0.2
 SPLIT_STATE = 0
@@ -63,17 +63,36 @@ def digit_split(targets: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
                             random_state=SPLIT_STATE)
 
 
+def fraction_positions(targets: np.ndarray, fraction: float) -> np.ndarray:
+    """Positions (sorted) of a fixed stratified ``fraction`` of ``targets``: the same items for every seed."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"--train_fraction must be in (0, 1], got {fraction}")
+    positions = np.arange(len(targets))
+    if fraction == 1:
+        return positions
+    classes = len(np.unique(targets))
+    if round(fraction * len(targets)) < classes:
+        raise ValueError(f"--train_fraction {fraction} keeps fewer than one training image per class "
+                         f"({len(targets)} images, {classes} classes); raise it")
+    keep, _ = train_test_split(positions, train_size=fraction, stratify=targets, random_state=SPLIT_STATE)
+    return np.sort(keep)
+
+
 @register("digits", recipe="cifar", on_device=True)
 def build_digits(root: str, download: bool, val_split: float, seed: int, image_size: int = 32,
-                 train_augment: bool = True) -> DataBundle:
+                 train_augment: bool = True, train_fraction: float = 1.0) -> DataBundle:
     """1437 train / 360 test digits, `[3, image_size, image_size]`, normalized by train-split statistics.
 
     Training augmentation (when `train_augment`): random crop with zero padding of image_size/8
     pixels, no flip (digits are not mirror-invariant). `root` and `download` are ignored.
+    `train_fraction` < 1 trains on a fixed stratified part of the 1437 (`fraction_positions`, independent of
+    the seed; items keep their index in the 1437, so the image-PI caches still fit); the normalisation
+    statistics stay those of the whole training split.
     """
     image_size = int(image_size)
     if image_size < 8:
         raise ValueError(f"image_size for digits must be at least 8 pixels, got {image_size}")
+    train_fraction = float(train_fraction)
     images, targets = digit_images(image_size)
     train_pos, test_pos = digit_split(targets)
     train_images, test_images = images[train_pos], images[test_pos]
@@ -83,7 +102,15 @@ def build_digits(root: str, download: bool, val_split: float, seed: int, image_s
     train_tf = tf.tensor_train(mean, std, image_size, padding=image_size // 8) if train_augment else eval_tf
     train_full = TensorImages(train_images, torch.from_numpy(targets[train_pos]), train_tf)
     test = TensorImages(test_images, torch.from_numpy(targets[test_pos]), eval_tf)
-    train, val = hold_out(train_full, with_transform(train_full, eval_tf), train_full.targets,
-                          val_split, seed)
+    keep = fraction_positions(targets[train_pos], train_fraction)
+    if len(keep) < len(train_full):  # one level of Subset over the whole split, the hold-out taken inside it
+        train, val = Subset(train_full, keep.tolist()), None
+        if val_split:
+            tr, va = split_indices([train_full.targets[i] for i in keep], val_split, seed)
+            train = Subset(train_full, keep[tr].tolist())
+            val = Subset(with_transform(train_full, eval_tf), keep[va].tolist())
+    else:
+        train, val = hold_out(train_full, with_transform(train_full, eval_tf), train_full.targets,
+                              val_split, seed)
     return DataBundle(train=train, val=val, test=test, num_classes=10, in_channels=3,
                       image_size=image_size, name="digits", mean=mean, std=std)

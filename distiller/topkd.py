@@ -3,7 +3,9 @@
 ``loss_tda = delta * MSE(PI(cloud_t), PI(proj(cloud_s)))`` where a cloud is the batch's features at one
 layer (``[B, C]``; stage maps are global-average-pooled), the whole batch as one point cloud or split into
 ``clouds`` equal sub-batch clouds, and ``PI`` is either a frozen RipsNet (``method="topkd"``, the paper)
-or the exact differentiable H0 persistence image (``method="topkd_exact"``). ``proj`` is a learnable linear
+or the exact differentiable persistence image (``method="topkd_exact"``). ``dims`` (``--dim``) picks the
+homology dimensions: 0 (the paper), 1, or both, whose images are then laid side by side (one RipsNet per
+dimension, or the exact H0 and H1 images) so the MSE is the mean of the per-dimension MSEs. ``proj`` is a learnable linear
 map (the official 1x1 convolution on pooled features) present only when the widths differ. Gradients flow
 through the frozen RipsNet into the projector and the student; the teacher side is computed without them.
 """
@@ -82,6 +84,65 @@ class ExactH0PI(nn.Module):
         return self._images(self._deaths(clouds), self.params).reshape(clouds.shape[0], -1)
 
 
+class ExactH1PI(nn.Module):
+    """``[K, N, D]`` clouds -> ``[K, R*R]`` exact H1 persistence images (differentiable in the points): gudhi's
+    persistence pairs give each point's birth and death edges, whose lengths are recomputed from the points."""
+
+    def __init__(self, params):
+        super().__init__()
+        from topology.persistence import h1_diagrams_torch
+        from topology.point_cloud_pi import h1_images_torch
+
+        self.params = params
+        self._diagrams, self._images = h1_diagrams_torch, h1_images_torch
+        self.input_dim = None
+
+    def forward(self, clouds: torch.Tensor) -> torch.Tensor:
+        births, deaths, mask = self._diagrams(clouds)
+        return self._images(births, deaths, mask, self.params).reshape(clouds.shape[0], -1)
+
+
+class StackedPI(nn.Module):
+    """Several image modules (one per homology dimension) side by side: ``[K, N, D]`` -> ``[K, sum of P]``."""
+
+    def __init__(self, parts: Sequence[nn.Module]):
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+        widths = {p.input_dim for p in parts if p.input_dim is not None}
+        if len(widths) > 1:
+            raise ValueError(f"the RipsNets of the homology dimensions take points of different widths {sorted(widths)}; "
+                             f"use RipsNets trained on the same teacher layer")
+        self.input_dim = widths.pop() if widths else None
+
+    def forward(self, clouds: torch.Tensor) -> torch.Tensor:
+        return torch.cat([p(clouds) for p in self.parts], dim=-1)
+
+
+# homology dimension -> exact image module
+EXACT_PI = {0: ExactH0PI, 1: ExactH1PI}
+
+
+def check_dims(dims) -> Tuple[int, ...]:
+    """``--dim`` value(s) -> a tuple of distinct homology dimensions among 0 and 1 (ValueError otherwise)."""
+    dims = tuple(int(d) for d in (dims if isinstance(dims, (list, tuple)) else [dims]))
+    if not dims or any(d not in EXACT_PI for d in dims) or len(set(dims)) != len(dims):
+        raise ValueError(f"--dim {' '.join(map(str, dims))}: pick homology dimensions among 0 and 1 "
+                         f"(--dim 0, --dim 1 or --dim 0 1)")
+    return dims
+
+
+def _by_dim(value, dims: Sequence[int], what: str) -> Dict[int, object]:
+    """One object (for a single dimension) or ``{dim: object}`` -> ``{dim: object}`` covering ``dims``."""
+    if isinstance(value, dict):
+        missing = [d for d in dims if value.get(d) is None]
+        if missing:
+            raise ValueError(f"no {what} for homology dimension {', '.join(map(str, missing))}")
+        return {d: value[d] for d in dims}
+    if len(dims) != 1:
+        raise ValueError(f"--dim {' '.join(map(str, dims))} needs one {what} per dimension")
+    return {dims[0]: value}
+
+
 class TopologyTerm(nn.Module):
     """``delta * MSE(images(cloud_t), images(proj(cloud_s)))`` from the two networks' feature lists.
 
@@ -113,18 +174,24 @@ class TopologyTerm(nn.Module):
             return self.delta * F.mse_loss(pi_s, pi_t)
 
 
-def _ripsnet_pi(rips=None, **_) -> nn.Module:
-    if rips is None:
+def _stack(parts: Sequence[nn.Module]) -> nn.Module:
+    return parts[0] if len(parts) == 1 else StackedPI(parts)
+
+
+def _ripsnet_pi(rips=None, dims=(0,), **_) -> nn.Module:
+    if rips is None or (isinstance(rips, dict) and not rips):
         raise ValueError("TopKD with a RipsNet needs --rips_path (the stage-3 RipsNet checkpoint), "
                          "or use --method topkd_exact, or set --delta 0")
-    return RipsNetPI(rips)
+    nets = _by_dim(rips, dims, "RipsNet")
+    return _stack([RipsNetPI(nets[d]) for d in dims])
 
 
-def _exact_pi(pi_params=None, **_) -> nn.Module:
-    if pi_params is None:
+def _exact_pi(pi_params=None, dims=(0,), **_) -> nn.Module:
+    if pi_params is None or (isinstance(pi_params, dict) and not pi_params):
         raise ValueError("--method topkd_exact needs persistence-image parameters: pass --pi_params "
                          "(the stage-2 folder or its manifest.yaml) or a --rips_path checkpoint that carries them")
-    return ExactH0PI(pi_params)
+    params = _by_dim(pi_params, dims, "persistence-image parameters (stage 2 with --dims covering them)")
+    return _stack([EXACT_PI[d](params[d]) for d in dims])
 
 
 # --method name -> builder of the persistence-image module
@@ -133,10 +200,11 @@ PI_METHODS: Dict[str, Callable[..., nn.Module]] = {"topkd": _ripsnet_pi, "topkd_
 
 def attach_topology(distiller: TeacherStudent, delta: float, method: str = "topkd", rips: Optional[nn.Module] = None,
                     pi_params=None, tda_layer_t: int = -1, tda_layer_s: Optional[int] = None,
-                    tda_clouds: int = 1) -> Optional[TopologyTerm]:
+                    tda_clouds: int = 1, dims: Sequence[int] = (0,)) -> Optional[TopologyTerm]:
     """Add ``loss_tda`` to ``distiller`` (any :class:`TeacherStudent`); nothing when ``delta == 0``.
 
-    rips: a loaded RipsNet module (``method="topkd"``); pi_params: a PIParams (``"topkd_exact"``).
+    rips: a loaded RipsNet module (``method="topkd"``), or ``{dim: RipsNet}`` for several ``dims``; pi_params:
+    a PIParams (``"topkd_exact"``), or ``{dim: PIParams}``. dims: homology dimensions (0, 1 or both).
     ``tda_layer_s`` defaults to ``tda_layer_t``. Raises ValueError for out-of-range layers, a RipsNet
     whose input width differs from the teacher feature width, or missing inputs.
     """
@@ -149,12 +217,13 @@ def attach_topology(distiller: TeacherStudent, delta: float, method: str = "topk
                          f"use e.g. --distill kd")
     if method not in PI_METHODS:
         raise ValueError(f"unknown --method {method!r}; choose one of: {', '.join(PI_METHODS)}")
+    dims = check_dims(dims)
     tda_layer_s = tda_layer_t if tda_layer_s is None else tda_layer_s
     layer_t = check_layer(tda_layer_t, len(distiller.feat_shapes_t), "--tda_layer_t", "teacher")
     layer_s = check_layer(tda_layer_s, len(distiller.feat_shapes_s), "--tda_layer_s", "student")
     dim_t = distiller.feat_shapes_t[layer_t][1]
     dim_s = distiller.feat_shapes_s[layer_s][1]
-    images = PI_METHODS[method](rips=rips, pi_params=pi_params)
+    images = PI_METHODS[method](rips=rips, pi_params=pi_params, dims=dims)
     if images.input_dim is not None and images.input_dim != dim_t:
         raise ValueError(f"the RipsNet takes {images.input_dim}-d points but the teacher's feature at "
                          f"--tda_layer_t {tda_layer_t} is {dim_t}-d: use the RipsNet trained on this teacher/layer")
@@ -172,23 +241,24 @@ def attach_topology(distiller: TeacherStudent, delta: float, method: str = "topk
 POOLINGS = ("mean", "sum")
 
 
-def locate_ripsnet(cfg: argparse.Namespace) -> str:
+def locate_ripsnet(cfg: argparse.Namespace, dim: Optional[int] = None) -> str:
     """The RipsNet checkpoint the flags name -> an existing file (`pcd.ripsnet_paths.find_ripsnet`).
 
     ``--rips_path`` may be a file, a folder holding ``<operator>_best.pth``, or a root searched by the official
     rule ``<root>/<dataset>_<teacher>_batch<bs>_FCinput_PCD_dim<k>/<operator>_best.pth`` and then our stage-3
     layout; left out, the root is the official ``ripsnet/result``. Without ``--operator`` both poolings are
-    tried and exactly one must exist.
+    tried and exactly one must exist. ``dim``: the homology dimension (default: ``cfg.dim``).
     """
     from pcd.ripsnet_paths import find_ripsnet
 
+    dim = cfg.dim if dim is None else dim
     if cfg.rips_path and os.path.isfile(cfg.rips_path):
         return cfg.rips_path
     found, missing = [], []
     for op in ([cfg.operator] if cfg.operator else POOLINGS):
         try:
             found.append(find_ripsnet(cfg.rips_path, cfg.dataset, cfg.model_t, cfg.batch_size, cfg.tda_layer_t,
-                                      cfg.dim, op))
+                                      dim, op))
         except FileNotFoundError as exc:
             missing.append(str(exc))
     if len(found) > 1:
@@ -199,9 +269,19 @@ def locate_ripsnet(cfg: argparse.Namespace) -> str:
     return found[0]
 
 
-def load_topology_inputs(cfg: argparse.Namespace):
-    """-> ``(ripsnet or None, PIParams or None)`` as ``--rips_path`` / ``--operator`` / ``--units_list`` /
-    ``--pi_params`` ask (``topkd_exact`` without ``--rips_path`` reads only ``--pi_params``)."""
+def _recorded_dim(ckpt: dict) -> Optional[int]:
+    """The homology dimension a RipsNet checkpoint says it was trained on (None for official files)."""
+    if ckpt.get("dim") is not None:
+        return int(ckpt["dim"])
+    params = ckpt.get("pi_params") or {}
+    return None if params.get("homology_dim") is None else int(params["homology_dim"])
+
+
+def load_topology_inputs(cfg: argparse.Namespace, dims: Sequence[int] = (0,)):
+    """-> ``({dim: ripsnet} or None, {dim: PIParams} or None)`` as ``--rips_path`` / ``--operator`` /
+    ``--units_list`` / ``--pi_params`` ask, one per homology dimension in ``dims`` (``topkd_exact`` without
+    ``--rips_path`` reads only ``--pi_params``). Several dimensions need one RipsNet each, found under a
+    ``--rips_path`` folder or root by the naming rules; a RipsNet recording another dimension is refused."""
     from models.loading import check_finite_weights
     from pcd.manifest import check_ripsnet_pi, read_pi_params
     from topology.point_cloud_pi import PIParams
@@ -210,19 +290,34 @@ def load_topology_inputs(cfg: argparse.Namespace):
     if cfg.method == "topkd" or cfg.rips_path:
         from topology.ripsnet import load_ripsnet
 
-        path = locate_ripsnet(cfg)
-        rips, ckpt = load_ripsnet(path, operator=cfg.operator, units_list=cfg.units_list)
-        check_ripsnet_pi(ckpt, path)  # its PI parameters agree with its output and its recorded manifest
-        check_finite_weights(rips.state_dict(), path, "--rips_path")
-        params = ckpt["pi_params"]  # None in official checkpoints
-        how = ckpt.get("resolved") or {}
-        print(f"topology term: RipsNet {path} ({rips.pooling} pooling from {how.get('pooling_from', 'checkpoint')}, "
-              f"widths {rips.units} from {how.get('units_from', 'checkpoint')})", flush=True)
+        if len(dims) > 1 and cfg.rips_path and os.path.isfile(cfg.rips_path):
+            raise ValueError(f"--dim {' '.join(map(str, dims))} needs one RipsNet per dimension: pass --rips_path as "
+                             f"the root holding them (found by the naming rule ..._dim<k>/), not the file {cfg.rips_path}")
+        rips, params, seen = {}, {}, {}
+        for dim in dims:
+            path = locate_ripsnet(cfg, dim)
+            if path in seen:
+                raise ValueError(f"--rips_path: {path} was found for --dim {seen[path]} and --dim {dim}; pass a root "
+                                 f"holding one RipsNet per dimension (..._dim0/, ..._dim1/)")
+            seen[path] = dim
+            net, ckpt = load_ripsnet(path, operator=cfg.operator, units_list=cfg.units_list)
+            check_ripsnet_pi(ckpt, path)  # its PI parameters agree with its output and its recorded manifest
+            check_finite_weights(net.state_dict(), path, "--rips_path")
+            recorded = _recorded_dim(ckpt)
+            if recorded is not None and recorded != dim:
+                raise ValueError(f"the RipsNet {path} was trained on H{recorded} images but --dim asks for H{dim}; "
+                                 f"pass the RipsNet of train_ripsnet.py --dim {dim}")
+            rips[dim] = net
+            if ckpt["pi_params"] is not None:  # None in official checkpoints
+                params[dim] = PIParams.from_dict(ckpt["pi_params"])
+            how = ckpt.get("resolved") or {}
+            print(f"topology term: H{dim} RipsNet {path} ({net.pooling} pooling from "
+                  f"{how.get('pooling_from', 'checkpoint')}, widths {net.units} from "
+                  f"{how.get('units_from', 'checkpoint')})", flush=True)
     if cfg.pi_params:
-        params = read_pi_params(cfg.pi_params, cfg.dim, verify=not getattr(cfg, "no_verify", False))
-    elif params is not None:
-        params = PIParams.from_dict(params)
-    return rips, params
+        params = {dim: read_pi_params(cfg.pi_params, dim, verify=not getattr(cfg, "no_verify", False))
+                  for dim in dims}
+    return rips, (params or None)
 
 
 class TopologyAddOn:
@@ -237,7 +332,8 @@ class TopologyAddOn:
         Option("tda_layer_t", -1, "teacher feature index (-1 = FC input)", source="TopKD"),
         Option("tda_layer_s", None, "student feature index (default: --tda_layer_t)", type=int),
         Option("tda_clouds", 1, "point clouds per batch (1 = the whole batch)", source="TopKD", low=1),
-        Option("dim", 0, "homology dimension matched (only 0 is supported)", source="TopKD"),
+        Option("dim", 0, "homology dimension(s) matched: 0, 1, or 0 1 (both images side by side)", type=int,
+               nargs="+", source="TopKD", low=0, high=1),
         Option("operator", None, "RipsNet pooling; picks <operator>_best.pth (default: whichever one exists)",
                choices=POOLINGS, source="official TopKD default: sum"),
         Option("rips_path", None, "RipsNet checkpoint file, run folder or root (default: ripsnet/result, searched by "
@@ -265,8 +361,8 @@ class TopologyAddOn:
             cfg.delta = 0.0
         if cfg.TDA is True and not cfg.delta:
             raise ValueError("--TDA True needs the weight of the topology term: pass -d/--delta > 0 (e.g. -d 5)")
-        if cfg.dim != 0:
-            raise ValueError(f"--dim {cfg.dim}: only H0 (--dim 0) is supported, as in the paper's RipsNets")
+        dims = check_dims(cfg.dim)
+        cfg.dim = dims[0] if len(dims) == 1 else list(dims)  # one value stays a number, as the official flag
         if cfg.delta < 0:
             raise ValueError(f"--delta must be >= 0, got {cfg.delta}")
         if not cfg.delta:
@@ -274,9 +370,9 @@ class TopologyAddOn:
         if cfg.method == "topkd_exact" and not (cfg.pi_params or cfg.rips_path):
             raise ValueError("--method topkd_exact needs --pi_params (the stage-2 folder or its manifest.yaml) or a "
                              "--rips_path checkpoint that carries them")
-        rips, params = load_topology_inputs(cfg)
+        rips, params = load_topology_inputs(cfg, dims)
         attach_topology(distiller, cfg.delta, method=cfg.method, rips=rips, pi_params=params,
-                        tda_layer_t=cfg.tda_layer_t, tda_layer_s=cfg.tda_layer_s, tda_clouds=cfg.tda_clouds)
+                        tda_layer_t=cfg.tda_layer_t, tda_layer_s=cfg.tda_layer_s, tda_clouds=cfg.tda_clouds, dims=dims)
 
     def run_tag(self, cfg: argparse.Namespace) -> Tuple[str, str]:
         """``("+topkd", "d-5.0")`` when the term is on, ``("", "d-0.0")`` when off."""

@@ -142,6 +142,9 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                    help="fraction of the training set held out for model selection (0 = select on test)")
     add_stage_args(g, 4, "DataLoader workers (default 4; the official TopKD code's default is 1, RepDistiller's 8)")
     g.add_argument("--image_size", type=int, default=None, help="image side for datasets that allow it (digits)")
+    g.add_argument("--train_fraction", type=float, default=None,
+                   help="digits: train on a fixed stratified fraction of the training split (the same images for "
+                        "every seed; default: all of it)")
     g.add_argument("--augment", default=None, choices=AUGMENTS,
                    help="training augmentation: 'standard' (the data set's crop/flip) or 'none' (as TGD's "
                         "official code); default: the recipe's (none for TGD, standard otherwise)")
@@ -171,6 +174,8 @@ def data_options(cfg: argparse.Namespace) -> Dict[str, Any]:
     norm = getattr(cfg, "input_norm", None) or "dataset"
     if norm != "dataset" and "normalize" in builder_options(getattr(cfg, "dataset", None)):
         options["normalize"] = norm  # data sets without the option (digits, ImageNet) keep their statistics
+    if getattr(cfg, "train_fraction", None) is not None:
+        options["train_fraction"] = cfg.train_fraction
     return options
 
 
@@ -374,11 +379,12 @@ def validate_config(cfg: argparse.Namespace) -> None:
     cfg.lr_decay_epochs = parse_epochs_list(cfg.lr_decay_epochs)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A value as plain YAML/pickle-safe types (lists, str-keyed dicts, scalars; anything else as text)."""
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
@@ -386,7 +392,7 @@ def _plain(value: Any) -> Any:
 
 def config_dict(cfg: argparse.Namespace) -> Dict[str, Any]:
     """The configuration as plain YAML/pickle-safe types."""
-    return {k: _plain(v) for k, v in sorted(vars(cfg).items())}
+    return {k: plain(v) for k, v in sorted(vars(cfg).items())}
 
 
 def write_config(cfg: argparse.Namespace, path: str) -> None:

@@ -9,8 +9,16 @@ the loss minimised is the sum of the terms and every term is logged. Evaluation 
 with milestones 150,180,210 epoch 151 is the first one at the lower rate, as in the official code).
 
 Files in ``run_dir`` (written by rank 0 only): ``config.yaml``, ``<arch>_last.pth`` and ``<arch>_best.pth``
-(atomic, every epoch), TensorBoard events in ``tb/``. The best checkpoint is chosen by validation top-1
+(atomic, every epoch), TensorBoard events in ``tb/``, and ``summary.yaml`` (atomic, at the end of `fit`:
+the summary dict, see `write_summary`). The best checkpoint is chosen by validation top-1
 when a validation set is given, else by test top-1 (the papers' convention, which is optimistic).
+
+Probes (``probes=[...]``, e.g. `engine.topo_eval.TopologyProbe`) are measurements of the student that the
+loop runs without knowing what they measure: each has a ``name``, an ``every`` (epochs; None = the last epoch
+only) and ``measure(student) -> {key: float}``, optionally ``settings() -> dict``. They run on rank 0 after
+evaluation on the epochs ``every`` divides and on the run's last epoch; their latest values go to
+TensorBoard as ``<name>/<key>``, to the checkpoints (``ckpt["probes"][name]``, with the ``epoch`` measured)
+and to the summary.
 
 Training items are drawn through `datasets.keyed.KeyedItems` / `KeyedSampler`: their randomness is keyed by
 (seed, epoch, index), so results do not depend on ``num_workers`` and ``--resume`` is bit-exact. On
@@ -41,10 +49,10 @@ from tqdm import tqdm
 from datasets.bundle import ITEM_FIELDS
 from datasets.keyed import KeyedItems, KeyedSampler
 from models.loading import state_dict_differences
-from topkd_io import check_output_dir, load_checkpoint, remove_stale_temps, save_torch
+from topkd_io import check_output_dir, load_checkpoint, remove_stale_temps, save_torch, write_yaml
 
 from .compile import compile_active, compile_networks, make_sgd, step_begin
-from .config import config_dict, write_config
+from .config import config_dict, plain, write_config
 from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, current_dist,
                           ddp_ignore_names, gather_objects, pick_device)
 from .metrics import RunningSums, topk_correct
@@ -80,15 +88,21 @@ class Trainer:
 
     ``fit()`` -> summary dict: best_acc / best_epoch (test top-1 at the selected epoch), last_acc,
     last_top5, best_val_acc / last_val_acc (when a val set exists), selected_by, seconds_per_epoch,
-    epochs_run, best_checkpoint, last_checkpoint.
+    epochs_run, best_checkpoint, last_checkpoint, probes (``{name: {key: value, "epoch": e}}``).
     """
 
     def __init__(self, distiller, train_set: Dataset, test_set: Dataset, cfg, run_dir: str,
-                 val_set: Optional[Dataset] = None, fields: Sequence[str] = ITEM_FIELDS,
-                 free_fields: Iterable[str] = ()):
-        """``fields``: the names of a training item's entries (``DataBundle.fields``); ``free_fields``: the
-        stage's own options a resumed run may change freely (beside `engine.resume.FREE_FIELDS`)."""
+                 val_set: Optional[Dataset] = None, probes: Optional[Sequence[Any]] = None,
+                 fields: Sequence[str] = ITEM_FIELDS, free_fields: Iterable[str] = ()):
+        """``probes``: see the module docstring; ``fields``: the names of a training item's entries
+        (``DataBundle.fields``); ``free_fields``: the stage's own options a resumed run may change freely
+        (beside `engine.resume.FREE_FIELDS`)."""
         self.cfg = cfg
+        self.probes = list(probes or [])
+        names = [p.name for p in self.probes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"probes need distinct names, got {names}")
+        self.probe_values: Dict[str, Dict[str, float]] = {}
         self.run_dir = str(run_dir)
         self.fields = tuple(fields)
         self.free_fields = FREE_FIELDS | frozenset(free_fields)
@@ -211,7 +225,8 @@ class Trainer:
             "last_acc": self.last.get("acc"), "last_top5": self.last.get("top5"),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": rng_ranks[0], "config": config_dict(self.cfg),
-            "distiller": extras, **({"rng_ranks": rng_ranks} if len(rng_ranks) > 1 else {}),
+            "distiller": extras, "probes": {k: dict(v) for k, v in self.probe_values.items()},
+            **({"rng_ranks": rng_ranks} if len(rng_ranks) > 1 else {}),
         }
 
     def _resume(self) -> None:
@@ -250,6 +265,7 @@ class Trainer:
                      "acc": float(ckpt.get("best_acc", 0.0)), "epoch": int(ckpt.get("best_epoch", 0)),
                      "val_acc": ckpt.get("best_val_acc")}
         self.last = {"acc": ckpt.get("last_acc"), "top5": ckpt.get("last_top5")}
+        self.probe_values = {k: dict(v) for k, v in (ckpt.get("probes") or {}).items()}
         self.global_step = (self.start_epoch - 1) * len(self.train_loader)
         self._log(f"resumed from {path} at epoch {self.start_epoch} (best {self.best['acc']:.2f} "
                   f"at epoch {self.best['epoch']})")
@@ -383,6 +399,23 @@ class Trainer:
         n = max(n, 1)
         return {"loss": loss / n, "top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n}
 
+    def _run_probes(self, epoch: int, final: bool) -> None:
+        """Measure the student with every probe due this epoch (``final``: the run's last epoch); rank 0 only."""
+        if not self.is_main:
+            return
+        for probe in self.probes:
+            every = getattr(probe, "every", None)
+            if not (final or (every and epoch % int(every) == 0)):
+                continue
+            start = time.perf_counter()
+            values = {k: float(v) for k, v in probe.measure(self.distiller.student).items()}
+            self.probe_values[probe.name] = {"epoch": epoch, **values}
+            if self.writer is not None:
+                for key, value in values.items():
+                    self.writer.add_scalar(f"{probe.name}/{key}", value, epoch)
+            shown = " ".join(f"{k} {v:.4g}" for k, v in values.items())
+            self._log(f"{probe.name} (epoch {epoch}, {time.perf_counter() - start:.1f} s): {shown}")
+
     def _write_scalars(self, epoch: int, train: Dict[str, float], test: Dict[str, float],
                        val: Optional[Dict[str, float]], lr: float, seconds: float) -> None:
         if self.writer is None:
@@ -436,6 +469,8 @@ class Trainer:
                     self.best = {"score": score, "acc": test["top1"], "epoch": epoch,
                                  "val_acc": val["top1"] if val else None}
                 self.last = {"acc": test["top1"], "top5": test["top5"], "val_acc": val["top1"] if val else None}
+                stopping = bool(self.max_steps and self.global_step >= self.max_steps)
+                self._run_probes(epoch, final=epoch == cfg.epochs or stopping)
                 rng_ranks = gather_objects(get_rng_state(), self.dist)  # a collective: every rank joins
                 if self.is_main:
                     state = self._state(epoch, rng_ranks)
@@ -452,7 +487,7 @@ class Trainer:
                           f"top1 {train['top1']:.2f} | test loss {test['loss']:.4f} top1 {test['top1']:.2f} "
                           f"top5 {test['top5']:.2f}{val_text} | best {self.best['acc']:.2f} "
                           f"(epoch {self.best['epoch']}) | {seconds:.1f} s")
-                if self.max_steps and self.global_step >= self.max_steps:
+                if stopping:
                     self._log(f"stopping after {self.global_step} steps (--max_steps {self.max_steps})")
                     break
         finally:
@@ -466,8 +501,27 @@ class Trainer:
             "seconds_per_epoch": sum(times) / len(times) if times else None,
             "train_seconds_per_epoch": sum(train_times) / len(train_times) if train_times else None,
             "best_checkpoint": self.best_path, "last_checkpoint": self.last_path,
+            "probes": {k: dict(v) for k, v in self.probe_values.items()},
         }
+        if self.is_main and times:
+            settings = {p.name: p.settings() for p in self.probes if hasattr(p, "settings")}
+            write_summary(summary, os.path.join(self.run_dir, SUMMARY_FILE), arch=self.arch,
+                          dataset=getattr(cfg, "dataset", None), probe_settings=settings)
         return summary
+
+
+SUMMARY_FILE = "summary.yaml"
+SUMMARY_FORMAT = 1
+
+
+def write_summary(summary: Dict[str, Any], path: str, arch: Optional[str] = None, dataset: Optional[str] = None,
+                  probe_settings: Optional[Dict[str, Any]] = None) -> None:
+    """Write a run's ``summary.yaml`` atomically: ``format`` (1), ``arch``, ``dataset``, every entry of the
+    summary dict (accuracies in percent, seconds, checkpoint paths, ``probes: {name: {key: value, epoch}}``)
+    and ``probe_settings: {name: {...}}`` (what the probe values mean). Plain YAML types; NaN as ``.nan``."""
+    data = plain({"format": SUMMARY_FORMAT, "arch": arch, "dataset": dataset, **summary,
+                              "probe_settings": probe_settings or {}})
+    write_yaml(path, data)
 
 
 def format_summary(summary: Dict[str, Any]) -> str:
@@ -488,15 +542,20 @@ def format_summary(summary: Dict[str, Any]) -> str:
     ]
     if summary.get("best_val_acc") is not None:
         lines.insert(1, f"best validation top-1 {pct(summary['best_val_acc'])}")
+    for name, values in (summary.get("probes") or {}).items():
+        shown = " ".join(f"{k} {v:.4g}" for k, v in values.items() if k != "epoch")
+        lines.append(f"{name} (epoch {values.get('epoch')}): {shown}")
     return "\n".join(lines)
 
 
-def fit_and_report(distiller, data, cfg, free_fields: Iterable[str] = ()) -> Dict[str, Any]:
+def fit_and_report(distiller, data, cfg, probes: Optional[Sequence[Any]] = None,
+                   free_fields: Iterable[str] = ()) -> Dict[str, Any]:
     """Train ``distiller`` on a ``DataBundle`` (train, optional val, test; its declared ``fields``) in
     ``cfg.run_dir``; rank 0 logs the closing summary. The one entry point of the teacher and student stages.
-    ``free_fields``: the stage's options a resumed run may change freely (paths of its inputs)."""
-    trainer = Trainer(distiller, data.train, data.test, cfg, cfg.run_dir, val_set=data.val, fields=data.fields,
-                      free_fields=free_fields)
+    ``probes``: see the module docstring; ``free_fields``: the stage's options a resumed run may change
+    freely (paths of its inputs)."""
+    trainer = Trainer(distiller, data.train, data.test, cfg, cfg.run_dir, val_set=data.val, probes=probes,
+                      fields=data.fields, free_fields=free_fields)
     summary = trainer.fit()
     trainer._log(format_summary(summary))
     return summary

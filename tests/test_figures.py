@@ -3,6 +3,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from topkd_io import save_torch
 from models import model_dict
@@ -81,15 +82,37 @@ def saved_figures(monkeypatch):
     return seen
 
 
-def test_pi_grid(quick, tmp_path, saved_figures):
+def test_pi_grid(quick, tmp_path, saved_figures, capsys):
+    # 360 test digits hold 2 full batches of 128: 3 rows asked, 2 shown, said in one line
     out = figures.pi_grid(quick / "teacher" / "resnet20_best.pth", quick / "students" / "KD_TopKD" / "resnet8_best.pth",
-                          quick / "ripsnet" / "mean_best.pth", tmp_path / "grid.png", rows=2, batch_size=32)
+                          quick / "ripsnet" / "mean_best.pth", tmp_path / "grid.png", rows=3, batch_size=128)
+    note = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(note) == 1 and "showing 2 rows instead of 3" in note[0], note
     assert png_shape(out) == (2 * 250, 4 * 250)  # 2.5-inch panels at 100 dpi
     axes = saved_figures[-1].axes
     images = [ax for ax in axes if ax.images]
     bars = [ax for ax in axes if not ax.images and ax.get_ylabel() == "PI value"]
     assert len(images) == 2 * 4 and len(bars) == 2  # one colour bar per row
     assert all(ax.get_xlabel() == "birth" and ax.get_ylabel() == "persistence" for ax in images)
+    assert images[0].get_title().startswith("batch 1: teacher exact (BN batch)")  # the manifest names no mode: batch
+    figures.pi_grid(quick / "teacher" / "resnet20_best.pth", quick / "students" / "KD_TopKD" / "resnet8_best.pth",
+                    quick / "ripsnet" / "mean_best.pth", tmp_path / "grid_eval.png", rows=1, batch_size=32,
+                    teacher_bn="eval")
+    assert "teacher exact (BN eval)" in [ax for ax in saved_figures[-1].axes if ax.images][0].get_title()
+
+
+def test_pi_grid_names_points_outside_the_stage2_range():
+    params = PIParams(bandwidth=0.1, im_range=(0.0, 0.0, 0.5, 2.0))
+    assert figures.outside_range(np.array([0.6, 1.0, 2.05]), params) == ""
+    note = figures.outside_range(np.array([0.6, 260.0, 15795.0]), params)
+    assert "2/3 points outside the stage-2 range [0.5, 2]" in note and "1.58e+04" in note
+
+
+def test_teacher_bn_follows_the_stage2_manifest(tmp_path):
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump({"config": {"teacher_bn": "eval"}, "pi": {}}))
+    assert figures.stage2_teacher_bn(tmp_path) == "eval"
+    assert figures.stage2_teacher_bn(None, {"manifest": {"config": {"teacher_bn": "eval"}}}) == "eval"
+    assert figures.stage2_teacher_bn(None, {"manifest": {}}) == "batch"
 
 
 def test_embedding(quick, tmp_path, saved_figures):
@@ -100,6 +123,20 @@ def test_embedding(quick, tmp_path, saved_figures):
     titles = [ax.get_title() for ax in saved_figures[-1].axes[:2]]
     assert titles[0].startswith("teacher (resnet20, CE), t-SNE")
     assert titles[1].startswith("student (resnet8, kd+topkd), t-SNE")
+    legend, = saved_figures[-1].legends
+    assert legend.get_title().get_text() == "class" and len(legend.get_texts()) == 10
+
+
+def test_diagrams(quick, tmp_path, saved_figures):
+    teacher = quick / "teacher" / "resnet20_best.pth"
+    out = figures.diagrams(teacher, [quick / "students" / "KD_TopKD" / "resnet8_best.pth", teacher],
+                           tmp_path / "dg.png", labels=["KD+TopKD", "teacher itself"], batch_size=32)
+    assert png_shape(out) == (350, 2 * 350)
+    axes = [ax for ax in saved_figures[-1].axes if ax.get_visible()]
+    assert [ax.get_title().splitlines()[0] for ax in axes] == ["KD+TopKD", "teacher itself"]
+    assert "H0: bottleneck 0.000, W1 0.000" in axes[1].get_title()
+    assert "H0: bottleneck 0.000" not in axes[0].get_title() and "H1: bottleneck" in axes[0].get_title()
+    assert axes[0].get_xlabel() == "birth / diameter"
 
 
 def test_curves(quick, tmp_path, saved_figures):
@@ -122,7 +159,7 @@ def test_curves(quick, tmp_path, saved_figures):
 
 def test_quickstart_figures_and_skips(quick, tmp_path, capsys):
     written = figures.quickstart_figures(quick, embedding_method="tsne")  # UMAP's JIT costs a minute
-    assert [p.name for p in written] == ["pi_grid.png", "embedding.png", "curves.png"]
+    assert [p.name for p in written] == ["pi_grid.png", "embedding.png", "curves.png", "diagrams.png"]
     for p in written:
         png_shape(p)
     # a folder without RipsNet and students: only the curves of the teacher, with notes for the rest

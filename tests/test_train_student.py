@@ -113,7 +113,7 @@ def test_dkd_with_exact_topology(teacher_path, tmp_path):
 @pytest.mark.parametrize("extra, words", [
     (["--distill", "kd", "-d", "5"], ["--rips_path"]),
     (["--distill", "nope"], ["--distill", "kd"]),
-    (["--distill", "kd", "--dim", "1"], ["--dim"]),
+    (["--distill", "kd", "--dim", "2"], ["--dim"]),
     (["--distill", "hint", "--hint_layer", "9"], ["--hint_layer", "[-5, 4]"]),
     (["--distill", "kd", "--model_t", "resnet20"], ["resnet20"]),
 ])
@@ -148,3 +148,72 @@ def test_teacher_class_count_mismatch(tmp_path, run_stage):
     argv = DATA + ["--path_t", str(path), "--model_s", "resnet8", "--epochs", "1", "--save_dir", str(tmp_path)]
     code, _, err = run_stage(train_student.main, argv)
     assert code == 2 and "7" in err and "10" in err, err
+
+
+def test_h1_exact_student_leaves_topology_in_summary_tb_and_table(teacher_path, tmp_path, monkeypatch):
+    """--dim 1 --method topkd_exact trains (two steps), and the run's topology metrics reach summary.yaml,
+    TensorBoard, the checkpoint and the collector's table."""
+    import numpy as np
+    import yaml
+
+    from tools import collect_results
+    from tools.figures import read_scalars
+    from topology import point_cloud_pi as images
+    from topology.persistence import rips_diagrams
+
+    rng = np.random.default_rng(0)
+    h1 = rips_diagrams(rng.standard_normal((6, 24, 8)), dims=(1,))[1]
+    path = tmp_path / "pi_dim1.yaml"
+    images.PIParams.fit(h1, homology_dim=1).save_yaml(str(path))
+    monkeypatch.setenv("TOPKD_MAX_STEPS", "2")
+    summary = run(teacher_path, tmp_path / "runs", "--distill", "kd", "-a", "1", "-d", "5", "--method", "topkd_exact",
+                  "--dim", "1", "--pi_params", str(path), "--topo_eval_batches", "2", epochs=1)
+    run_dir = os.path.dirname(summary["last_checkpoint"])
+    tb = read_scalars(run_dir)
+    assert np.isfinite(tb["train/loss_tda"][1]).all() and tb["train/loss_tda"][1][0] > 0
+    with open(os.path.join(run_dir, "summary.yaml")) as f:
+        written = yaml.safe_load(f)
+    topo = written["probes"]["topo"]
+    assert topo["epoch"] == 1 and topo == summary["probes"]["topo"]
+    assert topo["bottleneck_h0_norm_diam"] > 0 and 0 < topo["cka_linear"] <= 1
+    assert tb["topo/wasserstein1_h0"][1][0] == pytest.approx(topo["wasserstein1_h0"], rel=1e-6)
+    assert load_checkpoint(summary["last_checkpoint"])["probes"]["topo"] == topo
+    md, csv_path, rows = collect_results.collect([tmp_path / "runs"], tmp_path / "table")
+    header, _, line = md.read_text().splitlines()[:3]
+    assert "linear CKA" in header and f"{topo['cka_linear']:.4g}" in line
+    assert "cka_linear_mean" in csv_path.read_text().splitlines()[0]
+    # the same numbers from the saved pair, through the library function behind tools/topo_metrics.py
+    from tools import topo_metrics
+
+    again = topo_metrics.main(["--path_t", teacher_path, "--path_s", summary["last_checkpoint"], "--batches", "2",
+                               "--out", str(tmp_path / "topo.yaml")])
+    for key, value in again["metrics"].items():
+        assert value == pytest.approx(topo[key], rel=1e-9, abs=1e-12), key
+    assert yaml.safe_load((tmp_path / "topo.yaml").read_text())["metrics"]["cka_linear"] == pytest.approx(
+        topo["cka_linear"])
+
+
+def test_two_dims_take_one_ripsnet_each_by_the_official_naming_rule(teacher_path, tmp_path, monkeypatch, run_stage):
+    """--dim 0 1 with RipsNets under ripsnet/result/<dataset>_<teacher>_batch<bs>_FCinput_PCD_dim<k>/ (the official
+    rule): both are found, their images sit side by side; a RipsNet recording another dimension is refused."""
+    from topology import ripsnet
+
+    root = tmp_path / "ripsnet" / "result"
+    for dim in (0, 1):
+        torch.manual_seed(dim)
+        path = root / f"digits_resnet8_batch64_FCinput_PCD_dim{dim}" / "mean_best.pth"
+        path.parent.mkdir(parents=True)
+        ripsnet.save_ripsnet(ripsnet.RipsNet(64, pooling="mean"), str(path), dim=dim)
+    monkeypatch.setenv("TOPKD_MAX_STEPS", "1")
+    monkeypatch.chdir(tmp_path)  # the official default --rips_path is ripsnet/result
+    extra = ["--distill", "kd", "-a", "1", "-d", "5", "--dim", "0", "1", "--topo_eval_batches", "0"]
+    code, out, err = run_stage(train_student.main, DATA + ["--path_t", teacher_path, "--model_s", "resnet8", "--epochs",
+                                                           "1", "--save_dir", str(tmp_path / "runs"), *extra])
+    assert code in (0, None), err
+    assert "H0 RipsNet" in out and "_PCD_dim0" in out and "H1 RipsNet" in out and "_PCD_dim1" in out
+    # a dim-0 RipsNet where the dim-1 one should be
+    bad = root / "digits_resnet8_batch64_FCinput_PCD_dim1" / "mean_best.pth"
+    ripsnet.save_ripsnet(ripsnet.RipsNet(64, pooling="mean"), str(bad), dim=0)
+    code, _, err = run_stage(train_student.main, DATA + ["--path_t", teacher_path, "--model_s", "resnet8", "--epochs",
+                                                         "1", "--save_dir", str(tmp_path / "runs2"), *extra])
+    assert code == 2 and "trained on H0 images but --dim asks for H1" in err, err

@@ -231,7 +231,8 @@ def test_ddp_two_processes(repo_root, tmp_path):
     a, b = safe_load(dump / "rank0.pt"), safe_load(dump / "rank1.pt")
     for key in a:  # parameters agree; BN running statistics are per process between broadcasts
         assert torch.equal(a[key], b[key]), key
-    assert sorted(os.listdir(run_dir)) == sorted([f"{ARCH}_best.pth", f"{ARCH}_last.pth", "config.yaml", "tb"])
+    assert sorted(os.listdir(run_dir)) == sorted([f"{ARCH}_best.pth", f"{ARCH}_last.pth", "config.yaml", "summary.yaml",
+                                                  "tb"])  # rank 0 alone writes, summary.yaml included
     assert len(os.listdir(run_dir / "tb")) == 1  # one event file: rank 0's
     saved = load_checkpoint(run_dir / f"{ARCH}_last.pth")["model"]
     for key in a:

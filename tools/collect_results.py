@@ -120,6 +120,7 @@ class Run:
     teacher_path: Optional[str] = None
     best_note: str = ""            # why ``best`` is None (shown in the table instead of a blank cell)
     last_note: str = ""
+    topo: Dict[str, float] = field(default_factory=dict)  # the topology probe's values (see below)
 
     @property
     def is_student(self) -> bool:
@@ -275,7 +276,7 @@ def read_run(folder: Path) -> Optional[Run]:
         last_ckpt, last_err = _read_ckpt(last_path)
         last, last_note = _accuracy(last_ckpt, "last_acc", last_err, last_path)
     return Run(path=folder, best=best, last=last, teacher_path=cfg.get("path_t"), best_note=best_note,
-               last_note=last_note, **info)
+               last_note=last_note, topo=topology_values(folder, last_ckpt), **info)
 
 
 def find_runs(roots: Iterable[os.PathLike]) -> List[Run]:
@@ -288,6 +289,43 @@ def find_runs(roots: Iterable[os.PathLike]) -> List[Run]:
                 if run is not None:
                     runs.append(run)
     return sorted(runs, key=lambda r: str(r.path))
+
+
+# ------------------------------------------------------------------------------------------------
+# Topology columns (issue 18): the student-time topology probe's values, mean ± std over trials.
+# Self-contained: `topology_values` reads one run, `TOPO_COLUMNS` names the columns shown.
+# ------------------------------------------------------------------------------------------------
+TOPO_PROBE = "topo"  # the probe's name in summary.yaml / the checkpoints (engine.topo_eval)
+# (key written by the probe, column title); the CSV gets <key>_mean / <key>_std for each
+TOPO_COLUMNS = (("bottleneck_h0_norm_diam", "bottleneck H0 (/diam)"),
+                ("wasserstein1_h0_norm_diam", "W1 H0 (/diam)"),
+                ("pi_mse_h0", "PI MSE H0"),
+                ("cka_linear", "linear CKA"))
+
+
+def topology_values(folder: Path, last_ckpt: Optional[Dict[str, Any]] = None) -> Dict[str, float]:
+    """The topology probe's latest values of a run: ``summary.yaml``'s ``probes.topo``, else the last
+    checkpoint's ``ckpt["probes"]["topo"]`` (an interrupted run); ``{}`` when the run has none."""
+    summary = _read_yaml(folder / "summary.yaml")
+    values = (summary.get("probes") or {}).get(TOPO_PROBE) if isinstance(summary.get("probes"), dict) else None
+    if not isinstance(values, dict) and last_ckpt:
+        values = (last_ckpt.get("probes") or {}).get(TOPO_PROBE)
+    if not isinstance(values, dict):
+        return {}
+    return {k: v for k, v in ((k, _float(v)) for k, v in values.items() if k != "epoch") if v is not None}
+
+
+def topo_stats(members: List["Run"]) -> Dict[str, "Stat"]:
+    """Mean ± std over the members that have each topology value (``{}`` when none has any)."""
+    if not any(r.topo for r in members):
+        return {}
+    return {key: Stat.of([r.topo.get(key) for r in members if r.topo]) for key, _ in TOPO_COLUMNS}
+
+
+def _topo_text(st: Optional["Stat"]) -> str:
+    if st is None or st.mean is None:
+        return "-"
+    return f"{st.mean:.4g}" + (f" ± {st.std:.2g}" if st.std is not None else "")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -334,6 +372,7 @@ class Row:
     teacher_acc: Stat
     references: List[Reference] = field(default_factory=list)
     runs: List[str] = field(default_factory=list)
+    topo: Dict[str, Stat] = field(default_factory=dict)  # topology columns (TOPO_COLUMNS)
 
 
 def _group_key(run: Run) -> Tuple[str, str, str, str, str]:
@@ -369,7 +408,7 @@ def build_rows(runs: List[Run]) -> List[Row]:
                         Stat.of([r.best for r in members], [r.best_note for r in members]),
                         Stat.of([r.last for r in members], [r.last_note for r in members]),
                         len(members), teacher_acc, list(refs),
-                        [str(r.path) for r in members]))
+                        [str(r.path) for r in members], topo_stats(members)))
     rows.sort(key=lambda r: (r.dataset, r.teacher, r.student, r.method != "ce", r.method, r.config))
     return rows
 
@@ -384,10 +423,19 @@ def _cells(row: Row) -> List[str]:
 
 
 def to_markdown(rows: List[Row]) -> str:
-    """Markdown table (mean ± sample std over trials; percent)."""
-    lines = ["| " + " | ".join(COLUMNS) + " |",
-             "| " + " | ".join("---:" if "top-1" in c or c == "trials" else "---" for c in COLUMNS) + " |"]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in _cells(r)) + " |" for r in rows]
+    """Markdown table (mean ± sample std over trials; percent); the topology columns (`TOPO_COLUMNS`) are
+    added before the references when any row has them."""
+    topo = any(r.topo for r in rows)
+    columns = COLUMNS[:-1] + tuple(t for _, t in TOPO_COLUMNS if topo) + COLUMNS[-1:]
+    numeric = {t for _, t in TOPO_COLUMNS}
+    lines = ["| " + " | ".join(columns) + " |",
+             "| " + " | ".join("---:" if "top-1" in c or c == "trials" or c in numeric else "---"
+                               for c in columns) + " |"]
+    for r in rows:
+        cells = _cells(r)
+        if topo:
+            cells = cells[:-1] + [_topo_text(r.topo.get(k)) for k, _ in TOPO_COLUMNS] + cells[-1:]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -400,14 +448,20 @@ def to_csv(rows: List[Row]) -> str:
     def num(v: Optional[float]) -> str:
         return "" if v is None else f"{v:.4f}"
 
+    def topo_num(v: Optional[float]) -> str:
+        return "" if v is None else f"{v:.6g}"
+
+    topo = any(r.topo for r in rows)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(CSV_COLUMNS + tuple(f"{k}_{s}" for k, _ in TOPO_COLUMNS if topo for s in ("mean", "std")))
     for r in rows:
+        extra = [topo_num(getattr(r.topo.get(k), s, None)) for k, _ in TOPO_COLUMNS if topo for s in ("mean", "std")]
         writer.writerow([r.dataset, r.teacher, num(r.teacher_acc.mean), num(r.teacher_acc.std), r.student,
                          r.method, r.config, num(r.best.mean), num(r.best.std), num(r.last.mean),
                          num(r.last.std), r.trials, "; ".join(x.text() for x in r.references), ";".join(r.runs),
-                         "; ".join(f"{k}: {st.note}" for k, st in (("best", r.best), ("last", r.last)) if st.note)])
+                         "; ".join(f"{k}: {st.note}" for k, st in (("best", r.best), ("last", r.last)) if st.note)]
+                        + extra)
     return buf.getvalue()
 
 

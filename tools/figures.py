@@ -3,12 +3,18 @@
     python tools/figures.py pi-grid --teacher T.pth --student S.pth --ripsnet R.pth [--pi_params manifest.yaml]
     python tools/figures.py embedding --teacher T.pth --student S.pth [--max_points 2000]
     python tools/figures.py curves RUN_DIR [RUN_DIR ...]
+    python tools/figures.py diagrams --teacher T.pth --students S1.pth S2.pth ... [--labels KD TopKD ...]
     python tools/figures.py quickstart runs/quickstart
 
 ``pi_grid``: exact vs RipsNet persistence images of the same test batches, teacher and student (the TopKD
-paper's visualization), on birth x persistence axes with one colour bar per row. ``embedding``: 2-D map
-(UMAP as in the paper, ``--method tsne`` for t-SNE) of the teacher's and the student's pooled embeddings
-coloured by class, titled with each network's architecture and training method. ``curves``: test top-1 and
+paper's visualization), on birth x persistence axes with one colour bar per row. The teacher embeds as stage
+2 did (``--teacher_bn``, default: the stage-2 manifest's mode), so its exact images fall in the range the
+parameters were fitted on; a panel whose diagram has points outside that range says so in its title.
+``embedding``: 2-D map (UMAP as in the paper, ``--method tsne`` for t-SNE) of the teacher's and the student's
+pooled embeddings coloured by class (a class legend, or a colour bar above 20 classes), titled with each
+network's architecture and training method. ``diagrams``: the teacher's and each student's persistence
+diagrams of one fixed test batch (the first batch of the student runs' topology measurement), overlaid, one
+panel per student, each cloud divided by its diameter, with the panel's bottleneck and 1-Wasserstein distances. ``curves``: test top-1 and
 every training loss term per epoch from the runs' TensorBoard logs, one colour per run in every panel, a
 legend in every panel. Pixel sizes are fixed: panel inches x ``dpi``.
 """
@@ -119,18 +125,59 @@ def load_pi_params(source=None, ripsnet_ckpt: Optional[Dict] = None, dim: int = 
                      "this RipsNet checkpoint does not carry them")
 
 
+def h0_deaths(cloud: torch.Tensor) -> np.ndarray:
+    """Finite H0 deaths of one cloud ``[N, D]`` (births are 0), ascending."""
+    from topology.persistence import rips_h0_deaths
+
+    return rips_h0_deaths(cloud.double().numpy()[None])[0]
+
+
 def exact_pi(cloud: torch.Tensor, params) -> np.ndarray:
     """Exact H0 persistence image of one cloud ``[N, D]`` -> ``[R0 * R1]`` (normalized like the training data)."""
     from topology.point_cloud_pi import persistence_images
-    from topology.persistence import rips_h0_deaths
 
-    deaths = rips_h0_deaths(cloud.double().numpy()[None])[0]
+    deaths = h0_deaths(cloud)
     diagram = np.stack([np.zeros_like(deaths), deaths], axis=1)
     return persistence_images([diagram], params)[0]
 
 
-def _test_batches(test_set, batch_size: int, count: int, seed: int) -> List[Tuple[torch.Tensor, torch.Tensor]]:
-    """The first ``count`` full shuffled batches of ``test_set`` (fixed seed)."""
+def outside_range(deaths: np.ndarray, params) -> str:
+    """A title note when H0 points ``(0, death)`` fall outside the image's persistence range (by more than one
+    bandwidth, where their Gaussians no longer reach the grid); "" otherwise."""
+    _, _, y0, y1 = params.im_range
+    far = (deaths < y0 - params.bandwidth) | (deaths > y1 + params.bandwidth)
+    if not far.any():
+        return ""
+    return (f"\n{int(far.sum())}/{len(deaths)} points outside the stage-2 range "
+            f"[{y0:.3g}, {y1:.3g}] (deaths {deaths.min():.3g}-{deaths.max():.3g})")
+
+
+def stage2_teacher_bn(pi_params=None, ripsnet_ckpt: Optional[Dict] = None) -> str:
+    """How stage 2 embedded the teacher (``batch`` or ``eval``): the manifest's ``teacher_bn`` (from a stage-2
+    folder / manifest.yaml, else the one the RipsNet checkpoint carries), else ``batch`` (stage 2's default)."""
+    from pcd.manifest import manifest_path
+    from topkd_io import read_yaml
+
+    candidates = []
+    if isinstance(pi_params, (str, os.PathLike)):
+        path = Path(pi_params)
+        path = Path(manifest_path(str(path))) if path.is_dir() else path
+        if path.is_file():
+            try:
+                candidates.append(read_yaml(path, "stage-2 manifest"))
+            except ValueError:
+                pass  # unreadable here; the PI parameters' own reader reports it
+    if ripsnet_ckpt:
+        candidates.append(ripsnet_ckpt.get("manifest"))
+    for manifest in candidates:
+        cfg = manifest.get("config") if isinstance(manifest, dict) else None
+        if isinstance(cfg, dict) and cfg.get("teacher_bn") in ("batch", "eval"):
+            return cfg["teacher_bn"]
+    return "batch"
+
+
+def _test_batches(test_set, batch_size: int, count: int, seed: int, what: str = "rows") -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """The first ``count`` full shuffled batches of ``test_set`` (fixed seed); fewer available is said in one line."""
     from torch.utils.data import DataLoader
 
     gen = torch.Generator().manual_seed(seed)
@@ -143,6 +190,9 @@ def _test_batches(test_set, batch_size: int, count: int, seed: int) -> List[Tupl
     if not out:
         raise ValueError(f"the test set ({len(test_set)} images) holds no full batch of {batch_size}; "
                          f"lower --batch_size")
+    if len(out) < count:
+        print(f"note: the test set ({len(test_set)} images) holds {len(out)} full batch(es) of {batch_size}: showing "
+              f"{len(out)} {what} instead of {count}", flush=True)
     return out
 
 
@@ -156,21 +206,30 @@ def _mse(a: Optional[np.ndarray], b: np.ndarray) -> str:
 def pi_grid(teacher: PathLike, student: PathLike, ripsnet: PathLike, out: PathLike = "pi_grid.png",
             pi_params=None, dataset: Optional[str] = None, data_root: str = "./data",
             image_size: Optional[int] = None, rows: int = 3, batch_size: int = 64, seed: int = 0,
-            dpi: int = DPI) -> Path:
+            dpi: int = DPI, teacher_bn: Optional[str] = None) -> Path:
     """Grid of persistence images: rows = test batches (one cloud of ``batch_size`` embeddings each);
     columns = teacher exact, teacher RipsNet, student exact, student RipsNet. Titles give the MSE of
     each RipsNet image against the exact one of the same network (student exact: against the teacher's).
     The student's embedding goes through its saved TopKD projector when its width differs from the teacher's.
     Axes are the images' birth (x) and persistence (y) ranges; each row shares one colour scale, shown by
-    its colour bar. Writes a ``4 * 2.5 x rows * 2.5`` inch PNG at ``dpi``; returns its path.
+    its colour bar. ``teacher_bn``: ``batch`` (BatchNorm on each batch's statistics, the official stage 2) or
+    ``eval``; default: the stage-2 manifest's mode (`stage2_teacher_bn`), so the teacher's exact images are
+    made the way the parameters' range was; the student is always in eval mode. A panel whose diagram has
+    points outside the parameters' range says so in its title. Writes a ``4 * 2.5 x rows * 2.5`` inch PNG at
+    ``dpi``; returns its path.
     """
+    from pcd.sources import TEACHER_BN_MODES, set_teacher_bn
     from topology.ripsnet import load_ripsnet
 
     if rows < 1:
         raise ValueError(f"rows must be >= 1, got {rows}")
+    if teacher_bn is not None and teacher_bn not in TEACHER_BN_MODES:
+        raise ValueError(f"--teacher_bn must be one of {', '.join(TEACHER_BN_MODES)}, got {teacher_bn!r}")
     model_t, _, model_s, ckpt_s, data = load_networks(teacher, student, dataset, data_root, image_size)
     rips, rips_ckpt = load_ripsnet(ripsnet)
     params = load_pi_params(pi_params, rips_ckpt)
+    teacher_bn = teacher_bn or stage2_teacher_bn(pi_params, rips_ckpt)
+    set_teacher_bn(model_t, teacher_bn)
     side = params.resolution  # (R0 births, R1 persistences); images are rows = persistence
     panels = []
     for images, _ in _test_batches(data.test, batch_size, rows, seed):
@@ -186,8 +245,11 @@ def pi_grid(teacher: PathLike, student: PathLike, ripsnet: PathLike, out: PathLi
                 s_exact, s_rips = exact_pi(g_s, params), rips(g_s)[0].double().numpy()
             else:  # no projector to the teacher's width: exact image of the raw embedding only
                 s_exact, s_rips = exact_pi(f_s, params), None
-        panels.append([("teacher exact", t_exact), (f"teacher RipsNet\nMSE {_mse(t_rips, t_exact)}", t_rips),
-                       (f"student exact\nMSE vs teacher {_mse(s_exact, t_exact)}", s_exact),
+        s_cloud = g_s if proj is not None else f_s
+        panels.append([(f"teacher exact (BN {teacher_bn}){outside_range(h0_deaths(f_t), params)}", t_exact),
+                       (f"teacher RipsNet\nMSE {_mse(t_rips, t_exact)}", t_rips),
+                       (f"student exact\nMSE vs teacher {_mse(s_exact, t_exact)}"
+                        f"{outside_range(h0_deaths(s_cloud), params)}", s_exact),
                        (f"student RipsNet\nMSE {_mse(s_rips, s_exact)}", s_rips)])
     fig = Figure(figsize=(4 * PI_PANEL_INCHES, len(panels) * PI_PANEL_INCHES), dpi=dpi, layout="constrained")
     axes = fig.subplots(len(panels), 4, squeeze=False)
@@ -312,8 +374,11 @@ def embedding(teacher: PathLike, student: PathLike, out: PathLike = "embedding.p
         handles, _ = points.legend_elements(num=data.num_classes)
         fig.legend(handles, [str(k) for k in range(len(handles))], loc="center right", fontsize=7, title="class")
         fig.tight_layout(rect=(0, 0, 0.93, 1))
-    else:
-        fig.tight_layout()
+    else:  # too many classes for a legend: a colour bar of the class index
+        fig.tight_layout(rect=(0, 0, 0.92, 1))
+        bar = fig.colorbar(points, ax=list(axes), fraction=0.03, pad=0.02)
+        bar.set_label("class", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
     return _save(fig, out)
 
 
@@ -389,6 +454,80 @@ def curves(run_dirs: Sequence[PathLike], out: PathLike = "curves.png", labels: O
 
 
 # ------------------------------------------------------------------------------------------------
+# figure 4: teacher vs student persistence diagrams
+# ------------------------------------------------------------------------------------------------
+DIAGRAM_PANEL_INCHES = 3.5
+DIAGRAM_COLUMNS = 5
+_DIM_MARKERS = {0: "o", 1: "^"}
+
+
+def _label(path: PathLike, ckpt: Dict) -> str:
+    how = training_method(ckpt)
+    return f"{Path(path).parent.name}" + (f" ({how})" if how else "")
+
+
+def diagrams(teacher: PathLike, students: Sequence[PathLike], out: PathLike = "diagrams.png",
+             labels: Optional[Sequence[str]] = None, dataset: Optional[str] = None, data_root: str = "./data",
+             image_size: Optional[int] = None, batch_size: int = 64, dims: Sequence[int] = (0, 1),
+             dpi: int = DPI) -> Path:
+    """The teacher's and each student's persistence diagrams of one test batch, overlaid, one panel per student.
+
+    The batch is the first of the topology measurement's fixed batches (`engine.topo_eval.probe_indices`), both
+    networks in eval mode, embeddings at ``feats[-1]``; each cloud is divided by its diameter so diagrams of
+    different widths share the axes; H0 points are circles, H1 triangles. Titles give the bottleneck and
+    1-Wasserstein distances of the normalised diagrams per dimension (`topology.metrics`). Panels are 3.5 x 3.5
+    inches, 5 per row. Returns the PNG path.
+    """
+    from engine.topo_eval import embed as embed_layer, probe_indices
+    from models import load_model
+    from topology import metrics
+
+    students = list(students)
+    if not students:
+        raise ValueError("diagrams needs at least one student checkpoint (--students)")
+    if labels is not None and len(labels) != len(students):
+        raise ValueError(f"{len(labels)} labels for {len(students)} students; give one label per student")
+    dims = tuple(int(d) for d in dims)
+    model_t, ckpt_t, first_s, ckpt_first, data = load_networks(teacher, students[0], dataset, data_root, image_size)
+    batch = probe_indices(len(data.test), 1, batch_size)[0]
+    images = torch.stack([data.test[i][0] for i in batch])
+    f_t = embed_layer(model_t, images, -1)
+    dg_t = metrics.cloud_diagrams(f_t / metrics.normalization_scale(f_t), dims)
+    ncols = min(DIAGRAM_COLUMNS, len(students))
+    nrows = -(-len(students) // ncols)
+    fig = Figure(figsize=(ncols * DIAGRAM_PANEL_INCHES, nrows * DIAGRAM_PANEL_INCHES), dpi=dpi, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for i, (ax, path) in enumerate(zip(axes, students)):
+        if i == 0:
+            model_s, ckpt_s = first_s, ckpt_first
+        else:
+            model_s, arch_s, ckpt_s = load_model(str(path))
+            ckpt_s = dict(ckpt_s, arch=arch_s)
+        f_s = embed_layer(model_s, images, -1)
+        dg_s = metrics.cloud_diagrams(f_s / metrics.normalization_scale(f_s), dims)
+        top = max([1e-9] + [float(g[:, 1].max()) for g in (*dg_t.values(), *dg_s.values()) if len(g)])
+        ax.plot([0, top], [0, top], color="0.6", lw=0.8)
+        scores = []
+        for k in dims:
+            for who, dg, colour in (("teacher", dg_t[k], "C0"), ("student", dg_s[k], "C1")):
+                ax.scatter(dg[:, 0], dg[:, 1], s=12, marker=_DIM_MARKERS[k], facecolors="none" if who == "teacher"
+                           else colour, edgecolors=colour, linewidths=0.8, label=f"{who} H{k}", alpha=0.8)
+            scores.append(f"H{k}: bottleneck {metrics.bottleneck(dg_t[k], dg_s[k]):.3f}, "
+                          f"W1 {metrics.wasserstein1(dg_t[k], dg_s[k]):.3f}")
+        name = labels[i] if labels else _label(path, ckpt_s)
+        ax.set_title(f"{name}\n" + "\n".join(scores), fontsize=7)
+        ax.set_xlabel("birth / diameter", fontsize=7)
+        ax.set_ylabel("death / diameter", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6, loc="lower right")
+    for ax in axes[len(students):]:
+        ax.set_visible(False)
+    fig.suptitle(f"teacher {ckpt_t.get('arch') or '?'} vs students: one test batch of {len(batch)} images "
+                 f"(eval mode, each cloud / its diameter)", fontsize=8)
+    return _save(fig, out)
+
+
+# ------------------------------------------------------------------------------------------------
 # the quickstart's figures
 # ------------------------------------------------------------------------------------------------
 def _first(folder: Path, pattern: str) -> Optional[Path]:
@@ -396,25 +535,38 @@ def _first(folder: Path, pattern: str) -> Optional[Path]:
     return hits[0] if hits else None
 
 
-def quickstart_figures(out_dir: PathLike, embedding_method: str = "umap") -> List[Path]:
-    """``pi_grid.png``, ``embedding.png`` and ``curves.png`` for a ``tools/quickstart.py`` folder.
+def _method_runs(students: Path) -> Dict[str, Path]:
+    """``students/<method>/`` (or ``students/<method>/<seed run>/``) -> ``{method: its first run folder}``: the
+    folder itself when it holds a run, else its first sub-folder (sorted) that does."""
+    out: Dict[str, Path] = {}
+    if not students.is_dir():
+        return out
+    for method in sorted(d for d in students.iterdir() if d.is_dir()):
+        runs = [method] if any(method.glob("*_best.pth")) else sorted(
+            d for d in method.iterdir() if d.is_dir() and any(d.glob("*_best.pth")))
+        if runs:
+            out[method.name] = runs[0]
+    return out
 
-    Reads ``teacher/<arch>_best.pth``, ``pcd/manifest.yaml``, ``ripsnet/<pooling>_best.pth`` and
-    ``students/<name>/<arch>_best.pth`` (the KD_TopKD student when present). A figure whose inputs are
-    missing (or fail) is skipped with a printed note. Returns the PNG paths written.
+
+def quickstart_figures(out_dir: PathLike, embedding_method: str = "umap") -> List[Path]:
+    """``pi_grid.png``, ``embedding.png``, ``curves.png`` and ``diagrams.png`` for a ``tools/quickstart.py`` folder.
+
+    Reads ``teacher/<arch>_best.pth``, ``pcd/manifest.yaml``, ``ripsnet/<pooling>_best.pth`` and the students
+    ``students/<method>/[<seed run>/]<arch>_best.pth`` (the first run of each method; the KD_TopKD student for
+    the two-network figures when present). A figure whose inputs are missing (or fail) is skipped with a
+    printed note. Returns the PNG paths written.
     """
     out = Path(out_dir)
     teacher = _first(out / "teacher", "*_best.pth")
-    student_dir = out / "students" / "KD_TopKD"
-    student = _first(student_dir, "*_best.pth")
-    if student is None:
-        found = sorted((out / "students").glob("*/*_best.pth")) if (out / "students").is_dir() else []
-        student = found[0] if found else None
+    methods = _method_runs(out / "students")
+    student_dir = methods.get("KD_TopKD") or next(iter(methods.values()), None)
+    student = _first(student_dir, "*_best.pth") if student_dir is not None else None
     rips = _first(out / "ripsnet", "*_best.pth")
     manifest = out / "pcd" / "manifest.yaml"
     run_dirs = [p.parent for p in [teacher] if p is not None]
-    if (out / "students").is_dir():
-        run_dirs += sorted(d for d in (out / "students").iterdir() if (d / "tb").is_dir())
+    run_dirs += [d for d in methods.values() if (d / "tb").is_dir()]
+    student_ckpts = [_first(d, "*_best.pth") for d in methods.values()]
     jobs = {
         "pi_grid.png": ({"teacher": teacher, "student": student, "RipsNet": rips},
                         lambda path: pi_grid(teacher, student, rips, path,
@@ -422,6 +574,8 @@ def quickstart_figures(out_dir: PathLike, embedding_method: str = "umap") -> Lis
         "embedding.png": ({"teacher": teacher, "student": student},
                           lambda path: embedding(teacher, student, path, method=embedding_method)),
         "curves.png": ({"run logs": run_dirs or None}, lambda path: curves(run_dirs, path)),
+        "diagrams.png": ({"teacher": teacher, "students": student_ckpts or None},
+                         lambda path: diagrams(teacher, student_ckpts, path, labels=list(methods))),
     }
     written = []
     for name, (needs, make) in jobs.items():
@@ -457,6 +611,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pi_params", default=None, help="stage-2 manifest.yaml or its folder (default: the RipsNet's)")
     p.add_argument("--rows", type=int, default=3, help="test batches shown")
     p.add_argument("--batch_size", type=int, default=64, help="points per cloud")
+    p.add_argument("--teacher_bn", default=None, choices=("batch", "eval"),
+                   help="teacher BatchNorm while embedding: batch statistics (the official stage 2) or stored ones "
+                        "(default: the stage-2 manifest's --teacher_bn, else batch)")
     p.add_argument("--out", default="pi_grid.png")
     _data_flags(p)
     p = sub.add_parser("embedding", help="2-D maps of the teacher and student embeddings")
@@ -472,17 +629,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs="+", default=None)
     p.add_argument("--out", default="curves.png")
     p.add_argument("--dpi", type=int, default=DPI)
-    p = sub.add_parser("quickstart", help="all three figures of a tools/quickstart.py folder")
+    p = sub.add_parser("diagrams", help="teacher vs student persistence diagrams of one test batch, per student")
+    p.add_argument("--teacher", required=True)
+    p.add_argument("--students", required=True, nargs="+", help="student checkpoints (one per method)")
+    p.add_argument("--labels", nargs="+", default=None, help="panel titles (default: run folder and method)")
+    p.add_argument("--batch_size", type=int, default=64, help="points per cloud")
+    p.add_argument("--dims", type=int, nargs="+", default=[0, 1], choices=(0, 1))
+    p.add_argument("--out", default="diagrams.png")
+    _data_flags(p)
+    p = sub.add_parser("quickstart", help="all four figures of a tools/quickstart.py folder")
     p.add_argument("out_dir")
     return parser
 
 
 COMMANDS: Dict[str, Callable[[argparse.Namespace], object]] = {
     "pi-grid": lambda a: pi_grid(a.teacher, a.student, a.ripsnet, a.out, a.pi_params, a.dataset, a.data_root,
-                                 a.image_size, a.rows, a.batch_size, a.seed, a.dpi),
+                                 a.image_size, a.rows, a.batch_size, a.seed, a.dpi, a.teacher_bn),
     "embedding": lambda a: embedding(a.teacher, a.student, a.out, a.dataset, a.data_root, a.image_size,
                                      a.max_points, a.method, a.seed, a.dpi),
     "curves": lambda a: curves(a.run_dirs, a.out, a.labels, a.dpi),
+    "diagrams": lambda a: diagrams(a.teacher, a.students, a.out, a.labels, a.dataset, a.data_root, a.image_size,
+                                   a.batch_size, a.dims, a.dpi),
     "quickstart": lambda a: quickstart_figures(a.out_dir),
 }
 

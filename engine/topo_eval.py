@@ -1,0 +1,202 @@
+"""How close a student's latent topology is to its teacher's, measured on fixed test batches.
+
+`TopologyProbe` is built once per run from the teacher and the test set: it picks the same test items for
+every method, trial and seed (a fixed-key permutation of the test set, cut into ``batches`` batches of
+``batch_size``), and on its first use computes the teacher's embeddings of them at ``layer_t`` (eval mode,
+no gradient; the teacher is frozen, so they are kept). ``probe.measure(student)`` embeds the same images with
+the student at ``layer_s`` (eval mode, no gradient; the student's mode is restored afterwards) and returns
+`topology.metrics.topology_metrics` of each batch (one batch = one point cloud, as the TopKD term sees it),
+averaged over the batches. The student's raw embedding is used (no TopKD projector: KD or CRD students have
+none), so every method is measured alike; diagrams depend on distances only, so the widths may differ.
+
+Persistence-image parameters: unless given, they are fitted (the TopKD rule, `PIParams.fit`) on the
+teacher's diagrams of the probe batches, once per dimension, and likewise on its normalised diagrams for
+the normalised image MSE. So every student of one teacher is imaged under the same parameters, in the range
+of the eval-mode teacher (stage 2's parameters describe batch-statistics embeddings, far from it).
+
+The engine's `Trainer` runs any probe (``probes=[...]``) after evaluation on the epochs ``every`` asks for
+and on the last one; it only reads ``name``, ``every``, ``measure`` and ``settings``.
+`measure_checkpoints` does the same for any saved teacher/student pair (``tools/topo_metrics.py``).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from models.features import check_layer, layer_embedding
+from topology import metrics
+
+PROBE_SEED = 0  # key of the permutation that picks the probe's test items: never --seed
+DEFAULT_BATCHES = 4
+DEFAULT_BATCH_SIZE = 64  # the official cloud size (TopKD's batch)
+
+
+def probe_indices(n_items: int, batches: int, batch_size: int) -> List[List[int]]:
+    """The fixed test items: ``batches`` lists of ``batch_size`` positions, the first ``batches * batch_size``
+    entries of a permutation of ``range(n_items)`` drawn with the constant key ``PROBE_SEED``.
+
+    When the set is smaller, as many full batches as fit (at least one, of every item when fewer than
+    ``batch_size``); fewer than 2 items is a ValueError.
+    """
+    if batches < 1 or batch_size < 2:
+        raise ValueError(f"the topology probe needs >= 1 batch of >= 2 items, got {batches} x {batch_size}")
+    if n_items < 2:
+        raise ValueError(f"the test set holds {n_items} item(s): a point cloud needs at least 2")
+    size = min(batch_size, n_items)
+    count = min(batches, n_items // size)
+    order = np.random.default_rng(PROBE_SEED).permutation(n_items)[: count * size]
+    return [order[i * size:(i + 1) * size].tolist() for i in range(count)]
+
+
+def _image(batch) -> torch.Tensor:
+    """The image tensor of a collated batch (a dataset tuple or a dict item)."""
+    if isinstance(batch, dict):
+        return batch["image"]
+    return batch[0]
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def embed(model: torch.nn.Module, images: torch.Tensor, layer: int) -> np.ndarray:
+    """``layer_embedding`` of ``model`` on ``images`` in eval mode, float64 ``[B, C]``; the mode is restored."""
+    was = model.training
+    model.eval()
+    try:
+        feats, _ = model(images.to(_device_of(model)), is_feat=True)
+        layer = check_layer(layer, len(feats), "--topo_eval layer")
+        return layer_embedding(feats, layer).detach().to("cpu", torch.float64).numpy()
+    finally:
+        model.train(was)
+
+
+class TopologyProbe:
+    """Topology metrics of a student against a fixed teacher on fixed test batches (see the module docstring).
+
+    teacher: the frozen teacher network (``model(x, is_feat=True)``); test_set: items ``(image, target, ...)``
+    or dicts with ``image``, already with eval transforms; layer_t / layer_s: feature indices (-1 = the
+    embedding; layer_s defaults to layer_t); dims: homology dimensions; normalize: ``"diam"`` / ``"mean"``;
+    pi_params: ``{dim: PIParams}`` (default: fitted on the teacher, see above); every: measure every N epochs
+    (None or 0: the last epoch only); name: the TensorBoard prefix and the checkpoint / summary key.
+    """
+
+    def __init__(self, teacher: torch.nn.Module, test_set: Dataset, layer_t: int = -1, layer_s: Optional[int] = None,
+                 batches: int = DEFAULT_BATCHES, batch_size: int = DEFAULT_BATCH_SIZE, dims: Sequence[int] = (0,),
+                 normalize: str = "diam", pi_params: Optional[Dict[int, Any]] = None, every: Optional[int] = None,
+                 name: str = "topo"):
+        self.teacher, self.name = teacher, name
+        self.layer_t, self.layer_s = int(layer_t), int(layer_t if layer_s is None else layer_s)
+        self.dims = tuple(int(d) for d in dims)
+        for d in self.dims:
+            if d not in (0, 1):
+                raise ValueError(f"--topo_eval_dims {d}: pick homology dimensions among 0 and 1")
+        if normalize not in metrics.NORMALIZATIONS:
+            raise ValueError(f"unknown normalisation {normalize!r}; choose one of: {', '.join(metrics.NORMALIZATIONS)}")
+        self.normalize = normalize
+        self.every = int(every) if every else None
+        if self.every is not None and self.every < 0:
+            raise ValueError(f"--topo_eval_every must be >= 0, got {every}")
+        self.requested = (int(batches), int(batch_size))
+        self.indices = probe_indices(len(test_set), int(batches), int(batch_size))
+        self.test_set = test_set
+        self._given_params = dict(pi_params) if pi_params else None
+        self.pi_params: Dict[int, Any] = {}
+        self.pi_params_norm: Dict[int, Any] = {}
+        self._images: Optional[List[torch.Tensor]] = None
+        self._feat_t: Optional[List[np.ndarray]] = None
+        self.seconds = 0.0
+
+    # ------------------------------------------------------------------ fixed inputs, computed once
+    def _load_images(self) -> List[torch.Tensor]:
+        flat = [i for batch in self.indices for i in batch]
+        loader = DataLoader(Subset(self.test_set, flat), batch_size=len(self.indices[0]), shuffle=False)
+        return [_image(batch).float() for batch in loader]
+
+    def _prepare(self) -> None:
+        if self._feat_t is not None:
+            return
+        self._images = self._load_images()
+        self._feat_t = [embed(self.teacher, x, self.layer_t) for x in self._images]
+        if self._given_params is not None:
+            self.pi_params = {d: p for d, p in self._given_params.items() if d in self.dims}
+            return
+        from topology.point_cloud_pi import PIParams
+
+        dgs = [metrics.cloud_diagrams(f, self.dims) for f in self._feat_t]
+        scales = [metrics.normalization_scale(f, self.normalize) for f in self._feat_t]
+        for d in self.dims:
+            for target, diagrams in ((self.pi_params, [g[d] for g in dgs]),
+                                     (self.pi_params_norm, [g[d] / c for g, c in zip(dgs, scales)])):
+                try:
+                    target[d] = PIParams.fit(diagrams, homology_dim=d)
+                except ValueError:  # e.g. no H1 point in the teacher's clouds: that image MSE is NaN
+                    pass
+
+    # ------------------------------------------------------------------ the hook the Trainer calls
+    def keys(self) -> tuple:
+        return metrics.metric_keys(self.dims, self.normalize, pi_dims=self.dims,
+                                   pi_dims_norm=() if self._given_params is not None else self.dims)
+
+    @torch.no_grad()
+    def measure(self, student: torch.nn.Module) -> Dict[str, float]:
+        """Metrics of ``student`` against the teacher, means over the fixed batches (keys: `keys`)."""
+        start = time.perf_counter()
+        self._prepare()
+        per_batch = []
+        for images, feat_t in zip(self._images, self._feat_t):
+            feat_s = embed(student, images, self.layer_s)
+            out = metrics.topology_metrics(feat_t, feat_s, self.dims, self.pi_params, self.normalize,
+                                           self.pi_params_norm or None)
+            per_batch.append({k: out.get(k, math.nan) for k in self.keys()})
+        self.seconds = time.perf_counter() - start
+        return metrics.mean_metrics(per_batch)
+
+    def settings(self) -> Dict[str, Any]:
+        """What the values mean, as plain data (stored beside them in ``summary.yaml``)."""
+        self._prepare()
+        return {
+            "items": f"first {len(self.indices) * len(self.indices[0])} of a fixed permutation of the test set "
+                     f"(key {PROBE_SEED}, independent of --seed)",
+            "batches": len(self.indices), "batch_size": len(self.indices[0]), "layer_t": self.layer_t,
+            "layer_s": self.layer_s, "dims": list(self.dims), "normalize": self.normalize,
+            "pi_params": {d: p.to_dict() for d, p in self.pi_params.items()},
+            "pi_params_norm": {d: p.to_dict() for d, p in self.pi_params_norm.items()},
+            "pi_params_from": "given" if self._given_params is not None else "fitted on the teacher's probe diagrams",
+        }
+
+
+def measure_checkpoints(path_t: str, path_s: str, dataset: Optional[str] = None, data_root: str = "./data",
+                        image_size: Optional[int] = None, layer_t: int = -1, layer_s: Optional[int] = None,
+                        batches: int = DEFAULT_BATCHES, batch_size: int = DEFAULT_BATCH_SIZE,
+                        dims: Sequence[int] = (0,), normalize: str = "diam", device: str = "cpu",
+                        model_t: Optional[str] = None, model_s: Optional[str] = None) -> Dict[str, Any]:
+    """Topology metrics of any saved teacher/student pair on the probe's fixed test batches.
+
+    dataset / image_size default to what the teacher checkpoint records (its config). Returns
+    ``{"metrics": {...}, "settings": {...}, "teacher": arch, "student": arch}``.
+    """
+    from datasets import build_datasets
+    from models import load_model
+
+    teacher, arch_t, ckpt_t = load_model(path_t, arch=model_t)
+    student, arch_s, _ = load_model(path_s, arch=model_s)
+    cfg_t = ckpt_t.get("config") if isinstance(ckpt_t.get("config"), dict) else {}
+    dataset = dataset or ckpt_t.get("dataset") or cfg_t.get("dataset")
+    if not dataset:
+        raise ValueError(f"cannot tell the data set of {path_t}; pass --dataset")
+    image_size = image_size or cfg_t.get("image_size")
+    options = {"image_size": int(image_size)} if image_size and dataset == "digits" else {}
+    data = build_datasets(dataset, data_root, download=False, **options)
+    dev = torch.device(device)
+    probe = TopologyProbe(teacher.to(dev), data.test, layer_t, layer_s, batches, batch_size, dims, normalize)
+    values = probe.measure(student.to(dev))
+    return {"metrics": values, "settings": probe.settings(), "teacher": arch_t, "student": arch_s,
+            "dataset": dataset}
