@@ -30,6 +30,7 @@ PIs are computed from the un-normalized image in [0, 1] (ToTensor only, no augme
 from __future__ import annotations
 
 import contextlib
+import multiprocessing as mp
 import shutil
 import time
 from dataclasses import replace
@@ -40,6 +41,7 @@ import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 from torch.utils.data import Dataset
+from torchvision.datasets import ImageFolder
 
 from topkd_io import AtomicNpyWriter, DamagedFileError, read_yaml, save_npz, write_yaml
 from topkd_io.checksums import check_seal, file_record, pinned_command, seal, verify_file_once
@@ -49,6 +51,7 @@ from topology.image_pi import ImagePIParams, image_pis, to_uint8
 from .bundle import DataBundle
 from .registry import build_datasets, dataset_names
 from .splits import hold_out, with_transform
+from .transforms import INPUT_NORMS, TGD_PI_MEAN, TGD_PI_STD
 
 CACHE_VERSION = 2
 # The recipe the PI teacher trains with (train_teacher.py --input pi): TGD's.
@@ -103,8 +106,6 @@ def _bundle_split(name: str, data_root: str, split: str) -> Dataset:
 @raw_source("imagefolder")
 def _imagefolder_split(data_root: str, split: str) -> Dataset:
     """An ImageFolder tree `<data_root>/<split>/<class>/<image>` (CINIC-10: train / valid / test)."""
-    from torchvision.datasets import ImageFolder
-
     folder = Path(data_root) / split
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} not found; pass --data_root holding {split}/<class>/ folders")
@@ -332,8 +333,6 @@ def build_pi_cache(source: Dataset, folder, dataset: str, split: str,
         for job in jobs():
             record(*_compute_chunk(job))
     else:
-        import multiprocessing as mp
-
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         with ctx.Pool(workers) as pool:
             pending = []  # at most 2 chunks per worker in flight: bounded memory
@@ -514,8 +513,6 @@ class PIImages(Dataset):
 def pi_normalization(input_norm: str, channels: int):
     """``(mean, std)`` per PI channel for ``--input_norm`` (``tgd``: TGD's loader constants, 6 channels), or
     None (``dataset``: the raw PIs in [0, 1], level / 255 for uint8 caches)."""
-    from .transforms import INPUT_NORMS, TGD_PI_MEAN, TGD_PI_STD
-
     if input_norm not in INPUT_NORMS:
         raise ValueError(f"--input_norm must be one of {', '.join(INPUT_NORMS)}, got {input_norm!r}")
     if input_norm == "dataset":

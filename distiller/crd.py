@@ -1,14 +1,19 @@
 """Contrastive representation distillation (``crd``) on the embeddings (FC inputs)."""
 from __future__ import annotations
 
+import logging
 import math
 
 import dataclasses
+
+from datasets.contrast import ContrastSample, index_targets
 
 from .losses import CRDLoss
 from .options import Option
 from .registry import register
 from .teacher_student import TeacherStudent
+
+log = logging.getLogger(__name__)
 
 
 @register("crd")
@@ -37,13 +42,11 @@ class CRD(TeacherStudent):
     @classmethod
     def prepare(cls, cfg, data):
         """Class-aware negatives drawn by the loader; the memory bank spans the training index space."""
-        from datasets.contrast import ContrastSample, index_targets
-
         data, keywords = super().prepare(cfg, data)
         space = index_targets(data.train)[2]
         if cfg.nce_k > space:  # more negatives than images: each would repeat, at a cost growing with k
-            print(f"warning: --nce_k {cfg.nce_k} is more than the {space} training images (the memory bank's rows); "
-                  f"clipped to --nce_k {space} (recorded in config.yaml)", flush=True)
+            log.warning(f"warning: --nce_k {cfg.nce_k} is more than the {space} training images (the memory bank's "
+                        f"rows); clipped to --nce_k {space} (recorded in config.yaml)")
             cfg.nce_k = space
         data = dataclasses.replace(data, train=ContrastSample(data.train, cfg.nce_k, cfg.crd_mode),
                                    fields=ContrastSample.fields)

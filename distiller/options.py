@@ -20,6 +20,8 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from topkd_io import check_number
+
 
 @dataclass(frozen=True)
 class Option:
@@ -47,8 +49,6 @@ class Option:
 
     def check(self, value: Any) -> None:
         """ValueError naming the option's flags unless every number in ``value`` is finite and in range."""
-        from topkd_io import check_number
-
         flag = "/".join(self.spellings())
         for item in (value if isinstance(value, (list, tuple)) else [value]):
             if isinstance(item, (int, float)) and not isinstance(item, bool):

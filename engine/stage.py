@@ -63,7 +63,8 @@ class _OursOnly(logging.Filter):
     @staticmethod
     @functools.lru_cache(maxsize=None)
     def ours(top: str) -> bool:
-        return os.path.isfile(os.path.join(_REPO, top, "__init__.py")) or os.path.isfile(os.path.join(_REPO, f"{top}.py"))
+        return (os.path.isfile(os.path.join(_REPO, top, "__init__.py"))
+                or os.path.isfile(os.path.join(_REPO, f"{top}.py")))
 
     def filter(self, record: logging.LogRecord) -> bool:
         return self.ours(record.name.split(".")[0])
