@@ -16,7 +16,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing requirements.txt into $venv (first time: a few minutes)"
   # pip prints one harmless warning per package about local index folders absent on some machines.
   "$venv/bin/python" -m pip install -q -r "$root/requirements.txt" 2>&1 | grep -v '^WARNING: Location' || true
-  "$venv/bin/python" -c "import torch, torchvision, gudhi, sklearn, yaml, tqdm, tensorboard, matplotlib, pytest" \
+  "$venv/bin/python" -c "import torch, torchvision, gudhi, sklearn, yaml, tqdm, tensorboard, matplotlib, pytest, xdist" \
     || { echo "[setup] installation incomplete: see the pip messages above" >&2; exit 1; }
   echo "$want" > "$stamp"
 else
