@@ -20,6 +20,7 @@ import argparse
 import os
 from typing import Any, Dict, Optional, Sequence
 
+from engine.stage import add_stage_args, setup_stage
 from topkd_io import run_cli
 
 
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dataset", default=None, help="data set of the teacher (default cifar100); a label with --pcd")
     data.add_argument("--data_root", default="./data")
     data.add_argument("--image_size", type=int, default=None, help="image side for datasets that allow it (digits)")
-    data.add_argument("--workers", type=int, default=4, help="DataLoader worker processes")
+    add_stage_args(data, 4, "DataLoader worker processes")
     data.add_argument("--data_on_device", action="store_true",
                       help="hold the training set on --device and augment batches there (same draws)")
     cl = p.add_argument_group("clouds")
@@ -97,7 +98,7 @@ def teacher_source(args, arch: str):
     identity = {"teacher": file_identity(args.path_t), "arch": arch, "num_classes": data.num_classes}
     source = TeacherCloudSource(model, data.train, batch=args.batch_size, passes=args.passes,
                                 layer=args.layer, seed=args.seed, device=_device(args.device),
-                                workers=args.workers, identity=identity, teacher_bn=args.teacher_bn,
+                                workers=args.num_workers, identity=identity, teacher_bn=args.teacher_bn,
                                 data_on_device=args.data_on_device)
     config = {"source": source.config(), "dataset": args.dataset, "image_size": data.image_size,
               "layer": args.layer, "batch_size": args.batch_size, "passes": args.passes, "seed": args.seed,
@@ -142,6 +143,7 @@ def prepare(argv: Optional[Sequence[str]] = None):
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    setup_stage(args)  # logging, threads
     check_text_options(args, parser)
     check_seed(args.seed)
     args.dims = check_dims(args.dims)

@@ -1,6 +1,6 @@
 """TGD stage: persistence images of every image of a data set, cached on disk.
 
-    python generate_image_PI.py --dataset cifar10 --data_root ./data --out ./data/image_pi --workers 2
+    python generate_image_PI.py --dataset cifar10 --data_root ./data --out ./data/image_pi --num_workers 2
     python generate_image_PI.py --dataset imagefolder --data_root ./data/cinic10 --name cinic10 \
         --splits train valid test
 
@@ -17,21 +17,22 @@ import os
 import time
 from typing import Optional, Sequence
 
+from engine.stage import add_stage_args, setup_stage
 from topkd_io import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from datasets.pi_images import DTYPES, RAW_SOURCES
+    from datasets.pi_images import DTYPES, raw_source_names
     from topology.image_pi import PI_LAYOUTS, QUANTIZATIONS
 
     p = argparse.ArgumentParser(description="Compute TGD image persistence images for a data set.")
-    p.add_argument("--dataset", required=True, choices=sorted(RAW_SOURCES),
+    p.add_argument("--dataset", required=True, choices=raw_source_names(),
                    help="data set; 'imagefolder' reads <data_root>/<split>/<class>/<image> (e.g. CINIC-10)")
     p.add_argument("--name", default=None, help="name used in the cache folder (default: --dataset)")
     p.add_argument("--data_root", default="./data", help="folder holding the data set")
     p.add_argument("--splits", nargs="+", default=["train", "test"], help="splits to compute")
     p.add_argument("--out", default="./data/image_pi", help="cache root; each split goes to <out>/<name>_<split>")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
+    add_stage_args(p, os.cpu_count() or 1, "worker processes computing the PIs")
     p.add_argument("--chunk_size", type=int, default=512, help="images per chunk (unit of work and of resume)")
     p.add_argument("--dtype", default=None, choices=DTYPES,
                    help="storage type of the PIs (default: uint8 for 8-bit PIs, as the official PNGs; else float16)")
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
+    setup_stage(args)
     import shlex
     import sys
 
@@ -89,7 +91,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 bar.n = done
                 bar.refresh()
 
-            build_pi_cache(source, folder, name, split, params=params, workers=args.workers,
+            build_pi_cache(source, folder, name, split, params=params, workers=args.num_workers,
                            chunk_size=args.chunk_size, dtype=dtype, overwrite=args.overwrite,
                            progress=progress, command=command.replace(" --overwrite", ""))
         print(f"{name} {split}: {len(source)} images -> {folder} ({time.time() - start:.1f} s)")

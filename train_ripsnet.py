@@ -14,6 +14,7 @@ import argparse
 import os
 from typing import Any, Dict, Optional, Sequence
 
+from engine.stage import add_stage_args, setup_stage
 from topkd_io import run_cli
 
 
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=50)
     p.add_argument("--min_delta", type=float, default=0.0, help="smallest validation-MSE drop that counts")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=0)
+    add_stage_args(p, 0, "DataLoader workers")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--run_dir", default=None)
     p.add_argument("--save_dir", default="ripsnet", help="parent of the default run folder")
@@ -113,6 +114,7 @@ def prepare(argv: Optional[Sequence[str]] = None):
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    setup_stage(args)  # logging, threads
     check_text_options(args, parser)
     check_seed(args.seed)
     check_number(args.lr, "--lr", low=0, low_open=True)
@@ -172,7 +174,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         cfg = RipsNetTrainConfig(data_dir=args.data_dir, dim=args.dim, pooling=args.pooling, units=args.units,
                                  lr=args.lr, batch_size=args.batch_size, val_batch_size=args.val_batch_size,
                                  val_fraction=args.val_fraction, epochs=args.epochs, patience=args.patience,
-                                 min_delta=args.min_delta, seed=args.seed, workers=args.workers, device=device,
+                                 min_delta=args.min_delta, seed=args.seed, workers=args.num_workers, device=device,
                                  run_dir=run_dir, resume=resume, resume_override=args.resume_override,
                                  progress=not args.no_progress, extra=extra,
                                  verify=not args.no_verify)

@@ -25,8 +25,8 @@ import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from topkd_io import run_cli
-from engine.config import add_data_args, add_training_args, data_options, parse_config
-from engine.seed import seed_everything
+from engine.config import StageParser, add_data_args, add_training_args, data_options, parse_config
+from engine.stage import setup_stage
 from engine.trainer import fit_and_report
 
 
@@ -45,11 +45,20 @@ def option_owners() -> List[Tuple[str, Any]]:
     return list(student_methods().items()) + list(addon_dict.items())
 
 
+def method_recipe(options: Dict[str, Any]) -> Optional[str]:
+    """The recipe the ``--distill`` method declares (``recipe = "tgd"``), None for the data set's."""
+    from distiller import canonical_name
+
+    method = student_methods().get(canonical_name(options.get("distill") or ""))
+    return getattr(method, "recipe", None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from distiller import aliases_of
     from distiller.options import collect, default_text
 
-    parser = argparse.ArgumentParser(description="Distil a teacher into a student (KD, FitNet, ..., TopKD).")
+    parser = StageParser(description="Distil a teacher into a student (KD, FitNet, ..., TopKD).",
+                         recipe_rules=[method_recipe])
     g = parser.add_argument_group("networks")
     g.add_argument("--model_s", default="resnet8", help="student architecture (models.model_dict)")
     g.add_argument("--path_t", default=None,
@@ -212,7 +221,17 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     cfg, method, addons, identity, inputs = prepare(argv)
     return run_training(cfg, identity, inputs, cfg.model_s, lambda: build(cfg, method, addons, inputs),
-                        lambda built: fit_and_report(built[0], built[1], cfg, probes=built[2]))
+                        lambda built: fit_and_report(built[0], built[1], cfg, probes=built[2],
+                                                     free_fields=free_on_resume(cfg, method, addons)))
+
+
+def free_on_resume(cfg: argparse.Namespace, method, addons) -> List[str]:
+    """Options a resumed run may change: the teacher's path, the measurement options, and the inputs' paths
+    the methods declare free."""
+    from distiller.options import declared
+
+    free = ["path_t", *(k for k in vars(cfg) if k.startswith("topo_eval_"))]
+    return free + [o.name for owner in (method, *addons) for o in declared(owner) if o.free]
 
 
 def build(cfg: argparse.Namespace, method, addons, inputs):
@@ -221,11 +240,10 @@ def build(cfg: argparse.Namespace, method, addons, inputs):
     from datasets import build_datasets
     from engine.provenance import header_line, provenance, recorded_accuracy, say
     from engine.trainer import pick_device
-    from models import load_model
+    from models import build_model, load_model
     from models.warm_start import init_from_checkpoint
-    from train_teacher import build_network
 
-    seed_everything(cfg.seed, cfg.deterministic)
+    setup_stage(cfg, training=True)  # logging, threads, process group, seeds
     data = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, val_split=cfg.val_split,
                           seed=cfg.seed, **data_options(cfg))
     teacher, cfg.model_t, teacher_ckpt = load_model(cfg.path_t, arch=cfg.model_t, num_classes=data.num_classes)
@@ -235,7 +253,7 @@ def build(cfg: argparse.Namespace, method, addons, inputs):
     sha = cfg.provenance["inputs"]["path_t"]["sha256"]
     say(f"teacher: {cfg.path_t} ({cfg.model_t}, sha256 {sha[:8]}, test top-1 "
         f"{'not recorded' if teacher_top1 is None else f'{teacher_top1:.2f}'} in its checkpoint)")
-    student = init_from_checkpoint(build_network(cfg.model_s, data.num_classes, data.in_channels), cfg.init_s)
+    student = init_from_checkpoint(build_model(cfg.model_s, data.num_classes, data.in_channels), cfg.init_s)
     distiller, data = method.from_config(cfg, student, teacher, data)
     for addon in addons:
         addon.attach(cfg, distiller)

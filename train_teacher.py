@@ -17,13 +17,20 @@ import os
 from typing import Any, Dict, Optional, Sequence
 
 from topkd_io import run_cli
-from engine.config import add_data_args, add_training_args, data_options, parse_config, teacher_run_name
-from engine.seed import seed_everything
+from engine.config import StageParser, add_data_args, add_training_args, data_options, parse_config, teacher_run_name
+from engine.stage import setup_stage
 from engine.trainer import fit_and_report
 
 
+def pi_input_recipe(options: Dict[str, Any]) -> Optional[str]:
+    """``--input pi``: the recipe the persistence-image data declares (TGD's)."""
+    from datasets.pi_images import PI_RECIPE
+
+    return PI_RECIPE if options.get("input") == "pi" else None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Train a teacher network with cross-entropy.")
+    parser = StageParser(description="Train a teacher network with cross-entropy.", recipe_rules=[pi_input_recipe])
     parser.add_argument("--model", default="resnet56",
                         help="architecture name (see models.model_dict; RepDistiller's MobileNetV2/ShuffleV1/"
                              "ShuffleV2 accepted). Default resnet56 (official TopKD: resnet8, RepDistiller: resnet110)")
@@ -39,14 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_args(parser)
     add_training_args(parser, save_dir="./save_t_models")
     return parser
-
-
-def build_network(arch: str, num_classes: int, in_channels: int):
-    """``models.model_dict[arch]`` for this data set; unknown names -> ValueError listing the valid ones."""
-    from models import build_model
-
-    kwargs = {"in_channels": in_channels} if in_channels != 3 else {}
-    return build_model(arch, num_classes=num_classes, **kwargs)
 
 
 def build_data(cfg):
@@ -85,7 +84,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     cfg, identity, inputs = prepare(argv)
     return run_training(cfg, identity, inputs, cfg.model, lambda: build(cfg, inputs),
-                        lambda built: fit_and_report(*built, cfg))
+                        lambda built: fit_and_report(*built, cfg, free_fields=("pi_root",)))
 
 
 def build(cfg, inputs):
@@ -93,13 +92,14 @@ def build(cfg, inputs):
     from distiller import get_distiller
     from engine.provenance import header_line, provenance, say
     from engine.trainer import pick_device
+    from models import build_model
     from models.warm_start import init_from_checkpoint
 
+    setup_stage(cfg, training=True)  # logging, threads, process group, seeds
     cfg.provenance = provenance(inputs, pick_device(cfg.device))
     say(header_line(cfg.provenance) + f"; seed {cfg.seed} (from {cfg.seed_from})")
-    seed_everything(cfg.seed, cfg.deterministic)
     data = build_data(cfg)
-    model = init_from_checkpoint(build_network(cfg.model, data.num_classes, data.in_channels), cfg.init_s)
+    model = init_from_checkpoint(build_model(cfg.model, data.num_classes, data.in_channels), cfg.init_s)
     cfg.arch, cfg.num_classes, cfg.in_channels = cfg.model, data.num_classes, data.in_channels
     return get_distiller("vanilla")(model), data
 

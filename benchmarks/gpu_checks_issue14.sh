@@ -34,7 +34,7 @@ for route in "" "--data_on_device"; do
   TIMEFORMAT="route '${route:-DataLoader}': %R s wall (incl. start-up and PIs)"
   # shellcheck disable=SC2086
   time "$PY" generate_PCD_PI.py --path_t "$out/t_fast/resnet20_best.pth" --dataset digits --image_size 32 \
-    --passes 40 --dims 0 --workers 4 --device cuda --no_progress --out_dir "$out/pcd_${route:-plain}" $route \
+    --passes 40 --dims 0 --num_workers 4 --device cuda --no_progress --out_dir "$out/pcd_${route:-plain}" $route \
     > "$out/pcd_${route:-plain}.log" 2>&1
   tail -1 "$out/pcd_${route:-plain}.log"
 done

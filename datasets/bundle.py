@@ -6,6 +6,9 @@ from typing import Optional, Tuple
 
 from torch.utils.data import Dataset
 
+# The entries of a plain item, by position.
+ITEM_FIELDS: Tuple[str, ...] = ("image", "target", "index")
+
 
 @dataclass
 class DataBundle:
@@ -15,6 +18,11 @@ class DataBundle:
     (normalized with `mean`/`std`), target an int class id, index an int into the original
     training (or test) set. `val` is None unless a validation split was asked for; it is drawn from
     the training data and uses the evaluation transforms.
+
+    `fields`: the names of the entries of a training item, by position (``image, target, index`` and
+    whatever a wrapper appends, e.g. TGD's ``pi``), or the keys of a dict item (CRD's ``contrast_idx``).
+    The trainer passes every entry after ``image`` and ``target`` to the method as a keyword of that name,
+    and refuses a method whose ``batch_fields`` the data does not yield.
     """
 
     train: Dataset
@@ -26,3 +34,4 @@ class DataBundle:
     name: str
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
+    fields: Tuple[str, ...] = ITEM_FIELDS

@@ -61,7 +61,7 @@ def _build(cls, label: str, name: str, num_classes: int, mean, std, root: str, d
                       image_size=32, name=name, mean=tuple(mean), std=tuple(std))
 
 
-@register("cifar100")
+@register("cifar100", recipe="cifar", on_device=True)
 def build_cifar100(root: str, download: bool, val_split: float, seed: int,
                    train_augment: bool = True, normalize: str = "dataset") -> DataBundle:
     """CIFAR-100: 50,000 train / 10,000 test 32x32 RGB images, 100 fine classes."""
@@ -69,7 +69,7 @@ def build_cifar100(root: str, download: bool, val_split: float, seed: int,
                   download, val_split, seed, train_augment, normalize)
 
 
-@register("cifar10")
+@register("cifar10", recipe="cifar", on_device=True)
 def build_cifar10(root: str, download: bool, val_split: float, seed: int,
                   train_augment: bool = True, normalize: str = "dataset") -> DataBundle:
     """CIFAR-10: 50,000 train / 10,000 test 32x32 RGB images, 10 classes."""

@@ -19,7 +19,7 @@ CINIC10_STD = (0.24205776, 0.23828046, 0.25874835)
 LAYOUT = "<root>/train/<class>/<image> and <root>/test/<class>/<image> (CINIC-10 as distributed)"
 
 
-@register("cinic10")
+@register("cinic10", recipe="cifar")
 def build_cinic10(root: str, download: bool, val_split: float, seed: int, train_augment: bool = True,
                   normalize: str = "dataset") -> DataBundle:
     """CINIC-10 train/test trees, CIFAR-style transforms, 10 classes (``normalize``: see `datasets.cifar`)."""

@@ -46,6 +46,8 @@ def index_targets(dataset: Dataset) -> Tuple[np.ndarray, np.ndarray, int]:
 class ContrastSample(Dataset):
     """See the module docstring. ``k``: negatives per item (CRD's ``nce_k``, 16384 in the paper)."""
 
+    fields = ("image", "target", "index", "contrast_idx")  # the keys of an item
+
     def __init__(self, base: Dataset, k: int, mode: str = "exact"):
         if mode not in CONTRAST_MODES:
             raise ValueError(f"unknown CRD sampling mode {mode!r}; choose one of: {', '.join(CONTRAST_MODES)}")

@@ -3,7 +3,7 @@ cut, augmented and normalised there, with the same random draws as the CPU DataL
 
 The trainer's data sets are chains of wrappers around an in-memory base set, e.g.
 ``KeyedItems(ContrastSample(Subset(IndexedCIFAR100)))``. `DeviceView` unwraps such a chain through two
-registries (built lazily by `_bases` and `_wrappers`, to avoid import cycles; subclasses inherit entries):
+registries (`_bases` and `_wrappers`; subclasses inherit entries):
 base type -> raw images, labels, transform of the base set; wrapper type -> what the wrapper adds (a
 position map, CRD's negatives, TGD's cached PIs, the item key). The base set's transform is read op by op
 (``KeyedRandomCrop`` with constant zero padding, ``KeyedHorizontalFlip``, ``ToTensor``, ``Normalize``;
@@ -36,10 +36,13 @@ import torchvision.transforms as T
 from torch.utils.data import Subset
 
 from . import keyed
+from .cifar import IndexedCIFAR10, IndexedCIFAR100
+from .contrast import ContrastSample
+from .digits import TensorImages
 from .keyed import KeyedItems
+from .pi_images import PIImages, WithImagePI
+from .registry import dataset_info, dataset_names
 from .transforms import KeyedHorizontalFlip, KeyedRandomCrop
-
-ON_DEVICE_SETS = "cifar10, cifar100, digits and TGD's PI caches"
 
 
 # ----------------------------------------------------------------------------- transforms
@@ -230,10 +233,6 @@ def _pi_base(ds) -> Base:
 
 
 def _bases() -> Dict[type, Callable[[Any], Base]]:
-    from .cifar import IndexedCIFAR10, IndexedCIFAR100
-    from .digits import TensorImages
-    from .pi_images import PIImages
-
     return {IndexedCIFAR10: _cifar_base, IndexedCIFAR100: _cifar_base, TensorImages: _tensor_base,
             PIImages: _pi_base}
 
@@ -270,9 +269,6 @@ def _unwrap_pi(ds, chain: Chain):
 
 
 def _wrappers() -> Dict[type, Callable[[Any, Chain], Any]]:
-    from .contrast import ContrastSample
-    from .pi_images import WithImagePI
-
     return {Subset: _unwrap_subset, KeyedItems: _unwrap_keyed, ContrastSample: _unwrap_contrast,
             WithImagePI: _unwrap_pi}
 
@@ -282,12 +278,16 @@ def _lookup(registry: Dict[type, Callable], ds) -> Optional[Callable]:
     return next((registry[c] for c in type(ds).__mro__ if c in registry), None)
 
 
+def on_device_sets() -> str:
+    """The registered data sets that declare ``on_device`` (and TGD's PI caches), as text for messages."""
+    return ", ".join(n for n in dataset_names() if dataset_info(n).on_device) + " and TGD's PI caches"
+
+
 def _not_on_device(ds) -> ValueError:
-    name = type(ds).__name__
-    hint = (" (CINIC-10 and ImageNet are read from image files)" if "Folder" in name or "ImageNet" in name
-            else "")
-    return ValueError(f"--data_on_device works for in-memory data sets ({ON_DEVICE_SETS}), not "
-                      f"{name}{hint}; drop --data_on_device")
+    files = [n for n in dataset_names() if not dataset_info(n).on_device]
+    return ValueError(f"--data_on_device works for in-memory data sets ({on_device_sets()}), not "
+                      f"{type(ds).__name__} (the others, {', '.join(files)}, are read from image files); "
+                      f"drop --data_on_device")
 
 
 class DeviceView:

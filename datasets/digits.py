@@ -78,7 +78,7 @@ def fraction_positions(targets: np.ndarray, fraction: float) -> np.ndarray:
     return np.sort(keep)
 
 
-@register("digits")
+@register("digits", recipe="cifar", on_device=True)
 def build_digits(root: str, download: bool, val_split: float, seed: int, image_size: int = 32,
                  train_augment: bool = True, train_fraction: float = 1.0) -> DataBundle:
     """1437 train / 360 test digits, `[3, image_size, image_size]`, normalized by train-split statistics.

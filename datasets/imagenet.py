@@ -44,7 +44,7 @@ def same_classes(train: IndexedImageFolder, test: IndexedImageFolder, what: str)
                          "both must contain the same class names")
 
 
-@register("imagenet")
+@register("imagenet", recipe="imagenet")
 def build_imagenet(root: str, download: bool, val_split: float, seed: int, image_size: int = 224,
                    train_augment: bool = True) -> DataBundle:
     """ImageFolder train/val trees; images cropped to `image_size` (224) pixels, ImageNet mean/std.

@@ -30,6 +30,7 @@ PIs are computed from the un-normalized image in [0, 1] (ToTensor only, no augme
 from __future__ import annotations
 
 import contextlib
+import multiprocessing as mp
 import shutil
 import time
 from dataclasses import replace
@@ -40,6 +41,7 @@ import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 from torch.utils.data import Dataset
+from torchvision.datasets import ImageFolder
 
 from topkd_io import AtomicNpyWriter, DamagedFileError, read_yaml, save_npz, write_yaml
 from topkd_io.checksums import check_seal, file_record, pinned_command, seal, verify_file_once
@@ -47,10 +49,13 @@ from topkd_io.safe_load import load_npy as read_npy
 from topology.image_pi import ImagePIParams, image_pis, to_uint8
 
 from .bundle import DataBundle
-from .registry import build_datasets
+from .registry import build_datasets, dataset_names
 from .splits import hold_out, with_transform
+from .transforms import INPUT_NORMS, TGD_PI_MEAN, TGD_PI_STD
 
 CACHE_VERSION = 2
+# The recipe the PI teacher trains with (train_teacher.py --input pi): TGD's.
+PI_RECIPE = "tgd"
 DTYPES = ("uint8", "float16", "float32")
 PI_FILE, TARGETS_FILE, PARTS = "pi.npy", "targets.npy", "parts"
 DONE_FILE = "done.npy"  # format 1's chunk list, removed when such a folder is rebuilt
@@ -75,7 +80,8 @@ def to_unit_tensor(image) -> torch.Tensor:
     return TF.to_tensor(image)
 
 
-# name -> function(data_root, split) -> Dataset of (image [C, H, W] in [0, 1], target, ...)
+# name -> function(data_root, split) -> Dataset of (image [C, H, W] in [0, 1], target, ...), for sources that
+# are not registered data sets; a registered data set (`datasets.dataset_names()`) is its own source.
 RAW_SOURCES: Dict[str, Callable[[str, str], Dataset]] = {}
 
 
@@ -97,29 +103,28 @@ def _bundle_split(name: str, data_root: str, split: str) -> Dataset:
     return with_transform(full, to_unit_tensor)
 
 
-for _name in ("cifar10", "cifar100", "digits"):
-    raw_source(_name)(lambda root, split, _n=_name: _bundle_split(_n, root, split))
-
-
 @raw_source("imagefolder")
 def _imagefolder_split(data_root: str, split: str) -> Dataset:
     """An ImageFolder tree `<data_root>/<split>/<class>/<image>` (CINIC-10: train / valid / test)."""
-    from torchvision.datasets import ImageFolder
-
     folder = Path(data_root) / split
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} not found; pass --data_root holding {split}/<class>/ folders")
     return ImageFolder(str(folder), transform=to_unit_tensor)
 
 
+def raw_source_names() -> List[str]:
+    """What `raw_images` reads: every registered data set and the `RAW_SOURCES`, sorted."""
+    return sorted(set(RAW_SOURCES) | set(dataset_names()))
+
+
 def raw_images(dataset: str, data_root: str, split: str) -> Dataset:
-    """The split's images in [0, 1] (ToTensor only), in data-set order; items `(image, target, ...)`."""
-    try:
-        source = RAW_SOURCES[dataset]
-    except KeyError:
-        raise ValueError(f"unknown data set {dataset!r} for image PIs; choose one of: "
-                         f"{', '.join(sorted(RAW_SOURCES))}") from None
-    return source(data_root, split)
+    """The split's images in [0, 1] (ToTensor only), in data-set order; items `(image, target, ...)`.
+    ``dataset``: a registered data set (split ``train`` or ``test``) or a `RAW_SOURCES` entry."""
+    if dataset in RAW_SOURCES:
+        return RAW_SOURCES[dataset](data_root, split)
+    if dataset in dataset_names():
+        return _bundle_split(dataset, data_root, split)
+    raise ValueError(f"unknown data set {dataset!r} for image PIs; choose one of: {', '.join(raw_source_names())}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -328,8 +333,6 @@ def build_pi_cache(source: Dataset, folder, dataset: str, split: str,
         for job in jobs():
             record(*_compute_chunk(job))
     else:
-        import multiprocessing as mp
-
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         with ctx.Pool(workers) as pool:
             pending = []  # at most 2 chunks per worker in flight: bounded memory
@@ -510,8 +513,6 @@ class PIImages(Dataset):
 def pi_normalization(input_norm: str, channels: int):
     """``(mean, std)`` per PI channel for ``--input_norm`` (``tgd``: TGD's loader constants, 6 channels), or
     None (``dataset``: the raw PIs in [0, 1], level / 255 for uint8 caches)."""
-    from .transforms import INPUT_NORMS, TGD_PI_MEAN, TGD_PI_STD
-
     if input_norm not in INPUT_NORMS:
         raise ValueError(f"--input_norm must be one of {', '.join(INPUT_NORMS)}, got {input_norm!r}")
     if input_norm == "dataset":
@@ -580,7 +581,7 @@ def attach_image_pis(bundle: DataBundle, cache_root, params: ImagePIParams = Ima
                                      pi_cache, verify, input_norm)
     return replace(bundle, train=WithImagePI(bundle.train, train_c),
                    val=None if bundle.val is None else WithImagePI(bundle.val, train_c),
-                   test=WithImagePI(bundle.test, test_c))
+                   test=WithImagePI(bundle.test, test_c), fields=tuple(bundle.fields[:3]) + ("pi",))
 
 
 def pi_bundle(cache_root, dataset: str, num_classes: int, params: Optional[ImagePIParams] = ImagePIParams(),

@@ -1,7 +1,9 @@
-"""Name -> builder registry and the one entry point, `build_datasets`."""
+"""Name -> builder registry, what each data set declares about itself (`DatasetInfo`), and the one entry
+point, `build_datasets`."""
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Callable, Dict, List
 
 from .bundle import DataBundle
@@ -10,16 +12,36 @@ from .splits import check_val_split
 # name -> function(root, download, val_split, seed, **options) -> DataBundle
 DATASET_BUILDERS: Dict[str, Callable[..., DataBundle]] = {}
 
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a data set declares when it registers.
+
+    ``recipe``: the hyper-parameter recipe its runs take unless ``--recipe`` (or the method) says otherwise,
+    a name of ``engine.config.RECIPES`` (``"cifar"``, ``"imagenet"``). ``on_device``: its images are held
+    in memory, so ``--data_on_device`` can keep the whole set on the training device
+    (`datasets.device_data` reads its base set type).
+    """
+
+    name: str
+    recipe: str
+    on_device: bool = False
+
+
+DATASET_INFO: Dict[str, DatasetInfo] = {}
+
 _COMMON = ("root", "download", "val_split", "seed")
 
 
-def register(name: str) -> Callable[[Callable], Callable]:
-    """Function decorator: `@register("cifar100")` makes a builder available by name."""
+def register(name: str, *, recipe: str, on_device: bool = False) -> Callable[[Callable], Callable]:
+    """Function decorator: ``@register("cifar100", recipe="cifar", on_device=True)`` makes a builder
+    available by name, with its `DatasetInfo`."""
 
     def wrap(fn: Callable) -> Callable:
         if name in DATASET_BUILDERS:
             raise ValueError(f"data set name {name!r} registered twice")
         DATASET_BUILDERS[name] = fn
+        DATASET_INFO[name] = DatasetInfo(name=name, recipe=str(recipe), on_device=bool(on_device))
         return fn
 
     return wrap
@@ -28,6 +50,14 @@ def register(name: str) -> Callable[[Callable], Callable]:
 def dataset_names() -> List[str]:
     """The names `build_datasets` accepts, sorted."""
     return sorted(DATASET_BUILDERS)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The `DatasetInfo` of a registered data set; ValueError naming the choices for unknown names."""
+    try:
+        return DATASET_INFO[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown data set {name!r}; choose one of: {', '.join(dataset_names())}") from None
 
 
 def _options_of(fn: Callable) -> List[str]:
@@ -49,10 +79,7 @@ def build_datasets(name: str, root: str = "./data", download: bool = False, val_
     val_split: fraction in [0, 1) of the training data held out as `val` (eval transforms);
     deterministic given `seed`. options: per-data-set keywords (e.g. `train_augment`, `image_size`).
     """
-    try:
-        builder = DATASET_BUILDERS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown data set {name!r}; choose one of: {', '.join(dataset_names())}") from None
+    builder = DATASET_BUILDERS[dataset_info(name).name]
     val_split = check_val_split(val_split)
     allowed = _options_of(builder)
     unknown = sorted(set(options) - set(allowed))

@@ -1,14 +1,19 @@
 """Contrastive representation distillation (``crd``) on the embeddings (FC inputs)."""
 from __future__ import annotations
 
+import logging
 import math
 
 import dataclasses
+
+from datasets.contrast import ContrastSample, index_targets
 
 from .losses import CRDLoss
 from .options import Option
 from .registry import register
 from .teacher_student import TeacherStudent
+
+log = logging.getLogger(__name__)
 
 
 @register("crd")
@@ -22,6 +27,7 @@ class CRD(TeacherStudent):
     """
 
     term = "loss_crd"
+    batch_fields = ("index",)  # memory-bank rows; contrast_idx too when the data carries it
     options = (
         Option("feat_dim", 128, "CRD embedding width", source="CRD paper; RepDistiller", low=1),
         Option("nce_k", 16384, "CRD negatives per sample (more than the training set holds: clipped to its size, "
@@ -36,15 +42,14 @@ class CRD(TeacherStudent):
     @classmethod
     def prepare(cls, cfg, data):
         """Class-aware negatives drawn by the loader; the memory bank spans the training index space."""
-        from datasets.contrast import ContrastSample, index_targets
-
         data, keywords = super().prepare(cfg, data)
         space = index_targets(data.train)[2]
         if cfg.nce_k > space:  # more negatives than images: each would repeat, at a cost growing with k
-            print(f"warning: --nce_k {cfg.nce_k} is more than the {space} training images (the memory bank's rows); "
-                  f"clipped to --nce_k {space} (recorded in config.yaml)", flush=True)
+            log.warning(f"warning: --nce_k {cfg.nce_k} is more than the {space} training images (the memory bank's "
+                        f"rows); clipped to --nce_k {space} (recorded in config.yaml)")
             cfg.nce_k = space
-        data = dataclasses.replace(data, train=ContrastSample(data.train, cfg.nce_k, cfg.crd_mode))
+        data = dataclasses.replace(data, train=ContrastSample(data.train, cfg.nce_k, cfg.crd_mode),
+                                   fields=ContrastSample.fields)
         return data, dict(keywords, num_data=data.train.index_space)
 
     def __init__(self, student, teacher=None, num_data: int = 0, feat_dim: int = 128, nce_k: int = 16384,

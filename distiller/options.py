@@ -20,6 +20,8 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from topkd_io import check_number
+
 
 @dataclass(frozen=True)
 class Option:
@@ -40,14 +42,13 @@ class Option:
     high: Optional[float] = None
     low_open: bool = False
     high_open: bool = False
+    free: bool = False  # a path of an input a resumed run may change (not compared with the checkpoint's)
 
     def spellings(self) -> Tuple[str, ...]:
         return tuple(self.flags) or (f"--{self.name}",)
 
     def check(self, value: Any) -> None:
         """ValueError naming the option's flags unless every number in ``value`` is finite and in range."""
-        from topkd_io import check_number
-
         flag = "/".join(self.spellings())
         for item in (value if isinstance(value, (list, tuple)) else [value]):
             if isinstance(item, (int, float)) and not isinstance(item, bool):
@@ -93,6 +94,11 @@ BETA = Option("beta", 0.0, "weight of the method's own term", flags=("-b", "--be
 KD_T = Option("kd_T", 4.0, "softmax temperature of the KD terms", source="Hinton et al.; RepDistiller", low=0.0,
               low_open=True)
 LOSS_WEIGHTS = (GAMMA, ALPHA, BETA, KD_T)
+# The divisor of the KD terms (`distiller.losses.kd_loss`), for the methods that declare it (TGD; its old
+# spelling --tgd_kl kept): "batchmean" = the batch (Hinton's scale), "mean" = batch x classes (TGD's code).
+KD_REDUCTION = Option("kd_reduction", "batchmean", "KD divisor: 'batchmean' divides the summed KL by the batch, "
+                      "'mean' by batch x classes", flags=("--kd_reduction", "--tgd_kl"),
+                      choices=("batchmean", "mean"))
 
 
 def declared(owner) -> Tuple[Option, ...]:

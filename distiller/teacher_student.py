@@ -37,46 +37,62 @@ class TeacherStudent(Distiller):
 
     Subclasses set ``term`` (loss-dict key of the method's own term), declare their own ``options``
     (`distiller.options`; ``gamma``/``alpha``/``beta``/``kd_T`` are declared here), override option
-    defaults in ``defaults`` (loss weights when the caller passes None), and implement :meth:`method_loss`.
-    `from_config` builds the method from the parsed options (constructor keywords = option names, plus
-    what `prepare` derives from the data); `run_tag` names the run. ``feat_shapes_s`` / ``feat_shapes_t``
-    (probed at construction with ``in_channels`` x ``image_size`` inputs) let them size their modules.
-    Epoch-dependent methods read ``self.epoch`` (counted from 1): the last ``set_epoch(e)`` or ``epoch=``
-    batch keyword, else derived from the steps taken when ``steps_per_epoch`` is given, else None.
+    defaults in ``defaults`` (loss weights when the caller passes None), and implement :meth:`method_loss`,
+    the one function a method writes. `from_config` builds the method from the parsed options (constructor
+    keywords = option names, plus what `prepare` derives from the data); `run_tag` names the run and must
+    carry the method's own options. ``feat_shapes_s`` / ``feat_shapes_t`` (probed on first use with
+    ``in_channels`` x ``image_size`` inputs) let them size their modules. Epoch-dependent methods read
+    ``self.epoch`` (counted from 1): the last ``set_epoch(e)`` (the trainer calls it before every epoch),
+    None before the first. ``recipe``: the hyper-parameter recipe the method trains with by default (None:
+    the data set's); ``batch_fields``: the batch entries it needs beyond image and target.
     """
 
     term: Optional[str] = None
+    addons: bool = True  # add-ons (TopKD's topology term) compose with the method; False for its own loss
     options: Tuple[Option, ...] = LOSS_WEIGHTS
     defaults: Dict[str, Any] = dict(gamma=1.0, alpha=0.0, beta=0.0)
     defaults_source: str = "RepDistiller"
 
     def __init__(self, student: nn.Module, teacher: Optional[nn.Module] = None, gamma: Optional[float] = None,
                  alpha: Optional[float] = None, beta: Optional[float] = None, kd_T: float = 4.0,
-                 in_channels: int = 3, image_size: int = 32, steps_per_epoch: Optional[int] = None):
+                 in_channels: int = 3, image_size: int = 32, kd_reduction: str = "batchmean"):
         if teacher is None:
             raise ValueError(f"method {type(self).__name__} needs a teacher: pass --path_t")
         super().__init__(student, teacher)
         given = dict(gamma=gamma, alpha=alpha, beta=beta)
         for key, value in given.items():
             setattr(self, key, float(self.defaults[key] if value is None else value))
-        self.kd = DistillKL(kd_T)
+        self.kd = DistillKL(kd_T, kd_reduction)
         self._epoch: Optional[int] = None
-        self.steps_per_epoch = steps_per_epoch
-        # training steps taken; saved with the distiller state, so a resumed run knows its epoch
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long), persistent=True)
-        self.feat_shapes_s = probe_feature_shapes(student, in_channels, image_size)
-        self.feat_shapes_t = probe_feature_shapes(teacher, in_channels, image_size)
+        self._probe = (int(in_channels), int(image_size))
+        self._feat_shapes: Dict[str, List[Tuple[int, ...]]] = {}
         self.extra_terms = nn.ModuleDict()  # name -> module(feats_s, feats_t) returning a weighted scalar
+
+    @property
+    def feat_shapes_s(self) -> List[Tuple[int, ...]]:
+        """Shapes of the student's ``feats`` for a 2-image probe batch (probed once, on first use)."""
+        if "s" not in self._feat_shapes:
+            self._feat_shapes["s"] = probe_feature_shapes(self.student, *self._probe)
+        return self._feat_shapes["s"]
+
+    @property
+    def feat_shapes_t(self) -> List[Tuple[int, ...]]:
+        """Shapes of the teacher's ``feats`` for a 2-image probe batch (probed once, on first use)."""
+        if "t" not in self._feat_shapes:
+            self._feat_shapes["t"] = probe_feature_shapes(self.teacher, *self._probe)
+        return self._feat_shapes["t"]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before the epoch had one channel (set_epoch) carry a step counter: not state now
+        state_dict.pop(prefix + "steps_done", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- building from the command line ---------------------------------------------------------
     @classmethod
     def prepare(cls, cfg: argparse.Namespace, data) -> Tuple[Any, Dict[str, Any]]:
         """-> ``(data, keywords)``: the data the method trains on (possibly wrapped) and the constructor
         keywords it needs beyond its options. ``data``: a `datasets.DataBundle`; ``cfg``: resolved options."""
-        n, b = len(data.train), int(cfg.batch_size)
-        steps = n // b + (n % b > 1)  # the trainer's batches per epoch (a last batch of 1 is dropped)
-        return data, dict(in_channels=data.in_channels, image_size=int(data.image_size),
-                          steps_per_epoch=max(steps, 1))
+        return data, dict(in_channels=data.in_channels, image_size=int(data.image_size))
 
     @classmethod
     def from_config(cls, cfg: argparse.Namespace, student: nn.Module, teacher: nn.Module, data):
@@ -87,7 +103,9 @@ class TeacherStudent(Distiller):
     @classmethod
     def run_tag(cls, cfg: argparse.Namespace) -> Tuple[str, str]:
         """-> ``(label, parameters)`` of the run-folder name, e.g. ``("crd", "r-1.0_a-0.0_b-0.8")``; a weight the
-        method does not use (`unused_options`: ``-b`` of KD) is left out (``("kd", "r-0.1_a-0.9")``)."""
+        method does not use (`unused_options`: ``-b`` of KD) is left out (``("kd", "r-0.1_a-0.9")``). A method
+        with options of its own overrides it to add them (the identity hash separates runs anyway; the name
+        should say it too)."""
         unused = cls.unused_options(cfg)
         parts = [f"{short}-{float(getattr(cfg, name))}" for name, short in (("gamma", "r"), ("alpha", "a"), ("beta", "b"))
                  if name not in unused]
@@ -101,15 +119,13 @@ class TeacherStudent(Distiller):
 
     # -- hooks -------------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
+        """The one epoch channel: the trainer calls it before each training epoch (counted from 1)."""
         self._epoch = int(epoch)
 
     @property
     def epoch(self) -> Optional[int]:
-        if self._epoch is not None:
-            return self._epoch
-        if self.steps_per_epoch:
-            return int(self.steps_done) // int(self.steps_per_epoch) + 1
-        return None
+        """The epoch being trained (the last `set_epoch`), None before the first."""
+        return self._epoch
 
     def add_term(self, name: str, module: nn.Module) -> None:
         """Attach a further weighted term ``module(feats_s, feats_t) -> scalar`` (e.g. TopKD's ``loss_tda``)."""
@@ -149,8 +165,6 @@ class TeacherStudent(Distiller):
 
     # -- training step -----------------------------------------------------------------------------
     def forward_train(self, image, target, **batch) -> Tuple[torch.Tensor, Losses]:
-        if batch.get("epoch") is not None:
-            self.set_epoch(batch["epoch"])
         with torch.no_grad():
             feats_t, logit_t = self.teacher(image, is_feat=True)
         feats_s, logit_s = self.student(image, is_feat=True)
@@ -161,5 +175,4 @@ class TeacherStudent(Distiller):
             losses[self.term] = self.beta * self.method_loss(feats_s, logit_s, feats_t, logit_t, target, **batch)
         for name, module in self.extra_terms.items():
             losses[name] = module(feats_s, feats_t)
-        self.steps_done += 1
         return logit_s, losses

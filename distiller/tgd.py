@@ -18,7 +18,14 @@ similarity weight as 3000 / 3 over the three block outputs).
 
 KL scale: `kl_reduction="mean"` (default) divides the summed KL by batch x classes, the element-wise mean
 the official code uses (a K-times smaller KD term than the textbook scale); `"batchmean"` divides by
-the batch only (the usual KD scale; then reduce `kd_weight` or expect a different balance).
+the batch only (the usual KD scale; then reduce `kd_weight` or expect a different balance). Both are
+`distiller.losses.kd_loss` with its ``reduction``.
+
+Built on `TeacherStudent`: the frozen, always-eval teachers (the PI teacher held by `Distiller.freeze`),
+the KD term, the loss weights under the shared names (``gamma`` = CE, ``alpha`` = KD, ``beta`` = the
+similarity term, ``kd_T``; on the command line ``-r/-a/-b/--kd_T``, the mixing weight a ``--tgd_alpha``,
+the KL scale ``--kd_reduction``, old spelling ``--tgd_kl``). The constructor keeps the official code's
+names (``alpha`` = the mixing weight a, ``temperature``, ``ce_weight``, ``kd_weight``, ``sim_weight``).
 """
 from __future__ import annotations
 
@@ -29,27 +36,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Distiller
-from .options import ALPHA, BETA, GAMMA, KD_T, Option
+from datasets.pi_images import attach_image_pis
+from models import load_model
+
+from .losses import KD_REDUCTIONS
+from .options import ALPHA, BETA, GAMMA, KD_REDUCTION, KD_T, Option
 from .registry import register
+from .teacher_student import TeacherStudent
 
-KL_REDUCTIONS = ("mean", "batchmean")
-
-
-def kl_teacher_student(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
-                       reduction: str = "mean") -> torch.Tensor:
-    """KL(softmax(t/T) || softmax(s/T)) summed over classes and the batch, divided by B*K ("mean") or
-    B ("batchmean"). Logits `[B, K]`; no T^2 factor."""
-    if reduction not in KL_REDUCTIONS:
-        raise ValueError(f"kl_reduction must be one of {', '.join(KL_REDUCTIONS)}, got {reduction!r}")
-    # at least float32 (half/bfloat16 logits under autocast are upcast; float64 stays)
-    student_logits, teacher_logits = (x.to(torch.promote_types(x.dtype, torch.float32))
-                                      for x in (student_logits, teacher_logits))
-    log_ps = F.log_softmax(student_logits / temperature, dim=1)
-    log_pt = F.log_softmax(teacher_logits / temperature, dim=1)
-    total = (log_pt.exp() * (log_pt - log_ps)).sum()
-    denom = student_logits.numel() if reduction == "mean" else student_logits.shape[0]
-    return total / denom
+# the constructor's name for the KL scale (`kd_loss`'s reductions)
+KL_REDUCTIONS = KD_REDUCTIONS
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:
@@ -93,41 +89,39 @@ def check_teacher_inputs(student: nn.Module, teacher: nn.Module, teacher2: nn.Mo
 
 
 @register("tgd")
-class TGD(Distiller):
+class TGD(TeacherStudent):
     """Student distilled from an image teacher and a persistence-image teacher (module docstring).
 
     student, teacher: models with `forward(x, is_feat=True)` -> `(feats, logits)`; teacher2: the same
     for PI inputs (e.g. WRN-16-3 with `in_channels=6`). stages: positions in `feats` of the three
-    block-group outputs (`feats[1:4]` for the WRNs).
-
-    On the command line ``-r``/``-a``/``-b`` keep their RepDistiller meaning (CE, KD, the method's own
-    term = the Gram similarity) and the teacher mixing weight ``a`` is ``--tgd_alpha``.
+    block-group outputs (`feats[1:4]` for the WRNs). A term whose weight is 0 is not computed.
     """
 
+    term = "loss_sim"
+    recipe = "tgd"  # TGD's official hyper-parameters and no augmentation (engine.config.RECIPES)
+    batch_fields = ("pi",)  # the persistence image of each batch image (datasets.pi_images.attach_image_pis)
+    addons = False  # its own loss: TopKD's topology add-on does not compose with it
     options = (
         GAMMA, ALPHA, BETA, KD_T,
-        Option("path_t2", None, "persistence-image teacher checkpoint (train_teacher.py --input pi); required"),
+        Option("path_t2", None, "persistence-image teacher checkpoint (train_teacher.py --input pi); required",
+               free=True),
         Option("model_t2", None, "its architecture when the checkpoint does not name it"),
         Option("pi_root", "./data/image_pi", "image-PI cache root written by generate_image_PI.py (caches "
-               "<pi_root>/<dataset>_<split> with the default parameters)"),
+               "<pi_root>/<dataset>_<split> with the default parameters)", free=True),
         Option("pi_cache", None, "an image-PI cache to take as it is, with the parameters and layout its manifest "
                "records: a split folder <out>/<name>_train (the test split beside it) or a root holding "
-               "<dataset>_train/_test; replaces --pi_root"),
+               "<dataset>_train/_test; replaces --pi_root", free=True),
         Option("tgd_alpha", 0.99, "weight a of the image teacher (1-a: the PI teacher)", source="TGD paper",
                low=0.0, high=1.0),
-        Option("tgd_kl", "mean", "KL scale: 'mean' divides by batch x classes (TGD's code), 'batchmean' by batch",
-               choices=KL_REDUCTIONS, source="TGD's code"),
+        KD_REDUCTION,
     )
-    defaults = dict(gamma=0.1, alpha=0.9, beta=1000.0)
-    defaults_source = "TGD paper"
+    defaults = dict(gamma=0.1, alpha=0.9, beta=1000.0, kd_reduction="mean")
+    defaults_source = "TGD paper; KD divided by batch x classes as TGD's code"
 
     @classmethod
     def from_config(cls, cfg: argparse.Namespace, student: nn.Module, teacher: nn.Module, data):
         """-> ``(distiller, data)``: loads the PI teacher (``cfg.model_t2`` becomes its resolved
-        architecture) and attaches each image's cached PI to the data (batch keyword ``pi``)."""
-        from datasets.pi_images import attach_image_pis
-        from models import load_model
-
+        architecture) and attaches each image's cached PI to the data (batch field ``pi``)."""
         if cfg.path_t2 is None:
             raise ValueError("--distill tgd needs --path_t2, the persistence-image teacher "
                              "(train_teacher.py --input pi)")
@@ -140,7 +134,8 @@ class TGD(Distiller):
             print(f"warning: the PI teacher {cfg.path_t2} was trained with --input_norm {stored}, this run feeds it "
                   f"--input_norm {norm} inputs", flush=True)
         distiller = cls(student, teacher, teacher2=teacher2, temperature=cfg.kd_T, alpha=cfg.tgd_alpha,
-                        ce_weight=cfg.gamma, kd_weight=cfg.alpha, sim_weight=cfg.beta, kl_reduction=cfg.tgd_kl)
+                        ce_weight=cfg.gamma, kd_weight=cfg.alpha, sim_weight=cfg.beta,
+                        kl_reduction=cfg.kd_reduction)
         return distiller, data
 
     @classmethod
@@ -169,28 +164,16 @@ class TGD(Distiller):
         if not stages:
             raise ValueError("tgd needs at least one feature stage for the similarity loss")
         check_teacher_inputs(student, teacher, teacher2)
-        super().__init__(student, teacher)
-        self.teacher2 = teacher2
-        for p in teacher2.parameters():
-            p.requires_grad_(False)
-        teacher2.eval()
-        self.temperature = float(temperature)
-        self.alpha = float(alpha)
-        self.ce_weight = float(ce_weight)
-        self.kd_weight = float(kd_weight)
-        self.sim_weight = float(sim_weight)
+        super().__init__(student, teacher, gamma=ce_weight, alpha=kd_weight, beta=sim_weight, kd_T=temperature,
+                         kd_reduction=kl_reduction)
+        self.freeze("teacher2", teacher2)
+        self.tgd_alpha = float(alpha)
         self.stages = stages
-        self.kl_reduction = kl_reduction
 
     def loss_summary(self) -> str:
-        a, t = self.alpha, self.temperature
-        return (f"{self.ce_weight}*CE + {self.kd_weight}*T^2*({a}*KL_img + {1 - a:.6g}*KL_pi)(T={t}, KL {self.kl_reduction}) "
-                f"+ {self.sim_weight}*sim(n({a}*G_img + {1 - a:.6g}*G_pi))")
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.teacher2.eval()
-        return self
+        a, t = self.tgd_alpha, self.kd.T
+        return (f"{self.gamma}*CE + {self.alpha}*T^2*({a}*KL_img + {1 - a:.6g}*KL_pi)(T={t}, KL {self.kd.reduction}) "
+                f"+ {self.beta}*sim(n({a}*G_img + {1 - a:.6g}*G_pi))")
 
     def _stage_feats(self, feats, who: str):
         if len(feats) <= max(self.stages):
@@ -198,26 +181,31 @@ class TGD(Distiller):
                              f"{who} returns {len(feats)}; set stages to match the architecture")
         return [feats[s] for s in self.stages]
 
+    def method_loss(self, feats_s, logit_s, feats_t, logit_t, target, feats_t2=None, **batch) -> torch.Tensor:
+        """sum over `stages` of MSE(n(G_s), n(a G_t1 + (1 - a) G_t2)), the raw Gram matrices mixed first."""
+        sim = logit_s.new_zeros(())
+        for fs, f1, f2 in zip(self._stage_feats(feats_s, "student"), self._stage_feats(feats_t, "teacher"),
+                              self._stage_feats(feats_t2, "teacher2")):
+            with torch.no_grad():
+                target_gram = mixed_teacher_gram(f1, f2, self.tgd_alpha)
+            sim = sim + F.mse_loss(normalized_gram(fs), target_gram)
+        return sim
+
     def forward_train(self, image, target, pi: Optional[torch.Tensor] = None, **batch):
         if pi is None:
             raise ValueError("tgd needs each batch's persistence images (`pi`); wrap the data set with "
                              "datasets.pi_images.attach_image_pis")
-        feats_s, logits_s = self.student(image, is_feat=True)
         with torch.no_grad():
-            feats_t1, logits_t1 = self.teacher(image, is_feat=True)
-            feats_t2, logits_t2 = self.teacher2(pi, is_feat=True)
-        a, t = self.alpha, self.temperature
-        kd_scale = self.kd_weight * t * t
-        sim = logits_s.new_zeros(())
-        for fs, f1, f2 in zip(self._stage_feats(feats_s, "student"), self._stage_feats(feats_t1, "teacher"),
-                              self._stage_feats(feats_t2, "teacher2")):
-            with torch.no_grad():
-                target_gram = mixed_teacher_gram(f1, f2, a)
-            sim = sim + F.mse_loss(normalized_gram(fs), target_gram)
-        losses = {
-            "loss_ce": self.ce_weight * F.cross_entropy(logits_s, target),
-            "loss_kd_img": kd_scale * a * kl_teacher_student(logits_s, logits_t1, t, self.kl_reduction),
-            "loss_kd_pi": kd_scale * (1 - a) * kl_teacher_student(logits_s, logits_t2, t, self.kl_reduction),
-            "loss_sim": self.sim_weight * sim,
-        }
-        return logits_s, losses
+            feats_t, logit_t = self.teacher(image, is_feat=True)
+            feats_t2, logit_t2 = self.teacher2(pi, is_feat=True)
+        feats_s, logit_s = self.student(image, is_feat=True)
+        a = self.tgd_alpha
+        losses = {"loss_ce": self.gamma * F.cross_entropy(logit_s, target)} if self.gamma else {}
+        if self.alpha and a:
+            losses["loss_kd_img"] = self.alpha * a * self.kd(logit_s, logit_t)
+        if self.alpha and 1 - a:
+            losses["loss_kd_pi"] = self.alpha * (1 - a) * self.kd(logit_s, logit_t2)
+        if self.beta:
+            losses[self.term] = self.beta * self.method_loss(feats_s, logit_s, feats_t, logit_t, target,
+                                                             feats_t2=feats_t2, **batch)
+        return logit_s, losses

@@ -341,18 +341,19 @@ class TopologyAddOn:
         Option("rips_path", None, "RipsNet checkpoint file, run folder or root (default: ripsnet/result, searched by "
                "the official rule <dataset>_<teacher>_batch<bs>_FCinput_PCD_dim<k>/<operator>_best.pth, then by our "
                "stage-3 layout ripsnet/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>/)",
-               source="official TopKD default: ripsnet/result"),
+               source="official TopKD default: ripsnet/result", free=True),
         Option("units_list", None, "RipsNet widths [input, phi x3, rho x4]; checked against the loaded RipsNet "
                "(default: stored, else the official width table)", type=int, nargs="+",
                source="official TopKD default 64 30 20 10 50 100 200 400, which fits none of its released RipsNets"),
         Option("TDA", None, "official switch of the topology term: True = on (needs -d > 0), False = off "
                "whatever -d says (default: on exactly when -d > 0)", type=str2bool, flags=("--TDA",),
                metavar="True|False", source="official TopKD default: True"),
-        Option("pi_params", None, "stage-2 folder (or its manifest.yaml) whose PI parameters topkd_exact uses"),
+        Option("pi_params", None, "stage-2 folder (or its manifest.yaml) whose PI parameters topkd_exact uses",
+               free=True),
     )
 
     def applies_to(self, method_cls) -> bool:
-        return issubclass(method_cls, TeacherStudent)
+        return issubclass(method_cls, TeacherStudent) and method_cls.addons
 
     def input_files(self, cfg: argparse.Namespace, must_exist: bool = True) -> Dict[str, Optional[str]]:
         """Check the options (``--TDA False`` sets delta to 0) and find the term's input files ->

@@ -1,6 +1,7 @@
 """``--compile``: fixed-shape compiled training steps on CUDA (torch.compile, CUDA graphs, fused SGD).
 
-On CUDA, `compile_networks` compiles the student and every frozen teacher in place (``nn.Module.compile``,
+On CUDA, `compile_networks` compiles the networks the distiller names (``distiller.networks()``: the
+student and every frozen teacher) in place (``nn.Module.compile``,
 so state-dict keys and checkpoints are unchanged) with ``dynamic=False``; the default mode
 ``reduce-overhead`` replays CUDA graphs, which is what small CIFAR networks at batch 64 need (they are
 bound by kernel launches). The trainer then drops the last partial training batch (one static shape)
@@ -16,8 +17,6 @@ import torch
 from torch import nn
 
 COMPILE_MODES = ("reduce-overhead", "default", "max-autotune", "max-autotune-no-cudagraphs")
-# Distiller attributes holding networks that run every step (TGD's second teacher included).
-NETWORK_ATTRS = ("student", "teacher", "teacher2")
 
 
 def compile_active(cfg, device: torch.device, log=print) -> bool:
@@ -30,21 +29,15 @@ def compile_active(cfg, device: torch.device, log=print) -> bool:
     return True
 
 
-def networks(distiller: nn.Module) -> List[nn.Module]:
-    """The distiller's networks named in ``NETWORK_ATTRS`` that exist."""
-    return [m for m in (getattr(distiller, a, None) for a in NETWORK_ATTRS) if isinstance(m, nn.Module)]
-
-
 def compile_networks(distiller: nn.Module, mode: str = "reduce-overhead") -> List[str]:
-    """Compile each network of `networks` in place; returns the attribute names compiled."""
+    """Compile each network of ``distiller.networks()`` (attribute name -> module) in place; returns the
+    attribute names compiled."""
     if mode not in COMPILE_MODES:
         raise ValueError(f"--compile_mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
     done = []
-    for attr in NETWORK_ATTRS:
-        module = getattr(distiller, attr, None)
-        if isinstance(module, nn.Module):
-            module.compile(mode=mode, dynamic=False)
-            done.append(attr)
+    for attr, module in getattr(distiller, "networks", dict)().items():
+        module.compile(mode=mode, dynamic=False)
+        done.append(attr)
     return done
 
 

@@ -2,23 +2,32 @@
 
 Precedence for every option: explicit command-line flag > value in ``--config FILE.yaml`` > recipe >
 parser default. Recipes are a name -> dict registry (``RECIPES``). Unless ``--recipe`` names one, the
-recipe follows the method or input (``OPTION_RECIPES``: ``--distill tgd`` and ``--input pi`` take TGD's),
-else the dataset (``DATASET_RECIPES``), else ``cifar``. The resolved configuration is an ``argparse.Namespace`` whose
-``lr_decay_epochs`` is a list of ints; `write_config` stores it as YAML in the run folder.
+recipe is the first one the stage's rules give (`StageParser.recipe_rules`: the chosen method's declared
+``recipe``, TGD's for the PI teacher), else the one the data set declares (``datasets.dataset_info``).
+The small-network learning rate of a recipe goes to the architectures that declare ``small_lr``
+(``models.info_of``). A ``--config`` file is read as command-line words: each ``option: value`` becomes the
+flag and its value, parsed by the stage's own parser, so a YAML value is typed exactly like its flag.
+The resolved configuration is an ``argparse.Namespace`` whose ``lr_decay_epochs`` is a list of ints;
+`write_config` stores it as YAML in the run folder.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
+from datasets import dataset_info
+from datasets.device_data import on_device_sets
 from datasets.transforms import INPUT_NORMS  # "tgd" (TGD's official loader constants) or "dataset"
+from models import info_of
 from topkd_io import check_number, read_yaml, write_yaml
 
+from .stage import add_stage_args
+
 # Hyper-parameters of the papers' recipes. ``small_arch_lr`` is the learning rate the official code uses
-# when the trained network is a MobileNetV2 or a ShuffleNet (unless --lr is given). ``augment`` is the
-# training-data augmentation (``AUGMENTS``): TGD's official code trains without any. ``input_norm``
+# when the trained network declares ``small_lr`` (MobileNetV2, ShuffleNet; unless --lr is given). ``augment``
+# is the training-data augmentation (``AUGMENTS``): TGD's official code trains without any. ``input_norm``
 # (``INPUT_NORMS``): what the inputs are normalised with; TGD's recipe takes its official loader's constants.
 RECIPES: Dict[str, Dict[str, Any]] = {
     "cifar": dict(lr=0.05, small_arch_lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=64,
@@ -30,14 +39,26 @@ RECIPES: Dict[str, Dict[str, Any]] = {
     "tgd": dict(lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=128, epochs=200,
                 lr_decay_epochs=[40, 80, 120, 160], lr_decay_rate=0.2, augment="none", input_norm="tgd"),
 }
-# (option, value) -> recipe when --recipe is not given; looked up before the dataset's recipe.
-OPTION_RECIPES: Dict[Tuple[str, str], str] = {("distill", "tgd"): "tgd", ("input", "pi"): "tgd"}
-# Dataset -> recipe when --recipe is not given and no option rule applies; others use "cifar".
-DATASET_RECIPES: Dict[str, str] = {"imagenet": "imagenet"}
+# The recipe of a parser without a --dataset option.
+DEFAULT_RECIPE = "cifar"
 # --augment: "standard" = the data set's usual training transform (crop/flip), "none" = eval transform
 AUGMENTS = ("none", "standard")
-SMALL_LR_ARCH_PREFIXES = ("mobilenet", "shuffle")
 DEVICES = ("auto", "cpu", "cuda")
+
+RecipeRule = Callable[[Dict[str, Any]], Optional[str]]
+
+
+class StageParser(argparse.ArgumentParser):
+    """The parser of a training stage: an ``ArgumentParser`` that also holds the stage's recipe rules.
+
+    ``recipe_rules``: functions ``{option: value} -> recipe name or None`` consulted in order, before the
+    data set's recipe, when ``--recipe`` is not given (train_student.py: the method's declared ``recipe``;
+    train_teacher.py: TGD's for ``--input pi``).
+    """
+
+    def __init__(self, *args, recipe_rules: Iterable[RecipeRule] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.recipe_rules: List[RecipeRule] = list(recipe_rules)
 
 
 def parse_epochs_list(text: Any) -> List[int]:
@@ -110,9 +131,10 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
                    help="exact run folder (default: <save_dir>/<readable name>-<identity hash>)")
     add_folder_args(g)
     g.add_argument("--device", default="auto", choices=DEVICES)
-    g.add_argument("--threads", type=int, default=0,
-                   help="CPU threads for torch (0 = torch's default); 1 is fastest on a busy 2-core machine")
     g.add_argument("--print_freq", type=int, default=100, help="steps between progress-bar updates")
+    g.add_argument("--max_steps", type=int, default=0,
+                   help="stop the run after this many optimisation steps in all (0 = no cap): a smoke test of a "
+                        "full-size command line")
 
 
 def add_folder_args(group) -> None:
@@ -136,8 +158,7 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--download", action=argparse.BooleanOptionalAction, default=False)
     g.add_argument("--val_split", type=float, default=0.0,
                    help="fraction of the training set held out for model selection (0 = select on test)")
-    g.add_argument("--num_workers", type=int, default=4,
-                   help="DataLoader workers (default 4; the official TopKD code's default is 1, RepDistiller's 8)")
+    add_stage_args(g, 4, "DataLoader workers (default 4; the official TopKD code's default is 1, RepDistiller's 8)")
     g.add_argument("--image_size", type=int, default=None, help="image side for datasets that allow it (digits)")
     g.add_argument("--train_fraction", type=float, default=None,
                    help="digits: train on a fixed stratified fraction of the training split (the same images for "
@@ -156,7 +177,8 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                         "image-PI caches); sizes and the manifests' own checksums are still checked (logged)")
     g.add_argument("--data_on_device", action=argparse.BooleanOptionalAction, default=False,
                    help="hold the whole data set on the training device and crop/flip/normalise batches there "
-                        "(cifar10, cifar100, digits, TGD's PI caches); same keyed random draws as the CPU path")
+                        f"({on_device_sets()}); same keyed random draws as the CPU path")
+
 
 def data_options(cfg: argparse.Namespace) -> Dict[str, Any]:
     """Keyword options for ``datasets.build_datasets`` from the resolved data flags
@@ -175,31 +197,19 @@ def data_options(cfg: argparse.Namespace) -> Dict[str, Any]:
     return options
 
 
-def _explicit_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> Dict[str, Any]:
-    """The options the user actually typed (parse again with every default suppressed)."""
-    saved = [(a, a.default) for a in parser._actions]
-    try:
-        for action, _ in saved:
-            action.default = argparse.SUPPRESS
-        return vars(parser.parse_args(argv))
-    finally:
-        for action, default in saved:
-            action.default = default
+# ----------------------------------------------------------------------------- --config YAML as argv words
+class _ConfigReader(argparse.ArgumentParser):
+    """A copy of a stage's parser (its actions shared through ``parents``) that reads a ``--config`` file's
+    words: errors are raised, not printed with the usage and exited, so they can name the file and key."""
+
+    def error(self, message):
+        raise argparse.ArgumentError(None, message)
 
 
-def _read_yaml(path: str, parser: argparse.ArgumentParser) -> Dict[str, Any]:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file {path} not found; pass an existing YAML file to --config")
-    data = read_yaml(path, "config file", "write one 'option: value' per line")
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a mapping of option: value")
-    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
-    unknown = sorted(k for k in data if k not in actions)
-    if unknown:
-        raise ValueError(f"config file {path} has unknown option(s) {', '.join(map(str, unknown))}; "
-                         f"valid ones: {', '.join(sorted(actions))}")
-    return {key: yaml_value(path, key, value, actions[key]) for key, value in data.items()}
+def _config_options(parser: argparse.ArgumentParser) -> Dict[str, argparse.Action]:
+    """``dest -> action`` of every option a ``--config`` file may set (``--help`` and ``--config`` left out).
+    argparse has no public list of a parser's actions; ``_actions`` is only read here."""
+    return {a.dest: a for a in parser._actions if a.option_strings and a.dest not in ("help", "config")}
 
 
 def _is_switch(action: argparse.Action) -> bool:
@@ -207,78 +217,97 @@ def _is_switch(action: argparse.Action) -> bool:
     return action.nargs == 0 and isinstance(action.const, bool) or isinstance(action, argparse.BooleanOptionalAction)
 
 
-def _scalar(path: str, key: str, value: Any, action: argparse.Action) -> Any:
-    convert = action.type
-    kind = {int: "an integer", float: "a number", None: "text"}.get(convert, f"a value like --{key} takes")
-    if isinstance(value, bool):
-        raise ValueError(f"config file {path}: option {key} must be {kind}, not the boolean {value!r}")
-    if isinstance(value, (dict, list)):
-        raise ValueError(f"config file {path}: option {key} must be a single value, got {value!r}")
-    if convert is None:
-        if not isinstance(value, str):
-            raise ValueError(f"config file {path}: option {key} must be text, got {value!r}; quote it")
-        return value
-    if convert is int and isinstance(value, float):
-        raise ValueError(f"config file {path}: option {key} must be an integer, got {value!r}")
-    if convert in (int, float) and isinstance(value, (int, float)):
-        return convert(value)
-    try:
-        return convert(value if isinstance(value, str) else str(value))
-    except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
-        reason = f"must be {kind}" if convert in (int, float) else " ".join(str(exc).split())
-        raise ValueError(f"config file {path}: option {key} {reason}, got {value!r}") from None
+def _takes_many(action: argparse.Action) -> bool:
+    return action.nargs in ("+", "*") or (isinstance(action.nargs, int) and action.nargs > 1)
 
 
-def yaml_value(path: str, key: str, value: Any, action: argparse.Action) -> Any:
-    """A ``--config`` YAML value checked and converted as the flag's own parser would do it.
+def _kind(action: argparse.Action) -> str:
+    return {int: "an integer", float: "a number", None: "text"}.get(action.type, f"a value like --{action.dest} takes")
 
-    Switches accept YAML booleans (true/false) only; ``null`` is allowed where the flag's default is None;
-    lists are allowed for options taking several values (or whose parser reads lists); choices are enforced.
+
+def config_words(path: str, key: str, value: Any, action: argparse.Action) -> List[str]:
+    """The command-line words that give option ``key`` the YAML ``value`` (``[]``: leave the default).
+
+    Only what YAML adds to the command line is checked here, with the flag's own parser doing the rest:
+    a switch takes a YAML boolean (true/false), ``null`` is allowed where the flag's default is None, a list
+    only where the flag takes several values, and text options take YAML strings (``10`` is a number).
     Raises ValueError naming the file and the key.
     """
+    where = f"config file {path}: option {key}"
+    long = next((s for s in action.option_strings if s.startswith("--")), action.option_strings[0])
     if _is_switch(action):
         if not isinstance(value, bool):
-            raise ValueError(f"config file {path}: option {key} must be true or false, got {value!r}")
-        return value
+            raise ValueError(f"{where} must be true or false, got {value!r}")
+        if isinstance(action, argparse.BooleanOptionalAction):
+            return [long if value else next(s for s in action.option_strings if s.startswith("--no-"))]
+        return [long] if value == action.const else []
     if value is None:
         if action.default is not None:
-            raise ValueError(f"config file {path}: option {key} needs a value (null is not allowed)")
-        return None
-    if isinstance(action, EpochsAction):  # [150, 180, 210], "150,180,210" or "150 180 210"
-        if isinstance(value, bool) or not isinstance(value, (int, str, list)):
-            raise ValueError(f"config file {path}: option {key} must be a list of epochs, got {value!r}")
+            raise ValueError(f"{where} needs a value (null is not allowed)")
+        return []
+    if isinstance(value, list) and not _takes_many(action):
+        raise ValueError(f"{where} must be a single value, got {value!r}")
+    words = []
+    for item in (value if isinstance(value, list) else [value]):
+        if isinstance(item, bool):
+            raise ValueError(f"{where} must be {_kind(action)}, not the boolean {item!r}")
+        if isinstance(item, (dict, list)):
+            raise ValueError(f"{where} must be a single value, got {value!r}")
+        if action.type is None and type(action).__module__ == "argparse" and not isinstance(item, str):
+            # argparse's own actions keep a word as text (a custom action, e.g. EpochsAction, parses it)
+            raise ValueError(f"{where} must be text, got {item!r}; quote it")
+        words.append(str(item))
+    # --flag=value keeps a value starting with '-' a value; several values follow the flag as words
+    return [long, *words] if _takes_many(action) else [f"{long}={words[0]}"]
+
+
+def _config_error(path: str, key: str, value: Any, action: argparse.Action, message: str) -> str:
+    """argparse's reason for refusing a ``--config`` value, as one line naming the file and key."""
+    where = f"config file {path}: option {key}"
+    if action.choices is not None and message.startswith("invalid choice"):
+        return f"{where} must be one of {', '.join(map(str, action.choices))}, got {value!r}"
+    if action.type in (int, float) and message.startswith("invalid"):
+        return f"{where} must be {_kind(action)}, got {value!r}"
+    return f"{where}: {' '.join(message.split())}"
+
+
+def read_config_file(path: str, parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The options of a ``--config`` YAML file, parsed by ``parser`` as command-line words (defaults for
+    the rest). Raises FileNotFoundError / ValueError naming the file (and the key, for a bad value)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path} not found; pass an existing YAML file to --config")
+    data = read_yaml(path, "config file", "write one 'option: value' per line")
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping of option: value")
+    actions = _config_options(parser)
+    unknown = sorted(str(k) for k in data if k not in actions)
+    if unknown:
+        raise ValueError(f"config file {path} has unknown option(s) {', '.join(unknown)}; "
+                         f"valid ones: {', '.join(sorted(actions))}")
+    reader = _ConfigReader(parents=[parser], add_help=False, exit_on_error=False)
+    namespace = argparse.Namespace()
+    for key, value in data.items():  # one key at a time, so an error names its key
+        action = actions[key]
+        words = config_words(path, key, value, action)
         try:
-            return parse_epochs_list(value)
-        except ValueError as exc:
-            raise ValueError(f"config file {path}: option {key}: {exc}") from None
-    if isinstance(value, list):
-        if action.nargs in ("+", "*") or (isinstance(action.nargs, int) and action.nargs > 1):
-            out = [_scalar(path, key, v, action) for v in value]
-            out = [v for x in out for v in (x if isinstance(x, list) else [x])]  # a parser may return lists
-        elif action.type is not None and action.type not in (int, float, str):  # a parser that reads lists
-            try:
-                out = action.type(value)
-            except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
-                raise ValueError(f"config file {path}: option {key}: {' '.join(str(exc).split())}") from None
-        else:
-            raise ValueError(f"config file {path}: option {key} must be a single value, got {value!r}")
-    else:
-        out = _scalar(path, key, value, action)
-        if action.nargs in ("+", "*") and not isinstance(out, list):
-            out = [out]
-    items = out if isinstance(out, list) and action.nargs in ("+", "*") else [out]
-    if action.choices is not None and any(v not in action.choices for v in items):
-        raise ValueError(f"config file {path}: option {key} must be one of {', '.join(map(str, action.choices))}, "
-                         f"got {value!r}")
-    return out
+            reader.parse_args(words, namespace=namespace)
+        except argparse.ArgumentError as exc:
+            raise ValueError(_config_error(path, key, value, action, exc.message)) from None
+        except (ValueError, argparse.ArgumentTypeError) as exc:  # raised by an action itself (EpochsAction)
+            raise ValueError(f"config file {path}: option {key}: {' '.join(str(exc).split())}") from None
+    return namespace
 
 
-def recipe_for(dataset: str, name: Optional[str] = None, options: Optional[Dict[str, Any]] = None) -> str:
-    """The recipe's name: ``name`` if given, else the first ``OPTION_RECIPES`` rule matched by
-    ``options`` (the merged option values), else the dataset's, else ``cifar``."""
+# ----------------------------------------------------------------------------- recipes
+def recipe_for(dataset: Optional[str], name: Optional[str] = None, options: Optional[Dict[str, Any]] = None,
+               rules: Iterable[RecipeRule] = ()) -> str:
+    """The recipe's name: ``name`` if given, else the first answer of ``rules`` (each called with the
+    merged option values), else the recipe ``dataset`` declares (``DEFAULT_RECIPE`` without a data set)."""
     if not name:
-        matched = [r for (key, value), r in OPTION_RECIPES.items() if (options or {}).get(key) == value]
-        name = matched[0] if matched else DATASET_RECIPES.get(dataset, "cifar")
+        name = next((r for r in (rule(dict(options or {})) for rule in rules) if r), None)
+    if not name:
+        name = dataset_info(dataset).recipe if dataset else DEFAULT_RECIPE
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(sorted(RECIPES))}")
     return name
@@ -289,21 +318,21 @@ def parse_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] 
     """Parse ``argv`` and resolve flags > YAML > recipe > defaults; validate; return the Namespace.
 
     ``arch_key`` names the option holding the trained architecture (``model`` for teachers,
-    ``model_s`` for students): MobileNetV2/ShuffleNet get the recipe's ``small_arch_lr``.
+    ``model_s`` for students): an architecture declaring ``small_lr`` gets the recipe's ``small_arch_lr``.
     """
     args = parser.parse_args(argv)
-    explicit = _explicit_args(parser, argv)
-    from_yaml = _read_yaml(args.config, parser) if args.config else {}
-    merged = {**vars(args), **from_yaml, **explicit}
-    dataset = str(merged.get("dataset") or "")
-    merged["recipe"] = recipe_for(dataset, merged.get("recipe"), merged)
+    if args.config:  # the file's values first, then the command line over them
+        args = parser.parse_args(argv, namespace=read_config_file(args.config, parser))
+    merged = vars(args)
+    merged["recipe"] = recipe_for(merged.get("dataset"), merged.get("recipe"), merged,
+                                  getattr(parser, "recipe_rules", ()))
     recipe = RECIPES[merged["recipe"]]
-    arch = str(merged.get(arch_key) or "").lower()
+    info = info_of(str(merged.get(arch_key) or ""))
     for key, value in recipe.items():
         if key == "small_arch_lr":
             continue
         if merged.get(key) is None:
-            if key == "lr" and "small_arch_lr" in recipe and arch.startswith(SMALL_LR_ARCH_PREFIXES):
+            if key == "lr" and "small_arch_lr" in recipe and info is not None and info.small_lr:
                 value = recipe["small_arch_lr"]
             merged[key] = list(value) if isinstance(value, list) else value
     seed_from_trial(merged)
@@ -371,6 +400,7 @@ def validate_config(cfg: argparse.Namespace) -> None:
     _require(getattr(cfg, "num_workers", 0) >= 0, f"--num_workers must be >= 0, got {cfg.num_workers}")
     _require(cfg.print_freq > 0, f"--print_freq must be positive, got {cfg.print_freq}")
     _require(getattr(cfg, "threads", 0) >= 0, f"--threads must be >= 0, got {getattr(cfg, 'threads', 0)}")
+    _require(getattr(cfg, "max_steps", 0) >= 0, f"--max_steps must be >= 0, got {getattr(cfg, 'max_steps', 0)}")
     _require(cfg.device in DEVICES, f"--device must be one of {DEVICES}, got {cfg.device!r}")
     _require(getattr(cfg, "augment", "standard") in AUGMENTS,
              f"--augment must be one of {', '.join(AUGMENTS)}, got {getattr(cfg, 'augment', None)!r}")

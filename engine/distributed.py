@@ -6,6 +6,7 @@ and writes files.
 """
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any, Iterator, List
@@ -31,11 +32,27 @@ class DistInfo:
         return self.rank == 0
 
 
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU -> ValueError."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was given but no CUDA device is available; use --device cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+_CURRENT = DistInfo()  # this process's place, set once by `setup_distributed`
+
+
 def setup_distributed(use_cuda: bool) -> DistInfo:
-    """Join the process group torchrun describes (nccl on CUDA, gloo on the CPU); no-op otherwise."""
+    """Join the process group torchrun describes (nccl on CUDA, gloo on the CPU); no-op otherwise. Called
+    once per process by the stage setup (`engine.stage.setup_stage`); a group started here is destroyed
+    when the process exits. The result is what `current_dist` returns from then on."""
+    global _CURRENT
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return DistInfo()
+        _CURRENT = DistInfo()
+        return _CURRENT
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     created = False
     if not dist.is_initialized():
@@ -43,7 +60,14 @@ def setup_distributed(use_cuda: bool) -> DistInfo:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
         created = True
-    return DistInfo(rank=rank, world_size=world, local_rank=local_rank, created_group=created)
+        atexit.register(cleanup_distributed, DistInfo(rank, world, local_rank, created_group=True))
+    _CURRENT = DistInfo(rank=rank, world_size=world, local_rank=local_rank, created_group=created)
+    return _CURRENT
+
+
+def current_dist() -> DistInfo:
+    """The process group this process joined in its stage setup (a single process when none)."""
+    return _CURRENT
 
 
 def cleanup_distributed(info: DistInfo) -> None:
@@ -97,10 +121,11 @@ class ShardSampler(Sampler[int]):
 
 
 def ddp_ignore_names(distiller: torch.nn.Module) -> List[str]:
-    """Parameter/buffer names of the frozen teacher, which DDP must neither reduce nor broadcast."""
-    teacher = getattr(distiller, "teacher", None)
-    if teacher is None:
-        return []
-    names = [f"teacher.{n}" for n, _ in teacher.named_parameters()]
-    names += [f"teacher.{n}" for n, _ in teacher.named_buffers()]
+    """Parameter/buffer names of the distiller's frozen networks (``distiller.frozen_networks()``: the
+    teachers), which DDP must neither reduce nor broadcast."""
+    frozen = dict(getattr(distiller, "frozen_networks", lambda: {})())
+    names = []
+    for attr, module in frozen.items():
+        names += [f"{attr}.{n}" for n, _ in module.named_parameters()]
+        names += [f"{attr}.{n}" for n, _ in module.named_buffers()]
     return names

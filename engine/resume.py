@@ -6,18 +6,18 @@ weights, seed, data) is refused with a one-line difference unless ``--resume_ove
 the new values are applied for real from the resumed epoch on and recorded in the configuration's
 ``resume_history``. ``--epochs`` may grow (or shrink down to the epochs already done) and the change is
 logged. Fields that do not change the optimisation (paths, worker count, printing, device, ...) are
-free and not compared.
+free and not compared: the engine's own in ``FREE_FIELDS``, a stage's and a method's (the paths of their
+inputs: ``Option(..., free=True)``) given to the trainer as ``free_fields``.
 """
 from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-# Options of the engine stages (1 and 4) a resumed run may change freely.
+# Options of `engine.config` a resumed run may change freely.
 FREE_FIELDS = frozenset({
     "resume", "resume_override", "resume_history", "num_workers", "print_freq", "device", "threads",
-    "save_dir", "run_dir", "config", "data_root", "pi_root", "download", "trial", "amp", "channels_last",
-    "deterministic", "path_t", "path_t2", "rips_path", "pi_params", "pi_cache", "no_verify", "epochs",
-    "topo_eval_every", "topo_eval_batches", "topo_eval_batch_size", "topo_eval_dims", "topo_eval_normalize",
+    "save_dir", "run_dir", "config", "data_root", "download", "trial", "amp", "channels_last",
+    "deterministic", "epochs", "max_steps", "no_verify",
     "data_on_device", "compile", "compile_mode", "amp_dtype",  # speed options (--compile on CUDA also
     # drops a last partial training batch)
     # bookkeeping, not options: how the run folder is treated, and what the run records about itself

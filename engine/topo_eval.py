@@ -28,8 +28,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from datasets import build_datasets
+from models import load_model
 from models.features import check_layer, layer_embedding
 from topology import metrics
+from topology.point_cloud_pi import PIParams
 
 PROBE_SEED = 0  # key of the permutation that picks the probe's test items: never --seed
 DEFAULT_BATCHES = 4
@@ -128,7 +131,6 @@ class TopologyProbe:
         if self._given_params is not None:
             self.pi_params = {d: p for d, p in self._given_params.items() if d in self.dims}
             return
-        from topology.point_cloud_pi import PIParams
 
         dgs = [metrics.cloud_diagrams(f, self.dims) for f in self._feat_t]
         scales = [metrics.normalization_scale(f, self.normalize) for f in self._feat_t]
@@ -183,9 +185,6 @@ def measure_checkpoints(path_t: str, path_s: str, dataset: Optional[str] = None,
     dataset / image_size default to what the teacher checkpoint records (its config). Returns
     ``{"metrics": {...}, "settings": {...}, "teacher": arch, "student": arch}``.
     """
-    from datasets import build_datasets
-    from models import load_model
-
     teacher, arch_t, ckpt_t = load_model(path_t, arch=model_t)
     student, arch_s, _ = load_model(path_s, arch=model_s)
     cfg_t = ckpt_t.get("config") if isinstance(ckpt_t.get("config"), dict) else {}

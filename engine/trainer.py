@@ -1,7 +1,8 @@
 """The one training loop, for teachers and students alike: it only knows the Distiller contract.
 
-Batches are the dataset tuples, read by position as ``image, target, index[, pi]`` and passed as
-``distiller(image, target, index=..., pi=...)`` in train mode, which returns ``(logits, {term: loss})``;
+Batches are the dataset tuples, read by position under the names the data declares (``fields``:
+``image, target, index`` and what a wrapper appends, e.g. TGD's ``pi``) and passed as
+``distiller(image, target, index=..., <field>=...)`` in train mode, which returns ``(logits, {term: loss})``;
 the loss minimised is the sum of the terms and every term is logged. Evaluation calls
 ``distiller(image)`` in eval mode (student logits). Optimiser: SGD with momentum over
 ``distiller.learnable_parameters()``; MultiStepLR stepped once per epoch (epochs are counted from 1, so
@@ -24,17 +25,20 @@ Training items are drawn through `datasets.keyed.KeyedItems` / `KeyedSampler`: t
 resume the command line is compared with the stored configuration (`engine.resume`).
 
 The stage script fills ``cfg.arch`` (architecture name stored in checkpoints), ``cfg.num_classes`` and
-``cfg.dataset``; the optimisation fields come from `engine.config.parse_config`.
+``cfg.dataset``; the optimisation fields come from `engine.config.parse_config`. The trainer sets no
+process-wide state: thread count, process group, logging and seeds are the stage's setup
+(`engine.stage.setup_stage`); messages go to ``logging`` (rank 0 only).
 """
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import os
 import sys
 import time
 from collections import Counter
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Iterable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -42,44 +46,42 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from datasets.bundle import ITEM_FIELDS
+from datasets.device_data import DeviceLoader
 from datasets.keyed import KeyedItems, KeyedSampler
 from models.loading import state_dict_differences
 from topkd_io import check_output_dir, load_checkpoint, remove_stale_temps, save_torch, write_yaml
 
 from .compile import compile_active, compile_networks, make_sgd, step_begin
 from .config import config_dict, plain, write_config
-from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, cleanup_distributed,
-                          ddp_ignore_names, gather_objects, setup_distributed)
+from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, current_dist,
+                          ddp_ignore_names, gather_objects, pick_device)
 from .metrics import RunningSums, topk_correct
-from .resume import check_epochs, check_resume, config_changes, format_changes
+from .resume import FREE_FIELDS, check_epochs, check_resume, config_changes, format_changes
 from .seed import get_rng_state, set_rng_state, worker_init_fn
 
-MAX_STEPS_ENV = "TOPKD_MAX_STEPS"  # testing only: stop the run after this many optimisation steps
-
-# Position of each field in a dataset item -> the keyword the distiller receives.
-BATCH_FIELDS = ("image", "target", "index", "pi")
+log = logging.getLogger(__name__)
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU -> ValueError."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was given but no CUDA device is available; use --device cpu or auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def split_batch(batch) -> Dict[str, Any]:
-    """Dataset tuple -> ``{"image": ..., "target": ..., "index": ..., "pi": ...}`` by position; a dict
-    item (with at least ``image`` and ``target``) passes as it is."""
+def split_batch(batch, fields: Sequence[str] = ITEM_FIELDS) -> Dict[str, Any]:
+    """Dataset tuple -> ``{field: entry}`` by position (``fields``: the names the data declares, e.g.
+    ``image, target, index, pi``); a dict item (with at least ``image`` and ``target``) passes as it is."""
     if isinstance(batch, dict):
         if not {"image", "target"} <= set(batch):
             raise ValueError(f"dict dataset items need 'image' and 'target' keys, got {sorted(batch)}")
         return dict(batch)
-    if not isinstance(batch, (list, tuple)) or not 2 <= len(batch) <= len(BATCH_FIELDS):
-        raise ValueError(f"dataset items must be tuples ({', '.join(BATCH_FIELDS)}) with 2 to "
-                         f"{len(BATCH_FIELDS)} entries")
-    return dict(zip(BATCH_FIELDS, batch))
+    if not isinstance(batch, (list, tuple)) or not 2 <= len(batch) <= len(fields):
+        raise ValueError(f"dataset items must be tuples ({', '.join(fields)}) with 2 to {len(fields)} entries "
+                         f"(the fields the data set declares)")
+    return dict(zip(fields, batch))
+
+
+def check_batch_fields(distiller, fields: Sequence[str]) -> None:
+    """ValueError (one line) when the method consumes a batch field (``batch_fields``) the data does not yield."""
+    missing = [f for f in getattr(distiller, "batch_fields", ()) if f not in fields]
+    if missing:
+        raise ValueError(f"{type(distiller).__name__} needs the batch field(s) {', '.join(missing)}, but the training "
+                         f"data yields only {', '.join(fields)}; give it data that carries them")
 
 
 class Trainer:
@@ -91,7 +93,11 @@ class Trainer:
     """
 
     def __init__(self, distiller, train_set: Dataset, test_set: Dataset, cfg, run_dir: str,
-                 val_set: Optional[Dataset] = None, probes: Optional[Sequence[Any]] = None):
+                 val_set: Optional[Dataset] = None, probes: Optional[Sequence[Any]] = None,
+                 fields: Sequence[str] = ITEM_FIELDS, free_fields: Iterable[str] = ()):
+        """``probes``: see the module docstring; ``fields``: the names of a training item's entries
+        (``DataBundle.fields``); ``free_fields``: the stage's own options a resumed run may change freely
+        (beside `engine.resume.FREE_FIELDS`)."""
         self.cfg = cfg
         self.probes = list(probes or [])
         names = [p.name for p in self.probes]
@@ -99,10 +105,11 @@ class Trainer:
             raise ValueError(f"probes need distinct names, got {names}")
         self.probe_values: Dict[str, Dict[str, float]] = {}
         self.run_dir = str(run_dir)
-        if getattr(cfg, "threads", 0):
-            torch.set_num_threads(int(cfg.threads))
+        self.fields = tuple(fields)
+        self.free_fields = FREE_FIELDS | frozenset(free_fields)
+        check_batch_fields(distiller, self.fields)
         device = pick_device(getattr(cfg, "device", "auto"))
-        self.dist: DistInfo = setup_distributed(device.type == "cuda")
+        self.dist: DistInfo = current_dist()
         if device.type == "cuda":
             device = torch.device("cuda", self.dist.local_rank)
         self.device = device
@@ -163,14 +170,12 @@ class Trainer:
         self.best = {"score": -math.inf, "acc": 0.0, "epoch": 0, "val_acc": None}
         self.last: Dict[str, Any] = {}
         self.global_step = 0
-        # Test-only cap on optimisation steps (whole run): lets a test run a full-size official command line.
-        self.max_steps = int(os.environ.get(MAX_STEPS_ENV, "0") or 0)
+        self.max_steps = int(getattr(cfg, "max_steps", 0) or 0)  # --max_steps: a cap over the whole run
         self.writer = None
 
     # ----------------------------------------------------------------- data
     def _loader(self, dataset: Dataset, sampler, drop_last: bool = False) -> DataLoader:
         if getattr(self.cfg, "data_on_device", False):  # the whole set on the device, same keyed draws
-            from datasets.device_data import DeviceLoader
 
             return DeviceLoader(dataset, sampler, self.batch_size, self.device, drop_last=drop_last)
         workers = int(getattr(self.cfg, "num_workers", 0))
@@ -274,7 +279,7 @@ class Trainer:
             raise ValueError(self._state_mismatch(path, ckpt, [], []))
         done = int(ckpt["epoch"])
         note = check_epochs(path, done, stored.get("epochs"), int(self.cfg.epochs))
-        changes = config_changes(stored, config_dict(self.cfg))
+        changes = config_changes(stored, config_dict(self.cfg), free=self.free_fields)
         entry = check_resume(path, changes, bool(getattr(self.cfg, "resume_override", False)), done + 1)
         if note:
             self._log(note)
@@ -323,7 +328,7 @@ class Trainer:
     # ----------------------------------------------------------------- loop
     def _log(self, text: str) -> None:
         if self.is_main:
-            print(text, flush=True)
+            log.info(text)
 
     def _stop_on_bad_loss(self, epoch: int, step: int, names, values) -> None:
         bad = [(n, v) for n, v in zip(names, values) if not math.isfinite(v)]
@@ -338,14 +343,14 @@ class Trainer:
         """One pass over the training set -> mean of every loss term, ``loss`` and ``top1`` (percent)."""
         self.distiller.train()
         self.train_sampler.set_epoch(epoch)
-        if hasattr(self.distiller, "set_epoch"):  # methods with epoch-dependent weights (DKD's warm-up)
+        if hasattr(self.distiller, "set_epoch"):  # the one epoch channel (DKD's warm-up reads it)
             self.distiller.set_epoch(epoch)
         sums = RunningSums()
         show = self.is_main and sys.stderr.isatty()
         bar = tqdm(self.train_loader, desc=f"epoch {epoch}", leave=False, disable=not show, dynamic_ncols=True)
         for step, batch in enumerate(bar, 1):
             step_begin(self.compiled)
-            fields = self._to_device(split_batch(batch))
+            fields = self._to_device(split_batch(batch, self.fields))
             image, target = fields.pop("image"), fields.pop("target")
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 logits, losses = self.train_model(image, target, **fields)
@@ -383,7 +388,7 @@ class Trainer:
         loss, c1, c5, n = 0.0, 0, 0, 0
         for batch in loader:
             step_begin(self.compiled)
-            fields = self._to_device(split_batch(batch))
+            fields = self._to_device(split_batch(batch, self.fields))
             image, target = fields["image"], fields["target"]
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 logits = self.distiller(image)
@@ -439,7 +444,7 @@ class Trainer:
             if self.is_main:
                 os.makedirs(self.run_dir, exist_ok=True)
                 write_config(cfg, os.path.join(self.run_dir, "config.yaml"))
-                from torch.utils.tensorboard import SummaryWriter
+                from torch.utils.tensorboard import SummaryWriter  # rank 0 only; 0.13 s of start-up elsewhere
 
                 self.writer = SummaryWriter(os.path.join(self.run_dir, "tb"), purge_step=self.start_epoch)
             self._log(f"run folder {self.run_dir}; {self.arch} on {self.device}"
@@ -483,12 +488,11 @@ class Trainer:
                           f"top5 {test['top5']:.2f}{val_text} | best {self.best['acc']:.2f} "
                           f"(epoch {self.best['epoch']}) | {seconds:.1f} s")
                 if stopping:
-                    self._log(f"stopping after {self.global_step} steps ({MAX_STEPS_ENV}={self.max_steps})")
+                    self._log(f"stopping after {self.global_step} steps (--max_steps {self.max_steps})")
                     break
         finally:
             if self.writer is not None:
                 self.writer.close()
-            cleanup_distributed(self.dist)
         summary = {
             "best_acc": self.best["acc"], "best_epoch": self.best["epoch"], "best_val_acc": self.best["val_acc"],
             "last_acc": self.last.get("acc"), "last_top5": self.last.get("top5"),
@@ -544,11 +548,14 @@ def format_summary(summary: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def fit_and_report(distiller, data, cfg, probes: Optional[Sequence[Any]] = None) -> Dict[str, Any]:
-    """Train ``distiller`` on a ``DataBundle`` (train, optional val, test) in ``cfg.run_dir``; rank 0
-    prints the closing summary. The one entry point of the teacher and student stages. ``probes``: see
-    the module docstring."""
-    summary = Trainer(distiller, data.train, data.test, cfg, cfg.run_dir, val_set=data.val, probes=probes).fit()
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(format_summary(summary), flush=True)
+def fit_and_report(distiller, data, cfg, probes: Optional[Sequence[Any]] = None,
+                   free_fields: Iterable[str] = ()) -> Dict[str, Any]:
+    """Train ``distiller`` on a ``DataBundle`` (train, optional val, test; its declared ``fields``) in
+    ``cfg.run_dir``; rank 0 logs the closing summary. The one entry point of the teacher and student stages.
+    ``probes``: see the module docstring; ``free_fields``: the stage's options a resumed run may change
+    freely (paths of its inputs)."""
+    trainer = Trainer(distiller, data.train, data.test, cfg, cfg.run_dir, val_set=data.val, probes=probes,
+                      fields=data.fields, free_fields=free_fields)
+    summary = trainer.fit()
+    trainer._log(format_summary(summary))
     return summary

@@ -21,10 +21,10 @@ from . import (  # noqa: F401  (importing registers the architectures)
     wrn,
 )
 from .loading import LoadedModel, load_model
-from .registry import ARCH_ALIASES, model_dict, register, resolve_arch
+from .registry import ARCH_ALIASES, ModelInfo, info_of, model_dict, model_info, register, resolve_arch
 
-__all__ = ["model_dict", "register", "model_names", "build_model", "load_model", "LoadedModel", "resolve_arch",
-           "ARCH_ALIASES"]
+__all__ = ["model_dict", "model_info", "ModelInfo", "info_of", "register", "model_names", "build_model", "load_model",
+           "LoadedModel", "resolve_arch", "ARCH_ALIASES"]
 
 
 def model_names() -> List[str]:
@@ -32,12 +32,15 @@ def model_names() -> List[str]:
     return sorted(model_dict)
 
 
-def build_model(name: str, num_classes: int = None, **options) -> nn.Module:
-    """Build architecture ``name`` (or an official alias of it, see ``ARCH_ALIASES``); unknown names and
-    unsupported options raise ValueError."""
+def build_model(name: str, num_classes: int = None, in_channels: int = 3, **options) -> nn.Module:
+    """Build architecture ``name`` (or an official alias of it, see ``ARCH_ALIASES``) for ``num_classes``
+    classes and ``in_channels`` input channels (3, the default, is passed to no constructor, so networks
+    without the option build too); unknown names and unsupported options raise ValueError."""
     if name not in model_dict and name not in ARCH_ALIASES:
         raise ValueError(f"unknown architecture '{name}'; choose one of: {', '.join(model_names())}")
     name = resolve_arch(name)
+    if in_channels != 3:
+        options["in_channels"] = in_channels
     try:
         return model_dict[name](num_classes=num_classes, **options)
     except TypeError as err:

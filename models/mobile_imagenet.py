@@ -94,6 +94,7 @@ class ImageNetShuffleNetV2(FeatureForward, tv_shufflenetv2.ShuffleNetV2):
         return self.fc(embedding)
 
 
-register_variants({"MobileNetV1": {}}, MobileNetV1)
-register_variants({"mobilenetv2_imagenet": {}}, ImageNetMobileNetV2)
-register_variants({"shufflev2_imagenet": {}}, ImageNetShuffleNetV2)
+# small_lr: the MobileNet/ShuffleNet learning-rate rule (it applies under recipes that define small_arch_lr)
+register_variants({"MobileNetV1": {}}, MobileNetV1, small_lr=True)
+register_variants({"mobilenetv2_imagenet": {}}, ImageNetMobileNetV2, small_lr=True)
+register_variants({"shufflev2_imagenet": {}}, ImageNetShuffleNetV2, small_lr=True)

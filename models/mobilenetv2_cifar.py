@@ -94,4 +94,5 @@ class CifarMobileNetV2(FeatureForward, nn.Module):
 
 
 VARIANTS = {"mobilenetv2": dict(expansion=6, width_mult=0.5), "mobilenetv2_1_0": dict(expansion=6, width_mult=1.0)}
-register_variants(VARIANTS, CifarMobileNetV2)
+# the official code trains MobileNetV2 students at lr 0.01
+register_variants(VARIANTS, CifarMobileNetV2, small_lr=True)

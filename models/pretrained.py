@@ -17,6 +17,9 @@ import re
 import sys
 from typing import Optional, Sequence
 
+import torch
+import torchvision
+
 # our registry name -> torchvision's model name (same architecture, same state-dict keys)
 TORCHVISION_NAMES = {
     "resnet18": "resnet18", "resnet34": "resnet34", "resnet50": "resnet50", "resnet101": "resnet101",
@@ -40,8 +43,6 @@ def arch_from_torchvision_file(path: str) -> Optional[str]:
 
 
 def _weights_entry(arch: str, weights: str):
-    import torchvision
-
     if arch not in TORCHVISION_NAMES:
         raise ValueError(f"torchvision has no pretrained weights for {arch!r}; --teacher_weights torchvision "
                          f"works with {', '.join(sorted(TORCHVISION_NAMES))}")
@@ -55,8 +56,6 @@ def _weights_entry(arch: str, weights: str):
 
 def torchvision_weights_file(arch: str, weights: str = DEFAULT_WEIGHTS) -> str:
     """Where torch's hub cache keeps torchvision's ``weights`` of ``arch`` (the file may not exist yet)."""
-    import torch
-
     url = _weights_entry(arch, weights).url
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
 

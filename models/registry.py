@@ -1,4 +1,6 @@
-"""The architecture registry: official name -> constructor ``f(num_classes=..., **options) -> nn.Module``."""
+"""The architecture registry: official name -> constructor ``f(num_classes=..., **options) -> nn.Module``,
+and what each architecture declares about itself (`ModelInfo`)."""
+from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
 import torch.nn as nn
@@ -6,21 +8,37 @@ import torch.nn as nn
 model_dict: Dict[str, Callable[..., nn.Module]] = {}
 
 
-def register(*names: str):
-    """Decorator adding a constructor to `model_dict` under each of `names`."""
+@dataclass(frozen=True)
+class ModelInfo:
+    """What an architecture declares when it registers.
+
+    ``small_lr``: trained with the recipe's small-network learning rate (``small_arch_lr``: 0.01 in the CIFAR
+    recipe, the official rule for MobileNetV2 and ShuffleNet) unless ``--lr`` is given.
+    """
+
+    small_lr: bool = False
+
+
+model_info: Dict[str, ModelInfo] = {}
+
+
+def register(*names: str, small_lr: bool = False):
+    """Decorator adding a constructor to `model_dict` under each of `names`, with its `ModelInfo`."""
 
     def wrap(fn):
         for name in names:
             if name in model_dict:
                 raise ValueError(f"architecture '{name}' is registered twice; rename one of them")
             model_dict[name] = fn
+            model_info[name] = ModelInfo(small_lr=small_lr)
         return fn
 
     return wrap
 
 
-def register_variants(variants: Dict[str, dict], factory: Callable[..., nn.Module]):
-    """Register ``name -> factory(**fixed_options, **user_options)`` for each entry of `variants`.
+def register_variants(variants: Dict[str, dict], factory: Callable[..., nn.Module], small_lr: bool = False):
+    """Register ``name -> factory(**fixed_options, **user_options)`` for each entry of `variants`
+    (each with ``ModelInfo(small_lr=small_lr)``).
 
     Leaving ``num_classes`` out uses the factory's default (100 for CIFAR nets, 1000 for ImageNet nets).
     """
@@ -32,7 +50,7 @@ def register_variants(variants: Dict[str, dict], factory: Callable[..., nn.Modul
 
         build.__name__ = name
         build.__doc__ = f"{name}: {factory.__name__}(**{fixed})"
-        register(name)(build)
+        register(name, small_lr=small_lr)(build)
 
 
 # Other spellings of our architectures in the official code bases -> our registry name. RepDistiller (and
@@ -52,3 +70,9 @@ def resolve_arch(name: str, option: str = "architecture") -> str:
     aliases = ", ".join(f"{a} (= {t})" for a, t in ARCH_ALIASES.items())
     raise ValueError(f"unknown architecture {name!r} ({option}); choose one of: {', '.join(sorted(model_dict))} "
                      f"(also accepted: {aliases})")
+
+
+def info_of(name: str) -> Optional[ModelInfo]:
+    """The `ModelInfo` of a registered architecture or official alias; None for unknown names."""
+    name = ARCH_ALIASES.get(name, name)
+    return model_info.get(name)

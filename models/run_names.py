@@ -18,33 +18,41 @@ into ``RunName.identity_hash``.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
-# Data-set names that can appear in a run-folder name (``_pi``: TGD's persistence-image teachers).
-DATASETS = ("cifar100", "cifar10", "cinic10", "imagenet", "digits")
-_DS = r"(?P<dataset>(?:" + "|".join(DATASETS) + r")(?:_pi)?)"
+from datasets import dataset_names
+
 _V = r"[^_]+"  # one value (numbers, 'None', 'True')
 
-_LAYOUTS: Dict[str, "re.Pattern[str]"] = {
-    "topkd_student": re.compile(
-        rf"^T:(?P<teacher>.+?)_S:(?P<arch>.+?)_{_DS}_(?:(?P<batch_size>\d+)_)?KD:(?P<distill>.+?)_T:(?P<kd_T>{_V})_"
-        rf"epochs_(?P<epochs>\d+)_lr_(?P<lr>{_V})_decay_(?P<weight_decay>{_V})_r:(?P<gamma>{_V})_"
-        rf"a:(?P<alpha>{_V})_b:(?P<beta>{_V})"
-        rf"(?:_d:(?P<delta>{_V})_tda_layer_t:(?P<tda_layer_t>{_V})_tda_layer_s:(?P<tda_layer_s>{_V})_"
-        rf"dim_(?P<dim>{_V})_(?P<operator>{_V}))?_trial_(?P<trial>\w+)$"),
-    "repdistiller_student": re.compile(
-        rf"^S:(?P<arch>.+?)_T:(?P<teacher>.+?)_{_DS}_(?P<distill>.+?)_r:(?P<gamma>{_V})_a:(?P<alpha>{_V})_"
-        rf"b:(?P<beta>{_V})_(?P<trial>\w+)$"),
-    "ours_student": re.compile(rf"^S-(?P<arch>.+?)_T-(?P<teacher>.+?)_{_DS}_(?P<rest>.*?)(?:_trial_(?P<trial>\w+))?$"),
-    "topkd_teacher": re.compile(
-        rf"^(?P<arch>.+?)_{_DS}_epoch_(?P<epochs>\d+)_bs_(?P<batch_size>\d+)_lr_(?P<lr>{_V})_"
-        rf"decay_(?P<weight_decay>{_V})_trial_(?P<trial>\w+)$"),
-    "teacher": re.compile(rf"^(?P<arch>.+?)_{_DS}_lr_(?P<lr>{_V})_decay_(?P<weight_decay>{_V})_trial_(?P<trial>\w+)$"),
-    "repdistiller_vanilla": re.compile(r"^(?P<arch>.+)_vanilla$"),
-}
+
+@functools.lru_cache(maxsize=8)
+def _layouts(datasets: Tuple[str, ...]) -> Dict[str, "re.Pattern[str]"]:
+    """The layouts' patterns for these data-set names (the registered ones; ``_pi``: TGD's PI teachers)."""
+    names = sorted(datasets, key=len, reverse=True)  # longest first: cifar100 before cifar10
+    ds = r"(?P<dataset>(?:" + "|".join(map(re.escape, names)) + r")(?:_pi)?)"
+    return {
+        "topkd_student": re.compile(
+            rf"^T:(?P<teacher>.+?)_S:(?P<arch>.+?)_{ds}_(?:(?P<batch_size>\d+)_)?KD:(?P<distill>.+?)_T:(?P<kd_T>{_V})_"
+            rf"epochs_(?P<epochs>\d+)_lr_(?P<lr>{_V})_decay_(?P<weight_decay>{_V})_r:(?P<gamma>{_V})_"
+            rf"a:(?P<alpha>{_V})_b:(?P<beta>{_V})"
+            rf"(?:_d:(?P<delta>{_V})_tda_layer_t:(?P<tda_layer_t>{_V})_tda_layer_s:(?P<tda_layer_s>{_V})_"
+            rf"dim_(?P<dim>{_V})_(?P<operator>{_V}))?_trial_(?P<trial>\w+)$"),
+        "repdistiller_student": re.compile(
+            rf"^S:(?P<arch>.+?)_T:(?P<teacher>.+?)_{ds}_(?P<distill>.+?)_r:(?P<gamma>{_V})_a:(?P<alpha>{_V})_"
+            rf"b:(?P<beta>{_V})_(?P<trial>\w+)$"),
+        "ours_student": re.compile(rf"^S-(?P<arch>.+?)_T-(?P<teacher>.+?)_{ds}_(?P<rest>.*?)(?:_trial_(?P<trial>\w+))?$"),
+        "topkd_teacher": re.compile(
+            rf"^(?P<arch>.+?)_{ds}_epoch_(?P<epochs>\d+)_bs_(?P<batch_size>\d+)_lr_(?P<lr>{_V})_"
+            rf"decay_(?P<weight_decay>{_V})_trial_(?P<trial>\w+)$"),
+        "teacher": re.compile(rf"^(?P<arch>.+?)_{ds}_lr_(?P<lr>{_V})_decay_(?P<weight_decay>{_V})_trial_(?P<trial>\w+)$"),
+        "repdistiller_vanilla": re.compile(r"^(?P<arch>.+)_vanilla$"),
+    }
+
+
 # "-<8 hex>" (or "-pending" for a planned run) at the end of one of our folder names
 _IDENTITY_SUFFIX = re.compile(r"^(?P<name>.+)-(?P<hash>[0-9a-f]{8}|pending)$")
 _FLOATS = ("kd_T", "lr", "weight_decay", "gamma", "alpha", "beta", "delta")
@@ -97,14 +105,15 @@ class RunName:
 
 
 def parse_run_name(name: str) -> Optional[RunName]:
-    """A run folder's base name -> RunName, or None when it follows none of the layouts."""
+    """A run folder's base name -> RunName, or None when it follows none of the layouts. The data-set part
+    is one of the registered data sets (``datasets.dataset_names()``)."""
     suffix = _IDENTITY_SUFFIX.match(name)
     ident = suffix.group("hash") if suffix else None
     if suffix and not name.startswith(("T:", "S:")):  # the official names never carry one
         name = suffix.group("name")
     else:
         ident = None
-    for layout, pattern in _LAYOUTS.items():
+    for layout, pattern in _layouts(tuple(dataset_names())).items():
         match = pattern.match(name)
         if match:
             fields = match.groupdict()

@@ -153,8 +153,10 @@ class ShuffleNetV2(FeatureForward, nn.Module):
         return self.linear(embedding)
 
 
-register_variants({"shufflev1": dict(out_planes=(240, 480, 960), num_blocks=(4, 8, 4), groups=3)}, ShuffleNetV1)
+# the official code trains ShuffleNet students at lr 0.01
+register_variants({"shufflev1": dict(out_planes=(240, 480, 960), num_blocks=(4, 8, 4), groups=3)}, ShuffleNetV1,
+                  small_lr=True)
 register_variants({
     "shufflev2": dict(out_channels=(116, 232, 464, 1024), num_blocks=(3, 7, 3)),
     "shufflev2_1_5": dict(out_channels=(176, 352, 704, 1024), num_blocks=(3, 7, 3)),
-}, ShuffleNetV2)
+}, ShuffleNetV2, small_lr=True)

@@ -21,6 +21,8 @@ from typing import Dict, Tuple
 import torch
 from torch import nn
 
+from .registry import model_dict
+
 __all__ = ["is_tgd_state_dict", "tgd_to_wrn_state_dict", "tgd_wrn_arch", "TGD_KEY_RULES"]
 
 # (pattern, replacement) applied in order to every key; the first three rename inside blocks.
@@ -72,8 +74,6 @@ def tgd_wrn_arch(state_dict: Dict[str, torch.Tensor]) -> Tuple[str, Dict[str, in
 def build_from_tgd_state_dict(state_dict: Dict[str, torch.Tensor]) -> nn.Module:
     """Our WRN (eval mode) holding the weights of a TGD WideResNet state dict; ValueError when the
     depth/width has no registered architecture."""
-    from .registry import model_dict
-
     name, options = tgd_wrn_arch(state_dict)
     if name not in model_dict:
         raise ValueError(f"the TGD checkpoint is a {name}, which is not a registered architecture; "

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from datasets.device_data import DeviceView
 from datasets.keyed import RULE as KEYED_RULE
 from datasets.keyed import KeyedItems
 from models.features import check_layer, layer_embedding
@@ -157,8 +158,6 @@ class TeacherCloudSource:
         # --data_on_device: the set on the device, batches cut and augmented there with the same keyed draws
         self.view = None
         if data_on_device:
-            from datasets.device_data import DeviceView
-
             self.view = DeviceView(self.images, torch.device(device))
         self.schedule = PassSchedule(len(train_set), batch, passes, seed)
         self.num_clouds, self.points = self.schedule.num_clouds, batch

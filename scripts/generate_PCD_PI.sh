@@ -2,7 +2,7 @@
 # Stage 2: point clouds of the teacher's FC-input embeddings and their persistence images (TopKD values).
 #   bash scripts/generate_PCD_PI.sh                                # the resnet56 teacher of trial 0
 #   MODEL_T=wrn_40_2 TRIAL=2 bash scripts/generate_PCD_PI.sh       # the teacher of scripts/train_teacher.sh
-#   PATH_T=path/to/resnet56_best.pth bash scripts/generate_PCD_PI.sh --device cuda --workers 8
+#   PATH_T=path/to/resnet56_best.pth bash scripts/generate_PCD_PI.sh --device cuda --num_workers 8
 # Variables: MODEL_T, DATASET, DATA_ROOT, TRIAL (the teacher's trial; or TEACHER_TRIAL), PATH_T (an exact
 # teacher checkpoint instead), BATCH_SIZE (points per cloud, 64), PASSES (256), LAYER (-1 = FC input),
 # DIMS ("0" or "0 1"), SEED. The output folder is named after the settings; rerunning resumes or checks it.

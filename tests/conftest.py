@@ -25,6 +25,15 @@ def _reference_path() -> Path:
     return Path(env) if env else REPO_ROOT.parent / "shared" / "reference"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def stage_logging():
+    """Log messages reach stdout as a stage's setup makes them (`engine.stage.setup_logging`), also for
+    tests that drive the library without a stage script."""
+    from engine.stage import setup_logging
+
+    setup_logging(0)
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     path = _reference_path()

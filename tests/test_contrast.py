@@ -1,5 +1,4 @@
 """CRD's class-aware negatives (datasets/contrast.py) and their path through train_student."""
-import numpy as np
 import pytest
 import torch
 from torch.utils.data import Dataset

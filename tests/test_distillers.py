@@ -31,7 +31,8 @@ def _batch(b=8, seed=1):
 def test_every_method_trains_student_and_never_teacher(name):
     d = _make(name, gamma=1.0, alpha=1.0, beta=1.0).train()
     x, y, idx = _batch()
-    logits, losses = d(x, y, index=idx, epoch=5)
+    d.set_epoch(5)
+    logits, losses = d(x, y, index=idx)
     assert logits.shape == (8, 3)
     assert set(losses) >= {"loss_ce", "loss_kd"}
     if name != "kd":
@@ -75,15 +76,20 @@ def test_kd_term_equals_formula():
     assert set(losses) == {"loss_ce", "loss_kd"}
 
 
-def test_dkd_warmup_by_epoch_keyword_and_hook():
+def test_dkd_warmup_follows_set_epoch_only():
     d = _make("dkd").train()
     x, y, idx = _batch()
-    _, full = d(x, y, index=idx, epoch=20)
-    _, half = d(x, y, index=idx, epoch=10)
+    d.set_epoch(20)
+    _, full = d(x, y, index=idx)
+    d.set_epoch(10)
+    _, half = d(x, y, index=idx)
     assert half["loss_dkd"].item() == pytest.approx(0.5 * full["loss_dkd"].item(), rel=1e-5)
     d.set_epoch(5)
     _, quarter = d(x, y, index=idx)
     assert quarter["loss_dkd"].item() == pytest.approx(0.25 * full["loss_dkd"].item(), rel=1e-5)
+    # set_epoch is the one channel: a batch keyword named epoch does not move it
+    _, still = d(x, y, index=idx, epoch=20)
+    assert still["loss_dkd"].item() == pytest.approx(quarter["loss_dkd"].item(), rel=1e-6)
 
 
 def test_teacher_stays_eval_and_bad_inputs():
@@ -100,15 +106,18 @@ def test_teacher_stays_eval_and_bad_inputs():
         get_distiller("nope")
 
 
-def test_dkd_epoch_from_steps_when_no_hook():
-    d = _make("dkd", steps_per_epoch=2).train()
+def test_dkd_before_any_epoch_and_old_step_counters():
+    d = _make("dkd").train()
     x, y, idx = _batch()
-    assert d.epoch == 1
-    d(x, y, index=idx)
-    d(x, y, index=idx)
-    assert d.epoch == 2 and int(d.state_dict()["steps_done"]) == 2
-    d.set_epoch(7)
-    assert d.epoch == 7
+    assert d.epoch is None  # no epoch yet: no warm-up factor
+    _, first = d(x, y, index=idx)
+    d.set_epoch(20)
+    _, full = d(x, y, index=idx)
+    assert first["loss_dkd"].item() == pytest.approx(full["loss_dkd"].item(), rel=1e-6)
+    assert "steps_done" not in d.state_dict()  # the epoch is no distiller state
+    # a checkpoint written when the distiller counted steps still loads
+    missing, unexpected = d.load_state_dict({**d.state_dict(), "steps_done": torch.tensor(3)}, strict=False)
+    assert not missing and not unexpected
 
 
 # ------------------------------------------------------------------------------------------- TopKD
@@ -150,7 +159,8 @@ def test_topkd_value_matches_manual_and_clouds():
 def test_topkd_composes_with_dkd():
     d = _make("dkd")
     attach_topology(d, delta=1.0, rips=TinyRips(12))
-    _, losses = d.train()(*_batch()[:2], index=torch.arange(8), epoch=20)
+    d.train().set_epoch(20)
+    _, losses = d(*_batch()[:2], index=torch.arange(8))
     assert set(losses) == {"loss_ce", "loss_dkd", "loss_tda"}
 
 

@@ -255,5 +255,15 @@ def test_batch_fields_reach_the_distiller(tmp_path):
             return torch.rand(3, 8, 8), i % 10, i, torch.rand(6, 5)
 
     cfg = make_cfg(tmp_path / "run", "--epochs", "1", "--batch_size", "4")
-    Trainer(Spy(DigitsNet()), WithPI(), WithPI(), cfg, cfg.run_dir).fit()
+    fields = ("image", "target", "index", "pi")  # what the data declares (DataBundle.fields)
+    Trainer(Spy(DigitsNet()), WithPI(), WithPI(), cfg, cfg.run_dir, fields=fields).fit()
     assert seen == {"index": (4,), "pi": (4, 6, 5)}
+    with pytest.raises(ValueError, match="with 2 to 3 entries"):  # a fourth entry the data did not declare
+        Trainer(Spy(DigitsNet()), WithPI(), WithPI(), cfg, cfg.run_dir).fit()
+
+    class NeedsPI(Spy):
+        batch_fields = ("pi",)
+
+    with pytest.raises(ValueError, match="NeedsPI needs the batch field.s. pi, but the training data yields only "
+                                         "image, target, index"):
+        Trainer(NeedsPI(DigitsNet()), WithPI(), WithPI(), cfg, cfg.run_dir)

@@ -286,7 +286,7 @@ def test_official_readme_steps_chain_and_trials_differ(fake_cifar, repo_root, ru
 def test_official_teacher_and_student_lines_chain(reference_dir, fake_cifar, run_stage, monkeypatch):
     """The official teacher line saved to `<arch>_<dataset>_lr_..._trial_<n>`, so the official student line,
     which names `save_t_models/resnet56_cifar100_epoch_240_bs_64_lr_0.05_decay_0.0005_trial_5/...`, failed."""
-    from engine.trainer import MAX_STEPS_ENV
+    from engine.stage import MAX_STEPS_ENV
     from official_tree import RIPSNETS, official_lines
 
     work, _ = fake_cifar

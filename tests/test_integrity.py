@@ -23,7 +23,7 @@ import generate_PCD_PI as stage2
 import train_ripsnet as stage3
 import train_student
 import train_teacher
-from engine.trainer import MAX_STEPS_ENV
+from engine.stage import MAX_STEPS_ENV
 from topkd_io import load_checkpoint, save_torch, seal
 
 from test_reliability import BASE, one_line

@@ -46,8 +46,8 @@ def test_toy_method_from_one_file_trains_one_step(toy_registered, teacher, tmp_p
     assert "--toy_power" in train_student.build_parser().format_help()
     summary = train_student.main(argv)
     run_dir = os.path.dirname(summary["last_checkpoint"])
-    # the toy's own defaults (beta 0.5) and the topology add-on's d-0.0 name the run
-    assert re.fullmatch(r"S-resnet8_T-resnet8_digits_toy_r-1.0_a-0.0_b-0.5_d-0.0_trial_0-[0-9a-f]{8}",
+    # the toy's own defaults (beta 0.5), its own option (tp) and the topology add-on's d-0.0 name the run
+    assert re.fullmatch(r"S-resnet8_T-resnet8_digits_toy_r-1.0_a-0.0_b-0.5_tp-3.0_d-0.0_trial_0-[0-9a-f]{8}",
                         os.path.basename(run_dir))
     cfg = yaml.safe_load(open(os.path.join(run_dir, "config.yaml")))
     assert cfg["distill"] == "toy" and cfg["toy_power"] == 3.0 and cfg["beta"] == 0.5

@@ -1,6 +1,6 @@
 """The teacher command lines of ``reference_dir/official_commands.txt`` (official TopKD and RepDistiller users),
 run verbatim on a tiny fake CIFAR-100 in torchvision's on-disk format, one optimisation step each
-(``TOPKD_MAX_STEPS=1``, a test-only cap)."""
+(``TOPKD_MAX_STEPS=1``, the deprecated environment spelling of ``--max_steps``, so the lines stay verbatim)."""
 import os
 
 import pytest
@@ -10,7 +10,7 @@ import yaml
 import train_teacher
 from models import load_model
 from models.run_names import parse_checkpoint_path
-from engine.trainer import MAX_STEPS_ENV
+from engine.stage import MAX_STEPS_ENV
 from models import build_model, resolve_arch
 from official_tree import TEACHERS, fake_md5, flag_values, official_lines, write_official_tree
 from pcd.ripsnet_paths import find_ripsnet
@@ -51,7 +51,7 @@ def test_official_teacher_line_runs(reference_dir, fake_tree, run_stage, index):
     assert (cfg["epochs"], cfg["batch_size"], cfg["lr"], cfg["lr_decay_epochs"]) == (240, 64, 0.05, [150, 180, 210])
     if "--num_workers=1" in args:
         assert cfg["num_workers"] == 1
-    assert "epoch 1/240" in out and f"stopping after 1 steps ({MAX_STEPS_ENV}=1)" in out
+    assert "epoch 1/240" in out and "stopping after 1 steps (--max_steps 1)" in out
     model, _, ckpt = load_model(str(run_dir / f"{arch}_best.pth"))  # architecture read back from the run folder
     assert ckpt["arch"] == arch and ckpt["num_classes"] == 100 and ckpt["epoch"] == 1
 
@@ -136,7 +136,7 @@ def test_official_student_line_runs(reference_dir, in_official_tree, run_stage, 
     code, out, err = run_stage(train_student.main, args)
     assert code == 0, err
     print(f"[official line {index} {_student_line_id(args)}] " + next(l for l in out.splitlines() if l.startswith("epoch 1/")))
-    assert "epoch 1/" in out and f"stopping after 1 steps ({MAX_STEPS_ENV}=1)" in out
+    assert "epoch 1/" in out and "stopping after 1 steps (--max_steps 1)" in out
     cfgs = [yaml.safe_load(p.read_text()) for p in (in_official_tree / "save_s_models").glob("*/config.yaml")]
     cfg = next(c for c in cfgs if c["trial"] == int(flag_values(args, "--trial")[0]) and
                c["model_s"] == resolve_arch(flag_values(args, "--model_s")[0]) and

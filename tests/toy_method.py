@@ -15,6 +15,12 @@ class Toy(TeacherStudent):
     defaults = dict(gamma=1.0, alpha=0.0, beta=0.5)
     defaults_source = "made up for the test"
 
+    @classmethod
+    def run_tag(cls, cfg):
+        """The shared weights and the toy's own option, so runs with another --toy_power get another folder."""
+        label, params = super().run_tag(cfg)
+        return label, f"{params}_tp-{float(cfg.toy_power)}"
+
     def __init__(self, student, teacher=None, toy_power=2.0, **kwargs):
         super().__init__(student, teacher, **kwargs)
         self.toy_power = float(toy_power)

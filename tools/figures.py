@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -31,12 +32,25 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from torch.utils.data import DataLoader, Subset  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from datasets import build_datasets  # noqa: E402
+from engine.topo_eval import embed as embed_layer, probe_indices  # noqa: E402
+from models import load_model  # noqa: E402
+from pcd.manifest import manifest_path, read_pi_params  # noqa: E402
+from pcd.sources import TEACHER_BN_MODES, set_teacher_bn  # noqa: E402
+from tools.collect_results import method_key  # noqa: E402
+from topkd_io import check_output_file, read_yaml  # noqa: E402
+from topology import metrics  # noqa: E402
+from topology.persistence import rips_h0_deaths  # noqa: E402
+from topology.point_cloud_pi import PIParams, persistence_images  # noqa: E402
+from topology.ripsnet import load_ripsnet  # noqa: E402
 
 PathLike = Union[str, os.PathLike]
 DPI = 100
@@ -70,9 +84,6 @@ def load_networks(teacher: PathLike, student: PathLike, dataset: Optional[str] =
 
     dataset / image_size default to what the teacher checkpoint was trained on.
     """
-    from datasets import build_datasets
-    from models import load_model
-
     model_t, arch_t, ckpt_t = load_model(str(teacher))
     model_s, arch_s, ckpt_s = load_model(str(student))
     ckpt_t, ckpt_s = dict(ckpt_t, arch=arch_t), dict(ckpt_s, arch=arch_s)  # official files name no arch
@@ -112,9 +123,6 @@ def student_projector(ckpt_s: Dict, dim_s: int, dim_t: int) -> Optional[Callable
 
 def load_pi_params(source=None, ripsnet_ckpt: Optional[Dict] = None, dim: int = 0):
     """PIParams from a PIParams, a stage-2 folder / ``manifest.yaml``, a PI-parameter YAML, or the RipsNet ckpt."""
-    from pcd.manifest import read_pi_params
-    from topology.point_cloud_pi import PIParams
-
     if isinstance(source, PIParams):
         return source
     if source is not None:
@@ -127,15 +135,11 @@ def load_pi_params(source=None, ripsnet_ckpt: Optional[Dict] = None, dim: int = 
 
 def h0_deaths(cloud: torch.Tensor) -> np.ndarray:
     """Finite H0 deaths of one cloud ``[N, D]`` (births are 0), ascending."""
-    from topology.persistence import rips_h0_deaths
-
     return rips_h0_deaths(cloud.double().numpy()[None])[0]
 
 
 def exact_pi(cloud: torch.Tensor, params) -> np.ndarray:
     """Exact H0 persistence image of one cloud ``[N, D]`` -> ``[R0 * R1]`` (normalized like the training data)."""
-    from topology.point_cloud_pi import persistence_images
-
     deaths = h0_deaths(cloud)
     diagram = np.stack([np.zeros_like(deaths), deaths], axis=1)
     return persistence_images([diagram], params)[0]
@@ -155,9 +159,6 @@ def outside_range(deaths: np.ndarray, params) -> str:
 def stage2_teacher_bn(pi_params=None, ripsnet_ckpt: Optional[Dict] = None) -> str:
     """How stage 2 embedded the teacher (``batch`` or ``eval``): the manifest's ``teacher_bn`` (from a stage-2
     folder / manifest.yaml, else the one the RipsNet checkpoint carries), else ``batch`` (stage 2's default)."""
-    from pcd.manifest import manifest_path
-    from topkd_io import read_yaml
-
     candidates = []
     if isinstance(pi_params, (str, os.PathLike)):
         path = Path(pi_params)
@@ -178,8 +179,6 @@ def stage2_teacher_bn(pi_params=None, ripsnet_ckpt: Optional[Dict] = None) -> st
 
 def _test_batches(test_set, batch_size: int, count: int, seed: int, what: str = "rows") -> List[Tuple[torch.Tensor, torch.Tensor]]:
     """The first ``count`` full shuffled batches of ``test_set`` (fixed seed); fewer available is said in one line."""
-    from torch.utils.data import DataLoader
-
     gen = torch.Generator().manual_seed(seed)
     loader = DataLoader(test_set, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen)
     out = []
@@ -218,9 +217,6 @@ def pi_grid(teacher: PathLike, student: PathLike, ripsnet: PathLike, out: PathLi
     points outside the parameters' range says so in its title. Writes a ``4 * 2.5 x rows * 2.5`` inch PNG at
     ``dpi``; returns its path.
     """
-    from pcd.sources import TEACHER_BN_MODES, set_teacher_bn
-    from topology.ripsnet import load_ripsnet
-
     if rows < 1:
         raise ValueError(f"rows must be >= 1, got {rows}")
     if teacher_bn is not None and teacher_bn not in TEACHER_BN_MODES:
@@ -283,9 +279,7 @@ def pi_grid(teacher: PathLike, student: PathLike, ripsnet: PathLike, out: PathLi
 # figure 2: 2-D embeddings
 # ------------------------------------------------------------------------------------------------
 def _umap(x: np.ndarray, seed: int) -> np.ndarray:
-    import warnings
-
-    import umap
+    import umap  # on first use: umap-learn (optional) takes ~2.5 s to import
 
     threads = torch.get_num_threads()  # numba's OpenMP layer resets the shared thread count; put it back
     try:
@@ -297,7 +291,7 @@ def _umap(x: np.ndarray, seed: int) -> np.ndarray:
 
 
 def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.manifold import TSNE
+    from sklearn.manifold import TSNE  # on first use: ~0.1 s after scikit-learn, ~10 s without
 
     perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3.0)))
     return TSNE(n_components=2, init="pca", random_state=seed, perplexity=perplexity).fit_transform(x)
@@ -312,7 +306,7 @@ def pick_reducer(method: str = "umap") -> str:
         raise ValueError(f"unknown embedding method {method!r}; choose one of: {', '.join(REDUCERS)}")
     if method == "umap":
         try:
-            import umap  # noqa: F401
+            import umap  # noqa: F401  (optional and slow to import: checked only when asked for)
         except ImportError:
             raise ValueError("--method umap needs the umap-learn package (in requirements.txt: "
                              "pip install umap-learn), or pass --method tsne") from None
@@ -324,16 +318,12 @@ def training_method(ckpt: Dict) -> Optional[str]:
     students (the collector's method names), ``CE`` for teachers; None when the checkpoint does not say."""
     cfg = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
     if cfg.get("distill"):
-        from tools.collect_results import method_key
-
         return method_key(cfg)
     return "CE" if cfg and "path_t" not in cfg else None  # train_teacher.py: plain cross-entropy
 
 
 @torch.no_grad()
 def _all_embeddings(model_t, model_s, test_set, max_points: int, seed: int, batch_size: int = 256):
-    from torch.utils.data import DataLoader, Subset
-
     n = len(test_set)
     keep = np.sort(np.random.default_rng(seed).permutation(n)[: min(max_points, n)])
     loader = DataLoader(Subset(test_set, keep.tolist()), batch_size=batch_size, shuffle=False)
@@ -396,6 +386,7 @@ def _tb_dir(run_dir: PathLike) -> Path:
 
 def read_scalars(run_dir: PathLike) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
     """Every scalar of a run's ``tb/`` logs -> ``{tag: (epochs, values)}`` (the last value per epoch wins)."""
+    # tensorboard's reader only for the curves figure (0.15 s of start-up otherwise)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(_tb_dir(run_dir)), size_guidance={"scalars": 0})
@@ -478,10 +469,6 @@ def diagrams(teacher: PathLike, students: Sequence[PathLike], out: PathLike = "d
     1-Wasserstein distances of the normalised diagrams per dimension (`topology.metrics`). Panels are 3.5 x 3.5
     inches, 5 per row. Returns the PNG path.
     """
-    from engine.topo_eval import embed as embed_layer, probe_indices
-    from models import load_model
-    from topology import metrics
-
     students = list(students)
     if not students:
         raise ValueError("diagrams needs at least one student checkpoint (--students)")
@@ -657,8 +644,6 @@ COMMANDS: Dict[str, Callable[[argparse.Namespace], object]] = {
 def main(argv: Optional[Sequence[str]] = None):
     args = build_parser().parse_args(argv)
     if getattr(args, "out", None):
-        from topkd_io import check_output_file
-
         check_output_file(args.out, "--out")
     result = COMMANDS[args.command](args)
     for path in result if isinstance(result, list) else [result]:

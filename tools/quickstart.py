@@ -120,7 +120,7 @@ def run(out: Path, budget: Budget) -> List[Dict[str, Any]]:
     pcd_dir = out / "pcd"
     _, secs = timed(lambda: generate_PCD_PI.main(
         ["--path_t", str(teacher_ckpt), "--dataset", "digits", "--image_size", str(budget.image_size),
-         "--batch_size", "64", "--passes", str(budget.passes), "--dims", "0", "--workers", "0",
+         "--batch_size", "64", "--passes", str(budget.passes), "--dims", "0", "--num_workers", "0",
          "--out_dir", str(pcd_dir), "--seed", "0"]))
     print(f"stage 2 took {secs:.1f} s", flush=True)
 
@@ -149,7 +149,7 @@ def run(out: Path, budget: Budget) -> List[Dict[str, Any]]:
     banner("5/5 TGD: image persistence images, a PI teacher, a TGD student")
     pi_root = out / "image_pi"
     _, secs = timed(lambda: generate_image_PI.main(
-        ["--dataset", "digits", "--out", str(pi_root), "--workers", str(threads())]))
+        ["--dataset", "digits", "--out", str(pi_root), "--num_workers", str(threads())]))
     print(f"image PIs took {secs:.1f} s", flush=True)
     pi_teacher_dir = out / "pi_teacher"
     summary, secs = timed(lambda: train_teacher.main(

@@ -19,11 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import torch  # noqa: E402
+
+from engine.config import plain  # noqa: E402
+from engine.topo_eval import DEFAULT_BATCH_SIZE, DEFAULT_BATCHES, measure_checkpoints  # noqa: E402
+from topkd_io import check_output_file, write_yaml  # noqa: E402
+from topology.metrics import NORMALIZATIONS  # noqa: E402
+
 
 def build_parser() -> argparse.ArgumentParser:
-    from engine.topo_eval import DEFAULT_BATCH_SIZE, DEFAULT_BATCHES
-    from topology.metrics import NORMALIZATIONS
-
     p = argparse.ArgumentParser(description="Topology metrics of a teacher/student checkpoint pair.")
     p.add_argument("--path_t", required=True, help="teacher checkpoint")
     p.add_argument("--path_s", required=True, help="student checkpoint")
@@ -44,17 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    from engine.config import plain
-    from topkd_io import check_output_file, write_yaml
-    from engine.topo_eval import measure_checkpoints
-
     args = build_parser().parse_args(argv)
     for flag, path in (("--path_t", args.path_t), ("--path_s", args.path_s)):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{flag} {path} not found; pass a checkpoint file")
     if args.device == "cuda":
-        import torch
-
         if not torch.cuda.is_available():
             raise ValueError("--device cuda was given but no CUDA device is available; use --device cpu")
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.path_s)), "topo_metrics.yaml")

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shlex
 from typing import Any, Dict, Mapping, Optional
 
 from .errors import DamagedFileError
@@ -70,8 +72,6 @@ def data_sha256(data: Any) -> str:
 
     Dict keys are compared as text and sorted, so the value is the same before a YAML write and after
     reading the file back (YAML keeps ints, floats (repr), strings and booleans exactly)."""
-    import json
-
     def canon(value: Any) -> Any:
         if isinstance(value, dict):
             return {str(k): canon(v) for k, v in value.items()}
@@ -129,8 +129,6 @@ def verify_file_once(path: Any, record: Mapping[str, Any], rebuild: Optional[str
 def pinned_command(command: str, flag: str, value: Any) -> str:
     """A recorded command line with ``flag``'s value replaced by ``value`` (added when missing): the
     rebuild command of a folder that was moved or copied since it was written names where it is now."""
-    import shlex
-
     try:
         words = shlex.split(command)
     except ValueError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import sys
 import traceback
@@ -43,8 +44,6 @@ def check_number(value, flag: str, low: Optional[float] = None, low_open: bool =
                  high: Optional[float] = None, high_open: bool = False) -> None:
     """ValueError naming ``flag`` (one line) unless ``value`` is a finite number within the given bounds
     (``low_open`` / ``high_open``: the bound itself excluded). NaN and infinities are always refused."""
-    import math
-
     bounds = []
     if low is not None:
         bounds.append(f"{'>' if low_open else '>='} {low:g}")

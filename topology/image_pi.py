@@ -333,7 +333,7 @@ def _single_threaded_blas():
     """The PI step is many tiny matrix products: BLAS threads only contend (measured 2-13x slower
     with OpenBLAS threads on a busy 2-core machine). Parallelism comes from worker processes instead."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # optional (scikit-learn brings it)
     except ImportError:  # a scikit-learn dependency; without it, just run as configured
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")

@@ -25,6 +25,9 @@ from typing import Callable, Dict, Iterable, List, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from . import parallel
+from .parallel import split, worker_count
+
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
 SUPPORTED_DIMS = (0, 1)
@@ -213,6 +216,7 @@ _SMALL_BATCH = 16
 
 def _scipy_tree(chunk: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """``_chunk_tree`` for a few clouds via scipy on the CPU; results on the chunk's device."""
+    # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
     from scipy.sparse.csgraph import minimum_spanning_tree
     from scipy.spatial.distance import pdist, squareform
 
@@ -322,8 +326,6 @@ def _sorted_deaths(x: torch.Tensor, differentiable: bool) -> torch.Tensor:
     ``differentiable``: lengths recomputed from ``x`` in its dtype (gradients flow); otherwise
     float64 lengths without gradient.
     """
-    from .parallel import run_parts, split, worker_count
-
     step = _chunk_size(x.shape[1], x.device)
 
     def part(s: int, e: int) -> torch.Tensor:
@@ -336,7 +338,7 @@ def _sorted_deaths(x: torch.Tensor, differentiable: bool) -> torch.Tensor:
     # CPU, no gradient: independent parts on our own single-threaded workers (`topology.parallel`)
     pooled = x.device.type == "cpu" and not (differentiable and x.requires_grad)
     workers = worker_count(x.shape[0], _MIN_POOLED_CLOUDS) if pooled else 1
-    return torch.cat(run_parts(part, split(x.shape[0], workers, step), workers), dim=0)
+    return torch.cat(parallel.run_parts(part, split(x.shape[0], workers, step), workers), dim=0)
 
 
 def rips_h0_deaths(points: ArrayLike) -> ArrayLike:
@@ -394,6 +396,7 @@ def _h0_mst(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> Li
 
 
 def _gudhi_rips_diagrams(x: torch.Tensor, dim: int, n_jobs) -> List[np.ndarray]:
+    # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
     from gudhi.sklearn import RipsPersistence
 
     rp = RipsPersistence(homology_dimensions=dim, n_jobs=n_jobs)
@@ -419,6 +422,7 @@ def _h1_gudhi(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> 
 
 
 def _h1_simplex_tree(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
+    # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
     import gudhi
 
     out = []
@@ -497,6 +501,7 @@ def rips_h1_pairs(points: ArrayLike) -> List[np.ndarray]:
     tree holds the GIL while it builds and reduces, so clouds are done one after the other (about 20 ms for
     64 points).
     """
+    # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
     import gudhi
 
     _check_shape(points)

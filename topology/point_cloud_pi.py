@@ -25,6 +25,9 @@ import torch
 
 from topkd_io import read_yaml, write_yaml
 
+from . import parallel
+from .parallel import split, worker_count
+
 Diagrams = Union[Sequence[np.ndarray], np.ndarray]
 
 # --------------------------------------------------------------------------------------------------
@@ -213,6 +216,7 @@ def _stack_birth_persistence(diagrams: Diagrams) -> np.ndarray:
 
 def _quantile_bandwidth(points: np.ndarray, quantile: float) -> float:
     """``quantile`` of the non-zero pairwise Euclidean distances among ``points`` ``[m, 2]``."""
+    # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
     from scipy.spatial.distance import pdist
 
     dist = pdist(points)
@@ -280,7 +284,6 @@ def persistence_images(
     # The shared kernel runs through torch on the CPU in float64: its exp is vectorized and threaded,
     # about twice numpy's speed here; the images are the same to ~1e-15 relative.
     # Parts of the batch run on our own single-threaded workers (`topology.parallel`), not intra-op threads.
-    from .parallel import run_parts, split, worker_count
 
     grid_x, grid_y = (torch.from_numpy(g) for g in params.grids())
     out = np.zeros((len(diagrams), params.num_pixels))
@@ -292,7 +295,7 @@ def persistence_images(
             out[s:e] = _images(births, pers, mask, params, torch, grid_x, grid_y, zero).numpy()
 
     workers = worker_count(len(diagrams), _MIN_POOLED_IMAGES)
-    run_parts(part, split(len(diagrams), workers, chunk), workers)
+    parallel.run_parts(part, split(len(diagrams), workers, chunk), workers)
     return out / params.normalizer if normalize else out
 
 

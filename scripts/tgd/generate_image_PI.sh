@@ -23,6 +23,6 @@ if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
 # std 0.01, range [0, 0.3] x [0, 0.3], lifetimes > 0.02, each channel / its max, 8-bit levels
 # shellcheck disable=SC2086
 "$PY" generate_image_PI.py --dataset "$DATASET" --name "$NAME" --data_root "$DATA_ROOT" --splits $SPLITS \
-  --out "$OUT" --workers "$WORKERS" --dtype "$DTYPE" \
+  --out "$OUT" --num_workers "$WORKERS" --dtype "$DTYPE" \
   --resolution 50 --bandwidth 0.01 --pi_range 0 0.3 0 0.3 --min_persistence 1e-3 --min_lifetime 0.02 \
   --layout persim --quantize uint8 "$@"
