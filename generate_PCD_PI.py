@@ -134,9 +134,8 @@ def prepare(argv: Optional[Sequence[str]] = None):
     """Parse, find the teacher (or the --pcd file) and name the output folder -> ``(args, identity, inputs,
     name)``; loads no data. Under ``--plan`` a teacher that does not exist yet leaves the identity pending."""
     from engine.identity import Identity, input_sha256, with_hash
-    from models.loading import checkpoint_arch
     from models.pretrained import resolve_teacher_path
-    from models.teacher_lookup import resolve_teacher
+    from models.teacher_lookup import teacher_and_arch
     from pcd.generate import check_dims
 
     from engine.config import check_seed, check_text_options
@@ -160,13 +159,7 @@ def prepare(argv: Optional[Sequence[str]] = None):
         args.dataset = args.dataset or "cifar100"
         if args.teacher_weights:
             args.path_t = resolve_teacher_path(args.path_t, args.model_t, args.teacher_weights)
-        try:
-            args.path_t = resolve_teacher(args.path_t, args.model_t, args.dataset, args.teacher_trial)
-        except (FileNotFoundError, ValueError):
-            if not (args.plan and args.path_t and args.model_t):
-                raise
-        if os.path.isfile(args.path_t):
-            args.model_t = checkpoint_arch(args.path_t, args.model_t)
+        args.path_t, args.model_t = teacher_and_arch(args.path_t, args.model_t, args.dataset, args.teacher_trial, args.plan)
         inputs = {"path_t": args.path_t}
         name, points = args.model_t, args.batch_size
     values = {k: v for k, v in vars(args).items() if k not in ("pcd", "teacher_weights")}

@@ -190,21 +190,15 @@ def prepare(argv: Optional[Sequence[str]] = None):
     hash is then ``pending``)."""
     from engine.identity import Identity, input_sha256, with_hash
     from models import resolve_arch
-    from models.loading import checkpoint_arch
-    from models.teacher_lookup import resolve_teacher
+    from models.teacher_lookup import teacher_and_arch
 
     cfg = parse_config(build_parser(), argv, arch_key="model_s")
+    setup_stage(cfg, training=True)  # logging, threads, process group, seeds: before any message
     cfg.model_s = resolve_arch(cfg.model_s, "--model_s")  # official aliases too; fails before any data loads
     if cfg.model_t is not None:
         cfg.model_t = resolve_arch(cfg.model_t, "--model_t")
     method, addons = configure_method(cfg)
-    try:
-        cfg.path_t = resolve_teacher(cfg.path_t, cfg.model_t, cfg.dataset, cfg.teacher_trial)
-    except (FileNotFoundError, ValueError):
-        if not (cfg.plan and cfg.path_t and cfg.model_t):
-            raise
-    if os.path.isfile(cfg.path_t):
-        cfg.model_t = checkpoint_arch(cfg.path_t, cfg.model_t)
+    cfg.path_t, cfg.model_t = teacher_and_arch(cfg.path_t, cfg.model_t, cfg.dataset, cfg.teacher_trial, cfg.plan)
     inputs: Dict[str, Optional[str]] = {"path_t": cfg.path_t, "init_s": cfg.init_s}
     for owner in (method, *addons):
         if hasattr(owner, "input_files"):
@@ -243,7 +237,6 @@ def build(cfg: argparse.Namespace, method, addons, inputs):
     from models import build_model, load_model
     from models.warm_start import init_from_checkpoint
 
-    setup_stage(cfg, training=True)  # logging, threads, process group, seeds
     data = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, val_split=cfg.val_split,
                           seed=cfg.seed, **data_options(cfg))
     teacher, cfg.model_t, teacher_ckpt = load_model(cfg.path_t, arch=cfg.model_t, num_classes=data.num_classes)

@@ -70,6 +70,7 @@ def prepare(argv: Optional[Sequence[str]] = None):
     from models import resolve_arch
 
     cfg = parse_config(build_parser(), argv, arch_key="model")
+    setup_stage(cfg, training=True)  # logging, threads, process group, seeds: before any message
     cfg.model = resolve_arch(cfg.model, "--model")  # official aliases too; fails before touching the data
     inputs = {"init_s": cfg.init_s}
     identity = Identity.of(vars(cfg), {k: input_sha256(v) for k, v in inputs.items() if v})
@@ -95,7 +96,6 @@ def build(cfg, inputs):
     from models import build_model
     from models.warm_start import init_from_checkpoint
 
-    setup_stage(cfg, training=True)  # logging, threads, process group, seeds
     cfg.provenance = provenance(inputs, pick_device(cfg.device))
     say(header_line(cfg.provenance) + f"; seed {cfg.seed} (from {cfg.seed_from})")
     data = build_data(cfg)

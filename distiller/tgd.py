@@ -30,6 +30,7 @@ names (``alpha`` = the mixing weight a, ``temperature``, ``ce_weight``, ``kd_wei
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -43,6 +44,8 @@ from .losses import KD_REDUCTIONS
 from .options import ALPHA, BETA, GAMMA, KD_REDUCTION, KD_T, Option
 from .registry import register
 from .teacher_student import TeacherStudent
+
+log = logging.getLogger(__name__)
 
 # the constructor's name for the KL scale (`kd_loss`'s reductions)
 KL_REDUCTIONS = KD_REDUCTIONS
@@ -131,8 +134,8 @@ class TGD(TeacherStudent):
                                 input_norm=norm)
         stored = (ckpt2.get("config") or {}).get("input_norm")
         if stored is not None and stored != norm:
-            print(f"warning: the PI teacher {cfg.path_t2} was trained with --input_norm {stored}, this run feeds it "
-                  f"--input_norm {norm} inputs", flush=True)
+            log.warning(f"warning: the PI teacher {cfg.path_t2} was trained with --input_norm {stored}, this run "
+                        f"feeds it --input_norm {norm} inputs")
         distiller = cls(student, teacher, teacher2=teacher2, temperature=cfg.kd_T, alpha=cfg.tgd_alpha,
                         ce_weight=cfg.gamma, kd_weight=cfg.alpha, sim_weight=cfg.beta,
                         kl_reduction=cfg.kd_reduction)

@@ -12,6 +12,7 @@ through the frozen RipsNet into the projector and the student; the teacher side 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -20,10 +21,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.features import check_layer, layer_embedding
+from models.loading import check_finite_weights
+from pcd.manifest import check_ripsnet_pi, read_pi_params
+from pcd.ripsnet_paths import find_ripsnet
+from topkd_io import file_sha256
+from topology.persistence import h0_deaths_torch, h1_diagrams_torch
+from topology.point_cloud_pi import PIParams, h0_images_torch, h1_images_torch
+from topology.ripsnet import load_ripsnet
 
 from .options import Option, str2bool
 from .registry import register_addon
 from .teacher_student import TeacherStudent
+
+log = logging.getLogger(__name__)
 
 
 def to_clouds(f: torch.Tensor, clouds: int) -> torch.Tensor:
@@ -73,8 +83,6 @@ class ExactH0PI(nn.Module):
 
     def __init__(self, params):
         super().__init__()
-        from topology.persistence import h0_deaths_torch
-        from topology.point_cloud_pi import h0_images_torch
 
         self.params = params
         self._deaths, self._images = h0_deaths_torch, h0_images_torch
@@ -90,8 +98,6 @@ class ExactH1PI(nn.Module):
 
     def __init__(self, params):
         super().__init__()
-        from topology.persistence import h1_diagrams_torch
-        from topology.point_cloud_pi import h1_images_torch
 
         self.params = params
         self._diagrams, self._images = h1_diagrams_torch, h1_images_torch
@@ -249,9 +255,6 @@ def locate_ripsnet(cfg: argparse.Namespace, dim: Optional[int] = None) -> str:
     layout; left out, the root is the official ``ripsnet/result``. Without ``--operator`` both poolings are
     tried and exactly one must exist. ``dim``: the homology dimension (default: ``cfg.dim``).
     """
-    from pcd.ripsnet_paths import find_ripsnet
-    from topkd_io import file_sha256
-
     dim = cfg.dim if dim is None else dim
     if cfg.rips_path and os.path.isfile(cfg.rips_path):
         return cfg.rips_path
@@ -284,14 +287,8 @@ def load_topology_inputs(cfg: argparse.Namespace, dims: Sequence[int] = (0,)):
     ``--units_list`` / ``--pi_params`` ask, one per homology dimension in ``dims`` (``topkd_exact`` without
     ``--rips_path`` reads only ``--pi_params``). Several dimensions need one RipsNet each, found under a
     ``--rips_path`` folder or root by the naming rules; a RipsNet recording another dimension is refused."""
-    from models.loading import check_finite_weights
-    from pcd.manifest import check_ripsnet_pi, read_pi_params
-    from topology.point_cloud_pi import PIParams
-
     rips, params = None, None
     if cfg.method == "topkd" or cfg.rips_path:
-        from topology.ripsnet import load_ripsnet
-
         if len(dims) > 1 and cfg.rips_path and os.path.isfile(cfg.rips_path):
             raise ValueError(f"--dim {' '.join(map(str, dims))} needs one RipsNet per dimension: pass --rips_path as "
                              f"the root holding them (found by the naming rule ..._dim<k>/), not the file {cfg.rips_path}")
@@ -313,9 +310,9 @@ def load_topology_inputs(cfg: argparse.Namespace, dims: Sequence[int] = (0,)):
             if ckpt["pi_params"] is not None:  # None in official checkpoints
                 params[dim] = PIParams.from_dict(ckpt["pi_params"])
             how = ckpt.get("resolved") or {}
-            print(f"topology term: H{dim} RipsNet {path} ({net.pooling} pooling from "
-                  f"{how.get('pooling_from', 'checkpoint')}, widths {net.units} from "
-                  f"{how.get('units_from', 'checkpoint')})", flush=True)
+            log.info(f"topology term: H{dim} RipsNet {path} ({net.pooling} pooling from "
+                     f"{how.get('pooling_from', 'checkpoint')}, widths {net.units} from "
+                     f"{how.get('units_from', 'checkpoint')})")
     if cfg.pi_params:
         params = {dim: read_pi_params(cfg.pi_params, dim, verify=not getattr(cfg, "no_verify", False))
                   for dim in dims}
@@ -384,8 +381,7 @@ class TopologyAddOn:
     def check_options(self, cfg: argparse.Namespace) -> None:
         """The term's option rules (idempotent: a second call changes nothing and prints nothing)."""
         if cfg.TDA is False and cfg.delta:
-            print(f"note: --TDA False: the topology term is off (-d {cfg.delta} ignored, as in the official code)",
-                  flush=True)
+            log.info(f"note: --TDA False: the topology term is off (-d {cfg.delta} ignored, as in the official code)")
             cfg.delta = 0.0
         if cfg.TDA is True and not cfg.delta:
             raise ValueError("--TDA True needs the weight of the topology term: pass -d/--delta > 0 (e.g. -d 5)")

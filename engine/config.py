@@ -19,9 +19,12 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from datasets import dataset_info
 from datasets.device_data import on_device_sets
-from datasets.transforms import INPUT_NORMS  # "tgd" (TGD's official loader constants) or "dataset"
+from datasets.registry import builder_options
+from datasets.transforms import (
+    INPUT_NORMS,  # "tgd" (TGD's official loader constants) or "dataset"
+)
 from models import info_of
-from topkd_io import check_number, read_yaml, write_yaml
+from topkd_io import check_number, check_utf8, read_yaml, write_yaml
 
 from .stage import add_stage_args
 
@@ -184,8 +187,6 @@ def data_options(cfg: argparse.Namespace) -> Dict[str, Any]:
     """Keyword options for ``datasets.build_datasets`` from the resolved data flags
     (``train_augment`` from ``--augment``, ``image_size`` when given, ``normalize`` from ``--input_norm`` for
     the data sets that take it)."""
-    from datasets.registry import builder_options
-
     options: Dict[str, Any] = {"train_augment": getattr(cfg, "augment", "standard") != "none"}
     if getattr(cfg, "image_size", None):
         options["image_size"] = cfg.image_size
@@ -372,8 +373,6 @@ def check_seed(value: Any, flag: str = "--seed") -> int:
 def check_text_options(cfg: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = None) -> None:
     """Every text value (paths above all) must be valid UTF-8, so that it can be written into config.yaml
     and manifests; ValueError naming the flag otherwise (`topkd_io.check_utf8`)."""
-    from topkd_io import check_utf8
-
     flags = {}
     for action in (parser._actions if parser is not None else ()):
         longs = [o for o in action.option_strings if o.startswith("--")]

@@ -17,6 +17,7 @@ added to the result under ``topology`` (``metrics`` and ``settings``).
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 from typing import Any, Dict, List, Optional
 
@@ -24,9 +25,17 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from datasets import build_datasets
+from datasets.pi_images import pi_bundle
+from models import load_model
+from models.loading import infer_num_classes
 from topkd_io import file_sha256, read_yaml, write_yaml
 
+from .config import data_options
 from .metrics import topk_correct
+from .provenance import git_state, versions
+from .topo_eval import measure_checkpoints
+from .trainer import pick_device
 
 SPLITS = ("test", "val")
 
@@ -71,10 +80,6 @@ def _run_config(ckpt: Dict[str, Any]) -> Dict[str, Any]:
 
 def eval_data(options: argparse.Namespace, cfg: Dict[str, Any], num_classes: int):
     """The split to evaluate on (a Dataset) from the options, defaulting to the run's recorded ones."""
-    from datasets import build_datasets
-
-    from .config import data_options
-
     dataset = options.dataset or cfg.get("dataset") or "cifar100"
     image_size = options.image_size or cfg.get("image_size")
     val_split = options.val_split if options.val_split is not None else float(cfg.get("val_split") or 0.0)
@@ -83,8 +88,6 @@ def eval_data(options: argparse.Namespace, cfg: Dict[str, Any], num_classes: int
         raise ValueError("--split val needs a validation part of the training set: the run recorded none; pass "
                          "--val_split (and --seed) as the run was trained, or use --split test")
     if (cfg.get("input") or options.input) == "pi":
-        from datasets.pi_images import pi_bundle
-
         root = options.pi_root or cfg.get("pi_root") or "./data/image_pi"
         data = pi_bundle(root, dataset, num_classes, val_split=val_split, seed=seed)
     else:
@@ -97,10 +100,6 @@ def eval_data(options: argparse.Namespace, cfg: Dict[str, Any], num_classes: int
 
 def evaluate_checkpoint(options: argparse.Namespace) -> Dict[str, Any]:
     """Evaluate ``options.checkpoint`` as asked (see `build_parser` in ``evaluate.py``) -> the result dict."""
-    from models import load_model
-
-    from .trainer import pick_device
-
     path = options.checkpoint
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} not found; pass a .pth file")
@@ -126,16 +125,12 @@ def evaluate_checkpoint(options: argparse.Namespace) -> Dict[str, Any]:
 
 
 def model_classes(model: torch.nn.Module) -> int:
-    from models.loading import infer_num_classes
-
     return infer_num_classes(model.state_dict())
 
 
 def topology_metrics(options, path: str, arch: str, dataset: str, cfg: Dict[str, Any], device) -> Dict[str, Any]:
     """Topology metrics of (``--path_t`` teacher, this checkpoint) on the student probe's fixed test batches
     (`engine.topo_eval.measure_checkpoints`), at the layers the run's topology term used (else the embedding)."""
-    from .topo_eval import measure_checkpoints
-
     layer_t = cfg.get("tda_layer_t")
     out = measure_checkpoints(options.path_t, path, dataset=dataset, data_root=options.data_root,
                               image_size=options.image_size or cfg.get("image_size"),
@@ -154,8 +149,6 @@ def result_path(result: Dict[str, Any]) -> str:
 def write_result(result: Dict[str, Any], out: Optional[str] = None) -> str:
     """Write ``result`` as YAML (default: `result_path`) -> the path. An existing file is replaced only when
     it holds the result of the same checkpoint, data set and split (ValueError otherwise)."""
-    from .provenance import git_state, versions
-
     path = out or result_path(result)
     if os.path.isfile(path):
         try:
@@ -171,8 +164,6 @@ def write_result(result: Dict[str, Any], out: Optional[str] = None) -> str:
 
 def find_results(checkpoint: str, dataset: Optional[str] = None, split: str = "test") -> List[Dict[str, Any]]:
     """The stored evaluations of ``checkpoint`` (its current contents: matched by SHA-256) beside it."""
-    import glob
-
     folder, name = os.path.split(os.path.abspath(checkpoint))
     stem = os.path.splitext(name)[0]
     try:

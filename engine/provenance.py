@@ -13,6 +13,7 @@ configuration, in every checkpoint of the run; stages 2 and 3 store it in their 
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import platform
 import shlex
@@ -22,7 +23,11 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
+import torch
+
 from .identity import input_sha256
+
+log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _GIT: Optional[Dict[str, Any]] = None
@@ -66,8 +71,6 @@ def describe_device(device: Any) -> str:
     text = str(device)
     if text.startswith("cuda"):
         try:
-            import torch
-
             index = int(text.split(":")[1]) if ":" in text else torch.cuda.current_device()
             text = f"cuda:{index} {torch.cuda.get_device_name(index)}"
         except Exception:  # no driver at this point: keep the plain name
@@ -112,9 +115,8 @@ def recorded_accuracy(ckpt: Mapping[str, Any]) -> Optional[float]:
 
 
 def say(text: str) -> None:
-    """Print on rank 0 only (the run header lines)."""
-    if int(os.environ.get("RANK", "0") or 0) == 0:
-        print(text, flush=True)
+    """A run-header line (logged: on stdout on rank 0 only, `engine.stage.setup_logging`)."""
+    log.info(text)
 
 
 def header_line(record: Mapping[str, Any]) -> str:

@@ -23,15 +23,24 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
-from topkd_io import FolderLock, TopKDError, load_checkpoint, read_yaml
+from topkd_io import (
+    FolderLock,
+    TopKDError,
+    check_output_dir,
+    load_checkpoint,
+    read_yaml,
+)
 from topkd_io.lock import LOCK_NAME, lock_holder
 
 from .identity import CONTINUATION, Identity
+
+log = logging.getLogger(__name__)
 
 STATUSES = ("new", "finished", "partial", "conflict", "pending", "busy")
 
@@ -198,8 +207,8 @@ def claim(folder: str, state_of: Callable[[], FolderState], inputs: Mapping[str,
         state = state_of()
         if overwrite:
             removed = remove_files(folder, files)
-            print(f"--overwrite: {folder}: " + (f"removed {', '.join(removed)} ({state.detail})" if removed
-                                                  else "nothing to replace"), flush=True)
+            log.info(f"--overwrite: {folder}: " + (f"removed {', '.join(removed)} ({state.detail})" if removed
+                                                     else "nothing to replace"))
         yield decide(state, flag, resume, overwrite, skip_finished, self_resuming)
 
 
@@ -226,14 +235,14 @@ def decide(state: FolderState, flag: str, resume: bool = False, overwrite: bool 
                              f"to accept it, --resume with a larger --epochs to train it further, or --overwrite "
                              f"to train it again")
         if not quiet:
-            print(f"skip: {folder} {state.detail}{_acc(state)}", flush=True)
+            log.info(f"skip: {folder} {state.detail}{_acc(state)}")
         outcome.skip = True
     elif state.status == "partial" and not resume:
         if not skip_finished:
             raise ValueError(f"{flag} {folder} {state.detail}; pass --resume to continue it or --overwrite to start "
                              f"afresh")
         if not quiet:
-            print(f"resume: {folder} {state.detail}", flush=True)
+            log.info(f"resume: {folder} {state.detail}")
         outcome.resume = True
     return outcome
 
@@ -290,8 +299,6 @@ def run_training(cfg: Any, identity: Identity, inputs: Mapping[str, Optional[str
     ``{"plan": status, ...}`` for ``--plan``; ``{"skipped": True, ...}`` (with the stored accuracies) when
     ``--skip_finished`` finds the run done. Sets ``cfg.identity`` (recorded in config.yaml and every
     checkpoint) and, when an unfinished run of these settings is resumed, ``cfg.resume``."""
-    from topkd_io import check_output_dir
-
     folder = cfg.run_dir
 
     def state_of() -> FolderState:
@@ -309,7 +316,7 @@ def run_training(cfg: Any, identity: Identity, inputs: Mapping[str, Optional[str
         _point_to_other_epochs(folder, identity)
     early = decide(first, "--run_dir", quiet=True, **options)
     if early.skip:
-        print(f"skip: {folder} {early.state.detail}{_acc(early.state)}", flush=True)
+        log.info(f"skip: {folder} {early.state.detail}{_acc(early.state)}")
         return {"skipped": True, "run_dir": folder, **early.state.summary}
     built = build()
     save_dir = getattr(cfg, "save_dir", None)

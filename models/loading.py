@@ -13,9 +13,12 @@ from torch import nn
 
 from topkd_io import load_checkpoint
 
-from .pretrained import arch_from_torchvision_file  # torchvision's <name>-<hash>.pth weight files
+from .pretrained import (
+    arch_from_torchvision_file,  # torchvision's <name>-<hash>.pth weight files
+)
 from .registry import ARCH_ALIASES, model_dict, resolve_arch
 from .run_names import parse_checkpoint_path
+from .tgd_released import is_tgd_state_dict, tgd_to_wrn_state_dict, tgd_wrn_arch
 
 # Entries of a state dict that hold the classifier, most specific first (the class count is its rows).
 CLASSIFIER_KEYS = ("fc.weight", "linear.weight", "classifier.weight", "classifier.1.weight",
@@ -119,7 +122,6 @@ def _read(path: str, map_location: Any = "cpu"):
     """-> ``(checkpoint dict, state dict in our key names)``; TGD's released files get ``arch``/``in_channels``."""
     ckpt = load_checkpoint(path, map_location=map_location)
     if isinstance(ckpt.get("model_state_dict"), dict):  # TGD's releases: its own WideResNet key names
-        from .tgd_released import is_tgd_state_dict, tgd_to_wrn_state_dict, tgd_wrn_arch
 
         sd = model_state(ckpt["model_state_dict"])
         if is_tgd_state_dict(sd):

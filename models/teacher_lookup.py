@@ -16,18 +16,23 @@ The choice is printed in one line; several candidates are an error that lists th
 from __future__ import annotations
 
 import glob
+import logging
 import os
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from topkd_io import load_checkpoint, read_yaml
 
+from .loading import checkpoint_arch
+from .registry import ARCH_ALIASES
 from .run_names import parse_run_name
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = "save_t_models"
 
 
 def _say(text: str) -> None:
-    print(text, flush=True)
+    log.info(text)
 
 
 def _listing(paths: List[str], limit: int = 6) -> str:
@@ -76,8 +81,6 @@ def teacher_record(folder: str) -> Optional[dict]:
 def find_teachers(root: str, arch: Optional[str] = None, dataset: Optional[str] = None,
                   trial: Optional[int] = None, finished_only: bool = True) -> List[str]:
     """Checkpoints of the teacher run folders directly under ``root`` that match (see the module docstring)."""
-    from .registry import ARCH_ALIASES
-
     if not os.path.isdir(root):
         return []
     out = []
@@ -135,3 +138,17 @@ def _pick(found: List[str], root: str, arch, dataset, trial, flag: str) -> str:
                                 f"{flag} (a checkpoint, a run folder or a folder of run folders)")
     raise ValueError(f"several finished teachers {what} under {root}: {_listing(found)}; pass {flag} (or "
                      f"--model_t / --teacher_trial to choose)")
+
+
+def teacher_and_arch(path_t: Optional[str], model_t: Optional[str], dataset: Optional[str], trial: Optional[int],
+                     plan: bool = False) -> Tuple[Optional[str], Optional[str]]:
+    """`resolve_teacher`, then the architecture read from the checkpoint -> ``(path, arch)``. Under ``--plan``
+    a teacher that does not exist yet is left as given when both its path and architecture are (a planned run)."""
+    try:
+        path_t = resolve_teacher(path_t, model_t, dataset, trial)
+    except (FileNotFoundError, ValueError):
+        if not (plan and path_t and model_t):
+            raise
+    if os.path.isfile(path_t):
+        model_t = checkpoint_arch(path_t, model_t)
+    return path_t, model_t

@@ -16,6 +16,7 @@
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -32,6 +33,8 @@ from topology.persistence import rips_diagrams
 from . import store
 from .manifest import check_resumable, new_manifest, write_manifest
 from .pi_stream import StreamingPIFit
+
+log = logging.getLogger(__name__)
 
 SUPPORTED_DIMS = (0, 1)
 # Default shard: about this many bytes of float32 clouds.
@@ -277,7 +280,7 @@ class Stage2:
         if self.problems:
             shown = "; ".join(sorted(self.problems)[:3]) + (f" (+{len(self.problems) - 3} more)"
                                                             if len(self.problems) > 3 else "")
-            print(f"stage 2: rebuilding in {self.out_dir}: {shown}", flush=True)
+            log.info(f"stage 2: rebuilding in {self.out_dir}: {shown}")
         if self.manifest.get("complete"):
             self.manifest["complete"] = False
             write_manifest(self.out_dir, self.manifest)

@@ -14,25 +14,30 @@ command that rebuilds the folder.
 """
 from __future__ import annotations
 
+import logging
 import os
-import platform
 import shlex
+import time
 from typing import Any, Dict, Iterable, List, Optional
 
+from engine.provenance import versions
+from engine.run_folder import FolderState, compare, stored_identity
 from topkd_io import DamagedFileError, read_yaml, write_yaml
-from topkd_io.checksums import check_seal, pinned_command, seal, verify_file_once
+from topkd_io.checksums import (
+    SEAL_KEY,
+    check_seal,
+    pinned_command,
+    seal,
+    verify_file_once,
+)
+from topology.point_cloud_pi import PIParams
+
+from . import store
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.yaml"
 FORMAT = "topkd-stage2-v1"
-
-
-def versions() -> Dict[str, str]:
-    import gudhi
-    import numpy
-    import torch
-
-    return {"python": platform.python_version(), "numpy": str(numpy.__version__), "torch": str(torch.__version__),
-            "gudhi": str(gudhi.__version__)}
 
 
 def manifest_path(folder: str) -> str:
@@ -90,8 +95,6 @@ def pi_entry(manifest: Dict[str, Any], dim: int) -> Optional[Dict[str, Any]]:
 def check_structure(folder: str, manifest: Dict[str, Any]) -> None:
     """The shard records form one consecutive run: record i has index i, starts where record i-1 ended,
     names its own files; ValueError naming the first record that does not (a folder edited by hand)."""
-    from . import store
-
     start, rebuild = 0, rebuild_command(folder, manifest)
     for i, rec in enumerate(manifest.get("shards") or []):
         expected = {"index": i, "start": start, "pcd": store.pcd_name(i)}
@@ -138,8 +141,6 @@ def open_verified(folder: str, dims: Optional[Iterable[int]] = None, verify: boo
                   log=print) -> Dict[str, Any]:
     """`read_manifest` + `verify_stage2` with one log line: what was checked and how long it took, or that
     ``--no_verify`` skipped the checksums (sizes are still checked)."""
-    import time
-
     manifest = read_manifest(folder)
     t0 = time.perf_counter()
     hashed = verify_stage2(folder, manifest, dims, check_hash=verify)
@@ -157,8 +158,6 @@ def read_pi_params(path: str, dim: int = 0, verify: bool = True, files: bool = T
     the manifest's checksum and, with ``files``, its files' sizes and, unless ``verify`` is False, SHA-256;
     ``files=False`` for readers that use the parameters alone, e.g. figures), or from a YAML file holding
     the parameters alone (``PIParams.save_yaml``)."""
-    from topology.point_cloud_pi import PIParams
-
     if os.path.isdir(path):
         path = manifest_path(path)
     if not os.path.isfile(path):
@@ -199,8 +198,6 @@ def stage2_state(folder: str, identity):
     """`engine.run_folder.FolderState` of a stage-2 folder for a run of ``identity``: finished when its manifest
     is complete with the same recorded identity. A manifest without a recorded identity (an older folder) is
     left to `check_resumable`, which compares its configuration when the run starts."""
-    from engine.run_folder import FolderState, compare, stored_identity
-
     path = manifest_path(folder)
     if not os.path.isfile(path):
         return compare(folder, None, identity, started=False, done=False)
@@ -241,8 +238,8 @@ def find_stage2(root: str = DEFAULT_ROOT, arch: Optional[str] = None, dataset: O
             found.append(folder)
     what = " ".join(p for p in (f"of teacher {arch}" if arch else "", f"on {dataset}" if dataset else "") if p)
     if len(found) == 1:
-        print(f"stage 2: --data_dir not given; took {found[0]} (the one complete stage-2 folder {what} under "
-              f"{root})".replace("  ", " "), flush=True)
+        log.info(f"stage 2: --data_dir not given; took {found[0]} (the one complete stage-2 folder {what} under "
+                 f"{root})".replace("  ", " "))
         return found[0]
     if not found:
         raise FileNotFoundError(f"no complete stage-2 folder {what} under {root}; run generate_PCD_PI.py first, or pass "
@@ -281,9 +278,6 @@ def check_ripsnet_pi(ckpt: Dict[str, Any], path: str) -> None:
     and (when the checkpoint carries a checksummed stage-2 manifest) that manifest untampered and holding
     the same parameters for its dim. ValueError naming ``path`` otherwise; official checkpoints (no
     ``pi_params``) pass. Called before stage 3 saves a RipsNet and when stage 4 loads one."""
-    from topkd_io.checksums import SEAL_KEY
-    from topology.point_cloud_pi import PIParams
-
     raw = ckpt.get("pi_params")
     if raw is None:
         return

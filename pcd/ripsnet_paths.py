@@ -20,6 +20,8 @@ import os
 import re
 from typing import List, Optional, Union
 
+from topkd_io import load_checkpoint
+
 _HASHED = re.compile(r".*-[0-9a-f]{8}$")
 
 
@@ -75,8 +77,6 @@ def hashed_ripsnets(root: str, dataset: str, teacher: str, batch_size: int, laye
 
 def recorded_teacher_sha(path: str) -> Optional[str]:
     """The teacher SHA-256 recorded in a RipsNet checkpoint's stage-2 manifest, or None."""
-    from topkd_io import load_checkpoint
-
     try:
         manifest = load_checkpoint(path).get("manifest") or {}
     except (ValueError, OSError):

@@ -77,3 +77,13 @@ def dead_writer_temp(path) -> str:
         proc.wait()
         if not pid_alive(proc.pid):
             return f"{os.fspath(path)}.{host_tag()}.{proc.pid}.k1l2m3.tmp"
+
+
+def one_line(code, err, *words):
+    """A user error: status 2, exactly one ``error:`` line, no traceback, naming ``words`` -> that line."""
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]

@@ -19,6 +19,7 @@ import yaml
 
 import train_student
 import train_teacher
+from helpers import one_line
 from topkd_io import file_sha256, load_checkpoint
 
 DIGITS = ["--dataset", "digits", "--image_size", "8", "--batch_size", "64", "--num_workers", "0", "--device", "cpu",
@@ -34,13 +35,6 @@ def weights(path) -> str:
     return digest.hexdigest()
 
 
-def one_line(code, err, *words):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

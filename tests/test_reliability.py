@@ -27,21 +27,13 @@ import train_student
 import train_teacher
 from topkd_io import load_checkpoint, save_torch
 from engine.config import parse_config
-from helpers import dead_writer_temp
+from helpers import dead_writer_temp, one_line
 
 ARCH = "resnet8"
 BASE = ["--dataset", "digits", "--image_size", "8", "--batch_size", "64", "--device", "cpu", "--deterministic",
         "--print_freq", "1000", "--model", ARCH, "--seed", "7", "--lr_decay_epochs", "2", "--threads", "1"]
 
 
-def one_line(code, err, *words):
-    """A user error: status 2, exactly one ``error:`` line, no traceback, naming ``words``."""
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 def weights_hash(path) -> str:

@@ -37,6 +37,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+import torch
+
+from distiller.registry import canonical_name
+from engine.evaluate import evaluate_checkpoint, find_results, write_result
+from engine.identity import input_sha256
+from models import ARCH_ALIASES
+from models.run_names import parse_run_name
+from topkd_io import (
+    UnsafeCheckpointError,
+    check_output_file,
+    load_checkpoint,
+    read_yaml,
+    write_text,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -158,8 +173,6 @@ def method_key(cfg: Dict[str, Any]) -> str:
 
     Any spelling train_student.py accepts (aliases, any case) maps to the method's registered name.
     """
-    from distiller.registry import canonical_name
-
     distill = canonical_name(str(cfg.get("distill", "kd")))
     name = "ce" if distill == "kd" and not cfg.get("alpha") and not cfg.get("delta") else distill
     if cfg.get("delta"):
@@ -181,8 +194,6 @@ def config_text(cfg: Dict[str, Any], keys: Sequence[Tuple[str, str]]) -> str:
 
 
 def _read_yaml(path: Path) -> Dict[str, Any]:
-    from topkd_io import read_yaml
-
     try:
         data = read_yaml(path)
     except (OSError, ValueError):
@@ -192,8 +203,6 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
 
 def weights_sha(state: Any) -> Optional[str]:
     """SHA-256 over a state dict's names and tensor bytes (None when it is not a state dict)."""
-    import torch
-
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         return None
     digest = hashlib.sha256()
@@ -207,8 +216,6 @@ def _read_ckpt(path: Path) -> Tuple[Dict[str, Any], str]:
     """-> (scalar entries of a checkpoint plus ``weights``: the SHA-256 of its model, "") or ({}, why it could
     not be read). Read with the safe loader: an official ``*_last.pth`` pickles an ``argparse.Namespace`` and
     is refused, with that as the reason."""
-    from topkd_io import UnsafeCheckpointError, load_checkpoint
-
     if not path.is_file():
         return {}, f"no {path.name}"
     try:
@@ -252,8 +259,6 @@ def _float(value: Any) -> Optional[float]:
 def _from_folder_name(path: Path) -> Optional[Dict[str, Any]]:
     """Settings of a run without config.yaml from its folder name (official TopKD / RepDistiller layouts, ours),
     as config.yaml keys; None when the name follows no layout (e.g. a RipsNet folder)."""
-    from models.run_names import parse_run_name
-
     run = parse_run_name(path.name)
     if run is None:
         return None
@@ -266,8 +271,6 @@ def _from_folder_name(path: Path) -> Optional[Dict[str, Any]]:
 
 
 def _canonical_arch(name: str) -> str:
-    from models import ARCH_ALIASES
-
     return ARCH_ALIASES.get(name, name)
 
 
@@ -338,8 +341,6 @@ def read_run(folder: Path) -> Optional[Run]:
 
 def _evaluated(checkpoint: Path, note: str) -> Tuple[Optional[float], str]:
     """The test top-1 an evaluate.py result beside ``checkpoint`` records for its current contents."""
-    from engine.evaluate import find_results
-
     results = find_results(str(checkpoint))
     if results:
         return float(results[0]["top1"]), ""
@@ -348,8 +349,6 @@ def _evaluated(checkpoint: Path, note: str) -> Tuple[Optional[float], str]:
 
 def evaluate_missing(runs: List[Run], data_root: str) -> int:
     """``--evaluate``: run evaluate.py's evaluation for the runs whose best top-1 is unknown -> how many."""
-    from engine.evaluate import evaluate_checkpoint, write_result
-
     done = 0
     for run in runs:
         if run.best is not None or run.best_file is None or run.best_note.startswith("n/a: checkpoint unreadable"):
@@ -546,8 +545,6 @@ class TeacherIndex:
 
     def by_sha(self) -> Dict[str, Run]:
         if self._by_sha is None:
-            from engine.identity import input_sha256
-
             self._by_sha = {}
             for r in self.ce_runs:
                 sha = input_sha256(str(r.best_file)) if r.best_file is not None else None
@@ -699,8 +696,6 @@ def to_json(rows: List[Row]) -> str:
 def collect(roots: Sequence[os.PathLike], out: os.PathLike, evaluate: bool = False,
             data_root: str = "./data") -> Tuple[Path, Path, List[Row]]:
     """Find runs under ``roots``; write ``<out>.md``, ``<out>.csv`` and ``<out>.json`` -> (md path, csv path, rows)."""
-    from topkd_io import write_text
-
     existing = [Path(r) for r in roots if Path(r).is_dir()]
     if not existing:
         raise FileNotFoundError(f"none of the run roots exists ({', '.join(map(str, roots))}); pass folders "
@@ -736,7 +731,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> Path:
     args = build_parser().parse_args(argv)
-    from topkd_io import check_output_file
 
     for suffix in (".md", ".csv", ".json"):
         check_output_file(str(args.out) + suffix, "--out")

@@ -23,6 +23,11 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, TextIO
 
+import train_student
+from distiller.registry import aliases_of
+from models.pretrained import torchvision_weights_file, torchvision_weights_path
+from topkd_io.errors import USER_ERRORS, one_line
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -32,9 +37,6 @@ STAGES = {"train_teacher.py": "train_teacher", "train_student.py": "train_studen
 
 
 def methods() -> str:
-    import train_student
-    from distiller.registry import aliases_of
-
     return " ".join(s for n in train_student.student_methods() for s in [n, *aliases_of(n)])
 
 
@@ -42,9 +44,6 @@ SEP = "\x1f"
 
 
 def pretrained(words: List[str]) -> str:
-    from models.pretrained import torchvision_weights_file, torchvision_weights_path
-    from topkd_io.errors import USER_ERRORS, one_line
-
     try:
         with contextlib.redirect_stdout(sys.stderr):
             path = (torchvision_weights_file(words[0]) if "--no-download" in words
@@ -60,8 +59,6 @@ def answer(request: str) -> str:
 
 
 def _answer(request: str) -> str:
-    from topkd_io.errors import USER_ERRORS, one_line
-
     words = shlex.split(request)
     if not words:
         return "error\t\tempty request"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -32,6 +33,15 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# The stages, through their own scripts' main (importable once the checkout is on the path, above).
+import generate_image_PI  # noqa: E402
+import generate_PCD_PI  # noqa: E402
+import train_ripsnet  # noqa: E402
+import train_student  # noqa: E402
+import train_teacher  # noqa: E402
+from topkd_io import FolderLock, run_cli  # noqa: E402
+from topkd_io.lock import LOCK_NAME  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -101,12 +111,6 @@ def threads() -> int:
 
 
 def run(out: Path, budget: Budget) -> List[Dict[str, Any]]:
-    import generate_image_PI
-    import generate_PCD_PI
-    import train_ripsnet
-    import train_student
-    import train_teacher
-
     rows: List[Dict[str, Any]] = []
 
     banner(f"1/5 teacher {TEACHER} on digits ({budget.teacher_epochs} epochs)")
@@ -172,8 +176,6 @@ TOPO_COLUMNS = (("bottleneck_h0_norm_diam", "bottleneck H0 (/diam)"), ("wasserst
 
 def mean_std(values: List[float], digits: int = 2) -> str:
     """``mean ± sample std`` (the mean alone for one value; ``-`` for none)."""
-    import statistics
-
     vals = [v for v in values if v is not None and v == v]
     if not vals:
         return "-"
@@ -228,8 +230,6 @@ def main(argv: Optional[List[str]] = None) -> Path:
     budget = FAST if args.fast else FULL
     out = Path(args.out or ROOT / "runs" / ("quickstart_fast" if args.fast else "quickstart")).resolve()
     check_out_folder(out)
-    from topkd_io import FolderLock
-
     with FolderLock(out, flag="--out", what="quickstart folder"):
         return _main(out, budget, args.fast)
 
@@ -240,8 +240,6 @@ MARKER = ".topkd-quickstart"
 
 def check_out_folder(out: Path) -> None:
     """ValueError (one line) unless ``out`` is absent, empty, or a folder an earlier quickstart made."""
-    from topkd_io.lock import LOCK_NAME
-
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder; pass a folder path")
     if not out.is_dir() or (out / MARKER).is_file():
@@ -255,8 +253,6 @@ def check_out_folder(out: Path) -> None:
 
 def _replace_contents(out: Path) -> None:
     """Empty a folder the quickstart made (its marker is there), keeping the lock file."""
-    from topkd_io.lock import LOCK_NAME
-
     if (out / MARKER).is_file():
         for entry in out.iterdir():
             if entry.name == LOCK_NAME:
@@ -293,13 +289,11 @@ def _main(out: Path, budget: Budget, fast: bool) -> Path:
 def make_figures(out: Path) -> List[Path]:
     """The quickstart's figures (see tools/figures.py); returns the PNG paths written."""
     try:
-        from tools import figures
+        from tools import figures  # matplotlib: without it the table is still written
     except ImportError:
         return []
     return figures.quickstart_figures(out)
 
 
 if __name__ == "__main__":
-    from topkd_io import run_cli
-
     run_cli(main)

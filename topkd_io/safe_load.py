@@ -91,24 +91,26 @@ def read_error_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
 
 
-def load_checkpoint(path: Any, map_location: Any = "cpu") -> Dict[str, Any]:
+def load_checkpoint(path: Any, map_location: Any = "cpu", what: str = "checkpoint",
+                    hint: str = "re-save it or use another checkpoint (e.g. <arch>_last.pth of the same run)"
+                    ) -> Dict[str, Any]:
     """Read a checkpoint (tensors and plain containers only) -> dict.
 
-    FileNotFoundError when ``path`` is missing; ValueError when the file cannot be read as a checkpoint
-    (`UnsafeCheckpointError` when it would run code). A bare state dict is returned as is.
+    FileNotFoundError when ``path`` is missing; ValueError naming ``what`` and ending in ``hint`` when the
+    file cannot be read as a checkpoint (`UnsafeCheckpointError` when it would run code). A bare state dict
+    is returned as is.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path} not found; check the path")
+        raise FileNotFoundError(f"{what} {path} not found; check the path")
     try:
         ckpt = safe_load(path, map_location=map_location)
     except UnsafeCheckpointError:
         raise
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for bad files
-        raise ValueError(f"checkpoint {path} cannot be read ({read_error_reason(exc)}); re-save it or use "
-                         f"another checkpoint (e.g. <arch>_last.pth of the same run)") from None
+        raise ValueError(f"{what} {path} cannot be read ({read_error_reason(exc)}); {hint}") from None
     if not isinstance(ckpt, dict):
-        raise ValueError(f"checkpoint {path} holds a {type(ckpt).__name__}, expected a dict")
+        raise ValueError(f"{what} {path} holds a {type(ckpt).__name__}, expected a dict")
     return ckpt
 
 

@@ -135,7 +135,7 @@ def wasserstein(dg_a, dg_b, order: float = 1.0, internal_p: float = math.inf) ->
     """
     # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
     from scipy.optimize import linear_sum_assignment
-    from scipy.spatial.distance import cdist
+    from scipy.spatial.distance import cdist  # scipy on first use, as above
 
     if order < 1:
         raise ValueError(f"order must be >= 1, got {order}")

@@ -218,7 +218,7 @@ def _scipy_tree(chunk: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """``_chunk_tree`` for a few clouds via scipy on the CPU; results on the chunk's device."""
     # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
     from scipy.sparse.csgraph import minimum_spanning_tree
-    from scipy.spatial.distance import pdist, squareform
+    from scipy.spatial.distance import pdist, squareform  # scipy on first use, as above
 
     x = chunk.detach().to("cpu", torch.float64).numpy()
     n = x.shape[1]

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from topkd_io import UnsafeCheckpointError, read_error_reason, safe_load, save_torch
+from topkd_io import load_checkpoint, save_torch
 
 # Widths [input, phi1, phi2, phi3] of the official RipsNets by input dimension; rho is always
 # [50, 100, 200] followed by the R*R output.
@@ -187,16 +187,9 @@ def load_ripsnet(
     checkpoints) and ``resolved`` (where pooling and widths came from).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"RipsNet checkpoint not found: {path}")
-    try:
-        ckpt = safe_load(path, map_location=map_location)
-    except UnsafeCheckpointError:
-        raise
-    except Exception as exc:  # truncated or foreign file
-        raise ValueError(f"cannot read RipsNet checkpoint {path}: {read_error_reason(exc)}; pass the "
-                         f"<pooling>_best.pth written by train_ripsnet.py") from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+    ckpt = load_checkpoint(path, map_location, what="RipsNet checkpoint",
+                           hint="pass the <pooling>_best.pth written by train_ripsnet.py")
+    if not isinstance(ckpt.get("model"), dict):
         raise ValueError(f"{path} is not a RipsNet checkpoint (expected a dict with a 'model' state dict)")
     state = ckpt["model"]
     try:
