@@ -62,3 +62,9 @@ def run_stage(capsys):
         return code, out, err
 
     return call
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` run first: spread over the xdist workers from the start instead of forming a
+    tail at the end of the run (the order inside each group is kept)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

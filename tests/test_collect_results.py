@@ -176,6 +176,7 @@ def parse_command(tokens):
     return script, tokens[:at], ns
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(SCRIPT_PAIRS))
 def test_reproduce_scripts_dry_run_parse(script, repo_root, tmp_path):
     assert subprocess.run(["bash", "-n", str(repo_root / "scripts" / "reproduce" / script)]).returncode == 0
@@ -205,6 +206,7 @@ def test_reproduce_scripts_dry_run_parse(script, repo_root, tmp_path):
     assert all(os.path.dirname(ns.rips_path) in rips_dirs for ns in students)
 
 
+@pytest.mark.slow
 def test_reproduce_skips_only_runs_of_the_same_settings(repo_root, tmp_path, monkeypatch):
     """Skip means "done with these settings": the stages themselves say whether their folder holds a
     finished run of exactly these settings. After a real (tiny) teacher and PASSES=2 stage 2 on a fake
@@ -239,6 +241,7 @@ def test_reproduce_skips_only_runs_of_the_same_settings(repo_root, tmp_path, mon
     assert changed[0][2].passes == 8 and changed[0][2].out_dir != str(made)
 
 
+@pytest.mark.slow
 def test_reproduce_baselines(repo_root, tmp_path):
     """BASELINES adds one student per method and trial with the method's own weights and no topology; "ce"
     (once refused) is the student alone, trained with cross-entropy by train_teacher.py with the students'

@@ -235,6 +235,7 @@ def fake_cifar(tmp_path, monkeypatch):
     return tmp_path, env
 
 
+@pytest.mark.slow
 def test_official_readme_steps_chain_and_trials_differ(fake_cifar, repo_root, run_stage):
     """The official README's four steps did not chain (`python generate_PCD_PI.py` and `python train_ripsnet.py`
     with no arguments failed, `sh scripts/train_teacher.sh` failed on `set -o pipefail`), and

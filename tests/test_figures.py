@@ -157,6 +157,7 @@ def test_curves(quick, tmp_path, saved_figures):
     assert figures.curve_tags(list(scalars)) == ["test/top1", "train/loss", "train/loss_ce", "train/loss_kd"]
 
 
+@pytest.mark.slow
 def test_quickstart_figures_and_skips(quick, tmp_path, capsys):
     written = figures.quickstart_figures(quick, embedding_method="tsne")  # UMAP's JIT costs a minute
     assert [p.name for p in written] == ["pi_grid.png", "embedding.png", "curves.png", "diagrams.png"]

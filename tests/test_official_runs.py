@@ -84,6 +84,7 @@ DKD_BETA = {("resnet56", "resnet20"): 2.0, ("resnet110", "resnet32"): 2.0, ("res
             ("resnet32x4", "shufflev1"): 8.0, ("resnet32x4", "shufflev2"): 8.0, ("wrn_40_2", "shufflev1"): 8.0}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["cifar100_homogeneous.sh", "cifar100_heterogeneous.sh"])
 def test_reproduce_dkd_uses_per_pair_beta(script, repo_root, tmp_path):
     commands = [parse_command(c) for c in shared_dry_run(repo_root, script)]  # BASELINES="dkd kd"
@@ -95,6 +96,7 @@ def test_reproduce_dkd_uses_per_pair_beta(script, repo_root, tmp_path):
     assert all(ns.teacher_bn == "batch" for s, _, ns in commands if s == "generate_PCD_PI.py")
 
 
+@pytest.mark.slow
 def test_imagenet_teachers_trained_only_on_request(repo_root, tmp_path):
     """imagenet.sh uses torchvision's pretrained teachers by default; TEACHER_WEIGHTS= trains them instead."""
     commands = [parse_command(c) for c in dry_run(repo_root, "imagenet.sh", tmp_path, TEACHER_WEIGHTS="")]

@@ -46,6 +46,7 @@ def weights_hash(path) -> str:
 
 
 # ----------------------------------------------------------------------------- exact resume
+@pytest.mark.slow
 def test_kill9_resume_is_bit_exact_with_two_workers(tmp_path, repo_root):
     """kill -9 in epoch 2 of 2 with 2 persistent workers, resume with 2 workers: the weights equal a
     straight run's with 0 workers, bit for bit (items are keyed by (seed, epoch, index), so neither the

@@ -117,6 +117,7 @@ def test_seconds_per_epoch_reported(arch, image_size, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- bad inputs
+@pytest.mark.slow
 def test_unknown_arch_subprocess(repo_root, tmp_path):
     python = sys.executable
     proc = subprocess.run([python, "train_teacher.py", "--model", "resnet9000", "--dataset", "digits",
