@@ -39,12 +39,16 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import torch
 
-from distiller.registry import canonical_name
-from engine.evaluate import evaluate_checkpoint, find_results, write_result
-from engine.identity import input_sha256
-from models import ARCH_ALIASES
-from models.run_names import parse_run_name
-from topkd_io import (
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from distiller.registry import canonical_name  # noqa: E402
+from engine.evaluate import evaluate_checkpoint, find_results, write_result  # noqa: E402
+from engine.identity import input_sha256  # noqa: E402
+from models import ARCH_ALIASES  # noqa: E402
+from models.run_names import parse_run_name  # noqa: E402
+from topkd_io import (  # noqa: E402
     UnsafeCheckpointError,
     check_output_file,
     load_checkpoint,
@@ -52,9 +56,6 @@ from topkd_io import (
     write_text,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 # ------------------------------------------------------------------------------------------------
 # Published numbers (CIFAR-100 test top-1, %). Nothing here is computed by this project.

@@ -15,6 +15,7 @@ interpreter start.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import io
@@ -23,14 +24,15 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, TextIO
 
-import train_student
-from distiller.registry import aliases_of
-from models.pretrained import torchvision_weights_file, torchvision_weights_path
-from topkd_io.errors import USER_ERRORS, one_line
-
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+import train_student  # noqa: E402
+from distiller.registry import aliases_of  # noqa: E402
+from models.pretrained import torchvision_weights_file, torchvision_weights_path  # noqa: E402
+from topkd_io.errors import USER_ERRORS, one_line  # noqa: E402
+
 
 STAGES = {"train_teacher.py": "train_teacher", "train_student.py": "train_student",
           "generate_PCD_PI.py": "generate_PCD_PI", "train_ripsnet.py": "train_ripsnet"}
@@ -92,7 +94,9 @@ def serve(stdin: TextIO, stdout: TextIO) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    del argv
+    """Takes no options (``--help`` prints this module's description); serves stdin until it closes."""
+    argparse.ArgumentParser(prog="python -m tools.plan", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     serve(sys.stdin, sys.stdout)
 
 
