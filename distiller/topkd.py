@@ -75,37 +75,30 @@ class RipsNetPI(nn.Module):
         return self.ripsnet(clouds)
 
 
-class ExactH0PI(nn.Module):
-    """``[K, N, D]`` clouds -> ``[K, R*R]`` exact H0 persistence images (differentiable in the points).
-
-    ``params``: a ``topology.point_cloud_pi.PIParams`` (the stage-2 manifest's or the RipsNet checkpoint's).
-    """
+class _ExactPI(nn.Module):
+    """Base of the exact image modules: ``params`` is a ``topology.point_cloud_pi.PIParams`` (the stage-2
+    manifest's or the RipsNet checkpoint's); ``input_dim`` None says any point dimension is accepted."""
 
     def __init__(self, params):
         super().__init__()
-
         self.params = params
-        self._deaths, self._images = h0_deaths_torch, h0_images_torch
         self.input_dim = None
 
+
+class ExactH0PI(_ExactPI):
+    """``[K, N, D]`` clouds -> ``[K, R*R]`` exact H0 persistence images (differentiable in the points)."""
+
     def forward(self, clouds: torch.Tensor) -> torch.Tensor:
-        return self._images(self._deaths(clouds), self.params).reshape(clouds.shape[0], -1)
+        return h0_images_torch(h0_deaths_torch(clouds), self.params).reshape(clouds.shape[0], -1)
 
 
-class ExactH1PI(nn.Module):
+class ExactH1PI(_ExactPI):
     """``[K, N, D]`` clouds -> ``[K, R*R]`` exact H1 persistence images (differentiable in the points): gudhi's
     persistence pairs give each point's birth and death edges, whose lengths are recomputed from the points."""
 
-    def __init__(self, params):
-        super().__init__()
-
-        self.params = params
-        self._diagrams, self._images = h1_diagrams_torch, h1_images_torch
-        self.input_dim = None
-
     def forward(self, clouds: torch.Tensor) -> torch.Tensor:
-        births, deaths, mask = self._diagrams(clouds)
-        return self._images(births, deaths, mask, self.params).reshape(clouds.shape[0], -1)
+        births, deaths, mask = h1_diagrams_torch(clouds)
+        return h1_images_torch(births, deaths, mask, self.params).reshape(clouds.shape[0], -1)
 
 
 class StackedPI(nn.Module):

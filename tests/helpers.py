@@ -1,9 +1,14 @@
 """Tiny networks shared by the tests (import as ``from helpers import TinyNet``; pytest puts tests/ on
 the path). They follow the zoo's contract: ``model(x)`` -> logits ``[B, K]``; ``model(x, is_feat=True)``
 -> ``(feats, logits)`` with ``feats`` ending in the pooled embedding ``[B, C]``; ``feat_dims``."""
-from typing import Sequence
+import errno
+import hashlib
+from typing import Callable, Sequence
 
+import torch
 from torch import nn
+
+from topkd_io import load_checkpoint
 
 
 class TinyNet(nn.Module):
@@ -87,3 +92,32 @@ def one_line(code, err, *words):
     for word in words:
         assert word in lines[0], lines[0]
     return lines[0]
+
+
+def zip_writer_full(fail_when: Callable[[object], bool] = lambda obj: True):
+    """A stand-in for ``torch.save`` that, for the objects ``fail_when`` picks, writes part of a file and fails as
+    torch's zip writer does on a full disk: a RuntimeError ('[enforce fail at inline_container.cc...]') raised
+    while an ENOSPC OSError is handled. Other objects are saved by the real ``torch.save``."""
+    real = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if not fail_when(obj):
+            return real(obj, f, *args, **kwargs)
+        f.write(b"PK\x03\x04 partial")
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing "
+                               "file data/0: file write failed") from None
+
+    return save
+
+
+def weights_digest(path) -> str:
+    """SHA-256 of a checkpoint's ``model`` tensors (names and bytes, in name order): equal digests, equal weights."""
+    state = load_checkpoint(path)["model"]
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].numpy().tobytes())
+    return digest.hexdigest()

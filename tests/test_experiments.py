@@ -4,7 +4,6 @@ an honest results table, evaluate.py, and the official README's steps chaining w
 Each test first reproduces the input that used to go wrong (named in its docstring). Runs are tiny: digits
 at 8x8 or a fake CIFAR-100 with 100 training images, resnet8, one epoch.
 """
-import hashlib
 import os
 import re
 import shutil
@@ -19,22 +18,11 @@ import yaml
 
 import train_student
 import train_teacher
-from helpers import one_line
+from helpers import one_line, weights_digest
 from topkd_io import file_sha256, load_checkpoint
 
 DIGITS = ["--dataset", "digits", "--image_size", "8", "--batch_size", "64", "--num_workers", "0", "--device", "cpu",
           "--print_freq", "1000", "--threads", "1", "--lr_decay_epochs", "100"]
-
-
-def weights(path) -> str:
-    state = load_checkpoint(path)["model"]
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        digest.update(key.encode())
-        digest.update(state[key].numpy().tobytes())
-    return digest.hexdigest()
-
-
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +54,7 @@ def test_runs_differing_in_kd_T_get_their_own_folders(teacher, tmp_path, run_sta
         assert cfg["identity"]["inputs"]["path_t"] == file_sha256(teacher)
         assert len(os.listdir(folder / "tb")) == 1
     # a third run into the folder of another identity: one line naming the first difference
-    before = weights(dir_a / "resnet8_last.pth")
+    before = weights_digest(dir_a / "resnet8_last.pth")
     code, _, err = run_stage(train_student.main, student(teacher, tmp_path, "--kd_T", "6", "--run_dir", str(dir_a)))
     one_line(code, err, str(dir_a), "kd_T 2.0 -> 6.0", "--overwrite")
     # the same settings again: refused (a finished run is never silently replaced), or skipped on request
@@ -76,7 +64,7 @@ def test_runs_differing_in_kd_T_get_their_own_folders(teacher, tmp_path, run_sta
     assert code == 0 and f"skip: {dir_a}" in out
     code, out, _ = run_stage(train_student.main, student(teacher, tmp_path, "--kd_T", "2", "--plan"))
     assert out.splitlines()[-1].split("\t")[:2] == ["finished", str(dir_a)]
-    assert weights(dir_a / "resnet8_last.pth") == before
+    assert weights_digest(dir_a / "resnet8_last.pth") == before
     # --resume continues the same identity (more epochs: same folder, the hash leaves --epochs out)
     resumed = train_student.main(student(teacher, tmp_path, "--kd_T", "2", "--resume", "--epochs", "2"))
     assert resumed["epochs_run"] == 1 and Path(resumed["last_checkpoint"]).parent == dir_a
@@ -269,13 +257,13 @@ def test_official_readme_steps_chain_and_trials_differ(fake_cifar, repo_root, ru
     rips = cfgs[0]["provenance"]["inputs"]["rips_path"]["path"]  # found by the naming rule, recorded resolved
     assert cfgs[0]["rips_path"] is None and re.search(r"ripsnet/cifar100_resnet8_batch64_-1_dim0_mean-[0-9a-f]{8}/mean_best",
                                                       rips)
-    assert weights(runs[0] / "resnet8_last.pth") != weights(runs[1] / "resnet8_last.pth")
+    assert weights_digest(runs[0] / "resnet8_last.pth") != weights_digest(runs[1] / "resnet8_last.pth")
     # each trial is reproducible: trial 1 again, in another folder, gives the same weights bit for bit
     again = train_student.main(["--model_t", "resnet8", "--model_s", "resnet8", "--dataset", "cifar100", "--distill",
                                 "kd", "--kd_T", "4", "-r", "1", "-a", "1", "-d", "10", "--tda_layer_t", "-1",
                                 "--tda_layer_s", "-1", "--dim", "0", "--operator", "mean", "--lr", "0.05", "--epochs",
                                 "1", "--teacher_trial", "0", "--trial", "1", "--run_dir", str(work / "again"), *fast])
-    assert weights(again["last_checkpoint"]) == weights(runs[1] / "resnet8_last.pth")
+    assert weights_digest(again["last_checkpoint"]) == weights_digest(runs[1] / "resnet8_last.pth")
 
 
 def test_official_teacher_and_student_lines_chain(reference_dir, fake_cifar, run_stage, monkeypatch):

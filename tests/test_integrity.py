@@ -6,7 +6,6 @@ Each test first builds the hostile input the issue reports (a cut cache, a same-
 entries, a tampered bandwidth, a NaN weight, ...) and then checks the one-line refusal (or the repair).
 Inputs are tiny: digits at 8x8, stage-2 folders of 60 clouds of 12 points, one optimisation step.
 """
-import errno
 import os
 import shutil
 import sys
@@ -26,6 +25,7 @@ import train_teacher
 from engine.stage import MAX_STEPS_ENV
 from topkd_io import load_checkpoint, save_torch, seal
 
+from helpers import zip_writer_full
 from test_reliability import BASE, one_line
 
 DIGITS = ["--dataset", "digits", "--image_size", "8", "--num_workers", "0", "--device", "cpu", "--print_freq",
@@ -364,23 +364,6 @@ def test_every_yaml_read_goes_through_the_floor(repo_root):
 
 
 # ----------------------------------------------------------------------------- 4. every failure in one line
-def _zip_writer_full(fail_when):
-    """A torch.save that writes part of a file and fails as torch's zip writer does on a full disk."""
-    real = torch.save
-
-    def save(obj, f, *args, **kwargs):
-        if not fail_when(obj):
-            return real(obj, f, *args, **kwargs)
-        f.write(b"PK\x03\x04 partial")
-        try:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        except OSError:
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing "
-                               "file data/0: file write failed") from None
-
-    return save
-
-
 def _no_temps(folder):
     return not [f for f in os.listdir(folder) if f.endswith(".tmp")]
 
@@ -402,7 +385,7 @@ def test_enospc_inside_torch_save_and_amp_on_the_cpu(built, tmp_path, monkeypatc
     assert run_stage(train_student.main, s_argv + ["--epochs", "1"])[0] == 0
     rips = tmp_path / "rips"
     assert run_stage(stage3.main, stage3_argv(built["s2"], rips))[0] == 0
-    monkeypatch.setattr(torch, "save", _zip_writer_full(lambda obj: obj.get("epoch") == 2
+    monkeypatch.setattr(torch, "save", zip_writer_full(lambda obj: obj.get("epoch") == 2
                                                         or obj.get("trainer", {}).get("epoch") == 2))
     for main, argv, last in ((train_teacher.main, t_argv + ["--epochs", "2", "--resume"], teacher / "resnet8_last.pth"),
                              (train_student.main, s_argv + ["--epochs", "2", "--resume"], student / "resnet8_last.pth"),

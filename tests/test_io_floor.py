@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import topkd_io.atomic as atomic
-from helpers import dead_writer_temp
+from helpers import dead_writer_temp, zip_writer_full
 from topkd_io import (DamagedFileError, FolderLock, TopKDError, atomic_write, read_yaml, run_cli, save_torch,
                       verify_file)
 from topkd_io.checksums import file_record
@@ -96,15 +96,7 @@ def test_torch_zip_writer_failure_is_an_oserror_naming_the_file(tmp_path, monkey
     path = tmp_path / "resnet8_last.pth"
     save_torch({"epoch": 1}, path)
 
-    def full(obj, f, *args, **kwargs):
-        f.write(b"PK\x03\x04 partial")
-        try:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        except OSError:
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing "
-                               "file data/0: file write failed") from None
-
-    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(torch, "save", zip_writer_full())
     with pytest.raises(SystemExit) as info:
         run_cli(lambda: save_torch({"epoch": 2}, path))
     err = capsys.readouterr().err.strip().splitlines()

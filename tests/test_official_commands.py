@@ -156,7 +156,7 @@ def test_official_student_line_runs(reference_dir, in_official_tree, run_stage, 
         op = flag_values(args, "--operator")[0]
         # the released RipsNet, found by the official naming rule, with the line's pooling and widths
         assert cfg["operator"] == op and cfg["units_list"] == [int(u) for u in flag_values(args, "--units_list")]
-        assert f"ripsnet/result/cifar100_" in out and f"/{op}_best.pth" in out
+        assert "ripsnet/result/cifar100_" in out and f"/{op}_best.pth" in out
     else:
         assert cfg["delta"] == 0.0 and "loss_tda" not in out
 

@@ -133,7 +133,7 @@ def test_official_run_names():
     assert parse_run_name("ResNet50_vanilla").arch == "ResNet50"
     assert parse_run_name("cifar100_resnet56_batch64_FCinput_PCD_dim0") is None  # a RipsNet folder
     assert parse_checkpoint_path(f"/x/{STUDENT_RUN}/resnet20_best.pth").arch == "resnet20"
-    assert arch_candidates(f"/x/save/models/wrn_40_2_vanilla/ckpt_epoch_240.pth") == ["wrn_40_2"]
+    assert arch_candidates("/x/save/models/wrn_40_2_vanilla/ckpt_epoch_240.pth") == ["wrn_40_2"]
 
 
 # ------------------------------------------------------------------------------------------------

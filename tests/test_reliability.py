@@ -27,22 +27,13 @@ import train_student
 import train_teacher
 from topkd_io import load_checkpoint, save_torch
 from engine.config import parse_config
-from helpers import dead_writer_temp, one_line
+from helpers import dead_writer_temp, one_line, weights_digest
 
 ARCH = "resnet8"
 BASE = ["--dataset", "digits", "--image_size", "8", "--batch_size", "64", "--device", "cpu", "--deterministic",
         "--print_freq", "1000", "--model", ARCH, "--seed", "7", "--lr_decay_epochs", "2", "--threads", "1"]
 
 
-
-
-def weights_hash(path) -> str:
-    state = load_checkpoint(path)["model"]
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        digest.update(key.encode())
-        digest.update(state[key].numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- exact resume
@@ -70,7 +61,7 @@ def test_kill9_resume_is_bit_exact_with_two_workers(tmp_path, repo_root):
     resumed = train_teacher.main(argv + ["--resume"])
     assert resumed["epochs_run"] == 1
     straight = train_teacher.main(BASE + ["--epochs", "2", "--num_workers", "0", "--run_dir", str(tmp_path / "s0")])
-    hashes = {name: weights_hash(tmp_path / name / f"{ARCH}_last.pth") for name in ("part", "s0")}
+    hashes = {name: weights_digest(tmp_path / name / f"{ARCH}_last.pth") for name in ("part", "s0")}
     print(f"\n[resume] weights sha256 (first 16): {hashes}")
     assert hashes["part"] == hashes["s0"], hashes
     assert resumed["last_acc"] == straight["last_acc"]
