@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 from pathlib import Path
 import statistics
 import subprocess
@@ -100,7 +101,9 @@ def test_groups_means_and_stds(roots, tmp_path):
     assert float(row["best_mean"]) == pytest.approx(72.0) and float(row["best_std"]) == pytest.approx(1.0)
     assert float(row["last_mean"]) == pytest.approx(71.0) and row["trials"] == "3"
     assert float(row["teacher_mean"]) == pytest.approx(73.0)
-    assert row["config"] == "r 1 a 2 b 0.8 d 5 T 4 lr 0.05 ep 240"
+    # the config column: the options that are not the same in every row (epochs 240 is, and is said once)
+    assert row["config"] == "alpha 2 beta 0.8 delta 5 gamma 1 kd_T 4 lr 0.05"
+    assert md.endswith("Equal in every row (not repeated in the config column): epochs 240.\n")
 
 
 def test_cli_and_errors(roots, tmp_path, capsys):
@@ -276,3 +279,165 @@ def test_baseline_references_and_aliases(tmp_path):
     md = md_path.read_text()
     assert "75.51 last (RepDistiller)" in next(l for l in md.splitlines() if "| crd |" in l)
     assert "73.44 last (RepDistiller)" in next(l for l in md.splitlines() if "| at |" in l)
+
+
+# ------------------------------------------------------------------------------------------------
+# Rows are the runs' recorded identities (trial and seed left out)
+# ------------------------------------------------------------------------------------------------
+from engine.identity import Identity  # noqa: E402
+from topkd_io import save_torch, write_yaml  # noqa: E402
+
+DKD = {"model_s": "resnet8", "model_t": "resnet20", "dataset": "digits", "distill": "dkd", "gamma": 1.0,
+       "alpha": 0.0, "beta": 1.0, "delta": 0.0, "kd_T": 4.0, "dkd_alpha": 1.0, "dkd_beta": 8.0, "lr": 0.05,
+       "epochs": 1, "batch_size": 64}
+TOPKD = dict(DKD, distill="kd", alpha=1.0, delta=5.0, method="topkd", dim=0, operator="mean")
+for _key in ("dkd_alpha", "dkd_beta"):
+    del TOPKD[_key]
+TEACHER_SHA, RIPS_A, RIPS_B = "1" * 64, "ebcb1759" + "a" * 56, "fb3fa32e" + "b" * 56
+
+
+def recorded_run(folder, options, inputs, best, last, *, trial=0, date="2026-01-01T00:00:00+00:00",
+                 commit="a" * 40, dirty=False, weights=None):
+    """A run folder as the training stages leave it: config.yaml (the options, ``identity`` and
+    ``provenance``) and best/last checkpoints holding the config and a one-tensor model, written with the
+    project's writers. Its seed is the trial (the stages' rule); ``weights``: the model's value (default: the
+    trial)."""
+    arch = options.get("model_s") or options["model"]
+    seed = trial
+    identity = Identity(dict(options, trial=trial, seed=seed), inputs).to_dict()
+    cfg = dict(options, **{k: f"/runs/{k}.pth" for k in inputs}, trial=trial, seed=seed, identity=identity,
+               provenance={"commit": commit, "dirty": dirty, "date": date,
+                           "inputs": {k: {"path": f"/runs/{k}.pth", "sha256": v} for k, v in inputs.items()}})
+    folder.mkdir(parents=True)
+    write_yaml(folder / "config.yaml", cfg)
+    model = {"w": torch.full((2,), float(trial if weights is None else weights))}
+    save_torch({"arch": arch, "epoch": 1, "model": model, "config": cfg, "best_acc": best}, folder / f"{arch}_best.pth")
+    save_torch({"arch": arch, "epoch": 1, "model": model, "config": cfg, "best_acc": best, "last_acc": last},
+               folder / f"{arch}_last.pth")
+    return folder
+
+
+def collected(tmp_path):
+    md, _, rows = cr.collect([tmp_path / "runs"], tmp_path / "table")
+    table = json.loads(md.with_suffix(".json").read_text())
+    return rows, md.read_text(), table
+
+
+def test_runs_differing_only_in_a_method_option_are_two_rows(tmp_path):
+    """Two DKD runs with --dkd_beta 2 and 8 (two trials each) became one row `trials 4`, and the config
+    column showed no dkd_beta."""
+    for beta in (2.0, 8.0):
+        for trial in (0, 1):
+            recorded_run(tmp_path / "runs" / f"dkd_b{beta:g}_{trial}", dict(DKD, dkd_beta=beta),
+                         {"path_t": TEACHER_SHA}, 60.0 + beta + trial, 60.0 + beta, trial=trial)
+    rows, md, table = collected(tmp_path)
+    assert sorted((r.config, r.trials, r.best.mean) for r in rows) == [("dkd_beta 2", 2, 62.5),
+                                                                       ("dkd_beta 8", 2, 68.5)]
+    # the options every row shares are said once, under the table, not in each cell
+    assert "dkd_alpha 1" in md.split("\n\n")[1] and "lr 0.05" in md.split("\n\n")[1]
+    assert {r["options"]["dkd_beta"] for r in table} == {2.0, 8.0}
+    assert all("trial" not in r["options"] and "seed" not in r["options"] for r in table)
+
+
+def test_runs_with_other_ripsnets_are_two_rows(tmp_path):
+    """Two KD+TopKD trials trained with RipsNet ebcb1759 and two with fb3fa32e were one row (`trials 4`)."""
+    for rips in (RIPS_A, RIPS_B):
+        for trial in (0, 1):
+            recorded_run(tmp_path / "runs" / f"topkd_{rips[:8]}_{trial}", TOPKD,
+                         {"path_t": TEACHER_SHA, "rips_path": rips}, 70.0 + trial, 70.0, trial=trial)
+    rows, md, table = collected(tmp_path)
+    assert sorted((r.config, r.trials) for r in rows) == [("rips_path ebcb1759", 2), ("rips_path fb3fa32e", 2)]
+    assert {r["inputs"]["rips_path"] for r in table} == {RIPS_A, RIPS_B}
+    assert all(r.method == "kd+topkd" and r.teacher_sha == TEACHER_SHA for r in rows)
+
+
+def test_a_repeated_trial_is_one_run_the_newest(tmp_path, capsys):
+    """Trial 0 trained twice (same settings, same seed, two run folders) counted as two trials."""
+    runs = tmp_path / "runs"
+    recorded_run(runs / "a" / "kd_0", TOPKD, {"path_t": TEACHER_SHA}, 60.0, 59.0, date="2026-01-01T10:00:00+00:00")
+    recorded_run(runs / "b" / "kd_0", TOPKD, {"path_t": TEACHER_SHA}, 80.0, 79.0, weights=5.0,
+                 date="2026-01-02T10:00:00+00:00")
+    recorded_run(runs / "a" / "kd_1", TOPKD, {"path_t": TEACHER_SHA}, 70.0, 69.0, trial=1)
+    (row,), md, (entry,) = collected(tmp_path)
+    assert row.trials == 2 and row.best.mean == pytest.approx(75.0) and row.last.mean == pytest.approx(74.0)
+    assert sorted(row.runs) == [str(runs / "a" / "kd_1"), str(runs / "b" / "kd_0")]
+    assert entry["left_out"] == [str(runs / "a" / "kd_0")]
+    (note,) = entry["notes"]
+    assert "seed 0" in note and str(runs / "a" / "kd_0") in note and "newest by record date 2026-01-02" in note
+    assert note in capsys.readouterr().err
+    assert "| 2 (1 repeat left out) |" in md
+
+
+def test_copies_of_one_run_count_once(tmp_path, capsys):
+    """A run folder copied six times counted as six trials."""
+    runs = tmp_path / "runs"
+    first = recorded_run(runs / "kd_0", TOPKD, {"path_t": TEACHER_SHA}, 71.0, 70.0)
+    for i in range(5):
+        shutil.copytree(first, runs / f"copy_{i}")
+    (row,), md, (entry,) = collected(tmp_path)
+    assert row.trials == 1 and row.best.mean == 71.0 and len(entry["left_out"]) == 5
+    assert all("copy" in n and "same checkpoint" in n for n in entry["notes"])
+    assert "| 1 (5 copies counted once) |" in md
+    assert len([l for l in capsys.readouterr().err.splitlines() if "copy" in l]) == 5
+
+
+def test_teachers_sharing_a_name_but_not_weights_are_not_averaged(tmp_path):
+    """Two teacher folders of one (official-layout) name with different weights gave `69.58 ± 33.59, trials 2`."""
+    name = "resnet56_cifar100_lr_0.05_decay_0.0005_trial_0"
+    for i, (acc, when) in enumerate(((93.37, 2_000_000_000), (45.79, 1_900_000_000))):
+        folder = tmp_path / "runs" / f"root{i}" / name
+        folder.mkdir(parents=True)
+        save_torch({"model": {"w": torch.full((2,), float(i))}, "best_acc": acc}, folder / "resnet56_best.pth")
+        os.utime(folder / "resnet56_best.pth", (when, when))
+    (row,), md, (entry,) = collected(tmp_path)
+    assert row.trials == 1 and row.best.mean == 93.37 and row.best.std is None
+    (note,) = entry["notes"]
+    assert note.startswith("trial 0 repeated") and "another checkpoint" in note and "newest by file mtime" in note
+
+
+def test_accuracies_outside_0_100_are_refused(tmp_path):
+    """`best_acc: -5` was taken as an accuracy (and averaged)."""
+    runs = tmp_path / "runs"
+    recorded_run(runs / "kd_0", TOPKD, {"path_t": TEACHER_SHA}, -5.0, 70.0)
+    recorded_run(runs / "kd_1", TOPKD, {"path_t": TEACHER_SHA}, 70.0, 170.0, trial=1)
+    (row,), md, _ = collected(tmp_path)
+    assert row.best.mean == 70.0 and row.best.n == 1 and row.last.mean == 70.0 and row.last.n == 1
+    assert "n/a: best_acc -5 is outside [0, 100]" in row.best.text()
+    assert "n/a: last_acc 170 is outside [0, 100]" in row.last.text()
+
+
+def test_commit_column(tmp_path, official_topkd_name=("T:resnet56_S:resnet20_cifar100_64_KD:KD_T:4.0_epochs_240_lr_"
+                                                        "0.05_decay_0.0005_r:1.0_a:2.0_b:0.8_trial_1")):
+    """The code each row was trained with was not shown: every commit of a row, dirty trees marked."""
+    runs = tmp_path / "runs"
+    recorded_run(runs / "kd_0", TOPKD, {"path_t": TEACHER_SHA}, 70.0, 70.0, commit="c0ffee12" + "0" * 32)
+    recorded_run(runs / "kd_1", TOPKD, {"path_t": TEACHER_SHA}, 71.0, 71.0, trial=1, commit="beef3456" + "0" * 32,
+                 dirty=True)
+    official = runs / official_topkd_name
+    official.mkdir()
+    save_torch({"model": {"w": torch.zeros(1)}, "best_acc": 70.0}, official / "resnet20_best.pth")
+    rows, md, table = collected(tmp_path)
+    ours = next(r for r in table if r["student"] == "resnet8")
+    assert ours["commits"] == ["beef3456-dirty", "c0ffee12"]
+    assert "| beef3456-dirty, c0ffee12 |" in md and "| not recorded |" in md
+
+
+def test_tiny_digits_sweep_rows(tmp_path):
+    """End to end: real digits runs (two --dkd_beta values, one trial trained twice) -> their own rows."""
+    import train_student
+    import train_teacher
+
+    base = ["--dataset", "digits", "--image_size", "8", "--batch_size", "64", "--num_workers", "0", "--device",
+            "cpu", "--print_freq", "1000", "--threads", "1", "--lr_decay_epochs", "100", "--epochs", "1"]
+    runs = tmp_path / "runs"
+    teacher = train_teacher.main(base + ["--model", "resnet8", "--save_dir", str(runs / "t")])["best_checkpoint"]
+    student = base + ["--path_t", teacher, "--model_s", "resnet8", "--distill", "dkd", "--max_steps", "2"]
+    for beta, save in (("2", "s"), ("8", "s"), ("2", "again")):
+        train_student.main(student + ["--dkd_beta", beta, "--save_dir", str(runs / save)])
+    rows, md, table = collected(tmp_path)
+    students = sorted((r.config, r.trials) for r in rows if r.method == "dkd")
+    assert len(students) == 2 and [n for _, n in students] == [1, 1]
+    two, eight = (c for c, _ in students)  # the cells differ in dkd_beta only
+    assert "dkd_beta 2" in two.split(" | ")[0] and two.replace("dkd_beta 2", "dkd_beta 8") == eight
+    repeated = next(r for r in table if r["method"] == "dkd" and r["options"]["dkd_beta"] == 2.0)
+    assert len(repeated["left_out"]) == 1 and "seed 0" in repeated["notes"][0]

@@ -55,11 +55,14 @@ def test_collector_reads_official_run_folders(official_roots, tmp_path):
     assert set(got) == {("resnet56", "resnet20", "kd+topkd"), ("ResNet50", "mobilenetv2", "kd"),
                         ("wrn_40_2", "wrn_16_2", "fitnet"), ("", "ResNet50", "ce")}
     topkd = got[("resnet56", "resnet20", "kd+topkd")]
-    assert topkd.best.mean == pytest.approx(71.74, abs=1e-4) and topkd.config == "r 1 a 2 b 0.8 d 5 T 4 lr 0.05 ep 240"
+    assert topkd.best.mean == pytest.approx(71.74, abs=1e-4)
+    # what the names give, where the rows differ
+    assert topkd.config == ("alpha 2 batch_size 64 beta 0.8 delta 5 dim 0 epochs 240 gamma 1 kd_T 4 lr 0.05 "
+                            "operator mean tda_layer_s -1 tda_layer_t -1 weight_decay 0.0005")
     assert topkd.last.mean is None
     assert topkd.last.text().startswith("n/a: checkpoint unreadable: resnet20_last.pth needs argparse.Namespace")
     rep = got[("ResNet50", "mobilenetv2", "kd")]
-    assert (rep.best.mean, rep.last.mean, rep.config) == (67.5, 67.25, "r 0.1 a 0.9 b 0")
+    assert (rep.best.mean, rep.last.mean, rep.config) == (67.5, 67.25, "alpha 0.9 beta 0 gamma 0.1")
     assert got[("", "ResNet50", "ce")].best.mean == 79.5
     assert got[("wrn_40_2", "wrn_16_2", "fitnet")].last.text().startswith(
         "n/a: checkpoint unreadable: checkpoint wrn_16_2_last.pth cannot be read (its contents are damaged or cut short)")

@@ -10,21 +10,28 @@ checkpoint is read with the safe loader; a cell that cannot be filled says why (
 checkpoint records no accuracy takes it from an ``evaluate.py`` result of that checkpoint beside it (or,
 with ``--evaluate``, runs the evaluation).
 
-Rows: runs grouped by (dataset, student, teacher *checkpoint*, method, hyper-parameters), the trial left
-out. The teacher is the checkpoint each student was trained from, identified by the SHA-256 its run
-recorded (`engine.provenance`); its top-1 is that teacher run's, else the one the student recorded from the
-teacher's checkpoint; never an average over teachers of the same architecture. Each row gets mean +- std
-over its trials of every numeric column (`STAT_COLUMNS`: best and last test top-1; add a `StatColumn` for
-more), the number of trials, published numbers with their epoch label (best / last) and the difference of
-ours from the published one (``Δ``). Networks trained alone with cross-entropy (teachers, and the ``ce``
-baseline of a student) are rows of method ``ce`` with no teacher; they sit before the distilled rows of
-the same student. When all trials of a row end with identical weights, the row says so instead of
-printing a zero std.
+Rows: one per identity, the run's own record of every option and input file that changes its result
+(config.yaml ``identity``, `engine.identity`), with only the trial and seed left out; runs without one (older
+runs, official folders) get one by the same rule from the settings they have. Runs of other options, method
+options included, or other input files (teacher, RipsNet, data) are never pooled. In a row, one run per seed:
+of runs sharing a seed (a copy of a run folder, or a trial trained twice) the newest by its record date (else
+its checkpoint's file mtime) is kept, and each left out is named on stderr, in the trials cell and in the JSON.
+The config column shows the options and inputs that are not the same in every row; those that are follow the
+Markdown table once. The teacher is the checkpoint each student was trained from (its SHA-256); its top-1 is
+that teacher run's, else the one the student recorded from the teacher's checkpoint; never an average over
+teachers of the same architecture. Each row gets mean +- std over its trials of every numeric column
+(`STAT_COLUMNS`: best and last test top-1; add a `StatColumn` for more; an accuracy outside [0, 100] is
+refused, its cell says why), the number of trials, the code's commits (``-dirty``: a modified tree),
+published numbers with their epoch label (best / last) and the difference of ours from the published one
+(``Δ``). Networks trained alone with cross-entropy (teachers, and the ``ce`` baseline of a student) are rows
+of method ``ce`` with no teacher; they sit before the distilled rows of the same student. When all trials of
+a row end with identical weights, the row says so instead of printing a zero std.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import hashlib
 import io
 import json
@@ -45,7 +52,7 @@ if str(ROOT) not in sys.path:
 
 from distiller.registry import canonical_name  # noqa: E402
 from engine.evaluate import evaluate_checkpoint, find_results, write_result  # noqa: E402
-from engine.identity import input_sha256  # noqa: E402
+from engine.identity import Identity, input_sha256  # noqa: E402
 from models import ARCH_ALIASES  # noqa: E402
 from models.run_names import parse_run_name  # noqa: E402
 from topkd_io import (  # noqa: E402
@@ -143,8 +150,9 @@ class Run:
     arch: str                      # the trained network
     teacher: str = ""              # the teacher's architecture; empty for CE-only runs
     method: str = "ce"
-    config: str = ""               # hyper-parameters that define the group (trial excluded)
-    trial: str = "0"
+    options: Dict[str, Any] = field(default_factory=dict)  # its identity's options, trial and seed left out
+    inputs: Dict[str, Any] = field(default_factory=dict)   # its identity's inputs: flag -> SHA-256
+    seed: str = "seed 0"           # ``seed <n>`` (or ``trial <n>`` where no seed is recorded): one run per value
     best: Optional[float] = None
     last: Optional[float] = None
     teacher_path: Optional[str] = None
@@ -154,6 +162,10 @@ class Run:
     last_note: str = ""
     weights: Optional[str] = None  # SHA-256 of the final weights (the last checkpoint's model)
     best_file: Optional[Path] = None
+    checkpoint: Optional[str] = None  # SHA-256 of the best checkpoint file (equal for copies of one run)
+    date: float = 0.0              # when the run was made (seconds since the epoch), from ``date_source``
+    date_source: str = ""          # ``record date <ISO>`` (its provenance) or ``file mtime <ISO>`` (the checkpoint's)
+    commit: str = ""               # the code's commit (8 digits, ``-dirty`` for a modified tree); "" unknown
     extra: Dict[str, Optional[float]] = field(default_factory=dict)  # more numeric columns (RUN_READERS)
     extra_notes: Dict[str, str] = field(default_factory=dict)
 
@@ -179,19 +191,6 @@ def method_key(cfg: Dict[str, Any]) -> str:
     if cfg.get("delta"):
         name += "+" + str(cfg.get("method") or "topkd")
     return name
-
-
-# Hyper-parameters shown in the "config" column (and part of the grouping), by config key.
-STUDENT_CONFIG = (("gamma", "r"), ("alpha", "a"), ("beta", "b"), ("delta", "d"), ("kd_T", "T"),
-                  ("lr", "lr"), ("epochs", "ep"))
-TEACHER_CONFIG = (("input", "input"), ("lr", "lr"), ("weight_decay", "wd"), ("epochs", "ep"))
-
-
-def config_text(cfg: Dict[str, Any], keys: Sequence[Tuple[str, str]]) -> str:
-    """``r 1 a 2 d 5 T 4 lr 0.05 ep 240``: the values set, without the options the run did not use
-    (``unused_options`` of its config.yaml, e.g. ``-b`` with KD)."""
-    unused = set(cfg.get("unused_options") or ())
-    return " ".join(f"{short} {_num(cfg[k])}" for k, short in keys if cfg.get(k) is not None and k not in unused)
 
 
 def _read_yaml(path: Path) -> Dict[str, Any]:
@@ -242,11 +241,20 @@ def _last_epoch_ckpt(folder: Path) -> Optional[Path]:
 
 
 def _accuracy(ckpt: Dict[str, Any], key: str, note: str, path: Path) -> Tuple[Optional[float], str]:
-    """``ckpt[key]`` as a float, or None and why (``n/a: ...``)."""
+    """``ckpt[key]`` as a float (a top-1 in percent), or None and why (``n/a: ...``)."""
     if note:
         return None, f"n/a: {note}"
     value = _float(ckpt.get(key))
-    return (value, "") if value is not None else (None, f"n/a: {path.name} holds no {key}")
+    if value is None:
+        return None, f"n/a: {path.name} holds no {key}"
+    return _percent(value, key)
+
+
+def _percent(value: float, what: str) -> Tuple[Optional[float], str]:
+    """(value, "") for a top-1 within [0, 100]; (None, why) otherwise: it is never used in a mean."""
+    if 0.0 <= value <= 100.0:
+        return value, ""
+    return None, f"n/a: {what} {value:g} is outside [0, 100]"
 
 
 def _float(value: Any) -> Optional[float]:
@@ -275,12 +283,60 @@ def _canonical_arch(name: str) -> str:
     return ARCH_ALIASES.get(name, name)
 
 
-def _teacher_record(cfg: Dict[str, Any]) -> Tuple[Optional[str], Optional[float]]:
-    """(SHA-256 of the teacher file, its recorded top-1) from a student's provenance, when recorded."""
-    prov = cfg.get("provenance") if isinstance(cfg.get("provenance"), dict) else {}
-    inputs = prov.get("inputs") if isinstance(prov.get("inputs"), dict) else {}
-    teacher = inputs.get("path_t") if isinstance(inputs.get("path_t"), dict) else {}
-    return teacher.get("sha256"), _float(prov.get("teacher_top1"))
+def _provenance(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    return cfg.get("provenance") if isinstance(cfg.get("provenance"), dict) else {}
+
+
+def _recorded_inputs(cfg: Dict[str, Any]) -> Dict[str, str]:
+    """flag -> SHA-256 of the input files a run's provenance records."""
+    inputs = _provenance(cfg).get("inputs")
+    inputs = inputs if isinstance(inputs, dict) else {}
+    return {k: v["sha256"] for k, v in inputs.items() if isinstance(v, dict) and isinstance(v.get("sha256"), str)}
+
+
+def _teacher_top1(cfg: Dict[str, Any]) -> Optional[float]:
+    """The teacher's top-1 a student's provenance records (None when absent or outside [0, 100])."""
+    value = _float(_provenance(cfg).get("teacher_top1"))
+    return None if value is None else _percent(value, "teacher_top1")[0]
+
+
+def run_identity(cfg: Dict[str, Any]) -> Identity:
+    """The identity a run records (config.yaml ``identity``, `engine.identity`). A run that records none (an
+    older run, or an official folder read from its name) gets one by the same rule from the settings it
+    has: its options without `NOT_RESULT`, its inputs by their recorded SHA-256 (else the teacher's path)."""
+    stored = cfg.get("identity")
+    if isinstance(stored, dict) and isinstance(stored.get("options"), dict) \
+            and isinstance(stored.get("inputs") or {}, dict):
+        return Identity.from_dict(stored)
+    inputs: Dict[str, Any] = _recorded_inputs(cfg)
+    if not inputs and cfg.get("path_t"):
+        inputs["path_t"] = str(Path(str(cfg["path_t"])).resolve())
+    unused = cfg.get("unused_options") if isinstance(cfg.get("unused_options"), list) else ()
+    return Identity.of(cfg, inputs, unused=[str(u) for u in unused])
+
+
+# Left out of a row's grouping: the trials of one setting differ only in these.
+TRIAL_OPTIONS = ("trial", "seed")
+
+
+def _date(cfg: Dict[str, Any], path: Path) -> Tuple[float, str]:
+    """(seconds since the epoch, ``record date <ISO>``) from the run's provenance, else the checkpoint file's
+    ``file mtime <ISO>``."""
+    text = _provenance(cfg).get("date")
+    try:
+        return datetime.datetime.fromisoformat(str(text)).timestamp(), f"record date {text}"
+    except (ValueError, OverflowError, OSError):
+        mtime = path.stat().st_mtime
+        return mtime, f"file mtime {datetime.datetime.fromtimestamp(mtime).astimezone().isoformat(timespec='seconds')}"
+
+
+def _commit(cfg: Dict[str, Any]) -> str:
+    """``<8 hex>`` of the commit the run's provenance records, ``-dirty`` when the tree was modified; ""."""
+    prov = _provenance(cfg)
+    commit = prov.get("commit")
+    if not isinstance(commit, str) or not commit:
+        return ""
+    return commit[:8] + ("-dirty" if prov.get("dirty") is True else "")
 
 
 # Functions ``reader(run, folder, cfg, last_ckpt)`` that add numeric values to ``run.extra`` (and notes to
@@ -312,14 +368,19 @@ def read_run(folder: Path) -> Optional[Run]:
         official = True
     student = "model_s" in cfg and (cfg.get("path_t") is not None or (official and bool(cfg.get("model_t"))))
     arch = _canonical_arch(str(cfg.get("model_s") or cfg.get("model") or arch))
-    info: Dict[str, Any] = {"dataset": str(cfg.get("dataset", "?")), "arch": arch, "trial": str(cfg.get("trial", 0))}
+    identity = run_identity(cfg)
+    seed = identity.options.get("seed")
+    info: Dict[str, Any] = {
+        "dataset": str(cfg.get("dataset", "?")), "arch": arch, "inputs": dict(identity.inputs),
+        "options": {k: v for k, v in identity.options.items() if k not in TRIAL_OPTIONS},
+        "seed": f"seed {seed}" if seed is not None else f"trial {identity.options.get('trial', cfg.get('trial', 0))}"}
     if student:
-        sha, top1 = _teacher_record(cfg)
+        sha = identity.inputs.get("path_t") or _recorded_inputs(cfg).get("path_t")
         info.update(teacher=_canonical_arch(str(cfg.get("model_t") or "?")), method=method_key(cfg),
-                    config=config_text(cfg, STUDENT_CONFIG), teacher_sha=sha, teacher_top1=top1)
+                    teacher_sha=sha if sha and re.fullmatch(r"[0-9a-f]{64}", str(sha)) else None,
+                    teacher_top1=_teacher_top1(cfg))
     else:
-        tag = str(cfg.get("dataset", "?")) + ("_pi" if cfg.get("input") == "pi" else "")
-        info.update(dataset=tag, config=config_text(cfg, TEACHER_CONFIG))
+        info["dataset"] = str(cfg.get("dataset", "?")) + ("_pi" if cfg.get("input") == "pi" else "")
     best, best_note = _accuracy(best_ckpt, "best_acc", best_err, best_path)
     if best is None and not best_err:
         best, best_note = _evaluated(best_path, best_note)
@@ -333,8 +394,11 @@ def read_run(folder: Path) -> Optional[Run]:
     else:
         last_ckpt, last_err = _read_ckpt(last_path)
         last, last_note = _accuracy(last_ckpt, "last_acc", last_err, last_path)
+    date, date_source = _date(cfg, best_path)
     run = Run(path=folder, best=best, last=last, teacher_path=cfg.get("path_t"), best_note=best_note,
-              last_note=last_note, weights=last_ckpt.get("weights"), best_file=best_path, **info)
+              last_note=last_note, weights=last_ckpt.get("weights"), best_file=best_path,
+              checkpoint=input_sha256(str(best_path)), date=date, date_source=date_source, commit=_commit(cfg),
+              **info)
     for reader in RUN_READERS:
         reader(run, folder, cfg, last_ckpt)
     return run
@@ -344,7 +408,10 @@ def _evaluated(checkpoint: Path, note: str) -> Tuple[Optional[float], str]:
     """The test top-1 an evaluate.py result beside ``checkpoint`` records for its current contents."""
     results = find_results(str(checkpoint))
     if results:
-        return float(results[0]["top1"]), ""
+        value = _float(results[0].get("top1"))
+        if value is None:
+            return None, f"{note}; its evaluate.py result holds no top1"
+        return _percent(value, "evaluated top1")
     return None, note + "; run evaluate.py on it (or pass --evaluate)"
 
 
@@ -368,7 +435,7 @@ def evaluate_missing(runs: List[Run], data_root: str) -> int:
             write_result(result)
         except (ValueError, OSError):
             pass  # a read-only folder: the number is still used
-        run.best, run.best_note = float(result["top1"]), ""
+        run.best, run.best_note = _percent(float(result["top1"]), "evaluated top1")
         done += 1
     return done
 
@@ -489,17 +556,25 @@ STAT_COLUMNS: List[StatColumn] = [
 
 @dataclass
 class Row:
+    """The runs of one identity (trial and seed left out), one per seed."""
+
     dataset: str
     teacher: str
     student: str
     method: str
-    config: str
+    options: Dict[str, Any]
+    inputs: Dict[str, Any]
     stats: Dict[str, Stat]
     trials: int
     teacher_acc: Stat
     teacher_sha: Optional[str] = None
     references: List[Reference] = field(default_factory=list)
     runs: List[str] = field(default_factory=list)
+    commits: List[str] = field(default_factory=list)  # `Run.commit` of its runs ("not recorded" when unknown)
+    copies: List[str] = field(default_factory=list)   # run folders left out as copies of a kept run
+    repeats: List[str] = field(default_factory=list)  # run folders left out as older runs of a kept run's seed
+    notes: List[str] = field(default_factory=list)    # why each was left out
+    config: str = ""               # its options and inputs that differ between the rows (`fill_config`)
 
     @property
     def best(self) -> Stat:
@@ -520,18 +595,37 @@ class Row:
         return None, ""
 
 
-def _teacher_key(run: Run) -> str:
-    if run.teacher_sha:
-        return run.teacher_sha
-    if run.teacher_path:
-        return str(Path(run.teacher_path).resolve())
-    return ""
+def one_run_per_seed(members: List[Run]) -> Tuple[List[Run], List[Run], List[Run], List[str]]:
+    """The runs of one row, one per seed -> (kept, copies, repeats, a note per run left out). Of runs sharing
+    a seed the newest (`Run.date`: record date, else file mtime) is kept; the others are left out: a copy
+    of it (the same best checkpoint file) or another run of its seed is one run, not another trial."""
+    by_seed: Dict[str, List[Run]] = {}
+    for run in members:
+        by_seed.setdefault(run.seed, []).append(run)
+    kept, copies, repeats, notes = [], [], [], []
+    for seed, same in by_seed.items():
+        *older, newest = sorted(same, key=lambda r: (r.date, str(r.path)))
+        kept.append(newest)
+        for run in older:
+            if run.checkpoint is not None and run.checkpoint == newest.checkpoint:
+                copies.append(run)
+                notes.append(f"{run.path} is a copy of {newest.path} (same checkpoint, sha256 "
+                             f"{run.checkpoint[:8]}): counted once")
+            else:
+                repeats.append(run)
+                notes.append(f"{seed} repeated: left out {run.path} (another checkpoint), kept {newest.path} "
+                             f"(newest by {newest.date_source})")
+    return kept, copies, repeats, notes
 
 
-def _group_key(run: Run) -> Tuple[str, ...]:
-    if run.is_student:
-        return (run.dataset, run.arch, run.teacher, _teacher_key(run), run.method, run.config)
-    return (run.dataset, run.arch, "", "", "ce", run.config)
+def _trials_text(row: Row) -> str:
+    """``2``, or ``2 (1 copy counted once, 1 repeat left out)``."""
+    parts = []
+    if row.copies:
+        parts.append(f"{len(row.copies)} {'copy' if len(row.copies) == 1 else 'copies'} counted once")
+    if row.repeats:
+        parts.append(f"{len(row.repeats)} repeat{'s' if len(row.repeats) > 1 else ''} left out")
+    return str(row.trials) + (f" ({', '.join(parts)})" if parts else "")
 
 
 class TeacherIndex:
@@ -540,22 +634,13 @@ class TeacherIndex:
     ``--path_t`` when no SHA-256 was recorded (older runs); never looked up by architecture."""
 
     def __init__(self, runs: List[Run]):
-        self.ce_runs = [r for r in runs if not r.is_student]
-        self._by_sha: Optional[Dict[str, Run]] = None
-        self.by_dir = {str(r.path.resolve()): r for r in self.ce_runs}
-
-    def by_sha(self) -> Dict[str, Run]:
-        if self._by_sha is None:
-            self._by_sha = {}
-            for r in self.ce_runs:
-                sha = input_sha256(str(r.best_file)) if r.best_file is not None else None
-                if sha:
-                    self._by_sha.setdefault(sha, r)
-        return self._by_sha
+        ce_runs = [r for r in runs if not r.is_student]
+        self.by_sha = {r.checkpoint: r for r in reversed(ce_runs) if r.checkpoint}
+        self.by_dir = {str(r.path.resolve()): r for r in ce_runs}
 
     def top1(self, student: Run) -> Tuple[Optional[float], str]:
         if student.teacher_sha:
-            found = self.by_sha().get(student.teacher_sha)
+            found = self.by_sha.get(student.teacher_sha)
             if found is not None and found.best is not None:
                 return found.best, ""
             if student.teacher_top1 is not None:
@@ -570,23 +655,23 @@ class TeacherIndex:
 
 
 def build_rows(runs: List[Run]) -> List[Row]:
-    """One row per group, ordered by dataset, student (its ce row first), teacher, method."""
-    groups: Dict[Tuple[str, ...], List[Run]] = {}
+    """One row per identity (`Run.options` and `Run.inputs`: every option and input file but the trial and
+    seed), one run per seed in it (`one_run_per_seed`); ordered by dataset, student (its ce row first),
+    teacher, method. Each row's ``config`` is what differs between the rows (`fill_config`)."""
+    groups: Dict[str, List[Run]] = {}
     for run in runs:
-        groups.setdefault(_group_key(run), []).append(run)
+        groups.setdefault(json.dumps([run.options, run.inputs], sort_keys=True, default=str), []).append(run)
     teachers = TeacherIndex(runs)
     rows = []
-    for key, members in groups.items():
-        dataset, arch, teacher, method, config = key[0], key[1], key[2], key[4], key[5]
-        if teacher:
-            refs = DISTILL_REFERENCES.get((dataset, teacher, arch, method), [])
-            per_teacher = {}  # one value per teacher file (every member of a row shares it)
-            for m in members:
-                per_teacher.setdefault(_teacher_key(m), teachers.top1(m))
-            values = list(per_teacher.values())
-            teacher_acc = Stat.of([v for v, _ in values], [n for _, n in values])
+    for group in groups.values():
+        members, copies, repeats, notes = one_run_per_seed(group)
+        first = members[0]
+        if first.is_student:
+            refs = DISTILL_REFERENCES.get((first.dataset, first.teacher, first.arch, first.method), [])
+            value, note = teachers.top1(first)  # one teacher file per row: it is one of the inputs
+            teacher_acc = Stat.of([value], [note])
         else:
-            refs = CE_REFERENCES.get((dataset, arch), [])
+            refs = CE_REFERENCES.get((first.dataset, first.arch), [])
             teacher_acc = Stat(None, None, 0)
         weights = {m.weights for m in members}
         identical = len(members) > 1 and len(weights) == 1 and None not in weights
@@ -594,11 +679,58 @@ def build_rows(runs: List[Run]) -> List[Row]:
         for col in STAT_COLUMNS:
             values = [col.value(m) for m in members]
             stats[col.key] = Stat.of([v for v, _ in values], [n for _, n in values], identical=identical)
-        rows.append(Row(dataset, teacher, arch, method, config, stats, len(members), teacher_acc,
-                        members[0].teacher_sha if teacher else None, list(refs), [str(r.path) for r in members]))
+        rows.append(Row(first.dataset, first.teacher, first.arch, first.method,
+                        first.options, first.inputs, stats, len(members), teacher_acc, first.teacher_sha,
+                        list(refs), [str(r.path) for r in members],
+                        sorted({m.commit or "not recorded" for m in members}), [str(r.path) for r in copies],
+                        [str(r.path) for r in repeats], notes))
     rows.sort(key=lambda r: (r.dataset, r.student, r.method != "ce", r.teacher, r.teacher_sha or "", r.method,
-                             r.config))
+                             json.dumps([r.options, r.inputs], sort_keys=True, default=str)))
+    fill_config(rows)
     return rows
+
+
+# Options and inputs other columns show (dataset, student, teacher, method): not repeated in the config cell.
+SHOWN_ELSEWHERE = frozenset({"dataset", "input", "model", "model_s", "model_t", "distill", "method", "path_t"})
+
+
+def _text(value: Any) -> str:
+    """An option's value as the cell shows it: ``1.0`` -> ``1``, lists comma-joined."""
+    if isinstance(value, list):
+        return ",".join(_text(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return _num(value)
+
+
+def _settings(row: Row) -> Dict[Tuple[str, str], str]:
+    """(``option``/``input``, name) -> text of a row's set options and inputs (an input as 8 digits of its
+    SHA-256), without those other columns show."""
+    out = {("option", k): _text(v) for k, v in row.options.items() if v is not None}
+    out.update({("input", k): str(v)[:8] for k, v in row.inputs.items() if v is not None})
+    return {k: v for k, v in out.items() if k[1] not in SHOWN_ELSEWHERE}
+
+
+def common_settings(rows: Sequence[Row]) -> Dict[Tuple[str, str], str]:
+    """The options and inputs (as `_settings`) set to the same value in every row."""
+    settings = [_settings(r) for r in rows]
+    common = dict(settings[0]) if settings else {}
+    for other in settings[1:]:
+        common = {k: v for k, v in common.items() if other.get(k) == v}
+    return common
+
+
+def fill_config(rows: Sequence[Row]) -> None:
+    """Set each row's ``config``: its options and inputs (`_settings`) that are not the same in every row, a
+    method's own options included (only its rows have them), ``name value`` by name."""
+    common = common_settings(rows)
+    for row in rows:
+        row.config = " ".join(f"{key[1]} {v}" for key, v in sorted(_settings(row).items(), key=_by_name)
+                              if key not in common)
+
+
+def _by_name(item: Tuple[Tuple[str, str], str]) -> Tuple[str, str]:
+    return item[0][1], item[0][0]
 
 
 def _teacher_text(row: Row) -> str:
@@ -648,9 +780,10 @@ def columns(rows: Sequence[Row] = ()) -> List[Column]:
                lambda r: (_num4(r.teacher_acc.mean), _num4(r.teacher_acc.std)), numeric=True),
         Column("student", lambda r: r.student, ("student",), lambda r: (r.student,)),
         Column("method", lambda r: r.method, ("method",), lambda r: (r.method,)),
-        Column("config", lambda r: r.config, ("config",), lambda r: (r.config,)),
+        Column("config", lambda r: r.config or "-", ("config",), lambda r: (r.config,)),
         *stat_columns(rows),
-        Column("trials", lambda r: str(r.trials), ("trials",), lambda r: (r.trials,), numeric=True),
+        Column("trials", _trials_text, ("trials",), lambda r: (r.trials,), numeric=True),
+        Column("commit", lambda r: ", ".join(r.commits), ("commit",), lambda r: (", ".join(r.commits),)),
         Column("Δ vs published", _delta_text, ("delta", "delta_of"),
                lambda r: (_num4(r.delta()[0]), r.delta()[1]), numeric=True),
         Column("published", lambda r: "; ".join(x.text() for x in r.references), ("reference",),
@@ -664,6 +797,10 @@ def to_markdown(rows: List[Row]) -> str:
     lines = ["| " + " | ".join(c.title for c in cols) + " |",
              "| " + " | ".join("---:" if c.numeric else "---" for c in cols) + " |"]
     lines += ["| " + " | ".join(c.cell(r).replace("|", "/") for c in cols) + " |" for r in rows]
+    common = common_settings(rows)
+    if common:
+        lines += ["", "Equal in every row (not repeated in the config column): " +
+                  ", ".join(f"{key[1]} {v}" for key, v in sorted(common.items(), key=_by_name)) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -674,7 +811,7 @@ def to_csv(rows: List[Row]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([name for c in cols for name in c.csv] + ["identical_weights", "runs", "notes"])
     for r in rows:
-        notes = "; ".join(f"{k}: {st.note}" for k, st in r.stats.items() if st.note)
+        notes = "; ".join([f"{k}: {st.note}" for k, st in r.stats.items() if st.note] + r.notes)
         writer.writerow([v for c in cols for v in c.csv_values(r)] + [str(r.best.identical).lower(),
                                                                       ";".join(r.runs), notes])
     return buf.getvalue()
@@ -687,10 +824,12 @@ def to_json(rows: List[Row]) -> str:
         delta, delta_of = r.delta()
         out.append({"dataset": r.dataset, "teacher": r.teacher or None, "teacher_sha256": r.teacher_sha,
                     "teacher_top1": r.teacher_acc.to_dict(), "student": r.student, "method": r.method,
-                    "config": r.config, "trials": r.trials, "stats": {k: v.to_dict() for k, v in r.stats.items()},
+                    "config": r.config, "options": r.options, "inputs": r.inputs, "trials": r.trials,
+                    "stats": {k: v.to_dict() for k, v in r.stats.items()},
                     "delta_vs_published": delta, "delta_of": delta_of or None,
                     "references": [{"best": x.best, "last": x.last, "source": x.source} for x in r.references],
-                    "runs": r.runs})
+                    "runs": r.runs, "commits": r.commits, "left_out": r.copies + r.repeats, "copies": r.copies,
+                    "repeats": r.repeats, "notes": r.notes})
     return json.dumps(out, indent=1, ensure_ascii=False) + "\n"
 
 
@@ -708,6 +847,9 @@ def collect(roots: Sequence[os.PathLike], out: os.PathLike, evaluate: bool = Fal
     if evaluate:
         evaluate_missing(runs, data_root)
     rows = build_rows(runs)
+    for row in rows:
+        for note in row.notes:
+            print(f"note: {note}", file=sys.stderr)
     out = Path(out)
     if out.suffix in (".md", ".csv", ".json"):
         out = out.with_suffix("")
