@@ -351,6 +351,20 @@ def test_runs_with_other_ripsnets_are_two_rows(tmp_path):
     assert all(r.method == "kd+topkd" and r.teacher_sha == TEACHER_SHA for r in rows)
 
 
+@pytest.mark.parametrize("runs, cells", [
+    ([(dict(TOPKD, world_size=1), {"path_t": TEACHER_SHA}), (dict(TOPKD, world_size=2), {"path_t": TEACHER_SHA})],
+     ["world_size 1", "world_size 2"]),
+    ([(TOPKD, {"path_t": TEACHER_SHA, "data": "1" * 64}), (TOPKD, {"path_t": TEACHER_SHA, "data": "2" * 64})],
+     ["data 11111111", "data 22222222"]),
+])
+def test_any_recorded_option_or_input_splits_rows(tmp_path, runs, cells):
+    """Whatever a run's identity records (here an option and an input the collector knows nothing of) parts rows."""
+    for i, (options, inputs) in enumerate(runs):
+        recorded_run(tmp_path / "runs" / f"run_{i}", options, inputs, 70.0, 70.0)
+    rows, _, _ = collected(tmp_path)
+    assert sorted(r.config for r in rows) == cells
+
+
 def test_a_repeated_trial_is_one_run_the_newest(tmp_path, capsys):
     """Trial 0 trained twice (same settings, same seed, two run folders) counted as two trials."""
     runs = tmp_path / "runs"
