@@ -215,6 +215,35 @@ def test_nan_cloud_names_shard_and_cloud(tmp_path):
                      "--no_progress"])
 
 
+def test_float16_clouds_without_warnings_and_as_float32(tmp_path):
+    """A float16 --pcd array: no numpy warning (overflow in a cast), and the folder of the same values given as
+    float32."""
+    import warnings
+
+    x = np.random.default_rng(0).normal(size=(9, 12, 4)).astype(np.float16)
+    out = {}
+    for dtype in (np.float16, np.float32):
+        name = np.dtype(dtype).name
+        out[name] = tmp_path / name
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            stage2.main(["--pcd", _clouds(tmp_path, x.astype(dtype), f"{name}.npy"), "--shard_size", "4", "--dims",
+                         "0", "1", "--out_dir", str(out[name]), "--no_progress"])
+    for name in ["pi_dim0.npy", "pi_dim1.npy"] + [f"shards/{k}_{i:05d}.np{e}" for k, e in
+                                                  (("pcd", "y"), ("pd_dim0", "z"), ("pd_dim1", "z")) for i in range(3)]:
+        a, b = np.load(out["float16"] / name), np.load(out["float32"] / name)
+        for key in (a.files if name.endswith(".npz") else [None]):
+            np.testing.assert_array_equal(a[key] if key else a, b[key] if key else b, err_msg=f"{name} {key}")
+    assert _manifest(out["float16"])["pi"] == _manifest(out["float32"])["pi"]
+    from pcd.generate import check_clouds
+
+    with warnings.catch_warnings():  # the check of any source's clouds takes float16 too
+        warnings.simplefilter("error")
+        check_clouds(x, 0, 0)
+        with pytest.raises(ValueError, match="cloud 2 .*NaN or inf"):
+            check_clouds(np.where(np.arange(9)[:, None, None] == 2, np.float16(np.inf), x), 0, 0)
+
+
 @pytest.mark.parametrize("shape", [(4, 1, 3), (4, 5)])
 def test_too_few_points_or_bad_shape(tmp_path, shape):
     x = np.ones(shape, dtype=np.float32)
