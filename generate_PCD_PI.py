@@ -17,11 +17,14 @@ takes ready clouds ``[num_clouds, N, D]`` instead. Output folder (default
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from typing import Any, Dict, Optional, Sequence
 
 from engine.stage import add_stage_args, setup_stage
 from topkd_io import run_cli
+
+log = logging.getLogger("generate_PCD_PI")  # by name: run as a script, __name__ is "__main__"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,29 +194,39 @@ def rebuild_line(argv: Optional[Sequence[str]], out_dir: str) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Run stage 2 -> its manifest. Ctrl-C exits with status 130 and logs the command that resumes the run
+    (this command, ``--out_dir`` pinned: a rerun keeps the finished shards)."""
     from engine.provenance import provenance
     from engine.run_folder import claim
     from pcd.generate import generate
     from pcd.manifest import stage2_state
     from topkd_io import check_output_dir
 
-    args, identity, inputs = prepare(argv)
+    command = None
+    try:
+        args, identity, inputs = prepare(argv)  # hashes the input files: may take a while
 
-    def state_of():
-        return stage2_state(args.out_dir, identity)
+        def state_of():
+            return stage2_state(args.out_dir, identity)
 
-    if args.plan:
-        state = state_of()
-        print(state.line(), flush=True)
-        return {"plan": state.status, "out_dir": args.out_dir, "detail": state.detail}
-    check_output_dir(args.out_dir, "--out_dir")
-    with claim(args.out_dir, state_of, inputs, flag="--out_dir", what="stage-2", files=STAGE2_FILES,
-               overwrite=args.overwrite, self_resuming=True):
-        source, config = array_source(args) if args.pcd else teacher_source(args, args.model_t)
-        record = {"identity": identity.to_dict(), "provenance": provenance(inputs, _device(args.device))}
-        manifest = generate(source, args.out_dir, config, dims=args.dims, shard_size=args.shard_size,
-                            max_shards=args.max_shards, n_jobs=args.n_jobs, progress=not args.no_progress,
-                            command=rebuild_line(argv, args.out_dir), record=record)
+        if args.plan:
+            state = state_of()
+            print(state.line(), flush=True)
+            return {"plan": state.status, "out_dir": args.out_dir, "detail": state.detail}
+        check_output_dir(args.out_dir, "--out_dir")
+        command = rebuild_line(argv, args.out_dir)
+        with claim(args.out_dir, state_of, inputs, flag="--out_dir", what="stage-2", files=STAGE2_FILES,
+                   overwrite=args.overwrite, self_resuming=True):
+            source, config = array_source(args) if args.pcd else teacher_source(args, args.model_t)
+            record = {"identity": identity.to_dict(), "provenance": provenance(inputs, _device(args.device))}
+            manifest = generate(source, args.out_dir, config, dims=args.dims, shard_size=args.shard_size,
+                                max_shards=args.max_shards, n_jobs=args.n_jobs, progress=not args.no_progress,
+                                command=command, record=record)
+    except KeyboardInterrupt:
+        # run_cli's hint (--resume) is the training stages'; this stage resumes by running its command again
+        log.warning(f"interrupted: the finished shards in {args.out_dir} are kept; resume with: {command}" if command
+                    else "interrupted before anything was written; run the same command again")
+        raise SystemExit(130) from None
     dims = args.dims
     if manifest["complete"]:
         print(f"stage 2 done: {source.num_clouds} clouds of {source.points} x {source.dim} -> {args.out_dir} "

@@ -33,6 +33,14 @@ class Distiller(nn.Module):
         self.student = student
         self.freeze("teacher", teacher)
 
+    @classmethod
+    def example(cls, student: nn.Module, teacher: nn.Module, batch: Dict[str, torch.Tensor]):
+        """-> ``(distiller, batch)``: the method with its default options on small networks, built without data
+        or files, and ``batch`` (``image`` ``[B, C, S, S]``, ``target`` ``[B]``, ``index`` ``[B]``) with any further
+        field it needs. The contract tests build every registered method with it; a method whose constructor
+        needs more than its options (CRD's memory bank, TGD's PI teacher) overrides it."""
+        return cls(student, teacher), batch
+
     def freeze(self, name: str, network: Optional[nn.Module]) -> Optional[nn.Module]:
         """Hold ``network`` as the attribute ``name``, frozen: no gradients, always in eval mode, left out of
         `learnable_parameters`, of the checkpoint's ``distiller`` state and of DDP's reduction."""

@@ -52,6 +52,11 @@ class CRD(TeacherStudent):
                                    fields=ContrastSample.fields)
         return data, dict(keywords, num_data=data.train.index_space)
 
+    @classmethod
+    def example(cls, student, teacher, batch):
+        """A memory bank of twice the batch's indices and 8 negatives per sample."""
+        return cls(student, teacher, num_data=2 * (int(batch["index"].max()) + 1), nce_k=8), batch
+
     def __init__(self, student, teacher=None, num_data: int = 0, feat_dim: int = 128, nce_k: int = 16384,
                  nce_t: float = 0.07, nce_m: float = 0.5, crd_mode: str = "exact", **kwargs):
         super().__init__(student, teacher, **kwargs)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from datasets.pi_images import attach_image_pis
-from models import load_model
+from models import load_model, model_dict
 
 from .losses import KD_REDUCTIONS
 from .options import ALPHA, BETA, GAMMA, KD_REDUCTION, KD_T, Option
@@ -140,6 +140,17 @@ class TGD(TeacherStudent):
                         ce_weight=cfg.gamma, kd_weight=cfg.alpha, sim_weight=cfg.beta,
                         kl_reduction=cfg.kd_reduction)
         return distiller, data
+
+    @classmethod
+    def example(cls, student, teacher, batch):
+        """A resnet8 of the zoo as the PI teacher, and random persistence images ``[B, 2C, S, S]`` as ``pi``."""
+        image = batch["image"]
+        with torch.no_grad():
+            classes = teacher.eval()(image).shape[1]
+        channels = 2 * image.shape[1]  # rows and columns of each image channel
+        teacher2 = model_dict["resnet8"](num_classes=classes, in_channels=channels)
+        pi = torch.rand(image.shape[0], channels, *image.shape[2:])
+        return cls(student, teacher, teacher2=teacher2), dict(batch, pi=pi)
 
     @classmethod
     def input_files(cls, cfg: argparse.Namespace, must_exist: bool = True) -> Dict[str, Optional[str]]:

@@ -23,7 +23,7 @@ from torch import nn
 from models.features import check_layer, layer_embedding
 from models.loading import check_finite_weights
 from pcd.manifest import check_ripsnet_pi, read_pi_params
-from pcd.ripsnet_paths import find_ripsnet
+from pcd.ripsnet_paths import POOLINGS, find_ripsnet
 from topkd_io import file_sha256
 from topology.persistence import h0_deaths_torch, h1_diagrams_torch
 from topology.point_cloud_pi import PIParams, h0_images_torch, h1_images_torch
@@ -237,34 +237,21 @@ def attach_topology(distiller: TeacherStudent, delta: float, method: str = "topk
 # --------------------------------------------------------------------------------------------------
 # the command-line add-on: options declared once, composing with every teacher -> student method
 # --------------------------------------------------------------------------------------------------
-POOLINGS = ("mean", "sum")
-
-
 def locate_ripsnet(cfg: argparse.Namespace, dim: Optional[int] = None) -> str:
     """The RipsNet checkpoint the flags name -> an existing file (`pcd.ripsnet_paths.find_ripsnet`).
 
     ``--rips_path`` may be a file, a folder holding ``<operator>_best.pth``, or a root searched by the official
-    rule ``<root>/<dataset>_<teacher>_batch<bs>_FCinput_PCD_dim<k>/<operator>_best.pth`` and then our stage-3
-    layout; left out, the root is the official ``ripsnet/result``. Without ``--operator`` both poolings are
-    tried and exactly one must exist. ``dim``: the homology dimension (default: ``cfg.dim``).
+    rule ``<root>/<dataset>_<teacher>_batch<bs>_FCinput_PCD_dim<k>/<operator>_best.pth`` and by our stage-3
+    layout; left out, the root is the official ``ripsnet/result``. Of those found, the one trained on the stage-2
+    data of this ``--path_t`` is preferred. Without ``--operator`` both poolings are tried. ``dim``: the homology
+    dimension (default: ``cfg.dim``).
     """
     dim = cfg.dim if dim is None else dim
     if cfg.rips_path and os.path.isfile(cfg.rips_path):
         return cfg.rips_path
     teacher_sha = file_sha256(cfg.path_t) if cfg.path_t and os.path.isfile(cfg.path_t) else None
-    found, missing = [], []
-    for op in ([cfg.operator] if cfg.operator else POOLINGS):
-        try:
-            found.append(find_ripsnet(cfg.rips_path, cfg.dataset, cfg.model_t, cfg.batch_size, cfg.tda_layer_t,
-                                      dim, op, teacher_sha=teacher_sha))
-        except FileNotFoundError as exc:
-            missing.append(str(exc))
-    if len(found) > 1:
-        raise FileNotFoundError(f"--rips_path: found {' and '.join(found)}; pass --operator mean or sum to pick one")
-    if not found:
-        raise FileNotFoundError(missing[0] if len(missing) == 1 else
-                                missing[0] + " (and the same with sum pooling); or pass --operator")
-    return found[0]
+    return find_ripsnet(cfg.rips_path, cfg.dataset, cfg.model_t, cfg.batch_size, cfg.tda_layer_t, dim, cfg.operator,
+                        teacher_sha=teacher_sha)
 
 
 def _recorded_dim(ckpt: dict) -> Optional[int]:
@@ -329,8 +316,9 @@ class TopologyAddOn:
         Option("operator", None, "RipsNet pooling; picks <operator>_best.pth (default: whichever one exists)",
                choices=POOLINGS, source="official TopKD default: sum"),
         Option("rips_path", None, "RipsNet checkpoint file, run folder or root (default: ripsnet/result, searched by "
-               "the official rule <dataset>_<teacher>_batch<bs>_FCinput_PCD_dim<k>/<operator>_best.pth, then by our "
-               "stage-3 layout ripsnet/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>/)",
+               "the official rule <dataset>_<teacher>_batch<bs>_FCinput_PCD_dim<k>/<operator>_best.pth and by our "
+               "stage-3 layout ripsnet/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>/; the one trained on this "
+               "teacher's stage-2 data is preferred, another choice is logged)",
                source="official TopKD default: ripsnet/result", free=True),
         Option("units_list", None, "RipsNet widths [input, phi x3, rho x4]; checked against the loaded RipsNet "
                "(default: stored, else the official width table)", type=int, nargs="+",

@@ -11,6 +11,8 @@ beta * term`` like every `TeacherStudent`:
 """
 from __future__ import annotations
 
+import copy
+
 import torch.nn.functional as F
 
 from models.features import check_layer
@@ -27,6 +29,16 @@ class _PlainHint(TeacherStudent):
     options = (HINT_LAYER,)
     defaults = dict(gamma=1.0, alpha=0.0, beta=1.0)
     defaults_source = "official TopKD parser (-r 1; -a/-b passed by its scripts)"
+
+    @classmethod
+    def example(cls, student, teacher, batch):
+        """The teacher: another network of the student's architecture (fresh weights), as the maps are compared
+        with no regressor between them."""
+        twin = copy.deepcopy(student)
+        for module in twin.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        return cls(student, twin), batch
 
     def __init__(self, student, teacher=None, hint_layer: int = 2, **kwargs):
         super().__init__(student, teacher, **kwargs)

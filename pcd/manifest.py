@@ -9,8 +9,9 @@ atomically after every finished shard, so a shard is finished exactly when it is
 
 Readers check the manifest's checksum whenever they read it (a tampered bandwidth, resolution or a pair
 of swapped shard entries is refused) and, once per run, every recorded file's size and SHA-256
-(`verify_stage2`; ``--no_verify`` keeps the cheap size check only). A failure names the file and the
-command that rebuilds the folder.
+(`verify_stage2`; ``--no_verify`` keeps the cheap size check only); stage 3 also recomputes a few images from
+their diagrams with the recorded parameters (`check_images`), which a manifest resealed with forged parameters
+fails. A failure names the file and the command that rebuilds the folder.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import os
 import shlex
 import time
 from typing import Any, Dict, Iterable, List, Optional
+
+import numpy as np
 
 from engine.provenance import versions
 from engine.run_folder import FolderState, compare, stored_identity
@@ -30,7 +33,7 @@ from topkd_io.checksums import (
     seal,
     verify_file_once,
 )
-from topology.point_cloud_pi import PIParams
+from topology.point_cloud_pi import PIParams, persistence_images
 
 from . import store
 
@@ -117,6 +120,25 @@ def recorded_files(manifest: Dict[str, Any], dims: Optional[Iterable[int]] = Non
     for d in wanted:
         out.append((pis[d]["file"], {k: pis[d][k] for k in ("size", "sha256") if k in pis[d]}))
     return out
+
+
+def check_images(folder: str, manifest: Dict[str, Any], dim: int, images: np.ndarray, samples: int = 4) -> None:
+    """The images of dim ``dim`` (``images``: float32 ``[num_clouds, R*R]``, as stored) were made with the
+    persistence-image parameters the manifest records: those of ``samples`` clouds spread over the folder are
+    recomputed from their stored diagrams and compared. `DamagedFileError` naming the file and the rebuild
+    command otherwise (a manifest edited and resealed: its checksum alone cannot tell)."""
+    entry = pi_entry(manifest, dim)
+    params = PIParams.from_dict(dict(entry["params"]))
+    path, rebuild = os.path.join(folder, entry["file"]), rebuild_command(folder, manifest)
+    for g in sorted({int(round(x)) for x in np.linspace(0, len(images) - 1, samples)}):
+        rec = next(r for r in manifest["shards"] if r["start"] <= g < r["start"] + r["clouds"])
+        name = rec["diagrams"].get(dim) or rec["diagrams"].get(str(dim))
+        diagram = store.load_diagrams(os.path.join(folder, name))[g - rec["start"]]
+        expected = persistence_images([diagram], params).astype(np.float32)[0]
+        if expected.shape != images[g].shape or not np.allclose(images[g], expected, rtol=1e-4, atol=1e-6):
+            raise DamagedFileError(f"{path} was not made with the persistence-image parameters "
+                                   f"{manifest_path(folder)} records (the image of cloud {g} recomputed from its "
+                                   f"diagram differs: an edited manifest?); rebuild the folder with: {rebuild}")
 
 
 def verify_stage2(folder: str, manifest: Dict[str, Any], dims: Optional[Iterable[int]] = None,

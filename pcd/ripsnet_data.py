@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .manifest import open_verified, pi_entry, read_manifest, rebuild_command
+from .manifest import check_images, open_verified, pi_entry, read_manifest, rebuild_command
 from .store import ShardedClouds, load_npy
 
 
@@ -19,7 +19,8 @@ class Stage2Data(Dataset):
 
     Opening checks the manifest's own checksum and, once per process, every recorded file's size and
     SHA-256 (``verify=False``: sizes only), so a damaged, replaced or cut shard is refused before training,
-    naming the file and the command that rebuilds the folder.
+    naming the file and the command that rebuilds the folder; a few images are recomputed from their diagrams
+    with the recorded parameters (`check_images`: a manifest resealed with other parameters is refused).
     """
 
     def __init__(self, folder: str, dim: int, verify: bool = True, log=print):
@@ -51,6 +52,7 @@ class Stage2Data(Dataset):
         if len(bad):
             raise ValueError(f"{pi_path} has non-finite values in {len(bad)} persistence image(s) (first: cloud "
                              f"{bad[0]}); rerun generate_PCD_PI.py on {folder} to rebuild it")
+        check_images(folder, self.manifest, self.dim, self.pis)
         self.pi_params: Dict[str, Any] = entry["params"]
 
     @property

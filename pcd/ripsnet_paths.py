@@ -10,27 +10,24 @@ with ``<tag>`` from ``--tda_layer_t``: ``FCinput`` for -1, ``output`` for 0, ``l
     <root>/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>/<pooling>_best.pth      (root default ``ripsnet``)
 
 with ``<layer>`` the stage-2 ``--layer`` value as typed (``-1``); train_ripsnet.py's run folders now add the
-pooling and the run's identity hash (``..._dim<k>_<pooling>-<hash>``). Among several of those, the one trained
-on this teacher's stage-2 data (the teacher SHA-256 its manifest records) is taken.
+pooling and the run's identity hash (``..._dim<k>_<pooling>-<hash>``). Of all the RipsNets found, the one trained
+on this teacher's own stage-2 data (the teacher SHA-256 its manifest records) is taken (`find_ripsnet`).
 """
 from __future__ import annotations
 
 import glob
+import logging
 import os
-import re
 from typing import List, Optional, Union
 
 from topkd_io import load_checkpoint
+from topology.ripsnet import POOLINGS as POOLING_FUNCTIONS
 
-_HASHED = re.compile(r".*-[0-9a-f]{8}$")
-
-
-def _is_hashed(path: str) -> bool:
-    return bool(_HASHED.match(os.path.basename(os.path.dirname(path))))
-
+log = logging.getLogger(__name__)
 
 OFFICIAL_ROOT = os.path.join("ripsnet", "result")
 OURS_ROOT = "ripsnet"
+POOLINGS = tuple(POOLING_FUNCTIONS)  # the RipsNet poolings (--operator): mean, sum
 # --tda_layer_t -> the official folder tag (its train_student.py); -1 is the FC input (the paper's setting).
 OFFICIAL_LAYER_TAGS = {-1: "FCinput", 0: "output", -5: "layer1input", -4: "layer2input", -3: "layer3input"}
 
@@ -104,38 +101,59 @@ def ripsnet_candidates(root: str, dataset: str, teacher: str, batch_size: int, l
     return out
 
 
+def _one_pooling(found: List[str]) -> str:
+    """The one RipsNet of ``found`` (one per pooling); two -> the error asking for ``--operator``."""
+    if len(found) > 1:
+        raise FileNotFoundError(f"--rips_path: found {' and '.join(found)}; pass --operator mean or sum to pick one")
+    return found[0]
+
+
 def find_ripsnet(rips_path: Optional[str], dataset: str, teacher: str, batch_size: int, layer: Layer = -1,
-                 dim: Union[int, str] = 0, operator: str = "mean", teacher_sha: Optional[str] = None) -> str:
+                 dim: Union[int, str] = 0, operator: Optional[str] = "mean", teacher_sha: Optional[str] = None) -> str:
     """The RipsNet checkpoint for ``--rips_path`` -> an existing file path.
 
-    rips_path: a checkpoint file (returned as is), a run folder holding ``<operator>_best.pth``, or a root
-    searched with :func:`ripsnet_candidates` (None = the official default ``ripsnet/result``); the first
-    candidate that exists is taken, except that of several identity-hashed run folders only those whose
-    stage-2 manifest records ``teacher_sha`` (when given) count, and more than one is an error listing them.
-    FileNotFoundError lists every path tried.
+    rips_path: a checkpoint file or a run folder holding ``<operator>_best.pth`` (taken as they are), or a root
+    searched with :func:`ripsnet_candidates` (None = the official default ``ripsnet/result``). operator: the
+    pooling; None = either (both found and none of this teacher's: the error asking for ``--operator``).
+    Under a root, the RipsNet trained on this teacher's own stage-2 data (its manifest records ``teacher_sha``)
+    is taken (several: ValueError listing them). Without one, the first found in the search order that records
+    no teacher (an official RipsNet, or one trained on ``--pcd`` clouds) is taken, with a logged line saying why
+    and naming each RipsNet passed over; one trained on another teacher's data is never taken. None found:
+    FileNotFoundError listing every path tried.
     """
+    poolings = [operator] if operator else list(POOLINGS)
     root = OFFICIAL_ROOT if rips_path is None else os.fspath(rips_path)
     if os.path.isfile(root):
         return root
-    tried = []
-    if os.path.isdir(root):
-        direct = os.path.join(root, f"{operator}_best.pth")
-        if os.path.isfile(direct):
-            return direct
-        tried.append(direct)
-    candidates = ripsnet_candidates(root, dataset, teacher, batch_size, layer, dim, operator)
-    hashed = [p for p in candidates if os.path.isfile(p) and _is_hashed(p)]
-    if teacher_sha:
-        hashed = [p for p in hashed if recorded_teacher_sha(p) in (None, teacher_sha)]
-    for path in candidates:
-        if os.path.isfile(path) and not _is_hashed(path):
-            return path
-        tried.append(path)
-    if len(hashed) == 1:
-        return hashed[0]
-    if len(hashed) > 1:
-        raise ValueError(f"several RipsNets for teacher {teacher} on {dataset} ({operator} pooling): "
-                         f"{', '.join(hashed)}; pass the one you mean to --rips_path")
-    raise FileNotFoundError(f"no RipsNet for teacher {teacher} on {dataset} (batch {batch_size}, layer {layer}, "
-                            f"dim {dim}, {operator} pooling); tried {', '.join(tried)}; train one with "
-                            f"train_ripsnet.py or pass the checkpoint to --rips_path")
+    tried = [os.path.join(root, f"{op}_best.pth") for op in poolings] if os.path.isdir(root) else []
+    direct = [p for p in tried if os.path.isfile(p)]
+    if direct:
+        return _one_pooling(direct)
+    tried += [p for op in poolings for p in ripsnet_candidates(root, dataset, teacher, batch_size, layer, dim, op)]
+    made_from = {p: recorded_teacher_sha(p) for p in tried if os.path.isfile(p)}  # None: records no teacher
+    own = [p for p, sha in made_from.items() if teacher_sha and sha == teacher_sha]
+    if len(own) > 1:
+        raise ValueError(f"several RipsNets trained on the stage-2 data of this teacher {teacher}: "
+                         f"{', '.join(own)}; pass the one you mean to --rips_path")
+    if own:
+        return own[0]
+    usable = [p for p, sha in made_from.items() if sha is None or not teacher_sha]
+    foreign = [f"{p} (trained on another teacher's stage-2 data, sha256 {sha[:8]})" for p, sha in made_from.items()
+               if p not in usable]
+    if not usable:
+        raise FileNotFoundError(f"no RipsNet for teacher {teacher} on {dataset} (batch {batch_size}, layer {layer}, "
+                                f"dim {dim}, {'/'.join(poolings)} pooling); " +
+                                (f"found only {', '.join(foreign)}: pass one to --rips_path to use it anyway"
+                                 if foreign else f"tried {', '.join(tried)}; train one with train_ripsnet.py or pass "
+                                 f"the checkpoint to --rips_path"))
+    first = {}
+    for p in usable:
+        first.setdefault(os.path.basename(p), p)  # the first of each pooling
+    chosen = _one_pooling(list(first.values()))
+    passed = foreign + [f"{p} (later in the search order)" for p in usable if p != chosen]
+    why = (f"no RipsNet trained on this teacher's stage-2 data (teacher sha256 {teacher_sha[:8]}) was found, and "
+           f"this one records no teacher (an official RipsNet, or one trained on --pcd clouds)" if teacher_sha else
+           "the teacher file is not known, so no RipsNet can be told to be trained on its data; this one is the "
+           "first found")
+    log.info(f"RipsNet: took {chosen}: {why}" + (f"; passed over: {', '.join(passed)}" if passed else ""))
+    return chosen

@@ -45,12 +45,13 @@ class ArrayCloudSource:
         return os.path.splitext(os.path.basename(self.path))[0]
 
     def clouds(self, start: int, stop: int, chunk: int = 1024) -> Iterator[np.ndarray]:
-        """Copies of ``chunk`` clouds at a time; the file is mapped per chunk and unmapped after it, so
-        pages already read do not pile up in the resident memory of the process."""
+        """Copies of ``chunk`` clouds at a time, at least float32 (float16 is widened exactly: its values, and
+        so the folder, equal those of the same array as float32); the file is mapped per chunk and unmapped
+        after it, so pages already read do not pile up in the resident memory of the process."""
         del self.array  # keep no long-lived mapping
         for s in range(start, stop, chunk):
             mapped = np.load(self.path, mmap_mode="r")
-            block = np.array(mapped[s:min(stop, s + chunk)])
+            block = np.array(mapped[s:min(stop, s + chunk)], dtype=np.promote_types(mapped.dtype, np.float32))
             del mapped
             yield block
         self.array = np.load(self.path, mmap_mode="r")

@@ -6,6 +6,9 @@ A model (docs/CONTRACTS.md, models): ``model(x)`` -> logits ``[B, K]``; ``model(
 ``feat_dims`` the channel width of each feature; its state dict rebuilds an equal network.
 A data set (datasets): a `DataBundle` whose items are ``(image, target, index)`` (or what its ``fields``
 name), batches that collate, a validation part drawn from the training indices, and a declared recipe.
+A distillation method (distiller, docs/ADDING.md): built by its own ``example``, one training step returns the
+student's logits and finite scalar terms (its own ``term`` among them) whose gradients reach the student and
+its extra modules, never a frozen network (the teacher stays frozen and in eval mode).
 """
 from typing import Callable
 
@@ -72,3 +75,34 @@ def check_bundle_contract(bundle, name: str, recipes) -> None:
         train_idx = {bundle.train[i][2] for i in range(len(bundle.train))}
         val_idx = {bundle.val[i][2] for i in range(len(bundle.val))}
         assert val_idx and not train_idx & val_idx
+
+
+def check_method_contract(method) -> None:
+    """One training step of the method class ``method`` built by ``method.example`` on two tiny networks of
+    different widths (a projector is needed) and an 8-image batch of 3 classes."""
+    from helpers import TinyNet
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    batch = {"image": torch.randn(8, 3, 8, 8, generator=g), "target": torch.randint(0, 3, (8,), generator=g),
+             "index": torch.arange(8)}
+    distiller, batch = method.example(TinyNet((4, 4, 8)), TinyNet((6, 6, 12)), batch)
+    assert set(method.batch_fields) <= set(batch)
+    distiller.train()
+    if hasattr(distiller, "set_epoch"):
+        distiller.set_epoch(5)
+    logits, losses = distiller(**batch)
+    assert logits.shape == (8, 3)
+    assert losses and all(v.dim() == 0 and torch.isfinite(v) for v in losses.values()), losses
+    assert getattr(method, "term", None) in set(losses) | {None}  # its own term, at its default weight
+    frozen = distiller.frozen_networks()
+    assert distiller.teacher is None or "teacher" in frozen
+    assert all(not net.training for net in frozen.values())
+    sum(losses.values()).backward()
+    frozen_ids = {id(p) for net in frozen.values() for p in net.parameters()}
+    assert all(p.grad is None and not p.requires_grad for net in frozen.values() for p in net.parameters())
+    assert distiller.student.fc.weight.grad is not None
+    ids = {id(p) for p in distiller.learnable_parameters()}
+    assert ids >= {id(p) for p in distiller.student.parameters()} and not ids & frozen_ids
+    for module in distiller.extra_modules():
+        assert all(id(p) in ids for p in module.parameters())

@@ -127,7 +127,7 @@ def test_resume_skips_finished_shards_and_matches(full_run, teacher, tmp_path, m
         return real(self, i, clouds)
 
     monkeypatch.setattr(gen.Stage2, "compute_shard", flaky)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit):  # Ctrl-C: status 130, the resume command logged
         stage2.main(args)
     assert [r["index"] for r in _manifest(out)["shards"]] == [0, 1, 2]
     assert not any(f.endswith(".tmp") for f in os.listdir(out / "shards"))
@@ -138,6 +138,52 @@ def test_resume_skips_finished_shards_and_matches(full_run, teacher, tmp_path, m
     for name in ["pi_dim0.npy", "pi_dim1.npy"] + [f"shards/pcd_{i:05d}.npy" for i in range(5)]:
         np.testing.assert_array_equal(np.load(out / name), np.load(full_run / name), err_msg=name)
     assert _manifest(out)["pi"] == _manifest(full_run)["pi"]
+
+
+# The stage as a script, its shard 1 held until stdin closes: SIGINT then reaches a running stage 2.
+GATED_STAGE2 = """
+import runpy, sys
+from pcd import generate as gen
+real = gen.Stage2.compute_shard
+def gated(self, i, clouds):
+    if i == 1:
+        print("computing shard 1", flush=True)
+        sys.stdin.readline()
+    return real(self, i, clouds)
+gen.Stage2.compute_shard = gated
+sys.argv = ["generate_PCD_PI.py"] + sys.argv[1:]
+runpy.run_path("generate_PCD_PI.py", run_name="__main__")
+"""
+
+
+def test_interrupt_names_the_command_that_resumes(tmp_path):
+    """Ctrl-C in a running stage 2 ends with status 130 and one line naming the command that resumes it
+    (not --resume, which this stage does not take); run, that command finishes the folder as an uninterrupted
+    run does."""
+    import shlex
+    import signal
+    import subprocess
+    import sys
+
+    clouds = _clouds(tmp_path, np.random.default_rng(0).normal(size=(9, 12, 4)).astype(np.float32))
+    args = ["--pcd", clouds, "--shard_size", "3", "--dims", "0", "1", "--no_progress"]
+    stage2.main(args + ["--out_dir", str(tmp_path / "full")])
+    repo = os.path.dirname(os.path.abspath(stage2.__file__))
+    proc = subprocess.Popen([sys.executable, "-c", GATED_STAGE2, *args, "--out_dir", str(tmp_path / "o")], cwd=repo,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "computing shard 1\n"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)  # closes stdin: shard 1 is let go
+    assert proc.returncode == 130, out + err
+    assert "--resume" not in out + err
+    line = [x for x in (out + err).splitlines() if x.startswith("interrupted")]
+    assert len(line) == 1, out + err
+    words = shlex.split(line[0].split("resume with: ", 1)[1])
+    assert words[:2] == ["python", "generate_PCD_PI.py"]
+    assert [r["index"] for r in _manifest(tmp_path / "o")["shards"]] == [0]
+    assert stage2.main(words[2:])["complete"]
+    for name in ("pi_dim0.npy", "pi_dim1.npy"):
+        np.testing.assert_array_equal(np.load(tmp_path / "o" / name), np.load(tmp_path / "full" / name))
 
 
 def test_official_reference_images(reference_dir, tmp_path):
@@ -167,6 +213,35 @@ def test_nan_cloud_names_shard_and_cloud(tmp_path):
     with pytest.raises(ValueError, match=r"shard 1, cloud 2 \(global cloud 7\)"):
         stage2.main(["--pcd", _clouds(tmp_path, x), "--shard_size", "5", "--out_dir", str(tmp_path / "o"),
                      "--no_progress"])
+
+
+def test_float16_clouds_without_warnings_and_as_float32(tmp_path):
+    """A float16 --pcd array: no numpy warning (overflow in a cast), and the folder of the same values given as
+    float32."""
+    import warnings
+
+    x = np.random.default_rng(0).normal(size=(9, 12, 4)).astype(np.float16)
+    out = {}
+    for dtype in (np.float16, np.float32):
+        name = np.dtype(dtype).name
+        out[name] = tmp_path / name
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            stage2.main(["--pcd", _clouds(tmp_path, x.astype(dtype), f"{name}.npy"), "--shard_size", "4", "--dims",
+                         "0", "1", "--out_dir", str(out[name]), "--no_progress"])
+    for name in ["pi_dim0.npy", "pi_dim1.npy"] + [f"shards/{k}_{i:05d}.np{e}" for k, e in
+                                                  (("pcd", "y"), ("pd_dim0", "z"), ("pd_dim1", "z")) for i in range(3)]:
+        a, b = np.load(out["float16"] / name), np.load(out["float32"] / name)
+        for key in (a.files if name.endswith(".npz") else [None]):
+            np.testing.assert_array_equal(a[key] if key else a, b[key] if key else b, err_msg=f"{name} {key}")
+    assert _manifest(out["float16"])["pi"] == _manifest(out["float32"])["pi"]
+    from pcd.generate import check_clouds
+
+    with warnings.catch_warnings():  # the check of any source's clouds takes float16 too
+        warnings.simplefilter("error")
+        check_clouds(x, 0, 0)
+        with pytest.raises(ValueError, match="cloud 2 .*NaN or inf"):
+            check_clouds(np.where(np.arange(9)[:, None, None] == 2, np.float16(np.inf), x), 0, 0)
 
 
 @pytest.mark.parametrize("shape", [(4, 1, 3), (4, 5)])

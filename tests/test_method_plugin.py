@@ -39,6 +39,14 @@ def teacher(tmp_path_factory):
     return str(path)
 
 
+def test_toy_method_keeps_the_method_contract(toy_registered):
+    """The contract test_distillers.py checks for every registered method, on the toy built by its inherited
+    `example`."""
+    from contracts import check_method_contract
+
+    check_method_contract(registry.get_distiller("toy_alias"))
+
+
 def test_toy_method_from_one_file_trains_one_step(toy_registered, teacher, tmp_path):
     # digits has 1437 training images: one batch of 2048 = one optimizer step
     argv = DATA + ["--path_t", teacher, "--batch_size", "2048", "--save_dir", str(tmp_path),

@@ -166,6 +166,48 @@ def test_official_ripsnet_naming_rule(released, tmp_path):
         find_ripsnet(official_root, "cifar100", "resnet56", 64, -1, 0, "sum")
 
 
+def test_ripsnet_trained_on_this_teachers_data_is_preferred(tmp_path, monkeypatch, caplog):
+    """An official RipsNet copied into ripsnet/result/ silently replaced the RipsNet trained on this teacher's own
+    stage-2 data (the official rule was tried first). Now ours is taken whatever else is found; without it, the
+    official one is taken with a logged line saying why and naming the RipsNets passed over; one trained on
+    another teacher's data is never taken by the search."""
+    import argparse
+    import logging
+
+    from distiller.topkd import locate_ripsnet
+    from topkd_io import file_sha256, save_torch
+
+    teacher = tmp_path / "resnet56_best.pth"
+    teacher.write_bytes(b"this teacher's weights")
+
+    def save(path, teacher_sha=None):
+        manifest = {"config": {"source": {"teacher": {"sha256": teacher_sha}}}} if teacher_sha else None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_torch({"model": RipsNet(64).state_dict(), "manifest": manifest}, str(path))
+        return str(path)
+
+    official = {op: save(tmp_path / official_ripsnet_path("cifar100", "resnet56", 64, -1, 0, op)) for op in ("mean", "sum")}
+    ours_name = "cifar100_resnet56_batch64_-1_dim0_mean-{}/mean_best.pth"
+    ours = save(tmp_path / "ripsnet" / ours_name.format("0123abcd"), file_sha256(teacher))
+    other = save(tmp_path / "ripsnet" / ours_name.format("4567cdef"), "f" * 64)  # another teacher's stage-2 data
+    monkeypatch.chdir(tmp_path)  # the default --rips_path is ripsnet/result
+    cfg = argparse.Namespace(rips_path=None, path_t=str(teacher), dataset="cifar100", model_t="resnet56",
+                             batch_size=64, tda_layer_t=-1, dim=0, operator=None)
+    caplog.set_level(logging.INFO, logger="pcd.ripsnet_paths")
+    assert os.path.abspath(locate_ripsnet(cfg)) == ours  # over both official poolings, with --operator left out
+    cfg.operator = "mean"
+    assert os.path.abspath(locate_ripsnet(cfg)) == ours
+    assert not caplog.records  # the preferred choice needs no word
+    os.remove(ours)
+    assert os.path.abspath(locate_ripsnet(cfg)) == official["mean"]
+    line = " ".join(r.getMessage() for r in caplog.records)
+    assert len(caplog.records) == 1 and "no RipsNet trained on this teacher's stage-2 data" in line, line
+    assert os.path.relpath(other) in line and "another teacher" in line  # passed over, with the reason
+    os.remove(official["mean"])
+    with pytest.raises(FileNotFoundError, match="another teacher"):  # only the other teacher's RipsNet is left
+        locate_ripsnet(cfg)
+
+
 # ------------------------------------------------------------------------------------------------
 # architecture names
 # ------------------------------------------------------------------------------------------------

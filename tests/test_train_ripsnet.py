@@ -84,3 +84,27 @@ def test_bad_inputs(stage2_dir, tmp_path):
                  "--max_shards", "1", "--no_progress"])
     with pytest.raises(ValueError, match="unfinished"):
         stage3.main(["--data_dir", str(unfinished)] + run)
+
+
+@pytest.mark.parametrize("forge", ["bandwidth", "normalizer", "im_range"])
+def test_manifest_resealed_with_forged_pi_parameters_is_refused(stage2_dir, tmp_path, run_stage, forge):
+    """A manifest edited and resealed (its checksum recomputed) with parameters its images were not made with
+    trained a RipsNet whose pi_params disagree with its targets. Now stage 3 recomputes a few images from the
+    stored diagrams with the recorded parameters and refuses the folder in one line."""
+    import shutil
+
+    from topkd_io.checksums import seal
+
+    folder = tmp_path / "forged"
+    shutil.copytree(stage2_dir, folder)
+    data = yaml.safe_load((folder / "manifest.yaml").read_text())
+    params = data["pi"][0]["params"]
+    if forge == "im_range":
+        params["im_range"] = [v * 1.1 for v in params["im_range"]]
+    else:
+        params[forge] *= 1.1
+    (folder / "manifest.yaml").write_text(yaml.safe_dump(seal(data)))
+    code, out, err = run_stage(stage3.main, ["--data_dir", str(folder), "--run_dir", str(tmp_path / "r")] + EPOCHS)
+    assert code == 2 and len(err.strip().splitlines()) == 1, out + err
+    assert "pi_dim0.npy" in err and "not made with the persistence-image parameters" in err and "rebuild" in err, err
+    assert not (tmp_path / "r" / "mean_best.pth").exists()
