@@ -2,6 +2,7 @@
 folder locks. Each writer of the project is driven through a simulated crash."""
 import errno
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -11,9 +12,9 @@ import pytest
 import torch
 
 import topkd_io.atomic as atomic
-from helpers import dead_writer_temp, zip_writer_full
+from helpers import dead_writer_temp, node_kind, special_node, zip_writer_full
 from topkd_io import (DamagedFileError, FolderLock, TopKDError, atomic_write, read_yaml, run_cli, save_torch,
-                      verify_file)
+                      verify_file, write_yaml)
 from topkd_io.checksums import file_record
 
 
@@ -115,6 +116,52 @@ def test_atomic_write_text_and_manual_commit(tmp_path):
     w.file.write(b"x")
     w.abort()
     assert not (tmp_path / "b.bin").exists() and os.listdir(tmp_path) == ["a.txt"]
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_no_writer_replaces_a_fifo(tmp_path, name):
+    """The atomic writer renamed its temporary over whatever the path named: a FIFO (or a device) became a
+    regular file. Every writer now refuses it in one line naming the path, and the FIFO stays."""
+    path, write = _writers(tmp_path)[name]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    with pytest.raises(ValueError) as info:
+        write(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and "FIFO" in message, message
+    assert stat.S_ISFIFO(os.lstat(path).st_mode)
+    assert not [f for f in os.listdir(path.parent) if f.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder", "socket"])
+def test_atomic_write_refuses_what_is_not_a_regular_file(tmp_path, kind):
+    path = tmp_path / "out.yaml"
+    close = special_node(path, kind)
+    try:
+        before = node_kind(path)
+        with pytest.raises(ValueError, match=f"{path} is a .*not a regular file"):
+            write_yaml(path, {"a": 1})
+        link = tmp_path / "link.yaml"  # a link to it is refused just the same
+        link.symlink_to(path)
+        with pytest.raises(ValueError, match="not a regular file"):
+            write_yaml(link, {"a": 1})
+        assert node_kind(path) == before and link.is_symlink()
+    finally:
+        close()
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_atomic_write_through_a_link_writes_the_file_it_names(tmp_path):
+    """A link to a regular file is written through (as open() does), not replaced by a file: the link stays."""
+    target = tmp_path / "runs" / "eval.yaml"
+    target.parent.mkdir()
+    target.write_text("old: 1\n")
+    link = tmp_path / "latest.yaml"
+    link.symlink_to(target)
+    write_yaml(link, {"new": 2})
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert read_yaml(target) == {"new": 2}
+    assert sorted(os.listdir(target.parent)) == ["eval.yaml"]
 
 
 # ----------------------------------------------------------------------------- YAML

@@ -27,7 +27,7 @@ import train_student
 import train_teacher
 from topkd_io import load_checkpoint, save_torch
 from engine.config import parse_config
-from helpers import dead_writer_temp, one_line, weights_digest
+from helpers import dead_writer_temp, node_kind, one_line, special_node, weights_digest
 
 ARCH = "resnet8"
 BASE = ["--dataset", "digits", "--image_size", "8", "--batch_size", "64", "--device", "cpu", "--deterministic",
@@ -326,6 +326,28 @@ def test_read_only_run_dir(tmp_path, run_stage):
         one_line(code, err, "--run_dir", "not writable")
     finally:
         ro.chmod(0o700)
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder", "socket"])
+def test_out_at_a_device_fifo_folder_or_socket_is_refused(tmp_path, run_stage, kind):
+    """`evaluate.py CKPT --out /dev/full` run as root replaced the device with a regular file (a FIFO or a socket
+    likewise). Now one line naming the path, and the node is still there."""
+    import evaluate
+    from models import build_model
+
+    ckpt = tmp_path / "resnet8_best.pth"
+    save_torch({"model": build_model(ARCH, num_classes=10).state_dict(), "arch": ARCH, "num_classes": 10}, ckpt)
+    out = tmp_path / "node"
+    close = special_node(out, kind)
+    try:
+        before = node_kind(out)
+        code, _, err = run_stage(evaluate.main, [str(ckpt), "--dataset", "digits", "--image_size", "8",
+                                                 "--device", "cpu", "--out", str(out)])
+        one_line(code, err, str(out), "not a regular file")
+        assert node_kind(out) == before
+    finally:
+        close()
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
 
 def test_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
