@@ -1,6 +1,7 @@
 """The file floor (`topkd_io`): one atomic writer under every file the stages write, safe YAML, checksums,
 folder locks. Each writer of the project is driven through a simulated crash."""
 import errno
+import json
 import os
 import stat
 import subprocess
@@ -209,31 +210,57 @@ def test_verify_file_names_file_and_rebuild_command(tmp_path):
 
 # ----------------------------------------------------------------------------- folder locks
 HOLDER = textwrap.dedent("""
-    import sys, time
+    import sys
     sys.path.insert(0, {repo!r})
     from topkd_io import FolderLock
     with FolderLock({folder!r}):
         print("held", flush=True)
-        time.sleep(60)
+        sys.stdin.read()  # held until the test closes our stdin
 """)
 
 
-def test_folder_lock_refuses_a_second_process_and_takes_over_a_dead_ones(tmp_path, repo_root):
+def test_folder_lock_refuses_a_live_holder_and_clears_when_it_dies(tmp_path, repo_root):
+    from topkd_io.lock import lock_holder
+
     folder = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-c", HOLDER.format(repo=str(repo_root), folder=str(folder)),
-                             "--marker"], stdout=subprocess.PIPE, text=True)
+                             "--marker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"
         with pytest.raises(TopKDError) as info:
             FolderLock(folder, flag="--run_dir", what="run folder").acquire()
         message = str(info.value)
-        assert f"PID {proc.pid}" in message and "--marker" in message and "--run_dir" in message, message
+        for word in (f"PID {proc.pid}", "--marker", "--run_dir", str(folder / ".topkd.lock")):
+            assert word in message, message
+        assert lock_holder(folder)["pid"] == proc.pid
     finally:
         proc.kill()
         proc.wait()
-    # the holder was killed (-9): its lock is stale and taken over
+    # the holder was killed (-9): the kernel released its lock, whatever its file still says
+    assert lock_holder(folder) is None
     with FolderLock(folder) as lock:
         with FolderLock(folder):  # the same process may nest
             pass
-        assert os.path.isfile(lock.path)
+        assert os.path.isfile(lock.path) and lock_holder(folder) is None  # our own lock is not someone else's
     assert not os.path.exists(lock.path)
+
+
+@pytest.mark.parametrize("record", [
+    {"pid": 1, "host": "this", "command": "python train_teacher.py", "started": "2026-01-01 00:00:00"},
+    {"pid": 4242, "host": "0f1e2d", "command": "python train_teacher.py", "started": "2026-01-01 00:00:00"},
+    "half a rec",
+], ids=["recycled_pid", "another_host", "unreadable"])
+def test_a_lock_no_live_process_holds_is_taken_without_a_word(tmp_path, capsys, caplog, record):
+    """A lock file whose PID now belongs to another program (PID 1 here), one left by another host, or an
+    unreadable one, was refused forever ("wait for it to finish"). Only a live holder counts now."""
+    from topkd_io.atomic import host_tag
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    if isinstance(record, dict) and record["host"] == "this":
+        record = {**record, "host": host_tag()}
+    (folder / ".topkd.lock").write_text(json.dumps(record) if isinstance(record, dict) else record)
+    with FolderLock(folder, flag="--run_dir", what="run folder"):
+        pass
+    assert capsys.readouterr() == ("", "") and not caplog.records
+    assert not (folder / ".topkd.lock").exists()

@@ -431,24 +431,26 @@ def test_written_files_follow_the_umask_and_stale_temps_go(tmp_path, mask, mode)
 # ----------------------------------------------------------------------------- a run folder belongs to one run
 def test_a_second_run_into_a_busy_folder_is_refused(tmp_path, repo_root, run_stage):
     """Two train_teacher.py runs into one --run_dir, 0.5 s apart, both exited 0 naming the same checkpoint
-    (the first run's result was lost). Now the second is refused with one line naming the first's PID."""
+    (the first run's result was lost). Now the second is refused with one line naming the first's PID and
+    the lock file. The test waits for the first run's own word that it holds the folder (no timing)."""
     run_dir = tmp_path / "shared"
     argv = BASE + ["--epochs", "1000", "--num_workers", "0", "--run_dir", str(run_dir)]
     proc = subprocess.Popen([sys.executable, "train_teacher.py"] + argv, cwd=repo_root,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
     try:
-        lock = run_dir / ".topkd.lock"
-        deadline = time.time() + 240
-        while not (lock.is_file() and f'"pid": {proc.pid}' in lock.read_text()):
-            assert proc.poll() is None and time.time() < deadline, "the first run never took its folder"
-            time.sleep(0.2)
+        for line in proc.stdout:  # the trainer logs its run folder once the folder is claimed (locked)
+            if line.startswith("run folder "):
+                break
+        else:
+            pytest.fail(f"the first run ended (status {proc.wait()}) before it took its folder")
         code, _, err = run_stage(train_teacher.main, argv)
-        line = one_line(code, err, str(run_dir), f"PID {proc.pid}", "train_teacher.py")
-        assert "in use by" in line
+        one_line(code, err, str(run_dir), "in use by", f"PID {proc.pid}", "train_teacher.py",
+                 str(run_dir / ".topkd.lock"))
     finally:
         proc.kill()
         proc.wait(timeout=60)
+        proc.stdout.close()
     assert not (run_dir / "tb").is_dir() or len(os.listdir(run_dir / "tb")) == 1  # only the first run's events
 
 
