@@ -172,6 +172,8 @@ def test_atomic_write_through_a_link_writes_the_file_it_names(tmp_path):
     ('a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
      'c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n', ["alias *a"]),
     ("a: [1, 2\n", ["not valid YAML"]),
+    ("a: " + "[" * 60 + "]" * 60 + "\n", ["line 1", "nested more than 50 levels deep"]),
+    ("a: " + "{b: " * 20000 + "1" + "}" * 20000 + "\n", ["nested more than 50 levels deep"]),
 ])
 def test_read_yaml_refuses_duplicates_aliases_and_bad_text(tmp_path, text, words):
     path = tmp_path / "c.yaml"

@@ -179,6 +179,31 @@ def test_yaml_values_take_the_flag_types(tmp_path):
     assert isinstance(out.lr, float) and isinstance(out.seed, int)
 
 
+def test_a_yaml_value_is_never_read_as_a_flag(tmp_path, run_stage):
+    """`lr_decay_epochs: ["1", "--lr", "5"]` in a --config file trained with lr 5.0: the list was spliced into
+    the command line. A YAML value is now only a value of its own option."""
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text('lr_decay_epochs: ["1", "--lr", "5"]\n')
+    argv = BASE + ["--config", str(cfg), "--epochs", "1", "--num_workers", "0", "--run_dir", str(tmp_path / "r")]
+    with pytest.raises(ValueError, match="lr_decay_epochs"):
+        parse_config(train_teacher.build_parser(), argv)
+    code, _, err = run_stage(train_teacher.main, argv)
+    one_line(code, err, str(cfg), "option lr_decay_epochs", "--lr")
+    cfg.write_text('data_root: "--lr=5"\nresume: "--lr"\n')  # text stays text, whatever it looks like
+    out = parse_config(train_teacher.build_parser(), ["--config", str(cfg)])
+    assert (out.data_root, out.resume, out.lr) == ("--lr=5", "--lr", 0.05)
+    assert not (tmp_path / "r").exists()
+
+
+def test_deeply_nested_yaml_is_one_line(tmp_path, run_stage):
+    """A --config value nested 20,000 brackets deep ended in a RecursionError traceback."""
+    cfg = tmp_path / "deep.yaml"
+    cfg.write_text("lr_decay_epochs: " + "[" * 20000 + "]" * 20000 + "\n")
+    code, _, err = run_stage(train_teacher.main, BASE + ["--config", str(cfg), "--run_dir", str(tmp_path / "r")])
+    one_line(code, err, str(cfg), "nested more than 50 levels deep")
+    assert not (tmp_path / "r").exists()
+
+
 # ----------------------------------------------------------------------------- resume with changed options
 def test_resume_refuses_changes_unless_overridden(tmp_path, run_stage, capsys):
     run = tmp_path / "run"
