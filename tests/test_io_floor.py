@@ -212,10 +212,13 @@ def test_verify_file_names_file_and_rebuild_command(tmp_path):
 
 # ----------------------------------------------------------------------------- folder locks
 HOLDER = textwrap.dedent("""
-    import sys
+    import os, sys
     sys.path.insert(0, {repo!r})
     from topkd_io import FolderLock
     with FolderLock({folder!r}):
+        if os.fork() == 0:  # a child, as a DataLoader worker is, that outlives its parent
+            sys.stdin.read()
+            os._exit(0)
         print("held", flush=True)
         sys.stdin.read()  # held until the test closes our stdin
 """)
@@ -235,16 +238,20 @@ def test_folder_lock_refuses_a_live_holder_and_clears_when_it_dies(tmp_path, rep
         for word in (f"PID {proc.pid}", "--marker", "--run_dir", str(folder / ".topkd.lock")):
             assert word in message, message
         assert lock_holder(folder)["pid"] == proc.pid
+        proc.kill()
+        proc.wait()
+        # the holder was killed (-9; its forked child still runs): the lock is free, whatever its file says
+        assert lock_holder(folder) is None
+        with FolderLock(folder) as lock:
+            with FolderLock(folder):  # the same process may nest
+                pass
+            assert os.path.isfile(lock.path) and lock_holder(folder) is None  # our own lock is not someone else's
+        assert not os.path.exists(lock.path)
     finally:
         proc.kill()
         proc.wait()
-    # the holder was killed (-9): the kernel released its lock, whatever its file still says
-    assert lock_holder(folder) is None
-    with FolderLock(folder) as lock:
-        with FolderLock(folder):  # the same process may nest
-            pass
-        assert os.path.isfile(lock.path) and lock_holder(folder) is None  # our own lock is not someone else's
-    assert not os.path.exists(lock.path)
+        proc.stdin.close()  # the child ends
+        proc.stdout.close()
 
 
 @pytest.mark.parametrize("record", [

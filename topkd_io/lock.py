@@ -6,7 +6,8 @@ the file on exit. The kernel releases the lock when its process ends, however it
 left behind by a killed process, one whose PID now belongs to another program, or one from another host,
 is taken over without a word: only a live holder counts. A second process asking for a held folder gets a
 `TopKDError` naming the holder and the lock file. The same process may take a lock it already holds
-(nested stages of the quickstart): it is released when the outermost holder exits.
+(nested stages of the quickstart): it is released when the outermost holder exits. A forked child (a
+DataLoader worker) does not hold its parent's lock.
 """
 from __future__ import annotations
 
@@ -114,6 +115,17 @@ class FolderLock:
     def __exit__(self, *exc) -> bool:
         self.release()
         return False
+
+
+def _drop_in_child() -> None:
+    """In a forked child (a DataLoader worker): close the inherited lock descriptors (closing, unlike
+    LOCK_UN, leaves the parent's lock alone), so that a child outliving a killed parent does not hold it."""
+    for fd, _ in _HELD.values():
+        os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_in_child)
 
 
 def lock_holder(folder: Any) -> Optional[Dict[str, Any]]:
