@@ -5,8 +5,9 @@ parser default. Recipes are a name -> dict registry (``RECIPES``). Unless ``--re
 recipe is the first one the stage's rules give (`StageParser.recipe_rules`: the chosen method's declared
 ``recipe``, TGD's for the PI teacher), else the one the data set declares (``datasets.dataset_info``).
 The small-network learning rate of a recipe goes to the architectures that declare ``small_lr``
-(``models.info_of``). A ``--config`` file is read as command-line words: each ``option: value`` becomes the
-flag and its value, parsed by the stage's own parser, so a YAML value is typed exactly like its flag.
+(``models.info_of``). Each ``option: value`` of a ``--config`` file is converted and checked as a value of
+that option (its type, choices, list-ness and own parsing; `config_value`) and the command line is parsed
+over those values, so a YAML value is typed like its flag and can never be read as a flag itself.
 The resolved configuration is an ``argparse.Namespace`` whose ``lr_decay_epochs`` is a list of ints;
 `write_config` stores it as YAML in the run folder.
 """
@@ -198,15 +199,7 @@ def data_options(cfg: argparse.Namespace) -> Dict[str, Any]:
     return options
 
 
-# ----------------------------------------------------------------------------- --config YAML as argv words
-class _ConfigReader(argparse.ArgumentParser):
-    """A copy of a stage's parser (its actions shared through ``parents``) that reads a ``--config`` file's
-    words: errors are raised, not printed with the usage and exited, so they can name the file and key."""
-
-    def error(self, message):
-        raise argparse.ArgumentError(None, message)
-
-
+# ----------------------------------------------------------------------------- --config YAML: option values
 def _config_options(parser: argparse.ArgumentParser) -> Dict[str, argparse.Action]:
     """``dest -> action`` of every option a ``--config`` file may set (``--help`` and ``--config`` left out).
     argparse has no public list of a parser's actions; ``_actions`` is only read here."""
@@ -226,55 +219,61 @@ def _kind(action: argparse.Action) -> str:
     return {int: "an integer", float: "a number", None: "text"}.get(action.type, f"a value like --{action.dest} takes")
 
 
-def config_words(path: str, key: str, value: Any, action: argparse.Action) -> List[str]:
-    """The command-line words that give option ``key`` the YAML ``value`` (``[]``: leave the default).
+def _convert(where: str, action: argparse.Action, item: Any) -> Any:
+    """One YAML scalar as one command-line word of ``action`` would be: its ``type`` applied to the text,
+    its ``choices`` checked. argparse's own actions keep text options text, so they take YAML strings only."""
+    if action.type is None and type(action).__module__ == "argparse" and not isinstance(item, str):
+        raise ValueError(f"{where} must be text, got {item!r}; quote it")
+    value = str(item)
+    if action.type is not None:
+        try:
+            value = action.type(value)
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        except (TypeError, ValueError):
+            raise ValueError(f"{where} must be {_kind(action)}, got {item!r}") from None
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"{where} must be one of {', '.join(map(str, action.choices))}, got {item!r}")
+    return value
 
-    Only what YAML adds to the command line is checked here, with the flag's own parser doing the rest:
-    a switch takes a YAML boolean (true/false), ``null`` is allowed where the flag's default is None, a list
-    only where the flag takes several values, and text options take YAML strings (``10`` is a number).
-    Raises ValueError naming the file and the key.
+
+def config_value(path: str, key: str, value: Any, action: argparse.Action) -> Any:
+    """The YAML ``value`` of option ``key`` as the option's value, converted and checked as its flag's words.
+
+    A switch takes a YAML boolean; ``null`` is allowed where the option's default is None; a list only where
+    the option takes several values; each item goes through `_convert`; an option with its own action (the
+    milestones' `EpochsAction`) then parses the items as it does on the command line. A value is only ever
+    a value: nothing in it is read as a flag. Raises ValueError naming the file and the key.
     """
     where = f"config file {path}: option {key}"
-    long = next((s for s in action.option_strings if s.startswith("--")), action.option_strings[0])
     if _is_switch(action):
         if not isinstance(value, bool):
             raise ValueError(f"{where} must be true or false, got {value!r}")
-        if isinstance(action, argparse.BooleanOptionalAction):
-            return [long if value else next(s for s in action.option_strings if s.startswith("--no-"))]
-        return [long] if value == action.const else []
+        return value
     if value is None:
         if action.default is not None:
             raise ValueError(f"{where} needs a value (null is not allowed)")
-        return []
-    if isinstance(value, list) and not _takes_many(action):
+        return None
+    many = _takes_many(action)
+    items = value if isinstance(value, list) and many else [value]
+    if any(isinstance(item, (dict, list)) for item in items):
         raise ValueError(f"{where} must be a single value, got {value!r}")
-    words = []
-    for item in (value if isinstance(value, list) else [value]):
-        if isinstance(item, bool):
-            raise ValueError(f"{where} must be {_kind(action)}, not the boolean {item!r}")
-        if isinstance(item, (dict, list)):
-            raise ValueError(f"{where} must be a single value, got {value!r}")
-        if action.type is None and type(action).__module__ == "argparse" and not isinstance(item, str):
-            # argparse's own actions keep a word as text (a custom action, e.g. EpochsAction, parses it)
-            raise ValueError(f"{where} must be text, got {item!r}; quote it")
-        words.append(str(item))
-    # --flag=value keeps a value starting with '-' a value; several values follow the flag as words
-    return [long, *words] if _takes_many(action) else [f"{long}={words[0]}"]
-
-
-def _config_error(path: str, key: str, value: Any, action: argparse.Action, message: str) -> str:
-    """argparse's reason for refusing a ``--config`` value, as one line naming the file and key."""
-    where = f"config file {path}: option {key}"
-    if action.choices is not None and message.startswith("invalid choice"):
-        return f"{where} must be one of {', '.join(map(str, action.choices))}, got {value!r}"
-    if action.type in (int, float) and message.startswith("invalid"):
-        return f"{where} must be {_kind(action)}, got {value!r}"
-    return f"{where}: {' '.join(message.split())}"
+    converted = [_convert(where, action, item) for item in items]
+    result = converted if many else converted[0]
+    if type(action).__module__ == "argparse":
+        return result
+    namespace = argparse.Namespace()
+    try:
+        action(None, namespace, result)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise ValueError(f"{where}: {' '.join(str(exc).split())}") from None
+    return getattr(namespace, action.dest)
 
 
 def read_config_file(path: str, parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """The options of a ``--config`` YAML file, parsed by ``parser`` as command-line words (defaults for
-    the rest). Raises FileNotFoundError / ValueError naming the file (and the key, for a bad value)."""
+    """The options of a ``--config`` YAML file as a Namespace of option values (`config_value`): the
+    defaults the command line is then parsed over. Raises FileNotFoundError / ValueError naming the file
+    (and the key, for a bad value)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file {path} not found; pass an existing YAML file to --config")
     data = read_yaml(path, "config file", "write one 'option: value' per line")
@@ -286,18 +285,7 @@ def read_config_file(path: str, parser: argparse.ArgumentParser) -> argparse.Nam
     if unknown:
         raise ValueError(f"config file {path} has unknown option(s) {', '.join(unknown)}; "
                          f"valid ones: {', '.join(sorted(actions))}")
-    reader = _ConfigReader(parents=[parser], add_help=False, exit_on_error=False)
-    namespace = argparse.Namespace()
-    for key, value in data.items():  # one key at a time, so an error names its key
-        action = actions[key]
-        words = config_words(path, key, value, action)
-        try:
-            reader.parse_args(words, namespace=namespace)
-        except argparse.ArgumentError as exc:
-            raise ValueError(_config_error(path, key, value, action, exc.message)) from None
-        except (ValueError, argparse.ArgumentTypeError) as exc:  # raised by an action itself (EpochsAction)
-            raise ValueError(f"config file {path}: option {key}: {' '.join(str(exc).split())}") from None
-    return namespace
+    return argparse.Namespace(**{key: config_value(path, key, value, actions[key]) for key, value in data.items()})
 
 
 # ----------------------------------------------------------------------------- recipes

@@ -36,7 +36,7 @@ from topkd_io import (
     load_checkpoint,
     read_yaml,
 )
-from topkd_io.lock import LOCK_NAME, lock_holder
+from topkd_io.lock import LOCK_NAME, busy_text, lock_holder
 
 from .identity import CONTINUATION, Identity
 
@@ -86,9 +86,8 @@ def compare(folder: str, stored: Optional[Identity], identity: Identity, *, star
     ``done``: they are complete for the requested settings; ``stored``: its recorded identity."""
     # under torchrun the lock is rank 0's: the other ranks of the same job must not see it as someone else's
     holder = lock_holder(folder) if os.path.isdir(folder) and is_rank0() else None
-    if holder is not None and holder.get("pid") != os.getpid():
-        return FolderState(folder, "busy", f"in use by PID {holder.get('pid', '?')} ({holder.get('command', '?')}) "
-                           f"since {holder.get('started', '?')}")
+    if holder is not None:
+        return FolderState(folder, "busy", busy_text(os.path.join(folder, LOCK_NAME), holder))
     if identity.pending:
         missing = ", ".join(k for k, v in identity.inputs.items() if v is None)
         return FolderState(folder, "pending", f"input not there yet: {missing}")

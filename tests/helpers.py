@@ -84,6 +84,40 @@ def dead_writer_temp(path) -> str:
             return f"{os.fspath(path)}.{host_tag()}.{proc.pid}.k1l2m3.tmp"
 
 
+def special_node(path, kind):
+    """Make a node of ``kind`` (device, fifo, folder, socket) at ``path`` -> a closer to call afterwards. The
+    device is a private /dev/null-like node (character device 1:3) in the test's own folder."""
+    import os
+    import socket
+    import stat
+
+    import pytest
+
+    if kind == "device":
+        try:
+            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("making a device node needs CAP_MKNOD (root outside a restricted container)")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        os.mkdir(path)
+    else:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(os.fspath(path))
+        return sock.close
+    return lambda: None
+
+
+def node_kind(path):
+    """(file type, device number) of ``path`` itself (a link is not followed)."""
+    import os
+    import stat
+
+    st = os.lstat(path)
+    return stat.S_IFMT(st.st_mode), st.st_rdev
+
+
 def one_line(code, err, *words):
     """A user error: status 2, exactly one ``error:`` line, no traceback, naming ``words`` -> that line."""
     assert code == 2, err

@@ -1,7 +1,9 @@
 """The file floor (`topkd_io`): one atomic writer under every file the stages write, safe YAML, checksums,
 folder locks. Each writer of the project is driven through a simulated crash."""
 import errno
+import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -11,9 +13,9 @@ import pytest
 import torch
 
 import topkd_io.atomic as atomic
-from helpers import dead_writer_temp, zip_writer_full
+from helpers import dead_writer_temp, node_kind, special_node, zip_writer_full
 from topkd_io import (DamagedFileError, FolderLock, TopKDError, atomic_write, read_yaml, run_cli, save_torch,
-                      verify_file)
+                      verify_file, write_yaml)
 from topkd_io.checksums import file_record
 
 
@@ -117,6 +119,52 @@ def test_atomic_write_text_and_manual_commit(tmp_path):
     assert not (tmp_path / "b.bin").exists() and os.listdir(tmp_path) == ["a.txt"]
 
 
+@pytest.mark.parametrize("name", WRITERS)
+def test_no_writer_replaces_a_fifo(tmp_path, name):
+    """The atomic writer renamed its temporary over whatever the path named: a FIFO (or a device) became a
+    regular file. Every writer now refuses it in one line naming the path, and the FIFO stays."""
+    path, write = _writers(tmp_path)[name]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    with pytest.raises(ValueError) as info:
+        write(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and "FIFO" in message, message
+    assert stat.S_ISFIFO(os.lstat(path).st_mode)
+    assert not [f for f in os.listdir(path.parent) if f.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder", "socket"])
+def test_atomic_write_refuses_what_is_not_a_regular_file(tmp_path, kind):
+    path = tmp_path / "out.yaml"
+    close = special_node(path, kind)
+    try:
+        before = node_kind(path)
+        with pytest.raises(ValueError, match=f"{path} is a .*not a regular file"):
+            write_yaml(path, {"a": 1})
+        link = tmp_path / "link.yaml"  # a link to it is refused just the same
+        link.symlink_to(path)
+        with pytest.raises(ValueError, match="not a regular file"):
+            write_yaml(link, {"a": 1})
+        assert node_kind(path) == before and link.is_symlink()
+    finally:
+        close()
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_atomic_write_through_a_link_writes_the_file_it_names(tmp_path):
+    """A link to a regular file is written through (as open() does), not replaced by a file: the link stays."""
+    target = tmp_path / "runs" / "eval.yaml"
+    target.parent.mkdir()
+    target.write_text("old: 1\n")
+    link = tmp_path / "latest.yaml"
+    link.symlink_to(target)
+    write_yaml(link, {"new": 2})
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert read_yaml(target) == {"new": 2}
+    assert sorted(os.listdir(target.parent)) == ["eval.yaml"]
+
+
 # ----------------------------------------------------------------------------- YAML
 @pytest.mark.parametrize("text, words", [
     ("lr: 0.1\nepochs: 3\nlr: 0.2\n", ["line 3", "'lr' appears twice"]),
@@ -124,6 +172,8 @@ def test_atomic_write_text_and_manual_commit(tmp_path):
     ('a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
      'c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n', ["alias *a"]),
     ("a: [1, 2\n", ["not valid YAML"]),
+    ("a: " + "[" * 60 + "]" * 60 + "\n", ["line 1", "nested more than 50 levels deep"]),
+    ("a: " + "{b: " * 20000 + "1" + "}" * 20000 + "\n", ["nested more than 50 levels deep"]),
 ])
 def test_read_yaml_refuses_duplicates_aliases_and_bad_text(tmp_path, text, words):
     path = tmp_path / "c.yaml"
@@ -162,31 +212,64 @@ def test_verify_file_names_file_and_rebuild_command(tmp_path):
 
 # ----------------------------------------------------------------------------- folder locks
 HOLDER = textwrap.dedent("""
-    import sys, time
+    import os, sys
     sys.path.insert(0, {repo!r})
     from topkd_io import FolderLock
     with FolderLock({folder!r}):
+        if os.fork() == 0:  # a child, as a DataLoader worker is, that outlives its parent
+            sys.stdin.read()
+            os._exit(0)
         print("held", flush=True)
-        time.sleep(60)
+        sys.stdin.read()  # held until the test closes our stdin
 """)
 
 
-def test_folder_lock_refuses_a_second_process_and_takes_over_a_dead_ones(tmp_path, repo_root):
+def test_folder_lock_refuses_a_live_holder_and_clears_when_it_dies(tmp_path, repo_root):
+    from topkd_io.lock import lock_holder
+
     folder = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-c", HOLDER.format(repo=str(repo_root), folder=str(folder)),
-                             "--marker"], stdout=subprocess.PIPE, text=True)
+                             "--marker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"
         with pytest.raises(TopKDError) as info:
             FolderLock(folder, flag="--run_dir", what="run folder").acquire()
         message = str(info.value)
-        assert f"PID {proc.pid}" in message and "--marker" in message and "--run_dir" in message, message
+        for word in (f"PID {proc.pid}", "--marker", "--run_dir", str(folder / ".topkd.lock")):
+            assert word in message, message
+        assert lock_holder(folder)["pid"] == proc.pid
+        proc.kill()
+        proc.wait()
+        # the holder was killed (-9; its forked child still runs): the lock is free, whatever its file says
+        assert lock_holder(folder) is None
+        with FolderLock(folder) as lock:
+            with FolderLock(folder):  # the same process may nest
+                pass
+            assert os.path.isfile(lock.path) and lock_holder(folder) is None  # our own lock is not someone else's
+        assert not os.path.exists(lock.path)
     finally:
         proc.kill()
         proc.wait()
-    # the holder was killed (-9): its lock is stale and taken over
-    with FolderLock(folder) as lock:
-        with FolderLock(folder):  # the same process may nest
-            pass
-        assert os.path.isfile(lock.path)
-    assert not os.path.exists(lock.path)
+        proc.stdin.close()  # the child ends
+        proc.stdout.close()
+
+
+@pytest.mark.parametrize("record", [
+    {"pid": 1, "host": "this", "command": "python train_teacher.py", "started": "2026-01-01 00:00:00"},
+    {"pid": 4242, "host": "0f1e2d", "command": "python train_teacher.py", "started": "2026-01-01 00:00:00"},
+    "half a rec",
+], ids=["recycled_pid", "another_host", "unreadable"])
+def test_a_lock_no_live_process_holds_is_taken_without_a_word(tmp_path, capsys, caplog, record):
+    """A lock file whose PID now belongs to another program (PID 1 here), one left by another host, or an
+    unreadable one, was refused forever ("wait for it to finish"). Only a live holder counts now."""
+    from topkd_io.atomic import host_tag
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    if isinstance(record, dict) and record["host"] == "this":
+        record = {**record, "host": host_tag()}
+    (folder / ".topkd.lock").write_text(json.dumps(record) if isinstance(record, dict) else record)
+    with FolderLock(folder, flag="--run_dir", what="run folder"):
+        pass
+    assert capsys.readouterr() == ("", "") and not caplog.records
+    assert not (folder / ".topkd.lock").exists()

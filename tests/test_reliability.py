@@ -27,7 +27,7 @@ import train_student
 import train_teacher
 from topkd_io import load_checkpoint, save_torch
 from engine.config import parse_config
-from helpers import dead_writer_temp, one_line, weights_digest
+from helpers import dead_writer_temp, node_kind, one_line, special_node, weights_digest
 
 ARCH = "resnet8"
 BASE = ["--dataset", "digits", "--image_size", "8", "--batch_size", "64", "--device", "cpu", "--deterministic",
@@ -179,6 +179,31 @@ def test_yaml_values_take_the_flag_types(tmp_path):
     assert isinstance(out.lr, float) and isinstance(out.seed, int)
 
 
+def test_a_yaml_value_is_never_read_as_a_flag(tmp_path, run_stage):
+    """`lr_decay_epochs: ["1", "--lr", "5"]` in a --config file trained with lr 5.0: the list was spliced into
+    the command line. A YAML value is now only a value of its own option."""
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text('lr_decay_epochs: ["1", "--lr", "5"]\n')
+    argv = BASE + ["--config", str(cfg), "--epochs", "1", "--num_workers", "0", "--run_dir", str(tmp_path / "r")]
+    with pytest.raises(ValueError, match="lr_decay_epochs"):
+        parse_config(train_teacher.build_parser(), argv)
+    code, _, err = run_stage(train_teacher.main, argv)
+    one_line(code, err, str(cfg), "option lr_decay_epochs", "--lr")
+    cfg.write_text('data_root: "--lr=5"\nresume: "--lr"\n')  # text stays text, whatever it looks like
+    out = parse_config(train_teacher.build_parser(), ["--config", str(cfg)])
+    assert (out.data_root, out.resume, out.lr) == ("--lr=5", "--lr", 0.05)
+    assert not (tmp_path / "r").exists()
+
+
+def test_deeply_nested_yaml_is_one_line(tmp_path, run_stage):
+    """A --config value nested 20,000 brackets deep ended in a RecursionError traceback."""
+    cfg = tmp_path / "deep.yaml"
+    cfg.write_text("lr_decay_epochs: " + "[" * 20000 + "]" * 20000 + "\n")
+    code, _, err = run_stage(train_teacher.main, BASE + ["--config", str(cfg), "--run_dir", str(tmp_path / "r")])
+    one_line(code, err, str(cfg), "nested more than 50 levels deep")
+    assert not (tmp_path / "r").exists()
+
+
 # ----------------------------------------------------------------------------- resume with changed options
 def test_resume_refuses_changes_unless_overridden(tmp_path, run_stage, capsys):
     run = tmp_path / "run"
@@ -328,6 +353,28 @@ def test_read_only_run_dir(tmp_path, run_stage):
         ro.chmod(0o700)
 
 
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder", "socket"])
+def test_out_at_a_device_fifo_folder_or_socket_is_refused(tmp_path, run_stage, kind):
+    """`evaluate.py CKPT --out /dev/full` run as root replaced the device with a regular file (a FIFO or a socket
+    likewise). Now one line naming the path, and the node is still there."""
+    import evaluate
+    from models import build_model
+
+    ckpt = tmp_path / "resnet8_best.pth"
+    save_torch({"model": build_model(ARCH, num_classes=10).state_dict(), "arch": ARCH, "num_classes": 10}, ckpt)
+    out = tmp_path / "node"
+    close = special_node(out, kind)
+    try:
+        before = node_kind(out)
+        code, _, err = run_stage(evaluate.main, [str(ckpt), "--dataset", "digits", "--image_size", "8",
+                                                 "--device", "cpu", "--out", str(out)])
+        one_line(code, err, str(out), "not a regular file")
+        assert node_kind(out) == before
+    finally:
+        close()
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
 def test_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
     """Checkpoint and shard writes hitting ENOSPC (a real one: the file is /dev/full) -> one line naming
     the file; no temporary left behind."""
@@ -409,24 +456,26 @@ def test_written_files_follow_the_umask_and_stale_temps_go(tmp_path, mask, mode)
 # ----------------------------------------------------------------------------- a run folder belongs to one run
 def test_a_second_run_into_a_busy_folder_is_refused(tmp_path, repo_root, run_stage):
     """Two train_teacher.py runs into one --run_dir, 0.5 s apart, both exited 0 naming the same checkpoint
-    (the first run's result was lost). Now the second is refused with one line naming the first's PID."""
+    (the first run's result was lost). Now the second is refused with one line naming the first's PID and
+    the lock file. The test waits for the first run's own word that it holds the folder (no timing)."""
     run_dir = tmp_path / "shared"
     argv = BASE + ["--epochs", "1000", "--num_workers", "0", "--run_dir", str(run_dir)]
     proc = subprocess.Popen([sys.executable, "train_teacher.py"] + argv, cwd=repo_root,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
     try:
-        lock = run_dir / ".topkd.lock"
-        deadline = time.time() + 240
-        while not (lock.is_file() and f'"pid": {proc.pid}' in lock.read_text()):
-            assert proc.poll() is None and time.time() < deadline, "the first run never took its folder"
-            time.sleep(0.2)
+        for line in proc.stdout:  # the trainer logs its run folder once the folder is claimed (locked)
+            if line.startswith("run folder "):
+                break
+        else:
+            pytest.fail(f"the first run ended (status {proc.wait()}) before it took its folder")
         code, _, err = run_stage(train_teacher.main, argv)
-        line = one_line(code, err, str(run_dir), f"PID {proc.pid}", "train_teacher.py")
-        assert "in use by" in line
+        one_line(code, err, str(run_dir), "in use by", f"PID {proc.pid}", "train_teacher.py",
+                 str(run_dir / ".topkd.lock"))
     finally:
         proc.kill()
         proc.wait(timeout=60)
+        proc.stdout.close()
     assert not (run_dir / "tb").is_dir() or len(os.listdir(run_dir / "tb")) == 1  # only the first run's events
 
 

@@ -9,7 +9,7 @@ PyYAML). Modules:
   `check_output_file` / `check_utf8`.
 - `safe_load`: `safe_load` (``torch.load(weights_only=True)`` with a small numpy allowlist),
   `load_checkpoint`, `load_npy` (read-only memory maps of ``.npy`` files, short files refused), `read_yaml`
-  (duplicate keys, aliases and non-UTF-8 text refused, naming the file).
+  (duplicate keys, aliases, nesting deeper than 50 and non-UTF-8 text refused, naming the file).
 - `checksums`: `file_sha256`, `file_identity`, `verify_file` / `verify_file_once` (size and SHA-256 against a
   record), `seal` / `check_seal` (a manifest's own fields under one checksum).
 - `lock`: `FolderLock`, one process writing a folder at a time.

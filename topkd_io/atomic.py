@@ -3,10 +3,14 @@
 `atomic_write(path)` opens a temporary file beside ``path``; on a clean exit the data is flushed and
 fsynced, the temporary renamed over ``path`` and the folder fsynced, so a file that exists is complete
 and survives a power cut. On any failure the temporary is removed and an earlier file at ``path`` stays
-as it was. Temporaries are named ``<name>.<host>.<pid>.<random>.tmp``: before a write, leftovers of
-earlier writes of the same ``path`` are removed, but only those whose writer is gone (same host, process
-no longer alive), so two processes never delete each other's temporaries. Files get the mode an ordinary
-``open()`` would give (0666 minus the umask, 0644 by default), not mkstemp's private 0600.
+as it was. Only a regular file or a missing path is ever replaced: a folder, device, FIFO or socket at
+``path`` is refused (`check_replaceable`). A symbolic link is followed and the regular file it names is
+written, as ``open()`` would: the user's link stays, and a link to a device is refused like the device.
+
+Temporaries are named ``<name>.<host>.<pid>.<random>.tmp``: before a write, leftovers of earlier writes
+of the same ``path`` are removed, but only those whose writer is gone (same host, process no longer
+alive), so two processes never delete each other's temporaries. Files get the mode an ordinary ``open()``
+would give (0666 minus the umask, 0644 by default), not mkstemp's private 0600.
 
 Wrappers: `write_text`, `write_yaml`, `save_npy`, `save_npz`, `save_torch` (which also turns the errors
 of torch's zip writer, a RuntimeError that names no file, into an OSError naming ``path``).
@@ -19,6 +23,7 @@ import glob
 import hashlib
 import os
 import socket
+import stat
 import tempfile
 import time
 from typing import IO, Any, Tuple
@@ -175,12 +180,13 @@ class atomic_write:
     def __init__(self, path: Any, mode: str = "wb", encoding: str = "utf-8"):
         if mode not in ("wb", "w"):
             raise ValueError(f"atomic_write mode must be 'wb' or 'w', got {mode!r}")
-        self.path = os.path.abspath(os.fspath(path))
-        folder = os.path.dirname(self.path)
+        self.path = os.path.abspath(os.fspath(path))  # named in errors
+        self.target = os.path.realpath(self.path)  # what is replaced: the file a link names
+        check_replaceable(self.path)
         try:
-            os.makedirs(folder, exist_ok=True)
-            remove_stale_temps(self.path)
-            fd, self.tmp = open_temp(self.path)
+            os.makedirs(os.path.dirname(self.target), exist_ok=True)
+            remove_stale_temps(self.target)
+            fd, self.tmp = open_temp(self.target)
         except OSError as exc:
             raise _named(exc, self.path) from None
         try:
@@ -200,14 +206,15 @@ class atomic_write:
             self.file.flush()
             os.fsync(self.file.fileno())
             self.file.close()
-            os.replace(self.tmp, self.path)
+            check_replaceable(self.path)  # again: something may have been put there meanwhile
+            os.replace(self.tmp, self.target)
         except BaseException as exc:
             self.abort()
             named = _named(exc, self.path)
             if named is exc:
                 raise
             raise named from None
-        _fsync_folder(os.path.dirname(self.path))
+        _fsync_folder(os.path.dirname(self.target))
 
     def abort(self) -> None:
         """Drop the temporary; the target is left as it was."""
@@ -333,10 +340,30 @@ def check_output_dir(path: Any, flag: str) -> str:
     return path
 
 
-def check_output_file(path: Any, flag: str) -> str:
-    """``path`` is to be written as a file: not a folder, and its folder writable; ValueError otherwise."""
+_NOT_REGULAR = {stat.S_IFDIR: "a folder", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+                stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S_IFLNK: "a loop of links"}
+
+
+def check_replaceable(path: Any, flag: str = "") -> None:
+    """ValueError (one line naming ``flag`` and ``path``) unless ``path`` is missing or a regular file (a link
+    is followed): a write replaces what the path names, and a device, FIFO, socket or folder must never be."""
     path = os.fspath(path)
-    if os.path.isdir(path):
-        raise ValueError(f"{flag} {path} is a folder; pass a file path")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            return  # missing (a dangling link: the file it names is created); else the write says what is wrong
+        mode = stat.S_IFLNK
+    if not stat.S_ISREG(mode):
+        kind = _NOT_REGULAR.get(stat.S_IFMT(mode), "a special file")
+        raise ValueError(f"{flag + ' ' if flag else ''}{path} is {kind}, not a regular file; writing would replace "
+                         f"it: pass the path of a file")
+
+
+def check_output_file(path: Any, flag: str) -> str:
+    """``path`` is to be written as a file: missing or a regular file (`check_replaceable`), and its folder
+    writable; ValueError naming ``flag`` otherwise."""
+    path = os.fspath(path)
+    check_replaceable(path, flag)
     check_output_dir(os.path.dirname(os.path.abspath(path)), f"folder of {flag}")
     return path

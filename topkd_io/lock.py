@@ -1,36 +1,59 @@
-"""One writer per folder: a lock file held while a stage writes into a folder.
+"""One writer per folder: the OS's advisory lock on a lock file, held while a stage writes into a folder.
 
-``with FolderLock(folder, flag="--run_dir"):`` creates ``<folder>/.topkd.lock`` exclusively (``O_EXCL``)
-holding the owner's PID, host, command line and start time, and removes it on exit. A second process
-asking for the same folder gets a `TopKDError` naming the holder's PID and command. A lock left by a
-killed process (same host, PID no longer alive) is taken over. The same process may take a lock it
-already holds (nested stages of the quickstart): it is released when the outermost holder exits.
+``with FolderLock(folder, flag="--run_dir"):`` takes an exclusive ``fcntl.flock`` on ``<folder>/.topkd.lock``,
+writes the holder's record into it (PID, host, command line, start time: for messages only) and removes
+the file on exit. The kernel releases the lock when its process ends, however it ends, so a lock file
+left behind by a killed process, one whose PID now belongs to another program, or one from another host,
+is taken over without a word: only a live holder counts. A second process asking for a held folder gets a
+`TopKDError` naming the holder and the lock file. The same process may take a lock it already holds
+(nested stages of the quickstart): it is released when the outermost holder exits. A forked child (a
+DataLoader worker) does not hold its parent's lock.
 """
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import json
 import os
+import socket
 import sys
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
-from .atomic import file_mode, host_tag, pid_alive
+from .atomic import file_mode
 from .errors import TopKDError
 
 LOCK_NAME = ".topkd.lock"
-# A lock file that cannot be read (its writer is between open and write) is judged stale after this long.
-UNREADABLE_LOCK_AGE_S = 30.0
-_HELD: Dict[str, int] = {}  # lock path -> nesting depth, in this process
+_HELD: Dict[str, List[int]] = {}  # lock path -> [file descriptor, nesting depth], in this process
 
 
-def _read_holder(path: str) -> Optional[Dict[str, Any]]:
+def _record(fd: int) -> Dict[str, Any]:
+    """The holder record written in the lock file (``{}`` when it is empty or unreadable)."""
     try:
-        with open(path) as f:
-            data = json.load(f)
-        return data if isinstance(data, dict) else None
+        data = json.loads(os.pread(fd, 1 << 16, 0) or b"{}")
     except (OSError, ValueError):
-        return None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def busy_text(path: str, holder: Dict[str, Any]) -> str:
+    """``in use by PID 12 (python train_teacher.py ...) since <time> (lock file <path>)``."""
+    who = f"PID {holder['pid']}" if "pid" in holder else "another process"
+    if holder.get("host") not in (None, socket.gethostname()):
+        who += f" on {holder['host']}"
+    command = f" ({holder['command']})" if holder.get("command") else ""
+    since = f" since {holder['started']}" if holder.get("started") else ""
+    return f"in use by {who}{command}{since} (lock file {path})"
+
+
+def _same_file(fd: int, path: str) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (a releasing holder removes it; the lock on a removed
+    file protects nothing)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    fst = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino)
 
 
 class FolderLock:
@@ -44,62 +67,47 @@ class FolderLock:
         self.path = os.path.join(self.folder, LOCK_NAME)
         self.flag, self.what = flag, what
 
-    def _claim(self) -> bool:
-        """Create the lock file exclusively -> True; False when it exists."""
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, file_mode())
-        except FileExistsError:
-            return False
-        record = {"pid": os.getpid(), "host": host_tag(), "command": " ".join(sys.argv) or sys.executable,
-                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f)
-            f.flush()
-            os.fsync(f.fileno())
-        return True
-
-    def _stale(self, holder: Optional[Dict[str, Any]]) -> bool:
-        if holder is None:
-            try:
-                return time.time() - os.path.getmtime(self.path) > UNREADABLE_LOCK_AGE_S
-            except OSError:
-                return True  # vanished meanwhile
-        return holder.get("host") == host_tag() and not pid_alive(int(holder.get("pid", -1)))
-
     def acquire(self) -> "FolderLock":
-        if _HELD.get(self.path):
-            _HELD[self.path] += 1
+        if self.path in _HELD:
+            _HELD[self.path][1] += 1
             return self
         os.makedirs(self.folder, exist_ok=True)
-        for _ in range(5):
-            if self._claim():
-                _HELD[self.path] = 1
-                return self
-            holder = _read_holder(self.path)
-            if not self._stale(holder):
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode())  # not O_TRUNC: a holder's record stays
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _record(fd)
+                os.close(fd)
+                raise TopKDError(f"{self.what} {self.folder} is {busy_text(self.path, holder)}; wait for it to "
+                                 f"finish or choose another {self.flag}") from None
+            except BaseException:
+                os.close(fd)
+                raise
+            if _same_file(fd, self.path):
                 break
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self.path)  # its owner is gone
-        holder = _read_holder(self.path) or {}
-        who = f"PID {holder.get('pid', '?')}"
-        if holder.get("host") not in (None, host_tag()):
-            who += " on another host"
-        command = holder.get("command")
-        raise TopKDError(f"{self.what} {self.folder} is in use by {who}"
-                         f"{f' ({command})' if command else ''} since {holder.get('started', '?')}; wait for it "
-                         f"to finish or choose another {self.flag} (delete {self.path} only if that process is "
-                         f"really gone)")
+            os.close(fd)  # removed by its last holder meanwhile: lock the file now there
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv) or sys.executable,
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+        _HELD[self.path] = [fd, 1]
+        return self
 
     def release(self) -> None:
-        depth = _HELD.get(self.path, 0)
-        if depth > 1:
-            _HELD[self.path] = depth - 1
+        held = _HELD.get(self.path)
+        if held is None:
             return
-        _HELD.pop(self.path, None)
-        holder = _read_holder(self.path)
-        if holder is not None and holder.get("pid") == os.getpid() and holder.get("host") == host_tag():
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self.path)
+        held[1] -= 1
+        if held[1] > 0:
+            return
+        del _HELD[self.path]
+        try:
+            os.remove(self.path)  # while still locked, so nobody locks a file about to vanish
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(held[0])
 
     def __enter__(self) -> "FolderLock":
         return self.acquire()
@@ -109,10 +117,31 @@ class FolderLock:
         return False
 
 
+def _drop_in_child() -> None:
+    """In a forked child (a DataLoader worker): close the inherited lock descriptors (closing, unlike
+    LOCK_UN, leaves the parent's lock alone), so that a child outliving a killed parent does not hold it."""
+    for fd, _ in _HELD.values():
+        os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_in_child)
+
+
 def lock_holder(folder: Any) -> Optional[Dict[str, Any]]:
-    """The live holder record of ``folder``'s lock, or None when nobody (alive) holds it."""
-    lock = FolderLock(folder)
-    if not os.path.isfile(lock.path):
+    """The record of another live process holding ``folder``'s lock (``{}`` when it wrote none yet), or None
+    when the folder is free or held by this process. Probing takes a shared lock for an instant."""
+    path = FolderLock(folder).path
+    if path in _HELD:
         return None
-    holder = _read_holder(lock.path)
-    return None if lock._stale(holder) else (holder or {})
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # no lock file (or none we may read): nobody holds it
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return _record(fd)
+    finally:
+        os.close(fd)

@@ -117,22 +117,33 @@ def load_checkpoint(path: Any, map_location: Any = "cpu", what: str = "checkpoin
 # ----------------------------------------------------------------------------- YAML
 
 MAX_YAML_BYTES = 64 << 20
+MAX_YAML_DEPTH = 50  # nesting levels; the composer recurses once per level
 
 
 class _Refused(yaml.constructor.ConstructorError):
-    """Valid YAML that this project does not accept (a duplicate key, an alias)."""
+    """Valid YAML that this project does not accept (a duplicate key, an alias, deep nesting)."""
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses aliases and duplicate mapping keys."""
+    """``yaml.SafeLoader`` that refuses aliases, duplicate mapping keys and nesting deeper than
+    ``MAX_YAML_DEPTH`` (which would end in a RecursionError)."""
+
+    depth = 0
 
     def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
             raise _Refused(
                 None, None, f"alias *{event.anchor} (anchors and aliases are not accepted; write values out)",
                 event.start_mark)
-        return super().compose_node(parent, index)
+        if self.depth >= MAX_YAML_DEPTH:
+            raise _Refused(None, None, f"values nested more than {MAX_YAML_DEPTH} levels deep are not accepted",
+                           event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -154,7 +165,8 @@ def read_yaml(path: Any, what: str = "YAML file", hint: str = "") -> Any:
     """Parse the YAML file ``path`` strictly -> its data (None for an empty file).
 
     FileNotFoundError when missing; ValueError naming ``what`` and ``path`` (plus ``hint``) for text that
-    is not UTF-8, larger than 64 MiB, not valid YAML, or uses duplicate keys or aliases.
+    is not UTF-8, larger than 64 MiB, not valid YAML, uses duplicate keys or aliases, or nests values
+    more than ``MAX_YAML_DEPTH`` levels deep.
     """
     path = os.fspath(path)
     tail = f"; {hint}" if hint else ""
