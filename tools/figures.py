@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from datasets import build_datasets  # noqa: E402
+from engine.config import recorded_data_options  # noqa: E402
 from engine.topo_eval import embed as embed_layer, probe_indices  # noqa: E402
 from models import load_model  # noqa: E402
 from pcd.manifest import manifest_path, read_pi_params  # noqa: E402
@@ -90,9 +91,9 @@ def load_networks(teacher: PathLike, student: PathLike, dataset: Optional[str] =
     dataset = dataset or _ckpt_setting(ckpt_t, "dataset")
     if not dataset:
         raise ValueError(f"cannot tell the data set of {teacher}; pass --dataset")
-    image_size = image_size or _ckpt_setting(ckpt_t, "image_size")
-    options = {"image_size": int(image_size)} if image_size and dataset == "digits" else {}
-    data = build_datasets(dataset, data_root, download=False, **options)
+    record = ckpt_t.get("config") if isinstance(ckpt_t.get("config"), dict) else {}
+    data = build_datasets(dataset, data_root, download=False,
+                          **recorded_data_options(record, dataset, image_size=image_size))
     for name, model in (("teacher", model_t), ("student", model_s)):
         classes = model(torch.zeros(1, data.in_channels, data.image_size, data.image_size)).shape[1]
         if classes != data.num_classes:
@@ -583,7 +584,7 @@ def quickstart_figures(out_dir: PathLike, embedding_method: str = "umap") -> Lis
 def _data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, help="data set (default: the teacher checkpoint's)")
     p.add_argument("--data_root", default="./data")
-    p.add_argument("--image_size", type=int, default=None, help="digits image side (default: the teacher's)")
+    p.add_argument("--image_size", type=int, default=None, help="image side (default: the teacher's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dpi", type=int, default=DPI)
 
