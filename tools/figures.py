@@ -37,6 +37,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Subset  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
+from matplotlib.textpath import TextToPath  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -509,11 +511,8 @@ _DIM_MARKERS = {0: "o", 1: "^"}
 
 def fit_text(text: str, inches: float, fontsize: float) -> str:
     """``text`` with line breaks so that no line is wider than ``inches`` at ``fontsize`` points (measured with
-    matplotlib's default font): breaks go after ``_``, ``-``, ``/``, ``,`` or a space where one is near, else
-    inside the word (run-folder names have no spaces)."""
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.textpath import TextToPath
-
+    matplotlib's default font): each break goes after the last ``_``, ``-``, ``/``, ``,`` or space that fits,
+    else inside a word (run-folder names have no spaces)."""
     prop, measure = FontProperties(size=fontsize), TextToPath()
     limit = inches * 72.0  # points
 
