@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import evaluate
 import train_teacher
@@ -37,10 +38,11 @@ def evaluated(run_stage, argv):
 
 
 def assert_equals_recorded(checkpoint, line):
-    """The printed top-1 and top-5 are the last epoch's that the checkpoint records."""
+    """The top-1 and top-5 evaluate.py wrote beside the checkpoint (in its run folder) are the last epoch's that
+    the checkpoint records."""
     ckpt = load_checkpoint(checkpoint)
-    assert f"top-1 {ckpt['last_acc']:.2f}, top-5 {ckpt['last_top5']:.2f}" in line, (line, ckpt["last_acc"],
-                                                                                      ckpt["last_top5"])
+    result = yaml.safe_load(Path(line.rsplit(" -> ", 1)[1]).read_text())
+    assert (result["top1"], result["top5"]) == pytest.approx((ckpt["last_acc"], ckpt["last_top5"]), abs=1e-9), line
 
 
 @pytest.fixture(scope="module")

@@ -198,7 +198,7 @@ def _boxes_apart(fig):
     FigureCanvasAgg(fig).draw()  # lays the figure out as the saved PNG was
     renderer = fig.canvas.get_renderer()
     titles = [ax.title for ax in fig.axes if ax.get_visible() and ax.get_title()]
-    titles += [fig._suptitle] if fig._suptitle is not None else []
+    titles += list(fig.texts)  # the figure's title
     boxes = [t.get_window_extent(renderer) for t in titles]
     panels = [ax.get_window_extent(renderer) for ax in fig.axes if ax.get_visible()]
     whole = fig.bbox
