@@ -248,13 +248,18 @@ def test_curves_label_runs_by_method_and_trial_and_name_skipped_runs(tmp_path, s
             _run_folder(tmp_path / "KD_TopKD" / "seed_1", 3.0, **{**student, "trial": 1}, delta=5.0, method="topkd")]
     empty = tmp_path / "broken" / "seed_0"
     empty.mkdir(parents=True)
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tmp_path / "other" / "tb")) as w:  # logs, but of nothing the curves show
+        w.add_scalar("train/top1", 1.0, 1)
     with caplog.at_level("WARNING"):
-        figures.curves(runs + [empty], tmp_path / "curves.png")
+        figures.curves(runs + [empty, tmp_path / "other"], tmp_path / "curves.png")
     want = ["resnet20 CE trial 0", "resnet8 kd trial 0", "resnet8 kd+topkd trial 0", "resnet8 kd+topkd trial 1"]
     for ax in (a for a in saved_figures[-1].axes if a.get_visible()):
         assert [t.get_text() for t in ax.get_legend().get_texts()] == want
     skipped = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(skipped) == 1 and str(empty) in skipped[0] and "TensorBoard" in skipped[0], skipped
+    assert len(skipped) == 2 and str(empty) in skipped[0] and "TensorBoard" in skipped[0], skipped
+    assert str(tmp_path / "other") in skipped[1] and "no test/top1 or train/* scalars" in skipped[1]
     # students of two teachers: the teacher joins the label
     other = _run_folder(tmp_path / "KD_other" / "seed_0", 4.0,
                         **{**student, "model_t": "resnet56", "identity": {"inputs": {"path_t": "cd" * 32}}})
