@@ -70,6 +70,13 @@ def builder_options(name: str) -> List[str]:
     return _options_of(builder) if builder is not None else []
 
 
+def builder_default(name: str, option: str):
+    """The default value of the keyword ``option`` of the builder of ``name`` (None when it has none)."""
+    builder = DATASET_BUILDERS.get(name) if isinstance(name, str) else None
+    param = inspect.signature(builder).parameters.get(option) if builder is not None else None
+    return None if param is None or param.default is inspect.Parameter.empty else param.default
+
+
 def build_datasets(name: str, root: str = "./data", download: bool = False, val_split: float = 0.0,
                    seed: int = 0, **options) -> DataBundle:
     """Build the train/(val)/test sets of data set `name` (one of `dataset_names()`).

@@ -199,6 +199,17 @@ def data_options(cfg: argparse.Namespace) -> Dict[str, Any]:
     return options
 
 
+def recorded_data_options(record: Dict[str, Any], dataset: str, **given: Any) -> Dict[str, Any]:
+    """`data_options` that rebuild a finished run's data on ``dataset`` from its recorded configuration
+    (``record``, a checkpoint's ``config``) and the options the user gives now (``given``, None = not given,
+    over the record). A recorded option goes only to a builder that takes it (a digits run's image size is not
+    passed to CIFAR); a given one always goes, so ``build_datasets`` refuses one the data set lacks."""
+    given = {k: v for k, v in given.items() if v is not None}
+    options = data_options(argparse.Namespace(**{**record, **given, "dataset": dataset}))
+    takes = set(builder_options(dataset))
+    return {k: v for k, v in options.items() if k in takes or k in given}
+
+
 # ----------------------------------------------------------------------------- --config YAML: option values
 def _config_options(parser: argparse.ArgumentParser) -> Dict[str, argparse.Action]:
     """``dest -> action`` of every option a ``--config`` file may set (``--help`` and ``--config`` left out).

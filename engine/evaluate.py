@@ -2,13 +2,15 @@
 
 Checkpoints: ours, the official TopKD / RepDistiller ones, TGD's released files and torchvision weight
 files, all rebuilt by `models.load_model` (the architecture from the checkpoint, its file or folder name,
-or ``--model``). The data set, image size, validation split and seed default to what the checkpoint's run
-recorded (its ``config``), so ``--split val`` is the same held-out part of the training set the run selected
-on. Results: top-1, top-5 (percent), the mean cross-entropy, and the top-1 of every class.
+or ``--model``). The inputs are rebuilt as the checkpoint's run built them (its ``config``): data set, data
+root, image size, normalisation, image-PI cache, validation split and seed, unless the options say otherwise;
+so ``--split val`` is the same held-out part of the training set the run selected on. Results: top-1, top-5
+(percent), the mean cross-entropy, and the top-1 of every class.
 
-`evaluate_checkpoint(options)` -> the result dict; `write_result` stores it as a small YAML beside the
-checkpoint, named by the checkpoint's file, its SHA-256 prefix, the data set and the split
-(``eval_<stem>-<sha8>_<dataset>_<split>.yaml``), so no result is ever written over another one.
+`evaluate_checkpoint(options)` -> the result dict; `write_result` stores it as a small YAML (by default beside
+the checkpoint; `default_out` says where ``evaluate.py`` writes without ``--out``), named by the checkpoint's
+file, its SHA-256 prefix, the data set and the split (``eval_<stem>-<sha8>_<dataset>_<split>.yaml``), so no
+result is ever written over another one.
 
 Topology metrics of a teacher/student pair (``--path_t``): `engine.topo_eval.measure_checkpoints` (the
 probe every student run applies: fixed test batches of the same data set) of (``--path_t``, this checkpoint),
@@ -26,14 +28,15 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from datasets import build_datasets
-from datasets.pi_images import pi_bundle
+from datasets.pi_images import PI_RECIPE, pi_bundle
 from models import load_model
 from models.loading import infer_num_classes
 from topkd_io import file_sha256, read_yaml, write_yaml
 
-from .config import data_options
+from .config import RECIPES, recorded_data_options
 from .metrics import topk_correct
 from .provenance import git_state, versions
+from .run_folder import read_stored_identity
 from .topo_eval import measure_checkpoints
 from .trainer import pick_device
 
@@ -78,22 +81,32 @@ def _run_config(ckpt: Dict[str, Any]) -> Dict[str, Any]:
     return dict(cfg) if isinstance(cfg, dict) else {}
 
 
+def data_root(options: argparse.Namespace, cfg: Dict[str, Any]) -> str:
+    """``--data_root``, else the one the run recorded, else ``./data``."""
+    return options.data_root or cfg.get("data_root") or "./data"
+
+
 def eval_data(options: argparse.Namespace, cfg: Dict[str, Any], num_classes: int):
-    """The split to evaluate on (a Dataset) from the options, defaulting to the run's recorded ones."""
+    """The split to evaluate on (a Dataset), built as the checkpoint's run built its data: the data set, data
+    root, image size, normalisation (``input_norm``), validation split and image-PI cache the run recorded,
+    unless the options say otherwise."""
     dataset = options.dataset or cfg.get("dataset") or "cifar100"
-    image_size = options.image_size or cfg.get("image_size")
     val_split = options.val_split if options.val_split is not None else float(cfg.get("val_split") or 0.0)
     seed = options.seed if options.seed is not None else int(cfg.get("seed") or 0)
     if options.split == "val" and not val_split:
         raise ValueError("--split val needs a validation part of the training set: the run recorded none; pass "
                          "--val_split (and --seed) as the run was trained, or use --split test")
-    if (cfg.get("input") or options.input) == "pi":
-        root = options.pi_root or cfg.get("pi_root") or "./data/image_pi"
-        data = pi_bundle(root, dataset, num_classes, val_split=val_split, seed=seed)
+    if (options.input or cfg.get("input")) == "pi":
+        pi_root, pi_cache = options.pi_root, getattr(options, "pi_cache", None)
+        if not (pi_root or pi_cache):  # the run's own cache
+            pi_root, pi_cache = cfg.get("pi_root") or "./data/image_pi", cfg.get("pi_cache")
+        data = pi_bundle(pi_root, dataset, num_classes, val_split=val_split, seed=seed, pi_cache=pi_cache,
+                         verify=not cfg.get("no_verify"),
+                         input_norm=cfg.get("input_norm") or RECIPES[PI_RECIPE]["input_norm"])
     else:
-        # the run's own data options (its normalisation, ...); only the image size may be overridden
-        extra = data_options(argparse.Namespace(**{**cfg, "image_size": image_size}))
-        data = build_datasets(dataset, options.data_root, download=False, val_split=val_split, seed=seed, **extra)
+        extra = recorded_data_options(cfg, dataset, image_size=options.image_size)
+        data = build_datasets(dataset, data_root(options, cfg), download=False, val_split=val_split, seed=seed,
+                              **extra)
     split = data.val if options.split == "val" else data.test
     return dataset, split, data.num_classes
 
@@ -132,24 +145,33 @@ def topology_metrics(options, path: str, arch: str, dataset: str, cfg: Dict[str,
     """Topology metrics of (``--path_t`` teacher, this checkpoint) on the student probe's fixed test batches
     (`engine.topo_eval.measure_checkpoints`), at the layers the run's topology term used (else the embedding)."""
     layer_t = cfg.get("tda_layer_t")
-    out = measure_checkpoints(options.path_t, path, dataset=dataset, data_root=options.data_root,
+    out = measure_checkpoints(options.path_t, path, dataset=dataset, data_root=data_root(options, cfg),
                               image_size=options.image_size or cfg.get("image_size"),
                               layer_t=-1 if layer_t is None else int(layer_t), layer_s=cfg.get("tda_layer_s"),
                               device=str(device), model_t=options.model_t, model_s=arch)
     return {"metrics": out["metrics"], "settings": out["settings"]}
 
 
-def result_path(result: Dict[str, Any]) -> str:
-    """``<checkpoint folder>/eval_<stem>-<sha8>_<dataset>_<split>.yaml``."""
-    folder, name = os.path.split(result["checkpoint"])
-    stem = os.path.splitext(name)[0]
-    return os.path.join(folder, f"eval_{stem}-{result['sha256'][:8]}_{result['dataset']}_{result['split']}.yaml")
+def result_path(result: Dict[str, Any], folder: Optional[str] = None) -> str:
+    """``<folder>/eval_<stem>-<sha8>_<dataset>_<split>.yaml``; folder: the checkpoint's by default."""
+    here, name = os.path.split(result["checkpoint"])
+    name = f"eval_{os.path.splitext(name)[0]}-{result['sha256'][:8]}_{result['dataset']}_{result['split']}.yaml"
+    return os.path.join(folder or here, name)
+
+
+def default_out(result: Dict[str, Any]) -> Optional[str]:
+    """Where ``evaluate.py`` writes a result without ``--out``: beside the checkpoint when it lies in one of our
+    run folders (its config.yaml records an identity, `engine.run_folder`), else nowhere (a downloaded release
+    folder is left as it is)."""
+    folder = os.path.dirname(result["checkpoint"])
+    return result_path(result) if read_stored_identity(os.path.join(folder, "config.yaml")) else None
 
 
 def write_result(result: Dict[str, Any], out: Optional[str] = None) -> str:
-    """Write ``result`` as YAML (default: `result_path`) -> the path. An existing file is replaced only when
-    it holds the result of the same checkpoint, data set and split (ValueError otherwise)."""
-    path = out or result_path(result)
+    """Write ``result`` as YAML (default: `result_path`; ``out`` a file, or a folder to hold the default name)
+    -> the path. An existing file is replaced only when it holds the result of the same checkpoint, data set
+    and split (ValueError otherwise)."""
+    path = result_path(result, out) if out and os.path.isdir(out) else out or result_path(result)
     if os.path.isfile(path):
         try:
             old = read_yaml(path, "evaluation result") or {}
@@ -182,10 +204,14 @@ def find_results(checkpoint: str, dataset: Optional[str] = None, split: str = "t
     return out
 
 
-def summary_line(result: Dict[str, Any], path: Optional[str]) -> str:
+def summary_line(result: Dict[str, Any], path: Optional[str], saved: bool = True) -> str:
+    """One line: the checkpoint, the data, top-1/top-5/loss, and where the YAML went (``saved`` False: it was
+    not written, as `default_out` decided)."""
     text = (f"{os.path.basename(result['checkpoint'])} ({result['arch']}, sha256 {result['sha256'][:8]}) on "
             f"{result['dataset']} {result['split']} ({result['n']} images): top-1 {result['top1']:.2f}, top-5 "
             f"{result['top5']:.2f}, loss {result['loss']:.4f}")
     if "recorded_best_acc" in result:
         text += f" (its checkpoint records best top-1 {result['recorded_best_acc']:.2f})"
+    if not saved:
+        text += " (not written: its folder is not a run folder of ours; --out FILE or FOLDER writes it)"
     return text + (f" -> {path}" if path else "")

@@ -20,6 +20,7 @@ and on the last one; it only reads ``name``, ``every``, ``measure`` and ``settin
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any, Dict, List, Optional, Sequence
@@ -29,10 +30,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from datasets import build_datasets
+from datasets.registry import builder_default
 from models import load_model
+from models.loading import infer_num_classes
 from models.features import check_layer, layer_embedding
 from topology import metrics
 from topology.point_cloud_pi import PIParams
+
+from .config import recorded_data_options
+
+log = logging.getLogger(__name__)
 
 PROBE_SEED = 0  # key of the permutation that picks the probe's test items: never --seed
 DEFAULT_BATCHES = 4
@@ -175,6 +182,32 @@ class TopologyProbe:
         }
 
 
+def trained_image_size(record: Dict[str, Any]) -> Optional[int]:
+    """The image side a run trained at: the one its config records, else its data set's default (None when
+    the record does not say)."""
+    size = record.get("image_size") or builder_default(record.get("dataset"), "image_size")
+    return int(size) if size else None
+
+
+def _checked_pair(teacher, student, ckpt_t, ckpt_s, path_t: str, path_s: str, data) -> None:
+    """ValueError (one line) unless teacher, student and data share a class count; a warning for each network
+    trained at another image size than ``data``'s."""
+    k_t, k_s = (int(c.get("num_classes") or infer_num_classes(m.state_dict()))
+                for m, c in ((teacher, ckpt_t), (student, ckpt_s)))
+    if k_s != k_t:
+        raise ValueError(f"the student {path_s} has {k_s} classes but the teacher {path_t} has {k_t}: they were "
+                         f"trained on different data; pass a student of this teacher")
+    if k_t != data.num_classes:
+        raise ValueError(f"{path_t} and {path_s} have {k_t} classes but {data.name} has {data.num_classes}; pass "
+                         f"the --dataset they were trained on")
+    for name, path, ckpt in (("teacher", path_t, ckpt_t), ("student", path_s, ckpt_s)):
+        record = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+        size = trained_image_size(record)
+        if size and size != data.image_size:
+            log.warning(f"warning: the {name} {path} was trained on {size}-pixel images and is measured here on "
+                        f"{data.image_size}-pixel ones (--image_size {size} measures it as trained)")
+
+
 def measure_checkpoints(path_t: str, path_s: str, dataset: Optional[str] = None, data_root: str = "./data",
                         image_size: Optional[int] = None, layer_t: int = -1, layer_s: Optional[int] = None,
                         batches: int = DEFAULT_BATCHES, batch_size: int = DEFAULT_BATCH_SIZE,
@@ -182,20 +215,22 @@ def measure_checkpoints(path_t: str, path_s: str, dataset: Optional[str] = None,
                         model_t: Optional[str] = None, model_s: Optional[str] = None) -> Dict[str, Any]:
     """Topology metrics of any saved teacher/student pair on the probe's fixed test batches.
 
-    dataset / image_size default to what the teacher checkpoint records (its config). Returns
-    ``{"metrics": {...}, "settings": {...}, "teacher": arch, "student": arch}``.
+    dataset / image_size default to what the teacher checkpoint records (its config); its other recorded data
+    options go to the data sets that take them (`engine.config.recorded_data_options`). Teacher, student and
+    data must share a class count (ValueError); a network trained at another image size is warned about.
+    Returns ``{"metrics": {...}, "settings": {...}, "teacher": arch, "student": arch, "dataset", "image_size"}``.
     """
     teacher, arch_t, ckpt_t = load_model(path_t, arch=model_t)
-    student, arch_s, _ = load_model(path_s, arch=model_s)
+    student, arch_s, ckpt_s = load_model(path_s, arch=model_s)
     cfg_t = ckpt_t.get("config") if isinstance(ckpt_t.get("config"), dict) else {}
     dataset = dataset or ckpt_t.get("dataset") or cfg_t.get("dataset")
     if not dataset:
         raise ValueError(f"cannot tell the data set of {path_t}; pass --dataset")
-    image_size = image_size or cfg_t.get("image_size")
-    options = {"image_size": int(image_size)} if image_size and dataset == "digits" else {}
+    options = recorded_data_options(cfg_t, dataset, image_size=image_size)
     data = build_datasets(dataset, data_root, download=False, **options)
+    _checked_pair(teacher, student, ckpt_t, ckpt_s, path_t, path_s, data)
     dev = torch.device(device)
     probe = TopologyProbe(teacher.to(dev), data.test, layer_t, layer_s, batches, batch_size, dims, normalize)
     values = probe.measure(student.to(dev))
     return {"metrics": values, "settings": probe.settings(), "teacher": arch_t, "student": arch_s,
-            "dataset": dataset}
+            "dataset": dataset, "image_size": data.image_size}

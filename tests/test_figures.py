@@ -188,3 +188,83 @@ def test_student_projector_and_errors(tmp_path):
         figures.pick_reducer("pca")
     with pytest.raises(FileNotFoundError, match="manifest"):
         figures.load_pi_params(tmp_path / "nowhere")
+
+
+def _boxes_apart(fig):
+    """Window boxes of every title (panel titles and the figure's) after drawing: none intersects another
+    title or any panel's axes, and all lie inside the figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()  # lays the figure out as the saved PNG was
+    renderer = fig.canvas.get_renderer()
+    titles = [ax.title for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    titles += list(fig.texts)  # the figure's title
+    boxes = [t.get_window_extent(renderer) for t in titles]
+    panels = [ax.get_window_extent(renderer) for ax in fig.axes if ax.get_visible()]
+    whole = fig.bbox
+    for i, box in enumerate(boxes):
+        assert whole.x0 <= box.x0 and box.x1 <= whole.x1 and whole.y0 <= box.y0 and box.y1 <= whole.y1, (
+            titles[i].get_text(), box, whole)
+        for j, other in enumerate(boxes[i + 1:], i + 1):
+            assert not box.overlaps(other), (titles[i].get_text(), titles[j].get_text())
+        for panel in panels:
+            assert not box.overlaps(panel), (titles[i].get_text(), panel)
+    return titles
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_diagram_titles_never_overlap(quick, tmp_path, saved_figures, count):
+    """Was: the default titles (run folder and method) ran into each other and past the figure."""
+    students = []
+    for k in range(count):
+        folder = tmp_path / f"S-resnet8_T-resnet20_digits_kd_r-1.0_a-1.0_d-5.0_dim-0_trial_{k}-1a2b3c4d"
+        folder.mkdir()
+        students.append(folder / "resnet8_best.pth")
+        students[-1].write_bytes((quick / "students" / "KD_TopKD" / "resnet8_best.pth").read_bytes())
+    figures.diagrams(quick / "teacher" / "resnet20_best.pth", students, tmp_path / "dg.png", batch_size=32)
+    titles = _boxes_apart(saved_figures[-1])
+    # nothing left out: each panel's title still names its run folder and method, on several lines
+    for k, ax in enumerate(a for a in saved_figures[-1].axes if a.get_visible()):
+        assert ax.get_title().replace("\n", "").startswith(students[k].parent.name + " (kd+topkd)")
+    assert len(titles) == count + 1
+
+
+def _run_folder(folder, offset, **config):
+    """A run folder with a config.yaml recording ``config`` and TensorBoard curves."""
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    write_tb(folder, offset)
+    return folder
+
+
+def test_curves_label_runs_by_method_and_trial_and_name_skipped_runs(tmp_path, saved_figures, caplog):
+    """Was: every student of the quickstart was labelled by its folder, `seed_0`; a run without usable logs
+    was left out without a word."""
+    student = dict(arch="resnet8", model_s="resnet8", model_t="resnet20", path_t="t/resnet20_best.pth", trial=0,
+                   distill="kd", alpha=1.0, identity={"inputs": {"path_t": "ab" * 32}})
+    runs = [_run_folder(tmp_path / "teacher", 0.0, arch="resnet20", model="resnet20", trial=0),
+            _run_folder(tmp_path / "KD" / "seed_0", 1.0, **student),
+            _run_folder(tmp_path / "KD_TopKD" / "seed_0", 2.0, **student, delta=5.0, method="topkd"),
+            _run_folder(tmp_path / "KD_TopKD" / "seed_1", 3.0, **{**student, "trial": 1}, delta=5.0, method="topkd")]
+    empty = tmp_path / "broken" / "seed_0"
+    empty.mkdir(parents=True)
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tmp_path / "other" / "tb")) as w:  # logs, but of nothing the curves show
+        w.add_scalar("train/top1", 1.0, 1)
+    with caplog.at_level("WARNING"):
+        figures.curves(runs + [empty, tmp_path / "other"], tmp_path / "curves.png")
+    want = ["resnet20 CE trial 0", "resnet8 kd trial 0", "resnet8 kd+topkd trial 0", "resnet8 kd+topkd trial 1"]
+    for ax in (a for a in saved_figures[-1].axes if a.get_visible()):
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == want
+    skipped = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(skipped) == 2 and str(empty) in skipped[0] and "TensorBoard" in skipped[0], skipped
+    assert str(tmp_path / "other") in skipped[1] and "no test/top1 or train/* scalars" in skipped[1]
+    # students of two teachers: the teacher joins the label
+    other = _run_folder(tmp_path / "KD_other" / "seed_0", 4.0,
+                        **{**student, "model_t": "resnet56", "identity": {"inputs": {"path_t": "cd" * 32}}})
+    figures.curves(runs[1:2] + [other], tmp_path / "curves2.png")
+    legend = [t.get_text() for t in saved_figures[-1].axes[0].get_legend().get_texts()]
+    assert legend == ["resnet8 kd trial 0, teacher resnet20 abababab", "resnet8 kd trial 0, teacher resnet56 cdcdcdcd"]
+    with pytest.raises(ValueError, match="no usable"):
+        figures.curves([empty], tmp_path / "none.png")

@@ -36,6 +36,8 @@ def test_quickstart_fast_end_to_end(tmp_path, monkeypatch):
         assert all("±" in v for v in c[6:10]), c
         assert 0 < float(c[9].split()[0]) <= 1.0, c  # linear CKA
     assert all(v == "-" for v in cells[0][6:10]), cells[0]
+    # the fast RipsNet is trained long enough for KD+TopKD's term to act (it used to be 1e-7 of the loss)
+    assert "inactive" not in table, table
     per_seed = table[table.index("Per seed:"):]
     assert per_seed.count("| KD+TopKD | 1 |") == 1, per_seed
 
@@ -49,3 +51,24 @@ def test_quickstart_fast_end_to_end(tmp_path, monkeypatch):
         assert image.shape[0] > 100 and image.shape[1] > 100, name
         assert image.std() > 0, f"{name} is blank"
     assert re.search(r"Figures: pi_grid\.png, embedding\.png, curves\.png, diagrams\.png", table), table
+
+
+def test_a_method_whose_topology_term_was_inactive_is_marked():
+    """Was: under --fast, KD+TopKD equalled KD in every column (its loss_tda printed as 0.0000: the RipsNet,
+    trained 3 epochs, gave every cloud nearly the same image) and nothing said the term was inactive."""
+    from tools.quickstart import results_table
+
+    def row(method, seed, term=None):
+        return dict(model="resnet8", role="student", method=method, seed=seed, best=10.0, last=10.0, seconds=1.0,
+                    topo={}, term=term)
+
+    dead = dict(value=1.4e-6, share=1.2e-7, ripsnet_rel_l2=1.02)
+    live = dict(value=0.075, share=6e-3, ripsnet_rel_l2=0.30)
+    exact = dict(value=1.36, share=0.1, ripsnet_rel_l2=None)
+    table = results_table([row("KD", 0), row("KD", 1), row("KD+TopKD", 0, dead), row("KD+TopKD", 1, live),
+                           row("KD+TopKD-exact", 0, exact), row("KD+TopKD-exact", 1, exact)])
+    methods = [line.split("|")[3].strip() for line in table.splitlines() if line.startswith("| resnet8")]
+    assert methods == ["KD", "KD+TopKD (inactive topology term †)", "KD+TopKD-exact"], table
+    (note,) = [line for line in table.splitlines() if line.startswith("†")]
+    assert "KD+TopKD:" in note and "1 of 2 seeds" in note and "1.4e-06" in note and "relative L2 of 1.02" in note
+    assert "inactive" not in results_table([row("KD+TopKD", 0, live), row("KD", 0)])

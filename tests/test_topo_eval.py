@@ -120,3 +120,39 @@ def test_trainer_runs_probes_and_writes_summary(tmp_path, nets):
     tb = read_scalars(tmp_path / "run")
     assert tb["count/x"][0].tolist() == [2, 3] and tb["count/x"][1].tolist() == [1.0, 2.0]
     assert tb["topo/bottleneck_h0"][0].tolist() == [3]
+
+
+def _saved_net(path, num_classes, image_size):
+    """A random resnet8 saved as a digits run records it (its class count and image size)."""
+    from models import model_dict
+    from topkd_io import save_torch
+
+    torch.manual_seed(num_classes)
+    save_torch({"model": model_dict["resnet8"](num_classes=num_classes).state_dict(), "arch": "resnet8",
+                "num_classes": num_classes, "dataset": "digits",
+                "config": {"dataset": "digits", "image_size": image_size}}, str(path))
+    return str(path)
+
+
+def test_topo_metrics_refuses_other_class_counts_and_warns_on_other_image_sizes(tmp_path, run_stage, caplog):
+    """Was: a 100-class student was measured against a 10-class teacher, and networks trained on 8-pixel images
+    were measured at another size, without a word."""
+    from helpers import one_line
+    from tools import topo_metrics
+
+    teacher, student = _saved_net(tmp_path / "t.pth", 10, 8), _saved_net(tmp_path / "s.pth", 10, 8)
+    wide = _saved_net(tmp_path / "s100.pth", 100, 8)
+    small = ["--batches", "1", "--batch_size", "16", "--out", str(tmp_path / "topo.yaml")]
+    code, _, err = run_stage(topo_metrics.main, ["--path_t", teacher, "--path_s", wide] + small)
+    one_line(code, err, "s100.pth has 100 classes", "t.pth has 10")
+    assert not (tmp_path / "topo.yaml").exists()
+    with caplog.at_level("WARNING"):
+        code, _, err = run_stage(topo_metrics.main, ["--path_t", teacher, "--path_s", student] + small)
+        assert code == 0, err
+        assert not [r for r in caplog.records if r.levelname == "WARNING"]  # at the size they were trained on
+        code, _, err = run_stage(topo_metrics.main, ["--path_t", teacher, "--path_s", student, "--image_size", "16"]
+                                 + small)
+    assert code == 0, err
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 2 and all("8-pixel" in w and "16-pixel" in w for w in warned), warned
+    assert yaml.safe_load((tmp_path / "topo.yaml").read_text())["image_size"] == 16

@@ -16,12 +16,15 @@ network's architecture and training method. ``diagrams``: the teacher's and each
 diagrams of one fixed test batch (the first batch of the student runs' topology measurement), overlaid, one
 panel per student, each cloud divided by its diameter, with the panel's bottleneck and 1-Wasserstein distances. ``curves``: test top-1 and
 every training loss term per epoch from the runs' TensorBoard logs, one colour per run in every panel, a
-legend in every panel. Pixel sizes are fixed: panel inches x ``dpi``.
+legend in every panel naming each run by architecture, method and trial (and teacher when there are several);
+runs without usable logs are named and skipped. Titles are broken into lines that fit their panels. Pixel sizes are fixed: panel inches x ``dpi``.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -34,6 +37,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Subset  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
+from matplotlib.textpath import TextToPath  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from datasets import build_datasets  # noqa: E402
+from engine.config import recorded_data_options  # noqa: E402
 from engine.topo_eval import embed as embed_layer, probe_indices  # noqa: E402
 from models import load_model  # noqa: E402
 from pcd.manifest import manifest_path, read_pi_params  # noqa: E402
@@ -51,6 +57,8 @@ from topology import metrics  # noqa: E402
 from topology.persistence import rips_h0_deaths  # noqa: E402
 from topology.point_cloud_pi import PIParams, persistence_images  # noqa: E402
 from topology.ripsnet import load_ripsnet  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 DPI = 100
@@ -90,9 +98,9 @@ def load_networks(teacher: PathLike, student: PathLike, dataset: Optional[str] =
     dataset = dataset or _ckpt_setting(ckpt_t, "dataset")
     if not dataset:
         raise ValueError(f"cannot tell the data set of {teacher}; pass --dataset")
-    image_size = image_size or _ckpt_setting(ckpt_t, "image_size")
-    options = {"image_size": int(image_size)} if image_size and dataset == "digits" else {}
-    data = build_datasets(dataset, data_root, download=False, **options)
+    record = ckpt_t.get("config") if isinstance(ckpt_t.get("config"), dict) else {}
+    data = build_datasets(dataset, data_root, download=False,
+                          **recorded_data_options(record, dataset, image_size=image_size))
     for name, model in (("teacher", model_t), ("student", model_s)):
         classes = model(torch.zeros(1, data.in_channels, data.image_size, data.image_size)).shape[1]
         if classes != data.num_classes:
@@ -406,32 +414,80 @@ def curve_tags(tags: Sequence[str]) -> List[str]:
     return (["test/top1"] if "test/top1" in tags else []) + losses
 
 
+def _run_config(run_dir: PathLike) -> Dict:
+    """A run folder's recorded configuration (its config.yaml; {} when it has none or it is unreadable)."""
+    path = Path(run_dir) / "config.yaml"
+    try:
+        data = read_yaml(path, "run configuration") if path.is_file() else None
+    except ValueError:
+        data = None
+    return data if isinstance(data, dict) else {}
+
+
+def _teacher_name(cfg: Dict) -> Optional[str]:
+    """A student's teacher: its architecture and the first 8 digits of the SHA-256 its run recorded."""
+    if not cfg.get("path_t"):
+        return None
+    sha = ((cfg.get("identity") or {}).get("inputs") or {}).get("path_t")
+    return f"{cfg.get('model_t') or '?'} {sha[:8]}" if isinstance(sha, str) else str(cfg["path_t"])
+
+
+def run_labels(run_dirs: Sequence[PathLike]) -> List[str]:
+    """Legend labels of run folders from their config.yaml: ``<arch> <method> trial <n>`` (`training_method`),
+    with ``, teacher <arch> <sha8>`` when the students have several teachers; a folder without a config is
+    named by itself, and labels that are still alike get their folder names."""
+    configs = [_run_config(d) for d in run_dirs]
+    several = len({_teacher_name(c) for c in configs} - {None}) > 1
+    labels = []
+    for folder, cfg in zip(run_dirs, configs):
+        if not cfg:
+            labels.append(Path(folder).name)
+            continue
+        text = " ".join(str(t) for t in (cfg.get("arch"), training_method({"config": cfg})) if t)
+        text += f" trial {cfg.get('trial', 0)}"
+        labels.append(text + (f", teacher {_teacher_name(cfg)}" if several and _teacher_name(cfg) else ""))
+    return [f"{text} ({Path(d).name})" if labels.count(text) > 1 else text for text, d in zip(labels, run_dirs)]
+
+
 def curves(run_dirs: Sequence[PathLike], out: PathLike = "curves.png", labels: Optional[Sequence[str]] = None,
            dpi: int = DPI) -> Path:
     """Test top-1 and every training loss term per epoch, one line per run, one panel per quantity.
 
-    Each run keeps one colour (``C0``, ``C1``, ... in run order) in every panel; every panel has a legend of
-    the runs it shows. Panels are 4 x 3 inches, 3 per row. Returns the PNG path.
+    Runs are labelled by `run_labels` unless ``labels`` are given. A run without TensorBoard logs, or whose
+    logs hold no test top-1 or training loss, is skipped with a logged warning naming it (ValueError when no
+    run is left). Each run keeps one colour (``C0``, ``C1``, ... in run order) in every panel; every panel has
+    a legend of the runs it shows. Panels are 4 x 3 inches, 3 per row. Returns the PNG path.
     """
     run_dirs = list(run_dirs)
     if not run_dirs:
         raise ValueError("curves needs at least one run folder")
-    labels = list(labels) if labels else [Path(d).name for d in run_dirs]
+    labels = list(labels) if labels else run_labels(run_dirs)
     if len(labels) != len(run_dirs):
         raise ValueError(f"{len(labels)} labels for {len(run_dirs)} run folders; give one label per run")
-    logs = [read_scalars(d) for d in run_dirs]
-    tags = curve_tags([t for log in logs for t in log])
-    if not tags:
-        raise ValueError(f"no test/top1 or train/* scalars in the logs of {', '.join(map(str, run_dirs))}")
+    runs = []  # (label, scalars) of the usable runs
+    for folder, label in zip(run_dirs, labels):
+        try:
+            scalars = read_scalars(folder)
+        except FileNotFoundError as exc:
+            log.warning(f"curves: skipped {folder}: {exc}")
+            continue
+        if not curve_tags(list(scalars)):
+            log.warning(f"curves: skipped {folder}: its logs hold no test/top1 or train/* scalars")
+            continue
+        runs.append((label, scalars))
+    if not runs:
+        raise ValueError(f"no usable run among {', '.join(map(str, run_dirs))}: none has test/top1 or train/* "
+                         f"scalars in its TensorBoard logs")
+    tags = curve_tags([t for _, scalars in runs for t in scalars])
     ncols = min(CURVE_COLUMNS, len(tags))
     nrows = -(-len(tags) // ncols)
     fig = Figure(figsize=(ncols * CURVE_PANEL_INCHES[0], nrows * CURVE_PANEL_INCHES[1]), dpi=dpi)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    colours = [f"C{i % 10}" for i in range(len(run_dirs))]
+    colours = [f"C{i % 10}" for i in range(len(runs))]
     for ax, tag in zip(axes, tags):
-        for label, log, colour in zip(labels, logs, colours):
-            if tag in log:
-                ax.plot(*log[tag], marker="." if len(log[tag][0]) < 30 else None, label=label, color=colour)
+        for (label, scalars), colour in zip(runs, colours):
+            if tag in scalars:
+                ax.plot(*scalars[tag], marker="." if len(scalars[tag][0]) < 30 else None, label=label, color=colour)
         ax.legend(fontsize=6)
         ax.set_title("test top-1 (%)" if tag == "test/top1" else tag, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
@@ -449,7 +505,36 @@ def curves(run_dirs: Sequence[PathLike], out: PathLike = "curves.png", labels: O
 # ------------------------------------------------------------------------------------------------
 DIAGRAM_PANEL_INCHES = 3.5
 DIAGRAM_COLUMNS = 5
+TITLE_INCHES = 0.8  # titles are fitted to this share of their panel's (or the figure's) width
 _DIM_MARKERS = {0: "o", 1: "^"}
+
+
+def fit_text(text: str, inches: float, fontsize: float) -> str:
+    """``text`` with line breaks so that no line is wider than ``inches`` at ``fontsize`` points (measured with
+    matplotlib's default font): each break goes after the last ``_``, ``-``, ``/``, ``,`` or space that fits,
+    else inside a word (run-folder names have no spaces)."""
+    prop, measure = FontProperties(size=fontsize), TextToPath()
+    limit = inches * 72.0  # points
+
+    def width(line: str) -> float:
+        return measure.get_text_width_height_descent(line, prop, ismath=False)[0]
+
+    out: List[str] = []
+    for line in text.split("\n"):
+        current = ""
+        for piece in re.split(r"(?<=[_\-/, ])", line):
+            while piece:
+                if width(current + piece) <= limit:
+                    current, piece = current + piece, ""
+                elif current:
+                    out.append(current.rstrip())
+                    current = ""
+                else:  # one piece wider than the line: as many characters as fit
+                    cut = next(k for k in range(len(piece), 0, -1) if k == 1 or width(piece[:k]) <= limit)
+                    out.append(piece[:cut])
+                    piece = piece[cut:]
+        out.append(current.rstrip())
+    return "\n".join(out)
 
 
 def _label(path: PathLike, ckpt: Dict) -> str:
@@ -502,15 +587,16 @@ def diagrams(teacher: PathLike, students: Sequence[PathLike], out: PathLike = "d
             scores.append(f"H{k}: bottleneck {metrics.bottleneck(dg_t[k], dg_s[k]):.3f}, "
                           f"W1 {metrics.wasserstein1(dg_t[k], dg_s[k]):.3f}")
         name = labels[i] if labels else _label(path, ckpt_s)
-        ax.set_title(f"{name}\n" + "\n".join(scores), fontsize=7)
+        ax.set_title(fit_text(f"{name}\n" + "\n".join(scores), TITLE_INCHES * DIAGRAM_PANEL_INCHES, 7), fontsize=7)
         ax.set_xlabel("birth / diameter", fontsize=7)
         ax.set_ylabel("death / diameter", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6, loc="lower right")
     for ax in axes[len(students):]:
         ax.set_visible(False)
-    fig.suptitle(f"teacher {ckpt_t.get('arch') or '?'} vs students: one test batch of {len(batch)} images "
-                 f"(eval mode, each cloud / its diameter)", fontsize=8)
+    fig.suptitle(fit_text(f"teacher {ckpt_t.get('arch') or '?'} vs students: one test batch of {len(batch)} images "
+                          f"(eval mode, each cloud / its diameter)", TITLE_INCHES * ncols * DIAGRAM_PANEL_INCHES, 8),
+                 fontsize=8)
     return _save(fig, out)
 
 
@@ -552,7 +638,7 @@ def quickstart_figures(out_dir: PathLike, embedding_method: str = "umap") -> Lis
     rips = _first(out / "ripsnet", "*_best.pth")
     manifest = out / "pcd" / "manifest.yaml"
     run_dirs = [p.parent for p in [teacher] if p is not None]
-    run_dirs += [d for d in methods.values() if (d / "tb").is_dir()]
+    run_dirs += list(methods.values())  # curves names the ones without usable logs
     student_ckpts = [_first(d, "*_best.pth") for d in methods.values()]
     jobs = {
         "pi_grid.png": ({"teacher": teacher, "student": student, "RipsNet": rips},
@@ -583,7 +669,7 @@ def quickstart_figures(out_dir: PathLike, embedding_method: str = "umap") -> Lis
 def _data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, help="data set (default: the teacher checkpoint's)")
     p.add_argument("--data_root", default="./data")
-    p.add_argument("--image_size", type=int, default=None, help="digits image side (default: the teacher's)")
+    p.add_argument("--image_size", type=int, default=None, help="image side (default: the teacher's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dpi", type=int, default=DPI)
 

@@ -5,7 +5,8 @@
 Prints one line (``key value`` pairs) and writes them, with what they mean, to a small YAML file
 (``--out``, default ``<student folder>/topo_metrics.yaml``). The logic is `engine.topo_eval.measure_checkpoints`:
 both networks in eval mode, the same fixed test items as `train_student.py`'s measurement, persistence-image
-parameters fitted on the teacher's probe diagrams.
+parameters fitted on the teacher's probe diagrams. A teacher and student of other class counts (or another
+data set's) are refused; a network trained at another image size than the one measured is warned about.
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model_s", default=None, help="student architecture when the checkpoint does not name it")
     p.add_argument("--dataset", default=None, help="data set (default: the teacher checkpoint's)")
     p.add_argument("--data_root", default="./data")
-    p.add_argument("--image_size", type=int, default=None, help="digits image side (default: the teacher's)")
+    p.add_argument("--image_size", type=int, default=None,
+                   help="image side (default: the teacher's); a network trained at another size is warned about")
     p.add_argument("--layer_t", type=int, default=-1, help="teacher feature index (-1 = the embedding)")
     p.add_argument("--layer_s", type=int, default=None, help="student feature index (default: --layer_t)")
     p.add_argument("--batches", type=int, default=DEFAULT_BATCHES)
