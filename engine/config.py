@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from datasets import dataset_info
@@ -94,6 +95,12 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
     g.add_argument("--config", default=None, help="YAML file with option values (flags take precedence)")
     g.add_argument("--recipe", default=None, choices=sorted(RECIPES),
                    help="hyper-parameter recipe (default: follows --dataset)")
+    g.add_argument("--recipe_check", default=None, choices=sorted(RECIPES),
+                   help="refuse the run unless its recipe is this one (the stage shell scripts pass the recipe "
+                        "their values are)")
+    g.add_argument("--small_arch_lr", type=float, default=None,
+                   help="learning rate of the networks that declare small_lr (MobileNetV2, ShuffleNet), over --lr "
+                        "(default: the recipe's, 0.01 in CIFAR's, unless --lr is given)")
     g.add_argument("--epochs", type=int, default=None)
     g.add_argument("--batch_size", type=int, default=None,
                    help="global batch size; under torchrun each process gets batch_size / world_size")
@@ -327,7 +334,11 @@ def parse_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] 
     merged["recipe"] = recipe_for(merged.get("dataset"), merged.get("recipe"), merged,
                                   getattr(parser, "recipe_rules", ()))
     recipe = RECIPES[merged["recipe"]]
+    check_recipe(merged.pop("recipe_check", None), merged["recipe"])
     info = info_of(str(merged.get(arch_key) or ""))
+    small_arch_lr = merged.pop("small_arch_lr", None)  # it only picks the lr (recorded as such)
+    if small_arch_lr is not None and info is not None and info.small_lr:
+        merged["lr"] = small_arch_lr
     for key, value in recipe.items():
         if key == "small_arch_lr":
             continue
@@ -340,6 +351,19 @@ def parse_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] 
     check_text_options(cfg, parser)
     validate_config(cfg)
     return cfg
+
+
+def check_recipe(expected: Optional[str], name: str) -> None:
+    """``--recipe_check``: ValueError unless the run's recipe ``name`` is ``expected``. The stage shell scripts
+    hold one recipe's values, in variables named like the flags in capitals: the message lists the values to set."""
+    if expected and expected != name:
+        values = dict(RECIPES[name])
+        values.setdefault("small_arch_lr", values["lr"])
+        words = " ".join(f"{k.upper()}={shlex.quote(' '.join(map(str, v)) if isinstance(v, list) else str(v))}"
+                         for k, v in values.items())
+        raise ValueError(f"this run takes the {name} recipe (from its data set, input or method), but the values "
+                         f"given are the {expected} recipe's (--recipe_check {expected}, from a stage shell script): "
+                         f"set RECIPE={name} {words}, or pass --recipe {expected} to train with the values given")
 
 
 def seed_from_trial(values: Dict[str, Any]) -> None:

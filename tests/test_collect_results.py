@@ -194,8 +194,10 @@ def test_reproduce_scripts_dry_run_parse(script, repo_root, tmp_path):
         expected = 0 if pretrained and stage == "train_teacher.py" else len(SCRIPT_PAIRS[script])
         assert stages.count(stage) == expected  # once per pair (nothing exists yet)
     assert stages[-1] == "tools/collect_results.py"
-    launchers = {tuple(prefix[:1]) for s, prefix, _ in commands if s in ("train_teacher.py", "train_student.py")}
-    assert launchers == ({("torchrun",)} if script == "imagenet.sh" else {(sys.executable,)})
+    launchers = {tuple(prefix) for s, prefix, _ in commands if s in ("train_teacher.py", "train_student.py")}
+    # torchrun as a module of PY's environment: a bare `torchrun` is not found without an activated .venv
+    assert launchers == ({(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=8")}
+                         if script == "imagenet.sh" else {(sys.executable,)})
     # stage outputs chain: stage 2 reads the teacher of stage 1, the student the RipsNet of stage 3
     teacher_dirs = {ns.run_dir for s, _, ns in commands if s == "train_teacher.py"}
     if pretrained:

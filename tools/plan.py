@@ -9,16 +9,21 @@ bash's ``read``): ``<status>``, ``<folder>``, ``<detail>`` (status: new, finishe
 pending, busy; see `engine.run_folder`), or ``error``, ``""``, ``<message>`` when the stage refuses the
 arguments. Two more requests: ``methods`` answers ``methods``, ``""``, ``<every --distill name and alias>``;
 ``pretrained <arch> [--no-download]`` answers ``pretrained``, ``<path of torchvision's weight file>``, ``""``
-(what ``python -m models.pretrained`` prints). Everything the stages print besides their plan line goes to
-stderr. `scripts/reproduce/common.sh` runs this as a bash coprocess, so planning a whole table costs one
-interpreter start.
+(what ``python -m models.pretrained`` prints). ``route <stage script> <args...>`` answers ``route``, ``""``,
+then the args that stage's parser takes, one field each (a flag and the words after it up to the next flag
+are one option; a note on stderr names those left out), or an error when no stage takes one of them. A
+request that cannot be read (an unbalanced quote) is answered with an error, and the next one is served.
+Everything the stages print besides their plan line goes to stderr. `scripts/reproduce/common.sh` runs this
+as a bash coprocess, so planning a whole table costs one interpreter start.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib
 import io
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -34,8 +39,8 @@ from models.pretrained import torchvision_weights_file, torchvision_weights_path
 from topkd_io.errors import USER_ERRORS, one_line  # noqa: E402
 
 
-STAGES = {"train_teacher.py": "train_teacher", "train_student.py": "train_student",
-          "generate_PCD_PI.py": "generate_PCD_PI", "train_ripsnet.py": "train_ripsnet"}
+STAGES = {"train_teacher.py": "train_teacher", "generate_PCD_PI.py": "generate_PCD_PI",
+          "train_ripsnet.py": "train_ripsnet", "train_student.py": "train_student"}
 
 
 def methods() -> str:
@@ -55,36 +60,91 @@ def pretrained(words: List[str]) -> str:
     return f"pretrained\t{path}\t"
 
 
+NUMBER = re.compile(r"-\d+(\.\d*)?([eE][-+]?\d+)?|-\.\d+")  # a negative number is a value, not a flag
+
+
+@functools.lru_cache(maxsize=None)
+def stage_parser(script: str) -> argparse.ArgumentParser:
+    parser = importlib.import_module(STAGES[script]).build_parser()
+    parser.prog = script
+    return parser
+
+
+def takes(script: str, option: List[str]) -> bool:
+    """Whether the stage's parser takes ``option`` (a flag and its values). A value it refuses counts as
+    taken: the stage says what is wrong when asked."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            return not stage_parser(script).parse_known_args(option)[1]
+        except (SystemExit, ValueError):  # argparse's exit, or an action's own ValueError (EpochsAction)
+            return True
+
+
+def route(words: List[str]) -> str:
+    """``route <stage> <args...>`` -> the args the stage takes (see the module's description)."""
+    if not words or words[0] not in STAGES:
+        return f"error\t\troute: name a stage first, one of {', '.join(STAGES)}"
+    options: List[List[str]] = []
+    for word in words[1:]:
+        if SEP in word or "\n" in word:
+            return f"error\t\tthe argument {word!r} holds a control character; drop it"
+        if not options or word.startswith("-") and not NUMBER.fullmatch(word):
+            options.append([word])
+        else:
+            options[-1].append(word)
+    taken = []
+    for option in options:
+        stages = [s for s in STAGES if takes(s, option)]
+        if not stages:
+            return (f"error\t\tthe argument {shlex.join(option)} is an option of no stage ({', '.join(STAGES)}); "
+                    f"check its spelling")
+        if words[0] in stages:
+            taken += option
+        else:
+            sys.stderr.write(f"note: {shlex.join(option)} goes to {', '.join(stages)}, not to {words[0]}, which "
+                             f"has no such option\n")
+    return "route\t\t" + SEP.join(taken)
+
+
 def answer(request: str) -> str:
     """One request line -> one answer line (no newline)."""
     return SEP.join(_answer(request).split("\t", 2))
 
 
 def _answer(request: str) -> str:
-    words = shlex.split(request)
+    try:
+        words = shlex.split(request)
+    except ValueError as exc:  # e.g. an unbalanced quote
+        return f"error\t\tunreadable request ({exc}); write it as bash's printf '%q ' quotes words"
     if not words:
         return "error\t\tempty request"
     if words == ["methods"]:
         return f"methods\t\t{methods()}"
     if words[0] == "pretrained":
         return pretrained(words[1:])
+    if words[0] == "route":
+        return route(words[1:])
     script, args = words[0], words[1:]
     if script not in STAGES:
         return f"error\t\tunknown stage {script!r}; one of {', '.join(STAGES)}"
     module = importlib.import_module(STAGES[script])
-    printed = io.StringIO()
+    printed, errors = io.StringIO(), io.StringIO()
+    argv0, sys.argv[0] = sys.argv[0], script  # argparse names the stage in its usage and error lines
     try:
-        with contextlib.redirect_stdout(printed):
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
             module.main([a for a in args if a != "--plan"] + ["--plan"])
     except USER_ERRORS as exc:
-        sys.stderr.write(printed.getvalue())
-        return f"error\t\t{one_line(exc)}"
-    except SystemExit as exc:  # argparse: its message is on stderr already
-        sys.stderr.write(printed.getvalue())
-        return f"error\t\t{script}: bad arguments (exit {exc.code})"
-    lines = printed.getvalue().splitlines()
-    sys.stderr.write("".join(line + "\n" for line in lines[:-1]))
-    return lines[-1] if lines else "error\t\tthe stage printed no plan"
+        lines, reply = printed.getvalue().splitlines(), f"error\t\t{script}: {one_line(exc)}"
+    except SystemExit as exc:  # argparse: its usage and error lines are on stderr
+        said = errors.getvalue().strip().splitlines() or [f"{script}: exit {exc.code}"]
+        lines, reply = printed.getvalue().splitlines(), f"error\t\t{said[-1]}"
+    else:
+        lines = printed.getvalue().splitlines()
+        reply = lines.pop() if lines else "error\t\tthe stage printed no plan"
+    finally:
+        sys.argv[0] = argv0
+    sys.stderr.write(errors.getvalue() + "".join(line + "\n" for line in lines))
+    return reply
 
 
 def serve(stdin: TextIO, stdout: TextIO) -> None:

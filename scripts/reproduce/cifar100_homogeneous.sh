@@ -5,9 +5,11 @@ if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi  # run by sh: this s
 #   bash scripts/reproduce/cifar100_homogeneous.sh --device cuda
 #   TRIALS=3 BASELINES="kd crd" PAIRS_FILTER=resnet56 bash scripts/reproduce/cifar100_homogeneous.sh
 #   DRY_RUN=1 bash scripts/reproduce/cifar100_homogeneous.sh      # print the commands only
+#   bash scripts/reproduce/cifar100_homogeneous.sh --plan      # what each stage would do; runs nothing
 # Each stage is asked first (common.sh): a finished run of the same settings is skipped, an interrupted one
-# resumes, changed settings get their own run. Arguments go to every stage. S_LR / ALPHA / DELTA / POOLING
-# override the per-pair values below; BASELINES="ce kd crd" adds the student alone and baseline methods.
+# resumes, changed settings get their own run. An argument goes to the stages that take it (common.sh).
+# S_LR / ALPHA / DELTA / POOLING override the per-pair values below; BASELINES="ce kd crd" adds the student
+# alone and baseline methods.
 set -euo pipefail
 
 DATASET=cifar100
@@ -42,10 +44,4 @@ PAIRS=(
 
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-PASS=("$@")
-
-for pair in "${PAIRS[@]}"; do
-  if [[ -n "$PAIRS_FILTER" && "$pair" != *"$PAIRS_FILTER"* ]]; then continue; fi
-  run_pair "$pair"
-done
-collect_results
+run_table

@@ -1,47 +1,56 @@
-# Shared by the scripts of scripts/reproduce/ (sourced, not run). Each table script sets its pairs and
-# hyper-parameters, then calls run_pair for every pair and collect_results at the end.
+# Shared by the scripts of scripts/reproduce/ (sourced, not run). Each table script sets its PAIRS and
+# hyper-parameters, then calls run_table: all four stages of every pair, then the results table.
 #
 # Skipping is decided by the stages themselves: before each stage the script asks it (its --plan, through
 # one long-lived `python -m tools.plan` coprocess) which run folder these settings own and what is in it:
 # finished -> skipped; partial -> resumed; new -> run (in its own folder, named after the settings);
 # conflict -> stop with the stage's one-line reason. So a changed PASSES, -d, --kd_T ... gives a new run,
-# never the old result.
+# never the old result. A run plans the whole table first, so a value that any stage refuses stops the script
+# before the first stage starts.
+#
+# Arguments: --plan prints the plan, one line per stage (status, stage, run folder, why; tab-separated), and
+# runs nothing; every other argument goes to the stages whose parser takes it (--device cuda to all four,
+# --image_size 16 to all but train_ripsnet.py, which has none: a note says so); one that no stage takes is
+# refused. Per-stage extra flags: TEACHER_ARGS, PCD_ARGS, RIPS_ARGS, STUDENT_ARGS (split on spaces).
 #
 # Environment: DRY_RUN=1 prints every command (shell-quoted, one per line on stdout) instead of running it;
-# notes go to stderr (in a dry run, a stage whose input is not made yet plans a folder named "...-pending").
-# TRIALS (student trials), TEACHER_TRIAL, SEED (default: unset, so each trial's seed is its trial number),
-# PY, TEACHER_WEIGHTS (torchvision = torchvision's pretrained teachers instead of training them; ImageNet
-# only), the output roots T_ROOT, PCD_ROOT, RIPS_ROOT, S_ROOT, RESULTS, and S_LR / ALPHA / DELTA / POOLING,
-# which override the per-pair values of the PAIRS table. Per-stage extra flags: TEACHER_ARGS, PCD_ARGS,
-# RIPS_ARGS, STUDENT_ARGS (split on spaces). The script's own arguments ("$@") go to every stage, so pass
-# only flags that all four stage scripts accept (e.g. --device cuda). BASELINES: student-side baselines per
-# pair and trial: "ce" (the student alone, trained by train_teacher.py) and any --distill method.
+# notes go to stderr (in a dry run or a plan, a stage whose input is not made yet plans a folder named
+# "...-pending"). TRIALS (student trials), TEACHER_TRIAL, SEED (default: unset, so each trial's seed is its
+# trial number), PY, TEACHER_WEIGHTS (torchvision = torchvision's pretrained teachers instead of training
+# them; ImageNet only), the output roots T_ROOT, PCD_ROOT, RIPS_ROOT, S_ROOT, RESULTS, and S_LR / ALPHA / DELTA /
+# POOLING, which override the per-pair values of the PAIRS table. BASELINES: student-side baselines per pair
+# and trial: "ce" (the student alone, trained by train_teacher.py) and any --distill method.
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"  # root, PY, need_int
 cd "$root"
-if [[ -z "${PY:-}" ]]; then
-  if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
-fi
 DRY_RUN="${DRY_RUN:-0}"
 TRIALS="${TRIALS:-1}"
 TEACHER_TRIAL="${TEACHER_TRIAL:-0}"
 SEED="${SEED:-}"
+need_int 1 TRIALS
+need_int 0 TEACHER_TRIAL SEED
 DATA_ROOT="${DATA_ROOT:-./data}"
 T_ROOT="${T_ROOT:-./save_t_models}"
 PCD_ROOT="${PCD_ROOT:-./ripsnet/data}"
 RIPS_ROOT="${RIPS_ROOT:-./ripsnet}"
 S_ROOT="${S_ROOT:-./save_s_models}"
-LAUNCH=("$PY")          # table scripts may replace it, e.g. (torchrun --nproc_per_node=8)
+LAUNCH=("$PY")          # table scripts may replace it, e.g. ("$PY" -m torch.distributed.run --nproc_per_node=8)
 # shellcheck disable=SC2206  # intended word splitting of the *_ARGS lists
 TEACHER_EXTRA=(${TEACHER_ARGS:-}); PCD_EXTRA=(${PCD_ARGS:-}); RIPS_EXTRA=(${RIPS_ARGS:-}); STUDENT_EXTRA=(${STUDENT_ARGS:-})
+# MODE: run; dry (DRY_RUN=1: print the commands); plan (--plan: print the plan); check (a run's first pass)
+MODE=run
+if [[ "$DRY_RUN" == 1 ]]; then MODE=dry; fi
+ARGS=()                 # the script's arguments but --plan
+for arg in "$@"; do if [[ "$arg" == --plan ]]; then MODE=plan; else ARGS+=("$arg"); fi; done
 
 METHOD_EXTRA=()         # per-pair flags of the baseline method being run (see baseline_flags)
 
-note() { echo "[reproduce] $*" >&2; }
+note() { if [[ "$MODE" != check ]]; then echo "[reproduce] $*" >&2; fi; }
 
 # run CMD...: execute, or print it shell-quoted under DRY_RUN=1.
 run() {
-  if [[ "$DRY_RUN" == 1 ]]; then
+  if [[ "$MODE" == dry ]]; then
     printf '%q ' "$@" | sed 's/ $//'
     echo
   else
@@ -53,27 +62,42 @@ run() {
 # The planner: one python process answering every "what would this stage do" question (tools/plan.py).
 coproc PLANNER { exec "$PY" -m tools.plan; }
 
-# plan SCRIPT ARGS...: ask the stage -> PLAN_STATUS (new finished partial conflict pending busy), PLAN_DIR
-# (the run folder these settings own), PLAN_DETAIL (why, in words).
-plan() {
-  local request
-  request="$(printf '%q ' "$@")"
-  printf '%s\n' "$request" >&"${PLANNER[1]}"
-  if ! IFS=$'\x1f' read -r PLAN_STATUS PLAN_DIR PLAN_DETAIL <&"${PLANNER[0]}"; then
+# ask REQUEST...: one request to the planner -> ANSWER (the fields of its answer); an error answer stops.
+ask() {
+  printf '%s\n' "$(printf '%q ' "$@")" >&"${PLANNER[1]}"
+  if ! IFS=$'\x1f' read -r -a ANSWER <&"${PLANNER[0]}"; then
     echo "[reproduce] the planner ($PY -m tools.plan) stopped; run it by hand to see why" >&2
     exit 2
   fi
-  if [[ "$PLAN_STATUS" == error ]]; then
-    echo "[reproduce] $1: $PLAN_DETAIL" >&2
+  if [[ "${ANSWER[0]:-}" == error ]]; then
+    echo "[reproduce] ${ANSWER[2]:-}" >&2
     exit 2
   fi
 }
 
+# plan SCRIPT ARGS...: ask the stage -> PLAN_STATUS (new finished partial conflict pending busy), PLAN_DIR
+# (the run folder these settings own), PLAN_DETAIL (why, in words).
+plan() {
+  ask "$@"
+  PLAN_STATUS="${ANSWER[0]}" PLAN_DIR="${ANSWER[1]:-}" PLAN_DETAIL="${ANSWER[2]:-}"
+}
+
+# route STAGE -> ROUTED: the script's arguments that the stage's parser takes.
+route() {
+  ROUTED=()
+  if (( ${#ARGS[@]} )); then ask route "$1" "${ARGS[@]}"; ROUTED=("${ANSWER[@]:2}"); fi
+}
+
 # act WHAT RESUME_FLAG CMD...: run CMD as the last plan says: skip a finished run, add RESUME_FLAG to
-# continue a partial one (empty: the stage resumes by itself), stop on a folder held by another run.
+# continue a partial one (empty: the stage resumes by itself), stop on a folder held by another run. With
+# --plan: print the plan line instead; in a run's first pass (check): nothing.
 act() {
   local what="$1" resume="$2"
   shift 2
+  case "$MODE" in
+    check) return ;;
+    plan) printf '%s\t%s\t%s\t%s\n' "$PLAN_STATUS" "$what" "$PLAN_DIR" "$PLAN_DETAIL"; return ;;
+  esac
   case "$PLAN_STATUS" in
     finished) note "skip $what: $PLAN_DIR $PLAN_DETAIL" ;;
     partial) if [[ -n "$resume" ]]; then run "$@" "$resume"; else run "$@"; fi ;;
@@ -93,7 +117,7 @@ stage_teacher() {
     TEACHER_CKPT="$TEACHER_CKPT_DIR/${arch}_best.pth"; note "teacher $arch: using $TEACHER_CKPT"; return
   fi
   if [[ "${TEACHER_WEIGHTS:-}" == torchvision ]]; then  # torchvision's pretrained weights (hub cache; fetched if missing)
-    if [[ "$DRY_RUN" == 1 ]]; then plan pretrained "$arch" --no-download; else plan pretrained "$arch"; fi
+    if [[ "$MODE" == run ]]; then plan pretrained "$arch"; else plan pretrained "$arch" --no-download; fi
     TEACHER_CKPT="$PLAN_DIR"
     note "teacher $arch: torchvision's pretrained weights $TEACHER_CKPT"; return
   fi
@@ -101,7 +125,7 @@ stage_teacher() {
   args=(train_teacher.py --model "$arch" --dataset "$DATASET" --data_root "$DATA_ROOT"
         --epochs "$T_EPOCHS" --batch_size "$BATCH_SIZE" --lr "$T_LR" --lr_decay_epochs "$DECAY_EPOCHS"
         --lr_decay_rate 0.1 --weight_decay "$WD" --trial "$TEACHER_TRIAL" $(seed_flags "$TEACHER_TRIAL")
-        --save_dir "$T_ROOT" "${TEACHER_EXTRA[@]}" "${PASS[@]}")
+        --save_dir "$T_ROOT" "${TEACHER_EXTRA[@]}" "${T_PASS[@]}")
   plan "${args[@]}"
   TEACHER_CKPT="$PLAN_DIR/${arch}_best.pth"
   act "teacher $arch" --resume "${LAUNCH[@]}" "${args[@]}" --run_dir "$PLAN_DIR"
@@ -114,7 +138,7 @@ stage_pcd() {
   args=(generate_PCD_PI.py --path_t "$TEACHER_CKPT" --model_t "$arch" --dataset "$DATASET"
         --data_root "$DATA_ROOT" --batch_size "$CLOUD_BATCH" --passes "$PASSES" --layer -1 --dims 0
         --teacher_bn batch $(seed_flags) --save_dir "$PCD_ROOT"
-        "${PCD_EXTRA[@]}" "${PASS[@]}")
+        "${PCD_EXTRA[@]}" "${PCD_PASS[@]}")
   plan "${args[@]}"
   PCD_DIR="$PLAN_DIR"
   act "stage 2 for $arch" "" "$PY" "${args[@]}" --out_dir "$PCD_DIR"
@@ -126,7 +150,7 @@ stage_ripsnet() {
   # shellcheck disable=SC2046
   args=(train_ripsnet.py --data_dir "$PCD_DIR" --dim 0 --operator "$pooling" --lr "$RIPS_LR"
         --batch_size 64 --val_batch_size 32 --val_fraction 0.25 --epochs "$RIPS_EPOCHS" --patience "$RIPS_PATIENCE"
-        $(seed_flags) --save_dir "$RIPS_ROOT" "${RIPS_EXTRA[@]}" "${PASS[@]}")
+        $(seed_flags) --save_dir "$RIPS_ROOT" "${RIPS_EXTRA[@]}" "${RIPS_PASS[@]}")
   plan "${args[@]}"
   RIPS_CKPT="$PLAN_DIR/${pooling}_best.pth"
   act "RipsNet $arch/$pooling" --resume "$PY" "${args[@]}" --run_dir "$PLAN_DIR"
@@ -148,7 +172,7 @@ stage_student() {
         --dataset "$DATASET" --data_root "$DATA_ROOT" --distill "$distill" --kd_T "$KD_T" "${weights[@]}"
         "${topo[@]}" "${METHOD_EXTRA[@]}" --epochs "$S_EPOCHS" --batch_size "$BATCH_SIZE" --lr "$lr"
         --lr_decay_epochs "$DECAY_EPOCHS" --lr_decay_rate 0.1 --weight_decay "$WD" --trial "$trial"
-        $(seed_flags "$trial") --save_dir "$S_ROOT" "${STUDENT_EXTRA[@]}" "${PASS[@]}")
+        $(seed_flags "$trial") --save_dir "$S_ROOT" "${STUDENT_EXTRA[@]}" "${S_PASS[@]}")
   plan "${args[@]}"
   act "student $s <- $t ($distill, trial $trial)" --resume "${LAUNCH[@]}" "${args[@]}" --run_dir "$PLAN_DIR"
 }
@@ -161,7 +185,7 @@ stage_ce() {
   args=(train_teacher.py --model "$s" --dataset "$DATASET" --data_root "$DATA_ROOT" --epochs "$S_EPOCHS"
         --batch_size "$BATCH_SIZE" --lr "$lr" --lr_decay_epochs "$DECAY_EPOCHS" --lr_decay_rate 0.1
         --weight_decay "$WD" --trial "$trial" $(seed_flags "$trial") --save_dir "$S_ROOT"
-        "${STUDENT_EXTRA[@]}" "${PASS[@]}")
+        "${STUDENT_EXTRA[@]}" "${T_PASS[@]}")
   plan "${args[@]}"
   act "ce baseline $s (trial $trial)" --resume "${LAUNCH[@]}" "${args[@]}" --run_dir "$PLAN_DIR"
 }
@@ -212,12 +236,8 @@ run_pair() {
 check_baselines() {
   [[ -n "${BASELINES// /}" ]] || return 0
   local method known
-  printf 'methods\n' >&"${PLANNER[1]}"
-  if ! IFS=$'\x1f' read -r _ _ known <&"${PLANNER[0]}"; then
-    echo "BASELINES: $PY cannot import train_student.py to list the methods; set PY to the project's python" >&2
-    exit 2
-  fi
-  known=" ce $known "
+  ask methods
+  known=" ce ${ANSWER[2]:-} "
   for method in $BASELINES; do
     if [[ "$known" != *" $method "* ]]; then
       echo "BASELINES: unknown method '$method'; choose from:$known" >&2
@@ -226,7 +246,22 @@ check_baselines() {
   done
 }
 check_baselines
+route train_teacher.py; T_PASS=("${ROUTED[@]}")
+route generate_PCD_PI.py; PCD_PASS=("${ROUTED[@]}")
+route train_ripsnet.py; RIPS_PASS=("${ROUTED[@]}")
+route train_student.py; S_PASS=("${ROUTED[@]}")
 
-collect_results() {
-  run "$PY" tools/collect_results.py "$T_ROOT" "$S_ROOT" --out "$RESULTS"
+# run_table: all four stages of every pair of PAIRS (those containing PAIRS_FILTER), then the results table.
+# A run first plans the whole table (MODE=check), so a value that any stage refuses stops it before any stage.
+run_table() {
+  if [[ "$MODE" == run ]]; then MODE=check; run_pairs; MODE=run; fi
+  run_pairs
+  if [[ "$MODE" != plan ]]; then run "$PY" tools/collect_results.py "$T_ROOT" "$S_ROOT" --out "$RESULTS"; fi
+}
+
+run_pairs() {
+  local pair
+  for pair in "${PAIRS[@]}"; do
+    if [[ -z "$PAIRS_FILTER" || "$pair" == *"$PAIRS_FILTER"* ]]; then run_pair "$pair"; fi
+  done
 }

@@ -2,21 +2,27 @@
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi  # run by sh: this script needs bash
 # TopKD paper, ImageNet table: resnet34 -> resnet18 and resnet50 -> MobileNetV1, all four stages per pair
 # (teacher = torchvision's pretrained weights by default, point clouds + persistence images, RipsNet, KD+TopKD students over TRIALS), then the table.
-# Training stages run under torchrun on NGPUS GPUs; BATCH_SIZE is the global batch.
+# Training stages run under torchrun (PY -m torch.distributed.run) on NGPUS GPUs; BATCH_SIZE is the global
+# batch.
 #   DATA_ROOT=/data/imagenet NGPUS=8 bash scripts/reproduce/imagenet.sh --device cuda
 #   TEACHER_CKPT_DIR=pretrained/ bash scripts/reproduce/imagenet.sh   # use <dir>/<arch>_best.pth teachers
 #   TEACHER_WEIGHTS= bash scripts/reproduce/imagenet.sh                # train the teachers from scratch instead
 #   DRY_RUN=1 bash scripts/reproduce/imagenet.sh                       # print the commands only
+#   bash scripts/reproduce/imagenet.sh --plan                          # what each stage would do; runs nothing
 # Each stage is asked first (common.sh): a finished run of the same settings is skipped, an interrupted one
-# resumes, changed settings get their own run. Arguments go to every stage. S_LR / ALPHA / DELTA / POOLING
-# override the per-pair values below; BASELINES="ce kd crd" adds the student alone and baseline methods.
+# resumes, changed settings get their own run. An argument goes to the stages that take it (common.sh).
+# S_LR / ALPHA / DELTA / POOLING override the per-pair values below; BASELINES="ce kd crd" adds the student
+# alone and baseline methods.
 set -euo pipefail
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 DATASET=imagenet
 NGPUS="${NGPUS:-8}"
 # --- schedule (standard ImageNet recipe of the KD literature: SGD 0.9, wd 1e-4, 100 epochs, x0.1 at 30/60/90) ---
 T_EPOCHS="${T_EPOCHS:-100}"; S_EPOCHS="${S_EPOCHS:-100}"
 BATCH_SIZE="${BATCH_SIZE:-256}"; DECAY_EPOCHS="${DECAY_EPOCHS:-30,60,90}"; WD="${WD:-0.0001}"
+need_int 1 NGPUS BATCH_SIZE
 T_LR="${T_LR:-0.1}"
 # Teachers: torchvision's pretrained ResNet-34 / ResNet-50 (IMAGENET1K_V1, 73.31 / 76.13 top-1), the teachers of
 # the KD literature's ImageNet tables; the files live in torch's hub cache ($TORCH_HOME/hub/checkpoints/) and are
@@ -45,11 +51,5 @@ PAIRS=(
 
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-PASS=("$@")
-LAUNCH=(torchrun "--nproc_per_node=$NGPUS")
-
-for pair in "${PAIRS[@]}"; do
-  if [[ -n "$PAIRS_FILTER" && "$pair" != *"$PAIRS_FILTER"* ]]; then continue; fi
-  run_pair "$pair"
-done
-collect_results
+LAUNCH=("$PY" -m torch.distributed.run "--nproc_per_node=$NGPUS")  # torchrun of PY's environment (.venv)
+run_table
