@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datasets.pi_images import attach_image_pis
+from datasets.pi_images import attach_image_pis, pi_cache_inputs
 from models import load_model
 
 from .losses import KD_REDUCTIONS
@@ -143,8 +143,9 @@ class TGD(TeacherStudent):
 
     @classmethod
     def input_files(cls, cfg: argparse.Namespace, must_exist: bool = True) -> Dict[str, Optional[str]]:
-        """The second teacher is an input file of the run (its SHA-256 is part of the run's identity)."""
-        return {"path_t2": cfg.path_t2} if cfg.path_t2 else {}
+        """The second teacher and the image-PI caches are input files of the run (in the run's identity)."""
+        files = {"path_t2": cfg.path_t2} if cfg.path_t2 else {}
+        return {**files, **pi_cache_inputs(cfg.pi_root, cfg.pi_cache, cfg.dataset, must_exist)}
 
     @classmethod
     def run_tag(cls, cfg: argparse.Namespace) -> Tuple[str, str]:

@@ -1,0 +1,129 @@
+"""A run's identity holds what decides its result beyond the flags: the data it read (CIFAR files, ImageFolder
+trees, image-PI caches), the number of processes; DDP logs the saved checkpoint's metrics; a TGD student checks
+its PI cache against the PI teacher's, and a student refuses a PI teacher as its image teacher."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import evaluate
+import generate_image_PI
+import train_student
+import train_teacher
+from helpers import one_line
+from topkd_io import save_torch
+
+CPU = ["--num_workers", "0", "--device", "cpu", "--print_freq", "1000", "--threads", "1"]
+DIGITS = ["--dataset", "digits", "--image_size", "8", "--batch_size", "64", *CPU]
+STUDENT = DIGITS + ["--topo_eval_batches", "0", "--model_s", "resnet8", "--epochs", "1"]
+
+
+def teacher_argv(save_dir, *extra):
+    return ["--model", "resnet8", "--epochs", "1", "--save_dir", str(save_dir), *CPU, *extra]
+
+
+def plan(main, argv):
+    return main(argv + ["--plan"])
+
+
+# ---------------------------------------------------------------------------------------------- data
+def test_replaced_cifar_files_are_not_the_finished_run(tmp_path, monkeypatch):
+    """After the CIFAR-100 pickles were replaced by other data, --plan still answered `finished`."""
+    import torchvision.datasets.cifar as tv_cifar
+    from test_datasets import _write_cifar100
+
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath))
+    data = tmp_path / "data"
+    _write_cifar100(data, n_train=20, n_test=10, seed=0)
+    argv = teacher_argv(tmp_path / "t", "--dataset", "cifar100", "--data_root", str(data), "--batch_size", "20")
+    run_dir = os.path.dirname(train_teacher.main(argv)["last_checkpoint"])
+    assert plan(train_teacher.main, argv)["plan"] == "finished"
+    shutil.rmtree(data / "cifar-100-python")
+    _write_cifar100(data, n_train=20, n_test=10, seed=1)  # the same format and sizes, other images
+    assert plan(train_teacher.main, argv)["plan"] == "new"
+    there = plan(train_teacher.main, argv + ["--run_dir", run_dir])
+    assert there["plan"] == "conflict" and "input data_root" in there["detail"], there
+    # absent data: the plan is pending, a run says what is missing
+    shutil.rmtree(data / "cifar-100-python")
+    assert plan(train_teacher.main, argv)["plan"] == "pending"
+    with pytest.raises(FileNotFoundError, match="--download"):
+        train_teacher.main(argv)
+
+
+def _tree(root, classes, per_class, seed):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split in ("train", "val"):
+        for name in classes:
+            (root / split / name).mkdir(parents=True)
+            for k in range(per_class):
+                pixels = rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{k}.png")
+
+
+def test_teacher_of_another_imagefolder_root_is_not_finished(tmp_path, monkeypatch):
+    """A teacher trained on --data_root data/imagenet_b (other classes and images) counted as finished for
+    data/imagenet."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    a, b = tmp_path / "imagenet_a", tmp_path / "imagenet_b"
+    _tree(a, ("cat", "dog"), 3, seed=0)
+    _tree(b, ("ant", "bee"), 3, seed=1)
+    argv = teacher_argv(tmp_path / "t", "--dataset", "imagenet", "--image_size", "8", "--batch_size", "6",
+                        "--data_root", str(a))
+    run_dir = os.path.dirname(train_teacher.main(argv)["last_checkpoint"])
+    assert plan(train_teacher.main, argv)["plan"] == "finished"
+    other = argv[:-1] + [str(b)]
+    assert plan(train_teacher.main, other)["plan"] == "new"
+    assert plan(train_teacher.main, other + ["--run_dir", run_dir])["plan"] == "conflict"
+    # the listing is cached by the folders' mtimes: a file added changes the fingerprint, a corrupt cache is
+    # recomputed
+    from datasets import data_fingerprint
+
+    cache = tmp_path / "cache" / "topkd" / "data_fingerprints.json"
+    first = data_fingerprint("imagenet", str(a))
+    assert cache.is_file() and len(json.loads(cache.read_text())) == 2
+    cache.write_text("{not json")
+    assert data_fingerprint("imagenet", str(a)) == first
+    shutil.copyfile(a / "train" / "cat" / "0.png", a / "train" / "cat" / "9.png")
+    assert data_fingerprint("imagenet", str(a)) != first
+    # a cache that cannot be written: recomputed every time, the same answer
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))  # a file where the folder should be
+    assert data_fingerprint("imagenet", str(b)) == data_fingerprint("imagenet", str(b))
+
+
+# ---------------------------------------------------------------------------------------------- DDP
+# ---------------------------------------------------------------------------------------------- image PIs
+@pytest.fixture(scope="module")
+def pi_teacher(tmp_path_factory):
+    """Digits image-PI caches at resolution 8 and a PI teacher trained one epoch on them (--pi_cache)."""
+    root = tmp_path_factory.mktemp("pi")
+    cache = root / "image_pi"
+    generate_image_PI.main(["--dataset", "digits", "--out", str(cache), "--resolution", "8", "--threads", "1"])
+    argv = teacher_argv(root / "t", "--dataset", "digits", "--input", "pi", "--pi_cache", str(cache / "digits_train"),
+                        "--batch_size", "256")
+    summary = train_teacher.main(argv)
+    return cache, argv, summary["best_checkpoint"]
+
+
+def test_a_pi_cache_regenerated_in_place_is_not_the_finished_run(pi_teacher, tmp_path):
+    """--pi_cache regenerated in place with other PI parameters: --plan said `finished`, --skip_finished skipped."""
+    cache, argv, _ = pi_teacher
+    assert plan(train_teacher.main, argv)["plan"] == "finished"
+    copy = tmp_path / "image_pi"
+    shutil.copytree(cache, copy)
+    moved = [a if a != str(cache / "digits_train") else str(copy / "digits_train") for a in argv]
+    assert plan(train_teacher.main, moved)["plan"] == "finished"  # the content counts, not the path
+    generate_image_PI.main(["--dataset", "digits", "--out", str(copy), "--resolution", "9", "--threads", "1",
+                            "--overwrite"])
+    assert plan(train_teacher.main, moved)["plan"] == "new"
+    summary = train_teacher.main(moved + ["--skip_finished"])
+    assert not summary.get("skipped") and summary["epochs_run"] == 1
+
+
