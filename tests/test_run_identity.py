@@ -127,3 +127,23 @@ def test_a_pi_cache_regenerated_in_place_is_not_the_finished_run(pi_teacher, tmp
     assert not summary.get("skipped") and summary["epochs_run"] == 1
 
 
+def test_tgd_student_checks_its_pi_cache_against_the_pi_teacher(pi_teacher, tmp_path, run_stage, capsys):
+    """A TGD student given a PI cache of another resolution than its PI teacher was trained on trained to the end."""
+    from models import model_dict
+
+    cache, _, pi_path = pi_teacher
+    other = tmp_path / "image_pi"
+    generate_image_PI.main(["--dataset", "digits", "--out", str(other), "--resolution", "6", "--threads", "1"])
+    image = tmp_path / "image" / "resnet8_best.pth"
+    save_torch({"model": model_dict["resnet8"](num_classes=10).state_dict(), "arch": "resnet8", "num_classes": 10},
+               image)
+    capsys.readouterr()  # the cache's progress lines
+    argv = STUDENT + ["--distill", "tgd", "--path_t", str(image), "--path_t2", pi_path, "--max_steps", "1",
+                      "--save_dir", str(tmp_path / "s")]
+    code, _, err = run_stage(train_student.main, argv + ["--pi_cache", str(other / "digits_train")])
+    line = one_line(code, err, pi_path, str(other / "digits_train"), "resolution")
+    assert "8" in line and "6" in line
+    code, _, err = run_stage(train_student.main, argv + ["--pi_cache", str(cache / "digits_train")])
+    assert code == 0, err
+
+
