@@ -126,6 +126,8 @@ class Trainer:
             cfg.compile = False  # config.yaml records what ran
 
         self.distiller = distiller.to(device)
+        if getattr(cfg, "sync_bn", False) and self.dist.enabled:  # CUDA only (the stage setup refuses the CPU)
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(distiller.student)  # in place: the same parameters
         if self.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
         if self.compiled:

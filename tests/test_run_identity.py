@@ -98,6 +98,31 @@ def test_teacher_of_another_imagefolder_root_is_not_finished(tmp_path, monkeypat
     assert data_fingerprint("imagenet", str(b)) == data_fingerprint("imagenet", str(b))
 
 
+def test_data_choosing_options_and_world_size_are_in_the_identity(tmp_path, monkeypatch):
+    """A 1-process and a 2-process run of the same flags were "the same settings"."""
+    argv = teacher_argv(tmp_path, *DIGITS)
+    identity = train_teacher.prepare(argv)[1]
+    assert identity.options["world_size"] == 1 and identity.inputs["data_root"]
+    for extra in (["--train_fraction", "0.5"], ["--val_split", "0.2"], ["--augment", "none"]):
+        assert train_teacher.prepare(argv + extra)[1].hash != identity.hash, extra
+    run_dir = os.path.dirname(train_teacher.main(argv)["last_checkpoint"])
+    assert plan(train_teacher.main, argv)["plan"] == "finished"
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun --nproc_per_node 2 would run
+    assert plan(train_teacher.main, argv)["plan"] == "new"
+    there = plan(train_teacher.main, argv + ["--run_dir", run_dir])
+    assert there["plan"] == "conflict" and "world_size 1 -> 2" in there["detail"], there
+
+
+def test_sync_bn_is_refused_on_the_cpu_and_recorded_false_in_one_process(tmp_path, monkeypatch, run_stage, caplog):
+    argv = teacher_argv(tmp_path, *DIGITS, "--sync_bn")
+    cfg, identity, _ = train_teacher.prepare(argv)
+    assert cfg.sync_bn is False and identity.options["sync_bn"] is False
+    assert "--sync_bn" in caplog.text and "one process" in caplog.text
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code, _, err = run_stage(train_teacher.main, argv + ["--plan"])
+    one_line(code, err, "--sync_bn", "CUDA")
+
+
 # ---------------------------------------------------------------------------------------------- DDP
 # ---------------------------------------------------------------------------------------------- image PIs
 @pytest.fixture(scope="module")
