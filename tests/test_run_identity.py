@@ -124,6 +124,35 @@ def test_sync_bn_is_refused_on_the_cpu_and_recorded_false_in_one_process(tmp_pat
 
 
 # ---------------------------------------------------------------------------------------------- DDP
+@pytest.mark.slow
+def test_ddp_logged_test_metrics_are_the_saved_checkpoints(repo_root, tmp_path):
+    """A 2-process torchrun student logged a test loss of 137,553,836 where evaluate.py on its _last.pth gave
+    153,531,504: each process evaluated its shard with its own BatchNorm statistics."""
+    from models import model_dict
+    from tools.figures import read_scalars
+
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    if torchrun is None:
+        pytest.skip("torchrun not found beside the Python interpreter")
+    torch.manual_seed(0)
+    teacher = tmp_path / "teacher" / "resnet8_best.pth"
+    save_torch({"model": model_dict["resnet8"](num_classes=10).state_dict(), "arch": "resnet8", "num_classes": 10},
+               teacher)
+    run_dir = tmp_path / "run"
+    argv = STUDENT + ["--path_t", str(teacher), "--distill", "kd", "--lr", "0.2", "--run_dir", str(run_dir)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "train_student.py", *argv],
+                          cwd=repo_root, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["identity"]["options"]["world_size"] == 2
+    logged = read_scalars(run_dir)
+    result = evaluate.main([str(run_dir / "resnet8_last.pth"), "--no_save", "--device", "cpu",
+                            "--data_root", "unused"])
+    assert logged["test/loss"][1][-1] == pytest.approx(result["loss"], rel=1e-5)
+    for key in ("top1", "top5"):
+        assert logged[f"test/{key}"][1][-1] == pytest.approx(result[key], abs=1e-4), key
+
+
 # ---------------------------------------------------------------------------------------------- image PIs
 @pytest.fixture(scope="module")
 def pi_teacher(tmp_path_factory):
