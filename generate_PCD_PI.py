@@ -94,7 +94,7 @@ def teacher_source(args, arch: str):
     options = {"image_size": args.image_size} if args.image_size else {}
     data = build_datasets(args.dataset, args.data_root, download=False, val_split=0.0, seed=args.seed,
                           train_augment=True, **options)
-    model, arch, _ = load_model(args.path_t, arch=arch, num_classes=data.num_classes)
+    model, arch, _ = load_model(args.path_t, arch=arch, num_classes=data.num_classes, in_channels=data.in_channels)
     identity = {"teacher": file_identity(args.path_t), "arch": arch, "num_classes": data.num_classes}
     source = TeacherCloudSource(model, data.train, batch=args.batch_size, passes=args.passes,
                                 layer=args.layer, seed=args.seed, device=_device(args.device),

@@ -242,7 +242,8 @@ def build(cfg: argparse.Namespace, method, addons, inputs):
 
     data = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, val_split=cfg.val_split,
                           seed=cfg.seed, **data_options(cfg))
-    teacher, cfg.model_t, teacher_ckpt = load_model(cfg.path_t, arch=cfg.model_t, num_classes=data.num_classes)
+    teacher, cfg.model_t, teacher_ckpt = load_model(cfg.path_t, arch=cfg.model_t, num_classes=data.num_classes,
+                                                    in_channels=data.in_channels)
     teacher_top1 = recorded_accuracy(teacher_ckpt)
     cfg.provenance = provenance(inputs, pick_device(cfg.device), teacher_top1=teacher_top1)
     say(header_line(cfg.provenance) + f"; seed {cfg.seed} (from {cfg.seed_from})")

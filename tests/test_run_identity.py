@@ -201,3 +201,15 @@ def test_tgd_student_checks_its_pi_cache_against_the_pi_teacher(pi_teacher, tmp_
     assert code == 0, err
 
 
+def test_a_pi_teacher_as_the_image_teacher_is_one_line(tmp_path, run_stage):
+    """A PI teacher given as --path_t to a student ended in a 53-line channel-mismatch traceback."""
+    from models import model_dict
+
+    path = tmp_path / "pi" / "resnet8_best.pth"
+    model = model_dict["resnet8"](num_classes=10, in_channels=6)
+    save_torch({"model": model.state_dict(), "arch": "resnet8", "num_classes": 10, "in_channels": 6}, path)
+    run_dir = tmp_path / "run"
+    argv = STUDENT + ["--path_t", str(path), "--run_dir", str(run_dir)]
+    code, _, err = run_stage(train_student.main, argv)
+    one_line(code, err, str(path), "6", "3", "--input pi")
+    assert not run_dir.exists()
