@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from datasets.pi_images import PICache, attach_image_pis, pi_cache_inputs
-from topology.image_pi import ImagePIParams
 from models import load_model
 
 from .losses import KD_REDUCTIONS
@@ -98,13 +97,13 @@ def check_pi_params(path_t2: str, ckpt2: dict, cache: PICache) -> None:
     trained = (ckpt2.get("config") or {}).get("image_pi_params")
     if trained is None:
         return
-    trained, here = ImagePIParams.from_dict(trained).to_dict(), cache.params.to_dict()
-    diffs = [k for k in here if here[k] != trained[k]]
+    here = cache.params.to_dict()
+    diffs = [k for k in here if here[k] != trained.get(k)]
     if diffs:
         raise ValueError(f"the PI teacher --path_t2 {path_t2} was trained on image PIs with "
-                         f"{', '.join(f'{k} {trained[k]}' for k in diffs)}, but this run's cache {cache.folder} holds "
-                         f"{', '.join(f'{k} {here[k]}' for k in diffs)}; pass the cache it was trained on (--pi_cache) "
-                         f"or a PI teacher trained on this one")
+                         f"{', '.join(f'{k} {trained.get(k)}' for k in diffs)}, but this run's cache {cache.folder} "
+                         f"holds {', '.join(f'{k} {here[k]}' for k in diffs)}; pass the cache it was trained on "
+                         f"(--pi_cache) or a PI teacher trained on this one")
 
 
 @register("tgd")
