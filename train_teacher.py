@@ -95,7 +95,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     cfg, identity, inputs = prepare(argv)
     return run_training(cfg, identity, inputs, cfg.model, lambda: build(cfg, inputs),
-                        lambda built: fit_and_report(*built, cfg, free_fields=("pi_root",)))
+                        lambda built: fit_and_report(*built, cfg, free_fields=("pi_root", "pi_cache")))
 
 
 def build(cfg, inputs):
