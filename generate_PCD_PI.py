@@ -97,7 +97,7 @@ def teacher_source(args, arch: str):
     options = {"image_size": args.image_size} if args.image_size else {}
     data = build_datasets(args.dataset, args.data_root, download=False, val_split=0.0, seed=args.seed,
                           train_augment=True, **options)
-    model, arch, _ = load_model(args.path_t, arch=arch, num_classes=data.num_classes)
+    model, arch, _ = load_model(args.path_t, arch=arch, num_classes=data.num_classes, in_channels=data.in_channels)
     identity = {"teacher": file_identity(args.path_t), "arch": arch, "num_classes": data.num_classes}
     source = TeacherCloudSource(model, data.train, batch=args.batch_size, passes=args.passes,
                                 layer=args.layer, seed=args.seed, device=_device(args.device),
@@ -136,6 +136,7 @@ STAGE2_FILES = ("manifest.yaml", "shards", "pi_dim*.npy")
 def prepare(argv: Optional[Sequence[str]] = None):
     """Parse, find the teacher (or the --pcd file) and name the output folder -> ``(args, identity, inputs,
     name)``; loads no data. Under ``--plan`` a teacher that does not exist yet leaves the identity pending."""
+    from datasets import data_fingerprint
     from engine.identity import Identity, input_sha256, with_hash
     from models.pretrained import resolve_teacher_path
     from models.teacher_lookup import teacher_and_arch
@@ -166,7 +167,10 @@ def prepare(argv: Optional[Sequence[str]] = None):
         inputs = {"path_t": args.path_t}
         name, points = args.model_t, args.batch_size
     values = {k: v for k, v in vars(args).items() if k not in ("pcd", "teacher_weights")}
-    identity = Identity.of(values, {k: input_sha256(v) for k, v in inputs.items()}, not_result=STAGE2_NOT_RESULT)
+    hashes = {k: input_sha256(v) for k, v in inputs.items()}
+    if args.pcd is None:  # the training images it embeds
+        hashes["data_root"] = data_fingerprint(args.dataset, args.data_root, must_exist=not args.plan)
+    identity = Identity.of(values, hashes, not_result=STAGE2_NOT_RESULT)
     args.out_dir = args.out_dir or os.path.join(
         args.save_dir, with_hash(f"{args.dataset or 'pcd'}_{name}_batch{points}_layer{args.layer}", identity))
     return args, identity, inputs

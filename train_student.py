@@ -188,6 +188,7 @@ def prepare(argv: Optional[Sequence[str]] = None):
     """Parse and resolve the options and find the input files -> ``(cfg, method, addons, identity, inputs)``
     with ``cfg.run_dir`` set; loads no data. Under ``--plan`` a missing input file is left unresolved (its
     hash is then ``pending``)."""
+    from datasets import data_fingerprint
     from engine.identity import Identity, input_sha256, with_hash
     from models import resolve_arch
     from models.teacher_lookup import teacher_and_arch
@@ -205,7 +206,9 @@ def prepare(argv: Optional[Sequence[str]] = None):
             inputs.update(owner.input_files(cfg, must_exist=not cfg.plan))
     inputs = {k: v for k, v in inputs.items() if v}
     cfg.unused_options = unused_options(cfg, method, addons)
-    identity = Identity.of(vars(cfg), {k: input_sha256(v) for k, v in inputs.items()}, unused=cfg.unused_options)
+    hashes = {k: input_sha256(v) for k, v in inputs.items()}
+    hashes["data_root"] = data_fingerprint(cfg.dataset, cfg.data_root, cfg.download, must_exist=not cfg.plan)
+    identity = Identity.of(vars(cfg), hashes, unused=cfg.unused_options)
     cfg.run_dir = cfg.run_dir or os.path.join(cfg.save_dir, with_hash(run_name(cfg, method, addons), identity))
     return cfg, method, addons, identity, inputs
 
@@ -239,7 +242,8 @@ def build(cfg: argparse.Namespace, method, addons, inputs):
 
     data = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, val_split=cfg.val_split,
                           seed=cfg.seed, **data_options(cfg))
-    teacher, cfg.model_t, teacher_ckpt = load_model(cfg.path_t, arch=cfg.model_t, num_classes=data.num_classes)
+    teacher, cfg.model_t, teacher_ckpt = load_model(cfg.path_t, arch=cfg.model_t, num_classes=data.num_classes,
+                                                    in_channels=data.in_channels)
     teacher_top1 = recorded_accuracy(teacher_ckpt)
     cfg.provenance = provenance(inputs, pick_device(cfg.device), teacher_top1=teacher_top1)
     say(header_line(cfg.provenance) + f"; seed {cfg.seed} (from {cfg.seed_from})")

@@ -60,12 +60,15 @@ def build_data(cfg):
 
     # The class count comes from the image data set's registry entry, read without loading images.
     num_classes = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, **options).num_classes
-    return pi_bundle(cfg.pi_root, cfg.dataset, num_classes, val_split=cfg.val_split, seed=cfg.seed,
+    data = pi_bundle(cfg.pi_root, cfg.dataset, num_classes, val_split=cfg.val_split, seed=cfg.seed,
                      pi_cache=cfg.pi_cache, verify=not cfg.no_verify, input_norm=cfg.input_norm)
+    cfg.image_pi_params = data.test.cache.params.to_dict()  # recorded: a TGD student checks its cache against it
+    return data
 
 
 def prepare(argv: Optional[Sequence[str]] = None):
     """Parse and resolve the options -> ``(cfg, identity, inputs)`` with ``cfg.run_dir`` set; loads no data."""
+    from datasets import data_fingerprint
     from engine.identity import Identity, input_sha256, with_hash
     from models import resolve_arch
 
@@ -73,7 +76,14 @@ def prepare(argv: Optional[Sequence[str]] = None):
     setup_stage(cfg, training=True)  # logging, threads, process group, seeds: before any message
     cfg.model = resolve_arch(cfg.model, "--model")  # official aliases too; fails before touching the data
     inputs = {"init_s": cfg.init_s}
-    identity = Identity.of(vars(cfg), {k: input_sha256(v) for k, v in inputs.items() if v})
+    if cfg.input == "pi":  # the PI caches it reads, by their sealed manifests
+        from datasets.pi_images import pi_cache_inputs
+
+        inputs.update(pi_cache_inputs(cfg.pi_root, cfg.pi_cache, cfg.dataset, must_exist=not cfg.plan))
+    hashes = {k: input_sha256(v) for k, v in inputs.items() if v}
+    if cfg.input == "image":
+        hashes["data_root"] = data_fingerprint(cfg.dataset, cfg.data_root, cfg.download, must_exist=not cfg.plan)
+    identity = Identity.of(vars(cfg), hashes)
     dataset_tag = cfg.dataset if cfg.input == "image" else f"{cfg.dataset}_pi"
     cfg.run_dir = cfg.run_dir or os.path.join(cfg.save_dir, with_hash(teacher_run_name(
         cfg.model, dataset_tag, cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.trial), identity))
@@ -85,7 +95,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     cfg, identity, inputs = prepare(argv)
     return run_training(cfg, identity, inputs, cfg.model, lambda: build(cfg, inputs),
-                        lambda built: fit_and_report(*built, cfg, free_fields=("pi_root",)))
+                        lambda built: fit_and_report(*built, cfg, free_fields=("pi_root", "pi_cache")))
 
 
 def build(cfg, inputs):

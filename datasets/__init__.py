@@ -5,7 +5,8 @@ Every item is `(image, target, index)`; see docs/CONTRACTS.md.
 """
 from . import transforms
 from .bundle import DataBundle
-from .registry import DATASET_BUILDERS, DATASET_INFO, DatasetInfo, build_datasets, dataset_info, dataset_names, register
+from .registry import (DATASET_BUILDERS, DATASET_INFO, DatasetInfo, build_datasets, data_fingerprint, dataset_info,
+                       dataset_names, register)
 from .transforms import (CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN,
                          IMAGENET_STD)
 
@@ -13,7 +14,7 @@ from .transforms import (CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD,
 from . import cifar, cinic, digits, imagenet  # noqa: E402,F401
 
 __all__ = [
-    "DataBundle", "DATASET_BUILDERS", "DATASET_INFO", "DatasetInfo", "build_datasets", "dataset_info", "dataset_names",
-    "register", "transforms",
+    "DataBundle", "DATASET_BUILDERS", "DATASET_INFO", "DatasetInfo", "build_datasets", "data_fingerprint",
+    "dataset_info", "dataset_names", "register", "transforms",
     "CIFAR100_MEAN", "CIFAR100_STD", "CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN", "IMAGENET_STD",
 ]

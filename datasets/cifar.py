@@ -7,6 +7,7 @@ import torchvision
 
 from . import transforms as tf
 from .bundle import DataBundle
+from .fingerprint import Fingerprint, declared_md5s, file_md5s
 from .registry import register
 from .splits import hold_out, with_transform
 
@@ -27,23 +28,42 @@ class IndexedCIFAR100(torchvision.datasets.CIFAR100):
         return image, int(target), int(index)
 
 
+def _missing(cls, label: str, root: str) -> FileNotFoundError:
+    """What to do about a CIFAR folder that is absent, incomplete or fails torchvision's md5 check."""
+    folder = os.path.join(root, cls.base_folder)
+    if os.path.isdir(folder):
+        return FileNotFoundError(
+            f"{cls.base_folder} files in {folder} are missing or fail torchvision's md5 check; "
+            "delete that folder and rerun with --download, or point --data_root at a good copy")
+    return FileNotFoundError(f"{label} data not found: expected folder {folder}; "
+                             "pass --download to fetch it, or point --data_root at the folder that contains it")
+
+
 def _open(cls, label: str, root: str, train: bool, download: bool, transform):
     """Construct a torchvision CIFAR set, turning its "not found or corrupted" into FileNotFoundError."""
-    folder = os.path.join(root, cls.base_folder)
     try:
         return cls(root=root, train=train, transform=transform, download=download)
     except RuntimeError as err:
         if "not found or corrupted" not in str(err):
             raise
-        if os.path.isdir(folder):
-            raise FileNotFoundError(
-                f"{cls.base_folder} files in {folder} are missing or fail torchvision's md5 check; "
-                "delete that folder and rerun with --download, or point --data_root at a good copy"
-            ) from None
-        raise FileNotFoundError(
-            f"{label} data not found: expected folder {folder}; "
-            "pass --download to fetch it, or point --data_root at the folder that contains it"
-        ) from None
+        raise _missing(cls, label, root) from None
+
+
+def _fingerprint(cls, label: str) -> Fingerprint:
+    """The MD5s of the files torchvision reads (train, test, meta); before a --download, the ones it checks the
+    download against."""
+    entries = [*cls.train_list, *cls.test_list, (cls.meta["filename"], cls.meta["md5"])]
+
+    def fingerprint(root: str, download: bool = False) -> str:
+        folder = os.path.join(root, cls.base_folder)
+        names = [name for name, _ in entries]
+        if not all(os.path.isfile(os.path.join(folder, n)) for n in names):
+            if download:
+                return declared_md5s(entries)
+            raise _missing(cls, label, root)
+        return file_md5s(folder, names)
+
+    return fingerprint
 
 
 def _build(cls, label: str, name: str, num_classes: int, mean, std, root: str, download: bool,
@@ -61,7 +81,7 @@ def _build(cls, label: str, name: str, num_classes: int, mean, std, root: str, d
                       image_size=32, name=name, mean=tuple(mean), std=tuple(std))
 
 
-@register("cifar100", recipe="cifar", on_device=True)
+@register("cifar100", recipe="cifar", fingerprint=_fingerprint(IndexedCIFAR100, "CIFAR-100"), on_device=True)
 def build_cifar100(root: str, download: bool, val_split: float, seed: int,
                    train_augment: bool = True, normalize: str = "dataset") -> DataBundle:
     """CIFAR-100: 50,000 train / 10,000 test 32x32 RGB images, 100 fine classes."""
@@ -69,7 +89,7 @@ def build_cifar100(root: str, download: bool, val_split: float, seed: int,
                   download, val_split, seed, train_augment, normalize)
 
 
-@register("cifar10", recipe="cifar", on_device=True)
+@register("cifar10", recipe="cifar", fingerprint=_fingerprint(IndexedCIFAR10, "CIFAR-10"), on_device=True)
 def build_cifar10(root: str, download: bool, val_split: float, seed: int,
                   train_augment: bool = True, normalize: str = "dataset") -> DataBundle:
     """CIFAR-10: 50,000 train / 10,000 test 32x32 RGB images, 10 classes."""

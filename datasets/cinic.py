@@ -10,6 +10,7 @@ import os
 
 from . import transforms as tf
 from .bundle import DataBundle
+from .fingerprint import image_tree
 from .imagenet import open_split, same_classes
 from .registry import register
 from .splits import hold_out, with_transform
@@ -19,7 +20,7 @@ CINIC10_STD = (0.24205776, 0.23828046, 0.25874835)
 LAYOUT = "<root>/train/<class>/<image> and <root>/test/<class>/<image> (CINIC-10 as distributed)"
 
 
-@register("cinic10", recipe="cifar")
+@register("cinic10", recipe="cifar", fingerprint=image_tree("train", "test"))
 def build_cinic10(root: str, download: bool, val_split: float, seed: int, train_augment: bool = True,
                   normalize: str = "dataset") -> DataBundle:
     """CINIC-10 train/test trees, CIFAR-style transforms, 10 classes (``normalize``: see `datasets.cifar`)."""

@@ -6,6 +6,8 @@ The train/test split is fixed (stratified 80/20, random_state 0), whatever the s
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 from typing import Callable, Optional, Tuple
 
 import numpy as np
@@ -17,6 +19,7 @@ from torch.utils.data import Dataset, Subset
 
 from . import transforms as tf
 from .bundle import DataBundle
+from .fingerprint import digest
 from .registry import register
 from .splits import hold_out, split_indices, with_transform
 
@@ -78,7 +81,14 @@ def fraction_positions(targets: np.ndarray, fraction: float) -> np.ndarray:
     return np.sort(keep)
 
 
-@register("digits", recipe="cifar", on_device=True)
+@functools.lru_cache(maxsize=None)
+def shipped_fingerprint() -> str:
+    """The fingerprint of the data scikit-learn ships (pixels and labels)."""
+    bunch = load_digits()
+    return digest([hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest() for a in (bunch.images, bunch.target)])
+
+
+@register("digits", recipe="cifar", fingerprint=lambda root, download: shipped_fingerprint(), on_device=True)
 def build_digits(root: str, download: bool, val_split: float, seed: int, image_size: int = 32,
                  train_augment: bool = True, train_fraction: float = 1.0) -> DataBundle:
     """1437 train / 360 test digits, `[3, image_size, image_size]`, normalized by train-split statistics.

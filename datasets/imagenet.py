@@ -11,6 +11,7 @@ import torchvision
 
 from . import transforms as tf
 from .bundle import DataBundle
+from .fingerprint import image_tree
 from .registry import register
 from .splits import hold_out, with_transform
 
@@ -44,7 +45,7 @@ def same_classes(train: IndexedImageFolder, test: IndexedImageFolder, what: str)
                          "both must contain the same class names")
 
 
-@register("imagenet", recipe="imagenet")
+@register("imagenet", recipe="imagenet", fingerprint=image_tree("train", "val"))
 def build_imagenet(root: str, download: bool, val_split: float, seed: int, image_size: int = 224,
                    train_augment: bool = True) -> DataBundle:
     """ImageFolder train/val trees; images cropped to `image_size` (224) pixels, ImageNet mean/std.

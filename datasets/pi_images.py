@@ -539,6 +539,24 @@ def pi_cache_folders(pi_cache, dataset: str, test_split: str = "test") -> Tuple[
     return cache_folder(path, dataset, "train"), cache_folder(path, dataset, test_split)
 
 
+def pi_cache_inputs(cache_root, pi_cache, dataset: str, must_exist: bool = True,
+                    test_split: str = "test") -> Dict[str, str]:
+    """The train and test cache folders a run reads (``--pi_cache``, else ``<cache_root>/<dataset>_<split>``) as
+    input files of its identity, ``{"pi_cache": train, "pi_cache_test": test}`` (a folder stands for its sealed
+    manifest). A missing one: FileNotFoundError with the command that makes it, or (not ``must_exist``) left
+    to the identity as pending."""
+    if pi_cache is not None and (must_exist or Path(pi_cache).exists()):
+        folders = pi_cache_folders(pi_cache, dataset, test_split)
+    else:
+        root = cache_root if pi_cache is None else pi_cache
+        folders = (cache_folder(root, dataset, "train"), cache_folder(root, dataset, test_split))
+    for folder, split in zip(folders, ("train", test_split)):
+        if must_exist and not (folder / "manifest.yaml").is_file():
+            raise FileNotFoundError(f"no image-PI cache at {folder}; make it with: "
+                                    + MAKE_HINT.format(dataset=dataset, split=split, root=folder.parent))
+    return {"pi_cache": str(folders[0]), "pi_cache_test": str(folders[1])}
+
+
 def _pi_cache_pair(cache_root, dataset: str, params: Optional[ImagePIParams],
                    counts: Tuple[Optional[int], Optional[int]], test_split: str = "test", pi_cache=None,
                    verify: bool = True, input_norm: str = "dataset") -> Tuple[PICache, PICache]:

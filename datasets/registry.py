@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 from .bundle import DataBundle
+from .fingerprint import Fingerprint
 from .splits import check_val_split
 
 # name -> function(root, download, val_split, seed, **options) -> DataBundle
@@ -20,11 +21,14 @@ class DatasetInfo:
     ``recipe``: the hyper-parameter recipe its runs take unless ``--recipe`` (or the method) says otherwise,
     a name of ``engine.config.RECIPES`` (``"cifar"``, ``"imagenet"``). ``on_device``: its images are held
     in memory, so ``--data_on_device`` can keep the whole set on the training device
-    (`datasets.device_data` reads its base set type).
+    (`datasets.device_data` reads its base set type). ``fingerprint``: ``(root, download) -> hex digest`` of
+    the data a run reads, part of the run's identity; FileNotFoundError when they are not there (kinds:
+    `datasets.fingerprint`).
     """
 
     name: str
     recipe: str
+    fingerprint: Fingerprint
     on_device: bool = False
 
 
@@ -33,15 +37,17 @@ DATASET_INFO: Dict[str, DatasetInfo] = {}
 _COMMON = ("root", "download", "val_split", "seed")
 
 
-def register(name: str, *, recipe: str, on_device: bool = False) -> Callable[[Callable], Callable]:
-    """Function decorator: ``@register("cifar100", recipe="cifar", on_device=True)`` makes a builder
-    available by name, with its `DatasetInfo`."""
+def register(name: str, *, recipe: str, fingerprint: Fingerprint, on_device: bool = False
+             ) -> Callable[[Callable], Callable]:
+    """Function decorator: ``@register("imagenet", recipe="imagenet", fingerprint=image_tree("train", "val"))``
+    makes a builder available by name, with its `DatasetInfo`."""
 
     def wrap(fn: Callable) -> Callable:
         if name in DATASET_BUILDERS:
             raise ValueError(f"data set name {name!r} registered twice")
         DATASET_BUILDERS[name] = fn
-        DATASET_INFO[name] = DatasetInfo(name=name, recipe=str(recipe), on_device=bool(on_device))
+        DATASET_INFO[name] = DatasetInfo(name=name, recipe=str(recipe), fingerprint=fingerprint,
+                                         on_device=bool(on_device))
         return fn
 
     return wrap
@@ -58,6 +64,17 @@ def dataset_info(name: str) -> DatasetInfo:
         return DATASET_INFO[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown data set {name!r}; choose one of: {', '.join(dataset_names())}") from None
+
+
+def data_fingerprint(name: str, root: str, download: bool = False, must_exist: bool = True) -> Optional[str]:
+    """The fingerprint of the data set ``name`` at ``root`` (its declared `DatasetInfo.fingerprint`); when the
+    data are not there: FileNotFoundError saying what is missing, or None unless ``must_exist``."""
+    try:
+        return dataset_info(name).fingerprint(str(root), bool(download))
+    except FileNotFoundError:
+        if must_exist:
+            raise
+        return None
 
 
 def _options_of(fn: Callable) -> List[str]:

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datasets.pi_images import attach_image_pis
+from datasets.pi_images import PICache, attach_image_pis, pi_cache_inputs
 from models import load_model, model_dict
 
 from .losses import KD_REDUCTIONS
@@ -91,6 +91,21 @@ def check_teacher_inputs(student: nn.Module, teacher: nn.Module, teacher2: nn.Mo
                          f"train_teacher.py --input pi (an image teacher given as --path_t2?)")
 
 
+def check_pi_params(path_t2: str, ckpt2: dict, cache: PICache) -> None:
+    """ValueError (one line) when the PI teacher's record names other image-PI parameters (resolution, ...) than
+    the cache this run reads (a PI teacher without a record, e.g. TGD's release, is not checked)."""
+    trained = (ckpt2.get("config") or {}).get("image_pi_params")
+    if trained is None:
+        return
+    here = cache.params.to_dict()
+    diffs = [k for k in here if here[k] != trained.get(k)]
+    if diffs:
+        raise ValueError(f"the PI teacher --path_t2 {path_t2} was trained on image PIs with "
+                         f"{', '.join(f'{k} {trained.get(k)}' for k in diffs)}, but this run's cache {cache.folder} "
+                         f"holds {', '.join(f'{k} {here[k]}' for k in diffs)}; pass the cache it was trained on "
+                         f"(--pi_cache) or a PI teacher trained on this one")
+
+
 @register("tgd")
 class TGD(TeacherStudent):
     """Student distilled from an image teacher and a persistence-image teacher (module docstring).
@@ -132,6 +147,7 @@ class TGD(TeacherStudent):
         norm = getattr(cfg, "input_norm", None) or "tgd"
         data = attach_image_pis(data, cfg.pi_root, pi_cache=cfg.pi_cache, verify=not getattr(cfg, "no_verify", False),
                                 input_norm=norm)
+        check_pi_params(cfg.path_t2, ckpt2, data.train.cache)
         stored = (ckpt2.get("config") or {}).get("input_norm")
         if stored is not None and stored != norm:
             log.warning(f"warning: the PI teacher {cfg.path_t2} was trained with --input_norm {stored}, this run "
@@ -154,8 +170,9 @@ class TGD(TeacherStudent):
 
     @classmethod
     def input_files(cls, cfg: argparse.Namespace, must_exist: bool = True) -> Dict[str, Optional[str]]:
-        """The second teacher is an input file of the run (its SHA-256 is part of the run's identity)."""
-        return {"path_t2": cfg.path_t2} if cfg.path_t2 else {}
+        """The second teacher and the image-PI caches are input files of the run (in the run's identity)."""
+        files = {"path_t2": cfg.path_t2} if cfg.path_t2 else {}
+        return {**files, **pi_cache_inputs(cfg.pi_root, cfg.pi_cache, cfg.dataset, must_exist)}
 
     @classmethod
     def run_tag(cls, cfg: argparse.Namespace) -> Tuple[str, str]:

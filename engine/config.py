@@ -120,6 +120,9 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
     g.add_argument("--amp_dtype", default="bfloat16", choices=("bfloat16", "float16"),
                    help="with --amp: autocast precision (float16 adds loss scaling)")
     g.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=False)
+    g.add_argument("--sync_bn", action=argparse.BooleanOptionalAction, default=False,
+                   help="under torchrun on CUDA: BatchNorm statistics over the global batch (torch's SyncBatchNorm) "
+                        "for the trained network, as one process sees them; recorded as false in a single process")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                    help="CUDA: torch.compile the networks (CUDA graphs with the default mode), static "
                         "training batches (drop_last), fused SGD; ignored on the CPU")

@@ -1,8 +1,9 @@
 """Distributed data parallel helpers. A run is distributed when torchrun set ``WORLD_SIZE`` > 1.
 
 Each process trains on ``batch_size // world_size`` images per step (the global batch stays
-``batch_size``); gradients are averaged by DDP; metrics are summed over processes; only rank 0 logs
-and writes files.
+``batch_size``); gradients are averaged by DDP; evaluation is sharded over the processes, all holding rank 0's
+network (its BatchNorm statistics broadcast first), and its sums are added up, so the logged metrics are those
+of the checkpoint rank 0 saves; only rank 0 logs and writes files.
 """
 from __future__ import annotations
 
@@ -100,6 +101,14 @@ def gather_objects(obj: Any, info: DistInfo) -> List[Any]:
     out: List[Any] = [None] * info.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Every process takes rank 0's buffers of ``module`` (BatchNorm running statistics: each process updated
+    its own with its last batches; rank 0's are the ones saved)."""
+    if info.enabled:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def barrier(info: DistInfo) -> None:

@@ -7,8 +7,10 @@ A run's identity is ``{"options": ..., "inputs": ...}``:
   speed options that are tested to give the same numbers) and except the weights the chosen method does not
   use (``unused``, e.g. ``-b`` with ``--distill kd``);
 - ``inputs``: the SHA-256 of every input file, by the flag that named it (``path_t``, ``path_t2``,
-  ``rips_path``, ``pi_params``, ``init_s``, ``data_dir``, ...); None for a file that does not exist yet
-  (a planned run whose previous stage has not run: its hash is then ``pending``).
+  ``rips_path``, ``pi_params``, ``init_s``, ``data_dir``, ...; a folder with a ``manifest.yaml``, a stage-2
+  folder or an image-PI cache ``pi_cache`` / ``pi_cache_test``, by its sealed manifest), and under
+  ``data_root`` the fingerprint of the data set read (`datasets.data_fingerprint`); None for an input that
+  does not exist yet (a planned run whose previous stage has not run: its hash is then ``pending``).
 
 The folder hash covers the identity without `CONTINUATION` (options a resumed run may change: ``--epochs``
 and the precision / compilation switches, see `engine.resume`), so a run trained further stays in its
@@ -27,7 +29,7 @@ from topkd_io import file_sha256
 # SHA-256 under ``inputs``, not by their paths.
 NOT_RESULT = frozenset({
     # where things are read and written
-    "config", "save_dir", "run_dir", "data_root", "pi_root", "download", "out_dir", "data_dir",
+    "config", "save_dir", "run_dir", "data_root", "pi_root", "pi_cache", "download", "out_dir", "data_dir",
     "path_t", "path_t2", "rips_path", "pi_params", "init_s", "teacher_trial", "teacher_weights",
     # how fast and how verbosely
     "num_workers", "workers", "threads", "device", "print_freq", "no_progress", "progress", "n_jobs",

@@ -3,8 +3,9 @@
 `setup_stage(cfg)` is the one place with process-wide side effects: the ``logging`` output (rank 0 writes
 its messages to stdout as plain lines, the same text the stages printed before; other ranks only warnings),
 torch's CPU thread count (``--threads``), the deprecated ``TOPKD_MAX_STEPS`` alias of ``--max_steps``, and,
-for the training stages (1 and 4), the torchrun process group and the seeds. Library code only logs
-(``logging.getLogger(__name__)``) and reads what the setup decided (`engine.distributed.current_dist`).
+for the training stages (1 and 4), the torchrun process group (none under ``--plan``, which answers for the
+``WORLD_SIZE`` of its environment), the run's ``world_size`` and ``--sync_bn``, and the seeds. Library code
+only logs (``logging.getLogger(__name__)``) and reads what the setup decided (`engine.distributed.current_dist`).
 """
 from __future__ import annotations
 
@@ -89,8 +90,11 @@ def setup_stage(cfg: argparse.Namespace, training: bool = False) -> DistInfo:
     ``deterministic`` where the stage has them). ``training``: stages 1 and 4, which also join the torchrun
     process group (nccl on CUDA, gloo on the CPU) and seed every generator. -> this process's `DistInfo`."""
     info = DistInfo()
-    if training:
-        info = setup_distributed(pick_device(getattr(cfg, "device", "auto")).type == "cuda")
+    device = pick_device(getattr(cfg, "device", "auto")) if training else None
+    if training and getattr(cfg, "plan", False):  # a plan joins no group: it answers for the WORLD_SIZE given
+        info = DistInfo(world_size=int(os.environ.get("WORLD_SIZE", "1") or 1))
+    elif training:
+        info = setup_distributed(device.type == "cuda")
     setup_logging(info.rank)
     threads = int(getattr(cfg, "threads", 0) or 0)
     if threads:
@@ -99,5 +103,11 @@ def setup_stage(cfg: argparse.Namespace, training: bool = False) -> DistInfo:
         cfg.max_steps = int(os.environ[MAX_STEPS_ENV])
         log.warning(f"{MAX_STEPS_ENV} is deprecated: pass --max_steps {cfg.max_steps}")
     if training:
+        cfg.world_size = info.world_size  # part of the run's identity: N processes are not one
+        if getattr(cfg, "sync_bn", False) and info.world_size == 1:
+            log.info("--sync_bn does nothing in one process: recorded as false")
+            cfg.sync_bn = False
+        if getattr(cfg, "sync_bn", False) and device.type != "cuda":
+            raise ValueError("--sync_bn needs CUDA: torch's SyncBatchNorm does not run on the CPU; drop --sync_bn")
         seed_everything(cfg.seed, bool(getattr(cfg, "deterministic", False)))
     return info

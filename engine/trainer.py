@@ -54,8 +54,8 @@ from topkd_io import check_output_dir, load_checkpoint, remove_stale_temps, save
 
 from .compile import compile_active, compile_networks, make_sgd, step_begin
 from .config import config_dict, plain, write_config
-from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, current_dist,
-                          ddp_ignore_names, gather_objects, pick_device)
+from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, broadcast_buffers,
+                          current_dist, ddp_ignore_names, gather_objects, pick_device)
 from .metrics import RunningSums, topk_correct
 from .resume import FREE_FIELDS, check_epochs, check_resume, config_changes, format_changes
 from .seed import get_rng_state, set_rng_state, worker_init_fn
@@ -126,6 +126,8 @@ class Trainer:
             cfg.compile = False  # config.yaml records what ran
 
         self.distiller = distiller.to(device)
+        if getattr(cfg, "sync_bn", False) and self.dist.enabled:  # CUDA only (the stage setup refuses the CPU)
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(distiller.student)  # in place: the same parameters
         if self.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
         if self.compiled:
@@ -383,8 +385,10 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> Dict[str, float]:
-        """Student accuracy over ``loader`` -> ``{"loss", "top1", "top5"}`` (percent), summed over processes."""
+        """Student accuracy over ``loader`` -> ``{"loss", "top1", "top5"}`` (percent), summed over processes, each
+        holding rank 0's student (the checkpoint's)."""
         self.distiller.eval()
+        broadcast_buffers(self.distiller.student, self.dist)
         loss, c1, c5, n = 0.0, 0, 0, 0
         for batch in loader:
             step_begin(self.compiled)

@@ -141,15 +141,16 @@ def checkpoint_arch(path: str, arch: Optional[str] = None) -> str:
 
 
 def load_model(path: str, arch: Optional[str] = None, num_classes: Optional[int] = None,
-               map_location: Any = "cpu") -> LoadedModel:
+               map_location: Any = "cpu", in_channels: Optional[int] = None) -> LoadedModel:
     """Rebuild a trained network from ours or an official checkpoint -> ``LoadedModel(model, arch, ckpt)``.
 
     ``model`` is in eval mode; ``arch`` is the architecture it was built as (given, stored in the checkpoint,
     or read from the official run-folder / file name); ``ckpt`` the checkpoint dict.
 
     arch: architecture name of ``models.model_dict`` (needed for official checkpoints whose folder name
-    does not tell). num_classes: expected class count (inferred from the classifier when None).
-    Raises ValueError when the architecture or the class count does not match, naming which.
+    does not tell). num_classes: expected class count (inferred from the classifier when None). in_channels:
+    the channels of the inputs it will be given (not checked when None).
+    Raises ValueError when the architecture, the class count or the input channels do not match, naming which.
     """
     ckpt, sd = _read(path, map_location)
     check_finite_weights(sd, path)
@@ -161,6 +162,12 @@ def load_model(path: str, arch: Optional[str] = None, num_classes: Optional[int]
     kwargs = {"num_classes": found_classes}
     if isinstance(ckpt.get("in_channels"), int) and ckpt["in_channels"] != 3:
         kwargs["in_channels"] = ckpt["in_channels"]
+    found_channels = kwargs.get("in_channels", 3)
+    if in_channels is not None and int(in_channels) != found_channels:
+        pi = " (a teacher trained on persistence images, train_teacher.py --input pi?)" \
+            if found_channels == 2 * int(in_channels) else ""
+        raise ValueError(f"checkpoint {path} takes {found_channels}-channel inputs but the data have {in_channels} "
+                         f"channels{pi}; pass a network trained on this data")
     model = model_dict[arch](**kwargs)
     diffs = state_dict_differences(model.state_dict(), sd)
     if diffs:

@@ -34,6 +34,15 @@ def stage_logging():
     setup_logging(0)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """The data fingerprints' cache (`datasets.fingerprint`, under $XDG_CACHE_HOME) in a temporary folder, not the
+    user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     path = _reference_path()

@@ -109,7 +109,7 @@ def test_image_teacher_as_pi_teacher_fails_before_the_run_folder(tgd_inputs, tmp
     argv = tgd_argv(tgd_inputs, run_dir)
     argv[argv.index("--path_t") + 1] = tgd_inputs["pi"]
     code, _, err = run_stage(train_student.main, argv)
-    assert code == 2 and "(--path_t)" in err and not run_dir.exists(), err
+    assert code == 2 and tgd_inputs["pi"] in err and "--input pi" in err and not run_dir.exists(), err
     # a missing or unfitting --init_s is reported before the run folder too
     code, _, err = run_stage(train_student.main, tgd_argv(tgd_inputs, run_dir, "--init_s", str(tmp_path / "no.pth")))
     assert code == 2 and "--init_s" in err and not run_dir.exists(), err

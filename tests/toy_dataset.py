@@ -6,6 +6,7 @@ import os
 
 from datasets import DataBundle, register
 from datasets import transforms as tf
+from datasets.fingerprint import image_tree
 from datasets.imagenet import open_split, same_classes
 from datasets.splits import hold_out, with_transform
 
@@ -13,7 +14,7 @@ MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)  # made up for the test: the fil
 LAYOUT = "<root>/train/<class>/<image> and <root>/test/<class>/<image>"
 
 
-@register("toy_folder", recipe="cifar")  # the CIFAR recipe: small images, SGD 0.05
+@register("toy_folder", recipe="cifar", fingerprint=image_tree("train", "test"))  # the CIFAR recipe: small images
 def build_toy_folder(root: str, download: bool, val_split: float, seed: int, image_size: int = 16,
                      train_augment: bool = True) -> DataBundle:
     """Train/test trees of ``image_size`` pixel images; CIFAR-style crop (padding image_size / 8) and flip."""
