@@ -324,3 +324,32 @@ def test_reproduce_checks_every_stage_before_the_first_runs(tmp_path):
     assert done.returncode == 2 and not issued.exists()
     assert done.stderr.strip().splitlines()[-1] == \
         "[reproduce] train_student.py: --epochs must be a positive integer, got 0"
+
+
+@pytest.mark.slow
+def test_reproduce_plans_for_the_processes_it_launches(tmp_path, monkeypatch):
+    """imagenet.sh planned each stage in one process (world size 1) and trained under torchrun with NGPUS: the
+    recorded world size then disagreed with the plan, so a rerun met a `conflict`. The planner answers for the
+    launcher's process count."""
+    from test_run_identity import _tree
+
+    _tree(tmp_path / "imagenet", ("cat", "dog"), 2, seed=0)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    done = reproduce("imagenet.sh", tmp_path, "--plan", "--device", "cpu", NGPUS="2", PAIRS_FILTER="resnet34",
+                     TEACHER_WEIGHTS="", DATA_ROOT=str(tmp_path / "imagenet"), BATCH_SIZE="4",
+                     XDG_CACHE_HOME=str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stderr
+    status, what, folder, _ = done.stdout.splitlines()[0].split("\t")
+    assert (status, what) == ("new", "teacher resnet34")
+    import train_teacher
+
+    argv = ["--model", "resnet34", "--dataset", "imagenet", "--data_root", str(tmp_path / "imagenet"),
+            "--epochs", "100", "--batch_size", "4", "--lr", "0.1", "--lr_decay_epochs", "30,60,90",
+            "--lr_decay_rate", "0.1", "--weight_decay", "0.0001", "--trial", "0", "--save_dir", str(tmp_path / "t"),
+            "--device", "cpu"]
+    folders = {}
+    for world in ("1", "2"):
+        monkeypatch.setenv("WORLD_SIZE", world)
+        folders[world] = train_teacher.prepare(argv + ["--plan"])[0].run_dir
+    assert folders["2"] != folders["1"]
+    assert os.path.abspath(os.path.join(tmp_path, folder)) == os.path.abspath(folders["2"])

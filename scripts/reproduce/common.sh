@@ -35,7 +35,13 @@ T_ROOT="${T_ROOT:-./save_t_models}"
 PCD_ROOT="${PCD_ROOT:-./ripsnet/data}"
 RIPS_ROOT="${RIPS_ROOT:-./ripsnet}"
 S_ROOT="${S_ROOT:-./save_s_models}"
-LAUNCH=("$PY")          # table scripts may replace it, e.g. ("$PY" -m torch.distributed.run --nproc_per_node=8)
+# PROCESSES: processes per training run (a table script sets it, e.g. NGPUS); > 1 launches the teacher and
+# student stages under torchrun of PY's environment, and the planner answers for that world size (it is part
+# of a run's identity)
+PROCESSES="${PROCESSES:-1}"
+need_int 1 PROCESSES
+LAUNCH=("$PY")
+if (( PROCESSES > 1 )); then LAUNCH=("$PY" -m torch.distributed.run "--nproc_per_node=$PROCESSES"); fi
 # shellcheck disable=SC2206  # intended word splitting of the *_ARGS lists
 TEACHER_EXTRA=(${TEACHER_ARGS:-}); PCD_EXTRA=(${PCD_ARGS:-}); RIPS_EXTRA=(${RIPS_ARGS:-}); STUDENT_EXTRA=(${STUDENT_ARGS:-})
 # MODE: run; dry (DRY_RUN=1: print the commands); plan (--plan: print the plan); check (a run's first pass)
@@ -60,7 +66,7 @@ run() {
 }
 
 # The planner: one python process answering every "what would this stage do" question (tools/plan.py).
-coproc PLANNER { exec "$PY" -m tools.plan; }
+coproc PLANNER { WORLD_SIZE="$PROCESSES" exec "$PY" -m tools.plan; }
 
 # ask REQUEST...: one request to the planner -> ANSWER (the fields of its answer); an error answer stops.
 ask() {

@@ -50,6 +50,6 @@ PAIRS=(
 )
 
 # shellcheck source=common.sh
+PROCESSES="$NGPUS"      # teachers and students under torchrun of PY's environment (.venv), NGPUS processes
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-LAUNCH=("$PY" -m torch.distributed.run "--nproc_per_node=$NGPUS")  # torchrun of PY's environment (.venv)
 run_table
