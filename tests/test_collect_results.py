@@ -457,3 +457,26 @@ def test_tiny_digits_sweep_rows(tmp_path):
     assert "dkd_beta 2" in two.split(" | ")[0] and two.replace("dkd_beta 2", "dkd_beta 8") == eight
     repeated = next(r for r in table if r["method"] == "dkd" and r["options"]["dkd_beta"] == 2.0)
     assert len(repeated["left_out"]) == 1 and "seed 0" in repeated["notes"][0]
+
+
+def test_evaluate_uses_each_runs_recorded_data_root(tmp_path, monkeypatch):
+    """`collect_results.py --evaluate` evaluated every run on ./data (its --data_root default) whatever root the
+    run was trained on; it now takes the run's recorded root, and stores the result beside the checkpoint of our
+    own run folder."""
+    import train_teacher
+    from test_run_identity import _tree
+    from topkd_io import load_checkpoint
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _tree(tmp_path / "inet", ("cat", "dog"), 3, seed=0)
+    summary = train_teacher.main(["--model", "resnet8", "--epochs", "1", "--dataset", "imagenet", "--image_size", "8",
+                                  "--batch_size", "6", "--data_root", str(tmp_path / "inet"), "--save_dir",
+                                  str(tmp_path / "t"), "--num_workers", "0", "--device", "cpu", "--threads", "1"])
+    best = summary["best_checkpoint"]
+    ckpt = load_checkpoint(best)
+    del ckpt["best_acc"]  # a checkpoint that records no accuracy
+    save_torch(ckpt, best)
+    monkeypatch.chdir(tmp_path)  # no ./data here
+    rows = cr.collect([tmp_path / "t"], tmp_path / "table", evaluate=True)[2]
+    assert rows[0].best.mean == pytest.approx(summary["last_acc"]) and not rows[0].best.note
+    assert list(Path(best).parent.glob("eval_*_imagenet_test.yaml"))

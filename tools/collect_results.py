@@ -51,7 +51,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from distiller.registry import canonical_name  # noqa: E402
-from engine.evaluate import evaluate_checkpoint, find_results, write_result  # noqa: E402
+from engine.evaluate import default_out, evaluate_checkpoint, find_results, write_result  # noqa: E402
 from engine.identity import Identity, input_sha256  # noqa: E402
 from models import ARCH_ALIASES  # noqa: E402
 from models.run_names import parse_run_name  # noqa: E402
@@ -415,8 +415,10 @@ def _evaluated(checkpoint: Path, note: str) -> Tuple[Optional[float], str]:
     return None, note + "; run evaluate.py on it (or pass --evaluate)"
 
 
-def evaluate_missing(runs: List[Run], data_root: str) -> int:
-    """``--evaluate``: run evaluate.py's evaluation for the runs whose best top-1 is unknown -> how many."""
+def evaluate_missing(runs: List[Run], data_root: Optional[str] = None) -> int:
+    """``--evaluate``: run evaluate.py's evaluation for the runs whose best top-1 is unknown -> how many.
+    ``data_root`` None: each run's recorded one (else ./data). The result is stored beside the checkpoint only
+    in our own run folders (`engine.evaluate.default_out`), as evaluate.py does."""
     done = 0
     for run in runs:
         if run.best is not None or run.best_file is None or run.best_note.startswith("n/a: checkpoint unreadable"):
@@ -431,10 +433,12 @@ def evaluate_missing(runs: List[Run], data_root: str) -> int:
         except (ValueError, OSError) as exc:
             run.best_note = f"n/a: evaluation failed: {' '.join(str(exc).split())}"
             continue
-        try:
-            write_result(result)
-        except (ValueError, OSError):
-            pass  # a read-only folder: the number is still used
+        out = default_out(result)
+        if out:
+            try:
+                write_result(result, out)
+            except (ValueError, OSError):
+                pass  # a read-only folder: the number is still used
         run.best, run.best_note = _percent(float(result["top1"]), "evaluated top1")
         done += 1
     return done
@@ -834,7 +838,7 @@ def to_json(rows: List[Row]) -> str:
 
 
 def collect(roots: Sequence[os.PathLike], out: os.PathLike, evaluate: bool = False,
-            data_root: str = "./data") -> Tuple[Path, Path, List[Row]]:
+            data_root: Optional[str] = None) -> Tuple[Path, Path, List[Row]]:
     """Find runs under ``roots``; write ``<out>.md``, ``<out>.csv`` and ``<out>.json`` -> (md path, csv path, rows)."""
     existing = [Path(r) for r in roots if Path(r).is_dir()]
     if not existing:
@@ -868,7 +872,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="output path without extension (writes .md, .csv and .json)")
     p.add_argument("--evaluate", action="store_true",
                    help="evaluate (evaluate.py) the best checkpoints that record no accuracy, on --data_root")
-    p.add_argument("--data_root", default="./data", help="with --evaluate: where the data sets are")
+    p.add_argument("--data_root", default=None,
+                   help="with --evaluate: where the data sets are (default: each run's recorded root, else ./data)")
     return p
 
 
