@@ -70,5 +70,5 @@ class CRD(TeacherStudent):
     def method_modules(self):
         return (self.crd.embed_s, self.crd.embed_t)
 
-    def method_loss(self, feats_s, logit_s, feats_t, logit_t, target, index=None, contrast_idx=None, **batch):
+    def method_loss(self, feats_s, logit_s, feats_t, logit_t, target, index, contrast_idx=None, **batch):
         return self.crd(feats_s[-1], feats_t[-1], index, contrast_idx)

@@ -24,7 +24,7 @@ the batch only (the usual KD scale; then reduce `kd_weight` or expect a differen
 Built on `TeacherStudent`: the frozen, always-eval teachers (the PI teacher held by `Distiller.freeze`),
 the KD term, the loss weights under the shared names (``gamma`` = CE, ``alpha`` = KD, ``beta`` = the
 similarity term, ``kd_T``; on the command line ``-r/-a/-b/--kd_T``, the mixing weight a ``--tgd_alpha``,
-the KL scale ``--kd_reduction``, old spelling ``--tgd_kl``). The constructor keeps the official code's
+the KL scale ``--kd_reduction``). The constructor keeps the official code's
 names (``alpha`` = the mixing weight a, ``temperature``, ``ce_weight``, ``kd_weight``, ``sim_weight``).
 """
 from __future__ import annotations
@@ -40,15 +40,11 @@ from torch import nn
 from datasets.pi_images import PICache, attach_image_pis, pi_cache_inputs
 from models import load_model, model_dict
 
-from .losses import KD_REDUCTIONS
 from .options import ALPHA, BETA, GAMMA, KD_REDUCTION, KD_T, Option
 from .registry import register
 from .teacher_student import TeacherStudent
 
 log = logging.getLogger(__name__)
-
-# the constructor's name for the KL scale (`kd_loss`'s reductions)
-KL_REDUCTIONS = KD_REDUCTIONS
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:
@@ -178,28 +174,15 @@ class TGD(TeacherStudent):
     def run_tag(cls, cfg: argparse.Namespace) -> Tuple[str, str]:
         return cfg.distill, f"r-{float(cfg.gamma)}_a-{float(cfg.alpha)}_b-{float(cfg.beta)}_ta-{float(cfg.tgd_alpha)}"
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, teacher2: Optional[nn.Module] = None,
-                 temperature: float = 4.0, alpha: float = 0.99, ce_weight: float = 0.1,
-                 kd_weight: float = 0.9, sim_weight: float = 1000.0, stages: Sequence[int] = (1, 2, 3),
-                 kl_reduction: str = "mean"):
-        if teacher is None or teacher2 is None:
-            raise ValueError("tgd needs two teachers: the image teacher (--path_t) and the "
-                             "persistence-image teacher (--path_t2)")
-        if not 0.0 <= float(alpha) <= 1.0:
-            raise ValueError(f"tgd alpha (weight of the image teacher) must be in [0, 1], got {alpha}")
-        if not float(temperature) > 0:
-            raise ValueError(f"tgd temperature must be > 0, got {temperature}")
-        if kl_reduction not in KL_REDUCTIONS:
-            raise ValueError(f"kl_reduction must be one of {', '.join(KL_REDUCTIONS)}, got {kl_reduction!r}")
-        stages = tuple(int(s) for s in stages)
-        if not stages:
-            raise ValueError("tgd needs at least one feature stage for the similarity loss")
+    def __init__(self, student: nn.Module, teacher: nn.Module, teacher2: nn.Module, temperature: float = 4.0,
+                 alpha: float = 0.99, ce_weight: float = 0.1, kd_weight: float = 0.9, sim_weight: float = 1000.0,
+                 stages: Sequence[int] = (1, 2, 3), kl_reduction: str = "mean"):
         check_teacher_inputs(student, teacher, teacher2)
         super().__init__(student, teacher, gamma=ce_weight, alpha=kd_weight, beta=sim_weight, kd_T=temperature,
                          kd_reduction=kl_reduction)
         self.freeze("teacher2", teacher2)
         self.tgd_alpha = float(alpha)
-        self.stages = stages
+        self.stages = tuple(int(s) for s in stages)
 
     def loss_summary(self) -> str:
         a, t = self.tgd_alpha, self.kd.T
@@ -222,10 +205,9 @@ class TGD(TeacherStudent):
             sim = sim + F.mse_loss(normalized_gram(fs), target_gram)
         return sim
 
-    def forward_train(self, image, target, pi: Optional[torch.Tensor] = None, **batch):
-        if pi is None:
-            raise ValueError("tgd needs each batch's persistence images (`pi`); wrap the data set with "
-                             "datasets.pi_images.attach_image_pis")
+    def forward_train(self, image, target, pi: torch.Tensor, **batch):
+        """``pi``: the batch's persistence images ``[B, 2C, R, R]`` (`batch_fields`: the trainer refuses data
+        without them)."""
         with torch.no_grad():
             feats_t, logit_t = self.teacher(image, is_feat=True)
             feats_t2, logit_t2 = self.teacher2(pi, is_feat=True)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from models.features import check_layer
 
 from .feature_methods import HINT_LAYER
-from .losses.kd import kd_loss
+from .losses import kd_loss
 from .registry import register
 from .teacher_student import TeacherStudent
 

@@ -9,7 +9,7 @@ import torch
 
 from datasets import build_datasets
 from distiller import get_distiller
-from distiller.losses.kd import kd_loss
+from distiller.losses import kd_loss
 from distiller.tgd import TGD
 from engine.seed import seed_everything
 from engine.trainer import Trainer

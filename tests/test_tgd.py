@@ -108,18 +108,26 @@ def test_gradients_reach_only_the_student_and_teachers_stay_in_eval():
 
 
 def test_bad_configuration_is_rejected():
+    """The options are checked once, where they are declared (the range of --tgd_alpha and --kd_T, the choices of
+    --kd_reduction); the PI teacher and the batch's ``pi`` are required arguments."""
+    import argparse
+
+    import train_student
+    from distiller.options import resolve
+
     s, t = wrn_like(), wrn_like()
-    with pytest.raises(ValueError, match="two teachers"):
+    with pytest.raises(TypeError, match="teacher2"):
         distiller_dict["tgd"](s, t)
-    with pytest.raises(ValueError, match="kl_reduction"):
-        distiller_dict["tgd"](s, t, teacher2=wrn_like(in_channels=6), kl_reduction="sum")
-    with pytest.raises(ValueError, match="alpha"):
-        distiller_dict["tgd"](s, t, teacher2=wrn_like(in_channels=6), alpha=1.5)
+    for name, value, flag in [("tgd_alpha", 1.5, "--tgd_alpha"), ("kd_T", 0.0, "--kd_T")]:
+        with pytest.raises(ValueError, match=flag):
+            resolve(distiller_dict["tgd"], argparse.Namespace(**{name: value}))
+    with pytest.raises(SystemExit):  # argparse: invalid choice
+        train_student.build_parser().parse_args(["--distill", "tgd", "--kd_reduction", "sum"])
     tgd = distiller_dict["tgd"](s, t, teacher2=wrn_like(in_channels=6), stages=(1, 2, 7)).train()
     x, y, pi = batch()
     with pytest.raises(ValueError, match="stages"):
         tgd(x, y, pi=pi)
-    with pytest.raises(ValueError, match="pi"):
+    with pytest.raises(TypeError, match="pi"):
         tgd(x, y)
 
 

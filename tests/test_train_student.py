@@ -68,7 +68,7 @@ def test_every_method_beats_chance(teacher_path, tmp_path, method):
 def test_crd_takes_class_aware_negatives_from_the_loader(teacher_path, tmp_path, monkeypatch):
     """CRD under a validation hold-out: the memory bank spans the full index space, and every batch
     brings its negatives (the uniform fallback inside the memory is never used)."""
-    from distiller.losses.crd import ContrastMemory
+    from distiller.losses import ContrastMemory
 
     def no_uniform(self, index):
         raise AssertionError("CRD fell back to uniform negatives: the loader gave no contrast_idx")
