@@ -94,11 +94,10 @@ BETA = Option("beta", 0.0, "weight of the method's own term", flags=("-b", "--be
 KD_T = Option("kd_T", 4.0, "softmax temperature of the KD terms", source="Hinton et al.; RepDistiller", low=0.0,
               low_open=True)
 LOSS_WEIGHTS = (GAMMA, ALPHA, BETA, KD_T)
-# The divisor of the KD terms (`distiller.losses.kd_loss`), for the methods that declare it (TGD; its old
-# spelling --tgd_kl kept): "batchmean" = the batch (Hinton's scale), "mean" = batch x classes (TGD's code).
+# The divisor of the KD terms (`distiller.losses.kd_loss`), for the methods that declare it (TGD):
+# "batchmean" = the batch (Hinton's scale), "mean" = batch x classes (TGD's code).
 KD_REDUCTION = Option("kd_reduction", "batchmean", "KD divisor: 'batchmean' divides the summed KL by the batch, "
-                      "'mean' by batch x classes", flags=("--kd_reduction", "--tgd_kl"),
-                      choices=("batchmean", "mean"))
+                      "'mean' by batch x classes", choices=("batchmean", "mean"))
 
 
 def declared(owner) -> Tuple[Option, ...]:

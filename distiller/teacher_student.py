@@ -82,11 +82,6 @@ class TeacherStudent(Distiller):
             self._feat_shapes["t"] = probe_feature_shapes(self.teacher, *self._probe)
         return self._feat_shapes["t"]
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # checkpoints written before the epoch had one channel (set_epoch) carry a step counter: not state now
-        state_dict.pop(prefix + "steps_done", None)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     # -- building from the command line ---------------------------------------------------------
     @classmethod
     def prepare(cls, cfg: argparse.Namespace, data) -> Tuple[Any, Dict[str, Any]]:
