@@ -5,12 +5,13 @@
 
 Loss: ``gamma * CE + alpha * KD + beta * <method term> + delta * TDA`` (each term logged separately).
 The method options are not written here: the parser is built from the registry (`distiller.registry`),
-each method and add-on declaring its own options, defaults, data needs and run tag (`distiller.options`).
+each method declaring its own options, defaults, data needs and run tag (`distiller.options`), and from
+TopKD's topology term (`distiller.topkd.TopologyTerm`), which `build` attaches to the method.
 ``-r/-a/-b`` left out take the method's defaults; an option the chosen method does not declare is an
 error. ``-d 0`` (default) = no topology term; ``--method topkd`` uses the frozen RipsNet of ``--rips_path``,
-``--method topkd_exact`` the exact differentiable H0 persistence images.
+``--method topkd_exact`` the exact differentiable persistence images.
 Run folder: <save_dir>/S-<s>_T-<t>_<dataset>_<distill>[+<method>]_r-<g>_a-<a>[_b-<b>]_d-<d>_trial_<n>-<hash>/
-(the part after <dataset> is the method's and the add-ons' run tag; <hash> is the run's identity,
+(the part after <dataset> is the method's and the topology term's run tag; <hash> is the run's identity,
 `engine.identity`: every option that changes the result and the SHA-256 of every input file). The seed is
 the trial number unless --seed is given.
 
@@ -39,10 +40,10 @@ def student_methods() -> Dict[str, type]:
 
 
 def option_owners() -> List[Tuple[str, Any]]:
-    """``(name, class or add-on)`` for every student method and add-on, in registration order."""
-    from distiller import addon_dict
+    """``(name, class)`` for every student method, in registration order, then the topology term."""
+    from distiller.topkd import TopologyTerm
 
-    return list(student_methods().items()) + list(addon_dict.items())
+    return list(student_methods().items()) + [("topology", TopologyTerm)]
 
 
 def method_recipe(options: Dict[str, Any]) -> Optional[str]:
@@ -56,6 +57,7 @@ def method_recipe(options: Dict[str, Any]) -> Optional[str]:
 def build_parser() -> argparse.ArgumentParser:
     from distiller import aliases_of
     from distiller.options import collect, default_text
+    from distiller.topkd import TopologyTerm
 
     parser = StageParser(description="Distil a teacher into a student (KD, FitNet, ..., TopKD).",
                          recipe_rules=[method_recipe])
@@ -71,15 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     names = [n + (f" ({'/'.join(aliases_of(n))})" if aliases_of(n) else "") for n in student_methods()]
     g = parser.add_argument_group("distillation")
     g.add_argument("--distill", default="kd", help=f"method, any case: {', '.join(names)}")
-    owners = option_owners()
     groups: Dict[str, Any] = {}
-    for name, (opt, declared_by) in collect(owners).items():
+    for name, (opt, declared_by) in collect(student_methods().items()).items():
         who = [o for o, _ in declared_by]
-        title = "every method" if len(who) >= len(student_methods()) else f"--distill {who[0]}" \
-            if who[0] in student_methods() else f"{who[0]} add-on (composes with the teacher -> student methods)"
+        title = "every method" if len(who) >= len(student_methods()) else f"--distill {who[0]}"
         if title not in groups:
             groups[title] = parser.add_argument_group(title)
         opt.add_to(groups[title], default_text(declared_by))
+    g = parser.add_argument_group("TopKD's topology term (composes with the teacher -> student methods but tgd)")
+    for opt in TopologyTerm.options:
+        opt.add_to(g, default_text([("topology", opt.default)]))
     add_data_args(parser)
     add_training_args(parser, save_dir="./save_s_models")
     add_topo_eval_args(parser)
@@ -133,47 +136,48 @@ def topology_probe(cfg: argparse.Namespace, teacher, data):
 
 
 def configure_method(cfg: argparse.Namespace):
-    """Pick the method and its add-ons, reject options they do not declare, and fill in their defaults.
+    """Pick the method (and the topology term when it composes with it), reject options they do not declare,
+    and fill in their defaults.
 
-    -> ``(method class, [add-ons])``; ``cfg.distill`` becomes the registered name, options of other
-    methods are removed from ``cfg``.
+    -> ``(method class, terms)``, ``terms`` = ``[TopologyTerm]`` or ``[]``; ``cfg.distill`` becomes the
+    registered name, options of other methods are removed from ``cfg``.
     """
-    from distiller import addon_dict, canonical_name
+    from distiller import canonical_name
     from distiller.options import check_undeclared, collect, declared, resolve
+    from distiller.topkd import TopologyTerm
 
     methods = student_methods()
     name = canonical_name(cfg.distill)
     if name not in methods:
         raise ValueError(f"unknown --distill {cfg.distill!r}; choose one of: {', '.join(methods)}")
     cfg.distill, method = name, methods[name]
-    addons = [a for a in addon_dict.values() if a.applies_to(method)]
-    allowed = {o.name for owner in (method, *addons) for o in declared(owner)}
+    terms = [TopologyTerm] if method.with_topology else []
+    allowed = {o.name for owner in (method, *terms) for o in declared(owner)}
     table = collect(option_owners())
     check_undeclared(cfg, table, allowed, name)
     for key in set(table) - allowed:
         delattr(cfg, key)
-    for owner in (method, *addons):
+    for owner in (method, *terms):
         vars(cfg).update(resolve(owner, cfg))
-    return method, addons
+    return method, terms
 
 
-def run_name(cfg: argparse.Namespace, method, addons) -> str:
+def run_name(cfg: argparse.Namespace, method, terms) -> str:
     label, params = method.run_tag(cfg)
-    for addon in addons:
-        more_label, more_params = addon.run_tag(cfg)
+    for term in terms:
+        more_label, more_params = term.run_tag(cfg)
         label, params = label + more_label, "_".join(p for p in (params, more_params) if p)
     return f"S-{cfg.model_s}_T-{cfg.model_t}_{cfg.dataset}_{label}_{params}_trial_{cfg.trial}"
 
 
-def unused_options(cfg: argparse.Namespace, method, addons) -> List[str]:
+def unused_options(cfg: argparse.Namespace, method, terms) -> List[str]:
     """Options no term of the chosen method uses (``-b`` with ``--distill kd``; the topology options with
     ``-d 0``): left out of the run name and identity; a given non-zero loss weight among them is warned about."""
     from distiller.options import collect
 
     unused: List[str] = []
-    for owner in (method, *addons):
-        if hasattr(owner, "unused_options"):
-            unused += [n for n in owner.unused_options(cfg) if n not in unused]
+    for owner in (method, *terms):
+        unused += [n for n in owner.unused_options(cfg) if n not in unused]
     table = collect(option_owners())
     for name in unused:
         value = getattr(cfg, name, None)
@@ -231,10 +235,11 @@ def free_on_resume(cfg: argparse.Namespace, method, addons) -> List[str]:
     return free + [o.name for owner in (method, *addons) for o in declared(owner) if o.free]
 
 
-def build(cfg: argparse.Namespace, method, addons, inputs):
-    """-> ``(distiller, data, probes)``: data, teacher(s), student, method, add-ons and the topology probe
-    (no file written)."""
+def build(cfg: argparse.Namespace, method, terms, inputs):
+    """-> ``(distiller, data, probes)``: data, teacher(s), student, the method with TopKD's topology term
+    attached (when ``terms`` has it and ``-d > 0``) and the topology probe (no file written)."""
     from datasets import build_datasets
+    from distiller.topkd import TopologyTerm
     from engine.provenance import header_line, provenance, recorded_accuracy, say
     from engine.trainer import pick_device
     from models import build_model, load_model
@@ -252,8 +257,8 @@ def build(cfg: argparse.Namespace, method, addons, inputs):
         f"{'not recorded' if teacher_top1 is None else f'{teacher_top1:.2f}'} in its checkpoint)")
     student = init_from_checkpoint(build_model(cfg.model_s, data.num_classes, data.in_channels), cfg.init_s)
     distiller, data = method.from_config(cfg, student, teacher, data)
-    for addon in addons:
-        addon.attach(cfg, distiller)
+    if TopologyTerm in terms:
+        distiller.topology = TopologyTerm.from_config(cfg, distiller, inputs)  # None with -d 0
     cfg.arch, cfg.num_classes, cfg.in_channels = cfg.model_s, data.num_classes, data.in_channels
     cfg.loss = distiller.loss_summary()  # the resolved weights, in the run header and config.yaml
     probe = topology_probe(cfg, teacher, data)

@@ -29,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from datasets import transforms as tf  # noqa: E402
 from datasets.cifar import IndexedCIFAR100  # noqa: E402
-from distiller import attach_topology, get_distiller  # noqa: E402
+from distiller import get_distiller  # noqa: E402
+from distiller.topkd import ExactH0PI, TopologyTerm  # noqa: E402
 from engine.config import add_data_args, add_training_args, parse_config  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
 from models import model_dict  # noqa: E402
@@ -70,9 +71,10 @@ def build_distiller(config: str, args, pi_params):
     if config == "kd_topkd":
         from topology.ripsnet import RipsNet
 
-        attach_topology(d, 5.0, method="topkd", rips=RipsNet(d.feat_shapes_t[-1][-1], pooling="mean"))
+        pi = RipsNet(d.feat_shapes_t[-1][-1], pooling="mean")
+        d.topology = TopologyTerm(pi, d.feat_shapes_s, d.feat_shapes_t, 5.0)
     elif config == "kd_topkd_exact":
-        attach_topology(d, 5.0, method="topkd_exact", pi_params=pi_params)
+        d.topology = TopologyTerm(ExactH0PI(pi_params), d.feat_shapes_s, d.feat_shapes_t, 5.0)
     return d
 
 

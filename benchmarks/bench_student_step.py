@@ -19,7 +19,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from distiller import attach_topology, get_distiller  # noqa: E402
+from distiller import get_distiller  # noqa: E402
+from distiller.topkd import ExactH0PI, ExactH1PI, TopologyTerm  # noqa: E402
 from models import model_dict  # noqa: E402
 
 
@@ -38,11 +39,11 @@ def build(variant: str, device: torch.device, pi_params, image_size: int):
     if variant == "topkd":
         from topology.ripsnet import RipsNet
 
-        attach_topology(d, 5.0, method="topkd", rips=RipsNet(64, pooling="mean"))
+        d.topology = TopologyTerm(RipsNet(64, pooling="mean"), d.feat_shapes_s, d.feat_shapes_t, 5.0)
     elif variant == "exact":
-        attach_topology(d, 5.0, method="topkd_exact", pi_params=pi_params[0])
+        d.topology = TopologyTerm(ExactH0PI(pi_params[0]), d.feat_shapes_s, d.feat_shapes_t, 5.0)
     elif variant == "exact_h1":
-        attach_topology(d, 5.0, method="topkd_exact", pi_params=pi_params[1], dims=(1,))
+        d.topology = TopologyTerm(ExactH1PI(pi_params[1]), d.feat_shapes_s, d.feat_shapes_t, 5.0)
     d.to(device).train()
     opt = torch.optim.SGD(d.learnable_parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     return d, opt

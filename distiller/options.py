@@ -1,4 +1,4 @@
-"""Command-line options declared by the distillation methods and add-ons that own them.
+"""Command-line options declared by the distillation methods and TopKD's topology term, which own them.
 
 A method class lists its options in the class attribute ``options`` (a tuple of `Option`; those of its
 base classes are inherited) and may override the default of any of them for itself in ``defaults``
@@ -7,8 +7,10 @@ walks the registry (`distiller.registry`) and adds every option once to its pars
 
 - an option declared by several methods must be the *same* `Option` object (e.g. `GAMMA`, `KD_T`);
 - every option is parsed with default None, so "not given" can be told apart: the method's default is
-  filled in by `resolve`, and a given option that the chosen method (or an active add-on) does not
-  declare is an error (`check_undeclared`).
+  filled in by `resolve`, and a given option that the chosen method (or the topology term, when it
+  composes with the method) does not declare is an error (`check_undeclared`);
+- each value is checked once, by `resolve`: against its `Option`'s range, then by the owner's
+  ``check_options(values) -> values`` when it has rules between its options (the topology term's ``--TDA``).
 
 An option's ``flags`` are all its command-line spellings (official aliases included, e.g.
 ``("--mode", "--crd_mode")``); ``type`` parses one command-line word (a ``str2bool`` for
@@ -100,10 +102,8 @@ KD_REDUCTION = Option("kd_reduction", "batchmean", "KD divisor: 'batchmean' divi
                       "'mean' by batch x classes", choices=("batchmean", "mean"))
 
 
-def declared(owner) -> Tuple[Option, ...]:
-    """Options of a class (its own ``options`` after its bases', base first) or of an add-on object."""
-    if not isinstance(owner, type):
-        return tuple(getattr(owner, "options", ()))
+def declared(owner: type) -> Tuple[Option, ...]:
+    """Options of a class: its own ``options`` after its bases', base first."""
     out: Dict[str, Option] = {}
     for klass in reversed(owner.__mro__):
         for opt in vars(klass).get("options", ()):
@@ -118,17 +118,19 @@ def default_of(owner, opt: Option) -> Any:
 
 def resolve(owner, cfg: argparse.Namespace) -> Dict[str, Any]:
     """``{option name: value}`` for every option ``owner`` declares: given value, else its default; every
-    numeric value checked against its `Option`'s range (ValueError naming the flag)."""
+    numeric value checked against its `Option`'s range, then the owner's ``check_options`` (if any) applied
+    (ValueError naming the flag). Resolving resolved values again changes nothing."""
     out = {}
     for opt in declared(owner):
         value = getattr(cfg, opt.name, None)
         out[opt.name] = default_of(owner, opt) if value is None else value
         opt.check(out[opt.name])  # finite and in the option's declared range, whichever method declares it
-    return out
+    rules = getattr(owner, "check_options", None)
+    return rules(out) if rules else out
 
 
 def collect(owners: Iterable[Tuple[str, Any]]) -> Dict[str, Tuple[Option, List[Tuple[str, Any]]]]:
-    """``name -> (option, [(owner name, its default), ...])`` over ``(name, class or add-on)`` pairs.
+    """``name -> (option, [(owner name, its default), ...])`` over ``(name, class)`` pairs.
 
     Raises ValueError when two owners declare different options under one name or one flag.
     """

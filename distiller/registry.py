@@ -1,17 +1,14 @@
-"""Name -> method registry (``--distill NAME``) and the add-ons that compose with methods (TopKD's term).
+"""Name -> method registry (``--distill NAME``).
 
 ``@register("fitnet", "hint")`` registers a class under its name and its aliases (``distiller_dict``
 holds every spelling); `canonical_name` maps any spelling, in any case, to the first one.
-``register_addon(obj)`` adds an object with ``name``, ``options``, ``applies_to(method_cls)``,
-``attach(cfg, distiller)`` and ``run_tag(cfg) -> (label suffix, params suffix)``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Type
+from typing import Callable, Dict, List, Type
 
 distiller_dict: Dict[str, Type] = {}
 _canonical: Dict[str, str] = {}  # lower-case spelling -> registered name
-addon_dict: Dict[str, Any] = {}
 
 
 def register(name: str, *aliases: str) -> Callable[[Type], Type]:
@@ -26,14 +23,6 @@ def register(name: str, *aliases: str) -> Callable[[Type], Type]:
         return cls
 
     return wrap
-
-
-def register_addon(addon: Any) -> Any:
-    """Add ``addon`` (see the module docstring) under ``addon.name``."""
-    if addon.name in addon_dict:
-        raise ValueError(f"add-on {addon.name!r} registered twice")
-    addon_dict[addon.name] = addon
-    return addon
 
 
 def canonical_name(name: str) -> str:

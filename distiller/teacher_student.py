@@ -1,7 +1,8 @@
 """Shared teacher -> student machinery (RepDistiller's train_student semantics).
 
-``loss = gamma * CE + alpha * KD + beta * method term`` plus any attached terms (TopKD's topology term),
-each returned separately, already weighted. A term whose weight is 0 is neither computed nor returned.
+``loss = gamma * CE + alpha * KD + beta * method term + delta * TDA`` (TopKD's topology term, held as
+``topology`` when attached), each returned separately, already weighted. A term whose weight is 0 is
+neither computed nor returned.
 """
 from __future__ import annotations
 
@@ -45,10 +46,13 @@ class TeacherStudent(Distiller):
     ``self.epoch`` (counted from 1): the last ``set_epoch(e)`` (the trainer calls it before every epoch),
     None before the first. ``recipe``: the hyper-parameter recipe the method trains with by default (None:
     the data set's); ``batch_fields``: the batch entries it needs beyond image and target.
+
+    ``topology``: TopKD's topology term (`distiller.topkd.TopologyTerm`, ``loss_tda``) when attached, else
+    None; ``with_topology = False`` says the term does not compose with the method (TGD).
     """
 
     term: Optional[str] = None
-    addons: bool = True  # add-ons (TopKD's topology term) compose with the method; False for its own loss
+    with_topology: bool = True
     options: Tuple[Option, ...] = LOSS_WEIGHTS
     defaults: Dict[str, Any] = dict(gamma=1.0, alpha=0.0, beta=0.0)
     defaults_source: str = "RepDistiller"
@@ -66,7 +70,7 @@ class TeacherStudent(Distiller):
         self._epoch: Optional[int] = None
         self._probe = (int(in_channels), int(image_size))
         self._feat_shapes: Dict[str, List[Tuple[int, ...]]] = {}
-        self.extra_terms = nn.ModuleDict()  # name -> module(feats_s, feats_t) returning a weighted scalar
+        self.topology: Optional[nn.Module] = None  # (feats_s, feats_t) -> delta * TDA; set by train_student.py
 
     @property
     def feat_shapes_s(self) -> List[Tuple[int, ...]]:
@@ -122,12 +126,6 @@ class TeacherStudent(Distiller):
         """The epoch being trained (the last `set_epoch`), None before the first."""
         return self._epoch
 
-    def add_term(self, name: str, module: nn.Module) -> None:
-        """Attach a further weighted term ``module(feats_s, feats_t) -> scalar`` (e.g. TopKD's ``loss_tda``)."""
-        if name in self.extra_terms or name in ("loss_ce", "loss_kd", self.term):
-            raise ValueError(f"loss term {name!r} is already defined")
-        self.extra_terms[name] = module
-
     def loss_summary(self) -> str:
         """e.g. ``1.0*CE + 2.0*KD(T=4.0) + 5.0*tda``: the terms that are computed, with their weights."""
         parts = [f"{self.gamma}*CE"]
@@ -135,9 +133,8 @@ class TeacherStudent(Distiller):
             parts.append(f"{self.alpha}*KD(T={self.kd.T})")
         if self.beta and self.term is not None:
             parts.append(f"{self.beta}*{self.term[len('loss_'):]}")
-        for name, module in self.extra_terms.items():
-            weight = getattr(module, "delta", None)
-            parts.append(f"{weight}*{name[len('loss_'):]}" if weight is not None else name[len("loss_"):])
+        if self.topology is not None:
+            parts.append(f"{self.topology.delta}*tda")
         return " + ".join(parts)
 
     def method_modules(self) -> Iterable[nn.Module]:
@@ -145,11 +142,8 @@ class TeacherStudent(Distiller):
         return ()
 
     def extra_modules(self) -> Iterable[nn.Module]:
-        """Method modules plus each attached term's ``learnable_modules()`` (the term itself if it has none)."""
-        mods = list(self.method_modules())
-        for term in self.extra_terms.values():
-            mods.extend(term.learnable_modules() if hasattr(term, "learnable_modules") else (term,))
-        return mods
+        """Method modules plus the topology term (whose frozen RipsNet `learnable_parameters` leaves out)."""
+        return [*self.method_modules(), *([self.topology] if self.topology is not None else [])]
 
     def learnable_parameters(self) -> List[nn.Parameter]:
         """Student and extra-module parameters that require gradients (frozen helpers never included)."""
@@ -168,6 +162,6 @@ class TeacherStudent(Distiller):
             losses["loss_kd"] = self.alpha * self.kd(logit_s, logit_t)
         if self.beta and self.term is not None:
             losses[self.term] = self.beta * self.method_loss(feats_s, logit_s, feats_t, logit_t, target, **batch)
-        for name, module in self.extra_terms.items():
-            losses[name] = module(feats_s, feats_t)
+        if self.topology is not None:
+            losses["loss_tda"] = self.topology(feats_s, feats_t)
         return logit_s, losses

@@ -114,7 +114,7 @@ class TGD(TeacherStudent):
     term = "loss_sim"
     recipe = "tgd"  # TGD's official hyper-parameters and no augmentation (engine.config.RECIPES)
     batch_fields = ("pi",)  # the persistence image of each batch image (datasets.pi_images.attach_image_pis)
-    addons = False  # its own loss: TopKD's topology add-on does not compose with it
+    with_topology = False  # its own loss: TopKD's topology term does not compose with it
     options = (
         GAMMA, ALPHA, BETA, KD_T,
         Option("path_t2", None, "persistence-image teacher checkpoint (train_teacher.py --input pi); required",

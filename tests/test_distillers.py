@@ -1,14 +1,17 @@
 """Distillers: loss composition, frozen parts, gradient routes, and TopKD against the official RipsNet."""
 
+import argparse
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from contracts import check_method_contract
-from distiller import attach_topology, get_distiller
+from distiller import get_distiller
+from distiller.options import resolve
 from distiller.registry import method_names
-from distiller.topkd import ExactH0PI, RipsNetPI, TopologyTerm, to_clouds
+from distiller.topkd import ExactH0PI, TopologyTerm, to_clouds
 from helpers import TinyNet, TinyRips
 
 
@@ -16,6 +19,12 @@ def _make(name, seed=0, **kw):
     torch.manual_seed(seed)
     s, t = TinyNet((4, 4, 8)), TinyNet((6, 6, 12))
     return get_distiller(name)(s, t, image_size=8, **kw)
+
+
+def _topkd(d, delta, rips, **options):
+    """TopKD's term on the method ``d``, as train_student.py attaches it."""
+    d.topology = TopologyTerm(rips, d.feat_shapes_s, d.feat_shapes_t, delta, **options)
+    return d.topology
 
 
 def _batch(b=8, seed=1):
@@ -103,7 +112,7 @@ def test_dkd_before_any_epoch_and_epoch_is_no_state():
 def test_topkd_gradient_reaches_student_and_projector_only():
     d = _make("kd", gamma=1.0, alpha=2.0)
     rips = TinyRips(12)
-    term = attach_topology(d, delta=5.0, rips=rips)
+    term = _topkd(d, 5.0, rips)
     assert isinstance(term.proj, nn.Linear) and term.proj.in_features == 8 and term.proj.out_features == 12
     d.train()
     assert not rips.training
@@ -122,7 +131,7 @@ def test_topkd_gradient_reaches_student_and_projector_only():
 def test_topkd_value_matches_manual_and_clouds():
     d = _make("kd")
     rips = TinyRips(12)
-    term = attach_topology(d, delta=3.0, rips=rips, tda_layer_t=2, tda_layer_s=2, tda_clouds=2)
+    term = _topkd(d, 3.0, rips, tda_layer_t=2, tda_layer_s=2, tda_clouds=2)
     d.train()
     x, y, idx = _batch(b=9)
     _, losses = d(x, y, index=idx)
@@ -137,7 +146,7 @@ def test_topkd_value_matches_manual_and_clouds():
 
 def test_topkd_composes_with_dkd():
     d = _make("dkd")
-    attach_topology(d, delta=1.0, rips=TinyRips(12))
+    _topkd(d, 1.0, TinyRips(12))
     d.train().set_epoch(20)
     _, losses = d(*_batch()[:2], index=torch.arange(8))
     assert set(losses) == {"loss_ce", "loss_dkd", "loss_tda"}
@@ -145,18 +154,21 @@ def test_topkd_composes_with_dkd():
 
 def test_topkd_bad_inputs():
     with pytest.raises(ValueError, match="12-d"):
-        attach_topology(_make("kd"), 5.0, rips=TinyRips(64))
-    with pytest.raises(ValueError, match="rips_path"):
-        attach_topology(_make("kd"), 5.0, rips=None)
+        _topkd(_make("kd"), 5.0, TinyRips(64))
     with pytest.raises(ValueError, match=r"\[-4, 3\]"):
-        attach_topology(_make("kd"), 5.0, rips=TinyRips(12), tda_layer_t=4)
-    with pytest.raises(ValueError, match="pi_params"):
-        attach_topology(_make("kd"), 5.0, method="topkd_exact")
-    with pytest.raises(ValueError, match="--method"):
-        attach_topology(_make("kd"), 5.0, method="other", rips=TinyRips(12))
-    assert attach_topology(_make("kd"), 0.0) is None
+        _topkd(_make("kd"), 5.0, TinyRips(12), tda_layer_t=4)
     with pytest.raises(ValueError, match="tda_clouds"):
         to_clouds(torch.randn(8, 3), 5)
+    # the options, each checked once where they are resolved (a missing RipsNet and an unknown --method are
+    # refused on the command line: test_train_student.py, argparse's choices)
+    for given, words in [(dict(delta=-1.0), "-d/--delta"), (dict(delta=5.0, method="topkd_exact"), "pi_params"),
+                         (dict(delta=5.0, tda_clouds=0), "--tda_clouds"), (dict(delta=5.0, dim=[0, 0]), "--dim 0 0"),
+                         (dict(TDA=True), "--TDA True needs")]:
+        with pytest.raises(ValueError, match=words):
+            resolve(TopologyTerm, argparse.Namespace(**given))
+    assert resolve(TopologyTerm, argparse.Namespace(delta=5.0, TDA=False))["delta"] == 0.0  # the official switch
+    assert [resolve(TopologyTerm, argparse.Namespace(dim=d))["dim"] for d in ([0], 1, [0, 1])] == [0, 1, [0, 1]]
+    assert TopologyTerm.from_config(argparse.Namespace(delta=0.0), _make("kd")) is None
 
 
 def test_topkd_official_ripsnet_matches_reference(reference_dir):
@@ -167,7 +179,7 @@ def test_topkd_official_ripsnet_matches_reference(reference_dir):
     clouds = torch.from_numpy(ref["ripsnet_resnet56_mean_in"]).float()  # [3, 64, 64]
     out = ref["ripsnet_resnet56_mean_out_batched"].astype(np.float64)
     delta = 5.0
-    term = TopologyTerm(RipsNetPI(rips), delta, layer_s=0, layer_t=0, dim_s=64, dim_t=64)
+    term = TopologyTerm(rips, [(3, 64)], [(3, 64)], delta)
     got = term([clouds[1]], [clouds[0]]).item()  # student = cloud 1, teacher = cloud 0
     expected = delta * np.mean((out[1] - out[0]) ** 2)
     assert got == pytest.approx(expected, rel=1e-4, abs=1e-9)
@@ -194,10 +206,30 @@ def test_topkd_exact_matches_gudhi():
                           weight=lambda x: 10 * np.tanh(x[1]) + 10 * np.log(100 * x[0] + 1))
     ref = pi.fit_transform(dgms) / params.normalizer
     expected = 2.0 * np.mean((ref[1] - ref[0]) ** 2)
-    term = TopologyTerm(ExactH0PI(params), 2.0, 0, 0, 5, 5)
+    term = TopologyTerm(ExactH0PI(params), [(16, 5)], [(16, 5)], 2.0)
     got = term([torch.tensor(cs, dtype=torch.float32)], [torch.tensor(ct, dtype=torch.float32)]).item()
     assert got == pytest.approx(expected, rel=1e-4)
     # the exact term also carries gradients into the student's points
     pts = torch.tensor(cs, dtype=torch.float32, requires_grad=True)
     term([pts], [torch.tensor(ct, dtype=torch.float32)]).backward()
     assert pts.grad is not None and pts.grad.abs().sum() > 0
+
+
+def test_topkd_reads_in_three_files():
+    """train_student.py's `build` attaches the term by name, `TeacherStudent.forward_train` calls it by name, and
+    `TopologyTerm.forward` (distiller/topkd.py) holds the formula and the RipsNet call: no term attached by an
+    import side effect."""
+    import ast
+    import inspect
+    import textwrap
+
+    import train_student
+    from distiller.teacher_student import TeacherStudent
+
+    def source(fn):
+        return ast.unparse(ast.parse(textwrap.dedent(inspect.getsource(fn))))
+
+    assert "distiller.topology = TopologyTerm.from_config(" in source(train_student.build)
+    assert "losses['loss_tda'] = self.topology(feats_s, feats_t)" in source(TeacherStudent.forward_train)
+    forward = source(TopologyTerm.forward)
+    assert "self.pi(" in forward and "self.delta * F.mse_loss(" in forward

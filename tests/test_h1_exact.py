@@ -85,24 +85,22 @@ def test_gradient_of_h1_image_loss_matches_finite_differences():
 
 
 def test_topology_term_with_both_dimensions_is_the_mean_of_the_two_mses():
-    from distiller.topkd import ExactH0PI, ExactH1PI, TopologyTerm, check_dims
-    from distiller.topkd import _exact_pi
+    from distiller.topkd import ExactH0PI, ExactH1PI, TopologyTerm, exact_images
     from topology.persistence import rips_diagrams
 
     rng = np.random.default_rng(2)
     ct, cs = rng.standard_normal((16, 5)), rng.standard_normal((16, 5))
     dgs = rips_diagrams(np.stack([ct, cs]), dims=(0, 1))
     params = {0: PIParams.fit(dgs[0], homology_dim=0), 1: PIParams.fit(dgs[1], homology_dim=1)}
-    both = TopologyTerm(_exact_pi(params, dims=(0, 1)), 1.0, 0, 0, 5, 5)
-    single = [TopologyTerm(ExactH0PI(params[0]), 1.0, 0, 0, 5, 5), TopologyTerm(ExactH1PI(params[1]), 1.0, 0, 0, 5, 5)]
+    shapes = [(16, 5)]
+    both = TopologyTerm(exact_images(params, (0, 1)), shapes, shapes, 1.0)
+    single = [TopologyTerm(ExactH0PI(params[0]), shapes, shapes, 1.0),
+              TopologyTerm(ExactH1PI(params[1]), shapes, shapes, 1.0)]
     t, s = torch.tensor(ct), torch.tensor(cs, requires_grad=True)
     got = both([s], [t])
     want = sum(term([s], [t]) for term in single) / 2
     assert got.item() == pytest.approx(want.item(), rel=1e-6) and got.item() > 0
     got.backward()
     assert s.grad.abs().sum() > 0
-    assert check_dims([0, 1]) == (0, 1) and check_dims(1) == (1,)
-    with pytest.raises(ValueError, match="--dim"):
-        check_dims([0, 0])
-    with pytest.raises(ValueError, match="one persistence-image parameters per dimension|homology dimension 1"):
-        _exact_pi({0: params[0]}, dims=(0, 1))
+    with pytest.raises(ValueError, match="homology dimension 1"):
+        exact_images({0: params[0]}, (0, 1))

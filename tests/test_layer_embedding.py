@@ -54,9 +54,8 @@ def test_stage2_clouds_equal_stage4_teacher_clouds(layer):
     # stage 4 on the same batch: the images of cloud 0 through the topology term's teacher side
     x = torch.stack([source.images[key][0] for key in source.schedule.batch(0)])
     spy = Spy()
-    n = len(teacher(x[:2], is_feat=True)[0])
-    dim = stage2.shape[1]
-    term = TopologyTerm(spy, 1.0, layer_s=layer % n, layer_t=layer % n, dim_s=dim, dim_t=dim)
+    shapes = [tuple(f.shape) for f in teacher(x[:2], is_feat=True)[0]]  # the student is a resnet8 too
+    term = TopologyTerm(spy, shapes, shapes, 1.0, tda_layer_t=layer)
     with torch.no_grad():
         feats_t, _ = teacher(x, is_feat=True)
         feats_s, _ = student(x, is_feat=True)

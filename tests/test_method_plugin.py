@@ -119,3 +119,39 @@ def test_conflicting_declarations_are_rejected():
         collect([("a", A), ("b", B)])
     with pytest.raises(ValueError, match="already taken"):
         collect([("a", A), ("c", C)])
+
+
+def test_an_option_of_the_topology_term_is_declared_in_its_class_alone(teacher, tmp_path, monkeypatch, run_stage):
+    """A new option of TopKD's term is its Option, its keyword and its use, all in `TopologyTerm`: the parser,
+    the range check, the refusal with a method the term does not compose with, config.yaml and the run's identity
+    follow, with no edit elsewhere (here a subclass with one more option stands in for the edited class)."""
+    import distiller.topkd
+    from distiller.options import Option
+    from topology.ripsnet import RipsNet, save_ripsnet
+
+    seen = []
+
+    class Scaled(distiller.topkd.TopologyTerm):
+        options = distiller.topkd.TopologyTerm.options + (
+            Option("tda_scale", 1.0, "scale of both clouds", low=0.0, low_open=True),)
+
+        def __init__(self, *args, tda_scale=1.0, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(tda_scale)
+
+    monkeypatch.setattr(distiller.topkd, "TopologyTerm", Scaled)
+    rips = tmp_path / "mean_best.pth"
+    save_ripsnet(RipsNet(64, pooling="mean"), str(rips))
+    base = DATA + ["--path_t", teacher, "--batch_size", "2048", "--save_dir", str(tmp_path / "runs"),
+                   "--topo_eval_batches", "0"]
+    code, _, err = run_stage(train_student.main, base + ["--distill", "tgd", "--path_t2", teacher, "--tda_scale", "2"])
+    assert code == 2 and "--tda_scale is not an option of --distill tgd" in err, err
+    base += ["-d", "5", "--rips_path", str(rips)]
+    assert "--tda_scale" in train_student.build_parser().format_help()
+    code, _, err = run_stage(train_student.main, base + ["--tda_scale", "0"])
+    assert code == 2 and "--tda_scale" in err and len(err.strip().splitlines()) == 1, err
+    runs = [os.path.dirname(train_student.main(base + extra)["last_checkpoint"]) for extra in ([], ["--tda_scale", "2"])]
+    assert seen == [1.0, 2.0]
+    configs = [yaml.safe_load(open(os.path.join(run, "config.yaml"))) for run in runs]
+    assert [c["identity"]["options"]["tda_scale"] for c in configs] == [1.0, 2.0]
+    assert runs[0] != runs[1] and runs[0][:-8] == runs[1][:-8]  # same name, another identity hash

@@ -95,16 +95,17 @@ def option_of(parser, name: str):
 
 def python_default(module: str, cfg, action):
     """What the Python entry point takes for this option when it is not given: the recipe's value, the chosen
-    method's (or add-on's) declared default, else the parser's default."""
+    method's (or the topology term's) declared default, else the parser's default."""
     if module in ("train_teacher", "train_student") and action.dest in RECIPES[cfg.recipe]:
         return RECIPES[cfg.recipe][action.dest]
     if module == "train_student":
         import train_student
-        from distiller import addon_dict, canonical_name
+        from distiller import canonical_name
         from distiller.options import declared, default_of
+        from distiller.topkd import TopologyTerm
 
         method = train_student.student_methods()[canonical_name(cfg.distill)]
-        for owner in (method, *addon_dict.values()):
+        for owner in (method, TopologyTerm):
             for opt in declared(owner):
                 if opt.name == action.dest:
                     return default_of(owner, opt)
