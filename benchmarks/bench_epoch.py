@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from typing import Dict, List
@@ -25,14 +24,12 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from datasets import transforms as tf  # noqa: E402
-from datasets.cifar import IndexedCIFAR100  # noqa: E402
-from distiller import attach_topology, get_distiller  # noqa: E402
-from engine.config import add_data_args, add_training_args, parse_config  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
-from models import model_dict  # noqa: E402
+from datasets import transforms as tf
+from datasets.cifar import IndexedCIFAR100
+from distiller import attach_topology, get_distiller
+from engine.config import add_data_args, add_training_args, parse_config
+from engine.trainer import Trainer
+from models import model_dict
 
 CONFIGS = ("teacher", "kd", "kd_topkd", "kd_topkd_exact")
 
