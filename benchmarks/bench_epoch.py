@@ -7,7 +7,7 @@ Fast path: ``--data_on_device`` (the set on the device, batched crop/flip/normal
 Configs: ``teacher`` (CE), ``kd``, ``kd_topkd`` (KD + TopKD through a random 64-d RipsNet),
 ``kd_topkd_exact`` (KD + exact H0 persistence images). For each: images/s of training, seconds per epoch
 (train + test; checkpoints and logs excluded), fast/plain speed-up, peak GPU memory, the device; then the
-issue's ratios TopKD/KD and exact/TopKD of the fast path. The first ``--warmup`` epochs (compilation) are
+ratios TopKD/KD and exact/TopKD of the fast path. The first ``--warmup`` epochs (compilation) are
 not timed. Printed, never asserted.
 
     .venv/bin/python benchmarks/bench_epoch.py                       # CUDA: 50k/10k, resnet56 -> resnet20

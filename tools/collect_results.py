@@ -453,7 +453,7 @@ def find_runs(roots: Iterable[os.PathLike]) -> List[Run]:
 
 
 # ------------------------------------------------------------------------------------------------
-# Topology columns (issue 18): the student-time topology probe's values, mean ± std over trials.
+# Topology columns: the student-time topology probe's values, mean ± std over trials.
 # Self-contained: `topology_values` reads one run, `TOPO_COLUMNS` names the columns shown.
 # ------------------------------------------------------------------------------------------------
 TOPO_PROBE = "topo"  # the probe's name in summary.yaml / the checkpoints (engine.topo_eval)
@@ -548,7 +548,7 @@ class StatColumn:
 STAT_COLUMNS: List[StatColumn] = [
     StatColumn("best", "best top-1", lambda r: (r.best, r.best_note)),
     StatColumn("last", "last top-1", lambda r: (r.last, r.last_note)),
-    # the topology probe's values (issue 18), when any run has them
+    # the topology probe's values, when any run has them
     *(StatColumn(key, title, (lambda r, k=key: (r.extra.get(k), "")), optional=True, text=_topo_text)
       for key, title in TOPO_COLUMNS),
 ]
