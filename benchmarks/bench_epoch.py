@@ -7,7 +7,7 @@ Fast path: ``--data_on_device`` (the set on the device, batched crop/flip/normal
 Configs: ``teacher`` (CE), ``kd``, ``kd_topkd`` (KD + TopKD through a random 64-d RipsNet),
 ``kd_topkd_exact`` (KD + exact H0 persistence images). For each: images/s of training, seconds per epoch
 (train + test; checkpoints and logs excluded), fast/plain speed-up, peak GPU memory, the device; then the
-issue's ratios TopKD/KD and exact/TopKD of the fast path. The first ``--warmup`` epochs (compilation) are
+ratios TopKD/KD and exact/TopKD of the fast path. The first ``--warmup`` epochs (compilation) are
 not timed. Printed, never asserted.
 
     .venv/bin/python benchmarks/bench_epoch.py                       # CUDA: 50k/10k, resnet56 -> resnet20
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from typing import Dict, List
@@ -25,15 +24,13 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from datasets import transforms as tf  # noqa: E402
-from datasets.cifar import IndexedCIFAR100  # noqa: E402
-from distiller import get_distiller  # noqa: E402
-from distiller.topkd import ExactH0PI, TopologyTerm  # noqa: E402
-from engine.config import add_data_args, add_training_args, parse_config  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
-from models import model_dict  # noqa: E402
+from datasets import transforms as tf
+from datasets.cifar import IndexedCIFAR100
+from distiller import get_distiller
+from distiller.topkd import ExactH0PI, TopologyTerm
+from engine.config import add_data_args, add_training_args, parse_config
+from engine.trainer import Trainer
+from models import model_dict
 
 CONFIGS = ("teacher", "kd", "kd_topkd", "kd_topkd_exact")
 

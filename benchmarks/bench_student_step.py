@@ -10,18 +10,14 @@ H1-exact/H0-exact (goal <= 3). Ratios are printed, never asserted.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from distiller import get_distiller  # noqa: E402
-from distiller.topkd import ExactH0PI, ExactH1PI, TopologyTerm  # noqa: E402
-from models import model_dict  # noqa: E402
+from distiller import get_distiller
+from distiller.topkd import ExactH0PI, ExactH1PI, TopologyTerm
+from models import model_dict
 
 
 def pi_params_for(points: torch.Tensor, dim: int = 0):

@@ -1,4 +1,4 @@
-"""Experiments one can publish from (issue 19): distinct trials, one folder per configuration, provenance,
+"""Experiments one can publish from: distinct trials, one folder per configuration, provenance,
 an honest results table, evaluate.py, and the official README's steps chaining with no path typed.
 
 Each test first reproduces the input that used to go wrong (named in its docstring). Runs are tiny: digits

@@ -266,7 +266,7 @@ def test_default_pis_equal_the_official_reference(reference_dir):
     assert agree >= 0.999
     # the notebook's own cast of our float PIs agrees as well (a few pixels may sit on a rounding edge)
     assert (to_uint8(floats) == ref["pi_loader_uint8"]).mean() >= 0.999
-    # the old layout is far from it (what the issue measured): it is an option, not the default
+    # the old layout is far from it: it is an option, not the default
     assert np.abs(image_pis(images, P_OLD) - ref["pi_float"]).max() > 0.5
 
 

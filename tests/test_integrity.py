@@ -1,8 +1,8 @@
-"""Nothing read unchecked (issue 17): artifacts are verified where they are read, numbers are checked at
+"""Nothing read unchecked: artifacts are verified where they are read, numbers are checked at
 the door, YAML is strict at the command line, every failure ends in one line, image-PI caches with other
 parameters are usable, and TGD's inputs are normalised as its official loader does.
 
-Each test first builds the hostile input the issue reports (a cut cache, a same-size edit, swapped manifest
+Each test first builds a hostile input (a cut cache, a same-size edit, swapped manifest
 entries, a tampered bandwidth, a NaN weight, ...) and then checks the one-line refusal (or the repair).
 Inputs are tiny: digits at 8x8, stage-2 folders of 60 clouds of 12 points, one optimisation step.
 """

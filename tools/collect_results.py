@@ -46,16 +46,12 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from distiller.registry import canonical_name  # noqa: E402
-from engine.evaluate import default_out, evaluate_checkpoint, find_results, write_result  # noqa: E402
-from engine.identity import Identity, input_sha256  # noqa: E402
-from models import ARCH_ALIASES  # noqa: E402
-from models.run_names import parse_run_name  # noqa: E402
-from topkd_io import (  # noqa: E402
+from distiller.registry import canonical_name
+from engine.evaluate import default_out, evaluate_checkpoint, find_results, write_result
+from engine.identity import Identity, input_sha256
+from models import ARCH_ALIASES
+from models.run_names import parse_run_name
+from topkd_io import (
     UnsafeCheckpointError,
     check_output_file,
     load_checkpoint,
@@ -457,7 +453,7 @@ def find_runs(roots: Iterable[os.PathLike]) -> List[Run]:
 
 
 # ------------------------------------------------------------------------------------------------
-# Topology columns (issue 18): the student-time topology probe's values, mean ± std over trials.
+# Topology columns: the student-time topology probe's values, mean ± std over trials.
 # Self-contained: `topology_values` reads one run, `TOPO_COLUMNS` names the columns shown.
 # ------------------------------------------------------------------------------------------------
 TOPO_PROBE = "topo"  # the probe's name in summary.yaml / the checkpoints (engine.topo_eval)
@@ -552,7 +548,7 @@ class StatColumn:
 STAT_COLUMNS: List[StatColumn] = [
     StatColumn("best", "best top-1", lambda r: (r.best, r.best_note)),
     StatColumn("last", "last top-1", lambda r: (r.last, r.last_note)),
-    # the topology probe's values (issue 18), when any run has them
+    # the topology probe's values, when any run has them
     *(StatColumn(key, title, (lambda r, k=key: (r.extra.get(k), "")), optional=True, text=_topo_text)
       for key, title in TOPO_COLUMNS),
 ]
