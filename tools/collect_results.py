@@ -11,7 +11,7 @@ checkpoint records no accuracy takes it from an ``evaluate.py`` result of that c
 with ``--evaluate``, runs the evaluation).
 
 Rows: one per identity, the run's own record of every option and input file that changes its result
-(config.yaml ``identity``, `engine.identity`), with only the trial and seed left out; runs without one (older
+(config.yaml ``identity``, `engine.record`), with only the trial and seed left out; runs without one (older
 runs, official folders) get one by the same rule from the settings they have. Runs of other options, method
 options included, or other input files (teacher, RipsNet, data) are never pooled. In a row, one run per seed:
 of runs sharing a seed (a copy of a run folder, or a trial trained twice) the newest by its record date (else
@@ -52,7 +52,7 @@ if str(ROOT) not in sys.path:
 
 from distiller.registry import canonical_name  # noqa: E402
 from engine.evaluate import default_out, evaluate_checkpoint, find_results, write_result  # noqa: E402
-from engine.identity import Identity, input_sha256  # noqa: E402
+from engine.record import Identity, identity_of, input_sha256  # noqa: E402
 from models import ARCH_ALIASES  # noqa: E402
 from models.run_names import parse_run_name  # noqa: E402
 from topkd_io import (  # noqa: E402
@@ -301,9 +301,10 @@ def _teacher_top1(cfg: Dict[str, Any]) -> Optional[float]:
 
 
 def run_identity(cfg: Dict[str, Any]) -> Identity:
-    """The identity a run records (config.yaml ``identity``, `engine.identity`). A run that records none (an
+    """The identity a run records (config.yaml ``identity``, `engine.record`). A run that records none (an
     older run, or an official folder read from its name) gets one by the same rule from the settings it
-    has: its options without `NOT_RESULT`, its inputs by their recorded SHA-256 (else the teacher's path)."""
+    has: the options its stage declares result options, its inputs by their recorded SHA-256 (else the
+    teacher's path)."""
     stored = cfg.get("identity")
     if isinstance(stored, dict) and isinstance(stored.get("options"), dict) \
             and isinstance(stored.get("inputs") or {}, dict):
@@ -312,7 +313,11 @@ def run_identity(cfg: Dict[str, Any]) -> Identity:
     if not inputs and cfg.get("path_t"):
         inputs["path_t"] = str(Path(str(cfg["path_t"])).resolve())
     unused = cfg.get("unused_options") if isinstance(cfg.get("unused_options"), list) else ()
-    return Identity.of(cfg, inputs, unused=[str(u) for u in unused])
+    import train_student  # the stages' parsers declare which options change a result
+    import train_teacher
+
+    parser = (train_student if "model_s" in cfg else train_teacher).build_parser()
+    return identity_of(parser, cfg, inputs, unused=[str(u) for u in unused])
 
 
 # Left out of a row's grouping: the trials of one setting differ only in these.
