@@ -1,24 +1,18 @@
-"""A run's record: its identity, its provenance, and the rule for its folder (new, finished, resumed, refused).
+"""A run's record: its identity, its provenance, and the rule for its folder.
 
-**Identity.** ``{"options": ..., "inputs": ...}``: every option declared to change the result (`option`, or
-``distiller.options.Option(result=...)``) that the run uses, the facts given beside them (the number of
-processes), and the SHA-256 of every input file by its flag (a folder with a ``manifest.yaml`` by that
-manifest; the data set read by its fingerprint, ``datasets.data_fingerprint``; None for an input that does
-not exist yet: the identity is then ``pending``). The folder name ends in 8 hex digits of it, without the
-options declared ``resume="continue"`` (``--epochs``, precision, compilation), so a run trained further keeps
-its folder. A resumed run may change those and the ones declared ``resume="free"``; a change of any other
-option is refused unless ``--resume_override`` (`check_resume`); a changed input file always is.
+Identity: the options declared to change the result (`option`, ``distiller.options.Option(result=...)``)
+that the run uses, facts beside them (``world_size``), and the SHA-256 of every input file by its flag (a
+folder by its ``manifest.yaml``, the data set by its fingerprint; None while missing: ``pending``). The
+folder name ends in 8 hex digits of it without the options declared ``resume="continue"`` (``--epochs``,
+precision, compilation). A resumed run may change those and the ``resume="free"`` ones; any other change is
+refused unless ``--resume_override``, a changed input file always.
 
-**Folder.** `plan_run` compares what the folder holds (`FolderState`) with the run: ``new`` (nothing of a run
-in it) -> train; same identity ``finished`` -> refused, or skipped with ``--skip_finished``; same identity
-``partial`` -> refused, or resumed with ``--skip_finished`` / ``--resume``; another identity (``conflict``) ->
-refused naming the first difference; ``pending`` / ``busy`` -> refused; ``--overwrite`` deletes the stage's
-files (named) and starts afresh; ``--plan`` prints the state and stops. A stage never writes into the folder
-of one of its inputs. `Run.claim` holds the folder's lock (``topkd_io.FolderLock``) while the stage writes
-it; under torchrun only rank 0 locks, deletes and prints.
-
-**Provenance.** `provenance`: commit and dirty state, library versions, date, host, device, command line and
-every input file's path and SHA-256; stored in config.yaml, every checkpoint and the stage-2 manifest.
+Folder (`plan_run`): ``new`` -> train; same identity ``finished`` / ``partial`` -> refused, or skipped /
+resumed with ``--skip_finished`` (``--resume`` continues it); another identity (``conflict``), ``pending``,
+``busy`` -> refused in one line; ``--overwrite`` deletes the stage's files (named); ``--plan`` prints the
+state. A stage never writes into the folder of one of its inputs; `Run.claim` locks the folder while the
+stage writes it (rank 0 only under torchrun). Provenance: commit, versions, date, host, device, command
+line and input files of a run.
 """
 from __future__ import annotations
 
@@ -46,45 +40,35 @@ from .distributed import process
 
 log = logging.getLogger(__name__)
 
-RESUME = ("fixed", "free", "continue")
-HASH_CHARS = 8
 
-
-# ----------------------------------------------------------------------------------------------- options
+# ---------------------------------------------------------------------------------------- options, identity
 def option(group, *flags: str, result: bool = True, resume: str = "fixed", **kwargs):
-    """``group.add_argument(*flags, **kwargs)`` that also declares whether the option changes the run's result
-    (``result``: it is then in the identity) and whether a resumed run may change it (``resume``: ``fixed``,
-    ``free``, or ``continue``: free, and left out of the folder name). Undeclared options change the result."""
-    assert resume in RESUME, resume
+    """``group.add_argument`` that also declares whether the option changes the result (then it is in the
+    identity) and whether a resumed run may change it: ``resume`` ``fixed``, ``free`` or ``continue`` (free,
+    and outside the folder hash). An option declared with plain ``add_argument`` changes the result."""
+    assert resume in ("fixed", "free", "continue"), resume
     action = group.add_argument(*flags, **kwargs)
     action.result, action.resume = result, resume
     return action
 
 
-def declarations(parser) -> Dict[str, Tuple[bool, str]]:
-    """``dest -> (result, resume)`` of every option of ``parser`` (argparse keeps its actions in ``_actions``)."""
-    return {a.dest: (getattr(a, "result", True), getattr(a, "resume", "fixed"))
-            for a in parser._actions if a.option_strings and a.dest != "help"}
-
-
-# ---------------------------------------------------------------------------------------------- identity
-_SHA_CACHE: Dict[Tuple[str, int, int], str] = {}
+_SHA: Dict[Tuple[str, int, int], str] = {}
 
 
 def input_sha256(path: Optional[str]) -> Optional[str]:
     """SHA-256 of an input file (a folder: its ``manifest.yaml``), cached by path, size and mtime; None if absent."""
-    if not path:
-        return None
-    path = os.path.abspath(os.fspath(path))
+    path = os.path.abspath(os.fspath(path)) if path else ""
     if os.path.isfile(os.path.join(path, "manifest.yaml")):
         path = os.path.join(path, "manifest.yaml")
     if not os.path.isfile(path):
         return None
-    st = os.stat(path)
-    key = (path, st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = file_sha256(path)
-    return _SHA_CACHE[key]
+    key = (path, os.stat(path).st_size, os.stat(path).st_mtime_ns)
+    return _SHA[key] if key in _SHA else _SHA.setdefault(key, file_sha256(path))
+
+
+def file_hashes(paths: Mapping[str, Optional[str]]) -> Dict[str, Optional[str]]:
+    """flag -> `input_sha256` of the input files that are set."""
+    return {k: input_sha256(v) for k, v in paths.items() if v}
 
 
 def plain(value: Any) -> Any:
@@ -97,84 +81,74 @@ def plain(value: Any) -> Any:
 
 
 def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) \
-            and not isinstance(b, bool):
-        return float(a) == float(b)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+    return float(a) == float(b) if numbers else a == b
 
 
 class Identity:
-    """``options`` (name -> value) and ``inputs`` (flag -> SHA-256 or None) of one run. ``free``: options a
-    resumed run may change; ``loose``: those of them left out of the `hash` (both from the declarations)."""
+    """``options`` (name -> value) and ``inputs`` (flag -> SHA-256 or None) of a run; ``free``: the options a
+    resumed run may change, ``loose`` those of them outside the `hash` (from the declarations)."""
 
     def __init__(self, options: Mapping[str, Any], inputs: Optional[Mapping[str, Optional[str]]] = None,
                  free: Iterable[str] = (), loose: Iterable[str] = ()):
-        self.options = {k: plain(v) for k, v in sorted(options.items())}
-        self.inputs = dict(sorted((inputs or {}).items()))
-        self.free, self.loose = frozenset(free) | frozenset(loose), frozenset(loose)
+        self.options, self.inputs = plain(dict(options)), dict(sorted((inputs or {}).items()))
+        self.loose = frozenset(loose)
+        self.free = frozenset(free) | self.loose
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Identity":
-        return cls(dict(data.get("options") or {}), dict(data.get("inputs") or {}))
+        return cls(data.get("options") or {}, data.get("inputs") or {})
 
     @property
     def pending(self) -> bool:
         """An input file does not exist yet (a planned run)."""
-        return any(v is None for v in self.inputs.values())
+        return None in self.inputs.values()
 
     @property
     def hash(self) -> str:
         """Eight hex digits of the identity without the ``loose`` options; ``pending`` while an input is missing."""
-        if self.pending:
-            return "pending"
         core = {"options": {k: v for k, v in self.options.items() if k not in self.loose}, "inputs": self.inputs}
-        return hashlib.sha256(json.dumps(core, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:HASH_CHARS]
+        text = json.dumps(core, sort_keys=True, separators=(",", ":"))
+        return "pending" if self.pending else hashlib.sha256(text.encode()).hexdigest()[:8]
 
     def to_dict(self) -> Dict[str, Any]:
         return {"hash": self.hash, "options": dict(self.options), "inputs": dict(self.inputs)}
 
     def first_difference(self, other: "Identity", ignore: Iterable[str] = ()) -> Optional[str]:
-        """``"kd_T 2.0 -> 6.0"`` (self -> other) for the first difference (inputs first), with a count of the
-        rest; None if equal. An option set on one side only shows as ``(unset)``."""
-        diffs = [(f"input {k} (sha256)", _short(self.inputs.get(k)), _short(other.inputs.get(k)))
-                 for k in sorted(set(self.inputs) | set(other.inputs)) if self.inputs.get(k) != other.inputs.get(k)]
+        """``"kd_T 2.0 -> 6.0"`` (self -> other; inputs first; ``(unset)`` where one side lacks it) and a count
+        of the other differences; None if equal."""
+        def short(sha):
+            return "(missing)" if sha is None else sha[:8]
+
+        diffs = [(f"input {k} (sha256)", short(self.inputs.get(k)), short(other.inputs.get(k)))
+                 for k in sorted({*self.inputs, *other.inputs}) if self.inputs.get(k) != other.inputs.get(k)]
         diffs += [(k, self.options.get(k, "(unset)"), other.options.get(k, "(unset)"))
-                  for k in sorted((set(self.options) | set(other.options)) - set(ignore))
+                  for k in sorted({*self.options, *other.options} - set(ignore))
                   if not _same(self.options.get(k, "(unset)"), other.options.get(k, "(unset)"))]
         if not diffs:
             return None
-        key, a, b = diffs[0]
         more = f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else ""
-        return f"{key} {a!r} -> {b!r}{more}".replace("'(unset)'", "(unset)")
-
-
-def _short(sha: Optional[str]) -> str:
-    return "(missing)" if sha is None else sha[:HASH_CHARS]
+        return f"{diffs[0][0]} {diffs[0][1]!r} -> {diffs[0][2]!r}{more}".replace("'(unset)'", "(unset)")
 
 
 def identity_of(parser, values: Mapping[str, Any], inputs: Mapping[str, Optional[str]], unused: Iterable[str] = (),
                 **facts: Any) -> Identity:
-    """The identity of a run whose options ``parser`` declares: the result options among ``values`` (less the
-    ``unused`` ones, which no term of the chosen method reads), the ``facts`` (e.g. ``world_size``), and
-    ``inputs`` (flag -> SHA-256, `input_sha256`)."""
-    declared = declarations(parser)
-    options = {k: v for k, v in values.items() if declared.get(k, (False,))[0] and k not in set(unused)}
-    return Identity({**options, **facts}, inputs, free=[k for k, (_, r) in declared.items() if r == "free"],
-                    loose=[k for k, (_, r) in declared.items() if r == "continue"])
-
-
-def file_hashes(paths: Mapping[str, Optional[str]]) -> Dict[str, Optional[str]]:
-    """flag -> `input_sha256` of the input files that are set."""
-    return {k: input_sha256(v) for k, v in paths.items() if v}
+    """The identity of a run: the options ``parser`` declares result options among ``values``, less ``unused``
+    ones (which no term of the chosen method reads), the ``facts`` and ``inputs`` (flag -> SHA-256)."""
+    declared = {a.dest: a for a in parser._actions if a.option_strings}  # argparse lists no actions publicly
+    resume = {k: getattr(a, "resume", "fixed") for k, a in declared.items()}
+    options = {k: v for k, v in values.items()
+               if k in declared and getattr(declared[k], "result", True) and k not in set(unused)}
+    return Identity({**options, **facts}, inputs, free=[k for k, r in resume.items() if r == "free"],
+                    loose=[k for k, r in resume.items() if r == "continue"])
 
 
 def stored_identity(data: Any) -> Optional[Identity]:
     """The identity a config/manifest mapping records (``identity: {options, inputs}``), if any."""
-    if isinstance(data, dict) and isinstance(data.get("identity"), dict):
-        return Identity.from_dict(data["identity"])
-    return None
+    found = data.get("identity") if isinstance(data, dict) else None
+    return Identity.from_dict(found) if isinstance(found, dict) else None
 
 
 def read_stored_identity(config_path: str) -> Optional[Identity]:
@@ -200,24 +174,19 @@ def format_changes(changes: List[Change]) -> str:
 
 
 def resume_changes(stored: Mapping[str, Any], identity: Optional[Identity]) -> List[Change]:
-    """The options of ``identity`` a resumed run may not change that differ from the stored run configuration's
-    (its recorded identity's options; a configuration without one: its own values); none without an identity."""
-    if identity is None:
-        return []
+    """The options of ``identity`` that a resumed run may not change and that differ from the stored
+    configuration's (its recorded identity's; without one, its own values); none without an identity."""
     old = (stored.get("identity") or {}).get("options") or stored
-    return config_changes(old, identity.options, only=set(identity.options) - identity.free)
+    return config_changes(old, identity.options, set(identity.options) - identity.free) if identity else []
 
 
 def check_resume(path: str, changes: List[Change], override: bool, epoch: int) -> Optional[Dict[str, Any]]:
     """Refuse ``changes`` (ValueError, one line) unless ``override``; -> the history entry to record
     (``{"epoch": first epoch run with the new values, "changes": {key: [old, new]}}``), or None."""
-    if not changes:
-        return None
-    if not override:
-        raise ValueError(f"--resume: {path} was trained with other settings ({format_changes(changes)}); "
-                         f"resume with the stored values, or add --resume_override to apply the new ones "
-                         f"from epoch {epoch}")
-    return {"epoch": int(epoch), "changes": {k: [old, new] for k, old, new in changes}}
+    if changes and not override:
+        raise ValueError(f"--resume: {path} was trained with other settings ({format_changes(changes)}); resume "
+                         f"with the stored values, or add --resume_override to apply the new ones from epoch {epoch}")
+    return {"epoch": int(epoch), "changes": {k: [old, new] for k, old, new in changes}} if changes else None
 
 
 def check_epochs(path: str, done: int, stored: Any, requested: int) -> Optional[str]:
@@ -225,43 +194,30 @@ def check_epochs(path: str, done: int, stored: Any, requested: int) -> Optional[
     if requested < done:
         raise ValueError(f"--resume: {path} has already trained {done} epochs, more than --epochs {requested}; "
                          f"pass --epochs {done} or more (or start a new run folder)")
-    if stored is not None and int(stored) != int(requested):
-        return f"--epochs changed from {stored} to {requested} at epoch {done + 1}"
-    return None
-
-
-def check_resume_inputs(stored: Optional[Identity], identity: Identity, folder: str) -> None:
-    """--resume: the input files must be the ones the run was started with (ValueError naming the first)."""
-    for key in sorted(set(stored.inputs) | set(identity.inputs)) if stored is not None else ():
-        a, b = stored.inputs.get(key), identity.inputs.get(key)
-        if a != b:
-            raise ValueError(f"--resume: {folder} was trained with another --{key} file (sha256 {(a or '(none)')[:8]} "
-                             f"-> {(b or '(none)')[:8]}); resume with the same file, or start a new run (leave out "
-                             f"--resume)")
+    changed = stored is not None and int(stored) != int(requested)
+    return f"--epochs changed from {stored} to {requested} at epoch {done + 1}" if changed else None
 
 
 # ------------------------------------------------------------------------------------------- provenance
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_GIT: Dict[str, Dict[str, Any]] = {}
+
+
+@functools.lru_cache(maxsize=None)
+def _git(root: str) -> Tuple[Optional[str], Optional[bool]]:
+    try:  # "# branch.oid <sha>", then one line per changed tracked file
+        done = subprocess.run(["git", "-C", root, "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):  # no git: recorded as unknown
+        return None, None
+    lines = done.stdout.splitlines() if done.returncode == 0 else []
+    commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), "(initial)")
+    return (None, None) if commit == "(initial)" else (commit, any(not line.startswith("#") for line in lines))
 
 
 def git_state(root: str = PROJECT) -> Dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the checkout holding ``root`` (None outside one;
-    cached)."""
-    root = os.fspath(root)
-    if root not in _GIT:
-        state = {"commit": None, "dirty": None}
-        try:
-            head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-            if head.returncode == 0:
-                state["commit"] = head.stdout.strip()
-                status = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
-                                        capture_output=True, text=True, timeout=30)
-                state["dirty"] = bool(status.stdout.strip()) if status.returncode == 0 else None
-        except (OSError, subprocess.SubprocessError):
-            pass  # no git: recorded as unknown
-        _GIT[root] = state
-    return dict(_GIT[root])
+    """``{"commit": sha or None, "dirty": bool or None}`` of the checkout holding ``root`` (None outside one)."""
+    commit, dirty = _git(os.fspath(root))
+    return {"commit": commit, "dirty": dirty}
 
 
 def versions() -> Dict[str, Optional[str]]:
@@ -275,24 +231,20 @@ def versions() -> Dict[str, Optional[str]]:
     return out
 
 
-def describe_device(device: Any) -> str:
-    """``cpu``, or ``cuda:0 <GPU name>``; with ``x<N> processes`` under torchrun."""
-    text = str(device)
-    if text.startswith("cuda"):
+def provenance(inputs: Optional[Mapping[str, Optional[str]]] = None, device: Any = "cpu", **extra: Any) -> Dict[str, Any]:
+    """Where a result comes from: commit, versions, date, host, device (``cuda:0 <GPU name>``, ``x<N>
+    processes`` under torchrun), command line and input files (flag -> path and SHA-256); plus ``extra``."""
+    device, world = str(device), process().world_size
+    if device.startswith("cuda"):
         import torch
 
-        index = int(text.split(":")[1]) if ":" in text else torch.cuda.current_device()
-        text = f"cuda:{index} {torch.cuda.get_device_name(index)}"
-    world = process().world_size
-    return text + (f" x{world} processes" if world > 1 else "")
-
-
-def provenance(inputs: Optional[Mapping[str, Optional[str]]] = None, device: Any = "cpu", **extra: Any) -> Dict[str, Any]:
-    """Where a result comes from (module docstring); ``inputs``: flag -> path; ``extra`` entries are added."""
+        index = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
+        device = f"cuda:{index} {torch.cuda.get_device_name(index)}"
     files = {k: os.path.abspath(os.fspath(v)) for k, v in (inputs or {}).items() if v}
-    return {**git_state(), "versions": versions(),
-            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "host": socket.gethostname(),
-            "device": describe_device(device), "command": shlex.join([os.path.basename(sys.executable), *sys.argv]),
+    return {**git_state(), "versions": versions(), "host": socket.gethostname(),
+            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "device": device + (f" x{world} processes" if world > 1 else ""),
+            "command": shlex.join([os.path.basename(sys.executable), *sys.argv]),
             "inputs": {k: {"path": p, "sha256": input_sha256(p)} for k, p in files.items()}, **extra}
 
 
@@ -308,9 +260,8 @@ def recorded_accuracy(ckpt: Mapping[str, Any]) -> Optional[float]:
     (RepDistiller's per-epoch files), else None (torchvision or TGD files record none)."""
     for key in ("best_acc", "accuracy"):
         try:
-            if ckpt.get(key) is not None:
-                return round(float(ckpt[key]), 4)
-        except (TypeError, ValueError):
+            return round(float(ckpt[key]), 4)
+        except (KeyError, TypeError, ValueError):
             continue
     return None
 
@@ -319,12 +270,11 @@ def recorded_accuracy(ckpt: Mapping[str, Any]) -> Optional[float]:
 @dataclass
 class FolderState:
     """What ``folder`` holds for a run: ``status`` (new, finished, partial, conflict, pending, busy), ``detail``
-    (why, in words), ``epoch`` (epochs a training run has done) and ``summary`` (its accuracies)."""
+    (why, in words) and ``summary`` (a training run's accuracies)."""
 
     folder: str
     status: str
     detail: str = ""
-    epoch: Optional[int] = None
     summary: Dict[str, Any] = field(default_factory=dict)
 
     def line(self) -> str:
@@ -351,11 +301,11 @@ def compare(folder: str, stored: Optional[Identity], identity: Identity, *, star
     if diff:
         return FolderState(folder, "conflict", f"holds a {what} with other settings: {diff}")
     if done:
-        return FolderState(folder, "finished", f"holds a finished {what} of these settings", epoch, dict(summary or {}))
+        return FolderState(folder, "finished", f"holds a finished {what} of these settings", dict(summary or {}))
     more = stored.first_difference(identity)  # only the options outside the hash can differ here
     return FolderState(folder, "partial", f"holds an unfinished {what} of these settings" +
                        (f" (epoch {epoch})" if epoch is not None else "") + (f"; {more}" if more else ""),
-                       epoch, dict(summary or {}))
+                       dict(summary or {}))
 
 
 def training_state(folder: str, identity: Identity, arch: str, epochs: int) -> FolderState:
@@ -365,7 +315,7 @@ def training_state(folder: str, identity: Identity, arch: str, epochs: int) -> F
     last, config = os.path.join(folder, f"{arch}_last.pth"), os.path.join(folder, "config.yaml")
     if not os.path.isfile(last):
         foreign = os.path.isdir(folder) and not os.path.isfile(config) and any(
-            n not in (LOCK_NAME, "config.yaml", "tb") and not n.endswith(".tmp") for n in os.listdir(folder))
+            n not in (LOCK_NAME, "tb") and not n.endswith(".tmp") for n in os.listdir(folder))
         return compare(folder, None, identity, started=foreign, done=False)
     try:
         stored_cfg = read_yaml(config, "run configuration") if os.path.isfile(config) else None
@@ -380,7 +330,7 @@ def training_state(folder: str, identity: Identity, arch: str, epochs: int) -> F
     summary = {k: ckpt[k] for k in ("best_acc", "last_acc", "best_epoch") if isinstance(ckpt.get(k), (int, float))}
     if epoch >= int(epochs) and stored_epochs > int(epochs):
         return FolderState(folder, "conflict", f"holds a run trained for {stored_epochs} epochs, not the {epochs} "
-                           f"asked for", epoch, summary)
+                           f"asked for", summary)
     return compare(folder, stored_identity(stored_cfg), identity, started=True, summary=summary, epoch=epoch,
                    done=epoch >= int(epochs) and stored_epochs == int(epochs))
 
@@ -388,38 +338,11 @@ def training_state(folder: str, identity: Identity, arch: str, epochs: int) -> F
 TRAINING_FILES = ("config.yaml", "summary.yaml", "tb", "*_best.pth", "*_last.pth", "eval_*.yaml")
 
 
-def remove_files(folder: str, patterns: Sequence[str]) -> List[str]:
-    """Delete the entries of ``folder`` matching ``patterns`` (files or folders) -> their names, sorted."""
-    removed = []
-    for pattern in patterns:
-        for path in glob.glob(os.path.join(glob.escape(folder), pattern)):
-            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
-            removed.append(os.path.basename(path))
-    return sorted(removed)
-
-
-def check_not_input_folder(folder: str, inputs: Mapping[str, Optional[str]], flag: str) -> None:
-    """ValueError when ``folder`` holds one of the run's input files (or is an input folder itself)."""
-    here = os.path.realpath(folder)
-    for name, path in inputs.items():
-        if path and here in (os.path.realpath(path), os.path.dirname(os.path.realpath(path))):
-            raise ValueError(f"{flag} {folder} holds this run's own input --{name} {path}; a stage never writes "
-                             f"where its inputs live (it could replace them): choose another {flag}")
-
-
-def _acc(state: FolderState) -> str:
-    s = state.summary
-    if s.get("best_acc") is None:
-        return ""
-    last = f", last {s['last_acc']:.2f}" if isinstance(s.get("last_acc"), (int, float)) else ""
-    return f" (best top-1 {float(s['best_acc']):.2f}{last})"
-
-
 @dataclass
 class Run:
-    """A stage's run folder and what `plan_run` decided for it: ``outcome`` (the stage's answer) when the run
-    stops here (``--plan``, a finished run skipped); else train in ``folder`` inside `claim`, continuing the
-    run there when ``resume`` is set (a checkpoint, or ``auto``: the folder's last)."""
+    """A run folder and what `plan_run` decided for it: ``outcome`` (the stage's answer) when the run stops
+    here (``--plan``, a finished run skipped); else train in ``folder`` inside `claim`, continuing its run when
+    ``resume`` is set (a checkpoint, or ``auto``: the folder's last)."""
 
     folder: str
     identity: Identity
@@ -428,8 +351,8 @@ class Run:
     what: str = "run"
     files: Sequence[str] = TRAINING_FILES  # what the stage writes there (deleted by --overwrite)
     rule: Dict[str, bool] = field(default_factory=dict)  # resume, overwrite, skip_finished, self_resuming
+    parent: Optional[Tuple[str, str]] = None  # (folder, flag) holding the run folder
     status: str = ""  # the folder's status when the run was planned
-    parent: Optional[Tuple[str, str]] = None  # (folder, flag) that holds the run folder
     resume: Optional[str] = None
     outcome: Optional[Dict[str, Any]] = None
 
@@ -438,9 +361,8 @@ class Run:
         return self.outcome is not None
 
     def decide(self, state: FolderState) -> Tuple[bool, bool]:
-        """What the run does with a folder in ``state`` -> ``(skip, resume)``; a one-line error where it must not
-        write there."""
-        flag, folder, rule = self.flag, state.folder, self.rule
+        """What the run does with a folder in ``state`` -> ``(skip, resume)``; one line where it must not write."""
+        flag, folder, rule, acc = self.flag, state.folder, self.rule, _accuracies(state.summary)
         if state.status == "busy":
             raise TopKDError(f"{flag} {folder} is {state.detail}; wait for it to finish or choose another {flag}")
         if rule["overwrite"]:
@@ -452,18 +374,19 @@ class Run:
                              f"{flag} (or leave it out: the run folder is named after the settings)")
         if rule["resume"] or rule["self_resuming"] or state.status not in ("finished", "partial"):
             return False, False
+        if not rule["skip_finished"] and state.status == "finished":
+            raise ValueError(f"{flag} {folder} {state.detail}{acc}; nothing to do: pass --skip_finished to accept "
+                             f"it, --resume with a larger --epochs to train it further, or --overwrite to train it "
+                             f"again")
         if not rule["skip_finished"]:
-            raise ValueError(f"{flag} {folder} {state.detail}{_acc(state)}; nothing to do: pass --skip_finished to "
-                             f"accept it, --resume with a larger --epochs to train it further, or --overwrite to "
-                             f"train it again" if state.status == "finished" else
-                             f"{flag} {folder} {state.detail}; pass --resume to continue it or --overwrite to start "
+            raise ValueError(f"{flag} {folder} {state.detail}; pass --resume to continue it or --overwrite to start "
                              f"afresh")
-        log.info(f"{'skip' if state.status == 'finished' else 'resume'}: {folder} {state.detail}{_acc(state)}")
+        log.info(f"{'skip' if state.status == 'finished' else 'resume'}: {folder} {state.detail}{acc}")
         return state.status == "finished", state.status == "partial"
 
     def writable(self, create: bool = True) -> None:
-        """The run folder and the parent holding it as writable folders, made where missing; a file or a
-        read-only path -> one line naming its flag. ``create=False``: only those that exist (nothing written)."""
+        """The run folder and its parent as writable folders, made where missing (``create=False``: only those
+        that exist, nothing written); a file or a read-only path -> one line naming its flag."""
         for path, flag in ([self.parent] if self.parent else []) + [(self.folder, self.flag)]:
             if create or os.path.exists(path):
                 check_output_dir(path, flag)
@@ -471,8 +394,8 @@ class Run:
     @contextlib.contextmanager
     def claim(self):
         """Hold the folder while the ``with`` block writes it: its lock (rank 0 only: the other processes of a
-        torchrun job write nothing), then ``--overwrite``'s deletions; a folder another process changed since
-        the plan is refused in one line."""
+        torchrun job write nothing), then ``--overwrite``'s deletions; a folder changed since the plan is
+        refused in one line."""
         if process().rank != 0:
             yield self
             return
@@ -480,7 +403,8 @@ class Run:
         with FolderLock(self.folder, flag=self.flag, what=f"{self.what} folder"):
             state = self.state()
             if self.rule["overwrite"]:
-                removed = remove_files(self.folder, self.files)
+                removed = sorted(_remove(path) for p in self.files
+                                 for path in glob.glob(os.path.join(glob.escape(self.folder), p)))
                 log.info(f"--overwrite: {self.folder}: " + (f"removed {', '.join(removed)} ({state.detail})"
                                                              if removed else "nothing to replace"))
             elif state.status != self.status:
@@ -489,17 +413,29 @@ class Run:
             yield self
 
 
+def _remove(path: str) -> str:
+    shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+    return os.path.basename(path)
+
+
+def _accuracies(summary: Mapping[str, Any]) -> str:
+    if summary.get("best_acc") is None:
+        return ""
+    last = f", last {summary['last_acc']:.2f}" if isinstance(summary.get("last_acc"), (int, float)) else ""
+    return f" (best top-1 {float(summary['best_acc']):.2f}{last})"
+
+
 def plan_run(folder: str, identity: Identity, state: Callable[[], FolderState], inputs: Mapping[str, Optional[str]],
              *, plan: bool = False, resume: Any = None, overwrite: bool = False, skip_finished: bool = False,
              self_resuming: bool = False, parent: Optional[Tuple[str, str]] = None, **where: Any) -> Run:
-    """The run folder of a run and what to do with it (module docstring) -> `Run`; a one-line error where the
-    run must not write there. Nothing is written. ``state()``: the folder's `FolderState` for this run;
-    ``inputs``: flag -> path of its input files; ``resume``: a checkpoint, ``auto`` or True (the folder's last);
-    ``parent``: ``(folder, flag)`` that may hold the run folder (checked by `Run.claim` when it does);
-    ``where``: `Run`'s ``flag``, ``what`` and ``files``."""
+    """The run folder of a run and what to do with it (module docstring) -> `Run`; one line where the run must
+    not write there; nothing is written. ``state()``: the folder's `FolderState`; ``inputs``: flag -> path of
+    the input files; ``resume``: a checkpoint, ``auto`` or True; ``parent``: ``(folder, flag)`` that may hold
+    the run folder (checked when it does); ``where``: `Run`'s ``flag``, ``what`` and ``files``."""
     resume = "auto" if resume is True else resume or None
+    holder = parent if parent and os.path.dirname(os.path.abspath(folder)) == os.path.abspath(parent[0]) else None
     run = Run(folder, identity, state, rule=dict(resume=bool(resume), overwrite=overwrite, skip_finished=skip_finished,
-                                                 self_resuming=self_resuming), **where)
+                                                 self_resuming=self_resuming), parent=holder, **where)
     now = state()
     run.status, key = now.status, run.flag.lstrip("-")
     if plan:
@@ -508,40 +444,31 @@ def plan_run(folder: str, identity: Identity, state: Callable[[], FolderState], 
         return run
     if resume and overwrite:
         raise ValueError("--resume and --overwrite contradict each other: continue the run, or start it afresh")
-    check_not_input_folder(folder, inputs, run.flag)
-    if resume == "auto" and now.status == "new":
-        _point_to_other_epochs(folder, identity)
+    here = os.path.realpath(folder)
+    for name, path in inputs.items():
+        if path and here in (os.path.realpath(path), os.path.dirname(os.path.realpath(path))):
+            raise ValueError(f"{run.flag} {folder} holds this run's own input --{name} {path}; a stage never writes "
+                             f"where its inputs live (it could replace them): choose another {run.flag}")
     skip, resumed = run.decide(now)
     if skip:
         run.outcome = {"skipped": True, key: folder, **now.summary}
         return run
     run.resume = "auto" if resumed else resume
-    if run.resume:
-        check_resume_inputs(read_stored_identity(os.path.join(folder, "config.yaml")), identity, folder)
-    if parent and os.path.dirname(os.path.abspath(folder)) == os.path.abspath(parent[0]):
-        run.parent = parent
+    stored = read_stored_identity(os.path.join(folder, "config.yaml")) if run.resume else None
+    for name in sorted({*stored.inputs, *identity.inputs}) if stored else ():
+        a, b = stored.inputs.get(name), identity.inputs.get(name)
+        if a != b:
+            raise ValueError(f"--resume: {folder} was trained with another --{name} file (sha256 {(a or '(none)')[:8]} "
+                             f"-> {(b or '(none)')[:8]}); resume with the same file, or start a new run (leave out "
+                             f"--resume)")
     if process().rank == 0:
         run.writable(create=False)
     return run
 
 
 def plan_training(cfg: Any, identity: Identity, inputs: Mapping[str, Optional[str]], arch: str) -> Run:
-    """`plan_run` of a training stage (1 and 4) from its options: ``cfg.run_dir``, which holds ``config.yaml`` and
-    ``<arch>_last.pth`` (`training_state`), ``--plan``, ``--resume``, ``--overwrite``, ``--skip_finished``."""
-    folder = cfg.run_dir
-    return plan_run(folder, identity, functools.partial(training_state, folder, identity, arch, int(cfg.epochs)),
-                    inputs, plan=cfg.plan, resume=cfg.resume, overwrite=cfg.overwrite, skip_finished=cfg.skip_finished,
-                    parent=(cfg.save_dir, "--save_dir"))
-
-
-def _point_to_other_epochs(folder: str, identity: Identity) -> None:
-    """``--resume`` into an empty folder whose name changed with ``--epochs`` (the official teacher naming holds
-    the epochs): FileNotFoundError naming the folder of the same settings, if there is one."""
-    if identity.pending:
-        return
-    parent = os.path.dirname(os.path.abspath(folder))
-    others = [p for p in glob.glob(os.path.join(glob.escape(parent), f"*-{identity.hash}"))
-              if os.path.abspath(p) != os.path.abspath(folder)]
-    if len(others) == 1:
-        raise FileNotFoundError(f"--resume: {folder} holds no run; the run of these settings with another --epochs "
-                                f"is {others[0]}: pass --run_dir {others[0]} to train it further")
+    """`plan_run` of a training stage (1 and 4) from its options: ``cfg.run_dir`` holds ``config.yaml`` and
+    ``<arch>_last.pth`` (`training_state`); ``--plan``, ``--resume``, ``--overwrite``, ``--skip_finished``."""
+    state = functools.partial(training_state, cfg.run_dir, identity, arch, int(cfg.epochs))
+    return plan_run(cfg.run_dir, identity, state, inputs, plan=cfg.plan, resume=cfg.resume, overwrite=cfg.overwrite,
+                    skip_finished=cfg.skip_finished, parent=(cfg.save_dir, "--save_dir"))
