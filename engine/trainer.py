@@ -124,7 +124,7 @@ class Trainer:
             log.info(f"--compile is ignored on {device.type} (CUDA only): training runs uncompiled")
 
         self.distiller = distiller.to(device)
-        if getattr(cfg, "sync_bn", False) and self.dist.enabled:  # CUDA only (the stage setup refuses the CPU)
+        if getattr(cfg, "sync_bn", False) and self.dist.enabled:  # CUDA only (parse_config refuses the CPU)
             torch.nn.SyncBatchNorm.convert_sync_batchnorm(distiller.student)  # in place: the same parameters
         if self.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
@@ -179,8 +179,7 @@ class Trainer:
     # ----------------------------------------------------------------- data
     def _loader(self, dataset: Dataset, sampler, drop_last: bool = False) -> DataLoader:
         if getattr(self.cfg, "data_on_device", False):  # the whole set on the device, same keyed draws
-
-            from datasets.device_data import DeviceLoader
+            from datasets.device_data import DeviceLoader  # the GPU fast path, imported where used
 
             return DeviceLoader(dataset, sampler, self.batch_size, self.device, drop_last=drop_last)
         workers = int(getattr(self.cfg, "num_workers", 0))
@@ -257,7 +256,14 @@ class Trainer:
         if diffs:
             raise ValueError(f"--resume: checkpoint {path} does not fit {self.arch} "
                              f"(another architecture or class count?): {'; '.join(diffs)}")
-        entry = self._resume_changes(path, ckpt)  # a changed method or setting is named before any state loads
+        # the new run against the stored one (engine.record): a refused change is named before any state loads
+        stored, override = ckpt.get("config") or {}, bool(getattr(self.cfg, "resume_override", False))
+        if stored and not override and self._method_of(stored) != self._method_of(self.cfg):
+            raise ValueError(self._state_mismatch(path, ckpt, [], []))
+        done = int(ckpt["epoch"])
+        note = check_epochs(path, done, stored.get("epochs"), int(self.cfg.epochs))
+        changes = resume_changes(stored, self.identity)
+        entry = check_resume(path, changes, override, done + 1)
         student.load_state_dict(ckpt["model"])
         missing, unexpected = self.distiller.load_state_dict(ckpt.get("distiller", {}), strict=False)
         missing = [k for k in missing if not k.startswith(self._skipped_prefixes())]
@@ -265,7 +271,13 @@ class Trainer:
             raise ValueError(self._state_mismatch(path, ckpt, missing, unexpected))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self._apply_resume_changes(entry)
+        self.history = list(stored.get("resume_history") or [])
+        if note:
+            log.info(note)
+        if entry is not None:  # --resume_override: the new values run from the resumed epoch on
+            self._apply_optimisation()
+            self.history.append(entry)
+            log.info(f"--resume_override: from epoch {done + 1}: {format_changes(changes)}")
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         ranks = ckpt.get("rng_ranks")
@@ -282,31 +294,6 @@ class Trainer:
         self.global_step = (self.start_epoch - 1) * len(self.train_loader)
         log.info(f"resumed from {path} at epoch {self.start_epoch} (best {self.best['acc']:.2f} "
                   f"at epoch {self.best['epoch']})")
-
-    def _resume_changes(self, path: str, ckpt: Dict[str, Any]):
-        """The new run against the stored one (`engine.record.resume_changes`): refused changes raise here, before
-        any state is loaded -> ``(entry or None, changes, history, epochs done)`` for `_apply_resume_changes`."""
-        stored = ckpt.get("config") or {}
-        if stored and not getattr(self.cfg, "resume_override", False) and \
-                self._method_of(stored) != self._method_of(self.cfg):
-            raise ValueError(self._state_mismatch(path, ckpt, [], []))
-        done = int(ckpt["epoch"])
-        note = check_epochs(path, done, stored.get("epochs"), int(self.cfg.epochs))
-        changes = resume_changes(stored, self.identity)
-        entry = check_resume(path, changes, bool(getattr(self.cfg, "resume_override", False)), done + 1)
-        if note:
-            log.info(note)
-        return entry, changes, list(stored.get("resume_history") or []), done
-
-    def _apply_resume_changes(self, resume) -> None:
-        """With ``--resume_override`` the new optimisation values replace the restored optimizer/scheduler
-        ones; the history is recorded in the configuration."""
-        entry, changes, history, done = resume
-        if entry is not None:
-            self._apply_optimisation()
-            history.append(entry)
-            log.info(f"--resume_override: from epoch {done + 1}: {format_changes(changes)}")
-        self.history = history
 
     @staticmethod
     def _method_of(cfg) -> str:
