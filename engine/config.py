@@ -138,7 +138,7 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
     option(g, "--init_s", default=None, metavar="PATH", result=False,  # an input: in the identity by its SHA-256
            help="start the trained network (the student in train_student.py) from this checkpoint's "
                 "weights: ours, official {'model': ...}, or TGD's released {'model_state_dict': ...}; "
-                        "optimizer and schedule start fresh (see models.warm_start)")
+                "optimizer and schedule start fresh (see models.warm_start)")
     option(g, "--resume_override", action="store_true", result=False,
            help="with --resume: apply changed optimisation options (lr, schedule, method, ...) from the "
                 "resumed epoch on instead of refusing them")
@@ -164,8 +164,7 @@ def add_folder_args(group) -> None:
            help="when the run folder holds a finished run of these settings, say so and exit; an unfinished one "
                 "is resumed (what the shell scripts pass)")
     option(group, "--overwrite", action="store_true", result=False,
-           help="delete what the run folder holds from an earlier run (the files are named) and start "
-                            "afresh")
+           help="delete what the run folder holds from an earlier run (the files are named) and start afresh")
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -192,7 +191,7 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                         "recipe's (tgd under --distill tgd, --input pi and --recipe tgd, dataset otherwise)")
     option(g, "--no_verify", action="store_true", result=False,
            help="skip the SHA-256 check of the files a run reads from earlier stages (stage-2 folders, "
-                        "image-PI caches); sizes and the manifests' own checksums are still checked (logged)")
+                "image-PI caches); sizes and the manifests' own checksums are still checked (logged)")
     option(g, "--data_on_device", action=argparse.BooleanOptionalAction, default=False, result=False,
            help="hold the whole data set on the training device and crop/flip/normalise batches there "
                 "(the in-memory data sets and TGD's PI caches); same keyed random draws as the CPU path")
