@@ -38,7 +38,7 @@ import os
 import sys
 import time
 from collections import Counter
-from typing import Any, Dict, Iterable, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
