@@ -17,10 +17,12 @@ takes ready clouds ``[num_clouds, N, D]`` instead. Output folder (default
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 from typing import Any, Dict, Optional, Sequence
 
+from engine.record import option
 from engine.stage import add_stage_args, setup_stage
 from topkd_io import run_cli
 
@@ -30,24 +32,26 @@ log = logging.getLogger("generate_PCD_PI")  # by name: run as a script, __name__
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Generate teacher point clouds and their persistence images.")
     src = p.add_argument_group("source")
-    src.add_argument("--path_t", default=None,
-                     help="teacher checkpoint (ours or official {'model': ...}), its run folder, or a folder of run "
-                          "folders (default: the one finished teacher of --model_t / --dataset / --teacher_trial "
-                          "under save_t_models, as the official script takes its teacher without arguments)")
-    src.add_argument("--model_t", default=None, help="teacher architecture when the checkpoint does not name it")
-    src.add_argument("--teacher_trial", type=int, default=None,
-                     help="without an exact --path_t: take the teacher of this trial")
-    src.add_argument("--teacher_weights", default=None, choices=("torchvision",),
-                     help="instead of --path_t: torchvision's pretrained --model_t (ImageNet; from torch's hub "
-                          "cache, downloaded when missing)")
-    src.add_argument("--pcd", default=None, help="ready point clouds .npy [num_clouds, N, D] (skips the teacher)")
+    option(src, "--path_t", default=None, result=False,  # an input: in the identity by its SHA-256
+           help="teacher checkpoint (ours or official {'model': ...}), its run folder, or a folder of run "
+                "folders (default: the one finished teacher of --model_t / --dataset / --teacher_trial "
+                "under save_t_models, as the official script takes its teacher without arguments)")
+    option(src, "--model_t", default=None, result=False,  # the resolved architecture is recorded instead
+           help="teacher architecture when the checkpoint does not name it")
+    option(src, "--teacher_trial", type=int, default=None, result=False,
+           help="without an exact --path_t: take the teacher of this trial")
+    option(src, "--teacher_weights", default=None, choices=("torchvision",), result=False,
+           help="instead of --path_t: torchvision's pretrained --model_t (ImageNet; from torch's hub "
+                "cache, downloaded when missing)")
+    option(src, "--pcd", default=None, help="ready point clouds .npy [num_clouds, N, D] (skips the teacher)",
+           result=False)
     data = p.add_argument_group("data")
     data.add_argument("--dataset", default=None, help="data set of the teacher (default cifar100); a label with --pcd")
-    data.add_argument("--data_root", default="./data")
+    option(data, "--data_root", default="./data", result=False)
     data.add_argument("--image_size", type=int, default=None, help="image side for datasets that allow it (digits)")
     add_stage_args(data, 4, "DataLoader worker processes")
-    data.add_argument("--data_on_device", action="store_true",
-                      help="hold the training set on --device and augment batches there (same draws)")
+    option(data, "--data_on_device", action="store_true", result=False,
+           help="hold the training set on --device and augment batches there (same draws)")
     cl = p.add_argument_group("clouds")
     cl.add_argument("--layer", type=int, default=-1, help="-1 = FC input; k = stage k, average-pooled")
     cl.add_argument("--batch_size", type=int, default=64, help="images per batch = points per cloud")
@@ -59,35 +63,27 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--seed", type=int, default=0)
     topo = p.add_argument_group("topology")
     topo.add_argument("--dims", type=int, nargs="+", default=[0], help="homology dims: 0 and/or 1")
-    topo.add_argument("--n_jobs", type=int, default=None, help="processes for gudhi's H1")
+    option(topo, "--n_jobs", type=int, default=None, help="processes for gudhi's H1", result=False)
     out = p.add_argument_group("output")
-    out.add_argument("--out_dir", default=None,
-                     help="output folder (default: <save_dir>/<dataset>_<teacher>_batch<bs>_layer<l>-<identity hash>)")
-    out.add_argument("--save_dir", default=os.path.join("ripsnet", "data"), help="parent of the default --out_dir")
-    out.add_argument("--plan", action="store_true",
-                     help="print '<status> <folder> <why>' (new, finished, partial, conflict, pending) and exit")
-    out.add_argument("--overwrite", action="store_true",
-                     help="delete the stage-2 files of an earlier run in --out_dir (named) and start afresh")
+    option(out, "--out_dir", default=None, result=False,
+           help="output folder (default: <save_dir>/<dataset>_<teacher>_batch<bs>_layer<l>-<identity hash>)")
+    option(out, "--save_dir", default=os.path.join("ripsnet", "data"), help="parent of the default --out_dir",
+           result=False)
+    option(out, "--plan", action="store_true", result=False,
+           help="print '<status> <folder> <why>' (new, finished, partial, conflict, pending) and exit")
+    option(out, "--overwrite", action="store_true", result=False,
+           help="delete the stage-2 files of an earlier run in --out_dir (named) and start afresh")
     out.add_argument("--shard_size", type=int, default=None, help="clouds per shard (default: ~32 MiB)")
-    out.add_argument("--max_shards", type=int, default=None, help="debug: stop after this many new shards")
-    out.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    out.add_argument("--no_progress", action="store_true", help="hide the progress bars")
+    option(out, "--max_shards", type=int, default=None, help="debug: stop after this many new shards", result=False)
+    option(out, "--device", default="auto", choices=("auto", "cpu", "cuda"), result=False)
+    option(out, "--no_progress", action="store_true", help="hide the progress bars", result=False)
     return p
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
-    return name
 
 
 def teacher_source(args, arch: str):
     """Build the teacher source and its config entries from the arguments (the teacher file is resolved)."""
     from datasets import build_datasets
+    from engine.distributed import pick_device
     from models import load_model
     from topkd_io import file_identity
     from pcd.sources import TeacherCloudSource
@@ -100,7 +96,7 @@ def teacher_source(args, arch: str):
     model, arch, _ = load_model(args.path_t, arch=arch, num_classes=data.num_classes, in_channels=data.in_channels)
     identity = {"teacher": file_identity(args.path_t), "arch": arch, "num_classes": data.num_classes}
     source = TeacherCloudSource(model, data.train, batch=args.batch_size, passes=args.passes,
-                                layer=args.layer, seed=args.seed, device=_device(args.device),
+                                layer=args.layer, seed=args.seed, device=pick_device(args.device).type,
                                 workers=args.num_workers, identity=identity, teacher_bn=args.teacher_bn,
                                 data_on_device=args.data_on_device)
     config = {"source": source.config(), "dataset": args.dataset, "image_size": data.image_size,
@@ -128,21 +124,18 @@ def _cloud_points(path: str) -> Any:
         return "?"
 
 
-# options of this stage that never change its output (engine.identity.NOT_RESULT lists the shared ones)
-STAGE2_NOT_RESULT = ("model_t",)  # the resolved architecture is recorded instead
 STAGE2_FILES = ("manifest.yaml", "shards", "pi_dim*.npy")
 
 
-def prepare(argv: Optional[Sequence[str]] = None):
-    """Parse, find the teacher (or the --pcd file) and name the output folder -> ``(args, identity, inputs,
-    name)``; loads no data. Under ``--plan`` a teacher that does not exist yet leaves the identity pending."""
+def parse(argv: Optional[Sequence[str]] = None):
+    """Parse, find the teacher (or the --pcd file) and name the output folder -> ``(args, identity, inputs)``;
+    loads no data. Under ``--plan`` a teacher that does not exist yet leaves the identity pending."""
     from datasets import data_fingerprint
-    from engine.identity import Identity, input_sha256, with_hash
+    from engine.config import check_seed, check_text_options
+    from engine.record import identity_of, input_sha256
     from models.pretrained import resolve_teacher_path
     from models.teacher_lookup import teacher_and_arch
     from pcd.generate import check_dims
-
-    from engine.config import check_seed, check_text_options
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -166,13 +159,12 @@ def prepare(argv: Optional[Sequence[str]] = None):
         args.path_t, args.model_t = teacher_and_arch(args.path_t, args.model_t, args.dataset, args.teacher_trial, args.plan)
         inputs = {"path_t": args.path_t}
         name, points = args.model_t, args.batch_size
-    values = {k: v for k, v in vars(args).items() if k not in ("pcd", "teacher_weights")}
-    hashes = {k: input_sha256(v) for k, v in inputs.items()}
+    hashes = {k: input_sha256(v) for k, v in inputs.items()}  # a missing teacher: None (pending)
     if args.pcd is None:  # the training images it embeds
         hashes["data_root"] = data_fingerprint(args.dataset, args.data_root, must_exist=not args.plan)
-    identity = Identity.of(values, hashes, not_result=STAGE2_NOT_RESULT)
+    identity = identity_of(parser, vars(args), hashes)
     args.out_dir = args.out_dir or os.path.join(
-        args.save_dir, with_hash(f"{args.dataset or 'pcd'}_{name}_batch{points}_layer{args.layer}", identity))
+        args.save_dir, f"{args.dataset or 'pcd'}_{name}_batch{points}_layer{args.layer}-{identity.hash}")
     return args, identity, inputs
 
 
@@ -200,45 +192,35 @@ def rebuild_line(argv: Optional[Sequence[str]], out_dir: str) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Run stage 2 -> its manifest. Ctrl-C exits with status 130 and logs the command that resumes the run
     (this command, ``--out_dir`` pinned: a rerun keeps the finished shards)."""
-    from engine.provenance import provenance
-    from engine.run_folder import claim
+    from engine.distributed import pick_device
+    from engine.record import plan_run, provenance
     from pcd.generate import generate
     from pcd.manifest import stage2_state
-    from topkd_io import check_output_dir
 
-    command = None
-    try:
-        args, identity, inputs = prepare(argv)  # hashes the input files: may take a while
-
-        def state_of():
-            return stage2_state(args.out_dir, identity)
-
-        if args.plan:
-            state = state_of()
-            print(state.line(), flush=True)
-            return {"plan": state.status, "out_dir": args.out_dir, "detail": state.detail}
-        check_output_dir(args.out_dir, "--out_dir")
-        command = rebuild_line(argv, args.out_dir)
-        with claim(args.out_dir, state_of, inputs, flag="--out_dir", what="stage-2", files=STAGE2_FILES,
-                   overwrite=args.overwrite, self_resuming=True):
-            source, config = array_source(args) if args.pcd else teacher_source(args, args.model_t)
-            record = {"identity": identity.to_dict(), "provenance": provenance(inputs, _device(args.device))}
+    args, identity, inputs = parse(argv)  # hashes the input files: may take a while
+    run = plan_run(args.out_dir, identity, functools.partial(stage2_state, args.out_dir, identity), inputs,
+                   plan=args.plan, overwrite=args.overwrite, self_resuming=True, flag="--out_dir", what="stage-2",
+                   files=STAGE2_FILES)  # the folder, or why to stop here; an unfinished one is continued
+    if run.stop:
+        return run.outcome
+    source, config = array_source(args) if args.pcd else teacher_source(args, args.model_t)
+    command = rebuild_line(argv, args.out_dir)
+    record = {"identity": identity.to_dict(), "provenance": provenance(inputs, pick_device(args.device).type)}
+    with run.claim():  # the folder's lock while the shards are written
+        try:
             manifest = generate(source, args.out_dir, config, dims=args.dims, shard_size=args.shard_size,
                                 max_shards=args.max_shards, n_jobs=args.n_jobs, progress=not args.no_progress,
                                 command=command, record=record)
-    except KeyboardInterrupt:
-        # run_cli's hint (--resume) is the training stages'; this stage resumes by running its command again
-        log.warning(f"interrupted: the finished shards in {args.out_dir} are kept; resume with: {command}" if command
-                    else "interrupted before anything was written; run the same command again")
-        raise SystemExit(130) from None
-    dims = args.dims
+        except KeyboardInterrupt:  # run_cli's hint (--resume) is the training stages'; this one reruns its command
+            log.warning(f"interrupted: the finished shards in {args.out_dir} are kept; resume with: {command}")
+            raise SystemExit(130) from None
     if manifest["complete"]:
-        print(f"stage 2 done: {source.num_clouds} clouds of {source.points} x {source.dim} -> {args.out_dir} "
-              f"(pi_dim{{{','.join(map(str, dims))}}}.npy, manifest.yaml)", flush=True)
+        log.info(f"stage 2 done: {source.num_clouds} clouds of {source.points} x {source.dim} -> {args.out_dir} "
+                 f"(pi_dim{{{','.join(map(str, args.dims))}}}.npy, manifest.yaml)")
     else:
         total = -(-source.num_clouds // manifest["config"]["shard_size"])
-        print(f"stopped after {len(manifest['shards'])} of {total} shards; "
-              f"rerun the same command to resume into {args.out_dir}", flush=True)
+        log.info(f"stopped after {len(manifest['shards'])} of {total} shards; rerun the same command to resume into "
+                 f"{args.out_dir}")
     return manifest
 
 

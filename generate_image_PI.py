@@ -13,12 +13,17 @@ kept) or to repair a damaged cache; `--overwrite` recomputes.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import shlex
+import sys
 import time
 from typing import Optional, Sequence
 
 from engine.stage import add_stage_args, setup_stage
-from topkd_io import run_cli
+from topkd_io import FolderLock, check_output_dir, run_cli
+
+log = logging.getLogger("generate_image_PI")  # by name: run as a script, __name__ is "__main__"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,49 +57,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def parse(argv: Optional[Sequence[str]] = None):
+    """The options, checked -> ``(args, params)``: ``params`` the persistence-image parameters."""
+    from topkd_io import check_number
+    from topology.image_pi import ImagePIParams
+
     args = build_parser().parse_args(argv)
     setup_stage(args)
-    import shlex
-    import sys
-
-    from tqdm import tqdm
-
-    from topkd_io import check_number
-
     check_number(args.bandwidth, "--bandwidth", low=0, low_open=True)
     for value in args.pi_range:
         check_number(value, "--pi_range")
     check_number(args.min_persistence, "--min_persistence", low=0)
     check_number(args.min_lifetime, "--min_lifetime", low=0)
-    command = shlex.join(["python", "generate_image_PI.py", *(sys.argv[1:] if argv is None else argv)])
-
-    from datasets.pi_images import build_pi_cache, cache_folder, raw_images
-    from topology.image_pi import ImagePIParams
-
+    check_output_dir(args.out, "--out")
     params = ImagePIParams(resolution=args.resolution, bandwidth=args.bandwidth, im_range=tuple(args.pi_range),
                            min_persistence=args.min_persistence, min_lifetime=args.min_lifetime,
                            layout=args.layout, quantize=args.quantize)
-    dtype = args.dtype or ("uint8" if params.quantize == "uint8" else "float16")
-    from topkd_io import FolderLock, check_output_dir
+    return args, params
 
-    check_output_dir(args.out, "--out")
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    from tqdm import tqdm
+
+    from datasets.pi_images import build_pi_cache, cache_folder, raw_images
+
+    args, params = parse(argv)
+    command = shlex.join(["python", "generate_image_PI.py", *(sys.argv[1:] if argv is None else argv)])
+    dtype = args.dtype or ("uint8" if params.quantize == "uint8" else "float16")
     name = args.name or args.dataset
     for split in args.splits:
         source = raw_images(args.dataset, args.data_root, split)
-        folder = cache_folder(args.out, name, split)
+        folder = cache_folder(args.out, name, split)  # a cache of other settings is refused unless --overwrite
         start = time.time()
-        with FolderLock(folder, flag="--out", what="image-PI cache"), \
-                tqdm(desc=f"{name} {split}", unit="chunk") as bar:
+        with FolderLock(folder, flag="--out", what="image-PI cache"), tqdm(desc=f"{name} {split}", unit="chunk") as bar:
             def progress(done: int, total: int) -> None:
-                bar.total = total
-                bar.n = done
+                bar.total, bar.n = total, done
                 bar.refresh()
 
             build_pi_cache(source, folder, name, split, params=params, workers=args.num_workers,
                            chunk_size=args.chunk_size, dtype=dtype, overwrite=args.overwrite,
                            progress=progress, command=command.replace(" --overwrite", ""))
-        print(f"{name} {split}: {len(source)} images -> {folder} ({time.time() - start:.1f} s)")
+        log.info(f"{name} {split}: {len(source)} images -> {folder} ({time.time() - start:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -11,11 +11,16 @@ RipsNet images against the exact ones on the held-out clouds.
 from __future__ import annotations
 
 import argparse
+import functools
+import logging
 import os
 from typing import Any, Dict, Optional, Sequence
 
+from engine.record import option
 from engine.stage import add_stage_args, setup_stage
 from topkd_io import run_cli
+
+log = logging.getLogger("train_ripsnet")  # by name: run as a script, __name__ is "__main__"
 
 
 def _units(text: str):
@@ -30,11 +35,13 @@ def _units(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train a RipsNet on stage-2 point clouds and persistence images.")
-    p.add_argument("--data_dir", default=None,
-                   help="folder written by generate_PCD_PI.py (default: the one complete stage-2 folder under "
-                        "ripsnet/data, of --model_t / --dataset when given)")
-    p.add_argument("--model_t", default=None, help="without --data_dir: take the stage-2 folder of this teacher")
-    p.add_argument("--dataset", default=None, help="without --data_dir: take the stage-2 folder of this data set")
+    option(p, "--data_dir", default=None, result=False,  # an input: in the identity by its content
+           help="folder written by generate_PCD_PI.py (default: the one complete stage-2 folder under "
+                "ripsnet/data, of --model_t / --dataset when given)")
+    option(p, "--model_t", default=None, help="without --data_dir: take the stage-2 folder of this teacher",
+           result=False)
+    option(p, "--dataset", default=None, help="without --data_dir: take the stage-2 folder of this data set",
+           result=False)
     p.add_argument("--dim", type=int, default=0, help="homology dim of the images to learn (0 or 1)")
     p.add_argument("--operator", "--pooling", dest="pooling", default="mean", choices=("mean", "sum"))
     p.add_argument("--units", type=_units, default=None,
@@ -43,21 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--val_batch_size", type=int, default=32)
     p.add_argument("--val_fraction", type=float, default=0.25)
-    p.add_argument("--epochs", type=int, default=1000, help="maximum epochs (early stopping ends sooner)")
+    option(p, "--epochs", type=int, default=1000, help="maximum epochs (early stopping ends sooner)",
+           resume="continue")
     p.add_argument("--patience", type=int, default=50)
     p.add_argument("--min_delta", type=float, default=0.0, help="smallest validation-MSE drop that counts")
     p.add_argument("--seed", type=int, default=0)
     add_stage_args(p, 0, "DataLoader workers")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--run_dir", default=None)
-    p.add_argument("--save_dir", default="ripsnet", help="parent of the default run folder")
-    p.add_argument("--resume", action="store_true", help="continue from <run_dir>/<pooling>_last.pth")
-    p.add_argument("--resume_override", action="store_true",
-                   help="with --resume: apply changed options (lr, batch, seed, data, ...) instead of refusing them")
-    p.add_argument("--no_progress", action="store_true")
-    p.add_argument("--no_verify", action="store_true",
-                   help="skip the SHA-256 check of the stage-2 files (sizes and the manifest's own checksum are "
-                        "still checked; logged)")
+    option(p, "--device", default="auto", choices=("auto", "cpu", "cuda"), result=False)
+    option(p, "--run_dir", default=None, result=False)
+    option(p, "--save_dir", default="ripsnet", help="parent of the default run folder", result=False)
+    option(p, "--resume", action="store_true", help="continue from <run_dir>/<pooling>_last.pth", result=False)
+    option(p, "--resume_override", action="store_true", result=False,
+           help="with --resume: apply changed options (lr, batch, seed, data, ...) instead of refusing them")
+    option(p, "--no_progress", action="store_true", result=False)
+    option(p, "--no_verify", action="store_true", result=False,
+           help="skip the SHA-256 check of the stage-2 files (sizes and the manifest's own checksum are "
+                "still checked; logged)")
     from engine.config import add_folder_args
 
     add_folder_args(p)
@@ -85,9 +93,8 @@ def data_identity(data_dir: str, dim: int):
     lacks that dim gets a value, and the stage's own reader says what is wrong with it)."""
     import hashlib
 
+    from engine.record import input_sha256
     from pcd.manifest import read_manifest
-
-    from engine.identity import input_sha256
 
     if not os.path.isfile(os.path.join(data_dir, "manifest.yaml")):
         return None
@@ -101,15 +108,11 @@ def data_identity(data_dir: str, dim: int):
     return hashlib.sha256(f"{stage2}:{images}".encode()).hexdigest()
 
 
-RIPSNET_NOT_RESULT = ("model_t", "dataset")  # only choose the stage-2 folder
-
-
-def prepare(argv: Optional[Sequence[str]] = None):
-    """Parse, find the stage-2 folder and name the run folder -> ``(args, identity, inputs)``; trains nothing."""
-    from engine.identity import Identity, with_hash
-    from pcd.manifest import find_stage2
-
+def parse(argv: Optional[Sequence[str]] = None):
+    """Parse, find the stage-2 folder and name the run folder -> ``(args, identity)``; trains nothing."""
     from engine.config import check_seed, check_text_options
+    from engine.record import identity_of
+    from pcd.manifest import find_stage2
     from topkd_io import check_number
 
     parser = build_parser()
@@ -124,66 +127,40 @@ def prepare(argv: Optional[Sequence[str]] = None):
         args.data_dir = find_stage2(arch=args.model_t, dataset=args.dataset)
     elif not os.path.isdir(args.data_dir) and not args.plan:
         raise FileNotFoundError(f"--data_dir {args.data_dir} not found; run generate_PCD_PI.py first")
-    inputs = {"data_dir": args.data_dir}
-    identity = Identity.of(vars(args), {"data_dir": data_identity(args.data_dir, args.dim)},
-                           not_result=RIPSNET_NOT_RESULT)
-    if not args.run_dir:
-        from topkd_io import check_output_dir
-
-        if not args.plan:
-            check_output_dir(args.save_dir, "--save_dir")
-        args.run_dir = os.path.join(args.save_dir, with_hash(default_run_name(args.data_dir, args.dim, args.pooling),
-                                                             identity))
-    return args, identity, inputs
+    identity = identity_of(parser, vars(args), {"data_dir": data_identity(args.data_dir, args.dim)})
+    args.run_dir = args.run_dir or os.path.join(
+        args.save_dir, f"{default_run_name(args.data_dir, args.dim, args.pooling)}-{identity.hash}")
+    return args, identity
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    import torch
+    from engine.record import plan_run, provenance
+    from engine.trainer import pick_device
+    from pcd.ripsnet_train import RipsNetTrainConfig, RipsNetTrainer, ripsnet_files, ripsnet_state
 
-    from engine.run_folder import check_resume_inputs, claim, read_stored_identity
-    from pcd.ripsnet_train import RipsNetTrainConfig, RipsNetTrainer, ripsnet_state, ripsnet_files
-    from topkd_io import check_output_dir
-
-    args, identity, inputs = prepare(argv)
-    run_dir = args.run_dir
-
-    def state_of():
-        return ripsnet_state(run_dir, identity, args.pooling)
-
-    if args.plan:
-        state = state_of()
-        print(state.line(), flush=True)
-        return {"plan": state.status, "run_dir": run_dir, "detail": state.detail}
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
-    check_output_dir(run_dir, "--run_dir")
-    with claim(run_dir, state_of, {}, flag="--run_dir", what="RipsNet run", files=ripsnet_files(args.pooling),
-               resume=args.resume, overwrite=args.overwrite, skip_finished=args.skip_finished) as outcome:
-        if outcome.skip:
-            return {"skipped": True, "run_dir": run_dir, "checkpoint": os.path.join(run_dir, f"{args.pooling}_best.pth")}
-        resume = args.resume or outcome.resume
-        if resume:
-            check_resume_inputs(read_stored_identity(os.path.join(run_dir, "config.yaml")), identity, run_dir)
-        from engine.provenance import provenance
-
-        extra = {"identity": identity.to_dict(),
-                 "provenance": provenance({"data_dir": os.path.join(args.data_dir, "manifest.yaml")}, device)}
-        cfg = RipsNetTrainConfig(data_dir=args.data_dir, dim=args.dim, pooling=args.pooling, units=args.units,
-                                 lr=args.lr, batch_size=args.batch_size, val_batch_size=args.val_batch_size,
-                                 val_fraction=args.val_fraction, epochs=args.epochs, patience=args.patience,
-                                 min_delta=args.min_delta, seed=args.seed, workers=args.num_workers, device=device,
-                                 run_dir=run_dir, resume=resume, resume_override=args.resume_override,
-                                 progress=not args.no_progress, extra=extra,
-                                 verify=not args.no_verify)
-        summary = RipsNetTrainer(cfg).fit()
+    args, identity = parse(argv)
+    run = plan_run(args.run_dir, identity, functools.partial(ripsnet_state, args.run_dir, identity, args.pooling), {},
+                   plan=args.plan, resume=args.resume, overwrite=args.overwrite, skip_finished=args.skip_finished,
+                   parent=(args.save_dir, "--save_dir"), what="RipsNet run", files=ripsnet_files(args.pooling))
+    if run.stop:
+        return {**run.outcome, "checkpoint": os.path.join(args.run_dir, f"{args.pooling}_best.pth")}
+    device = pick_device(args.device).type
+    extra = {"identity": identity.to_dict(),
+             "provenance": provenance({"data_dir": os.path.join(args.data_dir, "manifest.yaml")}, device)}
+    cfg = RipsNetTrainConfig(data_dir=args.data_dir, dim=args.dim, pooling=args.pooling, units=args.units,
+                             lr=args.lr, batch_size=args.batch_size, val_batch_size=args.val_batch_size,
+                             val_fraction=args.val_fraction, epochs=args.epochs, patience=args.patience,
+                             min_delta=args.min_delta, seed=args.seed, workers=args.num_workers, device=device,
+                             run_dir=args.run_dir, resume=bool(run.resume), resume_override=args.resume_override,
+                             progress=not args.no_progress, extra=extra, verify=not args.no_verify)
+    trainer = RipsNetTrainer(cfg)  # reads and checks the stage-2 data
+    with run.claim():  # the folder's lock while the run writes it
+        summary = trainer.fit()
     h = summary["held_out"]
-    print(f"best validation MSE {summary['best_val_mse']:.4e} (epoch {summary['best_epoch']} of "
-          f"{summary['epochs_run']}); held-out images ({summary['n_val']} clouds) vs exact: mean abs "
-          f"{h['mean_abs']:.4e}, max abs {h['max_abs']:.4e}, relative L2 {h['rel_l2']:.4e}; "
-          f"checkpoint {summary['checkpoint']}", flush=True)
+    log.info(f"best validation MSE {summary['best_val_mse']:.4e} (epoch {summary['best_epoch']} of "
+             f"{summary['epochs_run']}); held-out images ({summary['n_val']} clouds) vs exact: mean abs "
+             f"{h['mean_abs']:.4e}, max abs {h['max_abs']:.4e}, relative L2 {h['rel_l2']:.4e}; "
+             f"checkpoint {summary['checkpoint']}")
     return summary
 
 

@@ -12,7 +12,7 @@ error. ``-d 0`` (default) = no topology term; ``--method topkd`` uses the frozen
 ``--method topkd_exact`` the exact differentiable persistence images.
 Run folder: <save_dir>/S-<s>_T-<t>_<dataset>_<distill>[+<method>]_r-<g>_a-<a>[_b-<b>]_d-<d>_trial_<n>-<hash>/
 (the part after <dataset> is the method's and the topology term's run tag; <hash> is the run's identity,
-`engine.identity`: every option that changes the result and the SHA-256 of every input file). The seed is
+`engine.record`: every option that changes the result and the SHA-256 of every input file). The seed is
 the trial number unless --seed is given.
 
 Every run, whatever the method, also measures how close the student's latent topology is to the teacher's
@@ -22,13 +22,17 @@ batches) at the last epoch, or every ``--topo_eval_every`` epochs; ``--topo_eval
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from topkd_io import run_cli
 from engine.config import StageParser, add_data_args, add_training_args, data_options, parse_config
+from engine.record import option, plan_training
 from engine.stage import setup_stage
-from engine.trainer import fit_and_report
+from engine.trainer import fit
+
+log = logging.getLogger("train_student")  # by name: run as a script, __name__ is "__main__"
 
 
 def student_methods() -> Dict[str, type]:
@@ -63,13 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
                          recipe_rules=[method_recipe])
     g = parser.add_argument_group("networks")
     g.add_argument("--model_s", default="resnet8", help="student architecture (models.model_dict)")
-    g.add_argument("--path_t", default=None,
-                   help="teacher checkpoint (ours or official {'model': ...}), its run folder, or a folder of run "
-                        "folders to search (default: the one finished teacher of --model_t / --teacher_trial "
-                        "under save_t_models; see models.teacher_lookup)")
+    option(g, "--path_t", default=None, result=False,  # an input: in the identity by its SHA-256
+           help="teacher checkpoint (ours or official {'model': ...}), its run folder, or a folder of run "
+                "folders to search (default: the one finished teacher of --model_t / --teacher_trial "
+                "under save_t_models; see models.teacher_lookup)")
     g.add_argument("--model_t", default=None, help="teacher architecture when the checkpoint does not name it")
-    g.add_argument("--teacher_trial", type=int, default=None,
-                   help="without an exact --path_t: take the teacher of this trial")
+    option(g, "--teacher_trial", type=int, default=None, result=False,
+           help="without an exact --path_t: take the teacher of this trial")
     names = [n + (f" ({'/'.join(aliases_of(n))})" if aliases_of(n) else "") for n in student_methods()]
     g = parser.add_argument_group("distillation")
     g.add_argument("--distill", default="kd", help=f"method, any case: {', '.join(names)}")
@@ -90,24 +94,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_topo_eval_args(parser: argparse.ArgumentParser) -> None:
-    """The topology measurement of every student run (`engine.topo_eval`)."""
+    """The topology measurement of every student run (`engine.topo_eval`): what it measures after evaluation,
+    never the trained weights (eval mode, fixed items), so none of it is in the run's identity."""
     from engine.topo_eval import DEFAULT_BATCH_SIZE, DEFAULT_BATCHES
     from topology.metrics import NORMALIZATIONS
 
     g = parser.add_argument_group("topology measurement (every method)")
-    g.add_argument("--topo_eval_every", type=int, default=0, metavar="N",
-                   help="measure the student's topology against the teacher's every N epochs and at the last one "
-                        "(default 0: the last epoch only)")
-    g.add_argument("--topo_eval_batches", type=int, default=DEFAULT_BATCHES, metavar="K",
-                   help=f"fixed test batches measured, the same images for every method and seed "
-                        f"(default {DEFAULT_BATCHES}; 0 = no measurement)")
-    g.add_argument("--topo_eval_batch_size", type=int, default=DEFAULT_BATCH_SIZE,
-                   help=f"points per measured cloud (default {DEFAULT_BATCH_SIZE}, the official cloud size)")
-    g.add_argument("--topo_eval_dims", type=int, nargs="+", default=[0], choices=(0, 1),
-                   help="homology dimensions measured (default 0)")
-    g.add_argument("--topo_eval_normalize", default="diam", choices=NORMALIZATIONS,
-                   help="normalised distances divide each cloud by its diameter (diam, default) or mean pairwise "
-                        "distance (mean)")
+    option(g, "--topo_eval_every", type=int, default=0, metavar="N", result=False,
+           help="measure the student's topology against the teacher's every N epochs and at the last one "
+                "(default 0: the last epoch only)")
+    option(g, "--topo_eval_batches", type=int, default=DEFAULT_BATCHES, metavar="K", result=False,
+           help=f"fixed test batches measured, the same images for every method and seed "
+                f"(default {DEFAULT_BATCHES}; 0 = no measurement)")
+    option(g, "--topo_eval_batch_size", type=int, default=DEFAULT_BATCH_SIZE, result=False,
+           help=f"points per measured cloud (default {DEFAULT_BATCH_SIZE}, the official cloud size)")
+    option(g, "--topo_eval_dims", type=int, nargs="+", default=[0], choices=(0, 1), result=False,
+           help="homology dimensions measured (default 0)")
+    option(g, "--topo_eval_normalize", default="diam", choices=NORMALIZATIONS, result=False,
+           help="normalised distances divide each cloud by its diameter (diam, default) or mean pairwise "
+                "distance (mean)")
 
 
 def topology_probe(cfg: argparse.Namespace, teacher, data):
@@ -130,8 +135,8 @@ def topology_probe(cfg: argparse.Namespace, teacher, data):
                           normalize=cfg.topo_eval_normalize, every=cfg.topo_eval_every or None)
     got = (len(probe.indices), len(probe.indices[0]))
     if got != probe.requested:
-        print(f"note: the test set holds {len(data.test)} items: topology measured on {got[0]} batch(es) of {got[1]} "
-              f"instead of {probe.requested[0]} x {probe.requested[1]}", flush=True)
+        log.info(f"note: the test set holds {len(data.test)} items: topology measured on {got[0]} batch(es) of "
+                 f"{got[1]} instead of {probe.requested[0]} x {probe.requested[1]}")
     return probe
 
 
@@ -188,51 +193,44 @@ def unused_options(cfg: argparse.Namespace, method, terms) -> List[str]:
     return unused
 
 
-def prepare(argv: Optional[Sequence[str]] = None):
-    """Parse and resolve the options and find the input files -> ``(cfg, method, addons, identity, inputs)``
-    with ``cfg.run_dir`` set; loads no data. Under ``--plan`` a missing input file is left unresolved (its
-    hash is then ``pending``)."""
+def parse(argv: Optional[Sequence[str]] = None):
+    """The options, resolved and checked -> ``(cfg, method, terms, identity, inputs)``: the method and its
+    topology term, the run's identity and flag -> path of its input files; ``cfg.run_dir`` is named after the
+    identity. Loads no data; under ``--plan`` a missing input file leaves the identity ``pending``."""
     from datasets import data_fingerprint
-    from engine.identity import Identity, input_sha256, with_hash
+    from engine.record import file_hashes, identity_of
     from models import resolve_arch
     from models.teacher_lookup import teacher_and_arch
 
-    cfg = parse_config(build_parser(), argv, arch_key="model_s")
-    setup_stage(cfg, training=True)  # logging, threads, process group, seeds: before any message
+    parser = build_parser()
+    cfg = parse_config(parser, argv, arch_key="model_s")
+    dist = setup_stage(cfg, training=True)  # logging, threads, process group, seeds: before any message
     cfg.model_s = resolve_arch(cfg.model_s, "--model_s")  # official aliases too; fails before any data loads
     if cfg.model_t is not None:
         cfg.model_t = resolve_arch(cfg.model_t, "--model_t")
-    method, addons = configure_method(cfg)
+    method, terms = configure_method(cfg)
     cfg.path_t, cfg.model_t = teacher_and_arch(cfg.path_t, cfg.model_t, cfg.dataset, cfg.teacher_trial, cfg.plan)
     inputs: Dict[str, Optional[str]] = {"path_t": cfg.path_t, "init_s": cfg.init_s}
-    for owner in (method, *addons):
+    for owner in (method, *terms):
         if hasattr(owner, "input_files"):
             inputs.update(owner.input_files(cfg, must_exist=not cfg.plan))
     inputs = {k: v for k, v in inputs.items() if v}
-    cfg.unused_options = unused_options(cfg, method, addons)
-    hashes = {k: input_sha256(v) for k, v in inputs.items()}
+    cfg.unused_options = unused_options(cfg, method, terms)
+    hashes = file_hashes(inputs)
     hashes["data_root"] = data_fingerprint(cfg.dataset, cfg.data_root, cfg.download, must_exist=not cfg.plan)
-    identity = Identity.of(vars(cfg), hashes, unused=cfg.unused_options)
-    cfg.run_dir = cfg.run_dir or os.path.join(cfg.save_dir, with_hash(run_name(cfg, method, addons), identity))
-    return cfg, method, addons, identity, inputs
+    identity = identity_of(parser, vars(cfg), hashes, unused=cfg.unused_options, world_size=dist.world_size)
+    cfg.run_dir = cfg.run_dir or os.path.join(cfg.save_dir, f"{run_name(cfg, method, terms)}-{identity.hash}")
+    return cfg, method, terms, identity, inputs
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    from engine.run_folder import run_training
-
-    cfg, method, addons, identity, inputs = prepare(argv)
-    return run_training(cfg, identity, inputs, cfg.model_s, lambda: build(cfg, method, addons, inputs),
-                        lambda built: fit_and_report(built[0], built[1], cfg, probes=built[2],
-                                                     free_fields=free_on_resume(cfg, method, addons)))
-
-
-def free_on_resume(cfg: argparse.Namespace, method, addons) -> List[str]:
-    """Options a resumed run may change: the teacher's path, the measurement options, and the inputs' paths
-    the methods declare free."""
-    from distiller.options import declared
-
-    free = ["path_t", *(k for k in vars(cfg) if k.startswith("topo_eval_"))]
-    return free + [o.name for owner in (method, *addons) for o in declared(owner) if o.free]
+    cfg, method, terms, identity, inputs = parse(argv)
+    run = plan_training(cfg, identity, inputs, arch=cfg.model_s)  # the run folder, or why to stop here
+    if run.stop:
+        return run.outcome
+    distiller, data, probes = build(cfg, method, terms, inputs)
+    with run.claim():  # the folder's lock while the run writes it
+        return fit(distiller, data, cfg, run, probes=probes)
 
 
 def build(cfg: argparse.Namespace, method, terms, inputs):
@@ -240,7 +238,7 @@ def build(cfg: argparse.Namespace, method, terms, inputs):
     attached (when ``terms`` has it and ``-d > 0``) and the topology probe (no file written)."""
     from datasets import build_datasets
     from distiller.topkd import TopologyTerm
-    from engine.provenance import header_line, provenance, recorded_accuracy, say
+    from engine.record import header_line, provenance, recorded_accuracy
     from engine.trainer import pick_device
     from models import build_model, load_model
     from models.warm_start import init_from_checkpoint
@@ -251,10 +249,10 @@ def build(cfg: argparse.Namespace, method, terms, inputs):
                                                     in_channels=data.in_channels)
     teacher_top1 = recorded_accuracy(teacher_ckpt)
     cfg.provenance = provenance(inputs, pick_device(cfg.device), teacher_top1=teacher_top1)
-    say(header_line(cfg.provenance) + f"; seed {cfg.seed} (from {cfg.seed_from})")
+    log.info(header_line(cfg.provenance) + f"; seed {cfg.seed} (from {cfg.seed_from})")
     sha = cfg.provenance["inputs"]["path_t"]["sha256"]
-    say(f"teacher: {cfg.path_t} ({cfg.model_t}, sha256 {sha[:8]}, test top-1 "
-        f"{'not recorded' if teacher_top1 is None else f'{teacher_top1:.2f}'} in its checkpoint)")
+    log.info(f"teacher: {cfg.path_t} ({cfg.model_t}, sha256 {sha[:8]}, test top-1 "
+             f"{'not recorded' if teacher_top1 is None else f'{teacher_top1:.2f}'} in its checkpoint)")
     student = init_from_checkpoint(build_model(cfg.model_s, data.num_classes, data.in_channels), cfg.init_s)
     distiller, data = method.from_config(cfg, student, teacher, data)
     if TopologyTerm in terms:

@@ -3,9 +3,9 @@
     python train_teacher.py --model resnet56 --dataset cifar100 --data_root ./data
 
 Run folder (default): <save_dir>/<arch>_<dataset>_epoch_<E>_bs_<B>_lr_<lr>_decay_<wd>_trial_<n>-<hash>/ (the
-official TopKD naming plus the run's identity hash, `engine.identity`) holding <arch>_best.pth,
+official TopKD naming plus the run's identity hash, `engine.record`) holding <arch>_best.pth,
 <arch>_last.pth, config.yaml (with the identity and provenance) and tb/. A folder holding another run is
-refused (`engine.run_folder`); the seed is the trial number unless --seed is given. Hyper-parameters follow the recipe of the data
+refused (`engine.record`); the seed is the trial number unless --seed is given. Hyper-parameters follow the recipe of the data
 set (engine.config.RECIPES; TGD's for ``--input pi``: SGD 0.1, wd 1e-4, batch 128, 200 epochs, x0.2 at
 40/80/120/160, no augmentation) unless flags or --config YAML say otherwise. Under torchrun, --batch_size is
 the global batch (each process gets batch_size / world_size).
@@ -13,13 +13,17 @@ the global batch (each process gets batch_size / world_size).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from typing import Any, Dict, Optional, Sequence
 
 from topkd_io import run_cli
 from engine.config import StageParser, add_data_args, add_training_args, data_options, parse_config, teacher_run_name
+from engine.record import option, plan_training
 from engine.stage import setup_stage
-from engine.trainer import fit_and_report
+from engine.trainer import fit
+
+log = logging.getLogger("train_teacher")  # by name: run as a script, __name__ is "__main__"
 
 
 def pi_input_recipe(options: Dict[str, Any]) -> Optional[str]:
@@ -36,13 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "ShuffleV2 accepted). Default resnet56 (official TopKD: resnet8, RepDistiller: resnet110)")
     parser.add_argument("--input", default="image", choices=("image", "pi"),
                         help="train on the images, or on their cached persistence images (TGD's PI teacher)")
-    parser.add_argument("--pi_root", default="./data/image_pi",
-                        help="with --input pi: the cache root written by generate_image_PI.py (caches "
-                             "<pi_root>/<dataset>_<split> made with the default parameters)")
-    parser.add_argument("--pi_cache", default=None,
-                        help="with --input pi: an image-PI cache taken as it is, with the parameters and layout its "
-                             "manifest records (a split folder <out>/<name>_train, the test split beside it, or a "
-                             "root holding <dataset>_train/_test); replaces --pi_root")
+    option(parser, "--pi_root", default="./data/image_pi", result=False,  # the caches count by content
+           help="with --input pi: the cache root written by generate_image_PI.py (caches "
+                "<pi_root>/<dataset>_<split> made with the default parameters)")
+    option(parser, "--pi_cache", default=None, result=False,
+           help="with --input pi: an image-PI cache taken as it is, with the parameters and layout its "
+                "manifest records (a split folder <out>/<name>_train, the test split beside it, or a "
+                "root holding <dataset>_train/_test); replaces --pi_root")
     add_data_args(parser)
     add_training_args(parser, save_dir="./save_t_models")
     return parser
@@ -66,48 +70,52 @@ def build_data(cfg):
     return data
 
 
-def prepare(argv: Optional[Sequence[str]] = None):
-    """Parse and resolve the options -> ``(cfg, identity, inputs)`` with ``cfg.run_dir`` set; loads no data."""
+def parse(argv: Optional[Sequence[str]] = None):
+    """The options, resolved and checked -> ``(cfg, identity, inputs)``: the run's identity and flag -> path of its
+    input files; ``cfg.run_dir`` is named after the identity. Loads no data."""
     from datasets import data_fingerprint
-    from engine.identity import Identity, input_sha256, with_hash
+    from engine.record import file_hashes, identity_of
     from models import resolve_arch
 
-    cfg = parse_config(build_parser(), argv, arch_key="model")
-    setup_stage(cfg, training=True)  # logging, threads, process group, seeds: before any message
+    parser = build_parser()
+    cfg = parse_config(parser, argv, arch_key="model")
+    dist = setup_stage(cfg, training=True)  # logging, threads, process group, seeds: before any message
     cfg.model = resolve_arch(cfg.model, "--model")  # official aliases too; fails before touching the data
     inputs = {"init_s": cfg.init_s}
     if cfg.input == "pi":  # the PI caches it reads, by their sealed manifests
         from datasets.pi_images import pi_cache_inputs
 
         inputs.update(pi_cache_inputs(cfg.pi_root, cfg.pi_cache, cfg.dataset, must_exist=not cfg.plan))
-    hashes = {k: input_sha256(v) for k, v in inputs.items() if v}
+    hashes = file_hashes(inputs)
     if cfg.input == "image":
         hashes["data_root"] = data_fingerprint(cfg.dataset, cfg.data_root, cfg.download, must_exist=not cfg.plan)
-    identity = Identity.of(vars(cfg), hashes)
+    identity = identity_of(parser, vars(cfg), hashes, world_size=dist.world_size)
     dataset_tag = cfg.dataset if cfg.input == "image" else f"{cfg.dataset}_pi"
-    cfg.run_dir = cfg.run_dir or os.path.join(cfg.save_dir, with_hash(teacher_run_name(
-        cfg.model, dataset_tag, cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.trial), identity))
+    cfg.run_dir = cfg.run_dir or os.path.join(cfg.save_dir, teacher_run_name(
+        cfg.model, dataset_tag, cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.trial) + f"-{identity.hash}")
     return cfg, identity, inputs
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    from engine.run_folder import run_training
-
-    cfg, identity, inputs = prepare(argv)
-    return run_training(cfg, identity, inputs, cfg.model, lambda: build(cfg, inputs),
-                        lambda built: fit_and_report(*built, cfg, free_fields=("pi_root", "pi_cache")))
+    cfg, identity, inputs = parse(argv)
+    run = plan_training(cfg, identity, inputs, arch=cfg.model)  # the run folder, or why to stop here
+    if run.stop:
+        return run.outcome
+    distiller, data = build(cfg, inputs)
+    with run.claim():  # the folder's lock while the run writes it
+        return fit(distiller, data, cfg, run)
 
 
 def build(cfg, inputs):
     """-> ``(distiller, data)``: the data set and the network (no file written)."""
     from distiller import get_distiller
-    from engine.provenance import header_line, provenance, say
+    from engine.record import header_line, provenance
     from engine.trainer import pick_device
     from models import build_model
     from models.warm_start import init_from_checkpoint
 
     cfg.provenance = provenance(inputs, pick_device(cfg.device))
-    say(header_line(cfg.provenance) + f"; seed {cfg.seed} (from {cfg.seed_from})")
+    log.info(header_line(cfg.provenance) + f"; seed {cfg.seed} (from {cfg.seed_from})")
     data = build_data(cfg)
     model = init_from_checkpoint(build_model(cfg.model, data.num_classes, data.in_channels), cfg.init_s)
     cfg.arch, cfg.num_classes, cfg.in_channels = cfg.model, data.num_classes, data.in_channels

@@ -1,4 +1,4 @@
-"""Cheap fingerprints of the data a run reads, for its identity (`engine.identity`).
+"""Cheap fingerprints of the data a run reads, for its identity (`engine.record`).
 
 Each data set declares its fingerprint where it registers (``register(..., fingerprint=...)``): a function
 ``(root, download) -> hex digest`` that raises FileNotFoundError, naming what is missing, when the data are

@@ -45,6 +45,7 @@ class Option:
     low_open: bool = False
     high_open: bool = False
     free: bool = False  # a path of an input a resumed run may change (not compared with the checkpoint's)
+    result: bool = True  # changes the result: in the run's identity (a free input path never is: its file is)
 
     def spellings(self) -> Tuple[str, ...]:
         return tuple(self.flags) or (f"--{self.name}",)
@@ -72,7 +73,8 @@ class Option:
         for key in ("choices", "nargs", "metavar"):
             if getattr(self, key) is not None:
                 kwargs[key] = getattr(self, key)
-        group.add_argument(*self.spellings(), **kwargs)
+        action = group.add_argument(*self.spellings(), **kwargs)
+        action.result = self.result and not self.free  # read by engine.record.identity_of
 
 
 def str2bool(text: str) -> bool:

@@ -7,26 +7,15 @@ so state-dict keys and checkpoints are unchanged) with ``dynamic=False``; the de
 bound by kernel launches). The trainer then drops the last partial training batch (one static shape)
 and uses fused SGD. Evaluation compiles a second graph for its last, smaller batch.
 
-On the CPU ``--compile`` is ignored with one printed line: the run is the same as without it.
+On the CPU ``--compile`` is ignored with one logged line (`engine.trainer`): the run is the same as without it.
 """
 from __future__ import annotations
 
-from typing import Iterable, List
+from typing import List
 
-import torch
 from torch import nn
 
 COMPILE_MODES = ("reduce-overhead", "default", "max-autotune", "max-autotune-no-cudagraphs")
-
-
-def compile_active(cfg, device: torch.device, log=print) -> bool:
-    """True when ``cfg.compile`` asks for it and the device is CUDA; on another device print why not."""
-    if not getattr(cfg, "compile", False):
-        return False
-    if device.type != "cuda":
-        log(f"--compile is ignored on {device.type} (CUDA only): training runs uncompiled")
-        return False
-    return True
 
 
 def compile_networks(distiller: nn.Module, mode: str = "reduce-overhead") -> List[str]:
@@ -39,16 +28,3 @@ def compile_networks(distiller: nn.Module, mode: str = "reduce-overhead") -> Lis
         module.compile(mode=mode, dynamic=False)
         done.append(attr)
     return done
-
-
-def step_begin(active: bool) -> None:
-    """Mark a new training/evaluation step for CUDA graph trees (outputs of the previous step's replays may
-    be overwritten from here on); nothing when ``--compile`` is off."""
-    if active:
-        torch.compiler.cudagraph_mark_step_begin()
-
-
-def make_sgd(params: Iterable[nn.Parameter], cfg, fused: bool) -> torch.optim.SGD:
-    """SGD with momentum and weight decay from ``cfg``; ``fused`` (CUDA only) runs the update as one kernel."""
-    kwargs = {"fused": True} if fused else {}
-    return torch.optim.SGD(list(params), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **kwargs)

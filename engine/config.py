@@ -14,13 +14,13 @@ The resolved configuration is an ``argparse.Namespace`` whose ``lr_decay_epochs`
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import shlex
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from datasets import dataset_info
-from datasets.device_data import on_device_sets
 from datasets.registry import builder_options
 from datasets.transforms import (
     INPUT_NORMS,  # "tgd" (TGD's official loader constants) or "dataset"
@@ -28,7 +28,11 @@ from datasets.transforms import (
 from models import info_of
 from topkd_io import check_number, check_utf8, read_yaml, write_yaml
 
+from .distributed import pick_device, process
+from .record import option, plain
 from .stage import add_stage_args
+
+log = logging.getLogger(__name__)
 
 # Hyper-parameters of the papers' recipes. ``small_arch_lr`` is the learning rate the official code uses
 # when the trained network declares ``small_lr`` (MobileNetV2, ShuffleNet; unless --lr is given). ``augment``
@@ -92,16 +96,16 @@ class EpochsAction(argparse.Action):
 def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t_models") -> None:
     """Optimisation, run-folder, resume and device options (recipe-backed ones default to None)."""
     g = parser.add_argument_group("training")
-    g.add_argument("--config", default=None, help="YAML file with option values (flags take precedence)")
-    g.add_argument("--recipe", default=None, choices=sorted(RECIPES),
-                   help="hyper-parameter recipe (default: follows --dataset)")
+    option(g, "--config", default=None, help="YAML file with option values (flags take precedence)", result=False)
+    option(g, "--recipe", default=None, choices=sorted(RECIPES), result=False,  # its values are in the identity
+           help="hyper-parameter recipe (default: follows --dataset)")
     g.add_argument("--recipe_check", default=None, choices=sorted(RECIPES),
                    help="refuse the run unless its recipe is this one (the stage shell scripts pass the recipe "
                         "their values are)")
     g.add_argument("--small_arch_lr", type=float, default=None,
                    help="learning rate of the networks that declare small_lr (MobileNetV2, ShuffleNet), over --lr "
                         "(default: the recipe's, 0.01 in CIFAR's, unless --lr is given)")
-    g.add_argument("--epochs", type=int, default=None)
+    option(g, "--epochs", type=int, default=None, resume="continue")
     g.add_argument("--batch_size", type=int, default=None,
                    help="global batch size; under torchrun each process gets batch_size / world_size")
     g.add_argument("--lr", "--learning_rate", dest="lr", type=float, default=None)
@@ -113,63 +117,62 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
     g.add_argument("--seed", type=int, default=None,
                    help="random seed (default: the trial number, --trial 3 -> seed 3, so trials differ; "
                         "config.yaml records the seed used)")
-    g.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=False,
-                   help="deterministic algorithms (bit-exact reruns on the CPU; slower on GPUs)")
-    g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
-                   help="mixed precision (CUDA only)")
-    g.add_argument("--amp_dtype", default="bfloat16", choices=("bfloat16", "float16"),
-                   help="with --amp: autocast precision (float16 adds loss scaling)")
-    g.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=False)
+    option(g, "--deterministic", action=argparse.BooleanOptionalAction, default=False, result=False,  # same numbers
+           help="deterministic algorithms (bit-exact reruns on the CPU; slower on GPUs)")
+    option(g, "--amp", action=argparse.BooleanOptionalAction, default=False, resume="continue",
+           help="mixed precision (CUDA only)")
+    option(g, "--amp_dtype", default="bfloat16", choices=("bfloat16", "float16"), resume="continue",
+           help="with --amp: autocast precision (float16 adds loss scaling)")
+    option(g, "--channels_last", action=argparse.BooleanOptionalAction, default=False, result=False)
     g.add_argument("--sync_bn", action=argparse.BooleanOptionalAction, default=False,
                    help="under torchrun on CUDA: BatchNorm statistics over the global batch (torch's SyncBatchNorm) "
                         "for the trained network, as one process sees them; recorded as false in a single process")
-    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
-                   help="CUDA: torch.compile the networks (CUDA graphs with the default mode), static "
-                        "training batches (drop_last), fused SGD; ignored on the CPU")
-    g.add_argument("--compile_mode", default="reduce-overhead",
-                   choices=("reduce-overhead", "default", "max-autotune", "max-autotune-no-cudagraphs"),
-                   help="torch.compile mode for --compile")
-    g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH|auto",
-                   help="continue from a checkpoint; 'auto' (or no value) = the run folder's last one")
-    g.add_argument("--init_s", default=None, metavar="PATH",
-                   help="start the trained network (the student in train_student.py) from this checkpoint's "
-                        "weights: ours, official {'model': ...}, or TGD's released {'model_state_dict': ...}; "
-                        "optimizer and schedule start fresh (see models.warm_start)")
-    g.add_argument("--resume_override", action="store_true",
-                   help="with --resume: apply changed optimisation options (lr, schedule, method, ...) from the "
-                        "resumed epoch on instead of refusing them")
-    g.add_argument("--trial", "-t", type=int, default=0,
-                   help="trial number: part of the run-folder name, and the seed unless --seed is given")
-    g.add_argument("--save_dir", default=save_dir, help="parent folder of run folders")
-    g.add_argument("--run_dir", default=None,
-                   help="exact run folder (default: <save_dir>/<readable name>-<identity hash>)")
+    option(g, "--compile", action=argparse.BooleanOptionalAction, default=False, resume="continue",
+           help="CUDA: torch.compile the networks (CUDA graphs with the default mode), static "
+                "training batches (drop_last), fused SGD; ignored on the CPU")
+    option(g, "--compile_mode", default="reduce-overhead", resume="continue",
+           choices=("reduce-overhead", "default", "max-autotune", "max-autotune-no-cudagraphs"),
+           help="torch.compile mode for --compile")
+    option(g, "--resume", nargs="?", const="auto", default=None, metavar="PATH|auto", result=False,
+           help="continue from a checkpoint; 'auto' (or no value) = the run folder's last one")
+    option(g, "--init_s", default=None, metavar="PATH", result=False,  # an input: in the identity by its SHA-256
+           help="start the trained network (the student in train_student.py) from this checkpoint's "
+                "weights: ours, official {'model': ...}, or TGD's released {'model_state_dict': ...}; "
+                "optimizer and schedule start fresh (see models.warm_start)")
+    option(g, "--resume_override", action="store_true", result=False,
+           help="with --resume: apply changed optimisation options (lr, schedule, method, ...) from the "
+                "resumed epoch on instead of refusing them")
+    option(g, "--trial", "-t", type=int, default=0, resume="free",
+           help="trial number: part of the run-folder name, and the seed unless --seed is given")
+    option(g, "--save_dir", default=save_dir, help="parent folder of run folders", result=False)
+    option(g, "--run_dir", default=None, result=False,
+           help="exact run folder (default: <save_dir>/<readable name>-<identity hash>)")
     add_folder_args(g)
-    g.add_argument("--device", default="auto", choices=DEVICES)
-    g.add_argument("--print_freq", type=int, default=100, help="steps between progress-bar updates")
-    g.add_argument("--max_steps", type=int, default=0,
-                   help="stop the run after this many optimisation steps in all (0 = no cap): a smoke test of a "
-                        "full-size command line")
+    option(g, "--device", default="auto", choices=DEVICES, result=False)
+    option(g, "--print_freq", type=int, default=100, help="steps between progress-bar updates", result=False)
+    option(g, "--max_steps", type=int, default=0, resume="free",
+           help="stop the run after this many optimisation steps in all (0 = no cap): a smoke test of a "
+                "full-size command line")
 
 
 def add_folder_args(group) -> None:
-    """``--plan``, ``--skip_finished``, ``--overwrite``: how a stage treats its run folder (`engine.run_folder`)."""
-    group.add_argument("--plan", action="store_true",
-                       help="print '<status> <run folder> <why>' (status new, finished, partial, conflict or "
-                            "pending) and exit without writing anything")
-    group.add_argument("--skip_finished", action="store_true",
-                       help="when the run folder holds a finished run of these settings, say so and exit; an "
-                            "unfinished one is resumed (what the shell scripts pass)")
-    group.add_argument("--overwrite", action="store_true",
-                       help="delete what the run folder holds from an earlier run (the files are named) and start "
-                            "afresh")
+    """``--plan``, ``--skip_finished``, ``--overwrite``: how a stage treats its run folder (`engine.record`)."""
+    option(group, "--plan", action="store_true", result=False,
+           help="print '<status> <run folder> <why>' (status new, finished, partial, conflict or pending) and exit "
+                "without writing anything")
+    option(group, "--skip_finished", action="store_true", result=False,
+           help="when the run folder holds a finished run of these settings, say so and exit; an unfinished one "
+                "is resumed (what the shell scripts pass)")
+    option(group, "--overwrite", action="store_true", result=False,
+           help="delete what the run folder holds from an earlier run (the files are named) and start afresh")
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """Dataset options passed on to ``datasets.build_datasets``."""
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", default="cifar100")
-    g.add_argument("--data_root", default="./data")
-    g.add_argument("--download", action=argparse.BooleanOptionalAction, default=False)
+    option(g, "--data_root", default="./data", result=False)  # the data it holds is in the identity
+    option(g, "--download", action=argparse.BooleanOptionalAction, default=False, result=False)
     g.add_argument("--val_split", type=float, default=0.0,
                    help="fraction of the training set held out for model selection (0 = select on test)")
     add_stage_args(g, 4, "DataLoader workers (default 4; the official TopKD code's default is 1, RepDistiller's 8)")
@@ -186,12 +189,12 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                         "its CIFAR-100 statistics 0.507/0.487/0.441, 0.267/0.256/0.276; image PIs with its per-channel "
                         "constants), 'dataset' = each data set's own statistics and raw PIs in [0, 1]; default: the "
                         "recipe's (tgd under --distill tgd, --input pi and --recipe tgd, dataset otherwise)")
-    g.add_argument("--no_verify", action="store_true",
-                   help="skip the SHA-256 check of the files a run reads from earlier stages (stage-2 folders, "
-                        "image-PI caches); sizes and the manifests' own checksums are still checked (logged)")
-    g.add_argument("--data_on_device", action=argparse.BooleanOptionalAction, default=False,
-                   help="hold the whole data set on the training device and crop/flip/normalise batches there "
-                        f"({on_device_sets()}); same keyed random draws as the CPU path")
+    option(g, "--no_verify", action="store_true", result=False,
+           help="skip the SHA-256 check of the files a run reads from earlier stages (stage-2 folders, "
+                "image-PI caches); sizes and the manifests' own checksums are still checked (logged)")
+    option(g, "--data_on_device", action=argparse.BooleanOptionalAction, default=False, result=False,
+           help="hold the whole data set on the training device and crop/flip/normalise batches there "
+                "(the in-memory data sets and TGD's PI caches); same keyed random draws as the CPU path")
 
 
 def data_options(cfg: argparse.Namespace) -> Dict[str, Any]:
@@ -350,10 +353,23 @@ def parse_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] 
                 value = recipe["small_arch_lr"]
             merged[key] = list(value) if isinstance(value, list) else value
     seed_from_trial(merged)
+    merged["lr_decay_epochs"] = parse_epochs_list(merged["lr_decay_epochs"])
+    if merged.get("sync_bn"):
+        merged["sync_bn"] = check_sync_bn(merged)
     cfg = argparse.Namespace(**merged)
     check_text_options(cfg, parser)
     validate_config(cfg)
     return cfg
+
+
+def check_sync_bn(values: Dict[str, Any]) -> bool:
+    """``--sync_bn``: recorded as false in one process, where it does nothing; refused off CUDA."""
+    if process().world_size == 1:
+        log.warning("--sync_bn does nothing in one process: recorded as false")
+        return False
+    if pick_device(values.get("device", "auto")).type != "cuda":
+        raise ValueError("--sync_bn needs CUDA: torch's SyncBatchNorm does not run on the CPU; drop --sync_bn")
+    return True
 
 
 def check_recipe(expected: Optional[str], name: str) -> None:
@@ -431,18 +447,6 @@ def validate_config(cfg: argparse.Namespace) -> None:
              f"--augment must be one of {', '.join(AUGMENTS)}, got {getattr(cfg, 'augment', None)!r}")
     if getattr(cfg, "init_s", None) and not os.path.isfile(cfg.init_s):
         raise FileNotFoundError(f"--init_s {cfg.init_s} not found; pass an existing checkpoint file")
-    cfg.lr_decay_epochs = parse_epochs_list(cfg.lr_decay_epochs)
-
-
-def plain(value: Any) -> Any:
-    """A value as plain YAML/pickle-safe types (lists, str-keyed dicts, scalars; anything else as text)."""
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
 
 
 def config_dict(cfg: argparse.Namespace) -> Dict[str, Any]:

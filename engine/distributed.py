@@ -42,7 +42,14 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-_CURRENT = DistInfo()  # this process's place, set once by `setup_distributed`
+def process() -> DistInfo:
+    """This process's place as torchrun describes it (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``; one process
+    without them). The one place these variables are read."""
+    env = os.environ
+    return DistInfo(int(env.get("RANK") or 0), int(env.get("WORLD_SIZE") or 1), int(env.get("LOCAL_RANK") or 0))
+
+
+_CURRENT = DistInfo()  # the process group this process joined, set once by `setup_distributed`
 
 
 def setup_distributed(use_cuda: bool) -> DistInfo:
@@ -50,11 +57,11 @@ def setup_distributed(use_cuda: bool) -> DistInfo:
     once per process by the stage setup (`engine.stage.setup_stage`); a group started here is destroyed
     when the process exits. The result is what `current_dist` returns from then on."""
     global _CURRENT
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    here = process()
+    rank, world, local_rank = here.rank, here.world_size, here.local_rank
     if world <= 1:
         _CURRENT = DistInfo()
         return _CURRENT
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     created = False
     if not dist.is_initialized():
         if use_cuda:

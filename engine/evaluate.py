@@ -35,8 +35,7 @@ from topkd_io import file_sha256, read_yaml, write_yaml
 
 from .config import RECIPES, recorded_data_options
 from .metrics import topk_correct
-from .provenance import git_state, versions
-from .run_folder import read_stored_identity
+from .record import git_state, read_stored_identity, versions
 from .topo_eval import measure_checkpoints
 from .trainer import pick_device
 
@@ -161,7 +160,7 @@ def result_path(result: Dict[str, Any], folder: Optional[str] = None) -> str:
 
 def default_out(result: Dict[str, Any]) -> Optional[str]:
     """Where ``evaluate.py`` writes a result without ``--out``: beside the checkpoint when it lies in one of our
-    run folders (its config.yaml records an identity, `engine.run_folder`), else nowhere (a downloaded release
+    run folders (its config.yaml records an identity, `engine.record`), else nowhere (a downloaded release
     folder is left as it is)."""
     folder = os.path.dirname(result["checkpoint"])
     return result_path(result) if read_stored_identity(os.path.join(folder, "config.yaml")) else None

@@ -10,6 +10,8 @@ from typing import Any, Dict
 import numpy as np
 import torch
 
+from .distributed import process
+
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed python, numpy and torch (all devices). Under torchrun the rank is added to the seed so that
@@ -18,7 +20,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     ``deterministic`` turns on ``torch.use_deterministic_algorithms`` and the cuDNN flags: reruns are
     bit-exact on the CPU (and on one GPU for operations that have deterministic kernels).
     """
-    seed = int(seed) + int(os.environ.get("RANK", 0))
+    seed = int(seed) + process().rank
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

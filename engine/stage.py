@@ -1,11 +1,10 @@
 """What every stage script does once, before any work: `setup_stage`, and the flags all stages share.
 
 `setup_stage(cfg)` is the one place with process-wide side effects: the ``logging`` output (rank 0 writes
-its messages to stdout as plain lines, the same text the stages printed before; other ranks only warnings),
-torch's CPU thread count (``--threads``), the deprecated ``TOPKD_MAX_STEPS`` alias of ``--max_steps``, and,
-for the training stages (1 and 4), the torchrun process group (none under ``--plan``, which answers for the
-``WORLD_SIZE`` of its environment), the run's ``world_size`` and ``--sync_bn``, and the seeds. Library code
-only logs (``logging.getLogger(__name__)``) and reads what the setup decided (`engine.distributed.current_dist`).
+its messages to stdout as plain lines; other ranks only warnings), torch's CPU thread count (``--threads``)
+and, for the training stages (1 and 4), the torchrun process group (none under ``--plan``) and the seeds.
+Library code only logs (``logging.getLogger(__name__)``) and reads what the setup decided
+(`engine.distributed.current_dist`).
 """
 from __future__ import annotations
 
@@ -17,23 +16,20 @@ import sys
 
 import torch
 
-from .distributed import DistInfo, pick_device, setup_distributed
+from .distributed import DistInfo, pick_device, process, setup_distributed
+from .record import option
 from .seed import seed_everything
 
-# Deprecated: the environment spelling of --max_steps, read here only (the official command-line tests run
-# the official lines verbatim, so they cap the run this way).
-MAX_STEPS_ENV = "TOPKD_MAX_STEPS"
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 log = logging.getLogger(__name__)
 
 
 def add_stage_args(group, workers_default: int, workers_help: str) -> None:
-    """``--num_workers`` (old spelling ``--workers``) and ``--threads``: the same flags in every stage."""
-    group.add_argument("--num_workers", "--workers", dest="num_workers", type=int, default=workers_default,
-                       help=workers_help)
-    group.add_argument("--threads", type=int, default=0,
-                       help="CPU threads for torch (0 = torch's default); 1 is fastest on a busy 2-core machine")
+    """``--num_workers`` and ``--threads``: the same flags in every stage (neither changes a result)."""
+    option(group, "--num_workers", type=int, default=workers_default, help=workers_help, result=False)
+    option(group, "--threads", type=int, default=0, result=False,
+           help="CPU threads for torch (0 = torch's default); 1 is fastest on a busy 2-core machine")
 
 
 class _Stdout(logging.StreamHandler):
@@ -86,28 +82,15 @@ def setup_logging(rank: int = 0) -> None:
 
 
 def setup_stage(cfg: argparse.Namespace, training: bool = False) -> DistInfo:
-    """Once per stage process. ``cfg``: the parsed options (``threads``, ``max_steps``, ``device``, ``seed``,
-    ``deterministic`` where the stage has them). ``training``: stages 1 and 4, which also join the torchrun
-    process group (nccl on CUDA, gloo on the CPU) and seed every generator. -> this process's `DistInfo`."""
-    info = DistInfo()
-    device = pick_device(getattr(cfg, "device", "auto")) if training else None
-    if training and getattr(cfg, "plan", False):  # a plan joins no group: it answers for the WORLD_SIZE given
-        info = DistInfo(world_size=int(os.environ.get("WORLD_SIZE", "1") or 1))
-    elif training:
-        info = setup_distributed(device.type == "cuda")
+    """Once per stage process. ``cfg``: the parsed options (``threads``, ``device``, ``seed``, ``deterministic``
+    where the stage has them). ``training``: stages 1 and 4, which also join the torchrun process group (nccl on
+    CUDA, gloo on the CPU; none under ``--plan``) and seed every generator. -> this process's `DistInfo`."""
+    info = process()
+    if training and not getattr(cfg, "plan", False):
+        info = setup_distributed(pick_device(getattr(cfg, "device", "auto")).type == "cuda")
     setup_logging(info.rank)
-    threads = int(getattr(cfg, "threads", 0) or 0)
-    if threads:
-        torch.set_num_threads(threads)
-    if hasattr(cfg, "max_steps") and not cfg.max_steps and os.environ.get(MAX_STEPS_ENV):
-        cfg.max_steps = int(os.environ[MAX_STEPS_ENV])
-        log.warning(f"{MAX_STEPS_ENV} is deprecated: pass --max_steps {cfg.max_steps}")
+    if getattr(cfg, "threads", 0):
+        torch.set_num_threads(cfg.threads)
     if training:
-        cfg.world_size = info.world_size  # part of the run's identity: N processes are not one
-        if getattr(cfg, "sync_bn", False) and info.world_size == 1:
-            log.info("--sync_bn does nothing in one process: recorded as false")
-            cfg.sync_bn = False
-        if getattr(cfg, "sync_bn", False) and device.type != "cuda":
-            raise ValueError("--sync_bn needs CUDA: torch's SyncBatchNorm does not run on the CPU; drop --sync_bn")
         seed_everything(cfg.seed, bool(getattr(cfg, "deterministic", False)))
     return info

@@ -22,12 +22,12 @@ and to the summary.
 
 Training items are drawn through `datasets.keyed.KeyedItems` / `KeyedSampler`: their randomness is keyed by
 (seed, epoch, index), so results do not depend on ``num_workers`` and ``--resume`` is bit-exact. On
-resume the command line is compared with the stored configuration (`engine.resume`).
+resume the run's identity is compared with the stored one (`engine.record.resume_changes`).
 
 The stage script fills ``cfg.arch`` (architecture name stored in checkpoints), ``cfg.num_classes`` and
-``cfg.dataset``; the optimisation fields come from `engine.config.parse_config`. The trainer sets no
-process-wide state: thread count, process group, logging and seeds are the stage's setup
-(`engine.stage.setup_stage`); messages go to ``logging`` (rank 0 only).
+``cfg.dataset``; the optimisation fields come from `engine.config.parse_config`. The trainer writes nothing
+into ``cfg`` and sets no process-wide state: thread count, process group, logging and seeds are the stage's
+setup (`engine.stage.setup_stage`); messages go to ``logging`` (rank 0 only).
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ import os
 import sys
 import time
 from collections import Counter
-from typing import Any, Dict, Iterable, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -47,17 +47,15 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from datasets.bundle import ITEM_FIELDS
-from datasets.device_data import DeviceLoader
 from datasets.keyed import KeyedItems, KeyedSampler
 from models.loading import state_dict_differences
-from topkd_io import check_output_dir, load_checkpoint, remove_stale_temps, save_torch, write_yaml
+from topkd_io import load_checkpoint, remove_stale_temps, save_torch, write_yaml
 
-from .compile import compile_active, compile_networks, make_sgd, step_begin
-from .config import config_dict, plain, write_config
+from .config import config_dict
 from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, broadcast_buffers,
                           current_dist, ddp_ignore_names, gather_objects, pick_device)
 from .metrics import RunningSums, topk_correct
-from .resume import FREE_FIELDS, check_epochs, check_resume, config_changes, format_changes
+from .record import Identity, Run, check_epochs, check_resume, format_changes, plain, resume_changes
 from .seed import get_rng_state, set_rng_state, worker_init_fn
 
 log = logging.getLogger(__name__)
@@ -94,11 +92,13 @@ class Trainer:
 
     def __init__(self, distiller, train_set: Dataset, test_set: Dataset, cfg, run_dir: str,
                  val_set: Optional[Dataset] = None, probes: Optional[Sequence[Any]] = None,
-                 fields: Sequence[str] = ITEM_FIELDS, free_fields: Iterable[str] = ()):
+                 fields: Sequence[str] = ITEM_FIELDS, resume: Optional[str] = None,
+                 identity: Optional[Identity] = None):
         """``probes``: see the module docstring; ``fields``: the names of a training item's entries
-        (``DataBundle.fields``); ``free_fields``: the stage's own options a resumed run may change freely
-        (beside `engine.resume.FREE_FIELDS`)."""
-        self.cfg = cfg
+        (``DataBundle.fields``); ``resume``: continue from this checkpoint (``auto``: ``run_dir``'s last);
+        ``identity``: the run's (recorded, and what a resumed run may not change: `engine.record`)."""
+        self.cfg, self.resume, self.identity = cfg, resume, identity
+        self.history: list = []  # --resume_override's changes
         self.probes = list(probes or [])
         names = [p.name for p in self.probes]
         if len(set(names)) != len(names):
@@ -106,7 +106,6 @@ class Trainer:
         self.probe_values: Dict[str, Dict[str, float]] = {}
         self.run_dir = str(run_dir)
         self.fields = tuple(fields)
-        self.free_fields = FREE_FIELDS | frozenset(free_fields)
         check_batch_fields(distiller, self.fields)
         device = pick_device(getattr(cfg, "device", "auto"))
         self.dist: DistInfo = current_dist()
@@ -116,21 +115,22 @@ class Trainer:
         self.is_main = self.dist.is_main
         self.amp = bool(getattr(cfg, "amp", False)) and device.type == "cuda"
         if getattr(cfg, "amp", False) and not self.amp:  # as --compile: one line, and the record says what ran
-            self._log(f"--amp is ignored on {device.type} (CUDA only): training runs in float32")
-            cfg.amp = False
+            log.info(f"--amp is ignored on {device.type} (CUDA only): training runs in float32")
         # bf16 by default (no loss scaling needed); the KD and topology terms compute in float32
         self.amp_dtype = torch.float16 if getattr(cfg, "amp_dtype", "bfloat16") == "float16" else torch.bfloat16
         self.channels_last = bool(getattr(cfg, "channels_last", False))
-        self.compiled = compile_active(cfg, device, self._log)  # CUDA only; one line on the CPU
+        self.compiled = bool(getattr(cfg, "compile", False)) and device.type == "cuda"
         if getattr(cfg, "compile", False) and not self.compiled:
-            cfg.compile = False  # config.yaml records what ran
+            log.info(f"--compile is ignored on {device.type} (CUDA only): training runs uncompiled")
 
         self.distiller = distiller.to(device)
-        if getattr(cfg, "sync_bn", False) and self.dist.enabled:  # CUDA only (the stage setup refuses the CPU)
+        if getattr(cfg, "sync_bn", False) and self.dist.enabled:  # CUDA only (parse_config refuses the CPU)
             torch.nn.SyncBatchNorm.convert_sync_batchnorm(distiller.student)  # in place: the same parameters
         if self.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
-        if self.compiled:
+        if self.compiled:  # the GPU fast path (engine.compile), imported where used
+            from .compile import compile_networks
+
             compile_networks(self.distiller, getattr(cfg, "compile_mode", "reduce-overhead"))
         student = distiller.student
         self.arch = getattr(cfg, "arch", None) or type(student).__name__
@@ -143,7 +143,8 @@ class Trainer:
         params = [p for p in distiller.learnable_parameters() if p.requires_grad]
         if not params:
             raise ValueError("the distiller has no trainable parameters")
-        self.optimizer = make_sgd(params, cfg, fused=self.compiled)
+        self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                         **({"fused": True} if self.compiled else {}))  # fused: one CUDA kernel
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(cfg.lr_decay_epochs),
                                                               gamma=cfg.lr_decay_rate)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
@@ -178,6 +179,7 @@ class Trainer:
     # ----------------------------------------------------------------- data
     def _loader(self, dataset: Dataset, sampler, drop_last: bool = False) -> DataLoader:
         if getattr(self.cfg, "data_on_device", False):  # the whole set on the device, same keyed draws
+            from datasets.device_data import DeviceLoader  # the GPU fast path, imported where used
 
             return DeviceLoader(dataset, sampler, self.batch_size, self.device, drop_last=drop_last)
         workers = int(getattr(self.cfg, "num_workers", 0))
@@ -226,13 +228,21 @@ class Trainer:
             "best_score": self.best["score"], "best_val_acc": self.best["val_acc"], "selected_by": self.selected_by,
             "last_acc": self.last.get("acc"), "last_top5": self.last.get("top5"),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(), "rng": rng_ranks[0], "config": config_dict(self.cfg),
+            "scaler": self.scaler.state_dict(), "rng": rng_ranks[0], "config": self.config(),
             "distiller": extras, "probes": {k: dict(v) for k, v in self.probe_values.items()},
             **({"rng_ranks": rng_ranks} if len(rng_ranks) > 1 else {}),
         }
 
+    def config(self) -> Dict[str, Any]:
+        """The configuration recorded in config.yaml and the checkpoints: the options, what ran (``amp`` and
+        ``compile`` off where they do not apply), the identity and ``--resume_override``'s history."""
+        record = {"amp": self.amp, "compile": self.compiled, "resume_history": self.history}
+        if self.identity is not None:
+            record["identity"] = self.identity.to_dict()
+        return {**config_dict(self.cfg), **plain(record)}
+
     def _resume(self) -> None:
-        path = self.last_path if self.cfg.resume == "auto" else str(self.cfg.resume)
+        path = self.last_path if self.resume == "auto" else str(self.resume)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without --resume or pass a "
                                     f"checkpoint path")
@@ -246,7 +256,14 @@ class Trainer:
         if diffs:
             raise ValueError(f"--resume: checkpoint {path} does not fit {self.arch} "
                              f"(another architecture or class count?): {'; '.join(diffs)}")
-        entry = self._resume_changes(path, ckpt)  # a changed method or setting is named before any state loads
+        # the new run against the stored one (engine.record): a refused change is named before any state loads
+        stored, override = ckpt.get("config") or {}, bool(getattr(self.cfg, "resume_override", False))
+        if stored and not override and self._method_of(stored) != self._method_of(self.cfg):
+            raise ValueError(self._state_mismatch(path, ckpt, [], []))
+        done = int(ckpt["epoch"])
+        note = check_epochs(path, done, stored.get("epochs"), int(self.cfg.epochs))
+        changes = resume_changes(stored, self.identity)
+        entry = check_resume(path, changes, override, done + 1)
         student.load_state_dict(ckpt["model"])
         missing, unexpected = self.distiller.load_state_dict(ckpt.get("distiller", {}), strict=False)
         missing = [k for k in missing if not k.startswith(self._skipped_prefixes())]
@@ -254,7 +271,13 @@ class Trainer:
             raise ValueError(self._state_mismatch(path, ckpt, missing, unexpected))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self._apply_resume_changes(entry)
+        self.history = list(stored.get("resume_history") or [])
+        if note:
+            log.info(note)
+        if entry is not None:  # --resume_override: the new values run from the resumed epoch on
+            self._apply_optimisation()
+            self.history.append(entry)
+            log.info(f"--resume_override: from epoch {done + 1}: {format_changes(changes)}")
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         ranks = ckpt.get("rng_ranks")
@@ -269,33 +292,8 @@ class Trainer:
         self.last = {"acc": ckpt.get("last_acc"), "top5": ckpt.get("last_top5")}
         self.probe_values = {k: dict(v) for k, v in (ckpt.get("probes") or {}).items()}
         self.global_step = (self.start_epoch - 1) * len(self.train_loader)
-        self._log(f"resumed from {path} at epoch {self.start_epoch} (best {self.best['acc']:.2f} "
+        log.info(f"resumed from {path} at epoch {self.start_epoch} (best {self.best['acc']:.2f} "
                   f"at epoch {self.best['epoch']})")
-
-    def _resume_changes(self, path: str, ckpt: Dict[str, Any]):
-        """The new command line against the stored configuration (`engine.resume`): refused changes raise
-        here, before any state is loaded -> ``(entry or None, changes, history)`` for `_apply_resume_changes`."""
-        stored = ckpt.get("config") or {}
-        if stored and not getattr(self.cfg, "resume_override", False) and \
-                self._method_of(stored) != self._method_of(self.cfg):
-            raise ValueError(self._state_mismatch(path, ckpt, [], []))
-        done = int(ckpt["epoch"])
-        note = check_epochs(path, done, stored.get("epochs"), int(self.cfg.epochs))
-        changes = config_changes(stored, config_dict(self.cfg), free=self.free_fields)
-        entry = check_resume(path, changes, bool(getattr(self.cfg, "resume_override", False)), done + 1)
-        if note:
-            self._log(note)
-        return entry, changes, list(stored.get("resume_history") or []), done
-
-    def _apply_resume_changes(self, resume) -> None:
-        """With ``--resume_override`` the new optimisation values replace the restored optimizer/scheduler
-        ones; the history is recorded in the configuration."""
-        entry, changes, history, done = resume
-        if entry is not None:
-            self._apply_optimisation()
-            history.append(entry)
-            self._log(f"--resume_override: from epoch {done + 1}: {format_changes(changes)}")
-        self.cfg.resume_history = history
 
     @staticmethod
     def _method_of(cfg) -> str:
@@ -328,10 +326,6 @@ class Trainer:
         self.scheduler._last_lr = [lr] * len(self.optimizer.param_groups)
 
     # ----------------------------------------------------------------- loop
-    def _log(self, text: str) -> None:
-        if self.is_main:
-            log.info(text)
-
     def _stop_on_bad_loss(self, epoch: int, step: int, names, values) -> None:
         bad = [(n, v) for n, v in zip(names, values) if not math.isfinite(v)]
         term = ", ".join(f"{n} = {v}" for n, v in bad) or "on another process"
@@ -351,7 +345,8 @@ class Trainer:
         show = self.is_main and sys.stderr.isatty()
         bar = tqdm(self.train_loader, desc=f"epoch {epoch}", leave=False, disable=not show, dynamic_ncols=True)
         for step, batch in enumerate(bar, 1):
-            step_begin(self.compiled)
+            if self.compiled:  # outputs of the previous step's CUDA-graph replays may be overwritten from here
+                torch.compiler.cudagraph_mark_step_begin()
             fields = self._to_device(split_batch(batch, self.fields))
             image, target = fields.pop("image"), fields.pop("target")
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
@@ -391,7 +386,8 @@ class Trainer:
         broadcast_buffers(self.distiller.student, self.dist)
         loss, c1, c5, n = 0.0, 0, 0, 0
         for batch in loader:
-            step_begin(self.compiled)
+            if self.compiled:  # outputs of the previous step's CUDA-graph replays may be overwritten from here
+                torch.compiler.cudagraph_mark_step_begin()
             fields = self._to_device(split_batch(batch, self.fields))
             image, target = fields["image"], fields["target"]
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
@@ -418,7 +414,7 @@ class Trainer:
                 for key, value in values.items():
                     self.writer.add_scalar(f"{probe.name}/{key}", value, epoch)
             shown = " ".join(f"{k} {v:.4g}" for k, v in values.items())
-            self._log(f"{probe.name} (epoch {epoch}, {time.perf_counter() - start:.1f} s): {shown}")
+            log.info(f"{probe.name} (epoch {epoch}, {time.perf_counter() - start:.1f} s): {shown}")
 
     def _write_scalars(self, epoch: int, train: Dict[str, float], test: Dict[str, float],
                        val: Optional[Dict[str, float]], lr: float, seconds: float) -> None:
@@ -436,28 +432,24 @@ class Trainer:
         cfg = self.cfg
         times, train_times = [], []
         try:
-            if self.is_main:  # output folders first: a file or a read-only path -> one line naming the flag
-                save_dir = getattr(cfg, "save_dir", None)
-                if save_dir and os.path.dirname(os.path.abspath(self.run_dir)) == os.path.abspath(save_dir):
-                    check_output_dir(save_dir, "--save_dir")
-                check_output_dir(self.run_dir, "--run_dir")
+            if self.is_main:
                 for path in (self.last_path, self.best_path, os.path.join(self.run_dir, "config.yaml")):
                     remove_stale_temps(path)  # left by a run killed while writing
-            if cfg.resume:
+            if self.resume:
                 self._resume()
             if self.is_main:
                 os.makedirs(self.run_dir, exist_ok=True)
-                write_config(cfg, os.path.join(self.run_dir, "config.yaml"))
+                write_yaml(os.path.join(self.run_dir, "config.yaml"), self.config(), sort_keys=True)
                 from torch.utils.tensorboard import SummaryWriter  # rank 0 only; 0.13 s of start-up elsewhere
 
                 self.writer = SummaryWriter(os.path.join(self.run_dir, "tb"), purge_step=self.start_epoch)
-            self._log(f"run folder {self.run_dir}; {self.arch} on {self.device}"
+            log.info(f"run folder {self.run_dir}; {self.arch} on {self.device}"
                       f"{f' x{self.dist.world_size} processes' if self.dist.enabled else ''}, "
                       f"batch {cfg.batch_size}, lr {cfg.lr}, epochs {cfg.epochs}")
-            self._log(f"recipe {getattr(cfg, 'recipe', None) or 'custom'}: SGD lr {cfg.lr} momentum {cfg.momentum} "
+            log.info(f"recipe {getattr(cfg, 'recipe', None) or 'custom'}: SGD lr {cfg.lr} momentum {cfg.momentum} "
                       f"wd {cfg.weight_decay}, batch {cfg.batch_size}, {cfg.epochs} epochs, lr x{cfg.lr_decay_rate} at "
                       f"{list(cfg.lr_decay_epochs)}; loss = {self.distiller.loss_summary()}")
-            self._log("model selection: best checkpoint by validation top-1" if self.selected_by == "val" else
+            log.info("model selection: best checkpoint by validation top-1" if self.selected_by == "val" else
                       "model selection: best checkpoint by test top-1 (no --val_split; the papers' convention)")
             for epoch in range(self.start_epoch, cfg.epochs + 1):
                 start = time.perf_counter()
@@ -487,12 +479,12 @@ class Trainer:
                 self._write_scalars(epoch, train, test, val, lr, seconds)
                 terms = " ".join(f"{k} {v:.4f}" for k, v in train.items() if k not in ("loss", "top1"))
                 val_text = f" | val top1 {val['top1']:.2f}" if val else ""
-                self._log(f"epoch {epoch}/{cfg.epochs} | lr {lr:.4g} | train loss {train['loss']:.4f} ({terms}) "
+                log.info(f"epoch {epoch}/{cfg.epochs} | lr {lr:.4g} | train loss {train['loss']:.4f} ({terms}) "
                           f"top1 {train['top1']:.2f} | test loss {test['loss']:.4f} top1 {test['top1']:.2f} "
                           f"top5 {test['top5']:.2f}{val_text} | best {self.best['acc']:.2f} "
                           f"(epoch {self.best['epoch']}) | {seconds:.1f} s")
                 if stopping:
-                    self._log(f"stopping after {self.global_step} steps (--max_steps {self.max_steps})")
+                    log.info(f"stopping after {self.global_step} steps (--max_steps {self.max_steps})")
                     break
         finally:
             if self.writer is not None:
@@ -552,14 +544,12 @@ def format_summary(summary: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def fit_and_report(distiller, data, cfg, probes: Optional[Sequence[Any]] = None,
-                   free_fields: Iterable[str] = ()) -> Dict[str, Any]:
-    """Train ``distiller`` on a ``DataBundle`` (train, optional val, test; its declared ``fields``) in
-    ``cfg.run_dir``; rank 0 logs the closing summary. The one entry point of the teacher and student stages.
-    ``probes``: see the module docstring; ``free_fields``: the stage's options a resumed run may change
-    freely (paths of its inputs)."""
-    trainer = Trainer(distiller, data.train, data.test, cfg, cfg.run_dir, val_set=data.val, probes=probes,
-                      fields=data.fields, free_fields=free_fields)
+def fit(distiller, data, cfg, run: Run, probes: Optional[Sequence[Any]] = None) -> Dict[str, Any]:
+    """Train ``distiller`` on a ``DataBundle`` (train, optional val, test; its declared ``fields``) in the run's
+    folder (``run``: `engine.record.plan_run`'s, continuing the run there when it says so); rank 0 logs the
+    closing summary. The one entry point of the teacher and student stages; ``probes``: see the module docstring."""
+    trainer = Trainer(distiller, data.train, data.test, cfg, run.folder, val_set=data.val, probes=probes,
+                      fields=data.fields, resume=run.resume, identity=run.identity)
     summary = trainer.fit()
-    trainer._log(format_summary(summary))
+    log.info(format_summary(summary))
     return summary

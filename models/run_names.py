@@ -13,7 +13,7 @@ The official codes keep a run's settings only in its folder name (their ``*_last
   released teachers: ``<arch>_vanilla``
 * our student: ``S-<s>_T-<t>_<dataset>_<anything>_trial_<n>``
 
-Our run folders append the run's identity hash (``-<8 hex>``, `engine.identity`) to these names; it is read
+Our run folders append the run's identity hash (``-<8 hex>``, `engine.record`) to these names; it is read
 into ``RunName.identity_hash``.
 """
 from __future__ import annotations

@@ -23,8 +23,7 @@ from typing import Any, Dict, Iterable, List, Optional
 
 import numpy as np
 
-from engine.provenance import versions
-from engine.run_folder import FolderState, compare, stored_identity
+from engine.record import FolderState, compare, stored_identity, versions
 from topkd_io import DamagedFileError, read_yaml, write_yaml
 from topkd_io.checksums import (
     SEAL_KEY,
@@ -217,7 +216,7 @@ def config_differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
 
 
 def stage2_state(folder: str, identity):
-    """`engine.run_folder.FolderState` of a stage-2 folder for a run of ``identity``: finished when its manifest
+    """`engine.record.FolderState` of a stage-2 folder for a run of ``identity``: finished when its manifest
     is complete with the same recorded identity. A manifest without a recorded identity (an older folder) is
     left to `check_resumable`, which compares its configuration when the run starts."""
     path = manifest_path(folder)

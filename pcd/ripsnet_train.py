@@ -19,13 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from engine.resume import (
-    check_epochs,
-    check_resume,
-    config_changes,
-    format_changes,
-)
-from engine.run_folder import compare, read_stored_identity
+from engine.record import check_epochs, check_resume, compare, config_changes, format_changes, read_stored_identity
 from engine.seed import get_rng_state, seed_everything, set_rng_state
 from topkd_io import load_checkpoint, remove_stale_temps, save_torch, write_yaml
 from topology.ripsnet import RipsNet, load_ripsnet, save_ripsnet
@@ -37,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 # On --resume: options fixed by the network's shape, and the optimisation options refused when changed
-# unless --resume_override (engine.resume states the rule).
+# unless --resume_override (engine.record states the rule).
 RESUME_FIXED = ("dim", "pooling", "units")
 RESUME_COMPARED = ("data_dir", "seed", "val_fraction", "batch_size", "lr", "patience", "min_delta")
 
@@ -72,7 +66,7 @@ def ripsnet_files(pooling: str) -> tuple:
 
 
 def ripsnet_state(folder: str, identity, pooling: str):
-    """`engine.run_folder.FolderState` of a stage-3 folder: started when ``<pooling>_last.pth`` exists,
+    """`engine.record.FolderState` of a stage-3 folder: started when ``<pooling>_last.pth`` exists,
     finished when ``summary.yaml`` (written when the run ends: early stop or the last epoch) exists too."""
     started = os.path.isfile(os.path.join(folder, f"{pooling}_last.pth"))
     done = started and os.path.isfile(os.path.join(folder, "summary.yaml"))

@@ -234,7 +234,7 @@ def test_reproduce_skips_only_runs_of_the_same_settings(repo_root, tmp_path, mon
     # stage 2's folder is named after the teacher's SHA-256: the dry run could only plan it as "...-pending"
     assert pcd_args[pcd_args.index("--out_dir") + 1].endswith("-pending")
     pcd_args = pcd_args[:pcd_args.index("--out_dir")] + pcd_args[pcd_args.index("--out_dir") + 2:]
-    generate_PCD_PI.main(pcd_args + ["--workers", "0", "--no_progress"])
+    generate_PCD_PI.main(pcd_args + ["--num_workers", "0", "--no_progress"])
     (made,) = (tmp_path / "pcd").iterdir()
 
     same = [parse_command(c) for c in dry_run(repo_root, "cifar100_homogeneous.sh", tmp_path, PASSES="2", **env)]
@@ -286,7 +286,7 @@ def test_baseline_references_and_aliases(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # Rows are the runs' recorded identities (trial and seed left out)
 # ------------------------------------------------------------------------------------------------
-from engine.identity import Identity  # noqa: E402
+from engine.record import Identity  # noqa: E402
 from topkd_io import save_torch, write_yaml  # noqa: E402
 
 DKD = {"model_s": "resnet8", "model_t": "resnet20", "dataset": "digits", "distill": "dkd", "gamma": 1.0,

@@ -52,7 +52,7 @@ def train(cfg, data, distiller_cls=None):
     seed_everything(cfg.seed, cfg.deterministic)
     model = DigitsNet()
     distiller = (distiller_cls or get_distiller("vanilla"))(model)
-    trainer = Trainer(distiller, data.train, data.test, cfg, cfg.run_dir, val_set=data.val)
+    trainer = Trainer(distiller, data.train, data.test, cfg, cfg.run_dir, val_set=data.val, resume=cfg.resume)
     return trainer.fit(), model
 
 

@@ -94,7 +94,7 @@ def test_unused_weight_is_warned_and_left_out(teacher, tmp_path, run_stage):
 def test_provenance_in_config_and_checkpoints(teacher, tmp_path, run_stage):
     """config.yaml recorded no commit, versions, date or device, and neither the teacher's file nor its
     accuracy was printed or stored."""
-    from engine.provenance import git_state
+    from engine.record import git_state
 
     code, out, err = run_stage(train_student.main, student(teacher, tmp_path))
     assert code == 0, err
@@ -239,7 +239,7 @@ def test_official_readme_steps_chain_and_trials_differ(fake_cifar, repo_root, ru
                           env=dict(env, MODEL_T="resnet8", EPOCHS="1"), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     # the official steps 2 and 3 take no path: only speed options (fewer passes and epochs) are given
-    code, out, err = run_stage(generate_PCD_PI.main, ["--passes", "4", "--workers", "0", "--no_progress"])
+    code, out, err = run_stage(generate_PCD_PI.main, ["--passes", "4", "--num_workers", "0", "--no_progress"])
     assert code == 0, err
     assert "teacher: --path_t not given; took save_t_models/resnet8_cifar100_epoch_1_bs_64_lr_0.05" in out
     code, out, err = run_stage(train_ripsnet.main, ["--epochs", "2", "--no_progress"])
@@ -271,7 +271,6 @@ def test_official_readme_steps_chain_and_trials_differ(fake_cifar, repo_root, ru
 def test_official_teacher_and_student_lines_chain(reference_dir, fake_cifar, run_stage, monkeypatch):
     """The official teacher line saved to `<arch>_<dataset>_lr_..._trial_<n>`, so the official student line,
     which names `save_t_models/resnet56_cifar100_epoch_240_bs_64_lr_0.05_decay_0.0005_trial_5/...`, failed."""
-    from engine.stage import MAX_STEPS_ENV
     from official_tree import RIPSNETS, official_lines
 
     work, _ = fake_cifar
@@ -279,12 +278,12 @@ def test_official_teacher_and_student_lines_chain(reference_dir, fake_cifar, run
         (work / "ripsnet" / "result" / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(reference_dir / "official_released" / "topkd" / "ripsnet" / "result" / rel,
                         work / "ripsnet" / "result" / rel)
-    monkeypatch.setenv(MAX_STEPS_ENV, "1")
-    teacher_line = official_lines(reference_dir, "train_teacher.py")[0]
+    teacher_line = official_lines(reference_dir, "train_teacher.py")[0] + ["--max_steps", "1"]
     teacher_line[teacher_line.index("--trial") + 1] = "5"  # the loop value the student line names
     code, _, err = run_stage(train_teacher.main, teacher_line)
     assert code == 0, err
-    code, out, err = run_stage(train_student.main, official_lines(reference_dir, "train_student.py")[0])
+    code, out, err = run_stage(train_student.main, official_lines(reference_dir, "train_student.py")[0] +
+                               ["--max_steps", "1"])
     assert code == 0, err
     assert re.search(r"teacher: --path_t save_t_models/resnet56_cifar100_epoch_240_bs_64_lr_0.05_decay_0.0005_trial_5/"
                      r"resnet56_best.pth not found; took save_t_models/resnet56_cifar100_epoch_240_bs_64_lr_0.05_"

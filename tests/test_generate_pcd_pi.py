@@ -12,7 +12,7 @@ from topkd_io import save_torch
 from topkd_io import safe_load
 
 TEACHER_ARGS = ["--dataset", "digits", "--image_size", "16", "--batch_size", "32", "--passes", "1",
-                "--shard_size", "10", "--dims", "0", "1", "--workers", "0", "--no_progress"]
+                "--shard_size", "10", "--dims", "0", "1", "--num_workers", "0", "--no_progress"]
 NUM_CLOUDS = 1437 // 32  # digits train split, drop_last
 
 

@@ -22,7 +22,6 @@ import generate_PCD_PI as stage2
 import train_ripsnet as stage3
 import train_student
 import train_teacher
-from engine.stage import MAX_STEPS_ENV
 from topkd_io import load_checkpoint, save_torch, seal
 
 from helpers import zip_writer_full
@@ -308,11 +307,10 @@ def test_nan_inside_init_s_and_a_teacher(built, tmp_path, run_stage):
 def test_nce_k_above_the_training_set_is_clipped(built, tmp_path, monkeypatch, run_stage):
     """Was: --nce_k 100000 on 1,437 images ran ~6 minutes per epoch without a word. Decision: clipped to the
     training set's size with a one-line warning; config.yaml records the value used."""
-    monkeypatch.setenv(MAX_STEPS_ENV, "1")
     run = tmp_path / "crd"
     code, out, err = run_stage(train_student.main, DIGITS + ["--path_t", str(built["teacher"]), "--model_s", "resnet8",
                                                              "--distill", "crd", "--nce_k", "100000", "--epochs", "1",
-                                                             "--run_dir", str(run)])
+                                                             "--run_dir", str(run), "--max_steps", "1"])
     assert code == 0, err
     assert "warning: --nce_k 100000 is more than the 1437 training images" in out
     assert yaml.safe_load((run / "config.yaml").read_text())["nce_k"] == 1437
@@ -370,16 +368,15 @@ def test_enospc_inside_torch_save_and_amp_on_the_cpu(built, tmp_path, monkeypatc
     """Was: RuntimeError: [enforce fail at inline_container.cc:672] from the teacher, student and RipsNet
     stages; --amp on the CPU silently ignored with config.yaml saying amp: true. Now: the usual one-line
     disk error, the previous checkpoint kept; --amp on the CPU gives one note and config.yaml says false."""
-    monkeypatch.setenv(MAX_STEPS_ENV, "1")
     teacher = tmp_path / "teacher"
-    t_argv = BASE + ["--num_workers", "0", "--run_dir", str(teacher)]
+    t_argv = BASE + ["--num_workers", "0", "--run_dir", str(teacher), "--max_steps", "1"]
     code, out, err = run_stage(train_teacher.main, t_argv + ["--epochs", "1", "--amp"])
     assert code == 0, err
     assert "--amp is ignored on cpu (CUDA only): training runs in float32" in out
     assert yaml.safe_load((teacher / "config.yaml").read_text())["amp"] is False
     student = tmp_path / "student"
     s_argv = DIGITS + ["--path_t", str(teacher / "resnet8_best.pth"), "--model_s", "resnet8", "--run_dir",
-                       str(student)]
+                       str(student), "--max_steps", "1"]
     assert run_stage(train_student.main, s_argv + ["--epochs", "1"])[0] == 0
     rips = tmp_path / "rips"
     assert run_stage(stage3.main, stage3_argv(built["s2"], rips))[0] == 0
@@ -447,10 +444,9 @@ def test_short_numpy_write_names_the_file(tmp_path, monkeypatch, capsys):
 
 def test_resume_of_another_methods_checkpoint(built, tmp_path, monkeypatch, run_stage):
     """Was: `distiller state ... unexpected ['steps_done']`. Now: names the method that wrote it."""
-    monkeypatch.setenv(MAX_STEPS_ENV, "1")
     student = tmp_path / "kd"
     argv = DIGITS + ["--path_t", str(built["teacher"]), "--model_s", "resnet8", "--run_dir", str(student),
-                     "--epochs", "1"]
+                     "--epochs", "1", "--max_steps", "1"]
     assert run_stage(train_student.main, argv)[0] == 0
     code, _, err = run_stage(train_teacher.main, BASE + ["--epochs", "2", "--num_workers", "0", "--run_dir",
                                                          str(tmp_path / "t"), "--resume",
@@ -486,13 +482,13 @@ def test_pi_cache_with_other_parameters(built, tmp_path, monkeypatch, run_stage,
     from datasets.splits import with_transform
     from topology.image_pi import ImagePIParams
 
-    monkeypatch.setenv(MAX_STEPS_ENV, "1")
     params = ImagePIParams(resolution=12, bandwidth=0.02, layout=layout, quantize="none")
     root = tmp_path / "image_pi_other"
     for split, part in (("train", built["small"].train), ("test", built["small"].test)):
         build_pi_cache(with_transform(part, to_unit_tensor), cache_folder(root, "digits", split), "digits", split,
                        params=params, chunk_size=2048, dtype="float16")
-    argv = DIGITS + ["--model", "resnet8", "--input", "pi", "--epochs", "1", "--run_dir", str(tmp_path / "t")]
+    argv = DIGITS + ["--model", "resnet8", "--input", "pi", "--epochs", "1", "--run_dir", str(tmp_path / "t"),
+                     "--max_steps", "1"]
     code, _, err = run_stage(train_teacher.main, argv + ["--pi_root", str(root)])
     one_line(code, err, "other parameters" if layout == "persim" else "layout 'gudhi'",
              f"pass --pi_cache {cache_folder(root, 'digits', 'train')}")
@@ -503,7 +499,7 @@ def test_pi_cache_with_other_parameters(built, tmp_path, monkeypatch, run_stage,
     code, _, err = run_stage(train_student.main, DIGITS + [
         "--distill", "tgd", "--model_s", "resnet8", "--path_t", str(built["teacher"]), "--path_t2",
         str(tmp_path / "t" / "resnet8_best.pth"), "--pi_cache", str(root), "--epochs", "1", "--run_dir",
-        str(tmp_path / "s")])
+        str(tmp_path / "s"), "--max_steps", "1"])
     assert code == 0, err
 
 

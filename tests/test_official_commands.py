@@ -1,6 +1,6 @@
 """The teacher command lines of ``reference_dir/official_commands.txt`` (official TopKD and RepDistiller users),
 run verbatim on a tiny fake CIFAR-100 in torchvision's on-disk format, one optimisation step each
-(``TOPKD_MAX_STEPS=1``, the deprecated environment spelling of ``--max_steps``, so the lines stay verbatim)."""
+(``--max_steps 1`` appended to each line)."""
 import os
 
 import pytest
@@ -10,7 +10,6 @@ import yaml
 import train_teacher
 from models import load_model
 from models.run_names import parse_checkpoint_path
-from engine.stage import MAX_STEPS_ENV
 from models import build_model, resolve_arch
 from official_tree import TEACHERS, fake_md5, flag_values, official_lines, write_official_tree
 from pcd.ripsnet_paths import find_ripsnet
@@ -24,7 +23,6 @@ def fake_tree(tmp_path, monkeypatch):
     fake_md5(monkeypatch)
     _write_cifar100(tmp_path / "data", n_train=100, n_test=8)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(MAX_STEPS_ENV, "1")
     return tmp_path
 
 
@@ -39,7 +37,7 @@ def test_teacher_lines_are_listed(reference_dir):
                                    pytest.param(6, marks=pytest.mark.slow)])
 def test_official_teacher_line_runs(reference_dir, fake_tree, run_stage, index):
     args = official_lines(reference_dir, "train_teacher.py")[index]
-    code, out, err = run_stage(train_teacher.main, args)
+    code, out, err = run_stage(train_teacher.main, args + ["--max_steps", "1"])
     assert code == 0, err
     arch = args[args.index("--model") + 1]
     print(f"[official teacher line {index} {arch}] " + next(l for l in out.splitlines() if l.startswith("epoch 1/")))
@@ -122,7 +120,6 @@ def _student_line_id(args):
 def in_official_tree(official_tree, monkeypatch):
     fake_md5(monkeypatch)
     monkeypatch.chdir(official_tree)
-    monkeypatch.setenv(MAX_STEPS_ENV, "1")
     return official_tree
 
 
@@ -133,7 +130,7 @@ def test_official_student_line_runs(reference_dir, in_official_tree, run_stage, 
     from distiller import canonical_name
 
     args = official_lines(reference_dir, "train_student.py")[index]
-    code, out, err = run_stage(train_student.main, args)
+    code, out, err = run_stage(train_student.main, args + ["--max_steps", "1"])
     assert code == 0, err
     print(f"[official line {index} {_student_line_id(args)}] " + next(l for l in out.splitlines() if l.startswith("epoch 1/")))
     assert "epoch 1/" in out and "stopping after 1 steps (--max_steps 1)" in out
@@ -166,7 +163,7 @@ def test_official_student_flag_forms(reference_dir, in_official_tree, run_stage)
     hint_L2 / hint_KD (official TopKD) and method names in any case parse."""
     import train_student
 
-    base = official_lines(reference_dir, "train_student.py")[0]
+    base = official_lines(reference_dir, "train_student.py")[0] + ["--max_steps", "1"]
 
     def with_(args, flag, *values):
         i = args.index(flag)

@@ -101,10 +101,10 @@ def test_teacher_of_another_imagefolder_root_is_not_finished(tmp_path, monkeypat
 def test_data_choosing_options_and_world_size_are_in_the_identity(tmp_path, monkeypatch):
     """A 1-process and a 2-process run of the same flags were "the same settings"."""
     argv = teacher_argv(tmp_path, *DIGITS)
-    identity = train_teacher.prepare(argv)[1]
+    identity = train_teacher.parse(argv)[1]
     assert identity.options["world_size"] == 1 and identity.inputs["data_root"]
     for extra in (["--train_fraction", "0.5"], ["--val_split", "0.2"], ["--augment", "none"]):
-        assert train_teacher.prepare(argv + extra)[1].hash != identity.hash, extra
+        assert train_teacher.parse(argv + extra)[1].hash != identity.hash, extra
     run_dir = os.path.dirname(train_teacher.main(argv)["last_checkpoint"])
     assert plan(train_teacher.main, argv)["plan"] == "finished"
     monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun --nproc_per_node 2 would run
@@ -115,7 +115,7 @@ def test_data_choosing_options_and_world_size_are_in_the_identity(tmp_path, monk
 
 def test_sync_bn_is_refused_on_the_cpu_and_recorded_false_in_one_process(tmp_path, monkeypatch, run_stage, caplog):
     argv = teacher_argv(tmp_path, *DIGITS, "--sync_bn")
-    cfg, identity, _ = train_teacher.prepare(argv)
+    cfg, identity, _ = train_teacher.parse(argv)
     assert cfg.sync_bn is False and identity.options["sync_bn"] is False
     assert "--sync_bn" in caplog.text and "one process" in caplog.text
     monkeypatch.setenv("WORLD_SIZE", "2")

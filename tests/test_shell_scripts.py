@@ -163,7 +163,7 @@ def test_teacher_script_runs_the_python_recipe(stub_py, tmp_path):
     """The teacher script's command resolves to the configuration train_teacher.py takes by itself; a
     ShuffleNet still gets the small-network lr 0.01 (a script passing --lr 0.05 would give it 0.05), and a
     variable set in the environment wins."""
-    from engine.identity import NOT_RESULT
+    from engine.record import identity_of
 
     env, commands = stub_py
     for model, lr in (("resnet56", None), ("shufflev1", None), ("MobileNetV2", None), ("resnet56", "0.02")):
@@ -174,7 +174,7 @@ def test_teacher_script_runs_the_python_recipe(stub_py, tmp_path):
     assert [c.lr for c in runs] == [0.05, 0.01, 0.01, 0.02]
     own = parse_config(parser, ["--model", "resnet56", "--dataset", "cifar100"])
     def result(cfg):
-        return {k: v for k, v in vars(cfg).items() if k not in NOT_RESULT}
+        return identity_of(parser, vars(cfg), {}).options
 
     assert result(runs[0]) == result(own)
 
@@ -353,6 +353,6 @@ def test_reproduce_plans_for_the_processes_it_launches(tmp_path, monkeypatch):
     folders = {}
     for world in ("1", "2"):
         monkeypatch.setenv("WORLD_SIZE", world)
-        folders[world] = train_teacher.prepare(argv + ["--plan"])[0].run_dir
+        folders[world] = train_teacher.parse(argv + ["--plan"])[0].run_dir
     assert folders["2"] != folders["1"]
     assert os.path.abspath(os.path.join(tmp_path, folder)) == os.path.abspath(folders["2"])

@@ -1,18 +1,18 @@
-"""One way to say each thing: the same worker/thread flags in every stage (old spellings kept), the one
-stage setup (logging on rank 0 only, thread count, the deprecated TOPKD_MAX_STEPS), --max_steps, and the
-Trainer leaving process-wide state alone."""
+"""One way to say each thing: the same worker/thread flags in every stage, the one stage setup (logging on
+rank 0 only, thread count), --max_steps, and the Trainer leaving process-wide state and the configuration alone."""
 import argparse
 import logging
 
 import pytest
 import torch
+import yaml
 
 import generate_image_PI
 import generate_PCD_PI
 import train_ripsnet
 import train_student
 import train_teacher
-from engine.stage import MAX_STEPS_ENV, setup_logging, setup_stage
+from engine.stage import setup_logging, setup_stage
 
 # each stage's parser with the arguments it requires
 STAGES = {
@@ -28,13 +28,14 @@ STAGES = {
 def test_every_stage_takes_the_same_worker_and_thread_flags(stage):
     build, required = STAGES[stage]
     parser = build()
-    for spelling in ("--num_workers", "--workers"):  # --workers: the old spelling of stages 2, 3 and the PIs
-        args = parser.parse_args(required + [spelling, "3", "--threads", "2"])
-        assert (args.num_workers, args.threads) == (3, 2)
+    args = parser.parse_args(required + ["--num_workers", "3", "--threads", "2"])
+    assert (args.num_workers, args.threads) == (3, 2)
+    with pytest.raises(SystemExit):  # the old spelling of stages 2, 3 and the PIs is gone
+        parser.parse_args(required + ["--workers", "3"])
     assert "--num_workers" in parser.format_help() and "--threads" in parser.format_help()
 
 
-def test_setup_logs_on_rank_zero_only_and_sets_threads(capsys, monkeypatch):
+def test_setup_logs_on_rank_zero_only_and_sets_threads(capsys):
     log = logging.getLogger("engine.trainer")
     try:
         setup_logging(rank=1)
@@ -47,13 +48,8 @@ def test_setup_logs_on_rank_zero_only_and_sets_threads(capsys, monkeypatch):
         assert out.splitlines() == ["rank one warns", "rank zero speaks"]  # plain lines, as the stages printed
         threads = torch.get_num_threads()
         cfg = argparse.Namespace(threads=1, max_steps=0)
-        monkeypatch.setenv(MAX_STEPS_ENV, "3")
         setup_stage(cfg)
-        assert torch.get_num_threads() == 1 and cfg.max_steps == 3  # the deprecated spelling still caps
-        assert "deprecated: pass --max_steps 3" in capsys.readouterr().out
-        cfg = argparse.Namespace(threads=0, max_steps=2)
-        setup_stage(cfg)
-        assert cfg.max_steps == 2  # the flag wins over the environment
+        assert torch.get_num_threads() == 1 and vars(cfg) == {"threads": 1, "max_steps": 0}  # cfg left as it was
     finally:
         torch.set_num_threads(threads)
         setup_logging(rank=0)
@@ -67,8 +63,12 @@ def test_trainer_sets_no_threads_and_stops_at_max_steps(tmp_path, capsys):
     from test_engine import make_cfg
 
     data = build_datasets("digits", "unused", image_size=8)
-    cfg = make_cfg(tmp_path / "run", "--epochs", "2", "--threads", "2", "--max_steps", "3")
-    threads = torch.get_num_threads()
+    cfg = make_cfg(tmp_path / "run", "--epochs", "2", "--threads", "2", "--max_steps", "3", "--amp", "--compile")
+    threads, before = torch.get_num_threads(), dict(vars(cfg))
     summary = Trainer(get_distiller("vanilla")(DigitsNet()), data.train, data.test, cfg, cfg.run_dir).fit()
     assert torch.get_num_threads() == threads  # --threads is the stage setup's, not the trainer's
     assert summary["epochs_run"] == 1 and "stopping after 3 steps (--max_steps 3)" in capsys.readouterr().out
+    # what ran is recorded (no AMP, no compilation on the CPU), the configuration it was given is left alone
+    assert vars(cfg) == before
+    recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert recorded["amp"] is False and recorded["compile"] is False

@@ -168,9 +168,8 @@ def test_h1_exact_student_leaves_topology_in_summary_tb_and_table(teacher_path, 
     h1 = rips_diagrams(rng.standard_normal((6, 24, 8)), dims=(1,))[1]
     path = tmp_path / "pi_dim1.yaml"
     images.PIParams.fit(h1, homology_dim=1).save_yaml(str(path))
-    monkeypatch.setenv("TOPKD_MAX_STEPS", "2")
     summary = run(teacher_path, tmp_path / "runs", "--distill", "kd", "-a", "1", "-d", "5", "--method", "topkd_exact",
-                  "--dim", "1", "--pi_params", str(path), "--topo_eval_batches", "2", epochs=1)
+                  "--dim", "1", "--pi_params", str(path), "--topo_eval_batches", "2", "--max_steps", "2", epochs=1)
     run_dir = os.path.dirname(summary["last_checkpoint"])
     tb = read_scalars(run_dir)
     assert np.isfinite(tb["train/loss_tda"][1]).all() and tb["train/loss_tda"][1][0] > 0
@@ -207,9 +206,8 @@ def test_two_dims_take_one_ripsnet_each_by_the_official_naming_rule(teacher_path
         path = root / f"digits_resnet8_batch64_FCinput_PCD_dim{dim}" / "mean_best.pth"
         path.parent.mkdir(parents=True)
         ripsnet.save_ripsnet(ripsnet.RipsNet(64, pooling="mean"), str(path), dim=dim)
-    monkeypatch.setenv("TOPKD_MAX_STEPS", "1")
     monkeypatch.chdir(tmp_path)  # the official default --rips_path is ripsnet/result
-    extra = ["--distill", "kd", "-a", "1", "-d", "5", "--dim", "0", "1", "--topo_eval_batches", "0"]
+    extra = ["--distill", "kd", "-a", "1", "-d", "5", "--dim", "0", "1", "--topo_eval_batches", "0", "--max_steps", "1"]
     code, out, err = run_stage(train_student.main, DATA + ["--path_t", teacher_path, "--model_s", "resnet8", "--epochs",
                                                            "1", "--save_dir", str(tmp_path / "runs"), *extra])
     assert code in (0, None), err

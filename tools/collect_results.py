@@ -11,7 +11,7 @@ checkpoint records no accuracy takes it from an ``evaluate.py`` result of that c
 with ``--evaluate``, runs the evaluation).
 
 Rows: one per identity, the run's own record of every option and input file that changes its result
-(config.yaml ``identity``, `engine.identity`), with only the trial and seed left out; runs without one (older
+(config.yaml ``identity``, `engine.record`), with only the trial and seed left out; runs without one (older
 runs, official folders) get one by the same rule from the settings they have. Runs of other options, method
 options included, or other input files (teacher, RipsNet, data) are never pooled. In a row, one run per seed:
 of runs sharing a seed (a copy of a run folder, or a trial trained twice) the newest by its record date (else
@@ -48,7 +48,7 @@ import torch
 
 from distiller.registry import canonical_name
 from engine.evaluate import default_out, evaluate_checkpoint, find_results, write_result
-from engine.identity import Identity, input_sha256
+from engine.record import Identity, identity_of, input_sha256
 from models import ARCH_ALIASES
 from models.run_names import parse_run_name
 from topkd_io import (
@@ -297,9 +297,10 @@ def _teacher_top1(cfg: Dict[str, Any]) -> Optional[float]:
 
 
 def run_identity(cfg: Dict[str, Any]) -> Identity:
-    """The identity a run records (config.yaml ``identity``, `engine.identity`). A run that records none (an
+    """The identity a run records (config.yaml ``identity``, `engine.record`). A run that records none (an
     older run, or an official folder read from its name) gets one by the same rule from the settings it
-    has: its options without `NOT_RESULT`, its inputs by their recorded SHA-256 (else the teacher's path)."""
+    has: the options its stage declares result options, its inputs by their recorded SHA-256 (else the
+    teacher's path)."""
     stored = cfg.get("identity")
     if isinstance(stored, dict) and isinstance(stored.get("options"), dict) \
             and isinstance(stored.get("inputs") or {}, dict):
@@ -308,7 +309,11 @@ def run_identity(cfg: Dict[str, Any]) -> Identity:
     if not inputs and cfg.get("path_t"):
         inputs["path_t"] = str(Path(str(cfg["path_t"])).resolve())
     unused = cfg.get("unused_options") if isinstance(cfg.get("unused_options"), list) else ()
-    return Identity.of(cfg, inputs, unused=[str(u) for u in unused])
+    import train_student  # the stages' parsers declare which options change a result
+    import train_teacher
+
+    parser = (train_student if "model_s" in cfg else train_teacher).build_parser()
+    return identity_of(parser, cfg, inputs, unused=[str(u) for u in unused])
 
 
 # Left out of a row's grouping: the trials of one setting differ only in these.

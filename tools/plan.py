@@ -6,7 +6,7 @@ A request is a stage script and its arguments, shell-quoted (as bash's ``printf 
 ``train_teacher.py --model resnet56 --trial 0``. The answer is the stage's own ``--plan`` answer, three
 fields separated by the ASCII unit separator ``\x1f`` (a tab-separated line would lose empty fields in
 bash's ``read``): ``<status>``, ``<folder>``, ``<detail>`` (status: new, finished, partial, conflict,
-pending, busy; see `engine.run_folder`), or ``error``, ``""``, ``<message>`` when the stage refuses the
+pending, busy; see `engine.record`), or ``error``, ``""``, ``<message>`` when the stage refuses the
 arguments. Two more requests: ``methods`` answers ``methods``, ``""``, ``<every --distill name and alias>``;
 ``pretrained <arch> [--no-download]`` answers ``pretrained``, ``<path of torchvision's weight file>``, ``""``
 (what ``python -m models.pretrained`` prints). ``route <stage script> <args...>`` answers ``route``, ``""``,

@@ -1,0 +1,474 @@
+"""A run's record: its identity, its provenance, and the rule for its folder.
+
+Identity: the options declared to change the result (`option`, ``distiller.options.Option(result=...)``)
+that the run uses, facts beside them (``world_size``), and the SHA-256 of every input file by its flag (a
+folder by its ``manifest.yaml``, the data set by its fingerprint; None while missing: ``pending``). The
+folder name ends in 8 hex digits of it without the options declared ``resume="continue"`` (``--epochs``,
+precision, compilation). A resumed run may change those and the ``resume="free"`` ones; any other change is
+refused unless ``--resume_override``, a changed input file always.
+
+Folder (`plan_run`): ``new`` -> train; same identity ``finished`` / ``partial`` -> refused, or skipped /
+resumed with ``--skip_finished`` (``--resume`` continues it); another identity (``conflict``), ``pending``,
+``busy`` -> refused in one line; ``--overwrite`` deletes the stage's files (named); ``--plan`` prints the
+state. A stage never writes into the folder of one of its inputs; `Run.claim` locks the folder while the
+stage writes it (rank 0 only under torchrun). Provenance: commit, versions, date, host, device, command
+line and input files of a run.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import functools
+import glob
+import hashlib
+import json
+import logging
+import os
+import platform
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from topkd_io import FolderLock, TopKDError, check_output_dir, file_sha256, load_checkpoint, read_yaml
+from topkd_io.lock import LOCK_NAME, busy_text, lock_holder
+
+from .distributed import process
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------- options, identity
+def option(group, *flags: str, result: bool = True, resume: str = "fixed", **kwargs):
+    """``group.add_argument`` that also declares whether the option changes the result (then it is in the
+    identity) and whether a resumed run may change it: ``resume`` ``fixed``, ``free`` or ``continue`` (free,
+    and outside the folder hash). An option declared with plain ``add_argument`` changes the result."""
+    assert resume in ("fixed", "free", "continue"), resume
+    action = group.add_argument(*flags, **kwargs)
+    action.result, action.resume = result, resume
+    return action
+
+
+_SHA: Dict[Tuple[str, int, int], str] = {}
+
+
+def input_sha256(path: Optional[str]) -> Optional[str]:
+    """SHA-256 of an input file (a folder: its ``manifest.yaml``), cached by path, size and mtime; None if absent."""
+    path = os.path.abspath(os.fspath(path)) if path else ""
+    if os.path.isfile(os.path.join(path, "manifest.yaml")):
+        path = os.path.join(path, "manifest.yaml")
+    if not os.path.isfile(path):
+        return None
+    key = (path, os.stat(path).st_size, os.stat(path).st_mtime_ns)
+    return _SHA[key] if key in _SHA else _SHA.setdefault(key, file_sha256(path))
+
+
+def file_hashes(paths: Mapping[str, Optional[str]]) -> Dict[str, Optional[str]]:
+    """flag -> `input_sha256` of the input files that are set."""
+    return {k: input_sha256(v) for k, v in paths.items() if v}
+
+
+def plain(value: Any) -> Any:
+    """A value as plain YAML/JSON types (tuples -> lists, str-keyed dicts, scalars; anything else as text)."""
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+    return float(a) == float(b) if numbers else a == b
+
+
+class Identity:
+    """``options`` (name -> value) and ``inputs`` (flag -> SHA-256 or None) of a run; ``free``: the options a
+    resumed run may change, ``loose`` those of them outside the `hash` (from the declarations)."""
+
+    def __init__(self, options: Mapping[str, Any], inputs: Optional[Mapping[str, Optional[str]]] = None,
+                 free: Iterable[str] = (), loose: Iterable[str] = ()):
+        self.options, self.inputs = plain(dict(options)), dict(sorted((inputs or {}).items()))
+        self.loose = frozenset(loose)
+        self.free = frozenset(free) | self.loose
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Identity":
+        return cls(data.get("options") or {}, data.get("inputs") or {})
+
+    @property
+    def pending(self) -> bool:
+        """An input file does not exist yet (a planned run)."""
+        return None in self.inputs.values()
+
+    @property
+    def hash(self) -> str:
+        """Eight hex digits of the identity without the ``loose`` options; ``pending`` while an input is missing."""
+        core = {"options": {k: v for k, v in self.options.items() if k not in self.loose}, "inputs": self.inputs}
+        text = json.dumps(core, sort_keys=True, separators=(",", ":"))
+        return "pending" if self.pending else hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"hash": self.hash, "options": dict(self.options), "inputs": dict(self.inputs)}
+
+    def first_difference(self, other: "Identity", ignore: Iterable[str] = ()) -> Optional[str]:
+        """``"kd_T 2.0 -> 6.0"`` (self -> other; inputs first; ``(unset)`` where one side lacks it) and a count
+        of the other differences; None if equal."""
+        def short(sha):
+            return "(missing)" if sha is None else sha[:8]
+
+        diffs = [(f"input {k} (sha256)", short(self.inputs.get(k)), short(other.inputs.get(k)))
+                 for k in sorted({*self.inputs, *other.inputs}) if self.inputs.get(k) != other.inputs.get(k)]
+        diffs += [(k, self.options.get(k, "(unset)"), other.options.get(k, "(unset)"))
+                  for k in sorted({*self.options, *other.options} - set(ignore))
+                  if not _same(self.options.get(k, "(unset)"), other.options.get(k, "(unset)"))]
+        if not diffs:
+            return None
+        more = f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else ""
+        return f"{diffs[0][0]} {diffs[0][1]!r} -> {diffs[0][2]!r}{more}".replace("'(unset)'", "(unset)")
+
+
+def identity_of(parser, values: Mapping[str, Any], inputs: Mapping[str, Optional[str]], unused: Iterable[str] = (),
+                **facts: Any) -> Identity:
+    """The identity of a run: the options ``parser`` declares result options among ``values``, less ``unused``
+    ones (which no term of the chosen method reads), the ``facts`` and ``inputs`` (flag -> SHA-256)."""
+    declared = {a.dest: a for a in parser._actions if a.option_strings}  # argparse lists no actions publicly
+    resume = {k: getattr(a, "resume", "fixed") for k, a in declared.items()}
+    options = {k: v for k, v in values.items()
+               if k in declared and getattr(declared[k], "result", True) and k not in set(unused)}
+    return Identity({**options, **facts}, inputs, free=[k for k, r in resume.items() if r == "free"],
+                    loose=[k for k, r in resume.items() if r == "continue"])
+
+
+def stored_identity(data: Any) -> Optional[Identity]:
+    """The identity a config/manifest mapping records (``identity: {options, inputs}``), if any."""
+    found = data.get("identity") if isinstance(data, dict) else None
+    return Identity.from_dict(found) if isinstance(found, dict) else None
+
+
+def read_stored_identity(config_path: str) -> Optional[Identity]:
+    try:
+        return stored_identity(read_yaml(config_path, "run configuration")) if os.path.isfile(config_path) else None
+    except ValueError:
+        return None
+
+
+# ----------------------------------------------------------------------------------------------- resume
+Change = Tuple[str, Any, Any]
+
+
+def config_changes(stored: Mapping[str, Any], current: Mapping[str, Any], only: Iterable[str]) -> List[Change]:
+    """``[(key, stored, new)]`` for the keys in ``only`` that both sides hold and that differ, sorted by key."""
+    return [(k, stored[k], current[k]) for k in sorted(set(only))
+            if k in stored and k in current and not _same(stored[k], current[k])]
+
+
+def format_changes(changes: List[Change]) -> str:
+    """``lr 0.05 -> 0.5, momentum 0.9 -> 0.0``."""
+    return ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in changes)
+
+
+def resume_changes(stored: Mapping[str, Any], identity: Optional[Identity]) -> List[Change]:
+    """The options of ``identity`` that a resumed run may not change and that differ from the stored
+    configuration's (its recorded identity's; without one, its own values); none without an identity."""
+    old = (stored.get("identity") or {}).get("options") or stored
+    return config_changes(old, identity.options, set(identity.options) - identity.free) if identity else []
+
+
+def check_resume(path: str, changes: List[Change], override: bool, epoch: int) -> Optional[Dict[str, Any]]:
+    """Refuse ``changes`` (ValueError, one line) unless ``override``; -> the history entry to record
+    (``{"epoch": first epoch run with the new values, "changes": {key: [old, new]}}``), or None."""
+    if changes and not override:
+        raise ValueError(f"--resume: {path} was trained with other settings ({format_changes(changes)}); resume "
+                         f"with the stored values, or add --resume_override to apply the new ones from epoch {epoch}")
+    return {"epoch": int(epoch), "changes": {k: [old, new] for k, old, new in changes}} if changes else None
+
+
+def check_epochs(path: str, done: int, stored: Any, requested: int) -> Optional[str]:
+    """``--epochs`` on resume: fewer than the epochs done -> ValueError; a change -> a log line."""
+    if requested < done:
+        raise ValueError(f"--resume: {path} has already trained {done} epochs, more than --epochs {requested}; "
+                         f"pass --epochs {done} or more (or start a new run folder)")
+    changed = stored is not None and int(stored) != int(requested)
+    return f"--epochs changed from {stored} to {requested} at epoch {done + 1}" if changed else None
+
+
+# ------------------------------------------------------------------------------------------- provenance
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@functools.lru_cache(maxsize=None)
+def _git(root: str) -> Tuple[Optional[str], Optional[bool]]:
+    try:  # "# branch.oid <sha>", then one line per changed tracked file
+        done = subprocess.run(["git", "-C", root, "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):  # no git: recorded as unknown
+        return None, None
+    lines = done.stdout.splitlines() if done.returncode == 0 else []
+    commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), "(initial)")
+    return (None, None) if commit == "(initial)" else (commit, any(not line.startswith("#") for line in lines))
+
+
+def git_state(root: str = PROJECT) -> Dict[str, Any]:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the checkout holding ``root`` (None outside one)."""
+    commit, dirty = _git(os.fspath(root))
+    return {"commit": commit, "dirty": dirty}
+
+
+def versions() -> Dict[str, Optional[str]]:
+    """Versions of python and the libraries that decide the numbers (None for one that is not installed)."""
+    out: Dict[str, Optional[str]] = {"python": platform.python_version()}
+    for name in ("torch", "torchvision", "gudhi", "numpy"):
+        try:
+            out[name] = str(getattr(__import__(name), "__version__", "?"))
+        except ImportError:
+            out[name] = None
+    return out
+
+
+def provenance(inputs: Optional[Mapping[str, Optional[str]]] = None, device: Any = "cpu", **extra: Any) -> Dict[str, Any]:
+    """Where a result comes from: commit, versions, date, host, device (``cuda:0 <GPU name>``, ``x<N>
+    processes`` under torchrun), command line and input files (flag -> path and SHA-256); plus ``extra``."""
+    device, world = str(device), process().world_size
+    if device.startswith("cuda"):
+        import torch
+
+        index = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
+        device = f"cuda:{index} {torch.cuda.get_device_name(index)}"
+    files = {k: os.path.abspath(os.fspath(v)) for k, v in (inputs or {}).items() if v}
+    return {**git_state(), "versions": versions(), "host": socket.gethostname(),
+            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "device": device + (f" x{world} processes" if world > 1 else ""),
+            "command": shlex.join([os.path.basename(sys.executable), *sys.argv]),
+            "inputs": {k: {"path": p, "sha256": input_sha256(p)} for k, p in files.items()}, **extra}
+
+
+def header_line(record: Mapping[str, Any]) -> str:
+    """One line for the run header: commit, date, device."""
+    commit = record.get("commit")
+    code = "no git checkout" if commit is None else f"commit {commit[:10]}" + (" (dirty)" if record.get("dirty") else "")
+    return f"provenance: {code}, {record.get('date')}, {record.get('device')}, torch {record['versions'].get('torch')}"
+
+
+def recorded_accuracy(ckpt: Mapping[str, Any]) -> Optional[float]:
+    """The test top-1 a checkpoint records: ``best_acc`` (ours, official TopKD), else ``accuracy``
+    (RepDistiller's per-epoch files), else None (torchvision or TGD files record none)."""
+    for key in ("best_acc", "accuracy"):
+        try:
+            return round(float(ckpt[key]), 4)
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
+# ----------------------------------------------------------------------------------------------- folders
+@dataclass
+class FolderState:
+    """What ``folder`` holds for a run: ``status`` (new, finished, partial, conflict, pending, busy), ``detail``
+    (why, in words) and ``summary`` (a training run's accuracies)."""
+
+    folder: str
+    status: str
+    detail: str = ""
+    summary: Dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """The ``--plan`` answer: ``<status>\\t<folder>\\t<detail>`` (one line)."""
+        return f"{self.status}\t{self.folder}\t{' '.join(self.detail.split())}"
+
+
+def compare(folder: str, stored: Optional[Identity], identity: Identity, *, started: bool, done: bool,
+            epoch: Optional[int] = None, summary: Optional[Dict[str, Any]] = None, what: str = "run") -> FolderState:
+    """The state of ``folder`` for a run of ``identity``. ``started``: it holds results (a checkpoint, shards);
+    ``done``: they are complete for these settings; ``stored``: the identity it records."""
+    holder = lock_holder(folder) if os.path.isdir(folder) and process().rank == 0 else None  # rank 0's lock
+    if holder is not None:
+        return FolderState(folder, "busy", busy_text(os.path.join(folder, LOCK_NAME), holder))
+    if identity.pending:
+        return FolderState(folder, "pending", "input not there yet: " + ", ".join(
+            k for k, v in identity.inputs.items() if v is None))
+    if not started:
+        return FolderState(folder, "new", "nothing of a run in it yet" if os.path.isdir(folder) else "absent")
+    if stored is None:
+        return FolderState(folder, "conflict", f"holds a {what} without a recorded identity (written by another "
+                           f"program or an older version)")
+    diff = stored.first_difference(identity, ignore=identity.loose)
+    if diff:
+        return FolderState(folder, "conflict", f"holds a {what} with other settings: {diff}")
+    if done:
+        return FolderState(folder, "finished", f"holds a finished {what} of these settings", dict(summary or {}))
+    more = stored.first_difference(identity)  # only the options outside the hash can differ here
+    return FolderState(folder, "partial", f"holds an unfinished {what} of these settings" +
+                       (f" (epoch {epoch})" if epoch is not None else "") + (f"; {more}" if more else ""),
+                       dict(summary or {}))
+
+
+def training_state(folder: str, identity: Identity, arch: str, epochs: int) -> FolderState:
+    """State of a stage-1/4 run folder: ``config.yaml`` (its identity) and ``<arch>_last.pth`` (its progress).
+    Finished: the last checkpoint has done ``epochs`` epochs of a run asked for ``epochs``; fewer (or a run asked
+    to go further) is partial; a run trained further than asked is a conflict."""
+    last, config = os.path.join(folder, f"{arch}_last.pth"), os.path.join(folder, "config.yaml")
+    if not os.path.isfile(last):
+        foreign = os.path.isdir(folder) and not os.path.isfile(config) and any(
+            n not in (LOCK_NAME, "tb") and not n.endswith(".tmp") for n in os.listdir(folder))
+        return compare(folder, None, identity, started=foreign, done=False)
+    try:
+        stored_cfg = read_yaml(config, "run configuration") if os.path.isfile(config) else None
+    except ValueError:
+        stored_cfg = None
+    try:
+        ckpt = load_checkpoint(last)
+    except (ValueError, OSError):
+        ckpt = {}
+    epoch = int(ckpt.get("epoch") or 0)
+    stored_epochs = int((stored_cfg or {}).get("epochs") or epoch)
+    summary = {k: ckpt[k] for k in ("best_acc", "last_acc", "best_epoch") if isinstance(ckpt.get(k), (int, float))}
+    if epoch >= int(epochs) and stored_epochs > int(epochs):
+        return FolderState(folder, "conflict", f"holds a run trained for {stored_epochs} epochs, not the {epochs} "
+                           f"asked for", summary)
+    return compare(folder, stored_identity(stored_cfg), identity, started=True, summary=summary, epoch=epoch,
+                   done=epoch >= int(epochs) and stored_epochs == int(epochs))
+
+
+TRAINING_FILES = ("config.yaml", "summary.yaml", "tb", "*_best.pth", "*_last.pth", "eval_*.yaml")
+
+
+@dataclass
+class Run:
+    """A run folder and what `plan_run` decided for it: ``outcome`` (the stage's answer) when the run stops
+    here (``--plan``, a finished run skipped); else train in ``folder`` inside `claim`, continuing its run when
+    ``resume`` is set (a checkpoint, or ``auto``: the folder's last)."""
+
+    folder: str
+    identity: Identity
+    state: Callable[[], FolderState]  # the folder's state for this run (read again under the lock)
+    flag: str = "--run_dir"
+    what: str = "run"
+    files: Sequence[str] = TRAINING_FILES  # what the stage writes there (deleted by --overwrite)
+    rule: Dict[str, bool] = field(default_factory=dict)  # resume, overwrite, skip_finished, self_resuming
+    parent: Optional[Tuple[str, str]] = None  # (folder, flag) holding the run folder
+    status: str = ""  # the folder's status when the run was planned
+    resume: Optional[str] = None
+    outcome: Optional[Dict[str, Any]] = None
+
+    @property
+    def stop(self) -> bool:
+        return self.outcome is not None
+
+    def decide(self, state: FolderState) -> Tuple[bool, bool]:
+        """What the run does with a folder in ``state`` -> ``(skip, resume)``; one line where it must not write."""
+        flag, folder, rule, acc = self.flag, state.folder, self.rule, _accuracies(state.summary)
+        if state.status == "busy":
+            raise TopKDError(f"{flag} {folder} is {state.detail}; wait for it to finish or choose another {flag}")
+        if rule["overwrite"]:
+            return False, False
+        if state.status == "pending":
+            raise FileNotFoundError(f"{flag} {folder}: {state.detail}; run the stage that makes it first")
+        if state.status == "conflict" and not rule["resume"]:
+            raise ValueError(f"{flag} {folder} {state.detail}; pass --overwrite to replace it, or choose another "
+                             f"{flag} (or leave it out: the run folder is named after the settings)")
+        if rule["resume"] or rule["self_resuming"] or state.status not in ("finished", "partial"):
+            return False, False
+        if not rule["skip_finished"] and state.status == "finished":
+            raise ValueError(f"{flag} {folder} {state.detail}{acc}; nothing to do: pass --skip_finished to accept "
+                             f"it, --resume with a larger --epochs to train it further, or --overwrite to train it "
+                             f"again")
+        if not rule["skip_finished"]:
+            raise ValueError(f"{flag} {folder} {state.detail}; pass --resume to continue it or --overwrite to start "
+                             f"afresh")
+        log.info(f"{'skip' if state.status == 'finished' else 'resume'}: {folder} {state.detail}{acc}")
+        return state.status == "finished", state.status == "partial"
+
+    def writable(self, create: bool = True) -> None:
+        """The run folder and its parent as writable folders, made where missing (``create=False``: only those
+        that exist, nothing written); a file or a read-only path -> one line naming its flag."""
+        for path, flag in ([self.parent] if self.parent else []) + [(self.folder, self.flag)]:
+            if create or os.path.exists(path):
+                check_output_dir(path, flag)
+
+    @contextlib.contextmanager
+    def claim(self):
+        """Hold the folder while the ``with`` block writes it: its lock (rank 0 only: the other processes of a
+        torchrun job write nothing), then ``--overwrite``'s deletions; a folder changed since the plan is
+        refused in one line."""
+        if process().rank != 0:
+            yield self
+            return
+        self.writable()
+        with FolderLock(self.folder, flag=self.flag, what=f"{self.what} folder"):
+            state = self.state()
+            if self.rule["overwrite"]:
+                removed = sorted(_remove(path) for p in self.files
+                                 for path in glob.glob(os.path.join(glob.escape(self.folder), p)))
+                log.info(f"--overwrite: {self.folder}: " + (f"removed {', '.join(removed)} ({state.detail})"
+                                                             if removed else "nothing to replace"))
+            elif state.status != self.status:
+                raise ValueError(f"{self.flag} {self.folder} changed while this run was being prepared: it now "
+                                 f"{state.detail}; run the command again")
+            yield self
+
+
+def _remove(path: str) -> str:
+    shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+    return os.path.basename(path)
+
+
+def _accuracies(summary: Mapping[str, Any]) -> str:
+    if summary.get("best_acc") is None:
+        return ""
+    last = f", last {summary['last_acc']:.2f}" if isinstance(summary.get("last_acc"), (int, float)) else ""
+    return f" (best top-1 {float(summary['best_acc']):.2f}{last})"
+
+
+def plan_run(folder: str, identity: Identity, state: Callable[[], FolderState], inputs: Mapping[str, Optional[str]],
+             *, plan: bool = False, resume: Any = None, overwrite: bool = False, skip_finished: bool = False,
+             self_resuming: bool = False, parent: Optional[Tuple[str, str]] = None, **where: Any) -> Run:
+    """The run folder of a run and what to do with it (module docstring) -> `Run`; one line where the run must
+    not write there; nothing is written. ``state()``: the folder's `FolderState`; ``inputs``: flag -> path of
+    the input files; ``resume``: a checkpoint, ``auto`` or True; ``parent``: ``(folder, flag)`` that may hold
+    the run folder (checked when it does); ``where``: `Run`'s ``flag``, ``what`` and ``files``."""
+    resume = "auto" if resume is True else resume or None
+    holder = parent if parent and os.path.dirname(os.path.abspath(folder)) == os.path.abspath(parent[0]) else None
+    run = Run(folder, identity, state, rule=dict(resume=bool(resume), overwrite=overwrite, skip_finished=skip_finished,
+                                                 self_resuming=self_resuming), parent=holder, **where)
+    now = state()
+    run.status, key = now.status, run.flag.lstrip("-")
+    if plan:
+        print(now.line(), flush=True)
+        run.outcome = {"plan": now.status, key: folder, "detail": now.detail}
+        return run
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: continue the run, or start it afresh")
+    here = os.path.realpath(folder)
+    for name, path in inputs.items():
+        if path and here in (os.path.realpath(path), os.path.dirname(os.path.realpath(path))):
+            raise ValueError(f"{run.flag} {folder} holds this run's own input --{name} {path}; a stage never writes "
+                             f"where its inputs live (it could replace them): choose another {run.flag}")
+    skip, resumed = run.decide(now)
+    if skip:
+        run.outcome = {"skipped": True, key: folder, **now.summary}
+        return run
+    run.resume = "auto" if resumed else resume
+    stored = read_stored_identity(os.path.join(folder, "config.yaml")) if run.resume else None
+    for name in sorted({*stored.inputs, *identity.inputs}) if stored else ():
+        a, b = stored.inputs.get(name), identity.inputs.get(name)
+        if a != b:
+            raise ValueError(f"--resume: {folder} was trained with another --{name} file (sha256 {(a or '(none)')[:8]} "
+                             f"-> {(b or '(none)')[:8]}); resume with the same file, or start a new run (leave out "
+                             f"--resume)")
+    if process().rank == 0:
+        run.writable(create=False)
+    return run
+
+
+def plan_training(cfg: Any, identity: Identity, inputs: Mapping[str, Optional[str]], arch: str) -> Run:
+    """`plan_run` of a training stage (1 and 4) from its options: ``cfg.run_dir`` holds ``config.yaml`` and
+    ``<arch>_last.pth`` (`training_state`); ``--plan``, ``--resume``, ``--overwrite``, ``--skip_finished``."""
+    state = functools.partial(training_state, cfg.run_dir, identity, arch, int(cfg.epochs))
+    return plan_run(cfg.run_dir, identity, state, inputs, plan=cfg.plan, resume=cfg.resume, overwrite=cfg.overwrite,
+                    skip_finished=cfg.skip_finished, parent=(cfg.save_dir, "--save_dir"))
