@@ -26,8 +26,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from topkd_io import file_sha256, save_npy, save_npz
-from topkd_io.checksums import file_record
+from topkd_io import DamagedFileError, TopKDError, save_npy, save_npz
+from topkd_io.checksums import file_record, verify_file_once
 from topology.persistence import rips_diagrams
 
 from . import store
@@ -45,7 +45,7 @@ def check_dims(dims: Sequence[int]) -> List[int]:
     """Sorted unique homology dims, each in {0, 1}; ValueError otherwise."""
     dims = sorted({int(d) for d in dims})
     if not dims or any(d not in SUPPORTED_DIMS for d in dims):
-        raise ValueError(f"--dims must be 0 and/or 1 (got {list(dims)}); e.g. --dims 0 or --dims 0 1")
+        raise TopKDError(f"--dims must be 0 and/or 1 (got {list(dims)}); e.g. --dims 0 or --dims 0 1")
     return dims
 
 
@@ -68,7 +68,7 @@ def check_clouds(clouds: np.ndarray, shard: int, start: int, where: str = "the t
         what = f"values beyond float32's range (up to {float(np.abs(flat).max()):.3g}; shards store float32)"
     if bad.size:
         j = int(bad[0])
-        raise ValueError(f"shard {shard}, cloud {j} (global cloud {start + j}) holds {what} ({bad.size} such "
+        raise TopKDError(f"shard {shard}, cloud {j} (global cloud {start + j}) holds {what} ({bad.size} such "
                          f"cloud(s) in this shard); check {where}")
 
 
@@ -98,24 +98,23 @@ class Stage2:
                  shard_size: Optional[int] = None, n_jobs: Optional[int] = None, progress: bool = True,
                  command: Optional[str] = None, record: Optional[Dict[str, Any]] = None):
         if source.dim < 1:
-            raise ValueError(f"point clouds need at least one coordinate per point, got D={source.dim} "
+            raise TopKDError(f"point clouds need at least one coordinate per point, got D={source.dim} "
                              f"(clouds of shape [{source.num_clouds}, {source.points}, {source.dim}]); check the "
                              f"--pcd array or --layer")
         if source.points < 2:
-            raise ValueError(f"point clouds need at least 2 points each, got N={source.points}")
+            raise TopKDError(f"point clouds need at least 2 points each, got N={source.points}")
         if source.num_clouds < 1:
-            raise ValueError("the source holds no point cloud; check --passes/--batch_size or the --pcd file")
+            raise TopKDError("the source holds no point cloud; check --passes/--batch_size or the --pcd file")
         self.source, self.out_dir = source, out_dir
         self.dims = check_dims(dims)
         size = default_shard_size(source.points, source.dim) if shard_size is None else int(shard_size)
         if size < 1:
-            raise ValueError(f"--shard_size must be positive, got {shard_size}")
+            raise TopKDError(f"--shard_size must be positive, got {shard_size}")
         self.shard_size = size
         self.num_shards = math.ceil(source.num_clouds / size)
         self.config = dict(config, dims=self.dims, shard_size=size, num_clouds=source.num_clouds,
                            points_per_cloud=source.points, feature_dim=source.dim)
         self.n_jobs, self.progress = n_jobs, progress
-        self._verified: Dict[Tuple[str, int, int], Optional[str]] = {}  # (path, size, mtime) -> problem
         self.problems: set = set()
         os.makedirs(out_dir, exist_ok=True)
         self.manifest = check_resumable(out_dir, self.config) or new_manifest(self.config, command)
@@ -127,26 +126,13 @@ class Stage2:
         start = i * self.shard_size
         return start, min(self.source.num_clouds, start + self.shard_size)
 
-    def _file_problem(self, name: str, ident: Optional[Dict[str, Any]]) -> Optional[str]:
-        """Why the recorded file ``name`` (relative to the folder) is unusable, or None when it is intact.
-
-        ``ident``: its recorded ``size`` and ``sha256`` (folders written before checksums: existence only).
-        """
-        path = os.path.join(self.out_dir, name)
-        if not os.path.isfile(path):
-            return f"{name} is missing"
-        if not ident:
-            return None
-        st = os.stat(path)
-        key = (path, st.st_size, st.st_mtime_ns)
-        if key not in self._verified:
-            if "size" in ident and st.st_size != int(ident["size"]):
-                self._verified[key] = f"{name} has {st.st_size} bytes, the manifest says {ident['size']}"
-            elif "sha256" in ident and file_sha256(path) != ident["sha256"]:
-                self._verified[key] = f"{name} does not match its recorded SHA-256"
-            else:
-                self._verified[key] = None
-        return self._verified[key]
+    def _file_problem(self, name: str, record: Optional[Dict[str, Any]]) -> Optional[str]:
+        """Why the recorded file ``name`` (relative to the folder) is missing or damaged, or None."""
+        try:
+            verify_file_once(os.path.join(self.out_dir, name), record or {})
+        except DamagedFileError as exc:
+            return str(exc)
+        return None
 
     def shard_problems(self, rec: Dict[str, Any]) -> List[str]:
         names = [rec["pcd"]] + list(rec["diagrams"].values())

@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
 import train_student  # noqa: E402
 from distiller.registry import aliases_of  # noqa: E402
 from models.pretrained import torchvision_weights_file, torchvision_weights_path  # noqa: E402
-from topkd_io.errors import USER_ERRORS, one_line  # noqa: E402
+from topkd_io.errors import ONE_LINE, one_line  # noqa: E402
 
 
 STAGES = {"train_teacher.py": "train_teacher", "generate_PCD_PI.py": "generate_PCD_PI",
@@ -55,7 +55,7 @@ def pretrained(words: List[str]) -> str:
         with contextlib.redirect_stdout(sys.stderr):
             path = (torchvision_weights_file(words[0]) if "--no-download" in words
                     else torchvision_weights_path(words[0]))
-    except (*USER_ERRORS, IndexError) as exc:
+    except (*ONE_LINE, IndexError) as exc:
         return f"error\t\t{one_line(exc)}"
     return f"pretrained\t{path}\t"
 
@@ -133,7 +133,7 @@ def _answer(request: str) -> str:
     try:
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
             module.main([a for a in args if a != "--plan"] + ["--plan"])
-    except USER_ERRORS as exc:
+    except ONE_LINE as exc:
         lines, reply = printed.getvalue().splitlines(), f"error\t\t{script}: {one_line(exc)}"
     except SystemExit as exc:  # argparse: its usage and error lines are on stderr
         said = errors.getvalue().strip().splitlines() or [f"{script}: exit {exc.code}"]
