@@ -1,28 +1,13 @@
-"""Device-resident data path (``--data_on_device``): the whole data set on the training device, batches
-cut, augmented and normalised there, with the same random draws as the CPU DataLoader path.
+"""``--data_on_device``: the whole data set on the training device, batches cut, augmented and normalised
+there, with the same random draws as the CPU DataLoader path.
 
-The trainer's data sets are chains of wrappers around an in-memory base set, e.g.
-``KeyedItems(ContrastSample(Subset(IndexedCIFAR100)))``. `DeviceView` unwraps such a chain through two
-registries (`_bases` and `_wrappers`; subclasses inherit entries):
-base type -> raw images, labels, transform of the base set; wrapper type -> what the wrapper adds (a
-position map, CRD's negatives, TGD's cached PIs, the item key). The base set's transform is read op by op
-(``KeyedRandomCrop`` with constant zero padding, ``KeyedHorizontalFlip``, ``ToTensor``, ``Normalize``;
-anything else is refused), so the device path does what the CPU path does.
-
-Randomness: every per-item draw is the counter rule of `datasets.keyed`, a fixed function of
-``(seed, epoch, position, stream)``. The CPU path's `datasets.transforms.KeyedRandomCrop` /
-``KeyedHorizontalFlip`` and CRD's `datasets.contrast.ContrastSample` read it for the item `KeyedItems` is
-drawing; here `draw_params` evaluates the same rule with numpy for a whole epoch of keys at once (CRD's
-negatives: the same keyed seed per item, then CRD's own per-item numpy draw). Both paths therefore agree by
-construction. Plain torchvision ``RandomCrop``/``RandomHorizontalFlip`` (draws from torch's generator) and
-other random ops are refused. The pixel work is batched on the device: gather ``[B, H, W, C]`` uint8 ->
-float/255 -> zero pad -> one gather for crop and flip -> ``(x - mean) / std``. Images equal the CPU
-path's to float32 rounding.
-
-Shuffling and DDP sharding stay with the trainer's index samplers (`datasets.keyed.KeyedSampler` over
-``DistributedSampler``; ``ShardSampler`` for evaluation): `DeviceLoader` only cuts their keys into batches.
-Batches have the CPU path's collated form: ``(image, target, index[, pi])`` tuples of tensors, or a dict
-with ``contrast_idx`` for CRD; all on the device.
+`DeviceView` unwraps a trainer data set (``KeyedItems(ContrastSample(Subset(IndexedCIFAR100)))`` and the like)
+down to its in-memory base set and reads the base set's transform op by op (``KeyedRandomCrop`` with zero
+padding, ``KeyedHorizontalFlip``, ``ToTensor``, ``Normalize``; anything else is refused). Every per-item draw
+is the counter rule of `datasets.keyed`, a function of ``(seed, epoch, position, stream)``, evaluated here for
+a whole epoch at once, so both paths agree by construction (images to float32 rounding). Shuffling and DDP
+sharding stay with the trainer's samplers: `DeviceLoader` only cuts their keys into batches, collated as on
+the CPU path (``(image, target, index[, pi])`` tuples, or a dict with CRD's ``contrast_idx``).
 """
 from __future__ import annotations
 
@@ -101,15 +86,11 @@ def _read_normalize(aug: Augment, op) -> None:
     aug.mean, aug.std = tuple(float(m) for m in op.mean), tuple(float(s) for s in op.std)
 
 
-# transform type -> reader (name recorded in Augment.order); the random ops must be the keyed ones
+# transform type -> (name recorded in Augment.order, reader); the random ops must be the keyed ones
 TRANSFORM_STEPS: Dict[type, Tuple[str, Callable]] = {
-    KeyedRandomCrop: ("crop", _read_crop),
-    KeyedHorizontalFlip: ("flip", _read_flip),
-    T.ToTensor: ("to_tensor", _read_to_tensor),
-    T.Normalize: ("normalize", _read_normalize),
+    KeyedRandomCrop: ("crop", _read_crop), KeyedHorizontalFlip: ("flip", _read_flip),
+    T.ToTensor: ("to_tensor", _read_to_tensor), T.Normalize: ("normalize", _read_normalize),
 }
-
-
 _UNKEYED = {T.RandomCrop: "KeyedRandomCrop", T.RandomHorizontalFlip: "KeyedHorizontalFlip"}
 
 
@@ -232,50 +213,13 @@ def _pi_base(ds) -> Base:
     return Base(pis[torch.from_numpy(rows)], targets[torch.from_numpy(rows)], aug, hwc=False, reported=rows)
 
 
-def _bases() -> Dict[type, Callable[[Any], Base]]:
-    return {IndexedCIFAR10: _cifar_base, IndexedCIFAR100: _cifar_base, TensorImages: _tensor_base,
-            PIImages: _pi_base}
-
-
-@dataclass
-class Chain:
-    """A data set chain, unwrapped: the Subset ``maps`` (position -> base row), the key ``seed`` (None when
-    items are not keyed), CRD's ``contrast`` sampler, TGD's ``pi_cache``."""
-
-    maps: List[np.ndarray] = field(default_factory=list)  # Subset index lists, outermost first
-    seed: Optional[int] = None
-    contrast: Any = None
-    pi_cache: Any = None
-
-
-def _unwrap_subset(ds, chain: Chain):
-    chain.maps.append(np.asarray(ds.indices, dtype=np.int64))
-    return ds.dataset
-
-
-def _unwrap_keyed(ds, chain: Chain):
-    chain.seed = int(ds.seed)
-    return ds.dataset
-
-
-def _unwrap_contrast(ds, chain: Chain):
-    chain.contrast = ds
-    return ds.base
-
-
-def _unwrap_pi(ds, chain: Chain):
-    chain.pi_cache = ds.cache
-    return ds.base
-
-
-def _wrappers() -> Dict[type, Callable[[Any, Chain], Any]]:
-    return {Subset: _unwrap_subset, KeyedItems: _unwrap_keyed, ContrastSample: _unwrap_contrast,
-            WithImagePI: _unwrap_pi}
-
-
-def _lookup(registry: Dict[type, Callable], ds) -> Optional[Callable]:
-    """The entry of the nearest registered class in ``type(ds)``'s MRO (subclasses inherit it), or None."""
-    return next((registry[c] for c in type(ds).__mro__ if c in registry), None)
+def _base(ds) -> Optional[Base]:
+    """The `Base` of an in-memory base set, or None when ``ds`` is not one."""
+    if isinstance(ds, (IndexedCIFAR10, IndexedCIFAR100)):
+        return _cifar_base(ds)
+    if isinstance(ds, TensorImages):
+        return _tensor_base(ds)
+    return _pi_base(ds) if isinstance(ds, PIImages) else None
 
 
 def on_device_sets() -> str:
@@ -298,20 +242,24 @@ class DeviceView:
     """
 
     def __init__(self, dataset, device: torch.device):
-        bases, wrappers = _bases(), _wrappers()
-        chain, ds = Chain(), dataset
-        while _lookup(bases, ds) is None:
-            unwrap = _lookup(wrappers, ds)
-            if unwrap is None:
+        maps, self.seed, self.contrast, self.pi_cache, ds = [], None, None, None, dataset
+        while (base := _base(ds)) is None:  # unwrap down to the base set, noting what each wrapper adds
+            if isinstance(ds, Subset):
+                maps.append(np.asarray(ds.indices, dtype=np.int64))
+            elif isinstance(ds, KeyedItems):
+                self.seed = int(ds.seed)
+            elif isinstance(ds, ContrastSample):
+                self.contrast = ds
+            elif isinstance(ds, WithImagePI):
+                self.pi_cache = ds.cache
+            else:
                 raise _not_on_device(ds)
-            ds = unwrap(ds, chain)
-        base = _lookup(bases, ds)(ds)
+            ds = ds.dataset if isinstance(ds, (Subset, KeyedItems)) else ds.base
         position_map = np.arange(len(dataset), dtype=np.int64)
-        for m in chain.maps:  # outermost first: p -> maps[0][p] -> maps[1][maps[0][p]] ...
+        for m in maps:  # outermost first: p -> maps[0][p] -> maps[1][maps[0][p]] ...
             position_map = m[position_map]
         self.device = torch.device(device)
         self.augment, self.hwc = base.augment, base.hwc
-        self.seed, self.contrast, self.pi_cache = chain.seed, chain.contrast, chain.pi_cache
         if (self.augment.random or self.contrast is not None) and self.seed is None:
             raise ValueError("--data_on_device: this set has random draws but its items are not keyed by "
                              "(seed, epoch, index) (wrap it in datasets.keyed.KeyedItems)")

@@ -134,7 +134,7 @@ def read_sealed(path: Any, what: str, rebuild: Optional[str] = None, check: bool
     a YAML dict or fails its checksum -> `DamagedFileError` naming it."""
     data = read_yaml(path, what, f"rebuild it with: {rebuild}" if rebuild else "")
     if not isinstance(data, dict):
-        raise DamagedFileError(f"{path} is not a {what}{_hint(rebuild)}")
+        raise DamagedFileError(f"{path} is not a valid {what}{_hint(rebuild)}")
     if check:
         check_seal(data, path, rebuild)
     return data

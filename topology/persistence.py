@@ -19,7 +19,6 @@ Conventions (those of gudhi's ``SimplexTree.persistence_intervals_in_dimension``
 """
 from __future__ import annotations
 
-import warnings
 from typing import Callable, Dict, Iterable, List, Sequence, Tuple, Union
 
 import numpy as np
@@ -441,16 +440,9 @@ DIAGRAM_BACKENDS: Dict[int, Dict[str, DiagramBackend]] = {
     0: {"mst": _h0_mst, "gudhi": _h0_gudhi},
     1: {"gudhi": _h1_gudhi, "simplex_tree": _h1_simplex_tree},
 }
-#: old backend names -> current ones (still accepted, with a warning saying what they call)
-RENAMED_BACKENDS: Dict[str, str] = {"ripser": "gudhi"}
 
 
 def _backend(dim: int, name: str) -> DiagramBackend:
-    if name in RENAMED_BACKENDS and name not in DIAGRAM_BACKENDS[dim]:
-        new = RENAMED_BACKENDS[name]
-        warnings.warn(f"H{dim} backend {name!r} is now called {new!r}: it runs gudhi.sklearn.RipsPersistence "
-                      f"(gudhi), not the ripser package; pass {new!r}", FutureWarning, stacklevel=3)
-        name = new
     try:
         return DIAGRAM_BACKENDS[dim][name]
     except KeyError:
@@ -475,8 +467,7 @@ def rips_diagrams(
     Returns ``{dim: [B arrays of shape [k, 2]]}`` (float64 birth, death) for each requested dim.
     ``keep_infinite`` appends H0's ``(0, inf)`` bar; ``drop_zero`` drops zero-length H0 bars as gudhi
     does (see the module docstring). Backends: H0 ``"mst"`` (exact, fast) or ``"gudhi"``
-    (``gudhi.sklearn.RipsPersistence``); H1 ``"gudhi"`` (the same, parallel with ``n_jobs``; ``"ripser"``,
-    its old name, is still accepted with a warning)
+    (``gudhi.sklearn.RipsPersistence``); H1 ``"gudhi"`` (the same, parallel with ``n_jobs``)
     or ``"simplex_tree"`` (RipsComplex + SimplexTree, gudhi's exact row order, slow).
     """
     dims = _check_dims(dims)
