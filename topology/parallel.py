@@ -24,8 +24,6 @@ import torch
 
 T = TypeVar("T")
 
-#: False = run every part in the calling thread with torch's intra-op threads (the old route; benchmarks)
-POOL_ENABLED = True
 _POOL: "ThreadPoolExecutor | None" = None
 _POOL_SIZE = 0
 _POOL_LOCK = threading.Lock()
@@ -49,10 +47,7 @@ def _pool(size: int) -> ThreadPoolExecutor:
 
 
 def worker_count(items: int, min_items: int) -> int:
-    """Workers for ``items`` units of work: the caller's torch thread count, at most one per ``min_items``
-    (1 when ``POOL_ENABLED`` is off)."""
-    if not POOL_ENABLED:
-        return 1
+    """Workers for ``items`` units of work: the caller's torch thread count, at most one per ``min_items``."""
     return max(1, min(torch.get_num_threads(), items // max(1, min_items)))
 
 
