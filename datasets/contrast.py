@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
+from topkd_io import TopKDError
+
 from .keyed import STREAM_CONTRAST, item_word
 
 CONTRAST_MODES = ("exact", "relax")
@@ -37,7 +39,7 @@ def index_targets(dataset: Dataset) -> Tuple[np.ndarray, np.ndarray, int]:
         dataset = dataset.dataset
     targets = getattr(dataset, "targets", None)
     if targets is None:
-        raise ValueError(f"CRD's class-aware negatives need the training set's labels: "
+        raise TopKDError(f"CRD's class-aware negatives need the training set's labels: "
                          f"{type(dataset).__name__} has no .targets attribute")
     targets = np.asarray(targets, dtype=np.int64)
     return positions.astype(np.int64), targets[positions], len(targets)
@@ -50,15 +52,15 @@ class ContrastSample(Dataset):
 
     def __init__(self, base: Dataset, k: int, mode: str = "exact"):
         if mode not in CONTRAST_MODES:
-            raise ValueError(f"unknown CRD sampling mode {mode!r}; choose one of: {', '.join(CONTRAST_MODES)}")
+            raise TopKDError(f"unknown CRD sampling mode {mode!r}; choose one of: {', '.join(CONTRAST_MODES)}")
         if k < 1:
-            raise ValueError(f"CRD needs at least one negative per sample (--nce_k), got {k}")
+            raise TopKDError(f"CRD needs at least one negative per sample (--nce_k), got {k}")
         index, targets, self.index_space = index_targets(base)
         order = np.argsort(targets, kind="stable")
         self._by_class = index[order]  # training indices grouped by class
         classes, starts, counts = np.unique(targets[order], return_index=True, return_counts=True)
         if len(classes) < 2:
-            raise ValueError("CRD's negatives come from other classes, but the training set has only one class")
+            raise TopKDError("CRD's negatives come from other classes, but the training set has only one class")
         self._start = {int(c): int(s) for c, s in zip(classes, starts)}
         self._count = {int(c): int(n) for c, n in zip(classes, counts)}
         self.base, self.k, self.mode = base, int(k), mode

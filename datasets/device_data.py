@@ -11,14 +11,16 @@ the CPU path (``(image, target, index[, pi])`` tuples, or a dict with CRD's ``co
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.transforms as T
 from torch.utils.data import Subset
+
+from topkd_io import TopKDError
 
 from . import keyed
 from .cifar import IndexedCIFAR10, IndexedCIFAR100
@@ -43,7 +45,6 @@ class Augment:
     to_unit: bool = False
     mean: Optional[Tuple[float, ...]] = None
     std: Optional[Tuple[float, ...]] = None
-    order: List[str] = field(default_factory=list)  # op names as read, for the order checks
 
     @property
     def random(self) -> bool:
@@ -51,72 +52,54 @@ class Augment:
 
 
 def _padding4(padding) -> Tuple[int, int, int, int]:
-    if isinstance(padding, int):
-        return (padding,) * 4
-    padding = [int(p) for p in padding]
-    if len(padding) == 1:
-        return (padding[0],) * 4
-    if len(padding) == 2:
-        return (padding[0], padding[1], padding[0], padding[1])
-    return tuple(padding)  # type: ignore[return-value]
+    """torchvision's padding (one int, or 1, 2 or 4 of them) as (left, top, right, bottom)."""
+    p = [int(padding)] if isinstance(padding, int) else [int(v) for v in padding]
+    return tuple(p * 4 if len(p) == 1 else p * 2 if len(p) == 2 else p)  # type: ignore[return-value]
 
 
-def _read_crop(aug: Augment, op) -> None:
-    if aug.order:
-        raise ValueError("--data_on_device: RandomCrop must be the first transform")
-    if op.pad_if_needed or op.padding_mode != "constant" or op.fill not in (0, 0.0):
-        raise ValueError("--data_on_device supports RandomCrop with constant zero padding only; drop --data_on_device")
-    aug.crop = tuple(int(s) for s in op.size)  # type: ignore[assignment]
-    aug.padding = _padding4(op.padding) if op.padding is not None else (0, 0, 0, 0)
-
-
-def _read_flip(aug: Augment, op) -> None:
-    if aug.order not in ([], ["crop"]):
-        raise ValueError("--data_on_device: RandomHorizontalFlip must come before ToTensor/Normalize")
-    aug.flip_p = float(op.p)
-
-
-def _read_to_tensor(aug: Augment, op) -> None:
-    aug.to_unit = True
-
-
-def _read_normalize(aug: Augment, op) -> None:
-    if aug.mean is not None:
-        raise ValueError("--data_on_device: the transform normalises twice")
-    aug.mean, aug.std = tuple(float(m) for m in op.mean), tuple(float(s) for s in op.std)
-
-
-# transform type -> (name recorded in Augment.order, reader); the random ops must be the keyed ones
-TRANSFORM_STEPS: Dict[type, Tuple[str, Callable]] = {
-    KeyedRandomCrop: ("crop", _read_crop), KeyedHorizontalFlip: ("flip", _read_flip),
-    T.ToTensor: ("to_tensor", _read_to_tensor), T.Normalize: ("normalize", _read_normalize),
-}
 _UNKEYED = {T.RandomCrop: "KeyedRandomCrop", T.RandomHorizontalFlip: "KeyedHorizontalFlip"}
 
 
 def read_transform(transform) -> Augment:
-    """A torchvision ``Compose`` (or single op, or None) -> `Augment`; unsupported ops -> ValueError."""
+    """A torchvision ``Compose`` (or one op, or None) -> `Augment`; an op the device path cannot run the way the
+    CPU path does (or in another order) -> `TopKDError`."""
     ops = [] if transform is None else list(transform.transforms) if isinstance(transform, T.Compose) else [transform]
-    aug = Augment()
+    aug, seen = Augment(), []
     for op in ops:
-        entry = TRANSFORM_STEPS.get(type(op))
-        if entry is None and type(op) in _UNKEYED:
-            raise ValueError(f"--data_on_device draws crops and flips by the item key: use "
-                             f"datasets.transforms.{_UNKEYED[type(op)]} instead of torchvision's {type(op).__name__}")
-        if entry is None:
-            raise ValueError(f"--data_on_device cannot run the transform {type(op).__name__} on the device; "
-                             f"drop --data_on_device")
-        name, reader = entry
-        reader(aug, op)
-        aug.order.append(name)
+        kind = type(op)  # exactly: torchvision's own RandomCrop/RandomHorizontalFlip draw from torch's generator
+        if kind is KeyedRandomCrop:
+            if seen:
+                raise TopKDError("--data_on_device: RandomCrop must be the first transform")
+            if op.pad_if_needed or op.padding_mode != "constant" or op.fill not in (0, 0.0):
+                raise TopKDError("--data_on_device supports RandomCrop with constant zero padding only; drop "
+                                 "--data_on_device")
+            aug.crop = tuple(int(s) for s in op.size)  # type: ignore[assignment]
+            aug.padding = _padding4(op.padding) if op.padding is not None else (0, 0, 0, 0)
+        elif kind is KeyedHorizontalFlip:
+            if seen not in ([], [KeyedRandomCrop]):
+                raise TopKDError("--data_on_device: RandomHorizontalFlip must come before ToTensor/Normalize")
+            aug.flip_p = float(op.p)
+        elif kind is T.ToTensor:
+            aug.to_unit = True
+        elif kind is T.Normalize:
+            if aug.mean is not None:
+                raise TopKDError("--data_on_device: the transform normalises twice")
+            aug.mean, aug.std = tuple(float(m) for m in op.mean), tuple(float(s) for s in op.std)
+        elif kind in _UNKEYED:
+            raise TopKDError(f"--data_on_device draws crops and flips by the item key: use datasets.transforms."
+                             f"{_UNKEYED[kind]} instead of torchvision's {kind.__name__}")
+        else:
+            raise TopKDError(f"--data_on_device cannot run the transform {kind.__name__} on the device; drop "
+                             f"--data_on_device")
+        seen.append(kind)
     return aug
 
 
 def _padded_size(aug: Augment, height: int, width: int) -> Tuple[int, int]:
-    """(rows, columns) of an item after RandomCrop's padding; ValueError when the crop does not fit."""
+    """(rows, columns) of an item after RandomCrop's padding; `TopKDError` when the crop does not fit."""
     ph, pw = height + aug.padding[1] + aug.padding[3], width + aug.padding[0] + aug.padding[2]
     if ph < aug.crop[0] or pw < aug.crop[1]:
-        raise ValueError(f"crop {aug.crop} larger than the padded image {(ph, pw)}")
+        raise TopKDError(f"crop {aug.crop} larger than the padded image {(ph, pw)}")
     return ph, pw
 
 
@@ -178,10 +161,10 @@ class Base:
 
 def _cifar_base(ds) -> Base:
     if ds.target_transform is not None:
-        raise ValueError("--data_on_device does not run target transforms; drop --data_on_device")
+        raise TopKDError("--data_on_device does not run target transforms; drop --data_on_device")
     aug = read_transform(ds.transform)
     if not aug.to_unit:
-        raise ValueError("--data_on_device: a CIFAR transform must contain ToTensor")
+        raise TopKDError("--data_on_device: a CIFAR transform must contain ToTensor")
     return Base(torch.from_numpy(np.ascontiguousarray(ds.data)), torch.as_tensor(ds.targets, dtype=torch.int64),
                 aug, hwc=True)
 
@@ -189,7 +172,7 @@ def _cifar_base(ds) -> Base:
 def _tensor_base(ds) -> Base:
     aug = read_transform(ds.transform)
     if aug.to_unit:
-        raise ValueError("--data_on_device: ToTensor on images that are already tensors")
+        raise TopKDError("--data_on_device: ToTensor on images that are already tensors")
     return Base(ds.images, torch.as_tensor(ds.targets, dtype=torch.int64), aug, hwc=False)
 
 
@@ -203,7 +186,7 @@ def _pi_base(ds) -> Base:
     aug = read_transform(ds.transform)
     if ds.cache.normalize is not None:  # --input_norm tgd: the cache view's PI normalisation, as on the CPU path
         if aug.mean is not None:
-            raise ValueError("--data_on_device: the PI transform normalises twice")
+            raise TopKDError("--data_on_device: the PI transform normalises twice")
         aug.mean, aug.std = ds.cache.normalize
     pis = torch.from_numpy(np.array(ds.cache.pis))  # stored dtype; made float32 per batch
     targets = torch.as_tensor(ds.targets, dtype=torch.int64)
@@ -227,9 +210,9 @@ def on_device_sets() -> str:
     return ", ".join(n for n in dataset_names() if dataset_info(n).on_device) + " and TGD's PI caches"
 
 
-def _not_on_device(ds) -> ValueError:
+def _not_on_device(ds) -> TopKDError:
     files = [n for n in dataset_names() if not dataset_info(n).on_device]
-    return ValueError(f"--data_on_device works for in-memory data sets ({on_device_sets()}), not "
+    return TopKDError(f"--data_on_device works for in-memory data sets ({on_device_sets()}), not "
                       f"{type(ds).__name__} (the others, {', '.join(files)}, are read from image files); "
                       f"drop --data_on_device")
 
@@ -261,7 +244,7 @@ class DeviceView:
         self.device = torch.device(device)
         self.augment, self.hwc = base.augment, base.hwc
         if (self.augment.random or self.contrast is not None) and self.seed is None:
-            raise ValueError("--data_on_device: this set has random draws but its items are not keyed by "
+            raise TopKDError("--data_on_device: this set has random draws but its items are not keyed by "
                              "(seed, epoch, index) (wrap it in datasets.keyed.KeyedItems)")
         self.base_rows = position_map  # position -> base row (= the reported index)
         self.reported = position_map if base.reported is None else base.reported[position_map]
@@ -273,11 +256,11 @@ class DeviceView:
         if self.pi_cache is not None:
             cache_targets = np.asarray(self.pi_cache.targets, dtype=np.int64)
             if len(cache_targets) <= int(self.reported.max(initial=0)):
-                raise ValueError(f"the image-PI cache {self.pi_cache.folder} has {len(cache_targets)} items, fewer "
+                raise TopKDError(f"the image-PI cache {self.pi_cache.folder} has {len(cache_targets)} items, fewer "
                                  f"than the data set; it was made for another data set or split")
             bad = np.nonzero(cache_targets[self.reported] != base.targets.numpy()[self.base_rows])[0]
             if len(bad):
-                raise ValueError(f"item {int(self.reported[bad[0]])}: the image-PI cache {self.pi_cache.folder} "
+                raise TopKDError(f"item {int(self.reported[bad[0]])}: the image-PI cache {self.pi_cache.folder} "
                                  f"holds another target; the cache was made from other data")
             self.pis = torch.from_numpy(np.array(self.pi_cache.pis)).to(self.device)  # read the memory map once
 

@@ -6,6 +6,8 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
+from topkd_io import TopKDError
+
 from .bundle import DataBundle
 from .fingerprint import Fingerprint
 from .splits import check_val_split
@@ -63,7 +65,7 @@ def dataset_info(name: str) -> DatasetInfo:
     try:
         return DATASET_INFO[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown data set {name!r}; choose one of: {', '.join(dataset_names())}") from None
+        raise TopKDError(f"unknown data set {name!r}; choose one of: {', '.join(dataset_names())}") from None
 
 
 def data_fingerprint(name: str, root: str, download: bool = False, must_exist: bool = True) -> Optional[str]:
@@ -108,7 +110,7 @@ def build_datasets(name: str, root: str = "./data", download: bool = False, val_
     allowed = _options_of(builder)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(
+        raise TopKDError(
             f"unknown option(s) {', '.join(unknown)} for data set {name!r}; "
             f"valid: {', '.join(allowed) or 'none'}"
         )

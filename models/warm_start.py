@@ -13,7 +13,7 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
-from topkd_io import load_checkpoint
+from topkd_io import TopKDError, load_checkpoint
 
 from .loading import check_finite_weights, model_state, state_dict_differences
 from .tgd_released import is_tgd_state_dict, tgd_to_wrn_state_dict
@@ -29,7 +29,7 @@ def checkpoint_weights(path: str) -> Dict[str, torch.Tensor]:
     try:
         sd = model_state(ckpt)
     except ValueError:
-        raise ValueError(f"checkpoint {path} holds no network weights (expected {{'model': ...}}, "
+        raise TopKDError(f"checkpoint {path} holds no network weights (expected {{'model': ...}}, "
                          f"{{'model_state_dict': ...}} or a state dict)") from None
     check_finite_weights(sd, path, "--init_s")
     return tgd_to_wrn_state_dict(sd) if is_tgd_state_dict(sd) else sd
@@ -43,7 +43,7 @@ def init_from_checkpoint(model: nn.Module, path: Optional[str]) -> nn.Module:
     sd = checkpoint_weights(str(path))
     diffs = state_dict_differences(model.state_dict(), sd)
     if diffs:
-        raise ValueError(f"--init_s {path} does not fit the {type(model).__name__} being trained "
+        raise TopKDError(f"--init_s {path} does not fit the {type(model).__name__} being trained "
                          f"(another architecture or class count?): {'; '.join(diffs)}")
     model.load_state_dict(sd, strict=True)
     return model

@@ -20,7 +20,7 @@ import logging
 import os
 from typing import List, Optional, Union
 
-from topkd_io import load_checkpoint
+from topkd_io import TopKDError, load_checkpoint
 from topology.ripsnet import POOLINGS as POOLING_FUNCTIONS
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,11 @@ def official_layer_tag(layer: Layer) -> str:
     """``-1`` -> ``FCinput`` (see OFFICIAL_LAYER_TAGS); a tag given as text (``FCinput``) is kept."""
     if isinstance(layer, str) and not layer.lstrip("-").isdigit():
         if layer not in OFFICIAL_LAYER_TAGS.values():
-            raise ValueError(f"unknown official RipsNet layer tag {layer!r}; one of "
+            raise TopKDError(f"unknown official RipsNet layer tag {layer!r}; one of "
                              f"{', '.join(OFFICIAL_LAYER_TAGS.values())}")
         return layer
     if int(layer) not in OFFICIAL_LAYER_TAGS:
-        raise ValueError(f"the official RipsNet naming has no tag for --tda_layer_t {layer}; use one of "
+        raise TopKDError(f"the official RipsNet naming has no tag for --tda_layer_t {layer}; use one of "
                          f"{', '.join(map(str, sorted(OFFICIAL_LAYER_TAGS)))} or pass the RipsNet file to --rips_path")
     return OFFICIAL_LAYER_TAGS[int(layer)]
 
@@ -133,7 +133,7 @@ def find_ripsnet(rips_path: Optional[str], dataset: str, teacher: str, batch_siz
     made_from = {p: recorded_teacher_sha(p) for p in tried if os.path.isfile(p)}  # None: records no teacher
     own = [p for p, sha in made_from.items() if teacher_sha and sha == teacher_sha]
     if len(own) > 1:
-        raise ValueError(f"several RipsNets trained on the stage-2 data of this teacher {teacher}: "
+        raise TopKDError(f"several RipsNets trained on the stage-2 data of this teacher {teacher}: "
                          f"{', '.join(own)}; pass the one you mean to --rips_path")
     if own:
         return own[0]

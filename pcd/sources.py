@@ -19,7 +19,7 @@ from datasets.keyed import RULE as KEYED_RULE
 from datasets.keyed import KeyedItems
 from models.features import check_layer, layer_embedding
 
-from topkd_io import file_identity, load_npy
+from topkd_io import TopKDError, file_identity, load_npy
 
 
 class ArrayCloudSource:
@@ -32,7 +32,7 @@ class ArrayCloudSource:
             raise FileNotFoundError(f"--pcd file {path} not found; pass a .npy array [num_clouds, N, D]")
         self.array = load_npy(path, "--pcd file", rebuild="np.save(path, clouds) of a float array [num_clouds, N, D]")
         if self.array.ndim != 3 or not np.issubdtype(self.array.dtype, np.floating):
-            raise ValueError(f"--pcd file {path} must hold a float array [num_clouds, N, D], got "
+            raise TopKDError(f"--pcd file {path} must hold a float array [num_clouds, N, D], got "
                              f"{self.array.dtype} {tuple(self.array.shape)}")
         self.path = path
         self.num_clouds, self.points, self.dim = (int(s) for s in self.array.shape)
@@ -114,7 +114,7 @@ def set_teacher_bn(teacher: torch.nn.Module, mode: str) -> torch.nn.Module:
     statistics (``track_running_stats=False``: the buffers are neither used nor written). ``"eval"``: the
     stored running statistics, as the student stage later sees the teacher."""
     if mode not in TEACHER_BN_MODES:
-        raise ValueError(f"--teacher_bn must be one of {', '.join(TEACHER_BN_MODES)}, got {mode!r}")
+        raise TopKDError(f"--teacher_bn must be one of {', '.join(TEACHER_BN_MODES)}, got {mode!r}")
     teacher.eval()
     if mode == "batch":
         for module in teacher.modules():
@@ -145,11 +145,11 @@ class TeacherCloudSource:
                  seed: int, device: str = "cpu", workers: int = 0, identity: Optional[Dict[str, Any]] = None,
                  teacher_bn: str = "batch", data_on_device: bool = False):
         if batch < 2:
-            raise ValueError(f"--batch_size {batch} gives clouds of fewer than 2 points; use at least 2 (paper: 64)")
+            raise TopKDError(f"--batch_size {batch} gives clouds of fewer than 2 points; use at least 2 (paper: 64)")
         if passes < 1:
-            raise ValueError(f"--passes must be at least 1, got {passes}")
+            raise TopKDError(f"--passes must be at least 1, got {passes}")
         if len(train_set) < batch:
-            raise ValueError(f"the training set has {len(train_set)} images, fewer than --batch_size {batch}")
+            raise TopKDError(f"the training set has {len(train_set)} images, fewer than --batch_size {batch}")
         self.teacher_bn = teacher_bn
         self.teacher = set_teacher_bn(teacher, teacher_bn).to(device)
         for p in self.teacher.parameters():

@@ -13,7 +13,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from topkd_io import atomic_write  # noqa: F401 - re-exported for stage-2 writers
+from topkd_io import TopKDError, atomic_write  # noqa: F401 - re-exported for stage-2 writers
 from topkd_io.atomic import AtomicNpyWriter  # noqa: F401 - the streamed .npy writer (pi_dim<k>.npy)
 from topkd_io.safe_load import load_npy as read_npy
 
@@ -70,7 +70,7 @@ class ShardedClouds:
 
     def _shape(self) -> Tuple[int, int, int]:
         if not self.files:
-            raise ValueError(f"stage-2 folder {self.folder} lists no point-cloud shards; rerun generate_PCD_PI.py")
+            raise TopKDError(f"stage-2 folder {self.folder} lists no point-cloud shards; rerun generate_PCD_PI.py")
         first = self._map(0)
         return (int(self.starts[-1]), int(first.shape[1]), int(first.shape[2]))
 
@@ -82,7 +82,7 @@ class ShardedClouds:
                                         "with the same --out_dir to rebuild it")
             arr = load_npy(path, "point-cloud shard")
             if arr.shape[0] != self.sizes[shard]:
-                raise ValueError(f"shard {path} holds {arr.shape[0]} clouds but the manifest says "
+                raise TopKDError(f"shard {path} holds {arr.shape[0]} clouds but the manifest says "
                                  f"{self.sizes[shard]}; the folder is inconsistent, regenerate it")
             self._maps[shard] = arr
         return self._maps[shard]
