@@ -13,9 +13,7 @@ from torch import nn
 
 from topkd_io import TopKDError, load_checkpoint
 
-from .pretrained import (
-    arch_from_torchvision_file,  # torchvision's <name>-<hash>.pth weight files
-)
+from .pretrained import arch_from_torchvision_file
 from .registry import ARCH_ALIASES, model_dict, resolve_arch
 from .run_names import parse_checkpoint_path
 from .tgd_released import is_tgd_state_dict, tgd_to_wrn_state_dict, tgd_wrn_arch
@@ -35,11 +33,12 @@ class LoadedModel(NamedTuple):
     ckpt: Dict[str, Any]  # the checkpoint dict as read
 
 
-def model_state(ckpt: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+def model_state(ckpt: Dict[str, Any], path: str = "") -> Dict[str, torch.Tensor]:
     """The network's state dict inside a checkpoint (ours, official, or bare), ``module.`` prefixes removed."""
     sd = ckpt.get("model", ckpt) if isinstance(ckpt.get("model", None), dict) else ckpt
     if not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise TopKDError("checkpoint has no model state dict (expected {'model': state_dict} or a state dict)")
+        raise TopKDError(f"checkpoint {path} holds no network weights (expected {{'model': ...}}, "
+                         f"{{'model_state_dict': ...}} or a state dict)")
     if all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
     return sd
@@ -118,41 +117,31 @@ def _resolve_arch(path: str, ckpt: Dict[str, Any], arch: Optional[str], names: I
                      f"<arch>_<dataset>_lr_..._trial_N); pass the architecture explicitly (e.g. --model_t)")
 
 
-def _read(path: str, map_location: Any = "cpu"):
-    """-> ``(checkpoint dict, state dict in our key names)``; TGD's released files get ``arch``/``in_channels``."""
+def read_weights(path: str, map_location: Any = "cpu"):
+    """-> ``(checkpoint dict, state dict in our key names)`` of ours, an official one or TGD's releases (with
+    ``arch``/``in_channels`` added for those)."""
     ckpt = load_checkpoint(path, map_location=map_location)
-    if isinstance(ckpt.get("model_state_dict"), dict):  # TGD's releases: its own WideResNet key names
-
-        sd = model_state(ckpt["model_state_dict"])
-        if is_tgd_state_dict(sd):
-            tgd_arch, options = tgd_wrn_arch(sd)
-            ckpt = dict(ckpt, arch=tgd_arch, in_channels=options.get("in_channels", 3))
-            sd = tgd_to_wrn_state_dict(sd)
-    else:
-        sd = model_state(ckpt)
+    sd = model_state(ckpt["model_state_dict"] if isinstance(ckpt.get("model_state_dict"), dict) else ckpt, path)
+    if is_tgd_state_dict(sd):  # TGD's releases: its own WideResNet key names
+        tgd_arch, options = tgd_wrn_arch(sd)
+        ckpt = dict(ckpt, arch=tgd_arch, in_channels=options.get("in_channels", 3))
+        sd = tgd_to_wrn_state_dict(sd)
     return ckpt, sd
 
 
 def checkpoint_arch(path: str, arch: Optional[str] = None) -> str:
     """The architecture `load_model` would build for ``path`` (given, stored, or from the file / folder name),
     without building it; ValueError as `load_model`."""
-    ckpt, _ = _read(path)
+    ckpt, _ = read_weights(path)
     return _resolve_arch(path, ckpt, arch, model_dict)
 
 
 def load_model(path: str, arch: Optional[str] = None, num_classes: Optional[int] = None,
                map_location: Any = "cpu", in_channels: Optional[int] = None) -> LoadedModel:
-    """Rebuild a trained network from ours or an official checkpoint -> ``LoadedModel(model, arch, ckpt)``.
-
-    ``model`` is in eval mode; ``arch`` is the architecture it was built as (given, stored in the checkpoint,
-    or read from the official run-folder / file name); ``ckpt`` the checkpoint dict.
-
-    arch: architecture name of ``models.model_dict`` (needed for official checkpoints whose folder name
-    does not tell). num_classes: expected class count (inferred from the classifier when None). in_channels:
-    the channels of the inputs it will be given (not checked when None).
-    Raises ValueError when the architecture, the class count or the input channels do not match, naming which.
-    """
-    ckpt, sd = _read(path, map_location)
+    """Rebuild a trained network from ours or an official checkpoint -> ``LoadedModel(model in eval mode, arch,
+    ckpt)``. ``arch``: given, else stored, else read from the run-folder / file name; ``num_classes`` and
+    ``in_channels``, when given, must match the checkpoint's (`TopKDError` naming what differs)."""
+    ckpt, sd = read_weights(path, map_location)
     check_finite_weights(sd, path)
     arch = _resolve_arch(path, ckpt, arch, model_dict)
     found_classes = int(ckpt["num_classes"]) if isinstance(ckpt.get("num_classes"), int) else infer_num_classes(sd)

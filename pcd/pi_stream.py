@@ -13,7 +13,6 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from topkd_io import TopKDError
-
 from topology.point_cloud_pi import PIParams, persistence_images
 
 NUM_POINTS = 200

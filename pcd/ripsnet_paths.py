@@ -9,9 +9,8 @@ with ``<tag>`` from ``--tda_layer_t``: ``FCinput`` for -1, ``output`` for 0, ``l
 
     <root>/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>/<pooling>_best.pth      (root default ``ripsnet``)
 
-with ``<layer>`` the stage-2 ``--layer`` value as typed (``-1``); train_ripsnet.py's run folders now add the
-pooling and the run's identity hash (``..._dim<k>_<pooling>-<hash>``). Of all the RipsNets found, the one trained
-on this teacher's own stage-2 data (the teacher SHA-256 its manifest records) is taken (`find_ripsnet`).
+with ``<layer>`` the stage-2 ``--layer`` as typed (``-1``), and train_ripsnet.py's run folders
+``..._dim<k>_<pooling>-<identity hash>``. `find_ripsnet` prefers the one trained on this teacher's own stage-2 data.
 """
 from __future__ import annotations
 
@@ -110,17 +109,11 @@ def _one_pooling(found: List[str]) -> str:
 
 def find_ripsnet(rips_path: Optional[str], dataset: str, teacher: str, batch_size: int, layer: Layer = -1,
                  dim: Union[int, str] = 0, operator: Optional[str] = "mean", teacher_sha: Optional[str] = None) -> str:
-    """The RipsNet checkpoint for ``--rips_path`` -> an existing file path.
-
-    rips_path: a checkpoint file or a run folder holding ``<operator>_best.pth`` (taken as they are), or a root
-    searched with :func:`ripsnet_candidates` (None = the official default ``ripsnet/result``). operator: the
-    pooling; None = either (both found and none of this teacher's: the error asking for ``--operator``).
-    Under a root, the RipsNet trained on this teacher's own stage-2 data (its manifest records ``teacher_sha``)
-    is taken (several: ValueError listing them). Without one, the first found in the search order that records
-    no teacher (an official RipsNet, or one trained on ``--pcd`` clouds) is taken, with a logged line saying why
-    and naming each RipsNet passed over; one trained on another teacher's data is never taken. None found:
-    FileNotFoundError listing every path tried.
-    """
+    """The RipsNet checkpoint for ``--rips_path`` (a file, a run folder holding ``<operator>_best.pth``, or a root
+    searched with `ripsnet_candidates`; None: ``ripsnet/result``) -> an existing file. Under a root: the one
+    trained on this teacher's stage-2 data (manifest records ``teacher_sha``), else the first that records no
+    teacher (official, or trained on ``--pcd`` clouds; logged, naming those passed over), never one of another
+    teacher's data. ``operator`` None: either pooling (both found: the error asks for ``--operator``)."""
     poolings = [operator] if operator else list(POOLINGS)
     root = OFFICIAL_ROOT if rips_path is None else os.fspath(rips_path)
     if os.path.isfile(root):

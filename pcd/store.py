@@ -1,10 +1,6 @@
-"""Names, streamed writes and memory-mapped access to the shards of a stage-2 folder.
-
-A stage-2 folder holds ``shards/pcd_<i>.npy`` (float32 ``[S_i, N, D]`` point clouds),
-``shards/pd_dim<k>_<i>.npz`` (``rows`` float64 ``[M, 2]`` finite (birth, death) rows stacked over the
-shard's clouds, ``counts`` int64 ``[S_i]`` rows per cloud) and ``pi_dim<k>.npy`` (float32
-``[num_clouds, R*R]``). Every file is written through `topkd_io.atomic_write` (a temporary name, then a
-rename), so a file that exists is complete.
+"""The files of a stage-2 folder: ``shards/pcd_<i>.npy`` (float32 ``[S_i, N, D]`` clouds),
+``shards/pd_dim<k>_<i>.npz`` (``rows`` float64 ``[M, 2]`` finite (birth, death) rows stacked over the shard's
+clouds, ``counts`` int64 ``[S_i]`` rows per cloud) and ``pi_dim<k>.npy`` (float32 ``[num_clouds, R*R]``).
 """
 from __future__ import annotations
 
