@@ -67,8 +67,7 @@ def verify_file(path: Any, record: Mapping[str, Any], rebuild: Optional[str] = N
 
 def verify_file_once(path: Any, record: Mapping[str, Any], rebuild: Optional[str] = None,
                      check_hash: bool = True) -> bool:
-    """`verify_file`, hashing a file at most once per process while its size and modification time stay the
-    same -> True when it was hashed now."""
+    """`verify_file`, hashing a file once per process while its size and mtime stay the same -> hashed now?"""
     try:
         st = os.stat(path)
         key = (os.path.abspath(path), st.st_size, st.st_mtime_ns, record.get("sha256"))

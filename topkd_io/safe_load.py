@@ -25,22 +25,14 @@ class UnsafeCheckpointError(TopKDError):
 
 
 def _numpy_safe_globals() -> List[Any]:
-    """numpy's scalar/array reconstructors and every concrete dtype class of this numpy version."""
-    out: List[Any] = [np.dtype, np.ndarray]
-    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
-    multiarray = core.multiarray
-    out += [multiarray.scalar, multiarray._reconstruct]
-    dtypes = getattr(np, "dtypes", None)
-    if dtypes is not None:
-        out += [getattr(dtypes, name) for name in dir(dtypes) if name.endswith("DType")
-                and isinstance(getattr(dtypes, name), type)]
-    # Files written under numpy 1.x name the reconstructors numpy.core.multiarray.*; under numpy 2,
-    # numpy._core.multiarray.*. Register both spellings so either kind of file loads.
-    aliases = []
-    for fn in (multiarray.scalar, multiarray._reconstruct):
-        for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-            aliases.append((fn, f"{module}.{fn.__name__}"))
-    return out + aliases
+    """numpy's scalar and array reconstructors, under numpy 1's and numpy 2's module names (files of either
+    load), and every concrete dtype class."""
+    multiarray = (getattr(np, "_core", None) or np.core).multiarray  # numpy 2 renamed numpy.core
+    types = getattr(np, "dtypes", None)
+    dtypes = [getattr(types, n) for n in dir(types) if n.endswith("DType") and isinstance(getattr(types, n), type)]
+    fns = (multiarray.scalar, multiarray._reconstruct)
+    return [np.dtype, np.ndarray, *fns, *dtypes] + [(fn, f"{module}.{fn.__name__}") for fn in fns
+                                                     for module in ("numpy.core.multiarray", "numpy._core.multiarray")]
 
 
 SAFE_GLOBALS = _numpy_safe_globals()

@@ -33,46 +33,15 @@ Diagrams = Union[Sequence[np.ndarray], np.ndarray]
 # --------------------------------------------------------------------------------------------------
 # weights: (births, persistences, array module) -> weights, same shape; numpy and torch alike
 # --------------------------------------------------------------------------------------------------
-WeightFn = Callable[[object, object, object], object]
-WEIGHTS: Dict[str, WeightFn] = {}
+WEIGHTS: Dict[str, Callable] = {
+    "topkd": lambda b, p, xp: 10.0 * xp.tanh(p) + 10.0 * xp.log(100.0 * b + 1.0),  # checked against the official
+    "linear": lambda b, p, xp: p * 1.0,  # persistence itself (TGD's weight up to a constant factor)
+    "tanh": lambda b, p, xp: xp.tanh(p),
+    "constant": lambda b, p, xp: xp.ones_like(p),  # gudhi's default weight
+}
 
 
-def register_weight(name: str) -> Callable[[WeightFn], WeightFn]:
-    """Decorator: make a weight function available as ``PIParams(weight=name)``."""
-
-    def wrap(fn: WeightFn) -> WeightFn:
-        if name in WEIGHTS:
-            raise ValueError(f"persistence-image weight {name!r} registered twice")
-        WEIGHTS[name] = fn
-        return fn
-
-    return wrap
-
-
-@register_weight("topkd")
-def _weight_topkd(b, p, xp):
-    """TopKD: ``10 tanh(p) + 10 log(100 b + 1)`` (checked against the official images)."""
-    return 10.0 * xp.tanh(p) + 10.0 * xp.log(100.0 * b + 1.0)
-
-
-@register_weight("linear")
-def _weight_linear(b, p, xp):
-    """Persistence itself (TGD's weight up to a constant factor)."""
-    return p * 1.0
-
-
-@register_weight("tanh")
-def _weight_tanh(b, p, xp):
-    return xp.tanh(p)
-
-
-@register_weight("constant")
-def _weight_constant(b, p, xp):
-    """gudhi's default weight, 1 everywhere."""
-    return xp.ones_like(p)
-
-
-def get_weight(name: str) -> WeightFn:
+def get_weight(name: str) -> Callable:
     try:
         return WEIGHTS[name]
     except KeyError:

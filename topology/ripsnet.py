@@ -117,31 +117,15 @@ class RipsNet(nn.Module):
 # --------------------------------------------------------------------------------------------------
 # checkpoints
 # --------------------------------------------------------------------------------------------------
-def save_ripsnet(
-    model: RipsNet,
-    path: Union[str, os.PathLike],
-    pi_params: Any = None,
-    manifest: Optional[dict] = None,
-    **extra: Any,
-) -> None:
-    """Write ``model`` with what is needed to rebuild it (atomically: temporary file + rename).
-
-    pi_params: the PIParams (or its dict) the targets were made with; manifest: free-form
-    provenance; extra: more entries (epoch, best_val_mse, ...).
-    """
+def save_ripsnet(model: RipsNet, path: Union[str, os.PathLike], pi_params: Any = None,
+                 manifest: Optional[dict] = None, **extra: Any) -> None:
+    """Write ``model`` with what rebuilds it, the PIParams (or dict) its targets were made with, a free-form
+    ``manifest`` and ``extra`` entries (epoch, best_val_mse, ...); the official key names too."""
     if pi_params is not None and hasattr(pi_params, "to_dict"):
         pi_params = pi_params.to_dict()
-    state = {
-        "model": model.state_dict(),
-        "units_list": list(model.units),  # official name, so official tools read it too
-        "operator": model.pooling,
-        "pooling": model.pooling,
-        "units": list(model.units),
-        "pi_params": pi_params,
-        "manifest": dict(manifest or {}),
-        **extra,
-    }
-    save_torch(state, path)
+    save_torch({"model": model.state_dict(), "units_list": list(model.units), "operator": model.pooling,
+                "pooling": model.pooling, "units": list(model.units), "pi_params": pi_params,
+                "manifest": dict(manifest or {}), **extra}, path)
 
 
 def weight_units(state: Dict[str, torch.Tensor]) -> List[int]:
@@ -171,12 +155,8 @@ def _table_units(found: List[int]) -> Optional[List[int]]:
     return default_units(found[0], side)
 
 
-def load_ripsnet(
-    path: Union[str, os.PathLike],
-    map_location: Union[str, torch.device] = "cpu",
-    operator: Optional[str] = None,
-    units_list: Optional[Sequence[int]] = None,
-) -> Tuple[RipsNet, dict]:
+def load_ripsnet(path: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu",
+                 operator: Optional[str] = None, units_list: Optional[Sequence[int]] = None) -> Tuple[RipsNet, dict]:
     """Read an official or our RipsNet checkpoint -> (model in eval mode, checkpoint dict).
 
     operator: pooling (``mean``/``sum``, the official ``--operator``); units_list: the 8 widths (the
