@@ -159,50 +159,36 @@ class Base:
     reported: Optional[np.ndarray] = None
 
 
-def _cifar_base(ds) -> Base:
-    if ds.target_transform is not None:
-        raise TopKDError("--data_on_device does not run target transforms; drop --data_on_device")
-    aug = read_transform(ds.transform)
-    if not aug.to_unit:
-        raise TopKDError("--data_on_device: a CIFAR transform must contain ToTensor")
-    return Base(torch.from_numpy(np.ascontiguousarray(ds.data)), torch.as_tensor(ds.targets, dtype=torch.int64),
-                aug, hwc=True)
-
-
-def _tensor_base(ds) -> Base:
-    aug = read_transform(ds.transform)
-    if aug.to_unit:
-        raise TopKDError("--data_on_device: ToTensor on images that are already tensors")
-    return Base(ds.images, torch.as_tensor(ds.targets, dtype=torch.int64), aug, hwc=False)
-
-
 def pi_values(x: torch.Tensor) -> torch.Tensor:
-    """float32 values of stored PIs: uint8 caches hold levels k for k / 255 (as `datasets.pi_images`
-    reads them); float caches are taken as they are (other float images pass through unchanged)."""
+    """float32 values of stored PIs: uint8 caches hold levels k for k / 255 (as `datasets.pi_images` reads them);
+    float values pass through."""
     return x.float().div(255) if x.dtype == torch.uint8 else x.float()
 
 
-def _pi_base(ds) -> Base:
-    aug = read_transform(ds.transform)
+def _base(ds) -> Optional[Base]:
+    """The `Base` of an in-memory base set (CIFAR, tensor images, TGD's PI caches), or None for anything else."""
+    if not isinstance(ds, (IndexedCIFAR10, IndexedCIFAR100, TensorImages, PIImages)):
+        return None
+    aug, targets = read_transform(ds.transform), torch.as_tensor(ds.targets, dtype=torch.int64)
+    if isinstance(ds, (IndexedCIFAR10, IndexedCIFAR100)):
+        if ds.target_transform is not None:
+            raise TopKDError("--data_on_device does not run target transforms; drop --data_on_device")
+        if not aug.to_unit:
+            raise TopKDError("--data_on_device: a CIFAR transform must contain ToTensor")
+        return Base(torch.from_numpy(np.ascontiguousarray(ds.data)), targets, aug, hwc=True)
+    if aug.to_unit:
+        raise TopKDError("--data_on_device: ToTensor on images that are already tensors")
+    if isinstance(ds, TensorImages):
+        return Base(ds.images, targets, aug, hwc=False)
     if ds.cache.normalize is not None:  # --input_norm tgd: the cache view's PI normalisation, as on the CPU path
         if aug.mean is not None:
             raise TopKDError("--data_on_device: the PI transform normalises twice")
         aug.mean, aug.std = ds.cache.normalize
     pis = torch.from_numpy(np.array(ds.cache.pis))  # stored dtype; made float32 per batch
-    targets = torch.as_tensor(ds.targets, dtype=torch.int64)
     if ds.indices is None:
         return Base(pis, targets, aug, hwc=False)
     rows = np.asarray(ds.indices, dtype=np.int64)  # PIImages over a subset of the cache: items report rows
     return Base(pis[torch.from_numpy(rows)], targets[torch.from_numpy(rows)], aug, hwc=False, reported=rows)
-
-
-def _base(ds) -> Optional[Base]:
-    """The `Base` of an in-memory base set, or None when ``ds`` is not one."""
-    if isinstance(ds, (IndexedCIFAR10, IndexedCIFAR100)):
-        return _cifar_base(ds)
-    if isinstance(ds, TensorImages):
-        return _tensor_base(ds)
-    return _pi_base(ds) if isinstance(ds, PIImages) else None
 
 
 def on_device_sets() -> str:
