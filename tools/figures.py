@@ -619,72 +619,62 @@ def quickstart_figures(out_dir: PathLike, embedding_method: str = "umap") -> Lis
 # ------------------------------------------------------------------------------------------------
 # command line
 # ------------------------------------------------------------------------------------------------
-def _data_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default=None, help="data set (default: the teacher checkpoint's)")
-    p.add_argument("--data_root", default="./data")
-    p.add_argument("--image_size", type=int, default=None, help="image side (default: the teacher's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dpi", type=int, default=DPI)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """One sub-command per figure; its options are the keywords of the function that draws it (``make``)."""
     parser = argparse.ArgumentParser(description="Figures for TopKD runs (PNG).")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("pi-grid", help="exact vs RipsNet persistence images, teacher and student")
-    p.add_argument("--teacher", required=True, help="teacher checkpoint")
+
+    def command(name: str, make: Callable, text: str, *, pair: bool = True, data: bool = True,
+                out: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text)
+        p.set_defaults(make=make)
+        if pair:
+            p.add_argument("--teacher", required=True, help="teacher checkpoint")
+        if data:
+            p.add_argument("--dataset", default=None, help="data set (default: the teacher checkpoint's)")
+            p.add_argument("--data_root", default="./data")
+            p.add_argument("--image_size", type=int, default=None, help="image side (default: the teacher's)")
+        if out:
+            p.add_argument("--out", default=f"{name.replace('-', '_')}.png")
+            p.add_argument("--dpi", type=int, default=DPI)
+        return p
+
+    p = command("pi-grid", pi_grid, "exact vs RipsNet persistence images, teacher and student")
     p.add_argument("--student", required=True, help="student checkpoint")
     p.add_argument("--ripsnet", required=True, help="RipsNet checkpoint (stage 3)")
     p.add_argument("--pi_params", default=None, help="stage-2 manifest.yaml or its folder (default: the RipsNet's)")
     p.add_argument("--rows", type=int, default=3, help="test batches shown")
     p.add_argument("--batch_size", type=int, default=64, help="points per cloud")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--teacher_bn", default=None, choices=("batch", "eval"),
                    help="teacher BatchNorm while embedding: batch statistics (the official stage 2) or stored ones "
                         "(default: the stage-2 manifest's --teacher_bn, else batch)")
-    p.add_argument("--out", default="pi_grid.png")
-    _data_flags(p)
-    p = sub.add_parser("embedding", help="2-D maps of the teacher and student embeddings")
-    p.add_argument("--teacher", required=True)
-    p.add_argument("--student", required=True)
+    p = command("embedding", embedding, "2-D maps of the teacher and student embeddings")
+    p.add_argument("--student", required=True, help="student checkpoint")
     p.add_argument("--max_points", type=int, default=2000)
-    p.add_argument("--method", default="umap", choices=tuple(REDUCERS),
-                   help="UMAP (the paper's) or t-SNE (default: umap)")
-    p.add_argument("--out", default="embedding.png")
-    _data_flags(p)
-    p = sub.add_parser("curves", help="test top-1 and loss terms per epoch from tb/ logs")
+    p.add_argument("--method", default="umap", choices=tuple(REDUCERS), help="UMAP (the paper's) or t-SNE")
+    p.add_argument("--seed", type=int, default=0)
+    p = command("curves", curves, "test top-1 and loss terms per epoch from tb/ logs", pair=False, data=False)
     p.add_argument("run_dirs", nargs="+", help="run folders (holding tb/)")
     p.add_argument("--labels", nargs="+", default=None)
-    p.add_argument("--out", default="curves.png")
-    p.add_argument("--dpi", type=int, default=DPI)
-    p = sub.add_parser("diagrams", help="teacher vs student persistence diagrams of one test batch, per student")
-    p.add_argument("--teacher", required=True)
+    p = command("diagrams", diagrams, "teacher vs student persistence diagrams of one test batch, per student")
     p.add_argument("--students", required=True, nargs="+", help="student checkpoints (one per method)")
     p.add_argument("--labels", nargs="+", default=None, help="panel titles (default: run folder and method)")
     p.add_argument("--batch_size", type=int, default=64, help="points per cloud")
     p.add_argument("--dims", type=int, nargs="+", default=[0, 1], choices=(0, 1))
-    p.add_argument("--out", default="diagrams.png")
-    _data_flags(p)
-    p = sub.add_parser("quickstart", help="all four figures of a tools/quickstart.py folder")
+    p = command("quickstart", quickstart_figures, "all four figures of a tools/quickstart.py folder", pair=False,
+                data=False, out=False)
     p.add_argument("out_dir")
     return parser
 
 
-COMMANDS: Dict[str, Callable[[argparse.Namespace], object]] = {
-    "pi-grid": lambda a: pi_grid(a.teacher, a.student, a.ripsnet, a.out, a.pi_params, a.dataset, a.data_root,
-                                 a.image_size, a.rows, a.batch_size, a.seed, a.dpi, a.teacher_bn),
-    "embedding": lambda a: embedding(a.teacher, a.student, a.out, a.dataset, a.data_root, a.image_size,
-                                     a.max_points, a.method, a.seed, a.dpi),
-    "curves": lambda a: curves(a.run_dirs, a.out, a.labels, a.dpi),
-    "diagrams": lambda a: diagrams(a.teacher, a.students, a.out, a.labels, a.dataset, a.data_root, a.image_size,
-                                   a.batch_size, a.dims, a.dpi),
-    "quickstart": lambda a: quickstart_figures(a.out_dir),
-}
-
-
 def main(argv: Optional[Sequence[str]] = None):
-    args = build_parser().parse_args(argv)
-    if getattr(args, "out", None):
-        check_output_file(args.out, "--out")
-    result = COMMANDS[args.command](args)
+    args = vars(build_parser().parse_args(argv))
+    make = args.pop("make")
+    del args["command"]
+    if args.get("out"):
+        check_output_file(args["out"], "--out")
+    result = make(**args)
     for path in result if isinstance(result, list) else [result]:
         print(f"wrote {path}")
     return result
