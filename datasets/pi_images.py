@@ -35,7 +35,7 @@ from topology.image_pi import ImagePIParams, image_pis, to_uint8
 from .bundle import DataBundle
 from .registry import build_datasets, dataset_names
 from .splits import hold_out, with_transform
-from .transforms import INPUT_NORMS, TGD_PI_MEAN, TGD_PI_STD
+from .transforms import TGD_PI_MEAN, TGD_PI_STD
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +153,6 @@ def build_pi_cache(source: Dataset, folder, dataset: str, split: str, params: Im
     (module docstring), resuming a cache of the same settings; another cache there is refused unless
     ``overwrite``. ``progress(done_chunks, total_chunks)`` after every chunk; ``command`` is recorded for the
     readers' rebuild hints. -> the folder."""
-    if dtype not in DTYPES:
-        raise TopKDError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if dtype == "uint8" and params.quantize != "uint8":
         raise TopKDError("dtype uint8 stores 8-bit PIs only: use quantize 'uint8' or dtype float16/float32")
     chunk_size, workers = int(chunk_size), int(workers)
@@ -267,14 +265,7 @@ class PICache:
         self.params = ImagePIParams.from_dict(manifest["params"])
         self.rebuild = rebuild_command(self.folder, manifest)
         self.targets = read_npy(self.folder / TARGETS_FILE, "image-PI targets", self.rebuild, mmap=False)
-        self.normalize = None
-        if normalize is not None:
-            mean, std = (tuple(float(v) for v in x) for x in normalize)
-            channels = int(manifest["pi_shape"][0])
-            if len(mean) != channels or len(std) != channels:
-                raise TopKDError(f"image-PI cache {self.folder} has {channels} channels, the PI normalisation "
-                                 f"{len(mean)}; pass --input_norm dataset (raw PIs)")
-            self.normalize = (mean, std)
+        self.normalize = None if normalize is None else tuple(tuple(float(v) for v in x) for x in normalize)
         self._pis = None
 
     def __len__(self) -> int:
@@ -391,8 +382,6 @@ class PIImages(Dataset):
 def pi_normalization(input_norm: str, channels: int):
     """``(mean, std)`` per PI channel for ``--input_norm tgd`` (TGD's loader constants, 6 channels); None for
     ``dataset`` (the raw PIs in [0, 1])."""
-    if input_norm not in INPUT_NORMS:
-        raise TopKDError(f"--input_norm must be one of {', '.join(INPUT_NORMS)}, got {input_norm!r}")
     if input_norm == "dataset":
         return None
     if channels != len(TGD_PI_MEAN):

@@ -77,9 +77,8 @@ class Stage2Data(Dataset):
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Seeded shuffle of ``range(n)`` cut into (train, val); val gets ``ceil(val_fraction * n)`` (>= 1)."""
-    if not 0.0 < val_fraction < 1.0:
-        raise TopKDError(f"--val_fraction must lie in (0, 1), got {val_fraction}")
+    """Seeded shuffle of ``range(n)`` cut into (train, val); val gets ``ceil(val_fraction * n)`` (>= 1; the
+    fraction in (0, 1) is checked at the door)."""
     if n < 2:
         raise TopKDError(f"need at least 2 clouds to split into train and validation, got {n}")
     n_val = min(n - 1, max(1, math.ceil(val_fraction * n)))

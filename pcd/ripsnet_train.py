@@ -117,13 +117,9 @@ class RipsNetTrainer:
     """Early-stopped RipsNet fit on one stage-2 folder; ``fit()`` -> summary dict."""
 
     def __init__(self, cfg: RipsNetTrainConfig):
-        if cfg.pooling not in ("mean", "sum"):
-            raise TopKDError(f"--operator must be 'mean' or 'sum', got {cfg.pooling!r}")
         for name in ("epochs", "patience", "batch_size", "val_batch_size"):
             if getattr(cfg, name) < 1:
                 raise TopKDError(f"--{name} must be at least 1, got {getattr(cfg, name)}")
-        if cfg.min_delta < 0:
-            raise TopKDError(f"--min_delta must be >= 0, got {cfg.min_delta}")
         self.cfg = cfg
         seed_everything(cfg.seed)
         self.data = Stage2Data(cfg.data_dir, cfg.dim, verify=cfg.verify)

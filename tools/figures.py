@@ -43,7 +43,7 @@ from engine.config import recorded_data_options  # noqa: E402
 from engine.topo_eval import embed as embed_layer, probe_indices  # noqa: E402
 from models import load_model  # noqa: E402
 from pcd.manifest import manifest_path, read_pi_params  # noqa: E402
-from pcd.sources import TEACHER_BN_MODES, set_teacher_bn  # noqa: E402
+from pcd.sources import set_teacher_bn  # noqa: E402
 from tools.collect_results import method_key  # noqa: E402
 from topkd_io import TopKDError, check_output_file, read_yaml  # noqa: E402
 from topology import metrics  # noqa: E402
@@ -198,8 +198,6 @@ def pi_grid(teacher: PathLike, student: PathLike, ripsnet: PathLike, out: PathLi
     while embedding (default: as stage 2 did, `stage2_teacher_bn`); the student is in eval mode."""
     if rows < 1:
         raise TopKDError(f"rows must be >= 1, got {rows}")
-    if teacher_bn is not None and teacher_bn not in TEACHER_BN_MODES:
-        raise TopKDError(f"--teacher_bn must be one of {', '.join(TEACHER_BN_MODES)}, got {teacher_bn!r}")
     model_t, _, model_s, ckpt_s, data = load_networks(teacher, student, dataset, data_root, image_size)
     rips, rips_ckpt = load_ripsnet(ripsnet)
     params = load_pi_params(pi_params, rips_ckpt)
