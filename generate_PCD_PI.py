@@ -234,4 +234,4 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, resume_hint="run the same command again: the finished shards are kept")

@@ -1,12 +1,16 @@
 """Time whole epochs (train + test) of the real trainer, plain path against fast path, on synthetic
-CIFAR-100-shaped data (uint8 32x32x3 images in torchvision's CIFAR class, 100 classes). Printed, never asserted.
+CIFAR-100-shaped data (uint8 32x32x3 images held like torchvision's CIFAR set, 100 classes).
 
-Plain path: torchvision transforms per PIL image in a DataLoader, float32. Fast path: ``--data_on_device`` and,
-on CUDA, ``--compile --amp --channels_last``. Configs: teacher (CE), kd, kd_topkd (a random 64-d RipsNet),
-kd_topkd_exact; for each, images/s, s/epoch after ``--warmup`` untimed epochs, the speed-up and peak GPU
-memory; then the fast path's TopKD/KD and exact/TopKD ratios.
+Plain path: torchvision transforms per PIL image in a DataLoader (``--num_workers``), float32.
+Fast path: ``--data_on_device`` (the set on the device, batched crop/flip/normalise) and, on CUDA,
+``--compile --amp --channels_last`` (CUDA graphs, bf16, fused SGD, static batches).
+Configs: ``teacher`` (CE), ``kd``, ``kd_topkd`` (KD + TopKD through a random 64-d RipsNet),
+``kd_topkd_exact`` (KD + exact H0 persistence images). For each: images/s of training, seconds per epoch
+(train + test; checkpoints and logs excluded), fast/plain speed-up, peak GPU memory, the device; then the
+issue's ratios TopKD/KD and exact/TopKD of the fast path. The first ``--warmup`` epochs (compilation) are
+not timed. Printed, never asserted.
 
-    .venv/bin/python benchmarks/bench_epoch.py                 # CUDA: 50k/10k, resnet56 -> resnet20
+    .venv/bin/python benchmarks/bench_epoch.py                       # CUDA: 50k/10k, resnet56 -> resnet20
     .venv/bin/python benchmarks/bench_epoch.py --device cpu    # CPU: 256/128 images, resnet20 -> resnet8, < 1 min
 """
 from __future__ import annotations

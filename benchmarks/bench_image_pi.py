@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from topology.image_pi import (ImagePIParams, _single_threaded_blas, diagram_images,  # noqa: E402
+from topology.image_pi import (ImagePIParams, _single_threaded_blas, diagram_images,
                                filter_diagram_points, image_pis, image_signals, lower_star_h0_batched)
 
 

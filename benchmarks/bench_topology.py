@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from topology.point_cloud_pi import WEIGHTS, PIParams, h0_images_torch, persistence_images  # noqa: E402
-from topology.persistence import rips_diagrams, rips_h0_deaths  # noqa: E402
+from topology.point_cloud_pi import WEIGHTS, PIParams, h0_images_torch, persistence_images
+from topology.persistence import rips_diagrams, rips_h0_deaths
 
 
 REPEATS = 3

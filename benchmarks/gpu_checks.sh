@@ -6,7 +6,7 @@ set -uo pipefail
 PY="${PY:-python3}"
 out="${1:-/tmp/topkd_gpu}"
 mkdir -p "$out"
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 TOPKD_DEBUG=1
 step() { echo; echo "### $*"; }
 
 step "environment"

@@ -1,7 +1,7 @@
 """--compile (engine.compile), AMP precision of the KD terms, the teacher's single no-grad pass per step.
 
 On the CPU --compile must change nothing (same weights as without it); the CUDA test runs only where a
-GPU exists (benchmarks/gpu_checks_fast_path.sh).
+GPU exists (benchmarks/gpu_checks_issue14.sh).
 """
 import numpy as np
 import pytest

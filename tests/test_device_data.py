@@ -4,7 +4,7 @@ The reference is the CPU path itself as the trainer builds it (datasets.transfor
 KeyedHorizontalFlip and torchvision's ToTensor/Normalize, one item at a time under datasets.keyed.KeyedItems);
 the device path evaluates the same keyed rule for whole batches and must give the same images (so the same
 crops and flips), targets, indices and CRD negatives. The rule itself is tested in test_keyed.py.
-Here the device is the CPU; benchmarks/gpu_checks_fast_path.sh runs the CUDA variant.
+Here the device is the CPU; benchmarks/gpu_checks_issue14.sh runs the CUDA variant.
 """
 import numpy as np
 import pytest

@@ -30,16 +30,12 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from distiller.registry import canonical_name  # noqa: E402
-from engine.evaluate import default_out, evaluate_checkpoint, find_results, write_result  # noqa: E402
-from engine.identity import Identity, input_sha256  # noqa: E402
-from models import ARCH_ALIASES  # noqa: E402
-from models.run_names import parse_run_name  # noqa: E402
-from topkd_io import UnsafeCheckpointError, check_output_file, load_checkpoint, read_yaml, write_text  # noqa: E402
+from distiller.registry import canonical_name
+from engine.evaluate import default_out, evaluate_checkpoint, find_results, write_result
+from engine.identity import Identity, input_sha256
+from models import ARCH_ALIASES
+from models.run_names import parse_run_name
+from topkd_io import UnsafeCheckpointError, check_output_file, load_checkpoint, read_yaml, write_text
 
 # ------------------------------------------------------------------------------------------------
 # Published numbers (CIFAR-100 test top-1, %). Nothing here is computed by this project.

@@ -26,17 +26,12 @@ import io
 import re
 import shlex
 import sys
-from pathlib import Path
 from typing import List, Optional, Sequence, TextIO
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import train_student  # noqa: E402
-from distiller.registry import aliases_of  # noqa: E402
-from models.pretrained import torchvision_weights_file, torchvision_weights_path  # noqa: E402
-from topkd_io.errors import ONE_LINE, one_line  # noqa: E402
+import train_student
+from distiller.registry import aliases_of
+from models.pretrained import torchvision_weights_file, torchvision_weights_path
+from topkd_io.errors import ONE_LINE, one_line
 
 
 STAGES = {"train_teacher.py": "train_teacher", "generate_PCD_PI.py": "generate_PCD_PI",

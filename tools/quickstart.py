@@ -15,24 +15,21 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import generate_image_PI
+import generate_PCD_PI
+import train_ripsnet
+import train_student
+import train_teacher
+from tools.collect_results import TOPO_COLUMNS
+from topkd_io import FolderLock, TopKDError, run_cli
+from topkd_io.lock import LOCK_NAME
 
-import generate_image_PI  # noqa: E402
-import generate_PCD_PI  # noqa: E402
-import train_ripsnet  # noqa: E402
-import train_student  # noqa: E402
-import train_teacher  # noqa: E402
-from tools.collect_results import TOPO_COLUMNS  # noqa: E402
-from topkd_io import FolderLock, TopKDError, run_cli  # noqa: E402
-from topkd_io.lock import LOCK_NAME  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)

@@ -12,20 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
-
-from engine.config import plain  # noqa: E402
-from engine.topo_eval import DEFAULT_BATCH_SIZE, DEFAULT_BATCHES, measure_checkpoints  # noqa: E402
-from topkd_io import TopKDError, check_output_file, write_yaml  # noqa: E402
-from topology.metrics import NORMALIZATIONS  # noqa: E402
+from engine.config import plain
+from engine.topo_eval import DEFAULT_BATCH_SIZE, DEFAULT_BATCHES, measure_checkpoints
+from topkd_io import TopKDError, check_output_file, write_yaml
+from topology.metrics import NORMALIZATIONS
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# The fast path's GPU checks in one go (by hand or through the device tool; never in CI): the CUDA variants of
+# Issue 14's GPU checks in one go (by hand or through the device tool; never in CI): the CUDA variants of
 # the device-data and compile tests, a short end-to-end pair on synthetic/digits data with the fast path,
 # and the epoch benchmark (CIFAR-100-shaped, 50k/10k, resnet56 -> resnet20, plain vs fast path).
-# Usage: PY=python3 bash benchmarks/gpu_checks_fast_path.sh [OUT_DIR] [BENCH_ARGS...]
+# Usage: PY=python3 bash benchmarks/gpu_checks_issue14.sh [OUT_DIR] [BENCH_ARGS...]
 # Budget: about 8-10 minutes on one H100/H200 (the benchmark dominates; pass e.g. --configs kd,kd_topkd
 # or --n_train 20000 to shorten it).
 set -uo pipefail
 PY="${PY:-python3}"
-out="${1:-/tmp/topkd_gpu_fast}"
+out="${1:-/tmp/topkd_gpu14}"
 shift || true
 mkdir -p "$out"
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 TOPKD_DEBUG=1
 step() { echo; echo "### $*  ($(date +%T))"; }
 
 step "environment"
