@@ -1,19 +1,11 @@
 """Class-aware negatives for CRD, drawn in the data-loader workers (RepDistiller's "instance sample").
 
-`ContrastSample(train_set, k, mode)` wraps a training set of `(image, target, index)` items. Each item
-becomes a dict `{"image", "target", "index", "contrast_idx"}`, `contrast_idx` an int64 `[k + 1]`:
-
-* column 0, the positive: the item's own index (`mode="exact"`, the default), or the index of a random
-  training item of the same class (`mode="relax"`);
-* columns 1..k, negatives: indices of training items of *other* classes, uniform without replacement
-  (with replacement only when fewer than k such items exist, e.g. on digits).
-
-Indices live in the index space of the full training set (what the items report), so a held-out
-validation part (`--val_split`) is never drawn; `index_space` is the memory bank's row count.
-The draws come from a numpy generator seeded with the item's keyed word of stream ``STREAM_CONTRAST``
-(`datasets.keyed`): the trainer reads the training set through `datasets.keyed.KeyedItems`, so the
-negatives follow (`--seed`, epoch, item index) and do not depend on the number of data-loader workers or
-on resuming (outside a keyed item the seed is one draw of torch's global generator).
+`ContrastSample(train_set, k, mode)` turns each ``(image, target, index)`` item into a dict with ``contrast_idx``
+(int64 ``[k + 1]``): column 0 the positive (the item's own index, ``mode="exact"``, or a random item of its class,
+``"relax"``), then k negatives of *other* classes (without replacement when there are enough). Indices live in the
+full training set's index space (a held-out validation part is never drawn). The draws come from a numpy generator
+seeded with the item's keyed word of ``STREAM_CONTRAST`` (`datasets.keyed`): they follow (seed, epoch, index),
+whatever the worker count or a resume.
 """
 from __future__ import annotations
 
