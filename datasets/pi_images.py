@@ -35,7 +35,7 @@ from topology.image_pi import ImagePIParams, image_pis, to_uint8
 from .bundle import DataBundle
 from .registry import build_datasets, dataset_names
 from .splits import hold_out, with_transform
-from .transforms import TGD_PI_MEAN, TGD_PI_STD
+from .transforms import INPUT_NORMS, TGD_PI_MEAN, TGD_PI_STD
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +381,9 @@ class PIImages(Dataset):
 
 def pi_normalization(input_norm: str, channels: int):
     """``(mean, std)`` per PI channel for ``--input_norm tgd`` (TGD's loader constants, 6 channels); None for
-    ``dataset`` (the raw PIs in [0, 1])."""
+    ``dataset`` (the raw PIs in [0, 1]); also a value read back from a run's config.yaml."""
+    if input_norm not in INPUT_NORMS:
+        raise TopKDError(f"--input_norm must be one of {', '.join(INPUT_NORMS)}, got {input_norm!r}")
     if input_norm == "dataset":
         return None
     if channels != len(TGD_PI_MEAN):
