@@ -169,24 +169,15 @@ def parse(argv: Optional[Sequence[str]] = None):
 
 
 def rebuild_line(argv: Optional[Sequence[str]], out_dir: str) -> str:
-    """This command line, as recorded in the manifest (what a reader prints to rebuild the folder):
-    ``--max_shards`` dropped, ``--out_dir`` pinned to the folder written."""
+    """This command line as the manifest records it (readers print it to rebuild the folder): ``--max_shards``
+    dropped, ``--out_dir`` pinned to the folder written."""
     import shlex
     import sys
 
-    words = list(sys.argv[1:] if argv is None else argv)
-    kept, skip = [], False
-    for word in words:
-        if skip:
-            skip = False
-            continue
-        if word in ("--max_shards", "--out_dir"):
-            skip = True
-            continue
-        if word.startswith(("--max_shards=", "--out_dir=")):
-            continue
-        kept.append(word)
-    return shlex.join(["python", "generate_PCD_PI.py", *kept, "--out_dir", str(out_dir)])
+    from topkd_io.checksums import pinned_command
+
+    words = ["python", "generate_PCD_PI.py", *(sys.argv[1:] if argv is None else argv)]
+    return pinned_command(shlex.join(words), "--out_dir", out_dir, drop=("--max_shards",))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -225,4 +216,4 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, resume_hint="run the same command again: the finished shards are kept")

@@ -101,4 +101,4 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, resume_hint="run the same command again: the finished chunks are kept")

@@ -48,7 +48,7 @@ class SyntheticCIFAR100(IndexedCIFAR100):
 
 def pi_params_for(teacher: torch.nn.Module, images: torch.Tensor):
     """PIParams fitted (the TopKD rule) on exact H0 diagrams of the teacher's embeddings of 4 batches."""
-    from topology.images import PIParams
+    from topology.point_cloud_pi import PIParams
     from topology.persistence import rips_h0_deaths
 
     with torch.no_grad():

@@ -2,11 +2,9 @@
 
     .venv/bin/python benchmarks/bench_generate_pcd.py [--clouds 20000] [--points 64] [--dim 64]
 
-Writes random clouds ``[clouds, points, dim]`` float32 to a temporary .npy, runs generate_PCD_PI.py in a
-subprocess and reads that child's peak RSS (``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``). The
-official code holds every cloud as float64 plus every diagram in RAM: its bytes are computed
-(clouds x points x dim x 8 + diagram rows x 2 x 8), not measured. Prints both, their ratio and clouds/s.
-Nothing is asserted.
+Runs generate_PCD_PI.py on random float32 clouds in a child process and reads its peak RSS; the official
+layout (every cloud as float64 plus every diagram in RAM) is computed, not measured. Prints both, their ratio
+and clouds/s; asserts nothing.
 """
 from __future__ import annotations
 

@@ -2,15 +2,10 @@
 
     .venv/bin/python benchmarks/bench_image_pi.py [--images 256] [--loop_images 4] [--repeats 3] [--data_root ./data]
 
-Uses real CIFAR-10 training images when `<data_root>/cifar-10-batches-py` exists, otherwise synthetic
-8-bit 32x32 RGB images (smoothed noise, CIFAR-like local structure). For each layout, the old one
-("gudhi": point-sampled Gaussian, this package's earlier default) and the official one ("persim",
-the default: pixel-integrated Gaussian, flipped), it reports images/s of the union-find H0, of the
-image step and of the whole, and the ratio to a per-image loop: gudhi's SimplexTree lower-star H0
-per signal (the official notebook runs ripser per signal; neither ripser nor persim is a dependency)
-followed by gudhi's PersistenceImage (old layout) or a persim-0.3-style loop over the points (normal
-CDF differences per point, outer product, ``img.T[::-1]``; new layout). Also the projected time for
-CIFAR-10's 60,000 images.
+Real CIFAR-10 training images when ``<data_root>/cifar-10-batches-py`` exists, else synthetic 8-bit 32x32 RGB
+ones. For each layout (``gudhi`` and the official ``persim``): images/s of the union-find H0, of the image
+step and of the whole, and the ratio to a per-image loop (gudhi's SimplexTree lower-star H0 per signal, then
+gudhi's PersistenceImage or a persim-0.3-style loop), and the projected time for CIFAR-10's 60,000 images.
 """
 from __future__ import annotations
 

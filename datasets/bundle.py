@@ -12,18 +12,11 @@ ITEM_FIELDS: Tuple[str, ...] = ("image", "target", "index")
 
 @dataclass
 class DataBundle:
-    """Train/val/test sets of one data set plus the facts a model and a loop need.
-
-    Every item of each set is `(image, target, index)`: image a float tensor `[in_channels, H, W]`
-    (normalized with `mean`/`std`), target an int class id, index an int into the original
-    training (or test) set. `val` is None unless a validation split was asked for; it is drawn from
-    the training data and uses the evaluation transforms.
-
-    `fields`: the names of the entries of a training item, by position (``image, target, index`` and
-    whatever a wrapper appends, e.g. TGD's ``pi``), or the keys of a dict item (CRD's ``contrast_idx``).
-    The trainer passes every entry after ``image`` and ``target`` to the method as a keyword of that name,
-    and refuses a method whose ``batch_fields`` the data does not yield.
-    """
+    """Train/val/test sets of one data set plus the facts a model and a loop need. Items are ``(image, target,
+    index)``: a normalized float ``[in_channels, H, W]``, an int class, the item's index in the full training
+    (or test) set; ``val`` (None unless asked for) is held out of the training data, with eval transforms.
+    ``fields``: the names of a training item's entries (with what wrappers append, e.g. TGD's ``pi``, or CRD's
+    dict keys); the trainer passes those after image and target to the method as keywords."""
 
     train: Dataset
     val: Optional[Dataset]

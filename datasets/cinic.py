@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from topkd_io import TopKDError
+
 from . import transforms as tf
 from .bundle import DataBundle
 from .fingerprint import image_tree
@@ -25,7 +27,7 @@ def build_cinic10(root: str, download: bool, val_split: float, seed: int, train_
                   normalize: str = "dataset") -> DataBundle:
     """CINIC-10 train/test trees, CIFAR-style transforms, 10 classes (``normalize``: see `datasets.cifar`)."""
     if download:
-        raise ValueError("CINIC-10 is not downloaded automatically; drop --download and unpack it as " + LAYOUT)
+        raise TopKDError("CINIC-10 is not downloaded automatically; drop --download and unpack it as " + LAYOUT)
     mean, std = tf.image_statistics(CINIC10_MEAN, CINIC10_STD, normalize)
     eval_tf = tf.cifar_eval(mean, std)
     train_tf = tf.cifar_train(mean, std) if train_augment else eval_tf

@@ -1,19 +1,11 @@
 """Class-aware negatives for CRD, drawn in the data-loader workers (RepDistiller's "instance sample").
 
-`ContrastSample(train_set, k, mode)` wraps a training set of `(image, target, index)` items. Each item
-becomes a dict `{"image", "target", "index", "contrast_idx"}`, `contrast_idx` an int64 `[k + 1]`:
-
-* column 0, the positive: the item's own index (`mode="exact"`, the default), or the index of a random
-  training item of the same class (`mode="relax"`);
-* columns 1..k, negatives: indices of training items of *other* classes, uniform without replacement
-  (with replacement only when fewer than k such items exist, e.g. on digits).
-
-Indices live in the index space of the full training set (what the items report), so a held-out
-validation part (`--val_split`) is never drawn; `index_space` is the memory bank's row count.
-The draws come from a numpy generator seeded with the item's keyed word of stream ``STREAM_CONTRAST``
-(`datasets.keyed`): the trainer reads the training set through `datasets.keyed.KeyedItems`, so the
-negatives follow (`--seed`, epoch, item index) and do not depend on the number of data-loader workers or
-on resuming (outside a keyed item the seed is one draw of torch's global generator).
+`ContrastSample(train_set, k, mode)` turns each ``(image, target, index)`` item into a dict with ``contrast_idx``
+(int64 ``[k + 1]``): column 0 the positive (the item's own index, ``mode="exact"``, or a random item of its class,
+``"relax"``), then k negatives of *other* classes (without replacement when there are enough). Indices live in the
+full training set's index space (a held-out validation part is never drawn). The draws come from a numpy generator
+seeded with the item's keyed word of ``STREAM_CONTRAST`` (`datasets.keyed`): they follow (seed, epoch, index),
+whatever the worker count or a resume.
 """
 from __future__ import annotations
 
@@ -22,6 +14,8 @@ from typing import Tuple
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
+
+from topkd_io import TopKDError
 
 from .keyed import STREAM_CONTRAST, item_word
 
@@ -37,7 +31,7 @@ def index_targets(dataset: Dataset) -> Tuple[np.ndarray, np.ndarray, int]:
         dataset = dataset.dataset
     targets = getattr(dataset, "targets", None)
     if targets is None:
-        raise ValueError(f"CRD's class-aware negatives need the training set's labels: "
+        raise TopKDError(f"CRD's class-aware negatives need the training set's labels: "
                          f"{type(dataset).__name__} has no .targets attribute")
     targets = np.asarray(targets, dtype=np.int64)
     return positions.astype(np.int64), targets[positions], len(targets)
@@ -50,15 +44,15 @@ class ContrastSample(Dataset):
 
     def __init__(self, base: Dataset, k: int, mode: str = "exact"):
         if mode not in CONTRAST_MODES:
-            raise ValueError(f"unknown CRD sampling mode {mode!r}; choose one of: {', '.join(CONTRAST_MODES)}")
+            raise TopKDError(f"unknown CRD sampling mode {mode!r}; choose one of: {', '.join(CONTRAST_MODES)}")
         if k < 1:
-            raise ValueError(f"CRD needs at least one negative per sample (--nce_k), got {k}")
+            raise TopKDError(f"CRD needs at least one negative per sample (--nce_k), got {k}")
         index, targets, self.index_space = index_targets(base)
         order = np.argsort(targets, kind="stable")
         self._by_class = index[order]  # training indices grouped by class
         classes, starts, counts = np.unique(targets[order], return_index=True, return_counts=True)
         if len(classes) < 2:
-            raise ValueError("CRD's negatives come from other classes, but the training set has only one class")
+            raise TopKDError("CRD's negatives come from other classes, but the training set has only one class")
         self._start = {int(c): int(s) for c, s in zip(classes, starts)}
         self._count = {int(c): int(n) for c, n in zip(classes, counts)}
         self.base, self.k, self.mode = base, int(k), mode

@@ -1,39 +1,26 @@
-"""Device-resident data path (``--data_on_device``): the whole data set on the training device, batches
-cut, augmented and normalised there, with the same random draws as the CPU DataLoader path.
+"""``--data_on_device``: the whole data set on the training device, batches cut, augmented and normalised
+there, with the same random draws as the CPU DataLoader path.
 
-The trainer's data sets are chains of wrappers around an in-memory base set, e.g.
-``KeyedItems(ContrastSample(Subset(IndexedCIFAR100)))``. `DeviceView` unwraps such a chain through two
-registries (`_bases` and `_wrappers`; subclasses inherit entries):
-base type -> raw images, labels, transform of the base set; wrapper type -> what the wrapper adds (a
-position map, CRD's negatives, TGD's cached PIs, the item key). The base set's transform is read op by op
-(``KeyedRandomCrop`` with constant zero padding, ``KeyedHorizontalFlip``, ``ToTensor``, ``Normalize``;
-anything else is refused), so the device path does what the CPU path does.
-
-Randomness: every per-item draw is the counter rule of `datasets.keyed`, a fixed function of
-``(seed, epoch, position, stream)``. The CPU path's `datasets.transforms.KeyedRandomCrop` /
-``KeyedHorizontalFlip`` and CRD's `datasets.contrast.ContrastSample` read it for the item `KeyedItems` is
-drawing; here `draw_params` evaluates the same rule with numpy for a whole epoch of keys at once (CRD's
-negatives: the same keyed seed per item, then CRD's own per-item numpy draw). Both paths therefore agree by
-construction. Plain torchvision ``RandomCrop``/``RandomHorizontalFlip`` (draws from torch's generator) and
-other random ops are refused. The pixel work is batched on the device: gather ``[B, H, W, C]`` uint8 ->
-float/255 -> zero pad -> one gather for crop and flip -> ``(x - mean) / std``. Images equal the CPU
-path's to float32 rounding.
-
-Shuffling and DDP sharding stay with the trainer's index samplers (`datasets.keyed.KeyedSampler` over
-``DistributedSampler``; ``ShardSampler`` for evaluation): `DeviceLoader` only cuts their keys into batches.
-Batches have the CPU path's collated form: ``(image, target, index[, pi])`` tuples of tensors, or a dict
-with ``contrast_idx`` for CRD; all on the device.
+`DeviceView` unwraps a trainer data set (``KeyedItems(ContrastSample(Subset(IndexedCIFAR100)))`` and the like)
+down to its in-memory base set and reads the base set's transform op by op (``KeyedRandomCrop`` with zero
+padding, ``KeyedHorizontalFlip``, ``ToTensor``, ``Normalize``; anything else is refused). Every per-item draw
+is the counter rule of `datasets.keyed`, a function of ``(seed, epoch, position, stream)``, evaluated here for
+a whole epoch at once, so both paths agree by construction (images to float32 rounding). Shuffling and DDP
+sharding stay with the trainer's samplers: `DeviceLoader` only cuts their keys into batches, collated as on
+the CPU path (``(image, target, index[, pi])`` tuples, or a dict with CRD's ``contrast_idx``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.transforms as T
 from torch.utils.data import Subset
+
+from topkd_io import TopKDError
 
 from . import keyed
 from .cifar import IndexedCIFAR10, IndexedCIFAR100
@@ -58,7 +45,6 @@ class Augment:
     to_unit: bool = False
     mean: Optional[Tuple[float, ...]] = None
     std: Optional[Tuple[float, ...]] = None
-    order: List[str] = field(default_factory=list)  # op names as read, for the order checks
 
     @property
     def random(self) -> bool:
@@ -66,76 +52,54 @@ class Augment:
 
 
 def _padding4(padding) -> Tuple[int, int, int, int]:
-    if isinstance(padding, int):
-        return (padding,) * 4
-    padding = [int(p) for p in padding]
-    if len(padding) == 1:
-        return (padding[0],) * 4
-    if len(padding) == 2:
-        return (padding[0], padding[1], padding[0], padding[1])
-    return tuple(padding)  # type: ignore[return-value]
-
-
-def _read_crop(aug: Augment, op) -> None:
-    if aug.order:
-        raise ValueError("--data_on_device: RandomCrop must be the first transform")
-    if op.pad_if_needed or op.padding_mode != "constant" or op.fill not in (0, 0.0):
-        raise ValueError("--data_on_device supports RandomCrop with constant zero padding only; drop --data_on_device")
-    aug.crop = tuple(int(s) for s in op.size)  # type: ignore[assignment]
-    aug.padding = _padding4(op.padding) if op.padding is not None else (0, 0, 0, 0)
-
-
-def _read_flip(aug: Augment, op) -> None:
-    if aug.order not in ([], ["crop"]):
-        raise ValueError("--data_on_device: RandomHorizontalFlip must come before ToTensor/Normalize")
-    aug.flip_p = float(op.p)
-
-
-def _read_to_tensor(aug: Augment, op) -> None:
-    aug.to_unit = True
-
-
-def _read_normalize(aug: Augment, op) -> None:
-    if aug.mean is not None:
-        raise ValueError("--data_on_device: the transform normalises twice")
-    aug.mean, aug.std = tuple(float(m) for m in op.mean), tuple(float(s) for s in op.std)
-
-
-# transform type -> reader (name recorded in Augment.order); the random ops must be the keyed ones
-TRANSFORM_STEPS: Dict[type, Tuple[str, Callable]] = {
-    KeyedRandomCrop: ("crop", _read_crop),
-    KeyedHorizontalFlip: ("flip", _read_flip),
-    T.ToTensor: ("to_tensor", _read_to_tensor),
-    T.Normalize: ("normalize", _read_normalize),
-}
+    """torchvision's padding (one int, or 1, 2 or 4 of them) as (left, top, right, bottom)."""
+    p = [int(padding)] if isinstance(padding, int) else [int(v) for v in padding]
+    return tuple(p * 4 if len(p) == 1 else p * 2 if len(p) == 2 else p)  # type: ignore[return-value]
 
 
 _UNKEYED = {T.RandomCrop: "KeyedRandomCrop", T.RandomHorizontalFlip: "KeyedHorizontalFlip"}
 
 
 def read_transform(transform) -> Augment:
-    """A torchvision ``Compose`` (or single op, or None) -> `Augment`; unsupported ops -> ValueError."""
+    """A torchvision ``Compose`` (or one op, or None) -> `Augment`; an op the device path cannot run the way the
+    CPU path does (or in another order) -> `TopKDError`."""
     ops = [] if transform is None else list(transform.transforms) if isinstance(transform, T.Compose) else [transform]
-    aug = Augment()
+    aug, seen = Augment(), []
     for op in ops:
-        entry = TRANSFORM_STEPS.get(type(op))
-        if entry is None and type(op) in _UNKEYED:
-            raise ValueError(f"--data_on_device draws crops and flips by the item key: use "
-                             f"datasets.transforms.{_UNKEYED[type(op)]} instead of torchvision's {type(op).__name__}")
-        if entry is None:
-            raise ValueError(f"--data_on_device cannot run the transform {type(op).__name__} on the device; "
-                             f"drop --data_on_device")
-        name, reader = entry
-        reader(aug, op)
-        aug.order.append(name)
+        kind = type(op)  # exactly: torchvision's own RandomCrop/RandomHorizontalFlip draw from torch's generator
+        if kind is KeyedRandomCrop:
+            if seen:
+                raise TopKDError("--data_on_device: RandomCrop must be the first transform")
+            if op.pad_if_needed or op.padding_mode != "constant" or op.fill not in (0, 0.0):
+                raise TopKDError("--data_on_device supports RandomCrop with constant zero padding only; drop "
+                                 "--data_on_device")
+            aug.crop = tuple(int(s) for s in op.size)  # type: ignore[assignment]
+            aug.padding = _padding4(op.padding) if op.padding is not None else (0, 0, 0, 0)
+        elif kind is KeyedHorizontalFlip:
+            if seen not in ([], [KeyedRandomCrop]):
+                raise TopKDError("--data_on_device: RandomHorizontalFlip must come before ToTensor/Normalize")
+            aug.flip_p = float(op.p)
+        elif kind is T.ToTensor:
+            aug.to_unit = True
+        elif kind is T.Normalize:
+            if aug.mean is not None:
+                raise TopKDError("--data_on_device: the transform normalises twice")
+            aug.mean, aug.std = tuple(float(m) for m in op.mean), tuple(float(s) for s in op.std)
+        elif kind in _UNKEYED:
+            raise TopKDError(f"--data_on_device draws crops and flips by the item key: use datasets.transforms."
+                             f"{_UNKEYED[kind]} instead of torchvision's {kind.__name__}")
+        else:
+            raise TopKDError(f"--data_on_device cannot run the transform {kind.__name__} on the device; drop "
+                             f"--data_on_device")
+        seen.append(kind)
     return aug
 
 
 def _padded_size(aug: Augment, height: int, width: int) -> Tuple[int, int]:
-    """(rows, columns) of an item after RandomCrop's padding; ValueError when the crop does not fit."""
+    """(rows, columns) of an item after RandomCrop's padding; `TopKDError` when the crop does not fit."""
     ph, pw = height + aug.padding[1] + aug.padding[3], width + aug.padding[0] + aug.padding[2]
     if ph < aug.crop[0] or pw < aug.crop[1]:
-        raise ValueError(f"crop {aug.crop} larger than the padded image {(ph, pw)}")
+        raise TopKDError(f"crop {aug.crop} larger than the padded image {(ph, pw)}")
     return ph, pw
 
 
@@ -195,87 +159,36 @@ class Base:
     reported: Optional[np.ndarray] = None
 
 
-def _cifar_base(ds) -> Base:
-    if ds.target_transform is not None:
-        raise ValueError("--data_on_device does not run target transforms; drop --data_on_device")
-    aug = read_transform(ds.transform)
-    if not aug.to_unit:
-        raise ValueError("--data_on_device: a CIFAR transform must contain ToTensor")
-    return Base(torch.from_numpy(np.ascontiguousarray(ds.data)), torch.as_tensor(ds.targets, dtype=torch.int64),
-                aug, hwc=True)
-
-
-def _tensor_base(ds) -> Base:
-    aug = read_transform(ds.transform)
-    if aug.to_unit:
-        raise ValueError("--data_on_device: ToTensor on images that are already tensors")
-    return Base(ds.images, torch.as_tensor(ds.targets, dtype=torch.int64), aug, hwc=False)
-
-
 def pi_values(x: torch.Tensor) -> torch.Tensor:
-    """float32 values of stored PIs: uint8 caches hold levels k for k / 255 (as `datasets.pi_images`
-    reads them); float caches are taken as they are (other float images pass through unchanged)."""
+    """float32 values of stored PIs: uint8 caches hold levels k for k / 255 (as `datasets.pi_images` reads them);
+    float values pass through."""
     return x.float().div(255) if x.dtype == torch.uint8 else x.float()
 
 
-def _pi_base(ds) -> Base:
-    aug = read_transform(ds.transform)
+def _base(ds) -> Optional[Base]:
+    """The `Base` of an in-memory base set (CIFAR, tensor images, TGD's PI caches), or None for anything else."""
+    if not isinstance(ds, (IndexedCIFAR10, IndexedCIFAR100, TensorImages, PIImages)):
+        return None
+    aug, targets = read_transform(ds.transform), torch.as_tensor(ds.targets, dtype=torch.int64)
+    if isinstance(ds, (IndexedCIFAR10, IndexedCIFAR100)):
+        if ds.target_transform is not None:
+            raise TopKDError("--data_on_device does not run target transforms; drop --data_on_device")
+        if not aug.to_unit:
+            raise TopKDError("--data_on_device: a CIFAR transform must contain ToTensor")
+        return Base(torch.from_numpy(np.ascontiguousarray(ds.data)), targets, aug, hwc=True)
+    if aug.to_unit:
+        raise TopKDError("--data_on_device: ToTensor on images that are already tensors")
+    if isinstance(ds, TensorImages):
+        return Base(ds.images, targets, aug, hwc=False)
     if ds.cache.normalize is not None:  # --input_norm tgd: the cache view's PI normalisation, as on the CPU path
         if aug.mean is not None:
-            raise ValueError("--data_on_device: the PI transform normalises twice")
+            raise TopKDError("--data_on_device: the PI transform normalises twice")
         aug.mean, aug.std = ds.cache.normalize
     pis = torch.from_numpy(np.array(ds.cache.pis))  # stored dtype; made float32 per batch
-    targets = torch.as_tensor(ds.targets, dtype=torch.int64)
     if ds.indices is None:
         return Base(pis, targets, aug, hwc=False)
     rows = np.asarray(ds.indices, dtype=np.int64)  # PIImages over a subset of the cache: items report rows
     return Base(pis[torch.from_numpy(rows)], targets[torch.from_numpy(rows)], aug, hwc=False, reported=rows)
-
-
-def _bases() -> Dict[type, Callable[[Any], Base]]:
-    return {IndexedCIFAR10: _cifar_base, IndexedCIFAR100: _cifar_base, TensorImages: _tensor_base,
-            PIImages: _pi_base}
-
-
-@dataclass
-class Chain:
-    """A data set chain, unwrapped: the Subset ``maps`` (position -> base row), the key ``seed`` (None when
-    items are not keyed), CRD's ``contrast`` sampler, TGD's ``pi_cache``."""
-
-    maps: List[np.ndarray] = field(default_factory=list)  # Subset index lists, outermost first
-    seed: Optional[int] = None
-    contrast: Any = None
-    pi_cache: Any = None
-
-
-def _unwrap_subset(ds, chain: Chain):
-    chain.maps.append(np.asarray(ds.indices, dtype=np.int64))
-    return ds.dataset
-
-
-def _unwrap_keyed(ds, chain: Chain):
-    chain.seed = int(ds.seed)
-    return ds.dataset
-
-
-def _unwrap_contrast(ds, chain: Chain):
-    chain.contrast = ds
-    return ds.base
-
-
-def _unwrap_pi(ds, chain: Chain):
-    chain.pi_cache = ds.cache
-    return ds.base
-
-
-def _wrappers() -> Dict[type, Callable[[Any, Chain], Any]]:
-    return {Subset: _unwrap_subset, KeyedItems: _unwrap_keyed, ContrastSample: _unwrap_contrast,
-            WithImagePI: _unwrap_pi}
-
-
-def _lookup(registry: Dict[type, Callable], ds) -> Optional[Callable]:
-    """The entry of the nearest registered class in ``type(ds)``'s MRO (subclasses inherit it), or None."""
-    return next((registry[c] for c in type(ds).__mro__ if c in registry), None)
 
 
 def on_device_sets() -> str:
@@ -283,9 +196,9 @@ def on_device_sets() -> str:
     return ", ".join(n for n in dataset_names() if dataset_info(n).on_device) + " and TGD's PI caches"
 
 
-def _not_on_device(ds) -> ValueError:
+def _not_on_device(ds) -> TopKDError:
     files = [n for n in dataset_names() if not dataset_info(n).on_device]
-    return ValueError(f"--data_on_device works for in-memory data sets ({on_device_sets()}), not "
+    return TopKDError(f"--data_on_device works for in-memory data sets ({on_device_sets()}), not "
                       f"{type(ds).__name__} (the others, {', '.join(files)}, are read from image files); "
                       f"drop --data_on_device")
 
@@ -298,22 +211,26 @@ class DeviceView:
     """
 
     def __init__(self, dataset, device: torch.device):
-        bases, wrappers = _bases(), _wrappers()
-        chain, ds = Chain(), dataset
-        while _lookup(bases, ds) is None:
-            unwrap = _lookup(wrappers, ds)
-            if unwrap is None:
+        maps, self.seed, self.contrast, self.pi_cache, ds = [], None, None, None, dataset
+        while (base := _base(ds)) is None:  # unwrap down to the base set, noting what each wrapper adds
+            if isinstance(ds, Subset):
+                maps.append(np.asarray(ds.indices, dtype=np.int64))
+            elif isinstance(ds, KeyedItems):
+                self.seed = int(ds.seed)
+            elif isinstance(ds, ContrastSample):
+                self.contrast = ds
+            elif isinstance(ds, WithImagePI):
+                self.pi_cache = ds.cache
+            else:
                 raise _not_on_device(ds)
-            ds = unwrap(ds, chain)
-        base = _lookup(bases, ds)(ds)
+            ds = ds.dataset if isinstance(ds, (Subset, KeyedItems)) else ds.base
         position_map = np.arange(len(dataset), dtype=np.int64)
-        for m in chain.maps:  # outermost first: p -> maps[0][p] -> maps[1][maps[0][p]] ...
+        for m in maps:  # outermost first: p -> maps[0][p] -> maps[1][maps[0][p]] ...
             position_map = m[position_map]
         self.device = torch.device(device)
         self.augment, self.hwc = base.augment, base.hwc
-        self.seed, self.contrast, self.pi_cache = chain.seed, chain.contrast, chain.pi_cache
         if (self.augment.random or self.contrast is not None) and self.seed is None:
-            raise ValueError("--data_on_device: this set has random draws but its items are not keyed by "
+            raise TopKDError("--data_on_device: this set has random draws but its items are not keyed by "
                              "(seed, epoch, index) (wrap it in datasets.keyed.KeyedItems)")
         self.base_rows = position_map  # position -> base row (= the reported index)
         self.reported = position_map if base.reported is None else base.reported[position_map]
@@ -325,11 +242,11 @@ class DeviceView:
         if self.pi_cache is not None:
             cache_targets = np.asarray(self.pi_cache.targets, dtype=np.int64)
             if len(cache_targets) <= int(self.reported.max(initial=0)):
-                raise ValueError(f"the image-PI cache {self.pi_cache.folder} has {len(cache_targets)} items, fewer "
+                raise TopKDError(f"the image-PI cache {self.pi_cache.folder} has {len(cache_targets)} items, fewer "
                                  f"than the data set; it was made for another data set or split")
             bad = np.nonzero(cache_targets[self.reported] != base.targets.numpy()[self.base_rows])[0]
             if len(bad):
-                raise ValueError(f"item {int(self.reported[bad[0]])}: the image-PI cache {self.pi_cache.folder} "
+                raise TopKDError(f"item {int(self.reported[bad[0]])}: the image-PI cache {self.pi_cache.folder} "
                                  f"holds another target; the cache was made from other data")
             self.pis = torch.from_numpy(np.array(self.pi_cache.pis)).to(self.device)  # read the memory map once
 

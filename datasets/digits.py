@@ -17,6 +17,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset, Subset
 
+from topkd_io import TopKDError
+
 from . import transforms as tf
 from .bundle import DataBundle
 from .fingerprint import digest
@@ -69,13 +71,13 @@ def digit_split(targets: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 def fraction_positions(targets: np.ndarray, fraction: float) -> np.ndarray:
     """Positions (sorted) of a fixed stratified ``fraction`` of ``targets``: the same items for every seed."""
     if not 0 < fraction <= 1:
-        raise ValueError(f"--train_fraction must be in (0, 1], got {fraction}")
+        raise TopKDError(f"--train_fraction must be in (0, 1], got {fraction}")
     positions = np.arange(len(targets))
     if fraction == 1:
         return positions
     classes = len(np.unique(targets))
     if round(fraction * len(targets)) < classes:
-        raise ValueError(f"--train_fraction {fraction} keeps fewer than one training image per class "
+        raise TopKDError(f"--train_fraction {fraction} keeps fewer than one training image per class "
                          f"({len(targets)} images, {classes} classes); raise it")
     keep, _ = train_test_split(positions, train_size=fraction, stratify=targets, random_state=SPLIT_STATE)
     return np.sort(keep)
@@ -101,7 +103,7 @@ def build_digits(root: str, download: bool, val_split: float, seed: int, image_s
     """
     image_size = int(image_size)
     if image_size < 8:
-        raise ValueError(f"image_size for digits must be at least 8 pixels, got {image_size}")
+        raise TopKDError(f"image_size for digits must be at least 8 pixels, got {image_size}")
     train_fraction = float(train_fraction)
     images, targets = digit_images(image_size)
     train_pos, test_pos = digit_split(targets)

@@ -1,15 +1,8 @@
-"""Cheap fingerprints of the data a run reads, for its identity (`engine.record`).
-
-Each data set declares its fingerprint where it registers (``register(..., fingerprint=...)``): a function
-``(root, download) -> hex digest`` that raises FileNotFoundError, naming what is missing, when the data are
-not there. The ready-made kinds:
-
-- `file_md5s`: files in a folder, by their MD5 (CIFAR: the sums torchvision checks, so data about to be
-  downloaded already have the fingerprint of the files they will be);
-- `image_tree`: ImageFolder split folders, by the sorted list of (relative path, size) of every file under
-  them; computed once and kept in ``$XDG_CACHE_HOME/topkd/data_fingerprints.json`` (``~/.cache`` without
-  it) for as long as the modification times of the split folders and their class folders stay the same.
-  A file rewritten in place with the same size, or a change below the class folders, is not seen.
+"""Cheap fingerprints of the data a run reads, for its identity: ``(root, download) -> hex digest``, or
+FileNotFoundError naming what is missing. `file_md5s`: files by their MD5 (CIFAR: the sums torchvision checks,
+so data about to be downloaded already have their fingerprint). `image_tree`: ImageFolder splits by the sorted
+(relative path, size) of every file, kept in ``$XDG_CACHE_HOME/topkd/data_fingerprints.json`` while the split
+and class folders' modification times stay the same (a same-size rewrite in place is not seen).
 """
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ import os
 
 import torchvision
 
+from topkd_io import TopKDError
+
 from . import transforms as tf
 from .bundle import DataBundle
 from .fingerprint import image_tree
@@ -41,7 +43,7 @@ def open_split(folder: str, transform, what: str = "ImageNet", layout: str = LAY
 def same_classes(train: IndexedImageFolder, test: IndexedImageFolder, what: str) -> None:
     if test.classes != train.classes:
         differ = sorted(set(train.classes) ^ set(test.classes))
-        raise ValueError(f"{what} train and test folders hold different class folders (e.g. {differ[:3]}); "
+        raise TopKDError(f"{what} train and test folders hold different class folders (e.g. {differ[:3]}); "
                          "both must contain the same class names")
 
 
@@ -53,11 +55,11 @@ def build_imagenet(root: str, download: bool, val_split: float, seed: int, image
     `download` is not supported (ImageNet must be obtained by hand); the `val/` folder is the test set.
     """
     if download:
-        raise ValueError("ImageNet cannot be downloaded automatically; drop --download and place it as "
+        raise TopKDError("ImageNet cannot be downloaded automatically; drop --download and place it as "
                          + LAYOUT)
     image_size = int(image_size)
     if image_size < 1:
-        raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
+        raise TopKDError(f"image_size must be a positive number of pixels, got {image_size}")
     eval_tf = tf.imagenet_eval(size=image_size)
     train_tf = tf.imagenet_train(size=image_size) if train_augment else eval_tf
     train_full = open_split(os.path.join(root, "train"), train_tf)

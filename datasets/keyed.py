@@ -1,41 +1,22 @@
 """Keyed randomness: every random choice about a training item is a fixed function of its key.
 
-An item's key is ``(seed, epoch, index)``: the run's ``--seed``, the epoch (stage 2: the pass), and the
-item's position in the training set. Each random choice made for the item (its crop row, crop column,
-flip, CRD's negatives, the seeds of the global generators) reads its own *stream* of the key. Nothing
-is streamed from one item to the next, so an item's draws do not depend on the process or worker that
-makes them, on how many workers there are, or on where a run was resumed; and the device path
-(`datasets.device_data`) computes the same numbers for a whole batch at once with numpy.
+An item's key is ``(seed, epoch, index)``: the run's ``--seed``, the epoch (stage 2: the pass) and the item's
+position in the training set. Each choice (crop row, crop column, flip, CRD's negatives, the seeds of the global
+generators) reads its own *stream* (unsigned 64-bit arithmetic)::
 
-The rule (fixed; all arithmetic on unsigned 64-bit words, i.e. modulo 2**64)::
+    mix(z):  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;  z = (z ^ (z >> 27)) * 0x94D049BB133111EB;  z ^ (z >> 31)
+    word(seed, epoch, index, stream):  h = 0
+        for w in (seed, epoch, index, stream): h = mix((h ^ w) + 0x9E3779B97F4A7C15)
 
-    GAMMA = 0x9E3779B97F4A7C15
-    mix(z):  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
-             z = (z ^ (z >> 27)) * 0x94D049BB133111EB
-             return z ^ (z >> 31)                       # SplitMix64's output function
-    word(seed, epoch, index, stream):
-        h = 0
-        for w in (seed, epoch, index, stream):          # each taken modulo 2**64
-            h = mix((h ^ w) + GAMMA)
-        return h
+an integer in ``[0, n)`` is ``word mod n``, a real in ``[0, 1)`` is ``(word >> 11) / 2**53`` (``mix`` is
+SplitMix64's output function). Nothing is streamed from one item to the next, so the draws do not
+depend on the process, the worker count or where a run resumed, and the device path (`datasets.device_data`)
+computes the same numbers for a whole batch with numpy (`words`). `RULE` names the rule where a result records it.
 
-    integer in [0, n):   word mod n
-    real in [0, 1):      (word >> 11) / 2**53           (exact in float64)
-    flip with prob. p:   real < p
-
-(``mix(0 + GAMMA)`` is SplitMix64's first output for state 0, ``0xE220A8397B1DCDAF``.) The streams are
-`STREAM_GLOBAL` (seed of torch's, numpy's and python's global generators: ``word & (2**63 - 1)``, numpy
-takes it modulo 2**32), `STREAM_CROP_ROW`, `STREAM_CROP_COL` (RandomCrop's offsets: integers in
-``[0, padded - size]``), `STREAM_FLIP` (horizontal flip) and `STREAM_CONTRAST` (the seed of CRD's numpy
-generator). `RULE` names this rule; it is recorded where a result depends on it (stage 2's manifest).
-
-How an item gets its key: the trainer draws items through `KeyedItems` with keys ``(epoch, index)`` from
-`KeyedSampler`. While ``KeyedItems`` reads an item it makes the key *active* (`active_key`); the keyed
-transforms of `datasets.transforms` (``KeyedRandomCrop``, ``KeyedHorizontalFlip``) and CRD's
-`datasets.contrast.ContrastSample` read it through `item_integer` / `item_unit` / `item_word`. Outside a
-keyed item they fall back to torch's global generator, like torchvision's transforms. ``KeyedItems`` also
-seeds the three global generators from the key, so other random transforms (ImageNet's
-``RandomResizedCrop``) are keyed too, on the CPU path only.
+`KeyedItems` reads items under keys ``(epoch, index)`` from `KeyedSampler`, making the key *active* meanwhile:
+the keyed transforms (`datasets.transforms`) and CRD's `datasets.contrast.ContrastSample` read it through
+`item_integer` / `item_unit` / `item_word` (outside a keyed item: torch's global generator). It also seeds the
+global generators from the key, so other random transforms (ImageNet's ``RandomResizedCrop``) are keyed too.
 """
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
+from topkd_io import TopKDError
+
 from .bundle import DataBundle
 from .fingerprint import Fingerprint
 from .splits import check_val_split
@@ -16,15 +18,9 @@ DATASET_BUILDERS: Dict[str, Callable[..., DataBundle]] = {}
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a data set declares when it registers.
-
-    ``recipe``: the hyper-parameter recipe its runs take unless ``--recipe`` (or the method) says otherwise,
-    a name of ``engine.config.RECIPES`` (``"cifar"``, ``"imagenet"``). ``on_device``: its images are held
-    in memory, so ``--data_on_device`` can keep the whole set on the training device
-    (`datasets.device_data` reads its base set type). ``fingerprint``: ``(root, download) -> hex digest`` of
-    the data a run reads, part of the run's identity; FileNotFoundError when they are not there (kinds:
-    `datasets.fingerprint`).
-    """
+    """What a data set declares when it registers: ``recipe``, the hyper-parameter recipe of its runs (a name of
+    ``engine.config.RECIPES``); ``fingerprint``, ``(root, download) -> hex digest`` of the data a run reads (part
+    of its identity; `datasets.fingerprint`); ``on_device``, its images are in memory (``--data_on_device``)."""
 
     name: str
     recipe: str
@@ -63,7 +59,7 @@ def dataset_info(name: str) -> DatasetInfo:
     try:
         return DATASET_INFO[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown data set {name!r}; choose one of: {', '.join(dataset_names())}") from None
+        raise TopKDError(f"unknown data set {name!r}; choose one of: {', '.join(dataset_names())}") from None
 
 
 def data_fingerprint(name: str, root: str, download: bool = False, must_exist: bool = True) -> Optional[str]:
@@ -96,19 +92,15 @@ def builder_default(name: str, option: str):
 
 def build_datasets(name: str, root: str = "./data", download: bool = False, val_split: float = 0.0,
                    seed: int = 0, **options) -> DataBundle:
-    """Build the train/(val)/test sets of data set `name` (one of `dataset_names()`).
-
-    root: folder holding the data (CIFAR: the folder containing `cifar-100-python`; ImageNet: the
-    folder with `train/` and `val/`). download: let torchvision fetch CIFAR when absent.
-    val_split: fraction in [0, 1) of the training data held out as `val` (eval transforms);
-    deterministic given `seed`. options: per-data-set keywords (e.g. `train_augment`, `image_size`).
-    """
+    """The train/(val)/test sets of data set ``name`` (one of `dataset_names()`) under ``root``; ``val_split``: the
+    fraction of the training data held out as ``val`` (eval transforms, given ``seed``); ``options``: the data
+    set's own keywords (e.g. ``train_augment``, ``image_size``)."""
     builder = DATASET_BUILDERS[dataset_info(name).name]
     val_split = check_val_split(val_split)
     allowed = _options_of(builder)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(
+        raise TopKDError(
             f"unknown option(s) {', '.join(unknown)} for data set {name!r}; "
             f"valid: {', '.join(allowed) or 'none'}"
         )

@@ -8,15 +8,17 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset, Subset
 
+from topkd_io import TopKDError
+
 
 def check_val_split(val_split) -> float:
-    """Return `val_split` as a float in [0, 1) or raise ValueError."""
+    """`val_split` as a float in [0, 1), else `TopKDError`."""
     try:
         value = float(val_split)
     except (TypeError, ValueError):
-        raise ValueError(f"val_split must be a number in [0, 1), got {val_split!r}") from None
+        raise TopKDError(f"val_split must be a number in [0, 1), got {val_split!r}") from None
     if not 0.0 <= value < 1.0:
-        raise ValueError(f"val_split must be in [0, 1) (a fraction of the training set), got {val_split!r}")
+        raise TopKDError(f"val_split must be in [0, 1) (a fraction of the training set), got {val_split!r}")
     return value
 
 
@@ -30,7 +32,7 @@ def split_indices(targets: Sequence[int], val_split: float, seed: int) -> Tuple[
     n = len(targets)
     n_val = int(round(val_split * n))
     if n_val < 1 or n_val >= n:
-        raise ValueError(
+        raise TopKDError(
             f"val_split={val_split} leaves an empty train or val part of {n} training items; "
             "choose a fraction between 1/N and 1 - 1/N"
         )

@@ -12,6 +12,8 @@ from typing import Sequence, Tuple
 import torchvision.transforms as T
 import torchvision.transforms.functional as F
 
+from topkd_io import TopKDError
+
 from .keyed import STREAM_CROP_COL, STREAM_CROP_ROW, STREAM_FLIP, item_integer, item_unit
 
 # per-channel RGB statistics of the training images, pixel values scaled to [0, 1]
@@ -40,7 +42,7 @@ INPUT_NORMS = ("tgd", "dataset")
 def image_statistics(mean: Sequence[float], std: Sequence[float], normalize: str = "dataset"):
     """``(mean, std)`` the images are normalised with: the data set's own, or TGD's loader constants."""
     if normalize not in INPUT_NORMS:
-        raise ValueError(f"--input_norm must be one of {', '.join(INPUT_NORMS)}, got {normalize!r}")
+        raise TopKDError(f"--input_norm must be one of {', '.join(INPUT_NORMS)}, got {normalize!r}")
     return (TGD_IMAGE_MEAN, TGD_IMAGE_STD) if normalize == "tgd" else (tuple(mean), tuple(std))
 
 
@@ -54,7 +56,7 @@ class KeyedRandomCrop(T.RandomCrop):
         _, h, w = F.get_dimensions(img)
         th, tw = output_size
         if h < th or w < tw:
-            raise ValueError(f"Required crop size {(th, tw)} is larger than input image size {(h, w)}")
+            raise TopKDError(f"Required crop size {(th, tw)} is larger than input image size {(h, w)}")
         if w == tw and h == th:
             return 0, 0, h, w
         return item_integer(STREAM_CROP_ROW, h - th + 1), item_integer(STREAM_CROP_COL, w - tw + 1), th, tw

@@ -11,11 +11,9 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Optional
 import torch
 from torch import nn
 
-from topkd_io import load_checkpoint
+from topkd_io import TopKDError, load_checkpoint
 
-from .pretrained import (
-    arch_from_torchvision_file,  # torchvision's <name>-<hash>.pth weight files
-)
+from .pretrained import arch_from_torchvision_file
 from .registry import ARCH_ALIASES, model_dict, resolve_arch
 from .run_names import parse_checkpoint_path
 from .tgd_released import is_tgd_state_dict, tgd_to_wrn_state_dict, tgd_wrn_arch
@@ -35,11 +33,12 @@ class LoadedModel(NamedTuple):
     ckpt: Dict[str, Any]  # the checkpoint dict as read
 
 
-def model_state(ckpt: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+def model_state(ckpt: Dict[str, Any], path: str = "") -> Dict[str, torch.Tensor]:
     """The network's state dict inside a checkpoint (ours, official, or bare), ``module.`` prefixes removed."""
     sd = ckpt.get("model", ckpt) if isinstance(ckpt.get("model", None), dict) else ckpt
     if not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ValueError("checkpoint has no model state dict (expected {'model': state_dict} or a state dict)")
+        raise TopKDError(f"checkpoint {path} holds no network weights (expected {{'model': ...}}, "
+                         f"{{'model_state_dict': ...}} or a state dict)")
     if all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
     return sd
@@ -68,7 +67,7 @@ def check_finite_weights(state_dict: Dict[str, torch.Tensor], path: str, flag: s
     if bad:
         more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
         who = f"{flag} " if flag else ""
-        raise ValueError(f"{who}checkpoint {path} holds NaN or infinite values in {', '.join(bad[:3])}{more}; "
+        raise TopKDError(f"{who}checkpoint {path} holds NaN or infinite values in {', '.join(bad[:3])}{more}; "
                          f"it comes from a diverged or damaged run: use another checkpoint (e.g. an earlier "
                          f"<arch>_best.pth)")
 
@@ -81,7 +80,7 @@ def infer_num_classes(state_dict: Dict[str, torch.Tensor]) -> int:
             return int(state_dict[hits[-1]].shape[0])
     matrices = [v for k, v in state_dict.items() if k.endswith("weight") and v.ndim == 2]
     if not matrices:
-        raise ValueError("cannot infer the number of classes: no classifier weight in the checkpoint; "
+        raise TopKDError("cannot infer the number of classes: no classifier weight in the checkpoint; "
                          "pass num_classes")
     return int(matrices[-1].shape[0])
 
@@ -105,59 +104,49 @@ def _resolve_arch(path: str, ckpt: Dict[str, Any], arch: Optional[str], names: I
     if arch is not None:
         arch = resolve_arch(arch)  # official aliases (MobileNetV2, ShuffleV1, ...) -> registry name
         if stored is not None and stored != arch:
-            raise ValueError(f"checkpoint {path} holds a {stored}, but arch {arch} was requested")
+            raise TopKDError(f"checkpoint {path} holds a {stored}, but arch {arch} was requested")
         return arch
     if stored is not None:
         if stored not in names:
-            raise ValueError(f"checkpoint {path} names an unknown architecture {stored!r}")
+            raise TopKDError(f"checkpoint {path} names an unknown architecture {stored!r}")
         return stored
     for name in arch_candidates(path):
         if name in names or name in ARCH_ALIASES:
             return ARCH_ALIASES.get(name, name)
-    raise ValueError(f"cannot tell the architecture of {path} (no 'arch' entry, folder name not "
+    raise TopKDError(f"cannot tell the architecture of {path} (no 'arch' entry, folder name not "
                      f"<arch>_<dataset>_lr_..._trial_N); pass the architecture explicitly (e.g. --model_t)")
 
 
-def _read(path: str, map_location: Any = "cpu"):
-    """-> ``(checkpoint dict, state dict in our key names)``; TGD's released files get ``arch``/``in_channels``."""
+def read_weights(path: str, map_location: Any = "cpu"):
+    """-> ``(checkpoint dict, state dict in our key names)`` of ours, an official one or TGD's releases (with
+    ``arch``/``in_channels`` added for those)."""
     ckpt = load_checkpoint(path, map_location=map_location)
-    if isinstance(ckpt.get("model_state_dict"), dict):  # TGD's releases: its own WideResNet key names
-
-        sd = model_state(ckpt["model_state_dict"])
-        if is_tgd_state_dict(sd):
-            tgd_arch, options = tgd_wrn_arch(sd)
-            ckpt = dict(ckpt, arch=tgd_arch, in_channels=options.get("in_channels", 3))
-            sd = tgd_to_wrn_state_dict(sd)
-    else:
-        sd = model_state(ckpt)
+    sd = model_state(ckpt["model_state_dict"] if isinstance(ckpt.get("model_state_dict"), dict) else ckpt, path)
+    if is_tgd_state_dict(sd):  # TGD's releases: its own WideResNet key names
+        tgd_arch, options = tgd_wrn_arch(sd)
+        ckpt = dict(ckpt, arch=tgd_arch, in_channels=options.get("in_channels", 3))
+        sd = tgd_to_wrn_state_dict(sd)
     return ckpt, sd
 
 
 def checkpoint_arch(path: str, arch: Optional[str] = None) -> str:
     """The architecture `load_model` would build for ``path`` (given, stored, or from the file / folder name),
     without building it; ValueError as `load_model`."""
-    ckpt, _ = _read(path)
+    ckpt, _ = read_weights(path)
     return _resolve_arch(path, ckpt, arch, model_dict)
 
 
 def load_model(path: str, arch: Optional[str] = None, num_classes: Optional[int] = None,
                map_location: Any = "cpu", in_channels: Optional[int] = None) -> LoadedModel:
-    """Rebuild a trained network from ours or an official checkpoint -> ``LoadedModel(model, arch, ckpt)``.
-
-    ``model`` is in eval mode; ``arch`` is the architecture it was built as (given, stored in the checkpoint,
-    or read from the official run-folder / file name); ``ckpt`` the checkpoint dict.
-
-    arch: architecture name of ``models.model_dict`` (needed for official checkpoints whose folder name
-    does not tell). num_classes: expected class count (inferred from the classifier when None). in_channels:
-    the channels of the inputs it will be given (not checked when None).
-    Raises ValueError when the architecture, the class count or the input channels do not match, naming which.
-    """
-    ckpt, sd = _read(path, map_location)
+    """Rebuild a trained network from ours or an official checkpoint -> ``LoadedModel(model in eval mode, arch,
+    ckpt)``. ``arch``: given, else stored, else read from the run-folder / file name; ``num_classes`` and
+    ``in_channels``, when given, must match the checkpoint's (`TopKDError` naming what differs)."""
+    ckpt, sd = read_weights(path, map_location)
     check_finite_weights(sd, path)
     arch = _resolve_arch(path, ckpt, arch, model_dict)
     found_classes = int(ckpt["num_classes"]) if isinstance(ckpt.get("num_classes"), int) else infer_num_classes(sd)
     if num_classes is not None and int(num_classes) != found_classes:
-        raise ValueError(f"checkpoint {path} has {found_classes} classes but {num_classes} were requested "
+        raise TopKDError(f"checkpoint {path} has {found_classes} classes but {num_classes} were requested "
                          f"(different data set?)")
     kwargs = {"num_classes": found_classes}
     if isinstance(ckpt.get("in_channels"), int) and ckpt["in_channels"] != 3:
@@ -166,12 +155,12 @@ def load_model(path: str, arch: Optional[str] = None, num_classes: Optional[int]
     if in_channels is not None and int(in_channels) != found_channels:
         pi = " (a teacher trained on persistence images, train_teacher.py --input pi?)" \
             if found_channels == 2 * int(in_channels) else ""
-        raise ValueError(f"checkpoint {path} takes {found_channels}-channel inputs but the data have {in_channels} "
+        raise TopKDError(f"checkpoint {path} takes {found_channels}-channel inputs but the data have {in_channels} "
                          f"channels{pi}; pass a network trained on this data")
     model = model_dict[arch](**kwargs)
     diffs = state_dict_differences(model.state_dict(), sd)
     if diffs:
-        raise ValueError(f"checkpoint {path} does not fit {arch} with {found_classes} classes "
+        raise TopKDError(f"checkpoint {path} does not fit {arch} with {found_classes} classes "
                          f"(another architecture?): {'; '.join(diffs)}")
     model.load_state_dict(sd, strict=True)
     model.eval()

@@ -20,6 +20,8 @@ from typing import Optional, Sequence
 import torch
 import torchvision
 
+from topkd_io import TopKDError
+
 # our registry name -> torchvision's model name (same architecture, same state-dict keys)
 TORCHVISION_NAMES = {
     "resnet18": "resnet18", "resnet34": "resnet34", "resnet50": "resnet50", "resnet101": "resnet101",
@@ -44,13 +46,13 @@ def arch_from_torchvision_file(path: str) -> Optional[str]:
 
 def _weights_entry(arch: str, weights: str):
     if arch not in TORCHVISION_NAMES:
-        raise ValueError(f"torchvision has no pretrained weights for {arch!r}; --teacher_weights torchvision "
+        raise TopKDError(f"torchvision has no pretrained weights for {arch!r}; --teacher_weights torchvision "
                          f"works with {', '.join(sorted(TORCHVISION_NAMES))}")
     enum = torchvision.models.get_model_weights(TORCHVISION_NAMES[arch])
     try:
         return enum[weights]
     except KeyError:
-        raise ValueError(f"torchvision's {TORCHVISION_NAMES[arch]} has no weights {weights!r}; choose one of "
+        raise TopKDError(f"torchvision's {TORCHVISION_NAMES[arch]} has no weights {weights!r}; choose one of "
                          f"{', '.join(w.name for w in enum)}") from None
 
 
@@ -88,14 +90,14 @@ def resolve_teacher_path(path_t: Optional[str], model_t: Optional[str], teacher_
     """
     if teacher_weights is None:
         if not path_t:
-            raise ValueError("pass the teacher with --path_t, or --teacher_weights torchvision with --model_t")
+            raise TopKDError("pass the teacher with --path_t, or --teacher_weights torchvision with --model_t")
         return path_t
     if teacher_weights not in TEACHER_WEIGHTS:
-        raise ValueError(f"--teacher_weights must be one of {', '.join(TEACHER_WEIGHTS)}, got {teacher_weights!r}")
+        raise TopKDError(f"--teacher_weights must be one of {', '.join(TEACHER_WEIGHTS)}, got {teacher_weights!r}")
     if path_t:
-        raise ValueError("pass either --path_t or --teacher_weights torchvision, not both")
+        raise TopKDError("pass either --path_t or --teacher_weights torchvision, not both")
     if not model_t:
-        raise ValueError("--teacher_weights torchvision needs --model_t (e.g. resnet34)")
+        raise TopKDError("--teacher_weights torchvision needs --model_t (e.g. resnet34)")
     return torchvision_weights_path(model_t)
 
 

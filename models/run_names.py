@@ -1,20 +1,12 @@
 """Run-folder names of the official TopKD and RepDistiller code, and ours, read back into their settings.
 
 The official codes keep a run's settings only in its folder name (their ``*_last.pth`` pickles an
-``argparse.Namespace``, which the safe loader refuses). Layouts recognised (``<n>`` a trial):
-
-* TopKD student, topology on: ``T:<t>_S:<s>_<dataset>_<bs>_KD:<distill>_T:<kd_T>_epochs_<e>_lr_<lr>_decay_<wd>_
-  r:<gamma>_a:<alpha>_b:<beta>_d:<delta>_tda_layer_t:<lt>_tda_layer_s:<ls>_dim_<k>_<operator>_trial_<n>``
-* TopKD student, topology off: ``T:<t>_S:<s>_<dataset>_KD:<distill>_T:<kd_T>_epochs_<e>_lr_<lr>_decay_<wd>_
-  r:<gamma>_a:<alpha>_b:<beta>_trial_<n>``
-* RepDistiller student: ``S:<s>_T:<t>_<dataset>_<distill>_r:<gamma>_a:<alpha>_b:<beta>_<n>``
-* TopKD teacher: ``<arch>_<dataset>_epoch_<e>_bs_<bs>_lr_<lr>_decay_<wd>_trial_<n>``
-* RepDistiller and our teacher: ``<arch>_<dataset>_lr_<lr>_decay_<wd>_trial_<n>``; RepDistiller's
-  released teachers: ``<arch>_vanilla``
-* our student: ``S-<s>_T-<t>_<dataset>_<anything>_trial_<n>``
-
-Our run folders append the run's identity hash (``-<8 hex>``, `engine.record`) to these names; it is read
-into ``RunName.identity_hash``.
+``argparse.Namespace``, which the safe loader refuses). `_layouts` holds the patterns: TopKD students with and
+without the topology term (``T:<t>_S:<s>_<dataset>_..._trial_<n>``), RepDistiller students
+(``S:<s>_T:<t>_<dataset>_<distill>_r:..._<n>``), TopKD teachers (``<arch>_<dataset>_epoch_<e>_bs_...``),
+RepDistiller's and our teachers (``<arch>_<dataset>_lr_<lr>_decay_<wd>_trial_<n>``), RepDistiller's released
+``<arch>_vanilla`` and our students (``S-<s>_T-<t>_<dataset>_..._trial_<n>``). Our run folders append the run's
+identity hash (``-<8 hex>``), read into ``RunName.identity_hash``.
 """
 from __future__ import annotations
 

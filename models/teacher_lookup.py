@@ -1,26 +1,20 @@
 """Finding a teacher checkpoint when no exact path is typed (the official README runs its stages so).
 
-`resolve_teacher(path_t, model_t, dataset, trial, root)` -> an existing checkpoint file:
-
-1. ``--path_t`` names an existing file: that file.
-2. ``--path_t`` names a run folder: its ``<arch>_best.pth``; a folder of run folders is searched as in 4.
-3. ``--path_t`` names a missing file whose folder name is a run name without our identity hash (the official
-   TopKD student lines name ``save_t_models/<arch>_<dataset>_epoch_..._trial_<n>/<arch>_best.pth``): the
-   same file in the one folder ``<that name>-<hash>`` beside it.
-4. No ``--path_t``: the finished teachers under ``root`` (default ``save_t_models``) of ``--model_t``,
-   ``--dataset`` and ``--teacher_trial`` when given (image teachers only; official folders without a
-   ``config.yaml`` count as finished).
-
-The choice is printed in one line; several candidates are an error that lists them.
+`resolve_teacher` takes, in order: ``--path_t`` naming a file; a run folder (its ``<arch>_best.pth``; a folder of
+run folders is searched); a missing file whose folder name lacks our identity hash (the official student lines
+name ``save_t_models/<arch>_<dataset>_..._trial_<n>/<arch>_best.pth``): the same file in the one folder
+``<that name>-<hash>``; no ``--path_t``: the one finished teacher under ``save_t_models`` of ``--model_t``,
+``--dataset`` and ``--teacher_trial`` when given. The choice is logged; several candidates are an error.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
 from typing import List, Optional, Tuple
 
-from topkd_io import load_checkpoint, read_yaml
+from topkd_io import TopKDError, load_checkpoint, read_yaml
 
 from .loading import checkpoint_arch
 from .registry import ARCH_ALIASES
@@ -31,13 +25,8 @@ log = logging.getLogger(__name__)
 DEFAULT_ROOT = "save_t_models"
 
 
-def _say(text: str) -> None:
-    log.info(text)
-
-
 def _listing(paths: List[str], limit: int = 6) -> str:
-    more = f" (+{len(paths) - limit} more)" if len(paths) > limit else ""
-    return ", ".join(paths[:limit]) + more
+    return ", ".join(paths[:limit]) + (f" (+{len(paths) - limit} more)" if len(paths) > limit else "")
 
 
 def teacher_record(folder: str) -> Optional[dict]:
@@ -46,24 +35,18 @@ def teacher_record(folder: str) -> Optional[dict]:
     best = sorted(glob.glob(os.path.join(glob.escape(folder), "*_best.pth")))
     if not best:
         return None
-    config = os.path.join(folder, "config.yaml")
-    cfg = {}
+    config, cfg = os.path.join(folder, "config.yaml"), {}
     if os.path.isfile(config):
-        try:
+        with contextlib.suppress(ValueError):
             cfg = read_yaml(config, "run configuration") or {}
-        except ValueError:
-            cfg = {}
     if cfg.get("model_s") or cfg.get("path_t"):
         return None  # a student
     if cfg.get("model"):
         arch, checkpoint = str(cfg["model"]), os.path.join(folder, f"{cfg['model']}_best.pth")
         last = os.path.join(folder, f"{arch}_last.pth")
         finished = False
-        if os.path.isfile(last):
-            try:
-                finished = int(load_checkpoint(last).get("epoch") or 0) >= int(cfg.get("epochs") or 0)
-            except (ValueError, OSError):
-                finished = False
+        with contextlib.suppress(ValueError, OSError):
+            finished = int(load_checkpoint(last).get("epoch") or 0) >= int(cfg.get("epochs") or 0)
         return {"arch": arch, "dataset": str(cfg.get("dataset")), "trial": str(cfg.get("trial", 0)),
                 "input": str(cfg.get("input", "image")), "finished": finished, "checkpoint": checkpoint}
     run = parse_run_name(os.path.basename(os.path.normpath(folder)))
@@ -100,8 +83,7 @@ def find_teachers(root: str, arch: Optional[str] = None, dataset: Optional[str] 
 
 def resolve_teacher(path_t: Optional[str], model_t: Optional[str] = None, dataset: Optional[str] = None,
                     trial: Optional[int] = None, root: str = DEFAULT_ROOT, flag: str = "--path_t") -> str:
-    """The teacher checkpoint to use -> an existing file path (module docstring); FileNotFoundError /
-    ValueError (one line) when there is none or several."""
+    """The teacher checkpoint to use -> an existing file path (module docstring)."""
     if path_t and os.path.isfile(path_t):
         return path_t
     if path_t and os.path.isdir(path_t):
@@ -117,11 +99,11 @@ def resolve_teacher(path_t: Optional[str], model_t: Optional[str] = None, datase
         siblings = [p for p in siblings if parse_run_name(os.path.basename(os.path.dirname(p))) is not None
                     and parse_run_name(os.path.basename(os.path.dirname(p))).identity_hash]
         if len(siblings) == 1:
-            _say(f"teacher: {flag} {path_t} not found; took {siblings[0]} (the run folder of that name with its "
+            log.info(f"teacher: {flag} {path_t} not found; took {siblings[0]} (the run folder of that name with its "
                  f"identity hash)")
             return siblings[0]
         if len(siblings) > 1:
-            raise ValueError(f"{flag} {path_t} not found, and several run folders of that name hold one: "
+            raise TopKDError(f"{flag} {path_t} not found, and several run folders of that name hold one: "
                              f"{_listing(siblings)}; pass one of them")
         raise FileNotFoundError(f"teacher checkpoint {path_t} not found; check {flag}")
     return _pick(find_teachers(root, model_t, dataset, trial), root, model_t, dataset, trial, flag)
@@ -131,12 +113,12 @@ def _pick(found: List[str], root: str, arch, dataset, trial, flag: str) -> str:
     what = " ".join(p for p in (f"{arch}" if arch else "", f"on {dataset}" if dataset else "",
                                 f"trial {trial}" if trial is not None else "") if p) or "of any kind"
     if len(found) == 1:
-        _say(f"teacher: {flag} not given; took {found[0]} (the one finished teacher {what} under {root})")
+        log.info(f"teacher: {flag} not given; took {found[0]} (the one finished teacher {what} under {root})")
         return found[0]
     if not found:
         raise FileNotFoundError(f"no finished teacher {what} under {root}; train one with train_teacher.py, or pass "
                                 f"{flag} (a checkpoint, a run folder or a folder of run folders)")
-    raise ValueError(f"several finished teachers {what} under {root}: {_listing(found)}; pass {flag} (or "
+    raise TopKDError(f"several finished teachers {what} under {root}: {_listing(found)}; pass {flag} (or "
                      f"--model_t / --teacher_trial to choose)")
 
 
@@ -146,7 +128,7 @@ def teacher_and_arch(path_t: Optional[str], model_t: Optional[str], dataset: Opt
     a teacher that does not exist yet is left as given when both its path and architecture are (a planned run)."""
     try:
         path_t = resolve_teacher(path_t, model_t, dataset, trial)
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, TopKDError):
         if not (plan and path_t and model_t):
             raise
     if os.path.isfile(path_t):

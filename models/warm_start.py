@@ -1,10 +1,6 @@
-"""Warm start: copy a checkpoint's weights into a freshly built network (``--init_s PATH``).
-
-Accepts our checkpoints (``{'model': ...}``), the official TopKD/RepDistiller ones (``{'model': ...}`` or
-a bare state dict, ``module.`` prefixes allowed) and TGD's releases (``{'model_state_dict': ...}`` with
-its own WideResNet key names, mapped by ``models.tgd_released``). Only the weights are taken: the
-optimizer state, epoch and learning-rate schedule start fresh (the official TGD ``--student_checkpoint``
-does the same).
+"""Warm start (``--init_s PATH``): a checkpoint's weights (ours, the official TopKD/RepDistiller ones, TGD's
+releases; `models.loading`) copied into a freshly built network. Only the weights: the optimizer, epoch and
+learning-rate schedule start fresh (as the official TGD ``--student_checkpoint``).
 """
 from __future__ import annotations
 
@@ -13,26 +9,18 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
-from topkd_io import load_checkpoint
+from topkd_io import TopKDError
 
-from .loading import check_finite_weights, model_state, state_dict_differences
-from .tgd_released import is_tgd_state_dict, tgd_to_wrn_state_dict
+from .loading import check_finite_weights, read_weights, state_dict_differences
 
 __all__ = ["checkpoint_weights", "init_from_checkpoint"]
 
 
 def checkpoint_weights(path: str) -> Dict[str, torch.Tensor]:
-    """The network state dict stored in checkpoint ``path`` (any layout above), under our key names."""
-    ckpt = load_checkpoint(path)
-    if isinstance(ckpt.get("model_state_dict"), dict):
-        ckpt = ckpt["model_state_dict"]
-    try:
-        sd = model_state(ckpt)
-    except ValueError:
-        raise ValueError(f"checkpoint {path} holds no network weights (expected {{'model': ...}}, "
-                         f"{{'model_state_dict': ...}} or a state dict)") from None
+    """The network state dict stored in checkpoint ``path``, under our key names."""
+    sd = read_weights(path)[1]
     check_finite_weights(sd, path, "--init_s")
-    return tgd_to_wrn_state_dict(sd) if is_tgd_state_dict(sd) else sd
+    return sd
 
 
 def init_from_checkpoint(model: nn.Module, path: Optional[str]) -> nn.Module:
@@ -43,7 +31,7 @@ def init_from_checkpoint(model: nn.Module, path: Optional[str]) -> nn.Module:
     sd = checkpoint_weights(str(path))
     diffs = state_dict_differences(model.state_dict(), sd)
     if diffs:
-        raise ValueError(f"--init_s {path} does not fit the {type(model).__name__} being trained "
+        raise TopKDError(f"--init_s {path} does not fit the {type(model).__name__} being trained "
                          f"(another architecture or class count?): {'; '.join(diffs)}")
     model.load_state_dict(sd, strict=True)
     return model

@@ -1,18 +1,11 @@
-"""Stage 2 pipeline: point clouds -> shards on disk -> persistence diagrams -> persistence images.
+"""Stage 2: point clouds -> shards on disk -> persistence diagrams -> persistence images, resumable.
 
-``generate(source, out_dir, config, dims, shard_size)`` runs three resumable phases:
-
-1. clouds: the source's clouds are cut into shards of ``shard_size``; each shard's clouds (float32
-   ``shards/pcd_<i>.npy``) and diagrams (``shards/pd_dim<k>_<i>.npz``: H0 by the batched MST, H1 by
-   gudhi) are written atomically by a background thread (while the next shard's clouds are drawn, e.g.
-   teacher passes on the GPU) and the shard is then recorded in the manifest, in order, with each file's
-   size and SHA-256. Every run checks every recorded file (present, size, checksum), also in a folder
-   that says it is complete, and rebuilds the shards (and then the images) whose files are missing or
-   damaged; intact shards are never recomputed. Peak memory: two shards (plus one shard's diagrams).
-2. fit: the TopKD persistence-image parameters are fitted per dim from the diagram files, streamed
-   (bandwidth from the first stacked points, ranges from min/max over all diagrams).
-3. images: ``pi_dim<k>.npy`` (float32 ``[num_clouds, R*R]``, cloud order kept) is filled shard by
-   shard with sequential writes and divided by the global maximum over all images.
+1. clouds: cut into shards; each shard's clouds (float32 ``shards/pcd_<i>.npy``) and diagrams
+   (``shards/pd_dim<k>_<i>.npz``) are written by a background thread while the next shard's clouds are drawn,
+   then recorded in the manifest with each file's size and SHA-256. Every run checks every recorded file and
+   rebuilds the missing or damaged ones; intact shards are never recomputed. Peak memory: two shards.
+2. fit: the TopKD persistence-image parameters per dim, streamed over the diagram files (`pcd.pi_stream`).
+3. images: ``pi_dim<k>.npy`` (float32 ``[num_clouds, R*R]``, cloud order) written shard by shard.
 """
 from __future__ import annotations
 
@@ -26,8 +19,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from topkd_io import file_sha256, save_npy, save_npz
-from topkd_io.checksums import file_record
+from topkd_io import DamagedFileError, TopKDError, save_npy, save_npz
+from topkd_io.checksums import file_record, verify_file_once
 from topology.persistence import rips_diagrams
 
 from . import store
@@ -42,10 +35,10 @@ DEFAULT_SHARD_BYTES = 32 * 2**20
 
 
 def check_dims(dims: Sequence[int]) -> List[int]:
-    """Sorted unique homology dims, each in {0, 1}; ValueError otherwise."""
+    """Sorted unique homology dims, each in {0, 1}."""
     dims = sorted({int(d) for d in dims})
     if not dims or any(d not in SUPPORTED_DIMS for d in dims):
-        raise ValueError(f"--dims must be 0 and/or 1 (got {list(dims)}); e.g. --dims 0 or --dims 0 1")
+        raise TopKDError(f"--dims must be 0 and/or 1 (got {list(dims)}); e.g. --dims 0 or --dims 0 1")
     return dims
 
 
@@ -58,8 +51,8 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def check_clouds(clouds: np.ndarray, shard: int, start: int, where: str = "the teacher / the --pcd input") -> None:
-    """ValueError naming the shard and cloud when a cloud holds NaN/inf, or values beyond float32's range
-    (the shards store float32: 1e300 would become inf there). start: global index of clouds[0]."""
+    """`TopKDError` naming the shard and cloud (``start``: global index of clouds[0]) when a cloud holds NaN/inf,
+    or values beyond float32's range (the shards store float32: 1e300 would become inf there)."""
     flat = np.asarray(clouds).reshape(len(clouds), -1)
     bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
     what = "NaN or inf values"
@@ -68,7 +61,7 @@ def check_clouds(clouds: np.ndarray, shard: int, start: int, where: str = "the t
         what = f"values beyond float32's range (up to {float(np.abs(flat).max()):.3g}; shards store float32)"
     if bad.size:
         j = int(bad[0])
-        raise ValueError(f"shard {shard}, cloud {j} (global cloud {start + j}) holds {what} ({bad.size} such "
+        raise TopKDError(f"shard {shard}, cloud {j} (global cloud {start + j}) holds {what} ({bad.size} such "
                          f"cloud(s) in this shard); check {where}")
 
 
@@ -98,24 +91,23 @@ class Stage2:
                  shard_size: Optional[int] = None, n_jobs: Optional[int] = None, progress: bool = True,
                  command: Optional[str] = None, record: Optional[Dict[str, Any]] = None):
         if source.dim < 1:
-            raise ValueError(f"point clouds need at least one coordinate per point, got D={source.dim} "
+            raise TopKDError(f"point clouds need at least one coordinate per point, got D={source.dim} "
                              f"(clouds of shape [{source.num_clouds}, {source.points}, {source.dim}]); check the "
                              f"--pcd array or --layer")
         if source.points < 2:
-            raise ValueError(f"point clouds need at least 2 points each, got N={source.points}")
+            raise TopKDError(f"point clouds need at least 2 points each, got N={source.points}")
         if source.num_clouds < 1:
-            raise ValueError("the source holds no point cloud; check --passes/--batch_size or the --pcd file")
+            raise TopKDError("the source holds no point cloud; check --passes/--batch_size or the --pcd file")
         self.source, self.out_dir = source, out_dir
         self.dims = check_dims(dims)
         size = default_shard_size(source.points, source.dim) if shard_size is None else int(shard_size)
         if size < 1:
-            raise ValueError(f"--shard_size must be positive, got {shard_size}")
+            raise TopKDError(f"--shard_size must be positive, got {shard_size}")
         self.shard_size = size
         self.num_shards = math.ceil(source.num_clouds / size)
         self.config = dict(config, dims=self.dims, shard_size=size, num_clouds=source.num_clouds,
                            points_per_cloud=source.points, feature_dim=source.dim)
         self.n_jobs, self.progress = n_jobs, progress
-        self._verified: Dict[Tuple[str, int, int], Optional[str]] = {}  # (path, size, mtime) -> problem
         self.problems: set = set()
         os.makedirs(out_dir, exist_ok=True)
         self.manifest = check_resumable(out_dir, self.config) or new_manifest(self.config, command)
@@ -127,61 +119,31 @@ class Stage2:
         start = i * self.shard_size
         return start, min(self.source.num_clouds, start + self.shard_size)
 
-    def _file_problem(self, name: str, ident: Optional[Dict[str, Any]]) -> Optional[str]:
-        """Why the recorded file ``name`` (relative to the folder) is unusable, or None when it is intact.
-
-        ``ident``: its recorded ``size`` and ``sha256`` (folders written before checksums: existence only).
-        """
-        path = os.path.join(self.out_dir, name)
-        if not os.path.isfile(path):
-            return f"{name} is missing"
-        if not ident:
-            return None
-        st = os.stat(path)
-        key = (path, st.st_size, st.st_mtime_ns)
-        if key not in self._verified:
-            if "size" in ident and st.st_size != int(ident["size"]):
-                self._verified[key] = f"{name} has {st.st_size} bytes, the manifest says {ident['size']}"
-            elif "sha256" in ident and file_sha256(path) != ident["sha256"]:
-                self._verified[key] = f"{name} does not match its recorded SHA-256"
-            else:
-                self._verified[key] = None
-        return self._verified[key]
-
-    def shard_problems(self, rec: Dict[str, Any]) -> List[str]:
-        names = [rec["pcd"]] + list(rec["diagrams"].values())
-        files = rec.get("files") or {}
-        return [p for p in (self._file_problem(n, files.get(n)) for n in names) if p]
+    def _problems(self, files: Dict[str, Optional[Dict[str, Any]]]) -> List[str]:
+        """Why recorded files (name relative to the folder -> record) are missing or damaged."""
+        out = []
+        for name, record in files.items():
+            try:
+                verify_file_once(os.path.join(self.out_dir, name), record or {})
+            except DamagedFileError as exc:
+                out.append(str(exc))
+        return out
 
     def finished_shards(self) -> Dict[int, Dict[str, Any]]:
         """Recorded shards whose files are all present and intact (the others are redone)."""
         done = {}
         for rec in self.manifest["shards"]:
-            problems = self.shard_problems(rec)
-            if problems:
-                self.problems.update(problems)
-            else:
+            files = rec.get("files") or {}
+            problems = self._problems({n: files.get(n) for n in [rec["pcd"], *rec["diagrams"].values()]})
+            self.problems.update(problems)
+            if not problems:
                 done[int(rec["index"])] = rec
         return done
 
     def image_problems(self) -> List[str]:
         """Problems of the recorded image files (dims not recorded yet are simply to do)."""
-        out = []
-        for d in self.dims:
-            entry = self.manifest["pi"].get(d)
-            problem = self._file_problem(entry["file"], entry) if entry else None
-            if problem:
-                out.append(problem)
-        return out
-
-    def _runs(self, todo: List[int]) -> List[List[int]]:
-        runs: List[List[int]] = []
-        for i in todo:
-            if runs and runs[-1][-1] == i - 1:
-                runs[-1].append(i)
-            else:
-                runs.append([i])
-        return runs
+        entries = [self.manifest["pi"].get(d) for d in self.dims]
+        return self._problems({e["file"]: e for e in entries if e})
 
     def compute_shard(self, i: int, clouds: np.ndarray) -> Dict[str, Any]:
         start, stop = self.shard_range(i)
@@ -218,7 +180,13 @@ class Stage2:
 
         try:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage2-shard") as writer:
-                for run in self._runs(todo):
+                runs: List[List[int]] = []  # consecutive shards: one pass of the source each
+                for i in todo:
+                    if runs and runs[-1][-1] == i - 1:
+                        runs[-1].append(i)
+                    else:
+                        runs.append([i])
+                for run in runs:
                     first, last = self.shard_range(run[0])[0], self.shard_range(run[-1])[1]
                     chunker = _Chunker(iter(self.source.clouds(first, last)))
                     for i in run:

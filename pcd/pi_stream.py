@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from topkd_io import TopKDError
 from topology.point_cloud_pi import PIParams, persistence_images
 
 NUM_POINTS = 200
@@ -48,7 +49,7 @@ class StreamingPIFit:
     def params(self) -> PIParams:
         """Bandwidth and range (normalizer still 1) once every diagram has been observed."""
         if self.points == 0:
-            raise ValueError("cannot fit persistence-image parameters: no diagram holds a finite point "
+            raise TopKDError("cannot fit persistence-image parameters: no diagram holds a finite point "
                              "(are the clouds all single repeated points?)")
         head = PIParams.fit(self.head, resolution=self.resolution, weight=self.weight, quantile=self.quantile,
                             num_points=self.num_points, homology_dim=self.homology_dim)
@@ -62,7 +63,7 @@ class StreamingPIFit:
 
     def normalized(self, params: PIParams) -> PIParams:
         if not self.peak > 0:
-            raise ValueError("all persistence images are zero: cannot normalize them; check the clouds")
+            raise TopKDError("all persistence images are zero: cannot normalize them; check the clouds")
         return PIParams(params.bandwidth, params.im_range, params.resolution, params.weight, self.peak,
                         params.homology_dim)
 

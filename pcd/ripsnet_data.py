@@ -10,20 +10,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from topkd_io import DamagedFileError, TopKDError
+
 from .manifest import check_images, open_verified, pi_entry, read_manifest, rebuild_command
 from .store import ShardedClouds, load_npy
 
 
 class Stage2Data(Dataset):
-    """Items ``(cloud float32 [N, D], pi float32 [R*R])`` of homology dim ``dim`` of a stage-2 folder.
+    """Items ``(cloud float32 [N, D], pi float32 [R*R])`` of homology dim ``dim`` of a stage-2 folder, checked
+    when opened (`pcd.manifest.open_verified`, `check_images`; ``verify=False``: file sizes only)."""
 
-    Opening checks the manifest's own checksum and, once per process, every recorded file's size and
-    SHA-256 (``verify=False``: sizes only), so a damaged, replaced or cut shard is refused before training,
-    naming the file and the command that rebuilds the folder; a few images are recomputed from their diagrams
-    with the recorded parameters (`check_images`: a manifest resealed with other parameters is refused).
-    """
-
-    def __init__(self, folder: str, dim: int, verify: bool = True, log=print):
+    def __init__(self, folder: str, dim: int, verify: bool = True):
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"stage-2 folder {folder} not found; run generate_PCD_PI.py first "
                                     "and pass its --out_dir")
@@ -34,23 +31,23 @@ class Stage2Data(Dataset):
         if not manifest.get("complete") or not pis or not manifest.get("shards"):
             state = "is unfinished" if not manifest.get("complete") else "is marked complete but holds no " \
                 f"{'persistence images' if not pis else 'point clouds'}"
-            raise ValueError(f"stage-2 folder {folder} {state}; rerun generate_PCD_PI.py to complete it: {rebuild}")
+            raise TopKDError(f"stage-2 folder {folder} {state}; rerun generate_PCD_PI.py to complete it: {rebuild}")
         entry = pi_entry(manifest, self.dim)
         if entry is None:
             have = sorted(int(d) for d in pis)
-            raise ValueError(f"{folder} has no persistence images for dim {dim} (it has dims {have}); pass "
+            raise TopKDError(f"{folder} has no persistence images for dim {dim} (it has dims {have}); pass "
                              f"--dim {have[0]}, or regenerate it with --dims {dim}")
-        self.manifest = open_verified(folder, dims=[self.dim], verify=verify, log=log)
+        self.manifest = open_verified(folder, [self.dim], verify)
         shards = self.manifest["shards"]
         self.clouds = ShardedClouds(folder, [r["pcd"] for r in shards], [r["clouds"] for r in shards])
         self.pi_file = entry["file"]
         pi_path = os.path.join(folder, self.pi_file)
         self.pis = load_npy(pi_path, "persistence-image file")
         if len(self.pis) != len(self.clouds):
-            raise ValueError(f"{pi_path} holds {len(self.pis)} images for {len(self.clouds)} clouds; regenerate {folder}")
+            raise DamagedFileError(f"{pi_path} holds {len(self.pis)} images for {len(self.clouds)} clouds; regenerate {folder}")
         bad = np.flatnonzero(~np.isfinite(self.pis).all(axis=1))
         if len(bad):
-            raise ValueError(f"{pi_path} has non-finite values in {len(bad)} persistence image(s) (first: cloud "
+            raise DamagedFileError(f"{pi_path} has non-finite values in {len(bad)} persistence image(s) (first: cloud "
                              f"{bad[0]}); rerun generate_PCD_PI.py on {folder} to rebuild it")
         check_images(folder, self.manifest, self.dim, self.pis)
         self.pi_params: Dict[str, Any] = entry["params"]
@@ -80,11 +77,10 @@ class Stage2Data(Dataset):
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Seeded shuffle of ``range(n)`` cut into (train, val); val gets ``ceil(val_fraction * n)`` (>= 1)."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"--val_fraction must lie in (0, 1), got {val_fraction}")
+    """Seeded shuffle of ``range(n)`` cut into (train, val); val gets ``ceil(val_fraction * n)`` (>= 1; the
+    fraction in (0, 1) is checked at the door)."""
     if n < 2:
-        raise ValueError(f"need at least 2 clouds to split into train and validation, got {n}")
+        raise TopKDError(f"need at least 2 clouds to split into train and validation, got {n}")
     n_val = min(n - 1, max(1, math.ceil(val_fraction * n)))
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])

@@ -9,9 +9,8 @@ with ``<tag>`` from ``--tda_layer_t``: ``FCinput`` for -1, ``output`` for 0, ``l
 
     <root>/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>/<pooling>_best.pth      (root default ``ripsnet``)
 
-with ``<layer>`` the stage-2 ``--layer`` value as typed (``-1``); train_ripsnet.py's run folders now add the
-pooling and the run's identity hash (``..._dim<k>_<pooling>-<hash>``). Of all the RipsNets found, the one trained
-on this teacher's own stage-2 data (the teacher SHA-256 its manifest records) is taken (`find_ripsnet`).
+with ``<layer>`` the stage-2 ``--layer`` as typed (``-1``), and train_ripsnet.py's run folders
+``..._dim<k>_<pooling>-<identity hash>``. `find_ripsnet` prefers the one trained on this teacher's own stage-2 data.
 """
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ import logging
 import os
 from typing import List, Optional, Union
 
-from topkd_io import load_checkpoint
+from topkd_io import TopKDError, load_checkpoint
 from topology.ripsnet import POOLINGS as POOLING_FUNCTIONS
 
 log = logging.getLogger(__name__)
@@ -38,11 +37,11 @@ def official_layer_tag(layer: Layer) -> str:
     """``-1`` -> ``FCinput`` (see OFFICIAL_LAYER_TAGS); a tag given as text (``FCinput``) is kept."""
     if isinstance(layer, str) and not layer.lstrip("-").isdigit():
         if layer not in OFFICIAL_LAYER_TAGS.values():
-            raise ValueError(f"unknown official RipsNet layer tag {layer!r}; one of "
+            raise TopKDError(f"unknown official RipsNet layer tag {layer!r}; one of "
                              f"{', '.join(OFFICIAL_LAYER_TAGS.values())}")
         return layer
     if int(layer) not in OFFICIAL_LAYER_TAGS:
-        raise ValueError(f"the official RipsNet naming has no tag for --tda_layer_t {layer}; use one of "
+        raise TopKDError(f"the official RipsNet naming has no tag for --tda_layer_t {layer}; use one of "
                          f"{', '.join(map(str, sorted(OFFICIAL_LAYER_TAGS)))} or pass the RipsNet file to --rips_path")
     return OFFICIAL_LAYER_TAGS[int(layer)]
 
@@ -110,17 +109,11 @@ def _one_pooling(found: List[str]) -> str:
 
 def find_ripsnet(rips_path: Optional[str], dataset: str, teacher: str, batch_size: int, layer: Layer = -1,
                  dim: Union[int, str] = 0, operator: Optional[str] = "mean", teacher_sha: Optional[str] = None) -> str:
-    """The RipsNet checkpoint for ``--rips_path`` -> an existing file path.
-
-    rips_path: a checkpoint file or a run folder holding ``<operator>_best.pth`` (taken as they are), or a root
-    searched with :func:`ripsnet_candidates` (None = the official default ``ripsnet/result``). operator: the
-    pooling; None = either (both found and none of this teacher's: the error asking for ``--operator``).
-    Under a root, the RipsNet trained on this teacher's own stage-2 data (its manifest records ``teacher_sha``)
-    is taken (several: ValueError listing them). Without one, the first found in the search order that records
-    no teacher (an official RipsNet, or one trained on ``--pcd`` clouds) is taken, with a logged line saying why
-    and naming each RipsNet passed over; one trained on another teacher's data is never taken. None found:
-    FileNotFoundError listing every path tried.
-    """
+    """The RipsNet checkpoint for ``--rips_path`` (a file, a run folder holding ``<operator>_best.pth``, or a root
+    searched with `ripsnet_candidates`; None: ``ripsnet/result``) -> an existing file. Under a root: the one
+    trained on this teacher's stage-2 data (manifest records ``teacher_sha``), else the first that records no
+    teacher (official, or trained on ``--pcd`` clouds; logged, naming those passed over), never one of another
+    teacher's data. ``operator`` None: either pooling (both found: the error asks for ``--operator``)."""
     poolings = [operator] if operator else list(POOLINGS)
     root = OFFICIAL_ROOT if rips_path is None else os.fspath(rips_path)
     if os.path.isfile(root):
@@ -133,7 +126,7 @@ def find_ripsnet(rips_path: Optional[str], dataset: str, teacher: str, batch_siz
     made_from = {p: recorded_teacher_sha(p) for p in tried if os.path.isfile(p)}  # None: records no teacher
     own = [p for p, sha in made_from.items() if teacher_sha and sha == teacher_sha]
     if len(own) > 1:
-        raise ValueError(f"several RipsNets trained on the stage-2 data of this teacher {teacher}: "
+        raise TopKDError(f"several RipsNets trained on the stage-2 data of this teacher {teacher}: "
                          f"{', '.join(own)}; pass the one you mean to --rips_path")
     if own:
         return own[0]

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from engine.record import check_epochs, check_resume, compare, config_changes, format_changes, read_stored_identity
 from engine.seed import get_rng_state, seed_everything, set_rng_state
-from topkd_io import load_checkpoint, remove_stale_temps, save_torch, write_yaml
+from topkd_io import DivergedError, TopKDError, load_checkpoint, remove_stale_temps, save_torch, write_yaml
 from topology.ripsnet import RipsNet, load_ripsnet, save_ripsnet
 
 from .manifest import check_ripsnet_pi
@@ -77,9 +77,9 @@ def ripsnet_state(folder: str, identity, pooling: str):
 def build_ripsnet(input_dim: int, pooling: str, units: Optional[List[int]], pi_size: int) -> nn.Module:
     resolution = int(round(pi_size ** 0.5))
     if resolution * resolution != pi_size:
-        raise ValueError(f"persistence images have {pi_size} pixels, not a square R*R; regenerate stage 2")
+        raise TopKDError(f"persistence images have {pi_size} pixels, not a square R*R; regenerate stage 2")
     if units is not None and (len(units) != 8 or units[0] != input_dim or units[-1] != pi_size):
-        raise ValueError(f"--units {','.join(map(str, units))} does not fit this stage-2 folder: it needs 8 widths "
+        raise TopKDError(f"--units {','.join(map(str, units))} does not fit this stage-2 folder: it needs 8 widths "
                          f"starting with the point dimension {input_dim} and ending with the image size "
                          f"{pi_size} ({resolution}x{resolution} pixels), e.g. --units {input_dim},...,{pi_size}")
     return RipsNet(input_dim, pooling=pooling, units=units, resolution=resolution)
@@ -111,13 +111,9 @@ class RipsNetTrainer:
     """Early-stopped RipsNet fit on one stage-2 folder; ``fit()`` -> summary dict."""
 
     def __init__(self, cfg: RipsNetTrainConfig):
-        if cfg.pooling not in ("mean", "sum"):
-            raise ValueError(f"--operator must be 'mean' or 'sum', got {cfg.pooling!r}")
         for name in ("epochs", "patience", "batch_size", "val_batch_size"):
             if getattr(cfg, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(cfg, name)}")
-        if cfg.min_delta < 0:
-            raise ValueError(f"--min_delta must be >= 0, got {cfg.min_delta}")
+                raise TopKDError(f"--{name} must be at least 1, got {getattr(cfg, name)}")
         self.cfg = cfg
         seed_everything(cfg.seed)
         self.data = Stage2Data(cfg.data_dir, cfg.dim, verify=cfg.verify)
@@ -159,7 +155,7 @@ class RipsNetTrainer:
         old, new = ckpt.get("config", {}), self._config_dict()
         fixed = config_changes(old, new, only=RESUME_FIXED)
         if fixed:
-            raise ValueError(f"--resume: {self.last_path} holds a RipsNet with other {format_changes(fixed)}; "
+            raise TopKDError(f"--resume: {self.last_path} holds a RipsNet with other {format_changes(fixed)}; "
                              f"use the same options or a new --run_dir")
         done = int(ckpt["trainer"]["epoch"])
         note = check_epochs(self.last_path, done, old.get("epochs"), self.cfg.epochs)
@@ -190,12 +186,12 @@ class RipsNetTrainer:
     # ------------------------------------------------------------------ loop
     def _stop(self, epoch: int, step: int, what: str) -> None:
         good = self.last_path if os.path.isfile(self.last_path) else "none saved yet"
-        raise FloatingPointError(f"stage 3 stopped at epoch {epoch}, step {step}: {what}; nothing was saved for "
+        raise DivergedError(f"stage 3 stopped at epoch {epoch}, step {step}: {what}; nothing was saved for "
                                  f"this epoch; last good checkpoint: {good}")
 
     def train_epoch(self, epoch: int = 0) -> float:
         """One pass over the training clouds -> mean MSE. Non-finite clouds, images or loss ->
-        FloatingPointError naming the epoch and the step (checkpoints of earlier epochs are kept)."""
+        `DivergedError` naming the epoch and the step (checkpoints of earlier epochs are kept)."""
         self.model.train()
         total, n = 0.0, 0
         for step, (x, y) in enumerate(self.train_loader, 1):
@@ -257,7 +253,7 @@ class RipsNetTrainer:
     def summary(self, seconds: float) -> Dict[str, Any]:
         """Reload the best weights and measure them on the held-out clouds."""
         if not os.path.isfile(self.best_path):
-            raise ValueError(f"no best checkpoint at {self.best_path}; train for at least one epoch")
+            raise TopKDError(f"no best checkpoint at {self.best_path}; train for at least one epoch")
 
         self.model.load_state_dict(load_ripsnet(self.best_path)[0].state_dict())
         held_out = evaluate(self.model, self.val_loader, self.cfg.device)

@@ -1,9 +1,8 @@
 """Where point clouds come from: a teacher's embeddings of augmented training batches, or a ``.npy`` file.
 
-A source has ``num_clouds``, ``points`` (N per cloud), ``dim`` (D), ``config()`` (a dict identifying it,
-stored in the manifest) and ``clouds(start, stop)`` yielding consecutive ``[k, N, D]`` arrays for the
-global cloud range ``[start, stop)``. Clouds of a source are a pure function of its configuration, so
-any range can be regenerated on its own (what makes resume exact).
+A source has ``num_clouds``, ``points`` (N), ``dim`` (D), ``config()`` (stored in the manifest) and
+``clouds(start, stop)`` yielding consecutive ``[k, N, D]`` arrays; any range is a pure function of the
+configuration, so it can be regenerated on its own (what makes resume exact).
 """
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from datasets.keyed import RULE as KEYED_RULE
 from datasets.keyed import KeyedItems
 from models.features import check_layer, layer_embedding
 
-from topkd_io import file_identity, load_npy
+from topkd_io import TopKDError, file_identity, load_npy
 
 
 class ArrayCloudSource:
@@ -32,7 +31,7 @@ class ArrayCloudSource:
             raise FileNotFoundError(f"--pcd file {path} not found; pass a .npy array [num_clouds, N, D]")
         self.array = load_npy(path, "--pcd file", rebuild="np.save(path, clouds) of a float array [num_clouds, N, D]")
         if self.array.ndim != 3 or not np.issubdtype(self.array.dtype, np.floating):
-            raise ValueError(f"--pcd file {path} must hold a float array [num_clouds, N, D], got "
+            raise TopKDError(f"--pcd file {path} must hold a float array [num_clouds, N, D], got "
                              f"{self.array.dtype} {tuple(self.array.shape)}")
         self.path = path
         self.num_clouds, self.points, self.dim = (int(s) for s in self.array.shape)
@@ -45,9 +44,8 @@ class ArrayCloudSource:
         return os.path.splitext(os.path.basename(self.path))[0]
 
     def clouds(self, start: int, stop: int, chunk: int = 1024) -> Iterator[np.ndarray]:
-        """Copies of ``chunk`` clouds at a time, at least float32 (float16 is widened exactly: its values, and
-        so the folder, equal those of the same array as float32); the file is mapped per chunk and unmapped
-        after it, so pages already read do not pile up in the resident memory of the process."""
+        """Copies of ``chunk`` clouds at a time, at least float32 (float16 widened exactly), the file mapped per
+        chunk so that pages already read do not pile up in the process's resident memory."""
         del self.array  # keep no long-lived mapping
         for s in range(start, stop, chunk):
             mapped = np.load(self.path, mmap_mode="r")
@@ -61,14 +59,9 @@ class ArrayCloudSource:
 # teacher embeddings
 # --------------------------------------------------------------------------------------------------
 class PassSchedule:
-    """Which samples form cloud ``g``: pass ``p = g // per_pass``, batch ``g % per_pass``.
-
-    Each pass is a seeded permutation of the training set cut into ``per_pass = n // batch`` full
-    batches (drop_last), as a shuffled DataLoader with ``drop_last=True`` would give. ``batch(g)`` gives
-    the item keys ``(p, index)``: read through ``KeyedItems(train_set, seed)``, sample ``index`` of pass
-    ``p`` is augmented by the keyed rule of `datasets.keyed` with key ``(seed, p, index)``, whatever the
-    worker count or the route (DataLoader or ``--data_on_device``).
-    """
+    """Which samples form cloud ``g``: batch ``g % per_pass`` of pass ``g // per_pass``, each pass a seeded
+    permutation cut into ``n // batch`` full batches. ``batch(g)`` gives the item keys ``(pass, index)``, read
+    through ``KeyedItems(train_set, seed)``: the augmentation is keyed, whatever the workers or the route."""
 
     def __init__(self, num_samples: int, batch: int, passes: int, seed: int):
         self.n, self.batch_size, self.passes, self.seed = num_samples, batch, passes, seed
@@ -109,12 +102,11 @@ TEACHER_BN_MODES = ("batch", "eval")
 
 
 def set_teacher_bn(teacher: torch.nn.Module, mode: str) -> torch.nn.Module:
-    """Put ``teacher`` in eval mode, then with ``mode="batch"`` switch its BatchNorm layers to each batch's own
-    statistics (the official stage 2, which never calls ``eval()``) without updating the stored running
-    statistics (``track_running_stats=False``: the buffers are neither used nor written). ``"eval"``: the
-    stored running statistics, as the student stage later sees the teacher."""
+    """``teacher`` in eval mode; with ``mode="batch"`` its BatchNorm layers normalise with each batch's own
+    statistics (the official stage 2, which never calls ``eval()``), their stored statistics neither used nor
+    written; ``"eval"``: the stored statistics, as the student stage sees the teacher."""
     if mode not in TEACHER_BN_MODES:
-        raise ValueError(f"--teacher_bn must be one of {', '.join(TEACHER_BN_MODES)}, got {mode!r}")
+        raise TopKDError(f"--teacher_bn must be one of {', '.join(TEACHER_BN_MODES)}, got {mode!r}")
     teacher.eval()
     if mode == "batch":
         for module in teacher.modules():
@@ -129,15 +121,9 @@ DEVICE_CLOUDS_PER_FORWARD = 16
 
 
 class TeacherCloudSource:
-    """Clouds = a frozen teacher's layer-``layer`` embeddings of shuffled, augmented training batches.
-
-    teacher: ``nn.Module`` with ``forward(x, is_feat=True) -> (feats, logits)``; its weights and stored
-    statistics are never changed. teacher_bn: ``"batch"`` (official: BatchNorm normalises with each
-    cloud's batch statistics) or ``"eval"`` (stored running statistics); see :func:`set_teacher_bn`.
-    train_set: items ``(image, target, index, ...)`` with training augmentation on.
-    Cloud ``g`` is ``[batch, C]`` float32 = ``models.features.layer_embedding`` of the teacher's feats (the
-    same function stage 4 uses); the embeddings are not normalized.
-    """
+    """Clouds = a frozen teacher's layer-``layer`` embeddings (``models.features.layer_embedding``, as stage 4
+    uses them; not normalized) of shuffled, augmented training batches: cloud ``g`` is ``[batch, C]`` float32.
+    ``teacher_bn``: see `set_teacher_bn`; ``train_set``: items ``(image, target, index, ...)``, augmented."""
 
     kind = "teacher"
 
@@ -145,11 +131,11 @@ class TeacherCloudSource:
                  seed: int, device: str = "cpu", workers: int = 0, identity: Optional[Dict[str, Any]] = None,
                  teacher_bn: str = "batch", data_on_device: bool = False):
         if batch < 2:
-            raise ValueError(f"--batch_size {batch} gives clouds of fewer than 2 points; use at least 2 (paper: 64)")
+            raise TopKDError(f"--batch_size {batch} gives clouds of fewer than 2 points; use at least 2 (paper: 64)")
         if passes < 1:
-            raise ValueError(f"--passes must be at least 1, got {passes}")
+            raise TopKDError(f"--passes must be at least 1, got {passes}")
         if len(train_set) < batch:
-            raise ValueError(f"the training set has {len(train_set)} images, fewer than --batch_size {batch}")
+            raise TopKDError(f"the training set has {len(train_set)} images, fewer than --batch_size {batch}")
         self.teacher_bn = teacher_bn
         self.teacher = set_teacher_bn(teacher, teacher_bn).to(device)
         for p in self.teacher.parameters():

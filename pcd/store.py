@@ -1,10 +1,6 @@
-"""Names, streamed writes and memory-mapped access to the shards of a stage-2 folder.
-
-A stage-2 folder holds ``shards/pcd_<i>.npy`` (float32 ``[S_i, N, D]`` point clouds),
-``shards/pd_dim<k>_<i>.npz`` (``rows`` float64 ``[M, 2]`` finite (birth, death) rows stacked over the
-shard's clouds, ``counts`` int64 ``[S_i]`` rows per cloud) and ``pi_dim<k>.npy`` (float32
-``[num_clouds, R*R]``). Every file is written through `topkd_io.atomic_write` (a temporary name, then a
-rename), so a file that exists is complete.
+"""The files of a stage-2 folder: ``shards/pcd_<i>.npy`` (float32 ``[S_i, N, D]`` clouds),
+``shards/pd_dim<k>_<i>.npz`` (``rows`` float64 ``[M, 2]`` finite (birth, death) rows stacked over the shard's
+clouds, ``counts`` int64 ``[S_i]`` rows per cloud) and ``pi_dim<k>.npy`` (float32 ``[num_clouds, R*R]``).
 """
 from __future__ import annotations
 
@@ -13,7 +9,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from topkd_io import atomic_write  # noqa: F401 - re-exported for stage-2 writers
+from topkd_io import TopKDError, atomic_write  # noqa: F401 - re-exported for stage-2 writers
 from topkd_io.atomic import AtomicNpyWriter  # noqa: F401 - the streamed .npy writer (pi_dim<k>.npy)
 from topkd_io.safe_load import load_npy as read_npy
 
@@ -70,7 +66,7 @@ class ShardedClouds:
 
     def _shape(self) -> Tuple[int, int, int]:
         if not self.files:
-            raise ValueError(f"stage-2 folder {self.folder} lists no point-cloud shards; rerun generate_PCD_PI.py")
+            raise TopKDError(f"stage-2 folder {self.folder} lists no point-cloud shards; rerun generate_PCD_PI.py")
         first = self._map(0)
         return (int(self.starts[-1]), int(first.shape[1]), int(first.shape[2]))
 
@@ -82,7 +78,7 @@ class ShardedClouds:
                                         "with the same --out_dir to rebuild it")
             arr = load_npy(path, "point-cloud shard")
             if arr.shape[0] != self.sizes[shard]:
-                raise ValueError(f"shard {path} holds {arr.shape[0]} clouds but the manifest says "
+                raise TopKDError(f"shard {path} holds {arr.shape[0]} clouds but the manifest says "
                                  f"{self.sizes[shard]}; the folder is inconsistent, regenerate it")
             self._maps[shard] = arr
         return self._maps[shard]

@@ -273,3 +273,30 @@ def test_a_lock_no_live_process_holds_is_taken_without_a_word(tmp_path, capsys, 
         pass
     assert capsys.readouterr() == ("", "") and not caplog.records
     assert not (folder / ".topkd.lock").exists()
+
+
+def test_run_cli_user_errors_environment_and_bugs(tmp_path, capsys, monkeypatch):
+    """Our errors are ValueErrors said in one line, whatever the environment says (no hidden switch adds a
+    traceback); an OSError is one line naming its file; Ctrl-C names how the stage at hand resumes."""
+    from topkd_io import DivergedError
+
+    assert issubclass(TopKDError, ValueError) and issubclass(DamagedFileError, TopKDError)
+    assert issubclass(DivergedError, TopKDError) and issubclass(DivergedError, FloatingPointError)
+    monkeypatch.setenv("TOPKD_DEBUG", "1")
+
+    def damaged():
+        raise DamagedFileError("shard.npy does not match\nits record")
+
+    def missing():
+        open(tmp_path / "absent.yaml")
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    for call, code, line in ((damaged, 2, "error: shard.npy does not match its record"),
+                             (missing, 2, f"error: No such file or directory ({tmp_path / 'absent.yaml'})"),
+                             (interrupted, 130, "interrupted: run the same command again")):
+        with pytest.raises(SystemExit) as info:
+            run_cli(call, resume_hint="run the same command again")
+        err = capsys.readouterr().err.strip()
+        assert info.value.code == code and err.startswith(line) and "\n" not in err, err

@@ -107,10 +107,8 @@ def test_h1_matches_gudhi_simplex_tree():
         order = np.lexsort((ref[:, 0], ref[:, 1]))  # ours: by death, ties by birth
         assert_same_diagram(ours[1][i], ref[order], rtol=1e-12)
         assert_same_diagram(ours[0][i], gudhi_diagram(cloud, 0))
-    # the H1 backend is named after the library it calls; its old name still works, with a warning
-    with pytest.warns(FutureWarning, match="now called 'gudhi'"):
-        renamed = rips_diagrams(x, dims=(1,), h1_backend="ripser", n_jobs=1)[1]
-    assert all(np.array_equal(a, b) for a, b in zip(renamed, ours[1]))
+    with pytest.raises(ValueError, match="unknown H1 backend 'ripser'"):  # named after the library it calls
+        rips_diagrams(x, dims=(1,), h1_backend="ripser")
 
 
 def test_reference_diagrams(reference_dir):

@@ -1,4 +1,4 @@
-"""Figures for TopKD runs (matplotlib, Agg backend, PNG).
+"""Figures for TopKD runs (matplotlib, Agg backend, PNG; pixel size = panel inches x ``dpi``).
 
     python tools/figures.py pi-grid --teacher T.pth --student S.pth --ripsnet R.pth [--pi_params manifest.yaml]
     python tools/figures.py embedding --teacher T.pth --student S.pth [--max_points 2000]
@@ -6,22 +6,15 @@
     python tools/figures.py diagrams --teacher T.pth --students S1.pth S2.pth ... [--labels KD TopKD ...]
     python tools/figures.py quickstart runs/quickstart
 
-``pi_grid``: exact vs RipsNet persistence images of the same test batches, teacher and student (the TopKD
-paper's visualization), on birth x persistence axes with one colour bar per row. The teacher embeds as stage
-2 did (``--teacher_bn``, default: the stage-2 manifest's mode), so its exact images fall in the range the
-parameters were fitted on; a panel whose diagram has points outside that range says so in its title.
-``embedding``: 2-D map (UMAP as in the paper, ``--method tsne`` for t-SNE) of the teacher's and the student's
-pooled embeddings coloured by class (a class legend, or a colour bar above 20 classes), titled with each
-network's architecture and training method. ``diagrams``: the teacher's and each student's persistence
-diagrams of one fixed test batch (the first batch of the student runs' topology measurement), overlaid, one
-panel per student, each cloud divided by its diameter, with the panel's bottleneck and 1-Wasserstein distances. ``curves``: test top-1 and
-every training loss term per epoch from the runs' TensorBoard logs, one colour per run in every panel, a
-legend in every panel naming each run by architecture, method and trial (and teacher when there are several);
-runs without usable logs are named and skipped. Titles are broken into lines that fit their panels. Pixel sizes are fixed: panel inches x ``dpi``.
+``pi-grid``: exact vs RipsNet persistence images of the same test batches, teacher and student (the TopKD
+paper's figure). ``embedding``: UMAP (or t-SNE) maps of both networks' pooled embeddings coloured by class.
+``curves``: test top-1 and every training loss term per epoch from the runs' TensorBoard logs. ``diagrams``: the
+teacher's and each student's persistence diagrams of one fixed test batch, with their distances.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -45,9 +38,9 @@ from engine.config import recorded_data_options  # noqa: E402
 from engine.topo_eval import embed as embed_layer, probe_indices  # noqa: E402
 from models import load_model  # noqa: E402
 from pcd.manifest import manifest_path, read_pi_params  # noqa: E402
-from pcd.sources import TEACHER_BN_MODES, set_teacher_bn  # noqa: E402
+from pcd.sources import set_teacher_bn  # noqa: E402
 from tools.collect_results import method_key  # noqa: E402
-from topkd_io import check_output_file, read_yaml  # noqa: E402
+from topkd_io import TopKDError, check_output_file, read_yaml  # noqa: E402
 from topology import metrics  # noqa: E402
 from topology.persistence import rips_h0_deaths  # noqa: E402
 from topology.point_cloud_pi import PIParams, persistence_images  # noqa: E402
@@ -73,33 +66,23 @@ def _save(fig: Figure, out: PathLike) -> Path:
 # ------------------------------------------------------------------------------------------------
 # inputs: networks, data, persistence-image parameters
 # ------------------------------------------------------------------------------------------------
-def _ckpt_setting(ckpt: Dict, key: str):
-    """A setting of a training checkpoint (top-level entry, else its saved config)."""
-    if ckpt.get(key) is not None:
-        return ckpt[key]
-    cfg = ckpt.get("config")
-    return cfg.get(key) if isinstance(cfg, dict) else None
-
-
 def load_networks(teacher: PathLike, student: PathLike, dataset: Optional[str] = None,
                   data_root: str = "./data", image_size: Optional[int] = None):
-    """-> (teacher model, teacher ckpt, student model, student ckpt, test set), models in eval mode.
-
-    dataset / image_size default to what the teacher checkpoint was trained on.
-    """
+    """-> (teacher model, teacher ckpt, student model, student ckpt, data bundle), models in eval mode; the data
+    set and image size default to the teacher's."""
     model_t, arch_t, ckpt_t = load_model(str(teacher))
     model_s, arch_s, ckpt_s = load_model(str(student))
     ckpt_t, ckpt_s = dict(ckpt_t, arch=arch_t), dict(ckpt_s, arch=arch_s)  # official files name no arch
-    dataset = dataset or _ckpt_setting(ckpt_t, "dataset")
-    if not dataset:
-        raise ValueError(f"cannot tell the data set of {teacher}; pass --dataset")
     record = ckpt_t.get("config") if isinstance(ckpt_t.get("config"), dict) else {}
+    dataset = dataset or ckpt_t.get("dataset") or record.get("dataset")
+    if not dataset:
+        raise TopKDError(f"cannot tell the data set of {teacher}; pass --dataset")
     data = build_datasets(dataset, data_root, download=False,
                           **recorded_data_options(record, dataset, image_size=image_size))
     for name, model in (("teacher", model_t), ("student", model_s)):
         classes = model(torch.zeros(1, data.in_channels, data.image_size, data.image_size)).shape[1]
         if classes != data.num_classes:
-            raise ValueError(f"the {name} has {classes} classes but {dataset} has {data.num_classes}; "
+            raise TopKDError(f"the {name} has {classes} classes but {dataset} has {data.num_classes}; "
                              f"pass the --dataset it was trained on")
     return model_t, ckpt_t, model_s, ckpt_s, data
 
@@ -132,7 +115,7 @@ def load_pi_params(source=None, ripsnet_ckpt: Optional[Dict] = None, dim: int = 
         return read_pi_params(os.fspath(source), dim, files=False)  # the parameters alone (the manifest's seal)
     if ripsnet_ckpt and ripsnet_ckpt.get("pi_params"):
         return PIParams.from_dict(ripsnet_ckpt["pi_params"])
-    raise ValueError("no persistence-image parameters: pass --pi_params (the stage-2 manifest.yaml); "
+    raise TopKDError("no persistence-image parameters: pass --pi_params (the stage-2 manifest.yaml); "
                      "this RipsNet checkpoint does not carry them")
 
 
@@ -160,19 +143,13 @@ def outside_range(deaths: np.ndarray, params) -> str:
 
 
 def stage2_teacher_bn(pi_params=None, ripsnet_ckpt: Optional[Dict] = None) -> str:
-    """How stage 2 embedded the teacher (``batch`` or ``eval``): the manifest's ``teacher_bn`` (from a stage-2
-    folder / manifest.yaml, else the one the RipsNet checkpoint carries), else ``batch`` (stage 2's default)."""
-    candidates = []
+    """How stage 2 embedded the teacher: the ``teacher_bn`` of its manifest (a stage-2 folder / manifest.yaml, else
+    the one the RipsNet checkpoint carries), else ``batch`` (stage 2's default)."""
+    candidates = [(ripsnet_ckpt or {}).get("manifest")]
     if isinstance(pi_params, (str, os.PathLike)):
-        path = Path(pi_params)
-        path = Path(manifest_path(str(path))) if path.is_dir() else path
-        if path.is_file():
-            try:
-                candidates.append(read_yaml(path, "stage-2 manifest"))
-            except ValueError:
-                pass  # unreadable here; the PI parameters' own reader reports it
-    if ripsnet_ckpt:
-        candidates.append(ripsnet_ckpt.get("manifest"))
+        path = Path(manifest_path(str(pi_params))) if Path(pi_params).is_dir() else Path(pi_params)
+        with contextlib.suppress(ValueError, OSError):  # unreadable: the PI parameters' own reader says why
+            candidates.insert(0, read_yaml(path, "stage-2 manifest"))
     for manifest in candidates:
         cfg = manifest.get("config") if isinstance(manifest, dict) else None
         if isinstance(cfg, dict) and cfg.get("teacher_bn") in ("batch", "eval"):
@@ -181,7 +158,7 @@ def stage2_teacher_bn(pi_params=None, ripsnet_ckpt: Optional[Dict] = None) -> st
 
 
 def _test_batches(test_set, batch_size: int, count: int, seed: int, what: str = "rows") -> List[Tuple[torch.Tensor, torch.Tensor]]:
-    """The first ``count`` full shuffled batches of ``test_set`` (fixed seed); fewer available is said in one line."""
+    """The first ``count`` full shuffled batches of ``test_set`` (fixed seed); fewer is said in a note."""
     gen = torch.Generator().manual_seed(seed)
     loader = DataLoader(test_set, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen)
     out = []
@@ -190,7 +167,7 @@ def _test_batches(test_set, batch_size: int, count: int, seed: int, what: str = 
         if len(out) == count:
             break
     if not out:
-        raise ValueError(f"the test set ({len(test_set)} images) holds no full batch of {batch_size}; "
+        raise TopKDError(f"the test set ({len(test_set)} images) holds no full batch of {batch_size}; "
                          f"lower --batch_size")
     if len(out) < count:
         print(f"note: the test set ({len(test_set)} images) holds {len(out)} full batch(es) of {batch_size}: showing "
@@ -209,21 +186,13 @@ def pi_grid(teacher: PathLike, student: PathLike, ripsnet: PathLike, out: PathLi
             pi_params=None, dataset: Optional[str] = None, data_root: str = "./data",
             image_size: Optional[int] = None, rows: int = 3, batch_size: int = 64, seed: int = 0,
             dpi: int = DPI, teacher_bn: Optional[str] = None) -> Path:
-    """Grid of persistence images: rows = test batches (one cloud of ``batch_size`` embeddings each);
-    columns = teacher exact, teacher RipsNet, student exact, student RipsNet. Titles give the MSE of
-    each RipsNet image against the exact one of the same network (student exact: against the teacher's).
-    The student's embedding goes through its saved TopKD projector when its width differs from the teacher's.
-    Axes are the images' birth (x) and persistence (y) ranges; each row shares one colour scale, shown by
-    its colour bar. ``teacher_bn``: ``batch`` (BatchNorm on each batch's statistics, the official stage 2) or
-    ``eval``; default: the stage-2 manifest's mode (`stage2_teacher_bn`), so the teacher's exact images are
-    made the way the parameters' range was; the student is always in eval mode. A panel whose diagram has
-    points outside the parameters' range says so in its title. Writes a ``4 * 2.5 x rows * 2.5`` inch PNG at
-    ``dpi``; returns its path.
-    """
+    """Persistence images, one row per test batch (a cloud of ``batch_size`` embeddings): teacher exact, teacher
+    RipsNet, student exact, student RipsNet (through its TopKD projector), each titled with its MSE against the
+    exact image (the student's exact one: against the teacher's) and marked when its diagram leaves the
+    parameters' range; birth x persistence axes, one colour bar per row. ``teacher_bn``: the teacher's BatchNorm
+    while embedding (default: as stage 2 did, `stage2_teacher_bn`); the student is in eval mode."""
     if rows < 1:
-        raise ValueError(f"rows must be >= 1, got {rows}")
-    if teacher_bn is not None and teacher_bn not in TEACHER_BN_MODES:
-        raise ValueError(f"--teacher_bn must be one of {', '.join(TEACHER_BN_MODES)}, got {teacher_bn!r}")
+        raise TopKDError(f"rows must be >= 1, got {rows}")
     model_t, _, model_s, ckpt_s, data = load_networks(teacher, student, dataset, data_root, image_size)
     rips, rips_ckpt = load_ripsnet(ripsnet)
     params = load_pi_params(pi_params, rips_ckpt)
@@ -234,7 +203,7 @@ def pi_grid(teacher: PathLike, student: PathLike, ripsnet: PathLike, out: PathLi
     for images, _ in _test_batches(data.test, batch_size, rows, seed):
         f_t, f_s = embed(model_t, images), embed(model_s, images)
         if f_t.shape[1] != rips.input_dim:
-            raise ValueError(f"the RipsNet takes {rips.input_dim}-d points but the teacher's embedding is "
+            raise TopKDError(f"the RipsNet takes {rips.input_dim}-d points but the teacher's embedding is "
                              f"{f_t.shape[1]}-d: pass the RipsNet trained on this teacher")
         proj = student_projector(ckpt_s, f_s.shape[1], f_t.shape[1])
         with torch.no_grad():
@@ -306,12 +275,12 @@ REDUCERS: Dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"umap": _umap, "
 def pick_reducer(method: str = "umap") -> str:
     """Check ``method`` (``umap``, the paper's, or ``tsne``); ValueError when unknown or UMAP is missing."""
     if method not in REDUCERS:
-        raise ValueError(f"unknown embedding method {method!r}; choose one of: {', '.join(REDUCERS)}")
+        raise TopKDError(f"unknown embedding method {method!r}; choose one of: {', '.join(REDUCERS)}")
     if method == "umap":
         try:
             import umap  # noqa: F401  (optional and slow to import: checked only when asked for)
         except ImportError:
-            raise ValueError("--method umap needs the umap-learn package (in requirements.txt: "
+            raise TopKDError("--method umap needs the umap-learn package (in requirements.txt: "
                              "pip install umap-learn), or pass --method tsne") from None
     return method
 
@@ -341,14 +310,11 @@ def _all_embeddings(model_t, model_s, test_set, max_points: int, seed: int, batc
 def embedding(teacher: PathLike, student: PathLike, out: PathLike = "embedding.png", dataset: Optional[str] = None,
               data_root: str = "./data", image_size: Optional[int] = None, max_points: int = 2000,
               method: str = "umap", seed: int = 0, dpi: int = DPI) -> Path:
-    """Teacher and student test-set embeddings (``feats[-1]``) mapped to 2-D, side by side, coloured by class.
-
-    At most ``max_points`` test images (a fixed random subset). method: umap (the paper's) | tsne (PCA init),
-    fixed seed. Titles name each network's architecture and training method (`training_method`).
-    Writes a 10 x 5 inch PNG at ``dpi``; returns its path.
-    """
+    """Teacher and student embeddings (``feats[-1]``) of at most ``max_points`` test images (a fixed subset) mapped
+    to 2-D by ``method`` (umap, the paper's, or tsne), side by side, coloured by class, titled with each network's
+    architecture and training method."""
     if max_points < 5:
-        raise ValueError(f"--max_points must be at least 5, got {max_points}")
+        raise TopKDError(f"--max_points must be at least 5, got {max_points}")
     reducer = pick_reducer(method)
     model_t, ckpt_t, model_s, ckpt_s, data = load_networks(teacher, student, dataset, data_root, image_size)
     f_t, f_s, labels = _all_embeddings(model_t, model_s, data.test, max_points, seed)
@@ -446,19 +412,14 @@ def run_labels(run_dirs: Sequence[PathLike]) -> List[str]:
 
 def curves(run_dirs: Sequence[PathLike], out: PathLike = "curves.png", labels: Optional[Sequence[str]] = None,
            dpi: int = DPI) -> Path:
-    """Test top-1 and every training loss term per epoch, one line per run, one panel per quantity.
-
-    Runs are labelled by `run_labels` unless ``labels`` are given. A run without TensorBoard logs, or whose
-    logs hold no test top-1 or training loss, is skipped with a logged warning naming it (ValueError when no
-    run is left). Each run keeps one colour (``C0``, ``C1``, ... in run order) in every panel; every panel has
-    a legend of the runs it shows. Panels are 4 x 3 inches, 3 per row. Returns the PNG path.
-    """
+    """Test top-1 and every training loss term per epoch, one panel per quantity, one colour per run in every
+    panel (labels: `run_labels`); a run without usable logs is skipped with a warning naming it."""
     run_dirs = list(run_dirs)
     if not run_dirs:
-        raise ValueError("curves needs at least one run folder")
+        raise TopKDError("curves needs at least one run folder")
     labels = list(labels) if labels else run_labels(run_dirs)
     if len(labels) != len(run_dirs):
-        raise ValueError(f"{len(labels)} labels for {len(run_dirs)} run folders; give one label per run")
+        raise TopKDError(f"{len(labels)} labels for {len(run_dirs)} run folders; give one label per run")
     runs = []  # (label, scalars) of the usable runs
     for folder, label in zip(run_dirs, labels):
         try:
@@ -471,7 +432,7 @@ def curves(run_dirs: Sequence[PathLike], out: PathLike = "curves.png", labels: O
             continue
         runs.append((label, scalars))
     if not runs:
-        raise ValueError(f"no usable run among {', '.join(map(str, run_dirs))}: none has test/top1 or train/* "
+        raise TopKDError(f"no usable run among {', '.join(map(str, run_dirs))}: none has test/top1 or train/* "
                          f"scalars in its TensorBoard logs")
     tags = curve_tags([t for _, scalars in runs for t in scalars])
     ncols = min(CURVE_COLUMNS, len(tags))
@@ -541,19 +502,14 @@ def diagrams(teacher: PathLike, students: Sequence[PathLike], out: PathLike = "d
              labels: Optional[Sequence[str]] = None, dataset: Optional[str] = None, data_root: str = "./data",
              image_size: Optional[int] = None, batch_size: int = 64, dims: Sequence[int] = (0, 1),
              dpi: int = DPI) -> Path:
-    """The teacher's and each student's persistence diagrams of one test batch, overlaid, one panel per student.
-
-    The batch is the first of the topology measurement's fixed batches (`engine.topo_eval.probe_indices`), both
-    networks in eval mode, embeddings at ``feats[-1]``; each cloud is divided by its diameter so diagrams of
-    different widths share the axes; H0 points are circles, H1 triangles. Titles give the bottleneck and
-    1-Wasserstein distances of the normalised diagrams per dimension (`topology.metrics`). Panels are 3.5 x 3.5
-    inches, 5 per row. Returns the PNG path.
-    """
+    """The teacher's and each student's persistence diagrams (H0 circles, H1 triangles) of the first batch of the
+    topology measurement (`engine.topo_eval.probe_indices`), eval mode, each cloud divided by its diameter; one
+    panel per student titled with the bottleneck and 1-Wasserstein distances per dimension."""
     students = list(students)
     if not students:
-        raise ValueError("diagrams needs at least one student checkpoint (--students)")
+        raise TopKDError("diagrams needs at least one student checkpoint (--students)")
     if labels is not None and len(labels) != len(students):
-        raise ValueError(f"{len(labels)} labels for {len(students)} students; give one label per student")
+        raise TopKDError(f"{len(labels)} labels for {len(students)} students; give one label per student")
     dims = tuple(int(d) for d in dims)
     model_t, ckpt_t, first_s, ckpt_first, data = load_networks(teacher, students[0], dataset, data_root, image_size)
     batch = probe_indices(len(data.test), 1, batch_size)[0]
@@ -618,13 +574,8 @@ def _method_runs(students: Path) -> Dict[str, Path]:
 
 
 def quickstart_figures(out_dir: PathLike, embedding_method: str = "umap") -> List[Path]:
-    """``pi_grid.png``, ``embedding.png``, ``curves.png`` and ``diagrams.png`` for a ``tools/quickstart.py`` folder.
-
-    Reads ``teacher/<arch>_best.pth``, ``pcd/manifest.yaml``, ``ripsnet/<pooling>_best.pth`` and the students
-    ``students/<method>/[<seed run>/]<arch>_best.pth`` (the first run of each method; the KD_TopKD student for
-    the two-network figures when present). A figure whose inputs are missing (or fail) is skipped with a
-    printed note. Returns the PNG paths written.
-    """
+    """The four figures of a ``tools/quickstart.py`` folder (the KD_TopKD student for the two-network ones); a
+    figure whose inputs are missing (or fail) is skipped with a note. -> the PNG paths written."""
     out = Path(out_dir)
     teacher = _first(out / "teacher", "*_best.pth")
     methods = _method_runs(out / "students")
@@ -661,72 +612,62 @@ def quickstart_figures(out_dir: PathLike, embedding_method: str = "umap") -> Lis
 # ------------------------------------------------------------------------------------------------
 # command line
 # ------------------------------------------------------------------------------------------------
-def _data_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default=None, help="data set (default: the teacher checkpoint's)")
-    p.add_argument("--data_root", default="./data")
-    p.add_argument("--image_size", type=int, default=None, help="image side (default: the teacher's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dpi", type=int, default=DPI)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """One sub-command per figure; its options are the keywords of the function that draws it (``make``)."""
     parser = argparse.ArgumentParser(description="Figures for TopKD runs (PNG).")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("pi-grid", help="exact vs RipsNet persistence images, teacher and student")
-    p.add_argument("--teacher", required=True, help="teacher checkpoint")
+
+    def command(name: str, make: Callable, text: str, *, pair: bool = True, data: bool = True,
+                out: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text)
+        p.set_defaults(make=make)
+        if pair:
+            p.add_argument("--teacher", required=True, help="teacher checkpoint")
+        if data:
+            p.add_argument("--dataset", default=None, help="data set (default: the teacher checkpoint's)")
+            p.add_argument("--data_root", default="./data")
+            p.add_argument("--image_size", type=int, default=None, help="image side (default: the teacher's)")
+        if out:
+            p.add_argument("--out", default=f"{name.replace('-', '_')}.png")
+            p.add_argument("--dpi", type=int, default=DPI)
+        return p
+
+    p = command("pi-grid", pi_grid, "exact vs RipsNet persistence images, teacher and student")
     p.add_argument("--student", required=True, help="student checkpoint")
     p.add_argument("--ripsnet", required=True, help="RipsNet checkpoint (stage 3)")
     p.add_argument("--pi_params", default=None, help="stage-2 manifest.yaml or its folder (default: the RipsNet's)")
     p.add_argument("--rows", type=int, default=3, help="test batches shown")
     p.add_argument("--batch_size", type=int, default=64, help="points per cloud")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--teacher_bn", default=None, choices=("batch", "eval"),
                    help="teacher BatchNorm while embedding: batch statistics (the official stage 2) or stored ones "
                         "(default: the stage-2 manifest's --teacher_bn, else batch)")
-    p.add_argument("--out", default="pi_grid.png")
-    _data_flags(p)
-    p = sub.add_parser("embedding", help="2-D maps of the teacher and student embeddings")
-    p.add_argument("--teacher", required=True)
-    p.add_argument("--student", required=True)
+    p = command("embedding", embedding, "2-D maps of the teacher and student embeddings")
+    p.add_argument("--student", required=True, help="student checkpoint")
     p.add_argument("--max_points", type=int, default=2000)
-    p.add_argument("--method", default="umap", choices=tuple(REDUCERS),
-                   help="UMAP (the paper's) or t-SNE (default: umap)")
-    p.add_argument("--out", default="embedding.png")
-    _data_flags(p)
-    p = sub.add_parser("curves", help="test top-1 and loss terms per epoch from tb/ logs")
+    p.add_argument("--method", default="umap", choices=tuple(REDUCERS), help="UMAP (the paper's) or t-SNE")
+    p.add_argument("--seed", type=int, default=0)
+    p = command("curves", curves, "test top-1 and loss terms per epoch from tb/ logs", pair=False, data=False)
     p.add_argument("run_dirs", nargs="+", help="run folders (holding tb/)")
     p.add_argument("--labels", nargs="+", default=None)
-    p.add_argument("--out", default="curves.png")
-    p.add_argument("--dpi", type=int, default=DPI)
-    p = sub.add_parser("diagrams", help="teacher vs student persistence diagrams of one test batch, per student")
-    p.add_argument("--teacher", required=True)
+    p = command("diagrams", diagrams, "teacher vs student persistence diagrams of one test batch, per student")
     p.add_argument("--students", required=True, nargs="+", help="student checkpoints (one per method)")
     p.add_argument("--labels", nargs="+", default=None, help="panel titles (default: run folder and method)")
     p.add_argument("--batch_size", type=int, default=64, help="points per cloud")
     p.add_argument("--dims", type=int, nargs="+", default=[0, 1], choices=(0, 1))
-    p.add_argument("--out", default="diagrams.png")
-    _data_flags(p)
-    p = sub.add_parser("quickstart", help="all four figures of a tools/quickstart.py folder")
+    p = command("quickstart", quickstart_figures, "all four figures of a tools/quickstart.py folder", pair=False,
+                data=False, out=False)
     p.add_argument("out_dir")
     return parser
 
 
-COMMANDS: Dict[str, Callable[[argparse.Namespace], object]] = {
-    "pi-grid": lambda a: pi_grid(a.teacher, a.student, a.ripsnet, a.out, a.pi_params, a.dataset, a.data_root,
-                                 a.image_size, a.rows, a.batch_size, a.seed, a.dpi, a.teacher_bn),
-    "embedding": lambda a: embedding(a.teacher, a.student, a.out, a.dataset, a.data_root, a.image_size,
-                                     a.max_points, a.method, a.seed, a.dpi),
-    "curves": lambda a: curves(a.run_dirs, a.out, a.labels, a.dpi),
-    "diagrams": lambda a: diagrams(a.teacher, a.students, a.out, a.labels, a.dataset, a.data_root, a.image_size,
-                                   a.batch_size, a.dims, a.dpi),
-    "quickstart": lambda a: quickstart_figures(a.out_dir),
-}
-
-
 def main(argv: Optional[Sequence[str]] = None):
-    args = build_parser().parse_args(argv)
-    if getattr(args, "out", None):
-        check_output_file(args.out, "--out")
-    result = COMMANDS[args.command](args)
+    args = vars(build_parser().parse_args(argv))
+    make = args.pop("make")
+    del args["command"]
+    if args.get("out"):
+        check_output_file(args["out"], "--out")
+    result = make(**args)
     for path in result if isinstance(result, list) else [result]:
         print(f"wrote {path}")
     return result

@@ -31,7 +31,7 @@ from typing import List, Optional, Sequence, TextIO
 import train_student
 from distiller.registry import aliases_of
 from models.pretrained import torchvision_weights_file, torchvision_weights_path
-from topkd_io.errors import USER_ERRORS, one_line
+from topkd_io.errors import ONE_LINE, one_line
 
 
 STAGES = {"train_teacher.py": "train_teacher", "generate_PCD_PI.py": "generate_PCD_PI",
@@ -50,7 +50,7 @@ def pretrained(words: List[str]) -> str:
         with contextlib.redirect_stdout(sys.stderr):
             path = (torchvision_weights_file(words[0]) if "--no-download" in words
                     else torchvision_weights_path(words[0]))
-    except (*USER_ERRORS, IndexError) as exc:
+    except (*ONE_LINE, IndexError) as exc:
         return f"error\t\t{one_line(exc)}"
     return f"pretrained\t{path}\t"
 
@@ -128,7 +128,7 @@ def _answer(request: str) -> str:
     try:
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
             module.main([a for a in args if a != "--plan"] + ["--plan"])
-    except USER_ERRORS as exc:
+    except ONE_LINE as exc:
         lines, reply = printed.getvalue().splitlines(), f"error\t\t{script}: {one_line(exc)}"
     except SystemExit as exc:  # argparse: its usage and error lines are on stderr
         said = errors.getvalue().strip().splitlines() or [f"{script}: exit {exc.code}"]

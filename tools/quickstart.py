@@ -2,22 +2,12 @@
 
     python tools/quickstart.py [--fast] [--out runs/quickstart]
 
-Stages, each through its own stage script's ``main`` (the same code the shell scripts run):
-  1. train_teacher.py     resnet20 teacher
-  2. generate_PCD_PI.py   teacher embeddings -> point clouds -> exact H0 diagrams and persistence images
-  3. train_ripsnet.py     RipsNet learns cloud -> persistence image
-  4. train_student.py     resnet8 students: CE only, KD, KD+TopKD, KD+TopKD-exact, each over 3 seeds
-  5. TGD                  image PIs (generate_image_PI.py), a PI teacher, and TGD students (3 seeds)
-Then a results table (Markdown, printed and saved as ``results.md``: top-1 mean ± std over the seeds and the
-topology columns of every student run, then one row per seed; a method whose topology term stayed under 0.1 %
-of the loss is marked, with the reason) and the figures.
-
-The regime: the teacher learns from the whole digits training split (1,437 images), the students from a
-fixed stratified tenth of it (``--train_fraction``, the same images for every seed). On all of it every
-student reaches 99.2-99.7 % and one test image is 0.3 points, so the table could not tell methods apart;
-with a tenth the CE-only student sits clearly below the teacher, which leaves room for distillation to help
-(or not). Seeds are passed explicitly (``--seed k --trial k``, k = 0, 1, 2).
-``--fast`` is the one-minute smoke version the tests run (a few epochs; numbers not meaningful).
+Each stage through its own script's ``main``: a resnet20 teacher, its point clouds and exact persistence images,
+a RipsNet, resnet8 students (CE only, KD, KD+TopKD, KD+TopKD-exact, 3 seeds each) and a TGD student; then the
+results table (``results.md``: top-1 mean ± std over the seeds and the topology columns; a method whose topology
+term stayed under 0.1 % of the loss is marked) and the figures. The teacher learns from the whole training
+split, the students from a fixed stratified tenth of it (``--train_fraction``): on all of it every student
+reaches 99.2-99.7 % and the table could not tell methods apart. ``--fast``: the one-minute smoke version.
 """
 from __future__ import annotations
 
@@ -36,7 +26,8 @@ import generate_PCD_PI
 import train_ripsnet
 import train_student
 import train_teacher
-from topkd_io import FolderLock, run_cli
+from tools.collect_results import TOPO_COLUMNS
+from topkd_io import FolderLock, TopKDError, run_cli
 from topkd_io.lock import LOCK_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,11 +176,6 @@ def run(out: Path, budget: Budget) -> List[Dict[str, Any]]:
     return rows
 
 
-# (key of the run's topology measurement, column title): engine.topo_eval's keys, H0, normalised by diameter
-TOPO_COLUMNS = (("bottleneck_h0_norm_diam", "bottleneck H0 (/diam)"), ("wasserstein1_h0_norm_diam", "W1 H0 (/diam)"),
-                ("pi_mse_h0", "PI MSE H0"), ("cka_linear", "linear CKA"))
-
-
 def mean_std(values: List[float], digits: int = 2) -> str:
     """``mean ± sample std`` (the mean alone for one value; ``-`` for none)."""
     vals = [v for v in values if v is not None and v == v]
@@ -280,15 +266,15 @@ MARKER = ".topkd-quickstart"
 
 
 def check_out_folder(out: Path) -> None:
-    """ValueError (one line) unless ``out`` is absent, empty, or a folder an earlier quickstart made."""
+    """`TopKDError` unless ``out`` is absent, empty, or a folder an earlier quickstart made."""
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder; pass a folder path")
+        raise TopKDError(f"--out {out} is a file, not a folder; pass a folder path")
     if not out.is_dir() or (out / MARKER).is_file():
         return
     foreign = sorted(e.name for e in out.iterdir() if e.name != LOCK_NAME)
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" (+{len(foreign) - 3} more)" if len(foreign) > 3 else "")
-        raise ValueError(f"--out {out} holds files the quickstart did not write ({shown}); pass a new or empty "
+        raise TopKDError(f"--out {out} holds files the quickstart did not write ({shown}); pass a new or empty "
                          f"folder (the quickstart only replaces a folder it made itself)")
 
 

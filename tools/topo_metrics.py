@@ -18,7 +18,7 @@ import torch
 
 from engine.config import plain
 from engine.topo_eval import DEFAULT_BATCH_SIZE, DEFAULT_BATCHES, measure_checkpoints
-from topkd_io import check_output_file, write_yaml
+from topkd_io import TopKDError, check_output_file, write_yaml
 from topology.metrics import NORMALIZATIONS
 
 
@@ -50,7 +50,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             raise FileNotFoundError(f"{flag} {path} not found; pass a checkpoint file")
     if args.device == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda was given but no CUDA device is available; use --device cpu")
+            raise TopKDError("--device cuda was given but no CUDA device is available; use --device cpu")
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.path_s)), "topo_metrics.yaml")
     check_output_file(out, "--out")
     result = measure_checkpoints(args.path_t, args.path_s, args.dataset, args.data_root, args.image_size,

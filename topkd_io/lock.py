@@ -1,16 +1,12 @@
-"""One writer per folder: the OS's advisory lock on a lock file, held while a stage writes into a folder.
-
-``with FolderLock(folder, flag="--run_dir"):`` takes an exclusive ``fcntl.flock`` on ``<folder>/.topkd.lock``,
-writes the holder's record into it (PID, host, command line, start time: for messages only) and removes
-the file on exit. The kernel releases the lock when its process ends, however it ends, so a lock file
-left behind by a killed process, one whose PID now belongs to another program, or one from another host,
-is taken over without a word: only a live holder counts. A second process asking for a held folder gets a
-`TopKDError` naming the holder and the lock file. The same process may take a lock it already holds
-(nested stages of the quickstart): it is released when the outermost holder exits. A forked child (a
-DataLoader worker) does not hold its parent's lock.
+"""One writer per folder: ``with FolderLock(folder, flag="--run_dir"):`` holds an exclusive ``fcntl.flock`` on
+``<folder>/.topkd.lock`` (the holder's PID, host, command and start time written in it, for messages) and
+removes the file on exit. The kernel drops the lock when its process ends, however it ends, so only a live
+holder counts. Another process asking for a held folder gets a `TopKDError` naming the holder. The same
+process may take a lock it holds (released by the outermost holder); a forked child does not hold it.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -46,8 +42,7 @@ def busy_text(path: str, holder: Dict[str, Any]) -> str:
 
 
 def _same_file(fd: int, path: str) -> bool:
-    """Whether ``fd`` is still the file at ``path`` (a releasing holder removes it; the lock on a removed
-    file protects nothing)."""
+    """Whether ``fd`` is still the file at ``path`` (a lock on a file its holder removed protects nothing)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -57,10 +52,8 @@ def _same_file(fd: int, path: str) -> bool:
 
 
 class FolderLock:
-    """Exclusive use of ``folder`` by this process while the ``with`` block runs (see the module docstring).
-
-    ``flag`` names the option that chose the folder (used in the error); ``what`` names the folder's role.
-    """
+    """Exclusive use of ``folder`` while the ``with`` block runs; ``flag`` (the option that chose the folder)
+    and ``what`` (its role) are named in the error."""
 
     def __init__(self, folder: Any, flag: str = "--run_dir", what: str = "folder"):
         self.folder = os.path.abspath(os.fspath(folder))
@@ -102,12 +95,9 @@ class FolderLock:
         if held[1] > 0:
             return
         del _HELD[self.path]
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.remove(self.path)  # while still locked, so nobody locks a file about to vanish
-        except FileNotFoundError:
-            pass
-        finally:
-            os.close(held[0])
+        os.close(held[0])
 
     def __enter__(self) -> "FolderLock":
         return self.acquire()
@@ -118,8 +108,8 @@ class FolderLock:
 
 
 def _drop_in_child() -> None:
-    """In a forked child (a DataLoader worker): close the inherited lock descriptors (closing, unlike
-    LOCK_UN, leaves the parent's lock alone), so that a child outliving a killed parent does not hold it."""
+    """A forked child (a DataLoader worker) closes the inherited lock descriptors (unlike LOCK_UN, closing
+    leaves the parent's lock alone): a child outliving a killed parent does not hold it."""
     for fd, _ in _HELD.values():
         os.close(fd)
     _HELD.clear()
@@ -129,8 +119,8 @@ os.register_at_fork(after_in_child=_drop_in_child)
 
 
 def lock_holder(folder: Any) -> Optional[Dict[str, Any]]:
-    """The record of another live process holding ``folder``'s lock (``{}`` when it wrote none yet), or None
-    when the folder is free or held by this process. Probing takes a shared lock for an instant."""
+    """The record of another live process holding ``folder``'s lock (``{}`` before it wrote one), or None when
+    the folder is free or held by this process (probed with a shared lock for an instant)."""
     path = FolderLock(folder).path
     if path in _HELD:
         return None

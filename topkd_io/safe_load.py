@@ -1,16 +1,10 @@
 """Reading files without trusting them: ``.pth`` files that cannot run code, YAML that cannot explode.
 
-`safe_load` is the one way this project reads a ``.pth`` file: ``torch.load(weights_only=True)`` plus a
-fixed allowlist. Official TopKD and RepDistiller checkpoints were saved with numpy floats in their
-optimizer state (and ``best_acc`` as a numpy scalar), which the plain ``weights_only=True`` unpickler
-refuses. The allowlist admits exactly the numpy pieces such a value is rebuilt from (the scalar
-reconstructor, ``dtype`` and the concrete dtype classes, ``ndarray`` reconstruction); nothing that can call
-arbitrary code. Any other global makes the load fail with `UnsafeCheckpointError` naming the file and the
-global.
-
-`read_yaml` is the one way this project reads a YAML file: UTF-8 only, duplicate keys refused (the second
-value would silently win), anchors and aliases refused (a few hundred bytes of nested aliases expand to
-gigabytes), and a size cap; every failure is a ValueError naming the file and the line.
+`safe_load` is ``torch.load(weights_only=True)`` plus the numpy pieces official TopKD and RepDistiller
+checkpoints need (numpy scalars in their optimizer state and ``best_acc``); any other global is refused with
+`UnsafeCheckpointError`. `read_yaml` refuses non-UTF-8 text, duplicate keys (the second value would silently
+win), anchors and aliases (nested aliases expand to gigabytes), deep nesting and files over 64 MiB. Every
+failure is one line naming the file.
 """
 from __future__ import annotations
 
@@ -23,40 +17,30 @@ import numpy as np
 import torch
 import yaml
 
+from .errors import TopKDError
 
-class UnsafeCheckpointError(ValueError):
+
+class UnsafeCheckpointError(TopKDError):
     """A file asked the unpickler for something outside the allowlist (it may try to run code)."""
 
 
 def _numpy_safe_globals() -> List[Any]:
-    """numpy's scalar/array reconstructors and every concrete dtype class of this numpy version."""
-    out: List[Any] = [np.dtype, np.ndarray]
-    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
-    multiarray = core.multiarray
-    out += [multiarray.scalar, multiarray._reconstruct]
-    dtypes = getattr(np, "dtypes", None)
-    if dtypes is not None:
-        out += [getattr(dtypes, name) for name in dir(dtypes) if name.endswith("DType")
-                and isinstance(getattr(dtypes, name), type)]
-    # Files written under numpy 1.x name the reconstructors numpy.core.multiarray.*; under numpy 2,
-    # numpy._core.multiarray.*. Register both spellings so either kind of file loads.
-    aliases = []
-    for fn in (multiarray.scalar, multiarray._reconstruct):
-        for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-            aliases.append((fn, f"{module}.{fn.__name__}"))
-    return out + aliases
+    """numpy's scalar and array reconstructors, under numpy 1's and numpy 2's module names (files of either
+    load), and every concrete dtype class."""
+    multiarray = (getattr(np, "_core", None) or np.core).multiarray  # numpy 2 renamed numpy.core
+    types = getattr(np, "dtypes", None)
+    dtypes = [getattr(types, n) for n in dir(types) if n.endswith("DType") and isinstance(getattr(types, n), type)]
+    fns = (multiarray.scalar, multiarray._reconstruct)
+    return [np.dtype, np.ndarray, *fns, *dtypes] + [(fn, f"{module}.{fn.__name__}") for fn in fns
+                                                     for module in ("numpy.core.multiarray", "numpy._core.multiarray")]
 
 
 SAFE_GLOBALS = _numpy_safe_globals()
 
 
 def safe_load(path: Any, map_location: Any = "cpu") -> Any:
-    """``torch.load(path, weights_only=True)`` with the numpy allowlist -> the stored object.
-
-    Raises FileNotFoundError for a missing path, UnsafeCheckpointError when the file needs a global
-    outside the allowlist (a crafted or foreign pickle: nothing of it runs), and lets other read errors
-    through for the caller to word (`read_error_reason`).
-    """
+    """``torch.load(path, weights_only=True)`` with the numpy allowlist -> the stored object; other read errors
+    pass through for the caller to word (`read_error_reason`)."""
     path = os.fspath(path) if not hasattr(path, "read") else path
     if isinstance(path, str) and not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found; check the path")
@@ -94,12 +78,8 @@ def read_error_reason(exc: BaseException) -> str:
 def load_checkpoint(path: Any, map_location: Any = "cpu", what: str = "checkpoint",
                     hint: str = "re-save it or use another checkpoint (e.g. <arch>_last.pth of the same run)"
                     ) -> Dict[str, Any]:
-    """Read a checkpoint (tensors and plain containers only) -> dict.
-
-    FileNotFoundError when ``path`` is missing; ValueError naming ``what`` and ending in ``hint`` when the
-    file cannot be read as a checkpoint (`UnsafeCheckpointError` when it would run code). A bare state dict
-    is returned as is.
-    """
+    """A checkpoint (tensors and plain containers only) -> dict; `TopKDError` naming ``what``, ending in
+    ``hint``, when it cannot be read as one."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} {path} not found; check the path")
@@ -108,9 +88,9 @@ def load_checkpoint(path: Any, map_location: Any = "cpu", what: str = "checkpoin
     except UnsafeCheckpointError:
         raise
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for bad files
-        raise ValueError(f"{what} {path} cannot be read ({read_error_reason(exc)}); {hint}") from None
+        raise TopKDError(f"{what} {path} cannot be read ({read_error_reason(exc)}); {hint}") from None
     if not isinstance(ckpt, dict):
-        raise ValueError(f"{what} {path} holds a {type(ckpt).__name__}, expected a dict")
+        raise TopKDError(f"{what} {path} holds a {type(ckpt).__name__}, expected a dict")
     return ckpt
 
 
@@ -125,8 +105,7 @@ class _Refused(yaml.constructor.ConstructorError):
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses aliases, duplicate mapping keys and nesting deeper than
-    ``MAX_YAML_DEPTH`` (which would end in a RecursionError)."""
+    """``yaml.SafeLoader`` refusing aliases, duplicate keys and nesting deeper than ``MAX_YAML_DEPTH``."""
 
     depth = 0
 
@@ -162,26 +141,22 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: Any, what: str = "YAML file", hint: str = "") -> Any:
-    """Parse the YAML file ``path`` strictly -> its data (None for an empty file).
-
-    FileNotFoundError when missing; ValueError naming ``what`` and ``path`` (plus ``hint``) for text that
-    is not UTF-8, larger than 64 MiB, not valid YAML, uses duplicate keys or aliases, or nests values
-    more than ``MAX_YAML_DEPTH`` levels deep.
-    """
+    """The YAML file ``path`` parsed strictly (None when empty); `TopKDError` naming ``what``, ``path`` and the
+    line (plus ``hint``) otherwise."""
     path = os.fspath(path)
     tail = f"; {hint}" if hint else ""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} {path} not found{tail}")
     size = os.path.getsize(path)
     if size > MAX_YAML_BYTES:
-        raise ValueError(f"{what} {path} is {size} bytes, more than YAML files here may be "
+        raise TopKDError(f"{what} {path} is {size} bytes, more than YAML files here may be "
                          f"({MAX_YAML_BYTES >> 20} MiB){tail}")
     with open(path, "rb") as f:
         raw = f.read()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{what} {path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+        raise TopKDError(f"{what} {path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
                          f"is it the right file?{tail}") from None
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
@@ -191,8 +166,8 @@ def read_yaml(path: Any, what: str = "YAML file", hint: str = "") -> Any:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         problem = " ".join(str(problem).split())[:200]
         if isinstance(exc, _Refused):
-            raise ValueError(f"{what} {path}{where.replace(' at', ',')}: {problem}{tail}") from None
-        raise ValueError(f"{what} {path} is not valid YAML{where} ({problem}){tail}") from None
+            raise TopKDError(f"{what} {path}{where.replace(' at', ',')}: {problem}{tail}") from None
+        raise TopKDError(f"{what} {path} is not valid YAML{where} ({problem}){tail}") from None
 
 
 # ----------------------------------------------------------------------------- .npy arrays
@@ -214,11 +189,8 @@ def _npy_reason(exc: BaseException) -> str:
 
 
 def load_npy(path: Any, what: str = "array file", rebuild: str = "", mmap: bool = True) -> np.ndarray:
-    """A ``.npy`` file, memory-mapped read-only (``mmap=False``: read into memory); never a pickle.
-
-    A file shorter than its header says (which would make the memory map fail, or SIGBUS later) or
-    otherwise unreadable -> ValueError naming ``what``, the file and, when given, the ``rebuild`` command.
-    """
+    """A ``.npy`` file, memory-mapped read-only (``mmap=False``: read into memory), never a pickle; a file
+    shorter than its header says (a SIGBUS later) or unreadable -> `TopKDError` naming it and ``rebuild``."""
     path = os.fspath(path)
     hint = f"; rebuild it with: {rebuild}" if rebuild else ""
     if not os.path.isfile(path):
@@ -230,5 +202,5 @@ def load_npy(path: Any, what: str = "array file", rebuild: str = "", mmap: bool 
             if expected is not None and os.path.getsize(path) < expected:
                 raise ValueError("mmap length is greater than file size")
     except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{what} {path} cannot be read ({_npy_reason(exc)}){hint}") from None
+        raise TopKDError(f"{what} {path} cannot be read ({_npy_reason(exc)}){hint}") from None
     return arr

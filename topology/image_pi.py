@@ -41,6 +41,8 @@ from typing import Dict, List, Tuple
 import numpy as np
 from scipy.special import ndtr
 
+from topkd_io import TopKDError
+
 __all__ = [
     "ImagePIParams",
     "PI_LAYOUTS",
@@ -78,16 +80,16 @@ class ImagePIParams:
 
     def __post_init__(self):
         if self.layout not in PI_LAYOUTS:
-            raise ValueError(f"unknown image-PI layout {self.layout!r}; choose one of: {', '.join(PI_LAYOUTS)}")
+            raise TopKDError(f"unknown image-PI layout {self.layout!r}; choose one of: {', '.join(PI_LAYOUTS)}")
         if self.quantize not in QUANTIZATIONS:
-            raise ValueError(f"unknown image-PI quantize {self.quantize!r}; choose one of: {', '.join(QUANTIZATIONS)}")
+            raise TopKDError(f"unknown image-PI quantize {self.quantize!r}; choose one of: {', '.join(QUANTIZATIONS)}")
         if int(self.resolution) < 1:
-            raise ValueError(f"resolution must be >= 1, got {self.resolution}")
+            raise TopKDError(f"resolution must be >= 1, got {self.resolution}")
         if not float(self.bandwidth) > 0:
-            raise ValueError(f"bandwidth must be > 0, got {self.bandwidth}")
+            raise TopKDError(f"bandwidth must be > 0, got {self.bandwidth}")
         rng = tuple(float(v) for v in self.im_range)
         if len(rng) != 4 or not (rng[0] < rng[1] and rng[2] < rng[3]):
-            raise ValueError(f"im_range must be (bmin, bmax, pmin, pmax) with min < max, got {self.im_range}")
+            raise TopKDError(f"im_range must be (bmin, bmax, pmin, pmax) with min < max, got {self.im_range}")
         object.__setattr__(self, "im_range", rng)
         object.__setattr__(self, "resolution", int(self.resolution))
         object.__setattr__(self, "bandwidth", float(self.bandwidth))
@@ -102,13 +104,14 @@ class ImagePIParams:
 
     @classmethod
     def from_dict(cls, data: Dict) -> "ImagePIParams":
-        """Inverse of `to_dict`. A dict without `layout` / `quantize` (written before they existed)
-        describes the old layout: it reads as ``layout="gudhi", quantize="none"``."""
+        """Inverse of `to_dict`; every field must be there."""
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown, missing = sorted(set(data) - known), sorted(known - set(data))
         if unknown:
-            raise ValueError(f"unknown image-PI parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        data = {"layout": "gudhi", "quantize": "none", **data}
+            raise TopKDError(f"unknown image-PI parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        if missing:
+            raise TopKDError(f"image-PI parameters {', '.join(missing)} missing (a cache of an older version?); "
+                             f"regenerate it with generate_image_PI.py")
         return cls(**data)
 
 

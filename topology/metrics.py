@@ -42,6 +42,8 @@ from typing import Dict, Mapping, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from topkd_io import TopKDError
+
 from .persistence import rips_diagrams
 from .point_cloud_pi import persistence_images
 
@@ -55,13 +57,13 @@ def _numpy64(x: ArrayLike, name: str = "features") -> np.ndarray:
         x = x.detach().to("cpu", torch.float64).numpy()
     out = np.asarray(x, dtype=np.float64)
     if not np.isfinite(out).all():
-        raise ValueError(f"{name} hold NaN or inf values")
+        raise TopKDError(f"{name} hold NaN or inf values")
     return out
 
 
 def _check_cloud(x: np.ndarray, name: str) -> np.ndarray:
     if x.ndim != 2 or x.shape[0] < 2:
-        raise ValueError(f"{name} must be a [B, D] matrix with B >= 2 points, got shape {tuple(x.shape)}")
+        raise TopKDError(f"{name} must be a [B, D] matrix with B >= 2 points, got shape {tuple(x.shape)}")
     return x
 
 
@@ -89,7 +91,7 @@ def normalization_scale(points: ArrayLike, rule: str = "diam") -> float:
     from scipy.spatial.distance import pdist
 
     if rule not in NORMALIZATIONS:
-        raise ValueError(f"unknown normalisation {rule!r}; choose one of: {', '.join(NORMALIZATIONS)}")
+        raise TopKDError(f"unknown normalisation {rule!r}; choose one of: {', '.join(NORMALIZATIONS)}")
     dist = pdist(_check_cloud(_numpy64(points, "points"), "points"))
     scale = float(dist.max() if rule == "diam" else dist.mean())
     return scale if scale > 0 else 1.0
@@ -201,7 +203,7 @@ def _rules(normalize) -> Tuple[str, ...]:
     rules = (normalize,) if isinstance(normalize, str) else tuple(normalize)
     for rule in rules:
         if rule not in NORMALIZATIONS:
-            raise ValueError(f"unknown normalisation {rule!r}; choose among: {', '.join(NORMALIZATIONS)}")
+            raise TopKDError(f"unknown normalisation {rule!r}; choose among: {', '.join(NORMALIZATIONS)}")
     return rules
 
 
@@ -235,7 +237,7 @@ def topology_metrics(feat_t: ArrayLike, feat_s: ArrayLike, dims: Sequence[int] =
     dims = tuple(int(k) for k in dims)
     for k in dims:
         if k not in (0, 1):
-            raise ValueError(f"homology dimension {k} is not supported; use 0 and/or 1")
+            raise TopKDError(f"homology dimension {k} is not supported; use 0 and/or 1")
     x_t = _check_cloud(_numpy64(feat_t, "teacher features"), "teacher features")
     x_s = _check_cloud(_numpy64(feat_s, "student features"), "student features")
     if x_t.shape[0] != x_s.shape[0]:

@@ -1,17 +1,10 @@
 """CPU work of the batched topology kernels spread over a thread pool of our own, one torch thread each.
 
-Why not torch's intra-op threads: the kernels (Prim's N-1 vectorised steps, the persistence-image
-exponentials) are long chains of small tensor operations, and every intra-op parallel operation ends at a
-barrier where all its threads wait for each other. Beside other busy processes (or beside the stage-2 teacher
-passes in the same process) one descheduled thread stalls the others at every barrier: measured on 2 cores
-next to two 2-thread torch jobs, the 2-thread kernels fell to 0.3-0.7x gudhi's speed while one thread kept
-6-8x. Here a batch of clouds is cut into independent parts, each run start to end by one worker with a
-single torch thread: no barriers inside a part, so a busy machine slows the work by its share of the
-cores and never below what one thread does alone.
-
-How many workers: the calling thread's ``torch.get_num_threads()`` (the thread budget the user gave, e.g.
-``--threads``), at most one per ``min_items`` items, so small workloads (a training step's few clouds) stay in
-the calling thread with no hand-off at all.
+Torch's intra-op threads meet at a barrier after every small operation of the kernels (Prim's steps, the image
+exponentials); beside other busy processes one descheduled thread stalls them all (measured on 2 cores next to
+two 2-thread torch jobs: 0.3-0.7x gudhi's speed, against 6-8x with one thread). Here a batch is cut into parts,
+each run start to end by one single-threaded worker: as many workers as the caller's ``torch.get_num_threads()``,
+at most one per ``min_items`` items (a training step's few clouds stay in the calling thread).
 """
 from __future__ import annotations
 
@@ -24,8 +17,6 @@ import torch
 
 T = TypeVar("T")
 
-#: False = run every part in the calling thread with torch's intra-op threads (the old route; benchmarks)
-POOL_ENABLED = True
 _POOL: "ThreadPoolExecutor | None" = None
 _POOL_SIZE = 0
 _POOL_LOCK = threading.Lock()
@@ -49,10 +40,7 @@ def _pool(size: int) -> ThreadPoolExecutor:
 
 
 def worker_count(items: int, min_items: int) -> int:
-    """Workers for ``items`` units of work: the caller's torch thread count, at most one per ``min_items``
-    (1 when ``POOL_ENABLED`` is off)."""
-    if not POOL_ENABLED:
-        return 1
+    """Workers for ``items`` units of work: the caller's torch thread count, at most one per ``min_items``."""
     return max(1, min(torch.get_num_threads(), items // max(1, min_items)))
 
 

@@ -19,11 +19,12 @@ Conventions (those of gudhi's ``SimplexTree.persistence_intervals_in_dimension``
 """
 from __future__ import annotations
 
-import warnings
 from typing import Callable, Dict, Iterable, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+
+from topkd_io import TopKDError
 
 from . import parallel
 from .parallel import split, worker_count
@@ -49,19 +50,19 @@ def _check_shape(points: ArrayLike) -> None:
     """Raise ValueError unless ``points`` is a ``[B, N, D]`` batch with N >= 2 and D >= 1."""
     shape = tuple(points.shape)
     if len(shape) != 3:
-        raise ValueError(
+        raise TopKDError(
             f"expected a batch of point clouds [B, N, D], got shape {shape}; "
             "add a batch axis (points[None]) for a single cloud"
         )
     if shape[1] < 2:
-        raise ValueError(f"each point cloud needs at least 2 points, got N={shape[1]} (shape {shape})")
+        raise TopKDError(f"each point cloud needs at least 2 points, got N={shape[1]} (shape {shape})")
     if shape[2] < 1:
-        raise ValueError(f"points need at least one coordinate, got D={shape[2]} (shape {shape})")
+        raise TopKDError(f"points need at least one coordinate, got D={shape[2]} (shape {shape})")
 
 
 def _raise_non_finite(bad_idx: Sequence[int]) -> None:
     shown = ", ".join(str(i) for i in bad_idx[:5]) + (" ..." if len(bad_idx) > 5 else "")
-    raise ValueError(f"point cloud(s) {shown} contain NaN or inf values; clean or drop them first")
+    raise TopKDError(f"point cloud(s) {shown} contain NaN or inf values; clean or drop them first")
 
 
 def _check_finite(points: ArrayLike, first: int = 0) -> None:
@@ -78,10 +79,10 @@ def _check_finite(points: ArrayLike, first: int = 0) -> None:
 def _check_dims(dims: Iterable[int]) -> Tuple[int, ...]:
     dims = tuple(int(d) for d in dims)
     if not dims:
-        raise ValueError("no homology dimension requested; pass dims=(0,), (1,) or (0, 1)")
+        raise TopKDError("no homology dimension requested; pass dims=(0,), (1,) or (0, 1)")
     for d in dims:
         if d not in SUPPORTED_DIMS:
-            raise ValueError(f"homology dimension {d} is not supported; use 0 and/or 1")
+            raise TopKDError(f"homology dimension {d} is not supported; use 0 and/or 1")
     return dims
 
 
@@ -193,7 +194,7 @@ def _chunk_tree(chunk: torch.Tensor, first: int = 0) -> Tuple[torch.Tensor, torc
             idx = torch.nonzero(bad).flatten()
             if not bool(torch.isfinite(chunk[idx]).all()):
                 _raise_non_finite([first + i for i in idx.tolist()])
-            raise ValueError(f"point cloud(s) {first + int(idx[0])} ... hold values too large for float64 "
+            raise TopKDError(f"point cloud(s) {first + int(idx[0])} ... hold values too large for float64 "
                              "squared distances (overflow); rescale the points")
         edges, w2 = _prim(d2)
         scale = sq.gather(1, edges[..., 0]) + sq.gather(1, edges[..., 1])
@@ -441,20 +442,13 @@ DIAGRAM_BACKENDS: Dict[int, Dict[str, DiagramBackend]] = {
     0: {"mst": _h0_mst, "gudhi": _h0_gudhi},
     1: {"gudhi": _h1_gudhi, "simplex_tree": _h1_simplex_tree},
 }
-#: old backend names -> current ones (still accepted, with a warning saying what they call)
-RENAMED_BACKENDS: Dict[str, str] = {"ripser": "gudhi"}
 
 
 def _backend(dim: int, name: str) -> DiagramBackend:
-    if name in RENAMED_BACKENDS and name not in DIAGRAM_BACKENDS[dim]:
-        new = RENAMED_BACKENDS[name]
-        warnings.warn(f"H{dim} backend {name!r} is now called {new!r}: it runs gudhi.sklearn.RipsPersistence "
-                      f"(gudhi), not the ripser package; pass {new!r}", FutureWarning, stacklevel=3)
-        name = new
     try:
         return DIAGRAM_BACKENDS[dim][name]
     except KeyError:
-        raise ValueError(
+        raise TopKDError(
             f"unknown H{dim} backend {name!r}; choose one of: {', '.join(sorted(DIAGRAM_BACKENDS[dim]))}"
         ) from None
 
@@ -475,8 +469,7 @@ def rips_diagrams(
     Returns ``{dim: [B arrays of shape [k, 2]]}`` (float64 birth, death) for each requested dim.
     ``keep_infinite`` appends H0's ``(0, inf)`` bar; ``drop_zero`` drops zero-length H0 bars as gudhi
     does (see the module docstring). Backends: H0 ``"mst"`` (exact, fast) or ``"gudhi"``
-    (``gudhi.sklearn.RipsPersistence``); H1 ``"gudhi"`` (the same, parallel with ``n_jobs``; ``"ripser"``,
-    its old name, is still accepted with a warning)
+    (``gudhi.sklearn.RipsPersistence``); H1 ``"gudhi"`` (the same, parallel with ``n_jobs``)
     or ``"simplex_tree"`` (RipsComplex + SimplexTree, gudhi's exact row order, slow).
     """
     dims = _check_dims(dims)

@@ -23,7 +23,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from topkd_io import read_yaml, write_yaml
+from topkd_io import TopKDError, read_yaml, write_yaml
 
 from . import parallel
 from .parallel import split, worker_count
@@ -33,50 +33,19 @@ Diagrams = Union[Sequence[np.ndarray], np.ndarray]
 # --------------------------------------------------------------------------------------------------
 # weights: (births, persistences, array module) -> weights, same shape; numpy and torch alike
 # --------------------------------------------------------------------------------------------------
-WeightFn = Callable[[object, object, object], object]
-WEIGHTS: Dict[str, WeightFn] = {}
+WEIGHTS: Dict[str, Callable] = {
+    "topkd": lambda b, p, xp: 10.0 * xp.tanh(p) + 10.0 * xp.log(100.0 * b + 1.0),  # checked against the official
+    "linear": lambda b, p, xp: p * 1.0,  # persistence itself (TGD's weight up to a constant factor)
+    "tanh": lambda b, p, xp: xp.tanh(p),
+    "constant": lambda b, p, xp: xp.ones_like(p),  # gudhi's default weight
+}
 
 
-def register_weight(name: str) -> Callable[[WeightFn], WeightFn]:
-    """Decorator: make a weight function available as ``PIParams(weight=name)``."""
-
-    def wrap(fn: WeightFn) -> WeightFn:
-        if name in WEIGHTS:
-            raise ValueError(f"persistence-image weight {name!r} registered twice")
-        WEIGHTS[name] = fn
-        return fn
-
-    return wrap
-
-
-@register_weight("topkd")
-def _weight_topkd(b, p, xp):
-    """TopKD: ``10 tanh(p) + 10 log(100 b + 1)`` (checked against the official images)."""
-    return 10.0 * xp.tanh(p) + 10.0 * xp.log(100.0 * b + 1.0)
-
-
-@register_weight("linear")
-def _weight_linear(b, p, xp):
-    """Persistence itself (TGD's weight up to a constant factor)."""
-    return p * 1.0
-
-
-@register_weight("tanh")
-def _weight_tanh(b, p, xp):
-    return xp.tanh(p)
-
-
-@register_weight("constant")
-def _weight_constant(b, p, xp):
-    """gudhi's default weight, 1 everywhere."""
-    return xp.ones_like(p)
-
-
-def get_weight(name: str) -> WeightFn:
+def get_weight(name: str) -> Callable:
     try:
         return WEIGHTS[name]
     except KeyError:
-        raise ValueError(
+        raise TopKDError(
             f"unknown persistence-image weight {name!r}; choose one of: {', '.join(sorted(WEIGHTS))}"
         ) from None
 
@@ -107,13 +76,13 @@ class PIParams:
         self.resolution = tuple(int(v) for v in self.resolution)
         self.normalizer = float(self.normalizer)
         if not (math.isfinite(self.bandwidth) and self.bandwidth > 0):
-            raise ValueError(f"bandwidth must be a positive finite number, got {self.bandwidth}")
+            raise TopKDError(f"bandwidth must be a positive finite number, got {self.bandwidth}")
         if len(self.im_range) != 4 or not all(math.isfinite(v) for v in self.im_range):
-            raise ValueError(f"im_range must be 4 finite numbers (x0, x1, y0, y1), got {self.im_range}")
+            raise TopKDError(f"im_range must be 4 finite numbers (x0, x1, y0, y1), got {self.im_range}")
         if len(self.resolution) != 2 or min(self.resolution) < 1:
-            raise ValueError(f"resolution must be two positive ints, got {self.resolution}")
+            raise TopKDError(f"resolution must be two positive ints, got {self.resolution}")
         if not (math.isfinite(self.normalizer) and self.normalizer > 0):
-            raise ValueError(f"normalizer must be a positive finite number, got {self.normalizer}")
+            raise TopKDError(f"normalizer must be a positive finite number, got {self.normalizer}")
         get_weight(self.weight)
 
     @property
@@ -146,7 +115,7 @@ class PIParams:
         """
         bp = _stack_birth_persistence(diagrams)
         if bp.shape[0] == 0:
-            raise ValueError(
+            raise TopKDError(
                 "cannot fit persistence-image parameters: the diagrams hold no finite point "
                 "(empty set, or only infinite bars)"
             )
@@ -156,7 +125,7 @@ class PIParams:
         params = cls(bandwidth, im_range, resolution, weight, 1.0, homology_dim)
         peak = float(persistence_images(diagrams, params, normalize=False).max())
         if not peak > 0:
-            raise ValueError("all persistence images of the set are zero: cannot normalize them; "
+            raise TopKDError("all persistence images of the set are zero: cannot normalize them; "
                              "check the diagrams or pass a larger bandwidth")
         params.normalizer = peak
         return params
@@ -171,12 +140,12 @@ class PIParams:
     @classmethod
     def from_dict(cls, d: dict) -> "PIParams":
         if not isinstance(d, dict):
-            raise ValueError(f"persistence-image parameters must be a mapping, got {type(d).__name__}")
+            raise TopKDError(f"persistence-image parameters must be a mapping, got {type(d).__name__}")
         allowed = set(cls.__dataclass_fields__)
         unknown = set(d) - allowed
         missing = {"bandwidth", "im_range"} - set(d)
         if unknown or missing:
-            raise ValueError(
+            raise TopKDError(
                 f"bad persistence-image parameters: unknown keys {sorted(unknown)}, missing keys "
                 f"{sorted(missing)}; expected keys among {sorted(allowed)}"
             )
@@ -222,7 +191,7 @@ def _quantile_bandwidth(points: np.ndarray, quantile: float) -> float:
     dist = pdist(points)
     dist = dist[dist > 0]
     if dist.size == 0:
-        raise ValueError("cannot fit a bandwidth: the first diagram points are all identical; "
+        raise TopKDError("cannot fit a bandwidth: the first diagram points are all identical; "
                          "pass bandwidth= explicitly")
     return float(np.quantile(dist, quantile))
 

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from topkd_io import load_checkpoint, save_torch
+from topkd_io import TopKDError, load_checkpoint, save_torch
 
 # Widths [input, phi1, phi2, phi3] of the official RipsNets by input dimension; rho is always
 # [50, 100, 200] followed by the R*R output.
@@ -42,7 +42,7 @@ POOLINGS = {
 def default_units(input_dim: int, resolution: int = 20) -> List[int]:
     """The official width list ``[D, phi1, phi2, phi3, 50, 100, 200, R*R]`` for input width D."""
     if input_dim not in PHI_UNITS:
-        raise ValueError(
+        raise TopKDError(
             f"no default RipsNet widths for input dimension {input_dim} (known: "
             f"{', '.join(map(str, sorted(PHI_UNITS)))}); give the 8 widths yourself "
             f"(train_ripsnet.py --units {input_dim},a,b,c,50,100,200,{resolution * resolution})"
@@ -78,12 +78,12 @@ class RipsNet(nn.Module):
     ):
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"unknown RipsNet pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
+            raise TopKDError(f"unknown RipsNet pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
         units = list(units) if units is not None else default_units(int(input_dim), resolution)
         if len(units) != 8 or min(units) < 1:
-            raise ValueError(f"RipsNet units must be 8 positive widths [D, a, b, c, d, e, f, out], got {units}")
+            raise TopKDError(f"RipsNet units must be 8 positive widths [D, a, b, c, d, e, f, out], got {units}")
         if units[0] != input_dim:
-            raise ValueError(f"RipsNet units start with input width {units[0]} but input_dim is {input_dim}")
+            raise TopKDError(f"RipsNet units start with input width {units[0]} but input_dim is {input_dim}")
         self.input_dim = int(input_dim)
         self.pooling = pooling
         self.units = [int(u) for u in units]
@@ -100,9 +100,9 @@ class RipsNet(nn.Module):
         if x.dim() == 2:
             x = x.unsqueeze(0)
         if x.dim() != 3:
-            raise ValueError(f"RipsNet expects point clouds [B, N, D] or one cloud [N, D], got shape {tuple(x.shape)}")
+            raise TopKDError(f"RipsNet expects point clouds [B, N, D] or one cloud [N, D], got shape {tuple(x.shape)}")
         if x.shape[-1] != self.input_dim:
-            raise ValueError(
+            raise TopKDError(
                 f"RipsNet expects D={self.input_dim} features, got {x.shape[-1]}: use a RipsNet trained "
                 f"on {x.shape[-1]}-d features or project the features to {self.input_dim} first"
             )
@@ -117,31 +117,15 @@ class RipsNet(nn.Module):
 # --------------------------------------------------------------------------------------------------
 # checkpoints
 # --------------------------------------------------------------------------------------------------
-def save_ripsnet(
-    model: RipsNet,
-    path: Union[str, os.PathLike],
-    pi_params: Any = None,
-    manifest: Optional[dict] = None,
-    **extra: Any,
-) -> None:
-    """Write ``model`` with what is needed to rebuild it (atomically: temporary file + rename).
-
-    pi_params: the PIParams (or its dict) the targets were made with; manifest: free-form
-    provenance; extra: more entries (epoch, best_val_mse, ...).
-    """
+def save_ripsnet(model: RipsNet, path: Union[str, os.PathLike], pi_params: Any = None,
+                 manifest: Optional[dict] = None, **extra: Any) -> None:
+    """Write ``model`` with what rebuilds it, the PIParams (or dict) its targets were made with, a free-form
+    ``manifest`` and ``extra`` entries (epoch, best_val_mse, ...); the official key names too."""
     if pi_params is not None and hasattr(pi_params, "to_dict"):
         pi_params = pi_params.to_dict()
-    state = {
-        "model": model.state_dict(),
-        "units_list": list(model.units),  # official name, so official tools read it too
-        "operator": model.pooling,
-        "pooling": model.pooling,
-        "units": list(model.units),
-        "pi_params": pi_params,
-        "manifest": dict(manifest or {}),
-        **extra,
-    }
-    save_torch(state, path)
+    save_torch({"model": model.state_dict(), "units_list": list(model.units), "operator": model.pooling,
+                "pooling": model.pooling, "units": list(model.units), "pi_params": pi_params,
+                "manifest": dict(manifest or {}), **extra}, path)
 
 
 def weight_units(state: Dict[str, torch.Tensor]) -> List[int]:
@@ -171,12 +155,8 @@ def _table_units(found: List[int]) -> Optional[List[int]]:
     return default_units(found[0], side)
 
 
-def load_ripsnet(
-    path: Union[str, os.PathLike],
-    map_location: Union[str, torch.device] = "cpu",
-    operator: Optional[str] = None,
-    units_list: Optional[Sequence[int]] = None,
-) -> Tuple[RipsNet, dict]:
+def load_ripsnet(path: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu",
+                 operator: Optional[str] = None, units_list: Optional[Sequence[int]] = None) -> Tuple[RipsNet, dict]:
     """Read an official or our RipsNet checkpoint -> (model in eval mode, checkpoint dict).
 
     operator: pooling (``mean``/``sum``, the official ``--operator``); units_list: the 8 widths (the
@@ -190,17 +170,17 @@ def load_ripsnet(
     ckpt = load_checkpoint(path, map_location, what="RipsNet checkpoint",
                            hint="pass the <pooling>_best.pth written by train_ripsnet.py")
     if not isinstance(ckpt.get("model"), dict):
-        raise ValueError(f"{path} is not a RipsNet checkpoint (expected a dict with a 'model' state dict)")
+        raise TopKDError(f"{path} is not a RipsNet checkpoint (expected a dict with a 'model' state dict)")
     state = ckpt["model"]
     try:
         found = weight_units(state)
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        raise TopKDError(f"{path}: {exc}") from None
     stored_units = ckpt.get("units") or ckpt.get("units_list")
     if units_list is not None:
         units, units_from = [int(u) for u in units_list], "argument"
         if units != found:
-            raise ValueError(f"--units_list {units} does not match the RipsNet {path}, whose weights have "
+            raise TopKDError(f"--units_list {units} does not match the RipsNet {path}, whose weights have "
                              f"widths {found}; pass --units_list {' '.join(map(str, found))} or another RipsNet")
     elif stored_units is not None:
         units, units_from = [int(u) for u in stored_units], "checkpoint"
@@ -211,7 +191,7 @@ def load_ripsnet(
     stored_pooling = ckpt.get("pooling") or ckpt.get("operator")
     if operator is not None:
         if stored_pooling is not None and stored_pooling != operator:
-            raise ValueError(f"--operator {operator} does not match the RipsNet {path}, which was trained with "
+            raise TopKDError(f"--operator {operator} does not match the RipsNet {path}, which was trained with "
                              f"{stored_pooling} pooling; pass --operator {stored_pooling} or another RipsNet")
         pooling, pooling_from = operator, "argument"
     elif stored_pooling is not None:
@@ -219,14 +199,14 @@ def load_ripsnet(
     elif pooling_from_file_name(path) is not None:
         pooling, pooling_from = pooling_from_file_name(path), "file name"
     else:
-        raise ValueError(f"{path}: the checkpoint does not say its pooling (no 'pooling'/'operator' entry, file "
+        raise TopKDError(f"{path}: the checkpoint does not say its pooling (no 'pooling'/'operator' entry, file "
                          f"name not <mean|sum>_best.pth); pass the pooling (--operator mean or sum)")
     model = RipsNet(int(units[0]), pooling=pooling, units=units)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
-        raise ValueError(f"{path}: weights do not fit a RipsNet with units {list(units)}: "
+        raise TopKDError(f"{path}: weights do not fit a RipsNet with units {list(units)}: "
                          f"{' '.join(first[:2])}") from None
     model.eval()
     ckpt.setdefault("pi_params", None)
