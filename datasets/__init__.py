@@ -7,14 +7,9 @@ from . import transforms
 from .bundle import DataBundle
 from .registry import (DATASET_BUILDERS, DATASET_INFO, DatasetInfo, build_datasets, data_fingerprint, dataset_info,
                        dataset_names, register)
-from .transforms import (CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN,
-                         IMAGENET_STD)
 
 # importing the builders fills the registry
-from . import cifar, cinic, digits, imagenet  # noqa: E402,F401
+from . import cifar, digits, folders  # noqa: E402,F401
 
-__all__ = [
-    "DataBundle", "DATASET_BUILDERS", "DATASET_INFO", "DatasetInfo", "build_datasets", "data_fingerprint",
-    "dataset_info", "dataset_names", "register", "transforms",
-    "CIFAR100_MEAN", "CIFAR100_STD", "CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN", "IMAGENET_STD",
-]
+__all__ = ["DataBundle", "DATASET_BUILDERS", "DATASET_INFO", "DatasetInfo", "build_datasets", "data_fingerprint",
+           "dataset_info", "dataset_names", "register", "transforms"]

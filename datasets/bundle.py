@@ -1,10 +1,15 @@
-"""`DataBundle`: what `build_datasets` hands to the stage scripts."""
+"""`DataBundle`, what `build_datasets` hands to the stage scripts, and holding out a validation part."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
-from torch.utils.data import Dataset
+import numpy as np
+from sklearn.model_selection import train_test_split
+from torch.utils.data import Dataset, Subset
+
+from topkd_io import TopKDError
 
 # The entries of a plain item, by position.
 ITEM_FIELDS: Tuple[str, ...] = ("image", "target", "index")
@@ -28,3 +33,58 @@ class DataBundle:
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
     fields: Tuple[str, ...] = ITEM_FIELDS
+
+
+class Indexed:
+    """Mixin (first among the bases) turning a torchvision set's ``(image, target)`` items into
+    ``(image, target, index)``."""
+
+    def __getitem__(self, index: int):
+        image, target = super().__getitem__(index)
+        return image, int(target), int(index)
+
+
+def check_val_split(val_split) -> float:
+    """`val_split` as a float in [0, 1), else `TopKDError`."""
+    try:
+        value = float(val_split)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise TopKDError(f"val_split must be a number in [0, 1) (a fraction of the training set), got {val_split!r}")
+    return value
+
+
+def split_indices(targets: Sequence[int], val_split: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Positions 0..N-1 split into sorted (train, val) arrays given `seed`: stratified by `targets` when every
+    class can give an item to each side, else a plain random split."""
+    targets = np.asarray(targets)
+    n, n_val = len(targets), int(round(val_split * len(targets)))
+    if n_val < 1 or n_val >= n:
+        raise TopKDError(f"val_split={val_split} leaves an empty train or val part of {n} training items; "
+                         "choose a fraction between 1/N and 1 - 1/N")
+    try:
+        train, val = train_test_split(np.arange(n), test_size=n_val, stratify=targets, random_state=seed)
+    except ValueError:  # a class too small, or fewer val slots than classes
+        train, val = train_test_split(np.arange(n), test_size=n_val, random_state=seed)
+    return np.sort(train), np.sort(val)
+
+
+def with_transform(dataset: Dataset, transform) -> Dataset:
+    """A shallow copy of `dataset` (sharing its data arrays) that uses another `transform`."""
+    other = copy.copy(dataset)
+    other.transform = transform
+    return other
+
+
+def hold_out(train_set: Dataset, eval_transform, val_split: float, seed: int,
+             keep: Optional[np.ndarray] = None) -> Tuple[Dataset, Optional[Dataset]]:
+    """(train, val) of ``train_set`` (which has ``.targets``): val items are the same data under
+    ``eval_transform``. ``keep``: sorted positions to train on (default all); items keep their own index."""
+    targets = np.asarray(train_set.targets)
+    keep = np.arange(len(targets)) if keep is None else np.asarray(keep)
+    if val_split == 0.0:
+        return (train_set if len(keep) == len(targets) else Subset(train_set, keep.tolist())), None
+    train, val = split_indices(targets[keep], val_split, seed)
+    val_set = Subset(with_transform(train_set, eval_transform), keep[val].tolist())
+    return Subset(train_set, keep[train].tolist()), val_set

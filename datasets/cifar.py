@@ -6,47 +6,26 @@ import os
 import torchvision
 
 from . import transforms as tf
-from .bundle import DataBundle
-from .fingerprint import Fingerprint, declared_md5s, file_md5s
-from .registry import register
-from .splits import hold_out, with_transform
+from .bundle import DataBundle, Indexed, hold_out
+from .registry import Fingerprint, declared_md5s, file_md5s, register
 
 
-class IndexedCIFAR10(torchvision.datasets.CIFAR10):
-    """torchvision's CIFAR-10 whose items are `(image, target, index)`."""
-
-    def __getitem__(self, index: int):
-        image, target = super().__getitem__(index)
-        return image, int(target), int(index)
+class IndexedCIFAR10(Indexed, torchvision.datasets.CIFAR10):
+    pass
 
 
-class IndexedCIFAR100(torchvision.datasets.CIFAR100):
-    """torchvision's CIFAR-100 (fine labels) whose items are `(image, target, index)`."""
-
-    def __getitem__(self, index: int):
-        image, target = super().__getitem__(index)
-        return image, int(target), int(index)
+class IndexedCIFAR100(Indexed, torchvision.datasets.CIFAR100):
+    """Fine labels."""
 
 
 def _missing(cls, label: str, root: str) -> FileNotFoundError:
     """What to do about a CIFAR folder that is absent, incomplete or fails torchvision's md5 check."""
     folder = os.path.join(root, cls.base_folder)
     if os.path.isdir(folder):
-        return FileNotFoundError(
-            f"{cls.base_folder} files in {folder} are missing or fail torchvision's md5 check; "
-            "delete that folder and rerun with --download, or point --data_root at a good copy")
+        return FileNotFoundError(f"{cls.base_folder} files in {folder} are missing or fail torchvision's md5 check; "
+                                 "delete that folder and rerun with --download, or point --data_root at a good copy")
     return FileNotFoundError(f"{label} data not found: expected folder {folder}; "
                              "pass --download to fetch it, or point --data_root at the folder that contains it")
-
-
-def _open(cls, label: str, root: str, train: bool, download: bool, transform):
-    """Construct a torchvision CIFAR set, turning its "not found or corrupted" into FileNotFoundError."""
-    try:
-        return cls(root=root, train=train, transform=transform, download=download)
-    except RuntimeError as err:
-        if "not found or corrupted" not in str(err):
-            raise
-        raise _missing(cls, label, root) from None
 
 
 def _fingerprint(cls, label: str) -> Fingerprint:
@@ -55,29 +34,32 @@ def _fingerprint(cls, label: str) -> Fingerprint:
     entries = [*cls.train_list, *cls.test_list, (cls.meta["filename"], cls.meta["md5"])]
 
     def fingerprint(root: str, download: bool = False) -> str:
-        folder = os.path.join(root, cls.base_folder)
-        names = [name for name, _ in entries]
-        if not all(os.path.isfile(os.path.join(folder, n)) for n in names):
-            if download:
-                return declared_md5s(entries)
-            raise _missing(cls, label, root)
-        return file_md5s(folder, names)
+        folder, names = os.path.join(root, cls.base_folder), [name for name, _ in entries]
+        if all(os.path.isfile(os.path.join(folder, n)) for n in names):
+            return file_md5s(folder, names)
+        if download:
+            return declared_md5s(entries)
+        raise _missing(cls, label, root)
 
     return fingerprint
 
 
 def _build(cls, label: str, name: str, num_classes: int, mean, std, root: str, download: bool,
-           val_split: float, seed: int, train_augment: bool, normalize: str = "dataset") -> DataBundle:
-    """Open both splits of one CIFAR variant and hold out the validation part. ``normalize``: ``dataset``
-    (its own statistics) or ``tgd`` (TGD's loader constants, `transforms.TGD_IMAGE_MEAN`)."""
+           val_split: float, seed: int, train_augment: bool, normalize: str) -> DataBundle:
+    """Both splits of one CIFAR variant and the held-out part. ``normalize``: ``dataset`` (its own statistics)
+    or ``tgd`` (TGD's loader constants, `transforms.TGD_IMAGE_MEAN`)."""
     mean, std = tf.image_statistics(mean, std, normalize)
     eval_tf = tf.cifar_eval(mean, std)
-    train_tf = tf.cifar_train(mean, std) if train_augment else eval_tf
-    train_full = _open(cls, label, root, True, download, train_tf)
-    test = _open(cls, label, root, False, False, eval_tf)
-    train, val = hold_out(train_full, with_transform(train_full, eval_tf), train_full.targets,
-                          val_split, seed)
-    return DataBundle(train=train, val=val, test=test, num_classes=num_classes, in_channels=3,
+    sets = []
+    for train, transform in ((True, tf.cifar_train(mean, std) if train_augment else eval_tf), (False, eval_tf)):
+        try:
+            sets.append(cls(root=root, train=train, transform=transform, download=download and train))
+        except RuntimeError as err:
+            if "not found or corrupted" not in str(err):
+                raise
+            raise _missing(cls, label, root) from None
+    train, val = hold_out(sets[0], eval_tf, val_split, seed)
+    return DataBundle(train=train, val=val, test=sets[1], num_classes=num_classes, in_channels=3,
                       image_size=32, name=name, mean=tuple(mean), std=tuple(std))
 
 

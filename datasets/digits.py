@@ -8,79 +8,49 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision.transforms as T
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from topkd_io import TopKDError
 
-from . import transforms as tf
-from .bundle import DataBundle
-from .fingerprint import digest
-from .registry import register
-from .splits import hold_out, split_indices, with_transform
-
-TEST_SIZE = 0.2
-SPLIT_STATE = 0
+from .bundle import DataBundle, hold_out
+from .registry import digest, register
+from .transforms import KeyedRandomCrop
 
 
 class TensorImages(Dataset):
-    """Images held in memory as one float tensor `[N, C, H, W]` in [0, 1], labels `[N]`.
-
-    Items are `(transform(image), target, index)`.
-    """
+    """Images held in memory as one float tensor ``[N, C, H, W]`` in [0, 1], labels ``[N]``; items
+    ``(transform(image), target, index)``."""
 
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, transform: Optional[Callable] = None):
-        if images.ndim != 4 or len(images) != len(targets):
-            raise ValueError(f"expected images [N, C, H, W] and N targets, got {tuple(images.shape)} "
-                             f"and {len(targets)}")
-        self.images = images
-        self.targets = [int(t) for t in targets]
-        self.transform = transform
+        self.images, self.targets, self.transform = images, [int(t) for t in targets], transform
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def __getitem__(self, index: int):
         image = self.images[index]
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, self.targets[index], int(index)
-
-
-def digit_images(image_size: int) -> Tuple[torch.Tensor, np.ndarray]:
-    """All 1797 digits as float32 `[1797, 3, image_size, image_size]` in [0, 1], and labels `[1797]`."""
-    bunch = load_digits()
-    images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)  # [N, 1, 8, 8]
-    if image_size != images.shape[-1]:
-        images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False)
-    return images.clamp_(0.0, 1.0).expand(-1, 3, -1, -1).contiguous(), bunch.target.astype(np.int64)
-
-
-def digit_split(targets: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """The fixed (train, test) positions: stratified 80/20 with random_state 0."""
-    return train_test_split(np.arange(len(targets)), test_size=TEST_SIZE, stratify=targets,
-                            random_state=SPLIT_STATE)
+        return (image if self.transform is None else self.transform(image)), self.targets[index], int(index)
 
 
 def fraction_positions(targets: np.ndarray, fraction: float) -> np.ndarray:
     """Positions (sorted) of a fixed stratified ``fraction`` of ``targets``: the same items for every seed."""
     if not 0 < fraction <= 1:
         raise TopKDError(f"--train_fraction must be in (0, 1], got {fraction}")
-    positions = np.arange(len(targets))
+    positions, classes = np.arange(len(targets)), len(np.unique(targets))
     if fraction == 1:
         return positions
-    classes = len(np.unique(targets))
     if round(fraction * len(targets)) < classes:
         raise TopKDError(f"--train_fraction {fraction} keeps fewer than one training image per class "
                          f"({len(targets)} images, {classes} classes); raise it")
-    keep, _ = train_test_split(positions, train_size=fraction, stratify=targets, random_state=SPLIT_STATE)
-    return np.sort(keep)
+    return np.sort(train_test_split(positions, train_size=fraction, stratify=targets, random_state=0)[0])
 
 
 @functools.lru_cache(maxsize=None)
@@ -93,36 +63,32 @@ def shipped_fingerprint() -> str:
 @register("digits", recipe="cifar", fingerprint=lambda root, download: shipped_fingerprint(), on_device=True)
 def build_digits(root: str, download: bool, val_split: float, seed: int, image_size: int = 32,
                  train_augment: bool = True, train_fraction: float = 1.0) -> DataBundle:
-    """1437 train / 360 test digits, `[3, image_size, image_size]`, normalized by train-split statistics.
+    """1437 train / 360 test digits, ``[3, image_size, image_size]``, normalized by train-split statistics.
 
-    Training augmentation (when `train_augment`): random crop with zero padding of image_size/8
-    pixels, no flip (digits are not mirror-invariant). `root` and `download` are ignored.
-    `train_fraction` < 1 trains on a fixed stratified part of the 1437 (`fraction_positions`, independent of
-    the seed; items keep their index in the 1437, so the image-PI caches still fit); the normalisation
-    statistics stay those of the whole training split.
+    Training augmentation (when `train_augment`): random crop with zero padding of image_size/8 pixels, no flip
+    (digits are not mirror-invariant). `root` and `download` are ignored. `train_fraction` < 1 trains on a fixed
+    stratified part of the 1437 (`fraction_positions`; items keep their index in the 1437, so the image-PI
+    caches still fit); the normalisation statistics stay those of the whole training split.
     """
     image_size = int(image_size)
     if image_size < 8:
         raise TopKDError(f"image_size for digits must be at least 8 pixels, got {image_size}")
-    train_fraction = float(train_fraction)
-    images, targets = digit_images(image_size)
-    train_pos, test_pos = digit_split(targets)
-    train_images, test_images = images[train_pos], images[test_pos]
+    bunch = load_digits()
+    images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)  # [N, 1, 8, 8]
+    if image_size != 8:
+        images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    images, targets = images.clamp_(0.0, 1.0).expand(-1, 3, -1, -1).contiguous(), bunch.target.astype(np.int64)
+    train_pos, test_pos = train_test_split(np.arange(len(targets)), test_size=0.2, stratify=targets, random_state=0)
+    train_images = images[train_pos]
     mean = tuple(float(m) for m in train_images.mean(dim=(0, 2, 3)))
     std = tuple(float(s) for s in train_images.std(dim=(0, 2, 3), correction=0))
-    eval_tf = tf.tensor_eval(mean, std)
-    train_tf = tf.tensor_train(mean, std, image_size, padding=image_size // 8) if train_augment else eval_tf
+    eval_tf = T.Normalize(mean, std)
+    padding = image_size // 8
+    train_tf = T.Compose(([KeyedRandomCrop(image_size, padding=padding)] if padding else []) + [eval_tf]) \
+        if train_augment else eval_tf
     train_full = TensorImages(train_images, torch.from_numpy(targets[train_pos]), train_tf)
-    test = TensorImages(test_images, torch.from_numpy(targets[test_pos]), eval_tf)
-    keep = fraction_positions(targets[train_pos], train_fraction)
-    if len(keep) < len(train_full):  # one level of Subset over the whole split, the hold-out taken inside it
-        train, val = Subset(train_full, keep.tolist()), None
-        if val_split:
-            tr, va = split_indices([train_full.targets[i] for i in keep], val_split, seed)
-            train = Subset(train_full, keep[tr].tolist())
-            val = Subset(with_transform(train_full, eval_tf), keep[va].tolist())
-    else:
-        train, val = hold_out(train_full, with_transform(train_full, eval_tf), train_full.targets,
-                              val_split, seed)
+    test = TensorImages(images[test_pos], torch.from_numpy(targets[test_pos]), eval_tf)
+    keep = fraction_positions(targets[train_pos], float(train_fraction))
+    train, val = hold_out(train_full, eval_tf, val_split, seed, keep=keep)
     return DataBundle(train=train, val=val, test=test, num_classes=10, in_channels=3,
                       image_size=image_size, name="digits", mean=mean, std=std)

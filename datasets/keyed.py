@@ -1,28 +1,24 @@
 """Keyed randomness: every random choice about a training item is a fixed function of its key.
 
-An item's key is ``(seed, epoch, index)``: the run's ``--seed``, the epoch (stage 2: the pass) and the item's
-position in the training set. Each choice (crop row, crop column, flip, CRD's negatives, the seeds of the global
-generators) reads its own *stream* (unsigned 64-bit arithmetic)::
+An item's key is ``(seed, epoch, index)`` (the run's ``--seed``, the epoch or stage 2's pass, the item's position
+in the training set); each choice (crop row, crop column, flip, CRD's negatives, the global generators' seeds)
+reads its own *stream* (unsigned 64-bit arithmetic; ``mix`` is SplitMix64's output function)::
 
     mix(z):  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;  z = (z ^ (z >> 27)) * 0x94D049BB133111EB;  z ^ (z >> 31)
     word(seed, epoch, index, stream):  h = 0
         for w in (seed, epoch, index, stream): h = mix((h ^ w) + 0x9E3779B97F4A7C15)
 
-an integer in ``[0, n)`` is ``word mod n``, a real in ``[0, 1)`` is ``(word >> 11) / 2**53`` (``mix`` is
-SplitMix64's output function). Nothing is streamed from one item to the next, so the draws do not
-depend on the process, the worker count or where a run resumed, and the device path (`datasets.device_data`)
-computes the same numbers for a whole batch with numpy (`words`). `RULE` names the rule where a result records it.
-
-`KeyedItems` reads items under keys ``(epoch, index)`` from `KeyedSampler`, making the key *active* meanwhile:
-the keyed transforms (`datasets.transforms`) and CRD's `datasets.contrast.ContrastSample` read it through
-`item_integer` / `item_unit` / `item_word` (outside a keyed item: torch's global generator). It also seeds the
-global generators from the key, so other random transforms (ImageNet's ``RandomResizedCrop``) are keyed too.
+an integer in ``[0, n)`` is ``word mod n``, a real in ``[0, 1)`` is ``(word >> 11) / 2**53``. Nothing is streamed
+from one item to the next, so the draws do not depend on the process, the worker count or where a run resumed;
+the device path computes the same numbers for a whole batch (`words`). `RULE` names the rule in results.
+`KeyedItems` reads an item with its key *active* (read by `item_integer` / `item_unit` / `item_word`) and the
+global generators seeded from it, so other random transforms (``RandomResizedCrop``) are keyed too.
 """
 from __future__ import annotations
 
 import contextvars
 import random
-from typing import Optional, Tuple
+from typing import Optional
 
 import numpy as np
 import torch
@@ -95,9 +91,7 @@ def words(seed: int, epochs, indices, stream: int) -> np.ndarray:
 
 
 def integers(seed: int, epochs, indices, stream: int, n: int) -> np.ndarray:
-    """int64 ``[k]``: uniform integers in ``[0, n)`` (``word mod n``) for each key."""
-    if not 1 <= n < 2**63:
-        raise ValueError(f"n must be in 1..2**63-1, got {n}")
+    """int64 ``[k]``: uniform integers in ``[0, n)`` (``word mod n``, 1 <= n < 2**63) for each key."""
     return (words(seed, epochs, indices, stream) % np.uint64(n)).astype(np.int64)
 
 
@@ -115,28 +109,20 @@ def active_key() -> Optional[int]:
     return _ACTIVE.get()
 
 
+# The active item's draws of one stream; outside a keyed item, torch's global generator draws instead.
 def item_word(stream: int) -> int:
-    """The active item's word of ``stream``; outside a keyed item a 63-bit draw of torch's generator."""
     prefix = _ACTIVE.get()
-    if prefix is None:
-        return int(torch.randint(0, 2**63 - 1, ()))
-    return stream_word(prefix, stream)
+    return int(torch.randint(0, 2**63 - 1, ())) if prefix is None else stream_word(prefix, stream)
 
 
 def item_integer(stream: int, n: int) -> int:
-    """An integer in ``[0, n)``: the active item's ``word mod n``, else ``torch.randint(0, n)``."""
     prefix = _ACTIVE.get()
-    if prefix is None:
-        return int(torch.randint(0, n, ()))
-    return stream_word(prefix, stream) % n
+    return int(torch.randint(0, n, ())) if prefix is None else stream_word(prefix, stream) % n
 
 
 def item_unit(stream: int) -> float:
-    """A real in ``[0, 1)``: the active item's ``(word >> 11) / 2**53``, else ``torch.rand(())``."""
     prefix = _ACTIVE.get()
-    if prefix is None:
-        return float(torch.rand(()))
-    return (stream_word(prefix, stream) >> 11) * 2.0**-53
+    return float(torch.rand(())) if prefix is None else (stream_word(prefix, stream) >> 11) * 2.0**-53
 
 
 # ----------------------------------------------------------------------------- keyed data sets
@@ -145,8 +131,7 @@ class KeyedSampler(torch.utils.data.Sampler):
     The epoch travels inside the keys, so persistent workers see it too."""
 
     def __init__(self, sampler):
-        self.sampler = sampler
-        self.epoch = 0
+        self.sampler, self.epoch = sampler, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -161,20 +146,11 @@ class KeyedSampler(torch.utils.data.Sampler):
         return len(self.sampler)
 
 
-def _split_key(key) -> Tuple[int, int]:
-    return (int(key[0]), int(key[1])) if isinstance(key, tuple) else (0, int(key))
-
-
 class KeyedItems(torch.utils.data.Dataset):
-    """``dataset[index]`` read under the key ``(seed, epoch, index)``; the item key is an ``(epoch, index)``
-    pair (a plain int means epoch 0).
-
-    While the item is read its key is active (the keyed transforms and CRD read their draws from it), and
-    torch's, numpy's and python's global generators are seeded with `item_seed`. In the main process
-    (``--num_workers 0``) their states are saved and restored around the item, so drawing it leaves the
-    training stream untouched; in a DataLoader worker they are not (every item reseeds them anyway, and
-    a worker's generators feed nothing else), which saves most of the per-item cost.
-    """
+    """``dataset[index]`` read under the key ``(seed, epoch, index)`` (item keys: ``(epoch, index)``, or an int for
+    epoch 0): the key is active, and torch's, numpy's and python's global generators are seeded with `item_seed`.
+    In the main process their states are restored after the item, so the training stream is untouched; in a
+    DataLoader worker they are not (every item reseeds them, and they feed nothing else there)."""
 
     def __init__(self, dataset, seed: int):
         self.dataset, self.seed = dataset, int(seed)
@@ -188,7 +164,7 @@ class KeyedItems(torch.utils.data.Dataset):
         return getattr(self.dataset, name)
 
     def __getitem__(self, key):
-        epoch, index = _split_key(key)
+        epoch, index = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (0, int(key))
         prefix = item_prefix(self.seed, epoch, index)
         seed = stream_word(prefix, STREAM_GLOBAL) & (2**63 - 1)
         token = _ACTIVE.set(prefix)

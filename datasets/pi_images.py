@@ -1,14 +1,12 @@
 """TGD's image persistence images: an on-disk cache for a whole split, and the data sets that serve it.
 
-A cache folder ``<cache_root>/<dataset>_<split>/`` holds ``pi.npy`` (``[N, 2C, R, R]`` uint8 levels k of
-k / 255, the official PNG values, or float16/float32; row i = item i), ``targets.npy`` (``[N]`` int64) and
-``manifest.yaml`` (data set, split, count, dtype, layout, `ImagePIParams`, the command that made it, the size
-and SHA-256 of both files; sealed by `topkd_io.checksums`). While it is built, each chunk is its own atomically
-written file ``parts/chunk_<c>.npz`` recorded in the manifest; a rerun of the same command resumes chunk by
-chunk, and the finished chunks are streamed into ``pi.npy`` with plain writes (never through a writable
-memory map: a full disk is one line, not a SIGBUS). Readers check the manifest's checksum and both files'
-SHA-256 once per process (``--no_verify``: sizes only). PIs come from the un-normalized, un-augmented image in
-[0, 1] (`topology.image_pi.image_pis`); a cache holds one layout and never mixes with another.
+A cache folder ``<cache_root>/<dataset>_<split>/`` holds ``pi.npy`` (``[N, 2C, R, R]``: uint8 levels k of k / 255,
+the official PNG values, or float16/float32; row i = item i), ``targets.npy`` (``[N]`` int64) and a sealed
+``manifest.yaml`` (settings, `ImagePIParams`, the command that made it, size and SHA-256 of both files). While it
+is built, each chunk is an atomically written ``parts/chunk_<c>.npz`` recorded in the manifest (a rerun resumes
+chunk by chunk); the chunks are then streamed into ``pi.npy`` with plain writes (no writable memory map: a full
+disk is one line, not a SIGBUS). PIs come from the un-normalized, un-augmented image in [0, 1]; a cache holds one
+layout and never mixes with another.
 """
 from __future__ import annotations
 
@@ -32,9 +30,8 @@ from topkd_io.checksums import (check_seal, file_record, pinned_command, read_se
 from topkd_io.safe_load import load_npy as read_npy
 from topology.image_pi import ImagePIParams, image_pis, to_uint8
 
-from .bundle import DataBundle
+from .bundle import DataBundle, hold_out, with_transform
 from .registry import build_datasets, dataset_names
-from .splits import hold_out, with_transform
 from .transforms import INPUT_NORMS, TGD_PI_MEAN, TGD_PI_STD
 
 log = logging.getLogger(__name__)
@@ -112,17 +109,13 @@ def _settings(manifest: Dict) -> Dict:
     return {k: v for k, v in manifest.items() if k not in RECORD_FIELDS}
 
 
-def _chunk_problem(folder: Path, c: int, record: Optional[Dict], rows: int, shape: Tuple[int, ...]) -> Optional[str]:
-    """Why the finished chunk file ``c`` is unusable (unrecorded, damaged, of another shape), or None."""
-    path = folder / chunk_name(c)
+def _chunk_problem(folder: Path, c: int, record: Optional[Dict]) -> Optional[str]:
+    """Why the finished chunk file ``c`` cannot be kept (unrecorded, or not the file recorded), or None."""
     if not record:
         return f"{chunk_name(c)} is not recorded"
     try:
-        verify_file_once(path, record)
-        with np.load(path, allow_pickle=False) as data:
-            if data["pi"].shape != (rows, *shape) or data["targets"].shape != (rows,):
-                return f"{chunk_name(c)} holds {data['pi'].shape}, expected {(rows, *shape)}"
-    except (ValueError, OSError, KeyError) as exc:
+        verify_file_once(folder / chunk_name(c), record)
+    except (ValueError, OSError) as exc:
         return " ".join(str(exc).split(";")[0].split())
     return None
 
@@ -155,10 +148,9 @@ def build_pi_cache(source: Dataset, folder, dataset: str, split: str, params: Im
     readers' rebuild hints. -> the folder."""
     if dtype == "uint8" and params.quantize != "uint8":
         raise TopKDError("dtype uint8 stores 8-bit PIs only: use quantize 'uint8' or dtype float16/float32")
-    chunk_size, workers = int(chunk_size), int(workers)
+    chunk_size, workers, folder, count = int(chunk_size), int(workers), Path(folder), len(source)
     if chunk_size < 1 or workers < 1:
         raise TopKDError(f"chunk_size and workers must be >= 1, got {chunk_size} and {workers}")
-    folder, count = Path(folder), len(source)
     if count == 0:
         raise TopKDError(f"data set {dataset!r} split {split!r} is empty; nothing to cache")
     channels, height, width = to_unit_tensor(source[0][0]).shape
@@ -172,41 +164,34 @@ def build_pi_cache(source: Dataset, folder, dataset: str, split: str, params: Im
     }
     num_chunks = -(-count // chunk_size)
     old = None if overwrite else _read_manifest(folder)
-    if old is not None:
-        if old.get("layout") != params.layout:
-            raise TopKDError(f"{folder} holds image PIs of layout {old.get('layout')!r}, this run makes "
-                             f"{params.layout!r}; layouts never mix in one cache: pass --overwrite to replace it or "
-                             f"choose another --out")
-        if _settings(old) != _settings(manifest):
-            raise TopKDError(f"{folder} already holds an image-PI cache made with other settings; pass --overwrite "
-                             f"to replace it or choose another --out")
-        try:
-            check_seal(old, folder / "manifest.yaml")
-        except DamagedFileError as exc:
-            log.warning(f"image PIs: {exc}; starting {folder} afresh")
-            old = None
+    if old is not None and _settings(old) != _settings(manifest):
+        mix = f" (layout {old.get('layout')!r}, this run makes {params.layout!r}; layouts never mix in one cache)" \
+            if old.get("layout") != params.layout else ""
+        raise TopKDError(f"{folder} already holds an image-PI cache made with other settings{mix}; pass --overwrite "
+                         f"to replace it or choose another --out")
     problems: List[str] = []
-    if old is not None and old.get("complete"):
-        try:
+    try:
+        if old is not None:
+            check_seal(old, folder / "manifest.yaml")
+        if old is not None and old.get("complete"):
             verify_files(folder, [(name, (old.get("files") or {}).get(name)) for name in (PI_FILE, TARGETS_FILE)])
             shutil.rmtree(folder / PARTS, ignore_errors=True)  # left when a run stopped right after merging
             log.info(f"image PIs: {folder} is complete and its files match their SHA-256 records; nothing to do")
             return folder
-        except DamagedFileError as exc:
-            problems.append(" ".join(str(exc).split(";")[0].split()))
-            old = None  # the parts are gone once a cache is finished: it is recomputed from the images
+    except DamagedFileError as exc:  # the parts are gone once a cache is finished: recomputed from the images
+        problems.append(" ".join(str(exc).split(";")[0].split()))
+        old = None
     done: Dict[int, Dict] = {}
     for key, record in ((old or {}).get("chunks") or {}).items():
         c = int(key)
-        rows = min(count, (c + 1) * chunk_size) - c * chunk_size
-        problem = _chunk_problem(folder, c, record, rows, pi_shape) if 0 <= c < num_chunks else "out of range"
+        problem = _chunk_problem(folder, c, record) if 0 <= c < num_chunks else "out of range"
         if problem:
             problems.append(problem)
         else:
             done[c] = record
     if problems:
-        shown = "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
-        log.info(f"image PIs: rebuilding in {folder}: {shown}")
+        log.info(f"image PIs: rebuilding in {folder}: {'; '.join(problems[:3])}"
+                 + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""))
     if old is None and folder.exists():  # a fresh start: nothing of an earlier cache is trusted or kept
         for name in (PI_FILE, TARGETS_FILE):
             (folder / name).unlink(missing_ok=True)
@@ -285,9 +270,6 @@ class PICache:
         return (pi - mean) / std
 
     def pi(self, index: int) -> torch.Tensor:
-        if not 0 <= index < self.count:
-            raise TopKDError(f"index {index} outside the image-PI cache {self.folder} of {self.count} items; the "
-                             f"cache was made for another data set or split")
         pi = np.array(self.pis[index], dtype=np.float32)  # a writable copy
         if self.pis.dtype == np.uint8:
             pi /= 255.0
@@ -299,10 +281,10 @@ class PICache:
 
 def load_pi_cache(folder, params: Optional[ImagePIParams] = ImagePIParams(), count: Optional[int] = None,
                   dataset: Optional[str] = None, split: Optional[str] = None, verify: bool = True,
-                  normalize=None, other_hint: str = "") -> PICache:
+                  input_norm: str = "dataset", other_hint: str = "") -> PICache:
     """Open a finished cache and check it: the manifest's checksum, both files' size and (``verify``) SHA-256,
     its parameters equal to ``params`` (None: the cache's own), its count, data set and split when given.
-    Errors name the folder and the command that rebuilds it. ``normalize``: see `PICache`."""
+    Errors name the folder and the command that rebuilds it. ``input_norm``: see `pi_normalization`."""
     folder = Path(folder)
     manifest = _read_manifest(folder)
     if manifest is None:
@@ -315,16 +297,13 @@ def load_pi_cache(folder, params: Optional[ImagePIParams] = ImagePIParams(), cou
     check_seal(manifest, folder / "manifest.yaml", hint)
     if not manifest.get("complete", False):
         raise TopKDError(f"image-PI cache at {folder} is incomplete; rerun the same command to resume: {hint}")
-    if params is not None:
-        stored = ImagePIParams.from_dict(manifest["params"])
-        if stored.layout != params.layout:
-            raise TopKDError(f"image-PI cache at {folder} holds layout {stored.layout!r} but layout {params.layout!r} "
-                             f"is asked (layouts never mix){other_hint}; or regenerate it with: {hint} --overwrite")
-        if stored != params:
-            diff = [f"{k}: {a} in cache vs {b} asked" for (k, a), b in
-                    zip(stored.to_dict().items(), params.to_dict().values()) if a != b]
-            raise TopKDError(f"image-PI cache at {folder} was made with other parameters ({'; '.join(diff)})"
-                             f"{other_hint}; or regenerate it with: {hint} --overwrite")
+    stored = ImagePIParams.from_dict(manifest["params"])
+    if params is not None and stored != params:
+        diff = "; ".join(f"{k}: {a} in cache vs {b} asked" for (k, a), b in
+                         zip(stored.to_dict().items(), params.to_dict().values()) if a != b)
+        why = f"holds layout {stored.layout!r} but layout {params.layout!r} is asked (layouts never mix)" \
+            if stored.layout != params.layout else f"was made with other parameters ({diff})"
+        raise TopKDError(f"image-PI cache at {folder} {why}{other_hint}; or regenerate it with: {hint} --overwrite")
     for key, want in (("dataset", dataset), ("split", split), ("count", count)):
         if want is not None and manifest.get(key) != want:
             raise TopKDError(f"image-PI cache at {folder} has {key} {manifest.get(key)!r}, expected {want!r}; "
@@ -336,7 +315,7 @@ def load_pi_cache(folder, params: Optional[ImagePIParams] = ImagePIParams(), cou
                  f"own checksum are)")
     elif hashed:
         log.info(f"verified image-PI cache {folder}: {hashed / 2**20:.1f} MiB in {time.perf_counter() - t0:.2f} s")
-    return PICache(folder, manifest, normalize)
+    return PICache(folder, manifest, pi_normalization(input_norm, int(manifest["pi_shape"][0])))
 
 
 class WithImagePI(Dataset):
@@ -364,17 +343,13 @@ class WithImagePI(Dataset):
 class PIImages(Dataset):
     """The cached PIs alone, for training the PI teacher: items ``(pi [2C, R, R], target, index)``."""
 
-    def __init__(self, cache: PICache, indices: Optional[Sequence[int]] = None,
-                 transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
-        self.cache, self.transform = cache, transform
-        self.targets = [int(t) for t in cache.targets]
-        self.indices = None if indices is None else [int(i) for i in indices]
+    def __init__(self, cache: PICache, transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+        self.cache, self.transform, self.targets = cache, transform, [int(t) for t in cache.targets]
 
     def __len__(self) -> int:
-        return len(self.cache) if self.indices is None else len(self.indices)
+        return len(self.cache)
 
-    def __getitem__(self, i: int):
-        index = i if self.indices is None else self.indices[i]
+    def __getitem__(self, index: int):
         pi = self.cache.pi(index)
         return (pi if self.transform is None else self.transform(pi)), self.targets[index], index
 
@@ -392,17 +367,18 @@ def pi_normalization(input_norm: str, channels: int):
     return TGD_PI_MEAN, TGD_PI_STD
 
 
-def pi_cache_folders(pi_cache, dataset: str, test_split: str = "test") -> Tuple[Path, Path]:
-    """``--pi_cache``: one split's cache folder (the other split beside it) or a root holding
-    ``<dataset>_train`` and ``<dataset>_<test_split>`` -> (train folder, test folder)."""
-    path = Path(pi_cache)
-    if (path / "manifest.yaml").is_file():
+def pi_cache_folders(cache_root, pi_cache, dataset: str, test_split: str = "test",
+                     must_exist: bool = True) -> Tuple[Path, Path]:
+    """The (train, test) cache folders a run reads: under ``cache_root``, or ``--pi_cache``: one split's cache
+    folder (the other split beside it) or a root holding ``<dataset>_train`` and ``<dataset>_<test_split>``."""
+    path = Path(cache_root if pi_cache is None else pi_cache)
+    if pi_cache is not None and (path / "manifest.yaml").is_file():
         name = path.name.rpartition("_")[0]
         if not name:
             raise TopKDError(f"--pi_cache {path}: a cache folder is named <name>_<split> (as generate_image_PI.py "
                              f"writes it), e.g. {dataset}_train")
         return path.parent / f"{name}_train", path.parent / f"{name}_{test_split}"
-    if not path.is_dir():
+    if pi_cache is not None and must_exist and not path.is_dir():
         raise FileNotFoundError(f"--pi_cache {path} not found; pass a cache folder written by generate_image_PI.py "
                                 f"(<out>/<name>_train) or its --out root")
     return cache_folder(path, dataset, "train"), cache_folder(path, dataset, test_split)
@@ -410,13 +386,9 @@ def pi_cache_folders(pi_cache, dataset: str, test_split: str = "test") -> Tuple[
 
 def pi_cache_inputs(cache_root, pi_cache, dataset: str, must_exist: bool = True,
                     test_split: str = "test") -> Dict[str, str]:
-    """The train and test cache folders a run reads (``--pi_cache``, else under ``cache_root``), as inputs of its
-    identity; a missing one: FileNotFoundError with the command that makes it (not ``must_exist``: pending)."""
-    if pi_cache is not None and (must_exist or Path(pi_cache).exists()):
-        folders = pi_cache_folders(pi_cache, dataset, test_split)
-    else:
-        root = cache_root if pi_cache is None else pi_cache
-        folders = (cache_folder(root, dataset, "train"), cache_folder(root, dataset, test_split))
+    """`pi_cache_folders` as inputs of a run's identity; a missing one: FileNotFoundError with the command that
+    makes it (not ``must_exist``: pending)."""
+    folders = pi_cache_folders(cache_root, pi_cache, dataset, test_split, must_exist)
     for folder, split in zip(folders, ("train", test_split)):
         if must_exist and not (folder / "manifest.yaml").is_file():
             raise FileNotFoundError(f"no image-PI cache at {folder}; make it with: "
@@ -429,23 +401,16 @@ def _pi_cache_pair(cache_root, dataset: str, params: Optional[ImagePIParams],
                    verify: bool = True, input_norm: str = "dataset") -> Tuple[PICache, PICache]:
     """The train and test caches: under ``cache_root`` with the parameters ``params``; a ``pi_cache`` with its own
     (both splits must share them)."""
-    if pi_cache is not None:
-        folders, params, other, name = pi_cache_folders(pi_cache, dataset, test_split), None, "", None
-    else:
-        folders = (cache_folder(cache_root, dataset, "train"), cache_folder(cache_root, dataset, test_split))
-        other, name = f"; to train on this cache as it is, pass --pi_cache {folders[0]}", dataset
-    loaded = []
-    for folder, count, split in zip(folders, counts, ("train", test_split)):
-        channels = int(((_read_manifest(Path(folder)) or {}).get("pi_shape") or [6])[0])
-        loaded.append(load_pi_cache(folder, params, count, name, split, verify=verify, other_hint=other,
-                                    normalize=pi_normalization(input_norm, channels)))
-    train, test = loaded
-    if train.params.layout != test.params.layout:
-        raise TopKDError(f"image-PI caches of {dataset!r} mix layouts ({train.params.layout!r} for train, "
-                         f"{test.params.layout!r} for {test_split}); regenerate one with the other's layout")
+    folders = pi_cache_folders(cache_root, pi_cache, dataset, test_split)
+    other = "" if pi_cache is not None else f"; to train on this cache as it is, pass --pi_cache {folders[0]}"
+    params, name = (None, None) if pi_cache is not None else (params, dataset)
+    train, test = (load_pi_cache(folder, params, count, name, split, verify, input_norm, other)
+                   for folder, count, split in zip(folders, counts, ("train", test_split)))
     if train.params != test.params:
-        raise TopKDError(f"image-PI caches {train.folder} and {test.folder} were made with other parameters; "
-                         f"regenerate one with the other's settings")
+        mixed = f" mix layouts ({train.params.layout!r} for train, {test.params.layout!r} for {test_split})" \
+            if train.params.layout != test.params.layout else " were made with other parameters"
+        raise TopKDError(f"image-PI caches {train.folder} and {test.folder}{mixed}; regenerate one with the other's "
+                         f"settings")
     return train, test
 
 
@@ -470,8 +435,7 @@ def pi_bundle(cache_root, dataset: str, num_classes: int, params: Optional[Image
     ``image_size`` R, ``mean``/``std`` the PI normalisation (0 / 1 for ``dataset``); val: held out of train."""
     train_c, test_c = _pi_cache_pair(cache_root, dataset, params, (None, None), test_split, pi_cache, verify,
                                      input_norm)
-    train_full = PIImages(train_c)
-    train, val = hold_out(train_full, train_full, train_full.targets, val_split, seed)
+    train, val = hold_out(PIImages(train_c), None, val_split, seed)
     channels = int(train_c.manifest["pi_shape"][0])
     mean, std = train_c.normalize or ((0.0,) * channels, (1.0,) * channels)
     return DataBundle(train=train, val=val, test=PIImages(test_c), num_classes=int(num_classes),

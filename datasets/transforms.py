@@ -72,51 +72,21 @@ class KeyedHorizontalFlip(T.RandomHorizontalFlip):
 
 def cifar_train(mean: Sequence[float], std: Sequence[float], size: int = 32, padding: int = 4):
     """RepDistiller's CIFAR training transform: pad-and-crop, horizontal flip, tensor, normalize."""
-    return T.Compose([
-        KeyedRandomCrop(size, padding=padding),
-        KeyedHorizontalFlip(),
-        T.ToTensor(),
-        T.Normalize(mean, std),
-    ])
+    return T.Compose([KeyedRandomCrop(size, padding=padding), KeyedHorizontalFlip(), T.ToTensor(),
+                      T.Normalize(mean, std)])
 
 
 def cifar_eval(mean: Sequence[float], std: Sequence[float]):
-    """CIFAR evaluation transform: tensor, normalize."""
     return T.Compose([T.ToTensor(), T.Normalize(mean, std)])
 
 
-def imagenet_train(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                   size: int = 224):
-    """ImageNet training transform: random resized crop to `size` pixels, flip, tensor, normalize (CPU
-    path only: the device path does not run RandomResizedCrop)."""
-    return T.Compose([
-        T.RandomResizedCrop(size),  # draws from torch's generator, which KeyedItems seeds by the key
-        KeyedHorizontalFlip(),
-        T.ToTensor(),
-        T.Normalize(mean, std),
-    ])
+def imagenet_train(size: int = 224):
+    """Random resized crop to `size` pixels, flip, tensor, normalize (the CPU path only)."""
+    return T.Compose([T.RandomResizedCrop(size),  # draws from torch's generator, which KeyedItems seeds by the key
+                      KeyedHorizontalFlip(), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
-def imagenet_eval(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                  size: int = 224):
-    """ImageNet evaluation transform: resize the short side to size*256/224, center crop `size`."""
-    return T.Compose([
-        T.Resize(round(size * 256 / 224)),
-        T.CenterCrop(size),
-        T.ToTensor(),
-        T.Normalize(mean, std),
-    ])
-
-
-def tensor_train(mean: Sequence[float], std: Sequence[float], size: int, padding: int):
-    """For images already held as float tensors in [0, 1]: pad-and-crop (zero padding), normalize.
-
-    No flip: meant for data that is not mirror-invariant (digits).
-    """
-    steps = [KeyedRandomCrop(size, padding=padding)] if padding > 0 else []
-    return T.Compose(steps + [T.Normalize(mean, std)])
-
-
-def tensor_eval(mean: Sequence[float], std: Sequence[float]):
-    """For images already held as float tensors in [0, 1]: normalize only."""
-    return T.Normalize(mean, std)
+def imagenet_eval(size: int = 224):
+    """Resize the short side to size * 256 / 224, center crop `size`, tensor, normalize."""
+    return T.Compose([T.Resize(round(size * 256 / 224)), T.CenterCrop(size), T.ToTensor(),
+                      T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])

@@ -36,8 +36,8 @@ def stage_logging():
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
-    """The data fingerprints' cache (`datasets.fingerprint`, under $XDG_CACHE_HOME) in a temporary folder, not the
-    user's."""
+    """The data fingerprints' cache (`datasets.registry.image_tree`, under $XDG_CACHE_HOME) in a temporary
+    folder, not the user's."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
         yield

@@ -197,7 +197,7 @@ def _write_tree(root, splits=("train", "val"), classes=("cat", "dog"), per_class
 
 
 def test_cinic10_tree(tmp_path):
-    from datasets.cinic import CINIC10_MEAN, CINIC10_STD
+    from datasets.folders import CINIC10_MEAN, CINIC10_STD
 
     _write_tree(tmp_path, splits=("train", "valid", "test"), classes=("airplane", "cat"), size=(32, 32))
     bundle = datasets.build_datasets("cinic10", root=tmp_path, train_augment=False)

@@ -50,7 +50,7 @@ def pi_root(tmp_path_factory):
     """Digits image-PI caches (8x8 images, the default parameters) -> their root."""
     from datasets import build_datasets
     from datasets.pi_images import build_pi_cache, cache_folder, to_unit_tensor
-    from datasets.splits import with_transform
+    from datasets.bundle import with_transform
 
     root = tmp_path_factory.mktemp("image_pi")
     small = build_datasets("digits", "unused", image_size=8, train_augment=False)

@@ -53,7 +53,7 @@ def built(tmp_path_factory):
     resnet8 digits teacher, and digits image-PI caches (8x8 images) under ``image_pi``."""
     from datasets import build_datasets
     from datasets.pi_images import build_pi_cache, cache_folder, to_unit_tensor
-    from datasets.splits import with_transform
+    from datasets.bundle import with_transform
     from models import build_model
 
     root = tmp_path_factory.mktemp("integrity")
@@ -99,7 +99,7 @@ def test_half_size_image_pi_cache_is_refused_and_rebuilt(built, tmp_path, run_st
     """Was: a cache cut to half its size was "completed" with zeros by the next run (0.0 s) and trained on.
     Now: readers refuse it naming the file and the command; the builder rebuilds it."""
     from datasets.pi_images import build_pi_cache, cache_folder, to_unit_tensor
-    from datasets.splits import with_transform
+    from datasets.bundle import with_transform
 
     pi_root = tmp_path / "image_pi"
     shutil.copytree(built["pi_root"], pi_root)
@@ -479,7 +479,7 @@ def test_pi_cache_with_other_parameters(built, tmp_path, monkeypatch, run_stage,
     """Was: a cache made with --layout gudhi or with non-default PI parameters could not be used by
     train_teacher/train_student at all. Now: --pi_cache takes it with the parameters its manifest records."""
     from datasets.pi_images import build_pi_cache, cache_folder, to_unit_tensor
-    from datasets.splits import with_transform
+    from datasets.bundle import with_transform
     from topology.image_pi import ImagePIParams
 
     params = ImagePIParams(resolution=12, bandwidth=0.02, layout=layout, quantize="none")

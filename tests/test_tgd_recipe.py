@@ -70,7 +70,7 @@ def tgd_inputs(tmp_path_factory):
     checkpoint (only the plumbing is under test)."""
     from datasets import build_datasets
     from datasets.pi_images import build_pi_cache, cache_folder, to_unit_tensor
-    from datasets.splits import with_transform
+    from datasets.bundle import with_transform
     from models import model_dict
 
     root = tmp_path_factory.mktemp("tgd")
