@@ -134,7 +134,7 @@ def parse(argv: Optional[Sequence[str]] = None):
     from engine.config import check_seed, check_text_options
     from engine.record import identity_of, input_sha256
     from models.pretrained import resolve_teacher_path
-    from models.teacher_lookup import teacher_and_arch
+    from models.loading import teacher_and_arch
     from pcd.generate import check_dims
 
     parser = build_parser()

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     option(g, "--path_t", default=None, result=False,  # an input: in the identity by its SHA-256
            help="teacher checkpoint (ours or official {'model': ...}), its run folder, or a folder of run "
                 "folders to search (default: the one finished teacher of --model_t / --teacher_trial "
-                "under save_t_models; see models.teacher_lookup)")
+                "under save_t_models; see models.run_names)")
     g.add_argument("--model_t", default=None, help="teacher architecture when the checkpoint does not name it")
     option(g, "--teacher_trial", type=int, default=None, result=False,
            help="without an exact --path_t: take the teacher of this trial")
@@ -200,7 +200,7 @@ def parse(argv: Optional[Sequence[str]] = None):
     from datasets import data_fingerprint
     from engine.record import file_hashes, identity_of
     from models import resolve_arch
-    from models.teacher_lookup import teacher_and_arch
+    from models.loading import teacher_and_arch
 
     parser = build_parser()
     cfg = parse_config(parser, argv, arch_key="model_s")
@@ -241,7 +241,7 @@ def build(cfg: argparse.Namespace, method, terms, inputs):
     from engine.record import header_line, provenance, recorded_accuracy
     from engine.trainer import pick_device
     from models import build_model, load_model
-    from models.warm_start import init_from_checkpoint
+    from models.loading import init_from_checkpoint
 
     data = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, val_split=cfg.val_split,
                           seed=cfg.seed, **data_options(cfg))

@@ -112,7 +112,7 @@ def build(cfg, inputs):
     from engine.record import header_line, provenance
     from engine.trainer import pick_device
     from models import build_model
-    from models.warm_start import init_from_checkpoint
+    from models.loading import init_from_checkpoint
 
     cfg.provenance = provenance(inputs, pick_device(cfg.device))
     log.info(header_line(cfg.provenance) + f"; seed {cfg.seed} (from {cfg.seed_from})")

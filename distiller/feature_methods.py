@@ -4,7 +4,7 @@ from __future__ import annotations
 from .losses import AttentionLoss, HintLoss, PKTLoss, Regressor, RKDLoss, SimilarityLoss
 from .options import Option
 from .registry import register
-from models.features import check_layer
+from models.common import check_layer
 
 from .teacher_student import TeacherStudent
 

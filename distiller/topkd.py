@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.features import check_layer, layer_embedding
+from models.common import check_layer, layer_embedding
 from models.loading import check_finite_weights
 from pcd.manifest import check_ripsnet_pi, read_pi_params
 from pcd.ripsnet_paths import POOLINGS, find_ripsnet

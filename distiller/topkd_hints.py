@@ -15,7 +15,7 @@ import copy
 
 import torch.nn.functional as F
 
-from models.features import check_layer
+from models.common import check_layer
 
 from .feature_methods import HINT_LAYER
 from .losses import kd_loss

@@ -138,7 +138,7 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
     option(g, "--init_s", default=None, metavar="PATH", result=False,  # an input: in the identity by its SHA-256
            help="start the trained network (the student in train_student.py) from this checkpoint's "
                 "weights: ours, official {'model': ...}, or TGD's released {'model_state_dict': ...}; "
-                "optimizer and schedule start fresh (see models.warm_start)")
+                "optimizer and schedule start fresh (see models.loading)")
     option(g, "--resume_override", action="store_true", result=False,
            help="with --resume: apply changed optimisation options (lr, schedule, method, ...) from the "
                 "resumed epoch on instead of refusing them")

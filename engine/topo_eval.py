@@ -33,7 +33,7 @@ from datasets import build_datasets
 from datasets.registry import builder_default
 from models import load_model
 from models.loading import infer_num_classes
-from models.features import check_layer, layer_embedding
+from models.common import check_layer, layer_embedding
 from topology import metrics
 from topology.point_cloud_pi import PIParams
 

@@ -10,16 +10,11 @@ from typing import List
 
 import torch.nn as nn
 
-from . import (  # noqa: F401  (importing registers the architectures)
-    mobile_imagenet,
-    mobilenetv2_cifar,
-    resnet_cifar,
-    resnet_imagenet,
-    resnetv2_cifar,
-    shufflenet_cifar,
-    vgg,
-    wrn,
-)
+from topkd_io import TopKDError
+
+# importing the architectures registers them
+from . import mobile_imagenet, mobilenetv2_cifar, resnet_cifar, resnet_imagenet, resnetv2_cifar  # noqa: F401
+from . import shufflenet_cifar, vgg, wrn  # noqa: F401
 from .loading import LoadedModel, load_model
 from .registry import ARCH_ALIASES, ModelInfo, info_of, model_dict, model_info, register, resolve_arch
 
@@ -28,16 +23,13 @@ __all__ = ["model_dict", "model_info", "ModelInfo", "info_of", "register", "mode
 
 
 def model_names() -> List[str]:
-    """Sorted names of every registered architecture."""
     return sorted(model_dict)
 
 
 def build_model(name: str, num_classes: int = None, in_channels: int = 3, **options) -> nn.Module:
     """Build architecture ``name`` (or an official alias of it, see ``ARCH_ALIASES``) for ``num_classes``
     classes and ``in_channels`` input channels (3, the default, is passed to no constructor, so networks
-    without the option build too); unknown names and unsupported options raise ValueError."""
-    if name not in model_dict and name not in ARCH_ALIASES:
-        raise ValueError(f"unknown architecture '{name}'; choose one of: {', '.join(model_names())}")
+    without the option build too); unknown names and unsupported options raise `TopKDError`."""
     name = resolve_arch(name)
     if in_channels != 3:
         options["in_channels"] = in_channels
@@ -45,5 +37,5 @@ def build_model(name: str, num_classes: int = None, in_channels: int = 3, **opti
         return model_dict[name](num_classes=num_classes, **options)
     except TypeError as err:
         if options and "unexpected keyword argument" in str(err):
-            raise ValueError(f"architecture '{name}' does not accept option(s) {sorted(options)}: {err}") from None
+            raise TopKDError(f"architecture '{name}' does not accept option(s) {sorted(options)}: {err}") from None
         raise

@@ -1,9 +1,13 @@
-"""Pieces shared by every architecture: the uniform forward and adaptive pooling."""
-from typing import List
+"""Pieces shared by every architecture (the uniform forward, pooling, initialisation), and reading one layer of
+a model's ``feats`` as per-sample vectors: the points of a point cloud, for stage 2 (the RipsNet's training
+clouds) and stage 4 (the topology term) alike, so the RipsNet sees the distribution it was trained on."""
+from typing import List, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from topkd_io import TopKDError
 
 
 def pool_flatten(x: torch.Tensor) -> torch.Tensor:
@@ -12,20 +16,16 @@ def pool_flatten(x: torch.Tensor) -> torch.Tensor:
 
 
 class FeatureForward:
-    """Mixin giving every model the same forward.
-
-    Subclasses implement ``extract_features(x)`` (list of stage outputs ending with the pooled
-    embedding ``[B, C]``) and ``classify(embedding)`` (logits ``[B, K]``), and set ``feat_dims``
-    (channel width of each feature). Put this mixin first among the bases so its forward wins.
-    """
+    """Mixin (first among the bases) giving every model the same forward. Subclasses implement
+    ``extract_features(x)`` (stage outputs ending with the pooled embedding ``[B, C]``), set ``feat_dims`` (the
+    channel width of each feature) and name their classifier module ``head`` (or override ``classify``)."""
 
     feat_dims: List[int]
+    head = "fc"
 
-    def extract_features(self, x: torch.Tensor) -> List[torch.Tensor]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        """``[B, C]`` -> logits ``[B, K]``."""
+        return getattr(self, self.head)(embedding)
 
     def forward(self, x: torch.Tensor, is_feat: bool = False):
         """``x`` ``[B, C_in, H, W]`` -> logits ``[B, K]``, or ``(feats, logits)`` when ``is_feat``."""
@@ -35,10 +35,8 @@ class FeatureForward:
 
 
 def init_conv_bn(module: nn.Module, linear_std: float = None) -> None:
-    """Kaiming-normal (fan_out, ReLU) convolutions, BatchNorm to (1, 0), zero linear biases.
-
-    ``linear_std``: if given, linear weights are drawn from N(0, linear_std^2); otherwise PyTorch's default.
-    """
+    """Kaiming-normal (fan_out, ReLU) convolutions, BatchNorm to (1, 0), zero linear biases; linear weights from
+    N(0, linear_std^2) when ``linear_std`` is given (else PyTorch's default)."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -57,5 +55,22 @@ def init_conv_bn(module: nn.Module, linear_std: float = None) -> None:
 def check_in_channels(in_channels: int) -> int:
     """Validate the ``in_channels`` option (number of input image channels)."""
     if not isinstance(in_channels, int) or in_channels < 1:
-        raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
+        raise TopKDError(f"in_channels must be a positive int, got {in_channels!r}")
     return in_channels
+
+
+def check_layer(index: int, n: int, flag: str = "--layer", who: str = "teacher") -> int:
+    """A (possibly negative) index into a feats list of ``n`` entries -> the index in ``[0, n)``."""
+    if not -n <= index < n:
+        raise TopKDError(f"{flag} {index} is out of range: the {who} has {n} feature stages, use -1 (the FC "
+                         f"input) or an index in [{-n}, {n - 1}]")
+    return index % n
+
+
+def layer_embedding(feats: Sequence[torch.Tensor], layer: int) -> torch.Tensor:
+    """Entry ``layer`` of ``feats`` as ``[B, C]``: 4-D stage maps ``[B, C, H, W]`` are averaged over H, W
+    (global average pooling); ``[B, C]`` is returned as is; other shapes are flattened per sample."""
+    f = feats[layer]
+    if f.dim() == 4:
+        return f.mean(dim=(2, 3))
+    return f if f.dim() == 2 else f.flatten(1)

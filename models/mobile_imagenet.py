@@ -50,14 +50,11 @@ class MobileNetV1(FeatureForward, nn.Module):
         feats.append(pool_flatten(out))
         return feats
 
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.fc(embedding)
-
 
 class ImageNetMobileNetV2(FeatureForward, tv_mobilenetv2.MobileNetV2):
     """torchvision's MobileNetV2 (width 1.0). Features end at ``features`` indices 1, 3, 6, 13, 18, then pooled."""
 
-    _ENDS = (2, 4, 7, 14, 19)
+    head, _ENDS = "classifier", (2, 4, 7, 14, 19)
 
     def __init__(self, num_classes: int = 1000, **tv_options):
         super().__init__(num_classes=num_classes, **tv_options)
@@ -71,9 +68,6 @@ class ImageNetMobileNetV2(FeatureForward, tv_mobilenetv2.MobileNetV2):
             start = end
         feats.append(pool_flatten(out))
         return feats
-
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.classifier(embedding)
 
 
 class ImageNetShuffleNetV2(FeatureForward, tv_shufflenetv2.ShuffleNetV2):
@@ -89,9 +83,6 @@ class ImageNetShuffleNetV2(FeatureForward, tv_shufflenetv2.ShuffleNetV2):
             feats.append(stage(feats[-1]))
         feats.append(pool_flatten(feats[-1]))
         return feats
-
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.fc(embedding)
 
 
 # small_lr: the MobileNet/ShuffleNet learning-rate rule (it applies under recipes that define small_arch_lr)

@@ -46,6 +46,8 @@ class InvertedResidual(nn.Module):
 class CifarMobileNetV2(FeatureForward, nn.Module):
     """MobileNetV2(expansion T, width_mult). Input ``[B, 3, H, W]`` -> logits ``[B, num_classes]``."""
 
+    head = "classifier"
+
     def __init__(self, expansion: int = 6, width_mult: float = 0.5, num_classes: int = 100):
         super().__init__()
         in_ch = int(32 * width_mult)
@@ -88,9 +90,6 @@ class CifarMobileNetV2(FeatureForward, nn.Module):
         f3 = self.blocks[4](self.blocks[3](f2))
         f4 = self.blocks[6](self.blocks[5](f3))
         return [f0, f1, f2, f3, f4, pool_flatten(self.conv2(f4))]
-
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.classifier(embedding)
 
 
 VARIANTS = {"mobilenetv2": dict(expansion=6, width_mult=0.5), "mobilenetv2_1_0": dict(expansion=6, width_mult=1.0)}

@@ -1,12 +1,8 @@
-"""torchvision's pretrained ImageNet weights as teachers.
+"""torchvision's pretrained ImageNet weights as teachers: bare state dicts named ``<name>-<hash>.pth``
+(``resnet34-b627a593.pth``) in our ImageNet networks' keys, so the file name tells the architecture.
+``--teacher_weights torchvision`` finds the file in torch's hub cache, downloading it there when missing.
 
-torchvision publishes bare state dicts named ``<torchvision name>-<hash prefix>.pth`` (``resnet34-b627a593.pth``);
-our ImageNet networks use its keys, so such a file loads as ``--path_t`` with ``--model_t``, and its file
-name alone tells the architecture. ``--teacher_weights torchvision`` finds the file in torch's hub cache
-(``$TORCH_HOME/hub/checkpoints/``), downloading it there with torchvision's weight API when missing.
-
-    python -m models.pretrained resnet34             # path of the file (downloads it when missing)
-    python -m models.pretrained resnet34 --no-download
+    python -m models.pretrained resnet34 [--no-download]   # the path of the file
 """
 from __future__ import annotations
 
@@ -38,13 +34,11 @@ _TV_FILE = re.compile(r"^(?P<name>[a-z0-9_]+)-[0-9a-f]{8,}$")
 def arch_from_torchvision_file(path: str) -> Optional[str]:
     """Our architecture name for a torchvision weight file ``<name>-<hash>.pth``, else None."""
     match = _TV_FILE.match(os.path.splitext(os.path.basename(os.fspath(path)))[0])
-    if not match:
-        return None
     ours = {tv: name for name, tv in TORCHVISION_NAMES.items()}
-    return ours.get(match.group("name"))
+    return ours.get(match.group("name")) if match else None
 
 
-def _weights_entry(arch: str, weights: str):
+def _weights_entry(arch: str, weights: str = DEFAULT_WEIGHTS):
     if arch not in TORCHVISION_NAMES:
         raise TopKDError(f"torchvision has no pretrained weights for {arch!r}; --teacher_weights torchvision "
                          f"works with {', '.join(sorted(TORCHVISION_NAMES))}")
@@ -58,16 +52,14 @@ def _weights_entry(arch: str, weights: str):
 
 def torchvision_weights_file(arch: str, weights: str = DEFAULT_WEIGHTS) -> str:
     """Where torch's hub cache keeps torchvision's ``weights`` of ``arch`` (the file may not exist yet)."""
-    url = _weights_entry(arch, weights).url
-    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(_weights_entry(arch, weights).url))
 
 
 def torchvision_weights_path(arch: str, weights: str = DEFAULT_WEIGHTS, download: bool = True) -> str:
-    """Path of torchvision's pretrained ``arch`` weights (a bare state dict), fetched into the hub cache by
-    torchvision's weight API when missing and ``download``. FileNotFoundError (offline, or not allowed to
-    download) says which file to put where."""
-    entry = _weights_entry(arch, weights)
-    path = torchvision_weights_file(arch, weights)
+    """Path of torchvision's pretrained ``arch`` weights, fetched into the hub cache by torchvision's weight API
+    when missing and ``download``. FileNotFoundError (offline, or not allowed to download) says which file to
+    put where."""
+    entry, path = _weights_entry(arch, weights), torchvision_weights_file(arch, weights)
     if os.path.isfile(path):
         return path
     reason = "downloading was not allowed"
@@ -83,11 +75,8 @@ def torchvision_weights_path(arch: str, weights: str = DEFAULT_WEIGHTS, download
 
 
 def resolve_teacher_path(path_t: Optional[str], model_t: Optional[str], teacher_weights: Optional[str]) -> str:
-    """The teacher checkpoint for ``--path_t`` / ``--model_t`` / ``--teacher_weights`` -> a file path.
-
-    ``teacher_weights="torchvision"``: torchvision's pretrained ``model_t`` (see torchvision_weights_path);
-    None: ``path_t`` as given. ValueError for contradicting or missing flags.
-    """
+    """The teacher checkpoint for ``--path_t`` / ``--model_t`` / ``--teacher_weights`` -> a file path:
+    ``teacher_weights="torchvision"``: torchvision's pretrained ``model_t``; None: ``path_t`` as given."""
     if teacher_weights is None:
         if not path_t:
             raise TopKDError("pass the teacher with --path_t, or --teacher_weights torchvision with --model_t")
@@ -105,12 +94,10 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     p = argparse.ArgumentParser(description="Print the path of torchvision's pretrained weights of an architecture.")
     p.add_argument("arch", help=f"one of {', '.join(sorted(TORCHVISION_NAMES))}")
     p.add_argument("--weights", default=DEFAULT_WEIGHTS, help="torchvision weight set (default %(default)s)")
-    p.add_argument("--no-download", dest="download", action="store_false",
-                   help="only print where the file belongs; do not fetch it")
+    p.add_argument("--no-download", dest="download", action="store_false", help="only print where the file belongs")
     args = p.parse_args(argv)
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the path (scripts capture it)
-        path = (torchvision_weights_path(args.arch, args.weights) if args.download
-                else torchvision_weights_file(args.arch, args.weights))
+        path = (torchvision_weights_path if args.download else torchvision_weights_file)(args.arch, args.weights)
     print(path)
     return path
 

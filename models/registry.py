@@ -5,16 +5,16 @@ from typing import Callable, Dict, Optional
 
 import torch.nn as nn
 
+from topkd_io import TopKDError
+
 model_dict: Dict[str, Callable[..., nn.Module]] = {}
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What an architecture declares when it registers.
-
-    ``small_lr``: trained with the recipe's small-network learning rate (``small_arch_lr``: 0.01 in the CIFAR
-    recipe, the official rule for MobileNetV2 and ShuffleNet) unless ``--lr`` is given.
-    """
+    """What an architecture declares when it registers. ``small_lr``: trained with the recipe's small-network
+    learning rate (``small_arch_lr``: 0.01 in the CIFAR recipe, the official rule for MobileNetV2 and ShuffleNet)
+    unless ``--lr`` is given."""
 
     small_lr: bool = False
 
@@ -37,11 +37,8 @@ def register(*names: str, small_lr: bool = False):
 
 
 def register_variants(variants: Dict[str, dict], factory: Callable[..., nn.Module], small_lr: bool = False):
-    """Register ``name -> factory(**fixed_options, **user_options)`` for each entry of `variants`
-    (each with ``ModelInfo(small_lr=small_lr)``).
-
-    Leaving ``num_classes`` out uses the factory's default (100 for CIFAR nets, 1000 for ImageNet nets).
-    """
+    """Register ``name -> factory(**fixed_options, **user_options)`` for each entry of `variants`; leaving
+    ``num_classes`` out uses the factory's default (100 for CIFAR nets, 1000 for ImageNet nets)."""
     for name, fixed in variants.items():
         def build(num_classes: Optional[int] = None, _fixed=fixed, **options):
             if num_classes is not None:
@@ -60,19 +57,16 @@ def register_variants(variants: Dict[str, dict], factory: Callable[..., nn.Modul
 ARCH_ALIASES: Dict[str, str] = {"MobileNetV2": "mobilenetv2", "ShuffleV1": "shufflev1", "ShuffleV2": "shufflev2"}
 
 
-def resolve_arch(name: str, option: str = "architecture") -> str:
+def resolve_arch(name: str, option: Optional[str] = None) -> str:
     """Registry name of ``name`` (itself, or the target of an official alias); the early check a stage
-    calls before loading any data. Unknown names -> ValueError naming ``option`` and the valid names."""
-    if name in model_dict:
-        return name
-    if name in ARCH_ALIASES:
-        return ARCH_ALIASES[name]
+    calls before loading any data. Unknown names -> `TopKDError` naming ``option`` and the valid names."""
+    if name in model_dict or name in ARCH_ALIASES:
+        return ARCH_ALIASES.get(name, name)
     aliases = ", ".join(f"{a} (= {t})" for a, t in ARCH_ALIASES.items())
-    raise ValueError(f"unknown architecture {name!r} ({option}); choose one of: {', '.join(sorted(model_dict))} "
-                     f"(also accepted: {aliases})")
+    raise TopKDError(f"unknown architecture {name!r}{f' ({option})' if option else ''}; choose one of: "
+                     f"{', '.join(sorted(model_dict))} (also accepted: {aliases})")
 
 
 def info_of(name: str) -> Optional[ModelInfo]:
     """The `ModelInfo` of a registered architecture or official alias; None for unknown names."""
-    name = ARCH_ALIASES.get(name, name)
-    return model_info.get(name)
+    return model_info.get(ARCH_ALIASES.get(name, name))

@@ -75,9 +75,6 @@ class CifarResNet(FeatureForward, nn.Module):
         f3 = self.layer3(f2)
         return [f0, f1, f2, f3, pool_flatten(f3)]
 
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.fc(embedding)
-
 
 _BASE = [16, 16, 32, 64]
 _X2 = [16, 32, 64, 128]

@@ -59,13 +59,6 @@ class ImageNetResNet(FeatureForward, tv_resnet.ResNet):
         feats.append(pool_flatten(feats[-1]))
         return feats
 
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.fc(embedding)
-
-
-def _imagenet_resnet(num_classes: int = 1000, **options) -> ImageNetResNet:
-    return ImageNetResNet(num_classes=num_classes, **options)
-
 
 _BASIC, _BOTTLE = tv_resnet.BasicBlock, tv_resnet.Bottleneck
 VARIANTS = {
@@ -79,4 +72,4 @@ VARIANTS = {
     "wrn_18_2": dict(block=WideBasicBlock, layers=(2, 2, 2, 2), width_per_group=128),
     "wrn_34_2": dict(block=WideBasicBlock, layers=(3, 4, 6, 3), width_per_group=128),
 }
-register_variants(VARIANTS, _imagenet_resnet)
+register_variants(VARIANTS, ImageNetResNet)

@@ -41,6 +41,8 @@ class Bottleneck(nn.Module):
 class CifarBottleneckResNet(FeatureForward, nn.Module):
     """Four stages of bottlenecks (64, 128, 256, 512 x4). Input ``[B, in_channels, H, W]`` -> ``[B, K]``."""
 
+    head = "linear"
+
     def __init__(self, num_blocks: Sequence[int], num_classes: int = 100, in_channels: int = 3):
         super().__init__()
         self.conv1 = nn.Conv2d(check_in_channels(in_channels), 64, 3, 1, 1, bias=False)
@@ -67,9 +69,6 @@ class CifarBottleneckResNet(FeatureForward, nn.Module):
             feats.append(layer(feats[-1]))
         feats.append(pool_flatten(feats[-1]))
         return feats
-
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.linear(embedding)
 
 
 register_variants({"ResNet50": dict(num_blocks=(3, 4, 6, 3))}, CifarBottleneckResNet)

@@ -48,6 +48,8 @@ class ShuffleV1Unit(nn.Module):
 class ShuffleNetV1(FeatureForward, nn.Module):
     """ShuffleNet V1. Input ``[B, 3, H, W]`` -> logits ``[B, num_classes]``."""
 
+    head = "linear"
+
     def __init__(self, out_planes: Sequence[int], num_blocks: Sequence[int], groups: int, num_classes: int = 100):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 24, 1, bias=False)
@@ -74,9 +76,6 @@ class ShuffleNetV1(FeatureForward, nn.Module):
             feats.append(layer(feats[-1]))
         feats.append(pool_flatten(feats[-1]))
         return feats
-
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.linear(embedding)
 
 
 # ----------------------------------------------------------------------------- V2
@@ -128,6 +127,8 @@ class ShuffleV2Down(nn.Module):
 class ShuffleNetV2(FeatureForward, nn.Module):
     """ShuffleNet V2. ``out_channels``: three stage widths and the final 1x1 width. ``[B, 3, H, W]`` -> ``[B, K]``."""
 
+    head = "linear"
+
     def __init__(self, out_channels: Sequence[int], num_blocks: Sequence[int], num_classes: int = 100):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 24, 1, bias=False)
@@ -148,9 +149,6 @@ class ShuffleNetV2(FeatureForward, nn.Module):
             feats.append(layer(feats[-1]))
         feats.append(pool_flatten(F.relu(self.bn2(self.conv2(feats[-1])))))
         return feats
-
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.linear(embedding)
 
 
 # the official code trains ShuffleNet students at lr 0.01

@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from topkd_io import TopKDError
+
 from .common import FeatureForward, check_in_channels, init_conv_bn, pool_flatten
 from .registry import register_variants
 
@@ -35,10 +37,10 @@ def _block(in_ch: int, widths: Sequence[int]) -> nn.Sequential:
 class VGG(FeatureForward, nn.Module):
     """VGG-BN. Input ``[B, in_channels, H, W]`` with H, W >= 8 -> logits ``[B, num_classes]``."""
 
+    head = "classifier"
+
     def __init__(self, cfg: str, num_classes: int = 100, in_channels: int = 3):
         super().__init__()
-        if cfg not in CONFIGS:
-            raise ValueError(f"unknown VGG config '{cfg}'; choose one of {sorted(CONFIGS)}")
         widths = CONFIGS[cfg]
         in_ch = check_in_channels(in_channels)
         for i, block_widths in enumerate(widths):
@@ -50,7 +52,7 @@ class VGG(FeatureForward, nn.Module):
 
     def extract_features(self, x: torch.Tensor) -> List[torch.Tensor]:
         if min(x.shape[-2:]) < 8:
-            raise ValueError(f"VGG needs inputs of at least 8x8 pixels, got {tuple(x.shape[-2:])}")
+            raise TopKDError(f"VGG needs inputs of at least 8x8 pixels, got {tuple(x.shape[-2:])}")
         tall = x.shape[2] == 64
         feats = []
         out = x
@@ -61,9 +63,6 @@ class VGG(FeatureForward, nn.Module):
                 out = F.max_pool2d(out, 2, 2)
         feats.append(pool_flatten(out))
         return feats
-
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.classifier(embedding)
 
 
 VARIANTS = {"vgg8": dict(cfg="S"), "vgg11": dict(cfg="A"), "vgg13": dict(cfg="B"),

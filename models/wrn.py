@@ -17,13 +17,12 @@ from .registry import register_variants
 class WideBasic(nn.Module):
     """BN-ReLU-conv3x3 twice; a 1x1 ``convShortcut`` on the activated input when the width or stride changes."""
 
-    def __init__(self, in_planes: int, out_planes: int, stride: int, drop_rate: float = 0.0):
+    def __init__(self, in_planes: int, out_planes: int, stride: int):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_planes)
         self.conv2 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, bias=False)
-        self.drop_rate = drop_rate
         self.equal_in_out = in_planes == out_planes
         self.convShortcut = None
         if not self.equal_in_out:
@@ -32,8 +31,6 @@ class WideBasic(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         act = F.relu(self.bn1(x))
         out = F.relu(self.bn2(self.conv1(act)))
-        if self.drop_rate > 0:
-            out = F.dropout(out, p=self.drop_rate, training=self.training)
         out = self.conv2(out)
         shortcut = x if self.equal_in_out else self.convShortcut(act)
         return out + shortcut
@@ -42,10 +39,10 @@ class WideBasic(nn.Module):
 class NetworkBlock(nn.Module):
     """A stage of ``n`` WideBasic blocks held in ``self.layer`` (the official key layout)."""
 
-    def __init__(self, n: int, in_planes: int, out_planes: int, stride: int, drop_rate: float = 0.0):
+    def __init__(self, n: int, in_planes: int, out_planes: int, stride: int):
         super().__init__()
         self.layer = nn.Sequential(*[
-            WideBasic(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1, drop_rate)
+            WideBasic(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1)
             for i in range(n)
         ])
 
@@ -56,20 +53,18 @@ class NetworkBlock(nn.Module):
 class WideResNet(FeatureForward, nn.Module):
     """WRN-depth-k. Input ``[B, in_channels, H, W]`` -> logits ``[B, num_classes]``."""
 
-    def __init__(self, depth: int, widen_factor: int, num_classes: int = 100, drop_rate: float = 0.0,
-                 in_channels: int = 3):
+    def __init__(self, depth: int, widen_factor: int, num_classes: int = 100, in_channels: int = 3):
         super().__init__()
         if (depth - 4) % 6 != 0:
             raise ValueError(f"WRN depth must be 6n+4 (10, 16, 22, 28, 40, ...), got {depth}")
         n = (depth - 4) // 6
         widths = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
         self.conv1 = nn.Conv2d(check_in_channels(in_channels), widths[0], 3, 1, 1, bias=False)
-        self.block1 = NetworkBlock(n, widths[0], widths[1], 1, drop_rate)
-        self.block2 = NetworkBlock(n, widths[1], widths[2], 2, drop_rate)
-        self.block3 = NetworkBlock(n, widths[2], widths[3], 2, drop_rate)
+        self.block1 = NetworkBlock(n, widths[0], widths[1], 1)
+        self.block2 = NetworkBlock(n, widths[1], widths[2], 2)
+        self.block3 = NetworkBlock(n, widths[2], widths[3], 2)
         self.bn1 = nn.BatchNorm2d(widths[3])
         self.fc = nn.Linear(widths[3], num_classes)
-        self.nChannels = widths[3]
         self.feat_dims = widths + [widths[3]]
         init_conv_bn(self)
 
@@ -79,9 +74,6 @@ class WideResNet(FeatureForward, nn.Module):
         f2 = self.block2(f1)
         f3 = self.block3(f2)
         return [f0, f1, f2, f3, pool_flatten(F.relu(self.bn1(f3)))]
-
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.fc(embedding)
 
 
 VARIANTS = {f"wrn_{d}_{k}": dict(depth=d, widen_factor=k) for d, k in [(16, 1), (16, 2), (16, 3), (40, 1), (40, 2)]}

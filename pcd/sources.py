@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from datasets.device_data import DeviceView
 from datasets.keyed import RULE as KEYED_RULE
 from datasets.keyed import KeyedItems
-from models.features import check_layer, layer_embedding
+from models.common import check_layer, layer_embedding
 
 from topkd_io import TopKDError, file_identity, load_npy
 
@@ -121,7 +121,7 @@ DEVICE_CLOUDS_PER_FORWARD = 16
 
 
 class TeacherCloudSource:
-    """Clouds = a frozen teacher's layer-``layer`` embeddings (``models.features.layer_embedding``, as stage 4
+    """Clouds = a frozen teacher's layer-``layer`` embeddings (``models.common.layer_embedding``, as stage 4
     uses them; not normalized) of shuffled, augmented training batches: cloud ``g`` is ``[batch, C]`` float32.
     ``teacher_bn``: see `set_teacher_bn`; ``train_set``: items ``(image, target, index, ...)``, augmented."""
 

@@ -8,7 +8,7 @@ from torch.utils.data import Dataset
 
 from distiller.topkd import TopologyTerm
 from models import model_dict
-from models.features import layer_embedding
+from models.common import layer_embedding
 from pcd.sources import TeacherCloudSource
 
 

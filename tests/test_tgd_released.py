@@ -7,10 +7,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import model_dict
-from models.tgd_released import build_from_tgd_state_dict, is_tgd_state_dict, tgd_to_wrn_state_dict, tgd_wrn_arch
-from models.warm_start import init_from_checkpoint
+from models.loading import init_from_checkpoint, is_tgd_state_dict, tgd_to_wrn_state_dict, tgd_wrn_arch
 
 RELEASED = {"tgd_student": "T163_S161_TGD", "kd_student": "T163_S161_kd", "init_student": "wrn161_Student"}
+
+
+def build_from_tgd_state_dict(sd):
+    """Our WRN (eval mode) holding a TGD WideResNet state dict, as the loader builds it."""
+    name, options = tgd_wrn_arch(sd)
+    model = model_dict[name](**options)
+    model.load_state_dict(tgd_to_wrn_state_dict(sd), strict=True)
+    return model.eval()
 
 
 def released(reference_dir, name):
