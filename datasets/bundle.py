@@ -36,8 +36,7 @@ class DataBundle:
 
 
 class Indexed:
-    """Mixin (first among the bases) turning a torchvision set's ``(image, target)`` items into
-    ``(image, target, index)``."""
+    """Mixin (first among the bases): a torchvision set's items as ``(image, target, index)``."""
 
     def __getitem__(self, index: int):
         image, target = super().__getitem__(index)

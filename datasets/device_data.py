@@ -1,13 +1,10 @@
-"""``--data_on_device``: the whole data set on the training device, batches cut, augmented and normalised
-there, with the same random draws as the CPU DataLoader path.
+"""``--data_on_device``: the whole data set on the training device, batches cut, augmented and normalised there
+with the same keyed draws as the CPU DataLoader path (the rule of `datasets.keyed`, for a whole epoch at once).
 
-`DeviceView` unwraps a trainer data set (``KeyedItems(<CRD's negatives>(Subset(IndexedCIFAR100)))`` and the like)
-down to its in-memory base set and reads the base set's transform op by op (``KeyedRandomCrop`` with zero
-padding, ``KeyedHorizontalFlip``, ``ToTensor``, ``Normalize``; anything else is refused). Every per-item draw
-is the counter rule of `datasets.keyed`, evaluated here for a whole epoch at once, so both paths agree by
-construction (images to float32 rounding). Shuffling and DDP sharding stay with the trainer's samplers:
-`DeviceLoader` only cuts their keys into batches, collated as on the CPU path (``(image, target, index[, pi])``
-tuples, or a dict with CRD's ``contrast_idx``).
+`DeviceView` unwraps a trainer data set (Subset, KeyedItems, CRD's negatives, TGD's PIs) down to its in-memory
+base set and reads its transform op by op (``KeyedRandomCrop`` with zero padding, ``KeyedHorizontalFlip``,
+``ToTensor``, ``Normalize``; anything else is refused). `DeviceLoader` cuts the trainer's sampler keys into
+batches, collated as on the CPU path.
 """
 from __future__ import annotations
 
@@ -43,10 +40,6 @@ class Augment:
     to_unit: bool = False
     mean: Optional[Tuple[float, ...]] = None
     std: Optional[Tuple[float, ...]] = None
-
-    @property
-    def random(self) -> bool:
-        return self.crop is not None or self.flip_p > 0
 
 
 _UNKEYED = {T.RandomCrop: "KeyedRandomCrop", T.RandomHorizontalFlip: "KeyedHorizontalFlip"}
@@ -186,7 +179,8 @@ class DeviceView:
             position_map = m[position_map]
         images, self.augment = base
         self.device, self.hwc = torch.device(device), isinstance(ds, torchvision.datasets.CIFAR10)
-        if (self.augment.random or self.contrast is not None) and self.seed is None:
+        draws = self.augment.crop is not None or self.augment.flip_p > 0 or self.contrast is not None
+        if draws and self.seed is None:
             raise TopKDError("--data_on_device: this set has random draws but its items are not keyed by "
                              "(seed, epoch, index) (wrap it in datasets.keyed.KeyedItems)")
         self.rows = position_map  # position -> base row (= the reported index)
@@ -211,11 +205,8 @@ class DeviceView:
     @staticmethod
     def split_keys(keys: Sequence) -> Tuple[np.ndarray, np.ndarray]:
         """Sampler keys -> (epochs int64 ``[n]``, positions int64 ``[n]``); plain ints are epoch 0."""
-        if len(keys) and isinstance(keys[0], tuple):
-            pairs = np.asarray(keys, dtype=np.int64).reshape(-1, 2)
-            return pairs[:, 0].copy(), pairs[:, 1].copy()
-        positions = np.asarray(keys, dtype=np.int64).reshape(-1)
-        return np.zeros_like(positions), positions
+        pairs = np.asarray([k if isinstance(k, tuple) else (0, k) for k in keys], dtype=np.int64).reshape(-1, 2)
+        return pairs[:, 0].copy(), pairs[:, 1].copy()
 
     def draws(self, keys: Sequence) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(top, left, flip) of the items at ``keys``, all keys in one vectorised pass."""

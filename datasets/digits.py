@@ -1,9 +1,5 @@
-"""scikit-learn's bundled handwritten digits (1797 8x8 images, 10 classes) as a tiny CIFAR-like set.
-
-Real data with no download: good for demos and end-to-end tests. Pixel values 0..16 are scaled to
-[0, 1], replicated to 3 channels and resized (bilinear) to `image_size` so CIFAR models run on it.
-The train/test split is fixed (stratified 80/20, random_state 0), whatever the seed.
-"""
+"""scikit-learn's bundled handwritten digits (1797 8x8 images, 10 classes) as a tiny CIFAR-like set: real data
+with no download, for demos and end-to-end tests."""
 from __future__ import annotations
 
 import functools
@@ -63,13 +59,11 @@ def shipped_fingerprint() -> str:
 @register("digits", recipe="cifar", fingerprint=lambda root, download: shipped_fingerprint(), on_device=True)
 def build_digits(root: str, download: bool, val_split: float, seed: int, image_size: int = 32,
                  train_augment: bool = True, train_fraction: float = 1.0) -> DataBundle:
-    """1437 train / 360 test digits, ``[3, image_size, image_size]``, normalized by train-split statistics.
-
-    Training augmentation (when `train_augment`): random crop with zero padding of image_size/8 pixels, no flip
-    (digits are not mirror-invariant). `root` and `download` are ignored. `train_fraction` < 1 trains on a fixed
-    stratified part of the 1437 (`fraction_positions`; items keep their index in the 1437, so the image-PI
-    caches still fit); the normalisation statistics stay those of the whole training split.
-    """
+    """1437 train / 360 test digits (a fixed stratified 80/20 split, whatever the seed): pixels 0..16 scaled to
+    [0, 1], replicated to 3 channels, resized (bilinear) to ``image_size`` and normalized by the whole training
+    split's statistics. Training augmentation: random crop with zero padding of image_size/8 pixels, no flip.
+    ``train_fraction`` < 1 trains on a fixed stratified part of the 1437 (items keep their index in the 1437, so
+    the image-PI caches still fit). `root` and `download` are ignored."""
     image_size = int(image_size)
     if image_size < 8:
         raise TopKDError(f"image_size for digits must be at least 8 pixels, got {image_size}")

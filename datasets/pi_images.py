@@ -67,8 +67,6 @@ def raw_images(dataset: str, data_root: str, split: str) -> Dataset:
             raise FileNotFoundError(f"image folder {folder} not found; pass --data_root holding {split}/<class>/ "
                                     f"folders")
         return ImageFolder(str(folder), transform=to_unit_tensor)
-    if dataset not in dataset_names():
-        raise TopKDError(f"unknown data set {dataset!r} for image PIs; choose one of: {', '.join(raw_source_names())}")
     if split not in ("train", "test"):
         raise TopKDError(f"split for {dataset!r} must be 'train' or 'test', got {split!r}")
     bundle = build_datasets(dataset, root=data_root, train_augment=False)
@@ -183,12 +181,11 @@ def build_pi_cache(source: Dataset, folder, dataset: str, split: str, params: Im
         old = None
     done: Dict[int, Dict] = {}
     for key, record in ((old or {}).get("chunks") or {}).items():
-        c = int(key)
-        problem = _chunk_problem(folder, c, record) if 0 <= c < num_chunks else "out of range"
+        problem = _chunk_problem(folder, int(key), record)
         if problem:
             problems.append(problem)
         else:
-            done[c] = record
+            done[int(key)] = record
     if problems:
         log.info(f"image PIs: rebuilding in {folder}: {'; '.join(problems[:3])}"
                  + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""))
@@ -239,14 +236,12 @@ def build_pi_cache(source: Dataset, folder, dataset: str, split: str, params: Im
 # Reading the cache
 # ----------------------------------------------------------------------------------------------------
 class PICache:
-    """A finished, verified cache, opened read-only and lazily (safe to pickle into DataLoader workers).
-
-    ``pi(i)`` -> float32 ``[2C, R, R]`` (level / 255 for uint8 caches, then ``(x - mean) / std`` per channel when
+    """A finished, verified cache, opened read-only and lazily (safe to pickle into DataLoader workers): ``pi(i)``
+    -> float32 ``[2C, R, R]`` (level / 255 for uint8 caches, then ``(x - mean) / std`` per channel when
     ``normalize`` is given); ``targets`` int64 ``[N]``; ``pis`` the raw ``[N, 2C, R, R]`` read-only memory map."""
 
     def __init__(self, folder, manifest: Dict, normalize: Optional[Tuple[Sequence[float], Sequence[float]]] = None):
         self.folder, self.manifest = Path(folder), manifest
-        self.count = int(manifest["count"])
         self.params = ImagePIParams.from_dict(manifest["params"])
         self.rebuild = rebuild_command(self.folder, manifest)
         self.targets = read_npy(self.folder / TARGETS_FILE, "image-PI targets", self.rebuild, mmap=False)
@@ -254,7 +249,7 @@ class PICache:
         self._pis = None
 
     def __len__(self) -> int:
-        return self.count
+        return len(self.targets)
 
     @property
     def pis(self) -> np.ndarray:

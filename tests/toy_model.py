@@ -49,9 +49,6 @@ class PreActResNet(FeatureForward, nn.Module):
             feats.append(block(feats[-1]))
         return feats + [pool_flatten(torch.relu(self.bn(feats[-1])))]
 
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.fc(embedding)
-
 
 @register("toy_preact")
 def toy_preact(num_classes: int = 100, in_channels: int = 3) -> nn.Module:
