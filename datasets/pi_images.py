@@ -3,7 +3,7 @@
 A cache folder ``<cache_root>/<dataset>_<split>/`` holds ``pi.npy`` (``[N, 2C, R, R]`` uint8 levels k of
 k / 255, the official PNG values, or float16/float32; row i = item i), ``targets.npy`` (``[N]`` int64) and
 ``manifest.yaml`` (data set, split, count, dtype, layout, `ImagePIParams`, the command that made it, the size
-and SHA-256 of both files; sealed by `topkd_io.checksums`). While it is built, each chunk is its own atomically
+and SHA-256 of both files; sealed by `topkd_io.seal`). While it is built, each chunk is its own atomically
 written file ``parts/chunk_<c>.npz`` recorded in the manifest; a rerun of the same command resumes chunk by
 chunk, and the finished chunks are streamed into ``pi.npy`` with plain writes (never through a writable
 memory map: a full disk is one line, not a SIGBUS). Readers check the manifest's checksum and both files'
@@ -27,9 +27,9 @@ from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 
 from topkd_io import AtomicNpyWriter, DamagedFileError, TopKDError, save_npz
-from topkd_io.checksums import (check_seal, file_record, pinned_command, read_sealed, verify_file_once,
-                                verify_files, write_sealed)
-from topkd_io.safe_load import load_npy as read_npy
+from topkd_io import (check_seal, file_record, pinned_command, read_sealed, verify_file_once, verify_files,
+                      write_sealed)
+from topkd_io import load_npy as read_npy
 from topology.image_pi import ImagePIParams, image_pis, to_uint8
 
 from .bundle import DataBundle

@@ -29,10 +29,6 @@ _OS_HINTS = {
     errno.EACCES: "permission denied; choose a folder you can write to",
     errno.EPERM: "operation not permitted; choose a folder you can write to",
     errno.EROFS: "the file system is read-only; choose another folder",
-    errno.EISDIR: "it is a folder; pass a file path",
-    errno.ENOTDIR: "a part of the path is a file, not a folder; fix the path",
-    errno.EEXIST: "it already exists",
-    errno.ENOENT: "no such file or folder; check the path",
 }
 
 
