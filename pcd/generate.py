@@ -1,9 +1,8 @@
 """Stage 2: point clouds -> shards on disk -> persistence diagrams -> persistence images, resumable.
 
-1. clouds: cut into shards; each shard's clouds and diagrams are written by a background thread while the next
-   shard's clouds are drawn, then recorded in the manifest with each file's size and SHA-256 (`pcd.manifest`).
-   Every run checks every recorded file and rebuilds the missing or damaged ones; intact shards are never
-   recomputed. Peak memory: two shards.
+1. clouds: cut into shards; a background thread computes and writes each shard's clouds and diagrams while the
+   next shard's clouds are drawn (peak memory: two shards), then records them in the manifest (`pcd.manifest`).
+   Every run rebuilds the recorded files that are missing or damaged; intact shards are never recomputed.
 2. fit: the TopKD persistence-image parameters per dim, streamed over the diagram files (`StreamingPIFit`).
 3. images: ``pi_dim<k>.npy`` (float32 ``[num_clouds, R*R]``, cloud order) written shard by shard.
 """
@@ -22,7 +21,7 @@ from tqdm import tqdm
 
 from topkd_io import AtomicNpyWriter, DamagedFileError, TopKDError, file_record, save_npy, save_npz, verify_file_once
 from topology.persistence import SUPPORTED_DIMS, rips_diagrams
-from topology.point_cloud_pi import PIParams, persistence_images
+from topology.point_cloud_pi import PIParams, finite_rows, persistence_images
 
 from .manifest import (check_resumable, diagram_name, load_diagrams, new_manifest, pcd_name, pi_name,
                        stack_diagrams, write_manifest)
@@ -73,8 +72,7 @@ class StreamingPIFit:
 
     def observe(self, diagrams: Sequence[np.ndarray]) -> None:
         for dg in diagrams:
-            dg = np.asarray(dg, dtype=np.float64).reshape(-1, 2)
-            dg = dg[np.isfinite(dg).all(axis=1)]
+            dg = finite_rows(dg)
             if self.head_points < self.num_points:
                 self.head.append(dg)
                 self.head_points += len(dg)
@@ -103,24 +101,6 @@ class StreamingPIFit:
                         params.homology_dim)
 
 
-class _Chunker:
-    """Regroups an iterator of ``[k, N, D]`` arrays into arrays of exactly the requested sizes."""
-
-    def __init__(self, chunks: Iterator[np.ndarray]):
-        self.chunks, self.rest = chunks, None
-
-    def take(self, count: int) -> np.ndarray:
-        parts, have = [], 0
-        while have < count:
-            if self.rest is None or len(self.rest) == 0:
-                self.rest = next(self.chunks)
-            part = self.rest[: count - have]
-            self.rest = self.rest[len(part):]
-            parts.append(part)
-            have += len(part)
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
 class Stage2:
     """One stage-2 folder being produced (see the module docstring). Shards are computed and written by
     one background thread while the next shard's clouds are drawn."""
@@ -137,11 +117,11 @@ class Stage2:
         if source.num_clouds < 1:
             raise TopKDError("the source holds no point cloud; check --passes/--batch_size or the --pcd file")
         self.source, self.out_dir, self.dims = source, out_dir, sorted(set(dims))  # checked at the door (check_dims)
-        size = max(1, DEFAULT_SHARD_BYTES // (4 * source.points * source.dim)) if shard_size is None else int(shard_size)
+        default = max(1, DEFAULT_SHARD_BYTES // (4 * source.points * source.dim))
+        size = default if shard_size is None else int(shard_size)
         if size < 1:
             raise TopKDError(f"--shard_size must be positive, got {shard_size}")
-        self.shard_size = size
-        self.num_shards = math.ceil(source.num_clouds / size)
+        self.shard_size, self.num_shards = size, math.ceil(source.num_clouds / size)
         self.config = dict(config, dims=self.dims, shard_size=size, num_clouds=source.num_clouds,
                            points_per_cloud=source.points, feature_dim=source.dim)
         self.n_jobs, self.progress = n_jobs, progress
@@ -220,10 +200,10 @@ class Stage2:
                 for _, group in itertools.groupby(enumerate(todo), lambda t: t[1] - t[0]):  # one pass per run
                     run = [i for _, i in group]  # of consecutive shards
                     first, last = self.shard_range(run[0])[0], self.shard_range(run[-1])[1]
-                    chunker = _Chunker(iter(self.source.clouds(first, last)))
+                    each = (cloud for chunk in self.source.clouds(first, last) for cloud in chunk)  # [N, D] each
                     for i in run:
                         start, stop = self.shard_range(i)
-                        clouds = chunker.take(stop - start)
+                        clouds = np.stack(list(itertools.islice(each, stop - start)))
                         if pending is not None:
                             record(*pending)
                         pending = (i, stop - start, writer.submit(self.compute_shard, i, clouds))
@@ -286,7 +266,6 @@ class Stage2:
 
 def generate(source, out_dir: str, config: Dict[str, Any], dims: Sequence[int] = (0,),
              shard_size: Optional[int] = None, max_shards: Optional[int] = None, **kwargs) -> Dict[str, Any]:
-    """Run (or resume) stage 2 into ``out_dir`` -> the manifest dict (``complete`` False if stopped early).
-
+    """Run (or resume) stage 2 into ``out_dir`` -> the manifest dict (``complete`` False if stopped early);
     ``record`` (keyword): top-level manifest entries written with it (the run's ``identity`` and ``provenance``)."""
     return Stage2(source, out_dir, config, dims, shard_size, **kwargs).run(max_shards)

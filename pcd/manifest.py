@@ -4,9 +4,8 @@ rows per cloud), ``pi_dim<k>.npy`` (float32 ``[num_clouds, R*R]``) and ``manifes
 
 The manifest holds ``config`` (what determines the data), ``shards`` (index, clouds, start, files with size and
 SHA-256), ``counts``, ``pi`` (per dim: file, size, SHA-256, fitted parameters), ``versions``, ``command`` and the
-run's ``identity``. It is rewritten after every finished shard, so a shard is finished exactly when it is recorded.
-Readers check its checksum, every recorded file once per process (``--no_verify``: sizes only) and recompute a few
-images from their diagrams (a manifest resealed with forged parameters fails that).
+run's ``identity``; it is rewritten after every finished shard. Readers check it and every recorded file
+(`open_verified`) and recompute a few images from their diagrams (`check_images`: against forged parameters).
 """
 from __future__ import annotations
 
@@ -51,10 +50,9 @@ def load_diagrams(path: str) -> List[np.ndarray]:
 
 def stack_diagrams(diagrams: Sequence[np.ndarray]) -> Dict[str, np.ndarray]:
     """List of ``[k_i, 2]`` diagrams -> ``{'rows': [sum k_i, 2] float64, 'counts': [n] int64}``."""
-    counts = np.array([len(d) for d in diagrams], dtype=np.int64)
-    rows = (np.concatenate([np.asarray(d, dtype=np.float64).reshape(-1, 2) for d in diagrams])
-            if len(diagrams) else np.zeros((0, 2)))
-    return {"rows": rows, "counts": counts}
+    rows = [np.asarray(d, dtype=np.float64).reshape(-1, 2) for d in diagrams]
+    return {"rows": np.concatenate(rows) if rows else np.zeros((0, 2)),
+            "counts": np.array([len(r) for r in rows], dtype=np.int64)}
 
 
 def manifest_path(folder: str) -> str:
@@ -97,26 +95,6 @@ def pi_entry(manifest: Dict[str, Any], dim: int) -> Optional[Dict[str, Any]]:
     return pis.get(dim) or pis.get(str(dim))
 
 
-def verify_stage2(folder: str, manifest: Dict[str, Any], dims: Iterable[int], check_hash: bool = True) -> int:
-    """The shard records form one consecutive run, and every shard file and the images of ``dims`` match their
-    records -> bytes hashed now. `DamagedFileError` naming the first bad record or file otherwise."""
-    start, rebuild, records = 0, rebuild_command(folder, manifest), []
-    for i, rec in enumerate(manifest.get("shards") or []):
-        expected = {"index": i, "start": start, "pcd": pcd_name(i)}
-        found = {k: rec.get(k) for k in expected}
-        if found != expected:
-            raise DamagedFileError(f"{manifest_path(folder)}: shard record {i} says {found}, expected {expected} "
-                                   f"(entries swapped or edited); rebuild it with: {rebuild}")
-        start += int(rec.get("clouds", 0))
-        files = rec.get("files") or {}
-        records += [(name, files.get(name)) for name in [rec["pcd"], *(rec.get("diagrams") or {}).values()]]
-    for d in dims:
-        entry = pi_entry(manifest, d)
-        if entry:
-            records.append((entry["file"], {k: entry[k] for k in ("size", "sha256") if k in entry}))
-    return verify_files(folder, records, rebuild, check_hash)
-
-
 def check_images(folder: str, manifest: Dict[str, Any], dim: int, images: np.ndarray, samples: int = 4) -> None:
     """The images of ``dim`` (float32 ``[num_clouds, R*R]``) were made with the parameters the manifest records:
     those of ``samples`` clouds are recomputed from their stored diagrams (a manifest edited and resealed)."""
@@ -135,10 +113,25 @@ def check_images(folder: str, manifest: Dict[str, Any], dim: int, images: np.nda
 
 
 def open_verified(folder: str, dims: Iterable[int], verify: bool = True) -> Dict[str, Any]:
-    """`read_manifest` and `verify_stage2`, logging what was checked (or that ``--no_verify`` hashed nothing)."""
-    manifest = read_manifest(folder)
-    t0 = time.perf_counter()
-    hashed = verify_stage2(folder, manifest, dims, check_hash=verify)
+    """`read_manifest`, then the shard records must form one consecutive run and every shard file and the images
+    of ``dims`` must match their records (``verify=False``: sizes only; logged) -> the manifest.
+    `DamagedFileError` naming the first bad record or file otherwise."""
+    manifest, t0 = read_manifest(folder), time.perf_counter()
+    start, rebuild, records = 0, rebuild_command(folder, manifest), []
+    for i, rec in enumerate(manifest.get("shards") or []):
+        expected = {"index": i, "start": start, "pcd": pcd_name(i)}
+        found = {k: rec.get(k) for k in expected}
+        if found != expected:
+            raise DamagedFileError(f"{manifest_path(folder)}: shard record {i} says {found}, expected {expected} "
+                                   f"(entries swapped or edited); rebuild it with: {rebuild}")
+        start += int(rec.get("clouds", 0))
+        files = rec.get("files") or {}
+        records += [(name, files.get(name)) for name in [rec["pcd"], *(rec.get("diagrams") or {}).values()]]
+    for d in dims:
+        entry = pi_entry(manifest, d)
+        if entry:
+            records.append((entry["file"], {k: entry[k] for k in ("size", "sha256") if k in entry}))
+    hashed = verify_files(folder, records, rebuild, check_hash=verify)
     if not verify:
         log.info(f"--no_verify: the SHA-256 of the files of {folder} are not checked (sizes and the manifest's own "
                  f"checksum are)")

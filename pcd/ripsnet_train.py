@@ -12,7 +12,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -74,41 +74,10 @@ def ripsnet_state(folder: str, identity, pooling: str):
                    started=started, done=done, what="RipsNet run")
 
 
-class ShardedClouds:
-    """The point-cloud shards of a stage-2 folder read as one ``[num_clouds, N, D]`` array: ``clouds[i]`` ->
-    float32 ``[N, D]`` (a copy); shards are memory-mapped read-only on first use."""
-
-    def __init__(self, folder: str, shards: Sequence[Dict[str, Any]], rebuild: str):
-        self.folder, self.rebuild = folder, rebuild
-        self.files, self.sizes = [r["pcd"] for r in shards], [int(r["clouds"]) for r in shards]
-        self.starts = np.cumsum([0] + self.sizes)
-        self._maps: Dict[int, np.ndarray] = {}
-        self.shape = (int(self.starts[-1]), *self._map(0).shape[1:])
-
-    def _map(self, shard: int) -> np.ndarray:
-        if shard not in self._maps:
-            path = os.path.join(self.folder, self.files[shard])
-            arr = load_npy(path, "point-cloud shard", self.rebuild)
-            if arr.shape[0] != self.sizes[shard]:
-                raise DamagedFileError(f"shard {path} holds {arr.shape[0]} clouds but the manifest says "
-                                       f"{self.sizes[shard]}; rebuild it with: {self.rebuild}")
-            self._maps[shard] = arr
-        return self._maps[shard]
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        shard = int(np.searchsorted(self.starts, index, side="right") - 1)
-        return np.array(self._map(shard)[index - self.starts[shard]])
-
-    def __getstate__(self):  # DataLoader workers map the shards themselves
-        return {**self.__dict__, "_maps": {}}
-
-
 class Stage2Data(Dataset):
     """Items ``(cloud float32 [N, D], pi float32 [R*R])`` of homology dim ``dim`` of a finished stage-2 folder,
-    checked when opened (`pcd.manifest.open_verified`, `check_images`; ``verify=False``: file sizes only)."""
+    checked when opened (`pcd.manifest.open_verified`, `check_images`; ``verify=False``: file sizes only). The
+    point-cloud shards are memory-mapped read-only on first use."""
 
     def __init__(self, folder: str, dim: int, verify: bool = True):
         if not os.path.isdir(folder):
@@ -116,7 +85,7 @@ class Stage2Data(Dataset):
                                     f"--out_dir")
         self.folder, self.dim = folder, int(dim)
         self.manifest = manifest = open_verified(folder, [self.dim], verify)
-        rebuild = rebuild_command(folder, manifest)
+        self.rebuild = rebuild = rebuild_command(folder, manifest)
         pis = manifest.get("pi") or {}
         if not manifest.get("complete") or not pis or not manifest.get("shards"):
             state = "is unfinished" if not manifest.get("complete") else "is marked complete but holds no " \
@@ -127,27 +96,40 @@ class Stage2Data(Dataset):
             have = sorted(int(d) for d in pis)
             raise TopKDError(f"{folder} has no persistence images for dim {dim} (it has dims {have}); pass "
                              f"--dim {have[0]}, or regenerate it with --dims {dim}")
-        self.clouds = ShardedClouds(folder, manifest["shards"], rebuild)
-        self.pi_path, self.rebuild, self.pi_params = os.path.join(folder, entry["file"]), rebuild, entry["params"]
+        self.files, self.sizes = [r["pcd"] for r in manifest["shards"]], [int(r["clouds"]) for r in manifest["shards"]]
+        self.starts, self._maps = np.cumsum([0] + self.sizes), {}
+        self.pi_path, self.pi_params = os.path.join(folder, entry["file"]), entry["params"]
         self.pis = load_npy(self.pi_path, "persistence-image file", rebuild)
-        if len(self.pis) != len(self.clouds):
-            raise DamagedFileError(f"{self.pi_path} holds {len(self.pis)} images for {len(self.clouds)} clouds; "
-                                   f"rebuild it with: {rebuild}")
+        if len(self.pis) != len(self):
+            raise DamagedFileError(f"{self.pi_path} holds {len(self.pis)} images for {len(self)} clouds; rebuild it "
+                                   f"with: {rebuild}")
         bad = np.flatnonzero(~np.isfinite(self.pis).all(axis=1))
         if len(bad):
             raise DamagedFileError(f"{self.pi_path} has non-finite values in {len(bad)} persistence image(s) (first: "
                                    f"cloud {bad[0]}); rebuild it with: {rebuild}")
         check_images(folder, manifest, self.dim, self.pis)
-        self.input_dim, self.pi_size = self.clouds.shape[2], int(self.pis.shape[1])
+        self.input_dim, self.pi_size = int(self._shard(0).shape[2]), int(self.pis.shape[1])
+
+    def _shard(self, k: int) -> np.ndarray:
+        if k not in self._maps:
+            path = os.path.join(self.folder, self.files[k])
+            arr = load_npy(path, "point-cloud shard", self.rebuild)
+            if arr.shape[0] != self.sizes[k]:
+                raise DamagedFileError(f"shard {path} holds {arr.shape[0]} clouds but the manifest says "
+                                       f"{self.sizes[k]}; rebuild it with: {self.rebuild}")
+            self._maps[k] = arr
+        return self._maps[k]
 
     def __len__(self) -> int:
-        return len(self.clouds)
+        return int(self.starts[-1])
 
     def __getitem__(self, i: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(self.clouds[i]), torch.from_numpy(np.array(self.pis[i], dtype=np.float32))
+        k = int(np.searchsorted(self.starts, i, side="right") - 1)
+        return (torch.from_numpy(np.array(self._shard(k)[i - self.starts[k]])),
+                torch.from_numpy(np.array(self.pis[i], dtype=np.float32)))
 
-    def __getstate__(self):  # DataLoader workers map the images themselves
-        return {**self.__dict__, "pis": None}
+    def __getstate__(self):  # DataLoader workers map the files themselves
+        return {**self.__dict__, "_maps": {}, "pis": None}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -317,7 +299,8 @@ class RipsNetTrainer:
                 else:
                     self.state["bad_epochs"] += 1
                 self._save_last()
-                bar.set_postfix(train=f"{train_mse:.3e}", val=f"{val_mse:.3e}", best=f"{self.state['best_val_mse']:.3e}")
+                bar.set_postfix(train=f"{train_mse:.3e}", val=f"{val_mse:.3e}",
+                                best=f"{self.state['best_val_mse']:.3e}")
         finally:
             bar.close()
             writer.close()

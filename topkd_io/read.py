@@ -69,7 +69,8 @@ def read_error_reason(exc: BaseException) -> str:
         return "its archive is truncated or damaged"
     if isinstance(exc, (IndexError, struct_error)):  # the unpickler ran off the end of a cut pickle
         return "its contents are damaged or cut short"
-    if "mmap length is greater" in text or "cannot reshape array" in text or "size" in text and "does not match" in text:
+    if "mmap length is greater" in text or "cannot reshape array" in text or \
+            "size" in text and "does not match" in text:
         return "the file is shorter than its header says: cut short"
     if "magic string" in text or "header" in text.lower():
         return "it is not a .npy file, or its header is damaged"

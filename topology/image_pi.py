@@ -223,7 +223,7 @@ def _cdf_differences(centers: np.ndarray, lower: np.ndarray, width: float, s: fl
 
 def _table_lookup(centers: np.ndarray, table_of) -> np.ndarray:
     """`table_of(levels [L]) -> [L, R]` evaluated once per distinct center and gathered -> `[B, m, R]`: 8-bit images
-    have few distinct births and persistences, so the special functions run on a small table (5-10x faster, same bits)."""
+    have few distinct births and persistences: the special functions run on a small table (5-10x faster, same bits)."""
     levels, inverse = np.unique(centers, return_inverse=True)
     return table_of(levels)[inverse.reshape(centers.shape)]
 

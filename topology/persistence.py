@@ -213,7 +213,7 @@ def _centred64(part: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 def _chunk_tree(chunk: torch.Tensor, first: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
     """MST of each cloud of a chunk ``[C, N, D]`` (any float dtype), chosen in float64 -> (edges ``[C, N-1, 2]``,
     float64 lengths ``[C, N-1]``). Short edges (where the Gram form cancels) are recomputed from the points, the rest
-    are accurate to ~1e-13 relative; non-finite clouds are named (index + ``first``) from the squared norms, at no cost."""
+    are accurate to ~1e-13 relative; non-finite clouds are named (index + ``first``) from the squared norms, free."""
     c, n, d = chunk.shape
     dev = chunk.device
     step = max(1, _GRAM_BYTES.get(dev.type, _DEFAULT_CHUNK_BYTES) // (8 * n * d))
@@ -494,13 +494,13 @@ def rips_diagrams(points: ArrayLike, dims: Sequence[int] = (0,), keep_infinite: 
 # --------------------------------------------------------------------------------------------------
 def rips_h1_pairs(points: ArrayLike) -> List[np.ndarray]:
     """The edges behind each H1 point of each cloud's Rips filtration (gudhi's ``flag_persistence_generators``, zero-
-    length pairs left out): ``[B, N, D]`` -> B int64 arrays ``[k, 4]`` ``(u, v, w, z)``: birth = ``|x_u - x_v|``, death =
-    ``|x_w - x_z|`` (the longest edge of the triangle that kills it). Clouds one after another (gudhi holds the GIL)."""
+    length pairs left out): ``[B, N, D]`` -> B int64 arrays ``[k, 4]`` ``(u, v, w, z)``: birth = ``|x_u - x_v|``,
+    death = ``|x_w - x_z|`` (the longest edge of the triangle that kills it). Clouds in turn: gudhi holds the GIL."""
     _check_shape(points)
     out = []
     for cloud in _float64_points(_as_tensor(points).detach().cpu()):
         regular = _simplex_tree(cloud).flag_persistence_generators()[1]
-        out.append(np.asarray(regular[0], dtype=np.int64).reshape(-1, 4) if len(regular) else np.zeros((0, 4), np.int64))
+        out.append(np.asarray(regular[0] if len(regular) else [], dtype=np.int64).reshape(-1, 4))
     return out
 
 

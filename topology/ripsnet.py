@@ -80,8 +80,8 @@ class RipsNet(nn.Module):
         if x.dim() != 3:
             raise TopKDError(f"RipsNet expects point clouds [B, N, D] or one cloud [N, D], got shape {tuple(x.shape)}")
         if x.shape[-1] != self.input_dim:
-            raise TopKDError(f"RipsNet expects D={self.input_dim} features, got {x.shape[-1]}: use a RipsNet trained on "
-                             f"{x.shape[-1]}-d features or project the features to {self.input_dim} first")
+            raise TopKDError(f"RipsNet expects D={self.input_dim} features, got {x.shape[-1]}: use a RipsNet trained "
+                             f"on {x.shape[-1]}-d features or project the features to {self.input_dim} first")
         h = self.layer3(self.layer2(self.layer1(x)))  # [B, N, phi3]
         h = POOLINGS[self.pooling](h, 1)  # [B, phi3]
         return self.layer7(self.layer6(self.layer5(self.layer4(h))))
