@@ -72,12 +72,6 @@ def read_error_reason(exc: BaseException) -> str:
     if "mmap length is greater" in text or "cannot reshape array" in text or \
             "size" in text and "does not match" in text:
         return "the file is shorter than its header says: cut short"
-    if "magic string" in text or "header" in text.lower():
-        return "it is not a .npy file, or its header is damaged"
-    if "pickle" in text.lower():
-        return "it holds Python objects (a pickle), which are not loaded"
-    if isinstance(exc, OSError):
-        return f"the file could not be read ({exc.strerror or type(exc).__name__})"
     return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
 
 
@@ -150,10 +144,8 @@ def read_yaml(path: Any, what: str = "YAML file", hint: str = "") -> Any:
     tail = f"; {hint}" if hint else ""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} {path} not found{tail}")
-    size = os.path.getsize(path)
-    if size > MAX_YAML_BYTES:
-        raise TopKDError(f"{what} {path} is {size} bytes, more than YAML files here may be "
-                         f"({MAX_YAML_BYTES >> 20} MiB){tail}")
+    if os.path.getsize(path) > MAX_YAML_BYTES:
+        raise TopKDError(f"{what} {path} is larger than YAML files here may be ({MAX_YAML_BYTES >> 20} MiB){tail}")
     with open(path, "rb") as f:
         raw = f.read()
     try:
@@ -192,12 +184,9 @@ _VERIFIED: set = set()  # (path, size, mtime_ns, sha256) of the files this proce
 
 
 def file_sha256(path: Any) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
+    """Hex SHA-256 of a file."""
     with open(os.fspath(path), "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def file_record(path: Any) -> Dict[str, Any]:
@@ -218,8 +207,10 @@ def _hint(rebuild: Optional[str]) -> str:
 
 def verify_file(path: Any, record: Mapping[str, Any], rebuild: Optional[str] = None, check_hash: bool = True) -> None:
     """`DamagedFileError` naming ``path`` (and the ``rebuild`` command) unless it exists with the ``size`` and
-    ``sha256`` of ``record`` (either may be missing; ``check_hash=False``: the size only)."""
+    ``sha256`` of ``record`` (``check_hash=False``: the size only); an empty record vouches for nothing."""
     path = os.fspath(path)
+    if not record:
+        raise DamagedFileError(f"{path} has no recorded size and SHA-256{_hint(rebuild)}")
     if not os.path.isfile(path):
         raise DamagedFileError(f"{path} is missing (it is recorded in its folder's manifest){_hint(rebuild)}")
     size = os.path.getsize(path)
@@ -234,7 +225,7 @@ def verify_file(path: Any, record: Mapping[str, Any], rebuild: Optional[str] = N
 def verify_file_once(path: Any, record: Mapping[str, Any], rebuild: Optional[str] = None,
                      check_hash: bool = True) -> bool:
     """`verify_file`, hashing a file once per process while its size and mtime stay the same -> hashed now?"""
-    st = os.stat(path) if os.path.isfile(path) else None
+    st = os.stat(path) if record and os.path.isfile(path) else None
     key = st and (os.path.abspath(path), st.st_size, st.st_mtime_ns, record.get("sha256"))
     if key in _VERIFIED:
         return False
@@ -247,16 +238,9 @@ def verify_file_once(path: Any, record: Mapping[str, Any], rebuild: Optional[str
 
 def verify_files(folder: Any, records: Iterable[Tuple[str, Mapping[str, Any]]], rebuild: Optional[str] = None,
                  check_hash: bool = True) -> int:
-    """`verify_file_once` of each ``(name relative to folder, record)``; an empty record is refused (the manifest
-    does not vouch for the file) -> bytes hashed now."""
-    hashed = 0
-    for name, record in records:
-        path = os.path.join(folder, name)
-        if not record:
-            raise DamagedFileError(f"{path} has no recorded size and SHA-256{_hint(rebuild)}")
-        if verify_file_once(path, record, rebuild, check_hash):
-            hashed += int(record["size"])
-    return hashed
+    """`verify_file_once` of each ``(name relative to folder, record)`` -> bytes hashed now."""
+    return sum(int(record["size"]) for name, record in records
+               if verify_file_once(os.path.join(folder, name), record, rebuild, check_hash))
 
 
 def _data_sha256(data: Any) -> str:
@@ -309,12 +293,6 @@ def pinned_command(command: str, flag: str, value: Any, drop: Iterable[str] = ()
         words = shlex.split(command)
     except ValueError:
         return command
-    out, skip, gone = [], False, (flag, *drop)
-    for word in words:
-        if skip or word.startswith(tuple(f"{g}=" for g in gone)):
-            skip = False
-        elif word in gone:
-            skip = True
-        else:
-            out.append(word)
+    gone = (flag, *drop)  # each as ``--flag value`` or ``--flag=value``
+    out = [w for i, w in enumerate(words) if w.split("=", 1)[0] not in gone and not (i and words[i - 1] in gone)]
     return shlex.join(out + [flag, os.fspath(value)])
