@@ -61,7 +61,7 @@ def read_error_reason(exc: BaseException) -> str:
     """Plain words for why ``torch.load`` or ``np.load`` could not read a file (the raw errors say things like
     ``101``)."""
     text = " ".join(str(exc).split())
-    if isinstance(exc, EOFError) or any(k in text for k in ("Ran out of input", "No data left", "empty")):
+    if isinstance(exc, EOFError) or "Ran out of input" in text or "No data left" in text:
         return "the file is empty or cut short"
     if isinstance(exc, (KeyError, pickle.UnpicklingError, UnicodeDecodeError)) or "invalid load key" in text:
         return "it is not a file written by torch.save"
