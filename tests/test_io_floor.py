@@ -208,6 +208,27 @@ def test_verify_file_names_file_and_rebuild_command(tmp_path):
     path.unlink()
     with pytest.raises(DamagedFileError, match="is missing"):
         verify_file(path, record)
+    path.write_bytes(b"0123456789")
+    with pytest.raises(DamagedFileError, match="pcd_00000.npy has no recorded size and SHA-256"):
+        verify_file(path, {})  # an empty record vouches for nothing
+
+
+def test_streamed_npy_in_a_with_block(tmp_path):
+    """`AtomicNpyWriter` in a ``with`` block: committed when the block ends; a failure inside it keeps the earlier
+    file and leaves no temporary; a block ended short of the announced rows is refused."""
+    from topkd_io import AtomicNpyWriter
+
+    path = tmp_path / "pi_dim0.npy"
+    with AtomicNpyWriter(str(path), (4, 3)) as writer:
+        writer.write(np.ones((2, 3)))
+        writer.write(np.zeros((2, 3)))
+    np.testing.assert_array_equal(np.load(path), [[1] * 3] * 2 + [[0] * 3] * 2)
+    with pytest.raises(KeyboardInterrupt), AtomicNpyWriter(str(path), (4, 3)) as writer:
+        writer.write(np.full((2, 3), 7.0))
+        raise KeyboardInterrupt
+    with pytest.raises(ValueError, match="wrote 2 of 4 rows"), AtomicNpyWriter(str(path), (4, 3)) as writer:
+        writer.write(np.full((2, 3), 7.0))
+    assert np.load(path)[0, 0] == 1 and os.listdir(tmp_path) == ["pi_dim0.npy"]
 
 
 # ----------------------------------------------------------------------------- folder locks
