@@ -174,7 +174,7 @@ def rebuild_line(argv: Optional[Sequence[str]], out_dir: str) -> str:
     import shlex
     import sys
 
-    from topkd_io.checksums import pinned_command
+    from topkd_io import pinned_command
 
     words = ["python", "generate_PCD_PI.py", *(sys.argv[1:] if argv is None else argv)]
     return pinned_command(shlex.join(words), "--out_dir", out_dir, drop=("--max_shards",))

@@ -25,9 +25,9 @@ from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 
 from topkd_io import AtomicNpyWriter, DamagedFileError, TopKDError, save_npz
-from topkd_io.checksums import (check_seal, file_record, pinned_command, read_sealed, verify_file_once,
-                                verify_files, write_sealed)
-from topkd_io.safe_load import load_npy as read_npy
+from topkd_io import (check_seal, file_record, pinned_command, read_sealed, verify_file_once, verify_files,
+                      write_sealed)
+from topkd_io import load_npy as read_npy
 from topology.image_pi import ImagePIParams, image_pis, to_uint8
 
 from .bundle import DataBundle, hold_out, with_transform

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from topkd_io import FolderLock, TopKDError, check_output_dir, file_sha256, load_checkpoint, read_yaml
-from topkd_io.lock import LOCK_NAME, busy_text, lock_holder
+from topkd_io import LOCK_NAME, busy_text, lock_holder
 
 from .distributed import process
 

@@ -1,14 +1,14 @@
 """Stage 2: point clouds -> shards on disk -> persistence diagrams -> persistence images, resumable.
 
-1. clouds: cut into shards; each shard's clouds (float32 ``shards/pcd_<i>.npy``) and diagrams
-   (``shards/pd_dim<k>_<i>.npz``) are written by a background thread while the next shard's clouds are drawn,
-   then recorded in the manifest with each file's size and SHA-256. Every run checks every recorded file and
-   rebuilds the missing or damaged ones; intact shards are never recomputed. Peak memory: two shards.
-2. fit: the TopKD persistence-image parameters per dim, streamed over the diagram files (`pcd.pi_stream`).
+1. clouds: cut into shards; a background thread computes and writes each shard's clouds and diagrams while the
+   next shard's clouds are drawn (peak memory: two shards), then records them in the manifest (`pcd.manifest`).
+   Every run rebuilds the recorded files that are missing or damaged; intact shards are never recomputed.
+2. fit: the TopKD persistence-image parameters per dim, streamed over the diagram files (`StreamingPIFit`).
 3. images: ``pi_dim<k>.npy`` (float32 ``[num_clouds, R*R]``, cloud order) written shard by shard.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -19,32 +19,24 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from topkd_io import DamagedFileError, TopKDError, save_npy, save_npz
-from topkd_io.checksums import file_record, verify_file_once
-from topology.persistence import rips_diagrams
+from topkd_io import AtomicNpyWriter, DamagedFileError, TopKDError, file_record, save_npy, save_npz, verify_file_once
+from topology.persistence import SUPPORTED_DIMS, rips_diagrams
+from topology.point_cloud_pi import PIParams, finite_rows, persistence_images
 
-from . import store
-from .manifest import check_resumable, new_manifest, write_manifest
-from .pi_stream import StreamingPIFit
+from .manifest import (check_resumable, diagram_name, load_diagrams, new_manifest, pcd_name, pi_name,
+                       stack_diagrams, write_manifest)
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_DIMS = (0, 1)
-# Default shard: about this many bytes of float32 clouds.
-DEFAULT_SHARD_BYTES = 32 * 2**20
+DEFAULT_SHARD_BYTES = 32 * 2**20  # a default shard holds about this many bytes of float32 clouds
 
 
 def check_dims(dims: Sequence[int]) -> List[int]:
-    """Sorted unique homology dims, each in {0, 1}."""
+    """``--dims`` -> sorted unique homology dims, each in {0, 1}."""
     dims = sorted({int(d) for d in dims})
     if not dims or any(d not in SUPPORTED_DIMS for d in dims):
         raise TopKDError(f"--dims must be 0 and/or 1 (got {list(dims)}); e.g. --dims 0 or --dims 0 1")
     return dims
-
-
-def default_shard_size(points: int, dim: int) -> int:
-    """Clouds per shard so that one shard holds about 32 MiB of float32 clouds."""
-    return max(1, DEFAULT_SHARD_BYTES // (4 * points * dim))
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -65,22 +57,48 @@ def check_clouds(clouds: np.ndarray, shard: int, start: int, where: str = "the t
                          f"cloud(s) in this shard); check {where}")
 
 
-class _Chunker:
-    """Regroups an iterator of ``[k, N, D]`` arrays into arrays of exactly the requested sizes."""
+class StreamingPIFit:
+    """`PIParams.fit` over diagrams that arrive shard by shard, equal to it on the whole set: the bandwidth reads
+    only the first ``num_points`` stacked points, the image range is a running min/max of births and
+    persistences, the normalizer a running max of the unnormalized images. Feed the diagrams in order to
+    ``observe``, then ``params()``, then all again to ``observe_images``, then ``normalized(params)``."""
 
-    def __init__(self, chunks: Iterator[np.ndarray]):
-        self.chunks, self.rest = chunks, None
+    def __init__(self, homology_dim: int, num_points: int = 200):
+        self.homology_dim, self.num_points = homology_dim, num_points
+        self.head: List[np.ndarray] = []  # the first diagrams, until num_points finite points are held
+        self.head_points = self.points = 0
+        self.lo, self.hi = np.full(2, np.inf), np.full(2, -np.inf)
+        self.peak = 0.0
 
-    def take(self, count: int) -> np.ndarray:
-        parts, have = [], 0
-        while have < count:
-            if self.rest is None or len(self.rest) == 0:
-                self.rest = next(self.chunks)
-            part = self.rest[: count - have]
-            self.rest = self.rest[len(part):]
-            parts.append(part)
-            have += len(part)
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    def observe(self, diagrams: Sequence[np.ndarray]) -> None:
+        for dg in diagrams:
+            dg = finite_rows(dg)
+            if self.head_points < self.num_points:
+                self.head.append(dg)
+                self.head_points += len(dg)
+            if len(dg):
+                bp = np.stack([dg[:, 0], dg[:, 1] - dg[:, 0]], axis=1)
+                self.lo, self.hi = np.minimum(self.lo, bp.min(axis=0)), np.maximum(self.hi, bp.max(axis=0))
+                self.points += len(dg)
+
+    def params(self) -> PIParams:
+        """Bandwidth and range (normalizer still 1) once every diagram has been observed."""
+        if self.points == 0:
+            raise TopKDError("cannot fit persistence-image parameters: no diagram holds a finite point (are the "
+                             "clouds all single repeated points?)")
+        head = PIParams.fit(self.head, num_points=self.num_points, homology_dim=self.homology_dim)
+        return PIParams(head.bandwidth, (self.lo[0], self.hi[0], self.lo[1], self.hi[1]), head.resolution,
+                        head.weight, 1.0, self.homology_dim)
+
+    def observe_images(self, diagrams: Sequence[np.ndarray], params: PIParams) -> None:
+        if len(diagrams):
+            self.peak = max(self.peak, float(persistence_images(diagrams, params, normalize=False).max()))
+
+    def normalized(self, params: PIParams) -> PIParams:
+        if not self.peak > 0:
+            raise TopKDError("all persistence images are zero: cannot normalize them; check the clouds")
+        return PIParams(params.bandwidth, params.im_range, params.resolution, params.weight, self.peak,
+                        params.homology_dim)
 
 
 class Stage2:
@@ -98,13 +116,12 @@ class Stage2:
             raise TopKDError(f"point clouds need at least 2 points each, got N={source.points}")
         if source.num_clouds < 1:
             raise TopKDError("the source holds no point cloud; check --passes/--batch_size or the --pcd file")
-        self.source, self.out_dir = source, out_dir
-        self.dims = check_dims(dims)
-        size = default_shard_size(source.points, source.dim) if shard_size is None else int(shard_size)
+        self.source, self.out_dir, self.dims = source, out_dir, sorted(set(dims))  # checked at the door (check_dims)
+        default = max(1, DEFAULT_SHARD_BYTES // (4 * source.points * source.dim))
+        size = default if shard_size is None else int(shard_size)
         if size < 1:
             raise TopKDError(f"--shard_size must be positive, got {shard_size}")
-        self.shard_size = size
-        self.num_shards = math.ceil(source.num_clouds / size)
+        self.shard_size, self.num_shards = size, math.ceil(source.num_clouds / size)
         self.config = dict(config, dims=self.dims, shard_size=size, num_clouds=source.num_clouds,
                            points_per_cloud=source.points, feature_dim=source.dim)
         self.n_jobs, self.progress = n_jobs, progress
@@ -152,11 +169,11 @@ class Stage2:
         diagrams = rips_diagrams(clouds, dims=self.dims, n_jobs=self.n_jobs)
         out = self.out_dir
         for d in self.dims:
-            save_npz(os.path.join(out, store.diagram_name(d, i)), **store.stack_diagrams(diagrams[d]))
-        save_npy(os.path.join(out, store.pcd_name(i)), np.ascontiguousarray(clouds, dtype=np.float32))
-        names = [store.pcd_name(i)] + [store.diagram_name(d, i) for d in self.dims]
-        return {"index": i, "start": start, "clouds": stop - start, "pcd": store.pcd_name(i),
-                "diagrams": {d: store.diagram_name(d, i) for d in self.dims},
+            save_npz(os.path.join(out, diagram_name(d, i)), **stack_diagrams(diagrams[d]))
+        save_npy(os.path.join(out, pcd_name(i)), np.ascontiguousarray(clouds, dtype=np.float32))
+        names = [pcd_name(i)] + [diagram_name(d, i) for d in self.dims]
+        return {"index": i, "start": start, "clouds": stop - start, "pcd": pcd_name(i),
+                "diagrams": {d: diagram_name(d, i) for d in self.dims},
                 "files": {n: file_record(os.path.join(out, n)) for n in names}}
 
     def run_clouds(self, max_shards: Optional[int] = None) -> bool:
@@ -180,18 +197,13 @@ class Stage2:
 
         try:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage2-shard") as writer:
-                runs: List[List[int]] = []  # consecutive shards: one pass of the source each
-                for i in todo:
-                    if runs and runs[-1][-1] == i - 1:
-                        runs[-1].append(i)
-                    else:
-                        runs.append([i])
-                for run in runs:
+                for _, group in itertools.groupby(enumerate(todo), lambda t: t[1] - t[0]):  # one pass per run
+                    run = [i for _, i in group]  # of consecutive shards
                     first, last = self.shard_range(run[0])[0], self.shard_range(run[-1])[1]
-                    chunker = _Chunker(iter(self.source.clouds(first, last)))
+                    each = (cloud for chunk in self.source.clouds(first, last) for cloud in chunk)  # [N, D] each
                     for i in run:
                         start, stop = self.shard_range(i)
-                        clouds = chunker.take(stop - start)
+                        clouds = np.stack(list(itertools.islice(each, stop - start)))
                         if pending is not None:
                             record(*pending)
                         pending = (i, stop - start, writer.submit(self.compute_shard, i, clouds))
@@ -204,7 +216,7 @@ class Stage2:
     # ------------------------------------------------------------------ phases 2-3: PI fit + images
     def _diagram_shards(self, dim: int) -> Iterator[List[np.ndarray]]:
         for rec in self.manifest["shards"]:
-            yield store.load_diagrams(os.path.join(self.out_dir, rec["diagrams"][dim]))
+            yield load_diagrams(os.path.join(self.out_dir, rec["diagrams"][dim]))
 
     def run_images(self) -> None:
         """Fit the PI parameters of each dim over all diagram shards and write ``pi_dim<k>.npy``."""
@@ -218,20 +230,14 @@ class Stage2:
             for diagrams in self._diagram_shards(d):
                 fit.observe_images(diagrams, params)
             params = fit.normalized(params)
-            path = os.path.join(self.out_dir, store.pi_name(d))
-            writer = store.AtomicNpyWriter(path, (self.source.num_clouds, params.num_pixels), np.float32)
-            try:
-                bar = tqdm(total=self.source.num_clouds, unit="cloud", desc=f"images H{d}",
-                           disable=not self.progress, dynamic_ncols=True)
-                for rec, diagrams in zip(self.manifest["shards"], self._diagram_shards(d)):
-                    writer.write(fit.images(diagrams, params))  # shards are in cloud order
+            path = os.path.join(self.out_dir, pi_name(d))
+            with AtomicNpyWriter(path, (self.source.num_clouds, params.num_pixels), np.float32) as writer, \
+                    tqdm(total=self.source.num_clouds, unit="cloud", desc=f"images H{d}", disable=not self.progress,
+                         dynamic_ncols=True) as bar:
+                for rec, diagrams in zip(self.manifest["shards"], self._diagram_shards(d)):  # in cloud order
+                    writer.write(persistence_images(diagrams, params).astype(np.float32))
                     bar.update(rec["clouds"])
-                bar.close()
-                writer.commit()
-            except BaseException:
-                writer.abort()
-                raise
-            self.manifest["pi"][d] = {"file": store.pi_name(d), "params": params.to_dict(), **file_record(path)}
+            self.manifest["pi"][d] = {"file": pi_name(d), "params": params.to_dict(), **file_record(path)}
         self.manifest["counts"] = {"clouds": self.source.num_clouds, "shards": self.num_shards,
                                    **{f"finite_points_dim{d}": int(points[d]) for d in self.dims}}
         self.manifest["complete"] = True
@@ -260,7 +266,6 @@ class Stage2:
 
 def generate(source, out_dir: str, config: Dict[str, Any], dims: Sequence[int] = (0,),
              shard_size: Optional[int] = None, max_shards: Optional[int] = None, **kwargs) -> Dict[str, Any]:
-    """Run (or resume) stage 2 into ``out_dir`` -> the manifest dict (``complete`` False if stopped early).
-
+    """Run (or resume) stage 2 into ``out_dir`` -> the manifest dict (``complete`` False if stopped early);
     ``record`` (keyword): top-level manifest entries written with it (the run's ``identity`` and ``provenance``)."""
     return Stage2(source, out_dir, config, dims, shard_size, **kwargs).run(max_shards)

@@ -1,10 +1,11 @@
-"""The manifest of a stage-2 folder (``manifest.yaml``, sealed by `topkd_io.checksums`).
+"""A stage-2 folder: ``shards/pcd_<i>.npy`` (float32 ``[S_i, N, D]`` clouds), ``shards/pd_dim<k>_<i>.npz``
+(``rows`` float64 ``[M, 2]`` finite (birth, death) rows stacked over the shard's clouds, ``counts`` int64 ``[S_i]``
+rows per cloud), ``pi_dim<k>.npy`` (float32 ``[num_clouds, R*R]``) and ``manifest.yaml``, sealed (`topkd_io.seal`).
 
-It holds ``config`` (what determines the data), ``shards`` (index, clouds, start, files with size and SHA-256),
-``counts``, ``pi`` (per dim: file, size, SHA-256, fitted parameters), ``versions``, ``command`` and the run's
-``identity``. It is rewritten after every finished shard, so a shard is finished exactly when it is recorded.
-Readers check the manifest's checksum, every recorded file once per process (``--no_verify``: sizes only) and
-recompute a few images from their diagrams (a manifest resealed with forged parameters fails that).
+The manifest holds ``config`` (what determines the data), ``shards`` (index, clouds, start, files with size and
+SHA-256), ``counts``, ``pi`` (per dim: file, size, SHA-256, fitted parameters), ``versions``, ``command`` and the
+run's ``identity``; it is rewritten after every finished shard. Readers check it and every recorded file
+(`open_verified`) and recompute a few images from their diagrams (`check_images`: against forged parameters).
 """
 from __future__ import annotations
 
@@ -12,21 +13,46 @@ import logging
 import os
 import shlex
 import time
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
 from engine.record import FolderState, compare, stored_identity, versions
-from topkd_io import DamagedFileError, TopKDError
-from topkd_io.checksums import SEAL_KEY, check_seal, pinned_command, read_sealed, verify_files, write_sealed
+from topkd_io import (SEAL_KEY, DamagedFileError, TopKDError, check_seal, pinned_command, read_sealed, verify_files,
+                      write_sealed)
 from topology.point_cloud_pi import PIParams, persistence_images
-
-from . import store
 
 log = logging.getLogger(__name__)
 
 FORMAT = "topkd-stage2-v1"
 DEFAULT_ROOT = os.path.join("ripsnet", "data")
+SHARD_DIR = "shards"
+
+
+def pcd_name(index: int) -> str:
+    return f"{SHARD_DIR}/pcd_{index:05d}.npy"
+
+
+def diagram_name(dim: int, index: int) -> str:
+    return f"{SHARD_DIR}/pd_dim{dim}_{index:05d}.npz"
+
+
+def pi_name(dim: int) -> str:
+    return f"pi_dim{dim}.npy"
+
+
+def load_diagrams(path: str) -> List[np.ndarray]:
+    """A shard's diagram file -> list of ``[k_i, 2]`` float64 arrays, one per cloud."""
+    with np.load(path) as data:
+        rows, counts = data["rows"], data["counts"]
+    return np.split(rows, np.cumsum(counts)[:-1]) if len(counts) else []
+
+
+def stack_diagrams(diagrams: Sequence[np.ndarray]) -> Dict[str, np.ndarray]:
+    """List of ``[k_i, 2]`` diagrams -> ``{'rows': [sum k_i, 2] float64, 'counts': [n] int64}``."""
+    rows = [np.asarray(d, dtype=np.float64).reshape(-1, 2) for d in diagrams]
+    return {"rows": np.concatenate(rows) if rows else np.zeros((0, 2)),
+            "counts": np.array([len(r) for r in rows], dtype=np.int64)}
 
 
 def manifest_path(folder: str) -> str:
@@ -69,12 +95,31 @@ def pi_entry(manifest: Dict[str, Any], dim: int) -> Optional[Dict[str, Any]]:
     return pis.get(dim) or pis.get(str(dim))
 
 
-def verify_stage2(folder: str, manifest: Dict[str, Any], dims: Iterable[int], check_hash: bool = True) -> int:
-    """The shard records form one consecutive run, and every shard file and the images of ``dims`` match their
-    records -> bytes hashed now. `DamagedFileError` naming the first bad record or file otherwise."""
+def check_images(folder: str, manifest: Dict[str, Any], dim: int, images: np.ndarray, samples: int = 4) -> None:
+    """The images of ``dim`` (float32 ``[num_clouds, R*R]``) were made with the parameters the manifest records:
+    those of ``samples`` clouds are recomputed from their stored diagrams (a manifest edited and resealed)."""
+    entry = pi_entry(manifest, dim)
+    params = PIParams.from_dict(dict(entry["params"]))
+    for g in sorted({int(round(x)) for x in np.linspace(0, len(images) - 1, samples)}):
+        rec = next(r for r in manifest["shards"] if r["start"] <= g < r["start"] + r["clouds"])
+        name = rec["diagrams"].get(dim) or rec["diagrams"].get(str(dim))
+        diagram = load_diagrams(os.path.join(folder, name))[g - rec["start"]]
+        expected = persistence_images([diagram], params).astype(np.float32)[0]
+        if expected.shape != images[g].shape or not np.allclose(images[g], expected, rtol=1e-4, atol=1e-6):
+            raise DamagedFileError(f"{os.path.join(folder, entry['file'])} was not made with the persistence-image "
+                                   f"parameters {manifest_path(folder)} records (the image of cloud {g} recomputed "
+                                   f"from its diagram differs: an edited manifest?); rebuild the folder with: "
+                                   f"{rebuild_command(folder, manifest)}")
+
+
+def open_verified(folder: str, dims: Iterable[int], verify: bool = True) -> Dict[str, Any]:
+    """`read_manifest`, then the shard records must form one consecutive run and every shard file and the images
+    of ``dims`` must match their records (``verify=False``: sizes only; logged) -> the manifest.
+    `DamagedFileError` naming the first bad record or file otherwise."""
+    manifest, t0 = read_manifest(folder), time.perf_counter()
     start, rebuild, records = 0, rebuild_command(folder, manifest), []
     for i, rec in enumerate(manifest.get("shards") or []):
-        expected = {"index": i, "start": start, "pcd": store.pcd_name(i)}
+        expected = {"index": i, "start": start, "pcd": pcd_name(i)}
         found = {k: rec.get(k) for k in expected}
         if found != expected:
             raise DamagedFileError(f"{manifest_path(folder)}: shard record {i} says {found}, expected {expected} "
@@ -86,31 +131,7 @@ def verify_stage2(folder: str, manifest: Dict[str, Any], dims: Iterable[int], ch
         entry = pi_entry(manifest, d)
         if entry:
             records.append((entry["file"], {k: entry[k] for k in ("size", "sha256") if k in entry}))
-    return verify_files(folder, records, rebuild, check_hash)
-
-
-def check_images(folder: str, manifest: Dict[str, Any], dim: int, images: np.ndarray, samples: int = 4) -> None:
-    """The images of ``dim`` (float32 ``[num_clouds, R*R]``) were made with the parameters the manifest records:
-    those of ``samples`` clouds are recomputed from their stored diagrams (a manifest edited and resealed)."""
-    entry = pi_entry(manifest, dim)
-    params = PIParams.from_dict(dict(entry["params"]))
-    for g in sorted({int(round(x)) for x in np.linspace(0, len(images) - 1, samples)}):
-        rec = next(r for r in manifest["shards"] if r["start"] <= g < r["start"] + r["clouds"])
-        name = rec["diagrams"].get(dim) or rec["diagrams"].get(str(dim))
-        diagram = store.load_diagrams(os.path.join(folder, name))[g - rec["start"]]
-        expected = persistence_images([diagram], params).astype(np.float32)[0]
-        if expected.shape != images[g].shape or not np.allclose(images[g], expected, rtol=1e-4, atol=1e-6):
-            raise DamagedFileError(f"{os.path.join(folder, entry['file'])} was not made with the persistence-image "
-                                   f"parameters {manifest_path(folder)} records (the image of cloud {g} recomputed "
-                                   f"from its diagram differs: an edited manifest?); rebuild the folder with: "
-                                   f"{rebuild_command(folder, manifest)}")
-
-
-def open_verified(folder: str, dims: Iterable[int], verify: bool = True) -> Dict[str, Any]:
-    """`read_manifest` and `verify_stage2`, logging what was checked (or that ``--no_verify`` hashed nothing)."""
-    manifest = read_manifest(folder)
-    t0 = time.perf_counter()
-    hashed = verify_stage2(folder, manifest, dims, check_hash=verify)
+    hashed = verify_files(folder, records, rebuild, check_hash=verify)
     if not verify:
         log.info(f"--no_verify: the SHA-256 of the files of {folder} are not checked (sizes and the manifest's own "
                  f"checksum are)")
@@ -180,17 +201,9 @@ def find_stage2(root: str = DEFAULT_ROOT, arch: Optional[str] = None, dataset: O
                      f"/ --dataset to choose)")
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> List[str]:
-    """``key: old -> new`` for every entry (nested dicts flattened with dots) that differs."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [d for key in sorted(set(old) | set(new), key=str)
-                for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
-    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
-
-
 def check_resumable(folder: str, config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """The manifest of ``folder`` when its config equals ``config``; None when there is none or it fails its own
-    checksum (then the folder starts afresh, logged). Another config: `TopKDError` naming what differs."""
+    """The manifest of ``folder`` to continue, None when there is none or it fails its own checksum (then the
+    folder starts afresh, logged); one of another config -> `TopKDError` (the stage's plan refuses it first)."""
     if not os.path.isfile(manifest_path(folder)):
         return None
     manifest = read_manifest(folder, check=False)
@@ -199,18 +212,16 @@ def check_resumable(folder: str, config: Dict[str, Any]) -> Optional[Dict[str, A
     except DamagedFileError as exc:
         log.warning(f"stage 2: {exc}; starting {folder} afresh (its files are recomputed)")
         return None
-    diffs = _differences(manifest.get("config", {}), config)
-    if diffs:
-        shown = "; ".join(diffs[:4]) + (f" (+{len(diffs) - 4} more)" if len(diffs) > 4 else "")
-        raise TopKDError(f"{folder} holds stage-2 data from another teacher/config ({shown}); pass a new --out_dir, "
-                         f"or --overwrite to replace it")
+    if manifest.get("config") != config:
+        raise TopKDError(f"{folder} holds stage-2 data of another configuration; pass a new --out_dir, or "
+                         f"--overwrite to replace it")
     return manifest
 
 
 def check_ripsnet_pi(ckpt: Dict[str, Any], path: str) -> None:
-    """A RipsNet checkpoint's persistence-image parameters agree with its output width, its ``resolution`` and
-    the sealed stage-2 manifest it carries; `TopKDError` naming ``path`` otherwise (official checkpoints, without
-    ``pi_params``, pass). Called before stage 3 saves a RipsNet and when stage 4 loads one."""
+    """A RipsNet checkpoint's persistence-image parameters fit its output width and agree with the sealed stage-2
+    manifest it carries; `TopKDError` naming ``path`` otherwise (official checkpoints, without ``pi_params``,
+    pass). ``ckpt``: as `topology.ripsnet.load_ripsnet` returns it, or about to be saved (with ``units``)."""
     if ckpt.get("pi_params") is None:
         return
     retrain = "retrain it with train_ripsnet.py on its stage-2 folder"
@@ -218,18 +229,10 @@ def check_ripsnet_pi(ckpt: Dict[str, Any], path: str) -> None:
         params = PIParams.from_dict(dict(ckpt["pi_params"]))
     except (TypeError, ValueError) as exc:
         raise TopKDError(f"RipsNet checkpoint {path} holds invalid pi_params ({exc}); {retrain}") from None
-    units, state = ckpt.get("units") or ckpt.get("units_list"), ckpt.get("model")
-    out = int(units[-1]) if units else None
-    if out is None and isinstance(state, dict) and "layer7.linear.weight" in state:
-        out = int(state["layer7.linear.weight"].shape[0])
-    r0, r1 = params.resolution
-    if out is not None and r0 * r1 != out:
-        raise TopKDError(f"RipsNet checkpoint {path}: its pi_params resolution {r0}x{r1} does not fit its {out}-pixel "
-                         f"output; {retrain}")
-    stored = ckpt.get("resolution")
-    if stored is not None and (int(stored), int(stored)) != (r0, r1):
-        raise TopKDError(f"RipsNet checkpoint {path}: its pi_params resolution {r0}x{r1} disagrees with its "
-                         f"resolution {stored}; {retrain}")
+    out = int((ckpt.get("resolved") or ckpt)["units"][-1])
+    if params.num_pixels != out:
+        raise TopKDError(f"RipsNet checkpoint {path}: its pi_params resolution {params.resolution[0]}x"
+                         f"{params.resolution[1]} does not fit its {out}-pixel output; {retrain}")
     manifest = ckpt.get("manifest")
     if isinstance(manifest, dict) and manifest.get(SEAL_KEY):
         check_seal(manifest, f"{path} (the stage-2 manifest it records)", "train_ripsnet.py on an intact stage-2 "

@@ -1,17 +1,8 @@
-"""Where a teacher's RipsNet lives: the official TopKD naming rule and our stage-3 layout.
-
-Official (``train_student.py`` of jekim5418/TopKD, ``--rips_path`` default ``ripsnet/result``)::
-
-    <root>/<dataset>_<teacher>_batch<bs>_<tag>_PCD_dim<k>/<operator>_best.pth
-
-with ``<tag>`` from ``--tda_layer_t``: ``FCinput`` for -1, ``output`` for 0, ``layer<t + 6>input`` for
--5, -4, -3 (``layer1input`` ... ``layer3input``). Ours (``train_ripsnet.py``'s default run folder)::
-
-    <root>/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>/<pooling>_best.pth      (root default ``ripsnet``)
-
-with ``<layer>`` the stage-2 ``--layer`` as typed (``-1``), and train_ripsnet.py's run folders
-``..._dim<k>_<pooling>-<identity hash>``. `find_ripsnet` prefers the one trained on this teacher's own stage-2 data.
-"""
+"""Where a teacher's RipsNet lives: the official TopKD naming rule (``train_student.py`` of jekim5418/TopKD,
+``<root>/<dataset>_<teacher>_batch<bs>_<tag>_PCD_dim<k>/<operator>_best.pth``, root ``ripsnet/result``, the tag
+from ``--tda_layer_t``: `OFFICIAL_LAYER_TAGS`) and our stage-3 layout
+(``<root>/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>[_<pooling>-<identity hash>]/<pooling>_best.pth``, root
+``ripsnet``). `find_ripsnet` prefers the one trained on this teacher's own stage-2 data."""
 from __future__ import annotations
 
 import glob
@@ -64,13 +55,6 @@ def stage3_ripsnet_path(dataset: str, teacher: str, batch_size: int, layer: Laye
     return os.path.join(root, stage3_run_name(dataset, teacher, batch_size, layer, dim), f"{pooling}_best.pth")
 
 
-def hashed_ripsnets(root: str, dataset: str, teacher: str, batch_size: int, layer: Layer = -1,
-                    dim: Union[int, str] = 0, pooling: str = "mean") -> List[str]:
-    """``<root>/<stage-3 name>_<pooling>-<hash>/<pooling>_best.pth`` files (train_ripsnet.py's run folders)."""
-    name = stage3_run_name(dataset, teacher, batch_size, layer, dim) + f"_{pooling}-"
-    return sorted(glob.glob(os.path.join(glob.escape(root), glob.escape(name) + "*", f"{pooling}_best.pth")))
-
-
 def recorded_teacher_sha(path: str) -> Optional[str]:
     """The teacher SHA-256 recorded in a RipsNet checkpoint's stage-2 manifest, or None."""
     try:
@@ -84,8 +68,8 @@ def recorded_teacher_sha(path: str) -> Optional[str]:
 def ripsnet_candidates(root: str, dataset: str, teacher: str, batch_size: int, layer: Layer = -1,
                        dim: Union[int, str] = 0, operator: str = "mean") -> List[str]:
     """Paths a RipsNet for these settings may have under ``root``, in the order they are tried: the official
-    rule, then our layout; for a root named ``result`` (the official ``ripsnet/result``) also our layout
-    under its parent (``ripsnet``)."""
+    rule, then our layout and train_ripsnet.py's run folders ``<stage-3 name>_<pooling>-<hash>``; for a root named
+    ``result`` (the official ``ripsnet/result``) also those under its parent (``ripsnet``)."""
     out = []
     try:
         out.append(official_ripsnet_path(dataset, teacher, batch_size, layer, dim, operator, root))
@@ -94,9 +78,10 @@ def ripsnet_candidates(root: str, dataset: str, teacher: str, batch_size: int, l
     roots = [root]
     if os.path.basename(os.path.normpath(root)) == "result":
         roots.append(os.path.dirname(os.path.normpath(root)) or ".")
+    name = stage3_run_name(dataset, teacher, batch_size, layer, dim) + f"_{operator}-"
     for r in roots:
         out.append(stage3_ripsnet_path(dataset, teacher, batch_size, layer, dim, operator, r))
-        out.extend(hashed_ripsnets(r, dataset, teacher, batch_size, layer, dim, operator))
+        out += sorted(glob.glob(os.path.join(glob.escape(r), glob.escape(name) + "*", f"{operator}_best.pth")))
     return out
 
 

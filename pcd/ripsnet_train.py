@@ -1,31 +1,31 @@
 """Stage 3: fit a RipsNet to the exact persistence images of a stage-2 folder (TopKD recipe).
 
-Adamax (lr 5e-4), MSE, a seeded 75/25 train/validation split, batch 64 (validation 32), early stopping
-on the validation MSE (patience 50 epochs, improvement > ``min_delta``). The best model is written
-atomically to ``<run_dir>/<pooling>_best.pth`` (weights, units, pooling, PI parameters, the stage-2
-manifest), the state for ``--resume`` to ``<run_dir>/<pooling>_last.pth``.
+Adamax (lr 5e-4), MSE, a seeded 75/25 train/validation split, batch 64 (validation 32), early stopping on the
+validation MSE (patience 50 epochs, improvement > ``min_delta``). The best model is written atomically to
+``<run_dir>/<pooling>_best.pth`` (weights, units, pooling, PI parameters, the stage-2 manifest), the state for
+``--resume`` to ``<run_dir>/<pooling>_last.pth``.
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from engine.record import check_epochs, check_resume, compare, config_changes, format_changes, read_stored_identity
 from engine.seed import get_rng_state, seed_everything, set_rng_state
-from topkd_io import DivergedError, TopKDError, load_checkpoint, remove_stale_temps, save_torch, write_yaml
+from topkd_io import DamagedFileError, DivergedError, TopKDError, load_checkpoint, load_npy, save_torch, write_yaml
 from topology.ripsnet import RipsNet, load_ripsnet, save_ripsnet
 
-from .manifest import check_ripsnet_pi
-from .ripsnet_data import Stage2Data, split_indices
+from .manifest import check_images, check_ripsnet_pi, open_verified, pi_entry, rebuild_command
 
 log = logging.getLogger(__name__)
 
@@ -74,27 +74,84 @@ def ripsnet_state(folder: str, identity, pooling: str):
                    started=started, done=done, what="RipsNet run")
 
 
-def build_ripsnet(input_dim: int, pooling: str, units: Optional[List[int]], pi_size: int) -> nn.Module:
-    resolution = int(round(pi_size ** 0.5))
-    if resolution * resolution != pi_size:
-        raise TopKDError(f"persistence images have {pi_size} pixels, not a square R*R; regenerate stage 2")
-    if units is not None and (len(units) != 8 or units[0] != input_dim or units[-1] != pi_size):
-        raise TopKDError(f"--units {','.join(map(str, units))} does not fit this stage-2 folder: it needs 8 widths "
-                         f"starting with the point dimension {input_dim} and ending with the image size "
-                         f"{pi_size} ({resolution}x{resolution} pixels), e.g. --units {input_dim},...,{pi_size}")
-    return RipsNet(input_dim, pooling=pooling, units=units, resolution=resolution)
+class Stage2Data(Dataset):
+    """Items ``(cloud float32 [N, D], pi float32 [R*R])`` of homology dim ``dim`` of a finished stage-2 folder,
+    checked when opened (`pcd.manifest.open_verified`, `check_images`; ``verify=False``: file sizes only). The
+    point-cloud shards are memory-mapped read-only on first use."""
+
+    def __init__(self, folder: str, dim: int, verify: bool = True):
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"stage-2 folder {folder} not found; run generate_PCD_PI.py first and pass its "
+                                    f"--out_dir")
+        self.folder, self.dim = folder, int(dim)
+        self.manifest = manifest = open_verified(folder, [self.dim], verify)
+        self.rebuild = rebuild = rebuild_command(folder, manifest)
+        pis = manifest.get("pi") or {}
+        if not manifest.get("complete") or not pis or not manifest.get("shards"):
+            state = "is unfinished" if not manifest.get("complete") else "is marked complete but holds no " \
+                f"{'persistence images' if not pis else 'point clouds'}"
+            raise TopKDError(f"stage-2 folder {folder} {state}; rerun generate_PCD_PI.py to complete it: {rebuild}")
+        entry = pi_entry(manifest, self.dim)
+        if entry is None:
+            have = sorted(int(d) for d in pis)
+            raise TopKDError(f"{folder} has no persistence images for dim {dim} (it has dims {have}); pass "
+                             f"--dim {have[0]}, or regenerate it with --dims {dim}")
+        self.files, self.sizes = [r["pcd"] for r in manifest["shards"]], [int(r["clouds"]) for r in manifest["shards"]]
+        self.starts, self._maps = np.cumsum([0] + self.sizes), {}
+        self.pi_path, self.pi_params = os.path.join(folder, entry["file"]), entry["params"]
+        self.pis = load_npy(self.pi_path, "persistence-image file", rebuild)
+        if len(self.pis) != len(self):
+            raise DamagedFileError(f"{self.pi_path} holds {len(self.pis)} images for {len(self)} clouds; rebuild it "
+                                   f"with: {rebuild}")
+        bad = np.flatnonzero(~np.isfinite(self.pis).all(axis=1))
+        if len(bad):
+            raise DamagedFileError(f"{self.pi_path} has non-finite values in {len(bad)} persistence image(s) (first: "
+                                   f"cloud {bad[0]}); rebuild it with: {rebuild}")
+        check_images(folder, manifest, self.dim, self.pis)
+        self.input_dim, self.pi_size = int(self._shard(0).shape[2]), int(self.pis.shape[1])
+
+    def _shard(self, k: int) -> np.ndarray:
+        if k not in self._maps:
+            path = os.path.join(self.folder, self.files[k])
+            arr = load_npy(path, "point-cloud shard", self.rebuild)
+            if arr.shape[0] != self.sizes[k]:
+                raise DamagedFileError(f"shard {path} holds {arr.shape[0]} clouds but the manifest says "
+                                       f"{self.sizes[k]}; rebuild it with: {self.rebuild}")
+            self._maps[k] = arr
+        return self._maps[k]
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, i: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        k = int(np.searchsorted(self.starts, i, side="right") - 1)
+        return (torch.from_numpy(np.array(self._shard(k)[i - self.starts[k]])),
+                torch.from_numpy(np.array(self.pis[i], dtype=np.float32)))
+
+    def __getstate__(self):  # DataLoader workers map the files themselves
+        return {**self.__dict__, "_maps": {}, "pis": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.pis = load_npy(self.pi_path, "persistence-image file", self.rebuild)
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Seeded shuffle of ``range(n)`` cut into (train, val); val gets ``ceil(val_fraction * n)`` (>= 1)."""
+    if n < 2:
+        raise TopKDError(f"need at least 2 clouds to split into train and validation, got {n}")
+    n_val = min(n - 1, max(1, math.ceil(val_fraction * n)))
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, device: str) -> Dict[str, float]:
-    """Validation MSE and the RipsNet-vs-exact image error on ``loader``'s clouds.
-
-    mse: mean squared error per pixel; mean_abs / max_abs: absolute pixel errors; rel_l2:
-    ||pred - exact||_F / ||exact||_F over all held-out images.
-    """
+    """Validation MSE (per pixel) and the RipsNet-vs-exact image error on ``loader``'s clouds: mean_abs / max_abs
+    absolute pixel errors, rel_l2 = ||pred - exact||_F / ||exact||_F over all of its images."""
     model.eval()
-    sq = ab = ref = 0.0
-    mx, count = 0.0, 0
+    sq = ab = ref = mx = 0.0
+    count = 0
     for x, y in loader:
         x, y = x.to(device), y.to(device)
         diff = (model(x) - y).double()
@@ -103,8 +160,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: str) -> Dict[str, flo
         mx = max(mx, float(diff.abs().max()))
         ref += float((y.double() ** 2).sum())
         count += diff.numel()
-    return {"mse": sq / count, "mean_abs": ab / count, "max_abs": mx,
-            "rel_l2": (sq ** 0.5) / max(ref ** 0.5, 1e-300)}
+    return {"mse": sq / count, "mean_abs": ab / count, "max_abs": mx, "rel_l2": (sq ** 0.5) / max(ref ** 0.5, 1e-300)}
 
 
 class RipsNetTrainer:
@@ -124,29 +180,32 @@ class RipsNetTrainer:
         self.val_loader = DataLoader(Subset(self.data, val_idx.tolist()), batch_size=cfg.val_batch_size,
                                      shuffle=False, num_workers=cfg.workers)
         self.n_train, self.n_val = len(train_idx), len(val_idx)
-        self.model = build_ripsnet(self.data.input_dim, cfg.pooling, cfg.units, self.data.pi_size).to(cfg.device)
+        pixels, side = self.data.pi_size, int(round(self.data.pi_size ** 0.5))
+        if side * side != pixels:
+            raise TopKDError(f"{cfg.data_dir} holds {pixels}-pixel images, not square R*R ones; regenerate it")
+        if cfg.units is not None and cfg.units[-1] != pixels:
+            raise TopKDError(f"--units {','.join(map(str, cfg.units))} does not fit {cfg.data_dir}: pass 8 widths "
+                             f"ending with the image size {pixels}")
+        self.model = RipsNet(self.data.input_dim, cfg.pooling, cfg.units, side).to(cfg.device)
         self.optimizer = torch.optim.Adamax(self.model.parameters(), lr=cfg.lr)
-        self.loss_fn = nn.MSELoss()
         self.best_path = os.path.join(cfg.run_dir, f"{cfg.pooling}_best.pth")
         self.last_path = os.path.join(cfg.run_dir, f"{cfg.pooling}_last.pth")
-        self.state = {"epoch": 0, "best_val_mse": float("inf"), "best_epoch": 0, "bad_epochs": 0,
-                      "history": []}
+        self.state = {"epoch": 0, "best_val_mse": float("inf"), "best_epoch": 0, "bad_epochs": 0, "history": []}
 
     # ------------------------------------------------------------------ checkpoints
     def _save_best(self) -> None:
         record = dict(pi_params=self.data.pi_params, manifest=self.data.manifest, input_dim=self.data.input_dim,
-                      resolution=int(round(self.data.pi_size ** 0.5)), dim=self.cfg.dim, units=self.model.units)
-        check_ripsnet_pi(record, self.best_path)  # what the checkpoint will say must agree with itself
-        record.pop("units")
+                      resolution=int(round(self.data.pi_size ** 0.5)), dim=self.cfg.dim)
+        check_ripsnet_pi(dict(record, units=self.model.units), self.best_path)  # what it will say agrees with itself
         save_ripsnet(self.model, self.best_path, **record, best_val_mse=self.state["best_val_mse"],
                      epoch=self.state["epoch"],
                      **{k: self.cfg.extra[k] for k in ("identity", "provenance") if k in self.cfg.extra})
 
     def _save_last(self) -> None:
         save_torch({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                         "trainer": dict(self.state, history=list(self.state["history"])),
-                         "loader_rng": self.train_loader.generator.get_state(),
-                         "rng": get_rng_state(), "config": self._config_dict()}, self.last_path)
+                    "trainer": dict(self.state, history=list(self.state["history"])),
+                    "loader_rng": self.train_loader.generator.get_state(),
+                    "rng": get_rng_state(), "config": self._config_dict()}, self.last_path)
 
     def _resume(self) -> None:
         if not os.path.isfile(self.last_path):
@@ -179,28 +238,27 @@ class RipsNetTrainer:
 
     def _config_dict(self) -> Dict[str, Any]:
         d = asdict(self.cfg)
-        d.pop("extra")
-        d.update(self.cfg.extra)
+        d.update(d.pop("extra"))
         return d
 
     # ------------------------------------------------------------------ loop
     def _stop(self, epoch: int, step: int, what: str) -> None:
         good = self.last_path if os.path.isfile(self.last_path) else "none saved yet"
-        raise DivergedError(f"stage 3 stopped at epoch {epoch}, step {step}: {what}; nothing was saved for "
-                                 f"this epoch; last good checkpoint: {good}")
+        raise DivergedError(f"stage 3 stopped at epoch {epoch}, step {step}: {what}; nothing was saved for this "
+                            f"epoch; last good checkpoint: {good}")
 
     def train_epoch(self, epoch: int = 0) -> float:
-        """One pass over the training clouds -> mean MSE. Non-finite clouds, images or loss ->
-        `DivergedError` naming the epoch and the step (checkpoints of earlier epochs are kept)."""
+        """One pass over the training clouds -> mean MSE. Non-finite clouds, images or loss -> `DivergedError`
+        naming the epoch and the step (checkpoints of earlier epochs are kept)."""
         self.model.train()
         total, n = 0.0, 0
         for step, (x, y) in enumerate(self.train_loader, 1):
             x, y = x.to(self.cfg.device), y.to(self.cfg.device)
             for name, t in (("point clouds", x), ("target persistence images", y)):
                 if not bool(torch.isfinite(t).all()):
-                    self._stop(epoch, step, f"non-finite values in the {name} of {self.cfg.data_dir} "
-                                            f"(regenerate that stage-2 folder)")
-            loss = self.loss_fn(self.model(x), y)
+                    self._stop(epoch, step, f"non-finite values in the {name} of {self.cfg.data_dir} (regenerate "
+                                            f"that stage-2 folder)")
+            loss = nn.functional.mse_loss(self.model(x), y)
             if not bool(torch.isfinite(loss)):
                 self._stop(epoch, step, f"non-finite loss term mse = {loss.item()} (lower --lr)")
             self.optimizer.zero_grad(set_to_none=True)
@@ -215,14 +273,12 @@ class RipsNetTrainer:
 
         cfg = self.cfg
         os.makedirs(cfg.run_dir, exist_ok=True)
-        for name in (self.best_path, self.last_path, "config.yaml", "summary.yaml"):
-            remove_stale_temps(os.path.join(cfg.run_dir, name))  # left by a run killed while writing
         if cfg.resume:
             self._resume()
         write_yaml(os.path.join(cfg.run_dir, "config.yaml"), self._config_dict())
         writer = SummaryWriter(os.path.join(cfg.run_dir, "tb"))
-        bar = tqdm(range(self.state["epoch"], cfg.epochs), desc="ripsnet", unit="epoch",
-                   disable=not cfg.progress, dynamic_ncols=True)
+        bar = tqdm(range(self.state["epoch"], cfg.epochs), desc="ripsnet", unit="epoch", disable=not cfg.progress,
+                   dynamic_ncols=True)
         t0 = time.perf_counter()
         try:
             for epoch in bar:
@@ -251,17 +307,14 @@ class RipsNetTrainer:
         return self.summary(time.perf_counter() - t0)
 
     def summary(self, seconds: float) -> Dict[str, Any]:
-        """Reload the best weights and measure them on the held-out clouds."""
+        """Reload the best weights, measure them on the held-out clouds, write ``summary.yaml``."""
         if not os.path.isfile(self.best_path):
             raise TopKDError(f"no best checkpoint at {self.best_path}; train for at least one epoch")
-
         self.model.load_state_dict(load_ripsnet(self.best_path)[0].state_dict())
-        held_out = evaluate(self.model, self.val_loader, self.cfg.device)
         out = {"best_val_mse": self.state["best_val_mse"], "best_epoch": self.state["best_epoch"],
-               "epochs_run": self.state["epoch"],
-               "stopped_early": self.state["bad_epochs"] >= self.cfg.patience,
-               "held_out": held_out, "n_train": self.n_train, "n_val": self.n_val,
-               "checkpoint": self.best_path, "seconds": round(seconds, 2),
+               "epochs_run": self.state["epoch"], "stopped_early": self.state["bad_epochs"] >= self.cfg.patience,
+               "held_out": evaluate(self.model, self.val_loader, self.cfg.device), "n_train": self.n_train,
+               "n_val": self.n_val, "checkpoint": self.best_path, "seconds": round(seconds, 2),
                "history": [list(map(float, h)) for h in self.state["history"]]}
         write_yaml(os.path.join(self.cfg.run_dir, "summary.yaml"), {k: v for k, v in out.items() if k != "history"})
         return out

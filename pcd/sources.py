@@ -6,12 +6,11 @@ configuration, so it can be regenerated on its own (what makes resume exact).
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from datasets.device_data import DeviceView
 from datasets.keyed import RULE as KEYED_RULE
@@ -27,32 +26,23 @@ class ArrayCloudSource:
     kind = "pcd"
 
     def __init__(self, path: str):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"--pcd file {path} not found; pass a .npy array [num_clouds, N, D]")
-        self.array = load_npy(path, "--pcd file", rebuild="np.save(path, clouds) of a float array [num_clouds, N, D]")
-        if self.array.ndim != 3 or not np.issubdtype(self.array.dtype, np.floating):
-            raise TopKDError(f"--pcd file {path} must hold a float array [num_clouds, N, D], got "
-                             f"{self.array.dtype} {tuple(self.array.shape)}")
-        self.path = path
-        self.num_clouds, self.points, self.dim = (int(s) for s in self.array.shape)
+        array = load_npy(path, "--pcd file", rebuild="np.save(path, clouds) of a float array [num_clouds, N, D]")
+        if array.ndim != 3 or not np.issubdtype(array.dtype, np.floating):
+            raise TopKDError(f"--pcd file {path} must hold a float array [num_clouds, N, D], got {array.dtype} "
+                             f"{tuple(array.shape)}")
+        self.path, self.dtype = path, array.dtype  # no long-lived mapping is kept
+        self.num_clouds, self.points, self.dim = (int(s) for s in array.shape)
 
     def config(self) -> Dict[str, Any]:
-        return {"kind": self.kind, "file": file_identity(self.path, hash_file=False),
-                "dtype": str(self.array.dtype)}
-
-    def name(self) -> str:
-        return os.path.splitext(os.path.basename(self.path))[0]
+        return {"kind": self.kind, "file": file_identity(self.path, hash_file=False), "dtype": str(self.dtype)}
 
     def clouds(self, start: int, stop: int, chunk: int = 1024) -> Iterator[np.ndarray]:
         """Copies of ``chunk`` clouds at a time, at least float32 (float16 widened exactly), the file mapped per
         chunk so that pages already read do not pile up in the process's resident memory."""
-        del self.array  # keep no long-lived mapping
         for s in range(start, stop, chunk):
             mapped = np.load(self.path, mmap_mode="r")
-            block = np.array(mapped[s:min(stop, s + chunk)], dtype=np.promote_types(mapped.dtype, np.float32))
+            yield np.array(mapped[s:min(stop, s + chunk)], dtype=np.promote_types(mapped.dtype, np.float32))
             del mapped
-            yield block
-        self.array = np.load(self.path, mmap_mode="r")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -83,28 +73,13 @@ class PassSchedule:
         return [(p, int(i)) for i in self._pass(p)[b * self.batch_size:(b + 1) * self.batch_size]]
 
 
-class _CloudBatches(Sampler):
-    """Batches of ``(pass, index)`` keys for global clouds ``[start, stop)`` of a pass schedule."""
-
-    def __init__(self, schedule: PassSchedule, start: int, stop: int):
-        self.schedule, self.start, self.stop = schedule, start, stop
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    def __iter__(self):
-        for g in range(self.start, self.stop):
-            yield self.schedule.batch(g)
-
-
-# How the teacher's BatchNorm layers normalise while clouds are made (--teacher_bn).
-TEACHER_BN_MODES = ("batch", "eval")
+TEACHER_BN_MODES = ("batch", "eval")  # how the teacher's BatchNorm layers normalise (--teacher_bn)
 
 
 def set_teacher_bn(teacher: torch.nn.Module, mode: str) -> torch.nn.Module:
-    """``teacher`` in eval mode; with ``mode="batch"`` its BatchNorm layers normalise with each batch's own
-    statistics (the official stage 2, which never calls ``eval()``), their stored statistics neither used nor
-    written; ``"eval"``: the stored statistics, as the student stage sees the teacher."""
+    """``teacher`` in eval mode (``--teacher_bn eval``: the stored statistics, as the student stage sees it); with
+    ``mode="batch"`` its BatchNorm layers normalise with each batch's own statistics (the official stage 2, which
+    never calls ``eval()``), their stored statistics neither used nor written."""
     if mode not in TEACHER_BN_MODES:
         raise TopKDError(f"--teacher_bn must be one of {', '.join(TEACHER_BN_MODES)}, got {mode!r}")
     teacher.eval()
@@ -136,16 +111,13 @@ class TeacherCloudSource:
             raise TopKDError(f"--passes must be at least 1, got {passes}")
         if len(train_set) < batch:
             raise TopKDError(f"the training set has {len(train_set)} images, fewer than --batch_size {batch}")
-        self.teacher_bn = teacher_bn
-        self.teacher = set_teacher_bn(teacher, teacher_bn).to(device)
+        self.teacher_bn, self.teacher = teacher_bn, set_teacher_bn(teacher, teacher_bn).to(device)
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.device, self.workers = device, int(workers)
         self.images = KeyedItems(train_set, seed)  # item (pass, index) -> (image, target, index, ...)
         # --data_on_device: the set on the device, batches cut and augmented there with the same keyed draws
-        self.view = None
-        if data_on_device:
-            self.view = DeviceView(self.images, torch.device(device))
+        self.view = DeviceView(self.images, torch.device(device)) if data_on_device else None
         self.schedule = PassSchedule(len(train_set), batch, passes, seed)
         self.num_clouds, self.points = self.schedule.num_clouds, batch
         self.identity = dict(identity or {})
@@ -178,7 +150,8 @@ class TeacherCloudSource:
                 for k in range(len(groups)):
                     yield feats[k * n:(k + 1) * n][None]
             return
-        loader = DataLoader(self.images, batch_sampler=_CloudBatches(self.schedule, start, stop),
-                            num_workers=self.workers, pin_memory=self.device.startswith("cuda"))
+        batches = (self.schedule.batch(g) for g in range(start, stop))  # the keys of clouds start..stop-1
+        loader = DataLoader(self.images, batch_sampler=batches, num_workers=self.workers,
+                            pin_memory=self.device.startswith("cuda"))
         for x, *_ in loader:
             yield layer_embedding(self._forward(x), self.layer).float().cpu().numpy()[None]

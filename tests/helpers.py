@@ -75,7 +75,7 @@ def dead_writer_temp(path) -> str:
     import subprocess
     import sys
 
-    from topkd_io.atomic import host_tag, pid_alive
+    from topkd_io.write import host_tag, pid_alive
 
     while True:
         proc = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-import topkd_io.atomic as atomic
+import topkd_io.write as atomic
 from helpers import dead_writer_temp, node_kind, special_node, zip_writer_full
 from topkd_io import (DamagedFileError, FolderLock, TopKDError, atomic_write, read_yaml, run_cli, save_torch,
                       verify_file, write_yaml)
-from topkd_io.checksums import file_record
+from topkd_io import file_record
 
 
 def _writers(tmp_path):
@@ -26,7 +26,7 @@ def _writers(tmp_path):
     from datasets.pi_images import build_pi_cache
     from engine.config import write_config
     from pcd.manifest import write_manifest
-    from pcd.store import AtomicNpyWriter
+    from topkd_io import AtomicNpyWriter
     from topkd_io import save_npy, save_npz
     from topology.image_pi import ImagePIParams
     from topology.point_cloud_pi import PIParams
@@ -208,6 +208,27 @@ def test_verify_file_names_file_and_rebuild_command(tmp_path):
     path.unlink()
     with pytest.raises(DamagedFileError, match="is missing"):
         verify_file(path, record)
+    path.write_bytes(b"0123456789")
+    with pytest.raises(DamagedFileError, match="pcd_00000.npy has no recorded size and SHA-256"):
+        verify_file(path, {})  # an empty record vouches for nothing
+
+
+def test_streamed_npy_in_a_with_block(tmp_path):
+    """`AtomicNpyWriter` in a ``with`` block: committed when the block ends; a failure inside it keeps the earlier
+    file and leaves no temporary; a block ended short of the announced rows is refused."""
+    from topkd_io import AtomicNpyWriter
+
+    path = tmp_path / "pi_dim0.npy"
+    with AtomicNpyWriter(str(path), (4, 3)) as writer:
+        writer.write(np.ones((2, 3)))
+        writer.write(np.zeros((2, 3)))
+    np.testing.assert_array_equal(np.load(path), [[1] * 3] * 2 + [[0] * 3] * 2)
+    with pytest.raises(KeyboardInterrupt), AtomicNpyWriter(str(path), (4, 3)) as writer:
+        writer.write(np.full((2, 3), 7.0))
+        raise KeyboardInterrupt
+    with pytest.raises(ValueError, match="wrote 2 of 4 rows"), AtomicNpyWriter(str(path), (4, 3)) as writer:
+        writer.write(np.full((2, 3), 7.0))
+    assert np.load(path)[0, 0] == 1 and os.listdir(tmp_path) == ["pi_dim0.npy"]
 
 
 # ----------------------------------------------------------------------------- folder locks
@@ -225,7 +246,7 @@ HOLDER = textwrap.dedent("""
 
 
 def test_folder_lock_refuses_a_live_holder_and_clears_when_it_dies(tmp_path, repo_root):
-    from topkd_io.lock import lock_holder
+    from topkd_io import lock_holder
 
     folder = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-c", HOLDER.format(repo=str(repo_root), folder=str(folder)),
@@ -233,7 +254,8 @@ def test_folder_lock_refuses_a_live_holder_and_clears_when_it_dies(tmp_path, rep
     try:
         assert proc.stdout.readline().strip() == "held"
         with pytest.raises(TopKDError) as info:
-            FolderLock(folder, flag="--run_dir", what="run folder").acquire()
+            with FolderLock(folder, flag="--run_dir", what="run folder"):
+                pass
         message = str(info.value)
         for word in (f"PID {proc.pid}", "--marker", "--run_dir", str(folder / ".topkd.lock")):
             assert word in message, message
@@ -262,7 +284,7 @@ def test_folder_lock_refuses_a_live_holder_and_clears_when_it_dies(tmp_path, rep
 def test_a_lock_no_live_process_holds_is_taken_without_a_word(tmp_path, capsys, caplog, record):
     """A lock file whose PID now belongs to another program (PID 1 here), one left by another host, or an
     unreadable one, was refused forever ("wait for it to finish"). Only a live holder counts now."""
-    from topkd_io.atomic import host_tag
+    from topkd_io.write import host_tag
 
     folder = tmp_path / "run"
     folder.mkdir()

@@ -1,10 +1,10 @@
-"""topology.parallel: the kernels' own worker pool gives the single-thread results, names bad clouds by their
+"""The topology kernels' own worker pool (topology.persistence.run_parts) gives the single-thread results, names bad clouds by their
 global index, and leaves the caller's torch thread count as it was."""
 import numpy as np
 import pytest
 import torch
 
-from topology import parallel
+from topology import persistence as parallel
 from topology.persistence import rips_h0_deaths
 from topology.point_cloud_pi import PIParams, persistence_images
 

@@ -380,8 +380,8 @@ def test_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
     the file; no temporary left behind."""
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this system")
-    import topkd_io.atomic as atomic
-    from pcd.store import AtomicNpyWriter
+    import topkd_io.write as atomic
+    from topkd_io import AtomicNpyWriter
     from topkd_io import run_cli, save_npy, save_torch
 
     def full_disk(path):  # the temporary file is a link to /dev/full: every write fails with ENOSPC
@@ -427,7 +427,7 @@ def test_a_genuine_bug_keeps_its_traceback():
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640)])
 def test_written_files_follow_the_umask_and_stale_temps_go(tmp_path, mask, mode):
     from topkd_io import save_npy as atomic_save_npy
-    from topkd_io.atomic import host_tag
+    from topkd_io.write import host_tag
     from topology.ripsnet import RipsNet, save_ripsnet
 
     stale = [dead_writer_temp(tmp_path / name) for name in ("a.pth", "b.npy", "mean_best.pth")]

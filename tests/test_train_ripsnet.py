@@ -93,7 +93,7 @@ def test_manifest_resealed_with_forged_pi_parameters_is_refused(stage2_dir, tmp_
     stored diagrams with the recorded parameters and refuses the folder in one line."""
     import shutil
 
-    from topkd_io.checksums import seal
+    from topkd_io import seal
 
     folder = tmp_path / "forged"
     shutil.copytree(stage2_dir, folder)

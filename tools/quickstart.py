@@ -28,7 +28,7 @@ import train_student
 import train_teacher
 from tools.collect_results import TOPO_COLUMNS
 from topkd_io import FolderLock, TopKDError, run_cli
-from topkd_io.lock import LOCK_NAME
+from topkd_io import LOCK_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -29,10 +29,6 @@ _OS_HINTS = {
     errno.EACCES: "permission denied; choose a folder you can write to",
     errno.EPERM: "operation not permitted; choose a folder you can write to",
     errno.EROFS: "the file system is read-only; choose another folder",
-    errno.EISDIR: "it is a folder; pass a file path",
-    errno.ENOTDIR: "a part of the path is a file, not a folder; fix the path",
-    errno.EEXIST: "it already exists",
-    errno.ENOENT: "no such file or folder; check the path",
 }
 
 
@@ -52,17 +48,14 @@ def check_number(value, flag: str, low: Optional[float] = None, low_open: bool =
         raise TopKDError(f"{flag} must be a finite number{' ' + ' and '.join(bounds) if bounds else ''}, got {value}")
 
 
-def describe_os_error(exc: OSError) -> str:
-    """One line for an OSError: the system's reason, the file(s) involved and a hint."""
-    names = [os.fsdecode(n) if isinstance(n, bytes) else str(n) for n in (exc.filename, exc.filename2) if n is not None]
-    reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
-    hint = _OS_HINTS.get(exc.errno or -1)
-    return reason + (f" ({' -> '.join(names)})" if names else "") + (f": {hint}" if hint else "")
-
-
 def one_line(exc: BaseException) -> str:
-    """The message of a user error or an OSError on one line."""
-    message = describe_os_error(exc) if isinstance(exc, OSError) and exc.strerror else str(exc)
+    """The message of a user error on one line; of an OSError: the system's reason, the file(s) and a hint."""
+    message = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        names = [os.fsdecode(n) if isinstance(n, bytes) else str(n) for n in (exc.filename, exc.filename2)
+                 if n is not None]
+        hint = _OS_HINTS.get(exc.errno or -1)
+        message = exc.strerror + (f" ({' -> '.join(names)})" if names else "") + (f": {hint}" if hint else "")
     return " ".join(message.split()) or type(exc).__name__
 
 

@@ -1,36 +1,21 @@
-"""Persistence images of images, as in TGD (Jeon et al., "Leveraging Topological Guidance for Improved
-Knowledge Distillation", GRaM 2024), equal by default to what TGD's official data loader feeds its PI teacher.
+"""Persistence images of images, as in TGD (Jeon et al., "Leveraging Topological Guidance for Improved Knowledge
+Distillation", GRaM 2024), equal by default to what TGD's official data loader feeds its PI teacher.
 
-Each channel of an image `[C, H, W]` with values in [0, 1] is read as a 1-D signal twice: row by row
-(C-order flattening of the channel) and column by column (flattening of its transpose). The H0 diagram of
-the sublevel-set (lower-star) filtration of each signal on the path graph is computed exactly by a
-union-find over the values sorted ascending, run for many signals at once. The diagrams are filtered
-(finite points only, persistence > `min_persistence` and > `min_lifetime`) and turned into R x R
-persistence images in (birth, persistence) coordinates with the linear weight persistence / (largest
-persistence of that diagram). Every channel is then divided by its own maximum (an empty channel stays
-zero) and, by default, quantised to 8 bits as the official PNG files are.
+Each channel of an image `[C, H, W]` with values in [0, 1] is read as a 1-D signal twice: row by row (C-order
+flattening) and column by column (flattening of its transpose). The H0 diagram of the sublevel-set (lower-star)
+filtration of each signal on the path graph is computed exactly by a union-find over the values sorted ascending,
+run for many signals at once. Finite points with persistence > `min_persistence` and > `min_lifetime` become an
+R x R image in (birth, persistence) coordinates, weighted by persistence / (the diagram's largest persistence).
+Every channel is then divided by its own maximum (an empty channel stays zero) and, by default, quantised to 8 bits
+as the official PNG files are (``floor(255 * x) / 255``). Output: `[2C, R, R]`, rows of channels 0..C-1 then their
+columns, the order the official loader sees (its cv2 writes and PIL reads cancel their channel swaps).
 
-Layouts (`ImagePIParams.layout`, registry `PI_LAYOUTS`):
-
-- ``"persim"`` (default; the official notebook's persim 0.3 ``PersImage``): the Gaussian (std
-  `bandwidth`) is integrated over each pixel, i.e. a difference of normal CDFs at the pixel's edges on
-  each axis. Pixel lower edges are ``linspace(lo, hi, R)`` per axis and pixels are ``(hi - lo) / R`` wide
-  (persim's grid when ``lo = 0``; its pixels overlap slightly). Row ``r`` holds persistence pixel
-  ``R - 1 - r`` (persistence grows upward, persim's ``img.T[::-1]``), column ``c`` birth pixel ``c``.
-- ``"gudhi"`` (this package's earlier layout, kept as an option only): the Gaussian density sampled at
-  grid nodes ``linspace(lo, hi, R)``, equal to ``gudhi.representations.PersistenceImage``; row ``i`` is
-  persistence node ``i`` (persistence grows downward), column ``j`` birth node ``j``.
-
-With the persim layout the 1-D signals are first rounded to float32, as the official route's ripser
-stores filtration values (this decides a few pixels on 8-bit rounding edges).
-
-Quantisation (`ImagePIParams.quantize`): ``"uint8"`` (default) stores ``floor(255 * x) / 255``, the value
-TGD's loader reads back from the notebook's uint8 PNG (its ``(img * 255).astype('uint8')``); ``"none"``
-keeps the float image.
-
-Output channel order for a C-channel image: ``[rows of channel 0..C-1, columns of channel 0..C-1]``,
-i.e. `[2C, R, R]` (6 channels for RGB: R-rows, G-rows, B-rows, R-cols, G-cols, B-cols), the order the
-official loader sees (its cv2 writes and PIL reads cancel their channel swaps).
+Layouts (`PI_LAYOUTS`): ``"persim"`` (default; persim 0.3's ``PersImage`` of the official notebook) integrates the
+Gaussian (std `bandwidth`) over each pixel: pixel lower edges ``linspace(lo, hi, R)`` per axis, pixels
+``(hi - lo) / R`` wide (persim's slightly overlapping grid), row ``r`` = persistence pixel ``R - 1 - r``, column
+``c`` = birth pixel ``c``; its signals are first rounded to float32, as the official route's ripser stores them.
+``"gudhi"`` (an option) samples the Gaussian density at the nodes ``linspace(lo, hi, R)``, equal to
+``gudhi.representations.PersistenceImage``: row ``i`` = persistence node ``i``, column ``j`` = birth node ``j``.
 """
 from __future__ import annotations
 
@@ -43,31 +28,12 @@ from scipy.special import ndtr
 
 from topkd_io import TopKDError
 
-__all__ = [
-    "ImagePIParams",
-    "PI_LAYOUTS",
-    "QUANTIZATIONS",
-    "to_uint8",
-    "lower_star_h0_batched",
-    "lower_star_h0",
-    "filter_diagram_points",
-    "diagram_images",
-    "image_signals",
-    "image_pis",
-]
-
 
 @dataclass(frozen=True)
 class ImagePIParams:
-    """Parameters of the TGD image persistence images (defaults: the paper's).
-
-    resolution: pixels per side. bandwidth: Gaussian std in filtration units (pixel values in [0, 1]).
-    im_range: (birth min, birth max, persistence min, persistence max) of the grid (module docstring).
-    min_persistence / min_lifetime: a finite point is kept when its persistence is > both.
-    normalize: divide each output channel by its maximum.
-    layout: one of `PI_LAYOUTS` ("persim", the official one, or "gudhi", the old one).
-    quantize: one of `QUANTIZATIONS` ("uint8", as the official PNGs, or "none").
-    """
+    """Parameters of the TGD image persistence images (defaults: the paper's). bandwidth: Gaussian std in pixel-value
+    units; im_range: (birth min, birth max, persistence min, persistence max) of the grid; a finite point is kept when
+    its persistence is > both min_persistence and min_lifetime; normalize: divide each channel by its maximum."""
 
     resolution: int = 50
     bandwidth: float = 0.01
@@ -91,11 +57,9 @@ class ImagePIParams:
         if len(rng) != 4 or not (rng[0] < rng[1] and rng[2] < rng[3]):
             raise TopKDError(f"im_range must be (bmin, bmax, pmin, pmax) with min < max, got {self.im_range}")
         object.__setattr__(self, "im_range", rng)
-        object.__setattr__(self, "resolution", int(self.resolution))
-        object.__setattr__(self, "bandwidth", float(self.bandwidth))
-        object.__setattr__(self, "min_persistence", float(self.min_persistence))
-        object.__setattr__(self, "min_lifetime", float(self.min_lifetime))
-        object.__setattr__(self, "normalize", bool(self.normalize))
+        for name, kind in (("resolution", int), ("bandwidth", float), ("min_persistence", float),
+                           ("min_lifetime", float), ("normalize", bool)):
+            object.__setattr__(self, name, kind(getattr(self, name)))
 
     def to_dict(self) -> Dict:
         out = asdict(self)
@@ -120,17 +84,10 @@ class ImagePIParams:
 # ----------------------------------------------------------------------------------------------------
 
 def lower_star_h0_batched(signals: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Finite H0 pairs of the lower-star filtration of each row of `signals` `[B, n]` on the path graph.
-
-    Vertices enter in ascending value order (stable: ties by position). Components are intervals, so
-    each interval keeps its birth at both ends. When a vertex joins two components, the younger one
-    (larger birth; elder rule) dies at the vertex's value. Only those merges are recorded; the
-    zero-length pairs of vertices joining one existing component are not.
-
-    Returns `(births, deaths)`, both float64 `[B, n]`: entry `k` belongs to the k-th vertex in sorted
-    order (`deaths` are the sorted values); `births` is NaN where that vertex killed nothing. The
-    essential class (born at the minimum, never dying) is not included.
-    """
+    """Finite H0 pairs of the lower-star filtration of each row of `signals` `[B, n]` on the path graph -> `(births,
+    deaths)`, float64 `[B, n]`: entry `k` belongs to the k-th vertex in ascending (stable) order, `deaths` are the
+    sorted values, `births` is NaN where that vertex killed nothing. Components are intervals that keep their birth at
+    both ends; a vertex joining two kills the younger (elder rule). The essential class is not included."""
     x = np.asarray(signals, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] < 1:
         raise ValueError(f"signals must be a 2-D array [B, n] with n >= 1, got shape {x.shape}")
@@ -173,10 +130,7 @@ def lower_star_h0_batched(signals: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def lower_star_h0(signal: np.ndarray, keep_infinite: bool = False) -> np.ndarray:
-    """H0 diagram `[k, 2]` (birth, death) of one 1-D signal `[n]`, zero-length pairs dropped.
-
-    With `keep_infinite`, the essential point `(min, inf)` comes last.
-    """
+    """H0 diagram `[k, 2]` of one 1-D signal `[n]`, zero-length pairs dropped (`keep_infinite`: `(min, inf)` last)."""
     x = np.asarray(signal, dtype=np.float64).reshape(1, -1)
     births, deaths = lower_star_h0_batched(x)
     keep = ~np.isnan(births[0]) & (deaths[0] > births[0])
@@ -198,10 +152,8 @@ def filter_diagram_points(births: np.ndarray, deaths: np.ndarray, params: ImageP
 # ----------------------------------------------------------------------------------------------------
 
 def diagram_images(births: np.ndarray, deaths: np.ndarray, keep: np.ndarray, params: ImagePIParams) -> np.ndarray:
-    """Persistence images `[B, R, R]` float64 of B padded diagrams (points where `keep` `[B, m]` is True),
-    in `params.layout` (module docstring), weight w_k = pers_k / max pers of that diagram. No per-channel
-    normalization or quantisation here.
-    """
+    """Persistence images `[B, R, R]` float64 of B padded diagrams (the points where `keep` `[B, m]`), in
+    `params.layout`, weight w_k = pers_k / the diagram's largest pers; not normalized or quantised."""
     births = np.asarray(births, dtype=np.float64)
     pers = np.asarray(deaths, dtype=np.float64) - births
     keep = np.asarray(keep, dtype=bool)
@@ -270,21 +222,15 @@ def _cdf_differences(centers: np.ndarray, lower: np.ndarray, width: float, s: fl
 
 
 def _table_lookup(centers: np.ndarray, table_of) -> np.ndarray:
-    """`table_of(levels [L]) -> [L, R]` evaluated once per distinct center and gathered -> `[B, m, R]`.
-
-    Pixel values of 8-bit images take at most 256 levels (births) and few distinct differences
-    (persistences), so the costly special functions run on a small table (5-10x faster, bit-identical).
-    """
+    """`table_of(levels [L]) -> [L, R]` evaluated once per distinct center and gathered -> `[B, m, R]`: 8-bit images
+    have few distinct births and persistences: the special functions run on a small table (5-10x faster, same bits)."""
     levels, inverse = np.unique(centers, return_inverse=True)
     return table_of(levels)[inverse.reshape(centers.shape)]
 
 
 def to_uint8(pis: np.ndarray) -> np.ndarray:
-    """PIs in [0, 1] -> uint8 ``floor(255 * x)``, the notebook's ``(img * 255).astype('uint8')``.
-
-    Values within 1e-4 / 255 of a level k / 255 map to k: PIs made with ``quantize="uint8"`` (already
-    k / 255, possibly rounded to float32) come back exactly.
-    """
+    """PIs in [0, 1] -> uint8 ``floor(255 * x)``, the notebook's ``(img * 255).astype('uint8')``; values within
+    1e-4 / 255 of a level k / 255 map to k (PIs made with ``quantize="uint8"`` come back exactly)."""
     x = np.asarray(pis, dtype=np.float64) * 255.0
     level = np.rint(x)
     return np.where(np.abs(x - level) < 1e-4, level, np.floor(x)).clip(0, 255).astype(np.uint8)
@@ -306,58 +252,54 @@ def _as_images(images) -> np.ndarray:
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4:
-        raise ValueError(f"images must be [C, H, W] or [N, C, H, W], got shape {x.shape}")
+        raise TopKDError(f"images must be [C, H, W] or [N, C, H, W], got shape {x.shape}")
     if x.size and (not np.isfinite(x).all() or x.min() < -1e-6 or x.max() > 1 + 1e-6):
-        raise ValueError(
-            "image values must lie in [0, 1]: compute image PIs from un-normalized images (ToTensor only)"
-        )
+        raise TopKDError("image values must lie in [0, 1]: compute image PIs from un-normalized images (ToTensor only)")
     return x
 
 
-_PI_BLOCK = 192  # diagrams per persistence-image block
+def _signals(images, params: ImagePIParams) -> Tuple[np.ndarray, int]:
+    """(1-D signals ``[N * 2C, H*W]`` float64, N) of images ``[N, C, H, W]`` or ``[C, H, W]`` in [0, 1]."""
+    x = _as_images(images)
+    signals = image_signals(x).reshape(-1, x.shape[2] * x.shape[3])
+    if params.layout == "persim":  # the official route's ripser holds filtration values as float32
+        signals = signals.astype(np.float32).astype(np.float64)
+    return signals, len(x)
+
+
+_PI_BLOCK = 192  # diagrams per persistence-image block (bounds the [block, points, R] Gaussian tables)
 
 
 def image_pis(images, params: ImagePIParams = ImagePIParams(), chunk: int = 1536) -> np.ndarray:
-    """TGD persistence images of images `[N, C, H, W]` (or one `[C, H, W]`) with values in [0, 1].
-
-    Returns float32 `[N, 2C, R, R]` (channel order in the module docstring). `chunk` bounds how many
-    1-D signals go through the union-find at once (memory ~ chunk * H*W * 40 bytes).
-    """
-    x = _as_images(images)
-    n, c = x.shape[:2]
-    signals = image_signals(x).reshape(n * 2 * c, -1)
-    if params.layout == "persim":  # the official route's ripser holds filtration values as float32
-        signals = signals.astype(np.float32).astype(np.float64)
+    """TGD persistence images of images `[N, C, H, W]` (or one `[C, H, W]`) with values in [0, 1] -> float32
+    `[N, 2C, R, R]` (channel order in the module docstring). `chunk` bounds how many 1-D signals go through the
+    union-find at once (memory ~ chunk * H*W * 40 bytes)."""
+    signals, n = _signals(images, params)
+    out = np.empty((len(signals), params.resolution, params.resolution), dtype=np.float32)
     with _single_threaded_blas():
-        return _image_pis(signals, n, c, params, chunk)
+        for start in range(0, len(signals), max(1, int(chunk))):
+            births, deaths = lower_star_h0_batched(signals[start:start + chunk])
+            keep = filter_diagram_points(births, deaths, params)
+            for sub in range(0, len(births), _PI_BLOCK):
+                sl = slice(sub, sub + _PI_BLOCK)
+                img = diagram_images(births[sl], deaths[sl], keep[sl], params)
+                if params.normalize:
+                    top = img.reshape(img.shape[0], -1).max(axis=1)[:, None, None]
+                    img = np.divide(img, top, out=np.zeros_like(img), where=top > 0)
+                if params.quantize == "uint8":
+                    img = np.floor(img * 255.0) / 255.0
+                out[start + sub:start + sub + len(img)] = img
+    return out.reshape(n, -1, params.resolution, params.resolution)
 
 
 def _single_threaded_blas():
-    """The PI step is many tiny matrix products: BLAS threads only contend (measured 2-13x slower
-    with OpenBLAS threads on a busy 2-core machine). Parallelism comes from worker processes instead."""
+    """The PI step is many tiny matrix products: BLAS threads only contend (measured 2-13x slower with OpenBLAS
+    threads on a busy 2-core machine). Parallelism comes from worker processes instead."""
     try:
         from threadpoolctl import threadpool_limits  # optional (scikit-learn brings it)
-    except ImportError:  # a scikit-learn dependency; without it, just run as configured
+    except ImportError:  # without it, run as configured
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
-
-
-def _image_pis(signals: np.ndarray, n: int, c: int, params: ImagePIParams, chunk: int) -> np.ndarray:
-    out = np.empty((signals.shape[0], params.resolution, params.resolution), dtype=np.float32)
-    for start in range(0, signals.shape[0], max(1, int(chunk))):
-        part = signals[start:start + chunk]
-        births, deaths = lower_star_h0_batched(part)
-        keep = filter_diagram_points(births, deaths, params)
-        for sub in range(0, len(part), _PI_BLOCK):  # bounds the [block, points, R] Gaussian tables
-            sl = slice(sub, sub + _PI_BLOCK)
-            img = diagram_images(births[sl], deaths[sl], keep[sl], params)
-            if params.normalize:
-                top = img.reshape(img.shape[0], -1).max(axis=1)[:, None, None]
-                img = np.divide(img, top, out=np.zeros_like(img), where=top > 0)
-            if params.quantize == "uint8":
-                img = np.floor(img * 255.0) / 255.0
-            out[start + sub:start + sub + len(img)] = img
-    return out.reshape(n, 2 * c, params.resolution, params.resolution)
 
 
 def image_pi(image, params: ImagePIParams = ImagePIParams()) -> np.ndarray:
@@ -367,10 +309,6 @@ def image_pi(image, params: ImagePIParams = ImagePIParams()) -> np.ndarray:
 
 def diagrams_of_image(image, params: ImagePIParams = ImagePIParams()) -> List[np.ndarray]:
     """The filtered diagrams (birth, death) `[k, 2]` behind each output channel of `image_pi(image)`."""
-    x = _as_images(image)
-    signals = image_signals(x).reshape(-1, x.shape[2] * x.shape[3])
-    if params.layout == "persim":
-        signals = signals.astype(np.float32).astype(np.float64)
-    births, deaths = lower_star_h0_batched(signals)
+    births, deaths = lower_star_h0_batched(_signals(image, params)[0])
     keep = filter_diagram_points(births, deaths, params)
-    return [np.stack([births[i][keep[i]], deaths[i][keep[i]]], axis=1) for i in range(len(signals))]
+    return [np.stack([b[k], d[k]], axis=1) for b, d, k in zip(births, deaths, keep)]

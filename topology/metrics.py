@@ -1,38 +1,14 @@
-"""How close two point clouds are topologically: distances between their persistence diagrams, between
-their persistence images, and linear CKA between the feature matrices.
+"""How close two point clouds are topologically: distances between their persistence diagrams and images, and
+linear CKA between the feature matrices (docs/topology-metrics.md says what each key means and where it appears).
 
-Pure functions on numpy arrays or tensors (no models, no data sets). The main entry point,
-`topology_metrics`, takes the teacher's and the student's embeddings of the *same* batch (``[B, D_t]`` and
-``[B, D_s]``; the widths may differ: diagrams only see distances) and returns a flat dict of floats.
-
-Conventions:
-
-* **Diagrams** are the exact Vietoris-Rips diagrams of each cloud (`topology.persistence.rips_diagrams`:
-  H0 by minimum spanning tree, H1 through gudhi), finite points only (the one infinite H0 bar, present in
-  both, is dropped), ``(birth, death)`` rows in the cloud's own units.
-* **Bottleneck** is gudhi's exact `gudhi.bottleneck_distance` (``e=0``). **1-Wasserstein** is the exact
-  optimal partial matching (points may go to the diagonal) with the L-infinity ground metric, as gudhi's
-  `gudhi.wasserstein.wasserstein_distance` and `gudhi.hera.wasserstein_distance` define it (their default
-  ``internal_p=inf``). gudhi's exact route needs the POT package and hera's is an auction with a relative
-  error ``delta``, so it is solved here as an assignment problem (`scipy.optimize.linear_sum_assignment` on
-  the usual ``(n + m) x (n + m)`` matrix with diagonal copies): exact, no extra dependency; tested equal to
-  hera (within its delta) and to POT's route where POT is installed.
-* **Normalisation.** Diagrams scale with their cloud, so a wide student and a narrow teacher differ in
-  scale alone. ``normalize="diam"`` also reports every distance between the diagrams of the two clouds each
-  divided by its own diameter (largest pairwise distance); ``"mean"`` by its mean pairwise distance. The rule
-  is part of every such key (``bottleneck_h0_norm_diam``); normalised values are invariant to scaling either
-  cloud.
-* **Persistence-image MSE**: mean over pixels of the squared difference of the two exact images under one
-  fixed `PIParams` per dimension (``pi_params``; the normalised variant needs its own ``pi_params_norm``,
-  since normalised diagrams live in other units).
-* **Linear CKA** (Kornblith et al., 2019) between the centred feature matrices:
-  ``||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)``; 1 for identical features and under orthogonal maps or
-  isotropic scaling of either side.
-
-Keys of `topology_metrics` (``k`` each requested dimension, ``rule`` the normalisation): ``bottleneck_h<k>``,
-``wasserstein1_h<k>``, ``bottleneck_h<k>_norm_<rule>``, ``wasserstein1_h<k>_norm_<rule>``, ``pi_mse_h<k>``
-(when ``pi_params`` has dimension k), ``pi_mse_h<k>_norm_<rule>`` (when ``pi_params_norm`` has it), and
-``cka_linear``. A value that is undefined for a batch (e.g. an image MSE where a PI fit failed) is NaN.
+`topology_metrics` takes the teacher's and the student's embeddings of the same batch (``[B, D_t]``, ``[B, D_s]``;
+the widths may differ) and returns a flat dict of floats (keys: `metric_keys`; NaN where a value is undefined).
+Diagrams are the exact finite Rips diagrams of each cloud (`topology.persistence.rips_diagrams`). Bottleneck is
+gudhi's exact one; 1-Wasserstein is the exact optimal partial matching with the L-infinity ground metric, as
+gudhi's (and hera's) define it, solved as an assignment problem (scipy) rather than with gudhi's POT route or
+hera's approximate auction. ``normalize`` adds every distance after dividing each cloud's diagram by its diameter
+(``diam``) or mean pairwise distance (``mean``): invariant to scaling either cloud. A persistence-image MSE uses
+one fixed `PIParams` per dimension (``pi_params``; ``pi_params_norm`` for the normalised diagrams).
 """
 from __future__ import annotations
 
@@ -45,7 +21,7 @@ import torch
 from topkd_io import TopKDError
 
 from .persistence import rips_diagrams
-from .point_cloud_pi import persistence_images
+from .point_cloud_pi import finite_rows, persistence_images
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 NORMALIZATIONS = ("diam", "mean")
@@ -74,12 +50,7 @@ def cloud_diagrams(points: ArrayLike, dims: Sequence[int] = (0,)) -> Dict[int, n
     """Finite Rips diagrams of one cloud ``[N, D]`` -> ``{k: [m, 2] float64 (birth, death)}`` per dimension."""
     x = _check_cloud(_numpy64(points, "points"), "points")
     out = rips_diagrams(x[None], dims=tuple(dims))
-    return {k: _finite(out[k][0]) for k in dims}
-
-
-def _finite(dg: np.ndarray) -> np.ndarray:
-    dg = np.asarray(dg, dtype=np.float64).reshape(-1, 2)
-    return dg[np.isfinite(dg).all(axis=1)]
+    return {k: finite_rows(out[k][0]) for k in dims}
 
 
 def normalization_scale(points: ArrayLike, rule: str = "diam") -> float:
@@ -234,10 +205,7 @@ def topology_metrics(feat_t: ArrayLike, feat_s: ArrayLike, dims: Sequence[int] =
     the normalised diagrams (one rule: pass a single ``normalize``). normalize: ``"diam"``, ``"mean"``, a
     tuple of both, or None. Returns the flat dict described in the module docstring (keys: `metric_keys`).
     """
-    dims = tuple(int(k) for k in dims)
-    for k in dims:
-        if k not in (0, 1):
-            raise TopKDError(f"homology dimension {k} is not supported; use 0 and/or 1")
+    dims = tuple(int(k) for k in dims)  # checked by rips_diagrams
     x_t = _check_cloud(_numpy64(feat_t, "teacher features"), "teacher features")
     x_s = _check_cloud(_numpy64(feat_s, "student features"), "student features")
     if x_t.shape[0] != x_s.shape[0]:

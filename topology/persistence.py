@@ -1,33 +1,32 @@
 """Vietoris-Rips persistence diagrams of batches of point clouds.
 
-H0 is computed exactly without building a complex: the finite H0 deaths of a Rips filtration are the
-edge lengths of a Euclidean minimum spanning tree (every birth is 0). We run Prim's algorithm on a
-whole chunk of clouds at once (one vectorized argmin per step), in float64, on whatever device the
-input lives on. H1 (and a cross-check of H0) goes through gudhi.
+H0 is computed exactly without building a complex: the finite H0 deaths of a Rips filtration are the edge lengths
+of a Euclidean minimum spanning tree (every birth is 0). We run Prim's algorithm on a whole chunk of clouds at once
+(one vectorized argmin per step), in float64, on whatever device the input lives on. H1 (and a cross-check of H0)
+goes through gudhi.
 
-Conventions (those of gudhi's ``SimplexTree.persistence_intervals_in_dimension``):
+Conventions (those of gudhi's ``SimplexTree.persistence_intervals_in_dimension``): a diagram is a ``[k, 2]``
+float64 array of ``(birth, death)`` rows; H0 rows are sorted by ascending death, the infinite bar ``(0, inf)`` last
+(only with ``keep_infinite=True``); gudhi drops zero-length bars (duplicate points give H0 deaths equal to 0), and
+``drop_zero=True`` (default) does the same (they add nothing to a persistence image); H1 rows are sorted by
+ascending death, ties by ascending birth (``h1_backend="simplex_tree"``: gudhi's own tie order, slow).
 
-* a diagram is a ``[k, 2]`` float64 array of ``(birth, death)`` rows;
-* H0 rows are sorted by ascending death, the infinite bar ``(0, inf)`` last (only with
-  ``keep_infinite=True``);
-* gudhi drops zero-length bars (duplicate points give H0 deaths equal to 0). ``drop_zero=True``
-  (default) does the same, ``drop_zero=False`` keeps them as ``(0, 0)`` rows. Zero-length bars add
-  nothing to a persistence image (the TopKD weight vanishes at persistence 0), so the images are the
-  same either way;
-* H1 rows are sorted by ascending death, ties by ascending birth. gudhi's simplex tree orders tied
-  deaths by simplex keys instead; ``h1_backend="simplex_tree"`` reproduces that order exactly (slow).
+On the CPU a batch is cut into parts, each run start to end by one single-threaded worker of our own pool (as many
+as the caller's ``torch.get_num_threads()``, at most one per ``min_items`` items): torch's intra-op threads meet at
+a barrier after every small operation of these kernels, and beside other busy processes one descheduled thread
+stalls them all (measured on 2 busy cores: 0.3-0.7x gudhi's speed, against 6-8x with one thread per part).
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterable, List, Sequence, Tuple, Union
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, Iterable, List, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 import torch
 
 from topkd_io import TopKDError
-
-from . import parallel
-from .parallel import split, worker_count
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -44,16 +43,69 @@ _GRAM_BYTES = {"cpu": 8 * 2**20, "cuda": 512 * 2**20}
 
 
 # --------------------------------------------------------------------------------------------------
+# our own thread pool
+# --------------------------------------------------------------------------------------------------
+T = TypeVar("T")
+_POOL: "ThreadPoolExecutor | None" = None
+_POOL_SIZE = 0
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    global _POOL, _POOL_SIZE
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_SIZE < size:
+            old, _POOL_SIZE = _POOL, size
+            # one torch thread per worker (OpenMP's thread count is per thread: the callers keep theirs)
+            _POOL = ThreadPoolExecutor(max_workers=size, thread_name_prefix="topology",
+                                       initializer=lambda: torch.set_num_threads(1))
+            if old is not None:
+                old.shutdown(wait=False)
+        return _POOL
+
+
+def worker_count(items: int, min_items: int) -> int:
+    """Workers for ``items`` units of work: the caller's torch thread count, at most one per ``min_items``."""
+    return max(1, min(torch.get_num_threads(), items // max(1, min_items)))
+
+
+def split(n: int, parts: int, max_size: int | None = None) -> List[Tuple[int, int]]:
+    """``[start, stop)`` ranges covering ``range(n)``. One part: consecutive runs of ``max_size`` (the last one
+    shorter), as a plain chunked loop does. Several: at least ``parts`` ranges of near-equal length, none longer
+    than ``max_size``."""
+    if n <= 0:
+        return []
+    if parts <= 1:
+        size = max_size or n
+        return [(s, min(n, s + size)) for s in range(0, n, size)]
+    size = math.ceil(n / max(parts, math.ceil(n / max_size) if max_size else 1))
+    return [(s, min(n, s + size)) for s in range(0, n, size)]
+
+
+def run_parts(fn: Callable[..., T], parts: Sequence[tuple], workers: int) -> List[T]:
+    """``[fn(*p) for p in parts]``, on ``workers`` single-threaded pool threads when ``workers > 1`` (results in
+    order; the first exception is raised), else in the calling thread."""
+    if workers <= 1 or len(parts) <= 1:
+        return [fn(*p) for p in parts]
+    caller = torch.get_num_threads()
+    try:
+        futures = [_pool(workers).submit(fn, *p) for p in parts]
+        return [f.result() for f in futures]
+    finally:
+        # a worker's set_num_threads(1) also sets torch's process-wide default for threads it starts later;
+        # restore the caller's value there (the caller's own count never changed)
+        torch.set_num_threads(caller)
+
+
+# --------------------------------------------------------------------------------------------------
 # validation
 # --------------------------------------------------------------------------------------------------
 def _check_shape(points: ArrayLike) -> None:
-    """Raise ValueError unless ``points`` is a ``[B, N, D]`` batch with N >= 2 and D >= 1."""
+    """`TopKDError` unless ``points`` is a ``[B, N, D]`` batch with N >= 2 and D >= 1."""
     shape = tuple(points.shape)
     if len(shape) != 3:
-        raise TopKDError(
-            f"expected a batch of point clouds [B, N, D], got shape {shape}; "
-            "add a batch axis (points[None]) for a single cloud"
-        )
+        raise TopKDError(f"expected a batch of point clouds [B, N, D], got shape {shape}; add a batch axis "
+                         f"(points[None]) for a single cloud")
     if shape[1] < 2:
         raise TopKDError(f"each point cloud needs at least 2 points, got N={shape[1]} (shape {shape})")
     if shape[2] < 1:
@@ -66,23 +118,19 @@ def _raise_non_finite(bad_idx: Sequence[int]) -> None:
 
 
 def _check_finite(points: ArrayLike, first: int = 0) -> None:
-    """Raise ValueError naming the clouds of ``[B, N, D]`` that hold NaN or inf (indices + ``first``)."""
-    if isinstance(points, torch.Tensor):
-        bad = (~torch.isfinite(points)).flatten(1).any(dim=1)
-        bad_idx = torch.nonzero(bad).flatten().tolist()
-    else:
-        bad_idx = np.flatnonzero(~np.isfinite(points).reshape(points.shape[0], -1).all(axis=1)).tolist()
-    if bad_idx:
-        _raise_non_finite([first + i for i in bad_idx])
+    """`TopKDError` naming the clouds of ``[B, N, D]`` that hold NaN or inf (indices + ``first``)."""
+    finite = (torch.isfinite(points).flatten(1).all(1).cpu().numpy() if isinstance(points, torch.Tensor)
+              else np.isfinite(points).reshape(len(points), -1).all(axis=1))
+    if not finite.all():
+        _raise_non_finite([first + i for i in np.flatnonzero(~finite).tolist()])
 
 
 def _check_dims(dims: Iterable[int]) -> Tuple[int, ...]:
     dims = tuple(int(d) for d in dims)
     if not dims:
         raise TopKDError("no homology dimension requested; pass dims=(0,), (1,) or (0, 1)")
-    for d in dims:
-        if d not in SUPPORTED_DIMS:
-            raise TopKDError(f"homology dimension {d} is not supported; use 0 and/or 1")
+    for d in set(dims) - set(SUPPORTED_DIMS):
+        raise TopKDError(f"homology dimension {d} is not supported; use 0 and/or 1")
     return dims
 
 
@@ -104,11 +152,8 @@ def _gram_distances(x: torch.Tensor, out: torch.Tensor | None = None) -> Tuple[t
 
 
 def _prim(d2: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Prim's algorithm on every cloud of a chunk at once.
-
-    d2: ``[C, N, N]`` squared distances. Returns (edges ``[C, N-1, 2]`` int64
-    (u, v) pairs in the order Prim adds them, their squared lengths ``[C, N-1]`` read from d2).
-    """
+    """Prim's algorithm on every cloud of a chunk at once: squared distances ``[C, N, N]`` -> (edges ``[C, N-1, 2]``
+    int64 (u, v) in the order Prim adds them, their squared lengths ``[C, N-1]`` read from d2)."""
     c, n, _ = d2.shape
     dev = d2.device
     inf = float("inf")
@@ -154,13 +199,9 @@ def _as_tensor(points: ArrayLike) -> torch.Tensor:
 
 
 def _centred64(part: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``part`` ``[C, N, D]`` (any dtype) moved to its centroid, in float64, written into ``out``.
-
-    Centring keeps the Gram form accurate when clouds share a large offset. Any translation leaves
-    the distances unchanged, so the centroid itself is taken in the input's dtype (only conditioning
-    depends on it); the float32 -> float64 cast goes through ``copy_`` into the reused buffer, which
-    is several times faster than a mixed-dtype subtraction or a fresh ``.to(float64)``.
-    """
+    """``part`` ``[C, N, D]`` (any dtype) moved to its centroid (taken in the input's dtype: only conditioning
+    depends on it), in float64, written into ``out`` (a ``copy_`` cast: several times faster than a mixed-dtype
+    subtraction). Centring keeps the Gram form accurate when clouds share a large offset."""
     if not part.is_floating_point():
         part = part.to(torch.float64)
     mean = part.mean(dim=1, keepdim=True)
@@ -170,13 +211,9 @@ def _centred64(part: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 
 def _chunk_tree(chunk: torch.Tensor, first: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
-    """MST of each cloud of a chunk ``[C, N, D]`` (any float dtype), chosen in float64.
-
-    Returns (edges ``[C, N-1, 2]`` int64, float64 lengths ``[C, N-1]`` in Prim's order). Short edges
-    (where the Gram form cancels) are recomputed from the points; the rest come from the Gram form,
-    accurate to ~1e-13 relative. Clouds holding NaN or inf raise ValueError (their index in the
-    chunk + ``first``); the check rides on the squared norms, so it costs nothing extra.
-    """
+    """MST of each cloud of a chunk ``[C, N, D]`` (any float dtype), chosen in float64 -> (edges ``[C, N-1, 2]``,
+    float64 lengths ``[C, N-1]``). Short edges (where the Gram form cancels) are recomputed from the points, the rest
+    are accurate to ~1e-13 relative; non-finite clouds are named (index + ``first``) from the squared norms, free."""
     c, n, d = chunk.shape
     dev = chunk.device
     step = max(1, _GRAM_BYTES.get(dev.type, _DEFAULT_CHUNK_BYTES) // (8 * n * d))
@@ -283,7 +320,7 @@ def _graphed_tree(chunk: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 def _tree(chunk: torch.Tensor, first: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
     """(edges ``[C, N-1, 2]``, float64 lengths ``[C, N-1]``) of each cloud's MST, by the faster route:
     a few clouds -> a replayed CUDA graph on the GPU, scipy's MST on the CPU; many -> batched Prim.
-    Non-finite points raise ValueError naming the cloud (index in the chunk + ``first``)."""
+    Non-finite points: `TopKDError` naming the cloud (index in the chunk + ``first``)."""
     if chunk.shape[0] <= _SMALL_BATCH:
         _check_finite(chunk.detach(), first)
         return _graphed_tree(chunk) if chunk.is_cuda else _scipy_tree(chunk)
@@ -291,10 +328,8 @@ def _tree(chunk: torch.Tensor, first: int = 0) -> Tuple[torch.Tensor, torch.Tens
 
 
 def mst_edges(points: ArrayLike) -> torch.Tensor:
-    """Euclidean MST edges of each cloud: ``[B, N, D]`` -> ``[B, N-1, 2]`` int64 (u, v) pairs.
-
-    Edges come in Prim's order (not sorted by length). Runs on the input's device; no gradient.
-    """
+    """Euclidean MST edges of each cloud: ``[B, N, D]`` -> ``[B, N-1, 2]`` int64 (u, v) pairs in Prim's order (not
+    sorted by length), on the input's device; no gradient."""
     _check_shape(points)
     x = _as_tensor(points)
     step = _chunk_size(x.shape[1], x.device)
@@ -302,11 +337,8 @@ def mst_edges(points: ArrayLike) -> torch.Tensor:
 
 
 def _edge_lengths(x: torch.Tensor, edges: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Direct lengths ``||x[u] - x[v]||``: x ``[B, N, D]``, edges ``[B, K, 2]`` -> ``[B, K]``, computed in
-    ``dtype`` (default x's; only the edges' endpoints are cast).
-
-    Differentiable in x; the gradient at a zero-length edge (duplicate points) is 0, never NaN.
-    """
+    """``||x[u] - x[v]||``: x ``[B, N, D]``, edges ``[B, K, 2]`` -> ``[B, K]``, in ``dtype`` (default x's; only the
+    endpoints are cast); differentiable in x, with gradient 0 (never NaN) at a zero-length edge."""
     b, n, d = x.shape
     flat = x.reshape(b * n, d)
     offset = (torch.arange(b, device=x.device) * n).view(b, 1)
@@ -321,12 +353,8 @@ def _edge_lengths(x: torch.Tensor, edges: torch.Tensor, dtype: torch.dtype | Non
 
 
 def _sorted_deaths(x: torch.Tensor, differentiable: bool) -> torch.Tensor:
-    """Sorted MST edge lengths ``[B, N-1]`` of ``x`` ``[B, N, D]`` (shape already checked; NaN/inf
-    raise ValueError naming the cloud).
-
-    ``differentiable``: lengths recomputed from ``x`` in its dtype (gradients flow); otherwise
-    float64 lengths without gradient.
-    """
+    """Sorted MST edge lengths ``[B, N-1]`` of ``x`` ``[B, N, D]`` (shape already checked): recomputed from ``x``
+    in its dtype when ``differentiable`` (gradients flow), else float64 without gradient."""
     step = _chunk_size(x.shape[1], x.device)
 
     def part(s: int, e: int) -> torch.Tensor:
@@ -336,20 +364,15 @@ def _sorted_deaths(x: torch.Tensor, differentiable: bool) -> torch.Tensor:
             lengths = _edge_lengths(chunk, edges)
         return torch.sort(lengths, dim=1).values
 
-    # CPU, no gradient: independent parts on our own single-threaded workers (`topology.parallel`)
-    pooled = x.device.type == "cpu" and not (differentiable and x.requires_grad)
+    pooled = x.device.type == "cpu" and not (differentiable and x.requires_grad)  # on our own workers
     workers = worker_count(x.shape[0], _MIN_POOLED_CLOUDS) if pooled else 1
-    return torch.cat(parallel.run_parts(part, split(x.shape[0], workers, step), workers), dim=0)
+    return torch.cat(run_parts(part, split(x.shape[0], workers, step), workers), dim=0)
 
 
 def rips_h0_deaths(points: ArrayLike) -> ArrayLike:
-    """Finite H0 deaths of the Rips filtration of each cloud (births are all 0).
-
-    points: ``[B, N, D]`` numpy array or tensor (any float dtype, any device).
-    Returns ``[B, N-1]`` float64 MST edge lengths sorted ascending, zeros (duplicate points)
-    included; a numpy array for numpy input, a tensor on the input's device for tensor input.
-    Short edges are recomputed from the points; all agree with gudhi to ~1e-13 relative or better.
-    """
+    """Finite H0 deaths of the Rips filtration of each cloud (births are all 0): ``[B, N, D]`` numpy array or tensor
+    (any float dtype and device) -> ``[B, N-1]`` float64 MST edge lengths sorted ascending, zeros (duplicate points)
+    included, as numpy or as a tensor on the input's device; all agree with gudhi to ~1e-13 relative or better."""
     _check_shape(points)
     with torch.no_grad():
         deaths = _sorted_deaths(_as_tensor(points).detach(), differentiable=False)
@@ -357,12 +380,8 @@ def rips_h0_deaths(points: ArrayLike) -> ArrayLike:
 
 
 def h0_deaths_torch(points: torch.Tensor) -> torch.Tensor:
-    """Differentiable H0 deaths: ``[B, N, D]`` tensor -> ``[B, N-1]`` sorted ascending.
-
-    The tree is chosen without gradient (float64 Prim); its edge lengths are then recomputed from
-    ``points`` so gradients flow to the points (zero gradient at duplicate points). Keeps the
-    input's dtype and device.
-    """
+    """Differentiable H0 deaths: ``[B, N, D]`` tensor -> ``[B, N-1]`` sorted ascending, in its dtype and device. The
+    tree is chosen without gradient (float64); its edge lengths are recomputed from ``points``, so gradients flow."""
     if not isinstance(points, torch.Tensor):
         raise ValueError(f"h0_deaths_torch expects a torch.Tensor, got {type(points).__name__}; "
                          "use rips_h0_deaths for numpy arrays")
@@ -385,7 +404,7 @@ def _h0_rows(deaths: np.ndarray, keep_infinite: bool, drop_zero: bool) -> np.nda
 
 
 def _float64_points(x: torch.Tensor) -> np.ndarray:
-    """CPU tensor ``[B, N, D]`` -> finite float64 numpy array (ValueError naming non-finite clouds)."""
+    """CPU tensor ``[B, N, D]`` -> finite float64 numpy array (`TopKDError` naming non-finite clouds)."""
     _check_finite(x)
     return x.numpy().astype(np.float64, copy=False)
 
@@ -422,16 +441,18 @@ def _h1_gudhi(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> 
     return [_sort_h1(dg) for dg in _gudhi_rips_diagrams(x, 1, n_jobs)]
 
 
-def _h1_simplex_tree(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
-    # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
-    import gudhi
+def _simplex_tree(cloud: np.ndarray):
+    """gudhi's Rips simplex tree of one float64 cloud ``[N, D]`` to dimension 2, its persistence computed."""
+    import gudhi  # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
 
-    out = []
-    for cloud in _float64_points(x):
-        st = gudhi.RipsComplex(points=cloud).create_simplex_tree(max_dimension=2)
-        st.persistence()
-        out.append(np.asarray(st.persistence_intervals_in_dimension(1), dtype=np.float64).reshape(-1, 2))
-    return out
+    st = gudhi.RipsComplex(points=cloud).create_simplex_tree(max_dimension=2)
+    st.persistence()
+    return st
+
+
+def _h1_simplex_tree(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
+    return [np.asarray(_simplex_tree(cloud).persistence_intervals_in_dimension(1), dtype=np.float64).reshape(-1, 2)
+            for cloud in _float64_points(x)]
 
 
 DiagramBackend = Callable[[torch.Tensor, bool, bool, object], List[np.ndarray]]
@@ -448,30 +469,17 @@ def _backend(dim: int, name: str) -> DiagramBackend:
     try:
         return DIAGRAM_BACKENDS[dim][name]
     except KeyError:
-        raise TopKDError(
-            f"unknown H{dim} backend {name!r}; choose one of: {', '.join(sorted(DIAGRAM_BACKENDS[dim]))}"
-        ) from None
+        raise TopKDError(f"unknown H{dim} backend {name!r}; choose one of: {', '.join(sorted(DIAGRAM_BACKENDS[dim]))}"
+                         ) from None
 
 
-def rips_diagrams(
-    points: ArrayLike,
-    dims: Sequence[int] = (0,),
-    keep_infinite: bool = False,
-    drop_zero: bool = True,
-    h0_backend: str = "mst",
-    h1_backend: str = "gudhi",
-    n_jobs: int | None = None,
-) -> Dict[int, List[np.ndarray]]:
-    """Rips persistence diagrams of each cloud.
-
-    points: ``[B, N, D]`` (numpy or tensor, any float dtype; computed on the CPU in float64, without a
-    float64 copy of the whole batch on the MST route).
-    Returns ``{dim: [B arrays of shape [k, 2]]}`` (float64 birth, death) for each requested dim.
-    ``keep_infinite`` appends H0's ``(0, inf)`` bar; ``drop_zero`` drops zero-length H0 bars as gudhi
-    does (see the module docstring). Backends: H0 ``"mst"`` (exact, fast) or ``"gudhi"``
-    (``gudhi.sklearn.RipsPersistence``); H1 ``"gudhi"`` (the same, parallel with ``n_jobs``)
-    or ``"simplex_tree"`` (RipsComplex + SimplexTree, gudhi's exact row order, slow).
-    """
+def rips_diagrams(points: ArrayLike, dims: Sequence[int] = (0,), keep_infinite: bool = False, drop_zero: bool = True,
+                  h0_backend: str = "mst", h1_backend: str = "gudhi", n_jobs: int | None = None
+                  ) -> Dict[int, List[np.ndarray]]:
+    """Rips persistence diagrams of each cloud of ``[B, N, D]`` (numpy or tensor, any float dtype; computed on the
+    CPU in float64) -> ``{dim: B float64 (birth, death) arrays [k, 2]}`` (conventions: the module docstring).
+    Backends: H0 ``"mst"`` (exact, fast) or ``"gudhi"`` (``gudhi.sklearn.RipsPersistence``); H1 ``"gudhi"`` (the
+    same, parallel with ``n_jobs``) or ``"simplex_tree"`` (RipsComplex + SimplexTree: gudhi's exact row order)."""
     dims = _check_dims(dims)
     _check_shape(points)
     h0 = _backend(0, h0_backend)
@@ -485,38 +493,21 @@ def rips_diagrams(
 # differentiable H1
 # --------------------------------------------------------------------------------------------------
 def rips_h1_pairs(points: ArrayLike) -> List[np.ndarray]:
-    """The edges behind each H1 point of each cloud's Rips filtration: ``[B, N, D]`` -> B arrays ``[k, 4]``
-    int64 ``(u, v, w, z)``: the point is born when edge ``(u, v)`` enters and dies when the triangle whose
-    longest edge is ``(w, z)`` enters, so birth = ``|x_u - x_v|`` and death = ``|x_w - x_z|``.
-
-    gudhi's ``RipsComplex`` to dimension 2 (float64 distances), ``persistence()`` and
-    ``flag_persistence_generators()``; zero-length pairs are left out, as in gudhi's diagrams. gudhi's simplex
-    tree holds the GIL while it builds and reduces, so clouds are done one after the other (about 20 ms for
-    64 points).
-    """
-    # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
-    import gudhi
-
+    """The edges behind each H1 point of each cloud's Rips filtration (gudhi's ``flag_persistence_generators``, zero-
+    length pairs left out): ``[B, N, D]`` -> B int64 arrays ``[k, 4]`` ``(u, v, w, z)``: birth = ``|x_u - x_v|``,
+    death = ``|x_w - x_z|`` (the longest edge of the triangle that kills it). Clouds in turn: gudhi holds the GIL."""
     _check_shape(points)
-    x = _float64_points(_as_tensor(points).detach().cpu())
     out = []
-    for cloud in x:
-        st = gudhi.RipsComplex(points=cloud).create_simplex_tree(max_dimension=2)
-        st.persistence()
-        regular = st.flag_persistence_generators()[1]
-        pairs = np.asarray(regular[0], dtype=np.int64).reshape(-1, 4) if len(regular) else np.zeros((0, 4), np.int64)
-        out.append(pairs)
+    for cloud in _float64_points(_as_tensor(points).detach().cpu()):
+        regular = _simplex_tree(cloud).flag_persistence_generators()[1]
+        out.append(np.asarray(regular[0] if len(regular) else [], dtype=np.int64).reshape(-1, 4))
     return out
 
 
 def h1_diagrams_torch(points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Differentiable H1 diagrams: ``[B, N, D]`` tensor -> (births, deaths, mask), each ``[B, K]`` padded to the
-    largest count K (mask 1 = a point, 0 = padding; padded births and deaths are 0).
-
-    The pairs are chosen without gradient (`rips_h1_pairs`, float64); births and deaths are then the lengths
-    of their edges recomputed from ``points`` in its dtype, so gradients flow to the points (zero at duplicate
-    points). Rows are sorted by ascending death, ties by birth. On the input's device and dtype.
-    """
+    largest count (mask 0 and values 0 there), sorted by death, then birth, in its dtype and device. The pairs are
+    chosen without gradient (`rips_h1_pairs`); their edge lengths are recomputed from ``points``."""
     if not isinstance(points, torch.Tensor):
         raise ValueError(f"h1_diagrams_torch expects a torch.Tensor, got {type(points).__name__}")
     _check_shape(points)

@@ -1,17 +1,11 @@
 """Persistence images equal to ``gudhi.representations.PersistenceImage``, vectorized over batches.
 
-gudhi's conventions, kept exactly:
-
-* a diagram point ``(birth, death)`` is moved to ``(b, p) = (birth, death - birth)``;
-* each point adds ``w(b, p) * exp(-((b - x)^2 + (p - y)^2) / (2 s^2)) / (2 pi s^2)`` at every grid
-  node, ``s`` the bandwidth (a standard deviation, not a variance);
-* grid: ``x = linspace(x0, x1, resolution[0])`` (birth), ``y = linspace(y0, y1, resolution[1])``
-  (persistence); the image is ``[resolution[1], resolution[0]]``, rows = persistence, columns =
-  birth, flattened in C order to ``R0 * R1`` values.
-
-Points with an infinite or NaN coordinate are ignored (the official pipeline drops the infinite H0
-bar before imaging). The TopKD rule fits :class:`PIParams` once on a set of diagrams
-(:meth:`PIParams.fit`); every image is then divided by ``params.normalizer`` (the set's global max).
+gudhi's conventions, kept exactly: a point ``(birth, death)`` moves to ``(b, p) = (birth, death - birth)`` and adds
+``w(b, p) * exp(-((b - x)^2 + (p - y)^2) / (2 s^2)) / (2 pi s^2)`` at every grid node, ``s`` the bandwidth (a
+standard deviation); grid ``x = linspace(x0, x1, R0)`` (birth), ``y = linspace(y0, y1, R1)`` (persistence); the
+image is ``[R1, R0]`` (rows persistence, columns birth) flattened in C order. Points with an infinite or NaN
+coordinate are ignored (the official pipeline drops the infinite H0 bar). The TopKD rule fits `PIParams` once on a
+set of diagrams (`PIParams.fit`); every image is then divided by ``params.normalizer`` (the set's global max).
 """
 from __future__ import annotations
 
@@ -23,10 +17,9 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from topkd_io import TopKDError, read_yaml, write_yaml
+from topkd_io import TopKDError, write_yaml
 
-from . import parallel
-from .parallel import split, worker_count
+from . import persistence
 
 Diagrams = Union[Sequence[np.ndarray], np.ndarray]
 
@@ -45,9 +38,8 @@ def get_weight(name: str) -> Callable:
     try:
         return WEIGHTS[name]
     except KeyError:
-        raise TopKDError(
-            f"unknown persistence-image weight {name!r}; choose one of: {', '.join(sorted(WEIGHTS))}"
-        ) from None
+        raise TopKDError(f"unknown persistence-image weight {name!r}; choose one of: {', '.join(sorted(WEIGHTS))}"
+                         ) from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -55,13 +47,9 @@ def get_weight(name: str) -> Callable:
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class PIParams:
-    """Parameters of a persistence image.
-
-    bandwidth: Gaussian standard deviation (diagram units). im_range: ``(x0, x1, y0, y1)`` =
-    birth range then persistence range. resolution: ``(R0, R1)`` = grid nodes along birth, along
-    persistence. weight: a name in ``WEIGHTS``. normalizer: images are divided by it when
-    normalized (TopKD: the max over all images of the fitting set). homology_dim: informative only.
-    """
+    """Parameters of a persistence image. bandwidth: Gaussian std (diagram units); im_range: ``(x0, x1, y0, y1)``, the
+    birth then the persistence range; resolution: ``(R0, R1)`` grid nodes along birth, persistence; weight: a name in
+    ``WEIGHTS``; normalizer: what images are divided by (TopKD: the max over the fitting set's images)."""
 
     bandwidth: float
     im_range: Tuple[float, float, float, float]
@@ -96,29 +84,16 @@ class PIParams:
 
     # ---------------------------------------------------------------------------------------------
     @classmethod
-    def fit(
-        cls,
-        diagrams: Diagrams,
-        resolution: Tuple[int, int] = (20, 20),
-        weight: str = "topkd",
-        quantile: float = 0.2,
-        num_points: int = 200,
-        bandwidth: Optional[float] = None,
-        homology_dim: Optional[int] = None,
-    ) -> "PIParams":
-        """Fit the TopKD parameters on a set of diagrams (list of ``[k, 2]`` birth/death arrays).
-
-        Finite points only. bandwidth: the ``quantile`` of the non-zero pairwise distances among
-        the first ``num_points`` stacked (birth, persistence) points (in the given order), unless
-        given. im_range: min/max birth and min/max persistence over all points. normalizer: the
-        max over the set's images.
-        """
+    def fit(cls, diagrams: Diagrams, resolution: Tuple[int, int] = (20, 20), weight: str = "topkd",
+            quantile: float = 0.2, num_points: int = 200, bandwidth: Optional[float] = None,
+            homology_dim: Optional[int] = None) -> "PIParams":
+        """The TopKD parameters of a set of ``[k, 2]`` (birth, death) diagrams, finite points only: bandwidth (unless
+        given) the ``quantile`` of the non-zero pairwise distances among the first ``num_points`` stacked (birth,
+        persistence) points; im_range the min/max birth and persistence; normalizer the max over the set's images."""
         bp = _stack_birth_persistence(diagrams)
         if bp.shape[0] == 0:
-            raise TopKDError(
-                "cannot fit persistence-image parameters: the diagrams hold no finite point "
-                "(empty set, or only infinite bars)"
-            )
+            raise TopKDError("cannot fit persistence-image parameters: the diagrams hold no finite point (empty set, "
+                             "or only infinite bars)")
         if bandwidth is None:
             bandwidth = _quantile_bandwidth(bp[:num_points], quantile)
         im_range = (bp[:, 0].min(), bp[:, 0].max(), bp[:, 1].min(), bp[:, 1].max())
@@ -145,26 +120,17 @@ class PIParams:
         unknown = set(d) - allowed
         missing = {"bandwidth", "im_range"} - set(d)
         if unknown or missing:
-            raise TopKDError(
-                f"bad persistence-image parameters: unknown keys {sorted(unknown)}, missing keys "
-                f"{sorted(missing)}; expected keys among {sorted(allowed)}"
-            )
+            raise TopKDError(f"bad persistence-image parameters: unknown keys {sorted(unknown)}, missing keys "
+                             f"{sorted(missing)}; expected keys among {sorted(allowed)}")
         return cls(**d)
 
     def save_yaml(self, path: Union[str, os.PathLike]) -> None:
-        """Write the parameters as YAML (atomically: temporary file then rename)."""
+        """Write the parameters as YAML, atomically (`PIParams.from_dict(topkd_io.read_yaml(path))` reads them)."""
         write_yaml(path, self.to_dict())
 
-    @classmethod
-    def load_yaml(cls, path: Union[str, os.PathLike]) -> "PIParams":
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"persistence-image parameter file not found: {path}")
-        data = read_yaml(path, "persistence-image parameter file")
-        return cls.from_dict(data)
 
-
-def _finite_rows(dg: np.ndarray) -> np.ndarray:
+def finite_rows(dg: np.ndarray) -> np.ndarray:
+    """The finite (birth, death) rows of a ``[k, 2]`` diagram, float64."""
     dg = np.asarray(dg, dtype=np.float64)
     if dg.size == 0:
         return dg.reshape(0, 2)
@@ -175,7 +141,7 @@ def _finite_rows(dg: np.ndarray) -> np.ndarray:
 
 def _stack_birth_persistence(diagrams: Diagrams) -> np.ndarray:
     """All finite points of all diagrams, stacked in order, as ``[M, 2]`` (birth, persistence)."""
-    rows = [_finite_rows(dg) for dg in diagrams]
+    rows = [finite_rows(dg) for dg in diagrams]
     if not rows:
         return np.zeros((0, 2))
     bp = np.concatenate(rows, axis=0)
@@ -201,7 +167,7 @@ def _quantile_bandwidth(points: np.ndarray, quantile: float) -> float:
 # --------------------------------------------------------------------------------------------------
 def _pad(diagrams: Diagrams) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """List of diagrams -> padded births, persistences ``[n, K]`` and a 0/1 mask ``[n, K]``."""
-    rows = [_finite_rows(dg) for dg in diagrams]
+    rows = [finite_rows(dg) for dg in diagrams]
     n = len(rows)
     counts = np.array([r.shape[0] for r in rows], dtype=np.int64)
     k = int(counts.max()) if n else 0
@@ -216,12 +182,9 @@ def _pad(diagrams: Diagrams) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _images(births, pers, mask, params: PIParams, xp, grid_x, grid_y, zero_births: bool = False):
-    """Shared numpy/torch kernel. births, pers, mask: ``[n, K]``; returns ``[n, R1 * R0]``.
-
-    The Gaussian is separable: image[y, x] = sum_k w_k g(p_k - y) g(b_k - x) / (2 pi s^2).
-    ``zero_births`` (every birth is 0, as in H0): g(b_k - x) = g(x) for all k, so the image is the
-    persistence profile sum_k w_k g(p_k - y) times g(x): no ``[n, K, R0]`` Gaussians, no matmul.
-    """
+    """The kernel (``xp``: torch): births, pers, mask ``[n, K]`` -> ``[n, R1 * R0]``. The Gaussian is separable:
+    image[y, x] = sum_k w_k g(p_k - y) g(b_k - x) / (2 pi s^2); with ``zero_births`` (H0) g(b_k - x) = g(x), so the
+    image is the profile sum_k w_k g(p_k - y) times g(x): no ``[n, K, R0]`` Gaussians, no matmul."""
     s2 = 2.0 * params.bandwidth**2
     w = get_weight(params.weight)(births, pers, xp) * mask
     gy = xp.exp(-((pers[:, :, None] - grid_y) ** 2) / s2)  # [n, K, R1]
@@ -239,20 +202,15 @@ def _images(births, pers, mask, params: PIParams, xp, grid_x, grid_y, zero_birth
 _MIN_POOLED_IMAGES = 64
 
 
-def persistence_images(
-    diagrams: Diagrams, params: PIParams, normalize: bool = True, chunk: int = 512
-) -> np.ndarray:
-    """Persistence images of a list of ``[k, 2]`` (birth, death) diagrams -> ``[n, R0 * R1]`` float64.
-
-    Equals ``gudhi.representations.PersistenceImage(bandwidth, weight, resolution, im_range)``
-    to float rounding, divided by ``params.normalizer`` when ``normalize``.
-    """
+def persistence_images(diagrams: Diagrams, params: PIParams, normalize: bool = True, chunk: int = 512) -> np.ndarray:
+    """Persistence images of a list of ``[k, 2]`` (birth, death) diagrams -> ``[n, R0 * R1]`` float64, equal to
+    ``gudhi.representations.PersistenceImage`` to float rounding, divided by ``params.normalizer`` if ``normalize``."""
     if isinstance(diagrams, np.ndarray) and diagrams.ndim == 2:
         raise ValueError("persistence_images expects a list of diagrams; wrap a single one: [diagram]")
     diagrams = list(diagrams)
     # The shared kernel runs through torch on the CPU in float64: its exp is vectorized and threaded,
     # about twice numpy's speed here; the images are the same to ~1e-15 relative.
-    # Parts of the batch run on our own single-threaded workers (`topology.parallel`), not intra-op threads.
+    # Parts of the batch run on our own single-threaded workers (`topology.persistence.run_parts`).
 
     grid_x, grid_y = (torch.from_numpy(g) for g in params.grids())
     out = np.zeros((len(diagrams), params.num_pixels))
@@ -263,23 +221,15 @@ def persistence_images(
             zero = not bool(births.any())  # H0 diagrams: the separable shortcut
             out[s:e] = _images(births, pers, mask, params, torch, grid_x, grid_y, zero).numpy()
 
-    workers = worker_count(len(diagrams), _MIN_POOLED_IMAGES)
-    parallel.run_parts(part, split(len(diagrams), workers, chunk), workers)
+    workers = persistence.worker_count(len(diagrams), _MIN_POOLED_IMAGES)
+    persistence.run_parts(part, persistence.split(len(diagrams), workers, chunk), workers)
     return out / params.normalizer if normalize else out
 
 
-def persistence_images_torch(
-    births: torch.Tensor,
-    pers: torch.Tensor,
-    params: PIParams,
-    mask: Optional[torch.Tensor] = None,
-    normalize: bool = True,
-) -> torch.Tensor:
-    """Differentiable persistence images of padded diagrams, on the inputs' device and dtype.
-
-    births, pers: ``[B, K]`` (persistence = death - birth); mask: ``[B, K]`` (1 = real point,
-    0 = padding; default all real). Returns ``[B, R0 * R1]``.
-    """
+def persistence_images_torch(births: torch.Tensor, pers: torch.Tensor, params: PIParams,
+                             mask: Optional[torch.Tensor] = None, normalize: bool = True) -> torch.Tensor:
+    """Differentiable persistence images of padded diagrams: births, pers ``[B, K]`` (pers = death - birth), mask
+    ``[B, K]`` (1 = point, 0 = padding; default all points) -> ``[B, R0 * R1]``, on the inputs' device and dtype."""
     if births.shape != pers.shape or births.dim() != 2:
         raise ValueError(f"births and persistences must both be [B, K], got {tuple(births.shape)} "
                          f"and {tuple(pers.shape)}")
@@ -295,11 +245,8 @@ def persistence_images_torch(
 
 
 def h0_images_torch(deaths: torch.Tensor, params: PIParams, normalize: bool = True) -> torch.Tensor:
-    """Differentiable H0 persistence images: deaths ``[B, K]`` (births 0) -> ``[B, R0 * R1]``.
-
-    Infinite deaths and zero-length bars are masked out (as gudhi drops them), so the output of
-    ``rips_h0_deaths``/``h0_deaths_torch`` can be passed as is.
-    """
+    """Differentiable H0 persistence images: deaths ``[B, K]`` (births 0) -> ``[B, R0 * R1]``; infinite deaths and
+    zero-length bars are masked out (as gudhi drops them): `h0_deaths_torch`'s output goes in as it is."""
     keep = torch.isfinite(deaths) & (deaths > 0)
     pers = torch.where(keep, deaths, torch.zeros_like(deaths))
     gx, gy = (torch.as_tensor(g, dtype=pers.dtype, device=pers.device) for g in params.grids())

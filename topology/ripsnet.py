@@ -1,13 +1,10 @@
 """RipsNet: a DeepSets network that predicts the persistence image of a point cloud.
 
-phi (per point): three dense layers with bias and ReLU; pooling over the points (sum or mean);
-rho: three dense ReLU layers and a dense sigmoid output, all without bias. Layer names
-``layer1`` ... ``layer7`` (each holding ``.linear``) match the official TopKD checkpoints, which
-load unchanged.
-
-Checkpoints. Official: ``{'model', 'units_list', 'operator', 'best_val_mse', 'epoch'}``. Ours: the
-same keys as a RipsNet state dict under ``model`` plus ``pooling``, ``units``, ``resolution``,
-``pi_params`` (a :class:`topology.point_cloud_pi.PIParams` dict, or None) and ``manifest`` (free-form).
+phi (per point): three dense layers with bias and ReLU; pooling over the points (sum or mean); rho: three dense
+ReLU layers and a dense sigmoid output, all without bias. Layer names ``layer1`` ... ``layer7`` (each holding
+``.linear``) match the official TopKD checkpoints (``{'model', 'units_list', 'operator', 'best_val_mse',
+'epoch'}``), which load unchanged; ours add ``pooling``, ``units``, ``resolution``, ``pi_params`` (a `PIParams`
+dict, or None) and ``manifest`` (the stage-2 manifest).
 """
 from __future__ import annotations
 
@@ -22,31 +19,19 @@ from topkd_io import TopKDError, load_checkpoint, save_torch
 # Widths [input, phi1, phi2, phi3] of the official RipsNets by input dimension; rho is always
 # [50, 100, 200] followed by the R*R output.
 PHI_UNITS: Dict[int, Tuple[int, int, int, int]] = {
-    16: (16, 16, 16, 16),
-    32: (32, 32, 16, 16),
-    64: (64, 64, 32, 32),
-    128: (128, 128, 64, 64),
-    256: (256, 256, 128, 128),
-    512: (512, 512, 256, 256),
-    1024: (1024, 512, 256, 256),
-    2048: (2048, 1024, 512, 256),
+    16: (16, 16, 16, 16), 32: (32, 32, 16, 16), 64: (64, 64, 32, 32), 128: (128, 128, 64, 64),
+    256: (256, 256, 128, 128), 512: (512, 512, 256, 256), 1024: (1024, 512, 256, 256), 2048: (2048, 1024, 512, 256),
 }
 RHO_HIDDEN = (50, 100, 200)
-
-POOLINGS = {
-    "sum": lambda h, dim: h.sum(dim=dim),
-    "mean": lambda h, dim: h.mean(dim=dim),
-}
+POOLINGS = {"sum": lambda h, dim: h.sum(dim=dim), "mean": lambda h, dim: h.mean(dim=dim)}
 
 
 def default_units(input_dim: int, resolution: int = 20) -> List[int]:
     """The official width list ``[D, phi1, phi2, phi3, 50, 100, 200, R*R]`` for input width D."""
     if input_dim not in PHI_UNITS:
-        raise TopKDError(
-            f"no default RipsNet widths for input dimension {input_dim} (known: "
-            f"{', '.join(map(str, sorted(PHI_UNITS)))}); give the 8 widths yourself "
-            f"(train_ripsnet.py --units {input_dim},a,b,c,50,100,200,{resolution * resolution})"
-        )
+        raise TopKDError(f"no default RipsNet widths for input dimension {input_dim} (known: "
+                         f"{', '.join(map(str, sorted(PHI_UNITS)))}); give the 8 widths yourself "
+                         f"(train_ripsnet.py --units {input_dim},a,b,c,50,100,200,{resolution * resolution})")
     return [*PHI_UNITS[input_dim], *RHO_HIDDEN, resolution * resolution]
 
 
@@ -63,19 +48,12 @@ class _Dense(nn.Module):
 
 
 class RipsNet(nn.Module):
-    """Point clouds ``[B, N, D]`` -> persistence images ``[B, R*R]``; one cloud ``[N, D]`` -> ``[1, R*R]``.
+    """Point clouds ``[B, N, D]`` -> persistence images ``[B, R*R]``; one cloud ``[N, D]`` -> ``[1, R*R]``. pooling:
+    ``"sum"`` or ``"mean"`` over the points; units: the 8 widths ``[D, phi1, phi2, phi3, rho1, rho2, rho3, R*R]``
+    (default: the official table for D)."""
 
-    input_dim: D. pooling: ``"sum"`` or ``"mean"`` over the points. units: the 8 widths
-    ``[D, phi1, phi2, phi3, rho1, rho2, rho3, R*R]`` (default: the official table for D).
-    """
-
-    def __init__(
-        self,
-        input_dim: int,
-        pooling: str = "mean",
-        units: Optional[Sequence[int]] = None,
-        resolution: int = 20,
-    ):
+    def __init__(self, input_dim: int, pooling: str = "mean", units: Optional[Sequence[int]] = None,
+                 resolution: int = 20):
         super().__init__()
         if pooling not in POOLINGS:
             raise TopKDError(f"unknown RipsNet pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
@@ -102,10 +80,8 @@ class RipsNet(nn.Module):
         if x.dim() != 3:
             raise TopKDError(f"RipsNet expects point clouds [B, N, D] or one cloud [N, D], got shape {tuple(x.shape)}")
         if x.shape[-1] != self.input_dim:
-            raise TopKDError(
-                f"RipsNet expects D={self.input_dim} features, got {x.shape[-1]}: use a RipsNet trained "
-                f"on {x.shape[-1]}-d features or project the features to {self.input_dim} first"
-            )
+            raise TopKDError(f"RipsNet expects D={self.input_dim} features, got {x.shape[-1]}: use a RipsNet trained "
+                             f"on {x.shape[-1]}-d features or project the features to {self.input_dim} first")
         h = self.layer3(self.layer2(self.layer1(x)))  # [B, N, phi3]
         h = POOLINGS[self.pooling](h, 1)  # [B, phi3]
         return self.layer7(self.layer6(self.layer5(self.layer4(h))))
@@ -128,55 +104,32 @@ def save_ripsnet(model: RipsNet, path: Union[str, os.PathLike], pi_params: Any =
                 "manifest": dict(manifest or {}), **extra}, path)
 
 
-def weight_units(state: Dict[str, torch.Tensor]) -> List[int]:
-    """The 8 widths ``[D, phi1, phi2, phi3, rho1, rho2, rho3, R*R]`` read off a RipsNet state dict's shapes."""
-    try:
-        units = [int(state["layer1.linear.weight"].shape[1])]
-        return units + [int(state[f"layer{k}.linear.weight"].shape[0]) for k in range(1, 8)]
-    except KeyError as exc:
-        raise ValueError(f"missing RipsNet weight {exc.args[0]!r}") from None
-    except (AttributeError, IndexError):
-        raise ValueError("RipsNet weights are not 2-D tensors") from None
-
-
 def pooling_from_file_name(path: Union[str, os.PathLike]) -> Optional[str]:
     """``mean`` / ``sum`` from a checkpoint named ``<pooling>_best.pth`` or ``<pooling>_last.pth`` (the official
     and our stage-3 naming), else None."""
-    stem = os.path.splitext(os.path.basename(os.fspath(path)))[0]
-    head, _, tail = stem.rpartition("_")
+    head, _, tail = os.path.splitext(os.path.basename(os.fspath(path)))[0].rpartition("_")
     return head if head in POOLINGS and tail in ("best", "last") else None
-
-
-def _table_units(found: List[int]) -> Optional[List[int]]:
-    """The official width table's list for the weights' input width and output size, or None."""
-    side = int(round(found[-1] ** 0.5))
-    if found[0] not in PHI_UNITS or side * side != found[-1]:
-        return None
-    return default_units(found[0], side)
 
 
 def load_ripsnet(path: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu",
                  operator: Optional[str] = None, units_list: Optional[Sequence[int]] = None) -> Tuple[RipsNet, dict]:
-    """Read an official or our RipsNet checkpoint -> (model in eval mode, checkpoint dict).
-
-    operator: pooling (``mean``/``sum``, the official ``--operator``); units_list: the 8 widths (the
-    official ``--units_list``). Pooling comes from ``operator``, else the checkpoint, else the file name
-    (``<pooling>_best.pth``). Widths come from ``units_list`` (checked against the weights: a mismatch is
-    a ValueError naming both), else the checkpoint, else the official width table for the weights' input
-    width, else the weight shapes. The returned dict carries ``pi_params`` (None for official
-    checkpoints) and ``resolved`` (where pooling and widths came from).
-    """
+    """An official or our RipsNet checkpoint -> (model in eval mode, checkpoint dict). Pooling: ``operator`` (the
+    official ``--operator``), else the checkpoint's, else the file name (``<pooling>_best.pth``). Widths: ``units_list``
+    (the official ``--units_list``; checked against the weights), else the checkpoint's, else the official table for
+    the weights' shapes, else those shapes. The dict carries ``pi_params`` (None for official checkpoints) and
+    ``resolved`` (the pooling and widths used, and where they came from)."""
     path = os.fspath(path)
     ckpt = load_checkpoint(path, map_location, what="RipsNet checkpoint",
                            hint="pass the <pooling>_best.pth written by train_ripsnet.py")
-    if not isinstance(ckpt.get("model"), dict):
-        raise TopKDError(f"{path} is not a RipsNet checkpoint (expected a dict with a 'model' state dict)")
-    state = ckpt["model"]
-    try:
-        found = weight_units(state)
-    except ValueError as exc:
-        raise TopKDError(f"{path}: {exc}") from None
+    state = ckpt.get("model")
+    try:  # the 8 widths read off the weight shapes
+        found = [int(state["layer1.linear.weight"].shape[1])] + [
+            int(state[f"layer{k}.linear.weight"].shape[0]) for k in range(1, 8)]
+    except (TypeError, KeyError, AttributeError, IndexError):
+        raise TopKDError(f"{path} is not a RipsNet checkpoint (expected a 'model' state dict with the weights "
+                         f"layer1.linear.weight ... layer7.linear.weight, 2-D)") from None
     stored_units = ckpt.get("units") or ckpt.get("units_list")
+    side = int(round(found[-1] ** 0.5))
     if units_list is not None:
         units, units_from = [int(u) for u in units_list], "argument"
         if units != found:
@@ -184,7 +137,7 @@ def load_ripsnet(path: Union[str, os.PathLike], map_location: Union[str, torch.d
                              f"widths {found}; pass --units_list {' '.join(map(str, found))} or another RipsNet")
     elif stored_units is not None:
         units, units_from = [int(u) for u in stored_units], "checkpoint"
-    elif _table_units(found) == found:
+    elif found[0] in PHI_UNITS and side * side == found[-1] and default_units(found[0], side) == found:
         units, units_from = found, "official width table"
     else:
         units, units_from = found, "weight shapes"

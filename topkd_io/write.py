@@ -1,23 +1,20 @@
-"""The one atomic writer, and the output-path checks that go before it.
-
-`atomic_write(path)` writes a temporary ``<name>.<host>.<pid>.<random>.tmp`` beside ``path``, fsyncs it,
-renames it over ``path`` and fsyncs the folder: a file that exists is complete. A failure removes the
-temporary, keeps the earlier file and comes back as an OSError naming ``path``. Only a regular file or a
-missing path is replaced (a link is followed); a folder, device, FIFO or socket is refused. Leftover
-temporaries of ``path`` whose writer (on this host) is gone are removed first. New files get the mode
-``open()`` would give (0666 minus the umask).
-"""
+"""Writing files: the one atomic writer (a temporary beside the target, fsync, rename, fsync of the folder: a file
+that exists is complete; only a regular file or a missing path is replaced), the checks of an output path that go
+before it, and `FolderLock`, one writer per folder (``fcntl.flock``: the kernel drops it when its holder dies)."""
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import glob
 import hashlib
+import json
 import os
 import socket
 import stat
-import tempfile
-from typing import IO, Any, Tuple
+import sys
+import time
+from typing import IO, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -26,88 +23,60 @@ import yaml
 from .errors import TopKDError
 
 TMP_SUFFIX = ".tmp"
+LOCK_NAME = ".topkd.lock"
 
 
 def host_tag() -> str:
-    """Six hex digits naming this host (temporaries and locks of other hosts are never judged by PID)."""
+    """Six hex digits naming this host (temporaries of other hosts are never judged by PID)."""
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 
 
-def file_mode() -> int:
-    """Permission bits of a new regular file under the current umask (0644 for umask 022); the umask is read
-    from /proc where possible (setting it to read it is not thread-safe)."""
-    try:
-        with open("/proc/self/status") as f:
-            mask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
-    except (OSError, StopIteration):
-        mask = os.umask(0o022)
-        os.umask(mask)
-    return 0o666 & ~mask
-
-
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this PID exists on this host (a process of another user counts)."""
-    if pid <= 0:
-        return False
+    """Whether a process with this PID exists on this host (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass
-    return True
+    return pid > 0
 
 
-def remove_stale_temps(path: str) -> int:
-    """Delete the temporaries of earlier writes of ``path`` whose writer on this host is gone -> how many."""
+def remove_stale_temps(path: str) -> None:
+    """Delete the temporaries of earlier writes of ``path`` whose writer on this host is gone."""
     folder, base = os.path.split(os.path.abspath(path))
-    removed = 0
     for stale in glob.glob(os.path.join(glob.escape(folder), glob.escape(base) + ".*" + TMP_SUFFIX)):
         owner = os.path.basename(stale)[len(base) + 1:-len(TMP_SUFFIX)].split(".")
         if len(owner) >= 3 and owner[0] == host_tag() and owner[1].isdigit() and not pid_alive(int(owner[1])):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(stale)
-                removed += 1
-    return removed
-
-
-def _fsync_folder(folder: str) -> None:
-    """Make a rename in ``folder`` durable (skipped where folders cannot be opened)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _named(exc: BaseException, path: str) -> BaseException:
-    """An error raised while writing ``path`` -> an OSError naming ``path`` when the original names no file:
-    numpy's short write (no errno) and torch's zip writer (a RuntimeError ``... file write failed``) get the
-    errno of the OSError behind them, else ENOSPC when the disk has under 1 MiB free, else EIO."""
-    name, text = os.path.basename(path), " ".join(str(exc).split())
+    """An error raised while writing ``path`` that names no file -> an OSError naming ``path``. numpy's short write
+    (no errno) and torch's zip writer (a RuntimeError) get the errno of the OSError behind them, else ENOSPC when
+    the disk has under 1 MiB free, else EIO. Any other error is returned as it is."""
+    name, text = os.path.basename(path), str(exc)
     torch_writer = isinstance(exc, RuntimeError) and any(
         k in text for k in ("PytorchStreamWriter", "inline_container", "file write failed"))
     if not torch_writer and not (isinstance(exc, OSError) and exc.filename is None):
         return exc
-    cause = exc if isinstance(exc, OSError) else exc.__context__
+    if isinstance(exc, OSError) and exc.errno:
+        return OSError(exc.errno, f"cannot write {name} ({exc.strerror})", path)
+    cause = exc.__context__ if torch_writer else None
     code = cause.errno if isinstance(cause, OSError) and cause.errno else errno.EIO
     if code == errno.EIO:
         with contextlib.suppress(OSError):
             st = os.statvfs(os.path.dirname(path))
             code = errno.ENOSPC if st.f_bavail * st.f_frsize < 1 << 20 else code
-    if isinstance(exc, OSError) and exc.errno:
-        return OSError(exc.errno, f"cannot write {name} ({exc.strerror})", path)
     how = "the writer stopped half-way" if torch_writer else "only part of the data was written"
     return OSError(code, f"cannot write {name} ({os.strerror(code)}: {how})", path)
 
 
 def open_temp(path: str):
-    """``(fd, temporary path)`` beside ``path`` (same file system: the rename is atomic), with the umask's mode."""
-    fd, tmp = tempfile.mkstemp(prefix=f"{os.path.basename(path)}.{host_tag()}.{os.getpid()}.", suffix=TMP_SUFFIX,
-                               dir=os.path.dirname(path))
-    os.fchmod(fd, file_mode())
-    return fd, tmp
+    """``(fd, temporary path)`` beside ``path`` (same file system: the rename is atomic); the umask applies."""
+    tmp = f"{path}.{host_tag()}.{os.getpid()}.{os.urandom(4).hex()}{TMP_SUFFIX}"
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
 
 
 class atomic_write:
@@ -137,7 +106,12 @@ class atomic_write:
         except BaseException as exc:
             self._fail(exc)
             raise
-        _fsync_folder(os.path.dirname(self.target))
+        with contextlib.suppress(OSError):  # make the rename durable (where folders can be opened)
+            fd = os.open(os.path.dirname(self.target), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def abort(self) -> None:
         """Drop the temporary; the target is left as it was."""
@@ -189,46 +163,45 @@ def save_torch(obj: Any, path: Any) -> None:
         torch.save(obj, f)
 
 
-class AtomicNpyWriter:
-    """A ``.npy`` of known shape written in row blocks (plain writes, no memory map): ``write(block)`` ...,
-    then ``commit()`` (or ``abort()``)."""
+class AtomicNpyWriter(atomic_write):
+    """A ``.npy`` of known shape written in row blocks (plain writes, no memory map): ``write(block)`` ..., then
+    ``commit()`` (or ``abort()``); as ``with AtomicNpyWriter(...) as w:``, committed when the block ends."""
 
     def __init__(self, path: str, shape: Tuple[int, ...], dtype=np.float32):
-        self.path, self.shape, self.dtype, self.rows = path, tuple(shape), np.dtype(dtype), 0
-        self._out = atomic_write(path)
-        self.file = self._out.file
+        super().__init__(path)
+        self.shape, self.dtype, self.rows = tuple(shape), np.dtype(dtype), 0
         header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+        self._guard(lambda: np.lib.format.write_array_header_1_0(self.file, header))
+
+    def __enter__(self) -> "AtomicNpyWriter":
+        return self
+
+    def _guard(self, write) -> None:
+        """``write()``; a failure aborts the file and comes back naming it."""
         try:
-            np.lib.format.write_array_header_1_0(self.file, header)
+            write()
         except BaseException as exc:
-            self._out._fail(exc)
+            self._fail(exc)
             raise
 
     def write(self, block: np.ndarray) -> None:
         block = np.ascontiguousarray(block, dtype=self.dtype)
         if block.shape[1:] != self.shape[1:] or self.rows + len(block) > self.shape[0]:
             raise ValueError(f"block {block.shape} does not fit {self.shape} after {self.rows} rows")
-        try:
-            self.file.write(block.tobytes())
-        except OSError as exc:
-            self._out._fail(exc)
-            raise
+        self._guard(lambda: self.file.write(block.tobytes()))
         self.rows += len(block)
 
     def commit(self) -> None:
         if self.rows != self.shape[0]:
             self.abort()
             raise ValueError(f"{self.path}: wrote {self.rows} of {self.shape[0]} rows")
-        self._out.commit()
-
-    def abort(self) -> None:
-        self._out.abort()
+        super().commit()
 
 
 # ----------------------------------------------------------------------------- output paths, checked first
 def check_utf8(value: Any, flag: str) -> None:
-    """`TopKDError` naming ``flag`` when a path from the command line is not valid UTF-8 (Python keeps such
-    bytes as surrogates, which config.yaml and manifests cannot hold)."""
+    """`TopKDError` naming ``flag`` when a path from the command line is not valid UTF-8 (Python keeps such bytes
+    as surrogates, which config.yaml and manifests cannot hold)."""
     if not isinstance(value, str):
         return
     try:
@@ -260,8 +233,7 @@ _NOT_REGULAR = {stat.S_IFDIR: "a folder", stat.S_IFCHR: "a character device", st
 
 
 def check_replaceable(path: Any, flag: str = "") -> None:
-    """`TopKDError` naming ``flag`` and ``path`` unless ``path`` (a link followed) is missing or a regular file:
-    a write replaces what the path names, and a device, FIFO, socket or folder must never be."""
+    """`TopKDError` naming ``flag`` and ``path`` unless ``path`` (a link followed) is missing or a regular file."""
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
@@ -280,3 +252,107 @@ def check_output_file(path: Any, flag: str) -> str:
     check_replaceable(path, flag)
     check_output_dir(os.path.dirname(os.path.abspath(path)), f"folder of {flag}")
     return path
+
+
+# ----------------------------------------------------------------------------- folder locks
+_HELD: Dict[str, List[int]] = {}  # lock path -> [file descriptor, nesting depth], in this process
+
+
+def _holder(fd: int) -> Dict[str, Any]:
+    """The holder record written in a lock file (``{}`` when it is empty or unreadable)."""
+    try:
+        data = json.loads(os.pread(fd, 1 << 16, 0) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def busy_text(path: str, holder: Dict[str, Any]) -> str:
+    """``in use by PID 12 (python train_teacher.py ...) since <time> (lock file <path>)``."""
+    who = f"PID {holder['pid']}" if "pid" in holder else "another process"
+    if holder.get("host") not in (None, socket.gethostname()):
+        who += f" on {holder['host']}"
+    command = f" ({holder['command']})" if holder.get("command") else ""
+    since = f" since {holder['started']}" if holder.get("started") else ""
+    return f"in use by {who}{command}{since} (lock file {path})"
+
+
+class FolderLock:
+    """``with FolderLock(folder, flag, what):`` exclusive use of ``folder``: an exclusive ``fcntl.flock`` on
+    ``<folder>/.topkd.lock``, which holds the holder's PID, host, command and start time for the `TopKDError`
+    (naming ``flag``, the option that chose the folder, and ``what``, its role) another process gets meanwhile.
+    The same process may take it again (released by the outermost holder); a forked child does not hold it."""
+
+    def __init__(self, folder: Any, flag: str = "--run_dir", what: str = "folder"):
+        self.folder = os.path.abspath(os.fspath(folder))
+        self.path = os.path.join(self.folder, LOCK_NAME)
+        self.flag, self.what = flag, what
+
+    def __enter__(self) -> "FolderLock":
+        if self.path in _HELD:
+            _HELD[self.path][1] += 1
+            return self
+        os.makedirs(self.folder, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # not O_TRUNC: a holder's record stays
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(fd)
+                os.close(fd)
+                raise TopKDError(f"{self.what} {self.folder} is {busy_text(self.path, holder)}; wait for it to "
+                                 f"finish or choose another {self.flag}") from None
+            except BaseException:
+                os.close(fd)
+                raise
+            with contextlib.suppress(FileNotFoundError):  # a lock on a file its holder removed protects nothing
+                if os.path.samestat(os.stat(self.path), os.fstat(fd)):
+                    break
+            os.close(fd)  # removed by its last holder meanwhile: lock the file now there
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv) or sys.executable,
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+        _HELD[self.path] = [fd, 1]
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        held = _HELD.get(self.path)
+        if held is not None:
+            held[1] -= 1
+            if held[1] == 0:
+                del _HELD[self.path]
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(self.path)  # while still locked, so nobody locks a file about to vanish
+                os.close(held[0])
+        return False
+
+
+def _drop_in_child() -> None:
+    """A forked child closes the inherited lock descriptors (unlike LOCK_UN, closing leaves the parent's lock
+    alone): a child outliving a killed parent does not hold it."""
+    for fd, _ in _HELD.values():
+        os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_in_child)
+
+
+def lock_holder(folder: Any) -> Optional[Dict[str, Any]]:
+    """The record of another live process holding ``folder``'s lock (``{}`` before it wrote one), or None when the
+    folder is free or held by this process (probed with a shared lock for an instant)."""
+    path = os.path.join(os.path.abspath(os.fspath(folder)), LOCK_NAME)
+    if path in _HELD:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # no lock file (or none we may read): nobody holds it
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return _holder(fd)
+    finally:
+        os.close(fd)
