@@ -254,7 +254,8 @@ def build(cfg: argparse.Namespace, method, terms, inputs):
     log.info(f"teacher: {cfg.path_t} ({cfg.model_t}, sha256 {sha[:8]}, test top-1 "
              f"{'not recorded' if teacher_top1 is None else f'{teacher_top1:.2f}'} in its checkpoint)")
     student = init_from_checkpoint(build_model(cfg.model_s, data.num_classes, data.in_channels), cfg.init_s)
-    distiller, data = method.from_config(cfg, student, teacher, data)
+    distiller, data, options = method.from_config(cfg, student, teacher, data)
+    vars(cfg).update(options)  # as built: CRD's --nce_k clipped to the training set, TGD's --model_t2 resolved
     if TopologyTerm in terms:
         distiller.topology = TopologyTerm.from_config(cfg, distiller, inputs)  # None with -d 0
     cfg.arch, cfg.num_classes, cfg.in_channels = cfg.model_s, data.num_classes, data.in_channels

@@ -20,11 +20,11 @@ import torch.nn.functional as F
 import torchvision.transforms as T
 from torch.utils.data import Subset
 
+from distiller.crd import ContrastSample
 from topkd_io import TopKDError
 
 from . import keyed
 from .cifar import IndexedCIFAR10, IndexedCIFAR100
-from .contrast import ContrastSample
 from .digits import TensorImages
 from .keyed import KeyedItems
 from .pi_images import PIImages, WithImagePI

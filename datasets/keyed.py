@@ -14,7 +14,7 @@ depend on the process, the worker count or where a run resumed, and the device p
 computes the same numbers for a whole batch with numpy (`words`). `RULE` names the rule where a result records it.
 
 `KeyedItems` reads items under keys ``(epoch, index)`` from `KeyedSampler`, making the key *active* meanwhile:
-the keyed transforms (`datasets.transforms`) and CRD's `datasets.contrast.ContrastSample` read it through
+the keyed transforms (`datasets.transforms`) and CRD's `distiller.crd.ContrastSample` read it through
 `item_integer` / `item_unit` / `item_word` (outside a keyed item: torch's global generator). It also seeds the
 global generators from the key, so other random transforms (ImageNet's ``RandomResizedCrop``) are keyed too.
 """

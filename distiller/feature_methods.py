@@ -1,32 +1,42 @@
-"""Feature-based methods of RepDistiller: FitNet hints, AT, SP, RKD, PKT (weights = their defaults)."""
+"""Feature-based methods: RepDistiller's FitNet hints, AT, SP, RKD, PKT (weights = their defaults), and the
+official TopKD code's two hints without a regressor (``--distill hint_L2`` / ``hint_KD``)."""
 from __future__ import annotations
 
-from .losses import AttentionLoss, HintLoss, PKTLoss, Regressor, RKDLoss, SimilarityLoss
+import copy
+
+import torch.nn.functional as F
+
+from models.features import check_layer
+from topkd_io import TopKDError
+
+from .losses import AttentionLoss, HintLoss, PKTLoss, Regressor, RKDLoss, SimilarityLoss, kd_loss
 from .options import Option
 from .registry import register
-from models.features import check_layer
-
 from .teacher_student import TeacherStudent
 
 
-# One option object for every method that reads a hint layer (FitNet here, TopKD's hint_L2/hint_KD).
-HINT_LAYER = Option("hint_layer", 2, "feature index of the hint (both networks)",
-                    source="RepDistiller; the official TopKD parser has no default")
-
-
-@register("fitnet", "hint")
-class FitNet(TeacherStudent):
-    """``beta * MSE(regressor(f_s[hint_layer]), f_t[hint_layer])``; beta 100, hint_layer 2.
-    (RepDistiller's optional regressor pre-training stage is not done: the regressor trains jointly.)"""
+class _Hint(TeacherStudent):
+    """A method reading ``feats[hint_layer]`` of both networks."""
 
     term = "loss_hint"
-    options = (HINT_LAYER,)
-    defaults = dict(gamma=1.0, alpha=0.0, beta=100.0)
+    options = (Option("hint_layer", 2, "feature index of the hint (both networks)",
+                      source="RepDistiller; the official TopKD parser has no default"),)
 
     def __init__(self, student, teacher=None, hint_layer: int = 2, **kwargs):
         super().__init__(student, teacher, **kwargs)
         self.hint_layer_s = check_layer(hint_layer, len(self.feat_shapes_s), "--hint_layer", "student")
         self.hint_layer_t = check_layer(hint_layer, len(self.feat_shapes_t), "--hint_layer", "teacher")
+
+
+@register("fitnet", "hint")
+class FitNet(_Hint):
+    """``beta * MSE(regressor(f_s[hint_layer]), f_t[hint_layer])``; beta 100, hint_layer 2. The regressor trains
+    jointly (RepDistiller's optional regressor pre-training stage is not done)."""
+
+    defaults = dict(gamma=1.0, alpha=0.0, beta=100.0)
+
+    def __init__(self, student, teacher=None, **kwargs):
+        super().__init__(student, teacher, **kwargs)
         self.regressor = Regressor(self.feat_shapes_s[self.hint_layer_s], self.feat_shapes_t[self.hint_layer_t])
         self.hint = HintLoss()
 
@@ -35,6 +45,51 @@ class FitNet(TeacherStudent):
 
     def method_loss(self, feats_s, logit_s, feats_t, logit_t, target, **batch):
         return self.hint(self.regressor(feats_s[self.hint_layer_s]), feats_t[self.hint_layer_t])
+
+
+class _PlainHint(_Hint):
+    """A hint term between ``feats[hint_layer]`` of equal shape in both networks (no regressor)."""
+
+    defaults = dict(gamma=1.0, alpha=0.0, beta=1.0)
+    defaults_source = "official TopKD parser (-r 1; -a/-b passed by its scripts)"
+
+    @classmethod
+    def example(cls, student, teacher, batch):
+        """The teacher: a freshly initialised twin of the student, so that the maps have equal shapes."""
+        twin = copy.deepcopy(student)
+        for module in twin.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        return cls(student, twin), batch
+
+    def __init__(self, student, teacher=None, hint_layer: int = 2, **kwargs):
+        super().__init__(student, teacher, hint_layer=hint_layer, **kwargs)
+        shape_s, shape_t = self.feat_shapes_s[self.hint_layer_s][1:], self.feat_shapes_t[self.hint_layer_t][1:]
+        if shape_s != shape_t:
+            raise TopKDError(f"--distill {self.registered} compares feats[{hint_layer}] directly, but the student's is "
+                             f"{list(shape_s)} and the teacher's {list(shape_t)}; pick another --hint_layer or "
+                             f"--distill fitnet (which adds a regressor)")
+
+
+@register("hint_l2")
+class HintL2(_PlainHint):
+    """``beta * MSE(f_s[hint_layer], f_t[hint_layer])``, mean over every element (official ``hint_L2``)."""
+
+    registered = "hint_L2"
+
+    def method_loss(self, feats_s, logit_s, feats_t, logit_t, target, **batch):
+        return F.mse_loss(feats_s[self.hint_layer_s], feats_t[self.hint_layer_t])
+
+
+@register("hint_kd")
+class HintKD(_PlainHint):
+    """``beta * KD(f_s[hint_layer], f_t[hint_layer])`` at ``kd_T`` (official ``hint_KD``: its ``DistillKL`` on
+    the maps: softmax over the channels, KL summed over everything, times ``T^2`` / batch)."""
+
+    registered = "hint_KD"
+
+    def method_loss(self, feats_s, logit_s, feats_t, logit_t, target, **batch):
+        return kd_loss(feats_s[self.hint_layer_s], feats_t[self.hint_layer_t], self.kd.T)
 
 
 @register("at", "attention")
@@ -49,7 +104,7 @@ class AT(TeacherStudent):
         maps_s = [s for s in self.feat_shapes_s[1:-1] if len(s) == 4]
         maps_t = [s for s in self.feat_shapes_t[1:-1] if len(s) == 4]
         if len(maps_s) != len(maps_t) or not maps_s:
-            raise ValueError(f"attention transfer pairs stage maps one to one, but the student has {len(maps_s)} "
+            raise TopKDError(f"attention transfer pairs stage maps one to one, but the student has {len(maps_s)} "
                              f"and the teacher {len(maps_t)}: pick another method or networks with equal stages")
         self.at = AttentionLoss(p=2)
 

@@ -9,9 +9,8 @@ from .teacher_student import TeacherStudent
 
 @register("kd")
 class KD(TeacherStudent):
-    """``gamma * CE + alpha * KL(p_t || p_s) T^2``; defaults gamma 1 (``-r``'s default in the official TopKD
-    and RepDistiller parsers), alpha 0.9 (RepDistiller's kd command; its parser has no default). RepDistiller's
-    KD table passes ``-r 0.1 -a 0.9``; TopKD's resnet56 -> resnet20 setting ``-r 1 -a 2``."""
+    """``gamma * CE + alpha * KL(p_t || p_s) T^2``. RepDistiller's KD table passes ``-r 0.1 -a 0.9``, TopKD's
+    resnet56 -> resnet20 setting ``-r 1 -a 2``."""
 
     defaults = dict(gamma=1.0, alpha=0.9, beta=0.0)
     defaults_source = "gamma: -r default of the official TopKD/RepDistiller parsers; alpha: RepDistiller's kd command"
@@ -19,11 +18,8 @@ class KD(TeacherStudent):
 
 @register("dkd")
 class DKD(TeacherStudent):
-    """``gamma * CE + beta * warmup * (dkd_alpha * TCKD + dkd_beta * NCKD)`` at temperature ``kd_T``.
-
-    Defaults (DKD paper, CIFAR): gamma 1, alpha 0 (no extra KD), beta 1, dkd_alpha 1, dkd_beta 8, T 4,
-    ``dkd_warmup`` 20 epochs (linear ramp ``min(epoch / 20, 1)``, epochs counted from 1; no epoch known = 1).
-    """
+    """``gamma * CE + beta * warmup * (dkd_alpha * TCKD + dkd_beta * NCKD)`` at temperature ``kd_T``, warm-up
+    ``min(epoch / dkd_warmup, 1)`` (1 before the first epoch)."""
 
     term = "loss_dkd"
     options = (

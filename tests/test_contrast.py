@@ -1,10 +1,10 @@
-"""CRD's class-aware negatives (datasets/contrast.py) and their path through train_student."""
+"""CRD's class-aware negatives (distiller/crd.py) and their path through train_student."""
 import pytest
 import torch
 from torch.utils.data import Dataset
 
 import datasets
-from datasets.contrast import ContrastSample, index_targets
+from distiller.crd import ContrastSample, index_targets
 
 
 @pytest.fixture(scope="module")
