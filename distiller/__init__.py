@@ -7,7 +7,7 @@ chosen one (``distiller.topology``).
 """
 from .base import Distiller, Losses  # registers "vanilla"
 from .registry import aliases_of, canonical_name, distiller_dict, get_distiller, method_names, register
-from . import tgd, logit_methods, feature_methods, crd  # noqa: F401,E402  (each registers its methods)
+from . import baselines, crd, tgd  # noqa: F401,E402  (each registers its methods)
 
 __all__ = ["Distiller", "Losses", "distiller_dict", "get_distiller", "register", "canonical_name", "method_names",
            "aliases_of"]

@@ -59,11 +59,8 @@ class Distiller(nn.Module):
         return self
 
     def learnable_parameters(self) -> List[nn.Parameter]:
-        """What the optimizer updates: the student and the `extra_modules` (projectors, embeddings)."""
-        params = list(self.student.parameters())
-        for module in self.extra_modules():
-            params.extend(module.parameters())
-        return params
+        """What the optimizer updates: the trainable parameters of the student and the `extra_modules`."""
+        return [p for m in (self.student, *self.extra_modules()) for p in m.parameters() if p.requires_grad]
 
     def extra_modules(self) -> Iterable[nn.Module]:
         return ()
@@ -79,9 +76,7 @@ class Distiller(nn.Module):
         return self.student(image)
 
     def forward(self, image, target=None, **batch):
-        if self.training:
-            return self.forward_train(image, target, **batch)
-        return self.forward_test(image)
+        return self.forward_train(image, target, **batch) if self.training else self.forward_test(image)
 
 
 @register("vanilla")

@@ -1,9 +1,8 @@
 """Contrastive representation distillation (``crd``) on the embeddings, and its class-aware negatives.
 
-`ContrastSample` (RepDistiller's "instance sample", drawn in the data-loader workers) adds ``contrast_idx`` to each
-item: the positive, then k negatives of other classes (without replacement when there are enough), in the full
-training set's index space, drawn with the item's keyed word of ``STREAM_CONTRAST`` (`datasets.keyed`): they
-follow (seed, epoch, index), whatever the worker count or a resume.
+`ContrastSample` (RepDistiller's "instance sample") draws the negatives in the data-loader workers, in the full
+training set's index space, with the item's keyed word of ``STREAM_CONTRAST`` (`datasets.keyed`): they follow
+(seed, epoch, index), whatever the worker count or a resume.
 """
 from __future__ import annotations
 
@@ -98,7 +97,8 @@ def index_targets(dataset: Dataset) -> Tuple[np.ndarray, np.ndarray, int]:
 
 class ContrastSample(Dataset):
     """Items as dicts with ``contrast_idx`` (int64 ``[k + 1]``): column 0 the positive (the item's own index,
-    ``mode="exact"``, or a random item of its class, ``"relax"``), then k negatives of other classes."""
+    ``mode="exact"``, or a random item of its class, ``"relax"``), then k negatives of other classes (without
+    replacement when there are enough)."""
 
     fields = ("image", "target", "index", "contrast_idx")  # the keys of an item
 

@@ -107,8 +107,7 @@ class AttentionLoss(nn.Module):
 # Similarity-preserving KD (Tung & Mori 2019).
 # --------------------------------------------------------------------------------------------------
 class SimilarityLoss(nn.Module):
-    """``||norm(G_s) - norm(G_t)||_F**2 / B**2``, ``G = f f^T`` ``[B, B]`` of ``[B, ...]`` features flattened per
-    sample, rows L2-normalized."""
+    """``||norm(G_s) - norm(G_t)||_F**2 / B**2``, ``G = f f^T`` ``[B, B]`` with L2-normalized rows."""
 
     def forward(self, f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
         b = f_s.shape[0]
@@ -229,12 +228,9 @@ class Embed(nn.Module):
 
 
 class ContrastMemory(nn.Module):
-    """Two memory banks (student ``mem_s``, teacher ``mem_t``), each ``[n_data, feat_dim]``, unit rows.
-
-    ``forward(v_s, v_t, index, contrast_idx)`` -> ``(out_s, out_t)``, each ``[B, K+1]``: the scores
-    ``exp(<memory, v> / T) / Z`` of each embedding against the other side's memory rows (column 0 the positive),
-    ``Z`` fixed on the first call as ``mean(exp(...)) * n_data``; then the positives' rows move towards the new
-    embeddings with ``momentum``."""
+    """Memory banks ``mem_s``, ``mem_t`` ``[n_data, feat_dim]``; ``forward`` -> ``(out_s, out_t)`` ``[B, K+1]``: scores
+    ``exp(<memory, v> / T) / Z`` of each embedding against the other side's rows (column 0 the positive), ``Z``
+    fixed on the first call as ``mean(exp(...)) * n_data``; then the positives' rows move towards the embeddings."""
 
     def __init__(self, feat_dim: int, n_data: int, nce_k: int = 16384, nce_t: float = 0.07, momentum: float = 0.5):
         super().__init__()

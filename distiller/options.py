@@ -1,10 +1,8 @@
-"""Command-line options, declared by the classes that own them (the methods and TopKD's topology term).
-
-A class lists its options in ``options`` (tuples of `Option`, its bases' inherited) and may override their
-defaults for itself in ``defaults``. ``train_student.py`` walks the registry and adds every option once to its
-parser, so an option several classes declare is one shared `Option` object (`GAMMA`, `KD_T`). Options parse to
-None ("not given"); `resolve` fills in the owner's defaults and checks each value once: its `Option`'s range,
-then the owner's ``check_options(values) -> values`` (rules between options, e.g. the topology term's ``--TDA``).
+"""Command-line options, declared by the classes that own them (the methods and TopKD's topology term): a tuple
+``options`` (its bases' inherited) and their ``defaults`` for the class. ``train_student.py`` adds every option once
+to its parser (an option several classes declare is one shared `Option`, as `KD_T`), parsed to None ("not given");
+`resolve` fills in the owner's defaults and checks each value once: its range, then the owner's
+``check_options(values) -> values`` (rules between options, e.g. the topology term's ``--TDA``).
 """
 from __future__ import annotations
 
@@ -81,10 +79,6 @@ BETA = Option("beta", 0.0, "weight of the method's own term", flags=("-b", "--be
 KD_T = Option("kd_T", 4.0, "softmax temperature of the KD terms", source="Hinton et al.; RepDistiller", low=0.0,
               low_open=True)
 LOSS_WEIGHTS = (GAMMA, ALPHA, BETA, KD_T)
-# The divisor of the KD terms (`distiller.losses.kd_loss`), for the methods that declare it (TGD):
-# "batchmean" = the batch (Hinton's scale), "mean" = batch x classes (TGD's code).
-KD_REDUCTION = Option("kd_reduction", "batchmean", "KD divisor: 'batchmean' divides the summed KL by the batch, "
-                      "'mean' by batch x classes", choices=("batchmean", "mean"))
 
 
 def declared(owner: type) -> Tuple[Option, ...]:
@@ -136,10 +130,8 @@ def default_text(owners: Sequence[Tuple[str, Any]]) -> str:
     """``"0.9"`` when every owner agrees, else ``"kd 0.9, dkd 0.0, ..."`` (owners grouped by value)."""
     groups: Dict[str, List[str]] = {}
     for name, value in owners:
-        groups.setdefault(repr(value) if not isinstance(value, str) else value, []).append(name)
-    if len(groups) == 1:
-        return next(iter(groups))
-    return ", ".join(f"{'/'.join(names)} {value}" for value, names in groups.items())
+        groups.setdefault(value if isinstance(value, str) else repr(value), []).append(name)
+    return next(iter(groups)) if len(groups) == 1 else ", ".join(f"{'/'.join(n)} {v}" for v, n in groups.items())
 
 
 def check_undeclared(cfg: argparse.Namespace, table: Dict[str, Tuple[Option, list]], allowed: Iterable[str],

@@ -22,15 +22,10 @@ from .options import LOSS_WEIGHTS, Option, declared, resolve
 @torch.no_grad()
 def probe_feature_shapes(model: nn.Module, in_channels: int = 3, image_size: int = 32) -> List[Tuple[int, ...]]:
     """Shapes of ``model(x, is_feat=True)[0]`` for a 2-image batch ``[2, in_channels, S, S]`` (eval mode)."""
-    was_training = model.training
-    model.eval()
-    try:
-        p = next(model.parameters(), None)
-        x = torch.zeros(2, in_channels, image_size, image_size,
-                        device=p.device if p is not None else "cpu", dtype=p.dtype if p is not None else None)
-        feats, _ = model(x, is_feat=True)
-    finally:
-        model.train(was_training)
+    was_training, p = model.training, next(model.parameters())
+    x = torch.zeros(2, in_channels, image_size, image_size, device=p.device, dtype=p.dtype)
+    feats, _ = model.eval()(x, is_feat=True)
+    model.train(was_training)
     return [tuple(f.shape) for f in feats]
 
 
@@ -86,8 +81,7 @@ class TeacherStudent(Distiller):
 
     @classmethod
     def run_tag(cls, cfg: argparse.Namespace) -> Tuple[str, str]:
-        """-> ``(label, parameters)`` of the run-folder name, e.g. ``("crd", "r-1.0_a-0.0_b-0.8")``, leaving out
-        a weight the method does not use (``("kd", "r-0.1_a-0.9")``). A method with options of its own adds them."""
+        """-> ``(label, parameters)`` of the run-folder name (``("kd", "r-0.1_a-0.9")``: unused weights left out)."""
         unused = cls.unused_options(cfg)
         parts = [f"{short}-{float(getattr(cfg, name))}" for name, short in (("gamma", "r"), ("alpha", "a"), ("beta", "b"))
                  if name not in unused]
@@ -95,7 +89,7 @@ class TeacherStudent(Distiller):
 
     @classmethod
     def unused_options(cls, cfg: argparse.Namespace) -> Tuple[str, ...]:
-        """Weights no term uses (``beta`` without a term of its own, as KD): left out of the run name and identity."""
+        """Weights no term uses (KD's ``beta``): left out of the run name and identity."""
         return ("beta",) if cls.term is None else ()
 
     # -- hooks -------------------------------------------------------------------------------------
@@ -120,10 +114,6 @@ class TeacherStudent(Distiller):
 
     def extra_modules(self) -> Iterable[nn.Module]:
         return [*self.method_modules(), *([self.topology] if self.topology is not None else [])]
-
-    def learnable_parameters(self) -> List[nn.Parameter]:
-        """Student and extra-module parameters that require gradients (the topology term's RipsNet is frozen)."""
-        return [p for p in super().learnable_parameters() if p.requires_grad]
 
     def method_loss(self, feats_s, logit_s, feats_t, logit_t, target, **batch) -> torch.Tensor:
         raise NotImplementedError

@@ -28,7 +28,7 @@ from datasets.pi_images import PICache, attach_image_pis, pi_cache_inputs
 from models import load_model, model_dict
 from topkd_io import TopKDError
 
-from .options import KD_REDUCTION, Option, resolve
+from .options import Option, resolve
 from .registry import register
 from .teacher_student import TeacherStudent
 
@@ -55,7 +55,7 @@ def mixed_teacher_gram(f1: torch.Tensor, f2: torch.Tensor, alpha: float) -> torc
 def check_teacher_inputs(student: nn.Module, teacher: nn.Module, teacher2: nn.Module) -> None:
     """Unless the image teacher takes the student's C input channels and the PI teacher the 2C channels of the
     persistence images (rows and columns of every channel): `TopKDError`. Networks without a convolution pass."""
-    firsts = [next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None) for net in (student, teacher, teacher2)]
+    firsts = [next((m for m in n.modules() if isinstance(m, nn.Conv2d)), None) for n in (student, teacher, teacher2)]
     if None in firsts:
         return
     c_s, c_t, c_t2 = (int(m.in_channels) for m in firsts)
@@ -68,10 +68,14 @@ def check_teacher_inputs(student: nn.Module, teacher: nn.Module, teacher2: nn.Mo
                          f"train_teacher.py --input pi (an image teacher given as --path_t2?)")
 
 
-def check_pi_params(path_t2: str, ckpt2: dict, cache: PICache) -> None:
+def check_pi_teacher(path_t2: str, ckpt2: dict, cache: PICache, norm: str) -> None:
     """`TopKDError` when the PI teacher's record names other image-PI parameters (resolution, ...) than the cache
-    this run reads (a PI teacher without a record, e.g. TGD's release, is not checked)."""
-    trained = (ckpt2.get("config") or {}).get("image_pi_params")
+    this run reads, a warning when another --input_norm (a PI teacher without a record, as TGD's, passes)."""
+    record = ckpt2.get("config") or {}
+    if record.get("input_norm") not in (None, norm):
+        log.warning(f"warning: the PI teacher {path_t2} was trained with --input_norm {record['input_norm']}, this "
+                    f"run feeds it --input_norm {norm} inputs")
+    trained = record.get("image_pi_params")
     if trained is None:
         return
     here = cache.params.to_dict()
@@ -104,7 +108,8 @@ class TGD(TeacherStudent):
                "<dataset>_train/_test; replaces --pi_root", free=True),
         Option("tgd_alpha", 0.99, "weight a of the image teacher (1-a: the PI teacher)", source="TGD paper",
                low=0.0, high=1.0),
-        KD_REDUCTION,
+        Option("kd_reduction", "batchmean", "KD divisor: 'batchmean' divides the summed KL by the batch, 'mean' by "
+               "batch x classes", choices=("batchmean", "mean")),
     )
     defaults = dict(gamma=0.1, alpha=0.9, beta=1000.0, kd_reduction="mean")
     defaults_source = "TGD paper; KD divided by batch x classes as TGD's code"
@@ -114,16 +119,12 @@ class TGD(TeacherStudent):
         """-> ``(distiller, data, options)``: loads the PI teacher (``model_t2``: its resolved architecture) and
         attaches each image's cached PI to the data (batch field ``pi``)."""
         if cfg.path_t2 is None:
-            raise TopKDError("--distill tgd needs --path_t2, the persistence-image teacher (train_teacher.py --input pi)")
+            raise TopKDError("--distill tgd needs --path_t2, the image-PI teacher (train_teacher.py --input pi)")
         teacher2, model_t2, ckpt2 = load_model(cfg.path_t2, arch=cfg.model_t2, num_classes=data.num_classes)
         norm = getattr(cfg, "input_norm", None) or "tgd"
         data = attach_image_pis(data, cfg.pi_root, pi_cache=cfg.pi_cache, verify=not getattr(cfg, "no_verify", False),
                                 input_norm=norm)
-        check_pi_params(cfg.path_t2, ckpt2, data.train.cache)
-        stored = (ckpt2.get("config") or {}).get("input_norm")
-        if stored is not None and stored != norm:
-            log.warning(f"warning: the PI teacher {cfg.path_t2} was trained with --input_norm {stored}, this run "
-                        f"feeds it --input_norm {norm} inputs")
+        check_pi_teacher(cfg.path_t2, ckpt2, data.train.cache, norm)
         distiller = cls(student, teacher, teacher2=teacher2, temperature=cfg.kd_T, alpha=cfg.tgd_alpha,
                         ce_weight=cfg.gamma, kd_weight=cfg.alpha, sim_weight=cfg.beta,
                         kl_reduction=cfg.kd_reduction)

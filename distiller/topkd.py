@@ -1,16 +1,12 @@
-"""TopKD's topology term, attached to any teacher -> student method:
+"""TopKD's topology term, attached to any teacher -> student method by `train_student.py`'s `build`:
 
     loss_tda = delta * MSE(PI(cloud_t), PI(proj(cloud_s)))
 
 A cloud is the batch's features at one layer (``[B, C]``; stage maps are global-average-pooled), the whole batch
-or ``--tda_clouds`` equal sub-batches. ``PI`` maps a cloud to its persistence image: a frozen RipsNet (``--method
-topkd``, the paper) or the exact differentiable image (``topkd_exact``); with ``--dim 0 1`` the two dimensions'
-images lie side by side (one RipsNet each). ``proj``: a learnable linear map (the official 1x1 convolution on
-pooled features) when the widths differ. Gradients flow through the frozen RipsNet into ``proj`` and the student.
-
-`train_student.py` attaches the term (``distiller.topology = TopologyTerm.from_config(...)``) and
-`TeacherStudent.forward_train` adds ``losses["loss_tda"] = self.topology(feats_s, feats_t)``. Below the term:
-the exact image modules, then how the RipsNets are found and loaded.
+or ``--tda_clouds`` equal sub-batches. ``PI``: a frozen RipsNet (``--method topkd``, the paper) or the exact
+differentiable image (``topkd_exact``); ``--dim 0 1`` lays the two dimensions' images side by side. ``proj``: a
+learnable linear map (the official 1x1 convolution on pooled features) when the widths differ. Gradients flow
+through the frozen RipsNet into ``proj`` and the student. Below the term: the exact images, then the RipsNets.
 """
 from __future__ import annotations
 
@@ -38,8 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class TopologyTerm(nn.Module):
-    """``delta * MSE(PI(cloud_t), PI(proj(cloud_s)))`` from the student's and the teacher's feature lists.
-    pi: ``[K, N, D]`` clouds -> ``[K, P]`` images, held frozen; feat_shapes_s / feat_shapes_t: the shapes of the
+    """pi: ``[K, N, D]`` clouds -> ``[K, P]`` images, held frozen; feat_shapes_s / feat_shapes_t: the shapes of the
     two networks' ``feats``; the keywords: the options declared below."""
 
     options = (
@@ -52,21 +47,17 @@ class TopologyTerm(nn.Module):
                choices=("topkd", "topkd_exact")),
         Option("dim", 0, "homology dimension(s) matched: 0, 1, or 0 1 (both images side by side)", type=int,
                nargs="+", source="TopKD", low=0, high=1),
-        Option("rips_path", None, "RipsNet checkpoint file, run folder or root (default: ripsnet/result, searched by "
-               "the official rule <dataset>_<teacher>_batch<bs>_FCinput_PCD_dim<k>/<operator>_best.pth and by our "
-               "stage-3 layout ripsnet/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>/; the one trained on this "
-               "teacher's stage-2 data is preferred, another choice is logged)",
+        Option("rips_path", None, "RipsNet checkpoint file, run folder or root searched by the official naming rule "
+               "and by our stage-3 layout (the one trained on this teacher's stage-2 data is preferred)",
                source="official TopKD default: ripsnet/result", free=True),
         Option("operator", None, "RipsNet pooling; picks <operator>_best.pth (default: whichever one exists)",
                choices=POOLINGS, source="official TopKD default: sum"),
-        Option("units_list", None, "RipsNet widths [input, phi x3, rho x4]; checked against the loaded RipsNet "
-               "(default: stored, else the official width table)", type=int, nargs="+",
-               source="official TopKD default 64 30 20 10 50 100 200 400, which fits none of its released RipsNets"),
+        Option("units_list", None, "RipsNet widths [input, phi x3, rho x4], checked against the loaded RipsNet "
+               "(default: stored, else the official width table)", type=int, nargs="+"),
         Option("pi_params", None, "stage-2 folder (or its manifest.yaml) whose PI parameters topkd_exact uses",
                free=True),
-        Option("TDA", None, "official switch of the topology term: True = on (needs -d > 0), False = off "
-               "whatever -d says (default: on exactly when -d > 0)", type=str2bool, flags=("--TDA",),
-               metavar="True|False", source="official TopKD default: True"),
+        Option("TDA", None, "official switch of the term: True = on (needs -d > 0), False = off whatever -d says "
+               "(default: on when -d > 0)", type=str2bool, metavar="True|False", source="official default: True"),
     )
 
     def __init__(self, pi: nn.Module, feat_shapes_s: Sequence[Sequence[int]], feat_shapes_t: Sequence[Sequence[int]],
@@ -202,8 +193,7 @@ class ExactH0PI(nn.Module):
 
 
 class ExactH1PI(ExactH0PI):
-    """``[K, N, D]`` clouds -> ``[K, R*R]`` exact H1 persistence images (differentiable in the points): gudhi's
-    persistence pairs give each point's birth and death edges, whose lengths are recomputed from the points."""
+    """The same for H1 (gudhi's persistence pairs name the edges, whose lengths are recomputed from the points)."""
 
     def forward(self, clouds: torch.Tensor) -> torch.Tensor:
         births, deaths, mask = h1_diagrams_torch(clouds)
