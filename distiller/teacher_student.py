@@ -19,16 +19,6 @@ from .losses import DistillKL
 from .options import LOSS_WEIGHTS, Option, declared, resolve
 
 
-@torch.no_grad()
-def probe_feature_shapes(model: nn.Module, in_channels: int = 3, image_size: int = 32) -> List[Tuple[int, ...]]:
-    """Shapes of ``model(x, is_feat=True)[0]`` for a 2-image batch ``[2, in_channels, S, S]`` (eval mode)."""
-    was_training, p = model.training, next(model.parameters())
-    x = torch.zeros(2, in_channels, image_size, image_size, device=p.device, dtype=p.dtype)
-    feats, _ = model.eval()(x, is_feat=True)
-    model.train(was_training)
-    return [tuple(f.shape) for f in feats]
-
-
 class TeacherStudent(Distiller):
     """Base of every method with a teacher. A method sets ``term`` (the loss key of its own term), declares its
     ``options`` (`distiller.options`; the loss weights are declared here) and their ``defaults`` for it, and
@@ -52,13 +42,19 @@ class TeacherStudent(Distiller):
             setattr(self, key, float(self.defaults[key] if value is None else value))
         self.kd = DistillKL(kd_T, kd_reduction)
         self.epoch: Optional[int] = None
-        self._probe = (int(in_channels), int(image_size))
+        self._probe = (int(in_channels), int(image_size), int(image_size))
         self._feat_shapes: Dict[str, List[Tuple[int, ...]]] = {}
         self.topology: Optional[nn.Module] = None  # (feats_s, feats_t) -> delta * TDA; set by train_student.py
 
+    @torch.no_grad()
     def _probed(self, who: str) -> List[Tuple[int, ...]]:
+        """Shapes of ``feats`` of the network ``who`` for a 2-image batch ``[2, C, S, S]`` (eval mode), probed once."""
         if who not in self._feat_shapes:
-            self._feat_shapes[who] = probe_feature_shapes(getattr(self, who), *self._probe)
+            model = getattr(self, who)
+            was_training, p = model.training, next(model.parameters())
+            feats, _ = model.eval()(torch.zeros(2, *self._probe, device=p.device, dtype=p.dtype), is_feat=True)
+            model.train(was_training)
+            self._feat_shapes[who] = [tuple(f.shape) for f in feats]
         return self._feat_shapes[who]
 
     feat_shapes_s = property(lambda self: self._probed("student"), doc="shapes of the student's ``feats``")

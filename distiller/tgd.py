@@ -103,9 +103,8 @@ class TGD(TeacherStudent):
         Option("model_t2", None, "its architecture when the checkpoint does not name it"),
         Option("pi_root", "./data/image_pi", "image-PI cache root written by generate_image_PI.py (caches "
                "<pi_root>/<dataset>_<split> with the default parameters)", free=True),
-        Option("pi_cache", None, "an image-PI cache to take as it is, with the parameters and layout its manifest "
-               "records: a split folder <out>/<name>_train (the test split beside it) or a root holding "
-               "<dataset>_train/_test; replaces --pi_root", free=True),
+        Option("pi_cache", None, "an image-PI cache taken as its manifest records it: a split folder <name>_train "
+               "(the test split beside it) or a root of <dataset>_train/_test; replaces --pi_root", free=True),
         Option("tgd_alpha", 0.99, "weight a of the image teacher (1-a: the PI teacher)", source="TGD paper",
                low=0.0, high=1.0),
         Option("kd_reduction", "batchmean", "KD divisor: 'batchmean' divides the summed KL by the batch, 'mean' by "
@@ -165,19 +164,15 @@ class TGD(TeacherStudent):
         return (f"{self.gamma}*CE + {self.alpha}*T^2*({a}*KL_img + {1 - a:.6g}*KL_pi)(T={t}, KL {self.kd.reduction}) "
                 f"+ {self.beta}*sim(n({a}*G_img + {1 - a:.6g}*G_pi))")
 
-    def _stage_feats(self, feats, who: str):
-        if len(feats) <= max(self.stages):
-            raise TopKDError(f"tgd stages {self.stages} need {max(self.stages) + 1} feature maps but the "
-                             f"{who} returns {len(feats)}; set stages to match the architecture")
-        return [feats[s] for s in self.stages]
-
     def method_loss(self, feats_s, logit_s, feats_t, logit_t, target, feats_t2=None, **batch) -> torch.Tensor:
+        if min(len(feats_s), len(feats_t), len(feats_t2)) <= max(self.stages):
+            raise TopKDError(f"tgd stages {self.stages} need {max(self.stages) + 1} feature maps but the networks "
+                             f"return {len(feats_s)}, {len(feats_t)} and {len(feats_t2)}; set stages to match them")
         sim = logit_s.new_zeros(())
-        for fs, f1, f2 in zip(self._stage_feats(feats_s, "student"), self._stage_feats(feats_t, "teacher"),
-                              self._stage_feats(feats_t2, "teacher2")):
+        for s in self.stages:
             with torch.no_grad():
-                target_gram = mixed_teacher_gram(f1, f2, self.tgd_alpha)
-            sim = sim + F.mse_loss(normalized_gram(fs), target_gram)
+                target_gram = mixed_teacher_gram(feats_t[s], feats_t2[s], self.tgd_alpha)
+            sim = sim + F.mse_loss(normalized_gram(feats_s[s]), target_gram)
         return sim
 
     def forward_train(self, image, target, pi: torch.Tensor, **batch):
