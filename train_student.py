@@ -26,7 +26,7 @@ import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from topkd_io import run_cli
+from topkd_io import TopKDError, run_cli
 from engine.config import StageParser, add_data_args, add_training_args, data_options, parse_config
 from engine.record import option, plan_training
 from engine.stage import setup_stage
@@ -154,7 +154,7 @@ def configure_method(cfg: argparse.Namespace):
     methods = student_methods()
     name = canonical_name(cfg.distill)
     if name not in methods:
-        raise ValueError(f"unknown --distill {cfg.distill!r}; choose one of: {', '.join(methods)}")
+        raise TopKDError(f"unknown --distill {cfg.distill!r}; choose one of: {', '.join(methods)}")
     cfg.distill, method = name, methods[name]
     terms = [TopologyTerm] if method.with_topology else []
     allowed = {o.name for owner in (method, *terms) for o in declared(owner)}
@@ -188,8 +188,8 @@ def unused_options(cfg: argparse.Namespace, method, terms) -> List[str]:
         value = getattr(cfg, name, None)
         if name in ("gamma", "alpha", "beta") and isinstance(value, (int, float)) and value:
             flags = "/".join(table[name][0].spellings()) if name in table else f"--{name}"
-            print(f"note: {flags} {value} is not used by --distill {cfg.distill} (no term of it takes that weight); "
-                  f"left out of the run name and identity", flush=True)
+            log.info(f"note: {flags} {value} is not used by --distill {cfg.distill} (no term of it takes that weight); "
+                     f"left out of the run name and identity")
     return unused
 
 
@@ -254,7 +254,8 @@ def build(cfg: argparse.Namespace, method, terms, inputs):
     log.info(f"teacher: {cfg.path_t} ({cfg.model_t}, sha256 {sha[:8]}, test top-1 "
              f"{'not recorded' if teacher_top1 is None else f'{teacher_top1:.2f}'} in its checkpoint)")
     student = init_from_checkpoint(build_model(cfg.model_s, data.num_classes, data.in_channels), cfg.init_s)
-    distiller, data = method.from_config(cfg, student, teacher, data)
+    distiller, data, options = method.from_config(cfg, student, teacher, data)
+    vars(cfg).update(options)  # as built: CRD's --nce_k clipped to the training set, TGD's --model_t2 resolved
     if TopologyTerm in terms:
         distiller.topology = TopologyTerm.from_config(cfg, distiller, inputs)  # None with -d 0
     cfg.arch, cfg.num_classes, cfg.in_channels = cfg.model_s, data.num_classes, data.in_channels

@@ -2,9 +2,8 @@
 
     .venv/bin/python benchmarks/bench_generate_pcd.py [--clouds 20000] [--points 64] [--dim 64]
 
-Runs generate_PCD_PI.py on random float32 clouds in a child process and reads its peak RSS; the official
-layout (every cloud as float64 plus every diagram in RAM) is computed, not measured. Prints both, their ratio
-and clouds/s; asserts nothing.
+Runs stage 2 on random float32 clouds in a child process and reads its peak RSS; the official layout (every cloud
+as float64 plus every diagram in RAM) is computed. Prints both, their ratio and clouds/s; asserts nothing.
 """
 from __future__ import annotations
 
@@ -21,14 +20,9 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# A process that only imports what stage 2 imports (both layouts pay its peak RSS, in bytes).
 BASELINE = ("import resource, torch, gudhi, scipy, yaml, tqdm, topology.persistence, topology.point_cloud_pi; "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
-
-
-def import_baseline() -> int:
-    """Peak RSS (bytes) of a process that only imports what stage 2 imports (both layouts pay it)."""
-    out = subprocess.run([sys.executable, "-c", BASELINE], check=True, cwd=ROOT, capture_output=True, text=True)
-    return int(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -58,7 +52,8 @@ def main() -> None:
         subprocess.run(cmd, check=True, cwd=ROOT)
         seconds = time.perf_counter() - t0
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
-    base = import_baseline()
+    out = subprocess.run([sys.executable, "-c", BASELINE], check=True, cwd=ROOT, capture_output=True, text=True)
+    base = int(out.stdout.strip().splitlines()[-1])
     official = args.clouds * args.points * args.dim * 8 + args.clouds * args.points * 2 * 8
     mib = 2 ** 20
     print(f"clouds: {args.clouds} x {args.points} x {args.dim}")

@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/bench_image_pi.py [--images 256] [--loop_images 4] [--repeats 3] [--data_root ./data]
 
 Real CIFAR-10 training images when ``<data_root>/cifar-10-batches-py`` exists, else synthetic 8-bit 32x32 RGB
-ones. For each layout (``gudhi`` and the official ``persim``): images/s of the union-find H0, of the image
-step and of the whole, and the ratio to a per-image loop (gudhi's SimplexTree lower-star H0 per signal, then
-gudhi's PersistenceImage or a persim-0.3-style loop), and the projected time for CIFAR-10's 60,000 images.
+ones. The official layout's images/s of the union-find H0, of the image step and of the whole, the ratio to a
+per-image loop (gudhi's SimplexTree lower-star H0 per signal, then a persim-0.3-style image loop), and the
+projected time for CIFAR-10's 60,000 images.
 """
 from __future__ import annotations
 
@@ -75,28 +75,11 @@ def _persim_style_image(d: np.ndarray, params: ImagePIParams) -> np.ndarray:
     return img / img.max() if img.max() > 0 else img
 
 
-def _gudhi_image(d: np.ndarray, params: ImagePIParams) -> np.ndarray:
-    from gudhi.representations import PersistenceImage
-
-    r = params.resolution
-    if not len(d):
-        return np.zeros((r, r))
-    top = (d[:, 1] - d[:, 0]).max()
-    img = PersistenceImage(bandwidth=params.bandwidth, weight=lambda x: x[1] / top, resolution=[r, r],
-                           im_range=list(params.im_range)).fit_transform([d])[0].reshape(r, r)
-    return img / img.max()
-
-
-LOOP_IMAGE = {"gudhi": _gudhi_image, "persim": _persim_style_image}
-
-
 def loop_pis(images: np.ndarray, params: ImagePIParams):
     """Seconds and float PIs `[n, 2C, R, R]` of the straightforward per-image, per-signal route."""
     start = time.perf_counter()
-    signals = image_signals(images)
-    if params.layout == "persim":
-        signals = signals.astype(np.float32).astype(np.float64)
-    out = np.stack([[LOOP_IMAGE[params.layout](_gudhi_h0(sig, params), params) for sig in per_image]
+    signals = image_signals(images).astype(np.float32).astype(np.float64)  # as the official ripser holds them
+    out = np.stack([[_persim_style_image(_gudhi_h0(sig, params), params) for sig in per_image]
                     for per_image in signals])
     return time.perf_counter() - start, out
 
@@ -112,9 +95,9 @@ def best_time(fn, repeats: int):
     return min(times), out
 
 
-def bench_layout(images: np.ndarray, layout: str, loop_images: int, repeats: int = 3) -> float:
+def bench(images: np.ndarray, loop_images: int, repeats: int = 3) -> float:
     n = len(images)
-    params = ImagePIParams(layout=layout, quantize="none")
+    params = ImagePIParams(quantize="none")
     signals = image_signals(images).reshape(-1, images.shape[2] * images.shape[3])
     t_h0, (births, deaths) = best_time(lambda: lower_star_h0_batched(signals), repeats)
     keep = filter_diagram_points(births, deaths, params)
@@ -128,7 +111,6 @@ def bench_layout(images: np.ndarray, layout: str, loop_images: int, repeats: int
     t_all, ours = best_time(lambda: image_pis(images, params), repeats)
     t_loop, ref = loop_pis(images[:loop_images], params)
     ratio = (n / t_all) / (loop_images / t_loop)
-    print(f"layout {layout!r}{' (default)' if layout == ImagePIParams().layout else ' (old)'}:")
     print(f"  points kept per diagram: mean {keep.sum(1).mean():.1f}, max {keep.sum(1).max()}")
     print(f"  union-find H0     : {n / t_h0:8.1f} images/s")
     print(f"  persistence images: {n / t_pi:8.1f} images/s")
@@ -151,12 +133,10 @@ def main() -> None:
         images, label = synthetic_images(args.images), "synthetic 8-bit 32x32 RGB"
     print(f"{len(images)} images ({label}); 6 signals of 1024 values each")
     image_pis(images[:2])  # warm-up
-    rates = {layout: bench_layout(images, layout, args.loop_images, args.repeats) for layout in ("gudhi", "persim")}
-    print(f"default (persim) / old (gudhi) layout throughput: {rates['persim'] / rates['gudhi']:.2f}")
-    cores = os.cpu_count() or 1
-    for workers in sorted({1, cores}):
-        print(f"projected CIFAR-10 60k with {workers} worker(s), default layout: "
-              f"{60000 / rates['persim'] / workers / 60:.1f} min (assumes linear scaling over idle cores)")
+    rate = bench(images, args.loop_images, args.repeats)
+    for workers in sorted({1, os.cpu_count() or 1}):
+        print(f"projected CIFAR-10 60k with {workers} worker(s): {60000 / rate / workers / 60:.1f} min (assumes "
+              f"linear scaling over idle cores)")
 
 
 if __name__ == "__main__":

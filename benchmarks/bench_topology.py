@@ -20,15 +20,15 @@ from topology.point_cloud_pi import WEIGHTS, PIParams, h0_images_torch, persiste
 from topology.persistence import rips_diagrams, rips_h0_deaths
 
 
-REPEATS = 3
+REPEATS = 3  # --repeats
 
 
-def timed(fn, *args, **kwargs):
+def timed(fn, *args):
     """(output, median seconds over REPEATS calls): a shared 2-core machine is noisy."""
     times = []
     for _ in range(REPEATS):
         t0 = time.perf_counter()
-        out = fn(*args, **kwargs)
+        out = fn(*args)
         times.append(time.perf_counter() - t0)
     return out, float(np.median(times))
 
@@ -54,22 +54,24 @@ def official_images(diagrams, params):
     return pi.fit_transform(diagrams) / params.normalizer
 
 
-def cuda_rate(x, params, min_clouds=8192, repeats=3):
-    """Clouds/s of rips_h0_deaths + h0_images_torch on CUDA (x tiled to >= min_clouds: a GPU
-    needs big batches), and the images of x's own clouds."""
-    xt = torch.from_numpy(x).cuda()
-    big = xt.repeat(max(1, -(-min_clouds // len(x))), 1, 1)
+def cuda_rate(x, params, min_clouds=8192):
+    """Clouds/s of rips_h0_deaths + h0_images_torch on CUDA (x tiled to >= min_clouds: a GPU needs big batches),
+    and the images of x's own clouds."""
+    big = torch.from_numpy(x).cuda().repeat(max(1, -(-min_clouds // len(x))), 1, 1)
     h0_images_torch(rips_h0_deaths(big), params)  # warm-up
     torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        img = h0_images_torch(rips_h0_deaths(big), params)
-    torch.cuda.synchronize()
-    return repeats * len(big) / (time.perf_counter() - t0), img[: len(x)].cpu().numpy()
+
+    def images():
+        out = h0_images_torch(rips_h0_deaths(big), params)
+        torch.cuda.synchronize()
+        return out
+
+    img, seconds = timed(images)
+    return len(big) / seconds, img[: len(x)].cpu().numpy()
 
 
 def bench(d, clouds, h1, x):
-    """One width: prints a line, returns the ratio gudhi / ours over diagrams + images."""
+    """One width: a line of rates and ratios gudhi / ours."""
     params = PIParams.fit(rips_diagrams(x)[0])  # also warms up both pipelines
     official_images(official_diagrams(x[:4]), params)
     ours_dg, t_dg = timed(lambda: rips_diagrams(x)[0])
@@ -92,7 +94,6 @@ def bench(d, clouds, h1, x):
         same = all(np.allclose(np.sort(a, axis=0), np.sort(b, axis=0), rtol=1e-12) for a, b in zip(ours1, ref1))
         print(f"         H1  diagrams: gudhi simplex tree {n1 / tr1:7.0f}/s  ours (RipsPersistence) "
               f"{n1 / t1:7.0f}/s  x{tr1 / t1:5.1f}  same points: {same}")
-    return (t_rdg + t_rpi) / (t_dg + t_pi)
 
 
 def main(argv=None):

@@ -1,28 +1,24 @@
-"""The Distiller contract shared by every method (teacher training included, as `Vanilla`).
+"""The contract of every method, and `Vanilla` (plain cross-entropy: teachers and the CE-only baseline).
 
-`forward_train(image, target, **batch)` returns ``(student_logits [B, K], losses)`` where ``losses`` maps
-a term name (``"loss_ce"``, ``"loss_kd"``, ...) to an already weighted scalar tensor; the trainer sums the
-dict and logs every term. `forward_test(image)` returns the student's logits. The teacher, and any further
-frozen network a method holds (`freeze`: TGD's PI teacher), is frozen (``requires_grad=False``) and stays
-in eval mode whatever ``train()`` is called with.
-
-What a method declares for the engine (class attributes): ``batch_fields``, the batch entries beyond
-``image``/``target`` it needs (the trainer refuses data that does not yield them), and, for student
-methods, ``recipe`` (the hyper-parameter recipe it trains with by default; None = the data set's).
-The epoch reaches a method through one channel, `set_epoch` (called by the trainer before each epoch).
+`forward_train(image, target, **batch)` -> ``(student_logits [B, K], losses)``, ``losses`` mapping a term name
+(``"loss_ce"``, ...) to an already weighted scalar; the trainer sums and logs them. ``batch_fields``: the batch
+entries beyond image/target a method needs; ``recipe``: its hyper-parameter recipe (None = the data set's).
 """
 from __future__ import annotations
 
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .registry import register
 
 Losses = Dict[str, torch.Tensor]
 
 
 class Distiller(nn.Module):
-    """Base class: holds ``student`` (trained) and an optional frozen ``teacher``."""
+    """Holds ``student`` (trained) and an optional ``teacher``, frozen (see `freeze`)."""
 
     batch_fields: Tuple[str, ...] = ()
     recipe: Optional[str] = None
@@ -35,10 +31,8 @@ class Distiller(nn.Module):
 
     @classmethod
     def example(cls, student: nn.Module, teacher: nn.Module, batch: Dict[str, torch.Tensor]):
-        """-> ``(distiller, batch)``: the method with its default options on small networks, built without data
-        or files, and ``batch`` (``image`` ``[B, C, S, S]``, ``target`` ``[B]``, ``index`` ``[B]``) with any further
-        field it needs. The contract tests build every registered method with it; a method whose constructor
-        needs more than its options (CRD's memory bank, TGD's PI teacher) overrides it."""
+        """-> ``(distiller, batch)``: the method with its defaults, built without data or files, and ``batch``
+        (``image``, ``target``, ``index``) with any field it needs beyond them (for the contract tests)."""
         return cls(student, teacher), batch
 
     def freeze(self, name: str, network: Optional[nn.Module]) -> Optional[nn.Module]:
@@ -46,19 +40,16 @@ class Distiller(nn.Module):
         `learnable_parameters`, of the checkpoint's ``distiller`` state and of DDP's reduction."""
         setattr(self, name, network)
         if network is not None:
-            for p in network.parameters():
-                p.requires_grad_(False)
-            network.eval()
+            network.requires_grad_(False).eval()
             if name not in self._frozen:
                 self._frozen.append(name)
         return network
 
     def frozen_networks(self) -> Dict[str, nn.Module]:
-        """Attribute name -> frozen network (``teacher`` and what `freeze` added)."""
         return {name: getattr(self, name) for name in self._frozen}
 
     def networks(self) -> Dict[str, nn.Module]:
-        """Attribute name -> every network a step runs: the student, then the frozen ones."""
+        """Every network a step runs: the student, then the frozen ones."""
         return {"student": self.student, **self.frozen_networks()}
 
     def train(self, mode: bool = True):
@@ -68,27 +59,34 @@ class Distiller(nn.Module):
         return self
 
     def learnable_parameters(self) -> List[nn.Parameter]:
-        """Everything the optimizer updates: the student plus extra modules (projectors, embeddings)."""
-        params = list(self.student.parameters())
-        for module in self.extra_modules():
-            params.extend(module.parameters())
-        return params
+        """What the optimizer updates: the trainable parameters of the student and the `extra_modules`."""
+        return [p for m in (self.student, *self.extra_modules()) for p in m.parameters() if p.requires_grad]
 
     def extra_modules(self) -> Iterable[nn.Module]:
-        """Trainable modules beyond the student (override in methods that add projectors)."""
         return ()
 
     def forward_train(self, image: torch.Tensor, target: torch.Tensor, **batch) -> Tuple[torch.Tensor, Losses]:
         raise NotImplementedError
 
     def loss_summary(self) -> str:
-        """The loss as it will be computed, weights resolved (printed in the run header, kept in config.yaml)."""
+        """The loss with its weights resolved (run header, config.yaml)."""
         return "1.0*CE"
 
     def forward_test(self, image: torch.Tensor) -> torch.Tensor:
         return self.student(image)
 
     def forward(self, image, target=None, **batch):
-        if self.training:
-            return self.forward_train(image, target, **batch)
-        return self.forward_test(image)
+        return self.forward_train(image, target, **batch) if self.training else self.forward_test(image)
+
+
+@register("vanilla")
+class Vanilla(Distiller):
+    """``loss_ce = gamma * CE(student(image), target)``; no teacher."""
+
+    def __init__(self, student, teacher=None, gamma: float = 1.0):
+        super().__init__(student, None)
+        self.gamma = gamma
+
+    def forward_train(self, image, target, **batch):
+        logits = self.student(image)
+        return logits, {"loss_ce": self.gamma * F.cross_entropy(logits, target)}

@@ -1,6 +1,5 @@
-"""Loss terms of the distillation methods: pure modules and functions of student and teacher tensors, each
-returning an unweighted scalar (the methods weight them). One section per method family.
-"""
+"""Loss terms of the distillation methods: modules and functions of student and teacher tensors, each returning
+an unweighted scalar (the methods weight them). One section per method family."""
 from __future__ import annotations
 
 import math
@@ -10,18 +9,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from topkd_io import TopKDError
+
 
 # --------------------------------------------------------------------------------------------------
 # Hinton's knowledge distillation term (RepDistiller's ``DistillKL``), with the divisor as an option.
 # --------------------------------------------------------------------------------------------------
 def kd_loss(logit_s: torch.Tensor, logit_t: torch.Tensor, T: float = 4.0, reduction: str = "batchmean") -> torch.Tensor:
-    """KL(p_t || p_s) at temperature ``T``, summed over classes and batch, times ``T**2``, divided by the
-    batch (``reduction="batchmean"``: Hinton, RepDistiller, TopKD) or by batch x classes (``"mean"``: the
-    element-wise mean of TGD's code, a K-times smaller term).
-
-    logit_s, logit_t: ``[B, K]``. Returns a scalar (at least float32).
-    """
-    # at least float32 (half/bfloat16 logits under autocast are upcast; float64 stays)
+    """KL(p_t || p_s) of ``[B, K]`` logits at temperature ``T``, summed, times ``T**2``, divided by the batch
+    (``"batchmean"``: Hinton, RepDistiller, TopKD) or by batch x classes (``"mean"``: TGD's code, a K-times smaller
+    term). At least float32 (half logits under autocast are upcast)."""
     logit_s, logit_t = (x.to(torch.promote_types(x.dtype, torch.float32)) for x in (logit_s, logit_t))
     log_p_s = F.log_softmax(logit_s / T, dim=1)
     p_t = F.softmax(logit_t / T, dim=1)
@@ -30,8 +27,6 @@ def kd_loss(logit_s: torch.Tensor, logit_t: torch.Tensor, T: float = 4.0, reduct
 
 
 class DistillKL(nn.Module):
-    """Module form of :func:`kd_loss` with a fixed temperature and reduction."""
-
     def __init__(self, T: float = 4.0, reduction: str = "batchmean"):
         super().__init__()
         self.T = float(T)
@@ -45,40 +40,27 @@ class DistillKL(nn.Module):
 # FitNet hints: a learnable regressor maps the student's feature to the teacher's shape, then MSE.
 # --------------------------------------------------------------------------------------------------
 class Regressor(nn.Module):
-    """FitNet's regressor: maps a student feature to the teacher feature's shape (RepDistiller's ``ConvReg``).
-
-    Maps ``[B, Cs, Hs, Ws]`` -> ``[B, Ct, Ht, Wt]`` by one convolution chosen from the spatial sizes, then
-    BatchNorm and ReLU:
-
-    * ``Hs == 2 * Ht``: 3x3 conv, stride 2, padding 1;
-    * ``2 * Hs == Ht``: 4x4 transposed conv, stride 2, padding 1;
-    * otherwise ``Hs >= Ht``: a ``(1 + Hs - Ht) x (1 + Ws - Wt)`` conv without padding, i.e. 1x1 when the
-      maps have the same size (the common case);
-    * a student map smaller than the teacher's but not half of it: ValueError (as in RepDistiller).
-
-    Parameter names ``conv.*`` / ``bn.*`` are RepDistiller's. Vectors ``[B, Cs]`` -> ``[B, Ct]`` (hints
-    on pooled embeddings, which ConvReg does not cover) go through a linear layer (``linear.*``).
-    """
+    """FitNet's regressor (RepDistiller's ``ConvReg``, its parameter names): ``[B, Cs, Hs, Ws]`` ->
+    ``[B, Ct, Ht, Wt]`` by one convolution chosen from the spatial sizes, then BatchNorm and ReLU; vectors
+    ``[B, Cs]`` (pooled embeddings, which ConvReg does not cover) -> ``[B, Ct]`` by a linear layer."""
 
     def __init__(self, s_shape: Sequence[int], t_shape: Sequence[int]):
         super().__init__()
         if len(s_shape) != len(t_shape) or len(s_shape) not in (2, 4):
-            raise ValueError(
-                f"hint layers must both be vectors [B, C] or both maps [B, C, H, W]; got student "
-                f"{tuple(s_shape)} and teacher {tuple(t_shape)}: pick matching --hint_layer"
-            )
+            raise TopKDError(f"hint layers must both be vectors [B, C] or both maps [B, C, H, W]; got student "
+                             f"{tuple(s_shape)} and teacher {tuple(t_shape)}: pick matching --hint_layer")
         if len(s_shape) == 2:
             self.linear = nn.Linear(s_shape[1], t_shape[1])
             return
         (_, s_c, s_h, s_w), (_, t_c, t_h, t_w) = s_shape, t_shape
-        if s_h == 2 * t_h:
+        if s_h == 2 * t_h:  # 3x3, stride 2
             self.conv: nn.Module = nn.Conv2d(s_c, t_c, kernel_size=3, stride=2, padding=1)
-        elif 2 * s_h == t_h:
+        elif 2 * s_h == t_h:  # 4x4 transposed, stride 2
             self.conv = nn.ConvTranspose2d(s_c, t_c, kernel_size=4, stride=2, padding=1)
-        elif s_h >= t_h and s_w >= t_w:
+        elif s_h >= t_h and s_w >= t_w:  # no padding: 1x1 for maps of one size (the common case)
             self.conv = nn.Conv2d(s_c, t_c, kernel_size=(1 + s_h - t_h, 1 + s_w - t_w))
         else:
-            raise ValueError(f"FitNet cannot map a student map of {s_h}x{s_w} to a teacher map of {t_h}x{t_w} "
+            raise TopKDError(f"FitNet cannot map a student map of {s_h}x{s_w} to a teacher map of {t_h}x{t_w} "
                              f"(the student's must be at least as large, or half); pick another --hint_layer")
         self.bn = nn.BatchNorm2d(t_c)
         self.relu = nn.ReLU(inplace=True)
@@ -90,8 +72,6 @@ class Regressor(nn.Module):
 
 
 class HintLoss(nn.Module):
-    """Mean squared error between the regressed student feature and the teacher feature."""
-
     def forward(self, f_s_regressed: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(f_s_regressed, f_t)
 
@@ -127,10 +107,7 @@ class AttentionLoss(nn.Module):
 # Similarity-preserving KD (Tung & Mori 2019).
 # --------------------------------------------------------------------------------------------------
 class SimilarityLoss(nn.Module):
-    """``||norm(G_s) - norm(G_t)||_F**2 / B**2`` with ``G = f f^T`` (``[B, B]``) and rows L2-normalized.
-
-    f_s, f_t: any ``[B, ...]`` (flattened per sample).
-    """
+    """``||norm(G_s) - norm(G_t)||_F**2 / B**2``, ``G = f f^T`` ``[B, B]`` with L2-normalized rows."""
 
     def forward(self, f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
         b = f_s.shape[0]
@@ -223,19 +200,15 @@ def dkd_loss(logit_s, logit_t, target, alpha: float = 1.0, beta: float = 8.0, T:
 
 
 class DKDLoss(nn.Module):
-    """:func:`dkd_loss` scaled by the linear warmup ``min(epoch / warmup, 1)`` (epochs counted from 1)."""
+    """:func:`dkd_loss` scaled by the warm-up ``min(epoch / warmup, 1)`` (epochs counted from 1; None: 1)."""
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, T: float = 4.0, warmup: int = 20):
         super().__init__()
         self.alpha, self.beta, self.T, self.warmup = alpha, beta, T, warmup
 
-    def warmup_factor(self, epoch) -> float:
-        if epoch is None or self.warmup <= 0:
-            return 1.0
-        return min(float(epoch) / self.warmup, 1.0)
-
     def forward(self, logit_s, logit_t, target, epoch=None):
-        return self.warmup_factor(epoch) * dkd_loss(logit_s, logit_t, target, self.alpha, self.beta, self.T)
+        factor = 1.0 if epoch is None or self.warmup <= 0 else min(float(epoch) / self.warmup, 1.0)
+        return factor * dkd_loss(logit_s, logit_t, target, self.alpha, self.beta, self.T)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -255,13 +228,9 @@ class Embed(nn.Module):
 
 
 class ContrastMemory(nn.Module):
-    """Two memory banks (student ``mem_s``, teacher ``mem_t``), each ``[n_data, feat_dim]``, unit rows.
-
-    ``forward(v_s, v_t, index, contrast_idx)`` returns ``(out_s, out_t)``, each ``[B, K+1]``: the
-    normalized scores ``exp(<memory, v> / T) / Z`` of each embedding against the other side's memory
-    rows (column 0 is the positive). ``Z`` is fixed on the first call as ``mean(exp(...)) * n_data``.
-    Afterwards the positives' memory rows move towards the new embeddings with ``momentum``.
-    """
+    """Memory banks ``mem_s``, ``mem_t`` ``[n_data, feat_dim]``; ``forward`` -> ``(out_s, out_t)`` ``[B, K+1]``: scores
+    ``exp(<memory, v> / T) / Z`` of each embedding against the other side's rows (column 0 the positive), ``Z``
+    fixed on the first call as ``mean(exp(...)) * n_data``; then the positives' rows move towards the embeddings."""
 
     def __init__(self, feat_dim: int, n_data: int, nce_k: int = 16384, nce_t: float = 0.07, momentum: float = 0.5):
         super().__init__()

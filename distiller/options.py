@@ -1,20 +1,8 @@
-"""Command-line options declared by the distillation methods and TopKD's topology term, which own them.
-
-A method class lists its options in the class attribute ``options`` (a tuple of `Option`; those of its
-base classes are inherited) and may override the default of any of them for itself in ``defaults``
-(``{"beta": 3000.0}``), naming where its values come from in ``defaults_source``. ``train_student.py``
-walks the registry (`distiller.registry`) and adds every option once to its parser, so:
-
-- an option declared by several methods must be the *same* `Option` object (e.g. `GAMMA`, `KD_T`);
-- every option is parsed with default None, so "not given" can be told apart: the method's default is
-  filled in by `resolve`, and a given option that the chosen method (or the topology term, when it
-  composes with the method) does not declare is an error (`check_undeclared`);
-- each value is checked once, by `resolve`: against its `Option`'s range, then by the owner's
-  ``check_options(values) -> values`` when it has rules between its options (the topology term's ``--TDA``).
-
-An option's ``flags`` are all its command-line spellings (official aliases included, e.g.
-``("--mode", "--crd_mode")``); ``type`` parses one command-line word (a ``str2bool`` for
-``True|False`` flags), ``nargs`` / ``choices`` are passed to argparse as they are.
+"""Command-line options, declared by the classes that own them (the methods and TopKD's topology term): a tuple
+``options`` (its bases' inherited) and their ``defaults`` for the class. ``train_student.py`` adds every option once
+to its parser (an option several classes declare is one shared `Option`, as `KD_T`), parsed to None ("not given");
+`resolve` fills in the owner's defaults and checks each value once: its range, then the owner's
+``check_options(values) -> values`` (rules between options, e.g. the topology term's ``--TDA``).
 """
 from __future__ import annotations
 
@@ -22,24 +10,24 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from topkd_io import check_number
+from topkd_io import TopKDError, check_number
 
 
 @dataclass(frozen=True)
 class Option:
-    """One command-line option: ``name`` is the config key and the value's keyword for the method."""
+    """One option: ``name`` is the config key and the constructor keyword; ``flags`` its spellings (official
+    aliases included); ``type`` parses one word (default: the type of a numeric default)."""
 
     name: str
     default: Any
     help: str
-    type: Optional[Callable[[str], Any]] = None  # parses one word; default: type(default) for numbers/str
-    flags: Tuple[str, ...] = ()  # spellings; default ("--<name>",)
+    type: Optional[Callable[[str], Any]] = None
+    flags: Tuple[str, ...] = ()  # default ("--<name>",)
     source: str = ""  # where the default comes from (paper, official code)
     choices: Optional[Tuple[Any, ...]] = None
     nargs: Any = None
     metavar: Optional[str] = None
-    # Allowed range of a numeric value, checked for every method by `resolve` (NaN and infinities are always
-    # refused): ``low``/``high`` bounds, ``low_open``/``high_open`` exclude the bound itself.
+    # the range of a numeric value (NaN and infinities always refused); *_open: the bound itself excluded
     low: Optional[float] = None
     high: Optional[float] = None
     low_open: bool = False
@@ -51,24 +39,17 @@ class Option:
         return tuple(self.flags) or (f"--{self.name}",)
 
     def check(self, value: Any) -> None:
-        """ValueError naming the option's flags unless every number in ``value`` is finite and in range."""
         flag = "/".join(self.spellings())
         for item in (value if isinstance(value, (list, tuple)) else [value]):
             if isinstance(item, (int, float)) and not isinstance(item, bool):
                 check_number(item, flag, self.low, self.low_open, self.high, self.high_open)
 
-    def parser_type(self) -> Optional[Callable[[str], Any]]:
-        if self.type is not None:
-            return self.type
-        if isinstance(self.default, bool):
-            raise TypeError(f"option {self.name}: a bool default needs an explicit type (e.g. str2bool)")
-        if isinstance(self.default, (int, float)):
-            return type(self.default)
-        return None
-
     def add_to(self, group, default_text: str) -> None:
+        if self.type is None and isinstance(self.default, bool):
+            raise TypeError(f"option {self.name}: a bool default needs an explicit type (e.g. str2bool)")
+        numeric = isinstance(self.default, (int, float)) and self.type is None
         note = "; ".join(t for t in ((f"default: {default_text}" if default_text != "None" else ""), self.source) if t)
-        kwargs = dict(dest=self.name, default=None, type=self.parser_type(),
+        kwargs = dict(dest=self.name, default=None, type=type(self.default) if numeric else self.type,
                       help=(f"{self.help} ({note})" if note else self.help).replace("%", "%%"))
         for key in ("choices", "nargs", "metavar"):
             if getattr(self, key) is not None:
@@ -98,14 +79,10 @@ BETA = Option("beta", 0.0, "weight of the method's own term", flags=("-b", "--be
 KD_T = Option("kd_T", 4.0, "softmax temperature of the KD terms", source="Hinton et al.; RepDistiller", low=0.0,
               low_open=True)
 LOSS_WEIGHTS = (GAMMA, ALPHA, BETA, KD_T)
-# The divisor of the KD terms (`distiller.losses.kd_loss`), for the methods that declare it (TGD):
-# "batchmean" = the batch (Hinton's scale), "mean" = batch x classes (TGD's code).
-KD_REDUCTION = Option("kd_reduction", "batchmean", "KD divisor: 'batchmean' divides the summed KL by the batch, "
-                      "'mean' by batch x classes", choices=("batchmean", "mean"))
 
 
 def declared(owner: type) -> Tuple[Option, ...]:
-    """Options of a class: its own ``options`` after its bases', base first."""
+    """Options of a class, its bases' first."""
     out: Dict[str, Option] = {}
     for klass in reversed(owner.__mro__):
         for opt in vars(klass).get("options", ()):
@@ -119,9 +96,8 @@ def default_of(owner, opt: Option) -> Any:
 
 
 def resolve(owner, cfg: argparse.Namespace) -> Dict[str, Any]:
-    """``{option name: value}`` for every option ``owner`` declares: given value, else its default; every
-    numeric value checked against its `Option`'s range, then the owner's ``check_options`` (if any) applied
-    (ValueError naming the flag). Resolving resolved values again changes nothing."""
+    """``{option name: value}`` for every option ``owner`` declares: the given value, else its default, checked
+    (`TopKDError` naming the flag). Resolving resolved values again changes nothing."""
     out = {}
     for opt in declared(owner):
         value = getattr(cfg, opt.name, None)
@@ -132,10 +108,8 @@ def resolve(owner, cfg: argparse.Namespace) -> Dict[str, Any]:
 
 
 def collect(owners: Iterable[Tuple[str, Any]]) -> Dict[str, Tuple[Option, List[Tuple[str, Any]]]]:
-    """``name -> (option, [(owner name, its default), ...])`` over ``(name, class)`` pairs.
-
-    Raises ValueError when two owners declare different options under one name or one flag.
-    """
+    """``name -> (option, [(owner name, its default), ...])`` over ``(name, class)`` pairs; ValueError (a bug in
+    the classes) when two owners declare different options under one name or one flag."""
     table: Dict[str, Tuple[Option, List[Tuple[str, Any]]]] = {}
     flag_owner: Dict[str, str] = {}
     for owner_name, owner in owners:
@@ -156,18 +130,16 @@ def default_text(owners: Sequence[Tuple[str, Any]]) -> str:
     """``"0.9"`` when every owner agrees, else ``"kd 0.9, dkd 0.0, ..."`` (owners grouped by value)."""
     groups: Dict[str, List[str]] = {}
     for name, value in owners:
-        groups.setdefault(repr(value) if not isinstance(value, str) else value, []).append(name)
-    if len(groups) == 1:
-        return next(iter(groups))
-    return ", ".join(f"{'/'.join(names)} {value}" for value, names in groups.items())
+        groups.setdefault(value if isinstance(value, str) else repr(value), []).append(name)
+    return next(iter(groups)) if len(groups) == 1 else ", ".join(f"{'/'.join(n)} {v}" for v, n in groups.items())
 
 
 def check_undeclared(cfg: argparse.Namespace, table: Dict[str, Tuple[Option, list]], allowed: Iterable[str],
                      method: str) -> None:
-    """ValueError when ``cfg`` sets an option of ``table`` that is not in ``allowed``."""
+    """`TopKDError` when ``cfg`` sets an option of ``table`` that is not in ``allowed``."""
     allowed = set(allowed)
     for name, (opt, owners) in table.items():
         if name not in allowed and getattr(cfg, name, None) is not None:
             others = ", ".join(sorted({o for o, _ in owners}))
-            raise ValueError(f"{'/'.join(opt.spellings())} is not an option of --distill {method} (it belongs to: "
+            raise TopKDError(f"{'/'.join(opt.spellings())} is not an option of --distill {method} (it belongs to: "
                              f"{others}); drop it or pick a method that takes it")

@@ -1,23 +1,20 @@
-"""Name -> method registry (``--distill NAME``).
-
-``@register("fitnet", "hint")`` registers a class under its name and its aliases (``distiller_dict``
-holds every spelling); `canonical_name` maps any spelling, in any case, to the first one.
-"""
+"""Name -> method (``--distill NAME``): ``@register("fitnet", "hint")`` registers a class under its name and its
+aliases (``distiller_dict`` holds every spelling); any spelling, in any case, resolves to the first name."""
 from __future__ import annotations
 
 from typing import Callable, Dict, List, Type
+
+from topkd_io import TopKDError
 
 distiller_dict: Dict[str, Type] = {}
 _canonical: Dict[str, str] = {}  # lower-case spelling -> registered name
 
 
 def register(name: str, *aliases: str) -> Callable[[Type], Type]:
-    """Class decorator: ``@register("kd")`` makes the class available as ``distiller_dict["kd"]``."""
-
     def wrap(cls: Type) -> Type:
         for spelling in (name, *aliases):
             if spelling.lower() in _canonical:
-                raise ValueError(f"distiller name {spelling!r} registered twice")
+                raise ValueError(f"distiller name {spelling!r} registered twice")  # a bug in the method's code
             distiller_dict[spelling] = cls
             _canonical[spelling.lower()] = name
         return cls
@@ -26,7 +23,7 @@ def register(name: str, *aliases: str) -> Callable[[Type], Type]:
 
 
 def canonical_name(name: str) -> str:
-    """Any registered spelling (any case) -> the method's registered name; unknown names unchanged."""
+    """Any registered spelling (any case) -> the registered name; unknown names unchanged."""
     return _canonical.get(str(name).lower(), str(name))
 
 
@@ -40,10 +37,7 @@ def aliases_of(name: str) -> List[str]:
 
 
 def get_distiller(name: str) -> Type:
-    """The class registered under ``name`` (any case, aliases included); ValueError naming the choices."""
     key = _canonical.get(str(name).lower())
     if key is None:
-        raise ValueError(
-            f"unknown distillation method {name!r}; choose one of: {', '.join(sorted(method_names()))}"
-        ) from None
+        raise TopKDError(f"unknown distillation method {name!r}; choose one of: {', '.join(sorted(method_names()))}")
     return distiller_dict[key]

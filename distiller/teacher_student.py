@@ -1,8 +1,7 @@
-"""Shared teacher -> student machinery (RepDistiller's train_student semantics).
+"""What every teacher -> student method shares (RepDistiller's train_student semantics):
 
 ``loss = gamma * CE + alpha * KD + beta * method term + delta * TDA`` (TopKD's topology term, held as
-``topology`` when attached), each returned separately, already weighted. A term whose weight is 0 is
-neither computed nor returned.
+``topology`` when attached), each term returned separately, already weighted; a term of weight 0 is not computed.
 """
 from __future__ import annotations
 
@@ -13,43 +12,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from topkd_io import TopKDError
+
 from .base import Distiller, Losses
 from .losses import DistillKL
-from .options import LOSS_WEIGHTS, Option, resolve
-
-
-@torch.no_grad()
-def probe_feature_shapes(model: nn.Module, in_channels: int = 3, image_size: int = 32) -> List[Tuple[int, ...]]:
-    """Shapes of ``model(x, is_feat=True)[0]`` for a 2-image batch ``[2, in_channels, S, S]`` (eval mode)."""
-    was_training = model.training
-    model.eval()
-    try:
-        p = next(model.parameters(), None)
-        x = torch.zeros(2, in_channels, image_size, image_size,
-                        device=p.device if p is not None else "cpu", dtype=p.dtype if p is not None else None)
-        feats, _ = model(x, is_feat=True)
-    finally:
-        model.train(was_training)
-    return [tuple(f.shape) for f in feats]
+from .options import LOSS_WEIGHTS, Option, declared, resolve
 
 
 class TeacherStudent(Distiller):
-    """Base of every method with a teacher.
-
-    Subclasses set ``term`` (loss-dict key of the method's own term), declare their own ``options``
-    (`distiller.options`; ``gamma``/``alpha``/``beta``/``kd_T`` are declared here), override option
-    defaults in ``defaults`` (loss weights when the caller passes None), and implement :meth:`method_loss`,
-    the one function a method writes. `from_config` builds the method from the parsed options (constructor
-    keywords = option names, plus what `prepare` derives from the data); `run_tag` names the run and must
-    carry the method's own options. ``feat_shapes_s`` / ``feat_shapes_t`` (probed on first use with
-    ``in_channels`` x ``image_size`` inputs) let them size their modules. Epoch-dependent methods read
-    ``self.epoch`` (counted from 1): the last ``set_epoch(e)`` (the trainer calls it before every epoch),
-    None before the first. ``recipe``: the hyper-parameter recipe the method trains with by default (None:
-    the data set's); ``batch_fields``: the batch entries it needs beyond image and target.
-
-    ``topology``: TopKD's topology term (`distiller.topkd.TopologyTerm`, ``loss_tda``) when attached, else
-    None; ``with_topology = False`` says the term does not compose with the method (TGD).
-    """
+    """Base of every method with a teacher. A method sets ``term`` (the loss key of its own term), declares its
+    ``options`` (`distiller.options`; the loss weights are declared here) and their ``defaults`` for it, and
+    writes `method_loss`. ``feat_shapes_s`` / ``feat_shapes_t`` (probed on first use) size its modules;
+    ``self.epoch`` is the epoch being trained (from 1; None before the first `set_epoch`). ``topology``: TopKD's
+    term when attached (``with_topology = False``: it does not compose with the method, as TGD)."""
 
     term: Optional[str] = None
     with_topology: bool = True
@@ -61,50 +36,48 @@ class TeacherStudent(Distiller):
                  alpha: Optional[float] = None, beta: Optional[float] = None, kd_T: float = 4.0,
                  in_channels: int = 3, image_size: int = 32, kd_reduction: str = "batchmean"):
         if teacher is None:
-            raise ValueError(f"method {type(self).__name__} needs a teacher: pass --path_t")
+            raise TopKDError(f"method {type(self).__name__} needs a teacher: pass --path_t")
         super().__init__(student, teacher)
-        given = dict(gamma=gamma, alpha=alpha, beta=beta)
-        for key, value in given.items():
+        for key, value in dict(gamma=gamma, alpha=alpha, beta=beta).items():
             setattr(self, key, float(self.defaults[key] if value is None else value))
         self.kd = DistillKL(kd_T, kd_reduction)
-        self._epoch: Optional[int] = None
-        self._probe = (int(in_channels), int(image_size))
+        self.epoch: Optional[int] = None
+        self._probe = (int(in_channels), int(image_size), int(image_size))
         self._feat_shapes: Dict[str, List[Tuple[int, ...]]] = {}
         self.topology: Optional[nn.Module] = None  # (feats_s, feats_t) -> delta * TDA; set by train_student.py
 
-    @property
-    def feat_shapes_s(self) -> List[Tuple[int, ...]]:
-        """Shapes of the student's ``feats`` for a 2-image probe batch (probed once, on first use)."""
-        if "s" not in self._feat_shapes:
-            self._feat_shapes["s"] = probe_feature_shapes(self.student, *self._probe)
-        return self._feat_shapes["s"]
+    @torch.no_grad()
+    def _probed(self, who: str) -> List[Tuple[int, ...]]:
+        """Shapes of ``feats`` of the network ``who`` for a 2-image batch ``[2, C, S, S]`` (eval mode), probed once."""
+        if who not in self._feat_shapes:
+            model = getattr(self, who)
+            was_training, p = model.training, next(model.parameters())
+            feats, _ = model.eval()(torch.zeros(2, *self._probe, device=p.device, dtype=p.dtype), is_feat=True)
+            model.train(was_training)
+            self._feat_shapes[who] = [tuple(f.shape) for f in feats]
+        return self._feat_shapes[who]
 
-    @property
-    def feat_shapes_t(self) -> List[Tuple[int, ...]]:
-        """Shapes of the teacher's ``feats`` for a 2-image probe batch (probed once, on first use)."""
-        if "t" not in self._feat_shapes:
-            self._feat_shapes["t"] = probe_feature_shapes(self.teacher, *self._probe)
-        return self._feat_shapes["t"]
+    feat_shapes_s = property(lambda self: self._probed("student"), doc="shapes of the student's ``feats``")
+    feat_shapes_t = property(lambda self: self._probed("teacher"), doc="shapes of the teacher's ``feats``")
 
     # -- building from the command line ---------------------------------------------------------
     @classmethod
     def prepare(cls, cfg: argparse.Namespace, data) -> Tuple[Any, Dict[str, Any]]:
-        """-> ``(data, keywords)``: the data the method trains on (possibly wrapped) and the constructor
-        keywords it needs beyond its options. ``data``: a `datasets.DataBundle`; ``cfg``: resolved options."""
+        """-> ``(data, keywords)``: the data the method trains on (possibly wrapped) and constructor keywords
+        beyond its options, or options whose values the data changed (CRD's ``nce_k``)."""
         return data, dict(in_channels=data.in_channels, image_size=int(data.image_size))
 
     @classmethod
     def from_config(cls, cfg: argparse.Namespace, student: nn.Module, teacher: nn.Module, data):
-        """-> ``(distiller, data)`` from the resolved options in ``cfg`` (see `distiller.options.resolve`)."""
+        """-> ``(distiller, data, options)``: the method built from the resolved options in ``cfg``, the data it
+        trains on, and its options as built (recorded in config.yaml by the stage)."""
         data, keywords = cls.prepare(cfg, data)
-        return cls(student, teacher, **resolve(cls, cfg), **keywords), data
+        values = {**resolve(cls, cfg), **keywords}
+        return cls(student, teacher, **values), data, {o.name: values[o.name] for o in declared(cls)}
 
     @classmethod
     def run_tag(cls, cfg: argparse.Namespace) -> Tuple[str, str]:
-        """-> ``(label, parameters)`` of the run-folder name, e.g. ``("crd", "r-1.0_a-0.0_b-0.8")``; a weight the
-        method does not use (`unused_options`: ``-b`` of KD) is left out (``("kd", "r-0.1_a-0.9")``). A method
-        with options of its own overrides it to add them (the identity hash separates runs anyway; the name
-        should say it too)."""
+        """-> ``(label, parameters)`` of the run-folder name (``("kd", "r-0.1_a-0.9")``: unused weights left out)."""
         unused = cls.unused_options(cfg)
         parts = [f"{short}-{float(getattr(cfg, name))}" for name, short in (("gamma", "r"), ("alpha", "a"), ("beta", "b"))
                  if name not in unused]
@@ -112,19 +85,13 @@ class TeacherStudent(Distiller):
 
     @classmethod
     def unused_options(cls, cfg: argparse.Namespace) -> Tuple[str, ...]:
-        """Loss weights that no term of this method uses: ``beta`` when the method has no term of its own (KD).
-        They are left out of the run name and identity (`train_student.py` warns when one is set)."""
+        """Weights no term uses (KD's ``beta``): left out of the run name and identity."""
         return ("beta",) if cls.term is None else ()
 
     # -- hooks -------------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
         """The one epoch channel: the trainer calls it before each training epoch (counted from 1)."""
-        self._epoch = int(epoch)
-
-    @property
-    def epoch(self) -> Optional[int]:
-        """The epoch being trained (the last `set_epoch`), None before the first."""
-        return self._epoch
+        self.epoch = int(epoch)
 
     def loss_summary(self) -> str:
         """e.g. ``1.0*CE + 2.0*KD(T=4.0) + 5.0*tda``: the terms that are computed, with their weights."""
@@ -142,12 +109,7 @@ class TeacherStudent(Distiller):
         return ()
 
     def extra_modules(self) -> Iterable[nn.Module]:
-        """Method modules plus the topology term (whose frozen RipsNet `learnable_parameters` leaves out)."""
         return [*self.method_modules(), *([self.topology] if self.topology is not None else [])]
-
-    def learnable_parameters(self) -> List[nn.Parameter]:
-        """Student and extra-module parameters that require gradients (frozen helpers never included)."""
-        return [p for p in super().learnable_parameters() if p.requires_grad]
 
     def method_loss(self, feats_s, logit_s, feats_t, logit_t, target, **batch) -> torch.Tensor:
         raise NotImplementedError

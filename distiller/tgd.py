@@ -1,31 +1,18 @@
 """TGD: topological guidance from a second teacher trained on persistence images of the input images
 (Jeon et al., "Leveraging Topological Guidance for Improved Knowledge Distillation", GRaM 2024).
 
-Two frozen teachers: `teacher` sees the image, `teacher2` sees the image's persistence image (the batch
-keyword `pi`, `[B, 2C, R, R]`, see `datasets.pi_images`). With a = `alpha`, T = `temperature`:
+`teacher` sees the image, the frozen `teacher2` its persistence image (batch keyword ``pi``, ``[B, 2C, R, R]``,
+`datasets.pi_images`). With a = ``tgd_alpha`` and T = ``kd_T``:
 
-    loss_ce     = ce_weight * CE(s, y)
-    loss_kd_img = kd_weight * T^2 * a       * KL(p_t1 || p_s)
-    loss_kd_pi  = kd_weight * T^2 * (1 - a) * KL(p_t2 || p_s)
-    loss_sim    = sim_weight * sum over `stages` of mean((n(G_s) - n(a G_t1 + (1 - a) G_t2))^2)
+    loss_ce     = gamma * CE(s, y)
+    loss_kd_img = alpha * T^2 * a       * KL(p_t1 || p_s)
+    loss_kd_pi  = alpha * T^2 * (1 - a) * KL(p_t2 || p_s)
+    loss_sim    = beta * sum over `stages` of mean((n(G_s) - n(a G_t1 + (1 - a) G_t2))^2)
 
-p = softmax(logits / T); G = F F^T, the raw `[B, B]` Gram matrix of a stage's flattened features
-`F` `[B, D]`; n = L2 normalisation of each row. As in the official code, the two teachers' RAW Gram
-matrices are mixed and the mixture is normalised once: the PI teacher's effective share therefore
-grows with the magnitude of its Gram matrix relative to the image teacher's (it is not pinned at
-1 - a). Defaults are the paper's: 0.1 / 0.9 / 1000, T = 4, a = 0.99 (the official code writes the
-similarity weight as 3000 / 3 over the three block outputs).
-
-KL scale: `kl_reduction="mean"` (default) divides the summed KL by batch x classes, the element-wise mean
-the official code uses (a K-times smaller KD term than the textbook scale); `"batchmean"` divides by
-the batch only (the usual KD scale; then reduce `kd_weight` or expect a different balance). Both are
-`distiller.losses.kd_loss` with its ``reduction``.
-
-Built on `TeacherStudent`: the frozen, always-eval teachers (the PI teacher held by `Distiller.freeze`),
-the KD term, the loss weights under the shared names (``gamma`` = CE, ``alpha`` = KD, ``beta`` = the
-similarity term, ``kd_T``; on the command line ``-r/-a/-b/--kd_T``, the mixing weight a ``--tgd_alpha``,
-the KL scale ``--kd_reduction``). The constructor keeps the official code's
-names (``alpha`` = the mixing weight a, ``temperature``, ``ce_weight``, ``kd_weight``, ``sim_weight``).
+G = F F^T, the raw ``[B, B]`` Gram matrix of a stage's flattened features, n = L2 normalisation of each row: as in
+the official code the raw Gram matrices are mixed, so the PI teacher's share grows with the magnitude of its Gram
+matrix. The KL is divided by batch x classes (``--kd_reduction mean``, the official code's) unless ``batchmean``.
+The constructor keeps the official names (``alpha`` = a, ``temperature``, ``ce_weight``, ``kd_weight``, ...).
 """
 from __future__ import annotations
 
@@ -39,8 +26,9 @@ from torch import nn
 
 from datasets.pi_images import PICache, attach_image_pis, pi_cache_inputs
 from models import load_model, model_dict
+from topkd_io import TopKDError
 
-from .options import ALPHA, BETA, GAMMA, KD_REDUCTION, KD_T, Option
+from .options import Option, resolve
 from .registry import register
 from .teacher_student import TeacherStudent
 
@@ -48,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:
-    """`[B, ...]` stage features -> raw `[B, B]` Gram matrix F F^T (F: features flattened per item)."""
+    """``[B, ...]`` stage features -> the raw ``[B, B]`` Gram matrix (float32 at least)."""
     flat = features.reshape(features.shape[0], -1)
     flat = flat.to(torch.promote_types(flat.dtype, torch.float32))
     with torch.autocast(flat.device.type, enabled=False):  # float32 under AMP (the term is weighted 1000)
@@ -56,47 +44,44 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 
 
 def normalized_gram(features: torch.Tensor) -> torch.Tensor:
-    """`[B, ...]` stage features -> `[B, B]` Gram matrix F F^T with L2-normalized rows."""
     return F.normalize(gram(features), p=2, dim=1)
 
 
 def mixed_teacher_gram(f1: torch.Tensor, f2: torch.Tensor, alpha: float) -> torch.Tensor:
-    """TGD's target similarity map `[B, B]`: n(a * G(f1) + (1 - a) * G(f2)), raw Gram matrices mixed
-    first, rows L2-normalized after (the official order)."""
+    """TGD's target ``[B, B]``: n(a * G(f1) + (1 - a) * G(f2)), the raw Gram matrices mixed first."""
     return F.normalize(alpha * gram(f1) + (1 - alpha) * gram(f2), p=2, dim=1)
 
 
-def input_channels(model: nn.Module) -> Optional[int]:
-    """Channels the network takes: ``in_channels`` of its first convolution (None when it has none)."""
-    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    return None if first is None else int(first.in_channels)
-
-
 def check_teacher_inputs(student: nn.Module, teacher: nn.Module, teacher2: nn.Module) -> None:
-    """ValueError (one line) unless the image teacher takes the student's C input channels and the PI
-    teacher takes the 2C channels of the persistence images (rows and columns of every channel)."""
-    c_s, c_t, c_t2 = input_channels(student), input_channels(teacher), input_channels(teacher2)
-    if None in (c_s, c_t, c_t2):
+    """Unless the image teacher takes the student's C input channels and the PI teacher the 2C channels of the
+    persistence images (rows and columns of every channel): `TopKDError`. Networks without a convolution pass."""
+    firsts = [next((m for m in n.modules() if isinstance(m, nn.Conv2d)), None) for n in (student, teacher, teacher2)]
+    if None in firsts:
         return
+    c_s, c_t, c_t2 = (int(m.in_channels) for m in firsts)
     if c_t != c_s:
-        raise ValueError(f"the image teacher (--path_t) takes {c_t}-channel inputs but the images have {c_s}; "
+        raise TopKDError(f"the image teacher (--path_t) takes {c_t}-channel inputs but the images have {c_s}; "
                          f"pass the teacher trained on images (a PI teacher given as --path_t?)")
     if c_t2 != 2 * c_s:
-        raise ValueError(f"the PI teacher (--path_t2) takes {c_t2}-channel inputs but the persistence images have "
+        raise TopKDError(f"the PI teacher (--path_t2) takes {c_t2}-channel inputs but the persistence images have "
                          f"{2 * c_s} (rows and columns of {c_s} channels); pass a teacher trained with "
                          f"train_teacher.py --input pi (an image teacher given as --path_t2?)")
 
 
-def check_pi_params(path_t2: str, ckpt2: dict, cache: PICache) -> None:
-    """ValueError (one line) when the PI teacher's record names other image-PI parameters (resolution, ...) than
-    the cache this run reads (a PI teacher without a record, e.g. TGD's release, is not checked)."""
-    trained = (ckpt2.get("config") or {}).get("image_pi_params")
+def check_pi_teacher(path_t2: str, ckpt2: dict, cache: PICache, norm: str) -> None:
+    """`TopKDError` when the PI teacher's record names other image-PI parameters (resolution, ...) than the cache
+    this run reads, a warning when another --input_norm (a PI teacher without a record, as TGD's, passes)."""
+    record = ckpt2.get("config") or {}
+    if record.get("input_norm") not in (None, norm):
+        log.warning(f"warning: the PI teacher {path_t2} was trained with --input_norm {record['input_norm']}, this "
+                    f"run feeds it --input_norm {norm} inputs")
+    trained = record.get("image_pi_params")
     if trained is None:
         return
     here = cache.params.to_dict()
     diffs = [k for k in here if here[k] != trained.get(k)]
     if diffs:
-        raise ValueError(f"the PI teacher --path_t2 {path_t2} was trained on image PIs with "
+        raise TopKDError(f"the PI teacher --path_t2 {path_t2} was trained on image PIs with "
                          f"{', '.join(f'{k} {trained.get(k)}' for k in diffs)}, but this run's cache {cache.folder} "
                          f"holds {', '.join(f'{k} {here[k]}' for k in diffs)}; pass the cache it was trained on "
                          f"(--pi_cache) or a PI teacher trained on this one")
@@ -104,54 +89,45 @@ def check_pi_params(path_t2: str, ckpt2: dict, cache: PICache) -> None:
 
 @register("tgd")
 class TGD(TeacherStudent):
-    """Student distilled from an image teacher and a persistence-image teacher (module docstring).
-
-    student, teacher: models with `forward(x, is_feat=True)` -> `(feats, logits)`; teacher2: the same
-    for PI inputs (e.g. WRN-16-3 with `in_channels=6`). stages: positions in `feats` of the three
-    block-group outputs (`feats[1:4]` for the WRNs). A term whose weight is 0 is not computed.
-    """
+    """Student distilled from an image teacher and a persistence-image teacher (module docstring). teacher2: a
+    network of PI inputs (e.g. WRN-16-3 with ``in_channels=6``); stages: positions in ``feats`` of the three
+    block-group outputs (``feats[1:4]`` for the WRNs)."""
 
     term = "loss_sim"
     recipe = "tgd"  # TGD's official hyper-parameters and no augmentation (engine.config.RECIPES)
     batch_fields = ("pi",)  # the persistence image of each batch image (datasets.pi_images.attach_image_pis)
     with_topology = False  # its own loss: TopKD's topology term does not compose with it
-    options = (
-        GAMMA, ALPHA, BETA, KD_T,
+    options = (  # beside the loss weights (gamma = CE, alpha = KD, beta = the similarity term) and kd_T
         Option("path_t2", None, "persistence-image teacher checkpoint (train_teacher.py --input pi); required",
                free=True),
         Option("model_t2", None, "its architecture when the checkpoint does not name it"),
         Option("pi_root", "./data/image_pi", "image-PI cache root written by generate_image_PI.py (caches "
                "<pi_root>/<dataset>_<split> with the default parameters)", free=True),
-        Option("pi_cache", None, "an image-PI cache to take as it is, with the parameters and layout its manifest "
-               "records: a split folder <out>/<name>_train (the test split beside it) or a root holding "
-               "<dataset>_train/_test; replaces --pi_root", free=True),
+        Option("pi_cache", None, "an image-PI cache taken as its manifest records it: a split folder <name>_train "
+               "(the test split beside it) or a root of <dataset>_train/_test; replaces --pi_root", free=True),
         Option("tgd_alpha", 0.99, "weight a of the image teacher (1-a: the PI teacher)", source="TGD paper",
                low=0.0, high=1.0),
-        KD_REDUCTION,
+        Option("kd_reduction", "batchmean", "KD divisor: 'batchmean' divides the summed KL by the batch, 'mean' by "
+               "batch x classes", choices=("batchmean", "mean")),
     )
     defaults = dict(gamma=0.1, alpha=0.9, beta=1000.0, kd_reduction="mean")
     defaults_source = "TGD paper; KD divided by batch x classes as TGD's code"
 
     @classmethod
     def from_config(cls, cfg: argparse.Namespace, student: nn.Module, teacher: nn.Module, data):
-        """-> ``(distiller, data)``: loads the PI teacher (``cfg.model_t2`` becomes its resolved
-        architecture) and attaches each image's cached PI to the data (batch field ``pi``)."""
+        """-> ``(distiller, data, options)``: loads the PI teacher (``model_t2``: its resolved architecture) and
+        attaches each image's cached PI to the data (batch field ``pi``)."""
         if cfg.path_t2 is None:
-            raise ValueError("--distill tgd needs --path_t2, the persistence-image teacher "
-                             "(train_teacher.py --input pi)")
-        teacher2, cfg.model_t2, ckpt2 = load_model(cfg.path_t2, arch=cfg.model_t2, num_classes=data.num_classes)
+            raise TopKDError("--distill tgd needs --path_t2, the image-PI teacher (train_teacher.py --input pi)")
+        teacher2, model_t2, ckpt2 = load_model(cfg.path_t2, arch=cfg.model_t2, num_classes=data.num_classes)
         norm = getattr(cfg, "input_norm", None) or "tgd"
         data = attach_image_pis(data, cfg.pi_root, pi_cache=cfg.pi_cache, verify=not getattr(cfg, "no_verify", False),
                                 input_norm=norm)
-        check_pi_params(cfg.path_t2, ckpt2, data.train.cache)
-        stored = (ckpt2.get("config") or {}).get("input_norm")
-        if stored is not None and stored != norm:
-            log.warning(f"warning: the PI teacher {cfg.path_t2} was trained with --input_norm {stored}, this run "
-                        f"feeds it --input_norm {norm} inputs")
+        check_pi_teacher(cfg.path_t2, ckpt2, data.train.cache, norm)
         distiller = cls(student, teacher, teacher2=teacher2, temperature=cfg.kd_T, alpha=cfg.tgd_alpha,
                         ce_weight=cfg.gamma, kd_weight=cfg.alpha, sim_weight=cfg.beta,
                         kl_reduction=cfg.kd_reduction)
-        return distiller, data
+        return distiller, data, dict(resolve(cls, cfg), model_t2=model_t2)
 
     @classmethod
     def example(cls, student, teacher, batch):
@@ -166,7 +142,6 @@ class TGD(TeacherStudent):
 
     @classmethod
     def input_files(cls, cfg: argparse.Namespace, must_exist: bool = True) -> Dict[str, Optional[str]]:
-        """The second teacher and the image-PI caches are input files of the run (in the run's identity)."""
         files = {"path_t2": cfg.path_t2} if cfg.path_t2 else {}
         return {**files, **pi_cache_inputs(cfg.pi_root, cfg.pi_cache, cfg.dataset, must_exist)}
 
@@ -189,25 +164,18 @@ class TGD(TeacherStudent):
         return (f"{self.gamma}*CE + {self.alpha}*T^2*({a}*KL_img + {1 - a:.6g}*KL_pi)(T={t}, KL {self.kd.reduction}) "
                 f"+ {self.beta}*sim(n({a}*G_img + {1 - a:.6g}*G_pi))")
 
-    def _stage_feats(self, feats, who: str):
-        if len(feats) <= max(self.stages):
-            raise ValueError(f"tgd stages {self.stages} need {max(self.stages) + 1} feature maps but the "
-                             f"{who} returns {len(feats)}; set stages to match the architecture")
-        return [feats[s] for s in self.stages]
-
     def method_loss(self, feats_s, logit_s, feats_t, logit_t, target, feats_t2=None, **batch) -> torch.Tensor:
-        """sum over `stages` of MSE(n(G_s), n(a G_t1 + (1 - a) G_t2)), the raw Gram matrices mixed first."""
+        if min(len(feats_s), len(feats_t), len(feats_t2)) <= max(self.stages):
+            raise TopKDError(f"tgd stages {self.stages} need {max(self.stages) + 1} feature maps but the networks "
+                             f"return {len(feats_s)}, {len(feats_t)} and {len(feats_t2)}; set stages to match them")
         sim = logit_s.new_zeros(())
-        for fs, f1, f2 in zip(self._stage_feats(feats_s, "student"), self._stage_feats(feats_t, "teacher"),
-                              self._stage_feats(feats_t2, "teacher2")):
+        for s in self.stages:
             with torch.no_grad():
-                target_gram = mixed_teacher_gram(f1, f2, self.tgd_alpha)
-            sim = sim + F.mse_loss(normalized_gram(fs), target_gram)
+                target_gram = mixed_teacher_gram(feats_t[s], feats_t2[s], self.tgd_alpha)
+            sim = sim + F.mse_loss(normalized_gram(feats_s[s]), target_gram)
         return sim
 
     def forward_train(self, image, target, pi: torch.Tensor, **batch):
-        """``pi``: the batch's persistence images ``[B, 2C, R, R]`` (`batch_fields`: the trainer refuses data
-        without them)."""
         with torch.no_grad():
             feats_t, logit_t = self.teacher(image, is_feat=True)
             feats_t2, logit_t2 = self.teacher2(pi, is_feat=True)

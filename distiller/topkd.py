@@ -1,18 +1,12 @@
-"""TopKD's topology term, attached to any teacher -> student method:
+"""TopKD's topology term, attached to any teacher -> student method by `train_student.py`'s `build`:
 
     loss_tda = delta * MSE(PI(cloud_t), PI(proj(cloud_s)))
 
-A cloud is the batch's features at one layer (``[B, C]``; stage maps are global-average-pooled), the whole
-batch as one point cloud or split into ``--tda_clouds`` equal sub-batch clouds. ``PI`` maps a cloud to its
-persistence image: a frozen RipsNet (``--method topkd``, the paper) or the exact differentiable image
-(``--method topkd_exact``). ``--dim`` picks the homology dimensions: 0 (the paper), 1, or both, whose images
-are laid side by side (one RipsNet per dimension), so the MSE is the mean of the per-dimension MSEs. ``proj``
-is a learnable linear map (the official 1x1 convolution on pooled features), present only when the widths
-differ. Gradients flow through the frozen RipsNet into ``proj`` and the student; the teacher side has none.
-
-`train_student.py` builds the term (``distiller.topology = TopologyTerm.from_config(cfg, distiller, inputs)``)
-and `TeacherStudent.forward_train` adds ``losses["loss_tda"] = self.topology(feats_s, feats_t)``. Below the
-term: the exact image modules, then how the RipsNets are found and loaded.
+A cloud is the batch's features at one layer (``[B, C]``; stage maps are global-average-pooled), the whole batch
+or ``--tda_clouds`` equal sub-batches. ``PI``: a frozen RipsNet (``--method topkd``, the paper) or the exact
+differentiable image (``topkd_exact``); ``--dim 0 1`` lays the two dimensions' images side by side. ``proj``: a
+learnable linear map (the official 1x1 convolution on pooled features) when the widths differ. Gradients flow
+through the frozen RipsNet into ``proj`` and the student. Below the term: the exact images, then the RipsNets.
 """
 from __future__ import annotations
 
@@ -29,7 +23,7 @@ from models.common import check_layer, layer_embedding
 from models.loading import check_finite_weights
 from pcd.manifest import check_ripsnet_pi, read_pi_params
 from pcd.ripsnet_paths import POOLINGS, find_ripsnet
-from topkd_io import file_sha256
+from topkd_io import TopKDError, file_sha256
 from topology.persistence import h0_deaths_torch, h1_diagrams_torch
 from topology.point_cloud_pi import PIParams, h0_images_torch, h1_images_torch
 from topology.ripsnet import load_ripsnet
@@ -40,12 +34,8 @@ log = logging.getLogger(__name__)
 
 
 class TopologyTerm(nn.Module):
-    """``delta * MSE(PI(cloud_t), PI(proj(cloud_s)))`` from the student's and the teacher's feature lists.
-
-    pi: ``[K, N, D]`` clouds -> ``[K, P]`` images (a RipsNet, an exact image module, or a `StackedPI` of them),
-    held frozen. feat_shapes_s / feat_shapes_t: the shapes of the two networks' ``feats`` (``[B, C, ...]``
-    each; `TeacherStudent.feat_shapes_s`). The keywords are the options declared below, by name.
-    """
+    """pi: ``[K, N, D]`` clouds -> ``[K, P]`` images, held frozen; feat_shapes_s / feat_shapes_t: the shapes of the
+    two networks' ``feats``; the keywords: the options declared below."""
 
     options = (
         Option("delta", 0.0, "weight of the topology term (0 = off)", flags=("-d", "--delta"), source="TopKD",
@@ -57,26 +47,22 @@ class TopologyTerm(nn.Module):
                choices=("topkd", "topkd_exact")),
         Option("dim", 0, "homology dimension(s) matched: 0, 1, or 0 1 (both images side by side)", type=int,
                nargs="+", source="TopKD", low=0, high=1),
-        Option("rips_path", None, "RipsNet checkpoint file, run folder or root (default: ripsnet/result, searched by "
-               "the official rule <dataset>_<teacher>_batch<bs>_FCinput_PCD_dim<k>/<operator>_best.pth and by our "
-               "stage-3 layout ripsnet/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>/; the one trained on this "
-               "teacher's stage-2 data is preferred, another choice is logged)",
+        Option("rips_path", None, "RipsNet checkpoint file, run folder or root searched by the official naming rule "
+               "and by our stage-3 layout (the one trained on this teacher's stage-2 data is preferred)",
                source="official TopKD default: ripsnet/result", free=True),
         Option("operator", None, "RipsNet pooling; picks <operator>_best.pth (default: whichever one exists)",
                choices=POOLINGS, source="official TopKD default: sum"),
-        Option("units_list", None, "RipsNet widths [input, phi x3, rho x4]; checked against the loaded RipsNet "
-               "(default: stored, else the official width table)", type=int, nargs="+",
-               source="official TopKD default 64 30 20 10 50 100 200 400, which fits none of its released RipsNets"),
+        Option("units_list", None, "RipsNet widths [input, phi x3, rho x4], checked against the loaded RipsNet "
+               "(default: stored, else the official width table)", type=int, nargs="+"),
         Option("pi_params", None, "stage-2 folder (or its manifest.yaml) whose PI parameters topkd_exact uses",
                free=True),
-        Option("TDA", None, "official switch of the topology term: True = on (needs -d > 0), False = off "
-               "whatever -d says (default: on exactly when -d > 0)", type=str2bool, flags=("--TDA",),
-               metavar="True|False", source="official TopKD default: True"),
+        Option("TDA", None, "official switch of the term: True = on (needs -d > 0), False = off whatever -d says "
+               "(default: on when -d > 0)", type=str2bool, metavar="True|False", source="official default: True"),
     )
 
     def __init__(self, pi: nn.Module, feat_shapes_s: Sequence[Sequence[int]], feat_shapes_t: Sequence[Sequence[int]],
                  delta: float, tda_layer_t: int = -1, tda_layer_s: Optional[int] = None, tda_clouds: int = 1,
-                 # where ``pi`` comes from (`from_config` loads it with `load_pi`)
+                 # where ``pi`` comes from (`load_pi`)
                  method: str = "topkd", dim=0, rips_path=None, operator=None, units_list=None, pi_params=None,
                  TDA=None):
         super().__init__()
@@ -87,7 +73,7 @@ class TopologyTerm(nn.Module):
         dim_t, dim_s = feat_shapes_t[self.layer_t][1], feat_shapes_s[self.layer_s][1]
         for part in getattr(pi, "parts", [pi]):
             if getattr(part, "input_dim", None) not in (None, dim_t):
-                raise ValueError(f"the RipsNet takes {part.input_dim}-d points but the teacher's feature at "
+                raise TopKDError(f"the RipsNet takes {part.input_dim}-d points but the teacher's feature at "
                                  f"--tda_layer_t {tda_layer_t} is {dim_t}-d: use the RipsNet trained on this "
                                  f"teacher/layer")
         self.pi = pi.requires_grad_(False).eval()
@@ -112,8 +98,7 @@ class TopologyTerm(nn.Module):
     # -- building from the command line ---------------------------------------------------------
     @classmethod
     def from_config(cls, cfg: argparse.Namespace, distiller, inputs: Optional[Dict[str, str]] = None):
-        """The term the options in ``cfg`` ask for on ``distiller`` (a `TeacherStudent`); None with ``-d 0``.
-        ``inputs``: the RipsNet files `input_files` found (found again when left out)."""
+        """The term ``cfg`` asks for on ``distiller`` (None with ``-d 0``); ``inputs``: what `input_files` found."""
         options = resolve(cls, cfg)
         if not options["delta"]:
             return None
@@ -122,38 +107,35 @@ class TopologyTerm(nn.Module):
 
     @classmethod
     def check_options(cls, values: Dict[str, Any]) -> Dict[str, Any]:
-        """The rules between the options, applied once where they are resolved (`distiller.options.resolve`):
-        ``--TDA False`` turns the term off whatever ``-d`` says (the official switch), ``--TDA True`` needs
-        ``-d > 0``; ``--dim`` names distinct dimensions (one stays a number, as the official flag);
-        ``topkd_exact`` needs PI parameters."""
+        """The rules between the options (`distiller.options.resolve`): ``--TDA False`` turns the term off (the
+        official switch); one ``--dim`` stays a number, as the official flag."""
         if values["TDA"] is False and values["delta"]:
             log.info(f"note: --TDA False: the topology term is off (-d {values['delta']} ignored, as in the "
                      f"official code)")
             values["delta"] = 0.0
         if values["TDA"] is True and not values["delta"]:
-            raise ValueError("--TDA True needs the weight of the topology term: pass -d/--delta > 0 (e.g. -d 5)")
+            raise TopKDError("--TDA True needs the weight of the topology term: pass -d/--delta > 0 (e.g. -d 5)")
         dims = dims_of(values["dim"])
         if len(set(dims)) != len(dims):
-            raise ValueError(f"--dim {' '.join(map(str, dims))}: pick distinct homology dimensions "
+            raise TopKDError(f"--dim {' '.join(map(str, dims))}: pick distinct homology dimensions "
                              f"(--dim 0, --dim 1 or --dim 0 1)")
         values["dim"] = dims[0] if len(dims) == 1 else list(dims)
         if values["delta"] and values["method"] == "topkd_exact" and not (values["pi_params"] or values["rips_path"]):
-            raise ValueError("--method topkd_exact needs --pi_params (the stage-2 folder or its manifest.yaml) or a "
+            raise TopKDError("--method topkd_exact needs --pi_params (the stage-2 folder or its manifest.yaml) or a "
                              "--rips_path checkpoint that carries them")
         return values
 
     @classmethod
     def input_files(cls, cfg: argparse.Namespace, must_exist: bool = True) -> Dict[str, str]:
-        """The term's input files by flag (none with ``-d 0``): ``pi_params``, and the RipsNet of each dimension
-        (`locate_ripsnet`) as ``rips_path``, or ``rips_path_dim<k>`` with several ``--dim``. ``must_exist=False``
-        (``--plan``): a RipsNet not found yet is given as the path asked for (its hash is then pending)."""
+        """The term's input files by flag: ``pi_params``, the RipsNet of each dimension as ``rips_path`` (or
+        ``rips_path_dim<k>``). ``must_exist=False`` (``--plan``): a RipsNet not found yet is the path asked for."""
         if not cfg.delta:
             return {}
         out = {"pi_params": cfg.pi_params} if cfg.pi_params else {}
         if cfg.method == "topkd" or cfg.rips_path:
             dims = dims_of(cfg.dim)
             if len(dims) > 1 and cfg.rips_path and os.path.isfile(cfg.rips_path):
-                raise ValueError(f"--dim {' '.join(map(str, dims))} needs one RipsNet per dimension: pass --rips_path "
+                raise TopKDError(f"--dim {' '.join(map(str, dims))} needs one RipsNet per dimension: pass --rips_path "
                                  f"as the root holding them (found by the naming rule ..._dim<k>/), not the file "
                                  f"{cfg.rips_path}")
             for dim in dims:
@@ -168,9 +150,8 @@ class TopologyTerm(nn.Module):
 
     @classmethod
     def unused_options(cls, cfg: argparse.Namespace) -> Tuple[str, ...]:
-        """Options left out of the run's identity: with the term off (``-d 0``) every option but ``-d``; with it
-        on, ``--TDA`` (folded into ``-d``) and ``--units_list`` (only checked against the RipsNet, whose SHA-256
-        is in the identity)."""
+        """Options left out of the run's identity: with ``-d 0`` all but ``-d``; else ``--TDA`` (folded into ``-d``)
+        and ``--units_list`` (only checked against the RipsNet, whose SHA-256 is in the identity)."""
         if not cfg.delta:
             return tuple(o.name for o in cls.options if o.name != "delta")
         return ("TDA", "units_list")
@@ -190,7 +171,7 @@ def to_clouds(f: torch.Tensor, clouds: int) -> torch.Tensor:
     """``[B, D]`` -> ``[clouds, B // clouds, D]`` (the last ``B % clouds`` samples are left out)."""
     n = f.shape[0] // clouds
     if n < 2:
-        raise ValueError(f"batch of {f.shape[0]} cannot be split into {clouds} point clouds of >= 2 points; "
+        raise TopKDError(f"batch of {f.shape[0]} cannot be split into {clouds} point clouds of >= 2 points; "
                          f"lower --tda_clouds or raise --batch_size")
     return f[: n * clouds].reshape(clouds, n, f.shape[1])
 
@@ -199,8 +180,7 @@ def to_clouds(f: torch.Tensor, clouds: int) -> torch.Tensor:
 # exact persistence images (--method topkd_exact), and several dimensions side by side
 # --------------------------------------------------------------------------------------------------
 class ExactH0PI(nn.Module):
-    """``[K, N, D]`` clouds -> ``[K, R*R]`` exact H0 persistence images (differentiable in the points).
-    ``params``: a `PIParams` (the stage-2 manifest's or the RipsNet checkpoint's)."""
+    """``[K, N, D]`` clouds -> ``[K, R*R]`` exact H0 persistence images (differentiable in the points)."""
 
     input_dim = None  # any point width
 
@@ -213,8 +193,7 @@ class ExactH0PI(nn.Module):
 
 
 class ExactH1PI(ExactH0PI):
-    """``[K, N, D]`` clouds -> ``[K, R*R]`` exact H1 persistence images (differentiable in the points): gudhi's
-    persistence pairs give each point's birth and death edges, whose lengths are recomputed from the points."""
+    """The same for H1 (gudhi's persistence pairs name the edges, whose lengths are recomputed from the points)."""
 
     def forward(self, clouds: torch.Tensor) -> torch.Tensor:
         births, deaths, mask = h1_diagrams_torch(clouds)
@@ -238,10 +217,10 @@ def stacked(parts: Sequence[nn.Module]) -> nn.Module:
 
 
 def exact_images(params: Dict[int, PIParams], dims: Sequence[int]) -> nn.Module:
-    """The exact image module of ``dims`` with ``{dim: PIParams}``; ValueError naming a dimension without them."""
+    """The exact image module of ``dims`` with ``{dim: PIParams}``."""
     missing = [d for d in dims if d not in params]
     if missing:
-        raise ValueError(f"--method topkd_exact has no persistence-image parameters for homology dimension "
+        raise TopKDError(f"--method topkd_exact has no persistence-image parameters for homology dimension "
                          f"{missing[0]}: pass --pi_params (a stage-2 folder made with --dims covering it) or a "
                          f"--rips_path checkpoint that carries them")
     return stacked([{0: ExactH0PI, 1: ExactH1PI}[d](params[d]) for d in dims])
@@ -251,9 +230,8 @@ def exact_images(params: Dict[int, PIParams], dims: Sequence[int]) -> nn.Module:
 # finding and loading the RipsNets and PI parameters the options name
 # --------------------------------------------------------------------------------------------------
 def load_pi(cfg: argparse.Namespace, dims: Sequence[int], inputs: Dict[str, str]) -> nn.Module:
-    """The image module ``--method`` asks for: the RipsNet of each dimension in ``dims`` (``topkd``), or the exact
-    images with the PI parameters of ``--pi_params``, else of the ``--rips_path`` checkpoint (``topkd_exact``).
-    ``inputs``: the RipsNet files found by `TopologyTerm.input_files`."""
+    """The RipsNet of each dimension in ``dims`` (``topkd``), or the exact images with the PI parameters of
+    ``--pi_params``, else of the ``--rips_path`` checkpoint (``topkd_exact``)."""
     nets, params = {}, {}
     if cfg.method == "topkd" or cfg.rips_path:
         for dim in dims:
@@ -270,14 +248,8 @@ def load_pi(cfg: argparse.Namespace, dims: Sequence[int], inputs: Dict[str, str]
 
 
 def locate_ripsnet(cfg: argparse.Namespace, dim: Optional[int] = None) -> str:
-    """The RipsNet checkpoint the flags name -> an existing file (`pcd.ripsnet_paths.find_ripsnet`).
-
-    ``--rips_path`` may be a file, a folder holding ``<operator>_best.pth``, or a root searched by the official
-    rule ``<root>/<dataset>_<teacher>_batch<bs>_FCinput_PCD_dim<k>/<operator>_best.pth`` and by our stage-3
-    layout; left out, the root is the official ``ripsnet/result``. Of those found, the one trained on the stage-2
-    data of this ``--path_t`` is preferred. Without ``--operator`` both poolings are tried. ``dim``: the homology
-    dimension (default: ``cfg.dim``).
-    """
+    """The RipsNet checkpoint the flags name (a file, or searched for: `pcd.ripsnet_paths.find_ripsnet`, the one
+    trained on this ``--path_t``'s stage-2 data preferred) -> an existing file."""
     dim = cfg.dim if dim is None else dim
     if cfg.rips_path and os.path.isfile(cfg.rips_path):
         return cfg.rips_path
@@ -287,9 +259,8 @@ def locate_ripsnet(cfg: argparse.Namespace, dim: Optional[int] = None) -> str:
 
 
 def load_checked_ripsnet(cfg: argparse.Namespace, path: str, dim: int) -> Tuple[nn.Module, Optional[PIParams]]:
-    """The RipsNet at ``path`` with ``--operator`` / ``--units_list``, and the PI parameters it records (None for
-    official files); refused when its images disagree with its record, its weights are not finite, or it was
-    trained on another homology dimension than ``dim``."""
+    """The RipsNet at ``path`` and the PI parameters it records (None for official files); refused when its images
+    disagree with its record, its weights are not finite, or it was trained on another dimension than ``dim``."""
     net, ckpt = load_ripsnet(path, operator=cfg.operator, units_list=cfg.units_list)
     check_ripsnet_pi(ckpt, path)  # its PI parameters agree with its output and its recorded manifest
     check_finite_weights(net.state_dict(), path, "--rips_path")
@@ -297,7 +268,7 @@ def load_checked_ripsnet(cfg: argparse.Namespace, path: str, dim: int) -> Tuple[
     recorded = ckpt.get("dim")
     recorded = params.get("homology_dim") if recorded is None else recorded
     if recorded is not None and int(recorded) != dim:
-        raise ValueError(f"the RipsNet {path} was trained on H{recorded} images but --dim asks for H{dim}; "
+        raise TopKDError(f"the RipsNet {path} was trained on H{recorded} images but --dim asks for H{dim}; "
                          f"pass the RipsNet of train_ripsnet.py --dim {dim}")
     how = ckpt.get("resolved") or {}
     log.info(f"topology term: H{dim} RipsNet {path} ({net.pooling} pooling from {how.get('pooling_from', 'checkpoint')}, "

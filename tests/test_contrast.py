@@ -1,10 +1,10 @@
-"""CRD's class-aware negatives (datasets/contrast.py) and their path through train_student."""
+"""CRD's class-aware negatives (distiller/crd.py) and their path through train_student."""
 import pytest
 import torch
 from torch.utils.data import Dataset
 
 import datasets
-from datasets.contrast import ContrastSample, index_targets
+from distiller.crd import ContrastSample, index_targets
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +81,20 @@ class _OneClass(_NoLabels):
 def test_bad_input(base, kwargs, words):
     with pytest.raises(ValueError, match=words):
         ContrastSample(base, **{"k": 4, **kwargs})
+
+
+def test_nce_k_is_clipped_in_what_crd_returns_not_in_cfg(digits_held_out):
+    """CRD's `prepare` clipped the options object itself (``cfg.nce_k = 1797``): the clipped value now comes back
+    in `from_config`'s options, which the stage records, and the given options stay as given."""
+    import argparse
+
+    from distiller import get_distiller
+    from helpers import TinyNet
+
+    cfg = argparse.Namespace(nce_k=100000, crd_mode="exact")
+    crd, data, options = get_distiller("crd").from_config(cfg, TinyNet(num_classes=10), TinyNet(num_classes=10),
+                                                          digits_held_out)
+    space = len(digits_held_out.train.dataset)  # the full training index space (the hold-out included)
+    assert cfg.nce_k == 100000 and options["nce_k"] == space and data.train.k == space
+    assert crd.crd.memory.nce_k == space and crd.crd.memory.n_data == space
+    assert options["beta"] == 0.8 and data.fields == ("image", "target", "index", "contrast_idx")

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from datasets import build_datasets
-from datasets.contrast import ContrastSample
+from distiller.crd import ContrastSample
 from datasets.device_data import DeviceLoader, DeviceView
 from datasets.keyed import KeyedItems, KeyedSampler
 

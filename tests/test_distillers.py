@@ -233,3 +233,20 @@ def test_topkd_reads_in_three_files():
     assert "losses['loss_tda'] = self.topology(feats_s, feats_t)" in source(TeacherStudent.forward_train)
     forward = source(TopologyTerm.forward)
     assert "self.pi(" in forward and "self.delta * F.mse_loss(" in forward
+
+
+def test_no_method_writes_into_cfg():
+    """CRD's `prepare` clipped ``cfg.nce_k`` and TGD's `from_config` set ``cfg.model_t2``: the methods return what
+    they resolved (`from_config` -> ``(distiller, data, options)``) and the stage records it."""
+    import ast
+    from pathlib import Path
+
+    def targets(node):
+        for t in getattr(node, "targets", None) or [getattr(node, "target", None)]:
+            yield from (t.elts if isinstance(t, ast.Tuple) else [t])
+
+    writes = [f"{path.name}:{node.lineno}" for path in sorted((Path(__file__).parents[1] / "distiller").glob("*.py"))
+              for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, (ast.Assign, ast.AugAssign))
+              for t in targets(node) if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
+              and t.value.id == "cfg"]
+    assert writes == []

@@ -35,7 +35,8 @@ from engine.evaluate import default_out, evaluate_checkpoint, find_results, writ
 from engine.record import Identity, identity_of, input_sha256
 from models import ARCH_ALIASES
 from models.run_names import parse_run_name
-from topkd_io import UnsafeCheckpointError, check_output_file, load_checkpoint, read_yaml, write_text
+from topkd_io import (TopKDError, UnsafeCheckpointError, check_output_file, load_checkpoint, read_yaml, run_cli,
+                      write_text)
 
 # ------------------------------------------------------------------------------------------------
 # Published numbers (CIFAR-100 test top-1, %). Nothing here is computed by this project.
@@ -147,12 +148,16 @@ def method_key(cfg: Dict[str, Any]) -> str:
     return name + (f"+{cfg.get('method') or 'topkd'}" if cfg.get("delta") else "")
 
 
-def _yaml_dict(path: Path) -> Dict[str, Any]:
+def _dict(value: Any) -> Dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def read_dict(path: Path) -> Dict[str, Any]:
+    """A YAML file's mapping; {} when it is missing, unreadable or no mapping."""
     try:
-        data = read_yaml(path)
-    except (OSError, ValueError):
+        return _dict(read_yaml(path))
+    except (OSError, TopKDError):
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def weights_sha(state: Any) -> Optional[str]:
@@ -173,7 +178,7 @@ def _read_ckpt(path: Path) -> Tuple[Dict[str, Any], str]:
         return {}, f"no {path.name}"
     try:
         ckpt = load_checkpoint(str(path))
-    except (ValueError, FileNotFoundError) as exc:
+    except (TopKDError, OSError) as exc:
         if isinstance(exc, UnsafeCheckpointError):  # never unpickled; say so on stderr too
             print(f"note: skipped {path}: {' '.join(str(exc).split())}", file=sys.stderr)
         return {}, f"checkpoint unreadable: {str(exc).split(';')[0].replace(str(path), path.name)}"
@@ -189,28 +194,20 @@ def _float(value: Any) -> Optional[float]:
     return out if math.isfinite(out) else None
 
 
-def _percent(value: float, what: str) -> Tuple[Optional[float], str]:
-    """(value, "") for a top-1 within [0, 100]; (None, why) otherwise: it is never used in a mean."""
-    if 0.0 <= value <= 100.0:
-        return value, ""
-    return None, f"n/a: {what} {value:g} is outside [0, 100]"
-
-
-def _accuracy(ckpt: Dict[str, Any], key: str, error: str, path: Path) -> Tuple[Optional[float], str]:
-    if error:
-        return None, f"n/a: {error}"
-    value = _float(ckpt.get(key))
-    return (None, f"n/a: {path.name} holds no {key}") if value is None else _percent(value, key)
-
-
-def _provenance(cfg: Dict[str, Any]) -> Dict[str, Any]:
-    return cfg.get("provenance") if isinstance(cfg.get("provenance"), dict) else {}
+def _top1(value: Any, what: str, missing: str) -> Tuple[Optional[float], str]:
+    """(value, "") for a top-1 within [0, 100]; (None, why) otherwise (``missing`` when it is no number): a value
+    outside is never used in a mean."""
+    number = _float(value)
+    if number is None:
+        return None, missing
+    if 0.0 <= number <= 100.0:
+        return number, ""
+    return None, f"n/a: {what} {number:g} is outside [0, 100]"
 
 
 def _recorded_inputs(cfg: Dict[str, Any]) -> Dict[str, str]:
     """flag -> SHA-256 of the input files a run's provenance records."""
-    inputs = _provenance(cfg).get("inputs")
-    return {k: v["sha256"] for k, v in (inputs if isinstance(inputs, dict) else {}).items()
+    return {k: v["sha256"] for k, v in _dict(_dict(cfg.get("provenance")).get("inputs")).items()
             if isinstance(v, dict) and isinstance(v.get("sha256"), str)}
 
 
@@ -232,9 +229,9 @@ def run_identity(cfg: Dict[str, Any]) -> Identity:
     return identity_of(parser, cfg, inputs, unused=[str(u) for u in unused])
 
 
-def _date(cfg: Dict[str, Any], path: Path) -> Tuple[float, str]:
+def _date(provenance: Dict[str, Any], path: Path) -> Tuple[float, str]:
     """(seconds since the epoch, how it is known): the provenance's date, else the checkpoint's mtime."""
-    text = _provenance(cfg).get("date")
+    text = provenance.get("date")
     try:
         return datetime.datetime.fromisoformat(str(text)).timestamp(), f"record date {text}"
     except (ValueError, OverflowError, OSError):
@@ -242,34 +239,12 @@ def _date(cfg: Dict[str, Any], path: Path) -> Tuple[float, str]:
         return mtime, f"file mtime {datetime.datetime.fromtimestamp(mtime).astimezone().isoformat(timespec='seconds')}"
 
 
-def _commit(cfg: Dict[str, Any]) -> str:
-    prov = _provenance(cfg)
-    commit = prov.get("commit")
-    if not isinstance(commit, str) or not commit:
-        return ""
-    return commit[:8] + ("-dirty" if prov.get("dirty") is True else "")
-
-
 def topology_values(folder: Path, last_ckpt: Dict[str, Any]) -> Dict[str, float]:
     """The topology probe's latest values of a run: summary.yaml's ``probes.topo``, else the last checkpoint's
     (an interrupted run); ``{}`` when it has none."""
-    probes = _yaml_dict(folder / "summary.yaml").get("probes")
-    values = probes.get("topo") if isinstance(probes, dict) else None
-    if not isinstance(values, dict):
-        values = (last_ckpt.get("probes") or {}).get("topo")
-    if not isinstance(values, dict):
-        return {}
+    values = _dict(read_dict(folder / "summary.yaml").get("probes")).get("topo")
+    values = _dict(values if isinstance(values, dict) else (last_ckpt.get("probes") or {}).get("topo"))
     return {k: v for k, v in ((k, _float(v)) for k, v in values.items() if k != "epoch") if v is not None}
-
-
-def _evaluated(checkpoint: Path, note: str) -> Tuple[Optional[float], str]:
-    """The test top-1 an evaluate.py result beside ``checkpoint`` records for its current contents."""
-    results = find_results(str(checkpoint))
-    if not results:
-        return None, note + "; run evaluate.py on it (or pass --evaluate)"
-    value = _float(results[0].get("top1"))
-    return (None, f"{note}; its evaluate.py result holds no top1") if value is None else \
-        _percent(value, "evaluated top1")
 
 
 def read_run(folder: Path) -> Optional[Run]:
@@ -278,14 +253,13 @@ def read_run(folder: Path) -> Optional[Run]:
     best_files = sorted(p for p in folder.glob("*_best.pth") if p.is_file())
     if not best_files:
         return None
-    cfg = _yaml_dict(folder / "config.yaml")
+    cfg = read_dict(folder / "config.yaml")
     arch_from_file = best_files[0].name[: -len("_best.pth")]
     best_path = folder / f"{cfg.get('model_s') or cfg.get('model') or arch_from_file}_best.pth"
     best_path = best_path if best_path.is_file() else best_files[0]
     best_ckpt, best_err = _read_ckpt(best_path)
     official = False
-    if not cfg:
-        cfg = best_ckpt.get("config") if isinstance(best_ckpt.get("config"), dict) else {}
+    cfg = cfg or _dict(best_ckpt.get("config"))
     if not (cfg.get("model_s") or cfg.get("model")):
         name = parse_run_name(folder.name)  # an official TopKD / RepDistiller layout, or ours
         if name is None:
@@ -297,26 +271,31 @@ def read_run(folder: Path) -> Optional[Run]:
                 cfg["distill"] = str(name.settings.get("rest", "")).split("_")[0] or "?"
     student = "model_s" in cfg and (cfg.get("path_t") is not None or (official and bool(cfg.get("model_t"))))
     arch = str(cfg.get("model_s") or cfg.get("model"))
-    identity = run_identity(cfg)
-    seed = identity.options.get("seed")
+    identity, provenance = run_identity(cfg), _dict(cfg.get("provenance"))
+    seed, commit = identity.options.get("seed"), provenance.get("commit")
+    if isinstance(commit, str) and commit:  # 8 digits, "-dirty" for a modified tree
+        commit = commit[:8] + ("-dirty" if provenance.get("dirty") is True else "")
+    trial = identity.options.get("trial", cfg.get("trial", 0))
     run = Run(path=folder, dataset=str(cfg.get("dataset", "?")), arch=ARCH_ALIASES.get(arch, arch),
               inputs=dict(identity.inputs), teacher_path=cfg.get("path_t"), best_file=best_path,
               options={k: v for k, v in identity.options.items() if k not in TRIAL_OPTIONS},
-              seed=f"seed {seed}" if seed is not None else f"trial {identity.options.get('trial', cfg.get('trial', 0))}",
-              checkpoint=input_sha256(str(best_path)), commit=_commit(cfg))
-    run.date, run.date_source = _date(cfg, best_path)
+              seed=f"seed {seed}" if seed is not None else f"trial {trial}", checkpoint=input_sha256(str(best_path)),
+              commit=commit if isinstance(commit, str) else "")
+    run.date, run.date_source = _date(provenance, best_path)
     if student:
         sha = identity.inputs.get("path_t") or _recorded_inputs(cfg).get("path_t")
         teacher = str(cfg.get("model_t") or "?")
         run.teacher, run.method = ARCH_ALIASES.get(teacher, teacher), method_key(cfg)
         run.teacher_sha = sha if sha and re.fullmatch(r"[0-9a-f]{64}", str(sha)) else None
-        recorded = _float(_provenance(cfg).get("teacher_top1"))
-        run.teacher_top1 = None if recorded is None else _percent(recorded, "teacher_top1")[0]
+        run.teacher_top1 = _top1(provenance.get("teacher_top1"), "teacher_top1", "")[0]
     elif cfg.get("input") == "pi":
         run.dataset += "_pi"
-    best = _accuracy(best_ckpt, "best_acc", best_err, best_path)
-    if best[0] is None and not best_err:
-        best = _evaluated(best_path, best[1])
+    best = (None, f"n/a: {best_err}") if best_err else \
+        _top1(best_ckpt.get("best_acc"), "best_acc", f"n/a: {best_path.name} holds no best_acc")
+    if best[0] is None and not best_err:  # an evaluate.py result beside the checkpoint, for its current contents
+        results = find_results(str(best_path))
+        best = _top1(results[0].get("top1"), "evaluated top1", f"{best[1]}; its evaluate.py result holds no top1") \
+            if results else (None, best[1] + "; run evaluate.py on it (or pass --evaluate)")
     # last top-1: our <arch>_last.pth; the official codes' last per-epoch checkpoint (their <arch>_last.pth
     # pickles the options object and holds no accuracy)
     epochs = [(int(m.group(1)), p) for p in folder.glob("ckpt_epoch_*.pth")
@@ -324,8 +303,9 @@ def read_run(folder: Path) -> Optional[Run]:
     last_path, key = (max(epochs)[1], "accuracy") if official and epochs else (folder / f"{arch_from_file}_last.pth",
                                                                               "last_acc")
     last_ckpt, last_err = _read_ckpt(last_path)
-    run.values = {"best": best, "last": _accuracy(last_ckpt, key, last_err, last_path),
-                  **{k: (v, "") for k, v in topology_values(folder, last_ckpt).items()}}
+    last = (None, f"n/a: {last_err}") if last_err else \
+        _top1(last_ckpt.get(key), key, f"n/a: {last_path.name} holds no {key}")
+    run.values = {"best": best, "last": last, **{k: (v, "") for k, v in topology_values(folder, last_ckpt).items()}}
     run.weights = last_ckpt.get("weights")
     return run
 
@@ -345,16 +325,16 @@ def evaluate_missing(runs: List[Run], data_root: Optional[str] = None) -> int:
                                      num_workers=0, device="auto", path_t=None, model_t=None)
         try:
             result = evaluate_checkpoint(options)
-        except (ValueError, OSError) as exc:
+        except (TopKDError, OSError) as exc:
             run.values["best"] = (None, f"n/a: evaluation failed: {' '.join(str(exc).split())}")
             continue
         out = default_out(result)
         if out:
             try:
                 write_result(result, out)
-            except (ValueError, OSError):
+            except (TopKDError, OSError):
                 pass  # a read-only folder: the number is still used
-        run.values["best"] = _percent(float(result["top1"]), "evaluated top1")
+        run.values["best"] = _top1(result["top1"], "evaluated top1", "n/a: evaluate.py gave no top1")
         done += 1
     return done
 
@@ -500,8 +480,8 @@ def build_rows(runs: List[Run]) -> List[Row]:
         first = members[0]
         weights = {m.weights for m in members}
         identical = len(members) > 1 and len(weights) == 1 and None not in weights
-        keys = [k for k, _ in ACCURACY_COLUMNS + TOPO_COLUMNS]
-        stats = {k: Stat.of([m.values.get(k, (None, "")) for m in members], identical) for k in keys}
+        stats = {k: Stat.of([m.values.get(k, (None, "")) for m in members], identical)
+                 for k, _ in ACCURACY_COLUMNS + TOPO_COLUMNS}
         refs = DISTILL_REFERENCES.get((first.dataset, first.teacher, first.arch, first.method), []) \
             if first.is_student else CE_REFERENCES.get((first.dataset, first.arch), [])
         teacher = Stat.of([teacher_top1(first, runs)]) if first.is_student else Stat(None, None, 0)
@@ -558,6 +538,9 @@ def _cells(row: Row, topo: Sequence[Tuple[str, str]]) -> List[Tuple[str, str, Di
         st = row.stats[key] if key in row.stats else row.teacher_acc
         return title, text, {f"{key}_mean": _num(st.mean), f"{key}_std": _num(st.std)}, True
 
+    def topo_text(st: Stat) -> str:
+        return "-" if st.mean is None else f"{st.mean:.4g}" + (f" ± {st.std:.2g}" if st.std is not None else "")
+
     delta, delta_of = row.delta()
     copies, repeats = len(row.copies), len(row.repeats)
     left = [f"{copies} {'copy' if copies == 1 else 'copies'} counted once"] * bool(copies) + \
@@ -572,17 +555,13 @@ def _cells(row: Row, topo: Sequence[Tuple[str, str]]) -> List[Tuple[str, str, Di
         ("method", row.method, {"method": row.method}, False),
         ("config", row.config or "-", {"config": row.config}, False),
         *(stat(k, title, row.stats[k].text()) for k, title in ACCURACY_COLUMNS),
-        *(stat(k, title, _topo_text(row.stats[k])) for k, title in topo),
+        *(stat(k, title, topo_text(row.stats[k])) for k, title in topo),
         ("trials", str(row.trials) + (f" ({', '.join(left)})" if left else ""), {"trials": row.trials}, True),
         ("commit", ", ".join(row.commits), {"commit": ", ".join(row.commits)}, False),
         ("Δ vs published", "" if delta is None else f"{delta:+.2f} ({delta_of})",
          {"delta": _num(delta), "delta_of": delta_of}, True),
         ("published", published, {"reference": published}, False),
     ]
-
-
-def _topo_text(st: Stat) -> str:
-    return "-" if st.mean is None else f"{st.mean:.4g}" + (f" ± {st.std:.2g}" if st.std is not None else "")
 
 
 def _topo_shown(rows: Sequence[Row]) -> List[Tuple[str, str]]:
@@ -682,6 +661,4 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
 
 
 if __name__ == "__main__":
-    from topkd_io import run_cli
-
     run_cli(main)

@@ -1,4 +1,4 @@
-"""Figures for TopKD runs (matplotlib, Agg backend, PNG; pixel size = panel inches x ``dpi``).
+"""Figures for TopKD runs (matplotlib, PNG; pixel size = panel inches x ``dpi``).
 
     python tools/figures.py pi-grid --teacher T.pth --student S.pth --ripsnet R.pth [--pi_params manifest.yaml]
     python tools/figures.py embedding --teacher T.pth --student S.pth [--max_points 2000]
@@ -6,15 +6,14 @@
     python tools/figures.py diagrams --teacher T.pth --students S1.pth S2.pth ... [--labels KD TopKD ...]
     python tools/figures.py quickstart runs/quickstart
 
-``pi-grid``: exact vs RipsNet persistence images of the same test batches, teacher and student (the TopKD
-paper's figure). ``embedding``: UMAP (or t-SNE) maps of both networks' pooled embeddings coloured by class.
+``pi-grid``: exact vs RipsNet persistence images of the topology measurement's test batches, teacher and student
+(the TopKD paper's figure). ``embedding``: UMAP (or t-SNE) maps of both networks' pooled embeddings coloured by class.
 ``curves``: test top-1 and every training loss term per epoch from the runs' TensorBoard logs. ``diagrams``: the
 teacher's and each student's persistence diagrams of one fixed test batch, with their distances.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import re
@@ -22,29 +21,26 @@ import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure  # drawn without pyplot: no GUI backend is ever chosen
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import TextToPath
+from matplotlib.ticker import MaxNLocator
+from torch.utils.data import DataLoader, Subset
 
-matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.data import DataLoader, Subset  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.font_manager import FontProperties  # noqa: E402
-from matplotlib.textpath import TextToPath  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from datasets import build_datasets  # noqa: E402
-from engine.config import recorded_data_options  # noqa: E402
-from engine.topo_eval import embed as embed_layer, probe_indices  # noqa: E402
-from models import load_model  # noqa: E402
-from pcd.manifest import manifest_path, read_pi_params  # noqa: E402
-from pcd.sources import set_teacher_bn  # noqa: E402
-from tools.collect_results import method_key  # noqa: E402
-from topkd_io import TopKDError, check_output_file, read_yaml  # noqa: E402
-from topology import metrics  # noqa: E402
-from topology.persistence import rips_h0_deaths  # noqa: E402
-from topology.point_cloud_pi import PIParams, persistence_images  # noqa: E402
-from topology.ripsnet import load_ripsnet  # noqa: E402
+from datasets import build_datasets
+from engine.config import recorded_data_options
+from engine.topo_eval import embed as embed_layer, probe_indices
+from models import load_model
+from pcd.manifest import manifest_path, read_pi_params
+from pcd.sources import set_teacher_bn
+from tools.collect_results import method_key, read_dict
+from topkd_io import TopKDError, check_output_file, run_cli
+from topology import metrics
+from topology.persistence import rips_h0_deaths
+from topology.point_cloud_pi import PIParams, persistence_images
+from topology.ripsnet import load_ripsnet
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +104,7 @@ def student_projector(ckpt_s: Dict, dim_s: int, dim_t: int) -> Optional[Callable
 
 
 def load_pi_params(source=None, ripsnet_ckpt: Optional[Dict] = None, dim: int = 0):
-    """PIParams from a PIParams, a stage-2 folder / ``manifest.yaml``, a PI-parameter YAML, or the RipsNet ckpt."""
-    if isinstance(source, PIParams):
-        return source
+    """PIParams from a stage-2 folder / ``manifest.yaml``, a PI-parameter YAML, or the RipsNet checkpoint."""
     if source is not None:
         return read_pi_params(os.fspath(source), dim, files=False)  # the parameters alone (the manifest's seal)
     if ripsnet_ckpt and ripsnet_ckpt.get("pi_params"):
@@ -146,10 +140,9 @@ def stage2_teacher_bn(pi_params=None, ripsnet_ckpt: Optional[Dict] = None) -> st
     """How stage 2 embedded the teacher: the ``teacher_bn`` of its manifest (a stage-2 folder / manifest.yaml, else
     the one the RipsNet checkpoint carries), else ``batch`` (stage 2's default)."""
     candidates = [(ripsnet_ckpt or {}).get("manifest")]
-    if isinstance(pi_params, (str, os.PathLike)):
-        path = Path(manifest_path(str(pi_params))) if Path(pi_params).is_dir() else Path(pi_params)
-        with contextlib.suppress(ValueError, OSError):  # unreadable: the PI parameters' own reader says why
-            candidates.insert(0, read_yaml(path, "stage-2 manifest"))
+    if pi_params is not None:  # unreadable: the PI parameters' own reader says why
+        path = Path(pi_params)
+        candidates.insert(0, read_dict(Path(manifest_path(str(path))) if path.is_dir() else path))
     for manifest in candidates:
         cfg = manifest.get("config") if isinstance(manifest, dict) else None
         if isinstance(cfg, dict) and cfg.get("teacher_bn") in ("batch", "eval"):
@@ -157,22 +150,14 @@ def stage2_teacher_bn(pi_params=None, ripsnet_ckpt: Optional[Dict] = None) -> st
     return "batch"
 
 
-def _test_batches(test_set, batch_size: int, count: int, seed: int, what: str = "rows") -> List[Tuple[torch.Tensor, torch.Tensor]]:
-    """The first ``count`` full shuffled batches of ``test_set`` (fixed seed); fewer is said in a note."""
-    gen = torch.Generator().manual_seed(seed)
-    loader = DataLoader(test_set, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen)
-    out = []
-    for batch in loader:
-        out.append((batch[0], batch[1]))
-        if len(out) == count:
-            break
-    if not out:
-        raise TopKDError(f"the test set ({len(test_set)} images) holds no full batch of {batch_size}; "
-                         f"lower --batch_size")
-    if len(out) < count:
-        print(f"note: the test set ({len(test_set)} images) holds {len(out)} full batch(es) of {batch_size}: showing "
-              f"{len(out)} {what} instead of {count}", flush=True)
-    return out
+def probe_batches(test_set, batch_size: int, count: int) -> List[torch.Tensor]:
+    """The images ``[B, C, H, W]`` of the first ``count`` batches of the topology measurement
+    (`engine.topo_eval.probe_indices`); fewer is said in a note."""
+    batches = probe_indices(len(test_set), count, batch_size)
+    if len(batches) < count:
+        print(f"note: the test set ({len(test_set)} images) holds {len(batches)} full batch(es) of {batch_size}: "
+              f"showing {len(batches)} rows instead of {count}", flush=True)
+    return [torch.stack([test_set[i][0] for i in batch]) for batch in batches]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -184,8 +169,8 @@ def _mse(a: Optional[np.ndarray], b: np.ndarray) -> str:
 
 def pi_grid(teacher: PathLike, student: PathLike, ripsnet: PathLike, out: PathLike = "pi_grid.png",
             pi_params=None, dataset: Optional[str] = None, data_root: str = "./data",
-            image_size: Optional[int] = None, rows: int = 3, batch_size: int = 64, seed: int = 0,
-            dpi: int = DPI, teacher_bn: Optional[str] = None) -> Path:
+            image_size: Optional[int] = None, rows: int = 3, batch_size: int = 64, dpi: int = DPI,
+            teacher_bn: Optional[str] = None) -> Path:
     """Persistence images, one row per test batch (a cloud of ``batch_size`` embeddings): teacher exact, teacher
     RipsNet, student exact, student RipsNet (through its TopKD projector), each titled with its MSE against the
     exact image (the student's exact one: against the teacher's) and marked when its diagram leaves the
@@ -200,24 +185,20 @@ def pi_grid(teacher: PathLike, student: PathLike, ripsnet: PathLike, out: PathLi
     set_teacher_bn(model_t, teacher_bn)
     side = params.resolution  # (R0 births, R1 persistences); images are rows = persistence
     panels = []
-    for images, _ in _test_batches(data.test, batch_size, rows, seed):
+    for images in probe_batches(data.test, batch_size, rows):
         f_t, f_s = embed(model_t, images), embed(model_s, images)
         if f_t.shape[1] != rips.input_dim:
             raise TopKDError(f"the RipsNet takes {rips.input_dim}-d points but the teacher's embedding is "
                              f"{f_t.shape[1]}-d: pass the RipsNet trained on this teacher")
         proj = student_projector(ckpt_s, f_s.shape[1], f_t.shape[1])
+        g_s = f_s if proj is None else proj(f_s)  # no projector to the teacher's width: the raw embedding's image
         with torch.no_grad():
             t_exact, t_rips = exact_pi(f_t, params), rips(f_t)[0].double().numpy()
-            if proj is not None:
-                g_s = proj(f_s)
-                s_exact, s_rips = exact_pi(g_s, params), rips(g_s)[0].double().numpy()
-            else:  # no projector to the teacher's width: exact image of the raw embedding only
-                s_exact, s_rips = exact_pi(f_s, params), None
-        s_cloud = g_s if proj is not None else f_s
+            s_exact, s_rips = exact_pi(g_s, params), None if proj is None else rips(g_s)[0].double().numpy()
         panels.append([(f"teacher exact (BN {teacher_bn}){outside_range(h0_deaths(f_t), params)}", t_exact),
                        (f"teacher RipsNet\nMSE {_mse(t_rips, t_exact)}", t_rips),
                        (f"student exact\nMSE vs teacher {_mse(s_exact, t_exact)}"
-                        f"{outside_range(h0_deaths(s_cloud), params)}", s_exact),
+                        f"{outside_range(h0_deaths(g_s), params)}", s_exact),
                        (f"student RipsNet\nMSE {_mse(s_rips, s_exact)}", s_rips)])
     fig = Figure(figsize=(4 * PI_PANEL_INCHES, len(panels) * PI_PANEL_INCHES), dpi=dpi, layout="constrained")
     axes = fig.subplots(len(panels), 4, squeeze=False)
@@ -273,15 +254,9 @@ REDUCERS: Dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"umap": _umap, "
 
 
 def pick_reducer(method: str = "umap") -> str:
-    """Check ``method`` (``umap``, the paper's, or ``tsne``); ValueError when unknown or UMAP is missing."""
+    """``method`` (``umap``, the paper's, or ``tsne``) checked."""
     if method not in REDUCERS:
         raise TopKDError(f"unknown embedding method {method!r}; choose one of: {', '.join(REDUCERS)}")
-    if method == "umap":
-        try:
-            import umap  # noqa: F401  (optional and slow to import: checked only when asked for)
-        except ImportError:
-            raise TopKDError("--method umap needs the umap-learn package (in requirements.txt: "
-                             "pip install umap-learn), or pass --method tsne") from None
     return method
 
 
@@ -375,16 +350,6 @@ def curve_tags(tags: Sequence[str]) -> List[str]:
     return (["test/top1"] if "test/top1" in tags else []) + losses
 
 
-def _run_config(run_dir: PathLike) -> Dict:
-    """A run folder's recorded configuration (its config.yaml; {} when it has none or it is unreadable)."""
-    path = Path(run_dir) / "config.yaml"
-    try:
-        data = read_yaml(path, "run configuration") if path.is_file() else None
-    except ValueError:
-        data = None
-    return data if isinstance(data, dict) else {}
-
-
 def _teacher_name(cfg: Dict) -> Optional[str]:
     """A student's teacher: its architecture and the first 8 digits of the SHA-256 its run recorded."""
     if not cfg.get("path_t"):
@@ -397,7 +362,7 @@ def run_labels(run_dirs: Sequence[PathLike]) -> List[str]:
     """Legend labels of run folders from their config.yaml: ``<arch> <method> trial <n>`` (`training_method`),
     with ``, teacher <arch> <sha8>`` when the students have several teachers; a folder without a config is
     named by itself, and labels that are still alike get their folder names."""
-    configs = [_run_config(d) for d in run_dirs]
+    configs = [read_dict(Path(d) / "config.yaml") for d in run_dirs]
     several = len({_teacher_name(c) for c in configs} - {None}) > 1
     labels = []
     for folder, cfg in zip(run_dirs, configs):
@@ -604,7 +569,7 @@ def quickstart_figures(out_dir: PathLike, embedding_method: str = "umap") -> Lis
             continue
         try:
             written.append(make(out / name))
-        except (ValueError, FileNotFoundError) as exc:
+        except (TopKDError, OSError) as exc:
             print(f"note: skipped {name}: {exc}", flush=True)
     return written
 
@@ -638,7 +603,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pi_params", default=None, help="stage-2 manifest.yaml or its folder (default: the RipsNet's)")
     p.add_argument("--rows", type=int, default=3, help="test batches shown")
     p.add_argument("--batch_size", type=int, default=64, help="points per cloud")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--teacher_bn", default=None, choices=("batch", "eval"),
                    help="teacher BatchNorm while embedding: batch statistics (the official stage 2) or stored ones "
                         "(default: the stage-2 manifest's --teacher_bn, else batch)")
@@ -674,6 +638,4 @@ def main(argv: Optional[Sequence[str]] = None):
 
 
 if __name__ == "__main__":
-    from topkd_io import run_cli
-
     run_cli(main)
