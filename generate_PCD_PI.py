@@ -131,7 +131,7 @@ def parse(argv: Optional[Sequence[str]] = None):
     """Parse, find the teacher (or the --pcd file) and name the output folder -> ``(args, identity, inputs)``;
     loads no data. Under ``--plan`` a teacher that does not exist yet leaves the identity pending."""
     from datasets import data_fingerprint
-    from engine.config import check_seed, check_text_options
+    from engine.config import check_args
     from engine.record import identity_of, input_sha256
     from models.pretrained import resolve_teacher_path
     from models.teacher_lookup import teacher_and_arch
@@ -140,8 +140,7 @@ def parse(argv: Optional[Sequence[str]] = None):
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_stage(args)  # logging, threads
-    check_text_options(args, parser)
-    check_seed(args.seed)
+    check_args(args, parser)
     args.dims = check_dims(args.dims)
     if args.pcd is not None and (args.path_t is not None or args.teacher_weights is not None):
         raise ValueError("pass either a teacher (--path_t / --teacher_weights) or --pcd (ready clouds .npy), "

@@ -110,7 +110,7 @@ def data_identity(data_dir: str, dim: int):
 
 def parse(argv: Optional[Sequence[str]] = None):
     """Parse, find the stage-2 folder and name the run folder -> ``(args, identity)``; trains nothing."""
-    from engine.config import check_seed, check_text_options
+    from engine.config import check_args
     from engine.record import identity_of
     from pcd.manifest import find_stage2
     from topkd_io import check_number
@@ -118,8 +118,7 @@ def parse(argv: Optional[Sequence[str]] = None):
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_stage(args)  # logging, threads
-    check_text_options(args, parser)
-    check_seed(args.seed)
+    check_args(args, parser)
     check_number(args.lr, "--lr", low=0, low_open=True)
     check_number(args.min_delta, "--min_delta", low=0)
     check_number(args.val_fraction, "--val_fraction", low=0, low_open=True, high=1, high_open=True)

@@ -34,10 +34,9 @@ from models.loading import infer_num_classes
 from topkd_io import file_sha256, read_yaml, write_yaml
 
 from .config import RECIPES, recorded_data_options
-from .metrics import topk_correct
+from .trainer import pick_device, topk_correct
 from .record import git_state, read_stored_identity, versions
 from .topo_eval import measure_checkpoints
-from .trainer import pick_device
 
 SPLITS = ("test", "val")
 
