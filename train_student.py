@@ -198,7 +198,7 @@ def parse(argv: Optional[Sequence[str]] = None):
     topology term, the run's identity and flag -> path of its input files; ``cfg.run_dir`` is named after the
     identity. Loads no data; under ``--plan`` a missing input file leaves the identity ``pending``."""
     from datasets import data_fingerprint
-    from engine.record import file_hashes, identity_of
+    from engine.record import identity_of, input_sha256
     from models import resolve_arch
     from models.teacher_lookup import teacher_and_arch
 
@@ -216,7 +216,7 @@ def parse(argv: Optional[Sequence[str]] = None):
             inputs.update(owner.input_files(cfg, must_exist=not cfg.plan))
     inputs = {k: v for k, v in inputs.items() if v}
     cfg.unused_options = unused_options(cfg, method, terms)
-    hashes = file_hashes(inputs)
+    hashes = {k: input_sha256(v) for k, v in inputs.items() if v}
     hashes["data_root"] = data_fingerprint(cfg.dataset, cfg.data_root, cfg.download, must_exist=not cfg.plan)
     identity = identity_of(parser, vars(cfg), hashes, unused=cfg.unused_options, world_size=dist.world_size)
     cfg.run_dir = cfg.run_dir or os.path.join(cfg.save_dir, f"{run_name(cfg, method, terms)}-{identity.hash}")

@@ -74,7 +74,7 @@ def parse(argv: Optional[Sequence[str]] = None):
     """The options, resolved and checked -> ``(cfg, identity, inputs)``: the run's identity and flag -> path of its
     input files; ``cfg.run_dir`` is named after the identity. Loads no data."""
     from datasets import data_fingerprint
-    from engine.record import file_hashes, identity_of
+    from engine.record import identity_of, input_sha256
     from models import resolve_arch
 
     parser = build_parser()
@@ -86,7 +86,7 @@ def parse(argv: Optional[Sequence[str]] = None):
         from datasets.pi_images import pi_cache_inputs
 
         inputs.update(pi_cache_inputs(cfg.pi_root, cfg.pi_cache, cfg.dataset, must_exist=not cfg.plan))
-    hashes = file_hashes(inputs)
+    hashes = {k: input_sha256(v) for k, v in inputs.items() if v}
     if cfg.input == "image":
         hashes["data_root"] = data_fingerprint(cfg.dataset, cfg.data_root, cfg.download, must_exist=not cfg.plan)
     identity = identity_of(parser, vars(cfg), hashes, world_size=dist.world_size)

@@ -189,8 +189,8 @@ class Trainer:
         skip = self._skipped_prefixes()
         return {
             "model": self.distiller.student.state_dict(), "arch": self.arch,
-            "num_classes": getattr(self.cfg, "num_classes", None), "in_channels": getattr(self.cfg, "in_channels", None),
-            "dataset": getattr(self.cfg, "dataset", None), "epoch": epoch, "best_acc": self.best["acc"],
+            **{k: getattr(self.cfg, k, None) for k in ("num_classes", "in_channels", "dataset")},
+            "epoch": epoch, "best_acc": self.best["acc"],
             "best_epoch": self.best["epoch"], "best_score": self.best["score"], "best_val_acc": self.best["val_acc"],
             "selected_by": self.selected_by, "last_acc": self.last.get("acc"), "last_top5": self.last.get("top5"),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -393,10 +393,10 @@ class Trainer:
                 test = self.evaluate(self.test_loader)
                 val = self.evaluate(self.val_loader) if self.val_loader is not None else None
                 self.scheduler.step()
-                val_acc = val["top1"] if val else None
-                improved = (val or test)["top1"] > self.best["score"]
+                val_acc, score = (val["top1"] if val else None), (val or test)["top1"]
+                improved = score > self.best["score"]
                 if improved:
-                    self.best = {"score": (val or test)["top1"], "acc": test["top1"], "epoch": epoch, "val_acc": val_acc}
+                    self.best = {"score": score, "acc": test["top1"], "epoch": epoch, "val_acc": val_acc}
                 self.last = {"acc": test["top1"], "top5": test["top5"], "val_acc": val_acc}
                 stopping = bool(self.max_steps and self.global_step >= self.max_steps)
                 self._run_probes(epoch, final=epoch == cfg.epochs or stopping)
