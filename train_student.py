@@ -120,13 +120,8 @@ def topology_probe(cfg: argparse.Namespace, teacher, data):
     (``--tda_layer_t`` / ``--tda_layer_s``) where the method has them, else the embedding (-1)."""
     from engine.topo_eval import TopologyProbe
 
-    if cfg.topo_eval_batches < 0 or cfg.topo_eval_every < 0:
-        raise ValueError(f"--topo_eval_batches and --topo_eval_every must be >= 0, got {cfg.topo_eval_batches} "
-                         f"and {cfg.topo_eval_every}")
     if not cfg.topo_eval_batches:
         return None
-    if cfg.topo_eval_batch_size < 2:
-        raise ValueError(f"--topo_eval_batch_size must be >= 2 (points per cloud), got {cfg.topo_eval_batch_size}")
     layer_t = getattr(cfg, "tda_layer_t", None)
     layer_t = -1 if layer_t is None else layer_t
     layer_s = getattr(cfg, "tda_layer_s", None)
