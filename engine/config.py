@@ -1,10 +1,8 @@
 """The options of the training stages, their recipes, and the resolved run configuration.
 
-Precedence for every option: command-line flag > ``--config FILE.yaml`` > recipe > parser default. Unless
-``--recipe`` names one, the recipe is the first answer of the stage's rules (`StageParser`), else the one the
-data set declares. Each value of a ``--config`` file is converted and checked as a value of its option (type,
-choices, list-ness, the option's own action) and the command line is parsed over those values, so a YAML value
-is typed like its flag and never read as a flag.
+Precedence: command-line flag > ``--config FILE.yaml`` > recipe > parser default. The recipe: ``--recipe``,
+else the first answer of the stage's rules (`StageParser`), else the data set's. A YAML value is converted and
+checked as a value of its option, and the command line is parsed over those values: it is never read as a flag.
 """
 from __future__ import annotations
 
@@ -84,8 +82,7 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
     g.add_argument("--recipe_check", default=None, choices=sorted(RECIPES),
                    help="refuse the run unless its recipe is this one (what the stage shell scripts pass)")
     g.add_argument("--small_arch_lr", type=float, default=None,
-                   help="learning rate of the networks that declare small_lr (MobileNetV2, ShuffleNet), over --lr "
-                        "(default: the recipe's, unless --lr is given)")
+                   help="learning rate of the networks that declare small_lr (MobileNetV2, ShuffleNet), over --lr")
     option(g, "--epochs", type=int, default=None, resume="continue")
     g.add_argument("--batch_size", type=int, default=None, help="global batch size (each of N processes: 1/N)")
     g.add_argument("--lr", "--learning_rate", dest="lr", type=float, default=None)
@@ -97,8 +94,7 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
     g.add_argument("--seed", type=int, default=None, help="random seed (default: the trial number)")
     option(g, "--deterministic", action=argparse.BooleanOptionalAction, default=False, result=False,  # same numbers
            help="deterministic algorithms (bit-exact reruns on the CPU; slower on GPUs)")
-    option(g, "--amp", action=argparse.BooleanOptionalAction, default=False, resume="continue",
-           help="mixed precision (CUDA only)")
+    option(g, "--amp", action=argparse.BooleanOptionalAction, default=False, resume="continue", help="CUDA: autocast")
     option(g, "--amp_dtype", default="bfloat16", choices=("bfloat16", "float16"), resume="continue",
            help="with --amp: autocast precision (float16 adds loss scaling)")
     option(g, "--channels_last", action=argparse.BooleanOptionalAction, default=False, result=False)
@@ -111,15 +107,13 @@ def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t
     option(g, "--resume", nargs="?", const="auto", default=None, metavar="PATH|auto", result=False,
            help="continue from a checkpoint; 'auto' (or no value) = the run folder's last one")
     option(g, "--init_s", default=None, metavar="PATH", result=False,  # an input: in the identity by its SHA-256
-           help="start the trained network from this checkpoint's weights (ours, official {'model': ...}, TGD's "
-                "{'model_state_dict': ...}); optimizer and schedule start fresh")
+           help="start the trained network from this checkpoint's weights (ours, official, TGD's)")
     option(g, "--resume_override", action="store_true", result=False,
            help="with --resume: apply changed options from the resumed epoch on instead of refusing them")
     option(g, "--trial", "-t", type=int, default=0, resume="free",
            help="trial number: part of the run-folder name, and the seed unless --seed is given")
     option(g, "--save_dir", default=save_dir, help="parent folder of run folders", result=False)
-    option(g, "--run_dir", default=None, result=False,
-           help="exact run folder (default: <save_dir>/<readable name>-<identity hash>)")
+    option(g, "--run_dir", default=None, result=False, help="run folder (default: <save_dir>/<name>-<identity hash>)")
     add_folder_args(g)
     option(g, "--device", default="auto", choices=("auto", "cpu", "cuda"), result=False)
     option(g, "--print_freq", type=int, default=100, help="steps between progress-bar updates", result=False)
@@ -147,25 +141,20 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                    help="fraction of the training set held out for model selection (0 = select on test)")
     add_stage_args(g, 4, "DataLoader workers (default 4; the official TopKD code's default is 1, RepDistiller's 8)")
     g.add_argument("--image_size", type=int, default=None, help="image side for datasets that allow it (digits)")
-    g.add_argument("--train_fraction", type=float, default=None,
-                   help="digits: train on a fixed stratified fraction of the training split (the same for every seed)")
+    g.add_argument("--train_fraction", type=float, default=None, help="digits: a fixed stratified training fraction")
     g.add_argument("--augment", default=None, choices=("none", "standard"),
-                   help="training augmentation: the data set's crop/flip, or none (as TGD's official code); "
-                        "default: the recipe's")
+                   help="training augmentation: crop/flip, or none (TGD's official code); default: the recipe's")
     g.add_argument("--input_norm", default=None, choices=INPUT_NORMS,
-                   help="input normalisation: 'tgd' = TGD's official loader's constants (CIFAR-100 statistics for "
-                        "CIFAR and CINIC images, its per-channel PI constants), 'dataset' = each data set's own "
-                        "statistics and raw PIs; default: the recipe's")
+                   help="'tgd': TGD's official loader's constants; 'dataset': each data set's statistics, raw PIs; "
+                        "default: the recipe's")
     option(g, "--no_verify", action="store_true", result=False,
-           help="skip the SHA-256 check of the files a run reads from earlier stages (sizes and the manifests' "
-                "own checksums are still checked)")
+           help="skip the SHA-256 check of earlier stages' files (sizes and manifest checksums are still checked)")
     option(g, "--data_on_device", action=argparse.BooleanOptionalAction, default=False, result=False,
-           help="hold the whole data set on the training device and augment batches there (same random draws)")
+           help="hold the data set on the training device and augment batches there (same random draws)")
 
 
 def data_options(cfg: argparse.Namespace) -> Dict[str, Any]:
-    """Keyword options for ``datasets.build_datasets`` from the resolved data flags (``normalize`` only for the
-    data sets that take it: digits and ImageNet keep their statistics)."""
+    """Keyword options for ``datasets.build_datasets`` from the data flags (``normalize`` where the set takes it)."""
     options: Dict[str, Any] = {"train_augment": getattr(cfg, "augment", "standard") != "none"}
     if getattr(cfg, "image_size", None):
         options["image_size"] = cfg.image_size
@@ -178,9 +167,8 @@ def data_options(cfg: argparse.Namespace) -> Dict[str, Any]:
 
 
 def recorded_data_options(record: Dict[str, Any], dataset: str, **given: Any) -> Dict[str, Any]:
-    """`data_options` that rebuild a run's data on ``dataset`` from its recorded configuration (``record``)
-    and the options given now (``given``; None = not given). A recorded option goes only to a builder that
-    takes it; a given one always goes, so ``build_datasets`` refuses one the data set lacks."""
+    """`data_options` rebuilding a run's data on ``dataset`` from its recorded configuration and the options given
+    now (None: not given): a recorded option only where the builder takes it, a given one always (refused there)."""
     given = {k: v for k, v in given.items() if v is not None}
     options = data_options(argparse.Namespace(**{**record, **given, "dataset": dataset}))
     takes = set(builder_options(dataset))
@@ -188,10 +176,8 @@ def recorded_data_options(record: Dict[str, Any], dataset: str, **given: Any) ->
 
 
 def config_value(path: str, key: str, value: Any, action: argparse.Action) -> Any:
-    """The YAML ``value`` of option ``key``, converted and checked as its flag's words would be: a switch takes
-    a boolean, ``null`` only where the default is None, a list only where the option takes several values;
-    each item gets the option's ``type`` and ``choices`` (argparse's own actions take text as text only); an
-    action of ours (`EpochsAction`) then parses the items. Refused in one line naming the file and the key."""
+    """The YAML ``value`` of option ``key``, converted and checked as its flag's words would be (a switch: a
+    boolean; ``null`` where the default is None; a list where the option takes several values; `EpochsAction`)."""
     where = f"config file {path}: option {key}"
     if action.nargs == 0 and isinstance(action.const, bool) or isinstance(action, argparse.BooleanOptionalAction):
         if not isinstance(value, bool):
@@ -231,8 +217,7 @@ def config_value(path: str, key: str, value: Any, action: argparse.Action) -> An
 
 
 def read_config_file(path: str, parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """The options of a ``--config`` YAML file as a Namespace of option values (`config_value`): the defaults
-    the command line is then parsed over."""
+    """The options of a ``--config`` YAML file as a Namespace (the defaults the command line is parsed over)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file {path} not found; pass an existing YAML file to --config")
     data = read_yaml(path, "config file", "write one 'option: value' per line")
@@ -249,8 +234,8 @@ def read_config_file(path: str, parser: argparse.ArgumentParser) -> argparse.Nam
 
 def parse_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None,
                  arch_key: str = "model") -> argparse.Namespace:
-    """Parse ``argv`` and resolve flags > YAML > recipe > defaults; validate; return the Namespace.
-    ``arch_key``: the option naming the trained architecture (a ``small_lr`` one gets ``small_arch_lr``)."""
+    """Parse ``argv``, resolve flags > YAML > recipe > defaults, validate -> the Namespace. ``arch_key``: the option
+    naming the trained architecture."""
     args = parser.parse_args(argv)
     if args.config:  # the file's values first, then the command line over them
         args = parser.parse_args(argv, namespace=read_config_file(args.config, parser))
@@ -295,8 +280,7 @@ def parse_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] 
 
 
 def check_recipe(expected: Optional[str], name: str) -> None:
-    """``--recipe_check``: refused unless the run's recipe ``name`` is ``expected``. The stage shell scripts
-    hold one recipe's values in variables named like the flags in capitals: the message lists the values to set."""
+    """``--recipe_check``: refused unless the run's recipe is ``expected``, listing the shell-script values to set."""
     if expected and expected != name:
         values = {**RECIPES[name], "small_arch_lr": RECIPES[name].get("small_arch_lr", RECIPES[name]["lr"])}
         words = " ".join(f"{k.upper()}={shlex.quote(' '.join(map(str, v)) if isinstance(v, list) else str(v))}"
@@ -307,8 +291,7 @@ def check_recipe(expected: Optional[str], name: str) -> None:
 
 
 def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """What every stage checks of its parsed options: each text value is valid UTF-8 (it goes into YAML files;
-    `topkd_io.check_utf8`), and ``--seed`` is an integer in [0, 2**63) (each such seed gives its own draws)."""
+    """Every stage's check of its options: text is valid UTF-8 (it goes into YAML files), ``--seed`` in [0, 2**63)."""
     flags = {a.dest: next((o for o in a.option_strings if o.startswith("--")), None) for a in parser._actions}
     for key, value in vars(args).items():
         for item in (value if isinstance(value, (list, tuple)) else [value]):
@@ -330,8 +313,7 @@ def write_config(cfg: argparse.Namespace, path: str) -> None:
 
 def teacher_run_name(arch: str, dataset: str, epochs: int, batch_size: int, lr: float, weight_decay: float,
                      trial: int) -> str:
-    """``resnet56_cifar100_epoch_240_bs_64_lr_0.05_decay_0.0005_trial_1``: the official TopKD folder naming (its
-    student command lines name their teachers so); the run folder appends the identity hash."""
+    """``resnet56_cifar100_epoch_240_bs_64_lr_0.05_decay_0.0005_trial_1``: the official TopKD folder naming."""
     def number(value: float) -> str:  # as the official scripts print it (0.05, 0.0005)
         return repr(float(value)) if "e" not in repr(float(value)) else f"{value:.10f}".rstrip("0")
 

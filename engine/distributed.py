@@ -91,10 +91,3 @@ def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
-
-
-def ddp_ignore_names(distiller) -> List[str]:
-    """Parameter and buffer names of the distiller's frozen networks (the teachers), which DDP must neither
-    reduce nor broadcast."""
-    return [f"{attr}.{name}" for attr, module in distiller.frozen_networks().items()
-            for name, _ in [*module.named_parameters(), *module.named_buffers()]]

@@ -1,15 +1,12 @@
 """A run's record: its identity, its provenance, and the rule for its folder.
 
-Identity: the options declared to change the result (`option`, ``distiller.options.Option(result=...)``)
-that the run uses, facts beside them (``world_size``), and the SHA-256 of every input file by its flag (a
-folder by its ``manifest.yaml``; None while missing: ``pending``). The folder name ends in 8 hex digits of it
-without the options declared ``resume="continue"``. A resumed run may change those and the ``resume="free"``
-ones; any other change is refused unless ``--resume_override``, a changed input file always.
-
-Folder (`plan_run`): ``new`` -> train; same identity ``finished`` / ``partial`` -> refused, or skipped /
-resumed with ``--skip_finished``; another identity (``conflict``), ``pending`` and ``busy`` -> refused;
-``--overwrite`` deletes the stage's files; ``--plan`` prints the state. A stage never writes into the folder of
-one of its inputs; `Run.claim` locks the folder while the stage writes it (rank 0 only under torchrun).
+Identity: the options declared to change the result that the run uses, facts (``world_size``) and the SHA-256
+of every input file (None while missing: ``pending``). The folder name ends in 8 hex digits of it, without the
+options declared ``resume="continue"``; a resumed run may change those and the ``resume="free"`` ones, any other
+only with ``--resume_override``, an input file never. Folder (`plan_run`): ``new`` -> train; same identity
+``finished`` / ``partial`` -> refused, or skipped / resumed with ``--skip_finished``; ``conflict``, ``pending``
+and ``busy`` -> refused; ``--overwrite`` deletes the stage's files; ``--plan`` prints the state. A stage never
+writes into the folder of one of its inputs; `Run.claim` locks the folder while the stage writes it.
 """
 from __future__ import annotations
 
@@ -40,9 +37,8 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------- options, identity
 def option(group, *flags: str, result: bool = True, resume: str = "fixed", **kwargs):
-    """``group.add_argument`` that also declares whether the option changes the result (then it is in the
-    identity) and whether a resumed run may change it: ``resume`` ``fixed``, ``free`` or ``continue`` (free,
-    and outside the folder hash). An option declared with plain ``add_argument`` changes the result."""
+    """``group.add_argument`` that also declares whether the option changes the result (is in the identity) and
+    whether a resumed run may change it (``resume``: ``fixed``, ``free``, or ``continue``: free and unhashed)."""
     assert resume in ("fixed", "free", "continue"), resume
     action = group.add_argument(*flags, **kwargs)
     action.result, action.resume = result, resume
@@ -125,8 +121,7 @@ class Identity:
 
 def identity_of(parser, values: Mapping[str, Any], inputs: Mapping[str, Optional[str]], unused: Iterable[str] = (),
                 **facts: Any) -> Identity:
-    """The identity of a run: the result options ``parser`` declares among ``values``, less ``unused`` ones (no
-    term of the chosen method reads them), the ``facts`` and ``inputs`` (flag -> SHA-256)."""
+    """The result options ``parser`` declares among ``values`` (less ``unused``), ``facts`` and ``inputs``."""
     declared = {a.dest: a for a in parser._actions if a.option_strings}  # argparse lists no actions publicly
     resume = {k: getattr(a, "resume", "fixed") for k, a in declared.items()}
     options = {k: v for k, v in values.items()
@@ -153,7 +148,7 @@ Change = Tuple[str, Any, Any]
 
 
 def config_changes(stored: Mapping[str, Any], current: Mapping[str, Any], only: Iterable[str]) -> List[Change]:
-    """``[(key, stored, new)]`` for the keys in ``only`` that both sides hold and that differ, sorted by key."""
+    """``[(key, stored, new)]`` for the keys in ``only`` that both sides hold and that differ."""
     return [(k, stored[k], current[k]) for k in sorted(set(only))
             if k in stored and k in current and not _same(stored[k], current[k])]
 
@@ -164,15 +159,13 @@ def format_changes(changes: List[Change]) -> str:
 
 
 def resume_changes(stored: Mapping[str, Any], identity: Optional[Identity]) -> List[Change]:
-    """The options of ``identity`` that a resumed run may not change and that differ from the stored
-    configuration's (its recorded identity's; without one, its own values)."""
+    """The options of ``identity`` a resumed run may not change that differ from the stored configuration's."""
     old = (stored.get("identity") or {}).get("options") or stored
     return config_changes(old, identity.options, set(identity.options) - identity.free) if identity else []
 
 
 def check_resume(path: str, changes: List[Change], override: bool, epoch: int) -> Optional[Dict[str, Any]]:
-    """Refuse ``changes`` unless ``override``; -> the history entry to record (``{"epoch": the first epoch run
-    with the new values, "changes": {key: [old, new]}}``), or None."""
+    """Refuse ``changes`` unless ``override`` -> the history entry (``{"epoch", "changes": {key: [old, new]}}``)."""
     if changes and not override:
         raise TopKDError(f"--resume: {path} was trained with other settings ({format_changes(changes)}); resume "
                          f"with the stored values, or add --resume_override to apply the new ones from epoch {epoch}")
@@ -202,7 +195,7 @@ def _git(root: str) -> Tuple[Optional[str], Optional[bool]]:
 
 
 def git_state(root: str = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) -> Dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the checkout holding ``root`` (None outside one)."""
+    """``{"commit", "dirty"}`` of the checkout holding ``root`` (None outside one)."""
     commit, dirty = _git(os.fspath(root))
     return {"commit": commit, "dirty": dirty}
 
@@ -220,8 +213,8 @@ def versions() -> Dict[str, Optional[str]]:
 
 def provenance(inputs: Optional[Mapping[str, Optional[str]]] = None, device: Any = "cpu",
                **extra: Any) -> Dict[str, Any]:
-    """Where a result comes from: commit, versions, date, host, device (``cuda:0 <GPU name>``, ``x<N>
-    processes`` under torchrun), command line and input files (flag -> path and SHA-256); plus ``extra``."""
+    """Where a result comes from: commit, versions, date, host, device, command line and input files (flag ->
+    path and SHA-256); plus ``extra``."""
     device, world = str(device), process().world_size
     if device.startswith("cuda"):
         import torch
@@ -244,8 +237,7 @@ def header_line(record: Mapping[str, Any]) -> str:
 
 
 def recorded_accuracy(ckpt: Mapping[str, Any]) -> Optional[float]:
-    """The test top-1 a checkpoint records: ``best_acc`` (ours, official TopKD), else ``accuracy``
-    (RepDistiller's per-epoch files), else None (torchvision and TGD files record none)."""
+    """The test top-1 a checkpoint records: ``best_acc`` (ours, official TopKD), ``accuracy`` (RepDistiller)."""
     for key in ("best_acc", "accuracy"):
         try:
             return round(float(ckpt[key]), 4)
@@ -257,8 +249,7 @@ def recorded_accuracy(ckpt: Mapping[str, Any]) -> Optional[float]:
 # ----------------------------------------------------------------------------------------------- folders
 @dataclass
 class FolderState:
-    """What ``folder`` holds for a run: ``status`` (new, finished, partial, conflict, pending, busy), ``detail``
-    (why, in words) and ``summary`` (a training run's accuracies)."""
+    """What ``folder`` holds for a run: ``status``, ``detail`` (why, in words), ``summary`` (accuracies)."""
 
     folder: str
     status: str
@@ -272,8 +263,8 @@ class FolderState:
 
 def compare(folder: str, stored: Optional[Identity], identity: Identity, *, started: bool, done: bool,
             epoch: Optional[int] = None, summary: Optional[Dict[str, Any]] = None, what: str = "run") -> FolderState:
-    """The state of ``folder`` for a run of ``identity``. ``started``: it holds results (a checkpoint, shards);
-    ``done``: they are complete for these settings; ``stored``: the identity it records."""
+    """The state of ``folder`` for a run of ``identity``: ``started`` (it holds results), ``done`` (complete),
+    ``stored`` (the identity it records)."""
     holder = lock_holder(folder) if os.path.isdir(folder) and process().rank == 0 else None  # rank 0's lock
     if holder is not None:
         return FolderState(folder, "busy", busy_text(os.path.join(folder, LOCK_NAME), holder))
@@ -297,9 +288,8 @@ def compare(folder: str, stored: Optional[Identity], identity: Identity, *, star
 
 
 def training_state(folder: str, identity: Identity, arch: str, epochs: int) -> FolderState:
-    """State of a stage-1/4 run folder from ``config.yaml`` (its identity) and ``<arch>_last.pth`` (its
-    progress): finished when that has done ``epochs`` epochs of a run asked for ``epochs``; fewer (or a run
-    asked to go further) is partial; a run trained further than asked is a conflict."""
+    """State of a stage-1/4 run folder from ``config.yaml`` (its identity) and ``<arch>_last.pth``: finished when
+    that has done ``epochs`` epochs of a run asked for ``epochs``; a run trained further than asked is a conflict."""
     last, config = os.path.join(folder, f"{arch}_last.pth"), os.path.join(folder, "config.yaml")
     if not os.path.isfile(last):
         foreign = os.path.isdir(folder) and not os.path.isfile(config) and any(
@@ -325,9 +315,8 @@ def training_state(folder: str, identity: Identity, arch: str, epochs: int) -> F
 
 @dataclass
 class Run:
-    """A run folder and what `plan_run` decided for it: ``outcome`` (the stage's answer) when the run stops
-    here (``--plan``, a finished run skipped); else train in ``folder`` inside `claim`, continuing its run when
-    ``resume`` is set (a checkpoint, or ``auto``: the folder's last)."""
+    """A run folder and what `plan_run` decided: ``outcome`` (the stage's answer) when the run stops here, else
+    train in ``folder`` inside `claim`, continuing from ``resume`` when set (a checkpoint, or ``auto``)."""
 
     folder: str
     identity: Identity
@@ -381,9 +370,8 @@ class Run:
 
     @contextlib.contextmanager
     def claim(self):
-        """Hold the folder while the ``with`` block writes it: its lock (rank 0 only: the other processes of a
-        torchrun job write nothing), then ``--overwrite``'s deletions; a folder changed since the plan is
-        refused in one line."""
+        """Hold the folder while the ``with`` block writes it (rank 0: the other processes write nothing): its lock,
+        then ``--overwrite``'s deletions; a folder changed since the plan is refused."""
         if process().rank != 0:
             yield self
             return
@@ -407,10 +395,9 @@ class Run:
 def plan_run(folder: str, identity: Identity, state: Callable[[], FolderState], inputs: Mapping[str, Optional[str]],
              *, plan: bool = False, resume: Any = None, overwrite: bool = False, skip_finished: bool = False,
              self_resuming: bool = False, parent: Optional[Tuple[str, str]] = None, **where: Any) -> Run:
-    """The run folder of a run and what to do with it (module docstring) -> `Run`; one line where the run must
-    not write there; nothing is written. ``state()``: the folder's `FolderState`; ``inputs``: flag -> path of
-    the input files; ``resume``: a checkpoint, ``auto`` or True; ``parent``: ``(folder, flag)`` that may hold
-    the run folder (checked when it does); ``where``: `Run`'s ``flag``, ``what`` and ``files``."""
+    """The run folder of a run and what to do with it -> `Run`, refused in one line where the run must not write
+    there; nothing is written. ``state()``: the folder's `FolderState`; ``inputs``: flag -> path; ``resume``: a
+    checkpoint, ``auto`` or True; ``parent``: ``(folder, flag)`` that may hold the folder; ``where``: `Run`'s."""
     resume = "auto" if resume is True else resume or None
     holder = parent if parent and os.path.dirname(os.path.abspath(folder)) == os.path.abspath(parent[0]) else None
     run = Run(folder, identity, state, rule=dict(resume=bool(resume), overwrite=overwrite, skip_finished=skip_finished,

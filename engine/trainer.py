@@ -1,18 +1,14 @@
 """The one training loop, for teachers and students alike: it only knows the Distiller contract.
 
-A batch is the data set's tuple, named by the fields the data declares (``image, target, index`` and what a
-wrapper appends, e.g. TGD's ``pi``). In train mode ``distiller(image, target, **fields)`` returns ``(logits,
-{term: loss})``; the sum of the terms is minimised and every term is logged. SGD with momentum over
-``distiller.learnable_parameters()``; MultiStepLR stepped once per epoch (epochs count from 1, as in the
-official code). Training items are keyed by (seed, epoch, index) (`datasets.keyed`), so results do not depend
-on ``--num_workers`` and ``--resume`` is bit-exact. The GPU fast paths (``--compile``: the networks compiled
-in place, static batches, fused SGD; ``--data_on_device``) are taken here and nowhere else.
-
-Rank 0 writes ``config.yaml``, ``<arch>_last.pth`` and ``<arch>_best.pth`` (every epoch; best by validation
-top-1 when a validation set exists, else by test top-1, the papers' convention), ``tb/`` and, at the end,
-``summary.yaml``. Probes (``name``, ``every``: epochs or None, ``measure(student) -> {key: float}``, optional
-``settings()``; e.g. `engine.topo_eval.TopologyProbe`) run on rank 0 after evaluation on the epochs ``every``
-divides and on the last; their values go to TensorBoard, the checkpoints and the summary.
+A batch is the data set's tuple, named by the fields the data declares; in train mode ``distiller(image, target,
+**fields)`` returns ``(logits, {term: loss})`` and the sum of the terms is minimised (SGD with momentum,
+MultiStepLR stepped once per epoch, epochs counted from 1 as in the official code). Training items are keyed
+by (seed, epoch, index) (`datasets.keyed`): results do not depend on ``--num_workers`` and ``--resume`` is
+bit-exact. The GPU fast paths (``--compile``, ``--data_on_device``) are taken here and nowhere else. Rank 0
+writes ``config.yaml``, ``<arch>_last.pth`` / ``<arch>_best.pth`` (best by validation top-1 when a validation
+set exists, else by test top-1, the papers' convention), ``tb/`` and ``summary.yaml``. Probes (``name``,
+``every``, ``measure(student) -> {key: float}``, optional ``settings()``) run on rank 0 after evaluation on the
+epochs ``every`` divides and on the last.
 """
 from __future__ import annotations
 
@@ -37,8 +33,8 @@ from models.loading import state_dict_differences
 from topkd_io import DivergedError, TopKDError, load_checkpoint, remove_stale_temps, save_torch, write_yaml
 
 from .config import config_dict
-from .distributed import (DistInfo, all_reduce_sum, barrier, broadcast_buffers, current_dist, ddp_ignore_names,
-                          gather_objects, pick_device)
+from .distributed import (DistInfo, all_reduce_sum, barrier, broadcast_buffers, current_dist, gather_objects,
+                          pick_device)
 from .record import Identity, Run, check_epochs, check_resume, format_changes, plain, resume_changes
 from .stage import get_rng_state, set_rng_state, worker_init_fn
 
@@ -52,34 +48,16 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int] =
     return tuple(int(hits[:, :min(k, kmax)].any(dim=1).sum().item()) for k in ks)
 
 
-def split_batch(batch, fields: Sequence[str] = ITEM_FIELDS) -> Dict[str, Any]:
-    """Dataset tuple -> ``{field: entry}`` by position; a dict item (``image``, ``target``, ...) passes as it is."""
-    if isinstance(batch, dict):
-        if not {"image", "target"} <= set(batch):
-            raise TopKDError(f"dict dataset items need 'image' and 'target' keys, got {sorted(batch)}")
-        return dict(batch)
-    if not isinstance(batch, (list, tuple)) or not 2 <= len(batch) <= len(fields):
-        raise TopKDError(f"dataset items must be tuples ({', '.join(fields)}) with 2 to {len(fields)} entries "
-                         f"(the fields the data set declares)")
-    return dict(zip(fields, batch))
-
-
 class Trainer:
-    """Train ``distiller`` on ``train_set``, evaluate on ``test_set`` (and ``val_set``) every epoch.
-
-    ``fields``: the names of a training item's entries (``DataBundle.fields``); ``resume``: continue from this
-    checkpoint (``auto``: ``run_dir``'s last); ``identity``: the run's (`engine.record`). ``fit()`` -> the
-    summary dict (the entries of ``summary.yaml``).
-    """
+    """Train ``distiller`` on ``train_set``, evaluate on ``test_set`` (and ``val_set``) every epoch; ``resume``:
+    a checkpoint (``auto``: ``run_dir``'s last); ``fit()`` -> the summary dict (``summary.yaml``'s entries)."""
 
     def __init__(self, distiller, train_set: Dataset, test_set: Dataset, cfg, run_dir: str,
                  val_set: Optional[Dataset] = None, probes: Optional[Sequence[Any]] = None,
                  fields: Sequence[str] = ITEM_FIELDS, resume: Optional[str] = None,
                  identity: Optional[Identity] = None):
-        self.cfg, self.resume, self.identity, self.run_dir = cfg, resume, identity, str(run_dir)
-        self.history: list = []  # --resume_override's changes
-        self.probes, self.probe_values = list(probes or []), {}
-        self.fields = tuple(fields)
+        self.cfg, self.resume, self.identity, self.run_dir, self.fields = cfg, resume, identity, str(run_dir), fields
+        self.probes, self.probe_values, self.history = list(probes or []), {}, []  # history: --resume_override's
         missing = [f for f in distiller.batch_fields if f not in self.fields]
         if missing:
             raise TopKDError(f"{type(distiller).__name__} needs the batch field(s) {', '.join(missing)}, but the "
@@ -120,7 +98,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
         self.train_model = distiller
         if self.dist.enabled:
-            distiller._ddp_params_and_buffers_to_ignore = ddp_ignore_names(distiller)
+            distiller._ddp_params_and_buffers_to_ignore = [  # the frozen networks: neither reduced nor broadcast
+                f"{attr}.{name}" for attr, net in distiller.frozen_networks().items()
+                for name, _ in [*net.named_parameters(), *net.named_buffers()]]
             self.train_model = DistributedDataParallel(
                 distiller, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
@@ -161,11 +141,15 @@ class Trainer:
         return self._loader(dataset, range(self.dist.rank, len(dataset), self.dist.world_size))
 
     def _batch(self, batch) -> Dict[str, Any]:
-        """``{field: entry}`` of a batch, tensors on the device (images channels-last with ``--channels_last``)."""
+        """``{field: entry}`` of a batch (a tuple by position; a dict item as it is), tensors on the device."""
         if self.compiled:  # outputs of the previous step's CUDA-graph replays may be overwritten from here
             torch.compiler.cudagraph_mark_step_begin()
+        tuple_ok = isinstance(batch, (list, tuple)) and 2 <= len(batch) <= len(self.fields)
+        if not (tuple_ok or isinstance(batch, dict)):
+            raise TopKDError(f"dataset items must be tuples ({', '.join(self.fields)}) with 2 to {len(self.fields)} "
+                             f"entries (the fields the data set declares)")
         out = {}
-        for name, value in split_batch(batch, self.fields).items():
+        for name, value in (batch if isinstance(batch, dict) else dict(zip(self.fields, batch))).items():
             if isinstance(value, torch.Tensor):
                 value = value.to(self.device, non_blocking=True)
                 if name == "image" and self.channels_last and value.ndim == 4:
@@ -190,9 +174,8 @@ class Trainer:
         return {
             "model": self.distiller.student.state_dict(), "arch": self.arch,
             **{k: getattr(self.cfg, k, None) for k in ("num_classes", "in_channels", "dataset")},
-            "epoch": epoch, "best_acc": self.best["acc"],
-            "best_epoch": self.best["epoch"], "best_score": self.best["score"], "best_val_acc": self.best["val_acc"],
-            "selected_by": self.selected_by, "last_acc": self.last.get("acc"), "last_top5": self.last.get("top5"),
+            "epoch": epoch, "selected_by": self.selected_by, **{f"best_{k}": v for k, v in self.best.items()},
+            **{f"last_{k}": v for k, v in self.last.items()},
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": rng_ranks[0], "config": self.config(),
             "distiller": {k: v for k, v in self.distiller.state_dict().items() if not k.startswith(skip)},
@@ -257,10 +240,8 @@ class Trainer:
         elif self.is_main and ckpt.get("rng"):
             set_rng_state(ckpt["rng"])  # another process count: the others keep their fresh seeds
         self.start_epoch = done + 1
-        self.best = {"score": float(ckpt.get("best_score", ckpt.get("best_acc", 0.0))),
-                     "acc": float(ckpt.get("best_acc", 0.0)), "epoch": int(ckpt.get("best_epoch", 0)),
-                     "val_acc": ckpt.get("best_val_acc")}
-        self.last = {"acc": ckpt.get("last_acc"), "top5": ckpt.get("last_top5")}
+        self.best = {k: ckpt.get(f"best_{k}", v) for k, v in self.best.items()}
+        self.last = {k: ckpt.get(f"last_{k}") for k in ("acc", "top5", "val_acc")}
         self.probe_values = {k: dict(v) for k, v in (ckpt.get("probes") or {}).items()}
         self.global_step = done * len(self.train_loader)
         log.info(f"resumed from {path} at epoch {self.start_epoch} (best {self.best['acc']:.2f} "
@@ -299,7 +280,11 @@ class Trainer:
             values = torch.stack([loss.detach().float() for loss in losses.values()]).tolist()
             self.global_step += 1
             if all_reduce_sum([sum(not math.isfinite(v) for v in values)], self.device, self.dist)[0]:
-                self._stop_on_bad_loss(epoch, step, dict(zip(losses, values)))
+                bad = ", ".join(f"{n} = {v}" for n, v in zip(losses, values) if not math.isfinite(v))
+                good = self.last_path if os.path.isfile(self.last_path) else "none saved yet"
+                raise DivergedError(f"non-finite loss at epoch {epoch}, step {step} (global step {self.global_step}): "
+                                    f"{bad or 'on another process'}; stopped without writing checkpoints; last good "
+                                    f"checkpoint: {good} (lower --lr or check the data, then --resume)")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(sum(losses.values())).backward()
             self.scaler.step(self.optimizer)
@@ -317,13 +302,6 @@ class Trainer:
         keys = sorted(sums)
         totals = all_reduce_sum([sums[k] for k in keys] + [count], self.device, self.dist)
         return {k: v / max(totals[-1], 1) for k, v in zip(keys, totals[:-1])}
-
-    def _stop_on_bad_loss(self, epoch: int, step: int, losses: Dict[str, float]) -> None:
-        term = ", ".join(f"{n} = {v}" for n, v in losses.items() if not math.isfinite(v)) or "on another process"
-        good = self.last_path if os.path.isfile(self.last_path) else "none saved yet"
-        raise DivergedError(f"non-finite loss at epoch {epoch}, step {step} (global step {self.global_step}): {term}; "
-                            f"stopped without writing checkpoints; last good checkpoint: {good} (lower --lr or check "
-                            f"the data, then --resume)")
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> Dict[str, float]:
@@ -423,9 +401,8 @@ class Trainer:
             if self.writer is not None:
                 self.writer.close()
         summary = {
-            "best_acc": self.best["acc"], "best_epoch": self.best["epoch"], "best_val_acc": self.best["val_acc"],
-            "last_acc": self.last.get("acc"), "last_top5": self.last.get("top5"),
-            "last_val_acc": self.last.get("val_acc"), "selected_by": self.selected_by, "epochs_run": len(times),
+            **{f"best_{k}": self.best[k] for k in ("acc", "epoch", "val_acc")}, "selected_by": self.selected_by,
+            **{f"last_{k}": self.last.get(k) for k in ("acc", "top5", "val_acc")}, "epochs_run": len(times),
             "seconds_per_epoch": sum(times) / len(times) if times else None,
             "train_seconds_per_epoch": sum(train_times) / len(train_times) if train_times else None,
             "best_checkpoint": self.best_path, "last_checkpoint": self.last_path,
@@ -444,23 +421,20 @@ def _method(cfg: Dict[str, Any]) -> str:
     return f"--distill {cfg['distill']}" if cfg.get("distill") else "a teacher run (train_teacher.py)"
 
 
-def format_summary(summary: Dict[str, Any]) -> str:
+def format_summary(s: Dict[str, Any]) -> str:
     """The closing lines: best and last test top-1, timing, checkpoints, the probes' values."""
-    def pct(v):
-        return "n/a" if v is None else f"{v:.2f}"
+    def num(value, unit=""):
+        return "n/a" if value is None else f"{value:.2f}{unit}"
 
-    seconds = [f"{summary[k]:.2f} s" if summary[k] is not None else "n/a"
-               for k in ("seconds_per_epoch", "train_seconds_per_epoch")]
-    val = f", validation {pct(summary['best_val_acc'])}" if summary.get("best_val_acc") is not None else ""
-    lines = [f"best test top-1 {pct(summary['best_acc'])} (epoch {summary['best_epoch']}, selected by "
-             f"{'validation' if summary['selected_by'] == 'val' else 'test'} top-1{val}); last test top-1 "
-             f"{pct(summary['last_acc'])}, top-5 {pct(summary['last_top5'])}",
-             f"seconds per epoch {seconds[0]} (training only {seconds[1]}) over {summary['epochs_run']} epochs; "
-             f"checkpoints: {summary['best_checkpoint']}, {summary['last_checkpoint']}"]
-    for name, values in (summary.get("probes") or {}).items():
-        shown = " ".join(f"{k} {v:.4g}" for k, v in values.items() if k != "epoch")
-        lines.append(f"{name} (epoch {values.get('epoch')}): {shown}")
-    return "\n".join(lines)
+    val = f", validation {num(s['best_val_acc'])}" if s.get("best_val_acc") is not None else ""
+    lines = [f"best test top-1 {num(s['best_acc'])} (epoch {s['best_epoch']}, selected by "
+             f"{'validation' if s['selected_by'] == 'val' else 'test'} top-1{val}); last test top-1 "
+             f"{num(s['last_acc'])}, top-5 {num(s['last_top5'])}",
+             f"seconds per epoch {num(s['seconds_per_epoch'], ' s')} (training only "
+             f"{num(s['train_seconds_per_epoch'], ' s')}) over {s['epochs_run']} epochs; checkpoints: "
+             f"{s['best_checkpoint']}, {s['last_checkpoint']}"]
+    return "\n".join(lines + [f"{name} (epoch {values.get('epoch')}): " + " ".join(
+        f"{k} {v:.4g}" for k, v in values.items() if k != "epoch") for name, values in s["probes"].items()])
 
 
 def fit(distiller, data, cfg, run: Run, probes: Optional[Sequence[Any]] = None) -> Dict[str, Any]:
