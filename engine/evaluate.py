@@ -30,13 +30,6 @@ SPLITS = ("test", "val")
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Logits ``[N, K]`` of ``model`` (eval mode) for inputs ``x`` ``[N, C, H, W]``, on x's device."""
-    model.eval()
-    return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]) if len(x) else x
-
-
-@torch.no_grad()
 def evaluate_model(model: torch.nn.Module, loader: DataLoader, num_classes: int,
                    device: torch.device) -> Dict[str, Any]:
     """-> ``{"n", "top1", "top5", "loss", "per_class"}`` over ``loader``'s items ``(image, target, ...)``;

@@ -183,21 +183,18 @@ def check_epochs(path: str, done: int, stored: Any, requested: int) -> Optional[
 
 # ------------------------------------------------------------------------------------------- provenance
 @functools.lru_cache(maxsize=None)
-def _git(root: str) -> Tuple[Optional[str], Optional[bool]]:
+def git_state(root: str = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) -> Dict[str, Any]:
+    """``{"commit", "dirty"}`` of the checkout holding ``root`` (None outside one, or without git)."""
     try:  # "# branch.oid <sha>", then one line per changed tracked file
-        done = subprocess.run(["git", "-C", root, "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
-                              capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):  # no git: recorded as unknown
-        return None, None
+        done = subprocess.run(["git", "-C", os.fspath(root), "status", "--porcelain=v2", "--branch",
+                               "--untracked-files=no"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
     lines = done.stdout.splitlines() if done.returncode == 0 else []
     commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), "(initial)")
-    return (None, None) if commit == "(initial)" else (commit, any(not line.startswith("#") for line in lines))
-
-
-def git_state(root: str = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) -> Dict[str, Any]:
-    """``{"commit", "dirty"}`` of the checkout holding ``root`` (None outside one)."""
-    commit, dirty = _git(os.fspath(root))
-    return {"commit": commit, "dirty": dirty}
+    if commit == "(initial)":
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": any(not line.startswith("#") for line in lines)}
 
 
 def versions() -> Dict[str, Optional[str]]:
@@ -321,45 +318,18 @@ class Run:
     folder: str
     identity: Identity
     state: Callable[[], FolderState]  # the folder's state for this run (read again under the lock)
+    status: str  # the folder's status when the run was planned
     flag: str = "--run_dir"
     what: str = "run"
     files: Sequence[str] = ("config.yaml", "summary.yaml", "tb", "*_best.pth", "*_last.pth", "eval_*.yaml")
-    rule: Dict[str, bool] = field(default_factory=dict)  # resume, overwrite, skip_finished, self_resuming
+    overwrite: bool = False  # delete the stage's files (``files``) before writing
     parent: Optional[Tuple[str, str]] = None  # (folder, flag) holding the run folder
-    status: str = ""  # the folder's status when the run was planned
     resume: Optional[str] = None
     outcome: Optional[Dict[str, Any]] = None
 
     @property
     def stop(self) -> bool:
         return self.outcome is not None
-
-    def decide(self, state: FolderState) -> Tuple[bool, bool]:
-        """What the run does with a folder in ``state`` -> ``(skip, resume)``; one line where it must not write."""
-        flag, folder, rule = self.flag, state.folder, self.rule
-        if state.status == "busy":
-            raise TopKDError(f"{flag} {folder} is {state.detail}; wait for it to finish or choose another {flag}")
-        if rule["overwrite"]:
-            return False, False
-        if state.status == "pending":
-            raise FileNotFoundError(f"{flag} {folder}: {state.detail}; run the stage that makes it first")
-        if state.status == "conflict" and not rule["resume"]:
-            raise TopKDError(f"{flag} {folder} {state.detail}; pass --overwrite to replace it, or choose another "
-                             f"{flag} (or leave it out: the run folder is named after the settings)")
-        if rule["resume"] or rule["self_resuming"] or state.status not in ("finished", "partial"):
-            return False, False
-        acc = state.summary.get("best_acc")
-        last = state.summary.get("last_acc")
-        acc = "" if acc is None else f" (best top-1 {float(acc):.2f}" + (
-            f", last {last:.2f})" if isinstance(last, (int, float)) else ")")
-        if rule["skip_finished"]:
-            log.info(f"{'skip' if state.status == 'finished' else 'resume'}: {folder} {state.detail}{acc}")
-            return state.status == "finished", state.status == "partial"
-        if state.status == "finished":
-            raise TopKDError(f"{flag} {folder} {state.detail}{acc}; nothing to do: pass --skip_finished to accept "
-                             f"it, --resume with a larger --epochs to train it further, or --overwrite to train it "
-                             f"again")
-        raise TopKDError(f"{flag} {folder} {state.detail}; pass --resume to continue it or --overwrite to start afresh")
 
     def writable(self, create: bool = True) -> None:
         """The run folder and its parent as writable folders, made where missing (``create=False``: only those
@@ -378,7 +348,7 @@ class Run:
         self.writable()
         with FolderLock(self.folder, flag=self.flag, what=f"{self.what} folder"):
             state = self.state()
-            if self.rule["overwrite"]:
+            if self.overwrite:
                 removed = []
                 for path in sorted(p for pattern in self.files
                                    for p in glob.glob(os.path.join(glob.escape(self.folder), pattern))):
@@ -400,10 +370,9 @@ def plan_run(folder: str, identity: Identity, state: Callable[[], FolderState], 
     checkpoint, ``auto`` or True; ``parent``: ``(folder, flag)`` that may hold the folder; ``where``: `Run`'s."""
     resume = "auto" if resume is True else resume or None
     holder = parent if parent and os.path.dirname(os.path.abspath(folder)) == os.path.abspath(parent[0]) else None
-    run = Run(folder, identity, state, rule=dict(resume=bool(resume), overwrite=overwrite, skip_finished=skip_finished,
-                                                 self_resuming=self_resuming), parent=holder, **where)
     now = state()
-    run.status, key = now.status, run.flag.lstrip("-")
+    run = Run(folder, identity, state, now.status, overwrite=overwrite, parent=holder, **where)
+    flag, key = run.flag, run.flag.lstrip("-")
     if plan:
         print(now.line(), flush=True)
         run.outcome = {"plan": now.status, key: folder, "detail": now.detail}
@@ -413,13 +382,32 @@ def plan_run(folder: str, identity: Identity, state: Callable[[], FolderState], 
     here = os.path.realpath(folder)
     for name, path in inputs.items():
         if path and here in (os.path.realpath(path), os.path.dirname(os.path.realpath(path))):
-            raise TopKDError(f"{run.flag} {folder} holds this run's own input --{name} {path}; a stage never writes "
-                             f"where its inputs live (it could replace them): choose another {run.flag}")
-    skip, resumed = run.decide(now)
-    if skip:
-        run.outcome = {"skipped": True, key: folder, **now.summary}
-        return run
-    run.resume = "auto" if resumed else resume
+            raise TopKDError(f"{flag} {folder} holds this run's own input --{name} {path}; a stage never writes "
+                             f"where its inputs live (it could replace them): choose another {flag}")
+    if now.status == "busy":
+        raise TopKDError(f"{flag} {folder} is {now.detail}; wait for it to finish or choose another {flag}")
+    if now.status == "pending" and not overwrite:
+        raise FileNotFoundError(f"{flag} {folder}: {now.detail}; run the stage that makes it first")
+    if now.status == "conflict" and not (overwrite or resume):
+        raise TopKDError(f"{flag} {folder} {now.detail}; pass --overwrite to replace it, or choose another "
+                         f"{flag} (or leave it out: the run folder is named after the settings)")
+    run.resume = resume
+    if not (overwrite or resume or self_resuming) and now.status in ("finished", "partial"):
+        best, last = now.summary.get("best_acc"), now.summary.get("last_acc")
+        acc = "" if best is None else f" (best top-1 {float(best):.2f}" + (
+            f", last {last:.2f})" if isinstance(last, (int, float)) else ")")
+        if not skip_finished and now.status == "finished":
+            raise TopKDError(f"{flag} {folder} {now.detail}{acc}; nothing to do: pass --skip_finished to accept "
+                             f"it, --resume with a larger --epochs to train it further, or --overwrite to train it "
+                             f"again")
+        if not skip_finished:
+            raise TopKDError(f"{flag} {folder} {now.detail}; pass --resume to continue it or --overwrite to start "
+                             f"afresh")
+        log.info(f"{'skip' if now.status == 'finished' else 'resume'}: {folder} {now.detail}{acc}")
+        if now.status == "finished":
+            run.outcome = {"skipped": True, key: folder, **now.summary}
+            return run
+        run.resume = "auto"
     stored = read_stored_identity(os.path.join(folder, "config.yaml")) if run.resume else None
     for name in sorted({*stored.inputs, *identity.inputs}) if stored else ():
         a, b = stored.inputs.get(name), identity.inputs.get(name)

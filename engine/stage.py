@@ -1,9 +1,6 @@
-"""What every stage script does once, before any work (`setup_stage`), the flags all stages share, and the
-seeds: seeding and the capture/restore of every random generator (for exact resume).
-
-`setup_stage` is the one place with process-wide side effects: ``logging`` (rank 0 writes this project's
-messages to stdout as plain lines, other ranks only warnings), ``--threads`` and, for the training stages,
-the torchrun process group and the seeds. The per-item randomness of training data is `datasets.keyed`.
+"""What every stage script does once before any work (`setup_stage`: the one place with process-wide side
+effects), the flags all stages share, and seeding and the capture/restore of every random generator (for exact
+resume; the per-item randomness of training data is `datasets.keyed`).
 """
 from __future__ import annotations
 
@@ -34,9 +31,6 @@ def add_stage_args(group, workers_default: int, workers_help: str) -> None:
 class _Stdout(logging.StreamHandler):
     """Writes to the ``sys.stdout`` of the moment (a test capture sees the lines); a failed write (a full disk,
     a closed pipe) fails the stage as a print would."""
-
-    def __init__(self):
-        super().__init__(sys.stdout)
 
     stream = property(lambda self: sys.stdout, lambda self, value: None)
 
