@@ -38,7 +38,6 @@ RECIPES: Dict[str, Dict[str, Any]] = {
     "tgd": dict(lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=128, epochs=200,
                 lr_decay_epochs=[40, 80, 120, 160], lr_decay_rate=0.2, augment="none", input_norm="tgd"),
 }
-DEFAULT_RECIPE = "cifar"  # the recipe of a parser without a --dataset option
 SEED_LIMIT = 2**63  # seeds are keyed modulo 2**63 (datasets.keyed.item_seed): larger ones would repeat smaller ones
 
 RecipeRule = Callable[[Dict[str, Any]], Optional[str]]
@@ -242,7 +241,7 @@ def parse_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] 
     merged = vars(args)
     name = merged.get("recipe") or next(
         (r for r in (rule(dict(merged)) for rule in getattr(parser, "recipe_rules", ())) if r), None)
-    merged["recipe"] = name or (dataset_info(merged["dataset"]).recipe if merged.get("dataset") else DEFAULT_RECIPE)
+    merged["recipe"] = name or (dataset_info(merged["dataset"]).recipe if merged.get("dataset") else "cifar")
     recipe = RECIPES[merged["recipe"]]
     check_recipe(merged.pop("recipe_check", None), merged["recipe"])
     info = info_of(str(merged.get(arch_key) or ""))
@@ -256,7 +255,6 @@ def parse_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] 
     # the seed rule: the trial number unless --seed (or a seed: in the YAML file) is given, so trials differ
     merged["seed_from"] = "--trial" if merged.get("seed") is None else "--seed"
     merged["seed"] = int(merged.get("trial") or 0) if merged.get("seed") is None else merged["seed"]
-    merged["lr_decay_epochs"] = parse_epochs_list(merged["lr_decay_epochs"])
     if merged.get("sync_bn") and process().world_size == 1:
         log.warning("--sync_bn does nothing in one process: recorded as false")
         merged["sync_bn"] = False

@@ -1,8 +1,6 @@
-"""Evaluate any classifier checkpoint (the logic of ``evaluate.py``): top-1, top-5 (percent), the mean
-cross-entropy and the top-1 of every class, on the inputs rebuilt as the checkpoint's run built them (its
-``config``: data set and root, image size, normalisation, image-PI cache, validation split and seed) unless the
-options say otherwise. A result is stored as ``eval_<stem>-<sha8>_<dataset>_<split>.yaml``, so no result is
-ever written over another one's.
+"""Evaluate any classifier checkpoint (``evaluate.py``): top-1, top-5, mean cross-entropy and per-class top-1,
+on the inputs rebuilt as the checkpoint's run recorded them (its ``config``) unless the options say otherwise.
+A result is stored as ``eval_<stem>-<sha8>_<dataset>_<split>.yaml``: never over another one's.
 """
 from __future__ import annotations
 
@@ -32,8 +30,7 @@ SPLITS = ("test", "val")
 @torch.no_grad()
 def evaluate_model(model: torch.nn.Module, loader: DataLoader, num_classes: int,
                    device: torch.device) -> Dict[str, Any]:
-    """-> ``{"n", "top1", "top5", "loss", "per_class"}`` over ``loader``'s items ``(image, target, ...)``;
-    ``per_class``: the top-1 of each class (None for a class with no image)."""
+    """-> ``{"n", "top1", "top5", "loss", "per_class"}`` (per_class: None for a class with no image)."""
     model.eval().to(device)
     c1 = c5 = n = 0
     loss = 0.0

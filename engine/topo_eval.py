@@ -1,13 +1,10 @@
 """How close a student's latent topology is to its teacher's, measured on fixed test batches.
 
-`TopologyProbe` picks the same test items for every method, trial and seed (a fixed-key permutation of the test
-set, cut into ``batches`` batches of ``batch_size``: one batch = one point cloud, as the TopKD term sees it) and
-returns `topology.metrics.topology_metrics` of the student's embeddings against the teacher's, averaged over the
-batches (eval mode, no gradient; the student's mode is restored). The raw embeddings are used (no TopKD
-projector: KD or CRD students have none), so every method is measured alike. Persistence-image parameters,
-unless given, are fitted (`PIParams.fit`) on the eval-mode teacher's diagrams of the probe batches, so every
-student of one teacher is imaged under the same parameters. `measure_checkpoints` does the same for any saved
-teacher/student pair (``tools/topo_metrics.py``, ``evaluate.py --path_t``).
+`TopologyProbe`: `topology.metrics.topology_metrics` of the student's raw embeddings (no TopKD projector, so
+every method is measured alike) against the teacher's, averaged over fixed test batches (one batch = one point
+cloud, the same items for every method and seed). Persistence-image parameters, unless given, are fitted on the
+eval-mode teacher's diagrams, so every student of one teacher is imaged alike. `measure_checkpoints`: the same
+for any saved teacher/student pair (``tools/topo_metrics.py``, ``evaluate.py --path_t``).
 """
 from __future__ import annotations
 
@@ -39,9 +36,8 @@ DEFAULT_BATCH_SIZE = 64  # the official cloud size (TopKD's batch)
 
 
 def probe_indices(n_items: int, batches: int, batch_size: int) -> List[List[int]]:
-    """The fixed test items: ``batches`` lists of ``batch_size`` positions, the first entries of a permutation of
-    ``range(n_items)`` drawn with the constant key ``PROBE_SEED``; as many full batches as fit a smaller set (at
-    least one, of every item when fewer than ``batch_size``)."""
+    """The fixed test items: ``batches`` lists of ``batch_size`` positions of a permutation drawn with the constant
+    key ``PROBE_SEED``; as many as fit a smaller set (at least one, of every item when fewer than ``batch_size``)."""
     if batches < 1 or batch_size < 2:
         raise TopKDError(f"the topology probe needs >= 1 batch of >= 2 points (--topo_eval_batches, "
                          f"--topo_eval_batch_size), got {batches} x {batch_size}")
@@ -67,13 +63,9 @@ def embed(model: torch.nn.Module, images: torch.Tensor, layer: int) -> np.ndarra
 
 
 class TopologyProbe:
-    """Topology metrics of a student against a fixed teacher on fixed test batches (module docstring).
-
-    test_set: items ``(image, target, ...)`` or dicts with ``image``, with eval transforms; layer_t / layer_s:
-    feature indices (-1 = the embedding; layer_s defaults to layer_t); pi_params: ``{dim: PIParams}`` (default:
-    fitted on the teacher); every: measure every N epochs (None or 0: the last epoch only); name: the
-    TensorBoard prefix and the checkpoint / summary key.
-    """
+    """Topology metrics of a student against a fixed teacher on fixed test batches. layer_t / layer_s: feature
+    indices (-1 = the embedding); pi_params: ``{dim: PIParams}`` (default: fitted on the teacher); every: measure
+    every N epochs (None or 0: the last epoch only); name: the TensorBoard prefix and the summary key."""
 
     def __init__(self, teacher: torch.nn.Module, test_set: Dataset, layer_t: int = -1, layer_s: Optional[int] = None,
                  batches: int = DEFAULT_BATCHES, batch_size: int = DEFAULT_BATCH_SIZE, dims: Sequence[int] = (0,),
@@ -147,10 +139,8 @@ def measure_checkpoints(path_t: str, path_s: str, dataset: Optional[str] = None,
                         batches: int = DEFAULT_BATCHES, batch_size: int = DEFAULT_BATCH_SIZE,
                         dims: Sequence[int] = (0,), normalize: str = "diam", device: str = "cpu",
                         model_t: Optional[str] = None, model_s: Optional[str] = None) -> Dict[str, Any]:
-    """Topology metrics of any saved teacher/student pair on the probe's fixed test batches, on the data the
-    teacher's run recorded unless given. Teacher, student and data must share a class count; a network trained
-    at another image size is warned about. -> ``{"metrics", "settings", "teacher", "student", "dataset",
-    "image_size"}``."""
+    """The probe's metrics of a saved teacher/student pair, on the data the teacher's run recorded unless given
+    -> ``{"metrics", "settings", "teacher", "student", "dataset", "image_size"}``."""
     teacher, arch_t, ckpt_t = load_model(path_t, arch=model_t)
     student, arch_s, ckpt_s = load_model(path_s, arch=model_s)
     cfg_t = ckpt_t.get("config") if isinstance(ckpt_t.get("config"), dict) else {}
