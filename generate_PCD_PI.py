@@ -13,6 +13,7 @@ the stored ones, which is how train_student.py applies the RipsNet. ``--pcd FILE
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import os
@@ -101,19 +102,10 @@ def cloud_source(args):
     return source, config
 
 
-def _cloud_points(path: str) -> Any:
-    """Points per cloud of a ``--pcd`` array (read from its header), ``?`` when it cannot be read (the
-    source reports why when it is built)."""
-    import numpy as np
-
-    try:
-        return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[1])
-    except (OSError, ValueError, IndexError):
-        return "?"
-
-
 def parse(argv: Optional[Sequence[str]] = None):
     """Parse, find the teacher (or the --pcd file) and name the output folder -> ``(args, identity, inputs)``."""
+    import numpy as np
+
     from datasets import data_fingerprint
     from engine.config import check_args
     from engine.record import identity_of, input_sha256
@@ -124,7 +116,7 @@ def parse(argv: Optional[Sequence[str]] = None):
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_stage(args)  # logging, threads
-    check_args(args, parser)
+    check_args(args)
     args.dims = check_dims(args.dims)
     if args.pcd is not None and (args.path_t is not None or args.teacher_weights is not None):
         raise TopKDError("pass either a teacher (--path_t / --teacher_weights) or --pcd (ready clouds .npy), "
@@ -133,8 +125,9 @@ def parse(argv: Optional[Sequence[str]] = None):
         if not os.path.isfile(args.pcd) and not args.plan:
             raise FileNotFoundError(f"--pcd file {args.pcd} not found; pass a .npy array [num_clouds, N, D]")
         inputs = {"pcd": args.pcd}
-        name = os.path.splitext(os.path.basename(args.pcd))[0]
-        points = _cloud_points(args.pcd)
+        name, points = os.path.splitext(os.path.basename(args.pcd))[0], "?"  # "?": unreadable (the source says why)
+        with contextlib.suppress(OSError, ValueError, IndexError):  # points per cloud, from the array's header
+            points = int(np.load(args.pcd, mmap_mode="r", allow_pickle=False).shape[1])
     else:
         args.dataset = args.dataset or "cifar100"
         if args.teacher_weights:

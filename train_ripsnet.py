@@ -103,7 +103,7 @@ def parse(argv: Optional[Sequence[str]] = None):
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_stage(args)  # logging, threads
-    check_args(args, parser)
+    check_args(args)
     check_number(args.lr, "--lr", low=0, low_open=True)
     check_number(args.min_delta, "--min_delta", low=0)
     check_number(args.val_fraction, "--val_fraction", low=0, low_open=True, high=1, high_open=True)

@@ -261,7 +261,7 @@ def parse_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] 
     if merged.get("sync_bn") and pick_device(merged.get("device", "auto")).type != "cuda":
         raise TopKDError("--sync_bn needs CUDA: torch's SyncBatchNorm does not run on the CPU; drop --sync_bn")
     cfg = argparse.Namespace(**merged)
-    check_args(cfg, parser)
+    check_args(cfg)
     for flag, low in (("epochs", 1), ("batch_size", 1), ("print_freq", 1), ("num_workers", 0), ("threads", 0),
                       ("max_steps", 0)):
         value = getattr(cfg, flag, low)
@@ -288,25 +288,19 @@ def check_recipe(expected: Optional[str], name: str) -> None:
                          f"set RECIPE={name} {words}, or pass --recipe {expected} to train with the values given")
 
 
-def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+def check_args(args: argparse.Namespace) -> None:
     """Every stage's check of its options: text is valid UTF-8 (it goes into YAML files), ``--seed`` in [0, 2**63)."""
-    flags = {a.dest: next((o for o in a.option_strings if o.startswith("--")), None) for a in parser._actions}
-    for key, value in vars(args).items():
+    for key, value in vars(args).items():  # free text is named like its flag (other values are typed)
         for item in (value if isinstance(value, (list, tuple)) else [value]):
-            check_utf8(item, flags.get(key) or f"--{key}")
+            check_utf8(item, f"--{key}")
     seed = getattr(args, "seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
         raise TopKDError(f"--seed must be an integer from 0 to 2**63-1 = {SEED_LIMIT - 1}, got {seed}")
 
 
-def config_dict(cfg: argparse.Namespace) -> Dict[str, Any]:
-    """The configuration as plain YAML/pickle-safe types."""
-    return {k: plain(v) for k, v in sorted(vars(cfg).items())}
-
-
 def write_config(cfg: argparse.Namespace, path: str) -> None:
     """Write the resolved configuration as YAML (atomically)."""
-    write_yaml(path, config_dict(cfg), sort_keys=True)
+    write_yaml(path, plain(vars(cfg)), sort_keys=True)
 
 
 def teacher_run_name(arch: str, dataset: str, epochs: int, batch_size: int, lr: float, weight_decay: float,

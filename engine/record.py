@@ -235,12 +235,10 @@ def header_line(record: Mapping[str, Any]) -> str:
 
 def recorded_accuracy(ckpt: Mapping[str, Any]) -> Optional[float]:
     """The test top-1 a checkpoint records: ``best_acc`` (ours, official TopKD), ``accuracy`` (RepDistiller)."""
-    for key in ("best_acc", "accuracy"):
-        try:
-            return round(float(ckpt[key]), 4)
-        except (KeyError, TypeError, ValueError):
-            continue
-    return None
+    try:
+        return round(float(ckpt.get("best_acc", ckpt.get("accuracy"))), 4)
+    except (TypeError, ValueError):
+        return None
 
 
 # ----------------------------------------------------------------------------------------------- folders

@@ -56,8 +56,7 @@ def setup_logging(rank: int = 0) -> None:
     handler.addFilter(lambda record: _ours(record.name))
     handler.setLevel(logging.INFO if rank == 0 else logging.WARNING)
     root.addHandler(handler)
-    if root.level > logging.INFO or root.level == logging.NOTSET:
-        root.setLevel(logging.INFO)
+    root.setLevel(min(root.level or logging.INFO, logging.INFO))  # INFO, or the lower level a caller set
 
 
 def setup_stage(cfg: argparse.Namespace, training: bool = False) -> DistInfo:
@@ -86,13 +85,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     torch.use_deterministic_algorithms(bool(deterministic))
     torch.backends.cudnn.deterministic = bool(deterministic)
     torch.backends.cudnn.benchmark = not deterministic
-
-
-def worker_init_fn(worker_id: int) -> None:
-    """DataLoader workers: python/numpy seeds from the per-worker torch seed."""
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    np.random.seed(seed)
 
 
 def get_rng_state() -> Dict[str, Any]:

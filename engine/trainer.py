@@ -32,11 +32,10 @@ from datasets.keyed import KeyedItems, KeyedSampler
 from models.loading import state_dict_differences
 from topkd_io import DivergedError, TopKDError, load_checkpoint, remove_stale_temps, save_torch, write_yaml
 
-from .config import config_dict
 from .distributed import (DistInfo, all_reduce_sum, barrier, broadcast_buffers, current_dist, gather_objects,
                           pick_device)
 from .record import Identity, Run, check_epochs, check_resume, format_changes, plain, resume_changes
-from .stage import get_rng_state, set_rng_state, worker_init_fn
+from .stage import get_rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -130,11 +129,11 @@ class Trainer:
             return DeviceLoader(dataset, sampler, self.batch_size, self.device, drop_last=drop_last)
         workers = int(getattr(self.cfg, "num_workers", 0))
         # The loader's own generator draws the worker base seeds, so the global stream (dropout, ...) is
-        # consumed the same way for any worker count.
+        # consumed the same way for any worker count; training items seed the workers' generators themselves.
         generator = torch.Generator().manual_seed(int(getattr(self.cfg, "seed", 0)))
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=workers,
                           pin_memory=self.device.type == "cuda", drop_last=drop_last, generator=generator,
-                          persistent_workers=workers > 0, worker_init_fn=worker_init_fn if workers else None)
+                          persistent_workers=workers > 0)
 
     def _eval_loader(self, dataset: Dataset) -> DataLoader:
         """Every ``world_size``-th item from ``rank`` on, no padding: each item is evaluated once."""
@@ -189,7 +188,7 @@ class Trainer:
         record = {"amp": self.amp, "compile": self.compiled, "resume_history": self.history}
         if self.identity is not None:
             record["identity"] = self.identity.to_dict()
-        return {**config_dict(self.cfg), **plain(record)}
+        return plain({**vars(self.cfg), **record})
 
     def _resume(self) -> None:
         """Load the checkpoint ``resume`` names, refusing one of another network or method, or of settings a
