@@ -32,8 +32,7 @@ def evaluate_model(model: torch.nn.Module, loader: DataLoader, num_classes: int,
                    device: torch.device) -> Dict[str, Any]:
     """-> ``{"n", "top1", "top5", "loss", "per_class"}`` (per_class: None for a class with no image)."""
     model.eval().to(device)
-    c1 = c5 = n = 0
-    loss = 0.0
+    loss, c1, c5, n = 0.0, 0, 0, 0
     hits, seen = torch.zeros(num_classes, dtype=torch.long), torch.zeros(num_classes, dtype=torch.long)
     for batch in loader:
         image, target = (batch["image"], batch["target"]) if isinstance(batch, dict) else batch[:2]
@@ -135,22 +134,22 @@ def write_result(result: Dict[str, Any], out: Optional[str] = None) -> str:
     return path
 
 
-def find_results(checkpoint: str, dataset: Optional[str] = None, split: str = "test") -> List[Dict[str, Any]]:
-    """The stored evaluations of ``checkpoint`` (its current contents: matched by SHA-256) beside it."""
+def find_results(checkpoint: str) -> List[Dict[str, Any]]:
+    """The stored test-split evaluations of ``checkpoint`` (its current contents: matched by SHA-256) beside it."""
     folder, name = os.path.split(os.path.abspath(checkpoint))
     try:
         sha = file_sha256(checkpoint)
     except OSError:
         return []
     stem = glob.escape(os.path.splitext(name)[0])
-    pattern = os.path.join(glob.escape(folder), f"eval_{stem}-{sha[:8]}_*_{split}.yaml")
+    pattern = os.path.join(glob.escape(folder), f"eval_{stem}-{sha[:8]}_*_test.yaml")
     out = []
     for path in sorted(glob.glob(pattern)):
         try:
             data = read_yaml(path, "evaluation result")
         except ValueError:
             continue
-        if isinstance(data, dict) and data.get("sha256") == sha and (dataset is None or data.get("dataset") == dataset):
+        if isinstance(data, dict) and data.get("sha256") == sha:
             out.append(data)
     return out
 

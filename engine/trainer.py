@@ -114,8 +114,7 @@ class Trainer:
         self.val_loader = self._eval_loader(val_set) if val_set is not None else None
         self.selected_by = "val" if self.val_loader is not None else "test"
 
-        self.last_path = os.path.join(self.run_dir, f"{self.arch}_last.pth")
-        self.best_path = os.path.join(self.run_dir, f"{self.arch}_best.pth")
+        self.last_path, self.best_path = (os.path.join(self.run_dir, f"{self.arch}_{k}.pth") for k in ("last", "best"))
         self.start_epoch, self.global_step, self.writer = 1, 0, None
         self.best = {"score": -math.inf, "acc": 0.0, "epoch": 0, "val_acc": None}
         self.last: Dict[str, Any] = {}
@@ -185,10 +184,9 @@ class Trainer:
     def config(self) -> Dict[str, Any]:
         """The configuration recorded in config.yaml and the checkpoints: the options, what ran (``amp`` and
         ``compile`` off where they do not apply), the identity and ``--resume_override``'s history."""
-        record = {"amp": self.amp, "compile": self.compiled, "resume_history": self.history}
-        if self.identity is not None:
-            record["identity"] = self.identity.to_dict()
-        return plain({**vars(self.cfg), **record})
+        identity = {"identity": self.identity.to_dict()} if self.identity is not None else {}
+        return plain({**vars(self.cfg), "amp": self.amp, "compile": self.compiled, "resume_history": self.history,
+                      **identity})
 
     def _resume(self) -> None:
         """Load the checkpoint ``resume`` names, refusing one of another network or method, or of settings a
@@ -267,8 +265,7 @@ class Trainer:
         self.train_sampler.set_epoch(epoch)
         if hasattr(self.distiller, "set_epoch"):  # the one epoch channel (DKD's warm-up reads it)
             self.distiller.set_epoch(epoch)
-        sums: Dict[str, float] = {}
-        count = 0
+        sums, count = {}, 0
         show = self.is_main and sys.stderr.isatty()
         bar = tqdm(self.train_loader, desc=f"epoch {epoch}", leave=False, disable=not show, dynamic_ncols=True)
         for step, batch in enumerate(bar, 1):
