@@ -6,12 +6,9 @@
     python evaluate.py resnet34-b627a593.pth --dataset imagenet --data_root /data/imagenet
     python evaluate.py <run>/resnet8_best.pth --split val                          # the run's held-out part
 
-The inputs are rebuilt as the checkpoint's run recorded them (data set and root, image size, normalisation,
-image-PI cache), unless given. Prints one line; in one of our run folders (its config.yaml records an identity)
-it also writes a small YAML beside the checkpoint (``eval_<stem>-<sha8>_<dataset>_<split>.yaml``), elsewhere
-(a downloaded release) only with ``--out FILE`` or ``--out FOLDER``; ``--no_save`` writes nothing.
-`tools/collect_results.py` reads these for run folders whose checkpoints record no accuracy. The logic is in
-`engine.evaluate`.
+The inputs are rebuilt as the checkpoint's run recorded them, unless given (`engine.evaluate`). Prints one
+line; writes ``eval_<stem>-<sha8>_<dataset>_<split>.yaml`` beside the checkpoint in one of our run folders,
+elsewhere only with ``--out FILE`` or ``--out FOLDER``; ``--no_save`` writes nothing.
 """
 from __future__ import annotations
 
@@ -30,24 +27,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None, help="data set (default: the one its run recorded, else cifar100)")
     p.add_argument("--data_root", default=None, help="default: the run's, else ./data")
     p.add_argument("--split", default="test", choices=SPLITS,
-                   help="test: the data set's test split (ImageNet: its validation set); val: the held-out part "
-                        "of the training set (--val_split / --seed, default: the run's)")
+                   help="test: the test split (ImageNet: its validation set); val: the run's held-out part")
     p.add_argument("--val_split", type=float, default=None)
     p.add_argument("--seed", type=int, default=None, help="seed of the held-out split (default: the run's)")
     p.add_argument("--image_size", type=int, default=None, help="image side (default: the run's)")
     p.add_argument("--input", default=None, choices=("image", "pi"), help="pi: a PI teacher, on the image-PI cache")
     p.add_argument("--pi_root", default=None, help="with --input pi: the cache root (default: the run's)")
-    p.add_argument("--pi_cache", default=None, help="with --input pi: a cache taken with its own parameters, as "
-                                                    "train_teacher.py --pi_cache (default: the run's)")
+    p.add_argument("--pi_cache", default=None, help="with --input pi: a cache, as train_teacher.py --pi_cache")
     p.add_argument("--batch_size", type=int, default=None, help="default: the run's batch size, else 256")
     p.add_argument("--num_workers", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", default=None, help="result YAML, or a folder to hold it (default: beside the checkpoint "
                                                "in one of our run folders, else not written)")
     p.add_argument("--no_save", action="store_true", help="print only")
-    p.add_argument("--path_t", default=None,
-                   help="a teacher checkpoint: add the topology metrics of (teacher, this checkpoint) on the "
-                        "student probe's fixed test batches (engine.topo_eval)")
+    p.add_argument("--path_t", default=None, help="a teacher checkpoint: add the topology metrics of the pair")
     p.add_argument("--model_t", default=None, help="the teacher's architecture when its checkpoint does not say")
     return p
 

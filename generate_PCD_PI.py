@@ -4,27 +4,26 @@
         --dataset cifar100 --batch_size 64 --passes 256 --layer -1 --dims 0
 
 Each cloud is one shuffled, augmented training batch of ``--batch_size`` images embedded by the frozen
-teacher (no normalization; ``--layer -1`` = the FC input, an earlier stage index is global-average-pooled);
-``--passes`` passes over the training set with drop_last. ``--teacher_bn batch`` (default, the official
-stage 2) lets the teacher's BatchNorm use each batch's statistics, leaving its stored running statistics
-untouched; ``--teacher_bn eval`` uses the stored statistics. It matters because the RipsNet learned from
-these clouds is later applied to eval-mode teacher features in train_student.py: ``batch`` reproduces the
-paper's RipsNet, ``eval`` trains it on the distribution it will see. ``--pcd FILE.npy``
-takes ready clouds ``[num_clouds, N, D]`` instead. Output folder (default
-``ripsnet/data/<dataset>_<teacher>_batch<bs>_layer<l>/``): ``shards/`` (clouds and diagrams),
-``pi_dim<k>.npy`` and ``manifest.yaml``. Rerunning with the same arguments resumes where it stopped.
+teacher (``--layer -1`` = the FC input; an earlier stage is average-pooled); ``--passes`` passes over the
+training set. ``--teacher_bn batch`` (the official stage 2) uses each batch's BatchNorm statistics, ``eval``
+the stored ones, which is how train_student.py applies the RipsNet. ``--pcd FILE.npy`` takes ready clouds
+``[num_clouds, N, D]`` instead. Output folder (default ``ripsnet/data/<dataset>_<teacher>_batch<bs>_layer<l>-
+<hash>/``): ``shards/``, ``pi_dim<k>.npy`` and ``manifest.yaml``. The same command again resumes where it stopped.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import os
+import shlex
+import sys
 from typing import Any, Dict, Optional, Sequence
 
 from engine.record import option
 from engine.stage import add_stage_args, setup_stage
-from topkd_io import run_cli
+from topkd_io import TopKDError, run_cli
 
 log = logging.getLogger("generate_PCD_PI")  # by name: run as a script, __name__ is "__main__"
 
@@ -33,18 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Generate teacher point clouds and their persistence images.")
     src = p.add_argument_group("source")
     option(src, "--path_t", default=None, result=False,  # an input: in the identity by its SHA-256
-           help="teacher checkpoint (ours or official {'model': ...}), its run folder, or a folder of run "
-                "folders (default: the one finished teacher of --model_t / --dataset / --teacher_trial "
-                "under save_t_models, as the official script takes its teacher without arguments)")
+           help="teacher checkpoint, its run folder, or a folder of run folders (default: the one finished "
+                "teacher of --model_t / --dataset / --teacher_trial under save_t_models)")
     option(src, "--model_t", default=None, result=False,  # the resolved architecture is recorded instead
            help="teacher architecture when the checkpoint does not name it")
     option(src, "--teacher_trial", type=int, default=None, result=False,
            help="without an exact --path_t: take the teacher of this trial")
     option(src, "--teacher_weights", default=None, choices=("torchvision",), result=False,
-           help="instead of --path_t: torchvision's pretrained --model_t (ImageNet; from torch's hub "
-                "cache, downloaded when missing)")
-    option(src, "--pcd", default=None, help="ready point clouds .npy [num_clouds, N, D] (skips the teacher)",
-           result=False)
+           help="instead of --path_t: torchvision's pretrained --model_t (ImageNet; downloaded when missing)")
+    option(src, "--pcd", default=None, result=False, help="ready point clouds .npy [num_clouds, N, D], no teacher")
     data = p.add_argument_group("data")
     data.add_argument("--dataset", default=None, help="data set of the teacher (default cifar100); a label with --pcd")
     option(data, "--data_root", default="./data", result=False)
@@ -56,9 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--layer", type=int, default=-1, help="-1 = FC input; k = stage k, average-pooled")
     cl.add_argument("--batch_size", type=int, default=64, help="images per batch = points per cloud")
     cl.add_argument("--teacher_bn", default="batch", choices=("batch", "eval"),
-                    help="teacher BatchNorm while embedding: 'batch' = each batch's statistics, the stored "
-                         "running statistics untouched (the official stage 2; default); 'eval' = the stored "
-                         "running statistics (how train_student.py applies the RipsNet to the teacher)")
+                    help="teacher BatchNorm: each batch's statistics (the official stage 2) or the stored ones "
+                         "(as train_student.py applies the RipsNet)")
     cl.add_argument("--passes", type=int, default=256, help="passes over the training set")
     cl.add_argument("--seed", type=int, default=0)
     topo = p.add_argument_group("topology")
@@ -67,8 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     out = p.add_argument_group("output")
     option(out, "--out_dir", default=None, result=False,
            help="output folder (default: <save_dir>/<dataset>_<teacher>_batch<bs>_layer<l>-<identity hash>)")
-    option(out, "--save_dir", default=os.path.join("ripsnet", "data"), help="parent of the default --out_dir",
-           result=False)
+    option(out, "--save_dir", default=os.path.join("ripsnet", "data"), result=False, help="parent of --out_dir")
     option(out, "--plan", action="store_true", result=False,
            help="print '<status> <folder> <why>' (new, finished, partial, conflict, pending) and exit")
     option(out, "--overwrite", action="store_true", result=False,
@@ -80,20 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def teacher_source(args, arch: str):
-    """Build the teacher source and its config entries from the arguments (the teacher file is resolved)."""
+def cloud_source(args):
+    """The clouds (``--pcd``, or the teacher's embeddings) -> ``(source, the config the manifest records)``."""
     from datasets import build_datasets
     from engine.distributed import pick_device
     from models import load_model
+    from pcd.sources import ArrayCloudSource, TeacherCloudSource
     from topkd_io import file_identity
-    from pcd.sources import TeacherCloudSource
 
-    if not os.path.isfile(args.path_t):
-        raise FileNotFoundError(f"teacher checkpoint {args.path_t} not found; check --path_t")
+    if args.pcd:
+        source = ArrayCloudSource(args.pcd)
+        return source, {"source": source.config(), "dataset": args.dataset, "layer": None,
+                        "batch_size": source.points, "passes": None, "seed": args.seed}
     options = {"image_size": args.image_size} if args.image_size else {}
     data = build_datasets(args.dataset, args.data_root, download=False, val_split=0.0, seed=args.seed,
                           train_augment=True, **options)
-    model, arch, _ = load_model(args.path_t, arch=arch, num_classes=data.num_classes, in_channels=data.in_channels)
+    model, arch, _ = load_model(args.path_t, arch=args.model_t, num_classes=data.num_classes,
+                                in_channels=data.in_channels)
     identity = {"teacher": file_identity(args.path_t), "arch": arch, "num_classes": data.num_classes}
     source = TeacherCloudSource(model, data.train, batch=args.batch_size, passes=args.passes,
                                 layer=args.layer, seed=args.seed, device=pick_device(args.device).type,
@@ -105,33 +102,12 @@ def teacher_source(args, arch: str):
     return source, config
 
 
-def array_source(args):
-    from pcd.sources import ArrayCloudSource
-
-    source = ArrayCloudSource(args.pcd)
-    return source, {"source": source.config(), "dataset": args.dataset,
-                    "layer": None, "batch_size": source.points, "passes": None, "seed": args.seed}
-
-
-def _cloud_points(path: str) -> Any:
-    """Points per cloud of a ``--pcd`` array (read from its header), ``?`` when it cannot be read (the
-    source reports why when it is built)."""
+def parse(argv: Optional[Sequence[str]] = None):
+    """Parse, find the teacher (or the --pcd file) and name the output folder -> ``(args, identity, inputs)``."""
     import numpy as np
 
-    try:
-        return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[1])
-    except (OSError, ValueError, IndexError):
-        return "?"
-
-
-STAGE2_FILES = ("manifest.yaml", "shards", "pi_dim*.npy")
-
-
-def parse(argv: Optional[Sequence[str]] = None):
-    """Parse, find the teacher (or the --pcd file) and name the output folder -> ``(args, identity, inputs)``;
-    loads no data. Under ``--plan`` a teacher that does not exist yet leaves the identity pending."""
     from datasets import data_fingerprint
-    from engine.config import check_seed, check_text_options
+    from engine.config import check_args
     from engine.record import identity_of, input_sha256
     from models.pretrained import resolve_teacher_path
     from models.loading import teacher_and_arch
@@ -140,23 +116,24 @@ def parse(argv: Optional[Sequence[str]] = None):
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_stage(args)  # logging, threads
-    check_text_options(args, parser)
-    check_seed(args.seed)
+    check_args(args)
     args.dims = check_dims(args.dims)
     if args.pcd is not None and (args.path_t is not None or args.teacher_weights is not None):
-        raise ValueError("pass either a teacher (--path_t / --teacher_weights) or --pcd (ready clouds .npy), "
+        raise TopKDError("pass either a teacher (--path_t / --teacher_weights) or --pcd (ready clouds .npy), "
                          "not both")
     if args.pcd is not None:
         if not os.path.isfile(args.pcd) and not args.plan:
             raise FileNotFoundError(f"--pcd file {args.pcd} not found; pass a .npy array [num_clouds, N, D]")
         inputs = {"pcd": args.pcd}
-        name = os.path.splitext(os.path.basename(args.pcd))[0]
-        points = _cloud_points(args.pcd)
+        name, points = os.path.splitext(os.path.basename(args.pcd))[0], "?"  # "?": unreadable (the source says why)
+        with contextlib.suppress(OSError, ValueError, IndexError):  # points per cloud, from the array's header
+            points = int(np.load(args.pcd, mmap_mode="r", allow_pickle=False).shape[1])
     else:
         args.dataset = args.dataset or "cifar100"
         if args.teacher_weights:
             args.path_t = resolve_teacher_path(args.path_t, args.model_t, args.teacher_weights)
-        args.path_t, args.model_t = teacher_and_arch(args.path_t, args.model_t, args.dataset, args.teacher_trial, args.plan)
+        args.path_t, args.model_t = teacher_and_arch(args.path_t, args.model_t, args.dataset, args.teacher_trial,
+                                                     args.plan)
         inputs = {"path_t": args.path_t}
         name, points = args.model_t, args.batch_size
     hashes = {k: input_sha256(v) for k, v in inputs.items()}  # a missing teacher: None (pending)
@@ -168,43 +145,30 @@ def parse(argv: Optional[Sequence[str]] = None):
     return args, identity, inputs
 
 
-def rebuild_line(argv: Optional[Sequence[str]], out_dir: str) -> str:
-    """This command line as the manifest records it (readers print it to rebuild the folder): ``--max_shards``
-    dropped, ``--out_dir`` pinned to the folder written."""
-    import shlex
-    import sys
-
-    from topkd_io import pinned_command
-
-    words = ["python", "generate_PCD_PI.py", *(sys.argv[1:] if argv is None else argv)]
-    return pinned_command(shlex.join(words), "--out_dir", out_dir, drop=("--max_shards",))
-
-
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Run stage 2 -> its manifest. Ctrl-C exits with status 130 and logs the command that resumes the run
-    (this command, ``--out_dir`` pinned: a rerun keeps the finished shards)."""
+    """Run stage 2 -> its manifest."""
     from engine.distributed import pick_device
     from engine.record import plan_run, provenance
     from pcd.generate import generate
     from pcd.manifest import stage2_state
+    from topkd_io.checksums import pinned_command
 
     args, identity, inputs = parse(argv)  # hashes the input files: may take a while
+    # the folder, or why to stop here; an unfinished one is continued
     run = plan_run(args.out_dir, identity, functools.partial(stage2_state, args.out_dir, identity), inputs,
                    plan=args.plan, overwrite=args.overwrite, self_resuming=True, flag="--out_dir", what="stage-2",
-                   files=STAGE2_FILES)  # the folder, or why to stop here; an unfinished one is continued
+                   files=("manifest.yaml", "shards", "pi_dim*.npy"))
     if run.stop:
         return run.outcome
-    source, config = array_source(args) if args.pcd else teacher_source(args, args.model_t)
-    command = rebuild_line(argv, args.out_dir)
+    source, config = cloud_source(args)
+    # the command line the manifest records (readers print it to rebuild the folder), --out_dir pinned
+    words = ["python", "generate_PCD_PI.py", *(sys.argv[1:] if argv is None else argv)]
+    command = pinned_command(shlex.join(words), "--out_dir", args.out_dir, drop=("--max_shards",))
     record = {"identity": identity.to_dict(), "provenance": provenance(inputs, pick_device(args.device).type)}
     with run.claim():  # the folder's lock while the shards are written
-        try:
-            manifest = generate(source, args.out_dir, config, dims=args.dims, shard_size=args.shard_size,
-                                max_shards=args.max_shards, n_jobs=args.n_jobs, progress=not args.no_progress,
-                                command=command, record=record)
-        except KeyboardInterrupt:  # run_cli's hint (--resume) is the training stages'; this one reruns its command
-            log.warning(f"interrupted: the finished shards in {args.out_dir} are kept; resume with: {command}")
-            raise SystemExit(130) from None
+        manifest = generate(source, args.out_dir, config, dims=args.dims, shard_size=args.shard_size,
+                            max_shards=args.max_shards, n_jobs=args.n_jobs, progress=not args.no_progress,
+                            command=command, record=record)
     if manifest["complete"]:
         log.info(f"stage 2 done: {source.num_clouds} clouds of {source.points} x {source.dim} -> {args.out_dir} "
                  f"(pi_dim{{{','.join(map(str, args.dims))}}}.npy, manifest.yaml)")

@@ -4,11 +4,9 @@
     python generate_image_PI.py --dataset imagefolder --data_root ./data/cinic10 --name cinic10 \
         --splits train valid test
 
-Writes `<out>/<name>_<split>/` (pi.npy `[N, 2C, 50, 50]`, targets.npy, manifest.yaml with the size and
-SHA-256 of both; `parts/` while it runs; see `datasets.pi_images`). PIs come from the un-normalized,
-un-augmented images (ToTensor only) and by default equal the official ones (persim layout, 8-bit levels
-stored as uint8). Rerun the same command to resume an interrupted run (finished chunks are verified and
-kept) or to repair a damaged cache; `--overwrite` recomputes.
+Writes `<out>/<name>_<split>/` (pi.npy `[N, 2C, 50, 50]`, targets.npy, manifest.yaml; `datasets.pi_images`)
+from the un-normalized, un-augmented images; by default the official images (persim layout, 8-bit levels).
+The same command again resumes an interrupted run or repairs a damaged cache; `--overwrite` recomputes.
 """
 from __future__ import annotations
 
@@ -39,8 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="./data/image_pi", help="cache root; each split goes to <out>/<name>_<split>")
     add_stage_args(p, os.cpu_count() or 1, "worker processes computing the PIs")
     p.add_argument("--chunk_size", type=int, default=512, help="images per chunk (unit of work and of resume)")
-    p.add_argument("--dtype", default=None, choices=DTYPES,
-                   help="storage type of the PIs (default: uint8 for 8-bit PIs, as the official PNGs; else float16)")
+    p.add_argument("--dtype", default=None, choices=DTYPES, help="storage type (default: uint8 for 8-bit PIs)")
     p.add_argument("--overwrite", action="store_true", help="replace a cache made with other settings")
     g = p.add_argument_group("persistence image (defaults: the TGD paper)")
     g.add_argument("--resolution", type=int, default=50)
@@ -50,8 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--min_persistence", type=float, default=1e-3, help="drop points with persistence <= this")
     g.add_argument("--min_lifetime", type=float, default=0.02, help="keep points with persistence > this")
     g.add_argument("--layout", default="persim", choices=sorted(PI_LAYOUTS),
-                   help="persim: the official images (pixel-integrated Gaussian, persistence upward); "
-                        "gudhi: this package's earlier point-sampled layout")
+                   help="persim: the official images (pixel-integrated Gaussian); gudhi: point-sampled")
     g.add_argument("--quantize", default="uint8", choices=QUANTIZATIONS,
                    help="uint8: 8-bit levels as the official PNG files; none: float images")
     return p

@@ -3,10 +3,9 @@
     python train_ripsnet.py --data_dir ripsnet/data/cifar100_resnet56_batch64_layer-1-<hash> --dim 0 --operator mean
     python train_ripsnet.py            # the official README: the one complete stage-2 folder under ripsnet/data
 
-Writes ``ripsnet/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>_<pooling>-<identity hash>/`` (or ``--run_dir``): ``<pooling>_best.pth``
-(for train_student.py; read by ``topology.ripsnet.load_ripsnet``), ``<pooling>_last.pth`` (``--resume``),
-``config.yaml``, ``summary.yaml`` and ``tb/``. Prints the validation MSE and the error of the
-RipsNet images against the exact ones on the held-out clouds.
+Writes ``ripsnet/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>_<pooling>-<identity hash>/`` (or ``--run_dir``):
+``<pooling>_best.pth`` (for train_student.py), ``<pooling>_last.pth`` (``--resume``), ``config.yaml``,
+``summary.yaml`` and ``tb/``; logs the validation MSE and the error against the exact images of held-out clouds.
 """
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ import argparse
 import functools
 import logging
 import os
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from engine.record import option
 from engine.stage import add_stage_args, setup_stage
@@ -38,20 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     option(p, "--data_dir", default=None, result=False,  # an input: in the identity by its content
            help="folder written by generate_PCD_PI.py (default: the one complete stage-2 folder under "
                 "ripsnet/data, of --model_t / --dataset when given)")
-    option(p, "--model_t", default=None, help="without --data_dir: take the stage-2 folder of this teacher",
-           result=False)
-    option(p, "--dataset", default=None, help="without --data_dir: take the stage-2 folder of this data set",
-           result=False)
+    option(p, "--model_t", default=None, result=False, help="without --data_dir: the stage-2 folder of this teacher")
+    option(p, "--dataset", default=None, result=False, help="without --data_dir: the stage-2 folder of this data set")
     p.add_argument("--dim", type=int, default=0, help="homology dim of the images to learn (0 or 1)")
     p.add_argument("--operator", "--pooling", dest="pooling", default="mean", choices=("mean", "sum"))
     p.add_argument("--units", type=_units, default=None,
-                   help="the 8 widths D,a,b,c,50,100,200,R*R, comma-separated (default: the table for the feature width D)")
+                   help="the 8 widths D,a,b,c,50,100,200,R*R, comma-separated (default: the table for the width D)")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--val_batch_size", type=int, default=32)
     p.add_argument("--val_fraction", type=float, default=0.25)
-    option(p, "--epochs", type=int, default=1000, help="maximum epochs (early stopping ends sooner)",
-           resume="continue")
+    option(p, "--epochs", type=int, default=1000, resume="continue", help="maximum epochs (early stopping)")
     p.add_argument("--patience", type=int, default=50)
     p.add_argument("--min_delta", type=float, default=0.0, help="smallest validation-MSE drop that counts")
     p.add_argument("--seed", type=int, default=0)
@@ -64,53 +60,42 @@ def build_parser() -> argparse.ArgumentParser:
            help="with --resume: apply changed options (lr, batch, seed, data, ...) instead of refusing them")
     option(p, "--no_progress", action="store_true", result=False)
     option(p, "--no_verify", action="store_true", result=False,
-           help="skip the SHA-256 check of the stage-2 files (sizes and the manifest's own checksum are "
-                "still checked; logged)")
+           help="skip the SHA-256 check of the stage-2 files (sizes and the manifest's checksum are still checked)")
     from engine.config import add_folder_args
 
     add_folder_args(p)
     return p
 
 
-def default_run_name(data_dir: str, dim: int, pooling: str) -> str:
-    """``<dataset>_<teacher>_batch<bs>_<layer>_dim<k>_<pooling>`` from the stage-2 manifest (the run folder adds
-    the identity hash); for a stage-2 folder not made yet, ``<its name>_dim<k>_<pooling>``."""
-    from pcd.manifest import read_manifest
-    from pcd.ripsnet_paths import stage3_run_name
-
-    if not os.path.isfile(os.path.join(data_dir, "manifest.yaml")):
-        return f"{os.path.basename(os.path.normpath(data_dir))}_dim{dim}_{pooling}"
-    cfg = read_manifest(data_dir)["config"]
-    src = cfg.get("source", {})
-    teacher = src.get("arch") or os.path.splitext(os.path.basename(src.get("file", {}).get("path", "pcd")))[0]
-    dataset = cfg.get("dataset") or "pcd"
-    return stage3_run_name(dataset, teacher, cfg.get("batch_size"), cfg.get("layer"), dim) + f"_{pooling}"
-
-
-def data_identity(data_dir: str, dim: int):
-    """The stage-2 data this run reads, as one SHA-256: the stage-2 identity hash and the recorded SHA-256 of
-    ``pi_dim<k>.npy`` (None while the folder does not exist: a planned run; a folder that is unfinished or
-    lacks that dim gets a value, and the stage's own reader says what is wrong with it)."""
+def stage2_data(data_dir: str, dim: int, pooling: str) -> Tuple[str, Optional[str]]:
+    """-> ``(run name, data hash)`` of the stage-2 folder read. The name: ``<dataset>_<teacher>_batch<bs>_<layer>_
+    dim<k>_<pooling>`` from its manifest (the run folder adds the identity hash); the hash: of the stage-2 identity
+    and the recorded SHA-256 of ``pi_dim<k>.npy``. A folder not made yet: its own name and None (a planned run);
+    a damaged, unfinished or dim-less one still gets a hash, and the stage's own reader says what is wrong."""
     import hashlib
 
     from engine.record import input_sha256
     from pcd.manifest import read_manifest
+    from pcd.ripsnet_paths import stage3_run_name
 
-    if not os.path.isfile(os.path.join(data_dir, "manifest.yaml")):
-        return None
+    path, name = os.path.join(data_dir, "manifest.yaml"), f"{os.path.basename(os.path.normpath(data_dir))}_dim{dim}"
+    if not os.path.isfile(path):
+        return f"{name}_{pooling}", None
     try:
         manifest = read_manifest(data_dir)
     except (OSError, ValueError):  # damaged or edited: the stage's reader says so (with the rebuild command)
-        return input_sha256(os.path.join(data_dir, "manifest.yaml"))
-    entry = (manifest.get("pi") or {}).get(dim) or (manifest.get("pi") or {}).get(str(dim)) or {}
+        return f"{name}_{pooling}", input_sha256(path)
+    cfg, src, pi = manifest["config"], manifest["config"].get("source", {}), manifest.get("pi") or {}
+    teacher = src.get("arch") or os.path.splitext(os.path.basename(src.get("file", {}).get("path", "pcd")))[0]
+    name = stage3_run_name(cfg.get("dataset") or "pcd", teacher, cfg.get("batch_size"), cfg.get("layer"), dim)
+    images = (pi.get(dim) or pi.get(str(dim)) or {}).get("sha256") if manifest.get("complete") else "unfinished"
     stage2 = (manifest.get("identity") or {}).get("hash", "")
-    images = entry.get("sha256") if manifest.get("complete") else "unfinished"
-    return hashlib.sha256(f"{stage2}:{images}".encode()).hexdigest()
+    return f"{name}_{pooling}", hashlib.sha256(f"{stage2}:{images}".encode()).hexdigest()
 
 
 def parse(argv: Optional[Sequence[str]] = None):
     """Parse, find the stage-2 folder and name the run folder -> ``(args, identity)``; trains nothing."""
-    from engine.config import check_seed, check_text_options
+    from engine.config import check_args
     from engine.record import identity_of
     from pcd.manifest import find_stage2
     from topkd_io import check_number
@@ -118,8 +103,7 @@ def parse(argv: Optional[Sequence[str]] = None):
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_stage(args)  # logging, threads
-    check_text_options(args, parser)
-    check_seed(args.seed)
+    check_args(args)
     check_number(args.lr, "--lr", low=0, low_open=True)
     check_number(args.min_delta, "--min_delta", low=0)
     check_number(args.val_fraction, "--val_fraction", low=0, low_open=True, high=1, high_open=True)
@@ -127,15 +111,15 @@ def parse(argv: Optional[Sequence[str]] = None):
         args.data_dir = find_stage2(arch=args.model_t, dataset=args.dataset)
     elif not os.path.isdir(args.data_dir) and not args.plan:
         raise FileNotFoundError(f"--data_dir {args.data_dir} not found; run generate_PCD_PI.py first")
-    identity = identity_of(parser, vars(args), {"data_dir": data_identity(args.data_dir, args.dim)})
-    args.run_dir = args.run_dir or os.path.join(
-        args.save_dir, f"{default_run_name(args.data_dir, args.dim, args.pooling)}-{identity.hash}")
+    name, data_hash = stage2_data(args.data_dir, args.dim, args.pooling)
+    identity = identity_of(parser, vars(args), {"data_dir": data_hash})
+    args.run_dir = args.run_dir or os.path.join(args.save_dir, f"{name}-{identity.hash}")
     return args, identity
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     from engine.record import plan_run, provenance
-    from engine.trainer import pick_device
+    from engine.distributed import pick_device
     from pcd.ripsnet_train import RipsNetTrainConfig, RipsNetTrainer, ripsnet_files, ripsnet_state
 
     args, identity = parse(argv)
@@ -156,11 +140,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     trainer = RipsNetTrainer(cfg)  # reads and checks the stage-2 data
     with run.claim():  # the folder's lock while the run writes it
         summary = trainer.fit()
-    h = summary["held_out"]
-    log.info(f"best validation MSE {summary['best_val_mse']:.4e} (epoch {summary['best_epoch']} of "
-             f"{summary['epochs_run']}); held-out images ({summary['n_val']} clouds) vs exact: mean abs "
-             f"{h['mean_abs']:.4e}, max abs {h['max_abs']:.4e}, relative L2 {h['rel_l2']:.4e}; "
-             f"checkpoint {summary['checkpoint']}")
+    log.info("best validation MSE {best_val_mse:.4e} (epoch {best_epoch} of {epochs_run}); held-out images ({n_val} "
+             "clouds) vs exact: mean abs {held_out[mean_abs]:.4e}, max abs {held_out[max_abs]:.4e}, relative L2 "
+             "{held_out[rel_l2]:.4e}; checkpoint {checkpoint}".format(**summary))
     return summary
 
 

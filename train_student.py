@@ -3,21 +3,12 @@
     python train_student.py --path_t save_t_models/resnet56_cifar100_lr_0.05_decay_0.0005_trial_0/resnet56_best.pth \
         --model_s resnet20 --distill kd -r 1 -a 2 -d 5 --rips_path ripsnet/<run>/mean_best.pth
 
-Loss: ``gamma * CE + alpha * KD + beta * <method term> + delta * TDA`` (each term logged separately).
-The method options are not written here: the parser is built from the registry (`distiller.registry`),
-each method declaring its own options, defaults, data needs and run tag (`distiller.options`), and from
-TopKD's topology term (`distiller.topkd.TopologyTerm`), which `build` attaches to the method.
-``-r/-a/-b`` left out take the method's defaults; an option the chosen method does not declare is an
-error. ``-d 0`` (default) = no topology term; ``--method topkd`` uses the frozen RipsNet of ``--rips_path``,
-``--method topkd_exact`` the exact differentiable persistence images.
+Loss: ``gamma * CE + alpha * KD + beta * <method term> + delta * TDA`` (each term logged separately). The
+method options are declared by the methods of the registry (`distiller.options`) and by TopKD's topology term
+(`distiller.topkd.TopologyTerm`), which `build` attaches to the method; ``-d 0`` (default) = no topology term.
 Run folder: <save_dir>/S-<s>_T-<t>_<dataset>_<distill>[+<method>]_r-<g>_a-<a>[_b-<b>]_d-<d>_trial_<n>-<hash>/
-(the part after <dataset> is the method's and the topology term's run tag; <hash> is the run's identity,
-`engine.record`: every option that changes the result and the SHA-256 of every input file). The seed is
-the trial number unless --seed is given.
-
-Every run, whatever the method, also measures how close the student's latent topology is to the teacher's
-(`engine.topo_eval.TopologyProbe`: diagram distances, persistence-image MSE and linear CKA on fixed test
-batches) at the last epoch, or every ``--topo_eval_every`` epochs; ``--topo_eval_batches 0`` turns it off.
+(<hash>: the run's identity, `engine.record`). Every run also measures the student's latent topology against
+the teacher's (`engine.topo_eval.TopologyProbe`) at the last epoch, or every ``--topo_eval_every`` epochs.
 """
 from __future__ import annotations
 
@@ -47,40 +38,33 @@ def option_owners() -> List[Tuple[str, Any]]:
     """``(name, class)`` for every student method, in registration order, then the topology term."""
     from distiller.topkd import TopologyTerm
 
-    return list(student_methods().items()) + [("topology", TopologyTerm)]
-
-
-def method_recipe(options: Dict[str, Any]) -> Optional[str]:
-    """The recipe the ``--distill`` method declares (``recipe = "tgd"``), None for the data set's."""
-    from distiller import canonical_name
-
-    method = student_methods().get(canonical_name(options.get("distill") or ""))
-    return getattr(method, "recipe", None)
+    return [*student_methods().items(), ("topology", TopologyTerm)]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from distiller import aliases_of
+    from distiller import aliases_of, canonical_name
     from distiller.options import collect, default_text
     from distiller.topkd import TopologyTerm
+
+    def method_recipe(options: Dict[str, Any]) -> Optional[str]:  # the --distill method's (TGD's), else None
+        return getattr(student_methods().get(canonical_name(options.get("distill") or "")), "recipe", None)
 
     parser = StageParser(description="Distil a teacher into a student (KD, FitNet, ..., TopKD).",
                          recipe_rules=[method_recipe])
     g = parser.add_argument_group("networks")
     g.add_argument("--model_s", default="resnet8", help="student architecture (models.model_dict)")
     option(g, "--path_t", default=None, result=False,  # an input: in the identity by its SHA-256
-           help="teacher checkpoint (ours or official {'model': ...}), its run folder, or a folder of run "
-                "folders to search (default: the one finished teacher of --model_t / --teacher_trial "
-                "under save_t_models; see models.run_names)")
+           help="teacher checkpoint, its run folder, or a folder of run folders (default: the one finished "
+                "teacher of --model_t / --teacher_trial under save_t_models)")
     g.add_argument("--model_t", default=None, help="teacher architecture when the checkpoint does not name it")
     option(g, "--teacher_trial", type=int, default=None, result=False,
            help="without an exact --path_t: take the teacher of this trial")
     names = [n + (f" ({'/'.join(aliases_of(n))})" if aliases_of(n) else "") for n in student_methods()]
-    g = parser.add_argument_group("distillation")
-    g.add_argument("--distill", default="kd", help=f"method, any case: {', '.join(names)}")
+    parser.add_argument_group("distillation").add_argument("--distill", default="kd",
+                                                           help=f"method, any case: {', '.join(names)}")
     groups: Dict[str, Any] = {}
     for name, (opt, declared_by) in collect(student_methods().items()).items():
-        who = [o for o, _ in declared_by]
-        title = "every method" if len(who) >= len(student_methods()) else f"--distill {who[0]}"
+        title = "every method" if len(declared_by) >= len(student_methods()) else f"--distill {declared_by[0][0]}"
         if title not in groups:
             groups[title] = parser.add_argument_group(title)
         opt.add_to(groups[title], default_text(declared_by))
@@ -94,8 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_topo_eval_args(parser: argparse.ArgumentParser) -> None:
-    """The topology measurement of every student run (`engine.topo_eval`): what it measures after evaluation,
-    never the trained weights (eval mode, fixed items), so none of it is in the run's identity."""
+    """The topology measurement of every student run: it never changes the trained weights (not a result)."""
     from engine.topo_eval import DEFAULT_BATCH_SIZE, DEFAULT_BATCHES
     from topology.metrics import NORMALIZATIONS
 
@@ -104,33 +87,24 @@ def add_topo_eval_args(parser: argparse.ArgumentParser) -> None:
            help="measure the student's topology against the teacher's every N epochs and at the last one "
                 "(default 0: the last epoch only)")
     option(g, "--topo_eval_batches", type=int, default=DEFAULT_BATCHES, metavar="K", result=False,
-           help=f"fixed test batches measured, the same images for every method and seed "
-                f"(default {DEFAULT_BATCHES}; 0 = no measurement)")
+           help=f"fixed test batches measured, the same for every method and seed ({DEFAULT_BATCHES}; 0 = none)")
     option(g, "--topo_eval_batch_size", type=int, default=DEFAULT_BATCH_SIZE, result=False,
            help=f"points per measured cloud (default {DEFAULT_BATCH_SIZE}, the official cloud size)")
     option(g, "--topo_eval_dims", type=int, nargs="+", default=[0], choices=(0, 1), result=False,
            help="homology dimensions measured (default 0)")
     option(g, "--topo_eval_normalize", default="diam", choices=NORMALIZATIONS, result=False,
-           help="normalised distances divide each cloud by its diameter (diam, default) or mean pairwise "
-                "distance (mean)")
+           help="normalised distances: each cloud divided by its diameter or its mean pairwise distance")
 
 
 def topology_probe(cfg: argparse.Namespace, teacher, data):
-    """The run's `TopologyProbe` (None with ``--topo_eval_batches 0``); layers: the topology term's
-    (``--tda_layer_t`` / ``--tda_layer_s``) where the method has them, else the embedding (-1)."""
+    """The run's `TopologyProbe` (None with ``--topo_eval_batches 0``) at the topology term's layers, if any."""
     from engine.topo_eval import TopologyProbe
 
-    if cfg.topo_eval_batches < 0 or cfg.topo_eval_every < 0:
-        raise ValueError(f"--topo_eval_batches and --topo_eval_every must be >= 0, got {cfg.topo_eval_batches} "
-                         f"and {cfg.topo_eval_every}")
     if not cfg.topo_eval_batches:
         return None
-    if cfg.topo_eval_batch_size < 2:
-        raise ValueError(f"--topo_eval_batch_size must be >= 2 (points per cloud), got {cfg.topo_eval_batch_size}")
     layer_t = getattr(cfg, "tda_layer_t", None)
-    layer_t = -1 if layer_t is None else layer_t
-    layer_s = getattr(cfg, "tda_layer_s", None)
-    probe = TopologyProbe(teacher, data.test, layer_t=layer_t, layer_s=layer_s, batches=cfg.topo_eval_batches,
+    probe = TopologyProbe(teacher, data.test, layer_t=-1 if layer_t is None else layer_t,
+                          layer_s=getattr(cfg, "tda_layer_s", None), batches=cfg.topo_eval_batches,
                           batch_size=cfg.topo_eval_batch_size, dims=cfg.topo_eval_dims,
                           normalize=cfg.topo_eval_normalize, every=cfg.topo_eval_every or None)
     got = (len(probe.indices), len(probe.indices[0]))
@@ -141,12 +115,10 @@ def topology_probe(cfg: argparse.Namespace, teacher, data):
 
 
 def configure_method(cfg: argparse.Namespace):
-    """Pick the method (and the topology term when it composes with it), reject options they do not declare,
-    and fill in their defaults.
-
-    -> ``(method class, terms)``, ``terms`` = ``[TopologyTerm]`` or ``[]``; ``cfg.distill`` becomes the
-    registered name, options of other methods are removed from ``cfg``.
-    """
+    """Pick the method (and the topology term when it composes with it), refuse options they do not declare and
+    fill in their defaults -> ``(method class, terms)``. ``cfg.distill`` becomes the registered name, options of
+    other methods leave ``cfg``, and ``cfg.unused_options`` lists those no term uses (``-b`` of KD, the topology
+    options with ``-d 0``): left out of the run name and identity, a given loss weight among them noted."""
     from distiller import canonical_name
     from distiller.options import check_undeclared, collect, declared, resolve
     from distiller.topkd import TopologyTerm
@@ -164,6 +136,12 @@ def configure_method(cfg: argparse.Namespace):
         delattr(cfg, key)
     for owner in (method, *terms):
         vars(cfg).update(resolve(owner, cfg))
+    cfg.unused_options = list(dict.fromkeys(n for owner in (method, *terms) for n in owner.unused_options(cfg)))
+    for name in cfg.unused_options:
+        value = getattr(cfg, name, None)
+        if name in ("gamma", "alpha", "beta") and isinstance(value, (int, float)) and value:
+            log.info(f"note: {'/'.join(table[name][0].spellings())} {value} is not used by --distill {cfg.distill} "
+                     f"(no term of it takes that weight); left out of the run name and identity")
     return method, terms
 
 
@@ -175,30 +153,11 @@ def run_name(cfg: argparse.Namespace, method, terms) -> str:
     return f"S-{cfg.model_s}_T-{cfg.model_t}_{cfg.dataset}_{label}_{params}_trial_{cfg.trial}"
 
 
-def unused_options(cfg: argparse.Namespace, method, terms) -> List[str]:
-    """Options no term of the chosen method uses (``-b`` with ``--distill kd``; the topology options with
-    ``-d 0``): left out of the run name and identity; a given non-zero loss weight among them is warned about."""
-    from distiller.options import collect
-
-    unused: List[str] = []
-    for owner in (method, *terms):
-        unused += [n for n in owner.unused_options(cfg) if n not in unused]
-    table = collect(option_owners())
-    for name in unused:
-        value = getattr(cfg, name, None)
-        if name in ("gamma", "alpha", "beta") and isinstance(value, (int, float)) and value:
-            flags = "/".join(table[name][0].spellings()) if name in table else f"--{name}"
-            log.info(f"note: {flags} {value} is not used by --distill {cfg.distill} (no term of it takes that weight); "
-                     f"left out of the run name and identity")
-    return unused
-
-
 def parse(argv: Optional[Sequence[str]] = None):
-    """The options, resolved and checked -> ``(cfg, method, terms, identity, inputs)``: the method and its
-    topology term, the run's identity and flag -> path of its input files; ``cfg.run_dir`` is named after the
-    identity. Loads no data; under ``--plan`` a missing input file leaves the identity ``pending``."""
+    """The options, resolved and checked -> ``(cfg, method, terms, identity, inputs)`` (inputs: flag -> path);
+    ``cfg.run_dir`` is named after the identity. Loads no data."""
     from datasets import data_fingerprint
-    from engine.record import file_hashes, identity_of
+    from engine.record import identity_of, input_sha256
     from models import resolve_arch
     from models.loading import teacher_and_arch
 
@@ -215,8 +174,7 @@ def parse(argv: Optional[Sequence[str]] = None):
         if hasattr(owner, "input_files"):
             inputs.update(owner.input_files(cfg, must_exist=not cfg.plan))
     inputs = {k: v for k, v in inputs.items() if v}
-    cfg.unused_options = unused_options(cfg, method, terms)
-    hashes = file_hashes(inputs)
+    hashes = {k: input_sha256(v) for k, v in inputs.items()}
     hashes["data_root"] = data_fingerprint(cfg.dataset, cfg.data_root, cfg.download, must_exist=not cfg.plan)
     identity = identity_of(parser, vars(cfg), hashes, unused=cfg.unused_options, world_size=dist.world_size)
     cfg.run_dir = cfg.run_dir or os.path.join(cfg.save_dir, f"{run_name(cfg, method, terms)}-{identity.hash}")

@@ -3,12 +3,8 @@
     python train_teacher.py --model resnet56 --dataset cifar100 --data_root ./data
 
 Run folder (default): <save_dir>/<arch>_<dataset>_epoch_<E>_bs_<B>_lr_<lr>_decay_<wd>_trial_<n>-<hash>/ (the
-official TopKD naming plus the run's identity hash, `engine.record`) holding <arch>_best.pth,
-<arch>_last.pth, config.yaml (with the identity and provenance) and tb/. A folder holding another run is
-refused (`engine.record`); the seed is the trial number unless --seed is given. Hyper-parameters follow the recipe of the data
-set (engine.config.RECIPES; TGD's for ``--input pi``: SGD 0.1, wd 1e-4, batch 128, 200 epochs, x0.2 at
-40/80/120/160, no augmentation) unless flags or --config YAML say otherwise. Under torchrun, --batch_size is
-the global batch (each process gets batch_size / world_size).
+official TopKD naming plus the run's identity hash, `engine.record`). Hyper-parameters follow the data set's
+recipe (`engine.config.RECIPES`; TGD's for ``--input pi``) unless flags or a --config YAML file say otherwise.
 """
 from __future__ import annotations
 
@@ -26,27 +22,19 @@ from engine.trainer import fit
 log = logging.getLogger("train_teacher")  # by name: run as a script, __name__ is "__main__"
 
 
-def pi_input_recipe(options: Dict[str, Any]) -> Optional[str]:
-    """``--input pi``: the recipe the persistence-image data declares (TGD's)."""
-    from datasets.pi_images import PI_RECIPE
-
-    return PI_RECIPE if options.get("input") == "pi" else None
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = StageParser(description="Train a teacher network with cross-entropy.", recipe_rules=[pi_input_recipe])
-    parser.add_argument("--model", default="resnet56",
-                        help="architecture name (see models.model_dict; RepDistiller's MobileNetV2/ShuffleV1/"
-                             "ShuffleV2 accepted). Default resnet56 (official TopKD: resnet8, RepDistiller: resnet110)")
+    from datasets.pi_images import PI_RECIPE  # the recipe the persistence-image data declares (TGD's)
+
+    parser = StageParser(description="Train a teacher network with cross-entropy.",
+                         recipe_rules=[lambda options: PI_RECIPE if options.get("input") == "pi" else None])
+    parser.add_argument("--model", default="resnet56", help="architecture (models.model_dict; official names too)")
     parser.add_argument("--input", default="image", choices=("image", "pi"),
                         help="train on the images, or on their cached persistence images (TGD's PI teacher)")
     option(parser, "--pi_root", default="./data/image_pi", result=False,  # the caches count by content
-           help="with --input pi: the cache root written by generate_image_PI.py (caches "
-                "<pi_root>/<dataset>_<split> made with the default parameters)")
+           help="with --input pi: the cache root of generate_image_PI.py (<pi_root>/<dataset>_<split>)")
     option(parser, "--pi_cache", default=None, result=False,
-           help="with --input pi: an image-PI cache taken as it is, with the parameters and layout its "
-                "manifest records (a split folder <out>/<name>_train, the test split beside it, or a "
-                "root holding <dataset>_train/_test); replaces --pi_root")
+           help="with --input pi: an image-PI cache taken with the parameters its manifest records (a split "
+                "folder <out>/<name>_train, or a root holding <dataset>_train/_test); replaces --pi_root")
     add_data_args(parser)
     add_training_args(parser, save_dir="./save_t_models")
     return parser
@@ -71,10 +59,10 @@ def build_data(cfg):
 
 
 def parse(argv: Optional[Sequence[str]] = None):
-    """The options, resolved and checked -> ``(cfg, identity, inputs)``: the run's identity and flag -> path of its
-    input files; ``cfg.run_dir`` is named after the identity. Loads no data."""
+    """The options, resolved and checked -> ``(cfg, identity, inputs)`` (inputs: flag -> path); ``cfg.run_dir`` is
+    named after the identity. Loads no data."""
     from datasets import data_fingerprint
-    from engine.record import file_hashes, identity_of
+    from engine.record import identity_of, input_sha256
     from models import resolve_arch
 
     parser = build_parser()
@@ -86,7 +74,7 @@ def parse(argv: Optional[Sequence[str]] = None):
         from datasets.pi_images import pi_cache_inputs
 
         inputs.update(pi_cache_inputs(cfg.pi_root, cfg.pi_cache, cfg.dataset, must_exist=not cfg.plan))
-    hashes = file_hashes(inputs)
+    hashes = {k: input_sha256(v) for k, v in inputs.items() if v}
     if cfg.input == "image":
         hashes["data_root"] = data_fingerprint(cfg.dataset, cfg.data_root, cfg.download, must_exist=not cfg.plan)
     identity = identity_of(parser, vars(cfg), hashes, world_size=dist.world_size)

@@ -1,20 +1,6 @@
-"""Evaluate any classifier checkpoint on a data set's test or validation split (the logic of ``evaluate.py``).
-
-Checkpoints: ours, the official TopKD / RepDistiller ones, TGD's released files and torchvision weight
-files, all rebuilt by `models.load_model` (the architecture from the checkpoint, its file or folder name,
-or ``--model``). The inputs are rebuilt as the checkpoint's run built them (its ``config``): data set, data
-root, image size, normalisation, image-PI cache, validation split and seed, unless the options say otherwise;
-so ``--split val`` is the same held-out part of the training set the run selected on. Results: top-1, top-5
-(percent), the mean cross-entropy, and the top-1 of every class.
-
-`evaluate_checkpoint(options)` -> the result dict; `write_result` stores it as a small YAML (by default beside
-the checkpoint; `default_out` says where ``evaluate.py`` writes without ``--out``), named by the checkpoint's
-file, its SHA-256 prefix, the data set and the split (``eval_<stem>-<sha8>_<dataset>_<split>.yaml``), so no
-result is ever written over another one.
-
-Topology metrics of a teacher/student pair (``--path_t``): `engine.topo_eval.measure_checkpoints` (the
-probe every student run applies: fixed test batches of the same data set) of (``--path_t``, this checkpoint),
-added to the result under ``topology`` (``metrics`` and ``settings``).
+"""Evaluate any classifier checkpoint (``evaluate.py``): top-1, top-5, mean cross-entropy and per-class top-1,
+on the inputs rebuilt as the checkpoint's run recorded them (its ``config``) unless the options say otherwise.
+A result is stored as ``eval_<stem>-<sha8>_<dataset>_<split>.yaml``: never over another one's.
 """
 from __future__ import annotations
 
@@ -31,34 +17,23 @@ from datasets import build_datasets
 from datasets.pi_images import PI_RECIPE, pi_bundle
 from models import load_model
 from models.loading import infer_num_classes
-from topkd_io import file_sha256, read_yaml, write_yaml
+from topkd_io import TopKDError, file_sha256, read_yaml, write_yaml
 
 from .config import RECIPES, recorded_data_options
-from .metrics import topk_correct
 from .record import git_state, read_stored_identity, versions
 from .topo_eval import measure_checkpoints
-from .trainer import pick_device
+from .trainer import pick_device, topk_correct
 
 SPLITS = ("test", "val")
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Logits ``[N, K]`` of ``model`` (eval mode) for inputs ``x`` ``[N, C, H, W]``, on x's device."""
-    model.eval()
-    return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]) if len(x) else x
-
-
-@torch.no_grad()
 def evaluate_model(model: torch.nn.Module, loader: DataLoader, num_classes: int,
                    device: torch.device) -> Dict[str, Any]:
-    """-> ``{"n", "top1", "top5", "loss", "per_class"}`` over ``loader``'s items ``(image, target, ...)``;
-    accuracies in percent; ``per_class``: the top-1 of each class (None for a class with no image)."""
+    """-> ``{"n", "top1", "top5", "loss", "per_class"}`` (per_class: None for a class with no image)."""
     model.eval().to(device)
-    c1 = c5 = n = 0
-    loss = 0.0
-    hits = torch.zeros(num_classes, dtype=torch.long)
-    seen = torch.zeros(num_classes, dtype=torch.long)
+    loss, c1, c5, n = 0.0, 0, 0, 0
+    hits, seen = torch.zeros(num_classes, dtype=torch.long), torch.zeros(num_classes, dtype=torch.long)
     for batch in loader:
         image, target = (batch["image"], batch["target"]) if isinstance(batch, dict) else batch[:2]
         image, target = image.to(device), target.to(device)
@@ -66,34 +41,22 @@ def evaluate_model(model: torch.nn.Module, loader: DataLoader, num_classes: int,
         loss += float(F.cross_entropy(logits, target, reduction="sum"))
         k1, k5 = topk_correct(logits, target, ks=(1, 5))
         c1, c5, n = c1 + k1, c5 + k5, n + len(target)
-        right = (logits.argmax(1) == target).cpu()
         t = target.cpu()
         seen += torch.bincount(t, minlength=num_classes)
-        hits += torch.bincount(t[right], minlength=num_classes)
+        hits += torch.bincount(t[(logits.argmax(1) == target).cpu()], minlength=num_classes)
     n_ = max(n, 1)
     per_class = [None if int(s) == 0 else round(100.0 * int(h) / int(s), 4) for h, s in zip(hits, seen)]
     return {"n": n, "top1": 100.0 * c1 / n_, "top5": 100.0 * c5 / n_, "loss": loss / n_, "per_class": per_class}
 
 
-def _run_config(ckpt: Dict[str, Any]) -> Dict[str, Any]:
-    cfg = ckpt.get("config")
-    return dict(cfg) if isinstance(cfg, dict) else {}
-
-
-def data_root(options: argparse.Namespace, cfg: Dict[str, Any]) -> str:
-    """``--data_root``, else the one the run recorded, else ``./data``."""
-    return options.data_root or cfg.get("data_root") or "./data"
-
-
 def eval_data(options: argparse.Namespace, cfg: Dict[str, Any], num_classes: int):
-    """The split to evaluate on (a Dataset), built as the checkpoint's run built its data: the data set, data
-    root, image size, normalisation (``input_norm``), validation split and image-PI cache the run recorded,
+    """-> ``(dataset name, the split to evaluate on, its class count)``, built as the run recorded (``cfg``)
     unless the options say otherwise."""
     dataset = options.dataset or cfg.get("dataset") or "cifar100"
     val_split = options.val_split if options.val_split is not None else float(cfg.get("val_split") or 0.0)
     seed = options.seed if options.seed is not None else int(cfg.get("seed") or 0)
     if options.split == "val" and not val_split:
-        raise ValueError("--split val needs a validation part of the training set: the run recorded none; pass "
+        raise TopKDError("--split val needs a validation part of the training set: the run recorded none; pass "
                          "--val_split (and --seed) as the run was trained, or use --split test")
     if (options.input or cfg.get("input")) == "pi":
         pi_root, pi_cache = options.pi_root, getattr(options, "pi_cache", None)
@@ -103,52 +66,42 @@ def eval_data(options: argparse.Namespace, cfg: Dict[str, Any], num_classes: int
                          verify=not cfg.get("no_verify"),
                          input_norm=cfg.get("input_norm") or RECIPES[PI_RECIPE]["input_norm"])
     else:
-        extra = recorded_data_options(cfg, dataset, image_size=options.image_size)
-        data = build_datasets(dataset, data_root(options, cfg), download=False, val_split=val_split, seed=seed,
-                              **extra)
-    split = data.val if options.split == "val" else data.test
-    return dataset, split, data.num_classes
+        data = build_datasets(dataset, options.data_root or cfg.get("data_root") or "./data", download=False,
+                              val_split=val_split, seed=seed,
+                              **recorded_data_options(cfg, dataset, image_size=options.image_size))
+    return dataset, data.val if options.split == "val" else data.test, data.num_classes
 
 
 def evaluate_checkpoint(options: argparse.Namespace) -> Dict[str, Any]:
-    """Evaluate ``options.checkpoint`` as asked (see `build_parser` in ``evaluate.py``) -> the result dict."""
+    """Evaluate ``options.checkpoint`` as asked (``evaluate.py``'s options) -> the result dict."""
     path = options.checkpoint
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} not found; pass a .pth file")
     model, arch, ckpt = load_model(path, arch=options.model)
-    cfg = _run_config(ckpt)
-    num_classes = int(ckpt.get("num_classes") or model_classes(model))
+    cfg = dict(ckpt["config"]) if isinstance(ckpt.get("config"), dict) else {}
+    num_classes = int(ckpt.get("num_classes") or infer_num_classes(model.state_dict()))
     dataset, split, data_classes = eval_data(options, cfg, num_classes)
     if data_classes != num_classes:
-        raise ValueError(f"checkpoint {path} has {num_classes} classes but {dataset} has {data_classes}; pass the "
+        raise TopKDError(f"checkpoint {path} has {num_classes} classes but {dataset} has {data_classes}; pass the "
                          f"data set it was trained on (--dataset)")
     device = pick_device(options.device)
-    batch = int(options.batch_size or cfg.get("batch_size") or 256)
-    loader = DataLoader(split, batch_size=batch, shuffle=False, num_workers=int(options.num_workers))
+    loader = DataLoader(split, batch_size=int(options.batch_size or cfg.get("batch_size") or 256), shuffle=False,
+                        num_workers=int(options.num_workers))
     result: Dict[str, Any] = {"checkpoint": os.path.abspath(path), "sha256": file_sha256(path), "arch": arch,
-                              "dataset": dataset, "split": options.split, **evaluate_model(model, loader, num_classes,
-                                                                                           device)}
+                              "dataset": dataset, "split": options.split,
+                              **evaluate_model(model, loader, num_classes, device)}
     for key in ("best_acc", "last_acc", "accuracy", "epoch"):
         if isinstance(ckpt.get(key), (int, float)) or hasattr(ckpt.get(key), "item"):
             result[f"recorded_{key}"] = float(ckpt[key])
-    if options.path_t:
-        result["topology"] = topology_metrics(options, path, arch, dataset, cfg, device)
+    if options.path_t:  # the probe every student run applies, at the layers of the run's topology term
+        layer_t = cfg.get("tda_layer_t")
+        out = measure_checkpoints(options.path_t, path, dataset=dataset,
+                                  data_root=options.data_root or cfg.get("data_root") or "./data",
+                                  image_size=options.image_size or cfg.get("image_size"),
+                                  layer_t=-1 if layer_t is None else int(layer_t), layer_s=cfg.get("tda_layer_s"),
+                                  device=str(device), model_t=options.model_t, model_s=arch)
+        result["topology"] = {"metrics": out["metrics"], "settings": out["settings"]}
     return result
-
-
-def model_classes(model: torch.nn.Module) -> int:
-    return infer_num_classes(model.state_dict())
-
-
-def topology_metrics(options, path: str, arch: str, dataset: str, cfg: Dict[str, Any], device) -> Dict[str, Any]:
-    """Topology metrics of (``--path_t`` teacher, this checkpoint) on the student probe's fixed test batches
-    (`engine.topo_eval.measure_checkpoints`), at the layers the run's topology term used (else the embedding)."""
-    layer_t = cfg.get("tda_layer_t")
-    out = measure_checkpoints(options.path_t, path, dataset=dataset, data_root=data_root(options, cfg),
-                              image_size=options.image_size or cfg.get("image_size"),
-                              layer_t=-1 if layer_t is None else int(layer_t), layer_s=cfg.get("tda_layer_s"),
-                              device=str(device), model_t=options.model_t, model_s=arch)
-    return {"metrics": out["metrics"], "settings": out["settings"]}
 
 
 def result_path(result: Dict[str, Any], folder: Optional[str] = None) -> str:
@@ -159,17 +112,15 @@ def result_path(result: Dict[str, Any], folder: Optional[str] = None) -> str:
 
 
 def default_out(result: Dict[str, Any]) -> Optional[str]:
-    """Where ``evaluate.py`` writes a result without ``--out``: beside the checkpoint when it lies in one of our
-    run folders (its config.yaml records an identity, `engine.record`), else nowhere (a downloaded release
-    folder is left as it is)."""
+    """Where a result goes without ``--out``: beside the checkpoint in one of our run folders (its config.yaml
+    records an identity), else nowhere (a downloaded release folder is left as it is)."""
     folder = os.path.dirname(result["checkpoint"])
     return result_path(result) if read_stored_identity(os.path.join(folder, "config.yaml")) else None
 
 
 def write_result(result: Dict[str, Any], out: Optional[str] = None) -> str:
-    """Write ``result`` as YAML (default: `result_path`; ``out`` a file, or a folder to hold the default name)
-    -> the path. An existing file is replaced only when it holds the result of the same checkpoint, data set
-    and split (ValueError otherwise)."""
+    """Write ``result`` as YAML (``out``: a file, or a folder to hold `result_path`'s name) -> the path. An existing
+    file is replaced only when it holds the result of the same checkpoint, data set and split."""
     path = result_path(result, out) if out and os.path.isdir(out) else out or result_path(result)
     if os.path.isfile(path):
         try:
@@ -177,28 +128,28 @@ def write_result(result: Dict[str, Any], out: Optional[str] = None) -> str:
         except ValueError:
             old = {}
         if not isinstance(old, dict) or any(old.get(k) != result[k] for k in ("sha256", "dataset", "split")):
-            raise ValueError(f"{path} holds another evaluation (other checkpoint, data set or split); pass another "
+            raise TopKDError(f"{path} holds another evaluation (other checkpoint, data set or split); pass another "
                              f"--out")
     write_yaml(path, {**result, "code": {**git_state(), "versions": versions()}})
     return path
 
 
-def find_results(checkpoint: str, dataset: Optional[str] = None, split: str = "test") -> List[Dict[str, Any]]:
-    """The stored evaluations of ``checkpoint`` (its current contents: matched by SHA-256) beside it."""
+def find_results(checkpoint: str) -> List[Dict[str, Any]]:
+    """The stored test-split evaluations of ``checkpoint`` (its current contents: matched by SHA-256) beside it."""
     folder, name = os.path.split(os.path.abspath(checkpoint))
-    stem = os.path.splitext(name)[0]
     try:
         sha = file_sha256(checkpoint)
     except OSError:
         return []
-    pattern = os.path.join(glob.escape(folder), f"eval_{glob.escape(stem)}-{sha[:8]}_*_{split}.yaml")
+    stem = glob.escape(os.path.splitext(name)[0])
+    pattern = os.path.join(glob.escape(folder), f"eval_{stem}-{sha[:8]}_*_test.yaml")
     out = []
     for path in sorted(glob.glob(pattern)):
         try:
             data = read_yaml(path, "evaluation result")
         except ValueError:
             continue
-        if isinstance(data, dict) and data.get("sha256") == sha and (dataset is None or data.get("dataset") == dataset):
+        if isinstance(data, dict) and data.get("sha256") == sha:
             out.append(data)
     return out
 

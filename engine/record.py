@@ -1,18 +1,12 @@
 """A run's record: its identity, its provenance, and the rule for its folder.
 
-Identity: the options declared to change the result (`option`, ``distiller.options.Option(result=...)``)
-that the run uses, facts beside them (``world_size``), and the SHA-256 of every input file by its flag (a
-folder by its ``manifest.yaml``, the data set by its fingerprint; None while missing: ``pending``). The
-folder name ends in 8 hex digits of it without the options declared ``resume="continue"`` (``--epochs``,
-precision, compilation). A resumed run may change those and the ``resume="free"`` ones; any other change is
-refused unless ``--resume_override``, a changed input file always.
-
-Folder (`plan_run`): ``new`` -> train; same identity ``finished`` / ``partial`` -> refused, or skipped /
-resumed with ``--skip_finished`` (``--resume`` continues it); another identity (``conflict``), ``pending``,
-``busy`` -> refused in one line; ``--overwrite`` deletes the stage's files (named); ``--plan`` prints the
-state. A stage never writes into the folder of one of its inputs; `Run.claim` locks the folder while the
-stage writes it (rank 0 only under torchrun). Provenance: commit, versions, date, host, device, command
-line and input files of a run.
+Identity: the options declared to change the result that the run uses, facts (``world_size``) and the SHA-256
+of every input file (None while missing: ``pending``). The folder name ends in 8 hex digits of it, without the
+options declared ``resume="continue"``; a resumed run may change those and the ``resume="free"`` ones, any other
+only with ``--resume_override``, an input file never. Folder (`plan_run`): ``new`` -> train; same identity
+``finished`` / ``partial`` -> refused, or skipped / resumed with ``--skip_finished``; ``conflict``, ``pending``
+and ``busy`` -> refused; ``--overwrite`` deletes the stage's files; ``--plan`` prints the state. A stage never
+writes into the folder of one of its inputs; `Run.claim` locks the folder while the stage writes it.
 """
 from __future__ import annotations
 
@@ -43,9 +37,8 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------- options, identity
 def option(group, *flags: str, result: bool = True, resume: str = "fixed", **kwargs):
-    """``group.add_argument`` that also declares whether the option changes the result (then it is in the
-    identity) and whether a resumed run may change it: ``resume`` ``fixed``, ``free`` or ``continue`` (free,
-    and outside the folder hash). An option declared with plain ``add_argument`` changes the result."""
+    """``group.add_argument`` that also declares whether the option changes the result (is in the identity) and
+    whether a resumed run may change it (``resume``: ``fixed``, ``free``, or ``continue``: free and unhashed)."""
     assert resume in ("fixed", "free", "continue"), resume
     action = group.add_argument(*flags, **kwargs)
     action.result, action.resume = result, resume
@@ -66,11 +59,6 @@ def input_sha256(path: Optional[str]) -> Optional[str]:
     return _SHA[key] if key in _SHA else _SHA.setdefault(key, file_sha256(path))
 
 
-def file_hashes(paths: Mapping[str, Optional[str]]) -> Dict[str, Optional[str]]:
-    """flag -> `input_sha256` of the input files that are set."""
-    return {k: input_sha256(v) for k, v in paths.items() if v}
-
-
 def plain(value: Any) -> Any:
     """A value as plain YAML/JSON types (tuples -> lists, str-keyed dicts, scalars; anything else as text)."""
     if isinstance(value, (list, tuple)):
@@ -89,7 +77,7 @@ def _same(a: Any, b: Any) -> bool:
 
 class Identity:
     """``options`` (name -> value) and ``inputs`` (flag -> SHA-256 or None) of a run; ``free``: the options a
-    resumed run may change, ``loose`` those of them outside the `hash` (from the declarations)."""
+    resumed run may change, ``loose`` those of them outside the `hash`."""
 
     def __init__(self, options: Mapping[str, Any], inputs: Optional[Mapping[str, Optional[str]]] = None,
                  free: Iterable[str] = (), loose: Iterable[str] = ()):
@@ -108,7 +96,6 @@ class Identity:
 
     @property
     def hash(self) -> str:
-        """Eight hex digits of the identity without the ``loose`` options; ``pending`` while an input is missing."""
         core = {"options": {k: v for k, v in self.options.items() if k not in self.loose}, "inputs": self.inputs}
         text = json.dumps(core, sort_keys=True, separators=(",", ":"))
         return "pending" if self.pending else hashlib.sha256(text.encode()).hexdigest()[:8]
@@ -117,8 +104,7 @@ class Identity:
         return {"hash": self.hash, "options": dict(self.options), "inputs": dict(self.inputs)}
 
     def first_difference(self, other: "Identity", ignore: Iterable[str] = ()) -> Optional[str]:
-        """``"kd_T 2.0 -> 6.0"`` (self -> other; inputs first; ``(unset)`` where one side lacks it) and a count
-        of the other differences; None if equal."""
+        """``"kd_T 2.0 -> 6.0"`` (self -> other; inputs first) and a count of the other differences; None if equal."""
         def short(sha):
             return "(missing)" if sha is None else sha[:8]
 
@@ -135,8 +121,7 @@ class Identity:
 
 def identity_of(parser, values: Mapping[str, Any], inputs: Mapping[str, Optional[str]], unused: Iterable[str] = (),
                 **facts: Any) -> Identity:
-    """The identity of a run: the options ``parser`` declares result options among ``values``, less ``unused``
-    ones (which no term of the chosen method reads), the ``facts`` and ``inputs`` (flag -> SHA-256)."""
+    """The result options ``parser`` declares among ``values`` (less ``unused``), ``facts`` and ``inputs``."""
     declared = {a.dest: a for a in parser._actions if a.option_strings}  # argparse lists no actions publicly
     resume = {k: getattr(a, "resume", "fixed") for k, a in declared.items()}
     options = {k: v for k, v in values.items()
@@ -163,7 +148,7 @@ Change = Tuple[str, Any, Any]
 
 
 def config_changes(stored: Mapping[str, Any], current: Mapping[str, Any], only: Iterable[str]) -> List[Change]:
-    """``[(key, stored, new)]`` for the keys in ``only`` that both sides hold and that differ, sorted by key."""
+    """``[(key, stored, new)]`` for the keys in ``only`` that both sides hold and that differ."""
     return [(k, stored[k], current[k]) for k in sorted(set(only))
             if k in stored and k in current and not _same(stored[k], current[k])]
 
@@ -174,50 +159,42 @@ def format_changes(changes: List[Change]) -> str:
 
 
 def resume_changes(stored: Mapping[str, Any], identity: Optional[Identity]) -> List[Change]:
-    """The options of ``identity`` that a resumed run may not change and that differ from the stored
-    configuration's (its recorded identity's; without one, its own values); none without an identity."""
+    """The options of ``identity`` a resumed run may not change that differ from the stored configuration's."""
     old = (stored.get("identity") or {}).get("options") or stored
     return config_changes(old, identity.options, set(identity.options) - identity.free) if identity else []
 
 
 def check_resume(path: str, changes: List[Change], override: bool, epoch: int) -> Optional[Dict[str, Any]]:
-    """Refuse ``changes`` (ValueError, one line) unless ``override``; -> the history entry to record
-    (``{"epoch": first epoch run with the new values, "changes": {key: [old, new]}}``), or None."""
+    """Refuse ``changes`` unless ``override`` -> the history entry (``{"epoch", "changes": {key: [old, new]}}``)."""
     if changes and not override:
-        raise ValueError(f"--resume: {path} was trained with other settings ({format_changes(changes)}); resume "
+        raise TopKDError(f"--resume: {path} was trained with other settings ({format_changes(changes)}); resume "
                          f"with the stored values, or add --resume_override to apply the new ones from epoch {epoch}")
     return {"epoch": int(epoch), "changes": {k: [old, new] for k, old, new in changes}} if changes else None
 
 
 def check_epochs(path: str, done: int, stored: Any, requested: int) -> Optional[str]:
-    """``--epochs`` on resume: fewer than the epochs done -> ValueError; a change -> a log line."""
+    """``--epochs`` on resume: fewer than the epochs done is refused; a change -> a line to log."""
     if requested < done:
-        raise ValueError(f"--resume: {path} has already trained {done} epochs, more than --epochs {requested}; "
+        raise TopKDError(f"--resume: {path} has already trained {done} epochs, more than --epochs {requested}; "
                          f"pass --epochs {done} or more (or start a new run folder)")
     changed = stored is not None and int(stored) != int(requested)
     return f"--epochs changed from {stored} to {requested} at epoch {done + 1}" if changed else None
 
 
 # ------------------------------------------------------------------------------------------- provenance
-PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 @functools.lru_cache(maxsize=None)
-def _git(root: str) -> Tuple[Optional[str], Optional[bool]]:
+def git_state(root: str = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) -> Dict[str, Any]:
+    """``{"commit", "dirty"}`` of the checkout holding ``root`` (None outside one, or without git)."""
     try:  # "# branch.oid <sha>", then one line per changed tracked file
-        done = subprocess.run(["git", "-C", root, "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
-                              capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):  # no git: recorded as unknown
-        return None, None
+        done = subprocess.run(["git", "-C", os.fspath(root), "status", "--porcelain=v2", "--branch",
+                               "--untracked-files=no"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
     lines = done.stdout.splitlines() if done.returncode == 0 else []
     commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), "(initial)")
-    return (None, None) if commit == "(initial)" else (commit, any(not line.startswith("#") for line in lines))
-
-
-def git_state(root: str = PROJECT) -> Dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the checkout holding ``root`` (None outside one)."""
-    commit, dirty = _git(os.fspath(root))
-    return {"commit": commit, "dirty": dirty}
+    if commit == "(initial)":
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": any(not line.startswith("#") for line in lines)}
 
 
 def versions() -> Dict[str, Optional[str]]:
@@ -231,9 +208,10 @@ def versions() -> Dict[str, Optional[str]]:
     return out
 
 
-def provenance(inputs: Optional[Mapping[str, Optional[str]]] = None, device: Any = "cpu", **extra: Any) -> Dict[str, Any]:
-    """Where a result comes from: commit, versions, date, host, device (``cuda:0 <GPU name>``, ``x<N>
-    processes`` under torchrun), command line and input files (flag -> path and SHA-256); plus ``extra``."""
+def provenance(inputs: Optional[Mapping[str, Optional[str]]] = None, device: Any = "cpu",
+               **extra: Any) -> Dict[str, Any]:
+    """Where a result comes from: commit, versions, date, host, device, command line and input files (flag ->
+    path and SHA-256); plus ``extra``."""
     device, world = str(device), process().world_size
     if device.startswith("cuda"):
         import torch
@@ -251,26 +229,22 @@ def provenance(inputs: Optional[Mapping[str, Optional[str]]] = None, device: Any
 def header_line(record: Mapping[str, Any]) -> str:
     """One line for the run header: commit, date, device."""
     commit = record.get("commit")
-    code = "no git checkout" if commit is None else f"commit {commit[:10]}" + (" (dirty)" if record.get("dirty") else "")
+    code = "no git checkout" if commit is None else f"commit {commit[:10]}{' (dirty)' if record.get('dirty') else ''}"
     return f"provenance: {code}, {record.get('date')}, {record.get('device')}, torch {record['versions'].get('torch')}"
 
 
 def recorded_accuracy(ckpt: Mapping[str, Any]) -> Optional[float]:
-    """The test top-1 a checkpoint records: ``best_acc`` (ours, official TopKD), else ``accuracy``
-    (RepDistiller's per-epoch files), else None (torchvision or TGD files record none)."""
-    for key in ("best_acc", "accuracy"):
-        try:
-            return round(float(ckpt[key]), 4)
-        except (KeyError, TypeError, ValueError):
-            continue
-    return None
+    """The test top-1 a checkpoint records: ``best_acc`` (ours, official TopKD), ``accuracy`` (RepDistiller)."""
+    try:
+        return round(float(ckpt.get("best_acc", ckpt.get("accuracy"))), 4)
+    except (TypeError, ValueError):
+        return None
 
 
 # ----------------------------------------------------------------------------------------------- folders
 @dataclass
 class FolderState:
-    """What ``folder`` holds for a run: ``status`` (new, finished, partial, conflict, pending, busy), ``detail``
-    (why, in words) and ``summary`` (a training run's accuracies)."""
+    """What ``folder`` holds for a run: ``status``, ``detail`` (why, in words), ``summary`` (accuracies)."""
 
     folder: str
     status: str
@@ -284,8 +258,8 @@ class FolderState:
 
 def compare(folder: str, stored: Optional[Identity], identity: Identity, *, started: bool, done: bool,
             epoch: Optional[int] = None, summary: Optional[Dict[str, Any]] = None, what: str = "run") -> FolderState:
-    """The state of ``folder`` for a run of ``identity``. ``started``: it holds results (a checkpoint, shards);
-    ``done``: they are complete for these settings; ``stored``: the identity it records."""
+    """The state of ``folder`` for a run of ``identity``: ``started`` (it holds results), ``done`` (complete),
+    ``stored`` (the identity it records)."""
     holder = lock_holder(folder) if os.path.isdir(folder) and process().rank == 0 else None  # rank 0's lock
     if holder is not None:
         return FolderState(folder, "busy", busy_text(os.path.join(folder, LOCK_NAME), holder))
@@ -309,9 +283,8 @@ def compare(folder: str, stored: Optional[Identity], identity: Identity, *, star
 
 
 def training_state(folder: str, identity: Identity, arch: str, epochs: int) -> FolderState:
-    """State of a stage-1/4 run folder: ``config.yaml`` (its identity) and ``<arch>_last.pth`` (its progress).
-    Finished: the last checkpoint has done ``epochs`` epochs of a run asked for ``epochs``; fewer (or a run asked
-    to go further) is partial; a run trained further than asked is a conflict."""
+    """State of a stage-1/4 run folder from ``config.yaml`` (its identity) and ``<arch>_last.pth``: finished when
+    that has done ``epochs`` epochs of a run asked for ``epochs``; a run trained further than asked is a conflict."""
     last, config = os.path.join(folder, f"{arch}_last.pth"), os.path.join(folder, "config.yaml")
     if not os.path.isfile(last):
         foreign = os.path.isdir(folder) and not os.path.isfile(config) and any(
@@ -335,54 +308,26 @@ def training_state(folder: str, identity: Identity, arch: str, epochs: int) -> F
                    done=epoch >= int(epochs) and stored_epochs == int(epochs))
 
 
-TRAINING_FILES = ("config.yaml", "summary.yaml", "tb", "*_best.pth", "*_last.pth", "eval_*.yaml")
-
-
 @dataclass
 class Run:
-    """A run folder and what `plan_run` decided for it: ``outcome`` (the stage's answer) when the run stops
-    here (``--plan``, a finished run skipped); else train in ``folder`` inside `claim`, continuing its run when
-    ``resume`` is set (a checkpoint, or ``auto``: the folder's last)."""
+    """A run folder and what `plan_run` decided: ``outcome`` (the stage's answer) when the run stops here, else
+    train in ``folder`` inside `claim`, continuing from ``resume`` when set (a checkpoint, or ``auto``)."""
 
     folder: str
     identity: Identity
     state: Callable[[], FolderState]  # the folder's state for this run (read again under the lock)
+    status: str  # the folder's status when the run was planned
     flag: str = "--run_dir"
     what: str = "run"
-    files: Sequence[str] = TRAINING_FILES  # what the stage writes there (deleted by --overwrite)
-    rule: Dict[str, bool] = field(default_factory=dict)  # resume, overwrite, skip_finished, self_resuming
+    files: Sequence[str] = ("config.yaml", "summary.yaml", "tb", "*_best.pth", "*_last.pth", "eval_*.yaml")
+    overwrite: bool = False  # delete the stage's files (``files``) before writing
     parent: Optional[Tuple[str, str]] = None  # (folder, flag) holding the run folder
-    status: str = ""  # the folder's status when the run was planned
     resume: Optional[str] = None
     outcome: Optional[Dict[str, Any]] = None
 
     @property
     def stop(self) -> bool:
         return self.outcome is not None
-
-    def decide(self, state: FolderState) -> Tuple[bool, bool]:
-        """What the run does with a folder in ``state`` -> ``(skip, resume)``; one line where it must not write."""
-        flag, folder, rule, acc = self.flag, state.folder, self.rule, _accuracies(state.summary)
-        if state.status == "busy":
-            raise TopKDError(f"{flag} {folder} is {state.detail}; wait for it to finish or choose another {flag}")
-        if rule["overwrite"]:
-            return False, False
-        if state.status == "pending":
-            raise FileNotFoundError(f"{flag} {folder}: {state.detail}; run the stage that makes it first")
-        if state.status == "conflict" and not rule["resume"]:
-            raise ValueError(f"{flag} {folder} {state.detail}; pass --overwrite to replace it, or choose another "
-                             f"{flag} (or leave it out: the run folder is named after the settings)")
-        if rule["resume"] or rule["self_resuming"] or state.status not in ("finished", "partial"):
-            return False, False
-        if not rule["skip_finished"] and state.status == "finished":
-            raise ValueError(f"{flag} {folder} {state.detail}{acc}; nothing to do: pass --skip_finished to accept "
-                             f"it, --resume with a larger --epochs to train it further, or --overwrite to train it "
-                             f"again")
-        if not rule["skip_finished"]:
-            raise ValueError(f"{flag} {folder} {state.detail}; pass --resume to continue it or --overwrite to start "
-                             f"afresh")
-        log.info(f"{'skip' if state.status == 'finished' else 'resume'}: {folder} {state.detail}{acc}")
-        return state.status == "finished", state.status == "partial"
 
     def writable(self, create: bool = True) -> None:
         """The run folder and its parent as writable folders, made where missing (``create=False``: only those
@@ -393,74 +338,81 @@ class Run:
 
     @contextlib.contextmanager
     def claim(self):
-        """Hold the folder while the ``with`` block writes it: its lock (rank 0 only: the other processes of a
-        torchrun job write nothing), then ``--overwrite``'s deletions; a folder changed since the plan is
-        refused in one line."""
+        """Hold the folder while the ``with`` block writes it (rank 0: the other processes write nothing): its lock,
+        then ``--overwrite``'s deletions; a folder changed since the plan is refused."""
         if process().rank != 0:
             yield self
             return
         self.writable()
         with FolderLock(self.folder, flag=self.flag, what=f"{self.what} folder"):
             state = self.state()
-            if self.rule["overwrite"]:
-                removed = sorted(_remove(path) for p in self.files
-                                 for path in glob.glob(os.path.join(glob.escape(self.folder), p)))
+            if self.overwrite:
+                removed = []
+                for path in sorted(p for pattern in self.files
+                                   for p in glob.glob(os.path.join(glob.escape(self.folder), pattern))):
+                    shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+                    removed.append(os.path.basename(path))
                 log.info(f"--overwrite: {self.folder}: " + (f"removed {', '.join(removed)} ({state.detail})"
                                                              if removed else "nothing to replace"))
             elif state.status != self.status:
-                raise ValueError(f"{self.flag} {self.folder} changed while this run was being prepared: it now "
+                raise TopKDError(f"{self.flag} {self.folder} changed while this run was being prepared: it now "
                                  f"{state.detail}; run the command again")
             yield self
-
-
-def _remove(path: str) -> str:
-    shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
-    return os.path.basename(path)
-
-
-def _accuracies(summary: Mapping[str, Any]) -> str:
-    if summary.get("best_acc") is None:
-        return ""
-    last = f", last {summary['last_acc']:.2f}" if isinstance(summary.get("last_acc"), (int, float)) else ""
-    return f" (best top-1 {float(summary['best_acc']):.2f}{last})"
 
 
 def plan_run(folder: str, identity: Identity, state: Callable[[], FolderState], inputs: Mapping[str, Optional[str]],
              *, plan: bool = False, resume: Any = None, overwrite: bool = False, skip_finished: bool = False,
              self_resuming: bool = False, parent: Optional[Tuple[str, str]] = None, **where: Any) -> Run:
-    """The run folder of a run and what to do with it (module docstring) -> `Run`; one line where the run must
-    not write there; nothing is written. ``state()``: the folder's `FolderState`; ``inputs``: flag -> path of
-    the input files; ``resume``: a checkpoint, ``auto`` or True; ``parent``: ``(folder, flag)`` that may hold
-    the run folder (checked when it does); ``where``: `Run`'s ``flag``, ``what`` and ``files``."""
+    """The run folder of a run and what to do with it -> `Run`, refused in one line where the run must not write
+    there; nothing is written. ``state()``: the folder's `FolderState`; ``inputs``: flag -> path; ``resume``: a
+    checkpoint, ``auto`` or True; ``parent``: ``(folder, flag)`` that may hold the folder; ``where``: `Run`'s."""
     resume = "auto" if resume is True else resume or None
     holder = parent if parent and os.path.dirname(os.path.abspath(folder)) == os.path.abspath(parent[0]) else None
-    run = Run(folder, identity, state, rule=dict(resume=bool(resume), overwrite=overwrite, skip_finished=skip_finished,
-                                                 self_resuming=self_resuming), parent=holder, **where)
     now = state()
-    run.status, key = now.status, run.flag.lstrip("-")
+    run = Run(folder, identity, state, now.status, overwrite=overwrite, parent=holder, **where)
+    flag, key = run.flag, run.flag.lstrip("-")
     if plan:
         print(now.line(), flush=True)
         run.outcome = {"plan": now.status, key: folder, "detail": now.detail}
         return run
     if resume and overwrite:
-        raise ValueError("--resume and --overwrite contradict each other: continue the run, or start it afresh")
+        raise TopKDError("--resume and --overwrite contradict each other: continue the run, or start it afresh")
     here = os.path.realpath(folder)
     for name, path in inputs.items():
         if path and here in (os.path.realpath(path), os.path.dirname(os.path.realpath(path))):
-            raise ValueError(f"{run.flag} {folder} holds this run's own input --{name} {path}; a stage never writes "
-                             f"where its inputs live (it could replace them): choose another {run.flag}")
-    skip, resumed = run.decide(now)
-    if skip:
-        run.outcome = {"skipped": True, key: folder, **now.summary}
-        return run
-    run.resume = "auto" if resumed else resume
+            raise TopKDError(f"{flag} {folder} holds this run's own input --{name} {path}; a stage never writes "
+                             f"where its inputs live (it could replace them): choose another {flag}")
+    if now.status == "busy":
+        raise TopKDError(f"{flag} {folder} is {now.detail}; wait for it to finish or choose another {flag}")
+    if now.status == "pending" and not overwrite:
+        raise FileNotFoundError(f"{flag} {folder}: {now.detail}; run the stage that makes it first")
+    if now.status == "conflict" and not (overwrite or resume):
+        raise TopKDError(f"{flag} {folder} {now.detail}; pass --overwrite to replace it, or choose another "
+                         f"{flag} (or leave it out: the run folder is named after the settings)")
+    run.resume = resume
+    if not (overwrite or resume or self_resuming) and now.status in ("finished", "partial"):
+        best, last = now.summary.get("best_acc"), now.summary.get("last_acc")
+        acc = "" if best is None else f" (best top-1 {float(best):.2f}" + (
+            f", last {last:.2f})" if isinstance(last, (int, float)) else ")")
+        if not skip_finished and now.status == "finished":
+            raise TopKDError(f"{flag} {folder} {now.detail}{acc}; nothing to do: pass --skip_finished to accept "
+                             f"it, --resume with a larger --epochs to train it further, or --overwrite to train it "
+                             f"again")
+        if not skip_finished:
+            raise TopKDError(f"{flag} {folder} {now.detail}; pass --resume to continue it or --overwrite to start "
+                             f"afresh")
+        log.info(f"{'skip' if now.status == 'finished' else 'resume'}: {folder} {now.detail}{acc}")
+        if now.status == "finished":
+            run.outcome = {"skipped": True, key: folder, **now.summary}
+            return run
+        run.resume = "auto"
     stored = read_stored_identity(os.path.join(folder, "config.yaml")) if run.resume else None
     for name in sorted({*stored.inputs, *identity.inputs}) if stored else ():
         a, b = stored.inputs.get(name), identity.inputs.get(name)
         if a != b:
-            raise ValueError(f"--resume: {folder} was trained with another --{name} file (sha256 {(a or '(none)')[:8]} "
-                             f"-> {(b or '(none)')[:8]}); resume with the same file, or start a new run (leave out "
-                             f"--resume)")
+            raise TopKDError(f"--resume: {folder} was trained with another --{name} file (sha256 "
+                             f"{(a or '(none)')[:8]} -> {(b or '(none)')[:8]}); resume with the same file, or start "
+                             f"a new run (leave out --resume)")
     if process().rank == 0:
         run.writable(create=False)
     return run
@@ -468,7 +420,7 @@ def plan_run(folder: str, identity: Identity, state: Callable[[], FolderState], 
 
 def plan_training(cfg: Any, identity: Identity, inputs: Mapping[str, Optional[str]], arch: str) -> Run:
     """`plan_run` of a training stage (1 and 4) from its options: ``cfg.run_dir`` holds ``config.yaml`` and
-    ``<arch>_last.pth`` (`training_state`); ``--plan``, ``--resume``, ``--overwrite``, ``--skip_finished``."""
+    ``<arch>_last.pth`` (`training_state`)."""
     state = functools.partial(training_state, cfg.run_dir, identity, arch, int(cfg.epochs))
     return plan_run(cfg.run_dir, identity, state, inputs, plan=cfg.plan, resume=cfg.resume, overwrite=cfg.overwrite,
                     skip_finished=cfg.skip_finished, parent=(cfg.save_dir, "--save_dir"))

@@ -1,22 +1,10 @@
 """How close a student's latent topology is to its teacher's, measured on fixed test batches.
 
-`TopologyProbe` is built once per run from the teacher and the test set: it picks the same test items for
-every method, trial and seed (a fixed-key permutation of the test set, cut into ``batches`` batches of
-``batch_size``), and on its first use computes the teacher's embeddings of them at ``layer_t`` (eval mode,
-no gradient; the teacher is frozen, so they are kept). ``probe.measure(student)`` embeds the same images with
-the student at ``layer_s`` (eval mode, no gradient; the student's mode is restored afterwards) and returns
-`topology.metrics.topology_metrics` of each batch (one batch = one point cloud, as the TopKD term sees it),
-averaged over the batches. The student's raw embedding is used (no TopKD projector: KD or CRD students have
-none), so every method is measured alike; diagrams depend on distances only, so the widths may differ.
-
-Persistence-image parameters: unless given, they are fitted (the TopKD rule, `PIParams.fit`) on the
-teacher's diagrams of the probe batches, once per dimension, and likewise on its normalised diagrams for
-the normalised image MSE. So every student of one teacher is imaged under the same parameters, in the range
-of the eval-mode teacher (stage 2's parameters describe batch-statistics embeddings, far from it).
-
-The engine's `Trainer` runs any probe (``probes=[...]``) after evaluation on the epochs ``every`` asks for
-and on the last one; it only reads ``name``, ``every``, ``measure`` and ``settings``.
-`measure_checkpoints` does the same for any saved teacher/student pair (``tools/topo_metrics.py``).
+`TopologyProbe`: `topology.metrics.topology_metrics` of the student's raw embeddings (no TopKD projector, so
+every method is measured alike) against the teacher's, averaged over fixed test batches (one batch = one point
+cloud, the same items for every method and seed). Persistence-image parameters, unless given, are fitted on the
+eval-mode teacher's diagrams, so every student of one teacher is imaged alike. `measure_checkpoints`: the same
+for any saved teacher/student pair (``tools/topo_metrics.py``, ``evaluate.py --path_t``).
 """
 from __future__ import annotations
 
@@ -32,8 +20,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from datasets import build_datasets
 from datasets.registry import builder_default
 from models import load_model
-from models.loading import infer_num_classes
 from models.common import check_layer, layer_embedding
+from models.loading import infer_num_classes
+from topkd_io import TopKDError
 from topology import metrics
 from topology.point_cloud_pi import PIParams
 
@@ -47,32 +36,17 @@ DEFAULT_BATCH_SIZE = 64  # the official cloud size (TopKD's batch)
 
 
 def probe_indices(n_items: int, batches: int, batch_size: int) -> List[List[int]]:
-    """The fixed test items: ``batches`` lists of ``batch_size`` positions, the first ``batches * batch_size``
-    entries of a permutation of ``range(n_items)`` drawn with the constant key ``PROBE_SEED``.
-
-    When the set is smaller, as many full batches as fit (at least one, of every item when fewer than
-    ``batch_size``); fewer than 2 items is a ValueError.
-    """
+    """The fixed test items: ``batches`` lists of ``batch_size`` positions of a permutation drawn with the constant
+    key ``PROBE_SEED``; as many as fit a smaller set (at least one, of every item when fewer than ``batch_size``)."""
     if batches < 1 or batch_size < 2:
-        raise ValueError(f"the topology probe needs >= 1 batch of >= 2 items, got {batches} x {batch_size}")
+        raise TopKDError(f"the topology probe needs >= 1 batch of >= 2 points (--topo_eval_batches, "
+                         f"--topo_eval_batch_size), got {batches} x {batch_size}")
     if n_items < 2:
-        raise ValueError(f"the test set holds {n_items} item(s): a point cloud needs at least 2")
+        raise TopKDError(f"the test set holds {n_items} item(s): a point cloud needs at least 2")
     size = min(batch_size, n_items)
     count = min(batches, n_items // size)
     order = np.random.default_rng(PROBE_SEED).permutation(n_items)[: count * size]
     return [order[i * size:(i + 1) * size].tolist() for i in range(count)]
-
-
-def _image(batch) -> torch.Tensor:
-    """The image tensor of a collated batch (a dataset tuple or a dict item)."""
-    if isinstance(batch, dict):
-        return batch["image"]
-    return batch[0]
-
-
-def _device_of(model: torch.nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 @torch.no_grad()
@@ -81,64 +55,46 @@ def embed(model: torch.nn.Module, images: torch.Tensor, layer: int) -> np.ndarra
     was = model.training
     model.eval()
     try:
-        feats, _ = model(images.to(_device_of(model)), is_feat=True)
+        feats, _ = model(images.to(next(model.parameters()).device), is_feat=True)
         layer = check_layer(layer, len(feats), "--topo_eval layer")
-        return layer_embedding(feats, layer).detach().to("cpu", torch.float64).numpy()
+        return layer_embedding(feats, layer).to("cpu", torch.float64).numpy()
     finally:
         model.train(was)
 
 
 class TopologyProbe:
-    """Topology metrics of a student against a fixed teacher on fixed test batches (see the module docstring).
-
-    teacher: the frozen teacher network (``model(x, is_feat=True)``); test_set: items ``(image, target, ...)``
-    or dicts with ``image``, already with eval transforms; layer_t / layer_s: feature indices (-1 = the
-    embedding; layer_s defaults to layer_t); dims: homology dimensions; normalize: ``"diam"`` / ``"mean"``;
-    pi_params: ``{dim: PIParams}`` (default: fitted on the teacher, see above); every: measure every N epochs
-    (None or 0: the last epoch only); name: the TensorBoard prefix and the checkpoint / summary key.
-    """
+    """Topology metrics of a student against a fixed teacher on fixed test batches. layer_t / layer_s: feature
+    indices (-1 = the embedding); pi_params: ``{dim: PIParams}`` (default: fitted on the teacher); every: measure
+    every N epochs (None or 0: the last epoch only); name: the TensorBoard prefix and the summary key."""
 
     def __init__(self, teacher: torch.nn.Module, test_set: Dataset, layer_t: int = -1, layer_s: Optional[int] = None,
                  batches: int = DEFAULT_BATCHES, batch_size: int = DEFAULT_BATCH_SIZE, dims: Sequence[int] = (0,),
                  normalize: str = "diam", pi_params: Optional[Dict[int, Any]] = None, every: Optional[int] = None,
                  name: str = "topo"):
-        self.teacher, self.name = teacher, name
+        if every is not None and every < 0:
+            raise TopKDError(f"--topo_eval_every must be >= 0, got {every}")
+        self.teacher, self.test_set, self.name, self.every = teacher, test_set, name, int(every) if every else None
         self.layer_t, self.layer_s = int(layer_t), int(layer_t if layer_s is None else layer_s)
-        self.dims = tuple(int(d) for d in dims)
-        for d in self.dims:
-            if d not in (0, 1):
-                raise ValueError(f"--topo_eval_dims {d}: pick homology dimensions among 0 and 1")
-        if normalize not in metrics.NORMALIZATIONS:
-            raise ValueError(f"unknown normalisation {normalize!r}; choose one of: {', '.join(metrics.NORMALIZATIONS)}")
-        self.normalize = normalize
-        self.every = int(every) if every else None
-        if self.every is not None and self.every < 0:
-            raise ValueError(f"--topo_eval_every must be >= 0, got {every}")
+        self.dims, self.normalize = tuple(int(d) for d in dims), normalize
         self.requested = (int(batches), int(batch_size))
         self.indices = probe_indices(len(test_set), int(batches), int(batch_size))
-        self.test_set = test_set
         self._given_params = dict(pi_params) if pi_params else None
         self.pi_params: Dict[int, Any] = {}
         self.pi_params_norm: Dict[int, Any] = {}
         self._images: Optional[List[torch.Tensor]] = None
         self._feat_t: Optional[List[np.ndarray]] = None
-        self.seconds = 0.0
-
-    # ------------------------------------------------------------------ fixed inputs, computed once
-    def _load_images(self) -> List[torch.Tensor]:
-        flat = [i for batch in self.indices for i in batch]
-        loader = DataLoader(Subset(self.test_set, flat), batch_size=len(self.indices[0]), shuffle=False)
-        return [_image(batch).float() for batch in loader]
 
     def _prepare(self) -> None:
+        """The probe images and the teacher's embeddings of them (and the fitted parameters), once."""
         if self._feat_t is not None:
             return
-        self._images = self._load_images()
+        loader = DataLoader(Subset(self.test_set, [i for batch in self.indices for i in batch]),
+                            batch_size=len(self.indices[0]), shuffle=False)
+        self._images = [(b["image"] if isinstance(b, dict) else b[0]).float() for b in loader]
         self._feat_t = [embed(self.teacher, x, self.layer_t) for x in self._images]
         if self._given_params is not None:
             self.pi_params = {d: p for d, p in self._given_params.items() if d in self.dims}
             return
-
         dgs = [metrics.cloud_diagrams(f, self.dims) for f in self._feat_t]
         scales = [metrics.normalization_scale(f, self.normalize) for f in self._feat_t]
         for d in self.dims:
@@ -149,7 +105,6 @@ class TopologyProbe:
                 except ValueError:  # e.g. no H1 point in the teacher's clouds: that image MSE is NaN
                     pass
 
-    # ------------------------------------------------------------------ the hook the Trainer calls
     def keys(self) -> tuple:
         return metrics.metric_keys(self.dims, self.normalize, pi_dims=self.dims,
                                    pi_dims_norm=() if self._given_params is not None else self.dims)
@@ -157,15 +112,12 @@ class TopologyProbe:
     @torch.no_grad()
     def measure(self, student: torch.nn.Module) -> Dict[str, float]:
         """Metrics of ``student`` against the teacher, means over the fixed batches (keys: `keys`)."""
-        start = time.perf_counter()
         self._prepare()
         per_batch = []
         for images, feat_t in zip(self._images, self._feat_t):
-            feat_s = embed(student, images, self.layer_s)
-            out = metrics.topology_metrics(feat_t, feat_s, self.dims, self.pi_params, self.normalize,
-                                           self.pi_params_norm or None)
+            out = metrics.topology_metrics(feat_t, embed(student, images, self.layer_s), self.dims, self.pi_params,
+                                           self.normalize, self.pi_params_norm or None)
             per_batch.append({k: out.get(k, math.nan) for k in self.keys()})
-        self.seconds = time.perf_counter() - start
         return metrics.mean_metrics(per_batch)
 
     def settings(self) -> Dict[str, Any]:
@@ -182,55 +134,36 @@ class TopologyProbe:
         }
 
 
-def trained_image_size(record: Dict[str, Any]) -> Optional[int]:
-    """The image side a run trained at: the one its config records, else its data set's default (None when
-    the record does not say)."""
-    size = record.get("image_size") or builder_default(record.get("dataset"), "image_size")
-    return int(size) if size else None
-
-
-def _checked_pair(teacher, student, ckpt_t, ckpt_s, path_t: str, path_s: str, data) -> None:
-    """ValueError (one line) unless teacher, student and data share a class count; a warning for each network
-    trained at another image size than ``data``'s."""
-    k_t, k_s = (int(c.get("num_classes") or infer_num_classes(m.state_dict()))
-                for m, c in ((teacher, ckpt_t), (student, ckpt_s)))
-    if k_s != k_t:
-        raise ValueError(f"the student {path_s} has {k_s} classes but the teacher {path_t} has {k_t}: they were "
-                         f"trained on different data; pass a student of this teacher")
-    if k_t != data.num_classes:
-        raise ValueError(f"{path_t} and {path_s} have {k_t} classes but {data.name} has {data.num_classes}; pass "
-                         f"the --dataset they were trained on")
-    for name, path, ckpt in (("teacher", path_t, ckpt_t), ("student", path_s, ckpt_s)):
-        record = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
-        size = trained_image_size(record)
-        if size and size != data.image_size:
-            log.warning(f"warning: the {name} {path} was trained on {size}-pixel images and is measured here on "
-                        f"{data.image_size}-pixel ones (--image_size {size} measures it as trained)")
-
-
 def measure_checkpoints(path_t: str, path_s: str, dataset: Optional[str] = None, data_root: str = "./data",
                         image_size: Optional[int] = None, layer_t: int = -1, layer_s: Optional[int] = None,
                         batches: int = DEFAULT_BATCHES, batch_size: int = DEFAULT_BATCH_SIZE,
                         dims: Sequence[int] = (0,), normalize: str = "diam", device: str = "cpu",
                         model_t: Optional[str] = None, model_s: Optional[str] = None) -> Dict[str, Any]:
-    """Topology metrics of any saved teacher/student pair on the probe's fixed test batches.
-
-    dataset / image_size default to what the teacher checkpoint records (its config); its other recorded data
-    options go to the data sets that take them (`engine.config.recorded_data_options`). Teacher, student and
-    data must share a class count (ValueError); a network trained at another image size is warned about.
-    Returns ``{"metrics": {...}, "settings": {...}, "teacher": arch, "student": arch, "dataset", "image_size"}``.
-    """
+    """The probe's metrics of a saved teacher/student pair, on the data the teacher's run recorded unless given
+    -> ``{"metrics", "settings", "teacher", "student", "dataset", "image_size"}``."""
     teacher, arch_t, ckpt_t = load_model(path_t, arch=model_t)
     student, arch_s, ckpt_s = load_model(path_s, arch=model_s)
     cfg_t = ckpt_t.get("config") if isinstance(ckpt_t.get("config"), dict) else {}
     dataset = dataset or ckpt_t.get("dataset") or cfg_t.get("dataset")
     if not dataset:
-        raise ValueError(f"cannot tell the data set of {path_t}; pass --dataset")
-    options = recorded_data_options(cfg_t, dataset, image_size=image_size)
-    data = build_datasets(dataset, data_root, download=False, **options)
-    _checked_pair(teacher, student, ckpt_t, ckpt_s, path_t, path_s, data)
+        raise TopKDError(f"cannot tell the data set of {path_t}; pass --dataset")
+    data = build_datasets(dataset, data_root, download=False,
+                          **recorded_data_options(cfg_t, dataset, image_size=image_size))
+    k_t, k_s = (int(c.get("num_classes") or infer_num_classes(m.state_dict()))
+                for m, c in ((teacher, ckpt_t), (student, ckpt_s)))
+    if k_s != k_t:
+        raise TopKDError(f"the student {path_s} has {k_s} classes but the teacher {path_t} has {k_t}: they were "
+                         f"trained on different data; pass a student of this teacher")
+    if k_t != data.num_classes:
+        raise TopKDError(f"{path_t} and {path_s} have {k_t} classes but {data.name} has {data.num_classes}; pass "
+                         f"the --dataset they were trained on")
+    for name, path, ckpt in (("teacher", path_t, ckpt_t), ("student", path_s, ckpt_s)):
+        record = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+        size = record.get("image_size") or builder_default(record.get("dataset"), "image_size")
+        if size and int(size) != data.image_size:
+            log.warning(f"warning: the {name} {path} was trained on {size}-pixel images and is measured here on "
+                        f"{data.image_size}-pixel ones (--image_size {size} measures it as trained)")
     dev = torch.device(device)
     probe = TopologyProbe(teacher.to(dev), data.test, layer_t, layer_s, batches, batch_size, dims, normalize)
-    values = probe.measure(student.to(dev))
-    return {"metrics": values, "settings": probe.settings(), "teacher": arch_t, "student": arch_s,
-            "dataset": dataset, "image_size": data.image_size}
+    return {"metrics": probe.measure(student.to(dev)), "settings": probe.settings(), "teacher": arch_t,
+            "student": arch_s, "dataset": dataset, "image_size": data.image_size}

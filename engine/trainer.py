@@ -1,33 +1,14 @@
 """The one training loop, for teachers and students alike: it only knows the Distiller contract.
 
-Batches are the dataset tuples, read by position under the names the data declares (``fields``:
-``image, target, index`` and what a wrapper appends, e.g. TGD's ``pi``) and passed as
-``distiller(image, target, index=..., <field>=...)`` in train mode, which returns ``(logits, {term: loss})``;
-the loss minimised is the sum of the terms and every term is logged. Evaluation calls
-``distiller(image)`` in eval mode (student logits). Optimiser: SGD with momentum over
-``distiller.learnable_parameters()``; MultiStepLR stepped once per epoch (epochs are counted from 1, so
-with milestones 150,180,210 epoch 151 is the first one at the lower rate, as in the official code).
-
-Files in ``run_dir`` (written by rank 0 only): ``config.yaml``, ``<arch>_last.pth`` and ``<arch>_best.pth``
-(atomic, every epoch), TensorBoard events in ``tb/``, and ``summary.yaml`` (atomic, at the end of `fit`:
-the summary dict, see `write_summary`). The best checkpoint is chosen by validation top-1
-when a validation set is given, else by test top-1 (the papers' convention, which is optimistic).
-
-Probes (``probes=[...]``, e.g. `engine.topo_eval.TopologyProbe`) are measurements of the student that the
-loop runs without knowing what they measure: each has a ``name``, an ``every`` (epochs; None = the last epoch
-only) and ``measure(student) -> {key: float}``, optionally ``settings() -> dict``. They run on rank 0 after
-evaluation on the epochs ``every`` divides and on the run's last epoch; their latest values go to
-TensorBoard as ``<name>/<key>``, to the checkpoints (``ckpt["probes"][name]``, with the ``epoch`` measured)
-and to the summary.
-
-Training items are drawn through `datasets.keyed.KeyedItems` / `KeyedSampler`: their randomness is keyed by
-(seed, epoch, index), so results do not depend on ``num_workers`` and ``--resume`` is bit-exact. On
-resume the run's identity is compared with the stored one (`engine.record.resume_changes`).
-
-The stage script fills ``cfg.arch`` (architecture name stored in checkpoints), ``cfg.num_classes`` and
-``cfg.dataset``; the optimisation fields come from `engine.config.parse_config`. The trainer writes nothing
-into ``cfg`` and sets no process-wide state: thread count, process group, logging and seeds are the stage's
-setup (`engine.stage.setup_stage`); messages go to ``logging`` (rank 0 only).
+A batch is the data set's tuple, named by the fields the data declares; in train mode ``distiller(image, target,
+**fields)`` returns ``(logits, {term: loss})`` and the sum of the terms is minimised (SGD with momentum,
+MultiStepLR stepped once per epoch, epochs counted from 1 as in the official code). Training items are keyed
+by (seed, epoch, index) (`datasets.keyed`): results do not depend on ``--num_workers`` and ``--resume`` is
+bit-exact. The GPU fast paths (``--compile``, ``--data_on_device``) are taken here and nowhere else. Rank 0
+writes ``config.yaml``, ``<arch>_last.pth`` / ``<arch>_best.pth`` (best by validation top-1 when a validation
+set exists, else by test top-1, the papers' convention), ``tb/`` and ``summary.yaml``. Probes (``name``,
+``every``, ``measure(student) -> {key: float}``, optional ``settings()``) run on rank 0 after evaluation on the
+epochs ``every`` divides and on the last.
 """
 from __future__ import annotations
 
@@ -38,7 +19,7 @@ import os
 import sys
 import time
 from collections import Counter
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -49,100 +30,66 @@ from tqdm import tqdm
 from datasets.bundle import ITEM_FIELDS
 from datasets.keyed import KeyedItems, KeyedSampler
 from models.loading import state_dict_differences
-from topkd_io import load_checkpoint, remove_stale_temps, save_torch, write_yaml
+from topkd_io import DivergedError, TopKDError, load_checkpoint, remove_stale_temps, save_torch, write_yaml
 
-from .config import config_dict
-from .distributed import (DistInfo, ShardSampler, all_reduce_sum, any_process, barrier, broadcast_buffers,
-                          current_dist, ddp_ignore_names, gather_objects, pick_device)
-from .metrics import RunningSums, topk_correct
+from .distributed import (DistInfo, all_reduce_sum, barrier, broadcast_buffers, current_dist, gather_objects,
+                          pick_device)
 from .record import Identity, Run, check_epochs, check_resume, format_changes, plain, resume_changes
-from .seed import get_rng_state, set_rng_state, worker_init_fn
+from .stage import get_rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
 
-def split_batch(batch, fields: Sequence[str] = ITEM_FIELDS) -> Dict[str, Any]:
-    """Dataset tuple -> ``{field: entry}`` by position (``fields``: the names the data declares, e.g.
-    ``image, target, index, pi``); a dict item (with at least ``image`` and ``target``) passes as it is."""
-    if isinstance(batch, dict):
-        if not {"image", "target"} <= set(batch):
-            raise ValueError(f"dict dataset items need 'image' and 'target' keys, got {sorted(batch)}")
-        return dict(batch)
-    if not isinstance(batch, (list, tuple)) or not 2 <= len(batch) <= len(fields):
-        raise ValueError(f"dataset items must be tuples ({', '.join(fields)}) with 2 to {len(fields)} entries "
-                         f"(the fields the data set declares)")
-    return dict(zip(fields, batch))
-
-
-def check_batch_fields(distiller, fields: Sequence[str]) -> None:
-    """ValueError (one line) when the method consumes a batch field (``batch_fields``) the data does not yield."""
-    missing = [f for f in getattr(distiller, "batch_fields", ()) if f not in fields]
-    if missing:
-        raise ValueError(f"{type(distiller).__name__} needs the batch field(s) {', '.join(missing)}, but the training "
-                         f"data yields only {', '.join(fields)}; give it data that carries them")
+def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int] = (1, 5)) -> Tuple[int, ...]:
+    """Number of samples whose target is among the top-k logits, for each k (k capped at the class count)."""
+    kmax = min(max(ks), logits.shape[1])
+    hits = logits.topk(kmax, dim=1).indices.eq(target.view(-1, 1))  # [B, kmax]
+    return tuple(int(hits[:, :min(k, kmax)].any(dim=1).sum().item()) for k in ks)
 
 
 class Trainer:
-    """Train ``distiller`` on ``train_set``, evaluate on ``test_set`` (and ``val_set``) every epoch.
-
-    ``fit()`` -> summary dict: best_acc / best_epoch (test top-1 at the selected epoch), last_acc,
-    last_top5, best_val_acc / last_val_acc (when a val set exists), selected_by, seconds_per_epoch,
-    epochs_run, best_checkpoint, last_checkpoint, probes (``{name: {key: value, "epoch": e}}``).
-    """
+    """Train ``distiller`` on ``train_set``, evaluate on ``test_set`` (and ``val_set``) every epoch; ``resume``:
+    a checkpoint (``auto``: ``run_dir``'s last); ``fit()`` -> the summary dict (``summary.yaml``'s entries)."""
 
     def __init__(self, distiller, train_set: Dataset, test_set: Dataset, cfg, run_dir: str,
                  val_set: Optional[Dataset] = None, probes: Optional[Sequence[Any]] = None,
                  fields: Sequence[str] = ITEM_FIELDS, resume: Optional[str] = None,
                  identity: Optional[Identity] = None):
-        """``probes``: see the module docstring; ``fields``: the names of a training item's entries
-        (``DataBundle.fields``); ``resume``: continue from this checkpoint (``auto``: ``run_dir``'s last);
-        ``identity``: the run's (recorded, and what a resumed run may not change: `engine.record`)."""
-        self.cfg, self.resume, self.identity = cfg, resume, identity
-        self.history: list = []  # --resume_override's changes
-        self.probes = list(probes or [])
-        names = [p.name for p in self.probes]
-        if len(set(names)) != len(names):
-            raise ValueError(f"probes need distinct names, got {names}")
-        self.probe_values: Dict[str, Dict[str, float]] = {}
-        self.run_dir = str(run_dir)
-        self.fields = tuple(fields)
-        check_batch_fields(distiller, self.fields)
-        device = pick_device(getattr(cfg, "device", "auto"))
+        self.cfg, self.resume, self.identity, self.run_dir, self.fields = cfg, resume, identity, str(run_dir), fields
+        self.probes, self.probe_values, self.history = list(probes or []), {}, []  # history: --resume_override's
+        missing = [f for f in distiller.batch_fields if f not in self.fields]
+        if missing:
+            raise TopKDError(f"{type(distiller).__name__} needs the batch field(s) {', '.join(missing)}, but the "
+                             f"training data yields only {', '.join(self.fields)}; give it data that carries them")
         self.dist: DistInfo = current_dist()
-        if device.type == "cuda":
-            device = torch.device("cuda", self.dist.local_rank)
-        self.device = device
-        self.is_main = self.dist.is_main
+        device = pick_device(getattr(cfg, "device", "auto"))
+        self.device = torch.device("cuda", self.dist.local_rank) if device.type == "cuda" else device
+        self.is_main = self.dist.rank == 0
+        # what runs is recorded (config.yaml): --amp and --compile are CUDA only, ignored elsewhere with one line
         self.amp = bool(getattr(cfg, "amp", False)) and device.type == "cuda"
-        if getattr(cfg, "amp", False) and not self.amp:  # as --compile: one line, and the record says what ran
-            log.info(f"--amp is ignored on {device.type} (CUDA only): training runs in float32")
+        self.compiled = bool(getattr(cfg, "compile", False)) and device.type == "cuda"
+        for flag, on, off in (("--amp", self.amp, "in float32"), ("--compile", self.compiled, "uncompiled")):
+            if getattr(cfg, flag[2:], False) and not on:
+                log.info(f"{flag} is ignored on {device.type} (CUDA only): training runs {off}")
         # bf16 by default (no loss scaling needed); the KD and topology terms compute in float32
         self.amp_dtype = torch.float16 if getattr(cfg, "amp_dtype", "bfloat16") == "float16" else torch.bfloat16
         self.channels_last = bool(getattr(cfg, "channels_last", False))
-        self.compiled = bool(getattr(cfg, "compile", False)) and device.type == "cuda"
-        if getattr(cfg, "compile", False) and not self.compiled:
-            log.info(f"--compile is ignored on {device.type} (CUDA only): training runs uncompiled")
 
-        self.distiller = distiller.to(device)
+        self.distiller = distiller.to(self.device)
         if getattr(cfg, "sync_bn", False) and self.dist.enabled:  # CUDA only (parse_config refuses the CPU)
             torch.nn.SyncBatchNorm.convert_sync_batchnorm(distiller.student)  # in place: the same parameters
         if self.channels_last:
-            self.distiller.to(memory_format=torch.channels_last)
-        if self.compiled:  # the GPU fast path (engine.compile), imported where used
-            from .compile import compile_networks
-
-            compile_networks(self.distiller, getattr(cfg, "compile_mode", "reduce-overhead"))
-        student = distiller.student
-        self.arch = getattr(cfg, "arch", None) or type(student).__name__
-        self.num_classes = getattr(cfg, "num_classes", None)
+            distiller.to(memory_format=torch.channels_last)
+        if self.compiled:  # in place (nn.Module.compile): state-dict keys and checkpoints are unchanged
+            for module in distiller.networks().values():
+                module.compile(mode=getattr(cfg, "compile_mode", "reduce-overhead"), dynamic=False)
+        self.arch = getattr(cfg, "arch", None) or type(distiller.student).__name__
 
         if cfg.batch_size % self.dist.world_size:
-            raise ValueError(f"--batch_size {cfg.batch_size} must be divisible by the number of processes "
+            raise TopKDError(f"--batch_size {cfg.batch_size} must be divisible by the number of processes "
                              f"({self.dist.world_size})")
         self.batch_size = cfg.batch_size // self.dist.world_size
         params = [p for p in distiller.learnable_parameters() if p.requires_grad]
-        if not params:
-            raise ValueError("the distiller has no trainable parameters")
         self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                          **({"fused": True} if self.compiled else {}))  # fused: one CUDA kernel
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(cfg.lr_decay_epochs),
@@ -150,12 +97,12 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
         self.train_model = distiller
         if self.dist.enabled:
-            distiller._ddp_params_and_buffers_to_ignore = ddp_ignore_names(distiller)
+            distiller._ddp_params_and_buffers_to_ignore = [  # the frozen networks: neither reduced nor broadcast
+                f"{attr}.{name}" for attr, net in distiller.frozen_networks().items()
+                for name, _ in [*net.named_parameters(), *net.named_buffers()]]
             self.train_model = DistributedDataParallel(
-                distiller, device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=bool(getattr(cfg, "find_unused_parameters", False)))
+                distiller, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
-        # Items are keyed by (epoch, index): augmentation does not depend on --num_workers or on resuming.
         self.train_sampler = KeyedSampler(DistributedSampler(
             train_set, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=int(cfg.seed),
             drop_last=False))
@@ -167,14 +114,11 @@ class Trainer:
         self.val_loader = self._eval_loader(val_set) if val_set is not None else None
         self.selected_by = "val" if self.val_loader is not None else "test"
 
-        self.last_path = os.path.join(self.run_dir, f"{self.arch}_last.pth")
-        self.best_path = os.path.join(self.run_dir, f"{self.arch}_best.pth")
-        self.start_epoch = 1
+        self.last_path, self.best_path = (os.path.join(self.run_dir, f"{self.arch}_{k}.pth") for k in ("last", "best"))
+        self.start_epoch, self.global_step, self.writer = 1, 0, None
         self.best = {"score": -math.inf, "acc": 0.0, "epoch": 0, "val_acc": None}
         self.last: Dict[str, Any] = {}
-        self.global_step = 0
         self.max_steps = int(getattr(cfg, "max_steps", 0) or 0)  # --max_steps: a cap over the whole run
-        self.writer = None
 
     # ----------------------------------------------------------------- data
     def _loader(self, dataset: Dataset, sampler, drop_last: bool = False) -> DataLoader:
@@ -184,18 +128,26 @@ class Trainer:
             return DeviceLoader(dataset, sampler, self.batch_size, self.device, drop_last=drop_last)
         workers = int(getattr(self.cfg, "num_workers", 0))
         # The loader's own generator draws the worker base seeds, so the global stream (dropout, ...) is
-        # consumed the same way for any worker count.
+        # consumed the same way for any worker count; training items seed the workers' generators themselves.
         generator = torch.Generator().manual_seed(int(getattr(self.cfg, "seed", 0)))
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=workers,
                           pin_memory=self.device.type == "cuda", drop_last=drop_last, generator=generator,
-                          persistent_workers=workers > 0, worker_init_fn=worker_init_fn if workers else None)
+                          persistent_workers=workers > 0)
 
     def _eval_loader(self, dataset: Dataset) -> DataLoader:
-        return self._loader(dataset, ShardSampler(len(dataset), self.dist.rank, self.dist.world_size))
+        """Every ``world_size``-th item from ``rank`` on, no padding: each item is evaluated once."""
+        return self._loader(dataset, range(self.dist.rank, len(dataset), self.dist.world_size))
 
-    def _to_device(self, fields: Dict[str, Any]) -> Dict[str, Any]:
+    def _batch(self, batch) -> Dict[str, Any]:
+        """``{field: entry}`` of a batch (a tuple by position; a dict item as it is), tensors on the device."""
+        if self.compiled:  # outputs of the previous step's CUDA-graph replays may be overwritten from here
+            torch.compiler.cudagraph_mark_step_begin()
+        tuple_ok = isinstance(batch, (list, tuple)) and 2 <= len(batch) <= len(self.fields)
+        if not (tuple_ok or isinstance(batch, dict)):
+            raise TopKDError(f"dataset items must be tuples ({', '.join(self.fields)}) with 2 to {len(self.fields)} "
+                             f"entries (the fields the data set declares)")
         out = {}
-        for name, value in fields.items():
+        for name, value in (batch if isinstance(batch, dict) else dict(zip(self.fields, batch))).items():
             if isinstance(value, torch.Tensor):
                 value = value.to(self.device, non_blocking=True)
                 if name == "image" and self.channels_last and value.ndim == 4:
@@ -209,57 +161,53 @@ class Trainer:
         frozen sub-network (teachers, a frozen RipsNet), which the stage script rebuilds from its own file."""
         prefixes = ["student."]
         for name, module in self.distiller.named_modules():
-            if not name or name.startswith(tuple(prefixes)):
-                continue
             params = list(module.parameters())
-            if params and not any(p.requires_grad for p in params):
+            if name and not name.startswith(tuple(prefixes)) and params and not any(p.requires_grad for p in params):
                 prefixes.append(f"{name}.")
         return tuple(prefixes)
 
-    def _state(self, epoch: int, rng_ranks: Optional[list] = None) -> Dict[str, Any]:
-        """The checkpoint dict. ``rng_ranks``: every process's RNG state (rank order) under DDP."""
-        rng_ranks = rng_ranks or [get_rng_state()]
+    def _state(self, epoch: int, rng_ranks: list) -> Dict[str, Any]:
+        """The checkpoint dict. ``rng_ranks``: every process's RNG state, in rank order."""
         skip = self._skipped_prefixes()
-        extras = {k: v for k, v in self.distiller.state_dict().items() if not k.startswith(skip)}
         return {
-            "model": self.distiller.student.state_dict(), "arch": self.arch, "num_classes": self.num_classes,
-            "in_channels": getattr(self.cfg, "in_channels", None), "dataset": getattr(self.cfg, "dataset", None),
-            "epoch": epoch, "best_acc": self.best["acc"], "best_epoch": self.best["epoch"],
-            "best_score": self.best["score"], "best_val_acc": self.best["val_acc"], "selected_by": self.selected_by,
-            "last_acc": self.last.get("acc"), "last_top5": self.last.get("top5"),
+            "model": self.distiller.student.state_dict(), "arch": self.arch,
+            **{k: getattr(self.cfg, k, None) for k in ("num_classes", "in_channels", "dataset")},
+            "epoch": epoch, "selected_by": self.selected_by, **{f"best_{k}": v for k, v in self.best.items()},
+            **{f"last_{k}": v for k, v in self.last.items()},
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": rng_ranks[0], "config": self.config(),
-            "distiller": extras, "probes": {k: dict(v) for k, v in self.probe_values.items()},
+            "distiller": {k: v for k, v in self.distiller.state_dict().items() if not k.startswith(skip)},
+            "probes": {k: dict(v) for k, v in self.probe_values.items()},
             **({"rng_ranks": rng_ranks} if len(rng_ranks) > 1 else {}),
         }
 
     def config(self) -> Dict[str, Any]:
         """The configuration recorded in config.yaml and the checkpoints: the options, what ran (``amp`` and
         ``compile`` off where they do not apply), the identity and ``--resume_override``'s history."""
-        record = {"amp": self.amp, "compile": self.compiled, "resume_history": self.history}
-        if self.identity is not None:
-            record["identity"] = self.identity.to_dict()
-        return {**config_dict(self.cfg), **plain(record)}
+        identity = {"identity": self.identity.to_dict()} if self.identity is not None else {}
+        return plain({**vars(self.cfg), "amp": self.amp, "compile": self.compiled, "resume_history": self.history,
+                      **identity})
 
     def _resume(self) -> None:
+        """Load the checkpoint ``resume`` names, refusing one of another network or method, or of settings a
+        resumed run may not change (`engine.record`), before any state loads."""
         path = self.last_path if self.resume == "auto" else str(self.resume)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without --resume or pass a "
                                     f"checkpoint path")
         ckpt = load_checkpoint(path)
-        if ckpt.get("arch") not in (None, self.arch):
-            raise ValueError(f"--resume: checkpoint {path} holds a {ckpt['arch']}, but this run trains {self.arch}")
         if "optimizer" not in ckpt:
-            raise ValueError(f"--resume: checkpoint {path} has no optimizer state (not a training checkpoint)")
+            raise TopKDError(f"--resume: checkpoint {path} has no optimizer state (not a training checkpoint)")
         student = self.distiller.student
         diffs = state_dict_differences(student.state_dict(), ckpt["model"])
-        if diffs:
-            raise ValueError(f"--resume: checkpoint {path} does not fit {self.arch} "
-                             f"(another architecture or class count?): {'; '.join(diffs)}")
-        # the new run against the stored one (engine.record): a refused change is named before any state loads
+        if ckpt.get("arch") not in (None, self.arch) or diffs:
+            raise TopKDError(f"--resume: checkpoint {path} holds a {ckpt.get('arch') or 'network'}, but this run "
+                             f"trains {self.arch} (another architecture or class count?): {'; '.join(diffs)}")
         stored, override = ckpt.get("config") or {}, bool(getattr(self.cfg, "resume_override", False))
-        if stored and not override and self._method_of(stored) != self._method_of(self.cfg):
-            raise ValueError(self._state_mismatch(path, ckpt, [], []))
+        written, here = _method(stored), _method(vars(self.cfg))
+        if stored and not override and written != here:
+            raise TopKDError(f"--resume: {path} was written by {written}, not by {here} as this run is; resume it "
+                             f"with the command that wrote it, or start a new --run_dir")
         done = int(ckpt["epoch"])
         note = check_epochs(path, done, stored.get("epochs"), int(self.cfg.epochs))
         changes = resume_changes(stored, self.identity)
@@ -268,7 +216,10 @@ class Trainer:
         missing, unexpected = self.distiller.load_state_dict(ckpt.get("distiller", {}), strict=False)
         missing = [k for k in missing if not k.startswith(self._skipped_prefixes())]
         if missing or unexpected:
-            raise ValueError(self._state_mismatch(path, ckpt, missing, unexpected))
+            raise TopKDError(f"--resume: {path} holds the state of {written} with other parts than this run builds "
+                             f"(stored but not built: {unexpected[:3]}; built but not stored: {missing[:3]}): resume "
+                             f"with the options that wrote it (e.g. the same --distill, -d, --method), or start a "
+                             f"new --run_dir")
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.history = list(stored.get("resume_history") or [])
@@ -283,33 +234,15 @@ class Trainer:
         ranks = ckpt.get("rng_ranks")
         if ranks and len(ranks) == self.dist.world_size:
             set_rng_state(ranks[self.dist.rank])  # each process continues its own random stream
-        elif self.dist.rank == 0 and ckpt.get("rng"):
+        elif self.is_main and ckpt.get("rng"):
             set_rng_state(ckpt["rng"])  # another process count: the others keep their fresh seeds
-        self.start_epoch = int(ckpt["epoch"]) + 1
-        self.best = {"score": float(ckpt.get("best_score", ckpt.get("best_acc", 0.0))),
-                     "acc": float(ckpt.get("best_acc", 0.0)), "epoch": int(ckpt.get("best_epoch", 0)),
-                     "val_acc": ckpt.get("best_val_acc")}
-        self.last = {"acc": ckpt.get("last_acc"), "top5": ckpt.get("last_top5")}
+        self.start_epoch = done + 1
+        self.best = {k: ckpt.get(f"best_{k}", v) for k, v in self.best.items()}
+        self.last = {k: ckpt.get(f"last_{k}") for k in ("acc", "top5", "val_acc")}
         self.probe_values = {k: dict(v) for k, v in (ckpt.get("probes") or {}).items()}
-        self.global_step = (self.start_epoch - 1) * len(self.train_loader)
+        self.global_step = done * len(self.train_loader)
         log.info(f"resumed from {path} at epoch {self.start_epoch} (best {self.best['acc']:.2f} "
-                  f"at epoch {self.best['epoch']})")
-
-    @staticmethod
-    def _method_of(cfg) -> str:
-        """``--distill <name>`` of a configuration (dict or Namespace), or the teacher stage's description."""
-        name = cfg.get("distill") if isinstance(cfg, dict) else getattr(cfg, "distill", None)
-        return f"--distill {name}" if name else "a teacher run (train_teacher.py)"
-
-    def _state_mismatch(self, path: str, ckpt: Dict[str, Any], missing, unexpected) -> str:
-        """One line for a checkpoint whose method state does not fit this run: which method wrote it."""
-        stored, here = self._method_of(ckpt.get("config") or {}), self._method_of(self.cfg)
-        if stored != here:
-            return (f"--resume: {path} was written by {stored}, not by {here} as this run is; resume it with the "
-                    f"command that wrote it, or start a new --run_dir")
-        return (f"--resume: {path} holds the state of {stored} with other parts than this run builds (stored but "
-                f"not built: {unexpected[:3]}; built but not stored: {missing[:3]}): resume with the options that "
-                f"wrote it (e.g. the same -d / --method), or start a new --run_dir")
+                 f"at epoch {self.best['epoch']})")
 
     def _apply_optimisation(self) -> None:
         """Put lr / momentum / weight decay / schedule of ``cfg`` into the restored optimizer and scheduler
@@ -326,57 +259,45 @@ class Trainer:
         self.scheduler._last_lr = [lr] * len(self.optimizer.param_groups)
 
     # ----------------------------------------------------------------- loop
-    def _stop_on_bad_loss(self, epoch: int, step: int, names, values) -> None:
-        bad = [(n, v) for n, v in zip(names, values) if not math.isfinite(v)]
-        term = ", ".join(f"{n} = {v}" for n, v in bad) or "on another process"
-        good = self.last_path if os.path.isfile(self.last_path) else "none saved yet"
-        raise FloatingPointError(
-            f"non-finite loss at epoch {epoch}, step {step} (global step {self.global_step}): {term}; "
-            f"stopped without writing checkpoints; last good checkpoint: {good} (lower --lr or check the data, "
-            f"then --resume)")
-
     def train_epoch(self, epoch: int) -> Dict[str, float]:
         """One pass over the training set -> mean of every loss term, ``loss`` and ``top1`` (percent)."""
         self.distiller.train()
         self.train_sampler.set_epoch(epoch)
         if hasattr(self.distiller, "set_epoch"):  # the one epoch channel (DKD's warm-up reads it)
             self.distiller.set_epoch(epoch)
-        sums = RunningSums()
+        sums, count = {}, 0
         show = self.is_main and sys.stderr.isatty()
         bar = tqdm(self.train_loader, desc=f"epoch {epoch}", leave=False, disable=not show, dynamic_ncols=True)
         for step, batch in enumerate(bar, 1):
-            if self.compiled:  # outputs of the previous step's CUDA-graph replays may be overwritten from here
-                torch.compiler.cudagraph_mark_step_begin()
-            fields = self._to_device(split_batch(batch, self.fields))
+            fields = self._batch(batch)
             image, target = fields.pop("image"), fields.pop("target")
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 logits, losses = self.train_model(image, target, **fields)
-            if not losses:
-                raise ValueError("the distiller returned no loss terms")
-            total = sum(losses.values())
-            names = list(losses)
-            correct = topk_correct(logits.detach(), target, ks=(1,))[0]
-            values = torch.stack([losses[n].detach().float() for n in names]).tolist()
+            values = torch.stack([loss.detach().float() for loss in losses.values()]).tolist()
             self.global_step += 1
-            if any_process(not all(math.isfinite(v) for v in values), self.device, self.dist):
-                self._stop_on_bad_loss(epoch, step, names, values)
+            if all_reduce_sum([sum(not math.isfinite(v) for v in values)], self.device, self.dist)[0]:
+                bad = ", ".join(f"{n} = {v}" for n, v in zip(losses, values) if not math.isfinite(v))
+                good = self.last_path if os.path.isfile(self.last_path) else "none saved yet"
+                raise DivergedError(f"non-finite loss at epoch {epoch}, step {step} (global step {self.global_step}): "
+                                    f"{bad or 'on another process'}; stopped without writing checkpoints; last good "
+                                    f"checkpoint: {good} (lower --lr or check the data, then --resume)")
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(total).backward()
+            self.scaler.scale(sum(losses.values())).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            record = dict(zip(names, values))
-            record["loss"] = sum(values)
-            record["top1"] = 100.0 * correct / max(len(target), 1)
-            sums.add(record, len(target))
+            record = {**dict(zip(losses, values)), "loss": sum(values),
+                      "top1": 100.0 * topk_correct(logits.detach(), target, ks=(1,))[0] / max(len(target), 1)}
+            for key, value in record.items():
+                sums[key] = sums.get(key, 0.0) + value * len(target)
+            count += len(target)
             if show and step % self.cfg.print_freq == 0:
                 bar.set_postfix(loss=f"{record['loss']:.3f}", top1=f"{record['top1']:.1f}")
             if self.max_steps and self.global_step >= self.max_steps:
                 break
         bar.close()
-        keys = sorted(sums.sums)
-        totals = all_reduce_sum([sums.sums[k] for k in keys] + [sums.count], self.device, self.dist)
-        count = max(totals[-1], 1)
-        return {k: v / count for k, v in zip(keys, totals[:-1])}
+        keys = sorted(sums)
+        totals = all_reduce_sum([sums[k] for k in keys] + [count], self.device, self.dist)
+        return {k: v / max(totals[-1], 1) for k, v in zip(keys, totals[:-1])}
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> Dict[str, float]:
@@ -386,9 +307,7 @@ class Trainer:
         broadcast_buffers(self.distiller.student, self.dist)
         loss, c1, c5, n = 0.0, 0, 0, 0
         for batch in loader:
-            if self.compiled:  # outputs of the previous step's CUDA-graph replays may be overwritten from here
-                torch.compiler.cudagraph_mark_step_begin()
-            fields = self._to_device(split_batch(batch, self.fields))
+            fields = self._batch(batch)
             image, target = fields["image"], fields["target"]
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 logits = self.distiller(image)
@@ -401,31 +320,21 @@ class Trainer:
 
     def _run_probes(self, epoch: int, final: bool) -> None:
         """Measure the student with every probe due this epoch (``final``: the run's last epoch); rank 0 only."""
-        if not self.is_main:
-            return
-        for probe in self.probes:
-            every = getattr(probe, "every", None)
-            if not (final or (every and epoch % int(every) == 0)):
+        for probe in self.probes if self.is_main else ():
+            if not (final or (probe.every and epoch % int(probe.every) == 0)):
                 continue
             start = time.perf_counter()
             values = {k: float(v) for k, v in probe.measure(self.distiller.student).items()}
             self.probe_values[probe.name] = {"epoch": epoch, **values}
-            if self.writer is not None:
-                for key, value in values.items():
-                    self.writer.add_scalar(f"{probe.name}/{key}", value, epoch)
+            self._scalars(f"{probe.name}/", values, epoch)
             shown = " ".join(f"{k} {v:.4g}" for k, v in values.items())
             log.info(f"{probe.name} (epoch {epoch}, {time.perf_counter() - start:.1f} s): {shown}")
 
-    def _write_scalars(self, epoch: int, train: Dict[str, float], test: Dict[str, float],
-                       val: Optional[Dict[str, float]], lr: float, seconds: float) -> None:
-        if self.writer is None:
-            return
-        for split, stats in (("train", train), ("test", test), ("val", val or {})):
-            for key, value in stats.items():
-                self.writer.add_scalar(f"{split}/{key}", value, epoch)
-        self.writer.add_scalar("lr", lr, epoch)
-        self.writer.add_scalar("time/epoch_seconds", seconds, epoch)
-        self.writer.flush()
+    def _scalars(self, prefix: str, values: Dict[str, float], epoch: int) -> None:
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(prefix + key, value, epoch)
+            self.writer.flush()
 
     def fit(self) -> Dict[str, Any]:
         """Train from epoch 1 (or the resumed one) to ``cfg.epochs``; returns the summary dict."""
@@ -444,13 +353,12 @@ class Trainer:
 
                 self.writer = SummaryWriter(os.path.join(self.run_dir, "tb"), purge_step=self.start_epoch)
             log.info(f"run folder {self.run_dir}; {self.arch} on {self.device}"
-                      f"{f' x{self.dist.world_size} processes' if self.dist.enabled else ''}, "
-                      f"batch {cfg.batch_size}, lr {cfg.lr}, epochs {cfg.epochs}")
-            log.info(f"recipe {getattr(cfg, 'recipe', None) or 'custom'}: SGD lr {cfg.lr} momentum {cfg.momentum} "
-                      f"wd {cfg.weight_decay}, batch {cfg.batch_size}, {cfg.epochs} epochs, lr x{cfg.lr_decay_rate} at "
-                      f"{list(cfg.lr_decay_epochs)}; loss = {self.distiller.loss_summary()}")
+                     f"{f' x{self.dist.world_size} processes' if self.dist.enabled else ''}")
+            log.info(f"recipe {getattr(cfg, 'recipe', None) or 'custom'}: SGD lr {cfg.lr} momentum {cfg.momentum} wd "
+                     f"{cfg.weight_decay}, batch {cfg.batch_size}, {cfg.epochs} epochs, lr x{cfg.lr_decay_rate} at "
+                     f"{list(cfg.lr_decay_epochs)}; loss = {self.distiller.loss_summary()}")
             log.info("model selection: best checkpoint by validation top-1" if self.selected_by == "val" else
-                      "model selection: best checkpoint by test top-1 (no --val_split; the papers' convention)")
+                     "model selection: best checkpoint by test top-1 (no --val_split; the papers' convention)")
             for epoch in range(self.start_epoch, cfg.epochs + 1):
                 start = time.perf_counter()
                 lr = self.optimizer.param_groups[0]["lr"]
@@ -459,12 +367,11 @@ class Trainer:
                 test = self.evaluate(self.test_loader)
                 val = self.evaluate(self.val_loader) if self.val_loader is not None else None
                 self.scheduler.step()
-                score = (val or test)["top1"]
+                val_acc, score = (val["top1"] if val else None), (val or test)["top1"]
                 improved = score > self.best["score"]
                 if improved:
-                    self.best = {"score": score, "acc": test["top1"], "epoch": epoch,
-                                 "val_acc": val["top1"] if val else None}
-                self.last = {"acc": test["top1"], "top5": test["top5"], "val_acc": val["top1"] if val else None}
+                    self.best = {"score": score, "acc": test["top1"], "epoch": epoch, "val_acc": val_acc}
+                self.last = {"acc": test["top1"], "top5": test["top5"], "val_acc": val_acc}
                 stopping = bool(self.max_steps and self.global_step >= self.max_steps)
                 self._run_probes(epoch, final=epoch == cfg.epochs or stopping)
                 rng_ranks = gather_objects(get_rng_state(), self.dist)  # a collective: every rank joins
@@ -474,15 +381,15 @@ class Trainer:
                     if improved:
                         save_torch(state, self.best_path)
                 barrier(self.dist)
-                seconds = time.perf_counter() - start
-                times.append(seconds)
-                self._write_scalars(epoch, train, test, val, lr, seconds)
+                times.append(time.perf_counter() - start)
+                for split, stats in (("train", train), ("test", test), ("val", val or {})):
+                    self._scalars(f"{split}/", stats, epoch)
+                self._scalars("", {"lr": lr, "time/epoch_seconds": times[-1]}, epoch)
                 terms = " ".join(f"{k} {v:.4f}" for k, v in train.items() if k not in ("loss", "top1"))
-                val_text = f" | val top1 {val['top1']:.2f}" if val else ""
                 log.info(f"epoch {epoch}/{cfg.epochs} | lr {lr:.4g} | train loss {train['loss']:.4f} ({terms}) "
-                          f"top1 {train['top1']:.2f} | test loss {test['loss']:.4f} top1 {test['top1']:.2f} "
-                          f"top5 {test['top5']:.2f}{val_text} | best {self.best['acc']:.2f} "
-                          f"(epoch {self.best['epoch']}) | {seconds:.1f} s")
+                         f"top1 {train['top1']:.2f} | test loss {test['loss']:.4f} top1 {test['top1']:.2f} "
+                         f"top5 {test['top5']:.2f}{f' | val top1 {val_acc:.2f}' if val else ''} | best "
+                         f"{self.best['acc']:.2f} (epoch {self.best['epoch']}) | {times[-1]:.1f} s")
                 if stopping:
                     log.info(f"stopping after {self.global_step} steps (--max_steps {self.max_steps})")
                     break
@@ -490,64 +397,46 @@ class Trainer:
             if self.writer is not None:
                 self.writer.close()
         summary = {
-            "best_acc": self.best["acc"], "best_epoch": self.best["epoch"], "best_val_acc": self.best["val_acc"],
-            "last_acc": self.last.get("acc"), "last_top5": self.last.get("top5"),
-            "last_val_acc": self.last.get("val_acc"), "selected_by": self.selected_by,
-            "epochs_run": len(times),
+            **{f"best_{k}": self.best[k] for k in ("acc", "epoch", "val_acc")}, "selected_by": self.selected_by,
+            **{f"last_{k}": self.last.get(k) for k in ("acc", "top5", "val_acc")}, "epochs_run": len(times),
             "seconds_per_epoch": sum(times) / len(times) if times else None,
             "train_seconds_per_epoch": sum(train_times) / len(train_times) if train_times else None,
             "best_checkpoint": self.best_path, "last_checkpoint": self.last_path,
             "probes": {k: dict(v) for k, v in self.probe_values.items()},
         }
-        if self.is_main and times:
+        if self.is_main and times:  # summary.yaml: its format is in docs/topology-metrics.md
             settings = {p.name: p.settings() for p in self.probes if hasattr(p, "settings")}
-            write_summary(summary, os.path.join(self.run_dir, SUMMARY_FILE), arch=self.arch,
-                          dataset=getattr(cfg, "dataset", None), probe_settings=settings)
+            write_yaml(os.path.join(self.run_dir, "summary.yaml"), plain(
+                {"format": 1, "arch": self.arch, "dataset": getattr(cfg, "dataset", None), **summary,
+                 "probe_settings": settings}))
         return summary
 
 
-SUMMARY_FILE = "summary.yaml"
-SUMMARY_FORMAT = 1
+def _method(cfg: Dict[str, Any]) -> str:
+    """``--distill <name>`` of a recorded configuration, or the teacher stage's description."""
+    return f"--distill {cfg['distill']}" if cfg.get("distill") else "a teacher run (train_teacher.py)"
 
 
-def write_summary(summary: Dict[str, Any], path: str, arch: Optional[str] = None, dataset: Optional[str] = None,
-                  probe_settings: Optional[Dict[str, Any]] = None) -> None:
-    """Write a run's ``summary.yaml`` atomically: ``format`` (1), ``arch``, ``dataset``, every entry of the
-    summary dict (accuracies in percent, seconds, checkpoint paths, ``probes: {name: {key: value, epoch}}``)
-    and ``probe_settings: {name: {...}}`` (what the probe values mean). Plain YAML types; NaN as ``.nan``."""
-    data = plain({"format": SUMMARY_FORMAT, "arch": arch, "dataset": dataset, **summary,
-                              "probe_settings": probe_settings or {}})
-    write_yaml(path, data)
+def format_summary(s: Dict[str, Any]) -> str:
+    """The closing lines: best and last test top-1, timing, checkpoints, the probes' values."""
+    def num(value, unit=""):
+        return "n/a" if value is None else f"{value:.2f}{unit}"
 
-
-def format_summary(summary: Dict[str, Any]) -> str:
-    """Multi-line human summary: best and last test top-1, timing, checkpoint paths."""
-    def pct(v):
-        return "n/a" if v is None else f"{v:.2f}"
-
-    def sec(v):
-        return "n/a" if v is None else f"{v:.2f} s"
-
-    selected = "validation" if summary["selected_by"] == "val" else "test"
-    lines = [
-        f"best test top-1 {pct(summary['best_acc'])} (epoch {summary['best_epoch']}, selected by {selected} top-1)",
-        f"last test top-1 {pct(summary['last_acc'])}, top-5 {pct(summary['last_top5'])}",
-        f"seconds per epoch {sec(summary['seconds_per_epoch'])} (training only "
-        f"{sec(summary['train_seconds_per_epoch'])}) over {summary['epochs_run']} epochs",
-        f"checkpoints: {summary['best_checkpoint']}, {summary['last_checkpoint']}",
-    ]
-    if summary.get("best_val_acc") is not None:
-        lines.insert(1, f"best validation top-1 {pct(summary['best_val_acc'])}")
-    for name, values in (summary.get("probes") or {}).items():
-        shown = " ".join(f"{k} {v:.4g}" for k, v in values.items() if k != "epoch")
-        lines.append(f"{name} (epoch {values.get('epoch')}): {shown}")
-    return "\n".join(lines)
+    val = f", validation {num(s['best_val_acc'])}" if s.get("best_val_acc") is not None else ""
+    lines = [f"best test top-1 {num(s['best_acc'])} (epoch {s['best_epoch']}, selected by "
+             f"{'validation' if s['selected_by'] == 'val' else 'test'} top-1{val}); last test top-1 "
+             f"{num(s['last_acc'])}, top-5 {num(s['last_top5'])}",
+             f"seconds per epoch {num(s['seconds_per_epoch'], ' s')} (training only "
+             f"{num(s['train_seconds_per_epoch'], ' s')}) over {s['epochs_run']} epochs; checkpoints: "
+             f"{s['best_checkpoint']}, {s['last_checkpoint']}"]
+    return "\n".join(lines + [f"{name} (epoch {values.get('epoch')}): " + " ".join(
+        f"{k} {v:.4g}" for k, v in values.items() if k != "epoch") for name, values in s["probes"].items()])
 
 
 def fit(distiller, data, cfg, run: Run, probes: Optional[Sequence[Any]] = None) -> Dict[str, Any]:
     """Train ``distiller`` on a ``DataBundle`` (train, optional val, test; its declared ``fields``) in the run's
-    folder (``run``: `engine.record.plan_run`'s, continuing the run there when it says so); rank 0 logs the
-    closing summary. The one entry point of the teacher and student stages; ``probes``: see the module docstring."""
+    folder (``run``: `engine.record.plan_run`'s, continuing the run there when it says so) -> the summary. The
+    one entry point of the teacher and student stages."""
     trainer = Trainer(distiller, data.train, data.test, cfg, run.folder, val_set=data.val, probes=probes,
                       fields=data.fields, resume=run.resume, identity=run.identity)
     summary = trainer.fit()

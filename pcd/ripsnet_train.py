@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from engine.record import check_epochs, check_resume, compare, config_changes, format_changes, read_stored_identity
-from engine.seed import get_rng_state, seed_everything, set_rng_state
+from engine.stage import get_rng_state, seed_everything, set_rng_state
 from topkd_io import DamagedFileError, DivergedError, TopKDError, load_checkpoint, load_npy, save_torch, write_yaml
 from topology.ripsnet import RipsNet, load_ripsnet, save_ripsnet
 

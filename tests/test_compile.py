@@ -1,4 +1,4 @@
-"""--compile (engine.compile), AMP precision of the KD terms, the teacher's single no-grad pass per step.
+"""--compile (engine.trainer), AMP precision of the KD terms, the teacher's single no-grad pass per step.
 
 On the CPU --compile must change nothing (same weights as without it); the CUDA test runs only where a
 GPU exists (benchmarks/gpu_checks.sh).
@@ -11,7 +11,7 @@ from datasets import build_datasets
 from distiller import get_distiller
 from distiller.losses import kd_loss
 from distiller.tgd import TGD
-from engine.seed import seed_everything
+from engine.stage import seed_everything
 from engine.trainer import Trainer
 
 from helpers import DigitsNet as TinyNet
@@ -41,11 +41,11 @@ def test_compile_is_ignored_on_cpu_and_changes_nothing(tmp_path, capsys):
         assert torch.equal(a, b)
 
 
-def test_bad_compile_mode_is_refused():
-    from engine.compile import compile_networks
-
-    with pytest.raises(ValueError, match="--compile_mode must be one of"):
-        compile_networks(torch.nn.Module(), mode="fast")
+def test_bad_compile_mode_is_refused(tmp_path, capsys):
+    """Refused at the door, by the one declaration of the modes (--compile_mode's choices)."""
+    with pytest.raises(SystemExit):
+        make_cfg(tmp_path / "run", "--compile", "--compile_mode", "fast")
+    assert "--compile_mode: invalid choice: 'fast'" in capsys.readouterr().err
 
 
 class _Counting(TinyNet):

@@ -120,7 +120,7 @@ def test_files_on_disk_and_unknown_transforms_are_refused(tmp_path):
 def _fit(tmp_path, seed, *extra):
     from engine.trainer import Trainer
     from distiller import get_distiller
-    from engine.seed import seed_everything
+    from engine.stage import seed_everything
 
     data = build_datasets("digits", "unused", image_size=8)
     cfg = make_cfg(tmp_path / f"run{seed}{''.join(extra)}", "--epochs", "1", "--seed", str(seed), *extra)

@@ -19,7 +19,7 @@ from models.loading import state_dict_differences
 from topkd_io import load_checkpoint, save_torch
 from topkd_io import run_cli
 from engine.config import add_data_args, add_training_args, parse_config, teacher_run_name
-from engine.seed import get_rng_state, seed_everything, set_rng_state
+from engine.stage import get_rng_state, seed_everything, set_rng_state
 from engine.trainer import Trainer
 from models.loading import arch_candidates, infer_num_classes
 from helpers import DigitsNet

@@ -65,7 +65,7 @@ def test_resume_continues_exactly(stage2_dir, tmp_path):
 
 def test_default_run_dir_name(stage2_dir):
     # the run folder adds the identity hash to this name
-    assert stage3.default_run_name(str(stage2_dir), 0, "mean") == "pcd_clouds_batch16_None_dim0_mean"
+    assert stage3.stage2_data(str(stage2_dir), 0, "mean")[0] == "pcd_clouds_batch16_None_dim0_mean"
 
 
 def test_bad_inputs(stage2_dir, tmp_path):
