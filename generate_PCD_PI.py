@@ -151,7 +151,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     from engine.record import plan_run, provenance
     from pcd.generate import generate
     from pcd.manifest import stage2_state
-    from topkd_io.checksums import pinned_command
+    from topkd_io import pinned_command
 
     args, identity, inputs = parse(argv)  # hashes the input files: may take a while
     # the folder, or why to stop here; an unfinished one is continued
