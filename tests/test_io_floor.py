@@ -322,3 +322,16 @@ def test_run_cli_user_errors_environment_and_bugs(tmp_path, capsys, monkeypatch)
             run_cli(call, resume_hint="run the same command again")
         err = capsys.readouterr().err.strip()
         assert info.value.code == code and err.startswith(line) and "\n" not in err, err
+
+
+def test_a_bug_keeps_its_traceback(capsys):
+    """A numpy broadcasting error in a loss a researcher just edited looked like a user mistake (one `error:`
+    line); any exception that is not ours or the system's about a file keeps its traceback."""
+    import numpy as np
+
+    def broken_loss():
+        np.ones(3) + np.ones(4)
+
+    with pytest.raises(ValueError, match="broadcast"):
+        run_cli(broken_loss)
+    assert "error:" not in capsys.readouterr().err

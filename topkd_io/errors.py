@@ -84,9 +84,9 @@ class _Stdout:
 
 
 RESUME_HINT = "continue from the last checkpoint with --resume"
-# Plain ValueError is printed as one line too while the stage mains, engine/ and distiller/ still raise it for
-# user errors; remove it from this tuple once they raise TopKDError (then a ValueError is a bug, with traceback).
-ONE_LINE = (TopKDError, OSError, ValueError, FloatingPointError)
+# What a user can act on: our deliberate errors, and what the system says about a file (disk full, permission,
+# a missing file). Anything else, a ValueError from numpy or torch included, is a bug and keeps its traceback.
+ONE_LINE = (TopKDError, OSError)
 
 
 def run_cli(main: Callable[..., object], argv: Optional[Sequence[str]] = None,
