@@ -17,7 +17,7 @@ from datasets import build_datasets
 from distiller import Distiller, get_distiller
 from models.loading import state_dict_differences
 from topkd_io import load_checkpoint, save_torch
-from topkd_io import run_cli
+from topkd_io import TopKDError, run_cli
 from engine.config import add_data_args, add_training_args, parse_config, teacher_run_name
 from engine.stage import get_rng_state, seed_everything, set_rng_state
 from engine.trainer import Trainer
@@ -94,7 +94,7 @@ def test_bad_yaml(tmp_path):
 # ---------------------------------------------------------------- cli / seed
 def test_run_cli_exit_codes(capsys, monkeypatch):
     def bad():
-        raise ValueError("something\nwrong")
+        raise TopKDError("something\nwrong")
 
     with pytest.raises(SystemExit) as e:
         run_cli(bad)

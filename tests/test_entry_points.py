@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = sorted(
-    [p.name for p in ROOT.glob("*.py") if p.name != "setup.py"]
-    + [f"tools/{p.name}" for p in (ROOT / "tools").glob("*.py") if p.name != "__init__.py"]
-    + [f"benchmarks/{p.name}" for p in (ROOT / "benchmarks").glob("*.py")])
+SCRIPTS = sorted(  # the files with a ``__main__`` block; a library module such as tools/paired.py is not typed
+    str(p.relative_to(ROOT)) for p in [*ROOT.glob("*.py"), *(ROOT / "tools").glob("*.py"),
+                                       *(ROOT / "benchmarks").glob("*.py")]
+    if p.name != "setup.py" and '__name__ == "__main__"' in p.read_text())
 
 
 def project_files():
