@@ -1,6 +1,4 @@
 """CIFAR-100 and CIFAR-10 through torchvision, items `(image, target, index)`."""
-from __future__ import annotations
-
 import os
 
 import torchvision

@@ -4,10 +4,7 @@ with the same keyed draws as the CPU DataLoader path (the rule of `datasets.keye
 `DeviceView` unwraps a trainer data set (Subset, KeyedItems, CRD's negatives, TGD's PIs) down to its in-memory
 base set and reads its transform op by op (``KeyedRandomCrop`` with zero padding, ``KeyedHorizontalFlip``,
 ``ToTensor``, ``Normalize``; anything else is refused). `DeviceLoader` cuts the trainer's sampler keys into
-batches, collated as on the CPU path.
-"""
-from __future__ import annotations
-
+batches, collated as on the CPU path."""
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Tuple
 
@@ -153,8 +150,7 @@ class DeviceView:
     """A trainer data set (any registered chain) held on ``device``; ``batch(keys)`` -> the collated batch.
 
     keys: positions (ints) for un-keyed sets, or ``(epoch, position)`` pairs from
-    `datasets.keyed.KeyedSampler` (a batch may mix epochs: stage 2's passes).
-    """
+    `datasets.keyed.KeyedSampler` (a batch may mix epochs: stage 2's passes)."""
 
     def __init__(self, dataset, device: torch.device):
         maps, self.seed, self.contrast, self.pi_cache, ds = [], None, None, None, dataset

@@ -1,7 +1,5 @@
 """scikit-learn's bundled handwritten digits (1797 8x8 images, 10 classes) as a tiny CIFAR-like set: real data
 with no download, for demos and end-to-end tests."""
-from __future__ import annotations
-
 import functools
 import hashlib
 from typing import Callable, Optional

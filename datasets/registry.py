@@ -1,9 +1,6 @@
 """Name -> builder registry, what each data set declares about itself (`DatasetInfo`), the one entry point
 `build_datasets`, and the fingerprints of the data a run reads (part of its identity): ``(root, download) -> hex
-digest``, or FileNotFoundError naming what is missing.
-"""
-from __future__ import annotations
-
+digest``, or FileNotFoundError naming what is missing."""
 import functools
 import hashlib
 import inspect
@@ -56,7 +53,6 @@ def dataset_names() -> List[str]:
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """The `DatasetInfo` of a registered data set; `TopKDError` naming the choices for unknown names."""
     try:
         return DATASET_INFO[name]
     except (KeyError, TypeError):
@@ -102,7 +98,6 @@ def build_datasets(name: str, root: str = "./data", download: bool = False, val_
 
 # ----------------------------------------------------------------------------- fingerprints
 def digest(items) -> str:
-    """SHA-256 (hex) of a JSON-able value."""
     return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()
 
 

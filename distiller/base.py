@@ -2,10 +2,7 @@
 
 `forward_train(image, target, **batch)` -> ``(student_logits [B, K], losses)``, ``losses`` mapping a term name
 (``"loss_ce"``, ...) to an already weighted scalar; the trainer sums and logs them. ``batch_fields``: the batch
-entries beyond image/target a method needs; ``recipe``: its hyper-parameter recipe (None = the data set's).
-"""
-from __future__ import annotations
-
+entries beyond image/target a method needs; ``recipe``: its hyper-parameter recipe (None = the data set's)."""
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch

@@ -1,8 +1,6 @@
 """The baselines TopKD is compared with: KD and DKD on the logits; RepDistiller's FitNet hints, AT, SP, RKD and PKT
 on the features (weights: their defaults); the official TopKD code's hints without a regressor (``hint_L2`` /
 ``hint_KD``). CRD (with its sampler) and TGD have modules of their own."""
-from __future__ import annotations
-
 import copy
 
 import torch.nn.functional as F

@@ -2,10 +2,7 @@
 ``options`` (its bases' inherited) and their ``defaults`` for the class. ``train_student.py`` adds every option once
 to its parser (an option several classes declare is one shared `Option`, as `KD_T`), parsed to None ("not given");
 `resolve` fills in the owner's defaults and checks each value once: its range, then the owner's
-``check_options(values) -> values`` (rules between options, e.g. the topology term's ``--TDA``).
-"""
-from __future__ import annotations
-
+``check_options(values) -> values`` (rules between options, e.g. the topology term's ``--TDA``)."""
 import argparse
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple

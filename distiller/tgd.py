@@ -12,10 +12,7 @@
 G = F F^T, the raw ``[B, B]`` Gram matrix of a stage's flattened features, n = L2 normalisation of each row: as in
 the official code the raw Gram matrices are mixed, so the PI teacher's share grows with the magnitude of its Gram
 matrix. The KL is divided by batch x classes (``--kd_reduction mean``, the official code's) unless ``batchmean``.
-The constructor keeps the official names (``alpha`` = a, ``temperature``, ``ce_weight``, ``kd_weight``, ...).
-"""
-from __future__ import annotations
-
+The constructor keeps the official names (``alpha`` = a, ``temperature``, ``ce_weight``, ``kd_weight``, ...)."""
 import argparse
 import logging
 from typing import Dict, Optional, Sequence, Tuple
@@ -45,11 +42,6 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 
 def normalized_gram(features: torch.Tensor) -> torch.Tensor:
     return F.normalize(gram(features), p=2, dim=1)
-
-
-def mixed_teacher_gram(f1: torch.Tensor, f2: torch.Tensor, alpha: float) -> torch.Tensor:
-    """TGD's target ``[B, B]``: n(a * G(f1) + (1 - a) * G(f2)), the raw Gram matrices mixed first."""
-    return F.normalize(alpha * gram(f1) + (1 - alpha) * gram(f2), p=2, dim=1)
 
 
 def check_teacher_inputs(student: nn.Module, teacher: nn.Module, teacher2: nn.Module) -> None:
@@ -168,10 +160,10 @@ class TGD(TeacherStudent):
         if min(len(feats_s), len(feats_t), len(feats_t2)) <= max(self.stages):
             raise TopKDError(f"tgd stages {self.stages} need {max(self.stages) + 1} feature maps but the networks "
                              f"return {len(feats_s)}, {len(feats_t)} and {len(feats_t2)}; set stages to match them")
-        sim = logit_s.new_zeros(())
+        sim, a = logit_s.new_zeros(()), self.tgd_alpha
         for s in self.stages:
-            with torch.no_grad():
-                target_gram = mixed_teacher_gram(feats_t[s], feats_t2[s], self.tgd_alpha)
+            with torch.no_grad():  # the target n(a G_t1 + (1 - a) G_t2): the raw Gram matrices mixed first
+                target_gram = F.normalize(a * gram(feats_t[s]) + (1 - a) * gram(feats_t2[s]), p=2, dim=1)
             sim = sim + F.mse_loss(normalized_gram(feats_s[s]), target_gram)
         return sim
 

@@ -6,10 +6,7 @@ A cloud is the batch's features at one layer (``[B, C]``; stage maps are global-
 or ``--tda_clouds`` equal sub-batches. ``PI``: a frozen RipsNet (``--method topkd``, the paper) or the exact
 differentiable image (``topkd_exact``); ``--dim 0 1`` lays the two dimensions' images side by side. ``proj``: a
 learnable linear map (the official 1x1 convolution on pooled features) when the widths differ. Gradients flow
-through the frozen RipsNet into ``proj`` and the student. Below the term: the exact images, then the RipsNets.
-"""
-from __future__ import annotations
-
+through the frozen RipsNet into ``proj`` and the student. Below the term: the exact images, then the RipsNets."""
 import argparse
 import logging
 import os
@@ -176,9 +173,7 @@ def to_clouds(f: torch.Tensor, clouds: int) -> torch.Tensor:
     return f[: n * clouds].reshape(clouds, n, f.shape[1])
 
 
-# --------------------------------------------------------------------------------------------------
-# exact persistence images (--method topkd_exact), and several dimensions side by side
-# --------------------------------------------------------------------------------------------------
+# --- exact persistence images (--method topkd_exact), and several dimensions side by side
 class ExactH0PI(nn.Module):
     """``[K, N, D]`` clouds -> ``[K, R*R]`` exact H0 persistence images (differentiable in the points)."""
 
@@ -226,9 +221,7 @@ def exact_images(params: Dict[int, PIParams], dims: Sequence[int]) -> nn.Module:
     return stacked([{0: ExactH0PI, 1: ExactH1PI}[d](params[d]) for d in dims])
 
 
-# --------------------------------------------------------------------------------------------------
-# finding and loading the RipsNets and PI parameters the options name
-# --------------------------------------------------------------------------------------------------
+# --- finding and loading the RipsNets and PI parameters the options name
 def load_pi(cfg: argparse.Namespace, dims: Sequence[int], inputs: Dict[str, str]) -> nn.Module:
     """The RipsNet of each dimension in ``dims`` (``topkd``), or the exact images with the PI parameters of
     ``--pi_params``, else of the ``--rips_path`` checkpoint (``topkd_exact``)."""

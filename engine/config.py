@@ -2,10 +2,7 @@
 
 Precedence: command-line flag > ``--config FILE.yaml`` > recipe > parser default. The recipe: ``--recipe``,
 else the first answer of the stage's rules (`StageParser`), else the data set's. A YAML value is converted and
-checked as a value of its option, and the command line is parsed over those values: it is never read as a flag.
-"""
-from __future__ import annotations
-
+checked as a value of its option, and the command line is parsed over those values: it is never read as a flag."""
 import argparse
 import logging
 import os

@@ -2,10 +2,7 @@
 
 Each process trains on ``batch_size // world_size`` images per step; DDP averages the gradients. Evaluation is
 sharded over the processes, all holding rank 0's network (BatchNorm statistics broadcast first), and its sums
-are added up, so the logged metrics are those of the checkpoint rank 0 saves. Only rank 0 logs and writes.
-"""
-from __future__ import annotations
-
+are added up, so the logged metrics are those of the checkpoint rank 0 saves. Only rank 0 logs and writes."""
 import atexit
 import os
 from dataclasses import dataclass

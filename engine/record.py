@@ -6,10 +6,7 @@ options declared ``resume="continue"``; a resumed run may change those and the `
 only with ``--resume_override``, an input file never. Folder (`plan_run`): ``new`` -> train; same identity
 ``finished`` / ``partial`` -> refused, or skipped / resumed with ``--skip_finished``; ``conflict``, ``pending``
 and ``busy`` -> refused; ``--overwrite`` deletes the stage's files; ``--plan`` prints the state. A stage never
-writes into the folder of one of its inputs; `Run.claim` locks the folder while the stage writes it.
-"""
-from __future__ import annotations
-
+writes into the folder of one of its inputs; `Run.claim` locks the folder while the stage writes it."""
 import contextlib
 import datetime
 import functools

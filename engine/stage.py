@@ -1,9 +1,6 @@
 """What every stage script does once before any work (`setup_stage`: the one place with process-wide side
 effects), the flags all stages share, and seeding and the capture/restore of every random generator (for exact
-resume; the per-item randomness of training data is `datasets.keyed`).
-"""
-from __future__ import annotations
-
+resume; the per-item randomness of training data is `datasets.keyed`)."""
 import argparse
 import functools
 import logging

@@ -7,11 +7,7 @@ by (seed, epoch, index) (`datasets.keyed`): results do not depend on ``--num_wor
 bit-exact. The GPU fast paths (``--compile``, ``--data_on_device``) are taken here and nowhere else. Rank 0
 writes ``config.yaml``, ``<arch>_last.pth`` / ``<arch>_best.pth`` (best by validation top-1 when a validation
 set exists, else by test top-1, the papers' convention), ``tb/`` and ``summary.yaml``. Probes (``name``,
-``every``, ``measure(student) -> {key: float}``, optional ``settings()``) run on rank 0 after evaluation on the
-epochs ``every`` divides and on the last.
-"""
-from __future__ import annotations
-
+``every``, ``measure(student) -> {key: float}``, optional ``settings()``) run on rank 0 after evaluation."""
 import bisect
 import logging
 import math
@@ -120,7 +116,6 @@ class Trainer:
         self.last: Dict[str, Any] = {}
         self.max_steps = int(getattr(cfg, "max_steps", 0) or 0)  # --max_steps: a cap over the whole run
 
-    # ----------------------------------------------------------------- data
     def _loader(self, dataset: Dataset, sampler, drop_last: bool = False) -> DataLoader:
         if getattr(self.cfg, "data_on_device", False):  # the whole set on the device, same keyed draws
             from datasets.device_data import DeviceLoader  # the GPU fast path, imported where used
@@ -155,7 +150,6 @@ class Trainer:
             out[name] = value
         return out
 
-    # ----------------------------------------------------------------- checkpoints
     def _skipped_prefixes(self) -> tuple:
         """State-dict prefixes not stored under ``distiller``: the student (stored as ``model``) and every
         frozen sub-network (teachers, a frozen RipsNet), which the stage script rebuilds from its own file."""
@@ -225,8 +219,16 @@ class Trainer:
         self.history = list(stored.get("resume_history") or [])
         if note:
             log.info(note)
-        if entry is not None:  # --resume_override: the new values run from the resumed epoch on
-            self._apply_optimisation()
+        if entry is not None:  # --resume_override: cfg's optimisation from the resumed epoch on (lr decayed as due)
+            cfg, milestones = self.cfg, sorted(int(m) for m in self.cfg.lr_decay_epochs)
+            self.scheduler.milestones = Counter(milestones)
+            self.scheduler.gamma = float(cfg.lr_decay_rate)
+            self.scheduler.base_lrs = [float(cfg.lr)] * len(self.optimizer.param_groups)
+            lr = float(cfg.lr) * float(cfg.lr_decay_rate) ** bisect.bisect_right(milestones, self.scheduler.last_epoch)
+            for group in self.optimizer.param_groups:
+                group.update(lr=lr, initial_lr=float(cfg.lr), momentum=float(cfg.momentum),
+                             weight_decay=float(cfg.weight_decay))
+            self.scheduler._last_lr = [lr] * len(self.optimizer.param_groups)
             self.history.append(entry)
             log.info(f"--resume_override: from epoch {done + 1}: {format_changes(changes)}")
         if ckpt.get("scaler"):
@@ -244,21 +246,6 @@ class Trainer:
         log.info(f"resumed from {path} at epoch {self.start_epoch} (best {self.best['acc']:.2f} "
                  f"at epoch {self.best['epoch']})")
 
-    def _apply_optimisation(self) -> None:
-        """Put lr / momentum / weight decay / schedule of ``cfg`` into the restored optimizer and scheduler
-        (the learning rate already decayed by the milestones passed)."""
-        cfg = self.cfg
-        milestones = sorted(int(m) for m in cfg.lr_decay_epochs)
-        self.scheduler.milestones = Counter(milestones)
-        self.scheduler.gamma = float(cfg.lr_decay_rate)
-        self.scheduler.base_lrs = [float(cfg.lr)] * len(self.optimizer.param_groups)
-        lr = float(cfg.lr) * float(cfg.lr_decay_rate) ** bisect.bisect_right(milestones, self.scheduler.last_epoch)
-        for group in self.optimizer.param_groups:
-            group.update(lr=lr, initial_lr=float(cfg.lr), momentum=float(cfg.momentum),
-                         weight_decay=float(cfg.weight_decay))
-        self.scheduler._last_lr = [lr] * len(self.optimizer.param_groups)
-
-    # ----------------------------------------------------------------- loop
     def train_epoch(self, epoch: int) -> Dict[str, float]:
         """One pass over the training set -> mean of every loss term, ``loss`` and ``top1`` (percent)."""
         self.distiller.train()

@@ -23,8 +23,7 @@ class FeatureForward:
     feat_dims: List[int]
     head = "fc"
 
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        """``[B, C]`` -> logits ``[B, K]``."""
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:  # [B, C] -> logits [B, K]
         return getattr(self, self.head)(embedding)
 
     def forward(self, x: torch.Tensor, is_feat: bool = False):
@@ -53,7 +52,6 @@ def init_conv_bn(module: nn.Module, linear_std: float = None) -> None:
 
 
 def check_in_channels(in_channels: int) -> int:
-    """Validate the ``in_channels`` option (number of input image channels)."""
     if not isinstance(in_channels, int) or in_channels < 1:
         raise TopKDError(f"in_channels must be a positive int, got {in_channels!r}")
     return in_channels

@@ -4,10 +4,7 @@ torchvision's weight files and TGD's releases (``{'model_state_dict', ...}``). `
 `init_from_checkpoint` copies its weights into a new network (``--init_s``).
 
 TGD's WideResNet has our WRN blocks and returns ``(logits, block1, block2, block3)`` (our ``feats[1:4]``); only
-its key names differ (`TGD_KEY_RULES`).
-"""
-from __future__ import annotations
-
+its key names differ (`TGD_KEY_RULES`)."""
 import os
 import re
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple

@@ -1,6 +1,5 @@
 """ImageNet mobile nets: ``MobileNetV1`` (the ResNet-50 -> MobileNet student, ~4.2M params at 1000 classes),
-``mobilenetv2_imagenet`` and ``shufflev2_imagenet`` (torchvision's modules and keys; its weights load strictly).
-"""
+``mobilenetv2_imagenet`` and ``shufflev2_imagenet`` (torchvision's modules and keys; its weights load strictly)."""
 from typing import List
 
 import torch

@@ -4,8 +4,6 @@
 
     python -m models.pretrained resnet34 [--no-download]   # the path of the file
 """
-from __future__ import annotations
-
 import argparse
 import contextlib
 import os

@@ -23,8 +23,6 @@ model_info: Dict[str, ModelInfo] = {}
 
 
 def register(*names: str, small_lr: bool = False):
-    """Decorator adding a constructor to `model_dict` under each of `names`, with its `ModelInfo`."""
-
     def wrap(fn):
         for name in names:
             if name in model_dict:

@@ -1,9 +1,6 @@
 """Run-folder names of the official TopKD and RepDistiller code (which keep a run's settings only there) and
 ours (with the run's identity hash, ``-<8 hex>``), read back into their settings (`_layouts`); and finding a
-teacher's run by them when no exact ``--path_t`` is typed (the official README runs its stages so).
-"""
-from __future__ import annotations
-
+teacher's run by them when no exact ``--path_t`` is typed (the official README runs its stages so)."""
 import contextlib
 import functools
 import glob

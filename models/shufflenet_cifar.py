@@ -1,8 +1,7 @@
 """ShuffleNet V1 (``shufflev1``, 3 groups) and V2 (``shufflev2``, ``shufflev2_1_5``) for CIFAR (RepDistiller layout).
 
 1x1 stride-1 stem to 24 channels, three stages each halving the resolution, adaptive average pooling.
-Features: [stem ReLU output, stage1, stage2, stage3, pooled embedding].
-"""
+Features: [stem ReLU output, stage1, stage2, stage3, pooled embedding]."""
 from typing import List, Sequence
 
 import torch

@@ -2,8 +2,7 @@
 
 depth = 6n + 4; widths [16, 16k, 32k, 64k]. Pooling is adaptive, so any input size works; TGD's
 persistence-image teacher is ``wrn_16_3`` with ``in_channels=6`` on 50x50 images.
-Features: [stem conv output, block1, block2, block3, pooled embedding after the final BN-ReLU].
-"""
+Features: [stem conv output, block1, block2, block3, pooled embedding after the final BN-ReLU]."""
 from typing import List
 
 import torch
@@ -51,8 +50,6 @@ class NetworkBlock(nn.Module):
 
 
 class WideResNet(FeatureForward, nn.Module):
-    """WRN-depth-k. Input ``[B, in_channels, H, W]`` -> logits ``[B, num_classes]``."""
-
     def __init__(self, depth: int, widen_factor: int, num_classes: int = 100, in_channels: int = 3):
         super().__init__()
         if (depth - 4) % 6 != 0:

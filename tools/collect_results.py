@@ -11,8 +11,6 @@ over the trials, the teacher's top-1 (the teacher run of the checkpoint's SHA-25
 architecture), the code's commits, the published numbers and our difference from them (Δ), the topology
 probe's values when a run has them; a cell that cannot be filled says why (``n/a: ...``).
 """
-from __future__ import annotations
-
 import argparse
 import csv
 import datetime

@@ -1,8 +1,6 @@
 """One-line errors. A deliberate user error (`TopKDError`, raised at the door) and an environmental failure
 (an OSError: disk full, permission, a missing file) are printed by `run_cli` as one ``error:`` line; anything
 else is a bug and keeps its traceback."""
-from __future__ import annotations
-
 import errno
 import math
 import os

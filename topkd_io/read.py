@@ -1,10 +1,7 @@
 """Reading files without trusting them: checkpoints that cannot run code (`safe_load`), strict YAML (`read_yaml`),
 ``.npy`` files that are never pickles (`load_npy`), and the checksums that vouch for what a writer recorded: a
 manifest's ``checksum`` field is the SHA-256 of its other fields (`seal`, `check_seal`), and it records each file's
-size and SHA-256 (`file_record`, `verify_files`). Every failure is one line naming the file.
-"""
-from __future__ import annotations
-
+size and SHA-256 (`file_record`, `verify_files`). Every failure is one line naming the file."""
 import hashlib
 import json
 import os
@@ -275,14 +272,12 @@ def write_sealed(path: Any, data: Dict[str, Any]) -> None:
     write_yaml(path, seal(data))
 
 
-def read_sealed(path: Any, what: str, rebuild: Optional[str] = None, check: bool = True) -> Dict[str, Any]:
-    """A manifest written by `write_sealed` (``check=False``: without testing its checksum); a file that is not
-    a YAML dict or fails its checksum -> `DamagedFileError` naming it."""
-    data = read_yaml(path, what, f"rebuild it with: {rebuild}" if rebuild else "")
+def read_sealed(path: Any, what: str) -> Dict[str, Any]:
+    """A manifest written by `write_sealed`, its checksum not yet tested (`check_seal`); a file that is not a YAML
+    dict -> `DamagedFileError` naming it."""
+    data = read_yaml(path, what)
     if not isinstance(data, dict):
-        raise DamagedFileError(f"{path} is not a valid {what}{_hint(rebuild)}")
-    if check:
-        check_seal(data, path, rebuild)
+        raise DamagedFileError(f"{path} is not a valid {what}")
     return data
 
 

@@ -1,8 +1,6 @@
 """Writing files: the one atomic writer (a temporary beside the target, fsync, rename, fsync of the folder: a file
 that exists is complete; only a regular file or a missing path is replaced), the checks of an output path that go
 before it, and `FolderLock`, one writer per folder (``fcntl.flock``: the kernel drops it when its holder dies)."""
-from __future__ import annotations
-
 import contextlib
 import errno
 import fcntl

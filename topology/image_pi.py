@@ -15,10 +15,7 @@ Gaussian (std `bandwidth`) over each pixel: pixel lower edges ``linspace(lo, hi,
 ``(hi - lo) / R`` wide (persim's slightly overlapping grid), row ``r`` = persistence pixel ``R - 1 - r``, column
 ``c`` = birth pixel ``c``; its signals are first rounded to float32, as the official route's ripser stores them.
 ``"gudhi"`` (an option) samples the Gaussian density at the nodes ``linspace(lo, hi, R)``, equal to
-``gudhi.representations.PersistenceImage``: row ``i`` = persistence node ``i``, column ``j`` = birth node ``j``.
-"""
-from __future__ import annotations
-
+``gudhi.representations.PersistenceImage``: row ``i`` = persistence node ``i``, column ``j`` = birth node ``j``."""
 import contextlib
 from dataclasses import asdict, dataclass, fields
 from typing import Dict, List, Tuple
@@ -79,9 +76,7 @@ class ImagePIParams:
         return cls(**data)
 
 
-# ----------------------------------------------------------------------------------------------------
-# H0 of the lower-star filtration of 1-D signals
-# ----------------------------------------------------------------------------------------------------
+# --- H0 of the lower-star filtration of 1-D signals
 
 def lower_star_h0_batched(signals: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Finite H0 pairs of the lower-star filtration of each row of `signals` `[B, n]` on the path graph -> `(births,
@@ -147,9 +142,7 @@ def filter_diagram_points(births: np.ndarray, deaths: np.ndarray, params: ImageP
         return (~np.isnan(births)) & (pers > params.min_persistence) & (pers > params.min_lifetime)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Persistence images
-# ----------------------------------------------------------------------------------------------------
+# --- Persistence images
 
 def diagram_images(births: np.ndarray, deaths: np.ndarray, keep: np.ndarray, params: ImagePIParams) -> np.ndarray:
     """Persistence images `[B, R, R]` float64 of B padded diagrams (the points where `keep` `[B, m]`), in
@@ -245,7 +238,8 @@ def image_signals(images: np.ndarray) -> np.ndarray:
     return np.concatenate([rows, cols], axis=1)
 
 
-def _as_images(images) -> np.ndarray:
+def _signals(images, params: ImagePIParams) -> Tuple[np.ndarray, int]:
+    """(1-D signals ``[N * 2C, H*W]`` float64, N) of images ``[N, C, H, W]`` or ``[C, H, W]`` in [0, 1]."""
     if hasattr(images, "detach"):  # torch tensor
         images = images.detach().cpu().numpy()
     x = np.asarray(images, dtype=np.float64)
@@ -255,12 +249,6 @@ def _as_images(images) -> np.ndarray:
         raise TopKDError(f"images must be [C, H, W] or [N, C, H, W], got shape {x.shape}")
     if x.size and (not np.isfinite(x).all() or x.min() < -1e-6 or x.max() > 1 + 1e-6):
         raise TopKDError("image values must lie in [0, 1]: compute image PIs from un-normalized images (ToTensor only)")
-    return x
-
-
-def _signals(images, params: ImagePIParams) -> Tuple[np.ndarray, int]:
-    """(1-D signals ``[N * 2C, H*W]`` float64, N) of images ``[N, C, H, W]`` or ``[C, H, W]`` in [0, 1]."""
-    x = _as_images(images)
     signals = image_signals(x).reshape(-1, x.shape[2] * x.shape[3])
     if params.layout == "persim":  # the official route's ripser holds filtration values as float32
         signals = signals.astype(np.float32).astype(np.float64)

@@ -11,17 +11,14 @@ float64 array of ``(birth, death)`` rows; H0 rows are sorted by ascending death,
 ``drop_zero=True`` (default) does the same (they add nothing to a persistence image); H1 rows are sorted by
 ascending death, ties by ascending birth (``h1_backend="simplex_tree"``: gudhi's own tie order, slow).
 
-On the CPU a batch is cut into parts, each run start to end by one single-threaded worker of our own pool (as many
-as the caller's ``torch.get_num_threads()``, at most one per ``min_items`` items): torch's intra-op threads meet at
-a barrier after every small operation of these kernels, and beside other busy processes one descheduled thread
-stalls them all (measured on 2 busy cores: 0.3-0.7x gudhi's speed, against 6-8x with one thread per part).
-"""
-from __future__ import annotations
-
+On the CPU a batch is cut into parts, each run by one single-threaded worker of our own pool (`run_parts`): torch's
+intra-op threads meet at a barrier after every small operation of these kernels, and beside other busy processes one
+descheduled thread stalls them all (on 2 busy cores: 0.3-0.7x gudhi's speed, against 6-8x with one thread per part).
+scipy and gudhi are imported on first use (0.6-0.8 s of start-up)."""
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, Iterable, List, Sequence, Tuple, TypeVar, Union
+from typing import Callable, Dict, List, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 import torch
@@ -32,19 +29,16 @@ ArrayLike = Union[np.ndarray, torch.Tensor]
 
 SUPPORTED_DIMS = (0, 1)
 
-# Bytes of float64 scratch allowed per chunk of clouds in the MST, by device type. Larger chunks
-# amortize the per-step cost of Prim's loop; on the CPU, bigger than this starts to spill caches.
+# Bytes of float64 scratch per chunk of clouds in Prim's loop: larger chunks amortize its per-step cost; on the
+# CPU, larger ones spill the caches.
 _CHUNK_BYTES = {"cpu": 128 * 2**20, "cuda": 2 * 2**30}
 _DEFAULT_CHUNK_BYTES = 256 * 2**20
-# Bytes of the float64 buffer holding centred points, by device type: the Gram matrices of a Prim
-# chunk are computed a few clouds at a time through one reused buffer, so wide clouds (D = 2048) never
-# shrink the Prim chunk and no chunk-sized float64 copy of the points is made.
+# Bytes of the reused float64 buffer of centred points the Gram matrices are computed through, a few clouds at a
+# time: wide clouds (D = 2048) never shrink the Prim chunk, and no chunk-sized float64 copy of the points is made.
 _GRAM_BYTES = {"cpu": 8 * 2**20, "cuda": 512 * 2**20}
 
 
-# --------------------------------------------------------------------------------------------------
-# our own thread pool
-# --------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------- our own thread pool
 T = TypeVar("T")
 _POOL: "ThreadPoolExecutor | None" = None
 _POOL_SIZE = 0
@@ -97,9 +91,7 @@ def run_parts(fn: Callable[..., T], parts: Sequence[tuple], workers: int) -> Lis
         torch.set_num_threads(caller)
 
 
-# --------------------------------------------------------------------------------------------------
-# validation
-# --------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------- validation
 def _check_shape(points: ArrayLike) -> None:
     """`TopKDError` unless ``points`` is a ``[B, N, D]`` batch with N >= 2 and D >= 1."""
     shape = tuple(points.shape)
@@ -125,18 +117,7 @@ def _check_finite(points: ArrayLike, first: int = 0) -> None:
         _raise_non_finite([first + i for i in np.flatnonzero(~finite).tolist()])
 
 
-def _check_dims(dims: Iterable[int]) -> Tuple[int, ...]:
-    dims = tuple(int(d) for d in dims)
-    if not dims:
-        raise TopKDError("no homology dimension requested; pass dims=(0,), (1,) or (0, 1)")
-    for d in set(dims) - set(SUPPORTED_DIMS):
-        raise TopKDError(f"homology dimension {d} is not supported; use 0 and/or 1")
-    return dims
-
-
-# --------------------------------------------------------------------------------------------------
-# batched Prim
-# --------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------- batched Prim
 # Gram-form squared distances below this fraction of the points' squared norms (after centring)
 # are recomputed directly: there the cancellation error of the Gram form would show.
 _RECOMPUTE_BELOW = 1e-2
@@ -254,9 +235,8 @@ _SMALL_BATCH = 16
 
 def _scipy_tree(chunk: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """``_chunk_tree`` for a few clouds via scipy on the CPU; results on the chunk's device."""
-    # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
     from scipy.sparse.csgraph import minimum_spanning_tree
-    from scipy.spatial.distance import pdist, squareform  # scipy on first use, as above
+    from scipy.spatial.distance import pdist, squareform
 
     x = chunk.detach().to("cpu", torch.float64).numpy()
     n = x.shape[1]
@@ -389,9 +369,7 @@ def h0_deaths_torch(points: torch.Tensor) -> torch.Tensor:
     return _sorted_deaths(points, differentiable=True)
 
 
-# --------------------------------------------------------------------------------------------------
-# diagrams
-# --------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------- diagrams
 def _h0_rows(deaths: np.ndarray, keep_infinite: bool, drop_zero: bool) -> np.ndarray:
     """Sorted deaths ``[K]`` -> H0 diagram ``[k, 2]`` in gudhi's convention."""
     if drop_zero:
@@ -416,7 +394,6 @@ def _h0_mst(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> Li
 
 
 def _gudhi_rips_diagrams(x: torch.Tensor, dim: int, n_jobs) -> List[np.ndarray]:
-    # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
     from gudhi.sklearn import RipsPersistence
 
     rp = RipsPersistence(homology_dimensions=dim, n_jobs=n_jobs)
@@ -433,17 +410,13 @@ def _h0_gudhi(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> 
     return out
 
 
-def _sort_h1(dg: np.ndarray) -> np.ndarray:
-    return dg[np.lexsort((dg[:, 0], dg[:, 1]))]
-
-
 def _h1_gudhi(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
-    return [_sort_h1(dg) for dg in _gudhi_rips_diagrams(x, 1, n_jobs)]
+    return [dg[np.lexsort((dg[:, 0], dg[:, 1]))] for dg in _gudhi_rips_diagrams(x, 1, n_jobs)]
 
 
 def _simplex_tree(cloud: np.ndarray):
     """gudhi's Rips simplex tree of one float64 cloud ``[N, D]`` to dimension 2, its persistence computed."""
-    import gudhi  # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
+    import gudhi
 
     st = gudhi.RipsComplex(points=cloud).create_simplex_tree(max_dimension=2)
     st.persistence()
@@ -480,7 +453,11 @@ def rips_diagrams(points: ArrayLike, dims: Sequence[int] = (0,), keep_infinite: 
     CPU in float64) -> ``{dim: B float64 (birth, death) arrays [k, 2]}`` (conventions: the module docstring).
     Backends: H0 ``"mst"`` (exact, fast) or ``"gudhi"`` (``gudhi.sklearn.RipsPersistence``); H1 ``"gudhi"`` (the
     same, parallel with ``n_jobs``) or ``"simplex_tree"`` (RipsComplex + SimplexTree: gudhi's exact row order)."""
-    dims = _check_dims(dims)
+    dims = tuple(int(d) for d in dims)
+    if not dims:
+        raise TopKDError("no homology dimension requested; pass dims=(0,), (1,) or (0, 1)")
+    for d in set(dims) - set(SUPPORTED_DIMS):
+        raise TopKDError(f"homology dimension {d} is not supported; use 0 and/or 1")
     _check_shape(points)
     h0 = _backend(0, h0_backend)
     h1 = _backend(1, h1_backend)
@@ -489,9 +466,7 @@ def rips_diagrams(points: ArrayLike, dims: Sequence[int] = (0,), keep_infinite: 
     return {d: funcs[d](x, keep_infinite, drop_zero, n_jobs) for d in dims}
 
 
-# --------------------------------------------------------------------------------------------------
-# differentiable H1
-# --------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------- differentiable H1
 def rips_h1_pairs(points: ArrayLike) -> List[np.ndarray]:
     """The edges behind each H1 point of each cloud's Rips filtration (gudhi's ``flag_persistence_generators``, zero-
     length pairs left out): ``[B, N, D]`` -> B int64 arrays ``[k, 4]`` ``(u, v, w, z)``: birth = ``|x_u - x_v|``,

@@ -4,10 +4,7 @@ phi (per point): three dense layers with bias and ReLU; pooling over the points 
 ReLU layers and a dense sigmoid output, all without bias. Layer names ``layer1`` ... ``layer7`` (each holding
 ``.linear``) match the official TopKD checkpoints (``{'model', 'units_list', 'operator', 'best_val_mse',
 'epoch'}``), which load unchanged; ours add ``pooling``, ``units``, ``resolution``, ``pi_params`` (a `PIParams`
-dict, or None) and ``manifest`` (the stage-2 manifest).
-"""
-from __future__ import annotations
-
+dict, or None) and ``manifest`` (the stage-2 manifest)."""
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -90,9 +87,7 @@ class RipsNet(nn.Module):
         return f"input_dim={self.input_dim}, pooling={self.pooling!r}, units={self.units}"
 
 
-# --------------------------------------------------------------------------------------------------
-# checkpoints
-# --------------------------------------------------------------------------------------------------
+# --- checkpoints
 def save_ripsnet(model: RipsNet, path: Union[str, os.PathLike], pi_params: Any = None,
                  manifest: Optional[dict] = None, **extra: Any) -> None:
     """Write ``model`` with what rebuilds it, the PIParams (or dict) its targets were made with, a free-form
