@@ -76,25 +76,6 @@ def read_transform(transform) -> Augment:
     return aug
 
 
-def draw_params(aug: Augment, seed: int, epochs, positions: np.ndarray, height: int, width: int):
-    """The keyed draws of `KeyedRandomCrop` and `KeyedHorizontalFlip` for the items at ``positions`` (int64
-    ``[n]``) of ``epochs`` (one int or ``[n]``), images ``height x width`` before padding: -> (top int64 ``[n]``,
-    left int64 ``[n]``, flip bool ``[n]``)."""
-    n = len(positions)
-    top, left, flip = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
-    if n and aug.crop is not None:
-        (th, tw), (left_pad, top_pad, right_pad, bottom_pad) = aug.crop, aug.padding
-        ph, pw = height + top_pad + bottom_pad, width + left_pad + right_pad
-        if ph < th or pw < tw:
-            raise TopKDError(f"crop {aug.crop} larger than the padded image {(ph, pw)}")
-        if (ph, pw) != (th, tw):  # no draw when the sizes already match
-            top = keyed.integers(seed, epochs, positions, keyed.STREAM_CROP_ROW, ph - th + 1)
-            left = keyed.integers(seed, epochs, positions, keyed.STREAM_CROP_COL, pw - tw + 1)
-    if n and aug.flip_p > 0:
-        flip = keyed.units(seed, epochs, positions, keyed.STREAM_FLIP) < aug.flip_p
-    return top, left, flip
-
-
 def apply_augment(aug: Augment, x: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
                   flip: torch.Tensor) -> torch.Tensor:
     """Batched transform on ``x`` (float ``[B, C, H, W]``, already in [0, 1] when ToTensor applies):
@@ -147,10 +128,8 @@ def _base(ds) -> Optional[Tuple[torch.Tensor, Augment]]:
 
 
 class DeviceView:
-    """A trainer data set (any registered chain) held on ``device``; ``batch(keys)`` -> the collated batch.
-
-    keys: positions (ints) for un-keyed sets, or ``(epoch, position)`` pairs from
-    `datasets.keyed.KeyedSampler` (a batch may mix epochs: stage 2's passes)."""
+    """A trainer data set (any registered chain) held on ``device``; ``batch(keys)`` -> the collated batch. keys:
+    positions (ints), or ``(epoch, position)`` pairs of `KeyedSampler` (a batch may mix epochs: stage 2's passes)."""
 
     def __init__(self, dataset, device: torch.device):
         maps, self.seed, self.contrast, self.pi_cache, ds = [], None, None, None, dataset
@@ -195,9 +174,6 @@ class DeviceView:
                                  f"holds another target; the cache was made from other data")
             self.pis = torch.from_numpy(np.array(self.pi_cache.pis)).to(self.device)  # read the memory map once
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
     @staticmethod
     def split_keys(keys: Sequence) -> Tuple[np.ndarray, np.ndarray]:
         """Sampler keys -> (epochs int64 ``[n]``, positions int64 ``[n]``); plain ints are epoch 0."""
@@ -205,21 +181,32 @@ class DeviceView:
         return pairs[:, 0].copy(), pairs[:, 1].copy()
 
     def draws(self, keys: Sequence) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(top, left, flip) of the items at ``keys``, all keys in one vectorised pass."""
+        """The keyed draws of `KeyedRandomCrop` and `KeyedHorizontalFlip` for the items at ``keys``, all in one
+        vectorised pass -> (top int64 ``[n]``, left int64 ``[n]``, flip bool ``[n]``)."""
         epochs, positions = self.split_keys(keys)
-        return draw_params(self.augment, self.seed, epochs, positions, self.height, self.width)
+        aug, n, seed = self.augment, len(positions), self.seed
+        top, left, flip = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
+        if n and aug.crop is not None:
+            (th, tw), (left_pad, top_pad, right_pad, bottom_pad) = aug.crop, aug.padding
+            ph, pw = self.height + top_pad + bottom_pad, self.width + left_pad + right_pad
+            if ph < th or pw < tw:
+                raise TopKDError(f"crop {aug.crop} larger than the padded image {(ph, pw)}")
+            if (ph, pw) != (th, tw):  # no draw when the sizes already match
+                top = keyed.integers(seed, epochs, positions, keyed.STREAM_CROP_ROW, ph - th + 1)
+                left = keyed.integers(seed, epochs, positions, keyed.STREAM_CROP_COL, pw - tw + 1)
+        if n and aug.flip_p > 0:
+            flip = keyed.units(seed, epochs, positions, keyed.STREAM_FLIP) < aug.flip_p
+        return top, left, flip
 
     def contrast_rows(self, keys: Sequence) -> torch.Tensor:
-        """CRD's ``contrast_idx`` (int64 ``[n, k + 1]``) of the items at ``keys``: each item's keyed seed
-        (``STREAM_CONTRAST``) vectorised, then CRD's own numpy draw per item, as on the CPU path."""
+        """CRD's ``contrast_idx`` (int64 ``[n, k + 1]``) of the items at ``keys``, drawn as on the CPU path."""
         epochs, positions = self.split_keys(keys)
         seeds = keyed.words(self.seed, epochs, positions, keyed.STREAM_CONTRAST)
         return torch.stack([self.contrast.contrast_indices(int(i), int(t), int(s)) for i, t, s in
                             zip(self.rows[positions], self.targets_cpu[self.rows[positions]], seeds)])
 
     def batch(self, keys: Sequence, draws=None) -> Any:
-        """Collated batch of the items at ``keys`` (see the class docstring), on the device. ``draws``:
-        `draws(keys)` computed beforehand (e.g. for a whole epoch at once), else computed here."""
+        """Collated batch of the items at ``keys`` on the device; ``draws``: `draws(keys)` computed beforehand."""
         _, positions = self.split_keys(keys)
         dev, index = self.device, torch.from_numpy(self.rows[positions]).to(self.device)  # = the base rows
         x = self.images[index]
@@ -236,8 +223,7 @@ class DeviceView:
 
 
 class DeviceLoader:
-    """Cuts the keys of ``sampler`` into batches of ``batch_size`` and yields ``view.batch(keys)``.
-    ``len()`` and ``drop_last`` as torch's DataLoader."""
+    """``view.batch(keys)`` of the keys of ``sampler`` cut into batches; ``len()`` and ``drop_last`` as DataLoader's."""
 
     def __init__(self, dataset, sampler, batch_size: int, device: torch.device, drop_last: bool = False):
         self.view = dataset if isinstance(dataset, DeviceView) else DeviceView(dataset, device)

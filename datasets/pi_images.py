@@ -56,8 +56,8 @@ def raw_source_names() -> List[str]:
 
 
 def raw_images(dataset: str, data_root: str, split: str) -> Dataset:
-    """The split's images in [0, 1] (ToTensor only), in data-set order; items ``(image, target, ...)``.
-    ``imagefolder``: the tree ``<data_root>/<split>/<class>/<image>`` (CINIC-10: train / valid / test)."""
+    """The split's images in [0, 1] (ToTensor only), in data-set order; items ``(image, target, ...)``;
+    ``imagefolder``: the tree ``<data_root>/<split>/<class>/<image>``."""
     if dataset == "imagefolder":
         folder = Path(data_root) / split
         if not folder.is_dir():
@@ -124,10 +124,9 @@ def _assemble(folder: Path, manifest: Dict, num_chunks: int) -> Dict:
 def build_pi_cache(source: Dataset, folder, dataset: str, split: str, params: ImagePIParams = ImagePIParams(),
                    workers: int = 1, chunk_size: int = 512, dtype: str = "uint8", overwrite: bool = False,
                    progress: Optional[Callable[[int, int], None]] = None, command: Optional[str] = None) -> Path:
-    """Compute the PIs of every item ``(image [C, H, W] in [0, 1], target, ...)`` of ``source`` into ``folder``
-    (module docstring), resuming a cache of the same settings; another cache there is refused unless
-    ``overwrite``. ``progress(done_chunks, total_chunks)`` after every chunk; ``command`` is recorded for the
-    readers' rebuild hints. -> the folder."""
+    """Compute the PIs of every item ``(image [C, H, W] in [0, 1], target, ...)`` of ``source`` into ``folder``,
+    resuming a cache of the same settings (another one is refused unless ``overwrite``) -> the folder.
+    ``progress(done_chunks, total_chunks)`` after every chunk; ``command``: recorded for rebuild hints."""
     if dtype == "uint8" and params.quantize != "uint8":
         raise TopKDError("dtype uint8 stores 8-bit PIs only: use quantize 'uint8' or dtype float16/float32")
     chunk_size, workers, folder, count = int(chunk_size), int(workers), Path(folder), len(source)
@@ -261,9 +260,8 @@ class PICache:
 def load_pi_cache(folder, params: Optional[ImagePIParams] = ImagePIParams(), count: Optional[int] = None,
                   dataset: Optional[str] = None, split: Optional[str] = None, verify: bool = True,
                   input_norm: str = "dataset", other_hint: str = "") -> PICache:
-    """Open a finished cache and check it: the manifest's checksum, both files' size and (``verify``) SHA-256,
-    its parameters equal to ``params`` (None: the cache's own), its count, data set and split when given.
-    Errors name the folder and the command that rebuilds it. ``input_norm``: see `pi_normalization`."""
+    """Open a finished cache and check it: the manifest's checksum, both files' size and (``verify``) SHA-256, its
+    parameters equal to ``params`` (None: the cache's own), its count, data set and split when given."""
     folder = Path(folder)
     manifest = _read_manifest(folder)
     if manifest is None:
@@ -298,9 +296,8 @@ def load_pi_cache(folder, params: Optional[ImagePIParams] = ImagePIParams(), cou
 
 
 class WithImagePI(Dataset):
-    """A data set of ``(image, target, index)`` items (its usual transforms) with the cached PI of the
-    un-augmented image ``index`` appended: ``(image, target, index, pi [2C, R, R] float32)``; the cache's target
-    must equal the item's (a cache of another data set is refused)."""
+    """Items ``(image, target, index)`` with the cached PI of the un-augmented image ``index`` appended:
+    ``(image, target, index, pi [2C, R, R] float32)``; the cache's target must equal the item's."""
 
     def __init__(self, base: Dataset, cache: PICache):
         if len(base) > len(cache):
@@ -335,7 +332,7 @@ class PIImages(Dataset):
 
 def pi_normalization(input_norm: str, channels: int):
     """``(mean, std)`` per PI channel for ``--input_norm tgd`` (TGD's loader constants, 6 channels); None for
-    ``dataset`` (the raw PIs in [0, 1]); also a value read back from a run's config.yaml."""
+    ``dataset`` (the raw PIs in [0, 1])."""
     if input_norm not in INPUT_NORMS:
         raise TopKDError(f"--input_norm must be one of {', '.join(INPUT_NORMS)}, got {input_norm!r}")
     if input_norm == "dataset":
@@ -363,8 +360,7 @@ def pi_cache_folders(cache_root, pi_cache, dataset: str, must_exist: bool = True
 
 
 def pi_cache_inputs(cache_root, pi_cache, dataset: str, must_exist: bool = True) -> Dict[str, str]:
-    """`pi_cache_folders` as inputs of a run's identity; a missing one: FileNotFoundError with the command that
-    makes it (not ``must_exist``: pending)."""
+    """`pi_cache_folders` as inputs of a run's identity; a missing one: FileNotFoundError with the command."""
     folders = pi_cache_folders(cache_root, pi_cache, dataset, must_exist)
     for folder, split in zip(folders, ("train", "test")):
         if must_exist and not (folder / "manifest.yaml").is_file():
@@ -375,8 +371,7 @@ def pi_cache_inputs(cache_root, pi_cache, dataset: str, must_exist: bool = True)
 
 def _pi_cache_pair(cache_root, dataset: str, params: Optional[ImagePIParams], counts: Tuple[Optional[int], ...],
                    pi_cache=None, verify: bool = True, input_norm: str = "dataset") -> Tuple[PICache, PICache]:
-    """The train and test caches: under ``cache_root`` with the parameters ``params``; a ``pi_cache`` with its own
-    (both splits must share them)."""
+    """The train and test caches: under ``cache_root`` with ``params``; a ``pi_cache`` with its own (shared)."""
     folders = pi_cache_folders(cache_root, pi_cache, dataset)
     other = "" if pi_cache is not None else f"; to train on this cache as it is, pass --pi_cache {folders[0]}"
     params, name = (None, None) if pi_cache is not None else (params, dataset)

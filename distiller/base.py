@@ -46,7 +46,6 @@ class Distiller(nn.Module):
         return {name: getattr(self, name) for name in self._frozen}
 
     def networks(self) -> Dict[str, nn.Module]:
-        """Every network a step runs: the student, then the frozen ones."""
         return {"student": self.student, **self.frozen_networks()}
 
     def train(self, mode: bool = True):
@@ -56,7 +55,6 @@ class Distiller(nn.Module):
         return self
 
     def learnable_parameters(self) -> List[nn.Parameter]:
-        """What the optimizer updates: the trainable parameters of the student and the `extra_modules`."""
         return [p for m in (self.student, *self.extra_modules()) for p in m.parameters() if p.requires_grad]
 
     def extra_modules(self) -> Iterable[nn.Module]:

@@ -47,8 +47,6 @@ class DKD(TeacherStudent):
 
 
 class _Hint(TeacherStudent):
-    """A method reading ``feats[hint_layer]`` of both networks."""
-
     term = "loss_hint"
     options = (Option("hint_layer", 2, "feature index of the hint (both networks)",
                       source="RepDistiller; the official TopKD parser has no default"),)
@@ -144,8 +142,6 @@ class AT(TeacherStudent):
 
 
 class _LastFeatures(TeacherStudent):
-    """A method applying ``self.loss`` to ``feats[self.layer]`` of both networks."""
-
     layer = -1
 
     def method_loss(self, feats_s, logit_s, feats_t, logit_t, target, **batch):

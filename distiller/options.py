@@ -88,7 +88,6 @@ def declared(owner: type) -> Tuple[Option, ...]:
 
 
 def default_of(owner, opt: Option) -> Any:
-    """The default of ``opt`` for ``owner``: its ``defaults`` entry, else the option's own default."""
     return dict(getattr(owner, "defaults", None) or {}).get(opt.name, opt.default)
 
 
@@ -133,7 +132,6 @@ def default_text(owners: Sequence[Tuple[str, Any]]) -> str:
 
 def check_undeclared(cfg: argparse.Namespace, table: Dict[str, Tuple[Option, list]], allowed: Iterable[str],
                      method: str) -> None:
-    """`TopKDError` when ``cfg`` sets an option of ``table`` that is not in ``allowed``."""
     allowed = set(allowed)
     for name, (opt, owners) in table.items():
         if name not in allowed and getattr(cfg, name, None) is not None:

@@ -160,7 +160,6 @@ class TopologyTerm(nn.Module):
 
 
 def dims_of(dim) -> Tuple[int, ...]:
-    """``--dim`` value (a number or a list) -> a tuple of homology dimensions."""
     return tuple(int(d) for d in (dim if isinstance(dim, (list, tuple)) else [dim]))
 
 
@@ -207,12 +206,10 @@ class StackedPI(nn.Module):
 
 
 def stacked(parts: Sequence[nn.Module]) -> nn.Module:
-    """One image module per homology dimension -> one module (the part itself when there is one)."""
     return parts[0] if len(parts) == 1 else StackedPI(parts)
 
 
 def exact_images(params: Dict[int, PIParams], dims: Sequence[int]) -> nn.Module:
-    """The exact image module of ``dims`` with ``{dim: PIParams}``."""
     missing = [d for d in dims if d not in params]
     if missing:
         raise TopKDError(f"--method topkd_exact has no persistence-image parameters for homology dimension "

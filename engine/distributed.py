@@ -61,7 +61,6 @@ def current_dist() -> DistInfo:
 
 
 def all_reduce_sum(values: List[float], device: torch.device, info: DistInfo) -> List[float]:
-    """Sum a list of numbers over processes (float64)."""
     if not info.enabled:
         return list(values)
     t = torch.tensor(values, dtype=torch.float64, device=device)

@@ -6,7 +6,6 @@ cloud, the same items for every method and seed). `measure_checkpoints`: the sam
 pair (``tools/topo_metrics.py``, ``evaluate.py --path_t``)."""
 import logging
 import math
-import time
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np

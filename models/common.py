@@ -11,7 +11,6 @@ from topkd_io import TopKDError
 
 
 def pool_flatten(x: torch.Tensor) -> torch.Tensor:
-    """Global average pool: ``[B, C, H, W]`` -> ``[B, C]`` (any H, W)."""
     return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
 

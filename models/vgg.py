@@ -34,8 +34,6 @@ def _block(in_ch: int, widths: Sequence[int]) -> nn.Sequential:
 
 
 class VGG(FeatureForward, nn.Module):
-    """VGG-BN. Input ``[B, in_channels, H, W]`` with H, W >= 8 -> logits ``[B, num_classes]``."""
-
     head = "classifier"
 
     def __init__(self, cfg: str, num_classes: int = 100, in_channels: int = 3):
@@ -53,8 +51,7 @@ class VGG(FeatureForward, nn.Module):
         if min(x.shape[-2:]) < 8:
             raise TopKDError(f"VGG needs inputs of at least 8x8 pixels, got {tuple(x.shape[-2:])}")
         tall = x.shape[2] == 64
-        feats = []
-        out = x
+        feats, out = [], x
         for i in range(5):
             out = F.relu(getattr(self, f"block{i}")(out))
             feats.append(out)

@@ -65,7 +65,6 @@ def rebuild_command(folder: str, manifest: Optional[Dict[str, Any]] = None) -> s
 
 
 def read_manifest(folder: str, check: bool = True) -> Dict[str, Any]:
-    """``<folder>/manifest.yaml``, its own checksum checked unless ``check`` is False."""
     path = manifest_path(folder)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found; pass a folder written by generate_PCD_PI.py")

@@ -215,7 +215,7 @@ def run_identity(cfg: Dict[str, Any]) -> Identity:
     stored = cfg.get("identity")
     if isinstance(stored, dict) and isinstance(stored.get("options"), dict) \
             and isinstance(stored.get("inputs") or {}, dict):
-        return Identity.from_dict(stored)
+        return Identity(stored.get("options") or {}, stored.get("inputs") or {})
     inputs: Dict[str, Any] = _recorded_inputs(cfg)
     if not inputs and cfg.get("path_t"):
         inputs["path_t"] = str(Path(str(cfg["path_t"])).resolve())

@@ -23,8 +23,7 @@ class UnsafeCheckpointError(TopKDError):
 
 
 def _numpy_safe_globals() -> list:
-    """numpy's scalar and array reconstructors, under numpy 1's and numpy 2's module names (files of either
-    load), and every concrete dtype class."""
+    """numpy's reconstructors under numpy 1's and 2's module names (files of either load), and its dtype classes."""
     multiarray = (getattr(np, "_core", None) or np.core).multiarray  # numpy 2 renamed numpy.core
     types = getattr(np, "dtypes", None)
     dtypes = [getattr(types, n) for n in dir(types) if n.endswith("DType") and isinstance(getattr(types, n), type)]
@@ -55,8 +54,7 @@ def safe_load(path: Any, map_location: Any = "cpu") -> Any:
 
 
 def read_error_reason(exc: BaseException) -> str:
-    """Plain words for why ``torch.load`` or ``np.load`` could not read a file (the raw errors say things like
-    ``101``)."""
+    """Plain words for why ``torch.load`` or ``np.load`` could not read a file (the raw errors say ``101``)."""
     text = " ".join(str(exc).split())
     if isinstance(exc, EOFError) or "Ran out of input" in text or "No data left" in text:
         return "the file is empty or cut short"
@@ -181,7 +179,6 @@ _VERIFIED: set = set()  # (path, size, mtime_ns, sha256) of the files this proce
 
 
 def file_sha256(path: Any) -> str:
-    """Hex SHA-256 of a file."""
     with open(os.fspath(path), "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -241,8 +238,7 @@ def verify_files(folder: Any, records: Iterable[Tuple[str, Mapping[str, Any]]], 
 
 
 def _data_sha256(data: Any) -> str:
-    """SHA-256 of plain data in canonical JSON (keys as text, sorted): the same before a YAML write and after
-    reading it back."""
+    """SHA-256 of plain data in canonical JSON (keys as text, sorted): the same before a YAML write and after it."""
     def canon(value: Any) -> Any:
         if isinstance(value, dict):
             return {str(k): canon(v) for k, v in value.items()}
@@ -268,7 +264,6 @@ def check_seal(data: Mapping[str, Any], path: Any, rebuild: Optional[str] = None
 
 
 def write_sealed(path: Any, data: Dict[str, Any]) -> None:
-    """Write a manifest with the checksum of its fields, atomically."""
     write_yaml(path, seal(data))
 
 

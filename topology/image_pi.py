@@ -172,8 +172,7 @@ def diagram_images(births: np.ndarray, deaths: np.ndarray, keep: np.ndarray, par
 
 
 def _persim_factors(b: np.ndarray, p: np.ndarray, params: ImagePIParams) -> Tuple[np.ndarray, np.ndarray]:
-    """Pixel-integrated Gaussian factors: birth `[B, m, R]` (column c = pixel c) and persistence
-    `[B, m, R]` (row r = pixel R - 1 - r)."""
+    """Pixel-integrated Gaussian factors: birth `[B, m, R]` (column c = pixel c), persistence (row r = pixel R-1-r)."""
     res, s = params.resolution, params.bandwidth
     b_lo, b_hi, p_lo, p_hi = params.im_range
     bx = np.linspace(b_lo, b_hi, res)
@@ -184,8 +183,7 @@ def _persim_factors(b: np.ndarray, p: np.ndarray, params: ImagePIParams) -> Tupl
 
 
 def _gudhi_factors(b: np.ndarray, p: np.ndarray, params: ImagePIParams) -> Tuple[np.ndarray, np.ndarray]:
-    """Gaussian density at grid nodes (2-D normalisation 1 / (2 pi s^2), as gudhi): birth `[B, m, R]`,
-    persistence `[B, m, R]` (row i = node i)."""
+    """Gaussian density at the grid nodes, normalised by 1 / (2 pi s^2) as gudhi's: birth, persistence `[B, m, R]`."""
     res = params.resolution
     s2 = 2.0 * params.bandwidth ** 2
     bx = np.linspace(params.im_range[0], params.im_range[1], res)
@@ -259,9 +257,8 @@ _PI_BLOCK = 192  # diagrams per persistence-image block (bounds the [block, poin
 
 
 def image_pis(images, params: ImagePIParams = ImagePIParams(), chunk: int = 1536) -> np.ndarray:
-    """TGD persistence images of images `[N, C, H, W]` (or one `[C, H, W]`) with values in [0, 1] -> float32
-    `[N, 2C, R, R]` (channel order in the module docstring). `chunk` bounds how many 1-D signals go through the
-    union-find at once (memory ~ chunk * H*W * 40 bytes)."""
+    """TGD persistence images of images `[N, C, H, W]` (or one `[C, H, W]`) in [0, 1] -> float32 `[N, 2C, R, R]`;
+    `chunk`: 1-D signals through the union-find at once (memory ~ chunk * H*W * 40 bytes)."""
     signals, n = _signals(images, params)
     out = np.empty((len(signals), params.resolution, params.resolution), dtype=np.float32)
     with _single_threaded_blas():

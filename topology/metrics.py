@@ -1,14 +1,12 @@
 """How close two point clouds are topologically: distances between their persistence diagrams and images, and
 linear CKA between the feature matrices (docs/topology-metrics.md says what each key means and where it appears).
 
-`topology_metrics` takes the teacher's and the student's embeddings of the same batch (``[B, D_t]``, ``[B, D_s]``;
-the widths may differ) and returns a flat dict of floats (keys: `metric_keys`; NaN where a value is undefined).
-Diagrams are the exact finite Rips diagrams of each cloud (`topology.persistence.rips_diagrams`). Bottleneck is
-gudhi's exact one; 1-Wasserstein is the exact optimal partial matching with the L-infinity ground metric, as
-gudhi's (and hera's) define it, solved as an assignment problem (scipy) rather than with gudhi's POT route or
-hera's approximate auction. ``normalize`` adds every distance after dividing each cloud's diagram by its diameter
-(``diam``) or mean pairwise distance (``mean``): invariant to scaling either cloud. A persistence-image MSE uses
-one fixed `PIParams` per dimension (``pi_params``; ``pi_params_norm`` for the normalised diagrams)."""
+`topology_metrics` takes the teacher's and the student's embeddings of the same batch (``[B, D_t]``, ``[B, D_s]``)
+and returns a flat dict of floats (keys: `metric_keys`; NaN where a value is undefined), from the exact finite Rips
+diagrams of each cloud. Bottleneck is gudhi's exact one; 1-Wasserstein is the exact optimal partial matching with
+the L-infinity ground metric, as gudhi (and hera) define it, solved as an assignment problem (scipy). ``normalize``
+adds every distance after dividing each cloud's diagram by its diameter (``diam``) or mean pairwise distance
+(``mean``): invariant to scaling either cloud. A persistence-image MSE uses one fixed `PIParams` per dimension."""
 import math
 from typing import Dict, Mapping, Sequence, Tuple, Union
 
@@ -25,7 +23,6 @@ NORMALIZATIONS = ("diam", "mean")
 
 
 def _numpy64(x: ArrayLike, name: str = "features") -> np.ndarray:
-    """Any array or tensor -> float64 numpy (detached, on the CPU)."""
     if isinstance(x, torch.Tensor):
         x = x.detach().to("cpu", torch.float64).numpy()
     out = np.asarray(x, dtype=np.float64)

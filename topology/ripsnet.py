@@ -67,10 +67,6 @@ class RipsNet(nn.Module):
             act: nn.Module = nn.ReLU() if k < 6 else nn.Sigmoid()
             setattr(self, f"layer{k + 1}", _Dense(units[k], units[k + 1], bias=phi, activation=act))
 
-    @property
-    def output_dim(self) -> int:
-        return self.units[-1]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
             x = x.unsqueeze(0)
