@@ -144,8 +144,7 @@ def run_name(cfg: argparse.Namespace, method, terms) -> str:
 
 
 def parse(argv: Optional[Sequence[str]] = None):
-    """The options, resolved and checked -> ``(cfg, method, terms, identity, inputs)`` (inputs: flag -> path);
-    ``cfg.run_dir`` is named after the identity. Loads no data."""
+    """The options, resolved and checked -> ``(cfg, method, terms, identity, inputs)``; loads no data."""
     from datasets import data_fingerprint
     from engine.record import identity_of, input_sha256
     from models import resolve_arch

@@ -51,8 +51,7 @@ def check_val_split(val_split) -> float:
 
 
 def split_indices(targets: Sequence[int], val_split: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Positions 0..N-1 split into sorted (train, val) arrays given `seed`: stratified by `targets` when every
-    class can give an item to each side, else a plain random split."""
+    """Sorted (train, val) positions given `seed`: stratified by `targets` when possible, else random."""
     targets = np.asarray(targets)
     n, n_val = len(targets), int(round(val_split * len(targets)))
     if n_val < 1 or n_val >= n:

@@ -43,8 +43,7 @@ _UNKEYED = {T.RandomCrop: "KeyedRandomCrop", T.RandomHorizontalFlip: "KeyedHoriz
 
 
 def read_transform(transform) -> Augment:
-    """A torchvision ``Compose`` (or one op, or None) -> `Augment`; an op the device path cannot run the way the
-    CPU path does (or in another order) -> `TopKDError`."""
+    """A torchvision ``Compose`` (or one op, or None) -> `Augment`; ops it cannot run as the CPU does: refused."""
     ops = [] if transform is None else list(transform.transforms) if isinstance(transform, T.Compose) else [transform]
     aug, seen = Augment(), []
     for op in ops:

@@ -124,8 +124,7 @@ def item_unit(stream: int) -> float:
 
 # ----------------------------------------------------------------------------- keyed data sets
 class KeyedSampler(torch.utils.data.Sampler):
-    """Wraps an index sampler; yields ``(epoch, index)`` keys for `KeyedItems`. ``set_epoch`` is passed on.
-    The epoch travels inside the keys, so persistent workers see it too."""
+    """An index sampler's items as ``(epoch, index)`` keys: the epoch reaches persistent workers too."""
 
     def __init__(self, sampler):
         self.sampler, self.epoch = sampler, 0

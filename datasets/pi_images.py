@@ -70,7 +70,6 @@ def raw_images(dataset: str, data_root: str, split: str) -> Dataset:
     return with_transform(bundle.train if split == "train" else bundle.test, to_unit_tensor)
 
 
-# --- Writing the cache
 def _compute_chunk(args: Tuple[int, np.ndarray, Dict]) -> Tuple[int, np.ndarray]:
     """Worker: (chunk id, images [k, C, H, W] in [0, 1], params dict) -> (chunk id, PIs float32)."""
     chunk_id, images, params = args
@@ -217,7 +216,6 @@ def build_pi_cache(source: Dataset, folder, dataset: str, split: str, params: Im
     return folder
 
 
-# --- Reading the cache
 class PICache:
     """A finished, verified cache, opened read-only and lazily (safe to pickle into DataLoader workers): ``pi(i)``
     -> float32 ``[2C, R, R]`` (level / 255 for uint8 caches, then ``(x - mean) / std`` per channel when
@@ -331,8 +329,7 @@ class PIImages(Dataset):
 
 
 def pi_normalization(input_norm: str, channels: int):
-    """``(mean, std)`` per PI channel for ``--input_norm tgd`` (TGD's loader constants, 6 channels); None for
-    ``dataset`` (the raw PIs in [0, 1])."""
+    """``(mean, std)`` per PI channel for ``--input_norm tgd`` (TGD's constants, 6 channels); None else."""
     if input_norm not in INPUT_NORMS:
         raise TopKDError(f"--input_norm must be one of {', '.join(INPUT_NORMS)}, got {input_norm!r}")
     if input_norm == "dataset":

@@ -35,8 +35,7 @@ _COMMON = ("root", "download", "val_split", "seed")
 
 
 def register(name: str, *, recipe: str, fingerprint: Fingerprint, on_device: bool = False):
-    """Function decorator: ``@register("imagenet", recipe="imagenet", fingerprint=image_tree("train", "val"))``
-    makes a builder available by name, with its `DatasetInfo`."""
+    """``@register(name, recipe=..., fingerprint=...)``: a builder by name, with its `DatasetInfo`."""
 
     def wrap(fn: Callable) -> Callable:
         if name in DATASET_BUILDERS:
@@ -60,8 +59,7 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def data_fingerprint(name: str, root: str, download: bool = False, must_exist: bool = True) -> Optional[str]:
-    """The fingerprint of the data set ``name`` at ``root``; when the data are not there: FileNotFoundError
-    saying what is missing, or None unless ``must_exist``."""
+    """The fingerprint of data set ``name`` at ``root``; missing data: FileNotFoundError, or None (``must_exist``)."""
     try:
         return dataset_info(name).fingerprint(str(root), bool(download))
     except FileNotFoundError:
@@ -96,7 +94,6 @@ def build_datasets(name: str, root: str = "./data", download: bool = False, val_
     return builder(root=str(root), download=bool(download), val_split=val_split, seed=int(seed), **options)
 
 
-# ----------------------------------------------------------------------------- fingerprints
 def digest(items) -> str:
     return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()
 

@@ -57,8 +57,7 @@ class KeyedRandomCrop(T.RandomCrop):
 
 
 class KeyedHorizontalFlip(T.RandomHorizontalFlip):
-    """torchvision's ``RandomHorizontalFlip`` that mirrors when the item's keyed real of ``STREAM_FLIP`` is
-    below ``p``."""
+    """``RandomHorizontalFlip`` mirroring when the item's keyed real of ``STREAM_FLIP`` is below ``p``."""
 
     def forward(self, img):
         return F.hflip(img) if item_unit(STREAM_FLIP) < self.p else img

@@ -107,8 +107,7 @@ class TGD(TeacherStudent):
 
     @classmethod
     def from_config(cls, cfg: argparse.Namespace, student: nn.Module, teacher: nn.Module, data):
-        """-> ``(distiller, data, options)``: loads the PI teacher (``model_t2``: its resolved architecture) and
-        attaches each image's cached PI to the data (batch field ``pi``)."""
+        """-> ``(distiller, data, options)``: the PI teacher loaded and each image's cached PI attached (``pi``)."""
         if cfg.path_t2 is None:
             raise TopKDError("--distill tgd needs --path_t2, the image-PI teacher (train_teacher.py --input pi)")
         teacher2, model_t2, ckpt2 = load_model(cfg.path_t2, arch=cfg.model_t2, num_classes=data.num_classes)

@@ -220,8 +220,7 @@ def exact_images(params: Dict[int, PIParams], dims: Sequence[int]) -> nn.Module:
 
 # --- finding and loading the RipsNets and PI parameters the options name
 def load_pi(cfg: argparse.Namespace, dims: Sequence[int], inputs: Dict[str, str]) -> nn.Module:
-    """The RipsNet of each dimension in ``dims`` (``topkd``), or the exact images with the PI parameters of
-    ``--pi_params``, else of the ``--rips_path`` checkpoint (``topkd_exact``)."""
+    """The RipsNet of each dimension (``topkd``), or the exact images of the recorded PI parameters."""
     nets, params = {}, {}
     if cfg.method == "topkd" or cfg.rips_path:
         for dim in dims:
@@ -238,8 +237,7 @@ def load_pi(cfg: argparse.Namespace, dims: Sequence[int], inputs: Dict[str, str]
 
 
 def locate_ripsnet(cfg: argparse.Namespace, dim: Optional[int] = None) -> str:
-    """The RipsNet checkpoint the flags name (a file, or searched for: `pcd.ripsnet_paths.find_ripsnet`, the one
-    trained on this ``--path_t``'s stage-2 data preferred) -> an existing file."""
+    """The RipsNet checkpoint the flags name, or found by `pcd.ripsnet_paths.find_ripsnet` -> an existing file."""
     dim = cfg.dim if dim is None else dim
     if cfg.rips_path and os.path.isfile(cfg.rips_path):
         return cfg.rips_path

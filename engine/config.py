@@ -38,8 +38,7 @@ RECIPES: Dict[str, Dict[str, Any]] = {
 SEED_LIMIT = 2**63  # seeds are keyed modulo 2**63 (datasets.keyed.item_seed): larger ones would repeat smaller ones
 
 class StageParser(argparse.ArgumentParser):
-    """A training stage's parser and its recipe rules, ``{option: value} -> recipe name or None``, asked in
-    order before the data set's recipe when ``--recipe`` is not given."""
+    """A training stage's parser and its recipe rules ``{option: value} -> recipe name or None``."""
 
     def __init__(self, *args, recipe_rules: Iterable[Callable[[Dict[str, Any]], Optional[str]]] = (), **kwargs):
         super().__init__(*args, **kwargs)
@@ -47,8 +46,7 @@ class StageParser(argparse.ArgumentParser):
 
 
 class EpochsAction(argparse.Action):
-    """``--lr_decay_epochs 150 180 210`` (official TopKD) or ``150,180,210`` (RepDistiller) -> a list of ints
-    (empty: no decay)."""
+    """``--lr_decay_epochs 150 180 210`` (official TopKD) or ``150,180,210`` (RepDistiller) -> ints."""
 
     def __call__(self, parser, namespace, text, option_string=None):
         parts = text if isinstance(text, (list, tuple)) else [text]
@@ -222,8 +220,7 @@ def read_config_file(path: str, parser: argparse.ArgumentParser) -> argparse.Nam
 
 def parse_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None,
                  arch_key: str = "model") -> argparse.Namespace:
-    """Parse ``argv``, resolve flags > YAML > recipe > defaults, validate -> the Namespace. ``arch_key``: the option
-    naming the trained architecture."""
+    """Parse ``argv``, resolve flags > YAML > recipe > defaults, validate -> the Namespace."""
     args = parser.parse_args(argv)
     if args.config:  # the file's values first, then the command line over them
         args = parser.parse_args(argv, namespace=read_config_file(args.config, parser))

@@ -202,8 +202,7 @@ def versions() -> Dict[str, Optional[str]]:
 
 def provenance(inputs: Optional[Mapping[str, Optional[str]]] = None, device: Any = "cpu",
                **extra: Any) -> Dict[str, Any]:
-    """Where a result comes from: commit, versions, date, host, device, command line and input files (flag ->
-    path and SHA-256); plus ``extra``."""
+    """Where a result comes from: commit, versions, date, host, device, command and input files; plus ``extra``."""
     device, world = str(device), process().world_size
     if device.startswith("cuda"):
         import torch
@@ -324,8 +323,7 @@ class Run:
 
     @contextlib.contextmanager
     def claim(self):
-        """Hold the folder (rank 0's lock) while the ``with`` block writes it, after ``--overwrite``'s deletions; a
-        folder changed since the plan is refused."""
+        """Hold the folder (rank 0's lock) while the block writes it; refused when it changed since the plan."""
         if process().rank != 0:
             yield self
             return

@@ -79,8 +79,7 @@ class TopologyProbe:
         self._feat_t: Optional[List[np.ndarray]] = None
 
     def _prepare(self) -> None:
-        """The probe images, the teacher's embeddings of them and the PI parameters fitted on them, once (every
-        student of one teacher is imaged alike)."""
+        """The probe images, the teacher's embeddings and the PI parameters fitted on them, once."""
         if self._feat_t is not None:
             return
         loader = DataLoader(Subset(self.test_set, [i for batch in self.indices for i in batch]),
@@ -130,8 +129,7 @@ def measure_checkpoints(path_t: str, path_s: str, dataset: Optional[str] = None,
                         batches: int = DEFAULT_BATCHES, batch_size: int = DEFAULT_BATCH_SIZE,
                         dims: Sequence[int] = (0,), normalize: str = "diam", device: str = "cpu",
                         model_t: Optional[str] = None, model_s: Optional[str] = None) -> Dict[str, Any]:
-    """The probe's metrics of a saved teacher/student pair, on the data the teacher's run recorded unless given
-    -> ``{"metrics", "settings", "teacher", "student", "dataset", "image_size"}``."""
+    """The probe's metrics of a saved teacher/student pair, on the data the teacher's run recorded."""
     teacher, arch_t, ckpt_t = load_model(path_t, arch=model_t)
     student, arch_s, ckpt_s = load_model(path_s, arch=model_s)
     cfg_t = ckpt_t.get("config") if isinstance(ckpt_t.get("config"), dict) else {}

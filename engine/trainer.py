@@ -183,8 +183,7 @@ class Trainer:
                       **identity})
 
     def _resume(self) -> None:
-        """Load the checkpoint ``resume`` names, refusing one of another network or method, or of settings a
-        resumed run may not change (`engine.record`), before any state loads."""
+        """Load the checkpoint ``resume`` names, refusing another network, method or fixed setting first."""
         path = self.last_path if self.resume == "auto" else str(self.resume)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without --resume or pass a "
@@ -288,8 +287,7 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> Dict[str, float]:
-        """Student accuracy over ``loader`` -> ``{"loss", "top1", "top5"}`` (percent), summed over processes, each
-        holding rank 0's student (the checkpoint's)."""
+        """Student accuracy over ``loader`` -> ``{"loss", "top1", "top5"}`` (percent), summed over processes."""
         self.distiller.eval()
         broadcast_buffers(self.distiller.student, self.dist)
         loss, c1, c5, n = 0.0, 0, 0, 0

@@ -65,8 +65,7 @@ def check_layer(index: int, n: int, flag: str = "--layer", who: str = "teacher")
 
 
 def layer_embedding(feats: Sequence[torch.Tensor], layer: int) -> torch.Tensor:
-    """Entry ``layer`` of ``feats`` as ``[B, C]``: 4-D stage maps ``[B, C, H, W]`` are averaged over H, W
-    (global average pooling); ``[B, C]`` is returned as is; other shapes are flattened per sample."""
+    """Entry ``layer`` of ``feats`` as ``[B, C]``: maps ``[B, C, H, W]`` averaged over H, W; others flattened."""
     f = feats[layer]
     if f.dim() == 4:
         return f.mean(dim=(2, 3))

@@ -75,8 +75,7 @@ class RunName:
         return self.teacher is not None
 
     def as_config(self) -> Dict[str, Any]:
-        """The settings under our config.yaml keys (``model_s``/``model_t`` or ``model``, ``dataset``, ``trial``,
-        and for a TopKD topology run ``method: topkd``)."""
+        """The settings under our config.yaml keys (and ``method: topkd`` for a TopKD topology run)."""
         cfg = {k: v for k, v in self.settings.items() if v is not None}
         cfg.update(dict(model_s=self.arch, model_t=self.teacher) if self.is_student else dict(model=self.arch))
         if self.is_student and cfg.get("delta"):
@@ -109,7 +108,6 @@ def parse_checkpoint_path(path: Any) -> Optional[RunName]:
     return parse_run_name(os.path.basename(os.path.dirname(os.path.abspath(os.fspath(path)))))
 
 
-# ----------------------------------------------------------------------------- finding a teacher
 def _listing(paths: List[str], limit: int = 6) -> str:
     return ", ".join(paths[:limit]) + (f" (+{len(paths) - limit} more)" if len(paths) > limit else "")
 

@@ -159,8 +159,7 @@ def read_pi_params(path: str, dim: int = 0, verify: bool = True, files: bool = T
 
 
 def stage2_state(folder: str, identity) -> FolderState:
-    """`engine.record.FolderState` of a stage-2 folder: finished when its manifest is complete with the
-    same recorded identity."""
+    """`FolderState` of a stage-2 folder: finished when its manifest is complete with the same identity."""
     if not os.path.isfile(manifest_path(folder)):
         return compare(folder, None, identity, started=False, done=False)
     try:
@@ -172,8 +171,7 @@ def stage2_state(folder: str, identity) -> FolderState:
 
 
 def find_stage2(root: str = DEFAULT_ROOT, arch: Optional[str] = None, dataset: Optional[str] = None) -> str:
-    """The one complete stage-2 folder under ``root`` (of teacher ``arch`` on ``dataset`` when given), as
-    ``train_ripsnet.py`` takes it without ``--data_dir``."""
+    """The one complete stage-2 folder under ``root`` (of teacher ``arch`` on ``dataset`` when given)."""
     found = []
     for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         try:

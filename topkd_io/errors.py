@@ -32,8 +32,7 @@ _OS_HINTS = {
 
 def check_number(value, flag: str, low: Optional[float] = None, low_open: bool = False,
                  high: Optional[float] = None, high_open: bool = False) -> None:
-    """`TopKDError` naming ``flag`` unless ``value`` is a finite number within the bounds (``*_open``: the
-    bound itself excluded)."""
+    """`TopKDError` naming ``flag`` unless ``value`` is a finite number within the bounds."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     bounds = []
     if low is not None:

@@ -36,8 +36,7 @@ SAFE_GLOBALS = _numpy_safe_globals()
 
 
 def safe_load(path: Any, map_location: Any = "cpu") -> Any:
-    """``torch.load(path, weights_only=True)`` with the numpy allowlist -> the stored object; other read errors
-    pass through for the caller to word (`read_error_reason`)."""
+    """``torch.load(path, weights_only=True)`` with the numpy allowlist -> the stored object."""
     path = os.fspath(path)
     with torch.serialization.safe_globals(SAFE_GLOBALS):
         try:
@@ -73,8 +72,7 @@ def read_error_reason(exc: BaseException) -> str:
 def load_checkpoint(path: Any, map_location: Any = "cpu", what: str = "checkpoint",
                     hint: str = "re-save it or use another checkpoint (e.g. <arch>_last.pth of the same run)"
                     ) -> Dict[str, Any]:
-    """A checkpoint (tensors and plain containers only) -> dict; `TopKDError` naming ``what``, ending in
-    ``hint``, when it cannot be read as one."""
+    """A checkpoint (tensors and plain containers only) -> dict; `TopKDError` naming ``what`` otherwise."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} {path} not found; check the path")
@@ -89,7 +87,6 @@ def load_checkpoint(path: Any, map_location: Any = "cpu", what: str = "checkpoin
     return ckpt
 
 
-# ----------------------------------------------------------------------------- YAML
 MAX_YAML_BYTES = 64 << 20
 MAX_YAML_DEPTH = 50  # nesting levels; the composer recurses once per level
 
@@ -133,8 +130,7 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: Any, what: str = "YAML file", hint: str = "") -> Any:
-    """The YAML file ``path`` parsed strictly (None when empty); `TopKDError` naming ``what``, ``path`` and the
-    line (plus ``hint``) otherwise."""
+    """The YAML file ``path`` parsed strictly (None when empty); `TopKDError` naming the file and line otherwise."""
     path = os.fspath(path)
     tail = f"; {hint}" if hint else ""
     if not os.path.isfile(path):
@@ -173,7 +169,6 @@ def load_npy(path: Any, what: str = "array file", rebuild: str = "", mmap: bool 
     return arr
 
 
-# ----------------------------------------------------------------------------- checksums and manifests
 SEAL_KEY = "checksum"
 _VERIFIED: set = set()  # (path, size, mtime_ns, sha256) of the files this process has hashed
 
@@ -268,8 +263,7 @@ def write_sealed(path: Any, data: Dict[str, Any]) -> None:
 
 
 def read_sealed(path: Any, what: str) -> Dict[str, Any]:
-    """A manifest written by `write_sealed`, its checksum not yet tested (`check_seal`); a file that is not a YAML
-    dict -> `DamagedFileError` naming it."""
+    """A manifest written by `write_sealed`, its checksum not yet tested; not a YAML dict: `DamagedFileError`."""
     data = read_yaml(path, what)
     if not isinstance(data, dict):
         raise DamagedFileError(f"{path} is not a valid {what}")
@@ -277,8 +271,7 @@ def read_sealed(path: Any, what: str) -> Dict[str, Any]:
 
 
 def pinned_command(command: str, flag: str, value: Any, drop: Iterable[str] = ()) -> str:
-    """A recorded command line with ``flag`` set to ``value`` (a folder moved since it was written names where
-    it is now) and the flags of ``drop`` left out."""
+    """A recorded command line with ``flag`` set to ``value`` and the flags of ``drop`` left out."""
     try:
         words = shlex.split(command)
     except ValueError:

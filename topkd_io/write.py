@@ -195,7 +195,6 @@ class AtomicNpyWriter(atomic_write):
         super().commit()
 
 
-# ----------------------------------------------------------------------------- output paths, checked first
 def check_utf8(value: Any, flag: str) -> None:
     """`TopKDError` naming ``flag`` when a path from the command line is not valid UTF-8 (Python keeps such bytes
     as surrogates, which config.yaml and manifests cannot hold)."""
@@ -251,7 +250,6 @@ def check_output_file(path: Any, flag: str) -> str:
     return path
 
 
-# ----------------------------------------------------------------------------- folder locks
 _HELD: Dict[str, List[int]] = {}  # lock path -> [file descriptor, nesting depth], in this process
 
 

@@ -76,8 +76,6 @@ class ImagePIParams:
         return cls(**data)
 
 
-# --- H0 of the lower-star filtration of 1-D signals
-
 def lower_star_h0_batched(signals: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Finite H0 pairs of the lower-star filtration of each row of `signals` `[B, n]` on the path graph -> `(births,
     deaths)`, float64 `[B, n]`: entry `k` belongs to the k-th vertex in ascending (stable) order, `deaths` are the
@@ -141,8 +139,6 @@ def filter_diagram_points(births: np.ndarray, deaths: np.ndarray, params: ImageP
         pers = deaths - births
         return (~np.isnan(births)) & (pers > params.min_persistence) & (pers > params.min_lifetime)
 
-
-# --- Persistence images
 
 def diagram_images(births: np.ndarray, deaths: np.ndarray, keep: np.ndarray, params: ImagePIParams) -> np.ndarray:
     """Persistence images `[B, R, R]` float64 of B padded diagrams (the points where `keep` `[B, m]`), in

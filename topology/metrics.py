@@ -56,7 +56,6 @@ def normalization_scale(points: ArrayLike, rule: str = "diam") -> float:
     return scale if scale > 0 else 1.0
 
 
-# --- distances between diagrams
 def _diagram(dg) -> np.ndarray:
     dg = np.asarray(dg, dtype=np.float64)
     if dg.size == 0:
@@ -114,16 +113,13 @@ def wasserstein1(dg_a, dg_b) -> float:
 
 
 def pi_mse(dg_a, dg_b, params) -> float:
-    """Mean squared difference of the exact persistence images of two diagrams under one `PIParams`
-    (normalised by ``params.normalizer`` like the training images)."""
+    """Mean squared difference of two diagrams' persistence images under one `PIParams` (normalised)."""
     img = persistence_images([_diagram(dg_a), _diagram(dg_b)], params)
     return float(np.mean((img[0] - img[1]) ** 2))
 
 
-# --- representation similarity
 def linear_cka(feat_a: ArrayLike, feat_b: ArrayLike) -> float:
-    """Linear CKA of ``[B, D_a]`` and ``[B, D_b]`` features of the same B items (1 = same up to rotation and
-    scale). Constant features on either side (zero variance) give NaN."""
+    """Linear CKA of features ``[B, D_a]``, ``[B, D_b]`` of the same items (1 = same up to rotation and scale)."""
     x = _check_cloud(_numpy64(feat_a), "features")
     y = _check_cloud(_numpy64(feat_b), "features")
     if x.shape[0] != y.shape[0]:
@@ -135,7 +131,6 @@ def linear_cka(feat_a: ArrayLike, feat_b: ArrayLike) -> float:
     return float(cross / denom) if denom > 0 else math.nan
 
 
-# --- all of it for one batch
 def _by_dim(params, dims: Sequence[int]) -> Dict[int, object]:
     """``PIParams`` (taken for dimension 0, or its ``homology_dim``) or ``{dim: PIParams}`` -> dict."""
     if params is None:

@@ -118,8 +118,7 @@ _RECOMPUTE_BELOW = 1e-2
 
 
 def _gram_distances(x: torch.Tensor, out: torch.Tensor | None = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``[C, N, D]`` centred float64 clouds -> (``[C, N, N]`` squared distances in Gram form, clamped at 0, into
-    ``out`` when given; ``[C, N]`` squared norms)."""
+    """``[C, N, D]`` centred float64 clouds -> (``[C, N, N]`` squared distances, clamped; ``[C, N]`` norms)."""
     gram = torch.bmm(x, x.transpose(1, 2), out=out)
     sq = torch.diagonal(gram, dim1=1, dim2=2).clone()
     d2 = gram.mul_(-2.0).add_(sq.unsqueeze(2)).add_(sq.unsqueeze(1))
@@ -286,8 +285,7 @@ def _graphed_tree(chunk: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def _tree(chunk: torch.Tensor, first: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(edges ``[C, N-1, 2]``, float64 lengths ``[C, N-1]``) of each cloud's MST by the faster route (above);
-    non-finite points: `TopKDError` naming the cloud (index in the chunk + ``first``)."""
+    """(edges ``[C, N-1, 2]``, float64 lengths ``[C, N-1]``) of each cloud's MST by the faster route (above)."""
     if chunk.shape[0] <= _SMALL_BATCH:
         _check_finite(chunk.detach(), first)
         return _graphed_tree(chunk) if chunk.is_cuda else _scipy_tree(chunk)
@@ -345,8 +343,7 @@ def rips_h0_deaths(points: ArrayLike) -> ArrayLike:
 
 
 def h0_deaths_torch(points: torch.Tensor) -> torch.Tensor:
-    """Differentiable H0 deaths: ``[B, N, D]`` tensor -> ``[B, N-1]`` sorted ascending, in its dtype and device. The
-    tree is chosen without gradient (float64); its edge lengths are recomputed from ``points``, so gradients flow."""
+    """Differentiable sorted H0 deaths ``[B, N-1]`` of ``[B, N, D]`` (MST chosen without gradient, edges recomputed)."""
     if not isinstance(points, torch.Tensor):
         raise ValueError(f"h0_deaths_torch expects a torch.Tensor, got {type(points).__name__}; "
                          "use rips_h0_deaths for numpy arrays")

@@ -239,6 +239,5 @@ def h0_images_torch(deaths: torch.Tensor, params: PIParams, normalize: bool = Tr
 
 def h1_images_torch(births: torch.Tensor, deaths: torch.Tensor, mask: torch.Tensor, params: PIParams,
                     normalize: bool = True) -> torch.Tensor:
-    """Differentiable H1 persistence images of padded diagrams (``topology.persistence.h1_diagrams_torch``):
-    births, deaths, mask ``[B, K]`` -> ``[B, R0 * R1]``."""
+    """Differentiable H1 persistence images: births, deaths, mask ``[B, K]`` -> ``[B, R0 * R1]``."""
     return persistence_images_torch(births, deaths - births, params, mask=mask, normalize=normalize)

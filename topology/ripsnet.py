@@ -83,7 +83,6 @@ class RipsNet(nn.Module):
         return f"input_dim={self.input_dim}, pooling={self.pooling!r}, units={self.units}"
 
 
-# --- checkpoints
 def save_ripsnet(model: RipsNet, path: Union[str, os.PathLike], pi_params: Any = None,
                  manifest: Optional[dict] = None, **extra: Any) -> None:
     """Write ``model`` with what rebuilds it, the PIParams (or dict) its targets were made with, a free-form
@@ -96,8 +95,7 @@ def save_ripsnet(model: RipsNet, path: Union[str, os.PathLike], pi_params: Any =
 
 
 def pooling_from_file_name(path: Union[str, os.PathLike]) -> Optional[str]:
-    """``mean`` / ``sum`` from a checkpoint named ``<pooling>_best.pth`` or ``<pooling>_last.pth`` (the official
-    and our stage-3 naming), else None."""
+    """``mean`` / ``sum`` from a checkpoint named ``<pooling>_best.pth`` or ``_last.pth``, else None."""
     head, _, tail = os.path.splitext(os.path.basename(os.fspath(path)))[0].rpartition("_")
     return head if head in POOLINGS and tail in ("best", "last") else None
 
