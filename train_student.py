@@ -12,7 +12,7 @@ the teacher's (`engine.topo_eval.TopologyProbe`) at the last epoch, or every ``-
 import argparse
 import logging
 import os
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from topkd_io import TopKDError, run_cli
 from engine.config import StageParser, add_data_args, add_training_args, data_options, parse_config
@@ -29,6 +29,13 @@ def student_methods() -> Dict[str, type]:
 
     classes = {n: get_distiller(n) for n in method_names()}
     return {n: cls for n, cls in classes.items() if hasattr(cls, "from_config")}
+
+
+def option_owners() -> List[Tuple[str, Any]]:
+    """``(name, class)`` for every student method, in registration order, then the topology term."""
+    from distiller.topkd import TopologyTerm
+
+    return [*student_methods().items(), ("topology", TopologyTerm)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,7 +127,7 @@ def configure_method(cfg: argparse.Namespace):
     cfg.distill, method = name, methods[name]
     terms = [TopologyTerm] if method.with_topology else []
     allowed = {o.name for owner in (method, *terms) for o in declared(owner)}
-    table = collect([*student_methods().items(), ("topology", TopologyTerm)])
+    table = collect(option_owners())
     check_undeclared(cfg, table, allowed, name)
     for key in set(table) - allowed:
         delattr(cfg, key)

@@ -1,10 +1,7 @@
 """``--data_on_device``: the whole data set on the training device, batches cut, augmented and normalised there
 with the same keyed draws as the CPU DataLoader path (the rule of `datasets.keyed`, for a whole epoch at once).
-
-`DeviceView` unwraps a trainer data set (Subset, KeyedItems, CRD's negatives, TGD's PIs) down to its in-memory
-base set and reads its transform op by op (``KeyedRandomCrop`` with zero padding, ``KeyedHorizontalFlip``,
-``ToTensor``, ``Normalize``; anything else is refused). `DeviceLoader` cuts the trainer's sampler keys into
-batches, collated as on the CPU path."""
+`DeviceView` unwraps a trainer data set down to its in-memory base set and reads its transform op by op (anything
+but keyed crops and flips, ``ToTensor`` and ``Normalize`` is refused)."""
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Tuple
 
@@ -197,16 +194,9 @@ class DeviceView:
             flip = keyed.units(seed, epochs, positions, keyed.STREAM_FLIP) < aug.flip_p
         return top, left, flip
 
-    def contrast_rows(self, keys: Sequence) -> torch.Tensor:
-        """CRD's ``contrast_idx`` (int64 ``[n, k + 1]``) of the items at ``keys``, drawn as on the CPU path."""
-        epochs, positions = self.split_keys(keys)
-        seeds = keyed.words(self.seed, epochs, positions, keyed.STREAM_CONTRAST)
-        return torch.stack([self.contrast.contrast_indices(int(i), int(t), int(s)) for i, t, s in
-                            zip(self.rows[positions], self.targets_cpu[self.rows[positions]], seeds)])
-
     def batch(self, keys: Sequence, draws=None) -> Any:
         """Collated batch of the items at ``keys`` on the device; ``draws``: `draws(keys)` computed beforehand."""
-        _, positions = self.split_keys(keys)
+        epochs, positions = self.split_keys(keys)
         dev, index = self.device, torch.from_numpy(self.rows[positions]).to(self.device)  # = the base rows
         x = self.images[index]
         x = x.permute(0, 3, 1, 2).float().div(255) if self.hwc else (
@@ -214,8 +204,11 @@ class DeviceView:
         top, left, flip = (torch.from_numpy(np.asarray(a)).to(dev) for a in (draws or self.draws(keys)))
         x = apply_augment(self.augment, x, top, left, flip)
         target = self.targets[index]
-        if self.contrast is not None:
-            return {"image": x, "target": target, "index": index, "contrast_idx": self.contrast_rows(keys).to(dev)}
+        if self.contrast is not None:  # CRD's contrast_idx [n, k + 1]: each item's keyed seed, then CRD's own draw
+            seeds = keyed.words(self.seed, epochs, positions, keyed.STREAM_CONTRAST)
+            rows = torch.stack([self.contrast.contrast_indices(int(i), int(t), int(s)) for i, t, s in
+                                zip(self.rows[positions], self.targets_cpu[self.rows[positions]], seeds)])
+            return {"image": x, "target": target, "index": index, "contrast_idx": rows.to(dev)}
         if self.pis is not None:
             return x, target, index, self.pi_cache.as_input(pi_values(self.pis[index]))
         return x, target, index

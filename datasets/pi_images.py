@@ -2,11 +2,9 @@
 
 A cache folder ``<cache_root>/<dataset>_<split>/`` holds ``pi.npy`` (``[N, 2C, R, R]``: uint8 levels k of k / 255,
 the official PNG values, or float16/float32; row i = item i), ``targets.npy`` (``[N]`` int64) and a sealed
-``manifest.yaml`` (settings, `ImagePIParams`, the command that made it, size and SHA-256 of both files). While it
-is built, each chunk is an atomically written ``parts/chunk_<c>.npz`` recorded in the manifest (a rerun resumes
-chunk by chunk); the chunks are then streamed into ``pi.npy`` with plain writes (no writable memory map: a full
-disk is one line, not a SIGBUS). PIs come from the un-normalized, un-augmented image in [0, 1]; a cache holds one
-layout and never mixes with another."""
+``manifest.yaml`` (settings, `ImagePIParams`, the command, size and SHA-256 of both files). While it is built, each
+chunk is an atomically written ``parts/chunk_<c>.npz`` (a rerun resumes chunk by chunk); the chunks are then
+streamed into ``pi.npy`` with plain writes (no writable memory map: a full disk is one line, not a SIGBUS)."""
 import logging
 import multiprocessing as mp
 import shutil
@@ -101,25 +99,6 @@ def _settings(manifest: Dict) -> Dict:
     return {k: v for k, v in manifest.items() if k not in RECORD_FIELDS}
 
 
-def _assemble(folder: Path, manifest: Dict, num_chunks: int) -> Dict:
-    """Stream the chunk files, in order, into ``pi.npy`` and ``targets.npy`` -> the records of both files."""
-    count = int(manifest["count"])
-    pi_w = AtomicNpyWriter(str(folder / PI_FILE), (count, *manifest["pi_shape"]), manifest["dtype"])
-    tg_w = AtomicNpyWriter(str(folder / TARGETS_FILE), (count,), np.int64)
-    try:
-        for c in range(num_chunks):
-            with np.load(folder / chunk_name(c), allow_pickle=False) as data:
-                pi_w.write(data["pi"])
-                tg_w.write(data["targets"])
-        pi_w.commit()
-        tg_w.commit()
-    except BaseException:
-        pi_w.abort()
-        tg_w.abort()
-        raise
-    return {name: file_record(folder / name) for name in (PI_FILE, TARGETS_FILE)}
-
-
 def build_pi_cache(source: Dataset, folder, dataset: str, split: str, params: ImagePIParams = ImagePIParams(),
                    workers: int = 1, chunk_size: int = 512, dtype: str = "uint8", overwrite: bool = False,
                    progress: Optional[Callable[[int, int], None]] = None, command: Optional[str] = None) -> Path:
@@ -210,7 +189,21 @@ def build_pi_cache(source: Dataset, folder, dataset: str, split: str, params: Im
                     record(*pending.pop(0).get())
             for handle in pending:
                 record(*handle.get())
-    manifest.update(files=_assemble(folder, manifest, num_chunks), complete=True, chunks={})
+    pi_w = AtomicNpyWriter(str(folder / PI_FILE), (count, *pi_shape), dtype)  # the chunks streamed in order
+    tg_w = AtomicNpyWriter(str(folder / TARGETS_FILE), (count,), np.int64)
+    try:
+        for c in range(num_chunks):
+            with np.load(folder / chunk_name(c), allow_pickle=False) as data:
+                pi_w.write(data["pi"])
+                tg_w.write(data["targets"])
+        pi_w.commit()
+        tg_w.commit()
+    except BaseException:
+        pi_w.abort()
+        tg_w.abort()
+        raise
+    manifest.update(files={name: file_record(folder / name) for name in (PI_FILE, TARGETS_FILE)}, complete=True,
+                    chunks={})
     write_sealed(folder / "manifest.yaml", manifest)
     shutil.rmtree(folder / PARTS, ignore_errors=True)
     return folder

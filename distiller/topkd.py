@@ -220,14 +220,26 @@ def exact_images(params: Dict[int, PIParams], dims: Sequence[int]) -> nn.Module:
 
 # --- finding and loading the RipsNets and PI parameters the options name
 def load_pi(cfg: argparse.Namespace, dims: Sequence[int], inputs: Dict[str, str]) -> nn.Module:
-    """The RipsNet of each dimension (``topkd``), or the exact images of the recorded PI parameters."""
+    """The RipsNet of each dimension (``topkd``), or the exact images of the recorded PI parameters; a RipsNet is
+    refused when its images disagree with its record, its weights are not finite, or it learnt another dimension."""
     nets, params = {}, {}
     if cfg.method == "topkd" or cfg.rips_path:
         for dim in dims:
             path = inputs.get("rips_path" if len(dims) == 1 else f"rips_path_dim{dim}") or locate_ripsnet(cfg, dim)
-            nets[dim], recorded = load_checked_ripsnet(cfg, path, dim)
-            if recorded is not None:  # None in official checkpoints
-                params[dim] = recorded
+            nets[dim], ckpt = load_ripsnet(path, operator=cfg.operator, units_list=cfg.units_list)
+            check_ripsnet_pi(ckpt, path)  # its PI parameters agree with its output and its recorded manifest
+            check_finite_weights(nets[dim].state_dict(), path, "--rips_path")
+            recorded = ckpt.get("dim")
+            recorded = (ckpt.get("pi_params") or {}).get("homology_dim") if recorded is None else recorded
+            if recorded is not None and int(recorded) != dim:
+                raise TopKDError(f"the RipsNet {path} was trained on H{recorded} images but --dim asks for H{dim}; "
+                                 f"pass the RipsNet of train_ripsnet.py --dim {dim}")
+            how = ckpt.get("resolved") or {}
+            log.info(f"topology term: H{dim} RipsNet {path} ({nets[dim].pooling} pooling from "
+                     f"{how.get('pooling_from', 'checkpoint')}, widths {nets[dim].units} from "
+                     f"{how.get('units_from', 'checkpoint')})")
+            if ckpt["pi_params"] is not None:  # None in official checkpoints
+                params[dim] = PIParams.from_dict(ckpt["pi_params"])
     if cfg.pi_params:
         params = {dim: read_pi_params(cfg.pi_params, dim, verify=not getattr(cfg, "no_verify", False))
                   for dim in dims}
@@ -245,20 +257,3 @@ def locate_ripsnet(cfg: argparse.Namespace, dim: Optional[int] = None) -> str:
     return find_ripsnet(cfg.rips_path, cfg.dataset, cfg.model_t, cfg.batch_size, cfg.tda_layer_t, dim, cfg.operator,
                         teacher_sha=teacher_sha)
 
-
-def load_checked_ripsnet(cfg: argparse.Namespace, path: str, dim: int) -> Tuple[nn.Module, Optional[PIParams]]:
-    """The RipsNet at ``path`` and the PI parameters it records (None for official files); refused when its images
-    disagree with its record, its weights are not finite, or it was trained on another dimension than ``dim``."""
-    net, ckpt = load_ripsnet(path, operator=cfg.operator, units_list=cfg.units_list)
-    check_ripsnet_pi(ckpt, path)  # its PI parameters agree with its output and its recorded manifest
-    check_finite_weights(net.state_dict(), path, "--rips_path")
-    params = ckpt.get("pi_params") or {}
-    recorded = ckpt.get("dim")
-    recorded = params.get("homology_dim") if recorded is None else recorded
-    if recorded is not None and int(recorded) != dim:
-        raise TopKDError(f"the RipsNet {path} was trained on H{recorded} images but --dim asks for H{dim}; "
-                         f"pass the RipsNet of train_ripsnet.py --dim {dim}")
-    how = ckpt.get("resolved") or {}
-    log.info(f"topology term: H{dim} RipsNet {path} ({net.pooling} pooling from {how.get('pooling_from', 'checkpoint')}, "
-             f"widths {net.units} from {how.get('units_from', 'checkpoint')})")
-    return net, (PIParams.from_dict(ckpt["pi_params"]) if ckpt["pi_params"] is not None else None)

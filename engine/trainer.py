@@ -6,8 +6,7 @@ MultiStepLR stepped once per epoch, epochs counted from 1 as in the official cod
 by (seed, epoch, index) (`datasets.keyed`): results do not depend on ``--num_workers`` and ``--resume`` is
 bit-exact. The GPU fast paths (``--compile``, ``--data_on_device``) are taken here and nowhere else. Rank 0
 writes ``config.yaml``, ``<arch>_last.pth`` / ``<arch>_best.pth`` (best by validation top-1 when a validation
-set exists, else by test top-1, the papers' convention), ``tb/`` and ``summary.yaml``. Probes (``name``,
-``every``, ``measure(student) -> {key: float}``, optional ``settings()``) run on rank 0 after evaluation."""
+set exists, else by test top-1, the papers' convention), ``tb/`` and ``summary.yaml``."""
 import bisect
 import logging
 import math
@@ -44,8 +43,9 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int] =
 
 
 class Trainer:
-    """Train ``distiller`` on ``train_set``, evaluate on ``test_set`` (and ``val_set``) every epoch; ``resume``:
-    a checkpoint (``auto``: ``run_dir``'s last); ``fit()`` -> the summary dict (``summary.yaml``'s entries)."""
+    """Train ``distiller`` on ``train_set``, evaluate on ``test_set`` (and ``val_set``) every epoch; ``resume``: a
+    checkpoint (``auto``: ``run_dir``'s last). Probes (``name``, ``every``, ``measure(student) -> {key: float}``,
+    optional ``settings()``) run on rank 0 after evaluation. ``fit()`` -> the summary dict."""
 
     def __init__(self, distiller, train_set: Dataset, test_set: Dataset, cfg, run_dir: str,
                  val_set: Optional[Dataset] = None, probes: Optional[Sequence[Any]] = None,

@@ -1,10 +1,7 @@
 """Networks from checkpoints: ours (``{'model', 'arch', 'num_classes', ...}``), the official TopKD / RepDistiller
 ones (``{'model': state_dict, ...}`` or bare; the architecture from the caller or the run-folder name),
-torchvision's weight files and TGD's releases (``{'model_state_dict', ...}``). `load_model` rebuilds one,
-`init_from_checkpoint` copies its weights into a new network (``--init_s``).
-
-TGD's WideResNet has our WRN blocks and returns ``(logits, block1, block2, block3)`` (our ``feats[1:4]``); only
-its key names differ (`TGD_KEY_RULES`)."""
+torchvision's weight files and TGD's releases (``{'model_state_dict', ...}``: our WRN blocks and ``feats[1:4]``,
+only its key names differ, `TGD_KEY_RULES`)."""
 import os
 import re
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple

@@ -1,7 +1,7 @@
 """MobileNetV2 for CIFAR (RepDistiller's layout): ``mobilenetv2`` (width 0.5) and ``mobilenetv2_1_0``.
 
 Stride-2 3x3 stem, seven inverted-residual stages (expansion 6, CIFAR strides 1,1,2,2,1,2,1), a 1x1 conv to
-1280, adaptive average pooling. Inputs of at least 16x16 are sensible (32x32 is the design size).
+1280, adaptive average pooling.
 Features: [stem, after stage 2, stage 3, stage 5, stage 7, pooled embedding (1280)]."""
 from typing import List
 

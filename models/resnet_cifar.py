@@ -1,7 +1,6 @@
 """CIFAR ResNets of the RepDistiller / TopKD zoo (resnet8 ... resnet200, resnet110x2, resnet8x4 ...).
 
-Three stages of basic blocks on a 3x3 stem; depth = 6n + 2. Pooling is adaptive, so any input of at
-least 4x4 pixels works (32x32 is the design size, 16x16 digits work too).
+Three stages of basic blocks on a 3x3 stem; depth = 6n + 2; adaptive pooling (inputs of at least 4x4 pixels).
 Features: [stem ReLU output, layer1, layer2, layer3, pooled embedding]."""
 from typing import List, Sequence
 

@@ -1,7 +1,6 @@
 """VGG with BatchNorm for CIFAR (vgg8, vgg11, vgg13, vgg16, vgg19), the RepDistiller layout.
 
-Five conv blocks; 2x2 max-pools after blocks 0-2 (and after block 3 for 64x64 inputs), then adaptive
-average pooling. Inputs must be at least 8x8 (three max-pools); the design size is 32x32.
+Five conv blocks; 2x2 max-pools after blocks 0-2 (and 3 for 64x64 inputs), then adaptive average pooling.
 Features: [block0 .. block4 outputs after ReLU, pooled embedding]."""
 from typing import List, Sequence
 

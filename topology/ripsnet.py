@@ -2,9 +2,8 @@
 
 phi (per point): three dense layers with bias and ReLU; pooling over the points (sum or mean); rho: three dense
 ReLU layers and a dense sigmoid output, all without bias. Layer names ``layer1`` ... ``layer7`` (each holding
-``.linear``) match the official TopKD checkpoints (``{'model', 'units_list', 'operator', 'best_val_mse',
-'epoch'}``), which load unchanged; ours add ``pooling``, ``units``, ``resolution``, ``pi_params`` (a `PIParams`
-dict, or None) and ``manifest`` (the stage-2 manifest)."""
+``.linear``) match the official TopKD checkpoints, which load unchanged; ours add ``pooling``, ``units``,
+``pi_params`` (a `PIParams` dict, or None) and ``manifest`` (the stage-2 manifest)."""
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
