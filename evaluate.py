@@ -10,8 +10,6 @@ The inputs are rebuilt as the checkpoint's run recorded them, unless given (`eng
 line; writes ``eval_<stem>-<sha8>_<dataset>_<split>.yaml`` beside the checkpoint in one of our run folders,
 elsewhere only with ``--out FILE`` or ``--out FOLDER``; ``--no_save`` writes nothing.
 """
-from __future__ import annotations
-
 import argparse
 from typing import Any, Dict, Optional, Sequence
 

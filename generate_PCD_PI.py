@@ -10,8 +10,6 @@ the stored ones, which is how train_student.py applies the RipsNet. ``--pcd FILE
 ``[num_clouds, N, D]`` instead. Output folder (default ``ripsnet/data/<dataset>_<teacher>_batch<bs>_layer<l>-
 <hash>/``): ``shards/``, ``pi_dim<k>.npy`` and ``manifest.yaml``. The same command again resumes where it stopped.
 """
-from __future__ import annotations
-
 import argparse
 import contextlib
 import functools

@@ -8,8 +8,6 @@ Writes `<out>/<name>_<split>/` (pi.npy `[N, 2C, 50, 50]`, targets.npy, manifest.
 from the un-normalized, un-augmented images; by default the official images (persim layout, 8-bit levels).
 The same command again resumes an interrupted run or repairs a damaged cache; `--overwrite` recomputes.
 """
-from __future__ import annotations
-
 import argparse
 import logging
 import os

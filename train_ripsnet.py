@@ -7,8 +7,6 @@ Writes ``ripsnet/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>_<pooling>-<identit
 ``<pooling>_best.pth`` (for train_student.py), ``<pooling>_last.pth`` (``--resume``), ``config.yaml``,
 ``summary.yaml`` and ``tb/``; logs the validation MSE and the error against the exact images of held-out clouds.
 """
-from __future__ import annotations
-
 import argparse
 import functools
 import logging

@@ -8,10 +8,7 @@ method options are declared by the methods of the registry (`distiller.options`)
 (`distiller.topkd.TopologyTerm`), which `build` attaches to the method; ``-d 0`` (default) = no topology term.
 Run folder: <save_dir>/S-<s>_T-<t>_<dataset>_<distill>[+<method>]_r-<g>_a-<a>[_b-<b>]_d-<d>_trial_<n>-<hash>/
 (<hash>: the run's identity, `engine.record`). Every run also measures the student's latent topology against
-the teacher's (`engine.topo_eval.TopologyProbe`) at the last epoch, or every ``--topo_eval_every`` epochs.
-"""
-from __future__ import annotations
-
+the teacher's (`engine.topo_eval.TopologyProbe`) at the last epoch, or every ``--topo_eval_every`` epochs."""
 import argparse
 import logging
 import os
@@ -154,8 +151,7 @@ def run_name(cfg: argparse.Namespace, method, terms) -> str:
 
 
 def parse(argv: Optional[Sequence[str]] = None):
-    """The options, resolved and checked -> ``(cfg, method, terms, identity, inputs)`` (inputs: flag -> path);
-    ``cfg.run_dir`` is named after the identity. Loads no data."""
+    """The options, resolved and checked -> ``(cfg, method, terms, identity, inputs)``; loads no data."""
     from datasets import data_fingerprint
     from engine.record import identity_of, input_sha256
     from models import resolve_arch

@@ -6,8 +6,6 @@ Run folder (default): <save_dir>/<arch>_<dataset>_epoch_<E>_bs_<B>_lr_<lr>_decay
 official TopKD naming plus the run's identity hash, `engine.record`). Hyper-parameters follow the data set's
 recipe (`engine.config.RECIPES`; TGD's for ``--input pi``) unless flags or a --config YAML file say otherwise.
 """
-from __future__ import annotations
-
 import argparse
 import logging
 import os

@@ -9,8 +9,6 @@ epochs untimed), fast/plain speed-up, peak GPU memory; then the ratios TopKD/KD 
     .venv/bin/python benchmarks/bench_epoch.py                       # CUDA: 50k/10k, resnet56 -> resnet20
     .venv/bin/python benchmarks/bench_epoch.py --device cpu    # CPU: 256/128 images, resnet20 -> resnet8, < 1 min
 """
-from __future__ import annotations
-
 import argparse
 import os
 import tempfile

@@ -5,8 +5,6 @@
 Runs stage 2 on random float32 clouds in a child process and reads its peak RSS; the official layout (every cloud
 as float64 plus every diagram in RAM) is computed. Prints both, their ratio and clouds/s; asserts nothing.
 """
-from __future__ import annotations
-
 import argparse
 import os
 import resource

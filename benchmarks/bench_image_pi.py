@@ -7,8 +7,6 @@ ones. The official layout's images/s of the union-find H0, of the image step and
 per-image loop (gudhi's SimplexTree lower-star H0 per signal, then a persim-0.3-style image loop), and the
 projected time for CIFAR-10's 60,000 images.
 """
-from __future__ import annotations
-
 import argparse
 import os
 import time

@@ -5,8 +5,6 @@ per device and the ratios TopKD/KD (goal <= 1.05), exact/TopKD (<= 1.10), H1-exa
 
     .venv/bin/python benchmarks/bench_student_step.py [--quick] [--device cpu|cuda|all]
 """
-from __future__ import annotations
-
 import argparse
 import time
 

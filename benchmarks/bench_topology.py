@@ -7,8 +7,6 @@ h0_images_torch. Both use the same PIParams (fitted once on our diagrams), so th
     .venv/bin/python benchmarks/bench_topology.py            # ~3-4 min on 2 cores
     .venv/bin/python benchmarks/bench_topology.py --quick    # a few seconds
 """
-from __future__ import annotations
-
 import argparse
 import os
 import time

@@ -1,8 +1,5 @@
 """Data sets for topkd: CIFAR-100/10, ImageNet and CINIC-10 (ImageFolder trees), scikit-learn digits.
-
-`build_datasets(name, root, download=False, val_split=0.0, seed=0, **options)` -> `DataBundle`.
-Every item is `(image, target, index)`; see docs/CONTRACTS.md.
-"""
+`build_datasets(name, root, ...)` -> `DataBundle`; every item is `(image, target, index)` (docs/CONTRACTS.md)."""
 from . import transforms
 from .bundle import DataBundle
 from .registry import (DATASET_BUILDERS, DATASET_INFO, DatasetInfo, build_datasets, data_fingerprint, dataset_info,

@@ -1,6 +1,4 @@
 """`DataBundle`, what `build_datasets` hands to the stage scripts, and holding out a validation part."""
-from __future__ import annotations
-
 import copy
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
@@ -11,8 +9,7 @@ from torch.utils.data import Dataset, Subset
 
 from topkd_io import TopKDError
 
-# The entries of a plain item, by position.
-ITEM_FIELDS: Tuple[str, ...] = ("image", "target", "index")
+ITEM_FIELDS: Tuple[str, ...] = ("image", "target", "index")  # the entries of a plain item, by position
 
 
 @dataclass
@@ -44,7 +41,6 @@ class Indexed:
 
 
 def check_val_split(val_split) -> float:
-    """`val_split` as a float in [0, 1), else `TopKDError`."""
     try:
         value = float(val_split)
     except (TypeError, ValueError):
@@ -55,8 +51,7 @@ def check_val_split(val_split) -> float:
 
 
 def split_indices(targets: Sequence[int], val_split: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Positions 0..N-1 split into sorted (train, val) arrays given `seed`: stratified by `targets` when every
-    class can give an item to each side, else a plain random split."""
+    """Sorted (train, val) positions given `seed`: stratified by `targets` when possible, else random."""
     targets = np.asarray(targets)
     n, n_val = len(targets), int(round(val_split * len(targets)))
     if n_val < 1 or n_val >= n:

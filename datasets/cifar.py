@@ -1,6 +1,4 @@
 """CIFAR-100 and CIFAR-10 through torchvision, items `(image, target, index)`."""
-from __future__ import annotations
-
 import os
 
 import torchvision
@@ -29,8 +27,7 @@ def _missing(cls, label: str, root: str) -> FileNotFoundError:
 
 
 def _fingerprint(cls, label: str) -> Fingerprint:
-    """The MD5s of the files torchvision reads (train, test, meta); before a --download, the ones it checks the
-    download against."""
+    """The MD5s of the files torchvision reads; before a --download, those it checks the download against."""
     entries = [*cls.train_list, *cls.test_list, (cls.meta["filename"], cls.meta["md5"])]
 
     def fingerprint(root: str, download: bool = False) -> str:
@@ -46,8 +43,7 @@ def _fingerprint(cls, label: str) -> Fingerprint:
 
 def _build(cls, label: str, name: str, num_classes: int, mean, std, root: str, download: bool,
            val_split: float, seed: int, train_augment: bool, normalize: str) -> DataBundle:
-    """Both splits of one CIFAR variant and the held-out part. ``normalize``: ``dataset`` (its own statistics)
-    or ``tgd`` (TGD's loader constants, `transforms.TGD_IMAGE_MEAN`)."""
+    """Both splits of one CIFAR variant and the held-out part (``normalize``: ``dataset`` or ``tgd``)."""
     mean, std = tf.image_statistics(mean, std, normalize)
     eval_tf = tf.cifar_eval(mean, std)
     sets = []

@@ -1,13 +1,7 @@
 """``--data_on_device``: the whole data set on the training device, batches cut, augmented and normalised there
 with the same keyed draws as the CPU DataLoader path (the rule of `datasets.keyed`, for a whole epoch at once).
-
-`DeviceView` unwraps a trainer data set (Subset, KeyedItems, CRD's negatives, TGD's PIs) down to its in-memory
-base set and reads its transform op by op (``KeyedRandomCrop`` with zero padding, ``KeyedHorizontalFlip``,
-``ToTensor``, ``Normalize``; anything else is refused). `DeviceLoader` cuts the trainer's sampler keys into
-batches, collated as on the CPU path.
-"""
-from __future__ import annotations
-
+`DeviceView` unwraps a trainer data set down to its in-memory base set and reads its transform op by op (anything
+but keyed crops and flips, ``ToTensor`` and ``Normalize`` is refused)."""
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Tuple
 
@@ -46,8 +40,7 @@ _UNKEYED = {T.RandomCrop: "KeyedRandomCrop", T.RandomHorizontalFlip: "KeyedHoriz
 
 
 def read_transform(transform) -> Augment:
-    """A torchvision ``Compose`` (or one op, or None) -> `Augment`; an op the device path cannot run the way the
-    CPU path does (or in another order) -> `TopKDError`."""
+    """A torchvision ``Compose`` (or one op, or None) -> `Augment`; ops it cannot run as the CPU does: refused."""
     ops = [] if transform is None else list(transform.transforms) if isinstance(transform, T.Compose) else [transform]
     aug, seen = Augment(), []
     for op in ops:
@@ -77,25 +70,6 @@ def read_transform(transform) -> Augment:
                              f"--data_on_device")
         seen.append(kind)
     return aug
-
-
-def draw_params(aug: Augment, seed: int, epochs, positions: np.ndarray, height: int, width: int):
-    """The keyed draws of `KeyedRandomCrop` and `KeyedHorizontalFlip` for the items at ``positions`` (int64
-    ``[n]``) of ``epochs`` (one int or ``[n]``), images ``height x width`` before padding: -> (top int64 ``[n]``,
-    left int64 ``[n]``, flip bool ``[n]``)."""
-    n = len(positions)
-    top, left, flip = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
-    if n and aug.crop is not None:
-        (th, tw), (left_pad, top_pad, right_pad, bottom_pad) = aug.crop, aug.padding
-        ph, pw = height + top_pad + bottom_pad, width + left_pad + right_pad
-        if ph < th or pw < tw:
-            raise TopKDError(f"crop {aug.crop} larger than the padded image {(ph, pw)}")
-        if (ph, pw) != (th, tw):  # no draw when the sizes already match
-            top = keyed.integers(seed, epochs, positions, keyed.STREAM_CROP_ROW, ph - th + 1)
-            left = keyed.integers(seed, epochs, positions, keyed.STREAM_CROP_COL, pw - tw + 1)
-    if n and aug.flip_p > 0:
-        flip = keyed.units(seed, epochs, positions, keyed.STREAM_FLIP) < aug.flip_p
-    return top, left, flip
 
 
 def apply_augment(aug: Augment, x: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
@@ -150,11 +124,8 @@ def _base(ds) -> Optional[Tuple[torch.Tensor, Augment]]:
 
 
 class DeviceView:
-    """A trainer data set (any registered chain) held on ``device``; ``batch(keys)`` -> the collated batch.
-
-    keys: positions (ints) for un-keyed sets, or ``(epoch, position)`` pairs from
-    `datasets.keyed.KeyedSampler` (a batch may mix epochs: stage 2's passes).
-    """
+    """A trainer data set (any registered chain) held on ``device``; ``batch(keys)`` -> the collated batch. keys:
+    positions (ints), or ``(epoch, position)`` pairs of `KeyedSampler` (a batch may mix epochs: stage 2's passes)."""
 
     def __init__(self, dataset, device: torch.device):
         maps, self.seed, self.contrast, self.pi_cache, ds = [], None, None, None, dataset
@@ -199,9 +170,6 @@ class DeviceView:
                                  f"holds another target; the cache was made from other data")
             self.pis = torch.from_numpy(np.array(self.pi_cache.pis)).to(self.device)  # read the memory map once
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
     @staticmethod
     def split_keys(keys: Sequence) -> Tuple[np.ndarray, np.ndarray]:
         """Sampler keys -> (epochs int64 ``[n]``, positions int64 ``[n]``); plain ints are epoch 0."""
@@ -209,22 +177,26 @@ class DeviceView:
         return pairs[:, 0].copy(), pairs[:, 1].copy()
 
     def draws(self, keys: Sequence) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(top, left, flip) of the items at ``keys``, all keys in one vectorised pass."""
+        """The keyed draws of `KeyedRandomCrop` and `KeyedHorizontalFlip` for the items at ``keys``, all in one
+        vectorised pass -> (top int64 ``[n]``, left int64 ``[n]``, flip bool ``[n]``)."""
         epochs, positions = self.split_keys(keys)
-        return draw_params(self.augment, self.seed, epochs, positions, self.height, self.width)
-
-    def contrast_rows(self, keys: Sequence) -> torch.Tensor:
-        """CRD's ``contrast_idx`` (int64 ``[n, k + 1]``) of the items at ``keys``: each item's keyed seed
-        (``STREAM_CONTRAST``) vectorised, then CRD's own numpy draw per item, as on the CPU path."""
-        epochs, positions = self.split_keys(keys)
-        seeds = keyed.words(self.seed, epochs, positions, keyed.STREAM_CONTRAST)
-        return torch.stack([self.contrast.contrast_indices(int(i), int(t), int(s)) for i, t, s in
-                            zip(self.rows[positions], self.targets_cpu[self.rows[positions]], seeds)])
+        aug, n, seed = self.augment, len(positions), self.seed
+        top, left, flip = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
+        if n and aug.crop is not None:
+            (th, tw), (left_pad, top_pad, right_pad, bottom_pad) = aug.crop, aug.padding
+            ph, pw = self.height + top_pad + bottom_pad, self.width + left_pad + right_pad
+            if ph < th or pw < tw:
+                raise TopKDError(f"crop {aug.crop} larger than the padded image {(ph, pw)}")
+            if (ph, pw) != (th, tw):  # no draw when the sizes already match
+                top = keyed.integers(seed, epochs, positions, keyed.STREAM_CROP_ROW, ph - th + 1)
+                left = keyed.integers(seed, epochs, positions, keyed.STREAM_CROP_COL, pw - tw + 1)
+        if n and aug.flip_p > 0:
+            flip = keyed.units(seed, epochs, positions, keyed.STREAM_FLIP) < aug.flip_p
+        return top, left, flip
 
     def batch(self, keys: Sequence, draws=None) -> Any:
-        """Collated batch of the items at ``keys`` (see the class docstring), on the device. ``draws``:
-        `draws(keys)` computed beforehand (e.g. for a whole epoch at once), else computed here."""
-        _, positions = self.split_keys(keys)
+        """Collated batch of the items at ``keys`` on the device; ``draws``: `draws(keys)` computed beforehand."""
+        epochs, positions = self.split_keys(keys)
         dev, index = self.device, torch.from_numpy(self.rows[positions]).to(self.device)  # = the base rows
         x = self.images[index]
         x = x.permute(0, 3, 1, 2).float().div(255) if self.hwc else (
@@ -232,16 +204,18 @@ class DeviceView:
         top, left, flip = (torch.from_numpy(np.asarray(a)).to(dev) for a in (draws or self.draws(keys)))
         x = apply_augment(self.augment, x, top, left, flip)
         target = self.targets[index]
-        if self.contrast is not None:
-            return {"image": x, "target": target, "index": index, "contrast_idx": self.contrast_rows(keys).to(dev)}
+        if self.contrast is not None:  # CRD's contrast_idx [n, k + 1]: each item's keyed seed, then CRD's own draw
+            seeds = keyed.words(self.seed, epochs, positions, keyed.STREAM_CONTRAST)
+            rows = torch.stack([self.contrast.contrast_indices(int(i), int(t), int(s)) for i, t, s in
+                                zip(self.rows[positions], self.targets_cpu[self.rows[positions]], seeds)])
+            return {"image": x, "target": target, "index": index, "contrast_idx": rows.to(dev)}
         if self.pis is not None:
             return x, target, index, self.pi_cache.as_input(pi_values(self.pis[index]))
         return x, target, index
 
 
 class DeviceLoader:
-    """Cuts the keys of ``sampler`` into batches of ``batch_size`` and yields ``view.batch(keys)``.
-    ``len()`` and ``drop_last`` as torch's DataLoader."""
+    """``view.batch(keys)`` of the keys of ``sampler`` cut into batches; ``len()`` and ``drop_last`` as DataLoader's."""
 
     def __init__(self, dataset, sampler, batch_size: int, device: torch.device, drop_last: bool = False):
         self.view = dataset if isinstance(dataset, DeviceView) else DeviceView(dataset, device)

@@ -1,7 +1,5 @@
 """scikit-learn's bundled handwritten digits (1797 8x8 images, 10 classes) as a tiny CIFAR-like set: real data
 with no download, for demos and end-to-end tests."""
-from __future__ import annotations
-
 import functools
 import hashlib
 from typing import Callable, Optional
@@ -22,8 +20,7 @@ from .transforms import KeyedRandomCrop
 
 
 class TensorImages(Dataset):
-    """Images held in memory as one float tensor ``[N, C, H, W]`` in [0, 1], labels ``[N]``; items
-    ``(transform(image), target, index)``."""
+    """Images ``[N, C, H, W]`` in [0, 1] held in memory; items ``(transform(image), target, index)``."""
 
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, transform: Optional[Callable] = None):
         self.images, self.targets, self.transform = images, [int(t) for t in targets], transform

@@ -1,9 +1,6 @@
 """Data sets stored as ImageFolder trees ``<root>/<split>/<class>/<image>``, items `(image, target, index)`:
 ImageNet (``train/`` and ``val/``, the val images sorted into class folders) and CINIC-10 (TGD's second
-benchmark, as distributed: ``train/``, ``valid/`` (unused) and ``test/``, 90,000 32x32 images each).
-"""
-from __future__ import annotations
-
+benchmark, as distributed: ``train/``, ``valid/`` (unused) and ``test/``, 90,000 32x32 images each)."""
 import os
 
 import torchvision

@@ -12,10 +12,7 @@ an integer in ``[0, n)`` is ``word mod n``, a real in ``[0, 1)`` is ``(word >> 1
 from one item to the next, so the draws do not depend on the process, the worker count or where a run resumed;
 the device path computes the same numbers for a whole batch (`words`). `RULE` names the rule in results.
 `KeyedItems` reads an item with its key *active* (read by `item_integer` / `item_unit` / `item_word`) and the
-global generators seeded from it, so other random transforms (``RandomResizedCrop``) are keyed too.
-"""
-from __future__ import annotations
-
+global generators seeded from it, so other random transforms (``RandomResizedCrop``) are keyed too."""
 import contextvars
 import random
 from typing import Optional
@@ -127,8 +124,7 @@ def item_unit(stream: int) -> float:
 
 # ----------------------------------------------------------------------------- keyed data sets
 class KeyedSampler(torch.utils.data.Sampler):
-    """Wraps an index sampler; yields ``(epoch, index)`` keys for `KeyedItems`. ``set_epoch`` is passed on.
-    The epoch travels inside the keys, so persistent workers see it too."""
+    """An index sampler's items as ``(epoch, index)`` keys: the epoch reaches persistent workers too."""
 
     def __init__(self, sampler):
         self.sampler, self.epoch = sampler, 0

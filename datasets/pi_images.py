@@ -2,14 +2,9 @@
 
 A cache folder ``<cache_root>/<dataset>_<split>/`` holds ``pi.npy`` (``[N, 2C, R, R]``: uint8 levels k of k / 255,
 the official PNG values, or float16/float32; row i = item i), ``targets.npy`` (``[N]`` int64) and a sealed
-``manifest.yaml`` (settings, `ImagePIParams`, the command that made it, size and SHA-256 of both files). While it
-is built, each chunk is an atomically written ``parts/chunk_<c>.npz`` recorded in the manifest (a rerun resumes
-chunk by chunk); the chunks are then streamed into ``pi.npy`` with plain writes (no writable memory map: a full
-disk is one line, not a SIGBUS). PIs come from the un-normalized, un-augmented image in [0, 1]; a cache holds one
-layout and never mixes with another.
-"""
-from __future__ import annotations
-
+``manifest.yaml`` (settings, `ImagePIParams`, the command, size and SHA-256 of both files). While it is built, each
+chunk is an atomically written ``parts/chunk_<c>.npz`` (a rerun resumes chunk by chunk); the chunks are then
+streamed into ``pi.npy`` with plain writes (no writable memory map: a full disk is one line, not a SIGBUS)."""
 import logging
 import multiprocessing as mp
 import shutil
@@ -59,8 +54,8 @@ def raw_source_names() -> List[str]:
 
 
 def raw_images(dataset: str, data_root: str, split: str) -> Dataset:
-    """The split's images in [0, 1] (ToTensor only), in data-set order; items ``(image, target, ...)``.
-    ``imagefolder``: the tree ``<data_root>/<split>/<class>/<image>`` (CINIC-10: train / valid / test)."""
+    """The split's images in [0, 1] (ToTensor only), in data-set order; items ``(image, target, ...)``;
+    ``imagefolder``: the tree ``<data_root>/<split>/<class>/<image>``."""
     if dataset == "imagefolder":
         folder = Path(data_root) / split
         if not folder.is_dir():
@@ -73,9 +68,6 @@ def raw_images(dataset: str, data_root: str, split: str) -> Dataset:
     return with_transform(bundle.train if split == "train" else bundle.test, to_unit_tensor)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Writing the cache
-# ----------------------------------------------------------------------------------------------------
 def _compute_chunk(args: Tuple[int, np.ndarray, Dict]) -> Tuple[int, np.ndarray]:
     """Worker: (chunk id, images [k, C, H, W] in [0, 1], params dict) -> (chunk id, PIs float32)."""
     chunk_id, images, params = args
@@ -95,7 +87,7 @@ def rebuild_command(folder, manifest: Optional[Dict] = None) -> str:
 def _read_manifest(folder: Path) -> Optional[Dict]:
     """The folder's manifest, its checksum not yet tested (None when there is none)."""
     path = folder / "manifest.yaml"
-    return read_sealed(path, "image-PI manifest", check=False) if path.is_file() else None
+    return read_sealed(path, "image-PI manifest") if path.is_file() else None
 
 
 def chunk_name(c: int) -> str:
@@ -107,43 +99,12 @@ def _settings(manifest: Dict) -> Dict:
     return {k: v for k, v in manifest.items() if k not in RECORD_FIELDS}
 
 
-def _chunk_problem(folder: Path, c: int, record: Optional[Dict]) -> Optional[str]:
-    """Why the finished chunk file ``c`` cannot be kept (unrecorded, or not the file recorded), or None."""
-    if not record:
-        return f"{chunk_name(c)} is not recorded"
-    try:
-        verify_file_once(folder / chunk_name(c), record)
-    except (ValueError, OSError) as exc:
-        return " ".join(str(exc).split(";")[0].split())
-    return None
-
-
-def _assemble(folder: Path, manifest: Dict, num_chunks: int) -> Dict:
-    """Stream the chunk files, in order, into ``pi.npy`` and ``targets.npy`` -> the records of both files."""
-    count = int(manifest["count"])
-    pi_w = AtomicNpyWriter(str(folder / PI_FILE), (count, *manifest["pi_shape"]), manifest["dtype"])
-    tg_w = AtomicNpyWriter(str(folder / TARGETS_FILE), (count,), np.int64)
-    try:
-        for c in range(num_chunks):
-            with np.load(folder / chunk_name(c), allow_pickle=False) as data:
-                pi_w.write(data["pi"])
-                tg_w.write(data["targets"])
-        pi_w.commit()
-        tg_w.commit()
-    except BaseException:
-        pi_w.abort()
-        tg_w.abort()
-        raise
-    return {name: file_record(folder / name) for name in (PI_FILE, TARGETS_FILE)}
-
-
 def build_pi_cache(source: Dataset, folder, dataset: str, split: str, params: ImagePIParams = ImagePIParams(),
                    workers: int = 1, chunk_size: int = 512, dtype: str = "uint8", overwrite: bool = False,
                    progress: Optional[Callable[[int, int], None]] = None, command: Optional[str] = None) -> Path:
-    """Compute the PIs of every item ``(image [C, H, W] in [0, 1], target, ...)`` of ``source`` into ``folder``
-    (module docstring), resuming a cache of the same settings; another cache there is refused unless
-    ``overwrite``. ``progress(done_chunks, total_chunks)`` after every chunk; ``command`` is recorded for the
-    readers' rebuild hints. -> the folder."""
+    """Compute the PIs of every item ``(image [C, H, W] in [0, 1], target, ...)`` of ``source`` into ``folder``,
+    resuming a cache of the same settings (another one is refused unless ``overwrite``) -> the folder.
+    ``progress(done_chunks, total_chunks)`` after every chunk; ``command``: recorded for rebuild hints."""
     if dtype == "uint8" and params.quantize != "uint8":
         raise TopKDError("dtype uint8 stores 8-bit PIs only: use quantize 'uint8' or dtype float16/float32")
     chunk_size, workers, folder, count = int(chunk_size), int(workers), Path(folder), len(source)
@@ -180,12 +141,14 @@ def build_pi_cache(source: Dataset, folder, dataset: str, split: str, params: Im
         problems.append(" ".join(str(exc).split(";")[0].split()))
         old = None
     done: Dict[int, Dict] = {}
-    for key, record in ((old or {}).get("chunks") or {}).items():
-        problem = _chunk_problem(folder, int(key), record)
-        if problem:
-            problems.append(problem)
-        else:
+    for key, record in ((old or {}).get("chunks") or {}).items():  # keep the chunk files that match their records
+        try:
+            if not record:
+                raise DamagedFileError(f"{chunk_name(int(key))} is not recorded")
+            verify_file_once(folder / chunk_name(int(key)), record)
             done[int(key)] = record
+        except (ValueError, OSError) as exc:
+            problems.append(" ".join(str(exc).split(";")[0].split()))
     if problems:
         log.info(f"image PIs: rebuilding in {folder}: {'; '.join(problems[:3])}"
                  + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""))
@@ -226,15 +189,26 @@ def build_pi_cache(source: Dataset, folder, dataset: str, split: str, params: Im
                     record(*pending.pop(0).get())
             for handle in pending:
                 record(*handle.get())
-    manifest.update(files=_assemble(folder, manifest, num_chunks), complete=True, chunks={})
+    pi_w = AtomicNpyWriter(str(folder / PI_FILE), (count, *pi_shape), dtype)  # the chunks streamed in order
+    tg_w = AtomicNpyWriter(str(folder / TARGETS_FILE), (count,), np.int64)
+    try:
+        for c in range(num_chunks):
+            with np.load(folder / chunk_name(c), allow_pickle=False) as data:
+                pi_w.write(data["pi"])
+                tg_w.write(data["targets"])
+        pi_w.commit()
+        tg_w.commit()
+    except BaseException:
+        pi_w.abort()
+        tg_w.abort()
+        raise
+    manifest.update(files={name: file_record(folder / name) for name in (PI_FILE, TARGETS_FILE)}, complete=True,
+                    chunks={})
     write_sealed(folder / "manifest.yaml", manifest)
     shutil.rmtree(folder / PARTS, ignore_errors=True)
     return folder
 
 
-# ----------------------------------------------------------------------------------------------------
-# Reading the cache
-# ----------------------------------------------------------------------------------------------------
 class PICache:
     """A finished, verified cache, opened read-only and lazily (safe to pickle into DataLoader workers): ``pi(i)``
     -> float32 ``[2C, R, R]`` (level / 255 for uint8 caches, then ``(x - mean) / std`` per channel when
@@ -277,9 +251,8 @@ class PICache:
 def load_pi_cache(folder, params: Optional[ImagePIParams] = ImagePIParams(), count: Optional[int] = None,
                   dataset: Optional[str] = None, split: Optional[str] = None, verify: bool = True,
                   input_norm: str = "dataset", other_hint: str = "") -> PICache:
-    """Open a finished cache and check it: the manifest's checksum, both files' size and (``verify``) SHA-256,
-    its parameters equal to ``params`` (None: the cache's own), its count, data set and split when given.
-    Errors name the folder and the command that rebuilds it. ``input_norm``: see `pi_normalization`."""
+    """Open a finished cache and check it: the manifest's checksum, both files' size and (``verify``) SHA-256, its
+    parameters equal to ``params`` (None: the cache's own), its count, data set and split when given."""
     folder = Path(folder)
     manifest = _read_manifest(folder)
     if manifest is None:
@@ -314,9 +287,8 @@ def load_pi_cache(folder, params: Optional[ImagePIParams] = ImagePIParams(), cou
 
 
 class WithImagePI(Dataset):
-    """A data set of ``(image, target, index)`` items (its usual transforms) with the cached PI of the
-    un-augmented image ``index`` appended: ``(image, target, index, pi [2C, R, R] float32)``; the cache's target
-    must equal the item's (a cache of another data set is refused)."""
+    """Items ``(image, target, index)`` with the cached PI of the un-augmented image ``index`` appended:
+    ``(image, target, index, pi [2C, R, R] float32)``; the cache's target must equal the item's."""
 
     def __init__(self, base: Dataset, cache: PICache):
         if len(base) > len(cache):
@@ -350,8 +322,7 @@ class PIImages(Dataset):
 
 
 def pi_normalization(input_norm: str, channels: int):
-    """``(mean, std)`` per PI channel for ``--input_norm tgd`` (TGD's loader constants, 6 channels); None for
-    ``dataset`` (the raw PIs in [0, 1]); also a value read back from a run's config.yaml."""
+    """``(mean, std)`` per PI channel for ``--input_norm tgd`` (TGD's constants, 6 channels); None else."""
     if input_norm not in INPUT_NORMS:
         raise TopKDError(f"--input_norm must be one of {', '.join(INPUT_NORMS)}, got {input_norm!r}")
     if input_norm == "dataset":
@@ -362,74 +333,67 @@ def pi_normalization(input_norm: str, channels: int):
     return TGD_PI_MEAN, TGD_PI_STD
 
 
-def pi_cache_folders(cache_root, pi_cache, dataset: str, test_split: str = "test",
-                     must_exist: bool = True) -> Tuple[Path, Path]:
+def pi_cache_folders(cache_root, pi_cache, dataset: str, must_exist: bool = True) -> Tuple[Path, Path]:
     """The (train, test) cache folders a run reads: under ``cache_root``, or ``--pi_cache``: one split's cache
-    folder (the other split beside it) or a root holding ``<dataset>_train`` and ``<dataset>_<test_split>``."""
+    folder (the other split beside it) or a root holding ``<dataset>_train`` and ``<dataset>_test``."""
     path = Path(cache_root if pi_cache is None else pi_cache)
     if pi_cache is not None and (path / "manifest.yaml").is_file():
         name = path.name.rpartition("_")[0]
         if not name:
             raise TopKDError(f"--pi_cache {path}: a cache folder is named <name>_<split> (as generate_image_PI.py "
                              f"writes it), e.g. {dataset}_train")
-        return path.parent / f"{name}_train", path.parent / f"{name}_{test_split}"
+        return path.parent / f"{name}_train", path.parent / f"{name}_test"
     if pi_cache is not None and must_exist and not path.is_dir():
         raise FileNotFoundError(f"--pi_cache {path} not found; pass a cache folder written by generate_image_PI.py "
                                 f"(<out>/<name>_train) or its --out root")
-    return cache_folder(path, dataset, "train"), cache_folder(path, dataset, test_split)
+    return cache_folder(path, dataset, "train"), cache_folder(path, dataset, "test")
 
 
-def pi_cache_inputs(cache_root, pi_cache, dataset: str, must_exist: bool = True,
-                    test_split: str = "test") -> Dict[str, str]:
-    """`pi_cache_folders` as inputs of a run's identity; a missing one: FileNotFoundError with the command that
-    makes it (not ``must_exist``: pending)."""
-    folders = pi_cache_folders(cache_root, pi_cache, dataset, test_split, must_exist)
-    for folder, split in zip(folders, ("train", test_split)):
+def pi_cache_inputs(cache_root, pi_cache, dataset: str, must_exist: bool = True) -> Dict[str, str]:
+    """`pi_cache_folders` as inputs of a run's identity; a missing one: FileNotFoundError with the command."""
+    folders = pi_cache_folders(cache_root, pi_cache, dataset, must_exist)
+    for folder, split in zip(folders, ("train", "test")):
         if must_exist and not (folder / "manifest.yaml").is_file():
             raise FileNotFoundError(f"no image-PI cache at {folder}; make it with: "
                                     + MAKE_HINT.format(dataset=dataset, split=split, root=folder.parent))
     return {"pi_cache": str(folders[0]), "pi_cache_test": str(folders[1])}
 
 
-def _pi_cache_pair(cache_root, dataset: str, params: Optional[ImagePIParams],
-                   counts: Tuple[Optional[int], Optional[int]], test_split: str = "test", pi_cache=None,
-                   verify: bool = True, input_norm: str = "dataset") -> Tuple[PICache, PICache]:
-    """The train and test caches: under ``cache_root`` with the parameters ``params``; a ``pi_cache`` with its own
-    (both splits must share them)."""
-    folders = pi_cache_folders(cache_root, pi_cache, dataset, test_split)
+def _pi_cache_pair(cache_root, dataset: str, params: Optional[ImagePIParams], counts: Tuple[Optional[int], ...],
+                   pi_cache=None, verify: bool = True, input_norm: str = "dataset") -> Tuple[PICache, PICache]:
+    """The train and test caches: under ``cache_root`` with ``params``; a ``pi_cache`` with its own (shared)."""
+    folders = pi_cache_folders(cache_root, pi_cache, dataset)
     other = "" if pi_cache is not None else f"; to train on this cache as it is, pass --pi_cache {folders[0]}"
     params, name = (None, None) if pi_cache is not None else (params, dataset)
     train, test = (load_pi_cache(folder, params, count, name, split, verify, input_norm, other)
-                   for folder, count, split in zip(folders, counts, ("train", test_split)))
+                   for folder, count, split in zip(folders, counts, ("train", "test")))
     if train.params != test.params:
-        mixed = f" mix layouts ({train.params.layout!r} for train, {test.params.layout!r} for {test_split})" \
+        mixed = f" mix layouts ({train.params.layout!r} for train, {test.params.layout!r} for test)" \
             if train.params.layout != test.params.layout else " were made with other parameters"
         raise TopKDError(f"image-PI caches {train.folder} and {test.folder}{mixed}; regenerate one with the other's "
                          f"settings")
     return train, test
 
 
-def attach_image_pis(bundle: DataBundle, cache_root, params: ImagePIParams = ImagePIParams(),
-                     dataset: Optional[str] = None, test_split: str = "test", pi_cache=None, verify: bool = True,
+def attach_image_pis(bundle: DataBundle, cache_root, pi_cache=None, verify: bool = True,
                      input_norm: str = "dataset") -> DataBundle:
-    """A copy of ``bundle`` whose items carry the cached PI: ``(image, target, index, pi)`` (val uses the train
-    cache); the caches are checked by `_pi_cache_pair`."""
+    """A copy of ``bundle`` whose items carry the cached PI (default `ImagePIParams`, or ``pi_cache`` as it is):
+    ``(image, target, index, pi)`` (val uses the train cache)."""
     train = bundle.train
     train_n = len(train.dataset) if isinstance(train, torch.utils.data.Subset) else len(train)
-    train_c, test_c = _pi_cache_pair(cache_root, dataset or bundle.name, params, (train_n, len(bundle.test)),
-                                     test_split, pi_cache, verify, input_norm)
+    train_c, test_c = _pi_cache_pair(cache_root, bundle.name, ImagePIParams(), (train_n, len(bundle.test)), pi_cache,
+                                     verify, input_norm)
     return replace(bundle, train=WithImagePI(bundle.train, train_c),
                    val=None if bundle.val is None else WithImagePI(bundle.val, train_c),
                    test=WithImagePI(bundle.test, test_c), fields=tuple(bundle.fields[:3]) + ("pi",))
 
 
 def pi_bundle(cache_root, dataset: str, num_classes: int, params: Optional[ImagePIParams] = ImagePIParams(),
-              val_split: float = 0.0, seed: int = 0, test_split: str = "test", pi_cache=None, verify: bool = True,
+              val_split: float = 0.0, seed: int = 0, pi_cache=None, verify: bool = True,
               input_norm: str = "dataset") -> DataBundle:
     """A `DataBundle` of cached PIs for the PI teacher: items ``(pi, target, index)``, ``in_channels`` 2C,
     ``image_size`` R, ``mean``/``std`` the PI normalisation (0 / 1 for ``dataset``); val: held out of train."""
-    train_c, test_c = _pi_cache_pair(cache_root, dataset, params, (None, None), test_split, pi_cache, verify,
-                                     input_norm)
+    train_c, test_c = _pi_cache_pair(cache_root, dataset, params, (None, None), pi_cache, verify, input_norm)
     train, val = hold_out(PIImages(train_c), None, val_split, seed)
     channels = int(train_c.manifest["pi_shape"][0])
     mean, std = train_c.normalize or ((0.0,) * channels, (1.0,) * channels)

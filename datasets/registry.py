@@ -1,9 +1,6 @@
 """Name -> builder registry, what each data set declares about itself (`DatasetInfo`), the one entry point
 `build_datasets`, and the fingerprints of the data a run reads (part of its identity): ``(root, download) -> hex
-digest``, or FileNotFoundError naming what is missing.
-"""
-from __future__ import annotations
-
+digest``, or FileNotFoundError naming what is missing."""
 import functools
 import hashlib
 import inspect
@@ -38,8 +35,7 @@ _COMMON = ("root", "download", "val_split", "seed")
 
 
 def register(name: str, *, recipe: str, fingerprint: Fingerprint, on_device: bool = False):
-    """Function decorator: ``@register("imagenet", recipe="imagenet", fingerprint=image_tree("train", "val"))``
-    makes a builder available by name, with its `DatasetInfo`."""
+    """``@register(name, recipe=..., fingerprint=...)``: a builder by name, with its `DatasetInfo`."""
 
     def wrap(fn: Callable) -> Callable:
         if name in DATASET_BUILDERS:
@@ -56,7 +52,6 @@ def dataset_names() -> List[str]:
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """The `DatasetInfo` of a registered data set; `TopKDError` naming the choices for unknown names."""
     try:
         return DATASET_INFO[name]
     except (KeyError, TypeError):
@@ -64,8 +59,7 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def data_fingerprint(name: str, root: str, download: bool = False, must_exist: bool = True) -> Optional[str]:
-    """The fingerprint of the data set ``name`` at ``root``; when the data are not there: FileNotFoundError
-    saying what is missing, or None unless ``must_exist``."""
+    """The fingerprint of data set ``name`` at ``root``; missing data: FileNotFoundError, or None (``must_exist``)."""
     try:
         return dataset_info(name).fingerprint(str(root), bool(download))
     except FileNotFoundError:
@@ -100,9 +94,7 @@ def build_datasets(name: str, root: str = "./data", download: bool = False, val_
     return builder(root=str(root), download=bool(download), val_split=val_split, seed=int(seed), **options)
 
 
-# ----------------------------------------------------------------------------- fingerprints
 def digest(items) -> str:
-    """SHA-256 (hex) of a JSON-able value."""
     return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()
 
 

@@ -1,8 +1,6 @@
 """Normalization constants and the standard train/eval transforms of each data set (ending in a normalized float
 tensor ``[C, H, W]``). Random crops and flips are `KeyedRandomCrop` / `KeyedHorizontalFlip`: torchvision's ops
 drawing from the item's key (`datasets.keyed`), so the device path makes the same draws for a whole batch."""
-from __future__ import annotations
-
 from typing import Sequence, Tuple
 
 import torchvision.transforms as T
@@ -59,8 +57,7 @@ class KeyedRandomCrop(T.RandomCrop):
 
 
 class KeyedHorizontalFlip(T.RandomHorizontalFlip):
-    """torchvision's ``RandomHorizontalFlip`` that mirrors when the item's keyed real of ``STREAM_FLIP`` is
-    below ``p``."""
+    """``RandomHorizontalFlip`` mirroring when the item's keyed real of ``STREAM_FLIP`` is below ``p``."""
 
     def forward(self, img):
         return F.hflip(img) if item_unit(STREAM_FLIP) < self.p else img

@@ -2,10 +2,7 @@
 
 `forward_train(image, target, **batch)` -> ``(student_logits [B, K], losses)``, ``losses`` mapping a term name
 (``"loss_ce"``, ...) to an already weighted scalar; the trainer sums and logs them. ``batch_fields``: the batch
-entries beyond image/target a method needs; ``recipe``: its hyper-parameter recipe (None = the data set's).
-"""
-from __future__ import annotations
-
+entries beyond image/target a method needs; ``recipe``: its hyper-parameter recipe (None = the data set's)."""
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
@@ -49,7 +46,6 @@ class Distiller(nn.Module):
         return {name: getattr(self, name) for name in self._frozen}
 
     def networks(self) -> Dict[str, nn.Module]:
-        """Every network a step runs: the student, then the frozen ones."""
         return {"student": self.student, **self.frozen_networks()}
 
     def train(self, mode: bool = True):
@@ -59,7 +55,6 @@ class Distiller(nn.Module):
         return self
 
     def learnable_parameters(self) -> List[nn.Parameter]:
-        """What the optimizer updates: the trainable parameters of the student and the `extra_modules`."""
         return [p for m in (self.student, *self.extra_modules()) for p in m.parameters() if p.requires_grad]
 
     def extra_modules(self) -> Iterable[nn.Module]:

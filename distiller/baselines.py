@@ -1,8 +1,6 @@
 """The baselines TopKD is compared with: KD and DKD on the logits; RepDistiller's FitNet hints, AT, SP, RKD and PKT
 on the features (weights: their defaults); the official TopKD code's hints without a regressor (``hint_L2`` /
 ``hint_KD``). CRD (with its sampler) and TGD have modules of their own."""
-from __future__ import annotations
-
 import copy
 
 import torch.nn.functional as F
@@ -49,8 +47,6 @@ class DKD(TeacherStudent):
 
 
 class _Hint(TeacherStudent):
-    """A method reading ``feats[hint_layer]`` of both networks."""
-
     term = "loss_hint"
     options = (Option("hint_layer", 2, "feature index of the hint (both networks)",
                       source="RepDistiller; the official TopKD parser has no default"),)
@@ -146,8 +142,6 @@ class AT(TeacherStudent):
 
 
 class _LastFeatures(TeacherStudent):
-    """A method applying ``self.loss`` to ``feats[self.layer]`` of both networks."""
-
     layer = -1
 
     def method_loss(self, feats_s, logit_s, feats_t, logit_t, target, **batch):

@@ -1,11 +1,6 @@
-"""Contrastive representation distillation (``crd``) on the embeddings, and its class-aware negatives.
-
-`ContrastSample` (RepDistiller's "instance sample") draws the negatives in the data-loader workers, in the full
-training set's index space, with the item's keyed word of ``STREAM_CONTRAST`` (`datasets.keyed`): they follow
-(seed, epoch, index), whatever the worker count or a resume.
-"""
-from __future__ import annotations
-
+"""Contrastive representation distillation (``crd``) on the embeddings, and its class-aware negatives:
+`ContrastSample` (RepDistiller's "instance sample") draws them in the data-loader workers with the item's keyed
+word of ``STREAM_CONTRAST``, so they follow (seed, epoch, index), whatever the worker count or a resume."""
 import dataclasses
 import logging
 import math

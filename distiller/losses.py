@@ -1,7 +1,5 @@
 """Loss terms of the distillation methods: modules and functions of student and teacher tensors, each returning
 an unweighted scalar (the methods weight them). One section per method family."""
-from __future__ import annotations
-
 import math
 from typing import Optional, Sequence
 
@@ -12,9 +10,7 @@ from torch import nn
 from topkd_io import TopKDError
 
 
-# --------------------------------------------------------------------------------------------------
-# Hinton's knowledge distillation term (RepDistiller's ``DistillKL``), with the divisor as an option.
-# --------------------------------------------------------------------------------------------------
+# --- Hinton's knowledge distillation term (RepDistiller's ``DistillKL``), with the divisor as an option.
 def kd_loss(logit_s: torch.Tensor, logit_t: torch.Tensor, T: float = 4.0, reduction: str = "batchmean") -> torch.Tensor:
     """KL(p_t || p_s) of ``[B, K]`` logits at temperature ``T``, summed, times ``T**2``, divided by the batch
     (``"batchmean"``: Hinton, RepDistiller, TopKD) or by batch x classes (``"mean"``: TGD's code, a K-times smaller
@@ -36,9 +32,7 @@ class DistillKL(nn.Module):
         return kd_loss(logit_s, logit_t, self.T, self.reduction)
 
 
-# --------------------------------------------------------------------------------------------------
-# FitNet hints: a learnable regressor maps the student's feature to the teacher's shape, then MSE.
-# --------------------------------------------------------------------------------------------------
+# --- FitNet hints: a learnable regressor maps the student's feature to the teacher's shape, then MSE.
 class Regressor(nn.Module):
     """FitNet's regressor (RepDistiller's ``ConvReg``, its parameter names): ``[B, Cs, Hs, Ws]`` ->
     ``[B, Ct, Ht, Wt]`` by one convolution chosen from the spatial sizes, then BatchNorm and ReLU; vectors
@@ -76,9 +70,7 @@ class HintLoss(nn.Module):
         return F.mse_loss(f_s_regressed, f_t)
 
 
-# --------------------------------------------------------------------------------------------------
-# Attention transfer (Zagoruyko & Komodakis 2017), RepDistiller's form with p = 2.
-# --------------------------------------------------------------------------------------------------
+# --- Attention transfer (Zagoruyko & Komodakis 2017), RepDistiller's form with p = 2.
 def attention_map(f: torch.Tensor, p: int = 2) -> torch.Tensor:
     """``[B, C, H, W]`` -> ``[B, H*W]``: channel mean of ``|f|**p`` (RepDistiller: ``f**p``), L2-normalized."""
     return F.normalize(f.pow(p).mean(1).flatten(1), dim=1)
@@ -103,9 +95,7 @@ class AttentionLoss(nn.Module):
         return sum(self.pair(s, t) for s, t in zip(feats_s, feats_t))
 
 
-# --------------------------------------------------------------------------------------------------
-# Similarity-preserving KD (Tung & Mori 2019).
-# --------------------------------------------------------------------------------------------------
+# --- Similarity-preserving KD (Tung & Mori 2019).
 class SimilarityLoss(nn.Module):
     """``||norm(G_s) - norm(G_t)||_F**2 / B**2``, ``G = f f^T`` ``[B, B]`` with L2-normalized rows."""
 
@@ -117,9 +107,7 @@ class SimilarityLoss(nn.Module):
         return (g_s - g_t).pow(2).sum() / (b * b)
 
 
-# --------------------------------------------------------------------------------------------------
-# Relational KD (Park et al. 2019): distance-wise and angle-wise smooth-L1 terms.
-# --------------------------------------------------------------------------------------------------
+# --- Relational KD (Park et al. 2019): distance-wise and angle-wise smooth-L1 terms.
 def _pairwise_distances(e: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """``[B, D]`` -> ``[B, B]`` Euclidean distances with a zero diagonal."""
     sq = e.pow(2).sum(1)
@@ -155,9 +143,7 @@ class RKDLoss(nn.Module):
         return self.w_dist * loss_d + self.w_angle * loss_a
 
 
-# --------------------------------------------------------------------------------------------------
-# Probabilistic knowledge transfer (Passalis & Tefas 2018), cosine-similarity kernel.
-# --------------------------------------------------------------------------------------------------
+# --- Probabilistic knowledge transfer (Passalis & Tefas 2018), cosine-similarity kernel.
 def _conditional_probs(f: torch.Tensor, eps: float) -> torch.Tensor:
     """``[B, D]`` -> ``[B, B]``: cosine similarities mapped to [0, 1], each row divided by its sum."""
     f = f / (f.norm(dim=1, keepdim=True) + eps)
@@ -179,9 +165,7 @@ class PKTLoss(nn.Module):
         return torch.mean(p_t * torch.log((p_t + self.eps) / (p_s + self.eps)))
 
 
-# --------------------------------------------------------------------------------------------------
-# Decoupled KD (Zhao et al. 2022): target-class (TCKD) and non-target-class (NCKD) terms.
-# --------------------------------------------------------------------------------------------------
+# --- Decoupled KD (Zhao et al. 2022): target-class (TCKD) and non-target-class (NCKD) terms.
 def dkd_loss(logit_s, logit_t, target, alpha: float = 1.0, beta: float = 8.0, T: float = 4.0) -> torch.Tensor:
     """``alpha * TCKD + beta * NCKD``; both KL sums x ``T**2`` / batch. logits ``[B, K]``, target ``[B]``."""
     b = logit_s.shape[0]
@@ -211,11 +195,9 @@ class DKDLoss(nn.Module):
         return factor * dkd_loss(logit_s, logit_t, target, self.alpha, self.beta, self.T)
 
 
-# --------------------------------------------------------------------------------------------------
-# Contrastive representation distillation (Tian et al. 2020), memory-bank NCE form.
+# --- Contrastive representation distillation (Tian et al. 2020), memory-bank NCE form.
 # Negatives are drawn uniformly over the sample indices (the positive's own index sits in column 0),
 # unless the batch supplies ``contrast_idx`` ``[B, K+1]`` (e.g. from a class-aware sampler).
-# --------------------------------------------------------------------------------------------------
 class Embed(nn.Module):
     """``[B, ...]`` -> ``[B, feat_dim]``: linear projection then L2 normalization."""
 

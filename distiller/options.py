@@ -2,10 +2,7 @@
 ``options`` (its bases' inherited) and their ``defaults`` for the class. ``train_student.py`` adds every option once
 to its parser (an option several classes declare is one shared `Option`, as `KD_T`), parsed to None ("not given");
 `resolve` fills in the owner's defaults and checks each value once: its range, then the owner's
-``check_options(values) -> values`` (rules between options, e.g. the topology term's ``--TDA``).
-"""
-from __future__ import annotations
-
+``check_options(values) -> values`` (rules between options, e.g. the topology term's ``--TDA``)."""
 import argparse
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -91,7 +88,6 @@ def declared(owner: type) -> Tuple[Option, ...]:
 
 
 def default_of(owner, opt: Option) -> Any:
-    """The default of ``opt`` for ``owner``: its ``defaults`` entry, else the option's own default."""
     return dict(getattr(owner, "defaults", None) or {}).get(opt.name, opt.default)
 
 
@@ -136,7 +132,6 @@ def default_text(owners: Sequence[Tuple[str, Any]]) -> str:
 
 def check_undeclared(cfg: argparse.Namespace, table: Dict[str, Tuple[Option, list]], allowed: Iterable[str],
                      method: str) -> None:
-    """`TopKDError` when ``cfg`` sets an option of ``table`` that is not in ``allowed``."""
     allowed = set(allowed)
     for name, (opt, owners) in table.items():
         if name not in allowed and getattr(cfg, name, None) is not None:

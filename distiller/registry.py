@@ -1,7 +1,5 @@
 """Name -> method (``--distill NAME``): ``@register("fitnet", "hint")`` registers a class under its name and its
 aliases (``distiller_dict`` holds every spelling); any spelling, in any case, resolves to the first name."""
-from __future__ import annotations
-
 from typing import Callable, Dict, List, Type
 
 from topkd_io import TopKDError

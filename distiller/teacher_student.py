@@ -1,10 +1,7 @@
 """What every teacher -> student method shares (RepDistiller's train_student semantics):
 
 ``loss = gamma * CE + alpha * KD + beta * method term + delta * TDA`` (TopKD's topology term, held as
-``topology`` when attached), each term returned separately, already weighted; a term of weight 0 is not computed.
-"""
-from __future__ import annotations
-
+``topology`` when attached), each term returned separately, already weighted; a term of weight 0 is not computed."""
 import argparse
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 

@@ -12,10 +12,7 @@
 G = F F^T, the raw ``[B, B]`` Gram matrix of a stage's flattened features, n = L2 normalisation of each row: as in
 the official code the raw Gram matrices are mixed, so the PI teacher's share grows with the magnitude of its Gram
 matrix. The KL is divided by batch x classes (``--kd_reduction mean``, the official code's) unless ``batchmean``.
-The constructor keeps the official names (``alpha`` = a, ``temperature``, ``ce_weight``, ``kd_weight``, ...).
-"""
-from __future__ import annotations
-
+The constructor keeps the official names (``alpha`` = a, ``temperature``, ``ce_weight``, ``kd_weight``, ...)."""
 import argparse
 import logging
 from typing import Dict, Optional, Sequence, Tuple
@@ -24,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datasets.pi_images import PICache, attach_image_pis, pi_cache_inputs
+from datasets.pi_images import attach_image_pis, pi_cache_inputs
 from models import load_model, model_dict
 from topkd_io import TopKDError
 
@@ -45,46 +42,6 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 
 def normalized_gram(features: torch.Tensor) -> torch.Tensor:
     return F.normalize(gram(features), p=2, dim=1)
-
-
-def mixed_teacher_gram(f1: torch.Tensor, f2: torch.Tensor, alpha: float) -> torch.Tensor:
-    """TGD's target ``[B, B]``: n(a * G(f1) + (1 - a) * G(f2)), the raw Gram matrices mixed first."""
-    return F.normalize(alpha * gram(f1) + (1 - alpha) * gram(f2), p=2, dim=1)
-
-
-def check_teacher_inputs(student: nn.Module, teacher: nn.Module, teacher2: nn.Module) -> None:
-    """Unless the image teacher takes the student's C input channels and the PI teacher the 2C channels of the
-    persistence images (rows and columns of every channel): `TopKDError`. Networks without a convolution pass."""
-    firsts = [next((m for m in n.modules() if isinstance(m, nn.Conv2d)), None) for n in (student, teacher, teacher2)]
-    if None in firsts:
-        return
-    c_s, c_t, c_t2 = (int(m.in_channels) for m in firsts)
-    if c_t != c_s:
-        raise TopKDError(f"the image teacher (--path_t) takes {c_t}-channel inputs but the images have {c_s}; "
-                         f"pass the teacher trained on images (a PI teacher given as --path_t?)")
-    if c_t2 != 2 * c_s:
-        raise TopKDError(f"the PI teacher (--path_t2) takes {c_t2}-channel inputs but the persistence images have "
-                         f"{2 * c_s} (rows and columns of {c_s} channels); pass a teacher trained with "
-                         f"train_teacher.py --input pi (an image teacher given as --path_t2?)")
-
-
-def check_pi_teacher(path_t2: str, ckpt2: dict, cache: PICache, norm: str) -> None:
-    """`TopKDError` when the PI teacher's record names other image-PI parameters (resolution, ...) than the cache
-    this run reads, a warning when another --input_norm (a PI teacher without a record, as TGD's, passes)."""
-    record = ckpt2.get("config") or {}
-    if record.get("input_norm") not in (None, norm):
-        log.warning(f"warning: the PI teacher {path_t2} was trained with --input_norm {record['input_norm']}, this "
-                    f"run feeds it --input_norm {norm} inputs")
-    trained = record.get("image_pi_params")
-    if trained is None:
-        return
-    here = cache.params.to_dict()
-    diffs = [k for k in here if here[k] != trained.get(k)]
-    if diffs:
-        raise TopKDError(f"the PI teacher --path_t2 {path_t2} was trained on image PIs with "
-                         f"{', '.join(f'{k} {trained.get(k)}' for k in diffs)}, but this run's cache {cache.folder} "
-                         f"holds {', '.join(f'{k} {here[k]}' for k in diffs)}; pass the cache it was trained on "
-                         f"(--pi_cache) or a PI teacher trained on this one")
 
 
 @register("tgd")
@@ -115,15 +72,24 @@ class TGD(TeacherStudent):
 
     @classmethod
     def from_config(cls, cfg: argparse.Namespace, student: nn.Module, teacher: nn.Module, data):
-        """-> ``(distiller, data, options)``: loads the PI teacher (``model_t2``: its resolved architecture) and
-        attaches each image's cached PI to the data (batch field ``pi``)."""
+        """-> ``(distiller, data, options)``: the PI teacher loaded and each image's cached PI attached (``pi``)."""
         if cfg.path_t2 is None:
             raise TopKDError("--distill tgd needs --path_t2, the image-PI teacher (train_teacher.py --input pi)")
         teacher2, model_t2, ckpt2 = load_model(cfg.path_t2, arch=cfg.model_t2, num_classes=data.num_classes)
         norm = getattr(cfg, "input_norm", None) or "tgd"
         data = attach_image_pis(data, cfg.pi_root, pi_cache=cfg.pi_cache, verify=not getattr(cfg, "no_verify", False),
                                 input_norm=norm)
-        check_pi_teacher(cfg.path_t2, ckpt2, data.train.cache, norm)
+        record, cache = ckpt2.get("config") or {}, data.train.cache  # the PI teacher's record (none in TGD's files)
+        if record.get("input_norm") not in (None, norm):
+            log.warning(f"warning: the PI teacher {cfg.path_t2} was trained with --input_norm {record['input_norm']}, "
+                        f"this run feeds it --input_norm {norm} inputs")
+        trained, here = record.get("image_pi_params"), cache.params.to_dict()
+        diffs = [k for k in here if trained is not None and here[k] != trained.get(k)]
+        if diffs:
+            raise TopKDError(f"the PI teacher --path_t2 {cfg.path_t2} was trained on image PIs with "
+                             f"{', '.join(f'{k} {trained.get(k)}' for k in diffs)}, but this run's cache "
+                             f"{cache.folder} holds {', '.join(f'{k} {here[k]}' for k in diffs)}; pass the cache it "
+                             f"was trained on (--pi_cache) or a PI teacher trained on this one")
         distiller = cls(student, teacher, teacher2=teacher2, temperature=cfg.kd_T, alpha=cfg.tgd_alpha,
                         ce_weight=cfg.gamma, kd_weight=cfg.alpha, sim_weight=cfg.beta,
                         kl_reduction=cfg.kd_reduction)
@@ -152,7 +118,17 @@ class TGD(TeacherStudent):
     def __init__(self, student: nn.Module, teacher: nn.Module, teacher2: nn.Module, temperature: float = 4.0,
                  alpha: float = 0.99, ce_weight: float = 0.1, kd_weight: float = 0.9, sim_weight: float = 1000.0,
                  stages: Sequence[int] = (1, 2, 3), kl_reduction: str = "mean"):
-        check_teacher_inputs(student, teacher, teacher2)
+        # the image teacher takes the student's C input channels, the PI teacher the PIs' 2C (no convolution: no check)
+        firsts = [next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
+                  for net in (student, teacher, teacher2)]
+        c_s, c_t, c_t2 = (0, 0, 0) if None in firsts else (int(m.in_channels) for m in firsts)
+        if c_t != c_s:
+            raise TopKDError(f"the image teacher (--path_t) takes {c_t}-channel inputs but the images have {c_s}; "
+                             f"pass the teacher trained on images (a PI teacher given as --path_t?)")
+        if c_t2 != 2 * c_s:
+            raise TopKDError(f"the PI teacher (--path_t2) takes {c_t2}-channel inputs but the persistence images "
+                             f"have {2 * c_s} (rows and columns of {c_s} channels); pass a teacher trained with "
+                             f"train_teacher.py --input pi (an image teacher given as --path_t2?)")
         super().__init__(student, teacher, gamma=ce_weight, alpha=kd_weight, beta=sim_weight, kd_T=temperature,
                          kd_reduction=kl_reduction)
         self.freeze("teacher2", teacher2)
@@ -168,10 +144,10 @@ class TGD(TeacherStudent):
         if min(len(feats_s), len(feats_t), len(feats_t2)) <= max(self.stages):
             raise TopKDError(f"tgd stages {self.stages} need {max(self.stages) + 1} feature maps but the networks "
                              f"return {len(feats_s)}, {len(feats_t)} and {len(feats_t2)}; set stages to match them")
-        sim = logit_s.new_zeros(())
+        sim, a = logit_s.new_zeros(()), self.tgd_alpha
         for s in self.stages:
-            with torch.no_grad():
-                target_gram = mixed_teacher_gram(feats_t[s], feats_t2[s], self.tgd_alpha)
+            with torch.no_grad():  # the target n(a G_t1 + (1 - a) G_t2): the raw Gram matrices mixed first
+                target_gram = F.normalize(a * gram(feats_t[s]) + (1 - a) * gram(feats_t2[s]), p=2, dim=1)
             sim = sim + F.mse_loss(normalized_gram(feats_s[s]), target_gram)
         return sim
 

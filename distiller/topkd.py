@@ -6,10 +6,7 @@ A cloud is the batch's features at one layer (``[B, C]``; stage maps are global-
 or ``--tda_clouds`` equal sub-batches. ``PI``: a frozen RipsNet (``--method topkd``, the paper) or the exact
 differentiable image (``topkd_exact``); ``--dim 0 1`` lays the two dimensions' images side by side. ``proj``: a
 learnable linear map (the official 1x1 convolution on pooled features) when the widths differ. Gradients flow
-through the frozen RipsNet into ``proj`` and the student. Below the term: the exact images, then the RipsNets.
-"""
-from __future__ import annotations
-
+through the frozen RipsNet into ``proj`` and the student. Below the term: the exact images, then the RipsNets."""
 import argparse
 import logging
 import os
@@ -163,7 +160,6 @@ class TopologyTerm(nn.Module):
 
 
 def dims_of(dim) -> Tuple[int, ...]:
-    """``--dim`` value (a number or a list) -> a tuple of homology dimensions."""
     return tuple(int(d) for d in (dim if isinstance(dim, (list, tuple)) else [dim]))
 
 
@@ -176,9 +172,7 @@ def to_clouds(f: torch.Tensor, clouds: int) -> torch.Tensor:
     return f[: n * clouds].reshape(clouds, n, f.shape[1])
 
 
-# --------------------------------------------------------------------------------------------------
-# exact persistence images (--method topkd_exact), and several dimensions side by side
-# --------------------------------------------------------------------------------------------------
+# --- exact persistence images (--method topkd_exact), and several dimensions side by side
 class ExactH0PI(nn.Module):
     """``[K, N, D]`` clouds -> ``[K, R*R]`` exact H0 persistence images (differentiable in the points)."""
 
@@ -212,12 +206,10 @@ class StackedPI(nn.Module):
 
 
 def stacked(parts: Sequence[nn.Module]) -> nn.Module:
-    """One image module per homology dimension -> one module (the part itself when there is one)."""
     return parts[0] if len(parts) == 1 else StackedPI(parts)
 
 
 def exact_images(params: Dict[int, PIParams], dims: Sequence[int]) -> nn.Module:
-    """The exact image module of ``dims`` with ``{dim: PIParams}``."""
     missing = [d for d in dims if d not in params]
     if missing:
         raise TopKDError(f"--method topkd_exact has no persistence-image parameters for homology dimension "
@@ -226,19 +218,28 @@ def exact_images(params: Dict[int, PIParams], dims: Sequence[int]) -> nn.Module:
     return stacked([{0: ExactH0PI, 1: ExactH1PI}[d](params[d]) for d in dims])
 
 
-# --------------------------------------------------------------------------------------------------
-# finding and loading the RipsNets and PI parameters the options name
-# --------------------------------------------------------------------------------------------------
+# --- finding and loading the RipsNets and PI parameters the options name
 def load_pi(cfg: argparse.Namespace, dims: Sequence[int], inputs: Dict[str, str]) -> nn.Module:
-    """The RipsNet of each dimension in ``dims`` (``topkd``), or the exact images with the PI parameters of
-    ``--pi_params``, else of the ``--rips_path`` checkpoint (``topkd_exact``)."""
+    """The RipsNet of each dimension (``topkd``), or the exact images of the recorded PI parameters; a RipsNet is
+    refused when its images disagree with its record, its weights are not finite, or it learnt another dimension."""
     nets, params = {}, {}
     if cfg.method == "topkd" or cfg.rips_path:
         for dim in dims:
             path = inputs.get("rips_path" if len(dims) == 1 else f"rips_path_dim{dim}") or locate_ripsnet(cfg, dim)
-            nets[dim], recorded = load_checked_ripsnet(cfg, path, dim)
-            if recorded is not None:  # None in official checkpoints
-                params[dim] = recorded
+            nets[dim], ckpt = load_ripsnet(path, operator=cfg.operator, units_list=cfg.units_list)
+            check_ripsnet_pi(ckpt, path)  # its PI parameters agree with its output and its recorded manifest
+            check_finite_weights(nets[dim].state_dict(), path, "--rips_path")
+            recorded = ckpt.get("dim")
+            recorded = (ckpt.get("pi_params") or {}).get("homology_dim") if recorded is None else recorded
+            if recorded is not None and int(recorded) != dim:
+                raise TopKDError(f"the RipsNet {path} was trained on H{recorded} images but --dim asks for H{dim}; "
+                                 f"pass the RipsNet of train_ripsnet.py --dim {dim}")
+            how = ckpt.get("resolved") or {}
+            log.info(f"topology term: H{dim} RipsNet {path} ({nets[dim].pooling} pooling from "
+                     f"{how.get('pooling_from', 'checkpoint')}, widths {nets[dim].units} from "
+                     f"{how.get('units_from', 'checkpoint')})")
+            if ckpt["pi_params"] is not None:  # None in official checkpoints
+                params[dim] = PIParams.from_dict(ckpt["pi_params"])
     if cfg.pi_params:
         params = {dim: read_pi_params(cfg.pi_params, dim, verify=not getattr(cfg, "no_verify", False))
                   for dim in dims}
@@ -248,8 +249,7 @@ def load_pi(cfg: argparse.Namespace, dims: Sequence[int], inputs: Dict[str, str]
 
 
 def locate_ripsnet(cfg: argparse.Namespace, dim: Optional[int] = None) -> str:
-    """The RipsNet checkpoint the flags name (a file, or searched for: `pcd.ripsnet_paths.find_ripsnet`, the one
-    trained on this ``--path_t``'s stage-2 data preferred) -> an existing file."""
+    """The RipsNet checkpoint the flags name, or found by `pcd.ripsnet_paths.find_ripsnet` -> an existing file."""
     dim = cfg.dim if dim is None else dim
     if cfg.rips_path and os.path.isfile(cfg.rips_path):
         return cfg.rips_path
@@ -257,20 +257,3 @@ def locate_ripsnet(cfg: argparse.Namespace, dim: Optional[int] = None) -> str:
     return find_ripsnet(cfg.rips_path, cfg.dataset, cfg.model_t, cfg.batch_size, cfg.tda_layer_t, dim, cfg.operator,
                         teacher_sha=teacher_sha)
 
-
-def load_checked_ripsnet(cfg: argparse.Namespace, path: str, dim: int) -> Tuple[nn.Module, Optional[PIParams]]:
-    """The RipsNet at ``path`` and the PI parameters it records (None for official files); refused when its images
-    disagree with its record, its weights are not finite, or it was trained on another dimension than ``dim``."""
-    net, ckpt = load_ripsnet(path, operator=cfg.operator, units_list=cfg.units_list)
-    check_ripsnet_pi(ckpt, path)  # its PI parameters agree with its output and its recorded manifest
-    check_finite_weights(net.state_dict(), path, "--rips_path")
-    params = ckpt.get("pi_params") or {}
-    recorded = ckpt.get("dim")
-    recorded = params.get("homology_dim") if recorded is None else recorded
-    if recorded is not None and int(recorded) != dim:
-        raise TopKDError(f"the RipsNet {path} was trained on H{recorded} images but --dim asks for H{dim}; "
-                         f"pass the RipsNet of train_ripsnet.py --dim {dim}")
-    how = ckpt.get("resolved") or {}
-    log.info(f"topology term: H{dim} RipsNet {path} ({net.pooling} pooling from {how.get('pooling_from', 'checkpoint')}, "
-             f"widths {net.units} from {how.get('units_from', 'checkpoint')})")
-    return net, (PIParams.from_dict(ckpt["pi_params"]) if ckpt["pi_params"] is not None else None)

@@ -2,16 +2,13 @@
 
 Precedence: command-line flag > ``--config FILE.yaml`` > recipe > parser default. The recipe: ``--recipe``,
 else the first answer of the stage's rules (`StageParser`), else the data set's. A YAML value is converted and
-checked as a value of its option, and the command line is parsed over those values: it is never read as a flag.
-"""
-from __future__ import annotations
-
+checked as a value of its option, and the command line is parsed over those values: it is never read as a flag."""
 import argparse
 import logging
 import os
 import re
 import shlex
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence
 
 from datasets import dataset_info
 from datasets.registry import builder_options
@@ -40,36 +37,27 @@ RECIPES: Dict[str, Dict[str, Any]] = {
 }
 SEED_LIMIT = 2**63  # seeds are keyed modulo 2**63 (datasets.keyed.item_seed): larger ones would repeat smaller ones
 
-RecipeRule = Callable[[Dict[str, Any]], Optional[str]]
-
-
 class StageParser(argparse.ArgumentParser):
-    """A training stage's parser and its recipe rules, ``{option: value} -> recipe name or None``, asked in
-    order before the data set's recipe when ``--recipe`` is not given."""
+    """A training stage's parser and its recipe rules ``{option: value} -> recipe name or None``."""
 
-    def __init__(self, *args, recipe_rules: Iterable[RecipeRule] = (), **kwargs):
+    def __init__(self, *args, recipe_rules: Iterable[Callable[[Dict[str, Any]], Optional[str]]] = (), **kwargs):
         super().__init__(*args, **kwargs)
-        self.recipe_rules: List[RecipeRule] = list(recipe_rules)
-
-
-def parse_epochs_list(text: Any) -> List[int]:
-    """``"150,180,210"``, ``"150 180 210"`` (or a list of either) -> ``[150, 180, 210]``; empty -> no decay."""
-    parts = text if isinstance(text, (list, tuple)) else [text]
-    items = [t for part in parts for t in re.split(r"[,\s]+", str(part))]
-    try:
-        epochs = [int(t) for t in items if t]
-    except ValueError:
-        raise TopKDError(f"--lr_decay_epochs must be integers like 150,180,210 or 150 180 210, got {text!r}") from None
-    if any(e <= 0 for e in epochs) or epochs != sorted(epochs):
-        raise TopKDError(f"--lr_decay_epochs must be positive and ascending, got {text!r}")
-    return epochs
+        self.recipe_rules = list(recipe_rules)
 
 
 class EpochsAction(argparse.Action):
-    """``--lr_decay_epochs 150 180 210`` (official TopKD) or ``150,180,210`` (RepDistiller) -> a list of ints."""
+    """``--lr_decay_epochs 150 180 210`` (official TopKD) or ``150,180,210`` (RepDistiller) -> ints."""
 
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, parse_epochs_list(values))
+    def __call__(self, parser, namespace, text, option_string=None):
+        parts = text if isinstance(text, (list, tuple)) else [text]
+        try:
+            epochs = [int(t) for part in parts for t in re.split(r"[,\s]+", str(part)) if t]
+        except ValueError:
+            raise TopKDError(f"--lr_decay_epochs must be integers like 150,180,210 or 150 180 210, got {text!r}"
+                             ) from None
+        if any(e <= 0 for e in epochs) or epochs != sorted(epochs):
+            raise TopKDError(f"--lr_decay_epochs must be positive and ascending, got {text!r}")
+        setattr(namespace, self.dest, epochs)
 
 
 def add_training_args(parser: argparse.ArgumentParser, save_dir: str = "./save_t_models") -> None:
@@ -131,7 +119,6 @@ def add_folder_args(group) -> None:
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
-    """Dataset options passed on to ``datasets.build_datasets``."""
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", default="cifar100")
     option(g, "--data_root", default="./data", result=False)  # the data it holds is in the identity
@@ -233,8 +220,7 @@ def read_config_file(path: str, parser: argparse.ArgumentParser) -> argparse.Nam
 
 def parse_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None,
                  arch_key: str = "model") -> argparse.Namespace:
-    """Parse ``argv``, resolve flags > YAML > recipe > defaults, validate -> the Namespace. ``arch_key``: the option
-    naming the trained architecture."""
+    """Parse ``argv``, resolve flags > YAML > recipe > defaults, validate -> the Namespace."""
     args = parser.parse_args(argv)
     if args.config:  # the file's values first, then the command line over them
         args = parser.parse_args(argv, namespace=read_config_file(args.config, parser))
@@ -299,7 +285,6 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def write_config(cfg: argparse.Namespace, path: str) -> None:
-    """Write the resolved configuration as YAML (atomically)."""
     write_yaml(path, plain(vars(cfg)), sort_keys=True)
 
 

@@ -2,10 +2,7 @@
 
 Each process trains on ``batch_size // world_size`` images per step; DDP averages the gradients. Evaluation is
 sharded over the processes, all holding rank 0's network (BatchNorm statistics broadcast first), and its sums
-are added up, so the logged metrics are those of the checkpoint rank 0 saves. Only rank 0 logs and writes.
-"""
-from __future__ import annotations
-
+are added up, so the logged metrics are those of the checkpoint rank 0 saves. Only rank 0 logs and writes."""
 import atexit
 import os
 from dataclasses import dataclass
@@ -36,8 +33,7 @@ def pick_device(name: str) -> torch.device:
 
 
 def process() -> DistInfo:
-    """This process's place as torchrun describes it (one process without it): the one place ``RANK``,
-    ``WORLD_SIZE`` and ``LOCAL_RANK`` are read."""
+    """This process's place as torchrun describes it: the one place ``RANK`` and ``WORLD_SIZE`` are read."""
     env = os.environ
     return DistInfo(int(env.get("RANK") or 0), int(env.get("WORLD_SIZE") or 1), int(env.get("LOCAL_RANK") or 0))
 
@@ -46,8 +42,7 @@ _CURRENT = DistInfo()  # the process group this process joined, set once by `set
 
 
 def setup_distributed(use_cuda: bool) -> DistInfo:
-    """Join torchrun's process group (nccl on CUDA, gloo on the CPU; destroyed at exit when started here);
-    called once by `engine.stage.setup_stage`. `current_dist` returns the result from then on."""
+    """Join torchrun's process group (nccl on CUDA, gloo on the CPU; destroyed at exit) once per stage."""
     global _CURRENT
     _CURRENT = process() if process().enabled else DistInfo()
     if _CURRENT.enabled and not dist.is_initialized():
@@ -64,7 +59,6 @@ def current_dist() -> DistInfo:
 
 
 def all_reduce_sum(values: List[float], device: torch.device, info: DistInfo) -> List[float]:
-    """Sum a list of numbers over processes (float64)."""
     if not info.enabled:
         return list(values)
     t = torch.tensor(values, dtype=torch.float64, device=device)

@@ -2,8 +2,6 @@
 on the inputs rebuilt as the checkpoint's run recorded them (its ``config``) unless the options say otherwise.
 A result is stored as ``eval_<stem>-<sha8>_<dataset>_<split>.yaml``: never over another one's.
 """
-from __future__ import annotations
-
 import argparse
 import glob
 import os

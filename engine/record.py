@@ -6,10 +6,7 @@ options declared ``resume="continue"``; a resumed run may change those and the `
 only with ``--resume_override``, an input file never. Folder (`plan_run`): ``new`` -> train; same identity
 ``finished`` / ``partial`` -> refused, or skipped / resumed with ``--skip_finished``; ``conflict``, ``pending``
 and ``busy`` -> refused; ``--overwrite`` deletes the stage's files; ``--plan`` prints the state. A stage never
-writes into the folder of one of its inputs; `Run.claim` locks the folder while the stage writes it.
-"""
-from __future__ import annotations
-
+writes into the folder of one of its inputs; `Run.claim` locks the folder while the stage writes it."""
 import contextlib
 import datetime
 import functools
@@ -85,13 +82,8 @@ class Identity:
         self.loose = frozenset(loose)
         self.free = frozenset(free) | self.loose
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Identity":
-        return cls(data.get("options") or {}, data.get("inputs") or {})
-
     @property
-    def pending(self) -> bool:
-        """An input file does not exist yet (a planned run)."""
+    def pending(self) -> bool:  # an input file does not exist yet (a planned run)
         return None in self.inputs.values()
 
     @property
@@ -133,7 +125,7 @@ def identity_of(parser, values: Mapping[str, Any], inputs: Mapping[str, Optional
 def stored_identity(data: Any) -> Optional[Identity]:
     """The identity a config/manifest mapping records (``identity: {options, inputs}``), if any."""
     found = data.get("identity") if isinstance(data, dict) else None
-    return Identity.from_dict(found) if isinstance(found, dict) else None
+    return Identity(found.get("options") or {}, found.get("inputs") or {}) if isinstance(found, dict) else None
 
 
 def read_stored_identity(config_path: str) -> Optional[Identity]:
@@ -210,8 +202,7 @@ def versions() -> Dict[str, Optional[str]]:
 
 def provenance(inputs: Optional[Mapping[str, Optional[str]]] = None, device: Any = "cpu",
                **extra: Any) -> Dict[str, Any]:
-    """Where a result comes from: commit, versions, date, host, device, command line and input files (flag ->
-    path and SHA-256); plus ``extra``."""
+    """Where a result comes from: commit, versions, date, host, device, command and input files; plus ``extra``."""
     device, world = str(device), process().world_size
     if device.startswith("cuda"):
         import torch
@@ -251,15 +242,10 @@ class FolderState:
     detail: str = ""
     summary: Dict[str, Any] = field(default_factory=dict)
 
-    def line(self) -> str:
-        """The ``--plan`` answer: ``<status>\\t<folder>\\t<detail>`` (one line)."""
-        return f"{self.status}\t{self.folder}\t{' '.join(self.detail.split())}"
-
 
 def compare(folder: str, stored: Optional[Identity], identity: Identity, *, started: bool, done: bool,
             epoch: Optional[int] = None, summary: Optional[Dict[str, Any]] = None, what: str = "run") -> FolderState:
-    """The state of ``folder`` for a run of ``identity``: ``started`` (it holds results), ``done`` (complete),
-    ``stored`` (the identity it records)."""
+    """The state of ``folder`` (``started``: it holds results; ``stored``: the identity it records) for ``identity``."""
     holder = lock_holder(folder) if os.path.isdir(folder) and process().rank == 0 else None  # rank 0's lock
     if holder is not None:
         return FolderState(folder, "busy", busy_text(os.path.join(folder, LOCK_NAME), holder))
@@ -283,8 +269,8 @@ def compare(folder: str, stored: Optional[Identity], identity: Identity, *, star
 
 
 def training_state(folder: str, identity: Identity, arch: str, epochs: int) -> FolderState:
-    """State of a stage-1/4 run folder from ``config.yaml`` (its identity) and ``<arch>_last.pth``: finished when
-    that has done ``epochs`` epochs of a run asked for ``epochs``; a run trained further than asked is a conflict."""
+    """State of a stage-1/4 run folder from ``config.yaml`` (its identity) and ``<arch>_last.pth``: finished after
+    ``epochs`` epochs of a run asked for them; trained further than asked: a conflict."""
     last, config = os.path.join(folder, f"{arch}_last.pth"), os.path.join(folder, "config.yaml")
     if not os.path.isfile(last):
         foreign = os.path.isdir(folder) and not os.path.isfile(config) and any(
@@ -330,16 +316,14 @@ class Run:
         return self.outcome is not None
 
     def writable(self, create: bool = True) -> None:
-        """The run folder and its parent as writable folders, made where missing (``create=False``: only those
-        that exist, nothing written); a file or a read-only path -> one line naming its flag."""
+        """The run folder and its parent writable, made where missing (``create=False``: those that exist)."""
         for path, flag in ([self.parent] if self.parent else []) + [(self.folder, self.flag)]:
             if create or os.path.exists(path):
                 check_output_dir(path, flag)
 
     @contextlib.contextmanager
     def claim(self):
-        """Hold the folder while the ``with`` block writes it (rank 0: the other processes write nothing): its lock,
-        then ``--overwrite``'s deletions; a folder changed since the plan is refused."""
+        """Hold the folder (rank 0's lock) while the block writes it; refused when it changed since the plan."""
         if process().rank != 0:
             yield self
             return
@@ -363,16 +347,15 @@ class Run:
 def plan_run(folder: str, identity: Identity, state: Callable[[], FolderState], inputs: Mapping[str, Optional[str]],
              *, plan: bool = False, resume: Any = None, overwrite: bool = False, skip_finished: bool = False,
              self_resuming: bool = False, parent: Optional[Tuple[str, str]] = None, **where: Any) -> Run:
-    """The run folder of a run and what to do with it -> `Run`, refused in one line where the run must not write
-    there; nothing is written. ``state()``: the folder's `FolderState`; ``inputs``: flag -> path; ``resume``: a
-    checkpoint, ``auto`` or True; ``parent``: ``(folder, flag)`` that may hold the folder; ``where``: `Run`'s."""
+    """The run folder of a run and what to do with it -> `Run` (nothing is written), refused in one line where the run
+    must not write there. ``inputs``: flag -> path; ``resume``: a checkpoint, ``auto`` or True; ``where``: `Run`'s."""
     resume = "auto" if resume is True else resume or None
     holder = parent if parent and os.path.dirname(os.path.abspath(folder)) == os.path.abspath(parent[0]) else None
     now = state()
     run = Run(folder, identity, state, now.status, overwrite=overwrite, parent=holder, **where)
     flag, key = run.flag, run.flag.lstrip("-")
     if plan:
-        print(now.line(), flush=True)
+        print(f"{now.status}\t{now.folder}\t{' '.join(now.detail.split())}", flush=True)  # the --plan answer
         run.outcome = {"plan": now.status, key: folder, "detail": now.detail}
         return run
     if resume and overwrite:
@@ -419,8 +402,7 @@ def plan_run(folder: str, identity: Identity, state: Callable[[], FolderState], 
 
 
 def plan_training(cfg: Any, identity: Identity, inputs: Mapping[str, Optional[str]], arch: str) -> Run:
-    """`plan_run` of a training stage (1 and 4) from its options: ``cfg.run_dir`` holds ``config.yaml`` and
-    ``<arch>_last.pth`` (`training_state`)."""
+    """`plan_run` of a training stage (1 and 4) from its options."""
     state = functools.partial(training_state, cfg.run_dir, identity, arch, int(cfg.epochs))
     return plan_run(cfg.run_dir, identity, state, inputs, plan=cfg.plan, resume=cfg.resume, overwrite=cfg.overwrite,
                     skip_finished=cfg.skip_finished, parent=(cfg.save_dir, "--save_dir"))

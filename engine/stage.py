@@ -1,9 +1,6 @@
 """What every stage script does once before any work (`setup_stage`: the one place with process-wide side
 effects), the flags all stages share, and seeding and the capture/restore of every random generator (for exact
-resume; the per-item randomness of training data is `datasets.keyed`).
-"""
-from __future__ import annotations
-
+resume; the per-item randomness of training data is `datasets.keyed`)."""
 import argparse
 import functools
 import logging
@@ -46,8 +43,7 @@ def _ours(name: str) -> bool:
 
 
 def setup_logging(rank: int = 0) -> None:
-    """This project's messages to stdout as plain lines: INFO and above on rank 0, WARNING and above elsewhere.
-    Replaces the handler an earlier call installed."""
+    """This project's messages to stdout as plain lines: INFO and above on rank 0, WARNING elsewhere."""
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _Stdout)]:
         root.removeHandler(handler)
@@ -60,8 +56,7 @@ def setup_logging(rank: int = 0) -> None:
 
 
 def setup_stage(cfg: argparse.Namespace, training: bool = False) -> DistInfo:
-    """Once per stage process. ``training`` (stages 1 and 4): also join the torchrun process group (none under
-    ``--plan``) and seed every generator. -> this process's `DistInfo`."""
+    """Once per stage process; ``training``: also join the torchrun process group and seed every generator."""
     info = process()
     if training and not getattr(cfg, "plan", False):
         info = setup_distributed(pick_device(cfg.device).type == "cuda")

@@ -2,15 +2,10 @@
 
 `TopologyProbe`: `topology.metrics.topology_metrics` of the student's raw embeddings (no TopKD projector, so
 every method is measured alike) against the teacher's, averaged over fixed test batches (one batch = one point
-cloud, the same items for every method and seed). Persistence-image parameters, unless given, are fitted on the
-eval-mode teacher's diagrams, so every student of one teacher is imaged alike. `measure_checkpoints`: the same
-for any saved teacher/student pair (``tools/topo_metrics.py``, ``evaluate.py --path_t``).
-"""
-from __future__ import annotations
-
+cloud, the same items for every method and seed). `measure_checkpoints`: the same for any saved teacher/student
+pair (``tools/topo_metrics.py``, ``evaluate.py --path_t``)."""
 import logging
 import math
-import time
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -64,37 +59,33 @@ def embed(model: torch.nn.Module, images: torch.Tensor, layer: int) -> np.ndarra
 
 class TopologyProbe:
     """Topology metrics of a student against a fixed teacher on fixed test batches. layer_t / layer_s: feature
-    indices (-1 = the embedding); pi_params: ``{dim: PIParams}`` (default: fitted on the teacher); every: measure
-    every N epochs (None or 0: the last epoch only); name: the TensorBoard prefix and the summary key."""
+    indices (-1 = the embedding); every: measure every N epochs (None or 0: the last epoch only)."""
+
+    name = "topo"  # the TensorBoard prefix and the summary key
 
     def __init__(self, teacher: torch.nn.Module, test_set: Dataset, layer_t: int = -1, layer_s: Optional[int] = None,
                  batches: int = DEFAULT_BATCHES, batch_size: int = DEFAULT_BATCH_SIZE, dims: Sequence[int] = (0,),
-                 normalize: str = "diam", pi_params: Optional[Dict[int, Any]] = None, every: Optional[int] = None,
-                 name: str = "topo"):
+                 normalize: str = "diam", every: Optional[int] = None):
         if every is not None and every < 0:
             raise TopKDError(f"--topo_eval_every must be >= 0, got {every}")
-        self.teacher, self.test_set, self.name, self.every = teacher, test_set, name, int(every) if every else None
+        self.teacher, self.test_set, self.every = teacher, test_set, int(every) if every else None
         self.layer_t, self.layer_s = int(layer_t), int(layer_t if layer_s is None else layer_s)
         self.dims, self.normalize = tuple(int(d) for d in dims), normalize
         self.requested = (int(batches), int(batch_size))
         self.indices = probe_indices(len(test_set), int(batches), int(batch_size))
-        self._given_params = dict(pi_params) if pi_params else None
         self.pi_params: Dict[int, Any] = {}
         self.pi_params_norm: Dict[int, Any] = {}
         self._images: Optional[List[torch.Tensor]] = None
         self._feat_t: Optional[List[np.ndarray]] = None
 
     def _prepare(self) -> None:
-        """The probe images and the teacher's embeddings of them (and the fitted parameters), once."""
+        """The probe images, the teacher's embeddings and the PI parameters fitted on them, once."""
         if self._feat_t is not None:
             return
         loader = DataLoader(Subset(self.test_set, [i for batch in self.indices for i in batch]),
                             batch_size=len(self.indices[0]), shuffle=False)
         self._images = [(b["image"] if isinstance(b, dict) else b[0]).float() for b in loader]
         self._feat_t = [embed(self.teacher, x, self.layer_t) for x in self._images]
-        if self._given_params is not None:
-            self.pi_params = {d: p for d, p in self._given_params.items() if d in self.dims}
-            return
         dgs = [metrics.cloud_diagrams(f, self.dims) for f in self._feat_t]
         scales = [metrics.normalization_scale(f, self.normalize) for f in self._feat_t]
         for d in self.dims:
@@ -106,8 +97,7 @@ class TopologyProbe:
                     pass
 
     def keys(self) -> tuple:
-        return metrics.metric_keys(self.dims, self.normalize, pi_dims=self.dims,
-                                   pi_dims_norm=() if self._given_params is not None else self.dims)
+        return metrics.metric_keys(self.dims, self.normalize, pi_dims=self.dims, pi_dims_norm=self.dims)
 
     @torch.no_grad()
     def measure(self, student: torch.nn.Module) -> Dict[str, float]:
@@ -130,7 +120,7 @@ class TopologyProbe:
             "layer_s": self.layer_s, "dims": list(self.dims), "normalize": self.normalize,
             "pi_params": {d: p.to_dict() for d, p in self.pi_params.items()},
             "pi_params_norm": {d: p.to_dict() for d, p in self.pi_params_norm.items()},
-            "pi_params_from": "given" if self._given_params is not None else "fitted on the teacher's probe diagrams",
+            "pi_params_from": "fitted on the teacher's probe diagrams",
         }
 
 
@@ -139,8 +129,7 @@ def measure_checkpoints(path_t: str, path_s: str, dataset: Optional[str] = None,
                         batches: int = DEFAULT_BATCHES, batch_size: int = DEFAULT_BATCH_SIZE,
                         dims: Sequence[int] = (0,), normalize: str = "diam", device: str = "cpu",
                         model_t: Optional[str] = None, model_s: Optional[str] = None) -> Dict[str, Any]:
-    """The probe's metrics of a saved teacher/student pair, on the data the teacher's run recorded unless given
-    -> ``{"metrics", "settings", "teacher", "student", "dataset", "image_size"}``."""
+    """The probe's metrics of a saved teacher/student pair, on the data the teacher's run recorded."""
     teacher, arch_t, ckpt_t = load_model(path_t, arch=model_t)
     student, arch_s, ckpt_s = load_model(path_s, arch=model_s)
     cfg_t = ckpt_t.get("config") if isinstance(ckpt_t.get("config"), dict) else {}

@@ -6,12 +6,7 @@ MultiStepLR stepped once per epoch, epochs counted from 1 as in the official cod
 by (seed, epoch, index) (`datasets.keyed`): results do not depend on ``--num_workers`` and ``--resume`` is
 bit-exact. The GPU fast paths (``--compile``, ``--data_on_device``) are taken here and nowhere else. Rank 0
 writes ``config.yaml``, ``<arch>_last.pth`` / ``<arch>_best.pth`` (best by validation top-1 when a validation
-set exists, else by test top-1, the papers' convention), ``tb/`` and ``summary.yaml``. Probes (``name``,
-``every``, ``measure(student) -> {key: float}``, optional ``settings()``) run on rank 0 after evaluation on the
-epochs ``every`` divides and on the last.
-"""
-from __future__ import annotations
-
+set exists, else by test top-1, the papers' convention), ``tb/`` and ``summary.yaml``."""
 import bisect
 import logging
 import math
@@ -48,8 +43,9 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int] =
 
 
 class Trainer:
-    """Train ``distiller`` on ``train_set``, evaluate on ``test_set`` (and ``val_set``) every epoch; ``resume``:
-    a checkpoint (``auto``: ``run_dir``'s last); ``fit()`` -> the summary dict (``summary.yaml``'s entries)."""
+    """Train ``distiller`` on ``train_set``, evaluate on ``test_set`` (and ``val_set``) every epoch; ``resume``: a
+    checkpoint (``auto``: ``run_dir``'s last). Probes (``name``, ``every``, ``measure(student) -> {key: float}``,
+    optional ``settings()``) run on rank 0 after evaluation. ``fit()`` -> the summary dict."""
 
     def __init__(self, distiller, train_set: Dataset, test_set: Dataset, cfg, run_dir: str,
                  val_set: Optional[Dataset] = None, probes: Optional[Sequence[Any]] = None,
@@ -120,7 +116,6 @@ class Trainer:
         self.last: Dict[str, Any] = {}
         self.max_steps = int(getattr(cfg, "max_steps", 0) or 0)  # --max_steps: a cap over the whole run
 
-    # ----------------------------------------------------------------- data
     def _loader(self, dataset: Dataset, sampler, drop_last: bool = False) -> DataLoader:
         if getattr(self.cfg, "data_on_device", False):  # the whole set on the device, same keyed draws
             from datasets.device_data import DeviceLoader  # the GPU fast path, imported where used
@@ -155,7 +150,6 @@ class Trainer:
             out[name] = value
         return out
 
-    # ----------------------------------------------------------------- checkpoints
     def _skipped_prefixes(self) -> tuple:
         """State-dict prefixes not stored under ``distiller``: the student (stored as ``model``) and every
         frozen sub-network (teachers, a frozen RipsNet), which the stage script rebuilds from its own file."""
@@ -189,8 +183,7 @@ class Trainer:
                       **identity})
 
     def _resume(self) -> None:
-        """Load the checkpoint ``resume`` names, refusing one of another network or method, or of settings a
-        resumed run may not change (`engine.record`), before any state loads."""
+        """Load the checkpoint ``resume`` names, refusing another network, method or fixed setting first."""
         path = self.last_path if self.resume == "auto" else str(self.resume)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without --resume or pass a "
@@ -225,8 +218,16 @@ class Trainer:
         self.history = list(stored.get("resume_history") or [])
         if note:
             log.info(note)
-        if entry is not None:  # --resume_override: the new values run from the resumed epoch on
-            self._apply_optimisation()
+        if entry is not None:  # --resume_override: cfg's optimisation from the resumed epoch on (lr decayed as due)
+            cfg, milestones = self.cfg, sorted(int(m) for m in self.cfg.lr_decay_epochs)
+            self.scheduler.milestones = Counter(milestones)
+            self.scheduler.gamma = float(cfg.lr_decay_rate)
+            self.scheduler.base_lrs = [float(cfg.lr)] * len(self.optimizer.param_groups)
+            lr = float(cfg.lr) * float(cfg.lr_decay_rate) ** bisect.bisect_right(milestones, self.scheduler.last_epoch)
+            for group in self.optimizer.param_groups:
+                group.update(lr=lr, initial_lr=float(cfg.lr), momentum=float(cfg.momentum),
+                             weight_decay=float(cfg.weight_decay))
+            self.scheduler._last_lr = [lr] * len(self.optimizer.param_groups)
             self.history.append(entry)
             log.info(f"--resume_override: from epoch {done + 1}: {format_changes(changes)}")
         if ckpt.get("scaler"):
@@ -244,21 +245,6 @@ class Trainer:
         log.info(f"resumed from {path} at epoch {self.start_epoch} (best {self.best['acc']:.2f} "
                  f"at epoch {self.best['epoch']})")
 
-    def _apply_optimisation(self) -> None:
-        """Put lr / momentum / weight decay / schedule of ``cfg`` into the restored optimizer and scheduler
-        (the learning rate already decayed by the milestones passed)."""
-        cfg = self.cfg
-        milestones = sorted(int(m) for m in cfg.lr_decay_epochs)
-        self.scheduler.milestones = Counter(milestones)
-        self.scheduler.gamma = float(cfg.lr_decay_rate)
-        self.scheduler.base_lrs = [float(cfg.lr)] * len(self.optimizer.param_groups)
-        lr = float(cfg.lr) * float(cfg.lr_decay_rate) ** bisect.bisect_right(milestones, self.scheduler.last_epoch)
-        for group in self.optimizer.param_groups:
-            group.update(lr=lr, initial_lr=float(cfg.lr), momentum=float(cfg.momentum),
-                         weight_decay=float(cfg.weight_decay))
-        self.scheduler._last_lr = [lr] * len(self.optimizer.param_groups)
-
-    # ----------------------------------------------------------------- loop
     def train_epoch(self, epoch: int) -> Dict[str, float]:
         """One pass over the training set -> mean of every loss term, ``loss`` and ``top1`` (percent)."""
         self.distiller.train()
@@ -301,8 +287,7 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> Dict[str, float]:
-        """Student accuracy over ``loader`` -> ``{"loss", "top1", "top5"}`` (percent), summed over processes, each
-        holding rank 0's student (the checkpoint's)."""
+        """Student accuracy over ``loader`` -> ``{"loss", "top1", "top5"}`` (percent), summed over processes."""
         self.distiller.eval()
         broadcast_buffers(self.distiller.student, self.dist)
         loss, c1, c5, n = 0.0, 0, 0, 0

@@ -4,8 +4,7 @@
 ``load_model(path)`` rebuilds a trained network from ours or an official checkpoint (`models.loading`).
 ``model(x, is_feat=True)`` -> ``(feats, logits)`` with ``feats`` a list of stage outputs ending with the
 pooled embedding ``[B, C]`` (the FC input); ``model.feat_dims`` lists each feature's channel width.
-CIFAR nets default to 100 classes, ImageNet nets to 1000.
-"""
+CIFAR nets default to 100 classes, ImageNet nets to 1000."""
 from typing import List
 
 import torch.nn as nn

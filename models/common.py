@@ -11,7 +11,6 @@ from topkd_io import TopKDError
 
 
 def pool_flatten(x: torch.Tensor) -> torch.Tensor:
-    """Global average pool: ``[B, C, H, W]`` -> ``[B, C]`` (any H, W)."""
     return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
 
@@ -23,8 +22,7 @@ class FeatureForward:
     feat_dims: List[int]
     head = "fc"
 
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        """``[B, C]`` -> logits ``[B, K]``."""
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:  # [B, C] -> logits [B, K]
         return getattr(self, self.head)(embedding)
 
     def forward(self, x: torch.Tensor, is_feat: bool = False):
@@ -53,7 +51,6 @@ def init_conv_bn(module: nn.Module, linear_std: float = None) -> None:
 
 
 def check_in_channels(in_channels: int) -> int:
-    """Validate the ``in_channels`` option (number of input image channels)."""
     if not isinstance(in_channels, int) or in_channels < 1:
         raise TopKDError(f"in_channels must be a positive int, got {in_channels!r}")
     return in_channels
@@ -68,8 +65,7 @@ def check_layer(index: int, n: int, flag: str = "--layer", who: str = "teacher")
 
 
 def layer_embedding(feats: Sequence[torch.Tensor], layer: int) -> torch.Tensor:
-    """Entry ``layer`` of ``feats`` as ``[B, C]``: 4-D stage maps ``[B, C, H, W]`` are averaged over H, W
-    (global average pooling); ``[B, C]`` is returned as is; other shapes are flattened per sample."""
+    """Entry ``layer`` of ``feats`` as ``[B, C]``: maps ``[B, C, H, W]`` averaged over H, W; others flattened."""
     f = feats[layer]
     if f.dim() == 4:
         return f.mean(dim=(2, 3))

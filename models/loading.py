@@ -1,13 +1,7 @@
 """Networks from checkpoints: ours (``{'model', 'arch', 'num_classes', ...}``), the official TopKD / RepDistiller
 ones (``{'model': state_dict, ...}`` or bare; the architecture from the caller or the run-folder name),
-torchvision's weight files and TGD's releases (``{'model_state_dict', ...}``). `load_model` rebuilds one,
-`init_from_checkpoint` copies its weights into a new network (``--init_s``).
-
-TGD's WideResNet has our WRN blocks and returns ``(logits, block1, block2, block3)`` (our ``feats[1:4]``); only
-its key names differ (`TGD_KEY_RULES`).
-"""
-from __future__ import annotations
-
+torchvision's weight files and TGD's releases (``{'model_state_dict', ...}``: our WRN blocks and ``feats[1:4]``,
+only its key names differ, `TGD_KEY_RULES`)."""
 import os
 import re
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
@@ -88,8 +82,7 @@ def state_dict_differences(expected: Dict[str, torch.Tensor], found: Dict[str, t
 
 
 def check_finite_weights(state_dict: Dict[str, torch.Tensor], path: str, flag: str = "") -> None:
-    """`TopKDError` naming ``path`` (and ``flag``) when a floating-point tensor of the state dict holds NaN or
-    infinity: such a network cannot be trained from or distilled from (every loss would be NaN at step 1)."""
+    """`TopKDError` naming ``path`` when a float tensor holds NaN or inf (every loss would be NaN at once)."""
     bad = [k for k, v in state_dict.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
            and not bool(torch.isfinite(v).all())]
     if bad:
@@ -113,8 +106,7 @@ def infer_num_classes(state_dict: Dict[str, torch.Tensor]) -> int:
 
 
 def arch_candidates(path: str) -> List[str]:
-    """Architecture names suggested by a checkpoint's file and folder names, most specific first (run
-    folders, ``<arch>_best.pth``, torchvision's ``resnet34-b627a593.pth``)."""
+    """Architecture names suggested by a checkpoint's file and folder names, most specific first."""
     run, match = parse_checkpoint_path(path), _FILE_NAME.match(os.path.splitext(os.path.basename(path))[0])
     out = [run.arch] if run is not None else []
     for name in (match.group("arch") if match else None, arch_from_torchvision_file(path)):

@@ -1,6 +1,5 @@
 """ImageNet mobile nets: ``MobileNetV1`` (the ResNet-50 -> MobileNet student, ~4.2M params at 1000 classes),
-``mobilenetv2_imagenet`` and ``shufflev2_imagenet`` (torchvision's modules and keys; its weights load strictly).
-"""
+``mobilenetv2_imagenet`` and ``shufflev2_imagenet`` (torchvision's modules and keys; its weights load strictly)."""
 from typing import List
 
 import torch
@@ -32,7 +31,7 @@ _V1_STAGES = [(0, 4), (4, 6), (6, 12), (12, 14)]
 
 
 class MobileNetV1(FeatureForward, nn.Module):
-    """MobileNet V1 (width 1.0): ``model`` (stem + 13 separable layers) and ``fc``. ``[B, 3, H, W]`` -> ``[B, K]``."""
+    """MobileNet V1 (width 1.0): ``model`` (stem + 13 separable layers) and ``fc``."""
 
     def __init__(self, num_classes: int = 1000):
         super().__init__()
@@ -42,8 +41,7 @@ class MobileNetV1(FeatureForward, nn.Module):
         init_conv_bn(self)
 
     def extract_features(self, x: torch.Tensor) -> List[torch.Tensor]:
-        feats = []
-        out = x
+        feats, out = [], x
         for a, b in _V1_STAGES:
             out = self.model[a:b](out)
             feats.append(out)

@@ -1,9 +1,8 @@
 """MobileNetV2 for CIFAR (RepDistiller's layout): ``mobilenetv2`` (width 0.5) and ``mobilenetv2_1_0``.
 
 Stride-2 3x3 stem, seven inverted-residual stages (expansion 6, CIFAR strides 1,1,2,2,1,2,1), a 1x1 conv to
-1280, adaptive average pooling. Inputs of at least 16x16 are sensible (32x32 is the design size).
-Features: [stem, after stage 2, stage 3, stage 5, stage 7, pooled embedding (1280)].
-"""
+1280, adaptive average pooling.
+Features: [stem, after stage 2, stage 3, stage 5, stage 7, pooled embedding (1280)]."""
 from typing import List
 
 import math
@@ -44,7 +43,7 @@ class InvertedResidual(nn.Module):
 
 
 class CifarMobileNetV2(FeatureForward, nn.Module):
-    """MobileNetV2(expansion T, width_mult). Input ``[B, 3, H, W]`` -> logits ``[B, num_classes]``."""
+    """MobileNetV2(expansion T, width_mult) for 3-channel inputs."""
 
     head = "classifier"
 
@@ -68,9 +67,6 @@ class CifarMobileNetV2(FeatureForward, nn.Module):
         self.conv2 = _conv_bn_relu(in_ch, self.last_channel, 1, 1)
         self.classifier = nn.Sequential(nn.Linear(self.last_channel, num_classes))
         self.feat_dims = [int(32 * width_mult), widths[1], widths[2], widths[4], widths[6], self.last_channel]
-        self._init_weights()
-
-    def _init_weights(self) -> None:
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 fan = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
@@ -84,8 +80,7 @@ class CifarMobileNetV2(FeatureForward, nn.Module):
 
     def extract_features(self, x: torch.Tensor) -> List[torch.Tensor]:
         f0 = self.conv1(x)
-        out = self.blocks[1](self.blocks[0](f0))
-        f1 = out
+        f1 = self.blocks[1](self.blocks[0](f0))
         f2 = self.blocks[2](f1)
         f3 = self.blocks[4](self.blocks[3](f2))
         f4 = self.blocks[6](self.blocks[5](f3))

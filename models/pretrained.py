@@ -4,8 +4,6 @@
 
     python -m models.pretrained resnet34 [--no-download]   # the path of the file
 """
-from __future__ import annotations
-
 import argparse
 import contextlib
 import os
@@ -75,8 +73,7 @@ def torchvision_weights_path(arch: str, weights: str = DEFAULT_WEIGHTS, download
 
 
 def resolve_teacher_path(path_t: Optional[str], model_t: Optional[str], teacher_weights: Optional[str]) -> str:
-    """The teacher checkpoint for ``--path_t`` / ``--model_t`` / ``--teacher_weights`` -> a file path:
-    ``teacher_weights="torchvision"``: torchvision's pretrained ``model_t``; None: ``path_t`` as given."""
+    """The teacher checkpoint for ``--path_t`` or ``--teacher_weights torchvision`` (with ``--model_t``)."""
     if teacher_weights is None:
         if not path_t:
             raise TopKDError("pass the teacher with --path_t, or --teacher_weights torchvision with --model_t")

@@ -23,8 +23,6 @@ model_info: Dict[str, ModelInfo] = {}
 
 
 def register(*names: str, small_lr: bool = False):
-    """Decorator adding a constructor to `model_dict` under each of `names`, with its `ModelInfo`."""
-
     def wrap(fn):
         for name in names:
             if name in model_dict:
@@ -37,8 +35,7 @@ def register(*names: str, small_lr: bool = False):
 
 
 def register_variants(variants: Dict[str, dict], factory: Callable[..., nn.Module], small_lr: bool = False):
-    """Register ``name -> factory(**fixed_options, **user_options)`` for each entry of `variants`; leaving
-    ``num_classes`` out uses the factory's default (100 for CIFAR nets, 1000 for ImageNet nets)."""
+    """Register ``name -> factory(**fixed_options, **user_options)`` for each entry of `variants`."""
     for name, fixed in variants.items():
         def build(num_classes: Optional[int] = None, _fixed=fixed, **options):
             if num_classes is not None:
@@ -58,8 +55,7 @@ ARCH_ALIASES: Dict[str, str] = {"MobileNetV2": "mobilenetv2", "ShuffleV1": "shuf
 
 
 def resolve_arch(name: str, option: Optional[str] = None) -> str:
-    """Registry name of ``name`` (itself, or the target of an official alias); the early check a stage
-    calls before loading any data. Unknown names -> `TopKDError` naming ``option`` and the valid names."""
+    """Registry name of ``name`` or of its official alias (checked before any data loads); `TopKDError` else."""
     if name in model_dict or name in ARCH_ALIASES:
         return ARCH_ALIASES.get(name, name)
     aliases = ", ".join(f"{a} (= {t})" for a, t in ARCH_ALIASES.items())

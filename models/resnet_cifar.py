@@ -1,9 +1,7 @@
 """CIFAR ResNets of the RepDistiller / TopKD zoo (resnet8 ... resnet200, resnet110x2, resnet8x4 ...).
 
-Three stages of basic blocks on a 3x3 stem; depth = 6n + 2. Pooling is adaptive, so any input of at
-least 4x4 pixels works (32x32 is the design size, 16x16 digits work too).
-Features: [stem ReLU output, layer1, layer2, layer3, pooled embedding].
-"""
+Three stages of basic blocks on a 3x3 stem; depth = 6n + 2; adaptive pooling (inputs of at least 4x4 pixels).
+Features: [stem ReLU output, layer1, layer2, layer3, pooled embedding]."""
 from typing import List, Sequence
 
 import torch
@@ -39,11 +37,7 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(FeatureForward, nn.Module):
-    """ResNet for small images.
-
-    depth: 6n + 2; num_filters: [stem, stage1, stage2, stage3] widths; in_channels: input channels.
-    Input ``[B, in_channels, H, W]`` -> logits ``[B, num_classes]``.
-    """
+    """ResNet for small images. depth: 6n + 2; num_filters: [stem, stage1, stage2, stage3] widths."""
 
     def __init__(self, depth: int, num_filters: Sequence[int], num_classes: int = 100, in_channels: int = 3):
         super().__init__()

@@ -2,8 +2,7 @@
 
 ``resnet18/34/50/101``, ``resnext50_32x4d``, ``wrn_50_2`` (= torchvision's wide_resnet50_2) and the wide
 basic-block nets ``wrn_10_2/18_2/34_2`` (every basic block twice as wide, as in the official zoo).
-Features: [stem after max-pool, layer1 .. layer4, pooled embedding].
-"""
+Features: [stem after max-pool, layer1 .. layer4, pooled embedding]."""
 from typing import List, Optional, Sequence, Type
 
 import torch
@@ -15,11 +14,8 @@ from .registry import register_variants
 
 
 class WideBasicBlock(nn.Module):
-    """A torchvision-style basic block whose width is ``planes * base_width / 64``.
-
-    ``expansion = 2`` so torchvision's ResNet builds shortcuts and the head for the doubled width
-    (base_width must be 128). Keys: conv1, bn1, conv2, bn2, downsample.
-    """
+    """A torchvision-style basic block whose width is ``planes * base_width / 64``; ``expansion = 2`` so
+    torchvision's ResNet builds shortcuts and the head for the doubled width (base_width must be 128)."""
 
     expansion = 2
 

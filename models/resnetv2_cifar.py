@@ -1,7 +1,6 @@
 """ResNet-50 for CIFAR (``ResNet50``; RepDistiller's resnetv2): bottleneck blocks on a 3x3 stride-1 stem.
 
-Features: [stem ReLU output, layer1 .. layer4, pooled embedding (2048)].
-"""
+Features: [stem ReLU output, layer1 .. layer4, pooled embedding (2048)]."""
 from typing import List, Sequence
 
 import torch
@@ -39,7 +38,7 @@ class Bottleneck(nn.Module):
 
 
 class CifarBottleneckResNet(FeatureForward, nn.Module):
-    """Four stages of bottlenecks (64, 128, 256, 512 x4). Input ``[B, in_channels, H, W]`` -> ``[B, K]``."""
+    """Four stages of bottlenecks (64, 128, 256, 512 x4)."""
 
     head = "linear"
 

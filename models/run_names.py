@@ -1,9 +1,6 @@
 """Run-folder names of the official TopKD and RepDistiller code (which keep a run's settings only there) and
 ours (with the run's identity hash, ``-<8 hex>``), read back into their settings (`_layouts`); and finding a
-teacher's run by them when no exact ``--path_t`` is typed (the official README runs its stages so).
-"""
-from __future__ import annotations
-
+teacher's run by them when no exact ``--path_t`` is typed (the official README runs its stages so)."""
 import contextlib
 import functools
 import glob
@@ -78,8 +75,7 @@ class RunName:
         return self.teacher is not None
 
     def as_config(self) -> Dict[str, Any]:
-        """The settings under our config.yaml keys (``model_s``/``model_t`` or ``model``, ``dataset``, ``trial``,
-        and for a TopKD topology run ``method: topkd``)."""
+        """The settings under our config.yaml keys (and ``method: topkd`` for a TopKD topology run)."""
         cfg = {k: v for k, v in self.settings.items() if v is not None}
         cfg.update(dict(model_s=self.arch, model_t=self.teacher) if self.is_student else dict(model=self.arch))
         if self.is_student and cfg.get("delta"):
@@ -112,7 +108,6 @@ def parse_checkpoint_path(path: Any) -> Optional[RunName]:
     return parse_run_name(os.path.basename(os.path.dirname(os.path.abspath(os.fspath(path)))))
 
 
-# ----------------------------------------------------------------------------- finding a teacher
 def _listing(paths: List[str], limit: int = 6) -> str:
     return ", ".join(paths[:limit]) + (f" (+{len(paths) - limit} more)" if len(paths) > limit else "")
 
@@ -145,19 +140,6 @@ def teacher_record(folder: str) -> Optional[dict]:
             "checkpoint": checkpoint if os.path.isfile(checkpoint) else best[0]}
 
 
-def find_teachers(root: str, arch: Optional[str] = None, dataset: Optional[str] = None,
-                  trial: Optional[int] = None) -> List[str]:
-    """Checkpoints of the finished image teachers' run folders directly under ``root`` that match."""
-    out = []
-    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-        rec = teacher_record(os.path.join(root, name))
-        if (rec is not None and rec["input"] == "image" and rec["finished"] and dataset in (None, rec["dataset"])
-                and (arch is None or ARCH_ALIASES.get(rec["arch"], rec["arch"]) == ARCH_ALIASES.get(arch, arch))
-                and (trial is None or rec["trial"] == str(trial))):
-            out.append(rec["checkpoint"])
-    return out
-
-
 def resolve_teacher(path_t: Optional[str], model_t: Optional[str] = None, dataset: Optional[str] = None,
                     trial: Optional[int] = None, root: str = DEFAULT_ROOT, flag: str = "--path_t") -> str:
     """The teacher checkpoint to use -> an existing file: ``path_t`` naming a file; a run folder (its
@@ -184,7 +166,13 @@ def resolve_teacher(path_t: Optional[str], model_t: Optional[str] = None, datase
         if len(direct) == 1:
             return direct[0]
         root = path_t
-    found = find_teachers(root, model_t, dataset, trial)
+    found, want = [], ARCH_ALIASES.get(model_t, model_t)  # the matching finished image teachers directly under root
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        rec = teacher_record(os.path.join(root, name))
+        if (rec is not None and rec["input"] == "image" and rec["finished"] and dataset in (None, rec["dataset"])
+                and want in (None, ARCH_ALIASES.get(rec["arch"], rec["arch"]))
+                and (trial is None or rec["trial"] == str(trial))):
+            found.append(rec["checkpoint"])
     what = " ".join(p for p in (model_t or "", f"on {dataset}" if dataset else "",
                                 f"trial {trial}" if trial is not None else "") if p) or "of any kind"
     if len(found) == 1:

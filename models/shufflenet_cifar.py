@@ -1,8 +1,7 @@
 """ShuffleNet V1 (``shufflev1``, 3 groups) and V2 (``shufflev2``, ``shufflev2_1_5``) for CIFAR (RepDistiller layout).
 
 1x1 stride-1 stem to 24 channels, three stages each halving the resolution, adaptive average pooling.
-Features: [stem ReLU output, stage1, stage2, stage3, pooled embedding].
-"""
+Features: [stem ReLU output, stage1, stage2, stage3, pooled embedding]."""
 from typing import List, Sequence
 
 import torch
@@ -19,7 +18,6 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
-# ----------------------------------------------------------------------------- V1
 class ShuffleV1Unit(nn.Module):
     """Grouped 1x1 - shuffle - depthwise 3x3 - grouped 1x1; stride 2 concatenates an avg-pooled shortcut."""
 
@@ -46,8 +44,6 @@ class ShuffleV1Unit(nn.Module):
 
 
 class ShuffleNetV1(FeatureForward, nn.Module):
-    """ShuffleNet V1. Input ``[B, 3, H, W]`` -> logits ``[B, num_classes]``."""
-
     head = "linear"
 
     def __init__(self, out_planes: Sequence[int], num_blocks: Sequence[int], groups: int, num_classes: int = 100):
@@ -78,7 +74,6 @@ class ShuffleNetV1(FeatureForward, nn.Module):
         return feats
 
 
-# ----------------------------------------------------------------------------- V2
 class ShuffleV2Unit(nn.Module):
     """Split channels in half; the second half goes 1x1 - depthwise 3x3 - 1x1; concatenate; shuffle."""
 
@@ -125,7 +120,7 @@ class ShuffleV2Down(nn.Module):
 
 
 class ShuffleNetV2(FeatureForward, nn.Module):
-    """ShuffleNet V2. ``out_channels``: three stage widths and the final 1x1 width. ``[B, 3, H, W]`` -> ``[B, K]``."""
+    """ShuffleNet V2. ``out_channels``: three stage widths and the final 1x1 width."""
 
     head = "linear"
 

@@ -1,9 +1,7 @@
 """VGG with BatchNorm for CIFAR (vgg8, vgg11, vgg13, vgg16, vgg19), the RepDistiller layout.
 
-Five conv blocks; 2x2 max-pools after blocks 0-2 (and after block 3 for 64x64 inputs), then adaptive
-average pooling. Inputs must be at least 8x8 (three max-pools); the design size is 32x32.
-Features: [block0 .. block4 outputs after ReLU, pooled embedding].
-"""
+Five conv blocks; 2x2 max-pools after blocks 0-2 (and 3 for 64x64 inputs), then adaptive average pooling.
+Features: [block0 .. block4 outputs after ReLU, pooled embedding]."""
 from typing import List, Sequence
 
 import torch
@@ -35,8 +33,6 @@ def _block(in_ch: int, widths: Sequence[int]) -> nn.Sequential:
 
 
 class VGG(FeatureForward, nn.Module):
-    """VGG-BN. Input ``[B, in_channels, H, W]`` with H, W >= 8 -> logits ``[B, num_classes]``."""
-
     head = "classifier"
 
     def __init__(self, cfg: str, num_classes: int = 100, in_channels: int = 3):
@@ -54,8 +50,7 @@ class VGG(FeatureForward, nn.Module):
         if min(x.shape[-2:]) < 8:
             raise TopKDError(f"VGG needs inputs of at least 8x8 pixels, got {tuple(x.shape[-2:])}")
         tall = x.shape[2] == 64
-        feats = []
-        out = x
+        feats, out = [], x
         for i in range(5):
             out = F.relu(getattr(self, f"block{i}")(out))
             feats.append(out)

@@ -1,9 +1,7 @@
 """Wide ResNets for CIFAR (wrn_16_1, wrn_16_2, wrn_16_3, wrn_40_1, wrn_40_2), pre-activation blocks.
 
-depth = 6n + 4; widths [16, 16k, 32k, 64k]. Pooling is adaptive, so any input size works; TGD's
-persistence-image teacher is ``wrn_16_3`` with ``in_channels=6`` on 50x50 images.
-Features: [stem conv output, block1, block2, block3, pooled embedding after the final BN-ReLU].
-"""
+depth = 6n + 4; widths [16, 16k, 32k, 64k]; TGD's PI teacher is ``wrn_16_3`` with ``in_channels=6`` (50x50).
+Features: [stem conv output, block1, block2, block3, pooled embedding after the final BN-ReLU]."""
 from typing import List
 
 import torch
@@ -51,8 +49,6 @@ class NetworkBlock(nn.Module):
 
 
 class WideResNet(FeatureForward, nn.Module):
-    """WRN-depth-k. Input ``[B, in_channels, H, W]`` -> logits ``[B, num_classes]``."""
-
     def __init__(self, depth: int, widen_factor: int, num_classes: int = 100, in_channels: int = 3):
         super().__init__()
         if (depth - 4) % 6 != 0:

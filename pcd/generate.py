@@ -6,8 +6,6 @@
 2. fit: the TopKD persistence-image parameters per dim, streamed over the diagram files (`StreamingPIFit`).
 3. images: ``pi_dim<k>.npy`` (float32 ``[num_clouds, R*R]``, cloud order) written shard by shard.
 """
-from __future__ import annotations
-
 import itertools
 import logging
 import math

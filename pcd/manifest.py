@@ -5,10 +5,7 @@ rows per cloud), ``pi_dim<k>.npy`` (float32 ``[num_clouds, R*R]``) and ``manifes
 The manifest holds ``config`` (what determines the data), ``shards`` (index, clouds, start, files with size and
 SHA-256), ``counts``, ``pi`` (per dim: file, size, SHA-256, fitted parameters), ``versions``, ``command`` and the
 run's ``identity``; it is rewritten after every finished shard. Readers check it and every recorded file
-(`open_verified`) and recompute a few images from their diagrams (`check_images`: against forged parameters).
-"""
-from __future__ import annotations
-
+(`open_verified`) and recompute a few images from their diagrams (`check_images`: against forged parameters)."""
 import logging
 import os
 import shlex
@@ -68,11 +65,10 @@ def rebuild_command(folder: str, manifest: Optional[Dict[str, Any]] = None) -> s
 
 
 def read_manifest(folder: str, check: bool = True) -> Dict[str, Any]:
-    """``<folder>/manifest.yaml``, its own checksum checked unless ``check`` is False."""
     path = manifest_path(folder)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found; pass a folder written by generate_PCD_PI.py")
-    data = read_sealed(path, "stage-2 manifest", check=False)
+    data = read_sealed(path, "stage-2 manifest")
     if data.get("format") != FORMAT:
         raise DamagedFileError(f"{path} is not a stage-2 manifest (format {FORMAT}); regenerate the folder")
     if check:
@@ -148,7 +144,7 @@ def read_pi_params(path: str, dim: int = 0, verify: bool = True, files: bool = T
     if not os.path.isfile(path):
         raise FileNotFoundError(f"persistence-image parameters {path} not found; pass the stage-2 folder or its "
                                 f"manifest.yaml (--pi_params)")
-    data = read_sealed(path, "persistence-image parameters", check=False)
+    data = read_sealed(path, "persistence-image parameters")
     if "format" in data or "pi" in data:  # a stage-2 manifest
         folder = os.path.dirname(os.path.abspath(path))
         data = open_verified(folder, [dim], verify) if files else read_manifest(folder)
@@ -163,8 +159,7 @@ def read_pi_params(path: str, dim: int = 0, verify: bool = True, files: bool = T
 
 
 def stage2_state(folder: str, identity) -> FolderState:
-    """`engine.record.FolderState` of a stage-2 folder: finished when its manifest is complete with the
-    same recorded identity."""
+    """`FolderState` of a stage-2 folder: finished when its manifest is complete with the same identity."""
     if not os.path.isfile(manifest_path(folder)):
         return compare(folder, None, identity, started=False, done=False)
     try:
@@ -176,8 +171,7 @@ def stage2_state(folder: str, identity) -> FolderState:
 
 
 def find_stage2(root: str = DEFAULT_ROOT, arch: Optional[str] = None, dataset: Optional[str] = None) -> str:
-    """The one complete stage-2 folder under ``root`` (of teacher ``arch`` on ``dataset`` when given), as
-    ``train_ripsnet.py`` takes it without ``--data_dir``."""
+    """The one complete stage-2 folder under ``root`` (of teacher ``arch`` on ``dataset`` when given)."""
     found = []
     for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         try:

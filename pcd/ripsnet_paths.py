@@ -3,8 +3,6 @@
 from ``--tda_layer_t``: `OFFICIAL_LAYER_TAGS`) and our stage-3 layout
 (``<root>/<dataset>_<teacher>_batch<bs>_<layer>_dim<k>[_<pooling>-<identity hash>]/<pooling>_best.pth``, root
 ``ripsnet``). `find_ripsnet` prefers the one trained on this teacher's own stage-2 data."""
-from __future__ import annotations
-
 import glob
 import logging
 import os

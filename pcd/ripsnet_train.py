@@ -5,8 +5,6 @@ validation MSE (patience 50 epochs, improvement > ``min_delta``). The best model
 ``<run_dir>/<pooling>_best.pth`` (weights, units, pooling, PI parameters, the stage-2 manifest), the state for
 ``--resume`` to ``<run_dir>/<pooling>_last.pth``.
 """
-from __future__ import annotations
-
 import logging
 import math
 import os

@@ -4,8 +4,6 @@ A source has ``num_clouds``, ``points`` (N), ``dim`` (D), ``config()`` (stored i
 ``clouds(start, stop)`` yielding consecutive ``[k, N, D]`` arrays; any range is a pure function of the
 configuration, so it can be regenerated on its own (what makes resume exact).
 """
-from __future__ import annotations
-
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np

@@ -11,8 +11,6 @@ over the trials, the teacher's top-1 (the teacher run of the checkpoint's SHA-25
 architecture), the code's commits, the published numbers and our difference from them (Δ), the topology
 probe's values when a run has them; a cell that cannot be filled says why (``n/a: ...``).
 """
-from __future__ import annotations
-
 import argparse
 import csv
 import datetime
@@ -217,7 +215,7 @@ def run_identity(cfg: Dict[str, Any]) -> Identity:
     stored = cfg.get("identity")
     if isinstance(stored, dict) and isinstance(stored.get("options"), dict) \
             and isinstance(stored.get("inputs") or {}, dict):
-        return Identity.from_dict(stored)
+        return Identity(stored.get("options") or {}, stored.get("inputs") or {})
     inputs: Dict[str, Any] = _recorded_inputs(cfg)
     if not inputs and cfg.get("path_t"):
         inputs["path_t"] = str(Path(str(cfg["path_t"])).resolve())

@@ -11,8 +11,6 @@
 ``curves``: test top-1 and every training loss term per epoch from the runs' TensorBoard logs. ``diagrams``: the
 teacher's and each student's persistence diagrams of one fixed test batch, with their distances.
 """
-from __future__ import annotations
-
 import argparse
 import logging
 import os

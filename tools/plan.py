@@ -16,8 +16,6 @@ request that cannot be read (an unbalanced quote) is answered with an error, and
 Everything the stages print besides their plan line goes to stderr. `scripts/reproduce/common.sh` runs this
 as a bash coprocess, so planning a whole table costs one interpreter start.
 """
-from __future__ import annotations
-
 import argparse
 import contextlib
 import functools

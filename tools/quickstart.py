@@ -9,8 +9,6 @@ term stayed under 0.1 % of the loss is marked) and the figures. The teacher lear
 split, the students from a fixed stratified tenth of it (``--train_fraction``): on all of it every student
 reaches 99.2-99.7 % and the table could not tell methods apart. ``--fast``: the one-minute smoke version.
 """
-from __future__ import annotations
-
 import argparse
 import os
 import shutil

@@ -8,8 +8,6 @@ both networks in eval mode, the same fixed test items as `train_student.py`'s me
 parameters fitted on the teacher's probe diagrams. A teacher and student of other class counts (or another
 data set's) are refused; a network trained at another image size than the one measured is warned about.
 """
-from __future__ import annotations
-
 import argparse
 import os
 from typing import Any, Dict, Optional, Sequence

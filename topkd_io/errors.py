@@ -1,8 +1,6 @@
 """One-line errors. A deliberate user error (`TopKDError`, raised at the door) and an environmental failure
 (an OSError: disk full, permission, a missing file) are printed by `run_cli` as one ``error:`` line; anything
 else is a bug and keeps its traceback."""
-from __future__ import annotations
-
 import errno
 import math
 import os
@@ -34,8 +32,7 @@ _OS_HINTS = {
 
 def check_number(value, flag: str, low: Optional[float] = None, low_open: bool = False,
                  high: Optional[float] = None, high_open: bool = False) -> None:
-    """`TopKDError` naming ``flag`` unless ``value`` is a finite number within the bounds (``*_open``: the
-    bound itself excluded)."""
+    """`TopKDError` naming ``flag`` unless ``value`` is a finite number within the bounds."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     bounds = []
     if low is not None:

@@ -1,10 +1,7 @@
 """Reading files without trusting them: checkpoints that cannot run code (`safe_load`), strict YAML (`read_yaml`),
 ``.npy`` files that are never pickles (`load_npy`), and the checksums that vouch for what a writer recorded: a
 manifest's ``checksum`` field is the SHA-256 of its other fields (`seal`, `check_seal`), and it records each file's
-size and SHA-256 (`file_record`, `verify_files`). Every failure is one line naming the file.
-"""
-from __future__ import annotations
-
+size and SHA-256 (`file_record`, `verify_files`). Every failure is one line naming the file."""
 import hashlib
 import json
 import os
@@ -26,8 +23,7 @@ class UnsafeCheckpointError(TopKDError):
 
 
 def _numpy_safe_globals() -> list:
-    """numpy's scalar and array reconstructors, under numpy 1's and numpy 2's module names (files of either
-    load), and every concrete dtype class."""
+    """numpy's reconstructors under numpy 1's and 2's module names (files of either load), and its dtype classes."""
     multiarray = (getattr(np, "_core", None) or np.core).multiarray  # numpy 2 renamed numpy.core
     types = getattr(np, "dtypes", None)
     dtypes = [getattr(types, n) for n in dir(types) if n.endswith("DType") and isinstance(getattr(types, n), type)]
@@ -40,8 +36,7 @@ SAFE_GLOBALS = _numpy_safe_globals()
 
 
 def safe_load(path: Any, map_location: Any = "cpu") -> Any:
-    """``torch.load(path, weights_only=True)`` with the numpy allowlist -> the stored object; other read errors
-    pass through for the caller to word (`read_error_reason`)."""
+    """``torch.load(path, weights_only=True)`` with the numpy allowlist -> the stored object."""
     path = os.fspath(path)
     with torch.serialization.safe_globals(SAFE_GLOBALS):
         try:
@@ -58,8 +53,7 @@ def safe_load(path: Any, map_location: Any = "cpu") -> Any:
 
 
 def read_error_reason(exc: BaseException) -> str:
-    """Plain words for why ``torch.load`` or ``np.load`` could not read a file (the raw errors say things like
-    ``101``)."""
+    """Plain words for why ``torch.load`` or ``np.load`` could not read a file (the raw errors say ``101``)."""
     text = " ".join(str(exc).split())
     if isinstance(exc, EOFError) or "Ran out of input" in text or "No data left" in text:
         return "the file is empty or cut short"
@@ -78,8 +72,7 @@ def read_error_reason(exc: BaseException) -> str:
 def load_checkpoint(path: Any, map_location: Any = "cpu", what: str = "checkpoint",
                     hint: str = "re-save it or use another checkpoint (e.g. <arch>_last.pth of the same run)"
                     ) -> Dict[str, Any]:
-    """A checkpoint (tensors and plain containers only) -> dict; `TopKDError` naming ``what``, ending in
-    ``hint``, when it cannot be read as one."""
+    """A checkpoint (tensors and plain containers only) -> dict; `TopKDError` naming ``what`` otherwise."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} {path} not found; check the path")
@@ -94,7 +87,6 @@ def load_checkpoint(path: Any, map_location: Any = "cpu", what: str = "checkpoin
     return ckpt
 
 
-# ----------------------------------------------------------------------------- YAML
 MAX_YAML_BYTES = 64 << 20
 MAX_YAML_DEPTH = 50  # nesting levels; the composer recurses once per level
 
@@ -138,8 +130,7 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: Any, what: str = "YAML file", hint: str = "") -> Any:
-    """The YAML file ``path`` parsed strictly (None when empty); `TopKDError` naming ``what``, ``path`` and the
-    line (plus ``hint``) otherwise."""
+    """The YAML file ``path`` parsed strictly (None when empty); `TopKDError` naming the file and line otherwise."""
     path = os.fspath(path)
     tail = f"; {hint}" if hint else ""
     if not os.path.isfile(path):
@@ -178,13 +169,11 @@ def load_npy(path: Any, what: str = "array file", rebuild: str = "", mmap: bool 
     return arr
 
 
-# ----------------------------------------------------------------------------- checksums and manifests
 SEAL_KEY = "checksum"
 _VERIFIED: set = set()  # (path, size, mtime_ns, sha256) of the files this process has hashed
 
 
 def file_sha256(path: Any) -> str:
-    """Hex SHA-256 of a file."""
     with open(os.fspath(path), "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -244,8 +233,7 @@ def verify_files(folder: Any, records: Iterable[Tuple[str, Mapping[str, Any]]], 
 
 
 def _data_sha256(data: Any) -> str:
-    """SHA-256 of plain data in canonical JSON (keys as text, sorted): the same before a YAML write and after
-    reading it back."""
+    """SHA-256 of plain data in canonical JSON (keys as text, sorted): the same before a YAML write and after it."""
     def canon(value: Any) -> Any:
         if isinstance(value, dict):
             return {str(k): canon(v) for k, v in value.items()}
@@ -271,24 +259,19 @@ def check_seal(data: Mapping[str, Any], path: Any, rebuild: Optional[str] = None
 
 
 def write_sealed(path: Any, data: Dict[str, Any]) -> None:
-    """Write a manifest with the checksum of its fields, atomically."""
     write_yaml(path, seal(data))
 
 
-def read_sealed(path: Any, what: str, rebuild: Optional[str] = None, check: bool = True) -> Dict[str, Any]:
-    """A manifest written by `write_sealed` (``check=False``: without testing its checksum); a file that is not
-    a YAML dict or fails its checksum -> `DamagedFileError` naming it."""
-    data = read_yaml(path, what, f"rebuild it with: {rebuild}" if rebuild else "")
+def read_sealed(path: Any, what: str) -> Dict[str, Any]:
+    """A manifest written by `write_sealed`, its checksum not yet tested; not a YAML dict: `DamagedFileError`."""
+    data = read_yaml(path, what)
     if not isinstance(data, dict):
-        raise DamagedFileError(f"{path} is not a valid {what}{_hint(rebuild)}")
-    if check:
-        check_seal(data, path, rebuild)
+        raise DamagedFileError(f"{path} is not a valid {what}")
     return data
 
 
 def pinned_command(command: str, flag: str, value: Any, drop: Iterable[str] = ()) -> str:
-    """A recorded command line with ``flag`` set to ``value`` (a folder moved since it was written names where
-    it is now) and the flags of ``drop`` left out."""
+    """A recorded command line with ``flag`` set to ``value`` and the flags of ``drop`` left out."""
     try:
         words = shlex.split(command)
     except ValueError:

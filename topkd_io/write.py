@@ -1,8 +1,6 @@
 """Writing files: the one atomic writer (a temporary beside the target, fsync, rename, fsync of the folder: a file
 that exists is complete; only a regular file or a missing path is replaced), the checks of an output path that go
 before it, and `FolderLock`, one writer per folder (``fcntl.flock``: the kernel drops it when its holder dies)."""
-from __future__ import annotations
-
 import contextlib
 import errno
 import fcntl
@@ -83,7 +81,7 @@ class atomic_write:
     """``with atomic_write(path) as f:`` writes ``path`` all or nothing (``mode`` ``"wb"`` or ``"w"``); a file
     written over time: ``w = atomic_write(path)``, write to ``w.file``, then ``w.commit()`` or ``w.abort()``."""
 
-    def __init__(self, path: Any, mode: str = "wb", encoding: str = "utf-8"):
+    def __init__(self, path: Any, mode: str = "wb"):
         self.path = os.path.abspath(os.fspath(path))  # named in errors
         self.target = os.path.realpath(self.path)  # what is replaced: the file a link names
         check_replaceable(self.path)
@@ -93,7 +91,7 @@ class atomic_write:
             fd, self.tmp = open_temp(self.target)
         except OSError as exc:
             raise _named(exc, self.path) from None
-        self.file: IO = os.fdopen(fd, mode, **({"encoding": encoding} if mode == "w" else {}))
+        self.file: IO = os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {}))
 
     def commit(self) -> None:
         """Flush, fsync, rename over the target and fsync the folder; on failure, abort and raise."""
@@ -144,7 +142,6 @@ def write_text(path: Any, text: str) -> None:
 
 
 def write_yaml(path: Any, data: Any, sort_keys: bool = False) -> None:
-    """``yaml.safe_dump(data)`` (plain types only) to ``path``."""
     write_text(path, yaml.safe_dump(data, sort_keys=sort_keys))
 
 
@@ -198,7 +195,6 @@ class AtomicNpyWriter(atomic_write):
         super().commit()
 
 
-# ----------------------------------------------------------------------------- output paths, checked first
 def check_utf8(value: Any, flag: str) -> None:
     """`TopKDError` naming ``flag`` when a path from the command line is not valid UTF-8 (Python keeps such bytes
     as surrogates, which config.yaml and manifests cannot hold)."""
@@ -254,7 +250,6 @@ def check_output_file(path: Any, flag: str) -> str:
     return path
 
 
-# ----------------------------------------------------------------------------- folder locks
 _HELD: Dict[str, List[int]] = {}  # lock path -> [file descriptor, nesting depth], in this process
 
 
@@ -278,9 +273,8 @@ def busy_text(path: str, holder: Dict[str, Any]) -> str:
 
 
 class FolderLock:
-    """``with FolderLock(folder, flag, what):`` exclusive use of ``folder``: an exclusive ``fcntl.flock`` on
-    ``<folder>/.topkd.lock``, which holds the holder's PID, host, command and start time for the `TopKDError`
-    (naming ``flag``, the option that chose the folder, and ``what``, its role) another process gets meanwhile.
+    """``with FolderLock(folder, flag, what):`` exclusive use of ``folder`` by an ``fcntl.flock`` on its lock file,
+    which records the holder for the `TopKDError` (naming ``flag`` and ``what``) another process gets meanwhile.
     The same process may take it again (released by the outermost holder); a forked child does not hold it."""
 
     def __init__(self, folder: Any, flag: str = "--run_dir", what: str = "folder"):

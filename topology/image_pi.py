@@ -15,10 +15,7 @@ Gaussian (std `bandwidth`) over each pixel: pixel lower edges ``linspace(lo, hi,
 ``(hi - lo) / R`` wide (persim's slightly overlapping grid), row ``r`` = persistence pixel ``R - 1 - r``, column
 ``c`` = birth pixel ``c``; its signals are first rounded to float32, as the official route's ripser stores them.
 ``"gudhi"`` (an option) samples the Gaussian density at the nodes ``linspace(lo, hi, R)``, equal to
-``gudhi.representations.PersistenceImage``: row ``i`` = persistence node ``i``, column ``j`` = birth node ``j``.
-"""
-from __future__ import annotations
-
+``gudhi.representations.PersistenceImage``: row ``i`` = persistence node ``i``, column ``j`` = birth node ``j``."""
 import contextlib
 from dataclasses import asdict, dataclass, fields
 from typing import Dict, List, Tuple
@@ -78,10 +75,6 @@ class ImagePIParams:
                              f"regenerate it with generate_image_PI.py")
         return cls(**data)
 
-
-# ----------------------------------------------------------------------------------------------------
-# H0 of the lower-star filtration of 1-D signals
-# ----------------------------------------------------------------------------------------------------
 
 def lower_star_h0_batched(signals: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Finite H0 pairs of the lower-star filtration of each row of `signals` `[B, n]` on the path graph -> `(births,
@@ -147,10 +140,6 @@ def filter_diagram_points(births: np.ndarray, deaths: np.ndarray, params: ImageP
         return (~np.isnan(births)) & (pers > params.min_persistence) & (pers > params.min_lifetime)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Persistence images
-# ----------------------------------------------------------------------------------------------------
-
 def diagram_images(births: np.ndarray, deaths: np.ndarray, keep: np.ndarray, params: ImagePIParams) -> np.ndarray:
     """Persistence images `[B, R, R]` float64 of B padded diagrams (the points where `keep` `[B, m]`), in
     `params.layout`, weight w_k = pers_k / the diagram's largest pers; not normalized or quantised."""
@@ -179,8 +168,7 @@ def diagram_images(births: np.ndarray, deaths: np.ndarray, keep: np.ndarray, par
 
 
 def _persim_factors(b: np.ndarray, p: np.ndarray, params: ImagePIParams) -> Tuple[np.ndarray, np.ndarray]:
-    """Pixel-integrated Gaussian factors: birth `[B, m, R]` (column c = pixel c) and persistence
-    `[B, m, R]` (row r = pixel R - 1 - r)."""
+    """Pixel-integrated Gaussian factors: birth `[B, m, R]` (column c = pixel c), persistence (row r = pixel R-1-r)."""
     res, s = params.resolution, params.bandwidth
     b_lo, b_hi, p_lo, p_hi = params.im_range
     bx = np.linspace(b_lo, b_hi, res)
@@ -191,8 +179,7 @@ def _persim_factors(b: np.ndarray, p: np.ndarray, params: ImagePIParams) -> Tupl
 
 
 def _gudhi_factors(b: np.ndarray, p: np.ndarray, params: ImagePIParams) -> Tuple[np.ndarray, np.ndarray]:
-    """Gaussian density at grid nodes (2-D normalisation 1 / (2 pi s^2), as gudhi): birth `[B, m, R]`,
-    persistence `[B, m, R]` (row i = node i)."""
+    """Gaussian density at the grid nodes, normalised by 1 / (2 pi s^2) as gudhi's: birth, persistence `[B, m, R]`."""
     res = params.resolution
     s2 = 2.0 * params.bandwidth ** 2
     bx = np.linspace(params.im_range[0], params.im_range[1], res)
@@ -245,7 +232,8 @@ def image_signals(images: np.ndarray) -> np.ndarray:
     return np.concatenate([rows, cols], axis=1)
 
 
-def _as_images(images) -> np.ndarray:
+def _signals(images, params: ImagePIParams) -> Tuple[np.ndarray, int]:
+    """(1-D signals ``[N * 2C, H*W]`` float64, N) of images ``[N, C, H, W]`` or ``[C, H, W]`` in [0, 1]."""
     if hasattr(images, "detach"):  # torch tensor
         images = images.detach().cpu().numpy()
     x = np.asarray(images, dtype=np.float64)
@@ -255,12 +243,6 @@ def _as_images(images) -> np.ndarray:
         raise TopKDError(f"images must be [C, H, W] or [N, C, H, W], got shape {x.shape}")
     if x.size and (not np.isfinite(x).all() or x.min() < -1e-6 or x.max() > 1 + 1e-6):
         raise TopKDError("image values must lie in [0, 1]: compute image PIs from un-normalized images (ToTensor only)")
-    return x
-
-
-def _signals(images, params: ImagePIParams) -> Tuple[np.ndarray, int]:
-    """(1-D signals ``[N * 2C, H*W]`` float64, N) of images ``[N, C, H, W]`` or ``[C, H, W]`` in [0, 1]."""
-    x = _as_images(images)
     signals = image_signals(x).reshape(-1, x.shape[2] * x.shape[3])
     if params.layout == "persim":  # the official route's ripser holds filtration values as float32
         signals = signals.astype(np.float32).astype(np.float64)
@@ -271,9 +253,8 @@ _PI_BLOCK = 192  # diagrams per persistence-image block (bounds the [block, poin
 
 
 def image_pis(images, params: ImagePIParams = ImagePIParams(), chunk: int = 1536) -> np.ndarray:
-    """TGD persistence images of images `[N, C, H, W]` (or one `[C, H, W]`) with values in [0, 1] -> float32
-    `[N, 2C, R, R]` (channel order in the module docstring). `chunk` bounds how many 1-D signals go through the
-    union-find at once (memory ~ chunk * H*W * 40 bytes)."""
+    """TGD persistence images of images `[N, C, H, W]` (or one `[C, H, W]`) in [0, 1] -> float32 `[N, 2C, R, R]`;
+    `chunk`: 1-D signals through the union-find at once (memory ~ chunk * H*W * 40 bytes)."""
     signals, n = _signals(images, params)
     out = np.empty((len(signals), params.resolution, params.resolution), dtype=np.float32)
     with _single_threaded_blas():

@@ -1,17 +1,12 @@
 """How close two point clouds are topologically: distances between their persistence diagrams and images, and
 linear CKA between the feature matrices (docs/topology-metrics.md says what each key means and where it appears).
 
-`topology_metrics` takes the teacher's and the student's embeddings of the same batch (``[B, D_t]``, ``[B, D_s]``;
-the widths may differ) and returns a flat dict of floats (keys: `metric_keys`; NaN where a value is undefined).
-Diagrams are the exact finite Rips diagrams of each cloud (`topology.persistence.rips_diagrams`). Bottleneck is
-gudhi's exact one; 1-Wasserstein is the exact optimal partial matching with the L-infinity ground metric, as
-gudhi's (and hera's) define it, solved as an assignment problem (scipy) rather than with gudhi's POT route or
-hera's approximate auction. ``normalize`` adds every distance after dividing each cloud's diagram by its diameter
-(``diam``) or mean pairwise distance (``mean``): invariant to scaling either cloud. A persistence-image MSE uses
-one fixed `PIParams` per dimension (``pi_params``; ``pi_params_norm`` for the normalised diagrams).
-"""
-from __future__ import annotations
-
+`topology_metrics` takes the teacher's and the student's embeddings of the same batch (``[B, D_t]``, ``[B, D_s]``)
+and returns a flat dict of floats (keys: `metric_keys`; NaN where a value is undefined), from the exact finite Rips
+diagrams of each cloud. Bottleneck is gudhi's exact one; 1-Wasserstein is the exact optimal partial matching with
+the L-infinity ground metric, as gudhi (and hera) define it, solved as an assignment problem (scipy). ``normalize``
+adds every distance after dividing each cloud's diagram by its diameter (``diam``) or mean pairwise distance
+(``mean``): invariant to scaling either cloud. A persistence-image MSE uses one fixed `PIParams` per dimension."""
 import math
 from typing import Dict, Mapping, Sequence, Tuple, Union
 
@@ -28,7 +23,6 @@ NORMALIZATIONS = ("diam", "mean")
 
 
 def _numpy64(x: ArrayLike, name: str = "features") -> np.ndarray:
-    """Any array or tensor -> float64 numpy (detached, on the CPU)."""
     if isinstance(x, torch.Tensor):
         x = x.detach().to("cpu", torch.float64).numpy()
     out = np.asarray(x, dtype=np.float64)
@@ -43,9 +37,6 @@ def _check_cloud(x: np.ndarray, name: str) -> np.ndarray:
     return x
 
 
-# --------------------------------------------------------------------------------------------------
-# diagrams
-# --------------------------------------------------------------------------------------------------
 def cloud_diagrams(points: ArrayLike, dims: Sequence[int] = (0,)) -> Dict[int, np.ndarray]:
     """Finite Rips diagrams of one cloud ``[N, D]`` -> ``{k: [m, 2] float64 (birth, death)}`` per dimension."""
     x = _check_cloud(_numpy64(points, "points"), "points")
@@ -54,11 +45,8 @@ def cloud_diagrams(points: ArrayLike, dims: Sequence[int] = (0,)) -> Dict[int, n
 
 
 def normalization_scale(points: ArrayLike, rule: str = "diam") -> float:
-    """The scale a cloud ``[N, D]`` is divided by: its diameter (``diam``) or mean pairwise distance (``mean``).
-
-    A cloud of identical points (scale 0) has scale 1 (its diagrams are empty or all zero anyway).
-    """
-    # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
+    """The scale a cloud ``[N, D]`` is divided by: its diameter (``diam``) or mean pairwise distance (``mean``); 1
+    for a cloud of identical points (its diagrams are empty or all zero anyway)."""
     from scipy.spatial.distance import pdist
 
     if rule not in NORMALIZATIONS:
@@ -68,9 +56,6 @@ def normalization_scale(points: ArrayLike, rule: str = "diam") -> float:
     return scale if scale > 0 else 1.0
 
 
-# --------------------------------------------------------------------------------------------------
-# distances between diagrams
-# --------------------------------------------------------------------------------------------------
 def _diagram(dg) -> np.ndarray:
     dg = np.asarray(dg, dtype=np.float64)
     if dg.size == 0:
@@ -84,7 +69,6 @@ def _diagram(dg) -> np.ndarray:
 
 def bottleneck(dg_a, dg_b) -> float:
     """Exact bottleneck distance (L-infinity ground metric) between two finite diagrams: gudhi's own routine."""
-    # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
     import gudhi
 
     a, b = _diagram(dg_a), _diagram(dg_b)
@@ -101,14 +85,11 @@ def _to_diagonal(dg: np.ndarray, internal_p: float) -> np.ndarray:
 
 def wasserstein(dg_a, dg_b, order: float = 1.0, internal_p: float = math.inf) -> float:
     """Exact order-``order`` Wasserstein distance between two finite diagrams (points may be matched to the
-    diagonal), ground metric L-``internal_p`` (default L-infinity, gudhi's default).
-
-    Solved as a square assignment problem: ``n`` rows for A's points plus ``m`` diagonal copies, ``m`` columns
-    for B's points plus ``n`` diagonal copies; diagonal-to-diagonal costs 0.
-    """
-    # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
+    diagonal), ground metric L-``internal_p`` (gudhi's default L-infinity): a square assignment problem, ``n`` rows
+    for A's points plus ``m`` diagonal copies, ``m`` columns for B's plus ``n`` diagonal copies (diagonal to
+    diagonal costs 0)."""
     from scipy.optimize import linear_sum_assignment
-    from scipy.spatial.distance import cdist  # scipy on first use, as above
+    from scipy.spatial.distance import cdist
 
     if order < 1:
         raise ValueError(f"order must be >= 1, got {order}")
@@ -132,18 +113,13 @@ def wasserstein1(dg_a, dg_b) -> float:
 
 
 def pi_mse(dg_a, dg_b, params) -> float:
-    """Mean squared difference of the exact persistence images of two diagrams under one `PIParams`
-    (normalised by ``params.normalizer`` like the training images)."""
+    """Mean squared difference of two diagrams' persistence images under one `PIParams` (normalised)."""
     img = persistence_images([_diagram(dg_a), _diagram(dg_b)], params)
     return float(np.mean((img[0] - img[1]) ** 2))
 
 
-# --------------------------------------------------------------------------------------------------
-# representation similarity
-# --------------------------------------------------------------------------------------------------
 def linear_cka(feat_a: ArrayLike, feat_b: ArrayLike) -> float:
-    """Linear CKA of ``[B, D_a]`` and ``[B, D_b]`` features of the same B items (1 = same up to rotation and
-    scale). Constant features on either side (zero variance) give NaN."""
+    """Linear CKA of features ``[B, D_a]``, ``[B, D_b]`` of the same items (1 = same up to rotation and scale)."""
     x = _check_cloud(_numpy64(feat_a), "features")
     y = _check_cloud(_numpy64(feat_b), "features")
     if x.shape[0] != y.shape[0]:
@@ -155,9 +131,6 @@ def linear_cka(feat_a: ArrayLike, feat_b: ArrayLike) -> float:
     return float(cross / denom) if denom > 0 else math.nan
 
 
-# --------------------------------------------------------------------------------------------------
-# all of it for one batch
-# --------------------------------------------------------------------------------------------------
 def _by_dim(params, dims: Sequence[int]) -> Dict[int, object]:
     """``PIParams`` (taken for dimension 0, or its ``homology_dim``) or ``{dim: PIParams}`` -> dict."""
     if params is None:
@@ -197,14 +170,11 @@ def metric_keys(dims: Sequence[int] = (0,), normalize="diam", pi_dims: Sequence[
 
 def topology_metrics(feat_t: ArrayLike, feat_s: ArrayLike, dims: Sequence[int] = (0,), pi_params=None,
                      normalize="diam", pi_params_norm=None) -> Dict[str, float]:
-    """Topological and representational distance between teacher features ``[B, D_t]`` and student features
-    ``[B, D_s]`` of the same B items, each batch taken as one point cloud.
-
-    dims: homology dimensions (0 and/or 1). pi_params: a `PIParams` (for dimension 0, or its
-    ``homology_dim``) or ``{dim: PIParams}`` for the raw images; pi_params_norm: the same for the images of
-    the normalised diagrams (one rule: pass a single ``normalize``). normalize: ``"diam"``, ``"mean"``, a
-    tuple of both, or None. Returns the flat dict described in the module docstring (keys: `metric_keys`).
-    """
+    """Distances between teacher features ``[B, D_t]`` and student features ``[B, D_s]`` of the same B items, each
+    batch one point cloud -> the flat dict of the module docstring. dims: homology dimensions (0 and/or 1);
+    pi_params: a `PIParams` (for dimension 0, or its ``homology_dim``) or ``{dim: PIParams}`` for the raw images;
+    pi_params_norm: the same for the normalised diagrams' images (one rule: a single ``normalize``); normalize:
+    ``"diam"``, ``"mean"``, a tuple of both, or None."""
     dims = tuple(int(k) for k in dims)  # checked by rips_diagrams
     x_t = _check_cloud(_numpy64(feat_t, "teacher features"), "teacher features")
     x_s = _check_cloud(_numpy64(feat_s, "student features"), "student features")

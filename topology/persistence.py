@@ -1,9 +1,6 @@
-"""Vietoris-Rips persistence diagrams of batches of point clouds.
-
-H0 is computed exactly without building a complex: the finite H0 deaths of a Rips filtration are the edge lengths
-of a Euclidean minimum spanning tree (every birth is 0). We run Prim's algorithm on a whole chunk of clouds at once
-(one vectorized argmin per step), in float64, on whatever device the input lives on. H1 (and a cross-check of H0)
-goes through gudhi.
+"""Vietoris-Rips persistence diagrams of batches of point clouds. H0 is exact without a complex: its finite deaths
+are the edge lengths of a Euclidean minimum spanning tree (every birth is 0), found by Prim's algorithm on a whole
+chunk of clouds at once (one vectorized argmin per step) in float64 on the input's device. H1 goes through gudhi.
 
 Conventions (those of gudhi's ``SimplexTree.persistence_intervals_in_dimension``): a diagram is a ``[k, 2]``
 float64 array of ``(birth, death)`` rows; H0 rows are sorted by ascending death, the infinite bar ``(0, inf)`` last
@@ -11,17 +8,14 @@ float64 array of ``(birth, death)`` rows; H0 rows are sorted by ascending death,
 ``drop_zero=True`` (default) does the same (they add nothing to a persistence image); H1 rows are sorted by
 ascending death, ties by ascending birth (``h1_backend="simplex_tree"``: gudhi's own tie order, slow).
 
-On the CPU a batch is cut into parts, each run start to end by one single-threaded worker of our own pool (as many
-as the caller's ``torch.get_num_threads()``, at most one per ``min_items`` items): torch's intra-op threads meet at
-a barrier after every small operation of these kernels, and beside other busy processes one descheduled thread
-stalls them all (measured on 2 busy cores: 0.3-0.7x gudhi's speed, against 6-8x with one thread per part).
-"""
-from __future__ import annotations
-
+On the CPU a batch is cut into parts, each run by one single-threaded worker of our own pool (`run_parts`): torch's
+intra-op threads meet at a barrier after every small operation of these kernels, and beside other busy processes one
+descheduled thread stalls them all (on 2 busy cores: 0.3-0.7x gudhi's speed, against 6-8x with one thread per part).
+scipy and gudhi are imported on first use (0.6-0.8 s of start-up)."""
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, Iterable, List, Sequence, Tuple, TypeVar, Union
+from typing import Callable, Dict, List, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 import torch
@@ -32,19 +26,16 @@ ArrayLike = Union[np.ndarray, torch.Tensor]
 
 SUPPORTED_DIMS = (0, 1)
 
-# Bytes of float64 scratch allowed per chunk of clouds in the MST, by device type. Larger chunks
-# amortize the per-step cost of Prim's loop; on the CPU, bigger than this starts to spill caches.
+# Bytes of float64 scratch per chunk of clouds in Prim's loop: larger chunks amortize its per-step cost; on the
+# CPU, larger ones spill the caches.
 _CHUNK_BYTES = {"cpu": 128 * 2**20, "cuda": 2 * 2**30}
 _DEFAULT_CHUNK_BYTES = 256 * 2**20
-# Bytes of the float64 buffer holding centred points, by device type: the Gram matrices of a Prim
-# chunk are computed a few clouds at a time through one reused buffer, so wide clouds (D = 2048) never
-# shrink the Prim chunk and no chunk-sized float64 copy of the points is made.
+# Bytes of the reused float64 buffer of centred points the Gram matrices are computed through, a few clouds at a
+# time: wide clouds (D = 2048) never shrink the Prim chunk, and no chunk-sized float64 copy of the points is made.
 _GRAM_BYTES = {"cpu": 8 * 2**20, "cuda": 512 * 2**20}
 
 
-# --------------------------------------------------------------------------------------------------
-# our own thread pool
-# --------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------- our own thread pool
 T = TypeVar("T")
 _POOL: "ThreadPoolExecutor | None" = None
 _POOL_SIZE = 0
@@ -70,9 +61,8 @@ def worker_count(items: int, min_items: int) -> int:
 
 
 def split(n: int, parts: int, max_size: int | None = None) -> List[Tuple[int, int]]:
-    """``[start, stop)`` ranges covering ``range(n)``. One part: consecutive runs of ``max_size`` (the last one
-    shorter), as a plain chunked loop does. Several: at least ``parts`` ranges of near-equal length, none longer
-    than ``max_size``."""
+    """``[start, stop)`` ranges covering ``range(n)``: one part: runs of ``max_size`` (the last one shorter);
+    several: at least ``parts`` ranges of near-equal length, none longer than ``max_size``."""
     if n <= 0:
         return []
     if parts <= 1:
@@ -83,8 +73,7 @@ def split(n: int, parts: int, max_size: int | None = None) -> List[Tuple[int, in
 
 
 def run_parts(fn: Callable[..., T], parts: Sequence[tuple], workers: int) -> List[T]:
-    """``[fn(*p) for p in parts]``, on ``workers`` single-threaded pool threads when ``workers > 1`` (results in
-    order; the first exception is raised), else in the calling thread."""
+    """``[fn(*p) for p in parts]``, on ``workers`` single-threaded pool threads when ``workers > 1``."""
     if workers <= 1 or len(parts) <= 1:
         return [fn(*p) for p in parts]
     caller = torch.get_num_threads()
@@ -97,11 +86,8 @@ def run_parts(fn: Callable[..., T], parts: Sequence[tuple], workers: int) -> Lis
         torch.set_num_threads(caller)
 
 
-# --------------------------------------------------------------------------------------------------
-# validation
-# --------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------- validation
 def _check_shape(points: ArrayLike) -> None:
-    """`TopKDError` unless ``points`` is a ``[B, N, D]`` batch with N >= 2 and D >= 1."""
     shape = tuple(points.shape)
     if len(shape) != 3:
         raise TopKDError(f"expected a batch of point clouds [B, N, D], got shape {shape}; add a batch axis "
@@ -125,26 +111,14 @@ def _check_finite(points: ArrayLike, first: int = 0) -> None:
         _raise_non_finite([first + i for i in np.flatnonzero(~finite).tolist()])
 
 
-def _check_dims(dims: Iterable[int]) -> Tuple[int, ...]:
-    dims = tuple(int(d) for d in dims)
-    if not dims:
-        raise TopKDError("no homology dimension requested; pass dims=(0,), (1,) or (0, 1)")
-    for d in set(dims) - set(SUPPORTED_DIMS):
-        raise TopKDError(f"homology dimension {d} is not supported; use 0 and/or 1")
-    return dims
-
-
-# --------------------------------------------------------------------------------------------------
-# batched Prim
-# --------------------------------------------------------------------------------------------------
-# Gram-form squared distances below this fraction of the points' squared norms (after centring)
-# are recomputed directly: there the cancellation error of the Gram form would show.
+# ----------------------------------------------------------------------------- batched Prim
+# Gram-form squared distances below this fraction of the points' squared norms (after centring) are recomputed
+# directly: there the cancellation error of the Gram form would show.
 _RECOMPUTE_BELOW = 1e-2
 
 
 def _gram_distances(x: torch.Tensor, out: torch.Tensor | None = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``[C, N, D]`` centred float64 clouds -> (``[C, N, N]`` squared distances in Gram form, clamped
-    at 0, written into ``out`` when given; ``[C, N]`` squared norms)."""
+    """``[C, N, D]`` centred float64 clouds -> (``[C, N, N]`` squared distances, clamped; ``[C, N]`` norms)."""
     gram = torch.bmm(x, x.transpose(1, 2), out=out)
     sq = torch.diagonal(gram, dim1=1, dim2=2).clone()
     d2 = gram.mul_(-2.0).add_(sq.unsqueeze(2)).add_(sq.unsqueeze(1))
@@ -182,8 +156,7 @@ def _prim(d2: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def _chunk_size(n: int, device: torch.device) -> int:
-    """Clouds per Prim chunk: the chunk's ``[C, N, N]`` float64 scratch (distances, candidates,
-    masks) stays near ``_CHUNK_BYTES``; the width D does not matter (see ``_GRAM_BYTES``)."""
+    """Clouds per Prim chunk: its ``[C, N, N]`` float64 scratch stays near ``_CHUNK_BYTES`` (D does not matter)."""
     per_cloud = 8 * 3 * n * n
     return max(1, _CHUNK_BYTES.get(device.type, _DEFAULT_CHUNK_BYTES) // per_cloud)
 
@@ -199,9 +172,8 @@ def _as_tensor(points: ArrayLike) -> torch.Tensor:
 
 
 def _centred64(part: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``part`` ``[C, N, D]`` (any dtype) moved to its centroid (taken in the input's dtype: only conditioning
-    depends on it), in float64, written into ``out`` (a ``copy_`` cast: several times faster than a mixed-dtype
-    subtraction). Centring keeps the Gram form accurate when clouds share a large offset."""
+    """``part`` ``[C, N, D]`` moved to its centroid, in float64, into ``out`` (a ``copy_`` cast: several times faster
+    than a mixed-dtype subtraction). Centring keeps the Gram form accurate when clouds share a large offset."""
     if not part.is_floating_point():
         part = part.to(torch.float64)
     mean = part.mean(dim=1, keepdim=True)
@@ -211,9 +183,8 @@ def _centred64(part: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 
 def _chunk_tree(chunk: torch.Tensor, first: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
-    """MST of each cloud of a chunk ``[C, N, D]`` (any float dtype), chosen in float64 -> (edges ``[C, N-1, 2]``,
-    float64 lengths ``[C, N-1]``). Short edges (where the Gram form cancels) are recomputed from the points, the rest
-    are accurate to ~1e-13 relative; non-finite clouds are named (index + ``first``) from the squared norms, free."""
+    """MST of each cloud of a chunk ``[C, N, D]``, chosen in float64 -> (edges ``[C, N-1, 2]``, float64 lengths
+    ``[C, N-1]``, accurate to ~1e-13 relative: short edges, where the Gram form cancels, are recomputed)."""
     c, n, d = chunk.shape
     dev = chunk.device
     step = max(1, _GRAM_BYTES.get(dev.type, _DEFAULT_CHUNK_BYTES) // (8 * n * d))
@@ -242,21 +213,17 @@ def _chunk_tree(chunk: torch.Tensor, first: int = 0) -> Tuple[torch.Tensor, torc
         return edges, w2.sqrt()
 
 
-# Fewest clouds per pool worker in the batched Prim (below, the vectorised steps are too small to hand off).
-_MIN_POOLED_CLOUDS = 64
-
-# Up to this many clouds per call (a training step's clouds), the batched Prim's N-1 sequential steps
-# cost more than they save: on the CPU the tree is chosen per cloud by scipy's compiled MST (float64
-# pdist, exact; about 3x faster), on CUDA the Prim loop is replayed as one captured CUDA graph.
-# Larger batches keep the batched Prim on the input's device.
+_MIN_POOLED_CLOUDS = 64  # fewest clouds per pool worker (below, the vectorised steps are too small to hand off)
+# Up to this many clouds per call (a training step's), the batched Prim's N-1 sequential steps cost more than they
+# save: on the CPU scipy's compiled MST (float64 pdist, exact) is about 3x faster, on CUDA the Prim loop is replayed
+# as one captured CUDA graph. Larger batches keep the batched Prim on the input's device.
 _SMALL_BATCH = 16
 
 
 def _scipy_tree(chunk: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """``_chunk_tree`` for a few clouds via scipy on the CPU; results on the chunk's device."""
-    # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
     from scipy.sparse.csgraph import minimum_spanning_tree
-    from scipy.spatial.distance import pdist, squareform  # scipy on first use, as above
+    from scipy.spatial.distance import pdist, squareform
 
     x = chunk.detach().to("cpu", torch.float64).numpy()
     n = x.shape[1]
@@ -293,8 +260,8 @@ _MAX_CUDA_GRAPHS = 16
 
 
 def _graphed_tree(chunk: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``_chunk_tree`` on CUDA for a few clouds: the whole Prim loop captured once per shape in a CUDA
-    graph and replayed, so a training step pays one launch instead of ~8 per Prim step, and no sync."""
+    """``_chunk_tree`` on CUDA for a few clouds: the Prim loop captured once per shape in a CUDA graph and replayed
+    (one launch instead of ~8 per Prim step, and no sync)."""
     key = (tuple(chunk.shape), chunk.device)
     entry = _CUDA_GRAPHS.get(key)
     with torch.no_grad():
@@ -318,9 +285,7 @@ def _graphed_tree(chunk: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def _tree(chunk: torch.Tensor, first: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(edges ``[C, N-1, 2]``, float64 lengths ``[C, N-1]``) of each cloud's MST, by the faster route:
-    a few clouds -> a replayed CUDA graph on the GPU, scipy's MST on the CPU; many -> batched Prim.
-    Non-finite points: `TopKDError` naming the cloud (index in the chunk + ``first``)."""
+    """(edges ``[C, N-1, 2]``, float64 lengths ``[C, N-1]``) of each cloud's MST by the faster route (above)."""
     if chunk.shape[0] <= _SMALL_BATCH:
         _check_finite(chunk.detach(), first)
         return _graphed_tree(chunk) if chunk.is_cuda else _scipy_tree(chunk)
@@ -328,8 +293,7 @@ def _tree(chunk: torch.Tensor, first: int = 0) -> Tuple[torch.Tensor, torch.Tens
 
 
 def mst_edges(points: ArrayLike) -> torch.Tensor:
-    """Euclidean MST edges of each cloud: ``[B, N, D]`` -> ``[B, N-1, 2]`` int64 (u, v) pairs in Prim's order (not
-    sorted by length), on the input's device; no gradient."""
+    """Euclidean MST edges of each cloud: ``[B, N, D]`` -> ``[B, N-1, 2]`` int64 (u, v) pairs in Prim's order."""
     _check_shape(points)
     x = _as_tensor(points)
     step = _chunk_size(x.shape[1], x.device)
@@ -353,8 +317,8 @@ def _edge_lengths(x: torch.Tensor, edges: torch.Tensor, dtype: torch.dtype | Non
 
 
 def _sorted_deaths(x: torch.Tensor, differentiable: bool) -> torch.Tensor:
-    """Sorted MST edge lengths ``[B, N-1]`` of ``x`` ``[B, N, D]`` (shape already checked): recomputed from ``x``
-    in its dtype when ``differentiable`` (gradients flow), else float64 without gradient."""
+    """Sorted MST edge lengths ``[B, N-1]`` of ``x`` ``[B, N, D]``: recomputed from ``x`` in its dtype when
+    ``differentiable`` (gradients flow), else float64 without gradient."""
     step = _chunk_size(x.shape[1], x.device)
 
     def part(s: int, e: int) -> torch.Tensor:
@@ -370,9 +334,8 @@ def _sorted_deaths(x: torch.Tensor, differentiable: bool) -> torch.Tensor:
 
 
 def rips_h0_deaths(points: ArrayLike) -> ArrayLike:
-    """Finite H0 deaths of the Rips filtration of each cloud (births are all 0): ``[B, N, D]`` numpy array or tensor
-    (any float dtype and device) -> ``[B, N-1]`` float64 MST edge lengths sorted ascending, zeros (duplicate points)
-    included, as numpy or as a tensor on the input's device; all agree with gudhi to ~1e-13 relative or better."""
+    """Finite H0 deaths of each cloud's Rips filtration: ``[B, N, D]`` array or tensor -> ``[B, N-1]`` float64 MST
+    edge lengths sorted ascending, zeros included, of the input's kind and device (gudhi's to ~1e-13 relative)."""
     _check_shape(points)
     with torch.no_grad():
         deaths = _sorted_deaths(_as_tensor(points).detach(), differentiable=False)
@@ -380,8 +343,7 @@ def rips_h0_deaths(points: ArrayLike) -> ArrayLike:
 
 
 def h0_deaths_torch(points: torch.Tensor) -> torch.Tensor:
-    """Differentiable H0 deaths: ``[B, N, D]`` tensor -> ``[B, N-1]`` sorted ascending, in its dtype and device. The
-    tree is chosen without gradient (float64); its edge lengths are recomputed from ``points``, so gradients flow."""
+    """Differentiable sorted H0 deaths ``[B, N-1]`` of ``[B, N, D]`` (MST chosen without gradient, edges recomputed)."""
     if not isinstance(points, torch.Tensor):
         raise ValueError(f"h0_deaths_torch expects a torch.Tensor, got {type(points).__name__}; "
                          "use rips_h0_deaths for numpy arrays")
@@ -389,9 +351,7 @@ def h0_deaths_torch(points: torch.Tensor) -> torch.Tensor:
     return _sorted_deaths(points, differentiable=True)
 
 
-# --------------------------------------------------------------------------------------------------
-# diagrams
-# --------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------- diagrams
 def _h0_rows(deaths: np.ndarray, keep_infinite: bool, drop_zero: bool) -> np.ndarray:
     """Sorted deaths ``[K]`` -> H0 diagram ``[k, 2]`` in gudhi's convention."""
     if drop_zero:
@@ -416,7 +376,6 @@ def _h0_mst(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> Li
 
 
 def _gudhi_rips_diagrams(x: torch.Tensor, dim: int, n_jobs) -> List[np.ndarray]:
-    # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
     from gudhi.sklearn import RipsPersistence
 
     rp = RipsPersistence(homology_dimensions=dim, n_jobs=n_jobs)
@@ -433,17 +392,13 @@ def _h0_gudhi(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> 
     return out
 
 
-def _sort_h1(dg: np.ndarray) -> np.ndarray:
-    return dg[np.lexsort((dg[:, 0], dg[:, 1]))]
-
-
 def _h1_gudhi(x: torch.Tensor, keep_infinite: bool, drop_zero: bool, n_jobs) -> List[np.ndarray]:
-    return [_sort_h1(dg) for dg in _gudhi_rips_diagrams(x, 1, n_jobs)]
+    return [dg[np.lexsort((dg[:, 0], dg[:, 1]))] for dg in _gudhi_rips_diagrams(x, 1, n_jobs)]
 
 
 def _simplex_tree(cloud: np.ndarray):
     """gudhi's Rips simplex tree of one float64 cloud ``[N, D]`` to dimension 2, its persistence computed."""
-    import gudhi  # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
+    import gudhi
 
     st = gudhi.RipsComplex(points=cloud).create_simplex_tree(max_dimension=2)
     st.persistence()
@@ -476,22 +431,21 @@ def _backend(dim: int, name: str) -> DiagramBackend:
 def rips_diagrams(points: ArrayLike, dims: Sequence[int] = (0,), keep_infinite: bool = False, drop_zero: bool = True,
                   h0_backend: str = "mst", h1_backend: str = "gudhi", n_jobs: int | None = None
                   ) -> Dict[int, List[np.ndarray]]:
-    """Rips persistence diagrams of each cloud of ``[B, N, D]`` (numpy or tensor, any float dtype; computed on the
-    CPU in float64) -> ``{dim: B float64 (birth, death) arrays [k, 2]}`` (conventions: the module docstring).
-    Backends: H0 ``"mst"`` (exact, fast) or ``"gudhi"`` (``gudhi.sklearn.RipsPersistence``); H1 ``"gudhi"`` (the
-    same, parallel with ``n_jobs``) or ``"simplex_tree"`` (RipsComplex + SimplexTree: gudhi's exact row order)."""
-    dims = _check_dims(dims)
+    """Rips persistence diagrams of each cloud of ``[B, N, D]`` (computed on the CPU in float64) -> ``{dim: B arrays
+    [k, 2]}``. Backends: H0 ``"mst"`` or ``"gudhi"`` (``gudhi.sklearn.RipsPersistence``, parallel with ``n_jobs``);
+    H1 ``"gudhi"`` or ``"simplex_tree"`` (RipsComplex + SimplexTree: gudhi's exact row order)."""
+    dims = tuple(int(d) for d in dims)
+    if not dims:
+        raise TopKDError("no homology dimension requested; pass dims=(0,), (1,) or (0, 1)")
+    for d in set(dims) - set(SUPPORTED_DIMS):
+        raise TopKDError(f"homology dimension {d} is not supported; use 0 and/or 1")
     _check_shape(points)
-    h0 = _backend(0, h0_backend)
-    h1 = _backend(1, h1_backend)
+    funcs = {0: _backend(0, h0_backend), 1: _backend(1, h1_backend)}
     x = _as_tensor(points).detach().cpu()
-    funcs = {0: h0, 1: h1}
     return {d: funcs[d](x, keep_infinite, drop_zero, n_jobs) for d in dims}
 
 
-# --------------------------------------------------------------------------------------------------
-# differentiable H1
-# --------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------- differentiable H1
 def rips_h1_pairs(points: ArrayLike) -> List[np.ndarray]:
     """The edges behind each H1 point of each cloud's Rips filtration (gudhi's ``flag_persistence_generators``, zero-
     length pairs left out): ``[B, N, D]`` -> B int64 arrays ``[k, 4]`` ``(u, v, w, z)``: birth = ``|x_u - x_v|``,
@@ -505,9 +459,8 @@ def rips_h1_pairs(points: ArrayLike) -> List[np.ndarray]:
 
 
 def h1_diagrams_torch(points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Differentiable H1 diagrams: ``[B, N, D]`` tensor -> (births, deaths, mask), each ``[B, K]`` padded to the
-    largest count (mask 0 and values 0 there), sorted by death, then birth, in its dtype and device. The pairs are
-    chosen without gradient (`rips_h1_pairs`); their edge lengths are recomputed from ``points``."""
+    """Differentiable H1 diagrams: ``[B, N, D]`` tensor -> (births, deaths, mask), each ``[B, K]`` zero-padded, sorted
+    by death, then birth; the pairs are chosen without gradient, their edge lengths recomputed from ``points``."""
     if not isinstance(points, torch.Tensor):
         raise ValueError(f"h1_diagrams_torch expects a torch.Tensor, got {type(points).__name__}")
     _check_shape(points)

@@ -5,10 +5,7 @@ gudhi's conventions, kept exactly: a point ``(birth, death)`` moves to ``(b, p) 
 standard deviation); grid ``x = linspace(x0, x1, R0)`` (birth), ``y = linspace(y0, y1, R1)`` (persistence); the
 image is ``[R1, R0]`` (rows persistence, columns birth) flattened in C order. Points with an infinite or NaN
 coordinate are ignored (the official pipeline drops the infinite H0 bar). The TopKD rule fits `PIParams` once on a
-set of diagrams (`PIParams.fit`); every image is then divided by ``params.normalizer`` (the set's global max).
-"""
-from __future__ import annotations
-
+set of diagrams (`PIParams.fit`); every image is then divided by ``params.normalizer`` (the set's global max)."""
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -23,9 +20,7 @@ from . import persistence
 
 Diagrams = Union[Sequence[np.ndarray], np.ndarray]
 
-# --------------------------------------------------------------------------------------------------
-# weights: (births, persistences, array module) -> weights, same shape; numpy and torch alike
-# --------------------------------------------------------------------------------------------------
+# --- weights: (births, persistences, array module) -> weights, same shape; numpy and torch alike
 WEIGHTS: Dict[str, Callable] = {
     "topkd": lambda b, p, xp: 10.0 * xp.tanh(p) + 10.0 * xp.log(100.0 * b + 1.0),  # checked against the official
     "linear": lambda b, p, xp: p * 1.0,  # persistence itself (TGD's weight up to a constant factor)
@@ -42,9 +37,6 @@ def get_weight(name: str) -> Callable:
                          ) from None
 
 
-# --------------------------------------------------------------------------------------------------
-# parameters
-# --------------------------------------------------------------------------------------------------
 @dataclass
 class PIParams:
     """Parameters of a persistence image. bandwidth: Gaussian std (diagram units); im_range: ``(x0, x1, y0, y1)``, the
@@ -82,7 +74,6 @@ class PIParams:
         x0, x1, y0, y1 = self.im_range
         return np.linspace(x0, x1, self.resolution[0]), np.linspace(y0, y1, self.resolution[1])
 
-    # ---------------------------------------------------------------------------------------------
     @classmethod
     def fit(cls, diagrams: Diagrams, resolution: Tuple[int, int] = (20, 20), weight: str = "topkd",
             quantile: float = 0.2, num_points: int = 200, bandwidth: Optional[float] = None,
@@ -105,7 +96,6 @@ class PIParams:
         params.normalizer = peak
         return params
 
-    # ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         d = asdict(self)
         d["im_range"] = list(self.im_range)
@@ -151,7 +141,6 @@ def _stack_birth_persistence(diagrams: Diagrams) -> np.ndarray:
 
 def _quantile_bandwidth(points: np.ndarray, quantile: float) -> float:
     """``quantile`` of the non-zero pairwise Euclidean distances among ``points`` ``[m, 2]``."""
-    # on first use: scipy/gudhi cost 0.6-0.8 s of start-up without scikit-learn (stage 3)
     from scipy.spatial.distance import pdist
 
     dist = pdist(points)
@@ -162,9 +151,6 @@ def _quantile_bandwidth(points: np.ndarray, quantile: float) -> float:
     return float(np.quantile(dist, quantile))
 
 
-# --------------------------------------------------------------------------------------------------
-# images
-# --------------------------------------------------------------------------------------------------
 def _pad(diagrams: Diagrams) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """List of diagrams -> padded births, persistences ``[n, K]`` and a 0/1 mask ``[n, K]``."""
     rows = [finite_rows(dg) for dg in diagrams]
@@ -198,8 +184,7 @@ def _images(births, pers, mask, params: PIParams, xp, grid_x, grid_y, zero_birth
     return img.reshape(img.shape[0], -1)
 
 
-# Fewest diagrams per pool worker when imaging a set.
-_MIN_POOLED_IMAGES = 64
+_MIN_POOLED_IMAGES = 64  # fewest diagrams per pool worker when imaging a set
 
 
 def persistence_images(diagrams: Diagrams, params: PIParams, normalize: bool = True, chunk: int = 512) -> np.ndarray:
@@ -208,10 +193,8 @@ def persistence_images(diagrams: Diagrams, params: PIParams, normalize: bool = T
     if isinstance(diagrams, np.ndarray) and diagrams.ndim == 2:
         raise ValueError("persistence_images expects a list of diagrams; wrap a single one: [diagram]")
     diagrams = list(diagrams)
-    # The shared kernel runs through torch on the CPU in float64: its exp is vectorized and threaded,
-    # about twice numpy's speed here; the images are the same to ~1e-15 relative.
-    # Parts of the batch run on our own single-threaded workers (`topology.persistence.run_parts`).
-
+    # torch on the CPU in float64: its exp is about twice numpy's speed here (images equal to ~1e-15 relative);
+    # parts of the batch run on our own single-threaded workers (`topology.persistence.run_parts`)
     grid_x, grid_y = (torch.from_numpy(g) for g in params.grids())
     out = np.zeros((len(diagrams), params.num_pixels))
 
@@ -256,6 +239,5 @@ def h0_images_torch(deaths: torch.Tensor, params: PIParams, normalize: bool = Tr
 
 def h1_images_torch(births: torch.Tensor, deaths: torch.Tensor, mask: torch.Tensor, params: PIParams,
                     normalize: bool = True) -> torch.Tensor:
-    """Differentiable H1 persistence images of padded diagrams (``topology.persistence.h1_diagrams_torch``):
-    births, deaths, mask ``[B, K]`` -> ``[B, R0 * R1]``."""
+    """Differentiable H1 persistence images: births, deaths, mask ``[B, K]`` -> ``[B, R0 * R1]``."""
     return persistence_images_torch(births, deaths - births, params, mask=mask, normalize=normalize)

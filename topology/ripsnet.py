@@ -2,12 +2,8 @@
 
 phi (per point): three dense layers with bias and ReLU; pooling over the points (sum or mean); rho: three dense
 ReLU layers and a dense sigmoid output, all without bias. Layer names ``layer1`` ... ``layer7`` (each holding
-``.linear``) match the official TopKD checkpoints (``{'model', 'units_list', 'operator', 'best_val_mse',
-'epoch'}``), which load unchanged; ours add ``pooling``, ``units``, ``resolution``, ``pi_params`` (a `PIParams`
-dict, or None) and ``manifest`` (the stage-2 manifest).
-"""
-from __future__ import annotations
-
+``.linear``) match the official TopKD checkpoints, which load unchanged; ours add ``pooling``, ``units``,
+``pi_params`` (a `PIParams` dict, or None) and ``manifest`` (the stage-2 manifest)."""
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -70,10 +66,6 @@ class RipsNet(nn.Module):
             act: nn.Module = nn.ReLU() if k < 6 else nn.Sigmoid()
             setattr(self, f"layer{k + 1}", _Dense(units[k], units[k + 1], bias=phi, activation=act))
 
-    @property
-    def output_dim(self) -> int:
-        return self.units[-1]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
             x = x.unsqueeze(0)
@@ -90,9 +82,6 @@ class RipsNet(nn.Module):
         return f"input_dim={self.input_dim}, pooling={self.pooling!r}, units={self.units}"
 
 
-# --------------------------------------------------------------------------------------------------
-# checkpoints
-# --------------------------------------------------------------------------------------------------
 def save_ripsnet(model: RipsNet, path: Union[str, os.PathLike], pi_params: Any = None,
                  manifest: Optional[dict] = None, **extra: Any) -> None:
     """Write ``model`` with what rebuilds it, the PIParams (or dict) its targets were made with, a free-form
@@ -105,8 +94,7 @@ def save_ripsnet(model: RipsNet, path: Union[str, os.PathLike], pi_params: Any =
 
 
 def pooling_from_file_name(path: Union[str, os.PathLike]) -> Optional[str]:
-    """``mean`` / ``sum`` from a checkpoint named ``<pooling>_best.pth`` or ``<pooling>_last.pth`` (the official
-    and our stage-3 naming), else None."""
+    """``mean`` / ``sum`` from a checkpoint named ``<pooling>_best.pth`` or ``_last.pth``, else None."""
     head, _, tail = os.path.splitext(os.path.basename(os.fspath(path)))[0].rpartition("_")
     return head if head in POOLINGS and tail in ("best", "last") else None
 
