@@ -268,3 +268,37 @@ def test_curves_label_runs_by_method_and_trial_and_name_skipped_runs(tmp_path, s
     assert legend == ["resnet8 kd trial 0, teacher resnet20 abababab", "resnet8 kd trial 0, teacher resnet56 cdcdcdcd"]
     with pytest.raises(ValueError, match="no usable"):
         figures.curves([empty], tmp_path / "none.png")
+
+
+def test_rank_one_figure_and_its_factors_reproduce_the_images(tmp_path, saved_figures):
+    """rank-one on a tiny stage-2 folder (two shards, H0 and H1): a PNG of one row per dimension, and the H0 factors
+    it plots, computed from the diagram alone, multiply back to the stored image and to gudhi's own image."""
+    import generate_PCD_PI
+    from gudhi.representations import PersistenceImage
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "c.npy", (rng.normal(size=(6, 32, 8)) * rng.uniform(0.5, 2, (6, 1, 1))).astype(np.float32))
+    stage2 = tmp_path / "s2"
+    generate_PCD_PI.main(["--pcd", str(tmp_path / "c.npy"), "--dims", "0", "1", "--shard_size", "4", "--out_dir",
+                          str(stage2), "--no_progress"])
+    out = figures.main(["rank-one", "--stage2", str(stage2 / "manifest.yaml"), "--cloud", "5", "--out",
+                        str(tmp_path / "rank.png")])
+    assert png_shape(out) == (2 * 260, 4 * 300)  # 3 x 2.6-inch panels at 100 dpi, one row per dimension
+    titles = [ax.get_title() for ax in saved_figures[-1].axes]
+    assert titles[0].startswith("H0 image of cloud 5 (31 points)") and titles[4].startswith("H1 image of cloud 5")
+    s2_s1 = [float(t.split("s2/s1 = ")[1].rstrip(")")) for t in titles if "s2/s1" in t]
+    assert s2_s1[0] < 1e-12 < 1e-3 < s2_s1[1]  # H0 one nonzero singular value, H1 several
+
+    image, diagram, params = figures.stage2_cloud(stage2, 0, 5)  # cloud 5: the second shard's second cloud
+    birth, death = figures.h0_factors(diagram, params)
+    np.testing.assert_allclose(np.outer(death, birth), image, rtol=1e-6, atol=1e-7)  # the float32 file
+    gudhi_image = PersistenceImage(bandwidth=params.bandwidth, resolution=list(params.resolution),
+                                   im_range=list(params.im_range),
+                                   weight=lambda pt: 10 * np.tanh(pt[1]) + 10 * np.log(100 * pt[0] + 1))
+    expected = gudhi_image.fit_transform([diagram])[0] / params.normalizer
+    np.testing.assert_allclose(np.outer(death, birth).ravel(), expected, rtol=1e-10, atol=1e-14)
+
+    with pytest.raises(ValueError, match="births are not 0"):
+        figures.h0_factors(figures.stage2_cloud(stage2, 1, 5)[1], params)
+    with pytest.raises(ValueError, match="out of range"):
+        figures.rank_one(stage2, tmp_path / "x.png", cloud=6)

@@ -4,15 +4,18 @@
     python tools/figures.py embedding --teacher T.pth --student S.pth [--max_points 2000]
     python tools/figures.py curves RUN_DIR [RUN_DIR ...]
     python tools/figures.py diagrams --teacher T.pth --students S1.pth S2.pth ... [--labels KD TopKD ...]
+    python tools/figures.py rank-one --stage2 ripsnet/data/<stage-2 folder> [--cloud 0]
     python tools/figures.py quickstart runs/quickstart
 
 ``pi-grid``: exact vs RipsNet persistence images of the topology measurement's test batches, teacher and student
 (the TopKD paper's figure). ``embedding``: UMAP (or t-SNE) maps of both networks' pooled embeddings coloured by class.
 ``curves``: test top-1 and every training loss term per epoch from the runs' TensorBoard logs. ``diagrams``: the
-teacher's and each student's persistence diagrams of one fixed test batch, with their distances.
+teacher's and each student's persistence diagrams of one fixed test batch, with their distances. ``rank-one``: one
+stage-2 cloud's H0 (and H1) image, its birth and death factors and its singular values (docs/topology.md).
 """
 import argparse
 import logging
+import math
 import os
 import re
 import warnings
@@ -31,13 +34,13 @@ from datasets import build_datasets
 from engine.config import recorded_data_options
 from engine.topo_eval import embed as embed_layer, probe_indices
 from models import load_model
-from pcd.manifest import manifest_path, read_pi_params
+from pcd.manifest import load_diagrams, manifest_path, pi_entry, read_manifest, read_pi_params
 from pcd.sources import set_teacher_bn
 from tools.collect_results import method_key, read_dict
 from topkd_io import TopKDError, check_output_file, run_cli
 from topology import metrics
 from topology.persistence import rips_h0_deaths
-from topology.point_cloud_pi import PIParams, persistence_images
+from topology.point_cloud_pi import PIParams, finite_rows, get_weight, persistence_images
 from topology.ripsnet import load_ripsnet
 
 log = logging.getLogger(__name__)
@@ -515,6 +518,99 @@ def diagrams(teacher: PathLike, students: Sequence[PathLike], out: PathLike = "d
 
 
 # ------------------------------------------------------------------------------------------------
+# figure 5: the rank-one H0 persistence image
+# ------------------------------------------------------------------------------------------------
+RANK_PANEL_INCHES = (3.0, 2.6)
+
+
+def h0_factors(diagram: np.ndarray, params: PIParams) -> Tuple[np.ndarray, np.ndarray]:
+    """The two factors of an H0 persistence image, from its diagram ``[k, 2]`` (births all 0): (birth profile
+    ``[R0]`` = ``exp(-x^2 / 2s^2)`` on the birth grid, death profile ``[R1]`` = ``sum_k w(0, p_k) exp(-(p_k - y)^2 /
+    2s^2) / (2 pi s^2 normalizer)`` on the persistence grid: the weighted, smoothed histogram of the MST edge
+    lengths p_k). ``outer(death, birth)`` is the ``[R1, R0]`` image (rows persistence), normalized."""
+    rows = finite_rows(diagram)
+    if rows[:, 0].any():
+        raise TopKDError("h0_factors needs an H0 Rips diagram: some births are not 0")
+    pers = rows[:, 1]
+    grid_x, grid_y = params.grids()
+    s2 = 2.0 * params.bandwidth ** 2
+    weights = get_weight(params.weight)(np.zeros_like(pers), pers, np)
+    death = (weights[:, None] * np.exp(-((pers[:, None] - grid_y) ** 2) / s2)).sum(0)
+    return np.exp(-(grid_x ** 2) / s2), death / (math.pi * s2 * params.normalizer)
+
+
+def stage2_cloud(folder: PathLike, dim: int, index: int) -> Tuple[np.ndarray, np.ndarray, PIParams]:
+    """Cloud ``index`` of a stage-2 folder: (its ``[R1, R0]`` persistence image as stored, its ``[k, 2]`` diagram,
+    the images' parameters) in homology dimension ``dim``."""
+    manifest = read_manifest(os.fspath(folder))
+    entry = pi_entry(manifest, dim)
+    params = PIParams.from_dict(dict(entry["params"]))
+    images = np.load(Path(folder) / entry["file"], mmap_mode="r")
+    if not 0 <= index < len(images):
+        raise TopKDError(f"--cloud {index} is out of range: {folder} holds {len(images)} clouds (0-{len(images) - 1})")
+    rec = next(r for r in manifest["shards"] if r["start"] <= index < r["start"] + r["clouds"])
+    name = rec["diagrams"].get(dim) or rec["diagrams"].get(str(dim))
+    diagram = load_diagrams(os.path.join(folder, name))[index - rec["start"]]
+    return np.asarray(images[index], dtype=np.float64).reshape(params.resolution[1], params.resolution[0]), \
+        diagram, params
+
+
+def rank_one(stage2: PathLike, out: PathLike = "rank_one.png", cloud: int = 0, dpi: int = DPI) -> Path:
+    """One cloud of a stage-2 folder, one row per homology dimension it holds: the persistence image, its birth
+    and death factors and its singular values. H0: the factors of `h0_factors`, titled with their largest
+    difference from the stored image; H1: the leading singular pair, titled with what it leaves out."""
+    folder = Path(stage2)
+    folder = folder.parent if folder.is_file() else folder
+    dims = sorted(int(d) for d in (read_manifest(os.fspath(folder)).get("pi") or {}))
+    if not dims:
+        raise TopKDError(f"{folder} holds no persistence images yet; finish it with generate_PCD_PI.py")
+    fig = Figure(figsize=(4 * RANK_PANEL_INCHES[0], len(dims) * RANK_PANEL_INCHES[1]), dpi=dpi,
+                 layout="constrained")
+    axes = fig.subplots(len(dims), 4, squeeze=False)
+    for row, dim in zip(axes, dims):
+        image, diagram, params = stage2_cloud(folder, dim, cloud)
+        grid_y = params.grids()[1]
+        sing = np.linalg.svd(image, compute_uv=False)
+        if dim == 0:
+            birth, death = h0_factors(diagram, params)
+            gap = float(np.abs(np.outer(death, birth) - image).max())
+            how = f"death x birth - image: max {gap:.1e}"
+        else:
+            u, s, vt = np.linalg.svd(image)
+            sign = 1.0 if u[:, 0].sum() >= 0 else -1.0
+            death, birth = sign * s[0] * u[:, 0], sign * vt[0]
+            gap = float(np.abs(np.outer(death, birth) - image).max())
+            how = f"leading singular pair; left out: max {gap:.1e}"
+        ax = row[0]
+        ax.imshow(image, origin="lower", aspect="auto", cmap="viridis")
+        ax.set_title(f"H{dim} image of cloud {cloud} ({len(finite_rows(diagram))} points)", fontsize=8)
+        ax.set_xlabel("birth column", fontsize=7)
+        ax.set_ylabel("persistence row", fontsize=7)
+        x0, x1 = params.im_range[:2]
+        row[1].plot(birth, marker=".")
+        row[1].set_title(f"{'birth profile' if dim == 0 else 'leading birth vector'} (births {x0:.3g} to {x1:.3g})",
+                         fontsize=8)
+        row[1].set_xlabel("birth column", fontsize=7)
+        row[1].set_ylim(bottom=0.0)
+        row[2].plot(grid_y, death, marker=".")
+        pers = finite_rows(diagram) @ np.array([-1.0, 1.0])
+        row[2].plot(pers, np.zeros_like(pers), "|", color="C3", ms=8, label="bars' persistences")
+        row[2].set_title(f"{'death profile' if dim == 0 else 'leading persistence vector'}\n{how}", fontsize=8)
+        row[2].set_xlabel("persistence (diagram units)", fontsize=7)
+        row[2].legend(fontsize=6)
+        row[3].semilogy(np.arange(1, len(sing) + 1), np.maximum(sing / sing[0], 1e-18) if sing[0] > 0 else
+                        np.ones_like(sing), marker=".")
+        row[3].set_title(f"singular values / largest (s2/s1 = {sing[1] / sing[0]:.1e})" if sing[0] > 0 else
+                         "singular values: the image is zero", fontsize=8)
+        row[3].set_xlabel("index", fontsize=7)
+        for ax in row:
+            ax.tick_params(labelsize=6)
+    fig.suptitle(f"{folder}: {params.resolution[1]}x{params.resolution[0]} persistence images of one cloud",
+                 fontsize=9)
+    return _save(fig, out)
+
+
+# ------------------------------------------------------------------------------------------------
 # the quickstart's figures
 # ------------------------------------------------------------------------------------------------
 def _first(folder: Path, pattern: str) -> Optional[Path]:
@@ -617,6 +713,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs="+", default=None, help="panel titles (default: run folder and method)")
     p.add_argument("--batch_size", type=int, default=64, help="points per cloud")
     p.add_argument("--dims", type=int, nargs="+", default=[0, 1], choices=(0, 1))
+    p = command("rank-one", rank_one, "one stage-2 cloud's persistence images, their factors and singular values",
+                pair=False, data=False)
+    p.add_argument("--stage2", required=True, help="stage-2 folder (generate_PCD_PI.py --out_dir) or its manifest.yaml")
+    p.add_argument("--cloud", type=int, default=0, help="index of the cloud shown")
     p = command("quickstart", quickstart_figures, "all four figures of a tools/quickstart.py folder", pair=False,
                 data=False, out=False)
     p.add_argument("out_dir")
