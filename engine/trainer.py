@@ -389,7 +389,7 @@ class Trainer:
             "best_checkpoint": self.best_path, "last_checkpoint": self.last_path,
             "probes": {k: dict(v) for k, v in self.probe_values.items()},
         }
-        if self.is_main and times:  # summary.yaml: its format is in docs/topology-metrics.md
+        if self.is_main and times:  # summary.yaml: its format is in docs/topology.md
             settings = {p.name: p.settings() for p in self.probes if hasattr(p, "settings")}
             write_yaml(os.path.join(self.run_dir, "summary.yaml"), plain(
                 {"format": 1, "arch": self.arch, "dataset": getattr(cfg, "dataset", None), **summary,

@@ -1,5 +1,5 @@
 """How close two point clouds are topologically: distances between their persistence diagrams and images, and
-linear CKA between the feature matrices (docs/topology-metrics.md says what each key means and where it appears).
+linear CKA between the feature matrices (docs/topology.md says what each key means and where it appears).
 
 `topology_metrics` takes the teacher's and the student's embeddings of the same batch (``[B, D_t]``, ``[B, D_s]``)
 and returns a flat dict of floats (keys: `metric_keys`; NaN where a value is undefined), from the exact finite Rips
