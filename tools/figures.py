@@ -551,8 +551,8 @@ def stage2_cloud(folder: PathLike, dim: int, index: int) -> Tuple[np.ndarray, np
     rec = next(r for r in manifest["shards"] if r["start"] <= index < r["start"] + r["clouds"])
     name = rec["diagrams"].get(dim) or rec["diagrams"].get(str(dim))
     diagram = load_diagrams(os.path.join(folder, name))[index - rec["start"]]
-    return np.asarray(images[index], dtype=np.float64).reshape(params.resolution[1], params.resolution[0]), \
-        diagram, params
+    image = np.asarray(images[index], dtype=np.float64).reshape(params.resolution[1], params.resolution[0])
+    return image, diagram, params
 
 
 def rank_one(stage2: PathLike, out: PathLike = "rank_one.png", cloud: int = 0, dpi: int = DPI) -> Path:
@@ -598,8 +598,8 @@ def rank_one(stage2: PathLike, out: PathLike = "rank_one.png", cloud: int = 0, d
         row[2].set_title(f"{'death profile' if dim == 0 else 'leading persistence vector'}\n{how}", fontsize=8)
         row[2].set_xlabel("persistence (diagram units)", fontsize=7)
         row[2].legend(fontsize=6)
-        row[3].semilogy(np.arange(1, len(sing) + 1), np.maximum(sing / sing[0], 1e-18) if sing[0] > 0 else
-                        np.ones_like(sing), marker=".")
+        if sing[0] > 0:  # plotted down to 1e-18 (exact zeros have no logarithm)
+            row[3].semilogy(np.arange(1, len(sing) + 1), np.maximum(sing / sing[0], 1e-18), marker=".")
         row[3].set_title(f"singular values / largest (s2/s1 = {sing[1] / sing[0]:.1e})" if sing[0] > 0 else
                          "singular values: the image is zero", fontsize=8)
         row[3].set_xlabel("index", fontsize=7)
