@@ -343,7 +343,7 @@ class Trainer:
                      f"{cfg.weight_decay}, batch {cfg.batch_size}, {cfg.epochs} epochs, lr x{cfg.lr_decay_rate} at "
                      f"{list(cfg.lr_decay_epochs)}; loss = {self.distiller.loss_summary()}")
             log.info("model selection: best checkpoint by validation top-1" if self.selected_by == "val" else
-                     "model selection: best checkpoint by test top-1 (no --val_split; the papers' convention)")
+                     "model selection: best checkpoint by test top-1 (no --val_fraction; the papers' convention)")
             for epoch in range(self.start_epoch, cfg.epochs + 1):
                 start = time.perf_counter()
                 lr = self.optimizer.param_groups[0]["lr"]

@@ -318,7 +318,7 @@ def evaluate_missing(runs: List[Run], data_root: Optional[str] = None) -> int:
             continue
         pi = run.dataset.endswith("_pi")
         options = argparse.Namespace(checkpoint=str(run.best_file), model=run.arch, dataset=run.dataset[:-3] if pi
-                                     else run.dataset, data_root=data_root, split="test", val_split=None, seed=None,
+                                     else run.dataset, data_root=data_root, split="test", val_fraction=None,
                                      image_size=None, input="pi" if pi else None, pi_root=None, batch_size=None,
                                      num_workers=0, device="auto", path_t=None, model_t=None)
         try:
