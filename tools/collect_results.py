@@ -318,7 +318,8 @@ def read_run(folder: Path) -> Optional[Run]:
         best = _top1(max(run.test_top1), "the best epoch's test top-1", "") if run.test_top1 and \
             None not in run.test_top1 else (None, "n/a: selected on validation; no per-epoch test top-1 recorded")
     val_selected = _top1(best_ckpt.get("best_acc"), "best_acc", "n/a: no best_acc") if on_val else (None, "-")
-    run.values = {"best": best, "last": last, "val_selected": val_selected, **{k: (v, "") for k, v in topology_values(folder, last_ckpt).items()}}
+    run.values = {"best": best, "last": last, "val_selected": val_selected,
+                  **{k: (v, "") for k, v in topology_values(folder, last_ckpt).items()}}
     run.weights = last_ckpt.get("weights")
     return run
 
@@ -557,7 +558,8 @@ def pair_rows(rows: Sequence[Row], baseline: str = "kd") -> None:
         elif not match:
             diffs = [sorted(k for k in set(shared) | set(o) if shared.get(k) != o.get(k))
                      for o in (_shared(b, own) for b in bases)]
-            row.paired_note = f"no {baseline} row of its settings (the nearest differs in {', '.join(min(diffs, key=len))})"
+            row.paired_note = f"no {baseline} row of its settings (the nearest differs in " \
+                              f"{', '.join(min(diffs, key=len))})"
         if row.paired_note:
             continue
         mine, theirs = ({m.seed: m.values for m in r.members} for r in (row, match[0]))
@@ -608,7 +610,8 @@ def _title(title: str, last_k: int) -> str:
     return title.replace("last-k", f"last-{last_k}")
 
 
-def _cells(row: Row, topo: Sequence[Tuple[str, str]], last_k: int = 10) -> List[Tuple[str, str, Dict[str, Any], bool]]:
+def _cells(row: Row, topo: Sequence[Tuple[str, str]],
+           last_k: int = 10) -> List[Tuple[str, str, Dict[str, Any], bool]]:
     """The cells of a row: (title, Markdown text, CSV fields, numeric) in column order."""
     def stat(key: str, title: str, text: str) -> Tuple[str, str, Dict[str, Any], bool]:
         st = row.stats[key] if key in row.stats else row.teacher_acc
@@ -700,8 +703,8 @@ def to_csv(rows: List[Row], baseline: str = "kd") -> str:
         fields = {k: v for cell in _cells(row, _topo_shown(rows)) for k, v in cell[2].items()}
         for key, _ in ACCURACY_COLUMNS + TOPO_COLUMNS:
             found = row.paired.get(key)
-            fields.update({f"vs_{baseline}_{key}_{part}": "" if found is None else str(getattr(found, part))
-                           for part in ("mean", "low", "high", "p", "n")})
+            fields.update({f"vs_{baseline}_{key}_{part}": "" if getattr(found, part, None) is None
+                           else str(getattr(found, part)) for part in ("mean", "low", "high", "p", "n")})
         fields[f"vs_{baseline}_note"] = row.paired_note
         notes = "; ".join([f"{k}: {st.note}" for k, st in row.stats.items() if st.note] + row.notes)
         fields.update(identical_weights=str(row.best.identical).lower(), runs=";".join(row.runs), notes=notes)
@@ -724,8 +727,9 @@ def to_json(rows: List[Row], baseline: str = "kd") -> str:
                     "references": [{"best": x.best, "last": x.last, "source": x.source} for x in r.references],
                     "runs": r.runs, "commits": r.commits, "left_out": r.copies + r.repeats, "copies": r.copies,
                     "repeats": r.repeats, "notes": r.notes,
-                    "paired": {"baseline": baseline, "note": r.paired_note, **{
-                        k: r.paired[k].to_dict() if r.paired.get(k) else None for k, _ in ACCURACY_COLUMNS + TOPO_COLUMNS}}})
+                    "paired": {"baseline": baseline, "note": r.paired_note,
+                               **{k: r.paired[k].to_dict() if r.paired.get(k) else None
+                                  for k, _ in ACCURACY_COLUMNS + TOPO_COLUMNS}}})
     return json.dumps(out, indent=1, ensure_ascii=False) + "\n"
 
 
