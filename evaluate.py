@@ -26,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data_root", default=None, help="default: the run's, else ./data")
     p.add_argument("--split", default="test", choices=SPLITS,
                    help="test: the test split (ImageNet: its validation set); val: the run's held-out part")
-    p.add_argument("--val_split", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None, help="seed of the held-out split (default: the run's)")
+    p.add_argument("--val_fraction", type=float, default=None,
+                   help="with --split val: the held-out fraction (default: the run's)")
     p.add_argument("--image_size", type=int, default=None, help="image side (default: the run's)")
     p.add_argument("--input", default=None, choices=("image", "pi"), help="pi: a PI teacher, on the image-PI cache")
     p.add_argument("--pi_root", default=None, help="with --input pi: the cache root (default: the run's)")

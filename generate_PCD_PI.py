@@ -85,8 +85,7 @@ def cloud_source(args):
         return source, {"source": source.config(), "dataset": args.dataset, "layer": None,
                         "batch_size": source.points, "passes": None, "seed": args.seed}
     options = {"image_size": args.image_size} if args.image_size else {}
-    data = build_datasets(args.dataset, args.data_root, download=False, val_split=0.0, seed=args.seed,
-                          train_augment=True, **options)
+    data = build_datasets(args.dataset, args.data_root, download=False, train_augment=True, **options)
     model, arch, _ = load_model(args.path_t, arch=args.model_t, num_classes=data.num_classes,
                                 in_channels=data.in_channels)
     identity = {"teacher": file_identity(args.path_t), "arch": arch, "num_classes": data.num_classes}

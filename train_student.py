@@ -197,8 +197,8 @@ def build(cfg: argparse.Namespace, method, terms, inputs):
     from models import build_model, load_model
     from models.loading import init_from_checkpoint
 
-    data = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, val_split=cfg.val_split,
-                          seed=cfg.seed, **data_options(cfg))
+    data = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, val_fraction=cfg.val_fraction,
+                          **data_options(cfg))
     teacher, cfg.model_t, teacher_ckpt = load_model(cfg.path_t, arch=cfg.model_t, num_classes=data.num_classes,
                                                     in_channels=data.in_channels)
     teacher_top1 = recorded_accuracy(teacher_ckpt)

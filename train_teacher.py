@@ -44,13 +44,13 @@ def build_data(cfg):
 
     options = data_options(cfg)
     if cfg.input == "image":
-        return build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, val_split=cfg.val_split,
-                              seed=cfg.seed, **options)
+        return build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, val_fraction=cfg.val_fraction,
+                              **options)
     from datasets.pi_images import pi_bundle
 
     # The class count comes from the image data set's registry entry, read without loading images.
     num_classes = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download, **options).num_classes
-    data = pi_bundle(cfg.pi_root, cfg.dataset, num_classes, val_split=cfg.val_split, seed=cfg.seed,
+    data = pi_bundle(cfg.pi_root, cfg.dataset, num_classes, val_fraction=cfg.val_fraction,
                      pi_cache=cfg.pi_cache, verify=not cfg.no_verify, input_norm=cfg.input_norm)
     cfg.image_pi_params = data.test.cache.params.to_dict()  # recorded: a TGD student checks its cache against it
     return data

@@ -40,27 +40,33 @@ class Indexed:
         return image, int(target), int(index)
 
 
-def check_val_split(val_split) -> float:
+# The key of the held-out draw: one constant, never the run's seed, so every method and seed trained with the
+# same data and --val_fraction selects its checkpoint on the same images (and pairs of runs stay comparable).
+SPLIT_KEY = 0
+
+
+def check_val_fraction(val_fraction) -> float:
     try:
-        value = float(val_split)
+        value = float(val_fraction)
     except (TypeError, ValueError):
         value = -1.0
     if not 0.0 <= value < 1.0:
-        raise TopKDError(f"val_split must be a number in [0, 1) (a fraction of the training set), got {val_split!r}")
+        raise TopKDError(f"val_fraction must be a number in [0, 1) (a fraction of the training set), "
+                         f"got {val_fraction!r}")
     return value
 
 
-def split_indices(targets: Sequence[int], val_split: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Sorted (train, val) positions given `seed`: stratified by `targets` when possible, else random."""
+def split_indices(targets: Sequence[int], val_fraction: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, val) positions, drawn with `SPLIT_KEY`: stratified by `targets` when possible, else not."""
     targets = np.asarray(targets)
-    n, n_val = len(targets), int(round(val_split * len(targets)))
+    n, n_val = len(targets), int(round(val_fraction * len(targets)))
     if n_val < 1 or n_val >= n:
-        raise TopKDError(f"val_split={val_split} leaves an empty train or val part of {n} training items; "
+        raise TopKDError(f"val_fraction={val_fraction} leaves an empty train or val part of {n} training items; "
                          "choose a fraction between 1/N and 1 - 1/N")
     try:
-        train, val = train_test_split(np.arange(n), test_size=n_val, stratify=targets, random_state=seed)
+        train, val = train_test_split(np.arange(n), test_size=n_val, stratify=targets, random_state=SPLIT_KEY)
     except ValueError:  # a class too small, or fewer val slots than classes
-        train, val = train_test_split(np.arange(n), test_size=n_val, random_state=seed)
+        train, val = train_test_split(np.arange(n), test_size=n_val, random_state=SPLIT_KEY)
     return np.sort(train), np.sort(val)
 
 
@@ -71,14 +77,14 @@ def with_transform(dataset: Dataset, transform) -> Dataset:
     return other
 
 
-def hold_out(train_set: Dataset, eval_transform, val_split: float, seed: int,
+def hold_out(train_set: Dataset, eval_transform, val_fraction: float,
              keep: Optional[np.ndarray] = None) -> Tuple[Dataset, Optional[Dataset]]:
     """(train, val) of ``train_set`` (which has ``.targets``): val items are the same data under
     ``eval_transform``. ``keep``: sorted positions to train on (default all); items keep their own index."""
     targets = np.asarray(train_set.targets)
     keep = np.arange(len(targets)) if keep is None else np.asarray(keep)
-    if val_split == 0.0:
+    if val_fraction == 0.0:
         return (train_set if len(keep) == len(targets) else Subset(train_set, keep.tolist())), None
-    train, val = split_indices(targets[keep], val_split, seed)
+    train, val = split_indices(targets[keep], val_fraction)
     val_set = Subset(with_transform(train_set, eval_transform), keep[val].tolist())
     return Subset(train_set, keep[train].tolist()), val_set

@@ -42,7 +42,7 @@ def _fingerprint(cls, label: str) -> Fingerprint:
 
 
 def _build(cls, label: str, name: str, num_classes: int, mean, std, root: str, download: bool,
-           val_split: float, seed: int, train_augment: bool, normalize: str) -> DataBundle:
+           val_fraction: float, train_augment: bool, normalize: str) -> DataBundle:
     """Both splits of one CIFAR variant and the held-out part (``normalize``: ``dataset`` or ``tgd``)."""
     mean, std = tf.image_statistics(mean, std, normalize)
     eval_tf = tf.cifar_eval(mean, std)
@@ -54,22 +54,22 @@ def _build(cls, label: str, name: str, num_classes: int, mean, std, root: str, d
             if "not found or corrupted" not in str(err):
                 raise
             raise _missing(cls, label, root) from None
-    train, val = hold_out(sets[0], eval_tf, val_split, seed)
+    train, val = hold_out(sets[0], eval_tf, val_fraction)
     return DataBundle(train=train, val=val, test=sets[1], num_classes=num_classes, in_channels=3,
                       image_size=32, name=name, mean=tuple(mean), std=tuple(std))
 
 
 @register("cifar100", recipe="cifar", fingerprint=_fingerprint(IndexedCIFAR100, "CIFAR-100"), on_device=True)
-def build_cifar100(root: str, download: bool, val_split: float, seed: int,
+def build_cifar100(root: str, download: bool, val_fraction: float,
                    train_augment: bool = True, normalize: str = "dataset") -> DataBundle:
     """CIFAR-100: 50,000 train / 10,000 test 32x32 RGB images, 100 fine classes."""
     return _build(IndexedCIFAR100, "CIFAR-100", "cifar100", 100, tf.CIFAR100_MEAN, tf.CIFAR100_STD, root,
-                  download, val_split, seed, train_augment, normalize)
+                  download, val_fraction, train_augment, normalize)
 
 
 @register("cifar10", recipe="cifar", fingerprint=_fingerprint(IndexedCIFAR10, "CIFAR-10"), on_device=True)
-def build_cifar10(root: str, download: bool, val_split: float, seed: int,
+def build_cifar10(root: str, download: bool, val_fraction: float,
                   train_augment: bool = True, normalize: str = "dataset") -> DataBundle:
     """CIFAR-10: 50,000 train / 10,000 test 32x32 RGB images, 10 classes."""
     return _build(IndexedCIFAR10, "CIFAR-10", "cifar10", 10, tf.CIFAR10_MEAN, tf.CIFAR10_STD, root,
-                  download, val_split, seed, train_augment, normalize)
+                  download, val_fraction, train_augment, normalize)

@@ -54,7 +54,7 @@ def shipped_fingerprint() -> str:
 
 
 @register("digits", recipe="cifar", fingerprint=lambda root, download: shipped_fingerprint(), on_device=True)
-def build_digits(root: str, download: bool, val_split: float, seed: int, image_size: int = 32,
+def build_digits(root: str, download: bool, val_fraction: float, image_size: int = 32,
                  train_augment: bool = True, train_fraction: float = 1.0) -> DataBundle:
     """1437 train / 360 test digits (a fixed stratified 80/20 split, whatever the seed): pixels 0..16 scaled to
     [0, 1], replicated to 3 channels, resized (bilinear) to ``image_size`` and normalized by the whole training
@@ -80,6 +80,6 @@ def build_digits(root: str, download: bool, val_split: float, seed: int, image_s
     train_full = TensorImages(train_images, torch.from_numpy(targets[train_pos]), train_tf)
     test = TensorImages(images[test_pos], torch.from_numpy(targets[test_pos]), eval_tf)
     keep = fraction_positions(targets[train_pos], float(train_fraction))
-    train, val = hold_out(train_full, eval_tf, val_split, seed, keep=keep)
+    train, val = hold_out(train_full, eval_tf, val_fraction, keep=keep)
     return DataBundle(train=train, val=val, test=test, num_classes=10, in_channels=3,
                       image_size=image_size, name="digits", mean=mean, std=std)

@@ -40,7 +40,7 @@ def same_classes(train: IndexedImageFolder, test: IndexedImageFolder, what: str)
 
 
 @register("imagenet", recipe="imagenet", fingerprint=image_tree("train", "val"))
-def build_imagenet(root: str, download: bool, val_split: float, seed: int, image_size: int = 224,
+def build_imagenet(root: str, download: bool, val_fraction: float, image_size: int = 224,
                    train_augment: bool = True) -> DataBundle:
     """ImageFolder train/val trees (``val/`` is the test set); images cropped to `image_size` pixels."""
     if download:
@@ -53,13 +53,13 @@ def build_imagenet(root: str, download: bool, val_split: float, seed: int, image
     train_full = open_split(os.path.join(root, "train"), train_tf)
     test = open_split(os.path.join(root, "val"), eval_tf)
     same_classes(train_full, test, "ImageNet")
-    train, val = hold_out(train_full, eval_tf, val_split, seed)
+    train, val = hold_out(train_full, eval_tf, val_fraction)
     return DataBundle(train=train, val=val, test=test, num_classes=len(train_full.classes), in_channels=3,
                       image_size=image_size, name="imagenet", mean=tf.IMAGENET_MEAN, std=tf.IMAGENET_STD)
 
 
 @register("cinic10", recipe="cifar", fingerprint=image_tree("train", "test"))
-def build_cinic10(root: str, download: bool, val_split: float, seed: int, train_augment: bool = True,
+def build_cinic10(root: str, download: bool, val_fraction: float, train_augment: bool = True,
                   normalize: str = "dataset") -> DataBundle:
     """CINIC-10 train/test trees, CIFAR-style transforms, 10 classes (``normalize``: see `datasets.cifar`)."""
     if download:
@@ -71,6 +71,6 @@ def build_cinic10(root: str, download: bool, val_split: float, seed: int, train_
     train_full = open_split(os.path.join(root, "train"), train_tf, "CINIC-10", CINIC10_LAYOUT)
     test = open_split(os.path.join(root, "test"), eval_tf, "CINIC-10", CINIC10_LAYOUT)
     same_classes(train_full, test, "CINIC-10")
-    train, val = hold_out(train_full, eval_tf, val_split, seed)
+    train, val = hold_out(train_full, eval_tf, val_fraction)
     return DataBundle(train=train, val=val, test=test, num_classes=len(train_full.classes), in_channels=3,
                       image_size=32, name="cinic10", mean=tuple(mean), std=tuple(std))

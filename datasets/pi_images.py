@@ -389,12 +389,12 @@ def attach_image_pis(bundle: DataBundle, cache_root, pi_cache=None, verify: bool
 
 
 def pi_bundle(cache_root, dataset: str, num_classes: int, params: Optional[ImagePIParams] = ImagePIParams(),
-              val_split: float = 0.0, seed: int = 0, pi_cache=None, verify: bool = True,
+              val_fraction: float = 0.0, pi_cache=None, verify: bool = True,
               input_norm: str = "dataset") -> DataBundle:
     """A `DataBundle` of cached PIs for the PI teacher: items ``(pi, target, index)``, ``in_channels`` 2C,
     ``image_size`` R, ``mean``/``std`` the PI normalisation (0 / 1 for ``dataset``); val: held out of train."""
     train_c, test_c = _pi_cache_pair(cache_root, dataset, params, (None, None), pi_cache, verify, input_norm)
-    train, val = hold_out(PIImages(train_c), None, val_split, seed)
+    train, val = hold_out(PIImages(train_c), None, val_fraction)
     channels = int(train_c.manifest["pi_shape"][0])
     mean, std = train_c.normalize or ((0.0,) * channels, (1.0,) * channels)
     return DataBundle(train=train, val=val, test=PIImages(test_c), num_classes=int(num_classes),

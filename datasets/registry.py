@@ -13,7 +13,7 @@ from torchvision.datasets.utils import calculate_md5
 
 from topkd_io import TopKDError, write_text
 
-from .bundle import DataBundle, check_val_split
+from .bundle import DataBundle, check_val_fraction
 
 Fingerprint = Callable[[str, bool], str]
 
@@ -28,10 +28,10 @@ class DatasetInfo:
     on_device: bool = False
 
 
-# name -> function(root, download, val_split, seed, **options) -> DataBundle
+# name -> function(root, download, val_fraction, **options) -> DataBundle
 DATASET_BUILDERS: Dict[str, Callable[..., DataBundle]] = {}
 DATASET_INFO: Dict[str, DatasetInfo] = {}
-_COMMON = ("root", "download", "val_split", "seed")
+_COMMON = ("root", "download", "val_fraction")
 
 
 def register(name: str, *, recipe: str, fingerprint: Fingerprint, on_device: bool = False):
@@ -81,17 +81,18 @@ def builder_default(name: str, option: str):
     return None if param is None or param.default is inspect.Parameter.empty else param.default
 
 
-def build_datasets(name: str, root: str = "./data", download: bool = False, val_split: float = 0.0,
-                   seed: int = 0, **options) -> DataBundle:
-    """The train/(val)/test sets of data set ``name`` under ``root``; ``val_split``: the fraction of the training
-    data held out as ``val`` (given ``seed``); ``options``: the data set's own keywords (``image_size``, ...)."""
+def build_datasets(name: str, root: str = "./data", download: bool = False, val_fraction: float = 0.0,
+                   **options) -> DataBundle:
+    """The train/(val)/test sets of data set ``name`` under ``root``; ``val_fraction``: the fraction of the
+    training data held out as ``val`` (the same items whatever the seed: `bundle.SPLIT_KEY`); ``options``: the
+    data set's own keywords (``image_size``, ...)."""
     builder = DATASET_BUILDERS[dataset_info(name).name]
-    val_split = check_val_split(val_split)
+    val_fraction = check_val_fraction(val_fraction)
     unknown = sorted(set(options) - set(builder_options(name)))
     if unknown:
         raise TopKDError(f"unknown option(s) {', '.join(unknown)} for data set {name!r}; "
                          f"valid: {', '.join(builder_options(name)) or 'none'}")
-    return builder(root=str(root), download=bool(download), val_split=val_split, seed=int(seed), **options)
+    return builder(root=str(root), download=bool(download), val_fraction=val_fraction, **options)
 
 
 def digest(items) -> str:

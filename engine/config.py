@@ -123,8 +123,9 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dataset", default="cifar100")
     option(g, "--data_root", default="./data", result=False)  # the data it holds is in the identity
     option(g, "--download", action=argparse.BooleanOptionalAction, default=False, result=False)
-    g.add_argument("--val_split", type=float, default=0.0,
-                   help="fraction of the training set held out for model selection (0 = select on test)")
+    g.add_argument("--val_fraction", type=float, default=0.0,
+                   help="fraction of the training set held out (stratified, the same images for every method and "
+                        "seed) to select the best checkpoint on (default 0: selected on test, the papers' way)")
     add_stage_args(g, 4, "DataLoader workers (default 4; the official TopKD code's default is 1, RepDistiller's 8)")
     g.add_argument("--image_size", type=int, default=None, help="image side for datasets that allow it (digits)")
     g.add_argument("--train_fraction", type=float, default=None, help="digits: a fixed stratified training fraction")
@@ -257,7 +258,7 @@ def parse_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] 
     check_number(cfg.weight_decay, "--weight_decay", low=0)
     check_number(cfg.momentum, "--momentum", low=0, high=1, high_open=True)
     check_number(cfg.lr_decay_rate, "--lr_decay_rate", low=0, low_open=True)
-    check_number(getattr(cfg, "val_split", 0.0), "--val_split", low=0, high=1, high_open=True)
+    check_number(getattr(cfg, "val_fraction", 0.0), "--val_fraction", low=0, high=1, high_open=True)
     if getattr(cfg, "init_s", None) and not os.path.isfile(cfg.init_s):
         raise FileNotFoundError(f"--init_s {cfg.init_s} not found; pass an existing checkpoint file")
     return cfg

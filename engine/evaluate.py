@@ -51,21 +51,21 @@ def eval_data(options: argparse.Namespace, cfg: Dict[str, Any], num_classes: int
     """-> ``(dataset name, the split to evaluate on, its class count)``, built as the run recorded (``cfg``)
     unless the options say otherwise."""
     dataset = options.dataset or cfg.get("dataset") or "cifar100"
-    val_split = options.val_split if options.val_split is not None else float(cfg.get("val_split") or 0.0)
-    seed = options.seed if options.seed is not None else int(cfg.get("seed") or 0)
-    if options.split == "val" and not val_split:
+    val_fraction = options.val_fraction if options.val_fraction is not None else \
+        float(cfg.get("val_fraction") or 0.0)
+    if options.split == "val" and not val_fraction:
         raise TopKDError("--split val needs a validation part of the training set: the run recorded none; pass "
-                         "--val_split (and --seed) as the run was trained, or use --split test")
+                         "--val_fraction as the run was trained, or use --split test")
     if (options.input or cfg.get("input")) == "pi":
         pi_root, pi_cache = options.pi_root, getattr(options, "pi_cache", None)
         if not (pi_root or pi_cache):  # the run's own cache
             pi_root, pi_cache = cfg.get("pi_root") or "./data/image_pi", cfg.get("pi_cache")
-        data = pi_bundle(pi_root, dataset, num_classes, val_split=val_split, seed=seed, pi_cache=pi_cache,
+        data = pi_bundle(pi_root, dataset, num_classes, val_fraction=val_fraction, pi_cache=pi_cache,
                          verify=not cfg.get("no_verify"),
                          input_norm=cfg.get("input_norm") or RECIPES[PI_RECIPE]["input_norm"])
     else:
         data = build_datasets(dataset, options.data_root or cfg.get("data_root") or "./data", download=False,
-                              val_split=val_split, seed=seed,
+                              val_fraction=val_fraction,
                               **recorded_data_options(cfg, dataset, image_size=options.image_size))
     return dataset, data.val if options.split == "val" else data.test, data.num_classes
 

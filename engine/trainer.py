@@ -6,7 +6,8 @@ MultiStepLR stepped once per epoch, epochs counted from 1 as in the official cod
 by (seed, epoch, index) (`datasets.keyed`): results do not depend on ``--num_workers`` and ``--resume`` is
 bit-exact. The GPU fast paths (``--compile``, ``--data_on_device``) are taken here and nowhere else. Rank 0
 writes ``config.yaml``, ``<arch>_last.pth`` / ``<arch>_best.pth`` (best by validation top-1 when a validation
-set exists, else by test top-1, the papers' convention), ``tb/`` and ``summary.yaml``."""
+set exists, never reading a test number, else by test top-1, the papers' convention), ``tb/`` and
+``summary.yaml`` (with every epoch's test and validation top-1, ``per_epoch``)."""
 import bisect
 import logging
 import math
@@ -114,6 +115,8 @@ class Trainer:
         self.start_epoch, self.global_step, self.writer = 1, 0, None
         self.best = {"score": -math.inf, "acc": 0.0, "epoch": 0, "val_acc": None}
         self.last: Dict[str, Any] = {}
+        # top-1 (percent) of every epoch from 1 on: test, and validation when there is a validation set
+        self.per_epoch: Dict[str, list] = {"test_top1": [], **({"val_top1": []} if val_set is not None else {})}
         self.max_steps = int(getattr(cfg, "max_steps", 0) or 0)  # --max_steps: a cap over the whole run
 
     def _loader(self, dataset: Dataset, sampler, drop_last: bool = False) -> DataLoader:
@@ -172,6 +175,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(), "rng": rng_ranks[0], "config": self.config(),
             "distiller": {k: v for k, v in self.distiller.state_dict().items() if not k.startswith(skip)},
             "probes": {k: dict(v) for k, v in self.probe_values.items()},
+            "per_epoch": {k: list(v) for k, v in self.per_epoch.items()},
             **({"rng_ranks": rng_ranks} if len(rng_ranks) > 1 else {}),
         }
 
@@ -241,6 +245,8 @@ class Trainer:
         self.best = {k: ckpt.get(f"best_{k}", v) for k, v in self.best.items()}
         self.last = {k: ckpt.get(f"last_{k}") for k in ("acc", "top5", "val_acc")}
         self.probe_values = {k: dict(v) for k, v in (ckpt.get("probes") or {}).items()}
+        stored_epochs = ckpt.get("per_epoch") or {}  # a checkpoint written before it was kept: None per epoch
+        self.per_epoch = {k: list(stored_epochs.get(k) or [None] * done) for k in self.per_epoch}
         self.global_step = done * len(self.train_loader)
         log.info(f"resumed from {path} at epoch {self.start_epoch} (best {self.best['acc']:.2f} "
                  f"at epoch {self.best['epoch']})")
@@ -343,7 +349,7 @@ class Trainer:
                      f"{cfg.weight_decay}, batch {cfg.batch_size}, {cfg.epochs} epochs, lr x{cfg.lr_decay_rate} at "
                      f"{list(cfg.lr_decay_epochs)}; loss = {self.distiller.loss_summary()}")
             log.info("model selection: best checkpoint by validation top-1" if self.selected_by == "val" else
-                     "model selection: best checkpoint by test top-1 (no --val_split; the papers' convention)")
+                     "model selection: best checkpoint by test top-1 (no --val_fraction; the papers' convention)")
             for epoch in range(self.start_epoch, cfg.epochs + 1):
                 start = time.perf_counter()
                 lr = self.optimizer.param_groups[0]["lr"]
@@ -357,6 +363,9 @@ class Trainer:
                 if improved:
                     self.best = {"score": score, "acc": test["top1"], "epoch": epoch, "val_acc": val_acc}
                 self.last = {"acc": test["top1"], "top5": test["top5"], "val_acc": val_acc}
+                for key, stats in (("test_top1", test), ("val_top1", val)):
+                    if key in self.per_epoch:
+                        self.per_epoch[key].append(stats["top1"])
                 stopping = bool(self.max_steps and self.global_step >= self.max_steps)
                 self._run_probes(epoch, final=epoch == cfg.epochs or stopping)
                 rng_ranks = gather_objects(get_rng_state(), self.dist)  # a collective: every rank joins
@@ -388,6 +397,7 @@ class Trainer:
             "train_seconds_per_epoch": sum(train_times) / len(train_times) if train_times else None,
             "best_checkpoint": self.best_path, "last_checkpoint": self.last_path,
             "probes": {k: dict(v) for k, v in self.probe_values.items()},
+            "per_epoch": {k: list(v) for k, v in self.per_epoch.items()},
         }
         if self.is_main and times:  # summary.yaml: its format is in docs/topology.md
             settings = {p.name: p.settings() for p in self.probes if hasattr(p, "settings")}

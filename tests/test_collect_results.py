@@ -4,6 +4,7 @@ import csv
 import importlib
 import io
 import json
+import math
 import os
 import re
 import shlex
@@ -13,9 +14,11 @@ import statistics
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from scipy import stats
 
 from engine.config import parse_config
 from tools import collect_results as cr
@@ -103,7 +106,7 @@ def test_groups_means_and_stds(roots, tmp_path):
     assert float(row["teacher_mean"]) == pytest.approx(73.0)
     # the config column: the options that are not the same in every row (epochs 240 is, and is said once)
     assert row["config"] == "alpha 2 beta 0.8 delta 5 gamma 1 kd_T 4 lr 0.05"
-    assert md.endswith("Equal in every row (not repeated in the config column): epochs 240.\n")
+    assert "\nEqual in every row (not repeated in the config column): epochs 240.\n" in md
 
 
 def test_cli_and_errors(roots, tmp_path, capsys):
@@ -287,7 +290,7 @@ def test_baseline_references_and_aliases(tmp_path):
 # Rows are the runs' recorded identities (trial and seed left out)
 # ------------------------------------------------------------------------------------------------
 from engine.record import Identity  # noqa: E402
-from topkd_io import save_torch, write_yaml  # noqa: E402
+from topkd_io import load_checkpoint, save_torch, write_yaml  # noqa: E402
 
 DKD = {"model_s": "resnet8", "model_t": "resnet20", "dataset": "digits", "distill": "dkd", "gamma": 1.0,
        "alpha": 0.0, "beta": 1.0, "delta": 0.0, "kd_T": 4.0, "dkd_alpha": 1.0, "dkd_beta": 8.0, "lr": 0.05,
@@ -480,3 +483,132 @@ def test_evaluate_uses_each_runs_recorded_data_root(tmp_path, monkeypatch):
     rows = cr.collect([tmp_path / "t"], tmp_path / "table", evaluate=True)[2]
     assert rows[0].best.mean == pytest.approx(summary["last_acc"]) and not rows[0].best.note
     assert list(Path(best).parent.glob("eval_*_imagenet_test.yaml"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Which accuracy, and paired differences against a baseline
+# ------------------------------------------------------------------------------------------------
+KD = dict(TOPKD, delta=0.0)
+# six seeds of KD and of KD+TopKD (same teacher, data and settings): best, last, linear CKA
+KD_SEEDS = [(70.0, 69.5, 0.80), (71.5, 70.0, 0.82), (69.0, 68.0, 0.79), (72.0, 71.5, 0.85), (70.5, 70.5, 0.81),
+            (71.0, 69.0, 0.83)]
+TOPKD_SEEDS = [(70.4, 69.0, 0.84), (71.0, 70.6, 0.85), (70.2, 68.9, 0.80), (72.9, 71.0, 0.88), (70.1, 69.8, 0.86),
+               (72.3, 70.1, 0.83)]
+
+
+def curve(best, last, epochs=12):
+    """A per-epoch test top-1 list that peaks at ``best`` (epoch 3) and ends at ``last``."""
+    return [best - 5.0, best - 1.0, best] + [last - 0.1 * (epochs - 4 - i) for i in range(epochs - 4)] + [last]
+
+
+def scored_run(folder, options, inputs, best, last, cka, trial, epochs=12):
+    recorded_run(folder, options, inputs, best, last, trial=trial)
+    for name in (f"{options['model_s']}_best.pth", f"{options['model_s']}_last.pth"):
+        ckpt = load_checkpoint(folder / name)
+        save_torch(dict(ckpt, selected_by="test", per_epoch={"test_top1": curve(best, last, epochs)},
+                        probes={"topo": {"epoch": epochs, "cka_linear": cka}}), folder / name)
+
+
+def test_paired_difference_against_kd_is_scipys(tmp_path):
+    """The table gave each method's mean ± std alone: a reader had to pair the seeds by hand. Each method row now
+    carries its paired difference from the KD row of the same settings, as scipy's paired t-test computes it."""
+    for trial in range(6):
+        scored_run(tmp_path / "runs" / f"kd_{trial}", KD, {"path_t": TEACHER_SHA}, *KD_SEEDS[trial], trial)
+        scored_run(tmp_path / "runs" / f"topkd_{trial}", TOPKD, {"path_t": TEACHER_SHA}, *TOPKD_SEEDS[trial], trial)
+    md, _, rows = cr.collect([tmp_path / "runs"], tmp_path / "table", last_k=4)
+    table = json.loads(md.with_suffix(".json").read_text())
+    topkd = next(r for r in table if r["method"] == "kd+topkd")
+    assert topkd["paired"]["baseline"] == "kd" and topkd["paired"]["note"] == ""
+    for column, index in (("best", 0), ("last", 1), ("cka_linear", 2)):
+        x, y = [s[index] for s in TOPKD_SEEDS], [s[index] for s in KD_SEEDS]
+        d = np.subtract(x, y)
+        half = stats.t.ppf(0.975, 5) * d.std(ddof=1) / math.sqrt(6)
+        got = topkd["paired"][column]
+        assert got["n"] == 6 and got["mean"] == pytest.approx(d.mean())
+        assert (got["low"], got["high"]) == (pytest.approx(d.mean() - half), pytest.approx(d.mean() + half))
+        assert got["p"] == pytest.approx(stats.ttest_rel(x, y).pvalue)
+        assert got["boot_low"] is not None  # six seeds: a bootstrap interval as well
+    # the last-4 mean of each run is the mean of its logged last 4 epochs; their paired difference likewise
+    lastk = [np.mean(curve(b, l)[-4:]) for b, l, _ in TOPKD_SEEDS], [np.mean(curve(b, l)[-4:]) for b, l, _ in KD_SEEDS]
+    assert next(r for r in rows if r.method == "kd").stats["last_k"].mean == pytest.approx(np.mean(lastk[1]))
+    assert topkd["paired"]["last_k"]["mean"] == pytest.approx(np.mean(lastk[0]) - np.mean(lastk[1]))
+    assert topkd["paired"]["val_selected"] is None  # no validation split: nothing to pair
+    # the CSV carries the numbers; the Markdown prints the interval, and says when it holds 0
+    row = next(r for r in csv.DictReader(io.StringIO(md.with_suffix(".csv").read_text())) if r["method"] == "kd+topkd")
+    assert float(row["vs_kd_best_p"]) == pytest.approx(stats.ttest_rel(*[[s[0] for s in t] for t in (TOPKD_SEEDS,
+                                                                                                    KD_SEEDS)]).pvalue)
+    assert row["vs_kd_best_n"] == "6" and row["vs_kd_val_selected_mean"] == ""
+    text = md.read_text()
+    assert "test-selected" in text and "val-selected" in text and "last-4 mean" in text
+    line = next(l for l in text.split("Paired")[1].splitlines() if "| kd+topkd |" in l)
+    assert cr.paired_difference([s[0] for s in TOPKD_SEEDS], [s[0] for s in KD_SEEDS]).text() in line
+    assert "(CI holds 0)" in line
+
+
+@pytest.mark.parametrize("options, inputs, why", [
+    (TOPKD, {"path_t": "2" * 64}, "path_t"),
+    (dict(TOPKD, val_fraction=0.2), {"path_t": TEACHER_SHA}, "val_fraction"),
+    (TOPKD, {"path_t": TEACHER_SHA, "data": "3" * 64}, "data"),
+    (dict(TOPKD, dataset="cifar10"), {"path_t": TEACHER_SHA}, "dataset"),
+])
+def test_rows_of_other_teacher_data_or_split_are_never_paired(tmp_path, options, inputs, why):
+    """A method row is paired only with the baseline row whose runs differ from its own in the method alone."""
+    for trial in range(3):
+        scored_run(tmp_path / "runs" / f"kd_{trial}", KD, {"path_t": TEACHER_SHA}, *KD_SEEDS[trial], trial)
+        scored_run(tmp_path / "runs" / f"topkd_{trial}", options, inputs, *TOPKD_SEEDS[trial], trial)
+    md, _, _ = cr.collect([tmp_path / "runs"], tmp_path / "table")
+    topkd = next(r for r in json.loads(md.with_suffix(".json").read_text()) if r["method"] == "kd+topkd")
+    assert all(v is None for k, v in topkd["paired"].items() if k not in ("baseline", "note"))
+    assert f"differs in {why}" in topkd["paired"]["note"]
+    paired = md.read_text().split("Paired")[1]
+    line = next(l for l in paired.splitlines() if "| kd+topkd |" in l)
+    assert "| - |" in line and f"differs in {why}" in paired
+
+
+def test_ce_baseline_and_fewer_epochs_than_k(tmp_path):
+    """--baseline ce pairs with the CE-only students (--distill kd -a 0); runs of 3 epochs under --last_k 10 are
+    averaged over their 3 epochs, and the table says so."""
+    for trial in range(2):
+        scored_run(tmp_path / "runs" / f"ce_{trial}", dict(KD, alpha=0.0), {"path_t": TEACHER_SHA},
+                   *KD_SEEDS[trial], trial, epochs=3)
+        scored_run(tmp_path / "runs" / f"kd_{trial}", KD, {"path_t": TEACHER_SHA}, *TOPKD_SEEDS[trial], trial,
+                   epochs=3)
+    md, _, rows = cr.collect([tmp_path / "runs"], tmp_path / "table", baseline="ce")
+    kd = next(r for r in rows if r.method == "kd")
+    want = np.mean([np.mean(curve(b, l, 3)) for b, l, _ in TOPKD_SEEDS[:2]])
+    assert kd.stats["last_k"].mean == pytest.approx(want)
+    assert kd.paired["best"].n == 2 and kd.paired["best"].mean == pytest.approx(
+        np.mean([t[0] - k[0] for t, k in zip(TOPKD_SEEDS[:2], KD_SEEDS[:2])]))
+    assert "fewer than 10 epochs" in md.read_text()
+    with pytest.raises(ValueError, match="--last_k must be a positive integer"):
+        cr.main([str(tmp_path / "runs"), "--out", str(tmp_path / "x"), "--last_k", "0"])
+
+
+def test_tiny_runs_with_val_fraction_end_to_end(tmp_path):
+    """Real digits runs with --val_fraction: the val-selected column is each run's test top-1 at its validation-
+    selected epoch, the last-k mean is the mean of its logged epochs, and two methods pair by seed."""
+    import train_student
+    import train_teacher
+
+    base = ["--dataset", "digits", "--image_size", "8", "--batch_size", "64", "--num_workers", "0", "--device",
+            "cpu", "--print_freq", "1000", "--threads", "1", "--lr_decay_epochs", "100", "--train_fraction", "0.3",
+            "--epochs", "2"]
+    runs = tmp_path / "runs"
+    teacher = train_teacher.main(base + ["--model", "resnet8", "--save_dir", str(runs / "t")])["best_checkpoint"]
+    summaries = {}
+    for method in (["--distill", "kd", "-a", "1"], ["--distill", "dkd"]):
+        for seed in ("0", "1"):
+            summaries[method[1], seed] = train_student.main(
+                base + method + ["--path_t", teacher, "--model_s", "resnet8", "--seed", seed, "--val_fraction", "0.2",
+                                 "--topo_eval_batches", "0", "--save_dir", str(runs / "s")])
+    md, _, rows = cr.collect([runs], tmp_path / "table", last_k=10)
+    kd, dkd = (next(r for r in rows if r.method == m) for m in ("kd", "dkd"))
+    for row, method in ((kd, "kd"), (dkd, "dkd")):
+        done = [summaries[method, s] for s in ("0", "1")]
+        assert all(s["selected_by"] == "val" and len(s["per_epoch"]["val_top1"]) == 2 for s in done)
+        assert row.stats["val_selected"].mean == pytest.approx(np.mean([s["best_acc"] for s in done]))
+        assert row.stats["last_k"].mean == pytest.approx(np.mean([np.mean(s["per_epoch"]["test_top1"]) for s in done]))
+        assert row.stats["best"].mean == pytest.approx(np.mean([max(s["per_epoch"]["test_top1"]) for s in done]))
+    want = [summaries["dkd", s]["best_acc"] - summaries["kd", s]["best_acc"] for s in ("0", "1")]
+    assert dkd.paired["val_selected"].n == 2 and dkd.paired["val_selected"].mean == pytest.approx(np.mean(want))
+    assert kd.trials == dkd.trials == 2 and "5 run(s) of fewer than 10 epochs" in md.read_text()

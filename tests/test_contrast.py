@@ -10,7 +10,7 @@ from distiller.crd import ContrastSample, index_targets
 @pytest.fixture(scope="module")
 def digits_held_out():
     """digits at 8x8 with a 20 % validation hold-out: train items report indices of the full set."""
-    return datasets.build_datasets("digits", "./data", val_split=0.2, seed=0, image_size=8)
+    return datasets.build_datasets("digits", "./data", val_fraction=0.2, image_size=8)
 
 
 def test_index_targets_unwraps_the_hold_out(digits_held_out):

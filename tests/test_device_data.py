@@ -66,7 +66,7 @@ def test_digits_train_batches_equal_cpu_path(device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_cifar100_crops_flips_and_eval_equal_cpu_path(tmp_path, skip_md5, device):  # noqa: F811
     _write_cifar100(tmp_path, n_train=60, n_test=20)
-    data = build_datasets("cifar100", str(tmp_path), val_split=0.2, seed=0)  # train/val are Subsets
+    data = build_datasets("cifar100", str(tmp_path), val_fraction=0.2)  # train/val are Subsets
     dev = torch.device(device)
     keyed = KeyedItems(data.train, 3)
     for epoch in (1, 2):
@@ -83,7 +83,7 @@ def test_cifar100_crops_flips_and_eval_equal_cpu_path(tmp_path, skip_md5, device
 
 
 def test_crd_negatives_equal_cpu_path():
-    data = build_datasets("digits", "unused", image_size=8, val_split=0.1)
+    data = build_datasets("digits", "unused", image_size=8, val_fraction=0.1)
     for mode in ("exact", "relax"):
         keyed = KeyedItems(ContrastSample(data.train, k=50, mode=mode), 11)
         sampler = _train_keys(len(data.train), 4, 11)
@@ -147,7 +147,7 @@ def test_tgd_pi_caches_equal_cpu_path(tmp_path, skip_md5):  # noqa: F811
     for split in ("train", "test"):
         build_pi_cache(raw_images("cifar100", str(tmp_path), split), cache_folder(tmp_path / "pi", "cifar100", split),
                        "cifar100", split, chunk_size=16)
-    data = attach_image_pis(build_datasets("cifar100", str(tmp_path), val_split=0.2), tmp_path / "pi")
+    data = attach_image_pis(build_datasets("cifar100", str(tmp_path), val_fraction=0.2), tmp_path / "pi")
     dev = torch.device("cpu")
     keyed = KeyedItems(data.train, 1)
     sampler = _train_keys(len(data.train), 2, 1)
@@ -156,7 +156,7 @@ def test_tgd_pi_caches_equal_cpu_path(tmp_path, skip_md5):  # noqa: F811
         order = list(range(len(split)))
         _assert_same(_cpu_batches(split, order, 4), list(DeviceLoader(split, order, 4, dev)))
     # the PI teacher's own data (PIImages, a held-out part as Subset)
-    pis = pi_bundle(tmp_path / "pi", "cifar100", num_classes=100, val_split=0.2)
+    pis = pi_bundle(tmp_path / "pi", "cifar100", num_classes=100, val_fraction=0.2)
     for split in (pis.train, pis.val, pis.test):
         order = list(range(len(split)))
         _assert_same(_cpu_batches(split, order, 5), list(DeviceLoader(split, order, 5, dev)))

@@ -76,7 +76,7 @@ def test_recipe_defaults_and_precedence(tmp_path):
 
 @pytest.mark.parametrize("argv, words", [
     (["--epochs", "0"], "--epochs"), (["--batch_size", "-1"], "--batch_size"), (["--lr", "0"], "--lr"),
-    (["--momentum", "1.5"], "--momentum"), (["--val_split", "1"], "--val_split")])
+    (["--momentum", "1.5"], "--momentum"), (["--val_fraction", "1"], "--val_fraction")])
 def test_bad_values_are_value_errors(argv, words):
     with pytest.raises(ValueError, match=words):
         parse_config(make_parser(), argv)
@@ -184,11 +184,28 @@ def test_trains_digits_and_writes_run_folder(tmp_path, digits, capsys):
 
 
 def test_validation_split_selects_on_val(tmp_path, capsys):
-    data = build_datasets("digits", "unused", image_size=16, val_split=0.2)
-    cfg = make_cfg(tmp_path / "run", "--epochs", "1", "--val_split", "0.2")
+    data = build_datasets("digits", "unused", image_size=16, val_fraction=0.2)
+    cfg = make_cfg(tmp_path / "run", "--epochs", "1", "--val_fraction", "0.2")
     summary, _ = train(cfg, data)
     assert summary["selected_by"] == "val" and summary["best_val_acc"] is not None
     assert "by validation top-1" in capsys.readouterr().out
+
+
+def test_selected_epoch_comes_from_validation_only(tmp_path, monkeypatch):
+    """Scripted accuracies: test top-1 peaks at epoch 2, validation top-1 at epoch 3. The selected epoch is 3,
+    its test top-1 is reported, and the summary keeps every epoch's test and validation top-1."""
+    scripted = {"test": [50.0, 90.0, 60.0], "val": [70.0, 40.0, 80.0]}
+
+    def evaluate(self, loader):
+        top1 = scripted["val" if loader is self.val_loader else "test"][len(self.per_epoch["test_top1"])]
+        return {"loss": 1.0, "top1": top1, "top5": 100.0}
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    data = build_datasets("digits", "unused", image_size=16, val_fraction=0.2, train_fraction=0.2)
+    summary, _ = train(make_cfg(tmp_path / "run", "--val_fraction", "0.2"), data)
+    assert summary["per_epoch"] == {"test_top1": scripted["test"], "val_top1": scripted["val"]}
+    assert (summary["best_epoch"], summary["best_val_acc"], summary["best_acc"]) == (3, 80.0, 60.0)
+    assert load_checkpoint(tmp_path / "run" / "tiny_best.pth")["epoch"] == 3
 
 
 def test_resume_is_bit_exact(tmp_path, digits):
@@ -198,7 +215,10 @@ def test_resume_is_bit_exact(tmp_path, digits):
     assert resumed["epochs_run"] == 1
     for (name, a), b in zip(model_full.state_dict().items(), model_resumed.state_dict().values()):
         assert torch.equal(a, b), name
-    assert resumed["best_acc"] == full["best_acc"] and resumed["last_acc"] == full["last_acc"]
+    # the summary (per-epoch history included) equals the uninterrupted run's, but for timings and paths
+    differ = ("epochs_run", "seconds_per_epoch", "train_seconds_per_epoch", "best_checkpoint", "last_checkpoint")
+    assert len(full["per_epoch"]["test_top1"]) == 3 and "val_top1" not in full["per_epoch"]
+    assert {k: v for k, v in resumed.items() if k not in differ} == {k: v for k, v in full.items() if k not in differ}
 
 
 def test_resume_without_checkpoint(tmp_path, digits):

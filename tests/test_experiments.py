@@ -111,6 +111,33 @@ def test_provenance_in_config_and_checkpoints(teacher, tmp_path, run_stage):
     assert git_state(tmp_path) == {"commit": None, "dirty": None}  # outside a git checkout: unknown, no error
 
 
+def test_val_fraction_holds_out_the_same_images_for_every_method_and_seed(teacher, tmp_path, monkeypatch):
+    """--val_split drew the held-out images with the run's seed: two seeds of one comparison selected their
+    checkpoints on different images. --val_fraction holds out the same ones for every method, seed and stage."""
+    import datasets
+
+    class Built(Exception):
+        pass
+
+    splits, build = [], datasets.build_datasets
+
+    def stop_after_data(*args, **kwargs):
+        data = build(*args, **kwargs)
+        splits.append((data.train.indices, data.val.indices))
+        raise Built
+
+    monkeypatch.setattr(datasets, "build_datasets", stop_after_data)
+    for extra in (["--seed", "0"], ["--seed", "1"], ["--distill", "dkd", "--seed", "1"], ["-a", "0", "--seed", "2"]):
+        with pytest.raises(Built):
+            train_student.main(student(teacher, tmp_path, "--val_fraction", "0.2", *extra))
+    with pytest.raises(Built):
+        train_teacher.main(DIGITS + ["--model", "resnet8", "--save_dir", str(tmp_path), "--val_fraction", "0.2",
+                                     "--seed", "5"])
+    (train, val), *others = splits
+    assert len(others) == 4 and all(other == (train, val) for other in others)
+    assert len(val) == round(0.2 * 1437) and not set(train) & set(val) and len(train) + len(val) == 1437
+
+
 # ----------------------------------------------------------------------------------------- evaluate.py
 def test_evaluate_reproduces_the_stored_best_accuracy(teacher, tmp_path, run_stage):
     """There was no way to get a saved network's test top-1 without training (--epochs 0 is refused)."""

@@ -69,7 +69,7 @@ def test_data_set_from_one_file_runs_through_the_stages(toy_folder, tmp_path):
     from models.run_names import parse_checkpoint_path
 
     assert "toy_folder" in dataset_names()
-    check_bundle_contract(build_datasets("toy_folder", toy_folder, val_split=0.25), "toy_folder", RECIPES)
+    check_bundle_contract(build_datasets("toy_folder", toy_folder, val_fraction=0.25), "toy_folder", RECIPES)
     data = ["--dataset", "toy_folder", "--data_root", str(toy_folder), "--batch_size", "8"] + CPU + ONE_EPOCH
     teacher = train_teacher.main(data + ["--model", "resnet8", "--save_dir", str(tmp_path / "t")])
     best = Path(teacher["best_checkpoint"])

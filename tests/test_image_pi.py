@@ -186,7 +186,7 @@ def test_cache_round_trip_and_datasets(tmp_path):
     np.testing.assert_allclose(np.asarray(load_pi_cache(half).pis, dtype=np.float32), direct, atol=1e-3)
     # the PI-teacher bundle over train/test caches
     build_pi_cache(TinyImages(4, seed=1), cache_folder(tmp_path, "tiny", "test"), "tiny", "test", chunk_size=4)
-    bundle = pi_bundle(tmp_path, "tiny", num_classes=3, val_split=0.2)
+    bundle = pi_bundle(tmp_path, "tiny", num_classes=3, val_fraction=0.2)
     assert bundle.in_channels == 6 and bundle.image_size == 50 and len(bundle.val) == 2 and len(bundle.test) == 4
 
 

@@ -103,7 +103,7 @@ def test_data_choosing_options_and_world_size_are_in_the_identity(tmp_path, monk
     argv = teacher_argv(tmp_path, *DIGITS)
     identity = train_teacher.parse(argv)[1]
     assert identity.options["world_size"] == 1 and identity.inputs["data_root"]
-    for extra in (["--train_fraction", "0.5"], ["--val_split", "0.2"], ["--augment", "none"]):
+    for extra in (["--train_fraction", "0.5"], ["--val_fraction", "0.2"], ["--augment", "none"]):
         assert train_teacher.parse(argv + extra)[1].hash != identity.hash, extra
     run_dir = os.path.dirname(train_teacher.main(argv)["last_checkpoint"])
     assert plan(train_teacher.main, argv)["plan"] == "finished"

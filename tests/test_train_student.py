@@ -74,7 +74,7 @@ def test_crd_takes_class_aware_negatives_from_the_loader(teacher_path, tmp_path,
         raise AssertionError("CRD fell back to uniform negatives: the loader gave no contrast_idx")
 
     monkeypatch.setattr(ContrastMemory, "sample", no_uniform)
-    summary = run(teacher_path, tmp_path, "--distill", "crd", "--nce_k", "64", "--val_split", "0.2", epochs=1)
+    summary = run(teacher_path, tmp_path, "--distill", "crd", "--nce_k", "64", "--val_fraction", "0.2", epochs=1)
     bank = load_checkpoint(summary["last_checkpoint"])["distiller"]["crd.memory.mem_s"]
     assert bank.shape[0] == 1437  # digits' training part before the hold-out, not the 1150 items left
     assert summary["best_val_acc"] > 10.0, summary

@@ -15,7 +15,7 @@ LAYOUT = "<root>/train/<class>/<image> and <root>/test/<class>/<image>"
 
 
 @register("toy_folder", recipe="cifar", fingerprint=image_tree("train", "test"))  # the CIFAR recipe: small images
-def build_toy_folder(root: str, download: bool, val_split: float, seed: int, image_size: int = 16,
+def build_toy_folder(root: str, download: bool, val_fraction: float, image_size: int = 16,
                      train_augment: bool = True) -> DataBundle:
     """Train/test trees of ``image_size`` pixel images; CIFAR-style crop (padding image_size / 8) and flip."""
     if download:
@@ -25,6 +25,6 @@ def build_toy_folder(root: str, download: bool, val_split: float, seed: int, ima
     train_full = open_split(os.path.join(root, "train"), train_tf, "toy_folder", LAYOUT)
     test = open_split(os.path.join(root, "test"), eval_tf, "toy_folder", LAYOUT)
     same_classes(train_full, test, "toy_folder")
-    train, val = hold_out(train_full, eval_tf, val_split, seed)
+    train, val = hold_out(train_full, eval_tf, val_fraction)
     return DataBundle(train=train, val=val, test=test, num_classes=len(train_full.classes), in_channels=3,
                       image_size=image_size, name="toy_folder", mean=MEAN, std=STD)

@@ -10,6 +10,11 @@ run per seed (the newest; copies and repeats are named on stderr and in the tabl
 over the trials, the teacher's top-1 (the teacher run of the checkpoint's SHA-256, never an average by
 architecture), the code's commits, the published numbers and our difference from them (Δ), the topology
 probe's values when a run has them; a cell that cannot be filled says why (``n/a: ...``).
+
+Which top-1: ``best`` is the best epoch's (selected on the test set, as the papers' tables), ``last`` the last
+epoch's, ``last-k mean`` the mean over each run's last ``--last_k`` epochs (its ``per_epoch`` record), and
+``val-selected`` the test top-1 at the epoch chosen on the ``--val_fraction`` validation part. Below the table,
+each student row is compared with the ``--baseline`` row of the same settings, seed by seed (`tools.paired`).
 """
 import argparse
 import csv
@@ -33,6 +38,7 @@ from engine.evaluate import default_out, evaluate_checkpoint, find_results, writ
 from engine.record import Identity, identity_of, input_sha256
 from models import ARCH_ALIASES
 from models.run_names import parse_run_name
+from tools.paired import Paired, paired_difference
 from topkd_io import (TopKDError, UnsafeCheckpointError, check_output_file, load_checkpoint, read_yaml, run_cli,
                       write_text)
 
@@ -100,7 +106,8 @@ for _method, _row in _REPDISTILLER_ROWS.items():
 
 # The numeric columns: (key, title); best and last top-1 always, the topology probe's (engine.topo_eval, H0,
 # each cloud divided by its diameter) when some run has them.
-ACCURACY_COLUMNS = (("best", "best top-1"), ("last", "last top-1"))
+ACCURACY_COLUMNS = (("best", "best top-1 (test-selected)"), ("last", "last top-1"), ("last_k", "last-k mean"),
+                    ("val_selected", "val-selected top-1"))
 TOPO_COLUMNS = (("bottleneck_h0_norm_diam", "bottleneck H0 (/diam)"), ("wasserstein1_h0_norm_diam", "W1 H0 (/diam)"),
                 ("pi_mse_h0", "PI MSE H0"), ("cka_linear", "linear CKA"))
 TRIAL_OPTIONS = ("trial", "seed")  # the trials of one setting differ only in these
@@ -132,6 +139,7 @@ class Run:
     date: float = 0.0
     date_source: str = ""          # ``record date <ISO>`` or ``file mtime <ISO>``
     commit: str = ""               # 8 digits of the code's commit, ``-dirty`` for a modified tree
+    test_top1: List[Optional[float]] = field(default_factory=list)  # every epoch's test top-1 (%), from epoch 1
 
     @property
     def is_student(self) -> bool:
@@ -303,7 +311,15 @@ def read_run(folder: Path) -> Optional[Run]:
     last_ckpt, last_err = _read_ckpt(last_path)
     last = (None, f"n/a: {last_err}") if last_err else \
         _top1(last_ckpt.get(key), key, f"n/a: {last_path.name} holds no {key}")
-    run.values = {"best": best, "last": last, **{k: (v, "") for k, v in topology_values(folder, last_ckpt).items()}}
+    curve = _dict(last_ckpt.get("per_epoch")).get("test_top1")
+    run.test_top1 = [_float(v) for v in curve] if isinstance(curve, list) else []
+    on_val = best_ckpt.get("selected_by") == "val"  # its best_acc is the test top-1 at the val-selected epoch
+    if on_val:  # the test-selected best, as the other runs': the best of its epochs' test top-1
+        best = _top1(max(run.test_top1), "the best epoch's test top-1", "") if run.test_top1 and \
+            None not in run.test_top1 else (None, "n/a: selected on validation; no per-epoch test top-1 recorded")
+    val_selected = _top1(best_ckpt.get("best_acc"), "best_acc", "n/a: no best_acc") if on_val else (None, "-")
+    run.values = {"best": best, "last": last, "val_selected": val_selected,
+                  **{k: (v, "") for k, v in topology_values(folder, last_ckpt).items()}}
     run.weights = last_ckpt.get("weights")
     return run
 
@@ -314,11 +330,12 @@ def evaluate_missing(runs: List[Run], data_root: Optional[str] = None) -> int:
     done = 0
     for run in runs:
         best, note = run.values["best"]
-        if best is not None or run.best_file is None or note.startswith("n/a: checkpoint unreadable"):
+        if best is not None or run.best_file is None or \
+                note.startswith(("n/a: checkpoint unreadable", "n/a: selected on validation")):
             continue
         pi = run.dataset.endswith("_pi")
         options = argparse.Namespace(checkpoint=str(run.best_file), model=run.arch, dataset=run.dataset[:-3] if pi
-                                     else run.dataset, data_root=data_root, split="test", val_split=None, seed=None,
+                                     else run.dataset, data_root=data_root, split="test", val_fraction=None,
                                      image_size=None, input="pi" if pi else None, pi_root=None, batch_size=None,
                                      num_workers=0, device="auto", path_t=None, model_t=None)
         try:
@@ -402,6 +419,9 @@ class Row:
     repeats: List[str] = field(default_factory=list)  # run folders left out as older runs of a kept run's seed
     notes: List[str] = field(default_factory=list)    # why each was left out
     config: str = ""               # its options and inputs that differ between the rows
+    members: List[Run] = field(default_factory=list)  # its runs, one per seed
+    paired: Dict[str, Optional[Paired]] = field(default_factory=dict)  # column -> this row minus the baseline's
+    paired_note: str = ""          # why it is not paired (empty when it is)
 
     @property
     def best(self) -> Stat:
@@ -466,11 +486,20 @@ def _key(options: Dict[str, Any], inputs: Dict[str, Any]) -> str:
     return json.dumps([options, inputs], sort_keys=True, default=str)
 
 
-def build_rows(runs: List[Run]) -> List[Row]:
+def last_k_mean(curve: Sequence[Optional[float]], k: int) -> Tuple[Optional[float], str]:
+    """The mean of the last ``k`` per-epoch test top-1 values (of all of them when there are fewer)."""
+    values = list(curve)[-k:]
+    if not values or None in values:
+        return None, "n/a: no per-epoch test top-1 recorded" if not values else "n/a: an epoch's top-1 is missing"
+    return statistics.fmean(values), ""
+
+
+def build_rows(runs: List[Run], last_k: int = 10) -> List[Row]:
     """One row per identity (`Run.options` and `Run.inputs`), one run per seed in it; ordered by dataset, student
     (its ce row first), teacher, method; each row's ``config`` is what differs between the rows."""
     groups: Dict[str, List[Run]] = {}
     for run in runs:
+        run.values["last_k"] = last_k_mean(run.test_top1, last_k)
         groups.setdefault(_key(run.options, run.inputs), []).append(run)
     rows = []
     for group in groups.values():
@@ -486,7 +515,7 @@ def build_rows(runs: List[Run]) -> List[Row]:
         rows.append(Row(first.dataset, first.teacher, first.arch, first.method, first.options, first.inputs, stats,
                         len(members), teacher, first.teacher_sha, list(refs), [str(r.path) for r in members],
                         sorted({m.commit or "not recorded" for m in members}), [str(r.path) for r in copies],
-                        [str(r.path) for r in repeats], notes))
+                        [str(r.path) for r in repeats], notes, members=members))
     rows.sort(key=lambda r: (r.dataset, r.student, r.method != "ce", r.teacher, r.teacher_sha or "", r.method,
                              _key(r.options, r.inputs)))
     common = common_settings(rows)
@@ -494,6 +523,53 @@ def build_rows(runs: List[Run]) -> List[Row]:
         row.config = " ".join(f"{name} {v}" for (kind, name), v in sorted(_settings(row).items(), key=_by_name)
                               if (kind, name) not in common)
     return rows
+
+
+def method_options() -> frozenset:
+    """``--distill`` and every option (input flags included) a student method or the topology term declares:
+    two rows whose runs differ only in these compare methods."""
+    import train_student
+    from distiller.options import collect
+
+    return frozenset(collect(train_student.option_owners())) | {"distill"}
+
+
+def _shared(row: Row, own: frozenset) -> Dict[str, Any]:
+    """A row's options and inputs that are not the method's: what a baseline row must share with it."""
+    return {**{k: v for k, v in row.options.items() if k not in own},
+            **{k: v for k, v in row.inputs.items() if k not in own}}
+
+
+def pair_rows(rows: Sequence[Row], baseline: str = "kd") -> None:
+    """Pair every student row that is not of the ``baseline`` method with the one ``baseline`` student row whose
+    runs differ from its own only in the method and its options (same teacher, data, split, student, epochs,
+    world size, ...): per column, `paired_difference` of row minus baseline over the seeds both have. A row
+    with no such baseline row (or several) gets no differences and a ``paired_note`` saying why."""
+    own, bases = method_options(), [r for r in rows if r.teacher and r.method == baseline]
+    for row in rows:
+        if not row.teacher or row.method == baseline:
+            continue
+        shared = _shared(row, own)
+        match = [b for b in bases if _shared(b, own) == shared]
+        if len(match) > 1:
+            row.paired_note = f"{len(match)} {baseline} rows share its settings (they differ in method options)"
+        elif not match and not bases:
+            row.paired_note = f"no {baseline} student row to pair with"
+        elif not match:
+            diffs = [sorted(k for k in set(shared) | set(o) if shared.get(k) != o.get(k))
+                     for o in (_shared(b, own) for b in bases)]
+            row.paired_note = f"no {baseline} row of its settings (the nearest differs in " \
+                              f"{', '.join(min(diffs, key=len))})"
+        if row.paired_note:
+            continue
+        mine, theirs = ({m.seed: m.values for m in r.members} for r in (row, match[0]))
+        seeds = sorted(set(mine) & set(theirs))
+        if not seeds:
+            row.paired_note = f"no seed in common with the {baseline} row"
+        for key, _ in ACCURACY_COLUMNS + TOPO_COLUMNS:
+            pairs = [(mine[s].get(key, (None, ""))[0], theirs[s].get(key, (None, ""))[0]) for s in seeds]
+            pairs = [p for p in pairs if None not in p]
+            row.paired[key] = paired_difference(*zip(*pairs)) if pairs else None
 
 
 def _text(value: Any) -> str:
@@ -530,7 +606,12 @@ def _num(v: Optional[float]) -> str:
     return "" if v is None else f"{v:.6g}"
 
 
-def _cells(row: Row, topo: Sequence[Tuple[str, str]]) -> List[Tuple[str, str, Dict[str, Any], bool]]:
+def _title(title: str, last_k: int) -> str:
+    return title.replace("last-k", f"last-{last_k}")
+
+
+def _cells(row: Row, topo: Sequence[Tuple[str, str]],
+           last_k: int = 10) -> List[Tuple[str, str, Dict[str, Any], bool]]:
     """The cells of a row: (title, Markdown text, CSV fields, numeric) in column order."""
     def stat(key: str, title: str, text: str) -> Tuple[str, str, Dict[str, Any], bool]:
         st = row.stats[key] if key in row.stats else row.teacher_acc
@@ -552,7 +633,7 @@ def _cells(row: Row, topo: Sequence[Tuple[str, str]]) -> List[Tuple[str, str, Di
         ("student", row.student, {"student": row.student}, False),
         ("method", row.method, {"method": row.method}, False),
         ("config", row.config or "-", {"config": row.config}, False),
-        *(stat(k, title, row.stats[k].text()) for k, title in ACCURACY_COLUMNS),
+        *(stat(k, _title(title, last_k), row.stats[k].text() or "-") for k, title in ACCURACY_COLUMNS),
         *(stat(k, title, topo_text(row.stats[k])) for k, title in topo),
         ("trials", str(row.trials) + (f" ({', '.join(left)})" if left else ""), {"trials": row.trials}, True),
         ("commit", ", ".join(row.commits), {"commit": ", ".join(row.commits)}, False),
@@ -566,9 +647,40 @@ def _topo_shown(rows: Sequence[Row]) -> List[Tuple[str, str]]:
     return [(k, t) for k, t in TOPO_COLUMNS if any(r.stats[k].mean is not None for r in rows)]
 
 
-def to_markdown(rows: List[Row]) -> str:
-    """Markdown table (mean ± sample std over trials, percent), the settings equal in every row said below it."""
-    table = [_cells(r, _topo_shown(rows)) for r in rows]
+def _paired_columns(rows: Sequence[Row]) -> List[Tuple[str, str]]:
+    """The compared columns: the accuracies (val-selected when some run has it) and the topology shown."""
+    return [(k, t) for k, t in ACCURACY_COLUMNS if k != "val_selected" or any(r.stats[k].mean is not None
+                                                                              for r in rows)] + _topo_shown(rows)
+
+
+def paired_markdown(rows: Sequence[Row], baseline: str, last_k: int = 10) -> List[str]:
+    """The paired comparison table (one line per compared row) and one note per row left unpaired."""
+    compared = [r for r in rows if r.teacher and r.method != baseline]
+    if not compared:
+        return []
+    columns = _paired_columns(rows)
+    lines = ["", f"Paired by seed against {baseline} (row minus {baseline}, over the seeds both rows have: mean "
+                 f"[95% t interval], paired t-test p; only rows whose runs differ in the method alone are paired):",
+             "", "| dataset | teacher | student | method | config | pairs | " +
+             " | ".join(_title(t, last_k) for _, t in columns) + " |",
+             "| --- | --- | --- | --- | --- | ---: |" + " ---: |" * len(columns)]
+    notes = []
+    for row in compared:
+        cells = [(row.paired.get(k).text(2 if k in dict(ACCURACY_COLUMNS) else 4) if row.paired.get(k) else "-")
+                 for k, _ in columns]
+        pairs = max((p.n for p in row.paired.values() if p), default=0)
+        lines.append(f"| {row.dataset} | {row.teacher or '-'} | {row.student} | {row.method} | {row.config or '-'} "
+                     f"| {pairs} | " + " | ".join(cells) + " |")
+        if row.paired_note:
+            notes.append(f"- '-' for {row.method} ({row.student} from {row.teacher}"
+                         f"{', ' + row.config if row.config else ''}): {row.paired_note}.")
+    return lines + ([""] + notes if notes else [])
+
+
+def to_markdown(rows: List[Row], baseline: str = "kd", last_k: int = 10) -> str:
+    """Markdown table (mean ± sample std over trials, percent), the settings equal in every row said below it,
+    then the paired comparison against ``baseline``."""
+    table = [_cells(r, _topo_shown(rows), last_k) for r in rows]
     lines = ["| " + " | ".join(c[0] for c in table[0]) + " |",
              "| " + " | ".join("---:" if c[3] else "---" for c in table[0]) + " |"]
     lines += ["| " + " | ".join(c[1].replace("|", "/") for c in cells) + " |" for cells in table]
@@ -576,15 +688,24 @@ def to_markdown(rows: List[Row]) -> str:
     if common:
         lines += ["", "Equal in every row (not repeated in the config column): " +
                   ", ".join(f"{key[1]} {v}" for key, v in sorted(common.items(), key=_by_name)) + "."]
-    return "\n".join(lines) + "\n"
+    short = sum(0 < len(m.test_top1) < last_k for r in rows for m in r.members)
+    lines += ["", f"last-{last_k} mean: each run's mean test top-1 over its last {last_k} epochs" +
+              (f"; {short} run(s) of fewer than {last_k} epochs: the mean over all their epochs." if short else ".")]
+    return "\n".join(lines + paired_markdown(rows, baseline, last_k)) + "\n"
 
 
-def to_csv(rows: List[Row]) -> str:
-    """CSV with mean / std columns (empty when unknown), the run folders joined by ';' and the notes."""
+def to_csv(rows: List[Row], baseline: str = "kd") -> str:
+    """CSV with mean / std columns (empty when unknown), the paired difference from ``baseline`` (``vs_<baseline>_
+    <column>_{mean,low,high,p,n}``, empty when unpaired), the run folders joined by ';' and the notes."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     for i, row in enumerate(rows):
         fields = {k: v for cell in _cells(row, _topo_shown(rows)) for k, v in cell[2].items()}
+        for key, _ in ACCURACY_COLUMNS + TOPO_COLUMNS:
+            found = row.paired.get(key)
+            fields.update({f"vs_{baseline}_{key}_{part}": "" if getattr(found, part, None) is None
+                           else str(getattr(found, part)) for part in ("mean", "low", "high", "p", "n")})
+        fields[f"vs_{baseline}_note"] = row.paired_note
         notes = "; ".join([f"{k}: {st.note}" for k, st in row.stats.items() if st.note] + row.notes)
         fields.update(identical_weights=str(row.best.identical).lower(), runs=";".join(row.runs), notes=notes)
         if i == 0:
@@ -593,8 +714,8 @@ def to_csv(rows: List[Row]) -> str:
     return buf.getvalue()
 
 
-def to_json(rows: List[Row]) -> str:
-    """Every row with its statistics, teacher, references and run folders (for programs)."""
+def to_json(rows: List[Row], baseline: str = "kd") -> str:
+    """Every row with its statistics, paired differences from ``baseline``, teacher, references and run folders."""
     out = []
     for r in rows:
         delta, delta_of = r.delta()
@@ -605,12 +726,15 @@ def to_json(rows: List[Row]) -> str:
                     "delta_vs_published": delta, "delta_of": delta_of or None,
                     "references": [{"best": x.best, "last": x.last, "source": x.source} for x in r.references],
                     "runs": r.runs, "commits": r.commits, "left_out": r.copies + r.repeats, "copies": r.copies,
-                    "repeats": r.repeats, "notes": r.notes})
+                    "repeats": r.repeats, "notes": r.notes,
+                    "paired": {"baseline": baseline, "note": r.paired_note,
+                               **{k: r.paired[k].to_dict() if r.paired.get(k) else None
+                                  for k, _ in ACCURACY_COLUMNS + TOPO_COLUMNS}}})
     return json.dumps(out, indent=1, ensure_ascii=False) + "\n"
 
 
 def collect(roots: Sequence[os.PathLike], out: os.PathLike, evaluate: bool = False,
-            data_root: Optional[str] = None) -> Tuple[Path, Path, List[Row]]:
+            data_root: Optional[str] = None, last_k: int = 10, baseline: str = "kd") -> Tuple[Path, Path, List[Row]]:
     """Find runs under ``roots``; write ``<out>.md``, ``<out>.csv`` and ``<out>.json`` -> (md path, csv path, rows)."""
     existing = [Path(r) for r in roots if Path(r).is_dir()]
     if not existing:
@@ -622,13 +746,15 @@ def collect(roots: Sequence[os.PathLike], out: os.PathLike, evaluate: bool = Fal
                                 f"train a teacher or student first")
     if evaluate:
         evaluate_missing(runs, data_root)
-    rows = build_rows(runs)
+    rows = build_rows(runs, last_k)
+    pair_rows(rows, baseline)
     for note in (n for row in rows for n in row.notes):
         print(f"note: {note}", file=sys.stderr)
     out = Path(out)
     out = out.with_suffix("") if out.suffix in (".md", ".csv", ".json") else out
     out.parent.mkdir(parents=True, exist_ok=True)
-    for suffix, text in ((".md", to_markdown(rows)), (".csv", to_csv(rows)), (".json", to_json(rows))):
+    for suffix, text in ((".md", to_markdown(rows, baseline, last_k)), (".csv", to_csv(rows, baseline)),
+                         (".json", to_json(rows, baseline))):
         write_text(out.with_suffix(suffix), text)
     return out.with_suffix(".md"), out.with_suffix(".csv"), rows
 
@@ -642,6 +768,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate (evaluate.py) the best checkpoints that record no accuracy, on --data_root")
     p.add_argument("--data_root", default=None,
                    help="with --evaluate: where the data sets are (default: each run's recorded root, else ./data)")
+    p.add_argument("--last_k", type=int, default=10,
+                   help="the 'last-k mean' column: each run's mean test top-1 over its last k epochs (all of them "
+                        "when it has fewer; the table says so)")
+    p.add_argument("--baseline", default="kd", choices=("kd", "ce"),
+                   help="the method every other student row is compared with, seed by seed: kd = the rows the "
+                        "method column calls kd (--distill kd, -a > 0, no topology term); ce = the CE-only "
+                        "students (--distill kd -a 0; teachers trained alone are never compared). A row is "
+                        "paired only with the baseline row whose runs differ from its own in --distill and the "
+                        "method's options alone (same teacher, data, split, student, epochs, ...)")
     return p
 
 
@@ -652,7 +787,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     for root in args.roots:
         if not Path(root).is_dir():
             print(f"note: {root} not found, skipped", file=sys.stderr)
-    md, csv_path, rows = collect(args.roots, args.out, evaluate=args.evaluate, data_root=args.data_root)
+    if args.last_k < 1:
+        raise TopKDError(f"--last_k must be a positive integer (epochs averaged), got {args.last_k}")
+    md, csv_path, rows = collect(args.roots, args.out, evaluate=args.evaluate, data_root=args.data_root,
+                                 last_k=args.last_k, baseline=args.baseline)
     print(md.read_text(), end="")
     print(f"{len(rows)} rows -> {md}, {csv_path}, {md.with_suffix('.json')}")
     return md
