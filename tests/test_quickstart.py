@@ -46,7 +46,8 @@ def test_quickstart_fast_end_to_end(tmp_path, monkeypatch):
     per_seed = table[table.index("Per seed:"):]
     assert per_seed.count("| KD+TopKD | 1 |") == 1, per_seed
 
-    for stage_file in ["students/TGD_warm-started/seed_0/resnet8_last.pth", "teacher/resnet20_best.pth", "teacher/config.yaml", "pcd/manifest.yaml",
+    for stage_file in ["students/TGD_warm-started/seed_0/resnet8_last.pth",
+                       "teacher/resnet20_best.pth", "teacher/config.yaml", "pcd/manifest.yaml",
                        "pcd/pi_dim0.npy", "ripsnet/mean_best.pth", "image_pi/digits_train/manifest.yaml",
                        "pi_teacher/resnet8_best.pth", "students/TGD/seed_1/resnet8_last.pth",
                        "students/KD_TopKD/seed_0/summary.yaml"]:

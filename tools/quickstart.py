@@ -56,7 +56,8 @@ FULL = Budget(teacher_epochs=20, student_epochs=40, warm_epochs=40, passes=30, r
 # --fast trains the RipsNet as long as the full run: after 3 epochs its held-out images were off by a relative
 # L2 of 1.02 (no better than blank ones), nearly the same for every cloud, and the KD+TopKD term sat at 1e-7 of
 # the loss; after 80 epochs, 0.30 (chosen by the RipsNet's own held-out error, not by any student's result).
-FAST = Budget(teacher_epochs=4, student_epochs=1, warm_epochs=1, passes=2, ripsnet_epochs=80, pi_teacher_epochs=1, seeds=(0, 1))
+FAST = Budget(teacher_epochs=4, student_epochs=1, warm_epochs=1, passes=2, ripsnet_epochs=80, pi_teacher_epochs=1,
+              seeds=(0, 1))
 
 TEACHER, STUDENT, PI_TEACHER = "resnet20", "resnet8", "resnet8"
 TRAIN_SPLIT = 1437  # digits' fixed training split
@@ -305,7 +306,7 @@ def near_chance(rows: List[Dict[str, Any]]) -> Optional[str]:
         chance = 100.0 / r["config"]["num_classes"]
         if r["best"] < 2 * chance:
             return (f"‡ The PI teacher reached only {r['best']:.1f} % on the image PIs (chance {chance:.0f} %): "
-                    f"TGD's second teacher carries little class information here.")
+                    f"TGD's second teacher is little better than chance here.")
     return None
 
 
@@ -322,11 +323,12 @@ def tgd_scratch_note(rows: List[Dict[str, Any]]) -> Optional[str]:
         return weight / (classes if cfg.get("kd_reduction", "batchmean") == "mean" else 1)
 
     ratio = strength(kd, kd["alpha"]) / strength(tgd, tgd["alpha"] * tgd["tgd_alpha"])
+    temps = f"T = {kd['kd_T']:g} for both" if tgd["kd_T"] == kd["kd_T"] else f"T {tgd['kd_T']:g}, KD's {kd['kd_T']:g}"
     return (f"TGD from scratch: its loss weights CE by {tgd['gamma']:g} (KD: {kd['gamma']:g}) and divides the KL by "
             f"{divisor[tgd['kd_reduction']]} ({classes} classes; KD by the "
             f"{divisor[kd.get('kd_reduction', 'batchmean')]}), so its image-teacher KL term, weighted "
-            f"{tgd['alpha']:g} x {tgd['tgd_alpha']:g}, is {ratio:.1f} times weaker than KD's at the same T "
-            f"({tgd['kd_T']:g} and {kd['kd_T']:g}): it starts far behind. TGD's own recipe starts the student from "
+            f"{tgd['alpha']:g} x {tgd['tgd_alpha']:g}, is {ratio:.1f} times weaker than KD's ({temps}): it starts "
+            f"far behind. TGD's own recipe starts the student from "
             f"a trained student (the official README's wrn161_Student): the warm-started rows.")
 
 
@@ -441,8 +443,8 @@ def main(argv: Optional[List[str]] = None) -> Path:
                 f"columns: the student's embedding against the teacher's on 4 fixed test batches of 64 (H0 distances "
                 f"with each cloud divided by its diameter, persistence-image MSE, linear CKA; engine.topo_eval). "
                 f"Best top-1 is test-selected (the epoch of highest test top-1); last is the final epoch. Warm-started "
-                f"students start from the {WARM} (train_student.py --init_s, its {STUDENT}_last.pth: no test-selected "
-                f"weights).\n\n{results_table(rows)}\n\n{window_note}\n\nPaired differences (method minus "
+                f"students start (train_student.py --init_s) from the {WARM}: {STUDENT}_last.pth, no test-selected "
+                f"weights.\n\n{results_table(rows)}\n\n{window_note}\n\nPaired differences (method minus "
                 f"{BASELINE} of the same initialisation, over the seeds both ran; the same seed shares the data "
                 f"fraction, teacher, initial weights and batch order): mean [95 % t interval], paired t-test p "
                 f"(tools/paired.py); \"CI holds 0\": no difference shown at 95 %.\n\n{paired_table(rows)}\n\n"
