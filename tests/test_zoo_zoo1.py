@@ -216,6 +216,11 @@ def test_kdsvd_golden_and_refusal():
         assert np.abs(got).sum() > 0
         np.testing.assert_allclose(got, want.grad.numpy(), rtol=1e-7, atol=1e-12)
 
+    # half-precision maps (--amp) are decomposed in float32
+    half_s, half_t = ([None, *(m.bfloat16() for m in maps), None] for maps in (maps_s, maps_t))
+    half = d.method_loss(half_s, None, half_t, None, None)
+    assert half.item() == pytest.approx(loss, rel=0.1)
+
     from topkd_io import TopKDError
     with pytest.raises(TopKDError, match="stage widths differ"):
         _build("kdsvd")

@@ -29,8 +29,9 @@ def _finite(x: torch.Tensor) -> torch.Tensor:
 def right_singular(feat: torch.Tensor, n: int):
     """Map ``[B, C, H, W]`` -> ``(s [B, n], v [B, C, n])``: the first ``n`` singular values (L2-normalised
     together) and right singular vectors (each L2-normalised) of the ``[B, H*W, C]`` matrix of positions x
-    channels."""
+    channels, decomposed in at least float32."""
     x = feat.flatten(2).transpose(1, 2)
+    x = x.to(torch.promote_types(x.dtype, torch.float32))  # no SVD in half precision (--amp): as mdistiller
     _, s, vh = torch.linalg.svd(x, full_matrices=False)
     s, v = _finite(s), _finite(vh.transpose(1, 2))
     return F.normalize(s[:, :n], dim=1), F.normalize(v[:, :, :n], dim=1)
