@@ -20,7 +20,8 @@ class TeacherStudent(Distiller):
     """Base of every method with a teacher. A method sets ``term`` (the loss key of its own term), declares its
     ``options`` (`distiller.options`; the loss weights are declared here) and their ``defaults`` for it, and
     writes `method_loss`. ``feat_shapes_s`` / ``feat_shapes_t`` (probed on first use) size its modules;
-    ``self.epoch`` is the epoch being trained (from 1; None before the first `set_epoch`). ``topology``: TopKD's
+    ``self.epoch`` is the epoch being trained (from 1; None before the first `set_epoch`); ``preact`` names the
+networks whose maps it reads before their last ReLU (``model(x, is_feat=True, preact=True)``). ``topology``: TopKD's
     term when attached (``with_topology = False``: it does not compose with the method, as TGD)."""
 
     term: Optional[str] = None
