@@ -163,6 +163,24 @@ def test_pretraining_epochs_reach_the_pretraining_loss_only():
     assert list(losses) == ["loss_ce"]
 
 
+def test_ab_pretrains_on_both_networks_maps_before_their_last_relu():
+    """RepDistiller's pre-training passes ``preact=True`` to both networks for abound: the hinge then sees the
+    negative part of the teacher's maps (after a ReLU every ``t <= 0`` term would be ``t == 0``)."""
+    torch.manual_seed(0)
+    ab = get_distiller("ab")(TinyNet((4, 4, 8)), TinyNet((4, 6, 12)), image_size=8)
+    seen = []
+    ab.pretrain_loss = lambda feats_s, feats_t: (seen.append((feats_s, feats_t)), feats_s[1].sum())[1]
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 0])
+    ab.train()
+    ab.set_epoch(-1)
+    ab(x, y)
+    feats_s, feats_t = seen[0]
+    want_t, _ = ab.teacher(x, is_feat=True, preact=True)
+    want_s, _ = ab.student(x, is_feat=True, preact=True)
+    assert (feats_t[1] < 0).any() and (feats_s[1] < 0).any()
+    assert torch.equal(feats_t[1], want_t[1]) and torch.allclose(feats_s[1], want_s[1])
+
+
 # ----------------------------------------------------------------------------- through train_student.py
 DATA = ["--dataset", "digits", "--image_size", "8", "--batch_size", "64", "--num_workers", "0", "--device", "cpu",
         "--print_freq", "1000", "--lr_decay_epochs", "100", "--deterministic", "--threads", "1"]

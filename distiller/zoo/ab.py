@@ -45,11 +45,12 @@ def ab_loss(maps_s: Sequence[torch.Tensor], maps_t: Sequence[torch.Tensor], marg
 class AB(Pretrained):
     """Pre-training: ``ab_loss(connector(f_s[1:-1]), f_t[1:-1])``, margin 1 (RepDistiller's ``ABLoss`` default),
     over the connectors and the student's feature layers at the main learning rate; then ``gamma * CE + alpha * KD``.
-    The maps are the stage outputs after their ReLU (RepDistiller takes them before it, ``preact=True``)."""
+    The maps are both networks' stage maps before their last ReLU (``preact``, as RepDistiller's ``preact=True``)."""
 
     defaults = dict(gamma=1.0, alpha=0.0, beta=0.0)
     defaults_source = "RepDistiller scripts/run_cifar_distill.sh (abound: -a 0; its -b weighs 0)"
     margin = 1.0
+    preact = ("student", "teacher")
 
     def __init__(self, student, teacher=None, **kwargs):
         super().__init__(student, teacher, **kwargs)

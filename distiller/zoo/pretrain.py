@@ -48,10 +48,10 @@ class Pretrained(TeacherStudent):
         if self.epoch is None or self.epoch > 0:
             return super().forward_train(image, target, **batch)
         with torch.no_grad():
-            feats_t, _ = self.teacher(image, is_feat=True)
+            feats_t, _ = self.teacher(image, is_feat=True, **self._preact("teacher"))
         self.student.train(self.trains_student)
         with torch.set_grad_enabled(self.trains_student):
-            feats_s, logit_s = self.student(image, is_feat=True)
+            feats_s, logit_s = self.student(image, is_feat=True, **self._preact("student"))
         return logit_s, {"loss_init": self.pretrain_loss(feats_s, feats_t)}
 
     def loss_summary(self) -> str:
