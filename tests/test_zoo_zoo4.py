@@ -35,15 +35,16 @@ WEIGHTS = {
     "kdsvd": ((1, 0, 1), {}),
     "ofd": ((1, 0, 0.001), {pair: (1, 0, 0.0001) for pair in IMAGENET}),
     "reviewkd": ((1, 0, 5), {("resnet56", "resnet20"): (1, 0, 0.6), ("resnet110", "resnet32"): (1, 0, 1),
-                             ("resnet32x4", "shufflev2"): (1, 0, 8), ("resnet34", "resnet18"): (1, 0, 1),
-                             ("resnet50", "MobileNetV1"): (1, 0, 8)}),
+                             ("resnet32x4", "shufflev2"): (1, 0, 8), ("resnet34", "resnet18"): (1, 0, 1, 1),
+                             ("resnet50", "MobileNetV1"): (1, 0, 8, 1)}),
 }
+# mdistiller configs/imagenet/{r34_r18,r50_mv1}/reviewkd.yaml: "WARMUP_EPOCHS: 1" (the fourth number above)
 
 
 def weights_of(flags):
-    """'-r G -a A -b B' -> (G, A, B) as numbers."""
+    """'-r G -a A -b B [--reviewkd_warmup W]' -> (G, A, B[, W]) as numbers."""
     tokens = flags.split()
-    assert tokens[::2] == ["-r", "-a", "-b"], flags
+    assert tokens[::2] == ["-r", "-a", "-b", "--reviewkd_warmup"][:len(tokens) // 2], flags
     return tuple(float(v) for v in tokens[1::2])
 
 
@@ -76,6 +77,27 @@ def test_reproduce_runs_the_nine_with_their_weights(repo_root, tmp_path):
     for method, ns in baselines.items():
         want = WEIGHTS[method][1].get(("resnet56", "resnet20"), WEIGHTS[method][0])
         assert (ns.gamma, ns.alpha, ns.beta) == want, method
+    # ImageNet: ReviewKD's warm-up of one epoch (the option's name is the method's)
+    commands = [parse_command(c) for c in dry_run(repo_root, "imagenet.sh", tmp_path / "imagenet",
+                                                  PAIRS_FILTER="resnet34", BASELINES="reviewkd")]
+    (ns,) = [ns for s, _, ns in commands if s == "train_student.py" and not ns.delta]
+    assert (ns.gamma, ns.alpha, ns.beta, ns.reviewkd_warmup) == (1, 0, 1, 1)
+
+
+@pytest.mark.slow
+def test_imagenet_kd_and_dkd_take_mdistillers_imagenet_values(repo_root, tmp_path):
+    """KD and DKD on ImageNet: mdistiller's configs/imagenet/r34_r18/kd.yaml "TEMPERATURE: 1", "CE_WEIGHT: 0.5",
+    "KD_WEIGHT: 0.5" (r50_mv1 the same); dkd.yaml r34_r18 "BETA: 0.5", r50_mv1 "BETA: 2.0", both "T: 1.0",
+    "WARMUP: 1" (they used to get the CIFAR values: -r 0.1 -a 0.9, beta 8, T 4, warm-up 20). The TopKD students
+    keep the table's KD_T."""
+    commands = [parse_command(c) for c in dry_run(repo_root, "imagenet.sh", tmp_path, BASELINES="kd dkd")]
+    students = [ns for s, _, ns in commands if s == "train_student.py"]
+    kd = {(ns.model_t, ns.model_s): (ns.gamma, ns.alpha, ns.kd_T) for ns in students
+          if ns.distill == "kd" and not ns.delta}
+    assert kd == {pair: (0.5, 0.5, 1) for pair in IMAGENET}
+    dkd = {(ns.model_t, ns.model_s): (ns.dkd_beta, ns.kd_T, ns.dkd_warmup) for ns in students if ns.distill == "dkd"}
+    assert dkd == {("resnet34", "resnet18"): (0.5, 1, 1), ("resnet50", "MobileNetV1"): (2, 1, 1)}
+    assert {ns.kd_T for ns in students if ns.delta} == {4}
 
 
 # RepDistiller README.md (b84f547), "Benchmark Results on CIFAR-100", as printed there (lines 77-109); the pair
