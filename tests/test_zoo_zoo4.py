@@ -28,9 +28,9 @@ IMAGENET = {("resnet34", "resnet18"), ("resnet50", "MobileNetV1")}
 WEIGHTS = {
     "cc": ((1, 0, 0.02), {}),
     "vid": ((1, 0, 1), {}),
-    "ab": ((1, 0, 1), {}),
+    "ab": ((1, 0), {}),  # its -b 1 weighs a main-stage term of 0 (helper/loops.py: "loss_kd = 0"): not passed
     "ft": ((1, 0, 200), {}),
-    "fsp": ((1, 0, 50), {}),
+    "fsp": ((1, 0), {}),  # the same for its -b 50
     "nst": ((1, 0, 50), {}),
     "kdsvd": ((1, 0, 1), {}),
     "ofd": ((1, 0, 0.001), {pair: (1, 0, 0.0001) for pair in IMAGENET}),
@@ -42,7 +42,7 @@ WEIGHTS = {
 
 
 def weights_of(flags):
-    """'-r G -a A -b B [--reviewkd_warmup W]' -> (G, A, B[, W]) as numbers."""
+    """'-r G -a A [-b B [--reviewkd_warmup W]]' -> (G, A[, B[, W]]) as numbers."""
     tokens = flags.split()
     assert tokens[::2] == ["-r", "-a", "-b", "--reviewkd_warmup"][:len(tokens) // 2], flags
     return tuple(float(v) for v in tokens[1::2])
@@ -76,7 +76,7 @@ def test_reproduce_runs_the_nine_with_their_weights(repo_root, tmp_path):
     assert sorted(baselines) == sorted(NINE)
     for method, ns in baselines.items():
         want = WEIGHTS[method][1].get(("resnet56", "resnet20"), WEIGHTS[method][0])
-        assert (ns.gamma, ns.alpha, ns.beta) == want, method
+        assert (ns.gamma, ns.alpha, ns.beta)[:len(want)] == want, method
     # ImageNet: ReviewKD's warm-up of one epoch (the option's name is the method's)
     commands = [parse_command(c) for c in dry_run(repo_root, "imagenet.sh", tmp_path / "imagenet",
                                                   PAIRS_FILTER="resnet34", BASELINES="reviewkd")]

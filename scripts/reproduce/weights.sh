@@ -30,13 +30,14 @@ baseline_flags() {
         "vgg13 vgg8"|"wrn_40_2 wrn_16_2"|"wrn_40_2 wrn_40_1"|"vgg13 mobilenetv2") echo "--dkd_beta 6" ;;
         *) echo "--dkd_beta 8" ;;
       esac ;;
-    # RepDistiller's commands (one weight for every pair): CC -b 0.02, VID -b 1, AB -b 1, FT -b 200, FSP -b 50,
-    # NST -b 50, each with -a 0 (no KD term) and -r 1 (its default). AB's and FSP's -b weigh nothing: after
-    # their pre-training stage, RepDistiller trains them with cross-entropy alone.
+    # RepDistiller's commands (one weight for every pair): CC -b 0.02, VID -b 1, FT -b 200, NST -b 50, each with
+    # -a 0 (no KD term) and -r 1 (its default). Its AB (-b 1) and FSP (-b 50) train with cross-entropy alone after
+    # their pre-training stage, so that -b weighs nothing: not passed.
     cc) echo "-r 1 -a 0 -b 0.02" ;;
-    vid|ab) echo "-r 1 -a 0 -b 1" ;;
+    vid) echo "-r 1 -a 0 -b 1" ;;
     ft) echo "-r 1 -a 0 -b 200" ;;
-    fsp|nst) echo "-r 1 -a 0 -b 50" ;;
+    nst) echo "-r 1 -a 0 -b 50" ;;
+    ab|fsp) echo "-r 1 -a 0" ;;
     # KD-SVD: RepDistiller has no command for it; mdistiller's cfg.py: CFG.KDSVD.LOSS CE_WEIGHT 1, FEAT_WEIGHT 1
     kdsvd) echo "-r 1 -a 0 -b 1" ;;
     # OFD: mdistiller's cfg.py CFG.OFD.LOSS FEAT_WEIGHT 0.001 (CIFAR-100, ofd.yaml keeps it) and
