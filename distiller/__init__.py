@@ -6,7 +6,7 @@ TopKD's topology term (`distiller.topkd.TopologyTerm`) is no method: `train_stud
 chosen one (``distiller.topology``)."""
 from .base import Distiller, Losses  # registers "vanilla"
 from .registry import aliases_of, canonical_name, distiller_dict, get_distiller, method_names, register
-from . import baselines, crd, tgd  # noqa: F401,E402  (each registers its methods)
+from . import baselines, crd, tgd, zoo  # noqa: F401,E402  (each registers its methods)
 
 __all__ = ["Distiller", "Losses", "distiller_dict", "get_distiller", "register", "canonical_name", "method_names",
            "aliases_of"]

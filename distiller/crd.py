@@ -20,6 +20,8 @@ from .teacher_student import TeacherStudent
 
 log = logging.getLogger(__name__)
 CONTRAST_MODES = ("exact", "relax")
+# RepDistiller's --feat_dim: the width of CRD's embeddings and of CC's (distiller/zoo/cc.py)
+FEAT_DIM = Option("feat_dim", 128, "embedding width (CRD, CC)", source="CRD paper; RepDistiller", low=1)
 
 
 @register("crd")
@@ -31,7 +33,7 @@ class CRD(TeacherStudent):
     term = "loss_crd"
     batch_fields = ("index",)
     options = (
-        Option("feat_dim", 128, "CRD embedding width", source="CRD paper; RepDistiller", low=1),
+        FEAT_DIM,
         Option("nce_k", 16384, "CRD negatives per sample (more than the training set holds: clipped to its size, "
                "with a warning)", source="CRD paper; RepDistiller", low=1),
         Option("nce_t", 0.07, "CRD temperature", source="CRD paper; RepDistiller", low=0.0, low_open=True),

@@ -20,10 +20,12 @@ class TeacherStudent(Distiller):
     """Base of every method with a teacher. A method sets ``term`` (the loss key of its own term), declares its
     ``options`` (`distiller.options`; the loss weights are declared here) and their ``defaults`` for it, and
     writes `method_loss`. ``feat_shapes_s`` / ``feat_shapes_t`` (probed on first use) size its modules;
-    ``self.epoch`` is the epoch being trained (from 1; None before the first `set_epoch`). ``topology``: TopKD's
+    ``self.epoch`` is the epoch being trained (from 1; None before the first `set_epoch`); ``preact`` names the
+networks whose maps it reads before their last ReLU (``model(x, is_feat=True, preact=True)``). ``topology``: TopKD's
     term when attached (``with_topology = False``: it does not compose with the method, as TGD)."""
 
     term: Optional[str] = None
+    preact: Tuple[str, ...] = ()  # the networks ("student", "teacher") whose maps it reads before their last ReLU
     with_topology: bool = True
     options: Tuple[Option, ...] = LOSS_WEIGHTS
     defaults: Dict[str, Any] = dict(gamma=1.0, alpha=0.0, beta=0.0)
@@ -112,10 +114,13 @@ class TeacherStudent(Distiller):
         raise NotImplementedError
 
     # -- training step -----------------------------------------------------------------------------
+    def _preact(self, who: str) -> Dict[str, bool]:
+        return {"preact": True} if who in self.preact else {}
+
     def forward_train(self, image, target, **batch) -> Tuple[torch.Tensor, Losses]:
         with torch.no_grad():
-            feats_t, logit_t = self.teacher(image, is_feat=True)
-        feats_s, logit_s = self.student(image, is_feat=True)
+            feats_t, logit_t = self.teacher(image, is_feat=True, **self._preact("teacher"))
+        feats_s, logit_s = self.student(image, is_feat=True, **self._preact("student"))
         losses: Losses = {"loss_ce": self.gamma * F.cross_entropy(logit_s, target)}
         if self.alpha:
             losses["loss_kd"] = self.alpha * self.kd(logit_s, logit_t)

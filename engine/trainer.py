@@ -92,6 +92,14 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(cfg.lr_decay_epochs),
                                                               gamma=cfg.lr_decay_rate)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+        # a method's pre-training stage (distiller.zoo.pretrain): epochs of its own, with an SGD of its own
+        self.init_epochs, self.init_done, self.init_optimizer = int(getattr(distiller, "init_epochs", 0)), 0, None
+        if hasattr(distiller, "pretrain_parameters"):
+            if self.dist.enabled:
+                raise TopKDError(f"{type(distiller).__name__} has a pre-training stage, which runs on one process; "
+                                 f"run it without torchrun")
+            self.init_optimizer = torch.optim.SGD(distiller.pretrain_parameters(), lr=distiller.pretrain_lr(cfg.lr),
+                                                  momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.train_model = distiller
         if self.dist.enabled:
             distiller._ddp_params_and_buffers_to_ignore = [  # the frozen networks: neither reduced nor broadcast
@@ -177,6 +185,7 @@ class Trainer:
             "probes": {k: dict(v) for k, v in self.probe_values.items()},
             "per_epoch": {k: list(v) for k, v in self.per_epoch.items()},
             **({"rng_ranks": rng_ranks} if len(rng_ranks) > 1 else {}),
+            **({"init": {"epoch": self.init_done, "optimizer": self.init_optimizer.state_dict()}} if not epoch else {}),
         }
 
     def config(self) -> Dict[str, Any]:
@@ -242,6 +251,10 @@ class Trainer:
         elif self.is_main and ckpt.get("rng"):
             set_rng_state(ckpt["rng"])  # another process count: the others keep their fresh seeds
         self.start_epoch = done + 1
+        init = ckpt.get("init") if not done and self.init_optimizer is not None else None  # killed in pre-training
+        if init:
+            self.init_optimizer.load_state_dict(init["optimizer"])
+        self.init_done = int(init["epoch"]) if init else self.init_epochs if done else 0
         self.best = {k: ckpt.get(f"best_{k}", v) for k, v in self.best.items()}
         self.last = {k: ckpt.get(f"last_{k}") for k in ("acc", "top5", "val_acc")}
         self.probe_values = {k: dict(v) for k, v in (ckpt.get("probes") or {}).items()}
@@ -251,8 +264,9 @@ class Trainer:
         log.info(f"resumed from {path} at epoch {self.start_epoch} (best {self.best['acc']:.2f} "
                  f"at epoch {self.best['epoch']})")
 
-    def train_epoch(self, epoch: int) -> Dict[str, float]:
+    def train_epoch(self, epoch: int, optimizer=None) -> Dict[str, float]:
         """One pass over the training set -> mean of every loss term, ``loss`` and ``top1`` (percent)."""
+        optimizer = optimizer or self.optimizer
         self.distiller.train()
         self.train_sampler.set_epoch(epoch)
         if hasattr(self.distiller, "set_epoch"):  # the one epoch channel (DKD's warm-up reads it)
@@ -273,9 +287,9 @@ class Trainer:
                 raise DivergedError(f"non-finite loss at epoch {epoch}, step {step} (global step {self.global_step}): "
                                     f"{bad or 'on another process'}; stopped without writing checkpoints; last good "
                                     f"checkpoint: {good} (lower --lr or check the data, then --resume)")
-            self.optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(sum(losses.values())).backward()
-            self.scaler.step(self.optimizer)
+            self.scaler.step(optimizer)
             self.scaler.update()
             record = {**dict(zip(losses, values)), "loss": sum(values),
                       "top1": 100.0 * topk_correct(logits.detach(), target, ks=(1,))[0] / max(len(target), 1)}
@@ -290,6 +304,19 @@ class Trainer:
         keys = sorted(sums)
         totals = all_reduce_sum([sums[k] for k in keys] + [count], self.device, self.dist)
         return {k: v / max(totals[-1], 1) for k, v in zip(keys, totals[:-1])}
+
+    def pretrain_epoch(self, k: int) -> None:
+        """Epoch ``k`` of the method's pre-training stage: a pass keyed (and announced to the method) as epoch
+        ``-k`` under its own optimizer, then a checkpoint of epoch 0 holding the stage's progress (``init``), so a
+        run killed in the stage resumes inside it. Its steps do not count towards ``--max_steps``."""
+        steps = self.global_step
+        train = self.train_epoch(-k, self.init_optimizer)
+        self.global_step, self.init_done = steps, k
+        rng_ranks = gather_objects(get_rng_state(), self.dist)
+        if self.is_main:
+            save_torch(self._state(0, rng_ranks), self.last_path)
+        self._scalars("pretrain/", train, k)
+        log.info(f"pre-training epoch {k}/{self.init_epochs} | loss {train['loss']:.4f}")
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> Dict[str, float]:
@@ -350,6 +377,8 @@ class Trainer:
                      f"{list(cfg.lr_decay_epochs)}; loss = {self.distiller.loss_summary()}")
             log.info("model selection: best checkpoint by validation top-1" if self.selected_by == "val" else
                      "model selection: best checkpoint by test top-1 (no --val_fraction; the papers' convention)")
+            for k in range(self.init_done + 1, self.init_epochs + 1):
+                self.pretrain_epoch(k)
             for epoch in range(self.start_epoch, cfg.epochs + 1):
                 start = time.perf_counter()
                 lr = self.optimizer.param_groups[0]["lr"]

@@ -1,7 +1,7 @@
 """Pieces shared by every architecture (the uniform forward, pooling, initialisation), and reading one layer of
 a model's ``feats`` as per-sample vectors: the points of a point cloud, for stage 2 (the RipsNet's training
 clouds) and stage 4 (the topology term) alike, so the RipsNet sees the distribution it was trained on."""
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -25,11 +25,30 @@ class FeatureForward:
     def classify(self, embedding: torch.Tensor) -> torch.Tensor:  # [B, C] -> logits [B, K]
         return getattr(self, self.head)(embedding)
 
-    def forward(self, x: torch.Tensor, is_feat: bool = False):
-        """``x`` ``[B, C_in, H, W]`` -> logits ``[B, K]``, or ``(feats, logits)`` when ``is_feat``."""
-        feats = self.extract_features(x)
+    def preact_points(self) -> List[Tuple[Optional[nn.Module], Optional[nn.Module]]]:
+        """One ``(activation, bn)`` pair per map of ``feats`` (every entry but the embedding). ``activation``: the
+        module whose (last) input is the map before its final activation, or None where the map is returned as it
+        is (the stem, as RepDistiller's ``preact`` keeps it, and maps that end without one). ``bn``: the BatchNorm
+        standing before that activation, whose scale and shift OFD reads (None: there is none). Default: none."""
+        return [(None, None)] * (len(self.feat_dims) - 1)
+
+    def forward(self, x: torch.Tensor, is_feat: bool = False, preact: bool = False):
+        """``x`` ``[B, C_in, H, W]`` -> logits ``[B, K]``, or ``(feats, logits)`` when ``is_feat``; with
+        ``preact`` the maps that `preact_points` names are taken before their final activation."""
+        feats = self._preact_features(x) if preact else self.extract_features(x)
         logits = self.classify(feats[-1])
         return (feats, logits) if is_feat else logits
+
+    def _preact_features(self, x: torch.Tensor) -> List[torch.Tensor]:
+        taken = {}
+        hooks = [act.register_forward_pre_hook(lambda m, args, i=i: taken.__setitem__(i, args[0].clone()))
+                 for i, (act, _) in enumerate(self.preact_points()) if act is not None]  # clone: ReLU(inplace)
+        try:
+            feats = self.extract_features(x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return [taken.get(i, f) for i, f in enumerate(feats)]
 
 
 def init_conv_bn(module: nn.Module, linear_std: float = None) -> None:

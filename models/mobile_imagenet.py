@@ -48,6 +48,9 @@ class MobileNetV1(FeatureForward, nn.Module):
         feats.append(pool_flatten(out))
         return feats
 
+    def preact_points(self):
+        return [(self.model[b - 1][-1], self.model[b - 1][-2]) for _, b in _V1_STAGES]
+
 
 class ImageNetMobileNetV2(FeatureForward, tv_mobilenetv2.MobileNetV2):
     """torchvision's MobileNetV2 (width 1.0). Features end at ``features`` indices 1, 3, 6, 13, 18, then pooled."""
@@ -67,6 +70,12 @@ class ImageNetMobileNetV2(FeatureForward, tv_mobilenetv2.MobileNetV2):
         feats.append(pool_flatten(out))
         return feats
 
+    def preact_points(self):
+        """Linear bottlenecks end the first four maps (``bn``: their last BN); the last ends with ReLU6."""
+        last = self.features[self._ENDS[-1] - 1]
+        return ([(None, None)] + [(None, self.features[e - 1].conv[-1]) for e in self._ENDS[1:-1]]
+                + [(last[2], last[1])])
+
 
 class ImageNetShuffleNetV2(FeatureForward, tv_shufflenetv2.ShuffleNetV2):
     """torchvision's ShuffleNetV2 x1.0. Features: [stem after max-pool, stage2, stage3, stage4, conv5, pooled]."""
@@ -81,6 +90,10 @@ class ImageNetShuffleNetV2(FeatureForward, tv_shufflenetv2.ShuffleNetV2):
             feats.append(stage(feats[-1]))
         feats.append(pool_flatten(feats[-1]))
         return feats
+
+    def preact_points(self):
+        """The stages end with a channel shuffle (nothing before it is the whole map); conv5 ends with BN-ReLU."""
+        return [(None, None)] * 4 + [(self.conv5[2], self.conv5[1])]
 
 
 # small_lr: the MobileNet/ShuffleNet learning-rate rule (it applies under recipes that define small_arch_lr)

@@ -86,6 +86,10 @@ class CifarMobileNetV2(FeatureForward, nn.Module):
         f4 = self.blocks[6](self.blocks[5](f3))
         return [f0, f1, f2, f3, f4, pool_flatten(self.conv2(f4))]
 
+    def preact_points(self):
+        """Linear bottlenecks: the stage maps end without an activation; ``bn``: each stage's last BN."""
+        return [(None, None)] + [(None, self.blocks[k][-1].conv[-1]) for k in (1, 2, 4, 6)]
+
 
 VARIANTS = {"mobilenetv2": dict(expansion=6, width_mult=0.5), "mobilenetv2_1_0": dict(expansion=6, width_mult=1.0)}
 # the official code trains MobileNetV2 students at lr 0.01

@@ -28,12 +28,13 @@ class BasicBlock(nn.Module):
             self.downsample = nn.Sequential(
                 nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
             )
+        self.relu = nn.ReLU()  # the final activation (its input: the block's pre-ReLU output)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         shortcut = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + shortcut)
+        return self.relu(out + shortcut)
 
 
 class CifarResNet(FeatureForward, nn.Module):
@@ -68,6 +69,9 @@ class CifarResNet(FeatureForward, nn.Module):
         f2 = self.layer2(f1)
         f3 = self.layer3(f2)
         return [f0, f1, f2, f3, pool_flatten(f3)]
+
+    def preact_points(self):
+        return [(None, None)] + [(layer[-1].relu, layer[-1].bn2) for layer in (self.layer1, self.layer2, self.layer3)]
 
 
 _BASE = [16, 16, 32, 64]

@@ -55,6 +55,11 @@ class ImageNetResNet(FeatureForward, tv_resnet.ResNet):
         feats.append(pool_flatten(feats[-1]))
         return feats
 
+    def preact_points(self):
+        """Each stage's last block activates its sum with ``relu`` (called last); ``bn``: its last BN."""
+        last = [layer[-1] for layer in (self.layer1, self.layer2, self.layer3, self.layer4)]
+        return [(None, None)] + [(b.relu, getattr(b, "bn3", b.bn2)) for b in last]
+
 
 _BASIC, _BOTTLE = tv_resnet.BasicBlock, tv_resnet.Bottleneck
 VARIANTS = {

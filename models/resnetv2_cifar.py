@@ -29,12 +29,13 @@ class Bottleneck(nn.Module):
         if stride != 1 or in_planes != out_planes:
             self.shortcut = nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, stride, bias=False),
                                           nn.BatchNorm2d(out_planes))
+        self.relu = nn.ReLU()  # the final activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = F.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return F.relu(out + self.shortcut(x))
+        return self.relu(out + self.shortcut(x))
 
 
 class CifarBottleneckResNet(FeatureForward, nn.Module):
@@ -68,6 +69,10 @@ class CifarBottleneckResNet(FeatureForward, nn.Module):
             feats.append(layer(feats[-1]))
         feats.append(pool_flatten(feats[-1]))
         return feats
+
+    def preact_points(self):
+        layers = (self.layer1, self.layer2, self.layer3, self.layer4)
+        return [(None, None)] + [(layer[-1].relu, layer[-1].bn3) for layer in layers]
 
 
 register_variants({"ResNet50": dict(num_blocks=(3, 4, 6, 3))}, CifarBottleneckResNet)

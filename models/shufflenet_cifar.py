@@ -32,6 +32,7 @@ class ShuffleV1Unit(nn.Module):
         self.bn2 = nn.BatchNorm2d(mid)
         self.conv3 = nn.Conv2d(mid, out_planes, 1, groups=groups, bias=False)
         self.bn3 = nn.BatchNorm2d(out_planes)
+        self.relu = nn.ReLU()  # the final activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -39,8 +40,8 @@ class ShuffleV1Unit(nn.Module):
         out = F.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         if self.stride == 2:
-            return F.relu(torch.cat([out, F.avg_pool2d(x, 3, 2, 1)], 1))
-        return F.relu(out + x)
+            return self.relu(torch.cat([out, F.avg_pool2d(x, 3, 2, 1)], 1))
+        return self.relu(out + x)
 
 
 class ShuffleNetV1(FeatureForward, nn.Module):
@@ -72,6 +73,10 @@ class ShuffleNetV1(FeatureForward, nn.Module):
             feats.append(layer(feats[-1]))
         feats.append(pool_flatten(feats[-1]))
         return feats
+
+    def preact_points(self):
+        """The sum (or concatenation) before each stage's last ReLU; no single BN stands before it."""
+        return [(None, None)] + [(layer[-1].relu, None) for layer in (self.layer1, self.layer2, self.layer3)]
 
 
 class ShuffleV2Unit(nn.Module):

@@ -24,12 +24,12 @@ CONFIGS = {
 
 
 def _block(in_ch: int, widths: Sequence[int]) -> nn.Sequential:
-    """conv3x3(bias)-BN-ReLU per width, without the final ReLU (applied in forward)."""
+    """conv3x3(bias)-BN-ReLU per width."""
     layers = []
     for w in widths:
         layers += [nn.Conv2d(in_ch, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
         in_ch = w
-    return nn.Sequential(*layers[:-1])
+    return nn.Sequential(*layers)
 
 
 class VGG(FeatureForward, nn.Module):
@@ -52,12 +52,15 @@ class VGG(FeatureForward, nn.Module):
         tall = x.shape[2] == 64
         feats, out = [], x
         for i in range(5):
-            out = F.relu(getattr(self, f"block{i}")(out))
+            out = getattr(self, f"block{i}")(out)
             feats.append(out)
             if i < 3 or (i == 3 and tall):
                 out = F.max_pool2d(out, 2, 2)
         feats.append(pool_flatten(out))
         return feats
+
+    def preact_points(self):
+        return [(None, None)] + [(getattr(self, f"block{i}")[-1], getattr(self, f"block{i}")[-2]) for i in range(1, 5)]
 
 
 VARIANTS = {"vgg8": dict(cfg="S"), "vgg11": dict(cfg="A"), "vgg13": dict(cfg="B"),

@@ -21,13 +21,14 @@ class WideBasic(nn.Module):
         self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_planes)
         self.conv2 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, bias=False)
+        self.relu1 = nn.ReLU()  # its input, bn1(x), is the pre-ReLU form of the block's input
         self.equal_in_out = in_planes == out_planes
         self.convShortcut = None
         if not self.equal_in_out:
             self.convShortcut = nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        act = F.relu(self.bn1(x))
+        act = self.relu1(self.bn1(x))
         out = F.relu(self.bn2(self.conv1(act)))
         out = self.conv2(out)
         shortcut = x if self.equal_in_out else self.convShortcut(act)
@@ -60,6 +61,7 @@ class WideResNet(FeatureForward, nn.Module):
         self.block2 = NetworkBlock(n, widths[1], widths[2], 2)
         self.block3 = NetworkBlock(n, widths[2], widths[3], 2)
         self.bn1 = nn.BatchNorm2d(widths[3])
+        self.relu = nn.ReLU()
         self.fc = nn.Linear(widths[3], num_classes)
         self.feat_dims = widths + [widths[3]]
         init_conv_bn(self)
@@ -69,7 +71,13 @@ class WideResNet(FeatureForward, nn.Module):
         f1 = self.block1(f0)
         f2 = self.block2(f1)
         f3 = self.block3(f2)
-        return [f0, f1, f2, f3, pool_flatten(F.relu(self.bn1(f3)))]
+        return [f0, f1, f2, f3, pool_flatten(self.relu(self.bn1(f3)))]
+
+    def preact_points(self):
+        """Pre-activation blocks: a stage's map is activated by the next block's BN-ReLU (the last by the final
+        ``bn1``-``relu``), so its pre-ReLU form is that BN's output (as in RepDistiller's and mdistiller's WRN)."""
+        nxt = [self.block2.layer[0], self.block3.layer[0]]
+        return [(None, None)] + [(b.relu1, b.bn1) for b in nxt] + [(self.relu, self.bn1)]
 
 
 VARIANTS = {f"wrn_{d}_{k}": dict(depth=d, widen_factor=k) for d, k in [(16, 1), (16, 2), (16, 3), (40, 1), (40, 2)]}

@@ -34,11 +34,31 @@ def check_model_contract(build: Callable[..., torch.nn.Module], num_classes: int
     assert [f.shape[1] for f in feats] == dims
     assert feats[-1].shape == (2, dims[-1])  # the pooled embedding [B, C]
     assert all(f.dim() == 4 for f in feats[:-1])  # stage outputs are maps
+    check_preact(model, x, feats, logits)
     with torch.device("meta"):  # the second build only needs its structure: no memory, no initialisation
         again = build(num_classes=num_classes, **kwargs).eval()
     again.load_state_dict(model.state_dict(), strict=True, assign=True)
     with torch.no_grad():
         assert torch.equal(again(x), logits)
+
+
+def check_preact(model, x, feats, logits) -> None:
+    """``model(x, is_feat=True, preact=True)``: the same logits and shapes; each map that ``preact_points`` names
+    is its pre-activation form (negative somewhere, where the activation makes it non-negative), the others are
+    the plain maps; a named BN has the map's width."""
+    points = model.preact_points()
+    assert len(points) == len(feats) - 1
+    with torch.no_grad():
+        pre, pre_logits = model(x, is_feat=True, preact=True)
+    assert torch.equal(pre_logits, logits) and [p.shape for p in pre] == [f.shape for f in feats]
+    assert torch.equal(pre[-1], feats[-1])
+    for (act, bn), p, f in zip(points, pre, feats):
+        if act is None:
+            assert torch.equal(p, f)
+        else:
+            assert (p < 0).any() and not torch.equal(p, f)
+            assert torch.equal(act(p.clone()), f) or isinstance(bn, torch.nn.BatchNorm2d)
+        assert bn is None or (isinstance(bn, torch.nn.BatchNorm2d) and bn.num_features == f.shape[1])
 
 
 def check_bundle_contract(bundle, name: str, recipes) -> None:

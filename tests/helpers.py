@@ -8,10 +8,11 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from models.common import FeatureForward
 from topkd_io import load_checkpoint
 
 
-class TinyNet(nn.Module):
+class TinyNet(FeatureForward, nn.Module):
     """feats = [stem, stage 1, ..., stage S, pooled]: a 3x3 stem conv to ``widths[0]`` channels, then one
     conv-BN-ReLU stage per further width (the first keeps the resolution, the others halve it).
 
@@ -28,13 +29,14 @@ class TinyNet(nn.Module):
         self.fc = nn.Linear(widths[-1], num_classes)
         self.feat_dims = widths + [widths[-1]]
 
-    def forward(self, x, is_feat=False):
+    def extract_features(self, x):
         feats = [self.stem(x)]
         for stage in self.stages:
             feats.append(stage(feats[-1]))
-        feats.append(feats[-1].mean(dim=(2, 3)))
-        logits = self.fc(feats[-1])
-        return (feats, logits) if is_feat else logits
+        return feats + [feats[-1].mean(dim=(2, 3))]
+
+    def preact_points(self):
+        return [(None, None)] + [(stage[2], stage[1]) for stage in self.stages]
 
 
 class DigitsNet(nn.Module):

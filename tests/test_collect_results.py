@@ -123,7 +123,7 @@ def test_cli_and_errors(roots, tmp_path, capsys):
 def test_references_are_published_numbers_only():
     # every reference names its source; spot-check against the RepDistiller README and the TopKD logs
     for refs in list(cr.CE_REFERENCES.values()) + list(cr.DISTILL_REFERENCES.values()):
-        assert all(r.source in (cr.TOPKD_LOGS, cr.REPDISTILLER) for r in refs)
+        assert all(r.source in (cr.TOPKD_LOGS, cr.REPDISTILLER, cr.MDISTILLER, cr.REVIEWKD, cr.OFD) for r in refs)
     assert cr.DISTILL_REFERENCES[("cifar100", "wrn_40_2", "shufflev1", "kd+topkd")][0] == \
         cr.Reference(76.40, 76.06, cr.TOPKD_LOGS)
     # RepDistiller's numbers are its last epoch (its train_student.py: "reported ... from the last epoch")

@@ -162,3 +162,25 @@ def test_training_step_backpropagates():
     feats, logits = model(torch.randn(4, 3, 16, 16), is_feat=True)
     (logits.sum() + feats[-1].sum()).backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_preact_features_follow_the_reference_conventions():
+    """RepDistiller/mdistiller: a ResNet stage's pre-ReLU map is its last block's sum before the ReLU (the stem is
+    kept); a WRN stage's is the next BN's output on it (pre-activation blocks); the embedding is unchanged."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    resnet = model_dict["resnet8"](num_classes=5).eval()
+    with torch.no_grad():
+        feats, _ = resnet(x, is_feat=True)
+        pre, _ = resnet(x, is_feat=True, preact=True)
+        block = resnet.layer3[-1]
+        inner = torch.relu(block.bn1(block.conv1(feats[2])))
+        by_hand = block.bn2(block.conv2(inner)) + block.downsample(feats[2])
+    assert torch.equal(pre[0], feats[0]) and torch.equal(pre[-1], feats[-1])
+    torch.testing.assert_close(pre[3], by_hand)
+    wrn = model_dict["wrn_16_1"](num_classes=5).eval()
+    with torch.no_grad():
+        feats, _ = wrn(x, is_feat=True)
+        pre, _ = wrn(x, is_feat=True, preact=True)
+        torch.testing.assert_close(pre[1], wrn.block2.layer[0].bn1(feats[1]))
+        torch.testing.assert_close(pre[3], wrn.bn1(feats[3]))

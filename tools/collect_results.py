@@ -43,7 +43,7 @@ from topkd_io import (TopKDError, UnsafeCheckpointError, check_output_file, load
                       write_text)
 
 # ------------------------------------------------------------------------------------------------
-# Published numbers (CIFAR-100 test top-1, %). Nothing here is computed by this project.
+# Published numbers (test top-1, %; CIFAR-100 and ImageNet). Nothing here is computed by this project.
 # ------------------------------------------------------------------------------------------------
 # The official TopKD release (github.com/jekim5418/TopKD), its logs in save_s_tda_ripsnet_t_logs_final/ (best and
 # last epoch of the logged trial; the teacher as printed there: its best checkpoint).
@@ -51,6 +51,14 @@ TOPKD_LOGS = "TopKD log"
 # HobbitLong/RepDistiller README.md, "Benchmark Results on CIFAR-100": last-epoch numbers (its train_student.py,
 # lines 333-334 at b84f547: "The results reported in the paper/README is from the last epoch").
 REPDISTILLER = "RepDistiller"
+# megvii-research/mdistiller README.md (a08d46f), its DKD and ImageNet tables: best epoch (its trainer keeps the best
+# test top-1 and writes it at the end: mdistiller/engine/trainer.py, lines 61-62 and 88-90).
+MDISTILLER = "mdistiller"
+# dvlab-research/ReviewKD ImageNet/README.md (cede6ea): best epoch (ImageNet/imagenet_amp.py keeps best_prec1).
+REVIEWKD = "ReviewKD"
+# clovaai/overhaul-distillation README.md (76344a8), ImageNet top-1 error: best epoch (ImageNet/
+# train_with_distillation.py keeps best_err1); stored here as 100 - error.
+OFD = "OFD"
 
 
 @dataclass(frozen=True)
@@ -99,10 +107,33 @@ _REPDISTILLER_ROWS = {
     "rkd": [73.35, 72.22, 69.61, 69.25, 71.82, 71.90, 71.48, 64.52, 64.43, 71.50, 72.28, 73.21, 72.21],
     "pkt": [74.54, 73.45, 70.34, 70.25, 72.61, 73.64, 72.88, 67.13, 66.52, 73.01, 74.10, 74.69, 73.89],
     "crd": [75.48, 74.14, 71.16, 71.46, 73.48, 75.51, 73.94, 69.73, 69.11, 74.30, 75.11, 75.65, 76.05],
-}
+    "cc": [73.56, 72.21, 69.63, 69.48, 71.48, 72.97, 70.71, 64.86, 65.43, 70.25, 71.14, 71.29, 71.38],
+    "vid": [74.11, 73.30, 70.38, 70.16, 72.61, 73.09, 71.23, 65.56, 67.57, 70.30, 73.38, 73.40, 73.61],
+    "ab": [72.50, 72.38, 69.47, 69.53, 70.98, 73.17, 70.94, 66.06, 67.20, 70.65, 73.55, 74.31, 73.34],
+    "ft": [73.25, 71.59, 69.84, 70.22, 72.37, 72.86, 70.58, 61.78, 60.99, 70.29, 71.75, 72.50, 72.03],
+    "fsp": [72.91, None, 69.95, 70.11, 71.89, 72.62, 70.23],  # "N/A" for wrn-40-1; no row in the second table
+    "nst": [73.68, 72.24, 69.60, 69.53, 71.96, 73.30, 71.53, 58.16, 64.96, 71.28, 74.12, 74.68, 74.89],
+}  # KD-SVD has no row there
 for _method, _row in _REPDISTILLER_ROWS.items():
     for (_t, _s), _acc in zip(_REPDISTILLER_PAIRS, _row):
-        _add(("cifar100", _t, _s, _method), REPDISTILLER, last=_acc)
+        if _acc is not None:
+            _add(("cifar100", _t, _s, _method), REPDISTILLER, last=_acc)
+# mdistiller's DKD rows. Its KD rows are RepDistiller's numbers (above); its last CIFAR column is headed "ResNet32x4
+# MobileNet-V2", but its KD number there (74.45) is RepDistiller's resnet32x4 -> ShuffleNetV2 one and its configs
+# have dkd/res32x4_shuv2.yaml and no such MobileNetV2 pair: read as ShuffleNetV2. Its README has no KD-SVD, OFD or
+# ReviewKD numbers.
+for (_t, _s), _acc in {("resnet56", "resnet20"): 71.97, ("resnet110", "resnet32"): 74.11,
+                       ("resnet32x4", "resnet8x4"): 76.32, ("wrn_40_2", "wrn_16_2"): 76.23,
+                       ("wrn_40_2", "wrn_40_1"): 74.81, ("vgg13", "vgg8"): 74.68, ("resnet32x4", "shufflev1"): 76.45,
+                       ("wrn_40_2", "shufflev1"): 76.70, ("vgg13", "mobilenetv2"): 69.71,
+                       ("ResNet50", "mobilenetv2"): 70.35, ("resnet32x4", "shufflev2"): 77.07}.items():
+    _add(("cifar100", _t, _s, "dkd"), MDISTILLER, best=_acc)
+# ImageNet top-1: resnet34 -> resnet18, resnet50 -> MobileNet (v1)
+for _method, (_r18, _mv1), _source in (("kd", (71.03, 70.50), MDISTILLER), ("dkd", (71.70, 72.05), MDISTILLER),
+                                       ("reviewkd", (71.61, 72.56), REVIEWKD)):
+    _add(("imagenet", "resnet34", "resnet18", _method), _source, best=_r18)
+    _add(("imagenet", "resnet50", "MobileNetV1", _method), _source, best=_mv1)
+_add(("imagenet", "resnet50", "MobileNetV1", "ofd"), OFD, best=round(100 - 28.75, 2))
 
 # The numeric columns: (key, title); best and last top-1 always, the topology probe's (engine.topo_eval, H0,
 # each cloud divided by its diameter) when some run has them.

@@ -196,24 +196,8 @@ stage_ce() {
   act "ce baseline $s (trial $trial)" --resume "${LAUNCH[@]}" "${args[@]}" --run_dir "$PLAN_DIR"
 }
 
-# baseline_flags METHOD TEACHER STUDENT -> the method's own per-pair settings (flags), if it has any.
-# DKD: beta (weight of the non-target-class term) per pair from mdistiller's configs/cifar100/dkd/*.yaml
-# (megvii-research/mdistiller): res56_res20 and res110_res32 BETA 2.0; vgg13_vgg8, wrn40_2_wrn_16_2,
-# wrn40_2_wrn_40_1 and vgg13_mv2 BETA 6.0; every other pair (res32x4_res8x4, res32x4_shuv1/2, res50_mv2,
-# wrn40_2_shuv1, and pairs without a config) the default of mdistiller/engine/cfg.py, CFG.DKD.BETA 8.0.
-# Its other DKD values (CE_WEIGHT 1, ALPHA 1, T 4, WARMUP 20) are the same for every pair: our defaults.
-# KD: RepDistiller's run_cifar_distill.sh passes -r 0.1 -a 0.9 (the parsers' own -r default is 1).
-baseline_flags() {
-  local method="$1" pair="$2 $3"
-  if [[ "$method" == kd ]]; then echo "-r 0.1 -a 0.9"; fi
-  if [[ "$method" == dkd ]]; then
-    case "$pair" in
-      "resnet56 resnet20"|"resnet110 resnet32") echo "--dkd_beta 2" ;;
-      "vgg13 vgg8"|"wrn_40_2 wrn_16_2"|"wrn_40_2 wrn_40_1"|"vgg13 mobilenetv2") echo "--dkd_beta 6" ;;
-      *) echo "--dkd_beta 8" ;;
-    esac
-  fi
-}
+# shellcheck source=weights.sh
+source "$(dirname "${BASH_SOURCE[0]}")/weights.sh"  # baseline_flags: each paper's weights per pair
 
 # run_pair "TEACHER STUDENT LR ALPHA DELTA POOLING": all four stages, students over TRIALS, baselines too.
 # S_LR, ALPHA, DELTA and POOLING set in the environment override the pair's values.
