@@ -1,7 +1,6 @@
 """The baselines TopKD is compared with: KD and DKD on the logits; RepDistiller's FitNet hints, AT, SP, RKD and PKT
 on the features (weights: their defaults); the official TopKD code's hints without a regressor (``hint_L2`` /
 ``hint_KD``). CRD (with its sampler) and TGD have modules of their own."""
-import copy
 
 import torch.nn.functional as F
 
@@ -11,7 +10,7 @@ from topkd_io import TopKDError
 from .losses import AttentionLoss, DKDLoss, HintLoss, PKTLoss, Regressor, RKDLoss, SimilarityLoss, kd_loss
 from .options import Option
 from .registry import register
-from .teacher_student import TeacherStudent
+from .teacher_student import TeacherStudent, fresh_twin
 
 
 @register("kd")
@@ -85,11 +84,7 @@ class _PlainHint(_Hint):
     @classmethod
     def example(cls, student, teacher, batch):
         """The teacher: a freshly initialised twin of the student, so that the maps have equal shapes."""
-        twin = copy.deepcopy(student)
-        for module in twin.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-        return cls(student, twin), batch
+        return cls(student, fresh_twin(student)), batch
 
     def __init__(self, student, teacher=None, hint_layer: int = 2, **kwargs):
         super().__init__(student, teacher, hint_layer=hint_layer, **kwargs)

@@ -3,6 +3,7 @@
 ``loss = gamma * CE + alpha * KD + beta * method term + delta * TDA`` (TopKD's topology term, held as
 ``topology`` when attached), each term returned separately, already weighted; a term of weight 0 is not computed."""
 import argparse
+import copy
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
@@ -14,6 +15,16 @@ from topkd_io import TopKDError
 from .base import Distiller, Losses
 from .losses import DistillKL
 from .options import LOSS_WEIGHTS, Option, declared, resolve
+
+
+def fresh_twin(network: nn.Module) -> nn.Module:
+    """A copy of ``network`` with every layer's parameters drawn afresh: the contract tests' teacher for a method
+    that needs maps of equal shapes in both networks."""
+    twin = copy.deepcopy(network)
+    for module in twin.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    return twin
 
 
 class TeacherStudent(Distiller):

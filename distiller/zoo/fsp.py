@@ -5,7 +5,6 @@ and train_student.py (lines 254-262: the stage trains the student's feature laye
 ``feats[:-1]``; the main stage adds nothing to CE and KD, helper/loops.py lines 174-176). Table weights:
 scripts/run_cifar_distill.sh ``--distill fsp -a 0 -b 50``, where ``-b`` weighs a main-stage term of 0; here
 the method has no main-stage term (``-b`` unused)."""
-import copy
 from typing import List, Sequence
 
 import torch
@@ -14,6 +13,7 @@ import torch.nn.functional as F
 from topkd_io import TopKDError
 
 from ..registry import register
+from ..teacher_student import fresh_twin
 from .pretrain import Pretrained
 
 
@@ -39,11 +39,7 @@ class FSP(Pretrained):
     @classmethod
     def example(cls, student, teacher, batch):
         """The teacher: a freshly initialised twin of the student (FSP needs equal channels)."""
-        twin = copy.deepcopy(student)
-        for module in twin.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-        return cls(student, twin), batch
+        return cls(student, fresh_twin(student)), batch
 
     def __init__(self, student, teacher=None, **kwargs):
         super().__init__(student, teacher, **kwargs)

@@ -7,7 +7,6 @@ in channel space. mdistiller's ``mdistiller/distillers/KDSVD.py`` reshapes to ``
 the image columns); we follow RepDistiller, the original's decomposition. Weight: ``-b 1`` (mdistiller
 ``mdistiller/engine/cfg.py``, ``CFG.KDSVD.LOSS.FEAT_WEIGHT``, CE weight 1, no KD: RepDistiller gives no KD-SVD
 command or table row)."""
-import copy
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +14,7 @@ import torch.nn.functional as F
 from topkd_io import TopKDError
 
 from ..registry import register
-from ..teacher_student import TeacherStudent
+from ..teacher_student import TeacherStudent, fresh_twin
 from .nst import stage_maps
 
 K = 1  # singular vectors of the teacher kept (the student keeps K + 3); RepDistiller's and mdistiller's default
@@ -76,11 +75,7 @@ class KDSVD(TeacherStudent):
     @classmethod
     def example(cls, student, teacher, batch):
         """The teacher: a freshly initialised twin of the student (KD-SVD needs equal widths stage by stage)."""
-        twin = copy.deepcopy(student)
-        for module in twin.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-        return cls(student, twin), batch
+        return cls(student, fresh_twin(student)), batch
 
     def __init__(self, student, teacher=None, **kwargs):
         super().__init__(student, teacher, **kwargs)
