@@ -134,7 +134,7 @@ def test_quickstart_table_states_settings_and_pairs_each_method_with_kd():
         assert cells[1] == paired_difference(best[(method, init)], best[base]).text(2), cells
         assert cells[2] == paired_difference([b - 0.5 for b in best[(method, init)]],
                                              [b - 0.5 for b in best[base]]).text(2), cells
-        assert cells[-1] == "-0.0500 [-0.0500, -0.0500], p 0", cells  # CKA: 0.05 below KD in every seed
+        assert cells[-2] == "-0.0500 [-0.0500, -0.0500], p 0", cells  # CKA: 0.05 below KD in every seed
         assert cells[3] == "-"  # no bottleneck values
     assert "(CI holds 0)" in got[("KD+TopKD", "KD")][1] and "CI holds 0" not in got[("TGD", "KD")][1], paired
 
@@ -172,3 +172,23 @@ def test_pi_window_covers_the_data_not_tgds_default():
     assert pi_window([np.zeros((3, 2))]) == (0.0, 0.05, 0.0, 0.05)  # never an empty window
     with pytest.raises(ValueError, match="no diagram points"):
         pi_window([np.zeros((0, 2))])
+
+
+def test_paired_rows_name_what_else_differs_from_the_recorded_identities():
+    """TGD trains with its own recipe (no augmentation, weight decay 1e-4, ...): its paired difference from KD is
+    not the method's alone, and the table says so, read from each run's recorded identity, never from a list."""
+    from tools.quickstart import paired_table
+
+    rows, _ = synthetic_rows()
+    for r in rows:
+        if r["role"] != "student":
+            continue
+        options = dict(seed=r["seed"], trial=r["seed"], epochs=r["config"]["epochs"], weight_decay=5e-4,
+                       alpha=r["config"]["alpha"], gamma=r["config"]["gamma"], distill=r["method"].lower())
+        if r["method"] == "TGD":
+            options.update(weight_decay=1e-4, tgd_alpha=0.99)
+        r["config"] = dict(r["config"], identity=dict(options=options, inputs={"path_t": "t-sha"}))
+    lines = {line.split("|")[1].strip(): line for line in paired_table(rows).splitlines()[2:]}
+    assert lines["TGD"].rstrip(" |").endswith("weight_decay"), lines["TGD"]
+    assert lines["TGD, warm-started"].rstrip(" |").endswith("weight_decay")
+    assert lines["KD+TopKD"].rstrip(" |").endswith("-"), lines["KD+TopKD"]

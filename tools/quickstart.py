@@ -360,13 +360,30 @@ def same_setting(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
     return a["init"] == b["init"] and all(a["config"].get(k) == b["config"].get(k) for k in keys)
 
 
+def other_differences(pairs: Sequence[Tuple[Dict[str, Any], Dict[str, Any]]]) -> str:
+    """The settings, besides the method's own options, in which paired runs' recorded identities differ (their
+    names, comma-joined; ``-`` for none): what a paired difference measures beyond the method itself."""
+    from tools.collect_results import TRIAL_OPTIONS, method_options
+
+    own = method_options() | set(TRIAL_OPTIONS)
+
+    def shared(r: Dict[str, Any]) -> Dict[str, Any]:
+        identity = r["config"].get("identity") or {}
+        return {k: v for part in (identity.get("options") or {}, identity.get("inputs") or {})
+                for k, v in part.items() if k not in own}
+
+    names = {k for r, b in pairs for mine, theirs in [(shared(r), shared(b))]
+             for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k)}
+    return ", ".join(sorted(names)) or "-"
+
+
 def paired_table(rows: List[Dict[str, Any]]) -> str:
     """Each student method minus `BASELINE` of the same initialisation, paired by seed (`tools.paired`): the mean
     difference of best and last top-1 and of each topology column, its 95 % t interval and paired p-value."""
     groups = [runs for (_, role, _), runs in groups_of(rows).items() if role == "student"]
     bases = [runs for runs in groups if runs[0]["method"] == BASELINE]
     lines = table_head(["method", "minus", "seeds", "best top-1 (test-selected)", "last top-1"]
-                       + [t for _, t in TOPO_COLUMNS], 2)
+                       + [t for _, t in TOPO_COLUMNS] + ["also differs in"], 2)
     for runs in groups:
         for base in bases:
             pairs = [(r, b) for r in runs for b in base if r is not b and same_setting(r, b)]
@@ -380,7 +397,7 @@ def paired_table(rows: List[Dict[str, Any]]) -> str:
                 return paired_difference(*zip(*values)).text(digits)
 
             cells = [diff(lambda r: r["best"], 2), diff(lambda r: r["last"], 2)]
-            cells += [diff(lambda r, k=k: r["topo"].get(k), 4) for k, _ in TOPO_COLUMNS]
+            cells += [diff(lambda r, k=k: r["topo"].get(k), 4) for k, _ in TOPO_COLUMNS] + [other_differences(pairs)]
             lines.append(f"| {label(runs[0])} | {label(base[0])} | {len(pairs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -447,7 +464,9 @@ def main(argv: Optional[List[str]] = None) -> Path:
                 f"weights.\n\n{results_table(rows)}\n\n{window_note}\n\nPaired differences (method minus "
                 f"{BASELINE} of the same initialisation, over the seeds both ran; the same seed shares the data "
                 f"fraction, teacher, initial weights and batch order): mean [95 % t interval], paired t-test p "
-                f"(tools/paired.py); \"CI holds 0\": no difference shown at 95 %.\n\n{paired_table(rows)}\n\n"
+                f"(tools/paired.py); \"CI holds 0\": no difference shown at 95 %; \"also differs in\": the settings "
+                f"beyond the method's own options in which the runs' recorded identities differ (TGD trains with its "
+                f"own recipe).\n\n{paired_table(rows)}\n\n"
                 f"Per seed:\n\n{seed_table(rows)}\n\nTotal time: "
                 f"{time.perf_counter() - start:.0f} s (figures included). Figures: "
                 f"{', '.join(f.name for f in written) or 'none'}.\n")
