@@ -1,7 +1,7 @@
 """Loss terms of the distillation methods: modules and functions of student and teacher tensors, each returning
 an unweighted scalar (the methods weight them). One section per method family."""
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -76,6 +76,17 @@ def attention_map(f: torch.Tensor, p: int = 2) -> torch.Tensor:
     return F.normalize(f.pow(p).mean(1).flatten(1), dim=1)
 
 
+def same_size(f_s: torch.Tensor, f_t: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Maps ``[B, C, H, W]`` -> the larger one average-pooled to the other's height (RepDistiller pools the
+    larger of the two to ``(H, H)`` of the smaller)."""
+    h_s, h_t = f_s.shape[2], f_t.shape[2]
+    if h_s > h_t:
+        f_s = F.adaptive_avg_pool2d(f_s, (h_t, h_t))
+    elif h_s < h_t:
+        f_t = F.adaptive_avg_pool2d(f_t, (h_s, h_s))
+    return f_s, f_t
+
+
 class AttentionLoss(nn.Module):
     """Sum over layer pairs of ``mean((at(f_s) - at(f_t))**2)``; larger maps are pooled to the smaller size."""
 
@@ -84,11 +95,7 @@ class AttentionLoss(nn.Module):
         self.p = p
 
     def pair(self, f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
-        hs, ht = f_s.shape[2], f_t.shape[2]
-        if hs > ht:
-            f_s = F.adaptive_avg_pool2d(f_s, f_t.shape[2:])
-        elif ht > hs:
-            f_t = F.adaptive_avg_pool2d(f_t, f_s.shape[2:])
+        f_s, f_t = same_size(f_s, f_t)
         return (attention_map(f_s, self.p) - attention_map(f_t, self.p)).pow(2).mean()
 
     def forward(self, feats_s: Sequence[torch.Tensor], feats_t: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -27,6 +27,16 @@ def fresh_twin(network: nn.Module) -> nn.Module:
     return twin
 
 
+def stage_maps(method: "TeacherStudent", name: str) -> List[Tuple[Tuple[int, ...], Tuple[int, ...]]]:
+    """``[(student shape, teacher shape)]`` of the stage maps ``feats[1:-1]`` paired one to one; refuses
+    networks with different numbers of stages (RepDistiller's ``zip`` would silently drop the extra ones)."""
+    maps_s, maps_t = method.feat_shapes_s[1:-1], method.feat_shapes_t[1:-1]
+    if len(maps_s) != len(maps_t) or not maps_s or any(len(s) != 4 for s in maps_s + maps_t):
+        raise TopKDError(f"--distill {name} pairs the stage maps one to one, but the student has {len(maps_s)} and "
+                         f"the teacher {len(maps_t)}: pick networks with as many stages, or another method")
+    return list(zip(maps_s, maps_t))
+
+
 class TeacherStudent(Distiller):
     """Base of every method with a teacher. A method sets ``term`` (the loss key of its own term), declares its
     ``options`` (`distiller.options`; the loss weights are declared here) and their ``defaults`` for it, and

@@ -10,10 +10,9 @@ from typing import List, Sequence
 import torch
 from torch import nn
 
-from topkd_io import TopKDError
-
 from ..losses import Regressor
 from ..registry import register
+from ..teacher_student import stage_maps
 from .pretrain import Pretrained
 
 
@@ -54,11 +53,7 @@ class AB(Pretrained):
 
     def __init__(self, student, teacher=None, **kwargs):
         super().__init__(student, teacher, **kwargs)
-        shapes_s, shapes_t = self.feat_shapes_s[1:-1], self.feat_shapes_t[1:-1]
-        if len(shapes_s) != len(shapes_t) or not all(len(s) == 4 for s in [*shapes_s, *shapes_t]):
-            raise TopKDError(f"AB pairs the stage maps one to one, but the student has {len(shapes_s)} and the "
-                             f"teacher {len(shapes_t)}: pick networks with as many stages")
-        self.connector = Connector(shapes_s, shapes_t)
+        self.connector = Connector(*zip(*stage_maps(self, "ab")))
 
     def pretrain_parameters(self):
         return [*self.connector.parameters(), *self.student_body()]

@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from topkd_io import TopKDError
 
 from ..registry import register
-from ..teacher_student import TeacherStudent, fresh_twin
-from .nst import stage_maps
+from ..teacher_student import TeacherStudent, fresh_twin, stage_maps
 
 K = 1  # singular vectors of the teacher kept (the student keeps K + 3); RepDistiller's and mdistiller's default
 

@@ -3,37 +3,13 @@
 Reference: HobbitLong/RepDistiller ``distiller_zoo/NST.py`` (``NSTLoss.nst_loss`` with ``full_loss`` and
 ``poly_kernel``), wired in ``helper/loops.py`` on the stage maps ``feat[1:-1]``, the per-stage terms summed.
 Weight: ``-a 0 -b 50`` (RepDistiller ``scripts/run_cifar_distill.sh``, the NST line; mdistiller's
-``CFG.NST.LOSS.FEAT_WEIGHT`` is 50 too). The two helpers below are shared with VID and KD-SVD (same wiring)."""
-from typing import List, Tuple
-
+``CFG.NST.LOSS.FEAT_WEIGHT`` is 50 too)."""
 import torch
 import torch.nn.functional as F
 
-from topkd_io import TopKDError
-
+from ..losses import same_size
 from ..registry import register
-from ..teacher_student import TeacherStudent
-
-
-def stage_maps(method: TeacherStudent, name: str) -> List[Tuple[Tuple[int, ...], Tuple[int, ...]]]:
-    """``[(student shape, teacher shape)]`` of the stage maps ``feats[1:-1]`` paired one to one; refuses
-    networks with different numbers of stages (RepDistiller's ``zip`` would silently drop the extra ones)."""
-    maps_s, maps_t = method.feat_shapes_s[1:-1], method.feat_shapes_t[1:-1]
-    if len(maps_s) != len(maps_t) or not maps_s or any(len(s) != 4 for s in maps_s + maps_t):
-        raise TopKDError(f"--distill {name} pairs the stage maps one to one, but the student has {len(maps_s)} and "
-                         f"the teacher {len(maps_t)}: pick networks with as many stages, or another method")
-    return list(zip(maps_s, maps_t))
-
-
-def same_size(f_s: torch.Tensor, f_t: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Maps ``[B, C, H, W]`` -> the larger one average-pooled to the other's height (RepDistiller pools the
-    larger of the two to ``(H, H)`` of the smaller)."""
-    h_s, h_t = f_s.shape[2], f_t.shape[2]
-    if h_s > h_t:
-        f_s = F.adaptive_avg_pool2d(f_s, (h_t, h_t))
-    elif h_s < h_t:
-        f_t = F.adaptive_avg_pool2d(f_t, (h_s, h_s))
-    return f_s, f_t
+from ..teacher_student import TeacherStudent, stage_maps
 
 
 def nst_loss(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:

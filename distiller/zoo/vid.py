@@ -11,8 +11,8 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..registry import register
-from ..teacher_student import TeacherStudent
-from .nst import same_size, stage_maps
+from ..losses import same_size
+from ..teacher_student import TeacherStudent, stage_maps
 
 INIT_PRED_VAR = 5.0  # RepDistiller's VIDLoss defaults (mdistiller's CFG.VID too)
 EPS = 1e-5
