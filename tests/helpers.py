@@ -3,7 +3,11 @@ the path). They follow the zoo's contract: ``model(x)`` -> logits ``[B, K]``; ``
 -> ``(feats, logits)`` with ``feats`` ending in the pooled embedding ``[B, C]``; ``feat_dims``."""
 import errno
 import hashlib
-from typing import Callable, Sequence
+import os
+import signal
+import subprocess
+import sys
+from typing import Callable, Sequence, Union
 
 import torch
 from torch import nn
@@ -157,3 +161,21 @@ def weights_digest(path) -> str:
         digest.update(key.encode())
         digest.update(state[key].numpy().tobytes())
     return digest.hexdigest()
+
+
+def kill9_after(script: str, argv: Sequence[str], cwd, line: Union[str, Callable[[str], bool]]) -> None:
+    """Run ``python script argv`` in ``cwd`` (one OpenMP thread) and kill -9 it as soon as it prints ``line`` (a
+    prefix test when given a string); asserts that it died by that signal, not by finishing first."""
+    proc = subprocess.Popen([sys.executable, script, *argv], cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    seen = line if callable(line) else (lambda text: text.startswith(line))
+    try:
+        for text in proc.stdout:
+            if seen(text):
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL

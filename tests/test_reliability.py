@@ -10,7 +10,6 @@ import hashlib
 import io
 import os
 import shlex
-import signal
 import stat
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import train_student
 import train_teacher
 from topkd_io import load_checkpoint, save_torch
 from engine.config import parse_config
-from helpers import dead_writer_temp, node_kind, one_line, special_node, weights_digest
+from helpers import dead_writer_temp, kill9_after, node_kind, one_line, special_node, weights_digest
 
 ARCH = "resnet8"
 BASE = ["--dataset", "digits", "--image_size", "8", "--batch_size", "64", "--device", "cpu", "--deterministic",
@@ -43,19 +42,7 @@ def test_kill9_resume_is_bit_exact_with_two_workers(tmp_path, repo_root):
     worker count nor the restart changes any draw)."""
     part = tmp_path / "part"
     argv = BASE + ["--epochs", "2", "--num_workers", "2", "--run_dir", str(part)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "train_teacher.py"] + argv, cwd=repo_root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        for line in proc.stdout:
-            if line.startswith("epoch 1/2"):  # printed after epoch 1's checkpoint is on disk
-                proc.send_signal(signal.SIGKILL)
-                break
-    finally:
-        proc.kill()
-        proc.wait(timeout=60)
-        proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL
+    kill9_after("train_teacher.py", argv, repo_root, "epoch 1/2")  # printed after epoch 1's checkpoint is on disk
     assert load_checkpoint(part / f"{ARCH}_last.pth")["epoch"] == 1  # killed before epoch 2 was saved
     resumed = train_teacher.main(argv + ["--resume"])
     assert resumed["epochs_run"] == 1

@@ -3,10 +3,6 @@ pre-training stage (helper/pretrain.py) through train_student.py, and kill -9 in
 
 The expected numbers come from the reference formulas written out here in numpy or plain torch, never from
 the project's code."""
-import os
-import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,7 +16,7 @@ from distiller import get_distiller
 from distiller.zoo.ab import ab_loss
 from distiller.zoo.fsp import fsp_matrices
 from distiller.zoo.ft import factor_loss
-from helpers import TinyNet, weights_digest
+from helpers import TinyNet, kill9_after, weights_digest
 from topkd_io import TopKDError, load_checkpoint
 
 
@@ -220,19 +216,8 @@ def test_kill9_in_pretraining_then_resume_equals_a_straight_run(teacher_path, tm
     the student's weights equal an uninterrupted run's, bit for bit."""
     part, straight = tmp_path / "part", tmp_path / "straight"
     argv = _student(teacher_path, part, "ab", "--init_epochs", "2")
-    proc = subprocess.Popen([sys.executable, "train_student.py"] + argv, cwd=repo_root,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    try:
-        for line in proc.stdout:
-            if "pre-training epoch 1/2" in line:  # logged after its checkpoint is on disk
-                proc.send_signal(signal.SIGKILL)
-                break
-    finally:
-        proc.kill()
-        proc.wait(timeout=60)
-        proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL
+    kill9_after("train_student.py", argv, repo_root, lambda text: "pre-training epoch 1/2" in text)  # logged after
+    # its checkpoint is on disk
     ckpt = load_checkpoint(part / "resnet8_last.pth")
     assert ckpt["epoch"] == 0 and ckpt["init"]["epoch"] == 1
     resumed = train_student.main(argv + ["--resume"])
