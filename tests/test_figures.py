@@ -289,7 +289,10 @@ def test_rank_one_figure_and_its_factors_reproduce_the_images(tmp_path, saved_fi
     s2_s1 = [float(t.split("s2/s1 = ")[1].rstrip(")")) for t in titles if "s2/s1" in t]
     assert s2_s1[0] < 1e-12 and s2_s1[1] > 1e-3  # H0: one nonzero singular value; H1: several
 
-    image, diagram, params = figures.stage2_cloud(stage2, 0, 5)  # cloud 5: the second shard's second cloud
+    from pcd.manifest import open_verified, pi_entry
+
+    manifest = open_verified(str(stage2), (0, 1))
+    image, diagram, params = figures.stage2_cloud(stage2, manifest, 0, 5)  # cloud 5: the second shard's second cloud
     birth, death = figures.h0_factors(diagram, params)
     np.testing.assert_allclose(np.outer(death, birth), image, rtol=1e-6, atol=1e-7)  # the float32 file
     gudhi_image = PersistenceImage(bandwidth=params.bandwidth, resolution=list(params.resolution),
@@ -299,6 +302,13 @@ def test_rank_one_figure_and_its_factors_reproduce_the_images(tmp_path, saved_fi
     np.testing.assert_allclose(np.outer(death, birth).ravel(), expected, rtol=1e-10, atol=1e-14)
 
     with pytest.raises(ValueError, match="births are not 0"):
-        figures.h0_factors(figures.stage2_cloud(stage2, 1, 5)[1], params)
+        figures.h0_factors(figures.stage2_cloud(stage2, manifest, 1, 5)[1], params)
     with pytest.raises(ValueError, match="out of range"):
         figures.rank_one(stage2, tmp_path / "x.png", cloud=6)
+    # a stored image overwritten at the same size: refused before it is drawn (its SHA-256 no longer matches)
+    pi_file = stage2 / pi_entry(manifest, 0)["file"]
+    data = bytearray(pi_file.read_bytes())
+    data[-4:] = bytes(4)
+    pi_file.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="sha256|SHA-256"):
+        figures.rank_one(stage2, tmp_path / "y.png", cloud=0)

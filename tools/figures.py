@@ -20,7 +20,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from datasets import build_datasets
 from engine.config import recorded_data_options
 from engine.topo_eval import embed as embed_layer, probe_indices
 from models import load_model
-from pcd.manifest import load_diagrams, manifest_path, pi_entry, read_manifest, read_pi_params
+from pcd.manifest import load_diagrams, manifest_path, open_verified, pi_entry, read_manifest, read_pi_params
 from pcd.sources import set_teacher_bn
 from tools.collect_results import method_key, read_dict
 from topkd_io import TopKDError, check_output_file, run_cli
@@ -539,10 +539,10 @@ def h0_factors(diagram: np.ndarray, params: PIParams) -> Tuple[np.ndarray, np.nd
     return np.exp(-(grid_x ** 2) / s2), death / (math.pi * s2 * params.normalizer)
 
 
-def stage2_cloud(folder: PathLike, dim: int, index: int) -> Tuple[np.ndarray, np.ndarray, PIParams]:
-    """Cloud ``index`` of a stage-2 folder: (its ``[R1, R0]`` persistence image as stored, its ``[k, 2]`` diagram,
-    the images' parameters) in homology dimension ``dim``."""
-    manifest = read_manifest(os.fspath(folder))
+def stage2_cloud(folder: PathLike, manifest: Dict[str, Any], dim: int,
+                 index: int) -> Tuple[np.ndarray, np.ndarray, PIParams]:
+    """Cloud ``index`` of a stage-2 folder whose files were verified against ``manifest`` (`open_verified`): (its
+    ``[R1, R0]`` persistence image as stored, its ``[k, 2]`` diagram, the images' parameters) in dimension ``dim``."""
     entry = pi_entry(manifest, dim)
     params = PIParams.from_dict(dict(entry["params"]))
     images = np.load(Path(folder) / entry["file"], mmap_mode="r")
@@ -564,11 +564,12 @@ def rank_one(stage2: PathLike, out: PathLike = "rank_one.png", cloud: int = 0, d
     dims = sorted(int(d) for d in (read_manifest(os.fspath(folder)).get("pi") or {}))
     if not dims:
         raise TopKDError(f"{folder} holds no persistence images yet; finish it with generate_PCD_PI.py")
+    manifest = open_verified(os.fspath(folder), dims)  # every file's size and SHA-256 against the sealed record
     fig = Figure(figsize=(4 * RANK_PANEL_INCHES[0], len(dims) * RANK_PANEL_INCHES[1]), dpi=dpi,
                  layout="constrained")
     axes = fig.subplots(len(dims), 4, squeeze=False)
     for row, dim in zip(axes, dims):
-        image, diagram, params = stage2_cloud(folder, dim, cloud)
+        image, diagram, params = stage2_cloud(folder, manifest, dim, cloud)
         grid_y = params.grids()[1]
         sing = np.linalg.svd(image, compute_uv=False)
         if dim == 0:
