@@ -30,37 +30,26 @@ baseline_flags() {
         "vgg13 vgg8"|"wrn_40_2 wrn_16_2"|"wrn_40_2 wrn_40_1"|"vgg13 mobilenetv2") echo "--dkd_beta 6" ;;
         *) echo "--dkd_beta 8" ;;
       esac ;;
-    # RepDistiller's commands (one weight for every pair): CC -b 0.02, VID -b 1, FT -b 200, NST -b 50, each with
-    # -a 0 (no KD term) and -r 1 (its default). Its AB (-b 1) and FSP (-b 50) train with cross-entropy alone after
-    # their pre-training stage, so that -b weighs nothing: not passed.
-    cc) echo "-r 1 -a 0 -b 0.02" ;;
-    vid) echo "-r 1 -a 0 -b 1" ;;
-    ft) echo "-r 1 -a 0 -b 200" ;;
-    nst) echo "-r 1 -a 0 -b 50" ;;
-    ab|fsp) echo "-r 1 -a 0" ;;
-    # KD-SVD: RepDistiller has no command for it; mdistiller's cfg.py: CFG.KDSVD.LOSS CE_WEIGHT 1, FEAT_WEIGHT 1
-    kdsvd) echo "-r 1 -a 0 -b 1" ;;
-    # OFD: mdistiller's cfg.py CFG.OFD.LOSS FEAT_WEIGHT 0.001 (CIFAR-100, ofd.yaml keeps it) and
-    # configs/imagenet/r50_mv1/ofd.yaml 0.0001; OFD's own ImageNet code uses 1/10000 for every pair (resnet34 ->
-    # resnet18 has no mdistiller config). CE_WEIGHT 1.
+    # The other baselines train with their class's own weights (distiller/zoo/*.py: each default names its source:
+    # RepDistiller's run_cifar_distill.sh for CC, VID, AB, FT, FSP, NST; mdistiller's cfg.py for KD-SVD, OFD and
+    # ReviewKD). A flag is given only where a paper uses another value for a pair:
+    # OFD on ImageNet: mdistiller's configs/imagenet/r50_mv1/ofd.yaml FEAT_WEIGHT 0.0001 (OFD's own ImageNet code
+    # divides by 10000 for every pair; resnet34 -> resnet18 has no mdistiller config).
     ofd)
       case "$pair" in
-        "resnet34 resnet18"|"resnet50 MobileNetV1") echo "-r 1 -a 0 -b 0.0001" ;;
-        *) echo "-r 1 -a 0 -b 0.001" ;;
+        "resnet34 resnet18"|"resnet50 MobileNetV1") echo "-b 0.0001" ;;
       esac ;;
-    # ReviewKD: its own reviewKD.sh per pair (wrn_40_2 -> wrn_16_2 / wrn_40_1 / shufflev1 and resnet32x4 ->
-    # resnet8x4 / shufflev1: 5; resnet32x4 -> shufflev2: 8; resnet56 -> resnet20: 0.6; resnet110 -> resnet32: 1);
-    # pairs it has no command for: mdistiller's configs/cifar100/reviewkd.yaml REVIEWKD_WEIGHT 5.0. ImageNet:
-    # mdistiller's configs/imagenet/r34_r18/reviewkd.yaml 1.0 and r50_mv1/reviewkd.yaml 8.0 (ReviewKD's
-    # ImageNet/README.md commands pass the same), with WARMUP_EPOCHS 1 there (20 on CIFAR-100). CE_WEIGHT 1.
+    # ReviewKD: its own reviewKD.sh per pair (resnet32x4 -> shufflev2: 8; resnet56 -> resnet20: 0.6; resnet110 ->
+    # resnet32: 1; the other pairs 5, the default). ImageNet: mdistiller's configs/imagenet/r34_r18/reviewkd.yaml
+    # 1.0 and r50_mv1/reviewkd.yaml 8.0 (ReviewKD's ImageNet/README.md commands pass the same), with
+    # WARMUP_EPOCHS 1 there (20 on CIFAR-100).
     reviewkd)
       case "$pair" in
-        "resnet50 MobileNetV1") echo "-r 1 -a 0 -b 8 --reviewkd_warmup 1" ;;
-        "resnet34 resnet18") echo "-r 1 -a 0 -b 1 --reviewkd_warmup 1" ;;
-        "resnet32x4 shufflev2") echo "-r 1 -a 0 -b 8" ;;
-        "resnet56 resnet20") echo "-r 1 -a 0 -b 0.6" ;;
-        "resnet110 resnet32") echo "-r 1 -a 0 -b 1" ;;
-        *) echo "-r 1 -a 0 -b 5" ;;
+        "resnet50 MobileNetV1") echo "-b 8 --reviewkd_warmup 1" ;;
+        "resnet34 resnet18") echo "-b 1 --reviewkd_warmup 1" ;;
+        "resnet32x4 shufflev2") echo "-b 8" ;;
+        "resnet56 resnet20") echo "-b 0.6" ;;
+        "resnet110 resnet32") echo "-b 1" ;;
       esac ;;
   esac
 }
